@@ -1,0 +1,45 @@
+# Convenience wrapper around CMake presets (see CMakePresets.json).
+#   make         release build (build/release/memfit)
+#   make demo    build, then show memfit's main job on a built-in demo
+#   make check   the whole test suite as CI runs it (scripts/check)
+#   make asan | tsan | fuzz | bench | format | lint
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all release demo check quick asan tsan fuzz bench format lint clean
+
+all: release
+
+release:
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS)
+
+demo: release
+	scripts/demo
+
+check:
+	scripts/check
+
+quick:
+	scripts/check --quick
+
+asan tsan:
+	cmake --preset $@ >/dev/null
+	cmake --build --preset $@ -j $(JOBS)
+	ctest --preset $@ -j $(JOBS)
+
+fuzz:
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	scripts/fuzz
+
+bench: release
+	scripts/bench
+
+format:
+	scripts/check-format --fix
+
+lint:
+	scripts/lint
+
+clean:
+	rm -rf build

@@ -1,0 +1,57 @@
+/*
+ * Shared pieces of the `memfit` command: the table of subcommands, exit
+ * codes, and helpers for errors and option values. Each subcommand lives in
+ * its own cli/cmd_<name>.c and uses only the public API.
+ */
+#ifndef MEMFIT_CLI_H
+#define MEMFIT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memfit/memfit.h"
+
+/* Exit codes, documented in `memfit --help`. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1,
+    CLI_EXIT_USAGE = 2,
+};
+
+/*
+ * The subcommands: X(name, one-line summary). Each name has
+ * `int cmd_<name>(int argc, char **argv)` (argv[0] is the command name) and
+ * `extern const char cmd_<name>_help[]` (the full help text, starting with
+ * its usage line).
+ */
+#define CLI_COMMANDS(X)
+
+#define CLI_DECLARE(name, summary)                                                                 \
+    int cmd_##name(int argc, char **argv);                                                         \
+    extern const char cmd_##name##_help[];
+CLI_COMMANDS(CLI_DECLARE)
+#undef CLI_DECLARE
+
+/* Prints "memfit: <message>" to stderr; returns CLI_EXIT_FAILURE. */
+int cli_fail(const char *fmt, ...) MEMFIT_PRINTF(1, 2);
+
+/* Prints "memfit CMD: <message>" and a pointer to the help; returns CLI_EXIT_USAGE. */
+int cli_usage(const char *command, const char *fmt, ...) MEMFIT_PRINTF(2, 3);
+
+/* Prints "memfit: <memfit_last_error()>"; returns CLI_EXIT_FAILURE. */
+int cli_fail_status(enum memfit_status status);
+
+/* True when the stream is a terminal (and TERM is not "dumb"). */
+bool cli_isatty(int fd);
+
+/* Option values; on bad text print a usage error and return false. */
+bool cli_opt_size(const char *command, const char *option, const char *text, uint64_t *out);
+bool cli_opt_duration(const char *command, const char *option, const char *text, uint64_t *out_ns);
+bool cli_opt_percent(const char *command, const char *option, const char *text, double *out);
+bool cli_opt_int(const char *command, const char *option, const char *text, long long min,
+                 long long max, long long *out);
+
+/* True when argv[i] is "--help" or "-h" for some i; prints the help then. */
+bool cli_wants_help(int argc, char **argv, const char *help);
+
+#endif

@@ -1,0 +1,88 @@
+/* Error printing and option-value helpers shared by the subcommands. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("memfit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_FAILURE;
+}
+
+int cli_usage(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "memfit %s: ", command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'memfit help %s' for more information.\n", command);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail_status(enum memfit_status status)
+{
+    const char *detail = memfit_last_error();
+    return cli_fail("%s", detail[0] ? detail : memfit_status_message(status));
+}
+
+bool cli_isatty(int fd)
+{
+    const char *term = getenv("TERM");
+    return isatty(fd) && !(term && strcmp(term, "dumb") == 0);
+}
+
+bool cli_opt_size(const char *command, const char *option, const char *text, uint64_t *out)
+{
+    if (memfit_parse_size(text, out) == MEMFIT_OK)
+        return true;
+    cli_usage(command, "%s: %s", option, memfit_last_error());
+    return false;
+}
+
+bool cli_opt_duration(const char *command, const char *option, const char *text, uint64_t *out_ns)
+{
+    if (memfit_parse_duration(text, out_ns) == MEMFIT_OK)
+        return true;
+    cli_usage(command, "%s: %s", option, memfit_last_error());
+    return false;
+}
+
+bool cli_opt_percent(const char *command, const char *option, const char *text, double *out)
+{
+    if (memfit_parse_percent(text, out) == MEMFIT_OK)
+        return true;
+    cli_usage(command, "%s: %s", option, memfit_last_error());
+    return false;
+}
+
+bool cli_opt_int(const char *command, const char *option, const char *text, long long min,
+                 long long max, long long *out)
+{
+    if (memfit_parse_int(text, min, max, out) == MEMFIT_OK)
+        return true;
+    cli_usage(command, "%s: %s", option, memfit_last_error());
+    return false;
+}
+
+bool cli_wants_help(int argc, char **argv, const char *help)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(help, stdout);
+            return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,233 @@
+/*
+ * memfit core: status codes and error messages, logging, configuration and
+ * the small parsers (sizes, durations) every command shares.
+ *
+ * Errors: every fallible function returns an `enum memfit_status`. The
+ * detailed message of the last failure on the calling thread is available
+ * from memfit_last_error() until the next failing call on that thread.
+ *
+ * The library never prints, exits or aborts: it logs through a sink that the
+ * program installs with memfit_log_set_sink().
+ */
+#ifndef MEMFIT_CORE_H
+#define MEMFIT_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEMFIT_API __attribute__((visibility("default")))
+
+#if defined(__GNUC__)
+#define MEMFIT_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define MEMFIT_PRINTF(fmt, args)
+#endif
+
+/*
+ * The status list: X(NAME, value, message). Values never change; new codes are
+ * appended. MEMFIT_E_NOMEM is what every failed allocation returns.
+ */
+#define MEMFIT_STATUS_LIST(X)                                                                      \
+    X(OK, 0, "success")                                                                            \
+    X(E_NOMEM, 1, "out of memory")                                                                 \
+    X(E_IO, 2, "input/output error")                                                               \
+    X(E_FORMAT, 3, "malformed input")                                                              \
+    X(E_MISUSE, 4, "library misuse")                                                               \
+    X(E_NOT_FOUND, 5, "not found")                                                                 \
+    X(E_UNSUPPORTED, 6, "not supported")                                                           \
+    X(E_BUDGET, 7, "memory budget exceeded")                                                       \
+    X(E_RANGE, 8, "value out of range")                                                            \
+    X(E_NETWORK, 9, "network error")                                                               \
+    X(E_CHECKSUM, 10, "checksum mismatch")                                                         \
+    X(E_CANCELLED, 11, "cancelled")                                                                \
+    X(E_TIMEOUT, 12, "timed out")                                                                  \
+    X(E_BUSY, 13, "resource busy")                                                                 \
+    X(E_PERMISSION, 14, "permission denied")                                                       \
+    X(E_EXISTS, 15, "already exists")                                                              \
+    X(E_NOSPACE, 16, "no space left on device")
+
+enum memfit_status {
+#define MEMFIT_STATUS_ENUM(name, value, message) MEMFIT_##name = value,
+    MEMFIT_STATUS_LIST(MEMFIT_STATUS_ENUM)
+#undef MEMFIT_STATUS_ENUM
+};
+
+/* The version string, e.g. "0.1.0". */
+MEMFIT_API const char *memfit_version(void);
+
+/* The fixed message of a status ("out of memory"); never NULL. */
+MEMFIT_API const char *memfit_status_message(enum memfit_status status);
+
+/* The symbolic name of a status ("MEMFIT_E_NOMEM"); never NULL. */
+MEMFIT_API const char *memfit_status_name(enum memfit_status status);
+
+/*
+ * The detailed message of the last failure on this thread, e.g.
+ * "/proc/123/status: No such file or directory". Falls back to the status
+ * message when no detail was recorded. Valid until the next failing call on
+ * this thread; never NULL.
+ */
+MEMFIT_API const char *memfit_last_error(void);
+
+/* Clears the thread's last error (memfit_last_error() then returns ""). */
+MEMFIT_API void memfit_clear_error(void);
+
+/*
+ * Records a detailed message for `status` on this thread and returns
+ * `status`, so a failing path can be written `return memfit_fail(...)`.
+ * Programs may use it too, for their own errors.
+ */
+MEMFIT_API enum memfit_status memfit_fail(enum memfit_status status, const char *fmt, ...)
+    MEMFIT_PRINTF(2, 3);
+
+/* ---- Logging ----------------------------------------------------------- */
+
+enum memfit_log_level {
+    MEMFIT_LOG_ERROR = 0,
+    MEMFIT_LOG_WARN = 1,
+    MEMFIT_LOG_INFO = 2,
+    MEMFIT_LOG_DEBUG = 3,
+    MEMFIT_LOG_TRACE = 4,
+};
+
+/* Receives one formatted message (no trailing newline). Must be thread-safe. */
+typedef void (*memfit_log_sink)(enum memfit_log_level level, const char *message, void *user);
+
+/* Installs the sink (NULL: messages are dropped, the default). */
+MEMFIT_API void memfit_log_set_sink(memfit_log_sink sink, void *user);
+
+/* Messages above `level` are dropped before formatting. Default: WARN. */
+MEMFIT_API void memfit_log_set_level(enum memfit_log_level level);
+MEMFIT_API enum memfit_log_level memfit_log_get_level(void);
+
+/* "error", "warn"/"warning", "info", "debug", "trace" (any case). */
+MEMFIT_API enum memfit_status memfit_log_level_parse(const char *text, enum memfit_log_level *out);
+MEMFIT_API const char *memfit_log_level_name(enum memfit_log_level level);
+
+/*
+ * Sets the level from MEMFIT_LOG_LEVEL (alias LOG_LEVEL) through the
+ * configuration lookup; an unknown value is an E_RANGE error naming it.
+ */
+MEMFIT_API enum memfit_status memfit_log_level_from_config(void);
+
+/* Formats and sends a message to the sink if `level` is enabled. */
+MEMFIT_API void memfit_log(enum memfit_log_level level, const char *fmt, ...) MEMFIT_PRINTF(2, 3);
+
+/* ---- Configuration ----------------------------------------------------- */
+
+/*
+ * Reads KEY=VALUE lines from a `.env` file (comments, blank lines, an
+ * optional `export ` prefix and single or double quotes are understood) into
+ * the process-wide configuration table, replacing what an earlier call
+ * loaded. A missing file is not an error (the table is just emptied).
+ * A malformed line is an E_FORMAT error naming the file and line; nothing
+ * is replaced then.
+ */
+MEMFIT_API enum memfit_status memfit_config_load_dotenv(const char *path);
+
+/*
+ * Looks a setting up by its MEMFIT_* name: the environment first, then the
+ * alias names existing deployments use (e.g. MAX_MEMORY_USAGE_MB for
+ * MEMFIT_MAX_MEMORY_MB), then the `.env` table. Returns NULL when unset.
+ * The pointer is valid until the next memfit_config_load_dotenv() or change
+ * of the environment; copy it to keep it.
+ */
+MEMFIT_API const char *memfit_config_get(const char *name);
+
+/* Frees the `.env` table (for leak-checked tests and clean shutdown). */
+MEMFIT_API void memfit_config_reset(void);
+
+/* ---- Parsers shared by the commands ------------------------------------ */
+
+/*
+ * Parses a byte size: a number with an optional unit B, KB, MB, GB, TB
+ * (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024) or K/M/G/T
+ * (powers of 1024), case-insensitive, e.g. "512MiB", "1.5GB", "4096".
+ * Fractions are allowed; negative, empty, overflowing or trailing-garbage
+ * input is an E_RANGE error quoting the text.
+ */
+MEMFIT_API enum memfit_status memfit_parse_size(const char *text, uint64_t *out_bytes);
+
+/*
+ * Parses a duration in seconds, or with a unit ns, us, ms, s, m, h, d:
+ * "0.1", "100ms", "5m". Result in nanoseconds. Errors as memfit_parse_size.
+ */
+MEMFIT_API enum memfit_status memfit_parse_duration(const char *text, uint64_t *out_ns);
+
+/* Parses a percentage "80" or "80%" or "92.5" in [0, 100]. */
+MEMFIT_API enum memfit_status memfit_parse_percent(const char *text, double *out_percent);
+
+/* Parses a whole number in [min, max] with no trailing garbage. */
+MEMFIT_API enum memfit_status memfit_parse_int(const char *text, long long min, long long max,
+                                               long long *out);
+
+/* Writes a human size ("1.5 GiB", "512 KiB", "37 B") into buf; returns buf. */
+MEMFIT_API char *memfit_format_size(uint64_t bytes, char *buf, size_t size);
+
+/* ---- Memory ------------------------------------------------------------ */
+
+/*
+ * The allocator wrapper every memfit file uses instead of malloc/free. It
+ * counts live bytes by category and can be told to fail (see
+ * src/core/alloc.h, for tests). All return NULL on failure and set the
+ * thread's last error to E_NOMEM with the size asked; memfit_free(NULL) is a
+ * no-op. Memory from these functions must be freed with memfit_free.
+ */
+enum memfit_alloc_category {
+    MEMFIT_ALLOC_GENERAL = 0,
+    MEMFIT_ALLOC_SYS = 1,
+    MEMFIT_ALLOC_MONITOR = 2,
+    MEMFIT_ALLOC_STORE = 3,
+    MEMFIT_ALLOC_FORMAT = 4,
+    MEMFIT_ALLOC_TENSOR = 5,
+    MEMFIT_ALLOC_MODEL = 6,
+    MEMFIT_ALLOC_MANAGER = 7,
+    MEMFIT_ALLOC_SERVER = 8,
+    MEMFIT_ALLOC_CLI = 9,
+    MEMFIT_ALLOC_CATEGORY_COUNT
+};
+
+MEMFIT_API void *memfit_malloc(size_t size);
+MEMFIT_API void *memfit_calloc(size_t count, size_t size);
+/* On failure the old block is left untouched (and still owned by the caller). */
+MEMFIT_API void *memfit_realloc(void *ptr, size_t size);
+MEMFIT_API void memfit_free(void *ptr);
+MEMFIT_API char *memfit_strdup(const char *text);
+MEMFIT_API char *memfit_strndup(const char *text, size_t max_len);
+/* Allocates and formats a string; NULL on failure. */
+MEMFIT_API char *memfit_asprintf(const char *fmt, ...) MEMFIT_PRINTF(1, 2);
+/* Same as memfit_malloc, counting the bytes under `category`. */
+MEMFIT_API void *memfit_malloc_in(enum memfit_alloc_category category, size_t size);
+MEMFIT_API void *memfit_calloc_in(enum memfit_alloc_category category, size_t count, size_t size);
+
+/* Live bytes and allocations counted by the wrapper, per category. */
+struct memfit_alloc_stats {
+    uint64_t live_bytes[MEMFIT_ALLOC_CATEGORY_COUNT];
+    uint64_t live_count[MEMFIT_ALLOC_CATEGORY_COUNT];
+    uint64_t total_live_bytes;
+    uint64_t total_live_count;
+    uint64_t peak_bytes;
+};
+MEMFIT_API void memfit_alloc_get_stats(struct memfit_alloc_stats *out);
+
+/* Returns freed heap memory to the system (glibc malloc_trim). */
+MEMFIT_API void memfit_heap_trim(void);
+
+/* ---- Clocks ------------------------------------------------------------ */
+
+/* Monotonic clock in nanoseconds. */
+MEMFIT_API uint64_t memfit_now_ns(void);
+
+/* Wall clock in nanoseconds since the Unix epoch. */
+MEMFIT_API uint64_t memfit_wall_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,10 @@
+/*
+ * memfit: the whole public API. Include this, or the header of one layer.
+ * See DESIGN.md for the layers and the memory model.
+ */
+#ifndef MEMFIT_H
+#define MEMFIT_H
+
+#include "memfit/core.h"
+
+#endif

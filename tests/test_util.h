@@ -1,0 +1,65 @@
+/*
+ * Helpers shared by the unit tests (header-only; include after cmocka.h).
+ *
+ * mf_test_alloc_failures() is the allocation fault-injection walk: it runs an
+ * operation with its 1st, 2nd, ... allocation failing until the operation
+ * succeeds, and requires every failed run to return MEMFIT_E_NOMEM (or the
+ * status given) and to leave no live allocation behind.
+ */
+#ifndef MF_TEST_UTIL_H
+#define MF_TEST_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+/* Runs op(ctx); cleanup(ctx) must free whatever a successful run produced. */
+typedef enum memfit_status (*mf_test_op)(void *ctx);
+typedef void (*mf_test_cleanup)(void *ctx);
+
+static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
+{
+    unsigned n;
+    for (n = 1; n < 100000; n++) {
+        uint64_t live_before = mf_alloc_live_count();
+        mf_alloc_fail_after(n, false);
+        enum memfit_status st = op(ctx);
+        uint64_t injected = mf_alloc_injected_failures();
+        mf_alloc_fail_after(0, false);
+        if (st == MEMFIT_OK) {
+            if (cleanup)
+                cleanup(ctx);
+            assert_int_equal(mf_alloc_live_count(), live_before);
+            if (injected == 0)
+                break; /* every allocation of the operation has been failed once */
+            continue;  /* a failure was absorbed (retried or optional): go on */
+        }
+        if (st != MEMFIT_E_NOMEM)
+            fprintf(stderr, "allocation %u: status %s (%s)\n", n, memfit_status_name(st),
+                    memfit_last_error());
+        assert_int_equal(st, MEMFIT_E_NOMEM);
+        assert_int_equal(mf_alloc_live_count(), live_before);
+    }
+    return n;
+}
+
+/* Path of a fixture under tests/fixtures (MEMFIT_FIXTURES is set by CTest). */
+static inline const char *mf_test_fixture(const char *rel, char *buf, size_t size)
+{
+    const char *root = getenv("MEMFIT_FIXTURES");
+    snprintf(buf, size, "%s/%s", root ? root : "tests/fixtures", rel);
+    return buf;
+}
+
+/* Skips the whole test program with a printed reason (CTest: exit code 77). */
+#define MF_TEST_SKIP_ALL(...)                                                                      \
+    do {                                                                                           \
+        printf("SKIPPED: ");                                                                       \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        exit(77);                                                                                  \
+    } while (0)
+
+#endif
