@@ -1,0 +1,198 @@
+/*
+ * memfit sys: reading the machine's memory as the kernel sees it — the
+ * system (/proc/meminfo), the container (cgroup v1, v2 or hybrid), pressure
+ * (PSI), processes (/proc/PID) and GPUs (NVML, loaded at run time).
+ *
+ * Every reader takes a `root` directory ("/" or NULL for the live machine)
+ * under which it finds proc/ and sys/fs/cgroup/, so tests run the same code
+ * on fixture trees copied from real systems.
+ *
+ * The result structs are plain values. A field that could not be read is
+ * MEMFIT_SYS_UNKNOWN (for counters and sizes) or NaN (for ratios), and the
+ * struct's `reason` says why ("memory.stat: Permission denied"). A missing
+ * file is not an error: the reader returns MEMFIT_OK with fields absent.
+ * Errors are for what makes the whole answer meaningless (no such pid: E_NOT_FOUND).
+ */
+#ifndef MEMFIT_SYS_H
+#define MEMFIT_SYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memfit/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An absent size or counter. */
+#define MEMFIT_SYS_UNKNOWN UINT64_MAX
+
+#define MEMFIT_SYS_REASON_MAX 256
+#define MEMFIT_SYS_PATH_MAX   512
+
+/* ---- System ------------------------------------------------------------ */
+
+struct memfit_meminfo {
+    uint64_t total_bytes;     /* MemTotal */
+    uint64_t available_bytes; /* MemAvailable */
+    uint64_t free_bytes;      /* MemFree */
+    uint64_t buffers_bytes;   /* Buffers */
+    uint64_t cached_bytes;    /* Cached */
+    uint64_t shmem_bytes;     /* Shmem */
+    uint64_t swap_total_bytes;
+    uint64_t swap_free_bytes;
+    char reason[MEMFIT_SYS_REASON_MAX];
+};
+
+/* Reads ROOT/proc/meminfo. E_IO only when the file cannot be read at all. */
+MEMFIT_API enum memfit_status memfit_meminfo_read(const char *root, struct memfit_meminfo *out);
+
+/* ---- Pressure stall information ----------------------------------------- */
+
+struct memfit_psi {
+    bool present;
+    double some_avg10, some_avg60, some_avg300; /* percent of wall time */
+    uint64_t some_total_us;
+    double full_avg10, full_avg60, full_avg300;
+    uint64_t full_total_us;
+};
+
+/* Reads a PSI file (/proc/pressure/memory or a cgroup's memory.pressure).
+ * A missing file leaves present = false and returns MEMFIT_OK; a malformed
+ * one is E_FORMAT naming the path. */
+MEMFIT_API enum memfit_status memfit_psi_read(const char *path, struct memfit_psi *out);
+
+/* ---- cgroup ------------------------------------------------------------ */
+
+enum memfit_cgroup_mode {
+    MEMFIT_CGROUP_NONE = 0,   /* no cgroup filesystem mounted */
+    MEMFIT_CGROUP_V1 = 1,     /* legacy: v1 controllers only */
+    MEMFIT_CGROUP_V2 = 2,     /* unified */
+    MEMFIT_CGROUP_HYBRID = 3, /* v1 controllers + cgroup2 at .../unified */
+};
+
+struct memfit_cgroup {
+    enum memfit_cgroup_mode mode;
+    int memory_version;                  /* 1 or 2: where the memory controller is; 0 none */
+    char path[MEMFIT_SYS_PATH_MAX];      /* the cgroup, as in /proc/PID/cgroup: "/kubepods/x" */
+    char dir[MEMFIT_SYS_PATH_MAX];       /* the directory read (under root) */
+    char limit_dir[MEMFIT_SYS_PATH_MAX]; /* where the effective limit was found */
+    uint64_t limit_bytes; /* effective: tightest of the cgroup and its ancestors; UNKNOWN = none */
+    uint64_t own_limit_bytes;   /* this cgroup's own memory.max / limit_in_bytes; UNKNOWN = none */
+    uint64_t high_bytes;        /* v2 memory.high; UNKNOWN = none or v1 */
+    uint64_t usage_bytes;       /* memory.current / usage_in_bytes */
+    uint64_t working_set_bytes; /* usage - inactive_file, floored at 0 */
+    uint64_t peak_bytes;        /* memory.peak / max_usage_in_bytes */
+    /* memory.stat (v1: the total_* hierarchical fields) */
+    uint64_t anon_bytes, file_bytes, active_file_bytes, inactive_file_bytes;
+    uint64_t shmem_bytes, kernel_bytes, file_mapped_bytes, unevictable_bytes;
+    uint64_t swap_bytes;       /* memory.swap.current / memsw.usage - usage */
+    uint64_t swap_limit_bytes; /* UNKNOWN = none */
+    /* events: v2 memory.events; v1 oom_control (oom_kill, under_oom) and failcnt */
+    uint64_t events_low, events_high, events_max, events_oom, events_oom_kill;
+    uint64_t failcnt;
+    bool under_oom;
+    struct memfit_psi pressure; /* memory.pressure (v2, or the unified side of hybrid) */
+    char reason[MEMFIT_SYS_REASON_MAX];
+};
+
+/*
+ * Finds the memory cgroup of `pid` (0 = the calling process) from
+ * ROOT/proc/PID/cgroup and ROOT/proc/PID/mountinfo (the mount root maps
+ * container paths), then reads it. mode NONE with fields UNKNOWN is success.
+ */
+MEMFIT_API enum memfit_status memfit_cgroup_read(const char *root, pid_t pid,
+                                                 struct memfit_cgroup *out);
+
+/*
+ * Reads a cgroup directory directly (e.g. one a test created), of memory
+ * controller `version` 1 or 2. The effective limit walks up the parent
+ * directories while they are inside the same cgroup mount `mount_dir`.
+ */
+MEMFIT_API enum memfit_status memfit_cgroup_read_dir(const char *dir, const char *mount_dir,
+                                                     int version, struct memfit_cgroup *out);
+
+MEMFIT_API const char *memfit_cgroup_mode_name(enum memfit_cgroup_mode mode);
+
+/* ---- Processes --------------------------------------------------------- */
+
+struct memfit_proc_mem {
+    pid_t pid;
+    pid_t ppid;
+    char name[64];      /* /proc/PID/comm */
+    uint64_t rss_bytes; /* VmRSS = RssAnon + RssFile + RssShmem */
+    uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
+    uint64_t swap_bytes;                                /* VmSwap */
+    uint64_t hwm_bytes;                                 /* VmHWM: peak RSS */
+    uint64_t pss_bytes, pss_anon_bytes, pss_file_bytes; /* smaps_rollup, UNKNOWN if unreadable */
+    char reason[MEMFIT_SYS_REASON_MAX];
+};
+
+/* Reads ROOT/proc/PID/status (and smaps_rollup when readable).
+ * E_NOT_FOUND "no process with pid N" when it does not exist. */
+MEMFIT_API enum memfit_status memfit_proc_read(const char *root, pid_t pid,
+                                               struct memfit_proc_mem *out);
+
+/*
+ * Sums the process `pid` and all its descendants into `out` (pid and name
+ * are the root's; hwm is the root's own, as peaks do not add). n_procs, when
+ * not NULL, receives how many processes were summed.
+ */
+MEMFIT_API enum memfit_status memfit_proc_tree_read(const char *root, pid_t pid,
+                                                    struct memfit_proc_mem *out, unsigned *n_procs);
+
+/*
+ * The `max` processes with the largest RSS, largest first, into out[]; *n
+ * receives how many were written. smaps_rollup is not read (pss UNKNOWN),
+ * to keep this cheap.
+ */
+MEMFIT_API enum memfit_status memfit_proc_top(const char *root, struct memfit_proc_mem *out,
+                                              unsigned max, unsigned *n);
+
+/* ---- GPU --------------------------------------------------------------- */
+
+struct memfit_gpu_device {
+    unsigned index;
+    char name[96];
+    uint64_t total_bytes, used_bytes, free_bytes, reserved_bytes; /* reserved UNKNOWN if no v2 */
+};
+
+struct memfit_gpu_process {
+    unsigned device;
+    pid_t pid;           /* host pid: NVML does not know pid namespaces */
+    uint64_t used_bytes; /* UNKNOWN when the driver does not say */
+};
+
+#define MEMFIT_GPU_MAX_DEVICES   16
+#define MEMFIT_GPU_MAX_PROCESSES 64
+
+struct memfit_gpu_info {
+    bool available;                    /* false: "no GPU" is a state, not an error */
+    char state[MEMFIT_SYS_REASON_MAX]; /* "no GPU: libnvidia-ml.so.1 not found", "2 devices" */
+    char driver_version[64];
+    unsigned n_devices;
+    struct memfit_gpu_device devices[MEMFIT_GPU_MAX_DEVICES];
+    unsigned n_processes;
+    struct memfit_gpu_process processes[MEMFIT_GPU_MAX_PROCESSES];
+};
+
+/* An NVML session: the library is loaded and initialised once. Not thread-safe. */
+typedef struct memfit_gpu memfit_gpu;
+
+/* Loads NVML with dlopen. Succeeds without a GPU too (memfit_gpu_read then
+ * reports available = false with the reason). E_NOMEM only. */
+MEMFIT_API enum memfit_status memfit_gpu_open(memfit_gpu **out);
+
+/* Reads every device and its processes. */
+MEMFIT_API enum memfit_status memfit_gpu_read(memfit_gpu *gpu, struct memfit_gpu_info *out);
+
+/* Shuts NVML down and unloads it; accepts NULL. */
+MEMFIT_API void memfit_gpu_close(memfit_gpu *gpu);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
