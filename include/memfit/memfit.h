@@ -6,5 +6,8 @@
 #define MEMFIT_H
 
 #include "memfit/core.h"
+#include "memfit/sys.h"
+#include "memfit/monitor.h"
+#include "memfit/tensor.h"
 
 #endif
