@@ -79,6 +79,9 @@ struct memfit_cgroup {
     char path[MEMFIT_SYS_PATH_MAX];      /* the cgroup, as in /proc/PID/cgroup: "/kubepods/x" */
     char dir[MEMFIT_SYS_PATH_MAX];       /* the directory read (under root) */
     char limit_dir[MEMFIT_SYS_PATH_MAX]; /* where the effective limit was found */
+    /* the file that set it: "memory.max", "memory.limit_in_bytes" or
+     * "hierarchical_memory_limit" (v1 memory.stat; may sit above the mount) */
+    char limit_source[32];
     uint64_t limit_bytes; /* effective: tightest of the cgroup and its ancestors; UNKNOWN = none */
     uint64_t own_limit_bytes;   /* this cgroup's own memory.max / limit_in_bytes; UNKNOWN = none */
     uint64_t high_bytes;        /* v2 memory.high; UNKNOWN = none or v1 */
@@ -93,7 +96,8 @@ struct memfit_cgroup {
     /* events: v2 memory.events; v1 oom_control (oom_kill, under_oom) and failcnt */
     uint64_t events_low, events_high, events_max, events_oom, events_oom_kill;
     uint64_t failcnt;
-    bool under_oom;
+    bool under_oom;             /* v1 oom_control */
+    bool oom_kill_disable;      /* v1 oom_control */
     struct memfit_psi pressure; /* memory.pressure (v2, or the unified side of hybrid) */
     char reason[MEMFIT_SYS_REASON_MAX];
 };
@@ -109,7 +113,11 @@ MEMFIT_API enum memfit_status memfit_cgroup_read(const char *root, pid_t pid,
 /*
  * Reads a cgroup directory directly (e.g. one a test created), of memory
  * controller `version` 1 or 2. The effective limit walks up the parent
- * directories while they are inside the same cgroup mount `mount_dir`.
+ * directories while they are inside the same cgroup mount `mount_dir`
+ * (NULL: only `dir` itself). A v1 limit >= 2^62 or >= the live machine's
+ * MemTotal means "no limit". This is the cheap call to repeat: resolve the
+ * directory once with memfit_cgroup_read, then sample it with this.
+ * E_NOT_FOUND when `dir` does not exist (the cgroup went away).
  */
 MEMFIT_API enum memfit_status memfit_cgroup_read_dir(const char *dir, const char *mount_dir,
                                                      int version, struct memfit_cgroup *out);
@@ -130,10 +138,23 @@ struct memfit_proc_mem {
     char reason[MEMFIT_SYS_REASON_MAX];
 };
 
-/* Reads ROOT/proc/PID/status (and smaps_rollup when readable).
+/* Reads ROOT/proc/PID/status (and smaps_rollup when readable). pid 0 is
+ * the calling process (ROOT/proc/self). A kernel thread has rss 0.
  * E_NOT_FOUND "no process with pid N" when it does not exist. */
 MEMFIT_API enum memfit_status memfit_proc_read(const char *root, pid_t pid,
                                                struct memfit_proc_mem *out);
+
+/* What the _ex readers read besides /proc/PID/status. */
+enum memfit_proc_flags {
+    MEMFIT_PROC_STATUS_ONLY = 0,
+    /* smaps_rollup: precise PSS, but the kernel walks every page table of
+     * the process (milliseconds for a process with gigabytes mapped) */
+    MEMFIT_PROC_PSS = 1,
+};
+
+/* memfit_proc_read with a choice of what to read (flags of memfit_proc_flags). */
+MEMFIT_API enum memfit_status memfit_proc_read_ex(const char *root, pid_t pid, unsigned flags,
+                                                  struct memfit_proc_mem *out);
 
 /*
  * Sums the process `pid` and all its descendants into `out` (pid and name
@@ -142,6 +163,12 @@ MEMFIT_API enum memfit_status memfit_proc_read(const char *root, pid_t pid,
  */
 MEMFIT_API enum memfit_status memfit_proc_tree_read(const char *root, pid_t pid,
                                                     struct memfit_proc_mem *out, unsigned *n_procs);
+
+/* memfit_proc_tree_read with flags (memfit_proc_flags). Sums of PSS are
+ * UNKNOWN when one member's smaps_rollup was unreadable. E_NOMEM possible. */
+MEMFIT_API enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigned flags,
+                                                       struct memfit_proc_mem *out,
+                                                       unsigned *n_procs);
 
 /*
  * The `max` processes with the largest RSS, largest first, into out[]; *n
@@ -190,6 +217,65 @@ MEMFIT_API enum memfit_status memfit_gpu_read(memfit_gpu *gpu, struct memfit_gpu
 
 /* Shuts NVML down and unloads it; accepts NULL. */
 MEMFIT_API void memfit_gpu_close(memfit_gpu *gpu);
+
+/* ---- Report: one snapshot of all of the above ----------------------------- */
+
+#define MEMFIT_REPORT_MAX_TOP 64
+
+/* The thresholds of the report's level (the monitor adds hysteresis over time). */
+#define MEMFIT_REPORT_WARNING_PERCENT  80.0
+#define MEMFIT_REPORT_CRITICAL_PERCENT 90.0
+#define MEMFIT_REPORT_DANGER_BYTES     50000000ull /* 50 MB, or 5% of the limit if less */
+
+struct memfit_report_options {
+    const char *root; /* NULL or "/": the live machine; else a fixture tree */
+    pid_t pid;        /* process tree to report (> 0), and whose cgroup; 0: none, own cgroup */
+    unsigned top_n;   /* how many of the largest processes by RSS (<= MAX_TOP) */
+    bool gpu;         /* read the GPUs (only ever on the live machine) */
+    memfit_gpu *gpu_session; /* borrowed open session to reuse; NULL: open one for the call */
+};
+
+/* Fills the defaults: live machine, no pid, top 5, GPU on. */
+MEMFIT_API void memfit_report_options_default(struct memfit_report_options *opts);
+
+struct memfit_report {
+    uint64_t time_ns;    /* wall clock when collected, ns since the epoch */
+    uint64_t collect_ns; /* how long collecting took */
+    char root[MEMFIT_SYS_PATH_MAX];
+    struct memfit_meminfo system;
+    struct memfit_psi system_pressure; /* ROOT/proc/pressure/memory */
+    struct memfit_cgroup cgroup;
+    bool has_process;
+    struct memfit_proc_mem process; /* sums over the tree of options.pid */
+    unsigned process_n_procs;
+    unsigned n_top;
+    struct memfit_proc_mem top[MEMFIT_REPORT_MAX_TOP]; /* largest RSS first */
+    struct memfit_gpu_info gpu;
+    /* The summary: how close the working set is to the effective limit. */
+    uint64_t limit_bytes;       /* the cgroup's effective limit, or MemTotal when none is lower */
+    char limit_source[16];      /* "cgroup" or "memory" */
+    uint64_t working_set_bytes; /* cgroup working set, or MemTotal - MemAvailable */
+    uint64_t available_bytes;   /* limit - working set */
+    double percent;             /* 100 * working set / limit; NaN when unknown */
+    char level[16];             /* "ok", "warning", "critical", "danger" or "unknown" */
+    char reason[MEMFIT_SYS_REASON_MAX]; /* what could not be read (PSI, top, ...) */
+};
+
+/*
+ * Reads everything into *out (a large struct, ~40 KB: keep it off small stacks).
+ * E_NOT_FOUND "no process with pid N" for a missing options.pid; E_IO when
+ * ROOT/proc/meminfo cannot be read; other missing parts are noted in the
+ * reasons. opts NULL means the defaults.
+ */
+MEMFIT_API enum memfit_status memfit_report_collect(const struct memfit_report_options *opts,
+                                                    struct memfit_report *out);
+
+/*
+ * The report as one JSON object (docs/report-json.md), in a new string the
+ * caller frees with memfit_free. E_NOMEM only.
+ */
+MEMFIT_API enum memfit_status memfit_report_to_json(const struct memfit_report *report,
+                                                    char **out_json);
 
 #ifdef __cplusplus
 }
