@@ -24,7 +24,7 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
-#define CLI_COMMANDS(X)
+#define CLI_COMMANDS(X) X(report, "Show memory: machine, container (cgroup), processes, GPUs")
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \

@@ -357,7 +357,7 @@ enum memfit_status memfit_report_to_json(const struct memfit_report *report, cha
     json_t *o = json_object();
     char *text = NULL;
     if (o && report_json(o, report))
-        text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(o);
     if (!text)
         return memfit_fail(MEMFIT_E_NOMEM, "out of memory building the report JSON");

@@ -1,0 +1,290 @@
+/*
+ * `memfit report`: one look at memory as the kernel sees it — the machine,
+ * the container's cgroup (its effective limit and where it comes from, the
+ * working set and its split), pressure, a process tree, the largest
+ * processes and the GPUs — as a table a person reads at a glance, or as the
+ * JSON of docs/report-json.md. Collection is the library's
+ * (memfit_report_collect); this file only parses options and prints.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char cmd_report_help[] =
+    "Usage: memfit report [--json] [--pid PID] [--top N] [--root DIR] [--no-gpu]\n"
+    "\n"
+    "Shows the memory of this machine, of its container (cgroup v1 or v2: the\n"
+    "effective limit, usage, working set = usage - inactive file cache, the\n"
+    "anon/file/shmem/kernel split, peak, swap, OOM events), memory pressure\n"
+    "(PSI), a process tree, the largest processes by RSS and the GPUs (NVML).\n"
+    "\n"
+    "The level compares the working set with the effective limit (the cgroup's\n"
+    "when it has one, else physical memory): ok below 80%, warning from 80%,\n"
+    "critical from 90%, danger when less than 50 MB (or 5% of the limit) is left.\n"
+    "\n"
+    "Options:\n"
+    "  --json        print one JSON object (schema: docs/report-json.md)\n"
+    "  --pid PID     also report the process PID and its descendants, and use\n"
+    "                its cgroup (default: no process, memfit's own cgroup)\n"
+    "  --top N       list the N largest processes by RSS (0-64, default 5)\n"
+    "  --root DIR    read DIR/proc and DIR/sys instead of the live machine\n"
+    "                (for fixture trees; the GPU is then not read)\n"
+    "  --no-gpu      do not load NVML\n"
+    "\n"
+    "Values that could not be read are shown as '-' (null in JSON); the notes\n"
+    "at the end say why.\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error (also: no such --pid).\n";
+
+#define UNKNOWN MEMFIT_SYS_UNKNOWN
+
+/* A size for the table: "1.50 GiB", or "-" when unknown. Rotating buffers
+ * so that one printf can hold several. */
+static const char *sz(uint64_t bytes)
+{
+    static char ring[16][32];
+    static unsigned next;
+    char *buf = ring[next++ % 16];
+    if (bytes == UNKNOWN)
+        return "-";
+    return memfit_format_size(bytes, buf, 32);
+}
+
+static const char *num(uint64_t v)
+{
+    static char ring[8][24];
+    static unsigned next;
+    char *buf = ring[next++ % 8];
+    if (v == UNKNOWN)
+        return "-";
+    snprintf(buf, 24, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+/* One table row of up to three "label value" pairs, aligned in columns. */
+static void row(const char *l1, const char *v1, const char *l2, const char *v2, const char *l3,
+                const char *v3)
+{
+    printf("  %-13s %10s", l1, v1);
+    if (l2)
+        printf("   %-13s %10s", l2, v2);
+    if (l3)
+        printf("   %-13s %10s", l3, v3);
+    putchar('\n');
+}
+
+static void print_psi(const char *label, const struct memfit_psi *p)
+{
+    if (!p->present) {
+        printf("  %-13s %10s\n", label, "-");
+        return;
+    }
+    printf("  %-13s some %.2f %.2f %.2f   full %.2f %.2f %.2f   (%% of time, avg 10s 60s 300s)\n",
+           label, p->some_avg10, p->some_avg60, p->some_avg300, p->full_avg10, p->full_avg60,
+           p->full_avg300);
+}
+
+static void print_summary(const struct memfit_report *r)
+{
+    if (isnan(r->percent)) {
+        printf("Level          unknown (the working set could not be read)\n");
+        return;
+    }
+    const char *from = strcmp(r->limit_source, "cgroup") == 0
+                           ? "cgroup limit"
+                           : "physical memory, no lower cgroup limit";
+    printf("Level          %s: working set %s = %.1f%% of %s (%s), %s left\n", r->level,
+           sz(r->working_set_bytes), r->percent, sz(r->limit_bytes), from, sz(r->available_bytes));
+}
+
+static void print_system(const struct memfit_report *r)
+{
+    const struct memfit_meminfo *m = &r->system;
+    printf("\nSystem\n");
+    uint64_t used = m->total_bytes != UNKNOWN && m->available_bytes != UNKNOWN &&
+                            m->total_bytes >= m->available_bytes
+                        ? m->total_bytes - m->available_bytes
+                        : UNKNOWN;
+    uint64_t swap_used = m->swap_total_bytes != UNKNOWN && m->swap_free_bytes != UNKNOWN &&
+                                 m->swap_total_bytes >= m->swap_free_bytes
+                             ? m->swap_total_bytes - m->swap_free_bytes
+                             : UNKNOWN;
+    row("total", sz(m->total_bytes), "available", sz(m->available_bytes), "used", sz(used));
+    row("cached", sz(m->cached_bytes), "shmem", sz(m->shmem_bytes), "free", sz(m->free_bytes));
+    row("swap total", sz(m->swap_total_bytes), "swap used", sz(swap_used), NULL, NULL);
+    print_psi("pressure", &r->system_pressure);
+}
+
+static void print_cgroup(const struct memfit_cgroup *c)
+{
+    printf("\nContainer      ");
+    if (c->memory_version == 0) {
+        printf("no memory cgroup (mode %s)\n", memfit_cgroup_mode_name(c->mode));
+        return;
+    }
+    printf("cgroup v%d (mode %s) %s\n", c->memory_version, memfit_cgroup_mode_name(c->mode),
+           c->path);
+    if (c->limit_bytes == UNKNOWN)
+        printf("  %-13s %10s\n", "limit", "none");
+    else
+        printf("  %-13s %10s   from %s in %s\n", "limit", sz(c->limit_bytes), c->limit_source,
+               c->limit_dir);
+    row("usage", sz(c->usage_bytes), "working set", sz(c->working_set_bytes), "peak",
+        sz(c->peak_bytes));
+    row("anon", sz(c->anon_bytes), "file", sz(c->file_bytes), "shmem", sz(c->shmem_bytes));
+    row("active file", sz(c->active_file_bytes), "inactive file", sz(c->inactive_file_bytes),
+        "kernel", sz(c->kernel_bytes));
+    row("mapped file", sz(c->file_mapped_bytes), "unevictable", sz(c->unevictable_bytes), "high",
+        sz(c->high_bytes));
+    row("swap", sz(c->swap_bytes), "swap limit", sz(c->swap_limit_bytes), NULL, NULL);
+    row("oom", num(c->events_oom), "oom_kill", num(c->events_oom_kill), "failcnt", num(c->failcnt));
+    row("events max", num(c->events_max), "events high", num(c->events_high), "under oom",
+        c->memory_version == 1 ? (c->under_oom ? "yes" : "no") : "-");
+    print_psi("pressure", &c->pressure);
+}
+
+static void print_process(const struct memfit_report *r)
+{
+    const struct memfit_proc_mem *p = &r->process;
+    printf("\nProcess        %d (%s)", (int)p->pid, p->name);
+    if (r->process_n_procs > 1)
+        printf(" and %u descendant%s", r->process_n_procs - 1, r->process_n_procs == 2 ? "" : "s");
+    putchar('\n');
+    row("rss", sz(p->rss_bytes), "pss", sz(p->pss_bytes), "swap", sz(p->swap_bytes));
+    row("rss anon", sz(p->rss_anon_bytes), "rss file", sz(p->rss_file_bytes), "rss shmem",
+        sz(p->rss_shmem_bytes));
+    row("peak rss", sz(p->hwm_bytes), "pss anon", sz(p->pss_anon_bytes), "pss file",
+        sz(p->pss_file_bytes));
+}
+
+static void print_top(const struct memfit_report *r)
+{
+    printf("\nTop %u processes by RSS\n", r->n_top);
+    printf("  %8s  %-16s %10s %10s %10s %10s %10s\n", "PID", "NAME", "RSS", "ANON", "FILE", "SHMEM",
+           "SWAP");
+    for (unsigned i = 0; i < r->n_top; i++) {
+        const struct memfit_proc_mem *p = &r->top[i];
+        printf("  %8d  %-16.16s %10s %10s %10s %10s %10s\n", (int)p->pid, p->name, sz(p->rss_bytes),
+               sz(p->rss_anon_bytes), sz(p->rss_file_bytes), sz(p->rss_shmem_bytes),
+               sz(p->swap_bytes));
+    }
+}
+
+static void print_gpu(const struct memfit_gpu_info *g)
+{
+    if (!g->available) {
+        printf("\nGPU            %s\n", g->state);
+        return;
+    }
+    printf("\nGPU            %s, driver %s\n", g->state,
+           g->driver_version[0] ? g->driver_version : "-");
+    for (unsigned i = 0; i < g->n_devices; i++) {
+        const struct memfit_gpu_device *d = &g->devices[i];
+        printf("  %u %-24.24s used %s of %s, free %s, reserved %s\n", d->index, d->name,
+               sz(d->used_bytes), sz(d->total_bytes), sz(d->free_bytes), sz(d->reserved_bytes));
+    }
+    for (unsigned i = 0; i < g->n_processes; i++) {
+        const struct memfit_gpu_process *p = &g->processes[i];
+        printf("  pid %-8d on GPU %u: %s\n", (int)p->pid, p->device, sz(p->used_bytes));
+    }
+}
+
+static void print_notes(const struct memfit_report *r)
+{
+    const char *notes[] = {r->system.reason, r->cgroup.reason,
+                           r->has_process ? r->process.reason : "", r->reason};
+    bool any = false;
+    for (size_t i = 0; i < sizeof(notes) / sizeof(notes[0]); i++) {
+        if (!notes[i][0])
+            continue;
+        if (!any)
+            printf("\nNotes\n");
+        any = true;
+        printf("  %s\n", notes[i]);
+    }
+}
+
+static void print_human(const struct memfit_report *r)
+{
+    print_summary(r);
+    print_system(r);
+    print_cgroup(&r->cgroup);
+    if (r->has_process)
+        print_process(r);
+    if (r->n_top > 0)
+        print_top(r);
+    print_gpu(&r->gpu);
+    print_notes(r);
+}
+
+/* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL otherwise. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cmd_report(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, cmd_report_help))
+        return CLI_EXIT_OK;
+    struct memfit_report_options opts;
+    memfit_report_options_default(&opts);
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        long long n;
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--no-gpu") == 0) {
+            opts.gpu = false;
+        } else if ((v = opt_value(argc, argv, &i, "--pid", &missing))) {
+            if (!cli_opt_int("report", "--pid", v, 1, INT32_MAX, &n))
+                return CLI_EXIT_USAGE;
+            opts.pid = (pid_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--top", &missing))) {
+            if (!cli_opt_int("report", "--top", v, 0, MEMFIT_REPORT_MAX_TOP, &n))
+                return CLI_EXIT_USAGE;
+            opts.top_n = (unsigned)n;
+        } else if ((v = opt_value(argc, argv, &i, "--root", &missing))) {
+            opts.root = v;
+        } else if (missing) {
+            return cli_usage("report", "%s needs a value", argv[i]);
+        } else {
+            return cli_usage("report", "unknown argument '%s'", argv[i]);
+        }
+    }
+
+    static struct memfit_report report; /* ~40 KB: not on the stack */
+    enum memfit_status st = memfit_report_collect(&opts, &report);
+    if (st == MEMFIT_E_NOT_FOUND && opts.pid > 0)
+        return cli_usage("report", "%s", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return cli_fail_status(st);
+    if (json) {
+        char *text = NULL;
+        st = memfit_report_to_json(&report, &text);
+        if (st != MEMFIT_OK)
+            return cli_fail_status(st);
+        puts(text);
+        memfit_free(text);
+    } else {
+        print_human(&report);
+    }
+    if (fflush(stdout) != 0)
+        return cli_fail("report: cannot write the output");
+    return CLI_EXIT_OK;
+}
