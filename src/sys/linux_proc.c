@@ -160,6 +160,18 @@ static bool read_ppid(const char *root, pid_t pid, pid_t *ppid)
     return true;
 }
 
+/* Opens ROOT/proc for listing the processes. */
+static enum memfit_status open_proc(const char *root, DIR **out)
+{
+    char path[MEMFIT_SYS_PATH_MAX];
+    if (!mf_sys_path(path, sizeof(path), root, "/proc"))
+        return memfit_fail(MEMFIT_E_RANGE, "%s: root path too long", root);
+    *out = opendir(path);
+    if (!*out)
+        return memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    return MEMFIT_OK;
+}
+
 struct pid_pair {
     pid_t pid, ppid;
 };
@@ -173,12 +185,10 @@ static int by_ppid(const void *a, const void *b)
 /* Every process's (pid, ppid), sorted by ppid, in a new array. */
 static enum memfit_status list_pairs(const char *root, struct pid_pair **out, size_t *n_out)
 {
-    char path[MEMFIT_SYS_PATH_MAX];
-    if (!mf_sys_path(path, sizeof(path), root, "/proc"))
-        return memfit_fail(MEMFIT_E_RANGE, "%s: root path too long", root);
-    DIR *d = opendir(path);
-    if (!d)
-        return memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    DIR *d;
+    enum memfit_status st = open_proc(root, &d);
+    if (st != MEMFIT_OK)
+        return st;
     struct pid_pair *pairs = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
@@ -220,17 +230,15 @@ static void add_size(uint64_t *sum, uint64_t v)
 enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigned flags,
                                             struct memfit_proc_mem *out, unsigned *n_procs)
 {
-    if (!out || pid < 0)
-        return memfit_fail(MEMFIT_E_MISUSE, "memfit_proc_tree_read: bad arguments");
     struct memfit_proc_mem sum;
-    int err = read_proc(root, pid, flags, &sum);
-    if (err)
-        return proc_error(root, pid, err);
+    enum memfit_status st = memfit_proc_read_ex(root, pid, flags, &sum);
+    if (st != MEMFIT_OK)
+        return st;
     pid = sum.pid; /* "self" resolved through the Pid: line */
 
     struct pid_pair *pairs = NULL;
     size_t n_pairs = 0;
-    enum memfit_status st = list_pairs(root, &pairs, &n_pairs);
+    st = list_pairs(root, &pairs, &n_pairs);
     if (st != MEMFIT_OK)
         return st;
     /* Breadth-first from the root over the pairs sorted by parent. */
@@ -293,12 +301,10 @@ enum memfit_status memfit_proc_top(const char *root, struct memfit_proc_mem *out
 {
     if ((!out && max > 0) || !n)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_proc_top: bad arguments");
-    char path[MEMFIT_SYS_PATH_MAX];
-    if (!mf_sys_path(path, sizeof(path), root, "/proc"))
-        return memfit_fail(MEMFIT_E_RANGE, "%s: root path too long", root);
-    DIR *d = opendir(path);
-    if (!d)
-        return memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    DIR *d;
+    enum memfit_status st = open_proc(root, &d);
+    if (st != MEMFIT_OK)
+        return st;
     unsigned count = 0;
     struct dirent *e;
     struct memfit_proc_mem p;
