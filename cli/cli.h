@@ -24,7 +24,11 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
-#define CLI_COMMANDS(X) X(report, "Show memory: machine, container (cgroup), processes, GPUs")
+/* clang-format off */
+#define CLI_COMMANDS(X) \
+    X(report, "Show memory: machine, container (cgroup), processes, GPUs") \
+    X(monitor, "Watch memory over time, with alert levels and actions")
+/* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \

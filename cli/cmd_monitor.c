@@ -1,0 +1,569 @@
+/*
+ * `memfit monitor`: samples memory at an interval, judges alert levels with
+ * hysteresis, runs actions on entering a level, and writes the JSON-lines
+ * log. It can watch the machine, a running process (--pid) or a command it
+ * starts (after `--`), whose exit status it passes through and whose OOM
+ * kill it reports.
+ *
+ * The loop waits with sigtimedwait() so a child's exit or a Ctrl-C is seen
+ * at once rather than at the next tick.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char cmd_monitor_help[] =
+    "Usage: memfit monitor [OPTIONS] [--pid PID | -- COMMAND [ARGS...]]\n"
+    "\n"
+    "Watch memory over time: the machine, the container (cgroup) and a process\n"
+    "tree. Levels ok / warning / critical / danger are judged on the working set\n"
+    "(cgroup usage minus inactive file cache) against the effective limit (the\n"
+    "cgroup limit, or physical memory when there is none).\n"
+    "\n"
+    "Options:\n"
+    "  -i, --interval D        time between samples (default 1s; e.g. 0.1, 100ms)\n"
+    "  -d, --duration D        stop after D (with a command: SIGTERM it then)\n"
+    "  -p, --pid PID           watch this process and its descendants\n"
+    "  -l, --log FILE.jsonl    append one JSON object per sample and event\n"
+    "                          (docs/monitor-log.md); '-' for standard output\n"
+    "      --warn PCT          warning threshold, percent of the limit (default 80)\n"
+    "      --critical PCT      critical threshold (default 90)\n"
+    "      --danger-available SIZE\n"
+    "                          danger when less than SIZE is left (default: the\n"
+    "                          smaller of 50MB and half the room above critical)\n"
+    "      --hysteresis PCT    margin to leave a level (default 2)\n"
+    "      --on-warning CMD    run CMD (with /bin/sh) on entering warning\n"
+    "      --on-critical CMD   ... on entering critical\n"
+    "      --on-danger CMD     ... on entering danger\n"
+    "                          {pid} {level} {percent} are substituted\n"
+    "      --no-gpu            do not read GPUs\n"
+    "  -q, --quiet             no live line and no level messages\n"
+    "\n"
+    "On a terminal a live line shows the latest sample; level changes are printed\n"
+    "on stderr. With a command, memfit exits with the command's status (128+N\n"
+    "when killed by signal N) and says so when the kernel OOM-killed it.\n"
+    "\n"
+    "Examples:\n"
+    "  memfit monitor -i 100ms -l run.jsonl -- python3 train.py\n"
+    "  memfit monitor --pid 1234 --warn 70 --on-warning 'kill -USR1 {pid}'\n";
+
+struct monitor_opts {
+    uint64_t interval_ns;
+    uint64_t duration_ns; /* 0 = unlimited */
+    pid_t pid;
+    const char *log_path;
+    struct memfit_alert_thresholds thresholds;
+    const char *on_level[4]; /* indexed by enum memfit_level */
+    bool gpu;
+    bool quiet;
+    char **command;
+};
+
+/* Children started for actions, reaped without blocking the loop. */
+struct action {
+    pid_t pid;
+    enum memfit_level level;
+    char *command;
+};
+
+#define MAX_ACTIONS 16
+
+struct monitor {
+    struct monitor_opts o;
+    memfit_sampler *sampler;
+    memfit_logfile *log;
+    enum memfit_level level;
+    pid_t child;
+    bool child_done;
+    int child_status;
+    struct rusage child_usage;
+    uint64_t oom_kill_start; /* cgroup oom_kill count at the start */
+    uint64_t oom_kill_seen;
+    uint64_t peak_rss;
+    uint64_t peak_ws;
+    uint64_t samples;
+    struct action actions[MAX_ACTIONS];
+    bool live_line;
+    bool stop;
+    int stop_signal;
+};
+
+static int parse_args(int argc, char **argv, struct monitor_opts *o)
+{
+    enum {
+        OPT_WARN = 1000,
+        OPT_CRITICAL,
+        OPT_DANGER,
+        OPT_HYST,
+        OPT_ON_WARNING,
+        OPT_ON_CRITICAL,
+        OPT_ON_DANGER,
+        OPT_NO_GPU
+    };
+    static const struct option longopts[] = {
+        {"interval", required_argument, NULL, 'i'},
+        {"duration", required_argument, NULL, 'd'},
+        {"pid", required_argument, NULL, 'p'},
+        {"log", required_argument, NULL, 'l'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"warn", required_argument, NULL, OPT_WARN},
+        {"warning", required_argument, NULL, OPT_WARN},
+        {"critical", required_argument, NULL, OPT_CRITICAL},
+        {"danger-available", required_argument, NULL, OPT_DANGER},
+        {"hysteresis", required_argument, NULL, OPT_HYST},
+        {"on-warning", required_argument, NULL, OPT_ON_WARNING},
+        {"on-critical", required_argument, NULL, OPT_ON_CRITICAL},
+        {"on-danger", required_argument, NULL, OPT_ON_DANGER},
+        {"no-gpu", no_argument, NULL, OPT_NO_GPU},
+        {NULL, 0, NULL, 0},
+    };
+    o->interval_ns = 1000000000u;
+    o->thresholds = memfit_alert_thresholds_default();
+    o->gpu = true;
+    opterr = 0;
+    optind = 1;
+    int c;
+    long long n;
+    while ((c = getopt_long(argc, argv, "+i:d:p:l:q", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            if (!cli_opt_duration("monitor", "--interval", optarg, &o->interval_ns))
+                return CLI_EXIT_USAGE;
+            if (o->interval_ns < 1000000u)
+                return cli_usage("monitor", "--interval: '%s' is below 1ms", optarg);
+            break;
+        case 'd':
+            if (!cli_opt_duration("monitor", "--duration", optarg, &o->duration_ns))
+                return CLI_EXIT_USAGE;
+            break;
+        case 'p':
+            if (!cli_opt_int("monitor", "--pid", optarg, 1, 0x7fffffff, &n))
+                return CLI_EXIT_USAGE;
+            o->pid = (pid_t)n;
+            break;
+        case 'l':
+            o->log_path = optarg;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case OPT_WARN:
+            if (!cli_opt_percent("monitor", "--warn", optarg, &o->thresholds.warning_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_CRITICAL:
+            if (!cli_opt_percent("monitor", "--critical", optarg, &o->thresholds.critical_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_DANGER:
+            if (!cli_opt_size("monitor", "--danger-available", optarg,
+                              &o->thresholds.danger_available_bytes))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_HYST:
+            if (!cli_opt_percent("monitor", "--hysteresis", optarg,
+                                 &o->thresholds.hysteresis_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_ON_WARNING:
+            o->on_level[MEMFIT_LEVEL_WARNING] = optarg;
+            break;
+        case OPT_ON_CRITICAL:
+            o->on_level[MEMFIT_LEVEL_CRITICAL] = optarg;
+            break;
+        case OPT_ON_DANGER:
+            o->on_level[MEMFIT_LEVEL_DANGER] = optarg;
+            break;
+        case OPT_NO_GPU:
+            o->gpu = false;
+            break;
+        case ':':
+            return cli_usage("monitor", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cli_usage("monitor", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) {
+        if (strcmp(argv[optind - 1], "--") != 0)
+            return cli_usage("monitor", "unexpected argument '%s' (a command goes after --)",
+                             argv[optind]);
+        o->command = argv + optind;
+    }
+    if (o->command && o->pid)
+        return cli_usage("monitor", "--pid and a command exclude each other");
+    if (memfit_alert_thresholds_check(&o->thresholds) != MEMFIT_OK)
+        return cli_usage("monitor", "%s", memfit_last_error());
+    if (o->pid && kill(o->pid, 0) != 0 && errno == ESRCH)
+        return cli_usage("monitor", "no process with pid %d", (int)o->pid);
+    return CLI_EXIT_OK;
+}
+
+/* Replaces {pid}, {level} and {percent} in an action command. */
+static char *expand_action(const char *tmpl, pid_t pid, enum memfit_level level, double percent)
+{
+    char values[3][32];
+    snprintf(values[0], sizeof(values[0]), "%d", (int)pid);
+    snprintf(values[1], sizeof(values[1]), "%s", memfit_level_name(level));
+    snprintf(values[2], sizeof(values[2]), "%.1f", percent);
+    static const char *const keys[] = {"{pid}", "{level}", "{percent}"};
+    size_t cap = strlen(tmpl) * 4 + 64, len = 0;
+    char *out = memfit_malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *p = tmpl; *p;) {
+        const char *add = NULL;
+        size_t add_len = 1, skip = 1;
+        for (int k = 0; k < 3 && !add; k++) {
+            size_t kl = strlen(keys[k]);
+            if (strncmp(p, keys[k], kl) == 0) {
+                add = values[k];
+                add_len = strlen(values[k]);
+                skip = kl;
+            }
+        }
+        if (!add)
+            add = p;
+        if (len + add_len + 1 > cap) {
+            cap = (len + add_len + 1) * 2;
+            char *grown = memfit_realloc(out, cap);
+            if (!grown) {
+                memfit_free(out);
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + len, add, add_len);
+        len += add_len;
+        p += skip;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+static void start_action(struct monitor *m, enum memfit_level level, double percent)
+{
+    const char *tmpl = m->o.on_level[level];
+    if (!tmpl)
+        return;
+    pid_t target = m->child ? m->child : m->o.pid;
+    char *command = expand_action(tmpl, target, level, percent);
+    if (!command) {
+        fprintf(stderr, "memfit monitor: out of memory for the %s action\n",
+                memfit_level_name(level));
+        return;
+    }
+    struct action *slot = NULL;
+    for (int i = 0; i < MAX_ACTIONS && !slot; i++)
+        if (m->actions[i].pid == 0)
+            slot = &m->actions[i];
+    if (!slot) {
+        fprintf(stderr, "memfit monitor: too many actions still running; '%s' skipped\n", command);
+        memfit_free(command);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        fprintf(stderr, "memfit monitor: cannot start action '%s': %s\n", command, strerror(errno));
+        memfit_free(command);
+        return;
+    }
+    *slot = (struct action){.pid = pid, .level = level, .command = command};
+}
+
+static void finish_action(struct monitor *m, struct action *a, int status)
+{
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (m->log)
+        memfit_logfile_write_action(m->log, memfit_now_ns(), a->level, a->command, code);
+    if (code != 0 && !m->o.quiet)
+        fprintf(stderr, "memfit monitor: %s action '%s' exited with %d\n",
+                memfit_level_name(a->level), a->command, code);
+    memfit_free(a->command);
+    *a = (struct action){0};
+}
+
+/* Reaps finished actions and the wrapped command without blocking. */
+static void reap(struct monitor *m, bool wait_actions)
+{
+    for (int i = 0; i < MAX_ACTIONS; i++) {
+        struct action *a = &m->actions[i];
+        int status;
+        if (a->pid && waitpid(a->pid, &status, wait_actions ? 0 : WNOHANG) == a->pid)
+            finish_action(m, a, status);
+    }
+    if (m->child && !m->child_done) {
+        int status;
+        if (wait4(m->child, &status, WNOHANG, &m->child_usage) == m->child) {
+            m->child_done = true;
+            m->child_status = status;
+        }
+    }
+}
+
+static void clear_live_line(struct monitor *m)
+{
+    if (m->live_line)
+        fputs("\r\033[K", stderr);
+}
+
+static void show_live(struct monitor *m, const struct memfit_sample *s, double elapsed_s)
+{
+    char ws[32], lim[32], rss[32];
+    memfit_format_size(s->working_set_bytes, ws, sizeof(ws));
+    memfit_format_size(s->limit_bytes, lim, sizeof(lim));
+    if (s->have_process)
+        memfit_format_size(s->process.rss_bytes, rss, sizeof(rss));
+    else
+        snprintf(rss, sizeof(rss), "-");
+    fprintf(stderr, "\r\033[K%7.1fs  working set %s / %s (%.1f%%)  rss %s  psi %.2f  [%s]",
+            elapsed_s, ws, lim, s->percent, rss, s->psi.present ? s->psi.some_avg10 : 0.0,
+            memfit_level_name(m->level));
+    fflush(stderr);
+}
+
+/* One tick: sample, judge, log, act. */
+static enum memfit_status tick(struct monitor *m, uint64_t t0)
+{
+    struct memfit_sample s;
+    enum memfit_status st = memfit_sampler_read(m->sampler, &s);
+    if (st != MEMFIT_OK)
+        return st;
+    m->samples++;
+    if (s.have_process && s.process.rss_bytes != MEMFIT_SYS_UNKNOWN &&
+        s.process.rss_bytes > m->peak_rss)
+        m->peak_rss = s.process.rss_bytes;
+    if (s.working_set_bytes != MEMFIT_SYS_UNKNOWN && s.working_set_bytes > m->peak_ws)
+        m->peak_ws = s.working_set_bytes;
+
+    if (m->samples == 1) {
+        m->oom_kill_start = m->oom_kill_seen = s.have_cgroup ? s.cgroup.events_oom_kill : 0;
+        if (m->log) {
+            struct memfit_log_start start = {
+                .pid = m->child ? m->child : m->o.pid,
+                .command = m->o.command,
+                .interval_s = (double)m->o.interval_ns / 1e9,
+                .thresholds = m->o.thresholds,
+            };
+            if ((st = memfit_logfile_write_start(m->log, &start, &s)) != MEMFIT_OK)
+                return st;
+        }
+    }
+    enum memfit_level prev = m->level;
+    m->level = memfit_alert_next(&m->o.thresholds, prev, s.working_set_bytes, s.limit_bytes);
+    if (m->log && (st = memfit_logfile_write_sample(m->log, &s, m->level)) != MEMFIT_OK)
+        return st;
+
+    if (s.have_cgroup && s.cgroup.events_oom_kill != MEMFIT_SYS_UNKNOWN &&
+        s.cgroup.events_oom_kill > m->oom_kill_seen) {
+        m->oom_kill_seen = s.cgroup.events_oom_kill;
+        if (m->log)
+            memfit_logfile_write_oom(m->log, s.t_ns, s.cgroup.events_oom_kill);
+        if (!m->o.quiet) {
+            clear_live_line(m);
+            fprintf(stderr, "memfit monitor: OOM kill in cgroup %s (oom_kill count %llu)\n",
+                    s.cgroup.path, (unsigned long long)s.cgroup.events_oom_kill);
+        }
+    }
+    if (m->level != prev) {
+        if (m->log)
+            memfit_logfile_write_level(m->log, &s, prev, m->level);
+        if (!m->o.quiet) {
+            char ws[32], lim[32];
+            clear_live_line(m);
+            fprintf(stderr, "memfit monitor: %s -> %s at %.1f%% (%s of %s)\n",
+                    memfit_level_name(prev), memfit_level_name(m->level), s.percent,
+                    memfit_format_size(s.working_set_bytes, ws, sizeof(ws)),
+                    memfit_format_size(s.limit_bytes, lim, sizeof(lim)));
+        }
+        if (m->level > prev)
+            for (int l = prev + 1; l <= (int)m->level; l++)
+                start_action(m, (enum memfit_level)l, s.percent);
+    }
+    if (m->live_line)
+        show_live(m, &s, (double)(s.t_ns - t0) / 1e9);
+    return MEMFIT_OK;
+}
+
+static int start_child(struct monitor *m, const sigset_t *old_mask)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return cli_fail("monitor: cannot start '%s': %s", m->o.command[0], strerror(errno));
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, old_mask, NULL);
+        execvp(m->o.command[0], m->o.command);
+        fprintf(stderr, "memfit monitor: cannot run '%s': %s\n", m->o.command[0], strerror(errno));
+        _exit(127);
+    }
+    m->child = pid;
+    memfit_sampler_set_pid(m->sampler, pid);
+    return CLI_EXIT_OK;
+}
+
+/* The exit record and message for the wrapped command; returns its exit status. */
+static int report_child(struct monitor *m)
+{
+    int status = m->child_status;
+    struct memfit_log_exit e = {.pid = m->child, .samples = m->samples};
+    uint64_t ru_peak = (uint64_t)m->child_usage.ru_maxrss * 1024u;
+    e.peak_rss_bytes = ru_peak > m->peak_rss ? ru_peak : m->peak_rss;
+    e.peak_working_set_bytes = m->peak_ws;
+    int rc;
+    if (WIFSIGNALED(status)) {
+        e.exit_code = -1;
+        e.signal = WTERMSIG(status);
+        rc = 128 + e.signal;
+        /* The cgroup's counter may lag the child's death by a moment. */
+        struct memfit_sample s;
+        if (e.signal == SIGKILL && memfit_sampler_read(m->sampler, &s) == MEMFIT_OK &&
+            s.have_cgroup && s.cgroup.events_oom_kill != MEMFIT_SYS_UNKNOWN &&
+            s.cgroup.events_oom_kill > m->oom_kill_seen) {
+            m->oom_kill_seen = s.cgroup.events_oom_kill;
+            if (m->log)
+                memfit_logfile_write_oom(m->log, s.t_ns, s.cgroup.events_oom_kill);
+        }
+        e.oom_killed = e.signal == SIGKILL && m->oom_kill_seen > m->oom_kill_start;
+    } else {
+        e.exit_code = WEXITSTATUS(status);
+        rc = e.exit_code;
+    }
+    if (m->log)
+        memfit_logfile_write_exit(m->log, memfit_now_ns(), &e);
+    clear_live_line(m);
+    char peak[32];
+    memfit_format_size(e.peak_rss_bytes, peak, sizeof(peak));
+    if (e.oom_killed)
+        fprintf(stderr,
+                "memfit monitor: '%s' was OOM-killed by the kernel (peak RSS %s, %d samples)\n",
+                m->o.command[0], peak, (int)m->samples);
+    else if (!m->o.quiet && e.signal)
+        fprintf(stderr, "memfit monitor: '%s' killed by signal %d (peak RSS %s)\n", m->o.command[0],
+                e.signal, peak);
+    else if (!m->o.quiet && m->live_line)
+        fprintf(stderr, "memfit monitor: '%s' exited with %d (peak RSS %s)\n", m->o.command[0],
+                e.exit_code, peak);
+    return rc;
+}
+
+static int run(struct monitor *m)
+{
+    sigset_t wait_set, old_mask;
+    sigemptyset(&wait_set);
+    sigaddset(&wait_set, SIGCHLD);
+    sigaddset(&wait_set, SIGINT);
+    sigaddset(&wait_set, SIGTERM);
+    sigaddset(&wait_set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &wait_set, &old_mask);
+
+    int rc = CLI_EXIT_OK;
+    if (m->o.command && (rc = start_child(m, &old_mask)) != CLI_EXIT_OK)
+        goto out;
+    uint64_t t0 = memfit_now_ns();
+    uint64_t next = t0;
+    uint64_t term_sent_at = 0;
+    for (;;) {
+        enum memfit_status st = tick(m, t0);
+        if (st != MEMFIT_OK) {
+            clear_live_line(m);
+            rc = cli_fail_status(st);
+            if (m->child && !m->child_done)
+                kill(m->child, SIGTERM);
+            break;
+        }
+        reap(m, false);
+        if (m->child_done || (m->stop && !m->child))
+            break;
+        uint64_t now = memfit_now_ns();
+        if (m->o.duration_ns && now - t0 >= m->o.duration_ns) {
+            if (!m->child)
+                break;
+            if (!term_sent_at) {
+                kill(m->child, SIGTERM);
+                term_sent_at = now;
+            } else if (now - term_sent_at > 5000000000u) {
+                kill(m->child, SIGKILL);
+            }
+        }
+        next += m->o.interval_ns;
+        if (next < now)
+            next = now; /* fell behind (suspended?): do not burst */
+        /* Wait for the next tick, waking at once on a signal. */
+        while ((now = memfit_now_ns()) < next) {
+            uint64_t left = next - now;
+            struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+            int sig = sigtimedwait(&wait_set, NULL, &ts);
+            if (sig == SIGCHLD) {
+                reap(m, false);
+                if (m->child_done)
+                    break;
+            } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+                m->stop = true;
+                m->stop_signal = sig;
+                if (m->child && !m->child_done)
+                    kill(m->child, sig); /* pass it on; we stop when it exits */
+                else
+                    break;
+            }
+        }
+    }
+    clear_live_line(m);
+    if (m->child) {
+        if (!m->child_done) {
+            int status;
+            if (wait4(m->child, &status, 0, &m->child_usage) == m->child) {
+                m->child_done = true;
+                m->child_status = status;
+            }
+        }
+        if (m->child_done && rc == CLI_EXIT_OK)
+            rc = report_child(m);
+    } else if (m->stop_signal == SIGINT) {
+        rc = CLI_EXIT_OK; /* Ctrl-C is how a plain monitor run ends */
+    }
+    reap(m, true);
+out:
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    return rc;
+}
+
+int cmd_monitor(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, cmd_monitor_help))
+        return CLI_EXIT_OK;
+    struct monitor m = {0};
+    int rc = parse_args(argc, argv, &m.o);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+
+    struct memfit_sampler_options so = memfit_sampler_options_default();
+    so.pid = m.o.pid;
+    so.gpu = m.o.gpu;
+    enum memfit_status st = memfit_sampler_create(&so, &m.sampler);
+    if (st != MEMFIT_OK)
+        return cli_fail_status(st);
+    if (m.o.log_path && (st = memfit_logfile_open(m.o.log_path, &m.log)) != MEMFIT_OK) {
+        memfit_sampler_destroy(m.sampler);
+        return cli_usage("monitor", "--log: %s", memfit_last_error());
+    }
+    m.live_line = !m.o.quiet && cli_isatty(2);
+    rc = run(&m);
+    memfit_logfile_close(m.log);
+    memfit_sampler_destroy(m.sampler);
+    return rc;
+}

@@ -1,0 +1,26 @@
+/*
+ * jansson set up to allocate through the memfit wrapper, so JSON memory is
+ * counted and fault-injectable like the rest. Call mf_json_init() before
+ * the first jansson call (it is cheap and idempotent).
+ */
+#ifndef MF_CORE_JSON_H
+#define MF_CORE_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "memfit/core.h"
+
+void mf_json_init(void);
+
+/* Sets obj[key] to a size, or to null when it is MEMFIT_SYS_UNKNOWN-like
+ * (UINT64_MAX). Returns false on allocation failure. */
+bool mf_json_set_u64(json_t *obj, const char *key, uint64_t value);
+
+/* Sets obj[key] to a new value, taking ownership of it (NULL = failure). */
+bool mf_json_set_new(json_t *obj, const char *key, json_t *value);
+
+/* Writes the RFC 3339 UTC time with milliseconds ("2026-11-23T19:40:00.123Z"). */
+void mf_format_rfc3339(uint64_t wall_ns, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * Writer of the monitor's JSON-lines log (docs/monitor-log.md). Each record
+ * is one line, flushed at once, so a log survives the monitor being killed
+ * and can be tailed while it grows.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "memfit/monitor.h"
+
+struct memfit_logfile {
+    FILE *f;
+    bool owned;
+    uint64_t t0_ns;
+};
+
+enum memfit_status memfit_logfile_open(const char *path, memfit_logfile **out)
+{
+    mf_json_init();
+    memfit_logfile *log = memfit_calloc_in(MEMFIT_ALLOC_MONITOR, 1, sizeof(*log));
+    if (!log)
+        return MEMFIT_E_NOMEM;
+    if (strcmp(path, "-") == 0) {
+        log->f = stdout;
+    } else {
+        log->f = fopen(path, "a");
+        log->owned = true;
+        if (!log->f) {
+            int err = errno;
+            memfit_free(log);
+            return memfit_fail(err == EACCES ? MEMFIT_E_PERMISSION : MEMFIT_E_IO, "%s: %s", path,
+                               strerror(err));
+        }
+    }
+    *out = log;
+    return MEMFIT_OK;
+}
+
+void memfit_logfile_close(memfit_logfile *log)
+{
+    if (!log)
+        return;
+    if (log->owned)
+        fclose(log->f);
+    else
+        fflush(log->f);
+    memfit_free(log);
+}
+
+static double seconds_since(const memfit_logfile *log, uint64_t t_ns)
+{
+    return t_ns >= log->t0_ns ? (double)(t_ns - log->t0_ns) / 1e9 : 0.0;
+}
+
+/* A new record with its type, t and time. */
+static json_t *record(const memfit_logfile *log, const char *type, uint64_t t_ns)
+{
+    json_t *r = json_object();
+    if (!r)
+        return NULL;
+    char when[40];
+    mf_format_rfc3339(memfit_wall_ns() - (memfit_now_ns() - t_ns), when, sizeof(when));
+    if (!mf_json_set_new(r, "type", json_string(type)) ||
+        !mf_json_set_new(r, "t", json_real(seconds_since(log, t_ns))) ||
+        !mf_json_set_new(r, "time", json_string(when))) {
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Writes and frees the record (r may be NULL after a failed build). */
+static enum memfit_status emit(memfit_logfile *log, json_t *r, bool ok)
+{
+    if (!r || !ok) {
+        json_decref(r);
+        return memfit_fail(MEMFIT_E_NOMEM, "out of memory building a log record");
+    }
+    char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(r);
+    if (!line)
+        return memfit_fail(MEMFIT_E_NOMEM, "out of memory formatting a log record");
+    int rc = fputs(line, log->f);
+    memfit_free(line);
+    if (rc < 0 || fputc('\n', log->f) == EOF || fflush(log->f) != 0)
+        return memfit_fail(MEMFIT_E_IO, "writing the monitor log: %s", strerror(errno));
+    return MEMFIT_OK;
+}
+
+static bool add_thresholds(json_t *r, const struct memfit_alert_thresholds *t, uint64_t limit)
+{
+    json_t *th = json_object();
+    return mf_json_set_new(r, "thresholds", th) &&
+           mf_json_set_new(th, "warning_percent", json_real(t->warning_percent)) &&
+           mf_json_set_new(th, "critical_percent", json_real(t->critical_percent)) &&
+           mf_json_set_u64(th, "danger_available_bytes", memfit_alert_danger_bytes(t, limit)) &&
+           mf_json_set_new(th, "hysteresis_percent", json_real(t->hysteresis_percent));
+}
+
+enum memfit_status memfit_logfile_write_start(memfit_logfile *log,
+                                              const struct memfit_log_start *start,
+                                              const struct memfit_sample *first)
+{
+    log->t0_ns = first->t_ns;
+    json_t *r = record(log, "start", first->t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    bool ok = mf_json_set_new(r, "v", json_integer(1)) &&
+              mf_json_set_new(r, "memfit_version", json_string(memfit_version())) &&
+              mf_json_set_new(r, "hostname", json_string(host)) &&
+              mf_json_set_new(r, "pid", start->pid ? json_integer(start->pid) : json_null()) &&
+              mf_json_set_new(r, "interval_s", json_real(start->interval_s)) &&
+              mf_json_set_u64(r, "limit_bytes", first->limit_bytes) &&
+              mf_json_set_new(
+                  r, "limit_source",
+                  json_string(first->limit_source == MEMFIT_LIMIT_CGROUP ? "cgroup" : "memory")) &&
+              add_thresholds(r, &start->thresholds, first->limit_bytes);
+    if (ok && start->command) {
+        json_t *cmd = json_array();
+        ok = mf_json_set_new(r, "command", cmd);
+        for (char *const *a = start->command; ok && *a; a++)
+            ok = json_array_append_new(cmd, json_string(*a)) == 0;
+    }
+    if (ok && first->have_cgroup) {
+        json_t *cg = json_object();
+        ok = mf_json_set_new(r, "cgroup", cg) &&
+             mf_json_set_new(cg, "version", json_integer(first->cgroup.memory_version)) &&
+             mf_json_set_new(cg, "path", json_string(first->cgroup.path));
+    }
+    return emit(log, r, ok);
+}
+
+static bool add_sample_details(json_t *r, const struct memfit_sample *s)
+{
+    const struct memfit_meminfo *m = &s->system;
+    json_t *sys = json_object();
+    bool ok = mf_json_set_new(r, "system", sys) &&
+              mf_json_set_u64(sys, "total_bytes", m->total_bytes) &&
+              mf_json_set_u64(sys, "available_bytes", m->available_bytes) &&
+              mf_json_set_u64(sys, "free_bytes", m->free_bytes) &&
+              mf_json_set_u64(sys, "cached_bytes", m->cached_bytes) &&
+              mf_json_set_u64(sys, "swap_total_bytes", m->swap_total_bytes) &&
+              mf_json_set_u64(sys, "swap_free_bytes", m->swap_free_bytes);
+    if (ok && s->have_cgroup) {
+        const struct memfit_cgroup *c = &s->cgroup;
+        json_t *cg = json_object();
+        ok = mf_json_set_new(r, "cgroup", cg) &&
+             mf_json_set_u64(cg, "usage_bytes", c->usage_bytes) &&
+             mf_json_set_u64(cg, "working_set_bytes", c->working_set_bytes) &&
+             mf_json_set_u64(cg, "limit_bytes", c->limit_bytes) &&
+             mf_json_set_u64(cg, "peak_bytes", c->peak_bytes) &&
+             mf_json_set_u64(cg, "anon_bytes", c->anon_bytes) &&
+             mf_json_set_u64(cg, "file_bytes", c->file_bytes) &&
+             mf_json_set_u64(cg, "inactive_file_bytes", c->inactive_file_bytes) &&
+             mf_json_set_u64(cg, "shmem_bytes", c->shmem_bytes) &&
+             mf_json_set_u64(cg, "swap_bytes", c->swap_bytes) &&
+             mf_json_set_u64(cg, "oom_kill", c->events_oom_kill) &&
+             mf_json_set_u64(cg, "oom", c->events_oom) &&
+             mf_json_set_u64(cg, "failcnt", c->failcnt);
+    }
+    if (ok && s->have_process) {
+        const struct memfit_proc_mem *p = &s->process;
+        json_t *pr = json_object();
+        ok = mf_json_set_new(r, "process", pr) &&
+             mf_json_set_new(pr, "pid", json_integer(p->pid)) &&
+             mf_json_set_new(pr, "n_procs", json_integer(s->n_procs)) &&
+             mf_json_set_u64(pr, "rss_bytes", p->rss_bytes) &&
+             mf_json_set_u64(pr, "rss_anon_bytes", p->rss_anon_bytes) &&
+             mf_json_set_u64(pr, "rss_file_bytes", p->rss_file_bytes) &&
+             mf_json_set_u64(pr, "rss_shmem_bytes", p->rss_shmem_bytes) &&
+             mf_json_set_u64(pr, "swap_bytes", p->swap_bytes) &&
+             mf_json_set_u64(pr, "pss_bytes", p->pss_bytes);
+    }
+    if (ok && s->psi.present) {
+        json_t *psi = json_object();
+        ok = mf_json_set_new(r, "psi", psi) &&
+             mf_json_set_new(psi, "some_avg10", json_real(s->psi.some_avg10)) &&
+             mf_json_set_new(psi, "full_avg10", json_real(s->psi.full_avg10)) &&
+             mf_json_set_u64(psi, "some_total_us", s->psi.some_total_us) &&
+             mf_json_set_u64(psi, "full_total_us", s->psi.full_total_us);
+    }
+    if (ok && s->have_gpu) {
+        json_t *gpus = json_array();
+        ok = mf_json_set_new(r, "gpu", gpus);
+        for (unsigned i = 0; ok && i < s->gpu.n_devices; i++) {
+            const struct memfit_gpu_device *d = &s->gpu.devices[i];
+            json_t *g = json_object();
+            ok = json_array_append_new(gpus, g) == 0 &&
+                 mf_json_set_new(g, "index", json_integer(d->index)) &&
+                 mf_json_set_u64(g, "used_bytes", d->used_bytes) &&
+                 mf_json_set_u64(g, "total_bytes", d->total_bytes);
+        }
+    }
+    return ok;
+}
+
+enum memfit_status memfit_logfile_write_sample(memfit_logfile *log, const struct memfit_sample *s,
+                                               enum memfit_level level)
+{
+    json_t *r = record(log, "sample", s->t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    bool ok = mf_json_set_u64(r, "working_set_bytes", s->working_set_bytes) &&
+              mf_json_set_u64(r, "limit_bytes", s->limit_bytes) &&
+              mf_json_set_new(r, "percent", json_real(s->percent)) &&
+              mf_json_set_u64(r, "available_bytes", s->available_bytes) &&
+              mf_json_set_u64(r, "rss_bytes",
+                              s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN) &&
+              mf_json_set_new(r, "level", json_string(memfit_level_name(level))) &&
+              add_sample_details(r, s);
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_level(memfit_logfile *log, const struct memfit_sample *s,
+                                              enum memfit_level from, enum memfit_level to)
+{
+    json_t *r = record(log, "level", s->t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    bool ok = mf_json_set_new(r, "from", json_string(memfit_level_name(from))) &&
+              mf_json_set_new(r, "to", json_string(memfit_level_name(to))) &&
+              mf_json_set_new(r, "percent", json_real(s->percent)) &&
+              mf_json_set_u64(r, "working_set_bytes", s->working_set_bytes) &&
+              mf_json_set_u64(r, "limit_bytes", s->limit_bytes);
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_action(memfit_logfile *log, uint64_t t_ns,
+                                               enum memfit_level level, const char *command,
+                                               int exit_code)
+{
+    json_t *r = record(log, "action", t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    bool ok = mf_json_set_new(r, "level", json_string(memfit_level_name(level))) &&
+              mf_json_set_new(r, "command", json_string(command)) &&
+              mf_json_set_new(r, "exit_code", json_integer(exit_code));
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_oom(memfit_logfile *log, uint64_t t_ns,
+                                            uint64_t oom_kill_count)
+{
+    json_t *r = record(log, "oom", t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    bool ok = mf_json_set_u64(r, "oom_kill", oom_kill_count) &&
+              mf_json_set_new(r, "source", json_string("cgroup"));
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_exit(memfit_logfile *log, uint64_t t_ns,
+                                             const struct memfit_log_exit *e)
+{
+    json_t *r = record(log, "exit", t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    bool ok =
+        mf_json_set_new(r, "pid", json_integer(e->pid)) &&
+        mf_json_set_new(r, "exit_code", e->signal ? json_null() : json_integer(e->exit_code)) &&
+        mf_json_set_new(r, "signal", e->signal ? json_integer(e->signal) : json_null()) &&
+        mf_json_set_new(r, "oom_killed", json_boolean(e->oom_killed)) &&
+        mf_json_set_u64(r, "peak_rss_bytes", e->peak_rss_bytes) &&
+        mf_json_set_u64(r, "peak_working_set_bytes", e->peak_working_set_bytes) &&
+        mf_json_set_new(r, "samples", json_integer((json_int_t)e->samples));
+    return emit(log, r, ok);
+}
