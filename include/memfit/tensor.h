@@ -71,6 +71,129 @@ MEMFIT_API enum memfit_status memfit_type_from_name(const char *name, enum memfi
 MEMFIT_API enum memfit_status memfit_type_bytes(enum memfit_type type, uint64_t n_elements,
                                                 uint64_t *out_bytes);
 
+/* ---- Scalar conversions ------------------------------------------------ */
+
+/* IEEE binary16 <-> binary32: round to nearest even, overflow to infinity,
+ * NaN payloads kept (quieted). Bit-identical to the F16C instructions. */
+MEMFIT_API float memfit_fp16_to_fp32(uint16_t h);
+MEMFIT_API uint16_t memfit_fp32_to_fp16(float f);
+
+/* bfloat16 <-> binary32: the top 16 bits, rounded to nearest even; a NaN
+ * stays a (quiet) NaN. */
+MEMFIT_API float memfit_bf16_to_fp32(uint16_t h);
+MEMFIT_API uint16_t memfit_fp32_to_bf16(float f);
+
+/* ---- Rows --------------------------------------------------------------- */
+/*
+ * A row is `n` elements of one type laid out as its blocks (ggml's layouts,
+ * docs/quantization.md). Every row function checks that n is a multiple of
+ * the type's block size (E_FORMAT otherwise, naming n and the block) and
+ * returns E_UNSUPPORTED for a type it has no kernel for. The caller owns
+ * all buffers; `dst` must hold the row's bytes (memfit_type_bytes).
+ * Kernels never allocate and are safe to call from many threads at once.
+ *
+ * Readable types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K, Q8_K. Quantizers: F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+ * Q6_K, Q8_K (ggml's reference quantizers). NF4 has its own functions below.
+ */
+
+/* Decodes n elements of `type` at src into n floats at dst. */
+MEMFIT_API enum memfit_status memfit_type_dequantize_row(enum memfit_type type, const void *src,
+                                                         float *dst, uint64_t n);
+
+/* Encodes n floats into a row of `type` at dst. */
+MEMFIT_API enum memfit_status memfit_type_quantize_row(enum memfit_type type, const float *src,
+                                                       void *dst, uint64_t n);
+
+/*
+ * The type the activation row of a dot product with `type` weights must
+ * have: Q8_0 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, Q8_K for the K-quants, F32 for
+ * F32/F16/BF16. Make it with memfit_type_quantize_row(*out, ...).
+ * E_UNSUPPORTED when `type` has no dot product.
+ */
+MEMFIT_API enum memfit_status memfit_type_dot_type(enum memfit_type type, enum memfit_type *out);
+
+/*
+ * *out = the dot product of a weight row (n elements of `type`) with an
+ * activation row (n elements of memfit_type_dot_type(type)). Q8 activation
+ * rows must come from memfit's quantizer (their quants are never -128).
+ */
+MEMFIT_API enum memfit_status memfit_vec_dot(enum memfit_type type, uint64_t n, const void *w_row,
+                                             const void *act_row, float *out);
+
+/*
+ * Bytes of workspace memfit_matmul needs for `n_cols` activation vectors
+ * of length n against weights of `type` (0 for F32 activations).
+ */
+MEMFIT_API enum memfit_status memfit_matmul_work_bytes(enum memfit_type type, uint64_t n,
+                                                       uint64_t n_cols, size_t *out_bytes);
+
+/*
+ * y = W x for n_cols activation vectors: W is n_rows rows of n elements of
+ * `type` (row r at w + r * row bytes), x is n_cols vectors of n floats
+ * (x[c*n + i]), y receives n_cols vectors of n_rows floats (y[c*n_rows + r]).
+ * The activations are quantized once to the dot type, into `work`
+ * (work_bytes >= memfit_matmul_work_bytes()), or, with work == NULL, into a
+ * buffer allocated and freed here (E_NOMEM if that fails). Single-threaded.
+ */
+MEMFIT_API enum memfit_status memfit_matmul(enum memfit_type type, const void *w, uint64_t n_rows,
+                                            uint64_t n, const float *x, uint64_t n_cols, float *y,
+                                            void *work, size_t work_bytes);
+
+/* "avx2+fma+f16c" when the SIMD kernels are in use, "scalar" otherwise
+ * (no such CPU, or MEMFIT_NO_SIMD=1 in the environment at first use). */
+MEMFIT_API const char *memfit_tensor_isa(void);
+
+/* ---- NF4 (bitsandbytes) -------------------------------------------------- */
+/*
+ * bitsandbytes' 4-bit NormalFloat: a flat tensor of n elements is cut into
+ * blocks of `blocksize` (a power of two, 32..4096; bitsandbytes' default 64;
+ * the last block may be short); absmax[b] = max |x| of block b as float;
+ * each element is x/absmax mapped to the nearest of 16 codes (ties to the
+ * lower code). Codes are packed two per byte, the FIRST element in the
+ * HIGH nibble (ceil(n/2) bytes; an odd tail's low nibble holds 7, the
+ * code of 0.0, as bitsandbytes pads with a zero).
+ * The absmax array has ceil(n/blocksize) entries.
+ */
+
+/* The 16 NF4 code values, ascending (-1 .. 1); what files store as quant_map. */
+MEMFIT_API const float *memfit_nf4_codebook(void);
+
+/* Quantizes x into codes (ceil(n/2) bytes) and absmax (ceil(n/blocksize) floats). */
+MEMFIT_API enum memfit_status memfit_nf4_quantize(const float *x, uint64_t n, uint32_t blocksize,
+                                                  uint8_t *codes, float *absmax);
+
+/* out[i] = codebook[code i] * absmax[i / blocksize] for n elements. */
+MEMFIT_API enum memfit_status memfit_nf4_dequantize(const uint8_t *codes, const float *absmax,
+                                                    uint64_t n, uint32_t blocksize, float *out);
+
+/*
+ * bitsandbytes' signed 8-bit "dynamic" map (create_dynamic_map(signed=True,
+ * max_exponent_bits=7, total_bits=8)), 256 ascending values in [-1, 1],
+ * used to compress absmax values (double quantization).
+ */
+MEMFIT_API void memfit_nf4_dynamic_map(float out[256]);
+
+/*
+ * Double quantization of n_blocks absmax values as bitsandbytes'
+ * compress_statistics does: offset = mean(absmax); absmax - offset is
+ * quantized blockwise (blocks of 256) with the dynamic map: qabsmax gets one
+ * code per value, nested_absmax one float per 256 values
+ * (ceil(n_blocks/256)), *offset the mean. nested_quant_map is the dynamic map.
+ */
+MEMFIT_API enum memfit_status memfit_nf4_pack_absmax(const float *absmax, uint64_t n_blocks,
+                                                     uint8_t *qabsmax, float *nested_absmax,
+                                                     float *offset);
+
+/*
+ * The inverse: absmax[i] = nested_map[qabsmax[i]] * nested_absmax[i/256] + offset,
+ * with nested_map the 256 floats stored in the file (nested_quant_map).
+ */
+MEMFIT_API enum memfit_status memfit_nf4_unpack_absmax(const uint8_t *qabsmax,
+                                                       const float *nested_absmax,
+                                                       const float *nested_map, float offset,
+                                                       uint64_t n_blocks, float *absmax);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,107 @@
+/*
+ * Internal side of the tensor kernels: the type-traits table (ggml's
+ * type_traits idea) and the scalar and x86 kernel functions behind it.
+ *
+ * One row per element type says how to turn a row into floats, how to make
+ * a row from floats, how to dot a row with an activation row and which type
+ * that activation row has. The scalar table is always complete; the x86
+ * table (AVX2+FMA+F16C) overrides some entries and is only used after
+ * run-time detection. Kernels take lengths already checked against the
+ * block size: they never fail and never allocate.
+ */
+#ifndef MF_TENSOR_KERNELS_H
+#define MF_TENSOR_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfit/tensor.h"
+
+/* n elements of one row; n is a multiple of the type's block size. */
+typedef void (*mf_to_float_fn)(const void *src, float *dst, size_t n);
+typedef void (*mf_from_float_fn)(const float *src, void *dst, size_t n);
+/* w: a row of the weight type, a: a row of its vec_dot_type. */
+typedef float (*mf_vec_dot_fn)(size_t n, const void *w, const void *a);
+
+struct mf_type_traits {
+    mf_to_float_fn to_float;     /* NULL: rows of this type cannot be read */
+    mf_from_float_fn from_float; /* NULL: no quantizer */
+    mf_vec_dot_fn vec_dot;       /* NULL: no dot product */
+    enum memfit_type vec_dot_type;
+};
+
+/* The traits in use (SIMD where detected and not disabled), NULL for a type without any. */
+const struct mf_type_traits *mf_type_traits(enum memfit_type type);
+
+/* The scalar reference traits, whatever the CPU. */
+const struct mf_type_traits *mf_type_traits_scalar(enum memfit_type type);
+
+/*
+ * The x86 traits (scalar entries where no SIMD version exists), or NULL
+ * when the CPU lacks AVX2/FMA/F16C or this is not an x86 build. Ignores
+ * MEMFIT_NO_SIMD, so tests can compare both paths.
+ */
+const struct mf_type_traits *mf_type_traits_simd(enum memfit_type type);
+
+/* True when mf_type_traits() hands out the SIMD kernels. */
+bool mf_tensor_simd_active(void);
+
+/* ---- Scalar kernels (src/tensor, one file per job) ------------------------------------ */
+
+void mf_f32_to_float(const void *src, float *dst, size_t n);
+void mf_f32_from_float(const float *src, void *dst, size_t n);
+void mf_f16_to_float(const void *src, float *dst, size_t n);
+void mf_f16_from_float(const float *src, void *dst, size_t n);
+void mf_bf16_to_float(const void *src, float *dst, size_t n);
+void mf_bf16_from_float(const float *src, void *dst, size_t n);
+
+void mf_dequant_q4_0(const void *src, float *dst, size_t n);
+void mf_dequant_q4_1(const void *src, float *dst, size_t n);
+void mf_dequant_q5_0(const void *src, float *dst, size_t n);
+void mf_dequant_q5_1(const void *src, float *dst, size_t n);
+void mf_dequant_q8_0(const void *src, float *dst, size_t n);
+void mf_dequant_q2_k(const void *src, float *dst, size_t n);
+void mf_dequant_q3_k(const void *src, float *dst, size_t n);
+void mf_dequant_q4_k(const void *src, float *dst, size_t n);
+void mf_dequant_q5_k(const void *src, float *dst, size_t n);
+void mf_dequant_q6_k(const void *src, float *dst, size_t n);
+void mf_dequant_q8_k(const void *src, float *dst, size_t n);
+
+void mf_quant_q4_0(const float *src, void *dst, size_t n);
+void mf_quant_q8_0(const float *src, void *dst, size_t n);
+void mf_quant_q4_k(const float *src, void *dst, size_t n);
+void mf_quant_q6_k(const float *src, void *dst, size_t n);
+void mf_quant_q8_k(const float *src, void *dst, size_t n);
+
+float mf_dot_f32(size_t n, const void *w, const void *a);
+float mf_dot_f16(size_t n, const void *w, const void *a);
+float mf_dot_bf16(size_t n, const void *w, const void *a);
+float mf_dot_q4_0(size_t n, const void *w, const void *a);
+float mf_dot_q4_1(size_t n, const void *w, const void *a);
+float mf_dot_q5_0(size_t n, const void *w, const void *a);
+float mf_dot_q5_1(size_t n, const void *w, const void *a);
+float mf_dot_q8_0(size_t n, const void *w, const void *a);
+float mf_dot_q2_k(size_t n, const void *w, const void *a);
+float mf_dot_q3_k(size_t n, const void *w, const void *a);
+float mf_dot_q4_k(size_t n, const void *w, const void *a);
+float mf_dot_q5_k(size_t n, const void *w, const void *a);
+float mf_dot_q6_k(size_t n, const void *w, const void *a);
+
+/* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
+
+#if defined(__x86_64__)
+void mf_avx2_f16_to_float(const void *src, float *dst, size_t n);
+void mf_avx2_f16_from_float(const float *src, void *dst, size_t n);
+void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n);
+void mf_avx2_quant_q8_k(const float *src, void *dst, size_t n);
+float mf_avx2_dot_f32(size_t n, const void *w, const void *a);
+float mf_avx2_dot_f16(size_t n, const void *w, const void *a);
+float mf_avx2_dot_bf16(size_t n, const void *w, const void *a);
+float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
+float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
+float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
+float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
+#endif
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * The type-traits table, the one place that says which kernel serves which
+ * element type, and the run-time dispatch between the scalar reference and
+ * the x86 SIMD kernels.
+ *
+ * Dispatch happens once, at first use, under pthread_once: if the CPU has
+ * AVX2, FMA and F16C (and MEMFIT_NO_SIMD is not 1) the active table is the
+ * scalar one with the x86 entries laid over it. Kernels compiled with
+ * -mavx2 are never reached before that check.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tensor/kernels.h"
+
+#define TYPE_SLOTS 256 /* every id memfit knows is below this */
+
+struct traits_row {
+    enum memfit_type type;
+    struct mf_type_traits traits;
+};
+
+static const struct traits_row scalar_rows[] = {
+    {MEMFIT_TYPE_F32, {mf_f32_to_float, mf_f32_from_float, mf_dot_f32, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_F16, {mf_f16_to_float, mf_f16_from_float, mf_dot_f16, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_BF16, {mf_bf16_to_float, mf_bf16_from_float, mf_dot_bf16, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_Q4_0, {mf_dequant_q4_0, mf_quant_q4_0, mf_dot_q4_0, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q4_1, {mf_dequant_q4_1, NULL, mf_dot_q4_1, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q5_0, {mf_dequant_q5_0, NULL, mf_dot_q5_0, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q5_1, {mf_dequant_q5_1, NULL, mf_dot_q5_1, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q8_0, {mf_dequant_q8_0, mf_quant_q8_0, mf_dot_q8_0, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q2_K, {mf_dequant_q2_k, NULL, mf_dot_q2_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q3_K, {mf_dequant_q3_k, NULL, mf_dot_q3_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q4_K, {mf_dequant_q4_k, mf_quant_q4_k, mf_dot_q4_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q5_K, {mf_dequant_q5_k, NULL, mf_dot_q5_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q6_K, {mf_dequant_q6_k, mf_quant_q6_k, mf_dot_q6_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q8_K, {mf_dequant_q8_k, mf_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K}},
+};
+
+#if defined(__x86_64__)
+/* Only the entries with a SIMD version; the rest stay scalar. */
+static const struct traits_row x86_rows[] = {
+    {MEMFIT_TYPE_F32, {NULL, NULL, mf_avx2_dot_f32, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_F16,
+     {mf_avx2_f16_to_float, mf_avx2_f16_from_float, mf_avx2_dot_f16, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_BF16, {NULL, NULL, mf_avx2_dot_bf16, MEMFIT_TYPE_F32}},
+    {MEMFIT_TYPE_Q4_0, {NULL, NULL, mf_avx2_dot_q4_0, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q8_0, {NULL, mf_avx2_quant_q8_0, mf_avx2_dot_q8_0, MEMFIT_TYPE_Q8_0}},
+    {MEMFIT_TYPE_Q4_K, {NULL, NULL, mf_avx2_dot_q4_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q6_K, {NULL, NULL, mf_avx2_dot_q6_k, MEMFIT_TYPE_Q8_K}},
+    {MEMFIT_TYPE_Q8_K, {NULL, mf_avx2_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K}},
+};
+#endif
+
+static struct mf_type_traits scalar_table[TYPE_SLOTS];
+static struct mf_type_traits simd_table[TYPE_SLOTS];
+static bool simd_available;
+static bool simd_active;
+static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
+
+static bool cpu_has_avx2(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+static void fill(struct mf_type_traits *table, const struct traits_row *rows, size_t n_rows)
+{
+    for (size_t i = 0; i < n_rows; i++) {
+        struct mf_type_traits *t = &table[rows[i].type];
+        const struct mf_type_traits *r = &rows[i].traits;
+        if (r->to_float)
+            t->to_float = r->to_float;
+        if (r->from_float)
+            t->from_float = r->from_float;
+        if (r->vec_dot)
+            t->vec_dot = r->vec_dot;
+        t->vec_dot_type = r->vec_dot_type;
+    }
+}
+
+static void dispatch_init(void)
+{
+    fill(scalar_table, scalar_rows, sizeof(scalar_rows) / sizeof(scalar_rows[0]));
+    simd_available = cpu_has_avx2();
+    memcpy(simd_table, scalar_table, sizeof(simd_table));
+#if defined(__x86_64__)
+    if (simd_available)
+        fill(simd_table, x86_rows, sizeof(x86_rows) / sizeof(x86_rows[0]));
+#endif
+    /* Read once: tests and benches set it before the first kernel call. */
+    const char *no_simd = memfit_config_get("MEMFIT_NO_SIMD");
+    simd_active = simd_available && !(no_simd && strcmp(no_simd, "1") == 0);
+}
+
+static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
+                                           enum memfit_type type)
+{
+    if ((unsigned)type >= TYPE_SLOTS)
+        return NULL;
+    const struct mf_type_traits *t = &table[type];
+    return t->to_float || t->from_float || t->vec_dot ? t : NULL;
+}
+
+const struct mf_type_traits *mf_type_traits(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return lookup(simd_active ? simd_table : scalar_table, type);
+}
+
+const struct mf_type_traits *mf_type_traits_scalar(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return lookup(scalar_table, type);
+}
+
+const struct mf_type_traits *mf_type_traits_simd(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return simd_available ? lookup(simd_table, type) : NULL;
+}
+
+bool mf_tensor_simd_active(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return simd_active;
+}
+
+const char *memfit_tensor_isa(void)
+{
+    return mf_tensor_simd_active() ? "avx2+fma+f16c" : "scalar";
+}
+
+/* The type's info, with E_UNSUPPORTED and E_FORMAT checks shared by the entry points. */
+static enum memfit_status check_row(enum memfit_type type, uint64_t n, const char *what,
+                                    const struct memfit_type_info **out_info)
+{
+    const struct memfit_type_info *info = memfit_type_get_info(type);
+    if (!info)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: unknown element type id %d", what, (int)type);
+    if (n % info->block_size != 0)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: row of %llu %s elements: not a multiple of %u",
+                           what, (unsigned long long)n, info->name, info->block_size);
+    if (n > SIZE_MAX / sizeof(float))
+        return memfit_fail(MEMFIT_E_RANGE, "%s: row of %llu elements is too long", what,
+                           (unsigned long long)n);
+    *out_info = info;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_type_dequantize_row(enum memfit_type type, const void *src, float *dst,
+                                              uint64_t n)
+{
+    const struct memfit_type_info *info;
+    enum memfit_status st = check_row(type, n, "dequantize", &info);
+    if (st != MEMFIT_OK)
+        return st;
+    const struct mf_type_traits *t = mf_type_traits(type);
+    if (!t || !t->to_float)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "dequantize: no %s row reader", info->name);
+    t->to_float(src, dst, (size_t)n);
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_type_quantize_row(enum memfit_type type, const float *src, void *dst,
+                                            uint64_t n)
+{
+    const struct memfit_type_info *info;
+    enum memfit_status st = check_row(type, n, "quantize", &info);
+    if (st != MEMFIT_OK)
+        return st;
+    const struct mf_type_traits *t = mf_type_traits(type);
+    if (!t || !t->from_float)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "quantize: no %s quantizer", info->name);
+    t->from_float(src, dst, (size_t)n);
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_type_dot_type(enum memfit_type type, enum memfit_type *out)
+{
+    const struct mf_type_traits *t = mf_type_traits(type);
+    if (!t || !t->vec_dot) {
+        const struct memfit_type_info *info = memfit_type_get_info(type);
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "no dot product for element type %s",
+                           info ? info->name : "(unknown)");
+    }
+    *out = t->vec_dot_type;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_vec_dot(enum memfit_type type, uint64_t n, const void *w_row,
+                                  const void *act_row, float *out)
+{
+    const struct memfit_type_info *info;
+    enum memfit_status st = check_row(type, n, "dot", &info);
+    if (st != MEMFIT_OK)
+        return st;
+    const struct mf_type_traits *t = mf_type_traits(type);
+    if (!t || !t->vec_dot)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "dot: no dot product for %s", info->name);
+    /* The activation row has the dot type's blocks: check its length too. */
+    const struct memfit_type_info *act = memfit_type_get_info(t->vec_dot_type);
+    if (n % act->block_size != 0)
+        return memfit_fail(MEMFIT_E_FORMAT, "dot: %s activations need a multiple of %u, got %llu",
+                           act->name, act->block_size, (unsigned long long)n);
+    *out = t->vec_dot((size_t)n, w_row, act_row);
+    return MEMFIT_OK;
+}

@@ -1,0 +1,349 @@
+/*
+ * AVX2 + FMA + F16C kernels: dot products for F32, F16, BF16 (against F32
+ * activations), Q8_0 and Q4_0 (against Q8_0), Q4_K and Q6_K (against Q8_K),
+ * the activation quantizers Q8_0 and Q8_K, and F16 row conversion.
+ *
+ * Compiled with -mavx2 -mfma -mf16c; traits.c only hands these out after
+ * __builtin_cpu_supports() said yes. Each one computes what its scalar
+ * twin in src/tensor computes:
+ * - the quantizers give identical bytes (same float operations, same
+ *   rounding: roundf for Q8_0 done by hand, nearest-even for Q8_K);
+ * - the K-quant dots sum each super-block in integers and combine blocks in
+ *   the scalar order, so they are bit-identical to the reference;
+ * - the Q8_0/Q4_0 dots keep eight float lanes of partial block sums (exact
+ *   integers times the block scale), so only the float summation order
+ *   differs;
+ * - the float dots sum in float lanes where the reference sums in double.
+ * The 8-bit products use maddubs (unsigned x signed): the weight's sign is
+ * moved onto the activation, which is safe because activations from our
+ * quantizers never hold -128.
+ */
+#include <float.h>
+#include <immintrin.h>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float fp16(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* ---- Float rows --------------------------------------------------------- */
+
+void mf_avx2_f16_to_float(const void *src, float *dst, size_t n)
+{
+    const uint16_t *h = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++)
+        dst[i] = fp16(h[i]);
+}
+
+void mf_avx2_f16_from_float(const float *src, void *dst, size_t n)
+{
+    uint16_t *h = dst;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        h[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/* Loads 8 weights of a float type as floats. */
+typedef __m256 (*load8_fn)(const void *base, size_t i);
+
+static inline __m256 load8_f32(const void *base, size_t i)
+{
+    return _mm256_loadu_ps((const float *)base + i);
+}
+
+static inline __m256 load8_f16(const void *base, size_t i)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+}
+
+static inline __m256 load8_bf16(const void *base, size_t i)
+{
+    __m256i v =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* Four independent accumulators hide the FMA latency; returns the lane sum
+ * of the first n - n % 8 products and leaves the rest to the caller. */
+static inline float dot_float_lanes(size_t n, const void *w, const float *y, load8_fn load)
+{
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(load(w, i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(load(w, i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load(w, i + 16), _mm256_loadu_ps(y + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load(w, i + 24), _mm256_loadu_ps(y + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(load(w, i), _mm256_loadu_ps(y + i), acc0);
+    return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+float mf_avx2_dot_f32(size_t n, const void *w, const void *a)
+{
+    const float *x = w, *y = a;
+    float sum = dot_float_lanes(n, w, y, load8_f32);
+    for (size_t i = n - n % 8; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+float mf_avx2_dot_f16(size_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w;
+    const float *y = a;
+    float sum = dot_float_lanes(n, w, y, load8_f16);
+    for (size_t i = n - n % 8; i < n; i++)
+        sum += fp16(x[i]) * y[i];
+    return sum;
+}
+
+float mf_avx2_dot_bf16(size_t n, const void *w, const void *a)
+{
+    const uint16_t *x = w;
+    const float *y = a;
+    float sum = dot_float_lanes(n, w, y, load8_bf16);
+    for (size_t i = n - n % 8; i < n; i++)
+        sum += mf_bf16_to_fp32(x[i]) * y[i];
+    return sum;
+}
+
+/* ---- Q8_0 / Q4_0 against Q8_0 ------------------------------------------- */
+
+/* sum of x*y over 32 signed bytes, as 8 exact int32 lane sums converted to float. */
+static inline __m256 dot_i8_lanes(__m256i x, __m256i y)
+{
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a)
+{
+    const struct mf_block_q8_0 *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / MF_QK; i++) {
+        __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        acc = _mm256_fmadd_ps(d, dot_i8_lanes(xv, yv), acc);
+    }
+    return hsum_ps(acc);
+}
+
+float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a)
+{
+    const struct mf_block_q4_0 *x = w;
+    const struct mf_block_q8_0 *y = a;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / MF_QK; i++) {
+        __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
+        /* Low nibbles are elements 0..15, high nibbles 16..31. */
+        __m128i packed = _mm_loadu_si128((const __m128i *)x[i].qs);
+        __m256i q = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        q = _mm256_sub_epi8(_mm256_and_si256(q, low4), eight);
+        __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        acc = _mm256_fmadd_ps(d, dot_i8_lanes(q, yv), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- K-quants against Q8_K ---------------------------------------------- */
+
+float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a)
+{
+    const struct mf_block_q4_k *x = w;
+    const struct mf_block_q8_k *y = a;
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float sum = 0;
+    for (size_t i = 0; i < n / MF_QK_K; i++) {
+        uint8_t sc[8], m[8];
+        int msum = 0;
+        for (int j = 0; j < 8; j++) {
+            mf_k4_scale_min(j, x[i].scales, &sc[j], &m[j]);
+            msum += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        }
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
+            __m256i lo = _mm256_and_si256(q, low4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g + 32));
+            __m256i p0 =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * g]));
+            __m256i p1 =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * g + 1]));
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+        }
+        int isum = hsum_epi32(acc);
+        sum += y[i].d * (fp16(x[i].d) * (float)isum - fp16(x[i].dmin) * (float)msum);
+    }
+    return sum;
+}
+
+float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a)
+{
+    const struct mf_block_q6_k *x = w;
+    const struct mf_block_q8_k *y = a;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(3);
+    float sum = 0;
+    for (size_t i = 0; i < n / MF_QK_K; i++) {
+        /* The quants are stored +32: take 32 * sum(sc_j * bsum_j) off at the end. */
+        int bias = 0;
+        for (int j = 0; j < 16; j++)
+            bias += x[i].scales[j] * y[i].bsums[j];
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const int8_t *sc = x[i].scales + 8 * h;
+            const int8_t *ys = y[i].qs + 128 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4),
+                                   _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4));
+            q[1] = _mm256_or_si256(
+                _mm256_and_si256(l1, low4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4));
+            q[2] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4));
+            q[3] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i yk = _mm256_loadu_si256((const __m256i *)(ys + 32 * k));
+                /* Lanes 0..7 hold elements 0..15 (scale 2k), lanes 8..15 elements 16..31. */
+                __m256i scv =
+                    _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), scv));
+            }
+        }
+        int isum = hsum_epi32(acc) - 32 * bias;
+        sum += y[i].d * fp16(x[i].d) * (float)isum;
+    }
+    return sum;
+}
+
+/* ---- Activation quantizers ---------------------------------------------- */
+
+/* Packs four vectors of 8 int32 (each in -127..127) into 32 int8 in order. */
+static inline __m256i pack_i32x32(__m256i i0, __m256i i1, __m256i i2, __m256i i3)
+{
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* roundf (half away from zero) on 8 floats, exactly. */
+static inline __m256i round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+    return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)));
+}
+
+static inline __m256 abs_ps(__m256 v)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n)
+{
+    struct mf_block_q8_0 *b = dst;
+    for (size_t i = 0; i < n / MF_QK; i++, b++, src += MF_QK) {
+        __m256 v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm256_loadu_ps(src + 8 * k);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
+                                 _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
+        float d = hmax_ps(m) / 127.f;
+        float id = d >= FLT_MIN ? 1.f / d : 0.f; /* as the scalar quantizer */
+        b->d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        __m256 mul = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = round_away(_mm256_mul_ps(v[k], mul));
+        _mm256_storeu_si256((__m256i *)b->qs, pack_i32x32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+void mf_avx2_quant_q8_k(const float *src, void *dst, size_t n)
+{
+    struct mf_block_q8_k *b = dst;
+    for (size_t i = 0; i < n / MF_QK_K; i++, b++, src += MF_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < MF_QK_K; k += 8)
+            m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(src + k)));
+        float amax = hmax_ps(m);
+        if (amax == 0.f || !isfinite(-127.f / amax)) { /* as the scalar quantizer */
+            memset(b, 0, sizeof(*b));
+            continue;
+        }
+        /* The scale's sign comes from the first element of largest magnitude. */
+        float max = amax;
+        for (int j = 0; j < MF_QK_K; j++) {
+            if (fabsf(src[j]) == amax) {
+                max = src[j];
+                break;
+            }
+        }
+        float iscale = -127.f / max;
+        __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i top = _mm256_set1_epi32(127);
+        for (int k = 0; k < MF_QK_K; k += 32) {
+            __m256i q[4];
+            for (int r = 0; r < 4; r++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + k + 8 * r), mul);
+                v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[r] = _mm256_min_epi32(_mm256_cvtps_epi32(v), top);
+            }
+            _mm256_storeu_si256((__m256i *)(b->qs + k), pack_i32x32(q[0], q[1], q[2], q[3]));
+        }
+        for (int j = 0; j < MF_QK_K / 16; j++) {
+            __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b->qs + 16 * j)));
+            b->bsums[j] = (int16_t)hsum_epi32(_mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+        }
+        b->d = 1.f / iscale;
+    }
+}

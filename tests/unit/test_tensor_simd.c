@@ -1,0 +1,256 @@
+/* Every x86 SIMD kernel against its scalar reference (STYLE.md: "every
+ * SIMD kernel is compared with its scalar reference within a stated
+ * tolerance"). Tolerances (docs/quantization.md):
+ * - activation quantizers (Q8_0, Q8_K) and F16 row conversion: identical bytes;
+ * - Q4_K and Q6_K dots: identical floats (integer super-block sums, same
+ *   float combination order);
+ * - Q8_0 and Q4_0 dots: |simd - scalar| <= 1e-5 * sum |w_i a_i| (exact
+ *   integer block sums, float lanes summed in another order);
+ * - F32, F16, BF16 dots: the same bound (float lanes vs double reference);
+ *   infinities and NaNs must come out the same class.
+ * Skipped (exit 77) on a CPU without AVX2/FMA/F16C. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tensor/kernels.h"
+#include "test_util.h"
+#include "unit/tensor_testing.h"
+
+static const struct mf_type_traits *simd(enum memfit_type t)
+{
+    const struct mf_type_traits *tr = mf_type_traits_simd(t);
+    assert_non_null(tr);
+    return tr;
+}
+
+static const struct mf_type_traits *scalar(enum memfit_type t)
+{
+    const struct mf_type_traits *tr = mf_type_traits_scalar(t);
+    assert_non_null(tr);
+    return tr;
+}
+
+/* Dot of `type` weights w with activations made from x, both paths; checks the bound. */
+static void compare_dot(enum memfit_type type, const void *w, const float *x, size_t n, bool exact)
+{
+    const struct mf_type_traits *s = scalar(type), *v = simd(type);
+    assert_ptr_not_equal(s->vec_dot, v->vec_dot); /* really two kernels */
+    enum memfit_type at = s->vec_dot_type;
+    size_t ab = mf_row_bytes(at, n ? n : 1);
+    uint8_t *act = malloc(ab + 1);
+    float *wf = malloc((n + 1) * sizeof(float)), *af = malloc((n + 1) * sizeof(float));
+    scalar(at)->from_float(x, act, n);
+    s->to_float(w, wf, n);
+    scalar(at)->to_float(act, af, n);
+    float ref = s->vec_dot(n, w, act), got = v->vec_dot(n, w, act);
+    double bound = exact ? 0 : 1e-5 * mf_abs_dot(wf, af, n);
+    bool ok;
+    if (isnan(ref) || isinf(ref))
+        ok = (isnan(ref) && isnan(got)) || ref == got;
+    else
+        ok = fabs((double)got - (double)ref) <= bound;
+    if (!ok) {
+        fprintf(stderr, "%s n=%zu: simd %.9g scalar %.9g bound %.3g\n",
+                memfit_type_get_info(type)->name, n, got, ref, bound);
+        fail();
+    }
+    free(act);
+    free(wf);
+    free(af);
+}
+
+static void test_float_dots(void **state)
+{
+    (void)state;
+    static const size_t lengths[] = {0, 1, 7, 8, 9, 31, 32, 33, 100, 1024, 4097};
+    static const enum memfit_type types[] = {MEMFIT_TYPE_F32, MEMFIT_TYPE_F16, MEMFIT_TYPE_BF16};
+    struct mf_rng rng = {3};
+    float *src = malloc(4097 * sizeof(float)), *x = malloc(4097 * sizeof(float));
+    uint8_t *w = malloc(4097 * sizeof(float));
+    for (size_t t = 0; t < 3; t++) {
+        for (size_t k = 0; k < sizeof(lengths) / sizeof(lengths[0]); k++) {
+            size_t n = lengths[k];
+            mf_fill_gauss(&rng, src, n, 1.0f);
+            mf_fill_gauss(&rng, x, n, 1.0f);
+            scalar(types[t])->from_float(src, w, n);
+            compare_dot(types[t], w, x, n, false);
+        }
+        /* Edge cases: zeros, denormals, infinities (in weights and activations). */
+        size_t n = 40;
+        memset(src, 0, n * sizeof(float));
+        mf_fill_gauss(&rng, x, n, 1.0f);
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false);
+        for (size_t i = 0; i < n; i++)
+            src[i] = (i % 2 ? 1 : -1) * 1e-41f * (float)(i + 1); /* F32 denormals */
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false);
+        for (size_t i = 0; i < n; i++)
+            src[i] = 5.96e-8f * (float)(i + 1); /* F16 denormals */
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false);
+        mf_fill_gauss(&rng, src, n, 1.0f);
+        src[3] = INFINITY;
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false); /* inf */
+        src[37] = -INFINITY;
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false); /* inf - inf = NaN */
+        mf_fill_gauss(&rng, src, n, 1.0f);
+        x[5] = INFINITY;
+        x[6] = 0;
+        src[6] = INFINITY; /* inf * 0 = NaN */
+        scalar(types[t])->from_float(src, w, n);
+        compare_dot(types[t], w, x, n, false);
+    }
+    free(src);
+    free(x);
+    free(w);
+}
+
+static void test_quant_dots(void **state)
+{
+    (void)state;
+    static const struct {
+        enum memfit_type type;
+        bool exact;
+    } types[] = {{MEMFIT_TYPE_Q8_0, false},
+                 {MEMFIT_TYPE_Q4_0, false},
+                 {MEMFIT_TYPE_Q4_K, true},
+                 {MEMFIT_TYPE_Q6_K, true}};
+    static const size_t blocks[] = {1, 2, 3, 17, 64};
+    struct mf_rng rng = {9};
+    const size_t max_n = 64 * 256;
+    float *src = malloc(max_n * sizeof(float)), *x = malloc(max_n * sizeof(float));
+    uint8_t *w = malloc(max_n * sizeof(float));
+    for (size_t t = 0; t < 4; t++) {
+        uint32_t bs = memfit_type_get_info(types[t].type)->block_size;
+        for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+            size_t n = blocks[k] * bs;
+            /* Quantized Gaussian weights, and random bytes (every bit pattern). */
+            mf_fill_gauss(&rng, src, n, 0.05f);
+            mf_fill_gauss(&rng, x, n, 2.0f);
+            scalar(types[t].type)->from_float(src, w, n);
+            compare_dot(types[t].type, w, x, n, types[t].exact);
+            size_t bytes = mf_row_bytes(types[t].type, n);
+            uint32_t ts = memfit_type_get_info(types[t].type)->type_size;
+            for (size_t i = 0; i < bytes; i++)
+                w[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t b = 0; b < bytes / ts; b++) { /* finite fp16 scales */
+                size_t d_off = types[t].type == MEMFIT_TYPE_Q6_K ? 208 : 0;
+                w[b * ts + d_off + 1] &= 0x3b;
+                if (types[t].type == MEMFIT_TYPE_Q4_K)
+                    w[b * ts + 3] &= 0x3b;
+            }
+            compare_dot(types[t].type, w, x, n, types[t].exact);
+        }
+        /* All-zero weights and activations. */
+        size_t n = 2 * bs;
+        memset(src, 0, n * sizeof(float));
+        scalar(types[t].type)->from_float(src, w, n);
+        compare_dot(types[t].type, w, src, n, types[t].exact);
+    }
+    free(src);
+    free(x);
+    free(w);
+}
+
+/* Both quantizers on the same input must write the same bytes. */
+static void compare_quantizer(enum memfit_type type, const float *x, size_t n)
+{
+    size_t bytes = mf_row_bytes(type, n);
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    assert_ptr_not_equal(scalar(type)->from_float, simd(type)->from_float);
+    scalar(type)->from_float(x, a, n);
+    simd(type)->from_float(x, b, n);
+    assert_memory_equal(a, b, bytes);
+    free(a);
+    free(b);
+}
+
+static void test_activation_quantizers(void **state)
+{
+    (void)state;
+    struct mf_rng rng = {13};
+    const size_t n = 4096;
+    float *x = malloc(n * sizeof(float));
+    static const float sigmas[] = {1e-30f, 1e-3f, 1.0f, 1e4f};
+    for (size_t s = 0; s < 4; s++) {
+        mf_fill_gauss(&rng, x, n, sigmas[s]);
+        compare_quantizer(MEMFIT_TYPE_Q8_0, x, n);
+        compare_quantizer(MEMFIT_TYPE_Q8_K, x, n);
+        compare_quantizer(MEMFIT_TYPE_F16, x, n);
+    }
+    /* Ties: with amax 127 (d = 1) every x.5 must round away from zero (Q8_0),
+     * and to even for Q8_K (whose largest value -127 gives iscale 1). */
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((int)(i % 254) - 127) + (i % 3 == 0 ? 0.5f : 0.0f);
+    for (size_t b = 0; b < n; b += 32)
+        x[b] = 127.0f;
+    compare_quantizer(MEMFIT_TYPE_Q8_0, x, n);
+    for (size_t b = 0; b < n; b += 256)
+        x[b] = -127.0f;
+    compare_quantizer(MEMFIT_TYPE_Q8_K, x, n);
+    /* Zeros, denormals, and a block whose largest magnitude appears with both signs. */
+    memset(x, 0, n * sizeof(float));
+    compare_quantizer(MEMFIT_TYPE_Q8_0, x, n);
+    compare_quantizer(MEMFIT_TYPE_Q8_K, x, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1e-40f * (float)((int)(i % 7) - 3);
+    compare_quantizer(MEMFIT_TYPE_Q8_0, x, n);
+    compare_quantizer(MEMFIT_TYPE_Q8_K, x, n);
+    mf_fill_gauss(&rng, x, 256, 1.0f);
+    x[10] = 9.0f;
+    x[200] = -9.0f;
+    compare_quantizer(MEMFIT_TYPE_Q8_K, x, 256);
+    free(x);
+}
+
+static void test_matmul_rows(void **state)
+{
+    (void)state;
+    if (!mf_tensor_simd_active())
+        skip();
+    /* memfit_matmul (SIMD kernels) over several rows against scalar row dots. */
+    struct mf_rng rng = {17};
+    const size_t n = 1024, rows = 9;
+    float *wf = malloc(rows * n * sizeof(float)), *x = malloc(n * sizeof(float));
+    uint8_t *w = malloc(rows * n * sizeof(float)), *act = malloc(n * sizeof(float));
+    float y[9];
+    mf_fill_gauss(&rng, wf, rows * n, 1.0f);
+    mf_fill_gauss(&rng, x, n, 1.0f);
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q8_0, MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q4_K,
+                                             MEMFIT_TYPE_Q6_K, MEMFIT_TYPE_F16,  MEMFIT_TYPE_F32};
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *s = scalar(types[t]);
+        size_t rb = mf_row_bytes(types[t], n);
+        for (size_t r = 0; r < rows; r++)
+            s->from_float(wf + r * n, w + r * rb, n);
+        assert_int_equal(memfit_matmul(types[t], w, rows, n, x, 1, y, NULL, 0), MEMFIT_OK);
+        scalar(s->vec_dot_type)->from_float(x, act, n);
+        for (size_t r = 0; r < rows; r++) {
+            float ref = s->vec_dot(n, w + r * rb, act);
+            assert_true(fabsf(y[r] - ref) <= 1e-5f * (float)n);
+        }
+    }
+    free(wf);
+    free(x);
+    free(w);
+    free(act);
+}
+
+int main(void)
+{
+    if (!mf_type_traits_simd(MEMFIT_TYPE_F32))
+        MF_TEST_SKIP_ALL("this CPU lacks AVX2/FMA/F16C (or this is not an x86 build)");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_float_dots),
+        cmocka_unit_test(test_quant_dots),
+        cmocka_unit_test(test_activation_quantizers),
+        cmocka_unit_test(test_matmul_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
