@@ -24,7 +24,9 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
-#define CLI_COMMANDS(X)
+#define CLI_COMMANDS(X)                                                                            \
+    X(inspect, "Show what a GGUF, safetensors or .pth model file holds")                           \
+    X(convert, "Convert a model file to GGUF or safetensors")
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \
