@@ -675,9 +675,10 @@ enum memfit_status mf_set_finish(memfit_tensors *set, bool check_overlap)
         return MEMFIT_E_NOMEM;
     for (size_t i = 1; i < set->n_tensors; i++) {
         if (strcmp(set->tensors[names[i]].name, set->tensors[names[i - 1]].name) == 0) {
+            memfit_fail(MEMFIT_E_FORMAT, "%s: duplicate tensor name '%s'", set->path,
+                        set->tensors[names[i]].name);
             memfit_free(names);
-            return memfit_fail(MEMFIT_E_FORMAT, "%s: duplicate tensor name '%s'", set->path,
-                               set->tensors[names[i]].name);
+            return MEMFIT_E_FORMAT;
         }
     }
     size_t *keys = sorted_indices(set->n_meta, by_meta_key);
@@ -687,10 +688,11 @@ enum memfit_status mf_set_finish(memfit_tensors *set, bool check_overlap)
     }
     for (size_t i = 1; i < set->n_meta; i++) {
         if (strcmp(set->meta[keys[i]].key, set->meta[keys[i - 1]].key) == 0) {
+            memfit_fail(MEMFIT_E_FORMAT, "%s: duplicate metadata key '%s'", set->path,
+                        set->meta[keys[i]].key);
             memfit_free(names);
             memfit_free(keys);
-            return memfit_fail(MEMFIT_E_FORMAT, "%s: duplicate metadata key '%s'", set->path,
-                               set->meta[keys[i]].key);
+            return MEMFIT_E_FORMAT;
         }
     }
     if (check_overlap && set->n_tensors > 1) {
