@@ -61,13 +61,14 @@ static enum memfit_format detect(const uint8_t *p, size_t len, const char *name)
         return MEMFIT_FORMAT_GGUF;
     if (len >= 4 && memcmp(p, "PK\x03\x04", 4) == 0)
         return MEMFIT_FORMAT_PTH;
-    if (len >= 2 && p[0] == 0x80 && p[1] <= 5) /* a bare pickle: legacy torch.save */
-        return MEMFIT_FORMAT_PTH;
+    /* safetensors before pickles: a header length like 0x0280 starts 80 02 too. */
     if (len >= 9) {
         uint8_t c = p[8];
         if (c == '{' || c == ' ' || c == '\t' || c == '\n' || c == '\r')
             return MEMFIT_FORMAT_SAFETENSORS;
     }
+    if (len >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5) /* a bare pickle: legacy torch.save */
+        return MEMFIT_FORMAT_PTH;
     return memfit_format_from_path(name);
 }
 

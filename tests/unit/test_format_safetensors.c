@@ -175,6 +175,17 @@ static void test_bad_files(void **state)
     st_file(&b, "[1]     ", 0);
     expect_fail(&b, MEMFIT_E_FORMAT, "unknown file format");
 
+    /* A header of 0x280 bytes starts 80 02, like a pickle: still safetensors. */
+    bb_u64(&b, 0x280);
+    bb_put(&b, "{}", 2);
+    for (int i = 2; i < 0x280; i++)
+        bb_u8(&b, ' ');
+    memfit_tensors *st_set;
+    assert_int_equal(open_mem(&b, &st_set), MEMFIT_OK);
+    assert_int_equal(memfit_tensors_format(st_set), MEMFIT_FORMAT_SAFETENSORS);
+    memfit_tensors_close(st_set);
+    bb_free(&b);
+
     /* Leading whitespace and an empty header are fine, as in the reference parser. */
     st_file(&b, "  {}    ", 0);
     memfit_tensors *set;
