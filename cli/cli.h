@@ -27,7 +27,9 @@ enum {
 /* clang-format off */
 #define CLI_COMMANDS(X) \
     X(report, "Show memory: machine, container (cgroup), processes, GPUs") \
-    X(monitor, "Watch memory over time, with alert levels and actions")
+    X(monitor, "Watch memory over time, with alert levels and actions") \
+    X(inspect, "Show what a GGUF, safetensors or .pth model file holds") \
+    X(convert, "Convert a model file to GGUF or safetensors")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

@@ -9,6 +9,7 @@
 #include "memfit/sys.h"
 #include "memfit/monitor.h"
 #include "memfit/tensor.h"
+#include "memfit/format.h"
 #include "memfit/models.h"
 
 #endif

@@ -1,0 +1,192 @@
+/*
+ * `memfit convert IN OUT`: copies the tensors (and what metadata the target
+ * can hold) of a .pth, safetensors or GGUF file into a GGUF or safetensors
+ * file chosen by OUT's extension. Names are kept, or renamed by a file of
+ * "old new" lines. Data is streamed from the input's mapping, so memory
+ * stays small whatever the model size.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char cmd_convert_help[] =
+    "Usage: memfit convert IN OUT [--rename FILE]\n"
+    "\n"
+    "Converts a model file (.pth, .safetensors or .gguf) to GGUF or safetensors,\n"
+    "chosen by OUT's extension (.gguf or .safetensors). Tensor names, types\n"
+    "and shapes are kept; no type is converted. GGUF metadata goes to GGUF as\n"
+    "it is; only string metadata can go to safetensors (others are skipped with\n"
+    "a note). Quantized tensors cannot be stored in safetensors.\n"
+    "\n"
+    "Options:\n"
+    "  --rename FILE  lines \"old new\" rename tensors (# comments, blank lines ok)\n"
+    "  -h, --help\n";
+
+struct rename {
+    char *from, *to;
+};
+
+static void free_renames(struct rename *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        memfit_free(r[i].from);
+        memfit_free(r[i].to);
+    }
+    memfit_free(r);
+}
+
+static int load_renames(const char *path, struct rename **out, size_t *out_n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cli_fail("%s: cannot open the rename file", path);
+    struct rename *r = NULL;
+    size_t n = 0, cap = 0, line_no = 0;
+    char line[4096];
+    while (fgets(line, sizeof(line), f)) {
+        line_no++;
+        char *save = NULL;
+        char *from = strtok_r(line, " \t\r\n", &save);
+        if (!from || from[0] == '#')
+            continue;
+        char *to = strtok_r(NULL, " \t\r\n", &save);
+        if (!to || strtok_r(NULL, " \t\r\n", &save)) {
+            fclose(f);
+            free_renames(r, n);
+            return cli_fail("%s:%zu: expected \"old new\"", path, line_no);
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            struct rename *grown = memfit_realloc(r, cap * sizeof(*r));
+            if (!grown) {
+                fclose(f);
+                free_renames(r, n);
+                return cli_fail_status(MEMFIT_E_NOMEM);
+            }
+            r = grown;
+        }
+        r[n].from = memfit_strdup(from);
+        r[n].to = memfit_strdup(to);
+        n++;
+        if (!r[n - 1].from || !r[n - 1].to) {
+            fclose(f);
+            free_renames(r, n);
+            return cli_fail_status(MEMFIT_E_NOMEM);
+        }
+    }
+    fclose(f);
+    *out = r;
+    *out_n = n;
+    return CLI_EXIT_OK;
+}
+
+static enum memfit_status copy_meta(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
+                                    size_t *skipped)
+{
+    for (size_t i = 0; i < memfit_tensors_meta_count(in); i++) {
+        const char *key;
+        struct memfit_meta_value v;
+        memfit_tensors_meta_get(in, i, &key, &v);
+        if (fmt == MEMFIT_FORMAT_SAFETENSORS && v.type != MEMFIT_META_STRING) {
+            (*skipped)++;
+            continue;
+        }
+        enum memfit_status st = memfit_writer_set_meta(w, key, &v);
+        if (st == MEMFIT_E_UNSUPPORTED) {
+            (*skipped)++;
+            continue;
+        }
+        if (st != MEMFIT_OK)
+            return st;
+    }
+    return MEMFIT_OK;
+}
+
+static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
+                                  const struct rename *renames, size_t n_renames, size_t *skipped)
+{
+    enum memfit_status st = copy_meta(in, w, fmt, skipped);
+    if (st != MEMFIT_OK)
+        return st;
+    size_t n = memfit_tensors_count(in);
+    struct memfit_tensor_info t;
+    for (size_t i = 0; i < n; i++) {
+        memfit_tensors_get(in, i, &t);
+        const char *name = t.name;
+        for (size_t r = 0; r < n_renames; r++)
+            if (strcmp(renames[r].from, name) == 0)
+                name = renames[r].to;
+        if ((st = memfit_writer_add_tensor(w, name, t.type, t.n_dims, t.shape)) != MEMFIT_OK)
+            return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memfit_tensors_get(in, i, &t);
+        /* Chunks of 64 MiB keep each write call (and its page-cache burst) bounded. */
+        for (uint64_t off = 0; off < t.n_bytes || (off == 0 && t.n_bytes == 0);) {
+            uint64_t chunk = t.n_bytes - off > (64u << 20) ? (64u << 20) : t.n_bytes - off;
+            st = memfit_writer_write_tensor(w, i, off, (const char *)t.data + off, (size_t)chunk);
+            if (st != MEMFIT_OK)
+                return st;
+            off += chunk;
+            if (chunk == 0)
+                break;
+        }
+    }
+    return memfit_writer_commit(w);
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, cmd_convert_help))
+        return CLI_EXIT_OK;
+    const char *in_path = NULL, *out_path = NULL, *rename_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--rename") == 0) {
+            if (++i >= argc)
+                return cli_usage("convert", "--rename needs a FILE");
+            rename_path = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_usage("convert", "unknown option '%s'", argv[i]);
+        } else if (!in_path) {
+            in_path = argv[i];
+        } else if (!out_path) {
+            out_path = argv[i];
+        } else {
+            return cli_usage("convert", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!in_path || !out_path)
+        return cli_usage("convert", "needs IN and OUT");
+    enum memfit_format fmt = memfit_format_from_path(out_path);
+    if (fmt != MEMFIT_FORMAT_GGUF && fmt != MEMFIT_FORMAT_SAFETENSORS)
+        return cli_usage("convert", "OUT must end in .gguf or .safetensors: '%s'", out_path);
+    struct rename *renames = NULL;
+    size_t n_renames = 0;
+    if (rename_path) {
+        int rc = load_renames(rename_path, &renames, &n_renames);
+        if (rc != CLI_EXIT_OK)
+            return rc;
+    }
+    memfit_tensors *in = NULL;
+    memfit_writer *w = NULL;
+    size_t skipped = 0;
+    enum memfit_status st = memfit_tensors_open(in_path, NULL, &in);
+    if (st == MEMFIT_OK)
+        st = memfit_writer_create(out_path, fmt, &w);
+    if (st == MEMFIT_OK)
+        st = convert(in, w, fmt, renames, n_renames, &skipped);
+    int rc = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail_status(st);
+    if (st == MEMFIT_OK) {
+        printf("%s: %zu tensors written (%s)\n", out_path, memfit_tensors_count(in),
+               memfit_format_name(fmt));
+        if (skipped)
+            printf("note: %zu metadata entries skipped (%s holds strings only)\n", skipped,
+                   memfit_format_name(fmt));
+    }
+    memfit_writer_destroy(w);
+    memfit_tensors_close(in);
+    free_renames(renames, n_renames);
+    return rc;
+}

@@ -1,0 +1,365 @@
+/*
+ * PyTorch `.pth` reader (torch.save's zip format, PyTorch >= 1.6). The zip
+ * is opened with libzip over the mapping (no copy) to find and check the
+ * records; libzip has no call for an entry's local-header offset, so the
+ * central directory (zip64 included) is also walked here, every field
+ * checked against the file, to turn each stored record into a view of the
+ * mapping: data = local header + 30 + name length + extra length. torch
+ * writes records uncompressed and 64-byte aligned; a compressed tensor
+ * record is refused ("not supported yet"), a compressed data.pkl is
+ * inflated into a buffer. The pickle is read by pickle.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <zip.h>
+
+#include "format/pickle.h"
+#include "format/set.h"
+
+#define MAX_PICKLE_BYTES (1ull << 30)
+
+struct zentry {
+    const char *name; /* in the mapping, not NUL-terminated */
+    uint16_t name_len;
+    uint16_t method;
+    uint64_t comp_size, size, local_offset;
+};
+
+struct pth {
+    memfit_tensors *set;
+    struct zentry *entries;
+    size_t n_entries;
+    const char *prefix; /* the archive's top folder, in the mapping */
+    size_t prefix_len;
+};
+
+static enum memfit_status zfail(const memfit_tensors *set, const char *what)
+{
+    return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s", set->path, what);
+}
+
+/* Reads the zip64 extra field (id 1) for the fields the central entry marked 0xFFFFFFFF. */
+static enum memfit_status read_zip64_extra(const memfit_tensors *set, const uint8_t *extra,
+                                           size_t extra_len, struct zentry *e, bool need_size,
+                                           bool need_comp, bool need_offset)
+{
+    size_t pos = 0;
+    while (pos + 4 <= extra_len) {
+        uint16_t id = mf_le16(extra + pos), len = mf_le16(extra + pos + 2);
+        if (len > extra_len - pos - 4)
+            return zfail(set, "central directory extra field overruns its entry");
+        if (id == 1) {
+            const uint8_t *q = extra + pos + 4;
+            size_t left = len;
+            uint64_t *fields[3] = {need_size ? &e->size : NULL, need_comp ? &e->comp_size : NULL,
+                                   need_offset ? &e->local_offset : NULL};
+            for (int i = 0; i < 3; i++) {
+                if (!fields[i])
+                    continue;
+                if (left < 8)
+                    return zfail(set, "zip64 extra field too short");
+                *fields[i] = mf_le64(q);
+                q += 8;
+                left -= 8;
+            }
+            return MEMFIT_OK;
+        }
+        pos += 4 + (size_t)len;
+    }
+    if (need_size || need_comp || need_offset)
+        return zfail(set, "entry needs a zip64 extra field and has none");
+    return MEMFIT_OK;
+}
+
+static enum memfit_status read_central_directory(struct pth *z)
+{
+    const memfit_tensors *set = z->set;
+    const uint8_t *m = set->map;
+    size_t len = set->map_bytes;
+    if (len < 22)
+        return zfail(set, "file too short for an end-of-central-directory record");
+    size_t lowest = len - 22 > 65535 ? len - 22 - 65535 : 0;
+    size_t eocd = SIZE_MAX;
+    for (size_t i = len - 22 + 1; i-- > lowest;) {
+        if (mf_le32(m + i) == 0x06054b50) {
+            eocd = i;
+            break;
+        }
+    }
+    if (eocd == SIZE_MAX)
+        return zfail(set, "no end-of-central-directory record");
+    uint64_t n = mf_le16(m + eocd + 10);
+    uint64_t cd_size = mf_le32(m + eocd + 12);
+    uint64_t cd_offset = mf_le32(m + eocd + 16);
+    if (n == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) {
+        if (eocd < 20 || mf_le32(m + eocd - 20) != 0x07064b50)
+            return zfail(set, "zip64 end-of-central-directory locator missing");
+        uint64_t z64 = mf_le64(m + eocd - 20 + 8);
+        if (z64 > len || len - z64 < 56 || mf_le32(m + z64) != 0x06064b50)
+            return zfail(set, "zip64 end-of-central-directory record out of bounds or bad");
+        n = mf_le64(m + z64 + 32);
+        cd_size = mf_le64(m + z64 + 40);
+        cd_offset = mf_le64(m + z64 + 48);
+    }
+    if (cd_offset > len || cd_size > len - cd_offset)
+        return memfit_fail(
+            MEMFIT_E_FORMAT, "%s: zip: central directory [%llu, +%llu) beyond file size %zu",
+            set->path, (unsigned long long)cd_offset, (unsigned long long)cd_size, len);
+    if (n > cd_size / 46)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: zip: %llu entries cannot fit in a %llu-byte central directory",
+                           set->path, (unsigned long long)n, (unsigned long long)cd_size);
+    z->entries = memfit_calloc_in(MEMFIT_ALLOC_FORMAT, n ? n : 1, sizeof(*z->entries));
+    if (!z->entries)
+        return MEMFIT_E_NOMEM;
+    const uint8_t *p = m + cd_offset;
+    uint64_t left = cd_size;
+    for (uint64_t i = 0; i < n; i++) {
+        if (left < 46 || mf_le32(p) != 0x02014b50)
+            return zfail(set, "bad central directory entry");
+        struct zentry *e = &z->entries[i];
+        e->method = mf_le16(p + 10);
+        e->comp_size = mf_le32(p + 20);
+        e->size = mf_le32(p + 24);
+        e->name_len = mf_le16(p + 28);
+        uint16_t extra_len = mf_le16(p + 30), comment_len = mf_le16(p + 32);
+        e->local_offset = mf_le32(p + 42);
+        uint64_t entry_bytes = 46ull + e->name_len + extra_len + comment_len;
+        if (entry_bytes > left)
+            return zfail(set, "central directory entry overruns the directory");
+        e->name = (const char *)p + 46;
+        enum memfit_status st =
+            read_zip64_extra(set, p + 46 + e->name_len, extra_len, e, e->size == 0xFFFFFFFF,
+                             e->comp_size == 0xFFFFFFFF, e->local_offset == 0xFFFFFFFF);
+        if (st != MEMFIT_OK)
+            return st;
+        p += entry_bytes;
+        left -= entry_bytes;
+        z->n_entries++;
+    }
+    return MEMFIT_OK;
+}
+
+/* The entry named prefix + "/" + rest, or NULL. */
+static const struct zentry *find_record(const struct pth *z, const char *rest)
+{
+    size_t rl = strlen(rest);
+    for (size_t i = 0; i < z->n_entries; i++) {
+        const struct zentry *e = &z->entries[i];
+        if (e->name_len == z->prefix_len + 1 + rl &&
+            memcmp(e->name, z->prefix, z->prefix_len) == 0 && e->name[z->prefix_len] == '/' &&
+            memcmp(e->name + z->prefix_len + 1, rest, rl) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* The file offset of an entry's data, checked to lie in the file. */
+static enum memfit_status record_data(const struct pth *z, const struct zentry *e,
+                                      uint64_t *out_offset)
+{
+    const memfit_tensors *set = z->set;
+    int nl = (int)e->name_len;
+    uint64_t lo = e->local_offset;
+    if (lo > set->map_bytes || set->map_bytes - lo < 30 || mf_le32(set->map + lo) != 0x04034b50)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: record %.*s: bad local header at %llu",
+                           set->path, nl, e->name, (unsigned long long)lo);
+    uint64_t data = lo + 30 + mf_le16(set->map + lo + 26) + mf_le16(set->map + lo + 28);
+    if (data > set->map_bytes || e->comp_size > set->map_bytes - data)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: zip: record %.*s: data [%llu, +%llu) beyond file size %zu",
+                           set->path, nl, e->name, (unsigned long long)data,
+                           (unsigned long long)e->comp_size, set->map_bytes);
+    if (e->method == 0 && e->comp_size != e->size)
+        return memfit_fail(
+            MEMFIT_E_FORMAT, "%s: zip: stored record %.*s: sizes differ (%llu and %llu)", set->path,
+            nl, e->name, (unsigned long long)e->comp_size, (unsigned long long)e->size);
+    *out_offset = data;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status add_tensor(void *ctx, const struct mf_pickle_tensor *t)
+{
+    struct pth *z = ctx;
+    memfit_tensors *set = z->set;
+    char rest[300];
+    if (snprintf(rest, sizeof(rest), "data/%s", t->storage_key) >= (int)sizeof(rest))
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: storage key too long", set->path,
+                           t->name);
+    const struct zentry *e = find_record(z, rest);
+    if (!e)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: record %.*s/%s missing", set->path,
+                           t->name, (int)z->prefix_len, z->prefix, rest);
+    if (e->method != 0)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: tensor %s: record %s is compressed (method %u): compressed "
+                           "record: not supported yet",
+                           set->path, t->name, rest, e->method);
+    uint64_t data;
+    enum memfit_status st = record_data(z, e, &data);
+    if (st != MEMFIT_OK)
+        return st;
+    uint64_t elem = memfit_type_get_info(t->type)->type_size, storage_bytes;
+    if (__builtin_mul_overflow(t->storage_numel, elem, &storage_bytes) || storage_bytes > e->size)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: tensor %s: storage of %llu elements does not fit record %s of "
+                           "%llu bytes",
+                           set->path, t->name, (unsigned long long)t->storage_numel, rest,
+                           (unsigned long long)e->size);
+    uint64_t n_elements = 1, expect = 1;
+    for (uint32_t i = t->n_dims; i-- > 0;) {
+        if (t->shape[i] < 0)
+            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: size[%u] is negative (%lld)",
+                               set->path, t->name, i, (long long)t->shape[i]);
+        if (t->shape[i] != 1 && t->stride[i] != (int64_t)expect && t->shape[i] != 0)
+            return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                               "%s: tensor %s: stride[%u] = %lld where a contiguous tensor has "
+                               "%llu (save it with .contiguous())",
+                               set->path, t->name, i, (long long)t->stride[i],
+                               (unsigned long long)expect);
+        if (__builtin_mul_overflow(expect, (uint64_t)t->shape[i], &expect) || expect > INT64_MAX)
+            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: element count overflows", set->path,
+                               t->name);
+    }
+    n_elements = expect;
+    uint64_t off_bytes, n_bytes, end;
+    if (t->storage_offset < 0 ||
+        __builtin_mul_overflow((uint64_t)t->storage_offset, elem, &off_bytes) ||
+        __builtin_mul_overflow(n_elements, elem, &n_bytes) ||
+        __builtin_add_overflow(off_bytes, n_bytes, &end) || end > storage_bytes)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: tensor %s: elements [%lld, +%llu) beyond its storage of %llu",
+                           set->path, t->name, (long long)t->storage_offset,
+                           (unsigned long long)n_elements, (unsigned long long)t->storage_numel);
+    return mf_set_add_tensor(set, t->name, strlen(t->name), t->type, t->n_dims, t->shape,
+                             data + off_bytes, n_bytes);
+}
+
+/* Checks the archive with libzip, and inflates data.pkl when it is compressed. */
+static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *pkl,
+                                            uint8_t **out_inflated)
+{
+    memfit_tensors *set = z->set;
+    zip_error_t err;
+    zip_error_init(&err);
+    zip_source_t *src = zip_source_buffer_create(set->map, set->map_bytes, 0, &err);
+    if (!src) {
+        zip_error_fini(&err);
+        return MEMFIT_E_NOMEM;
+    }
+    zip_t *za = zip_open_from_source(src, ZIP_RDONLY, &err);
+    if (!za) {
+        enum memfit_status st =
+            memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s", set->path, zip_error_strerror(&err));
+        zip_source_free(src);
+        zip_error_fini(&err);
+        return st;
+    }
+    zip_error_fini(&err);
+    enum memfit_status st = MEMFIT_OK;
+    zip_int64_t n = zip_get_num_entries(za, 0);
+    if (n < 0 || (uint64_t)n != z->n_entries)
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: libzip sees %lld entries, the directory %zu",
+                         set->path, (long long)n, z->n_entries);
+    for (zip_int64_t i = 0; st == MEMFIT_OK && i < n; i++) {
+        zip_stat_t zs;
+        zip_stat_init(&zs);
+        const struct zentry *e = &z->entries[i];
+        if (zip_stat_index(za, (zip_uint64_t)i, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE) ||
+            !(zs.valid & ZIP_STAT_COMP_METHOD) || zs.size != e->size || zs.comp_method != e->method)
+            st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: entry %lld disagrees with libzip",
+                             set->path, (long long)i);
+    }
+    if (st == MEMFIT_OK && pkl->method != 0) {
+        if (pkl->size > MAX_PICKLE_BYTES) {
+            st = memfit_fail(MEMFIT_E_FORMAT, "%s: data.pkl of %llu bytes over the limit %llu",
+                             set->path, (unsigned long long)pkl->size, MAX_PICKLE_BYTES);
+        } else {
+            uint8_t *buf = memfit_malloc_in(MEMFIT_ALLOC_FORMAT, pkl->size ? pkl->size : 1);
+            zip_int64_t idx = (zip_int64_t)(pkl - z->entries);
+            zip_file_t *zf = buf ? zip_fopen_index(za, (zip_uint64_t)idx, 0) : NULL;
+            if (!buf) {
+                st = MEMFIT_E_NOMEM;
+            } else if (!zf || zip_fread(zf, buf, pkl->size) != (zip_int64_t)pkl->size) {
+                st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: cannot inflate data.pkl: %s", set->path,
+                                 zf ? zip_file_strerror(zf) : zip_strerror(za));
+            }
+            if (zf)
+                zip_fclose(zf);
+            if (st == MEMFIT_OK)
+                *out_inflated = buf;
+            else
+                memfit_free(buf);
+        }
+    }
+    zip_discard(za); /* also frees the source */
+    return st;
+}
+
+static const uint8_t legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                       0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+enum memfit_status mf_pth_parse(memfit_tensors *set)
+{
+    if (set->map_bytes >= 2 && set->map[0] == 0x80) {
+        bool legacy = set->map_bytes >= sizeof(legacy_magic) &&
+                      memcmp(set->map, legacy_magic, sizeof(legacy_magic)) == 0;
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: %s: re-save it with torch.save(obj, path, "
+                           "_use_new_zipfile_serialization=True) in a recent PyTorch",
+                           set->path,
+                           legacy ? "legacy (pre-1.6) PyTorch file format"
+                                  : "a bare pickle, not a PyTorch zip file");
+    }
+    if (set->map_bytes < 4 || memcmp(set->map, "PK\x03\x04", 4) != 0)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: not a zip file (PyTorch .pth expected)",
+                           set->path);
+    struct pth z;
+    memset(&z, 0, sizeof(z));
+    z.set = set;
+    uint8_t *inflated = NULL;
+    enum memfit_status st = read_central_directory(&z);
+    if (st != MEMFIT_OK)
+        goto out;
+    if (z.n_entries == 0) {
+        st = zfail(set, "empty archive");
+        goto out;
+    }
+    const char *slash = memchr(z.entries[0].name, '/', z.entries[0].name_len);
+    if (!slash) {
+        st = zfail(set, "first entry is not inside a folder (not a torch.save archive)");
+        goto out;
+    }
+    z.prefix = z.entries[0].name;
+    z.prefix_len = (size_t)(slash - z.prefix);
+    const struct zentry *pkl = find_record(&z, "data.pkl");
+    if (!pkl) {
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s: no %.*s/data.pkl record (not a torch.save file)",
+                         set->path, (int)z.prefix_len, z.prefix);
+        goto out;
+    }
+    uint64_t pkl_off;
+    if ((st = record_data(&z, pkl, &pkl_off)) != MEMFIT_OK)
+        goto out;
+    if ((st = check_with_libzip(&z, pkl, &inflated)) != MEMFIT_OK)
+        goto out;
+    const struct zentry *bo = find_record(&z, "byteorder");
+    if (bo) {
+        uint64_t bo_off;
+        if ((st = record_data(&z, bo, &bo_off)) != MEMFIT_OK)
+            goto out;
+        if (bo->method == 0 && bo->size == 3 && memcmp(set->map + bo_off, "big", 3) == 0) {
+            st = memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: big-endian PyTorch file", set->path);
+            goto out;
+        }
+    }
+    const uint8_t *pk = inflated ? inflated : set->map + pkl_off;
+    st = mf_pickle_load_state_dict(pk, (size_t)pkl->size, set->path, add_tensor, &z);
+    if (st == MEMFIT_OK)
+        st = mf_set_finish(set, false);
+out:
+    memfit_free(inflated);
+    memfit_free(z.entries);
+    return st;
+}

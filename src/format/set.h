@@ -1,0 +1,106 @@
+/*
+ * Internal side of the tensor set (include/memfit/format.h): the struct
+ * behind the handle, the bounded reader every parser uses, and the helpers
+ * the three parsers (gguf.c, safetensors.c, pth.c) share to add tensors and
+ * metadata with the same checks and messages.
+ */
+#ifndef MF_FORMAT_SET_H
+#define MF_FORMAT_SET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfit/format.h"
+
+struct mf_tensor {
+    char *name;
+    enum memfit_type type;
+    uint32_t n_dims;
+    int64_t shape[MEMFIT_TENSOR_MAX_DIMS]; /* outermost first */
+    uint64_t n_elements;
+    uint64_t n_bytes;
+    uint64_t offset; /* from the start of the file */
+};
+
+struct mf_meta {
+    char *key;
+    struct memfit_meta_value value;
+    char *owned; /* string storage the value points to, when not in the mapping */
+};
+
+struct memfit_tensors {
+    char *path;
+    enum memfit_format format;
+    uint32_t version;
+    const uint8_t *map;
+    size_t map_bytes;
+    bool owns_map;
+    struct mf_tensor *tensors;
+    size_t n_tensors, cap_tensors;
+    size_t *tensor_by_name; /* indices sorted by name */
+    struct mf_meta *meta;
+    size_t n_meta, cap_meta;
+    size_t *meta_by_key; /* indices sorted by key */
+};
+
+/*
+ * Parses `len` bytes at `buf` (which must outlive the set) as a tensor set
+ * without mapping a file; `name` is used in messages. The fuzz targets and
+ * tests use it. Same failures as memfit_tensors_open().
+ */
+enum memfit_status mf_tensors_open_memory(const void *buf, size_t len, const char *name,
+                                          const struct memfit_tensors_options *opts,
+                                          memfit_tensors **out);
+
+/* The parsers: fill `set` (map, path set) or fail; the caller frees the set on failure. */
+enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensors_options *opts);
+enum memfit_status mf_safetensors_parse(memfit_tensors *set);
+enum memfit_status mf_pth_parse(memfit_tensors *set);
+
+/*
+ * Adds a tensor: copies the name, computes elements and bytes with overflow
+ * checks (memfit_type_bytes), and checks [offset, offset + bytes) lies in the
+ * file. `shape` is outermost-first. `expect_bytes`, when not UINT64_MAX, must
+ * equal the computed size.
+ */
+enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size_t name_len,
+                                     enum memfit_type type, uint32_t n_dims, const int64_t *shape,
+                                     uint64_t offset, uint64_t expect_bytes);
+
+/* Adds a metadata entry (key copied; `owned` is taken over, freed even on failure). */
+enum memfit_status mf_set_add_meta(memfit_tensors *set, const char *key, size_t key_len,
+                                   const struct memfit_meta_value *value, char *owned);
+
+/*
+ * Builds the name and key indices and rejects duplicates; with
+ * `check_overlap`, also tensors whose bytes overlap (`.pth` views may share
+ * storage, so it does not ask).
+ */
+enum memfit_status mf_set_finish(memfit_tensors *set, bool check_overlap);
+
+/* The safetensors dtype string of a type ("F32"), or NULL when safetensors cannot hold it. */
+const char *mf_safetensors_dtype_name(enum memfit_type type);
+
+/* Byte size of one element of a fixed-size metadata type, 0 for STRING/ARRAY/unknown. */
+size_t mf_meta_scalar_bytes(enum memfit_meta_type type);
+
+/* Decodes a fixed-size little-endian scalar of `type` at p into *out. */
+void mf_meta_decode_scalar(enum memfit_meta_type type, const uint8_t *p,
+                           struct memfit_meta_value *out);
+
+/* Little-endian loads (unaligned). */
+static inline uint16_t mf_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t mf_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t mf_le64(const uint8_t *p)
+{
+    return (uint64_t)mf_le32(p) | ((uint64_t)mf_le32(p + 4) << 32);
+}
+
+#endif
