@@ -19,7 +19,7 @@
 
 #define N_MODELS  5
 #define N_THREADS 6
-#define N_OPS     1500
+#define N_OPS     4000
 #define BUDGET    (100 * MIB)
 
 static const char *const names[N_MODELS] = {"m0", "m1", "m2", "m3", "m4"};
