@@ -24,7 +24,9 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
-#define CLI_COMMANDS(X)
+#define CLI_COMMANDS(X)                                                                            \
+    X(analyze, "Report statistics and the leak trend of a monitor log")                            \
+    X(plot, "Draw a monitor log as an SVG chart")
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \
