@@ -64,4 +64,7 @@ static inline const struct memfit_run_summary *mf_analysis_selected(const memfit
 /* "1 h 3 min", "4 min 12 s", "12.3 s": a duration for people. */
 void mf_format_duration(double seconds, char *buf, size_t size);
 
+/* "~31 s", "~3 min", "~2.5 h", "~4.0 days": a rough time to come. */
+void mf_format_eta(double seconds, char *buf, size_t size);
+
 #endif

@@ -23,6 +23,10 @@
 
 /* A line longer than this is not a monitor record: skipped as malformed. */
 #define LINE_MAX_BYTES (1u << 20)
+/* Sizes at or above 2^64 bytes and times beyond ~300 years are not
+ * measurements: such a line is malformed (and charts keep sane scales). */
+#define MAX_BYTES 1.8e19
+#define MAX_T_S   1e10
 
 static const char *const level_names[MEMFIT_ANALYSIS_N_LEVELS] = {"ok", "warning", "critical",
                                                                   "danger", "unknown"};
@@ -105,6 +109,20 @@ void mf_format_duration(double s, char *buf, size_t size)
     } else {
         snprintf(buf, size, "%.3g years", s / (365.25 * 86400.0));
     }
+}
+
+void mf_format_eta(double s, char *buf, size_t size)
+{
+    if (s < 90.0)
+        snprintf(buf, size, "~%.0f s", s);
+    else if (s < 90.0 * 60.0)
+        snprintf(buf, size, "~%.0f min", s / 60.0);
+    else if (s < 48.0 * 3600.0)
+        snprintf(buf, size, "~%.1f h", s / 3600.0);
+    else if (s < 1e9)
+        snprintf(buf, size, "~%.1f days", s / 86400.0);
+    else
+        snprintf(buf, size, "more than 30 years");
 }
 
 /* ---- Reading lines ------------------------------------------------------ */
@@ -345,17 +363,17 @@ static enum memfit_status on_start(struct builder *b, const json_t *root)
     if (get_integer(root, "pid", &pid) == FIELD_OK && pid >= 0)
         s->pid = pid;
     double v;
-    if (get_number(root, "interval_s", &v) == FIELD_OK && v > 0.0)
+    if (get_number(root, "interval_s", &v) == FIELD_OK && v > 0.0 && v <= MAX_T_S)
         s->interval_s = v;
-    if (get_number(root, "limit_bytes", &v) == FIELD_OK && v > 0.0 && v < 1.8e19)
+    if (get_number(root, "limit_bytes", &v) == FIELD_OK && v > 0.0 && v < MAX_BYTES)
         s->limit_bytes = (uint64_t)v;
     const json_t *th = json_object_get(root, "thresholds");
     if (json_is_object(th)) {
-        if (get_number(th, "warning_percent", &v) == FIELD_OK && v > 0.0)
+        if (get_number(th, "warning_percent", &v) == FIELD_OK && v > 0.0 && v <= 100.0)
             s->warning_percent = v;
-        if (get_number(th, "critical_percent", &v) == FIELD_OK && v > 0.0)
+        if (get_number(th, "critical_percent", &v) == FIELD_OK && v > 0.0 && v <= 100.0)
             s->critical_percent = v;
-        if (get_number(th, "danger_available_bytes", &v) == FIELD_OK && v > 0.0 && v < 1.8e19)
+        if (get_number(th, "danger_available_bytes", &v) == FIELD_OK && v > 0.0 && v < MAX_BYTES)
             s->danger_available_bytes = (uint64_t)v;
     }
     return MEMFIT_OK;
@@ -381,9 +399,9 @@ static bool sample_size(struct builder *b, const json_t *obj, const char *key, d
         *out = NAN;
         return true;
     case FIELD_OK:
-        if (*out >= 0.0)
+        if (*out >= 0.0 && *out < MAX_BYTES)
             return true;
-        malformed(b, "%s is negative (%g)", key, *out);
+        malformed(b, "%s out of range (%g)", key, *out);
         return false;
     case FIELD_BAD:
         break;
@@ -408,8 +426,8 @@ static enum memfit_status on_sample(struct builder *b, const json_t *root, doubl
     case FIELD_OK:
         break;
     }
-    if (smp.working_set_bytes < 0.0) {
-        malformed(b, "working_set_bytes is negative (%g)", smp.working_set_bytes);
+    if (!(smp.working_set_bytes >= 0.0 && smp.working_set_bytes < MAX_BYTES)) {
+        malformed(b, "working_set_bytes out of range (%g)", smp.working_set_bytes);
         return MEMFIT_OK;
     }
     if (!sample_size(b, root, "rss_bytes", &smp.rss_bytes) ||
@@ -535,8 +553,8 @@ static enum memfit_status on_line(struct builder *b, const char *line, size_t le
         malformed(b, "type is missing or not a string");
     } else if (get_number(root, "t", &t) != FIELD_OK) {
         malformed(b, "t is missing or not a number");
-    } else if (t < 0.0) {
-        malformed(b, "t is negative (%g)", t);
+    } else if (!(t >= 0.0 && t <= MAX_T_S)) {
+        malformed(b, "t out of range (%g)", t);
     } else {
         const char *name = json_string_value(type);
         uint64_t bad_before = b->a->info.n_malformed, unknown_before = b->a->info.n_unknown_types;
@@ -746,7 +764,7 @@ static void walk_samples(struct mf_series *ser, struct memfit_run_summary *s, do
         }
         last_pid = x->pid;
     }
-    if (!isnan(limit) && limit < 1.8e19)
+    if (!isnan(limit))
         s->limit_bytes = (uint64_t)limit;
     if (s->limit_bytes && isnan(s->peak_percent) && s->working_set.n)
         s->peak_percent = 100.0 * s->working_set.max / (double)s->limit_bytes;

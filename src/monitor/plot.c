@@ -25,7 +25,7 @@
 #define CHAR_WIDTH  0.6 /* of the font size: a generous estimate, to avoid overlap */
 #define COLOR_WS    "#1f6fc4"
 #define COLOR_RSS   "#f08c00"
-#define COLOR_TREND "#0b2e59"
+#define COLOR_TREND "#212529"
 #define COLOR_LIMIT "#c92a2a"
 #define COLOR_OOM   "#e03131"
 #define COLOR_TEXT  "#212529"
@@ -203,21 +203,47 @@ static double axis_px(const struct axis *a, double v)
     return a->px_lo + (v - a->lo) / (a->hi - a->lo) * (a->px_hi - a->px_lo);
 }
 
-/* A byte axis from 0 to at least `top`, in the binary unit that suits it. */
-static void byte_axis(struct axis *a, double top, double px_bottom, double px_top, int target)
+/* A byte axis from 0 to at least `top`, in the largest binary unit the top
+ * reaches 1.5 times ("1500 MiB" rather than "1.5 GiB" ticks 0.25 apart). */
+static void byte_axis(struct axis *a, double top, double px_bottom, double px_top)
 {
     static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     if (!(top > 0.0) || !isfinite(top))
         top = 1024.0 * 1024.0;
     int k = 0;
-    while (k < 6 && top / pow(1024.0, k + 1) >= 1.0)
+    while (k < 6 && top / pow(1024.0, k + 1) >= 1.5)
         k++;
     a->unit = pow(1024.0, k);
     a->unit_name = names[k];
-    a->step = nice_step(top / a->unit, target);
+    /* Of the nice steps that keep ticks 28 px apart and whose top wastes at
+     * most 10 % more height than the tightest one, the one whose tick count
+     * is nearest one per 55 px (8.3 GiB: 0..9 by 1, not 0..10 by 2;
+     * 548 MiB: 0..600 by 100, not 0..550 by 50 or 0..600 by 200). */
+    double v = top / a->unit, max_ticks = fmax(2.0, (px_bottom - px_top) / 28.0);
+    double want = fmax(3.0, (px_bottom - px_top) / 55.0), best = INFINITY;
+    double tightest = INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 24; t >= 2; t--) { /* coarser steps come last */
+            double step = nice_step(v, t);
+            double hi = ceil(v / step - 1e-9) * step;
+            if (hi / step > max_ticks)
+                continue;
+            if (pass == 0 && hi < tightest)
+                tightest = hi;
+            if (pass == 1 && hi <= tightest * 1.1 && fabs(hi / step - want) < best) {
+                best = fabs(hi / step - want);
+                a->hi = hi;
+                a->step = step;
+            }
+        }
+    }
+    if (isinf(tightest)) { /* a tiny chart: two ticks */
+        a->step = nice_step(v, 2);
+        a->hi = ceil(v / a->step - 1e-9) * a->step;
+    }
+    a->hi *= a->unit;
     a->decimals = step_decimals(a->step);
     a->lo = 0.0;
-    a->hi = ceil(top / a->unit / a->step - 1e-9) * a->step * a->unit;
     a->first_tick = 0.0;
     a->px_lo = px_bottom;
     a->px_hi = px_top;
@@ -297,62 +323,67 @@ static void draw_title(struct chart *c, const struct memfit_plot_options *o)
     }
     sb_printf(b, "</text>\n");
 
-    /* First subtitle line: the verdict, the one thing to take away. */
+    /* First subtitle line: the verdict, the one thing to take away. Both
+     * lines are cut with an ellipsis where the chart is too narrow. */
     const struct memfit_trend *t = &s->working_set_trend;
     static const char *const verdict_colors[] = {COLOR_MUTED, "#2f9e44", "#e8590c", "#c92a2a"};
     static const char *const verdict_text[] = {"insufficient data for a trend", "no leak",
                                                "possible leak", "leak"};
+    char line[512], part[160];
+    size_t n = 0;
+    line[0] = '\0';
+    if (!isnan(t->slope_bytes_per_s)) {
+        n += (size_t)snprintf(line + n, sizeof(line) - n,
+                              " \xC2\xB7 working set %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
+                              t->slope_bytes_per_s * 3600.0 / 1e6);
+        if (!isnan(t->r2) && n < sizeof(line))
+            n += (size_t)snprintf(line + n, sizeof(line) - n, ", R\xC2\xB2 %.3f", t->r2);
+    }
+    if (!isnan(t->limit_eta_s) && n < sizeof(line)) {
+        mf_format_eta(t->limit_eta_s, part, sizeof(part));
+        if (t->limit_eta_s > 0.0)
+            snprintf(line + n, sizeof(line) - n,
+                     " \xC2\xB7 at this rate the limit is reached in %s", part);
+        else
+            snprintf(line + n, sizeof(line) - n, " \xC2\xB7 the trend has reached the limit");
+    }
+    const char *verdict = verdict_text[t->verdict];
+    double room = c->w - 40.0 - text_width(verdict, 13.0 * 1.1);
     sb_printf(b, "<text x=\"20\" y=\"52\" font-size=\"13\" fill=\"%s\">", COLOR_TEXT);
     sb_printf(b, "<tspan font-weight=\"bold\" fill=\"%s\">%s</tspan>", verdict_colors[t->verdict],
-              verdict_text[t->verdict]);
-    if (!isnan(t->slope_bytes_per_s)) {
-        sb_printf(b, " \xC2\xB7 working set %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
-                  t->slope_bytes_per_s * 3600.0 / 1e6);
-        if (!isnan(t->r2))
-            sb_printf(b, ", R\xC2\xB2 %.3f", t->r2);
-    }
-    if (!isnan(t->limit_eta_s)) {
-        char d[48];
-        mf_format_duration(t->limit_eta_s, d, sizeof(d));
-        if (t->limit_eta_s > 0.0)
-            sb_printf(b, " \xC2\xB7 at this rate the limit is reached in ~%s", d);
-        else
-            sb_printf(b, " \xC2\xB7 the trend has reached the limit");
-    }
+              verdict);
+    sb_text(b, line, room > 0.0 ? (size_t)(room / (13.0 * CHAR_WIDTH)) : 0);
     sb_printf(b, "</text>\n");
 
     /* Second line: when, where, how much. */
-    sb_printf(b, "<text x=\"20\" y=\"71\" font-size=\"12\" fill=\"%s\">", COLOR_MUTED);
-    if (s->start_time[0]) {
-        /* "2026-11-23T19:40:00.123Z" -> "2026-11-23 19:40:00 UTC" */
-        const char *st = s->start_time;
-        if (strlen(st) >= 19 && st[10] == 'T' && st[strlen(st) - 1] == 'Z') {
-            sb_printf(b, "started %.10s %.8s UTC", st, st + 11);
-        } else {
-            sb_printf(b, "started ");
-            sb_text(b, st, 40);
-        }
-    } else {
-        sb_printf(b, "start time unknown");
-    }
-    if (s->hostname[0]) {
-        sb_printf(b, " on ");
-        sb_text(b, s->hostname, 40);
-    }
+    n = 0;
+    const char *st = s->start_time;
+    if (strlen(st) >= 19 && st[10] == 'T' && st[strlen(st) - 1] == 'Z') /* RFC 3339, UTC */
+        n += (size_t)snprintf(line, sizeof(line), "started %.10s %.8s UTC", st, st + 11);
+    else if (st[0])
+        n += (size_t)snprintf(line, sizeof(line), "started %.60s", st);
+    else
+        n += (size_t)snprintf(line, sizeof(line), "start time unknown");
+    if (s->hostname[0])
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " on %.60s", s->hostname);
     char d[48], sz[32];
     mf_format_duration(s->duration_s, d, sizeof(d));
-    sb_printf(b, " \xC2\xB7 %s, %llu sample%s", d, (unsigned long long)s->n_samples,
-              s->n_samples == 1 ? "" : "s");
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %s, %llu sample%s", d,
+                          (unsigned long long)s->n_samples, s->n_samples == 1 ? "" : "s");
     if (s->n_gaps)
-        sb_printf(b, ", %llu gap%s", (unsigned long long)s->n_gaps, s->n_gaps == 1 ? "" : "s");
+        n += (size_t)snprintf(line + n, sizeof(line) - n, ", %llu gap%s",
+                              (unsigned long long)s->n_gaps, s->n_gaps == 1 ? "" : "s");
     if (s->limit_bytes) {
-        sb_printf(b, " \xC2\xB7 limit %s", memfit_format_size(s->limit_bytes, sz, sizeof(sz)));
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " \xC2\xB7 limit %s",
+                              memfit_format_size(s->limit_bytes, sz, sizeof(sz)));
         if (!isnan(s->peak_percent))
-            sb_printf(b, ", peak %.1f %%", s->peak_percent);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, ", peak %.1f %%", s->peak_percent);
     }
     if (s->n_oom_events)
-        sb_printf(b, " \xC2\xB7 %llu OOM kill%s", (unsigned long long)s->n_oom_events,
-                  s->n_oom_events == 1 ? "" : "s");
+        snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %llu OOM kill%s",
+                 (unsigned long long)s->n_oom_events, s->n_oom_events == 1 ? "" : "s");
+    sb_printf(b, "<text x=\"20\" y=\"71\" font-size=\"12\" fill=\"%s\">", COLOR_MUTED);
+    sb_text(b, line, (size_t)((c->w - 40.0) / (12.0 * CHAR_WIDTH)));
     sb_printf(b, "</text>\n");
 }
 
@@ -572,7 +603,7 @@ static void draw_trend(struct chart *c)
     double y1 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_to_s;
     sb_printf(c->b,
               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-              "stroke-width=\"2\" stroke-dasharray=\"7 5\" clip-path=\"url(#plot)\"/>\n",
+              "stroke-width=\"1.8\" stroke-dasharray=\"7 5\" clip-path=\"url(#plot)\"/>\n",
               xpx(c, t->fit_from_s), axis_px(&c->y, y0), xpx(c, t->fit_to_s), axis_px(&c->y, y1),
               COLOR_TREND);
 }
@@ -728,8 +759,10 @@ static void draw_ooms(struct chart *c)
     }
 }
 
-/* The legend: one row (two if it must) under the time axis title. */
-static void draw_legend(struct chart *c)
+/* The legend, in as many rows as the width needs under the time axis
+ * title; with draw false only counts the rows (the bottom margin is made
+ * to fit them). */
+static int draw_legend(struct chart *c, bool draw)
 {
     struct item {
         const char *kind; /* "line", "dash", "box", "mark", "levels" */
@@ -771,13 +804,19 @@ static void draw_legend(struct chart *c)
         items[n++] = (struct item){"levels", "", "level (top strip)"};
 
     double x = c->left, y = c->bottom + 58.0;
+    int rows = 1;
     for (int i = 0; i < n; i++) {
         double w = 26.0 + text_width(items[i].label, 11.0) + 18.0;
         if (x + w > c->w - 10.0 && x > c->left) {
             x = c->left;
             y += 18.0;
+            rows++;
         }
         const char *k = items[i].kind;
+        if (!draw) {
+            x += w;
+            continue;
+        }
         if (strcmp(k, "levels") == 0)
             for (int j = 0; j < 4; j++)
                 sb_printf(c->b,
@@ -802,6 +841,7 @@ static void draw_legend(struct chart *c)
                   x + 26.0, y, COLOR_TEXT, items[i].label);
         x += w;
     }
+    return rows;
 }
 
 /* The y range: the data, the trend's end, and the limit unless it would
@@ -842,7 +882,8 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
     c.left = 84.0;
     c.right = c.w - 28.0;
     c.top = 100.0;
-    c.bottom = c.h - 92.0;
+    double y_max = y_top(&c); /* also decides whether the limit is on the scale */
+    c.bottom = c.h - 68.0 - 18.0 * (draw_legend(&c, false) - 1);
     if (c.bottom - c.top < 60.0)
         c.bottom = c.top + 60.0;
     double t0 = s->start_line ? 0.0 : s->first_sample_s;
@@ -854,9 +895,8 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
         t1 = t0 + 1.0;
     }
     int x_target = (int)fmax(2.0, (c.right - c.left) / 110.0);
-    int y_target = (int)fmax(2.0, (c.bottom - c.top) / 48.0);
     time_axis(&c.x, t0, t1, c.left, c.right, x_target);
-    byte_axis(&c.y, y_top(&c), c.bottom, c.top, y_target);
+    byte_axis(&c.y, y_max, c.bottom, c.top);
 
     sb_printf(&b,
               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -882,7 +922,7 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
     draw_level_ribbon(&c);
     draw_levels(&c);
     draw_ooms(&c);
-    draw_legend(&c);
+    draw_legend(&c, true);
     sb_printf(&b, "</svg>\n");
     if (b.failed) {
         memfit_free(b.p);

@@ -51,19 +51,6 @@ static void report_stats_row(FILE *out, const char *label, const struct memfit_v
             size_text(v->max, b[4], 32));
 }
 
-/* "~31 s", "~3 min", "~2.5 h", "~4.0 days": how long until the limit. */
-static void eta_text(double s, char *buf, size_t size)
-{
-    if (s < 90.0)
-        snprintf(buf, size, "~%.0f s", s);
-    else if (s < 90.0 * 60.0)
-        snprintf(buf, size, "~%.0f min", s / 60.0);
-    else if (s < 48.0 * 3600.0)
-        snprintf(buf, size, "~%.1f h", s / 3600.0);
-    else
-        snprintf(buf, size, "~%.1f days", s / 86400.0);
-}
-
 static void report_trend(FILE *out, const char *label, const struct memfit_trend *t)
 {
     fprintf(out, "  %-13s ", label);
@@ -84,7 +71,7 @@ static void report_trend(FILE *out, const char *label, const struct memfit_trend
     fprintf(out, ": %s", verdict_words(t->verdict));
     if (!isnan(t->limit_eta_s)) {
         char eta[48];
-        eta_text(t->limit_eta_s, eta, sizeof(eta));
+        mf_format_eta(t->limit_eta_s, eta, sizeof(eta));
         if (t->limit_eta_s <= 0.0)
             fprintf(out, "; the trend has reached the limit");
         else

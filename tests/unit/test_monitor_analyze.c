@@ -302,11 +302,16 @@ static void test_malformed_lines(void **state)
         {"{\"type\":\"sample\",\"t\":1,\"working_set_bytes\":null}", "working_set_bytes is null"},
         {"{\"type\":\"sample\",\"t\":1,\"working_set_bytes\":1,\"limit_bytes\":{}}",
          "limit_bytes is not a number"},
-        {"{\"type\":\"sample\",\"t\":-1,\"working_set_bytes\":1}", "t is negative"},
+        {"{\"type\":\"sample\",\"t\":-1,\"working_set_bytes\":1}", "t out of range"},
         {"{\"type\":1,\"t\":1}", "type is missing"},
         {"{\"type\":\"sample\",\"t\":1,\"t\":2,\"working_set_bytes\":1}", "not JSON"},
         {"{\"type\":\"sample\",\"t\":1,\"working_set_bytes\":1,\"process\":3}",
          "process is not an object"},
+        {"{\"type\":\"sample\",\"t\":1,\"working_set_bytes\":2e19}",
+         "working_set_bytes out of range"},
+        {"{\"type\":\"sample\",\"t\":1e11,\"working_set_bytes\":1}", "t out of range"},
+        {"{\"type\":\"sample\",\"t\":1,\"working_set_bytes\":1,\"rss_bytes\":-1}",
+         "rss_bytes out of range"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         FILE *f = fmemopen((void *)cases[i].line, strlen(cases[i].line), "r");
