@@ -37,7 +37,9 @@ int analyze_common_open(const char *path, const struct memfit_analyze_options *o
                         memfit_analysis **out)
 {
     memfit_analysis *a;
-    enum memfit_status st = memfit_analysis_open(path, opts, &a);
+    enum memfit_status st = strcmp(path, "-") == 0
+                                ? memfit_analysis_open_stream(stdin, "(stdin)", opts, &a)
+                                : memfit_analysis_open(path, opts, &a);
     switch (st) {
     case MEMFIT_OK:
         break;

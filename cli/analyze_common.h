@@ -29,7 +29,7 @@ int analyze_common_option(int argc, char **argv, int i, const char *command,
                           struct memfit_analyze_options *opts);
 
 /*
- * Opens the log. Returns CLI_EXIT_OK with *out set; CLI_EXIT_USAGE (2) when
+ * Opens the log ("-": standard input). Returns CLI_EXIT_OK with *out set; CLI_EXIT_USAGE (2) when
  * the file cannot be read or an option is out of range; CLI_EXIT_FAILURE
  * when the log holds no samples or on another failure. Messages printed.
  */

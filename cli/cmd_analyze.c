@@ -18,7 +18,7 @@ const char cmd_analyze_help[] =
     "gaps (steps longer than 3x the interval), min/mean/p50/p95/max of the working\n"
     "set and of RSS, the limit and the peak percent, time in each alert level, level\n"
     "changes, OOM events, the command's exit, pid restarts, skipped lines, and the\n"
-    "growth trend with a leak verdict.\n"
+    "growth trend with a leak verdict. FILE - reads standard input.\n"
     "\n"
     "Options:\n"
     "  --json            one JSON document (schema in docs/analyze.md)\n"

@@ -19,7 +19,7 @@ const char cmd_plot_help[] =
     "least-squares trend of the working set (dashed) over the fitted span. The\n"
     "subtitle gives the verdict, the slope in MB/h (MB = 10^6 bytes), R^2, and the\n"
     "wall-clock start. The chart is written to a temporary file in the same folder\n"
-    "and renamed, so CHART.svg is never half-written.\n"
+    "and renamed, so CHART.svg is never half-written. FILE - reads standard input.\n"
     "\n"
     "Options:\n"
     "  -o, --output FILE  the SVG to write (required)\n"

@@ -64,6 +64,7 @@ if command -v python3 >/dev/null 2>&1; then
         fails=$((fails + 1))
     }
 fi
+check "analyze from stdin" 0 bash -c '"$1" analyze - <"$2"' _ "$MEMFIT_BIN" "$dir/leak.jsonl"
 check "plot" 0 "$MEMFIT_BIN" plot "$dir/leak.jsonl" -o "$dir/chart.svg" --title "CI <leak> & co"
 check "render the chart" 0 rsvg-convert "$dir/chart.svg" -o "$dir/chart.png"
 if [[ "$(head -c 8 "$dir/chart.png" | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]]; then
