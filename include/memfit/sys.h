@@ -131,6 +131,7 @@ struct memfit_proc_mem {
     pid_t pid;
     pid_t ppid;
     char name[64];      /* /proc/PID/comm */
+    char state;         /* State: 'R', 'S', 'D', 'Z' (zombie: exited, not yet reaped), ... */
     uint64_t rss_bytes; /* VmRSS = RssAnon + RssFile + RssShmem */
     uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
     uint64_t swap_bytes;                                /* VmSwap */

@@ -71,6 +71,8 @@ static int read_proc(const char *root, pid_t pid, unsigned flags, struct memfit_
      * which is what a table wants to print. */
     if (!mf_sys_find_string(text, "Name", p->name, sizeof(p->name)))
         p->name[0] = '\0';
+    char state[8];
+    p->state = mf_sys_find_string(text, "State", state, sizeof(state)) ? state[0] : '?';
     if (p->rss_bytes == MEMFIT_SYS_UNKNOWN) {
         /* Kernel threads and zombies have no memory of their own. */
         p->rss_bytes = p->rss_anon_bytes = p->rss_file_bytes = p->rss_shmem_bytes = 0;
