@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct memfit_image_limits limits = {.max_pixels = 1u << 20, .max_dimension = 4096};
+    struct memfit_image_limits limits = {.max_pixels = 1u << 18, .max_dimension = 4096};
     struct memfit_image img;
     if (memfit_image_decode(data, size, "fuzz", &limits, &img) != MEMFIT_OK)
         return 0;
