@@ -24,7 +24,9 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
-#define CLI_COMMANDS(X)
+#define CLI_COMMANDS(X)                                                                            \
+    X(pull, "Fetch a model file into the cache (S3, HTTP(S), Hugging Face, path)")                 \
+    X(cache, "List, verify, remove and evict cached model files")
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \

@@ -9,5 +9,6 @@
 #include "memfit/sys.h"
 #include "memfit/monitor.h"
 #include "memfit/tensor.h"
+#include "memfit/store.h"
 
 #endif
