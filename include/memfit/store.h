@@ -122,9 +122,10 @@ MEMFIT_API enum memfit_status memfit_store_fetch(memfit_store *store, const char
                                                  char **out_path);
 
 /*
- * The size of a remote file without downloading it (HEAD, or a one-byte
- * Range request when HEAD gives none); a local file's size; offline, the
- * size of the cached copy. E_NOT_FOUND, E_NETWORK, E_UNSUPPORTED (the
+ * The size of a file without downloading it: a local file's size; the
+ * cached copy's when the source was fetched before; otherwise HEAD, or a
+ * one-byte Range request when HEAD gives none (offline: E_NOT_FOUND).
+ * E_NOT_FOUND, E_PERMISSION, E_NETWORK, E_TIMEOUT, E_UNSUPPORTED (the
  * server does not say), E_RANGE (malformed source).
  */
 MEMFIT_API enum memfit_status memfit_store_head(memfit_store *store, const char *source,

@@ -801,3 +801,108 @@ done:
     mf_aws_credentials_clear(&f.creds);
     return st;
 }
+
+/* ---- Remote size ------------------------------------------------------------- */
+
+static size_t discard_body(char *data, size_t size, size_t nmemb, void *user)
+{
+    (void)data, (void)user;
+    return size * nmemb;
+}
+
+/* One HEAD (or a one-byte range GET) of `src`; *size stays UNKNOWN when not told. */
+static enum memfit_status head_once(memfit_store *store, const struct mf_source *src,
+                                    const struct mf_aws_credentials *creds, bool range,
+                                    uint64_t *size, bool *retryable)
+{
+    struct mf_http_params params = {
+        .connect_timeout_ms = store->opts.connect_timeout_ms,
+        .stall_timeout_s = store->opts.stall_timeout_s,
+        .stall_min_bytes_per_s = store->opts.stall_min_bytes_per_s,
+        .ca_bundle = store->ca_bundle,
+    };
+    struct mf_http_request req;
+    enum memfit_status st = mf_http_request_init(&req, src, creds, &params, !range,
+                                                 MEMFIT_STORE_SIZE_UNKNOWN, range, NULL);
+    if (st != MEMFIT_OK)
+        return st;
+    curl_easy_setopt(req.curl, CURLOPT_WRITEFUNCTION, discard_body);
+    CURLcode rc = curl_easy_perform(req.curl);
+    st = mf_http_result(&req, (int)rc, src->display, retryable);
+    if (st == MEMFIT_OK) {
+        const struct mf_http_meta *m = &req.meta;
+        if (m->has_content_range && m->range_total != MEMFIT_STORE_SIZE_UNKNOWN)
+            *size = m->range_total;
+        else if (m->linked_size != MEMFIT_STORE_SIZE_UNKNOWN)
+            *size = m->linked_size;
+        else if (m->status == 200 && m->content_length != MEMFIT_STORE_SIZE_UNKNOWN)
+            *size = m->content_length;
+    }
+    mf_http_request_cleanup(&req);
+    return st;
+}
+
+static enum memfit_status head_remote(memfit_store *store, const struct mf_source *src,
+                                      uint64_t *out_size)
+{
+    struct mf_aws_credentials creds = {0};
+    enum memfit_status st = MEMFIT_OK;
+    if (src->kind == MF_SOURCE_S3 && (st = mf_aws_credentials_load(&creds)) != MEMFIT_OK)
+        return st;
+    uint64_t size = MEMFIT_STORE_SIZE_UNKNOWN;
+    unsigned max_attempts = store->opts.max_attempts ? store->opts.max_attempts : 1;
+    for (int pass = 0; pass < 2 && size == MEMFIT_STORE_SIZE_UNKNOWN; pass++) {
+        for (unsigned attempt = 1;; attempt++) {
+            bool retryable = false;
+            st = head_once(store, src, &creds, pass == 1, &size, &retryable);
+            if (st == MEMFIT_OK || !retryable || attempt >= max_attempts)
+                break;
+            mf_sleep_cancellable(backoff_ms(&store->opts, attempt), NULL);
+        }
+        if (st != MEMFIT_OK)
+            break;
+    }
+    mf_aws_credentials_clear(&creds);
+    if (st != MEMFIT_OK)
+        return st;
+    if (size == MEMFIT_STORE_SIZE_UNKNOWN)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: the server does not tell the size",
+                           src->display);
+    *out_size = size;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_store_head(memfit_store *store, const char *source, uint64_t *out_size)
+{
+    if (!store || !source || !out_size)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_store_head: NULL argument");
+    struct mf_source_env env;
+    mf_source_env_from_config(&env);
+    struct mf_source src;
+    enum memfit_status st = mf_source_parse(source, &env, &src);
+    if (st != MEMFIT_OK)
+        return st;
+    struct stat sb;
+    struct mf_ref ref;
+    if (src.kind == MF_SOURCE_FILE) {
+        if (stat(src.url, &sb) == 0 && S_ISREG(sb.st_mode))
+            *out_size = (uint64_t)sb.st_size;
+        else
+            st = memfit_fail(MEMFIT_E_NOT_FOUND, "%s: no such file", src.display);
+    } else if (mf_ref_read(store, src.uri, &ref) == MEMFIT_OK) {
+        uint64_t size;
+        if (mf_blob_exists(store, ref.digest, &size))
+            *out_size = size;
+        else if (store->opts.offline)
+            st = memfit_fail(MEMFIT_E_NOT_FOUND, "%s: not in the cache (offline)", src.display);
+        else
+            st = head_remote(store, &src, out_size);
+        mf_ref_clear(&ref);
+    } else if (store->opts.offline) {
+        st = memfit_fail(MEMFIT_E_NOT_FOUND, "%s: not in the cache (offline)", src.display);
+    } else {
+        st = head_remote(store, &src, out_size);
+    }
+    mf_source_clear(&src);
+    return st;
+}
