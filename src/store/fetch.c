@@ -37,6 +37,10 @@
 
 /* Room kept free on the cache's file system beyond the file itself. */
 #define DISK_MARGIN_BYTES (64u << 20)
+/* Writeback is started every this many bytes (and waited for one chunk behind). */
+#define WRITEBACK_CHUNK (32u << 20)
+/* The ring between the receiving and the hashing thread. */
+#define HASH_RING_BYTES (4u << 20)
 
 /* Everything one fetch call needs. */
 struct fetch {
@@ -57,11 +61,12 @@ struct download {
     char *partial_path; /* partial/<key> */
     char *meta_name;    /* <key>.meta, in partial/ */
     int fd;
-    struct mf_sha256 hash; /* of bytes [0, hash.n_bytes) of the file */
-    bool hashed;           /* hash.n_bytes == have */
-    uint64_t have;         /* bytes in the partial file */
-    uint64_t total;        /* MEMFIT_STORE_SIZE_UNKNOWN until known */
-    char validator[256];   /* If-Range value: a strong ETag or Last-Modified */
+    struct mf_hasher hasher; /* of the bytes [0, have) of the file once `hashed` */
+    bool hashed;
+    uint64_t synced;     /* bytes whose writeback was started (sync_file_range) */
+    uint64_t have;       /* bytes in the partial file */
+    uint64_t total;      /* MEMFIT_STORE_SIZE_UNKNOWN until known */
+    char validator[256]; /* If-Range value: a strong ETag or Last-Modified */
     char etag[256];
     /* the current attempt */
     struct mf_http_request *req;
@@ -120,7 +125,9 @@ static enum memfit_status truncate_partial(struct download *d)
     if (ftruncate(d->fd, 0) != 0)
         return memfit_fail(MEMFIT_E_IO, "%s: truncate: %s", d->partial_path, strerror(errno));
     d->have = 0;
-    mf_sha256_final(&d->hash, d->digest); /* resets the context */
+    d->synced = 0;
+    mf_hasher_drain(&d->hasher);
+    mf_sha256_final(&d->hasher.sha, d->digest); /* resets the context */
     d->digest[0] = '\0';
     d->hashed = true;
     d->validator[0] = d->etag[0] = '\0';
@@ -208,8 +215,19 @@ static enum memfit_status append(struct download *d, const void *data, size_t le
         left -= (size_t)n;
         p += n;
     }
-    mf_sha256_update(&d->hash, data, len);
+    mf_hasher_feed(&d->hasher, data, len);
     d->have += len;
+    if (d->have - d->synced >= WRITEBACK_CHUNK) {
+        /* Start writing back what came so far, so the final fsync is short and
+         * dirty pages (charged to the container's memory) stay few. */
+        sync_file_range(d->fd, (off_t)d->synced, (off_t)(d->have - d->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        if (d->synced > WRITEBACK_CHUNK)
+            sync_file_range(d->fd, 0, (off_t)(d->synced - WRITEBACK_CHUNK),
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER);
+        d->synced = d->have;
+    }
     return MEMFIT_OK;
 }
 
@@ -293,7 +311,8 @@ static enum memfit_status attempt_http(struct download *d, bool *retryable)
             return st;
     }
     if (d->have > 0 && !d->hashed) {
-        st = mf_sha256_fd(&d->hash, d->fd, d->have, d->partial_path, f->cancel);
+        mf_hasher_drain(&d->hasher);
+        st = mf_sha256_fd(&d->hasher.sha, d->fd, d->have, d->partial_path, f->cancel);
         if (st != MEMFIT_OK)
             return st;
         d->hashed = true;
@@ -439,7 +458,8 @@ static enum memfit_status finish(struct download *d)
     tick(d, true);
     if (fsync(d->fd) != 0)
         return memfit_fail(MEMFIT_E_IO, "%s: fsync: %s", d->partial_path, strerror(errno));
-    mf_sha256_final(&d->hash, d->digest);
+    mf_hasher_drain(&d->hasher);
+    mf_sha256_final(&d->hasher.sha, d->digest);
     d->hashed = false; /* the context was reset */
     if (d->f->has_expected && strcmp(d->digest, d->f->expected) != 0) {
         char *bad = memfit_asprintf("%s/%s-%llu", s->quarantine, d->digest,
@@ -571,7 +591,7 @@ static enum memfit_status fetch_source(struct fetch *f, const struct mf_source *
         memfit_free(lock_path);
         return MEMFIT_E_NOMEM;
     }
-    if ((st = mf_sha256_init(&d->hash)) != MEMFIT_OK) {
+    if ((st = mf_hasher_start(&d->hasher, HASH_RING_BYTES)) != MEMFIT_OK) {
         memfit_free(lock_path);
         return st;
     }
@@ -622,7 +642,7 @@ static void download_cleanup(struct download *d)
     if (d->fd >= 0)
         close(d->fd);
     mf_lock_release(&d->lock);
-    mf_sha256_free(&d->hash);
+    mf_hasher_stop(&d->hasher);
     memfit_free(d->partial_path);
     memfit_free(d->meta_name);
     d->fd = -1;

@@ -13,6 +13,7 @@
 #ifndef MF_STORE_INTERNAL_H
 #define MF_STORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +134,27 @@ void mf_sha256_final(struct mf_sha256 *h, char hex[MEMFIT_SHA256_HEX_LEN + 1]);
 void mf_sha256_free(struct mf_sha256 *h);
 /* Digest of a string (for names and partial-download keys). */
 enum memfit_status mf_sha256_string(const char *text, char hex[MEMFIT_SHA256_HEX_LEN + 1]);
+
+/*
+ * SHA-256 on a second thread (hasher.c): mf_hasher_feed() copies into a
+ * ring of ring_bytes and returns; the thread hashes. Drain before reading or
+ * resetting `sha` (no feed may run meanwhile). Falls back to inline hashing
+ * when no thread can be started. Start: E_NOMEM. Stop accepts a stopped one.
+ */
+struct mf_hasher {
+    struct mf_sha256 sha;
+    unsigned char *ring;
+    size_t cap;
+    uint64_t head, tail; /* bytes fed / hashed, ever */
+    bool threaded, stop;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_data, cv_space;
+};
+enum memfit_status mf_hasher_start(struct mf_hasher *h, size_t ring_bytes);
+void mf_hasher_feed(struct mf_hasher *h, const void *data, size_t len);
+void mf_hasher_drain(struct mf_hasher *h);
+void mf_hasher_stop(struct mf_hasher *h);
 
 /*
  * Feeds the first `len` bytes of `fd` (from offset 0) into `h`; E_IO naming
