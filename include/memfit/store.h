@@ -1,0 +1,220 @@
+/*
+ * memfit store: model files from local paths, HTTP(S), S3 (or any
+ * S3-compatible store) and the Hugging Face Hub, fetched into one verified,
+ * content-addressed local cache.
+ *
+ * Sources, tried in the order given, each with retries:
+ *   /abs/path, rel/path, file:///abs/path      a local file (copied and hashed)
+ *   http://host/path, https://host/path        TLS verified; extra CA via MEMFIT_CA_BUNDLE
+ *   s3://bucket/key                            SigV4 (AWS_* variables or ~/.aws/credentials)
+ *   hf://org/repo/path/in/repo[@revision]      .../org/repo/resolve/REVISION/path (HF_TOKEN)
+ *
+ * The cache directory (MEMFIT_CACHE_DIR, alias LOCAL_CACHE_DIR; default
+ * $XDG_CACHE_HOME/memfit or ~/.cache/memfit) holds:
+ *   blobs/sha256/<hex>   the files, named by their SHA-256, read-only
+ *   refs/<name>          name or source URI -> digest, source, size, etag, last use
+ *   partial/<hash>       interrupted downloads, resumed with Range + If-Range
+ *   quarantine/          files whose digest did not match what was expected
+ *   pins/                blobs a running process holds (never evicted)
+ * Every change is a temp file + fsync + rename, so a crash leaves the old
+ * state or the new one. Processes and threads that pull the same file
+ * download it once (lock files with stale-lock recovery).
+ *
+ * Credentials never appear in messages, logs or progress output; signed
+ * query strings (X-Amz-Signature, ...) are redacted wherever a URL is shown.
+ */
+#ifndef MEMFIT_STORE_H
+#define MEMFIT_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memfit/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A size the server did not announce. */
+#define MEMFIT_STORE_SIZE_UNKNOWN UINT64_MAX
+
+/* Length of a SHA-256 digest in hex, without the terminating NUL. */
+#define MEMFIT_SHA256_HEX_LEN 64
+
+/*
+ * Options of a store. Get the defaults with memfit_store_options_default()
+ * and change what you need; new fields are appended. A zero or NULL field
+ * means "from the configuration" where the comment says so.
+ */
+struct memfit_store_options {
+    const char *cache_dir;          /* NULL: MEMFIT_CACHE_DIR, LOCAL_CACHE_DIR, XDG default */
+    uint64_t max_cache_bytes;       /* 0: MEMFIT_CACHE_MAX_GB (GB = 1e9 bytes), else unlimited */
+    int offline;                    /* -1: MEMFIT_OFFLINE / HF_HUB_OFFLINE; 0 online; 1 offline */
+    const char *ca_bundle;          /* NULL: MEMFIT_CA_BUNDLE; extra CA file for TLS */
+    unsigned max_attempts;          /* per source (default 4) */
+    unsigned backoff_initial_ms;    /* first retry delay (default 500), doubled each time */
+    unsigned backoff_max_ms;        /* delay cap (default 8000); jitter takes it down to 50% */
+    unsigned connect_timeout_ms;    /* TCP+TLS connect (default 15000) */
+    unsigned stall_timeout_s;       /* abort when slower than stall_min_bytes_per_s this long */
+    unsigned stall_min_bytes_per_s; /* (defaults 30 s, 1024 B/s) */
+    unsigned lock_wait_timeout_ms;  /* waiting for another downloader (default 3600000) */
+    unsigned stale_lock_ms; /* a lock without progress this long is stale (default 120000) */
+};
+
+/* The defaults described above. */
+MEMFIT_API struct memfit_store_options memfit_store_options_default(void);
+
+/* A cache directory and its settings. Thread-safe: several threads may fetch
+ * through one handle at once (each call uses its own connection). */
+typedef struct memfit_store memfit_store;
+
+/*
+ * Opens (and creates, with its subdirectories) the cache directory. `opts`
+ * may be NULL for the defaults. E_IO naming the directory when it cannot be
+ * created, E_RANGE for a bad MEMFIT_CACHE_MAX_GB or MEMFIT_OFFLINE value,
+ * E_NOMEM. Close with memfit_store_close().
+ */
+MEMFIT_API enum memfit_status memfit_store_open(const struct memfit_store_options *opts,
+                                                memfit_store **out);
+
+/* Closes the handle (the cache stays on disk); accepts NULL. */
+MEMFIT_API void memfit_store_close(memfit_store *store);
+
+/* The cache directory in use; valid until memfit_store_close(). */
+MEMFIT_API const char *memfit_store_dir(const memfit_store *store);
+
+/*
+ * Progress of a fetch: bytes written so far, the total (or
+ * MEMFIT_STORE_SIZE_UNKNOWN) and the current rate in bytes per second.
+ * Called at most about ten times a second, and once at the end. Return
+ * non-zero to cancel the fetch (it then fails with E_CANCELLED).
+ */
+typedef int (*memfit_fetch_progress)(uint64_t done_bytes, uint64_t total_bytes, double bytes_per_s,
+                                     void *user);
+
+struct memfit_fetch_options {
+    const char *sha256;             /* expected digest (64 hex digits), or NULL */
+    const char *name;               /* also record the result under this ref name, or NULL */
+    memfit_fetch_progress progress; /* or NULL */
+    void *progress_user;
+    const int *cancel; /* or NULL; non-zero (read atomically) cancels, e.g. from a signal */
+};
+
+/*
+ * Makes a local, verified copy of one file and returns its path in the
+ * cache (*out_path, free with memfit_free). `sources` are tried in order;
+ * each is retried with exponential back-off on network errors, timeouts and
+ * 5xx answers, and skipped on 4xx answers or a digest mismatch (the bad file
+ * goes to quarantine/). A file already cached under the expected digest,
+ * the name or the source is returned without any network call. Offline,
+ * only the cache is consulted (E_NOT_FOUND when the file is not there).
+ * `opts` may be NULL.
+ *
+ * Failure: E_NOT_FOUND, E_NETWORK, E_TIMEOUT, E_CHECKSUM (from the last
+ * source tried), E_NOSPACE (an interrupted download is kept and resumed next
+ * time), E_CANCELLED, E_BUSY/E_TIMEOUT (another process holds the download
+ * longer than lock_wait_timeout_ms), E_RANGE (a malformed source or name),
+ * E_NOMEM. The message names the (redacted) source and the cause.
+ */
+MEMFIT_API enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *sources,
+                                                 size_t n_sources,
+                                                 const struct memfit_fetch_options *opts,
+                                                 char **out_path);
+
+/*
+ * The size of a file without downloading it: a local file's size; the
+ * cached copy's when the source was fetched before; otherwise HEAD, or a
+ * one-byte Range request when HEAD gives none (offline: E_NOT_FOUND).
+ * E_NOT_FOUND, E_PERMISSION, E_NETWORK, E_TIMEOUT, E_UNSUPPORTED (the
+ * server does not say), E_RANGE (malformed source).
+ */
+MEMFIT_API enum memfit_status memfit_store_head(memfit_store *store, const char *source,
+                                                uint64_t *out_size);
+
+/* One cached file as listed by memfit_store_list() or memfit_store_info(). */
+struct memfit_store_entry {
+    char *name;   /* the ref name or source URI (redacted); NULL for a blob without ref */
+    char *source; /* the source it came from (redacted), or NULL */
+    char *path;   /* the blob's path */
+    char digest[MEMFIT_SHA256_HEX_LEN + 1];
+    uint64_t size_bytes;
+    uint64_t last_used_ns; /* wall clock, since the Unix epoch */
+    bool in_use;           /* pinned or mapped by a running process */
+};
+
+/*
+ * Lists every ref, and every blob no ref points to, oldest use first.
+ * *out is an array of *n entries; free it with memfit_store_entries_free().
+ * E_IO, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_store_list(memfit_store *store,
+                                                struct memfit_store_entry **out, size_t *n);
+
+/* Frees what memfit_store_list() returned; accepts NULL. */
+MEMFIT_API void memfit_store_entries_free(struct memfit_store_entry *entries, size_t n);
+
+/*
+ * The entry of a ref name, a source URI or a digest (a unique prefix of at
+ * least 8 hex digits is enough). Free the strings with
+ * memfit_store_entry_clear(). E_NOT_FOUND, E_RANGE (ambiguous prefix).
+ */
+MEMFIT_API enum memfit_status memfit_store_info(memfit_store *store, const char *name,
+                                                struct memfit_store_entry *out);
+
+/* Frees the strings of one entry and zeroes it. */
+MEMFIT_API void memfit_store_entry_clear(struct memfit_store_entry *entry);
+
+struct memfit_store_verify_result {
+    size_t n_ok;
+    size_t n_bad;     /* digest did not match the name: moved to quarantine/ */
+    uint64_t n_bytes; /* read */
+};
+
+/*
+ * Re-reads every blob and checks its SHA-256 against its name; a bad blob
+ * is moved to quarantine/ and logged (WARN). E_CHECKSUM when any was bad
+ * (the result is written then too), E_IO, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_store_verify(memfit_store *store,
+                                                  struct memfit_store_verify_result *out);
+
+/*
+ * Removes a ref (by name, source or digest) and its blob when no other ref
+ * points to it. E_NOT_FOUND; E_BUSY when the blob is pinned or mapped by a
+ * running process (nothing is removed then).
+ */
+MEMFIT_API enum memfit_status memfit_store_remove(memfit_store *store, const char *name);
+
+struct memfit_store_gc_result {
+    size_t n_removed;       /* blobs evicted */
+    uint64_t removed_bytes; /* their size */
+    size_t n_kept_in_use;   /* would have been evicted but are in use */
+    uint64_t total_bytes;   /* what the cache holds afterwards */
+};
+
+/*
+ * Evicts least recently used blobs until the cache holds at most
+ * `max_bytes` (0: the store's max_cache_bytes; if that is 0 too, evicts
+ * nothing), never one that is pinned or mapped by a running process
+ * (/proc/PID/maps). Also removes refs to missing blobs, dead processes'
+ * pins and temp files, and interrupted downloads older than a week.
+ * `out` may be NULL. E_IO, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_store_gc(memfit_store *store, uint64_t max_bytes,
+                                              struct memfit_store_gc_result *out);
+
+/*
+ * Pins the blob at `path` (as returned by memfit_store_fetch) for this
+ * process: gc and remove leave it alone until memfit_store_unpin() or the
+ * process ends. E_NOT_FOUND when it is not a blob of this cache, E_IO.
+ */
+MEMFIT_API enum memfit_status memfit_store_pin(memfit_store *store, const char *path);
+
+/* Drops this process's pin of `path`; a missing pin is not an error. */
+MEMFIT_API enum memfit_status memfit_store_unpin(memfit_store *store, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
