@@ -30,10 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "core/alloc.h"
 #include "store/internal.h"
+#include "store/libs.h"
 
 /* Room kept free on the cache's file system beyond the file itself. */
 #define DISK_MARGIN_BYTES (64u << 20)

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -18,11 +17,15 @@
 
 #include "core/alloc.h"
 #include "store/internal.h"
+#include "store/libs.h"
 
 /* ---- SHA-256 ------------------------------------------------------------ */
 
 enum memfit_status mf_sha256_init(struct mf_sha256 *h)
 {
+    enum memfit_status loaded = mf_store_load_crypto();
+    if (loaded != MEMFIT_OK)
+        return loaded;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx)
         return memfit_fail(MEMFIT_E_NOMEM, "out of memory creating a SHA-256 context");

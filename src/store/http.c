@@ -8,7 +8,6 @@
  * Last-Modified).
  */
 #include <ctype.h>
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "store/internal.h"
+#include "store/libs.h"
 
 /* SHA-256 of an empty body: GET and HEAD requests carry no payload. */
 #define EMPTY_PAYLOAD_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -32,6 +32,9 @@ static void global_init(void)
 
 enum memfit_status mf_http_global_init(void)
 {
+    enum memfit_status loaded = mf_store_load_curl();
+    if (loaded != MEMFIT_OK)
+        return loaded;
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
         return memfit_fail(MEMFIT_E_NETWORK, "libcurl initialisation failed: %s",
