@@ -140,6 +140,28 @@ MEMFIT_API enum memfit_status memfit_matmul(enum memfit_type type, const void *w
                                             uint64_t n, const float *x, uint64_t n_cols, float *y,
                                             void *work, size_t work_bytes);
 
+/*
+ * One thread's share of a matrix product, for callers that split rows
+ * across threads (each thread calls it on a disjoint [row_begin, row_end)):
+ *   y[c * ldy + r] = (weight row r) . (activation row c)
+ * for row_begin <= r < row_end and 0 <= c < n_cols.
+ * Weight row r is n elements of `type` at w + r * w_stride bytes (w_stride 0:
+ * packed rows), so a slice of a fused tensor or a strided view is used in
+ * place. Activation row c is at act + c * act_stride bytes and has the dot
+ * type (memfit_type_dot_type): floats for F32/F16/BF16 weights, otherwise a
+ * row made by memfit_type_quantize_row. Float weights use a cache-blocked,
+ * register-tiled kernel (AVX2+FMA when available) that reads each weight row
+ * once per block of activations; quantized weights are dotted row by row
+ * over blocks of activations. Never allocates; thread-safe.
+ * E_FORMAT when n is not a multiple of the blocks, E_UNSUPPORTED for a type
+ * without a dot product, E_RANGE for row_begin > row_end.
+ */
+MEMFIT_API enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w,
+                                                 size_t w_stride, uint64_t n, uint64_t row_begin,
+                                                 uint64_t row_end, const void *act,
+                                                 size_t act_stride, uint64_t n_cols, float *y,
+                                                 size_t ldy);
+
 /* "avx2+fma+f16c" when the SIMD kernels are in use, "scalar" otherwise
  * (no such CPU, or MEMFIT_NO_SIMD=1 in the environment at first use). */
 MEMFIT_API const char *memfit_tensor_isa(void);
