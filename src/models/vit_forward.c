@@ -10,7 +10,6 @@
  *                  hidden rows (H' = H, or 2H for SwiGLU); before the first
  *                  block it holds the interpolated position embedding, the
  *                  interpolation taps and one image's gathered patches
- *   act  quantized activation rows for the quantized matmuls (0 for float weights)
  *   per thread: the attention tiles (scores QB x KB, O and its update
  *               QB x 64, running max and sum) and V transposed [64, T]
  * Attention is tiled over key blocks with an online softmax (flash
@@ -33,10 +32,10 @@
 
 struct layout {
     uint32_t batch, height, width, h0, w0, n_patch, n_tok;
-    size_t bt;                                            /* batch x tokens */
-    size_t big_cols;                                      /* floats per token row of `big` */
-    size_t n_taps;                                        /* interpolation taps per output sample */
-    size_t x, xn, big, act, threads, thread_bytes, total; /* byte offsets and sizes */
+    size_t bt;                                       /* batch x tokens */
+    size_t big_cols;                                 /* floats per token row of `big` */
+    size_t n_taps;                                   /* interpolation taps per output sample */
+    size_t x, xn, big, threads, thread_bytes, total; /* byte offsets and sizes */
     /* Inside `big` during the embedding (float offsets). */
     size_t pos_out, tmp, taps_y_idx, taps_y_w, taps_x_idx, taps_x_w, gather;
     /* Inside a thread's area (byte offsets). */
@@ -46,17 +45,6 @@ struct layout {
 static size_t align_up(size_t v)
 {
     return (v + ALIGN - 1) / ALIGN * ALIGN;
-}
-
-/* Bytes of quantized activation rows for n_cols rows of a matmul with `m` (0 for float weights). */
-static size_t act_bytes(const struct vit_mat *m, size_t n_cols)
-{
-    enum memfit_type dot;
-    uint64_t row;
-    if (memfit_type_dot_type(m->type, &dot) != MEMFIT_OK || dot == MEMFIT_TYPE_F32 ||
-        memfit_type_bytes(dot, m->cols, &row) != MEMFIT_OK)
-        return 0;
-    return (size_t)row * n_cols;
 }
 
 static size_t interp_taps(uint32_t in, uint32_t out, enum memfit_vit_interpolation mode)
@@ -114,17 +102,6 @@ static enum memfit_status layout(const struct memfit_vit *m, uint32_t batch, uin
     size_t big_floats = L->bt * L->big_cols;
     if (f > big_floats)
         big_floats = f;
-    /* Quantized activations: the largest matmul input. */
-    size_t act = act_bytes(&m->patch, L->n_patch);
-    for (uint32_t l = 0; l < in->depth; l++) {
-        const struct vit_layer *ly = &m->layers[l];
-        const struct vit_mat *mats[] = {&ly->qkv[0], &ly->proj, &ly->fc1, &ly->fc2};
-        for (size_t i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
-            size_t b = act_bytes(mats[i], L->bt);
-            if (b > act)
-                act = b;
-        }
-    }
     /* Per thread: attention tiles and V transposed. */
     size_t t = 0;
     L->t_s = t, t += align_up(QB * KB * sizeof(float));
@@ -139,7 +116,6 @@ static enum memfit_status layout(const struct memfit_vit *m, uint32_t batch, uin
     L->x = o, o += align_up(L->bt * D * sizeof(float));
     L->xn = o, o += align_up(L->bt * D * sizeof(float));
     L->big = o, o += align_up(big_floats * sizeof(float));
-    L->act = o, o += align_up(act);
     L->threads = o, o += t * memfit_threadpool_size(m->pool);
     L->total = o;
     return MEMFIT_OK;
@@ -227,7 +203,6 @@ struct fwd {
     const struct layout *L;
     uint8_t *work;
     float *x, *xn, *big;
-    uint8_t *act;
 };
 
 struct ln_job {
@@ -245,23 +220,9 @@ static void ln_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
         layer_norm_row(j->src + r * j->ld_src, j->dst + r * j->ld_dst, j->w, j->b, j->D, j->eps);
 }
 
-struct quant_job {
-    enum memfit_type type;
-    const float *src;
-    size_t ld_src, n, row_bytes;
-    uint8_t *dst;
-};
-
-static void quant_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
-{
-    const struct quant_job *j = ctx;
-    for (uint64_t r = begin; r < end; r++)
-        memfit_type_quantize_row(j->type, j->src + r * j->ld_src, j->dst + r * j->row_bytes, j->n);
-}
-
 struct mm_job {
     const struct vit_mat *w;
-    const void *act;
+    const float *act;
     size_t act_stride, n_cols, ldy;
     float *y;
     const float *bias;
@@ -295,21 +256,6 @@ static void linear(struct fwd *f, const struct vit_mat *w, const float *x, size_
                        .ldy = ldy,
                        .y = y,
                        .bias = bias};
-    enum memfit_type dot = MEMFIT_TYPE_F32;
-    memfit_type_dot_type(w->type, &dot);
-    if (dot != MEMFIT_TYPE_F32) {
-        uint64_t row = 0;
-        memfit_type_bytes(dot, w->cols, &row);
-        struct quant_job q = {.type = dot,
-                              .src = x,
-                              .ld_src = ldx,
-                              .n = w->cols,
-                              .row_bytes = (size_t)row,
-                              .dst = f->act};
-        memfit_threadpool_parallel_for(f->m->pool, n_cols, quant_run, &q);
-        j.act = f->act;
-        j.act_stride = (size_t)row;
-    }
     memfit_threadpool_parallel_for(f->m->pool, (w->rows + MM_UNIT - 1) / MM_UNIT, mm_run, &j);
 }
 
@@ -363,10 +309,11 @@ static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
                         mx = s[t];
                 }
                 float sum = 0;
-                for (size_t t = 0; t < kn; t++) {
-                    s[t] = fast_expf(s[t] - mx);
+                for (size_t t = 0; t < kn; t++)
+                    s[t] -= mx;
+                memfit_exp(s, kn);
+                for (size_t t = 0; t < kn; t++)
                     sum += s[t];
-                }
                 A[i] = M[i] == -INFINITY ? 0.0f : fast_expf(M[i] - mx);
                 Ls[i] = Ls[i] * A[i] + sum;
                 M[i] = mx;
@@ -421,8 +368,7 @@ static void act_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
                 h[i] = a / (1.0f + fast_expf(-a)) * h[j->n + i];
             }
         } else {
-            for (size_t i = 0; i < j->n; i++)
-                h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
+            memfit_gelu(h, j->n);
         }
     }
 }
@@ -662,7 +608,6 @@ enum memfit_status memfit_vit_forward(memfit_vit *m, const float *pixels, uint32
     f.x = (float *)(f.work + L.x);
     f.xn = (float *)(f.work + L.xn);
     f.big = (float *)(f.work + L.big);
-    f.act = f.work + L.act;
     embed(&f, pixels);
     /* The attention job lives on the stack: no allocation in the forward. */
     struct attn_job aj;

@@ -693,11 +693,68 @@ static void test_matmul_rows(void **state)
     memfit_free(y);
 }
 
+/* Quantized weights: the dequantized tile path against the dequantized weights. */
+static void test_matmul_rows_quantized(void **state)
+{
+    const size_t rows = 29, n = 512, cols = 37;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q8_0, MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q4_K,
+                                             MEMFIT_TYPE_Q6_K, MEMFIT_TYPE_BF16};
+    float *w = memfit_malloc(rows * n * 4), *x = memfit_malloc(cols * n * 4);
+    float *wd = memfit_malloc(rows * n * 4), *y = memfit_malloc(cols * rows * 4);
+    uint8_t *wq = memfit_malloc(rows * n * 4);
+    for (size_t i = 0; i < rows * n; i++)
+        w[i] = sinf((float)i * 0.37f) * (1 + (float)(i % 7));
+    for (size_t i = 0; i < cols * n; i++)
+        x[i] = cosf((float)i * 0.11f);
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        uint64_t row;
+        assert_int_equal(memfit_type_bytes(types[t], n, &row), MEMFIT_OK);
+        for (size_t r = 0; r < rows; r++) {
+            assert_int_equal(memfit_type_quantize_row(types[t], w + r * n, wq + r * row, n),
+                             MEMFIT_OK);
+            assert_int_equal(memfit_type_dequantize_row(types[t], wq + r * row, wd + r * n, n),
+                             MEMFIT_OK);
+        }
+        assert_int_equal(memfit_matmul_rows(types[t], wq, 0, n, 0, rows, x, n * 4, cols, y, rows),
+                         MEMFIT_OK);
+        for (size_t c = 0; c < cols; c++)
+            for (size_t r = 0; r < rows; r++) {
+                double s = 0;
+                for (size_t k = 0; k < n; k++)
+                    s += (double)wd[r * n + k] * x[c * n + k];
+                assert_true(fabs(s - y[c * rows + r]) < 1e-3 * (1 + fabs(s)));
+            }
+    }
+    memfit_free(w);
+    memfit_free(x);
+    memfit_free(wd);
+    memfit_free(wq);
+    memfit_free(y);
+}
+
+/* GELU and exp against libm. */
+static void test_elementwise(void **state)
+{
+    enum { N = 2001 };
+    float g[N], e[N];
+    for (int i = 0; i < N; i++)
+        g[i] = e[i] = (float)(i - 1000) / 100.0f;
+    memfit_gelu(g, N);
+    memfit_exp(e, N);
+    for (int i = 0; i < N; i++) {
+        double v = (double)((float)(i - 1000) / 100.0f);
+        double gr = 0.5 * v * (1 + erf(v / sqrt(2.0)));
+        assert_true(fabs(g[i] - gr) <= 2e-7 * (1 + fabs(v)));
+        assert_true(fabs(e[i] - exp(v)) <= 3e-7 * exp(v));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threadpool),         cmocka_unit_test(test_threadpool_alloc_failures),
-        cmocka_unit_test(test_matmul_rows),        cmocka_unit_test(test_reference_pth),
+        cmocka_unit_test(test_matmul_rows),        cmocka_unit_test(test_matmul_rows_quantized),
+        cmocka_unit_test(test_elementwise),        cmocka_unit_test(test_reference_pth),
         cmocka_unit_test(test_reference_hf_names), cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_gguf_quantized),     cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_bad_sizes),          cmocka_unit_test(test_alloc_failures),

@@ -8,10 +8,11 @@
  * = 12 accumulators of 8 lanes, 7 loads per 12 FMAs, and the 12 horizontal
  * sums are done together once per k-block. No packing, no scratch.
  *
- * Cache blocking (gemm.c's loop order): a block of MF_GEMM_TB activation
- * rows x MF_GEMM_KC of k stays in L2 while the thread's weight rows stream
- * through it, so each weight byte is read once per block of activations,
- * not once per activation.
+ * Cache blocking: a block of MF_GEMM_TB activation rows x MF_GEMM_KC of k
+ * stays in L2 while the thread's weight rows stream through it in blocks of
+ * MF_GEMM_RB rows (L1), so each weight byte comes from memory once per
+ * MF_GEMM_TB activations (a ViT-B batch of 8 reads its weights 5 times, not
+ * 22), and each group of 4 activation rows is reused from L1 for RB rows.
  */
 #include <immintrin.h>
 
@@ -136,33 +137,39 @@ static inline float hsum1(__m256 v)
     }                                                                                              \
                                                                                                    \
     void mf_avx2_gemm_##NAME(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,       \
-                             const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)       \
+                             const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,       \
+                             bool accumulate)                                                      \
     {                                                                                              \
         const uint8_t *wb = w;                                                                     \
         for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_TB) {                                       \
             size_t c1 = c0 + MF_GEMM_TB < n_cols ? c0 + MF_GEMM_TB : n_cols;                       \
             for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {                                        \
                 size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0;                             \
-                bool acc = k0 > 0;                                                                 \
-                size_t r = r0;                                                                     \
-                for (; r + 3 <= r1; r += 3) {                                                      \
-                    const uint8_t *a = wb + r * w_stride + k0 * ESIZE;                             \
+                bool acc = accumulate || k0 > 0;                                                   \
+                for (size_t rb = r0; rb < r1; rb += MF_GEMM_RB) {                                  \
+                    size_t re = rb + MF_GEMM_RB < r1 ? rb + MF_GEMM_RB : r1;                       \
+                    size_t r3 = rb + (re - rb) / 3 * 3;                                            \
                     size_t c = c0;                                                                 \
-                    for (; c + 4 <= c1; c += 4)                                                    \
-                        NAME##_4x3(a, a + w_stride, a + 2 * w_stride, x + c * xs + k0, xs, kc,     \
-                                   y + c * ldy + r, ldy, acc);                                     \
-                    for (; c < c1; c++)                                                            \
-                        for (size_t j = 0; j < 3; j++) {                                           \
-                            float v = NAME##_1x1(a + j * w_stride, x + c * xs + k0, kc);           \
-                            y[c * ldy + r + j] = acc ? y[c * ldy + r + j] + v : v;                 \
+                    for (; c + 4 <= c1; c += 4) {                                                  \
+                        const float *xc = x + c * xs + k0;                                         \
+                        for (size_t r = rb; r < r3; r += 3) {                                      \
+                            const uint8_t *a = wb + r * w_stride + k0 * ESIZE;                     \
+                            NAME##_4x3(a, a + w_stride, a + 2 * w_stride, xc, xs, kc,              \
+                                       y + c * ldy + r, ldy, acc);                                 \
                         }                                                                          \
-                }                                                                                  \
-                for (; r < r1; r++) {                                                              \
-                    const uint8_t *a = wb + r * w_stride + k0 * ESIZE;                             \
-                    for (size_t c = c0; c < c1; c++) {                                             \
-                        float v = NAME##_1x1(a, x + c * xs + k0, kc);                              \
-                        y[c * ldy + r] = acc ? y[c * ldy + r] + v : v;                             \
+                        for (size_t r = r3; r < re; r++)                                           \
+                            for (size_t t = c; t < c + 4; t++) {                                   \
+                                float v = NAME##_1x1(wb + r * w_stride + k0 * ESIZE,               \
+                                                     x + t * xs + k0, kc);                         \
+                                y[t * ldy + r] = acc ? y[t * ldy + r] + v : v;                     \
+                            }                                                                      \
                     }                                                                              \
+                    for (; c < c1; c++)                                                            \
+                        for (size_t r = rb; r < re; r++) {                                         \
+                            float v =                                                              \
+                                NAME##_1x1(wb + r * w_stride + k0 * ESIZE, x + c * xs + k0, kc);   \
+                            y[c * ldy + r] = acc ? y[c * ldy + r] + v : v;                         \
+                        }                                                                          \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
