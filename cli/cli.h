@@ -29,7 +29,10 @@ enum {
     X(report, "Show memory: machine, container (cgroup), processes, GPUs") \
     X(monitor, "Watch memory over time, with alert levels and actions") \
     X(inspect, "Show what a GGUF, safetensors or .pth model file holds") \
-    X(convert, "Convert a model file to GGUF or safetensors")
+    X(convert, "Convert a model file to GGUF or safetensors") \
+    X(analyze, "Report statistics and the leak trend of a monitor log") \
+    X(plot, "Draw a monitor log as an SVG chart") \
+    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

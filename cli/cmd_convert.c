@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_common.h"
 
 const char cmd_convert_help[] =
     "Usage: memfit convert IN OUT [--rename FILE]\n"
@@ -82,32 +83,10 @@ static int load_renames(const char *path, struct rename **out, size_t *out_n)
     return CLI_EXIT_OK;
 }
 
-static enum memfit_status copy_meta(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
-                                    size_t *skipped)
-{
-    for (size_t i = 0; i < memfit_tensors_meta_count(in); i++) {
-        const char *key;
-        struct memfit_meta_value v;
-        memfit_tensors_meta_get(in, i, &key, &v);
-        if (fmt == MEMFIT_FORMAT_SAFETENSORS && v.type != MEMFIT_META_STRING) {
-            (*skipped)++;
-            continue;
-        }
-        enum memfit_status st = memfit_writer_set_meta(w, key, &v);
-        if (st == MEMFIT_E_UNSUPPORTED) {
-            (*skipped)++;
-            continue;
-        }
-        if (st != MEMFIT_OK)
-            return st;
-    }
-    return MEMFIT_OK;
-}
-
 static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
                                   const struct rename *renames, size_t n_renames, size_t *skipped)
 {
-    enum memfit_status st = copy_meta(in, w, fmt, skipped);
+    enum memfit_status st = cli_copy_meta(in, w, fmt, skipped);
     if (st != MEMFIT_OK)
         return st;
     size_t n = memfit_tensors_count(in);
@@ -123,16 +102,9 @@ static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum mem
     }
     for (size_t i = 0; i < n; i++) {
         memfit_tensors_get(in, i, &t);
-        /* Chunks of 64 MiB keep each write call (and its page-cache burst) bounded. */
-        for (uint64_t off = 0; off < t.n_bytes || (off == 0 && t.n_bytes == 0);) {
-            uint64_t chunk = t.n_bytes - off > (64u << 20) ? (64u << 20) : t.n_bytes - off;
-            st = memfit_writer_write_tensor(w, i, off, (const char *)t.data + off, (size_t)chunk);
-            if (st != MEMFIT_OK)
-                return st;
-            off += chunk;
-            if (chunk == 0)
-                break;
-        }
+        st = cli_write_raw(w, i, t.data, t.n_bytes, -1, t.file_offset);
+        if (st != MEMFIT_OK)
+            return st;
     }
     return memfit_writer_commit(w);
 }

@@ -478,6 +478,10 @@ static int run(struct monitor *m)
     uint64_t next = t0;
     uint64_t term_sent_at = 0;
     for (;;) {
+        /* No sample after the command is gone: its memory has been freed,
+         * and such a point would only distort the trend. */
+        if (m->child_done && m->samples > 0)
+            break;
         enum memfit_status st = tick(m, t0);
         if (st != MEMFIT_OK) {
             clear_live_line(m);

@@ -11,5 +11,6 @@
 #include "memfit/tensor.h"
 #include "memfit/format.h"
 #include "memfit/models.h"
+#include "memfit/manager.h"
 
 #endif

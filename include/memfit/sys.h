@@ -78,6 +78,7 @@ struct memfit_cgroup {
     int memory_version;                  /* 1 or 2: where the memory controller is; 0 none */
     char path[MEMFIT_SYS_PATH_MAX];      /* the cgroup, as in /proc/PID/cgroup: "/kubepods/x" */
     char dir[MEMFIT_SYS_PATH_MAX];       /* the directory read (under root) */
+    char mount_dir[MEMFIT_SYS_PATH_MAX]; /* the cgroup mount it lies in (for read_dir) */
     char limit_dir[MEMFIT_SYS_PATH_MAX]; /* where the effective limit was found */
     /* the file that set it: "memory.max", "memory.limit_in_bytes" or
      * "hierarchical_memory_limit" (v1 memory.stat; may sit above the mount) */
@@ -130,6 +131,7 @@ struct memfit_proc_mem {
     pid_t pid;
     pid_t ppid;
     char name[64];      /* /proc/PID/comm */
+    char state;         /* State: 'R', 'S', 'D', 'Z' (zombie: exited, not yet reaped), ... */
     uint64_t rss_bytes; /* VmRSS = RssAnon + RssFile + RssShmem */
     uint64_t rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
     uint64_t swap_bytes;                                /* VmSwap */
@@ -166,6 +168,31 @@ MEMFIT_API enum memfit_status memfit_proc_tree_read(const char *root, pid_t pid,
 
 /* memfit_proc_tree_read with flags (memfit_proc_flags). Sums of PSS are
  * UNKNOWN when one member's smaps_rollup was unreadable. E_NOMEM possible. */
+/*
+ * The process `pid` and its descendants, found by one scan of ROOT/proc:
+ * *out_pids (allocated, free with memfit_free) starts with the root's pid
+ * ("self" resolved). Costs one read per process on the machine, so callers
+ * sampling often keep the list and re-list only when processes came or went
+ * (memfit_proc_count_hint) or now and then.
+ */
+MEMFIT_API enum memfit_status memfit_proc_tree_list(const char *root, pid_t pid, pid_t **out_pids,
+                                                    size_t *n_pids);
+
+/*
+ * Sums the memory of `pids` into `out` (pid, name and hwm are the first
+ * one's). Processes that have exited are skipped; *n_alive (optional)
+ * receives how many were summed. E_NOT_FOUND when the first one is gone.
+ */
+MEMFIT_API enum memfit_status memfit_proc_sum(const char *root, const pid_t *pids, size_t n_pids,
+                                              unsigned flags, struct memfit_proc_mem *out,
+                                              unsigned *n_alive);
+
+/*
+ * A cheap number that changes when processes are created or exit (the link
+ * count procfs gives ROOT/proc, which counts the processes); 0 when unknown.
+ */
+MEMFIT_API uint64_t memfit_proc_count_hint(const char *root);
+
 MEMFIT_API enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigned flags,
                                                        struct memfit_proc_mem *out,
                                                        unsigned *n_procs);

@@ -14,6 +14,7 @@
 
 #include <zip.h>
 
+#include "core/dynlib.h"
 #include "format/pickle.h"
 #include "format/set.h"
 
@@ -236,37 +237,80 @@ static enum memfit_status add_tensor(void *ctx, const struct mf_pickle_tensor *t
                              data + off_bytes, n_bytes);
 }
 
+/* libzip, loaded on first use (core/dynlib.h): only .pth files need it. */
+static struct {
+    __typeof__(zip_error_init) *error_init;
+    __typeof__(zip_error_fini) *error_fini;
+    __typeof__(zip_error_strerror) *error_strerror;
+    __typeof__(zip_source_buffer_create) *source_buffer_create;
+    __typeof__(zip_open_from_source) *open_from_source;
+    __typeof__(zip_source_free) *source_free;
+    __typeof__(zip_get_num_entries) *get_num_entries;
+    __typeof__(zip_stat_init) *stat_init;
+    __typeof__(zip_stat_index) *stat_index;
+    __typeof__(zip_fopen_index) *fopen_index;
+    __typeof__(zip_fread) *fread;
+    __typeof__(zip_file_strerror) *file_strerror;
+    __typeof__(zip_strerror) *strerror;
+    __typeof__(zip_fclose) *fclose;
+    __typeof__(zip_discard) *discard;
+} zipapi;
+
+static const struct mf_dl_symbol zip_symbols[] = {
+    {"zip_error_init", &zipapi.error_init},
+    {"zip_error_fini", &zipapi.error_fini},
+    {"zip_error_strerror", &zipapi.error_strerror},
+    {"zip_source_buffer_create", &zipapi.source_buffer_create},
+    {"zip_open_from_source", &zipapi.open_from_source},
+    {"zip_source_free", &zipapi.source_free},
+    {"zip_get_num_entries", &zipapi.get_num_entries},
+    {"zip_stat_init", &zipapi.stat_init},
+    {"zip_stat_index", &zipapi.stat_index},
+    {"zip_fopen_index", &zipapi.fopen_index},
+    {"zip_fread", &zipapi.fread},
+    {"zip_file_strerror", &zipapi.file_strerror},
+    {"zip_strerror", &zipapi.strerror},
+    {"zip_fclose", &zipapi.fclose},
+    {"zip_discard", &zipapi.discard},
+};
+
+static struct mf_dl_library libzip =
+    MF_DL_LIBRARY("libzip.so.4", "libzip4", "to read .pth files", zip_symbols);
+
 /* Checks the archive with libzip, and inflates data.pkl when it is compressed. */
 static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *pkl,
                                             uint8_t **out_inflated)
 {
     memfit_tensors *set = z->set;
+    enum memfit_status loaded = mf_dl_load(&libzip);
+    if (loaded != MEMFIT_OK)
+        return memfit_fail(loaded, "%s: %s", set->path, memfit_last_error());
     zip_error_t err;
-    zip_error_init(&err);
-    zip_source_t *src = zip_source_buffer_create(set->map, set->map_bytes, 0, &err);
+    zipapi.error_init(&err);
+    zip_source_t *src = zipapi.source_buffer_create(set->map, set->map_bytes, 0, &err);
     if (!src) {
-        zip_error_fini(&err);
+        zipapi.error_fini(&err);
         return MEMFIT_E_NOMEM;
     }
-    zip_t *za = zip_open_from_source(src, ZIP_RDONLY, &err);
+    zip_t *za = zipapi.open_from_source(src, ZIP_RDONLY, &err);
     if (!za) {
         enum memfit_status st =
-            memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s", set->path, zip_error_strerror(&err));
-        zip_source_free(src);
-        zip_error_fini(&err);
+            memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s", set->path, zipapi.error_strerror(&err));
+        zipapi.source_free(src);
+        zipapi.error_fini(&err);
         return st;
     }
-    zip_error_fini(&err);
+    zipapi.error_fini(&err);
     enum memfit_status st = MEMFIT_OK;
-    zip_int64_t n = zip_get_num_entries(za, 0);
+    zip_int64_t n = zipapi.get_num_entries(za, 0);
     if (n < 0 || (uint64_t)n != z->n_entries)
         st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: libzip sees %lld entries, the directory %zu",
                          set->path, (long long)n, z->n_entries);
     for (zip_int64_t i = 0; st == MEMFIT_OK && i < n; i++) {
         zip_stat_t zs;
-        zip_stat_init(&zs);
+        zipapi.stat_init(&zs);
         const struct zentry *e = &z->entries[i];
-        if (zip_stat_index(za, (zip_uint64_t)i, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE) ||
+        if (zipapi.stat_index(za, (zip_uint64_t)i, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE) ||
             !(zs.valid & ZIP_STAT_COMP_METHOD) || zs.size != e->size || zs.comp_method != e->method)
             st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: entry %lld disagrees with libzip",
                              set->path, (long long)i);
@@ -278,22 +322,22 @@ static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *
         } else {
             uint8_t *buf = memfit_malloc_in(MEMFIT_ALLOC_FORMAT, pkl->size ? pkl->size : 1);
             zip_int64_t idx = (zip_int64_t)(pkl - z->entries);
-            zip_file_t *zf = buf ? zip_fopen_index(za, (zip_uint64_t)idx, 0) : NULL;
+            zip_file_t *zf = buf ? zipapi.fopen_index(za, (zip_uint64_t)idx, 0) : NULL;
             if (!buf) {
                 st = MEMFIT_E_NOMEM;
-            } else if (!zf || zip_fread(zf, buf, pkl->size) != (zip_int64_t)pkl->size) {
+            } else if (!zf || zipapi.fread(zf, buf, pkl->size) != (zip_int64_t)pkl->size) {
                 st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: cannot inflate data.pkl: %s", set->path,
-                                 zf ? zip_file_strerror(zf) : zip_strerror(za));
+                                 zf ? zipapi.file_strerror(zf) : zipapi.strerror(za));
             }
             if (zf)
-                zip_fclose(zf);
+                zipapi.fclose(zf);
             if (st == MEMFIT_OK)
                 *out_inflated = buf;
             else
                 memfit_free(buf);
         }
     }
-    zip_discard(za); /* also frees the source */
+    zipapi.discard(za); /* also frees the source */
     return st;
 }
 

@@ -2,8 +2,13 @@
  * Writer of the monitor's JSON-lines log (docs/monitor-log.md). Each record
  * is one line, flushed at once, so a log survives the monitor being killed
  * and can be tailed while it grows.
+ *
+ * Samples are the hot path (up to ten a second for hours), so they are
+ * formatted straight into a stack buffer with no allocation; the rare
+ * records (start, level, action, oom, exit) are built with jansson.
  */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -134,85 +139,176 @@ enum memfit_status memfit_logfile_write_start(memfit_logfile *log,
     return emit(log, r, ok);
 }
 
-static bool add_sample_details(json_t *r, const struct memfit_sample *s)
+/* A JSON line built in a fixed buffer; `full` makes every later append a no-op. */
+struct jline {
+    char buf[8192];
+    size_t len;
+    bool full;
+    bool first; /* no comma before the next member */
+};
+
+static void put_raw(struct jline *j, const char *text, size_t n)
+{
+    if (j->full || j->len + n >= sizeof(j->buf)) {
+        j->full = true;
+        return;
+    }
+    memcpy(j->buf + j->len, text, n);
+    j->len += n;
+}
+
+/* `"key":` with the comma the previous member needs. Keys are constants. */
+static void put_key(struct jline *j, const char *key)
+{
+    if (!j->first)
+        put_raw(j, ",", 1);
+    j->first = false;
+    put_raw(j, "\"", 1);
+    put_raw(j, key, strlen(key));
+    put_raw(j, "\":", 2);
+}
+
+static void put_u64(struct jline *j, const char *key, uint64_t v)
+{
+    put_key(j, key);
+    if (v == MEMFIT_SYS_UNKNOWN || v > (uint64_t)INT64_MAX) {
+        put_raw(j, "null", 4);
+        return;
+    }
+    char digits[24];
+    size_t n = 0;
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put_raw(j, digits + sizeof(digits) - n, n);
+}
+
+static void put_f64(struct jline *j, const char *key, double v)
+{
+    put_key(j, key);
+    char text[32];
+    int n = isfinite(v) ? snprintf(text, sizeof(text), "%.6g", v)
+                        : snprintf(text, sizeof(text), "null");
+    put_raw(j, text, (size_t)n);
+}
+
+/* A string known to need no escaping (level names, fixed words). */
+static void put_word(struct jline *j, const char *key, const char *word)
+{
+    put_key(j, key);
+    put_raw(j, "\"", 1);
+    put_raw(j, word, strlen(word));
+    put_raw(j, "\"", 1);
+}
+
+static void open_object(struct jline *j, const char *key)
+{
+    if (key)
+        put_key(j, key);
+    else if (!j->first)
+        put_raw(j, ",", 1);
+    put_raw(j, "{", 1);
+    j->first = true;
+}
+
+static void close_object(struct jline *j)
+{
+    put_raw(j, "}", 1);
+    j->first = false;
+}
+
+static void put_sample_details(struct jline *j, const struct memfit_sample *s)
 {
     const struct memfit_meminfo *m = &s->system;
-    json_t *sys = json_object();
-    bool ok = mf_json_set_new(r, "system", sys) &&
-              mf_json_set_u64(sys, "total_bytes", m->total_bytes) &&
-              mf_json_set_u64(sys, "available_bytes", m->available_bytes) &&
-              mf_json_set_u64(sys, "free_bytes", m->free_bytes) &&
-              mf_json_set_u64(sys, "cached_bytes", m->cached_bytes) &&
-              mf_json_set_u64(sys, "swap_total_bytes", m->swap_total_bytes) &&
-              mf_json_set_u64(sys, "swap_free_bytes", m->swap_free_bytes);
-    if (ok && s->have_cgroup) {
+    open_object(j, "system");
+    put_u64(j, "total_bytes", m->total_bytes);
+    put_u64(j, "available_bytes", m->available_bytes);
+    put_u64(j, "free_bytes", m->free_bytes);
+    put_u64(j, "cached_bytes", m->cached_bytes);
+    put_u64(j, "swap_total_bytes", m->swap_total_bytes);
+    put_u64(j, "swap_free_bytes", m->swap_free_bytes);
+    close_object(j);
+    if (s->have_cgroup) {
         const struct memfit_cgroup *c = &s->cgroup;
-        json_t *cg = json_object();
-        ok = mf_json_set_new(r, "cgroup", cg) &&
-             mf_json_set_u64(cg, "usage_bytes", c->usage_bytes) &&
-             mf_json_set_u64(cg, "working_set_bytes", c->working_set_bytes) &&
-             mf_json_set_u64(cg, "limit_bytes", c->limit_bytes) &&
-             mf_json_set_u64(cg, "peak_bytes", c->peak_bytes) &&
-             mf_json_set_u64(cg, "anon_bytes", c->anon_bytes) &&
-             mf_json_set_u64(cg, "file_bytes", c->file_bytes) &&
-             mf_json_set_u64(cg, "inactive_file_bytes", c->inactive_file_bytes) &&
-             mf_json_set_u64(cg, "shmem_bytes", c->shmem_bytes) &&
-             mf_json_set_u64(cg, "swap_bytes", c->swap_bytes) &&
-             mf_json_set_u64(cg, "oom_kill", c->events_oom_kill) &&
-             mf_json_set_u64(cg, "oom", c->events_oom) &&
-             mf_json_set_u64(cg, "failcnt", c->failcnt);
+        open_object(j, "cgroup");
+        put_u64(j, "usage_bytes", c->usage_bytes);
+        put_u64(j, "working_set_bytes", c->working_set_bytes);
+        put_u64(j, "limit_bytes", c->limit_bytes);
+        put_u64(j, "peak_bytes", c->peak_bytes);
+        put_u64(j, "anon_bytes", c->anon_bytes);
+        put_u64(j, "file_bytes", c->file_bytes);
+        put_u64(j, "inactive_file_bytes", c->inactive_file_bytes);
+        put_u64(j, "shmem_bytes", c->shmem_bytes);
+        put_u64(j, "swap_bytes", c->swap_bytes);
+        put_u64(j, "oom_kill", c->events_oom_kill);
+        put_u64(j, "oom", c->events_oom);
+        put_u64(j, "failcnt", c->failcnt);
+        close_object(j);
     }
-    if (ok && s->have_process) {
+    if (s->have_process) {
         const struct memfit_proc_mem *p = &s->process;
-        json_t *pr = json_object();
-        ok = mf_json_set_new(r, "process", pr) &&
-             mf_json_set_new(pr, "pid", json_integer(p->pid)) &&
-             mf_json_set_new(pr, "n_procs", json_integer(s->n_procs)) &&
-             mf_json_set_u64(pr, "rss_bytes", p->rss_bytes) &&
-             mf_json_set_u64(pr, "rss_anon_bytes", p->rss_anon_bytes) &&
-             mf_json_set_u64(pr, "rss_file_bytes", p->rss_file_bytes) &&
-             mf_json_set_u64(pr, "rss_shmem_bytes", p->rss_shmem_bytes) &&
-             mf_json_set_u64(pr, "swap_bytes", p->swap_bytes) &&
-             mf_json_set_u64(pr, "pss_bytes", p->pss_bytes);
+        open_object(j, "process");
+        put_u64(j, "pid", (uint64_t)p->pid);
+        put_u64(j, "n_procs", s->n_procs);
+        put_u64(j, "rss_bytes", p->rss_bytes);
+        put_u64(j, "rss_anon_bytes", p->rss_anon_bytes);
+        put_u64(j, "rss_file_bytes", p->rss_file_bytes);
+        put_u64(j, "rss_shmem_bytes", p->rss_shmem_bytes);
+        put_u64(j, "swap_bytes", p->swap_bytes);
+        put_u64(j, "pss_bytes", p->pss_bytes);
+        close_object(j);
     }
-    if (ok && s->psi.present) {
-        json_t *psi = json_object();
-        ok = mf_json_set_new(r, "psi", psi) &&
-             mf_json_set_new(psi, "some_avg10", json_real(s->psi.some_avg10)) &&
-             mf_json_set_new(psi, "full_avg10", json_real(s->psi.full_avg10)) &&
-             mf_json_set_u64(psi, "some_total_us", s->psi.some_total_us) &&
-             mf_json_set_u64(psi, "full_total_us", s->psi.full_total_us);
+    if (s->psi.present) {
+        open_object(j, "psi");
+        put_f64(j, "some_avg10", s->psi.some_avg10);
+        put_f64(j, "full_avg10", s->psi.full_avg10);
+        put_u64(j, "some_total_us", s->psi.some_total_us);
+        put_u64(j, "full_total_us", s->psi.full_total_us);
+        close_object(j);
     }
-    if (ok && s->have_gpu) {
-        json_t *gpus = json_array();
-        ok = mf_json_set_new(r, "gpu", gpus);
-        for (unsigned i = 0; ok && i < s->gpu.n_devices; i++) {
+    if (s->have_gpu) {
+        put_key(j, "gpu");
+        put_raw(j, "[", 1);
+        j->first = true;
+        for (unsigned i = 0; i < s->gpu.n_devices; i++) {
             const struct memfit_gpu_device *d = &s->gpu.devices[i];
-            json_t *g = json_object();
-            ok = json_array_append_new(gpus, g) == 0 &&
-                 mf_json_set_new(g, "index", json_integer(d->index)) &&
-                 mf_json_set_u64(g, "used_bytes", d->used_bytes) &&
-                 mf_json_set_u64(g, "total_bytes", d->total_bytes);
+            open_object(j, NULL);
+            put_u64(j, "index", d->index);
+            put_u64(j, "used_bytes", d->used_bytes);
+            put_u64(j, "total_bytes", d->total_bytes);
+            close_object(j);
         }
+        put_raw(j, "]", 1);
+        j->first = false;
     }
-    return ok;
 }
 
 enum memfit_status memfit_logfile_write_sample(memfit_logfile *log, const struct memfit_sample *s,
                                                enum memfit_level level)
 {
-    json_t *r = record(log, "sample", s->t_ns);
-    if (!r)
-        return emit(log, NULL, false);
-    bool ok = mf_json_set_u64(r, "working_set_bytes", s->working_set_bytes) &&
-              mf_json_set_u64(r, "limit_bytes", s->limit_bytes) &&
-              mf_json_set_new(r, "percent", json_real(s->percent)) &&
-              mf_json_set_u64(r, "available_bytes", s->available_bytes) &&
-              mf_json_set_u64(r, "rss_bytes",
-                              s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN) &&
-              mf_json_set_new(r, "level", json_string(memfit_level_name(level))) &&
-              add_sample_details(r, s);
-    return emit(log, r, ok);
+    struct jline j = {.first = true};
+    char when[40];
+    mf_format_rfc3339(s->wall_ns, when, sizeof(when));
+    open_object(&j, NULL);
+    put_word(&j, "type", "sample");
+    put_f64(&j, "t", seconds_since(log, s->t_ns));
+    put_word(&j, "time", when);
+    put_u64(&j, "working_set_bytes", s->working_set_bytes);
+    put_u64(&j, "limit_bytes", s->limit_bytes);
+    put_f64(&j, "percent", s->percent);
+    put_u64(&j, "available_bytes", s->available_bytes);
+    put_u64(&j, "rss_bytes", s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN);
+    put_word(&j, "level", memfit_level_name(level));
+    put_sample_details(&j, s);
+    close_object(&j);
+    put_raw(&j, "\n", 1);
+    if (j.full)
+        return memfit_fail(MEMFIT_E_RANGE, "a monitor sample outgrew its %zu-byte line",
+                           sizeof(j.buf));
+    if (fwrite(j.buf, 1, j.len, log->f) != j.len || fflush(log->f) != 0)
+        return memfit_fail(MEMFIT_E_IO, "writing the monitor log: %s", strerror(errno));
+    return MEMFIT_OK;
 }
 
 enum memfit_status memfit_logfile_write_level(memfit_logfile *log, const struct memfit_sample *s,

@@ -260,6 +260,8 @@ static enum memfit_status read_dir_into(struct memfit_cgroup *c, const char *dir
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return memfit_fail(MEMFIT_E_NOT_FOUND, "%s: no such cgroup directory", dir);
     mf_sys_copy(c->dir, sizeof(c->dir), dir);
+    if (mount_dir)
+        mf_sys_copy(c->mount_dir, sizeof(c->mount_dir), mount_dir);
     c->memory_version = version;
     if (version == 2)
         read_v2(c, dir, mount_dir);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "sys/sys_file.h"
@@ -70,6 +71,8 @@ static int read_proc(const char *root, pid_t pid, unsigned flags, struct memfit_
      * which is what a table wants to print. */
     if (!mf_sys_find_string(text, "Name", p->name, sizeof(p->name)))
         p->name[0] = '\0';
+    char state[8];
+    p->state = mf_sys_find_string(text, "State", state, sizeof(state)) ? state[0] : '?';
     if (p->rss_bytes == MEMFIT_SYS_UNKNOWN) {
         /* Kernel threads and zombies have no memory of their own. */
         p->rss_bytes = p->rss_anon_bytes = p->rss_file_bytes = p->rss_shmem_bytes = 0;
@@ -227,14 +230,14 @@ static void add_size(uint64_t *sum, uint64_t v)
         *sum += v;
 }
 
-enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigned flags,
-                                            struct memfit_proc_mem *out, unsigned *n_procs)
+enum memfit_status memfit_proc_tree_list(const char *root, pid_t pid, pid_t **out_pids,
+                                         size_t *n_pids)
 {
-    struct memfit_proc_mem sum;
-    enum memfit_status st = memfit_proc_read_ex(root, pid, flags, &sum);
+    struct memfit_proc_mem self;
+    enum memfit_status st = memfit_proc_read_ex(root, pid, MEMFIT_PROC_STATUS_ONLY, &self);
     if (st != MEMFIT_OK)
         return st;
-    pid = sum.pid; /* "self" resolved through the Pid: line */
+    pid = self.pid; /* "self" resolved through the Pid: line */
 
     struct pid_pair *pairs = NULL;
     size_t n_pairs = 0;
@@ -249,7 +252,6 @@ enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigne
     }
     size_t head = 0, tail = 0;
     queue[tail++] = pid;
-    unsigned count = 1;
     while (head < tail) {
         pid_t parent = queue[head++];
         size_t lo = 0, hi = n_pairs;
@@ -264,30 +266,68 @@ enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigne
             if (tail > n_pairs || pairs[i].pid == pid)
                 continue; /* a cycle can only come from a corrupt tree: stop growing */
             queue[tail++] = pairs[i].pid;
-            struct memfit_proc_mem child;
-            if (read_proc(root, pairs[i].pid, flags, &child) != 0)
-                continue; /* exited since the scan */
-            add_size(&sum.rss_bytes, child.rss_bytes);
-            add_size(&sum.rss_anon_bytes, child.rss_anon_bytes);
-            add_size(&sum.rss_file_bytes, child.rss_file_bytes);
-            add_size(&sum.rss_shmem_bytes, child.rss_shmem_bytes);
-            add_size(&sum.swap_bytes, child.swap_bytes);
-            if (flags & MEMFIT_PROC_PSS) {
-                if (child.pss_bytes == MEMFIT_SYS_UNKNOWN && sum.pss_bytes != MEMFIT_SYS_UNKNOWN)
-                    mf_sys_reason_add(sum.reason, "pid %d: no PSS", (int)child.pid);
-                add_size(&sum.pss_bytes, child.pss_bytes);
-                add_size(&sum.pss_anon_bytes, child.pss_anon_bytes);
-                add_size(&sum.pss_file_bytes, child.pss_file_bytes);
-            }
-            count++;
         }
     }
-    memfit_free(queue);
     memfit_free(pairs);
-    *out = sum;
-    if (n_procs)
-        *n_procs = count;
+    *out_pids = queue;
+    *n_pids = tail;
     return MEMFIT_OK;
+}
+
+enum memfit_status memfit_proc_sum(const char *root, const pid_t *pids, size_t n_pids,
+                                   unsigned flags, struct memfit_proc_mem *out, unsigned *n_alive)
+{
+    if (n_pids == 0)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_proc_sum: no pids");
+    struct memfit_proc_mem sum;
+    enum memfit_status st = memfit_proc_read_ex(root, pids[0], flags, &sum);
+    if (st != MEMFIT_OK)
+        return st;
+    unsigned count = 1;
+    for (size_t i = 1; i < n_pids; i++) {
+        struct memfit_proc_mem child;
+        if (read_proc(root, pids[i], flags, &child) != 0)
+            continue; /* exited since it was listed */
+        add_size(&sum.rss_bytes, child.rss_bytes);
+        add_size(&sum.rss_anon_bytes, child.rss_anon_bytes);
+        add_size(&sum.rss_file_bytes, child.rss_file_bytes);
+        add_size(&sum.rss_shmem_bytes, child.rss_shmem_bytes);
+        add_size(&sum.swap_bytes, child.swap_bytes);
+        if (flags & MEMFIT_PROC_PSS) {
+            if (child.pss_bytes == MEMFIT_SYS_UNKNOWN && sum.pss_bytes != MEMFIT_SYS_UNKNOWN)
+                mf_sys_reason_add(sum.reason, "pid %d: no PSS", (int)child.pid);
+            add_size(&sum.pss_bytes, child.pss_bytes);
+            add_size(&sum.pss_anon_bytes, child.pss_anon_bytes);
+            add_size(&sum.pss_file_bytes, child.pss_file_bytes);
+        }
+        count++;
+    }
+    *out = sum;
+    if (n_alive)
+        *n_alive = count;
+    return MEMFIT_OK;
+}
+
+uint64_t memfit_proc_count_hint(const char *root)
+{
+    char path[MEMFIT_SYS_PATH_MAX];
+    struct stat st;
+    if (!mf_sys_path(path, sizeof(path), root, "/proc") || stat(path, &st) != 0)
+        return 0;
+    return (uint64_t)st.st_nlink;
+}
+
+enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t pid, unsigned flags,
+                                            struct memfit_proc_mem *out, unsigned *n_procs)
+{
+    pid_t *pids;
+    size_t n;
+    enum memfit_status st = memfit_proc_tree_list(root, pid, &pids, &n);
+    if (st != MEMFIT_OK)
+        return st;
+    st = memfit_proc_sum(root, pids, n, flags, out, n_procs);
+    memfit_free(pids);
+    return st;
 }
 
 enum memfit_status memfit_proc_tree_read(const char *root, pid_t pid, struct memfit_proc_mem *out,

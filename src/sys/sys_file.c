@@ -177,9 +177,10 @@ int mf_sys_read_u64(const char *path, uint64_t *out, bool *is_max)
 unsigned mf_sys_kv_parse(const char *text, const struct mf_sys_kv *fields, size_t n_fields,
                          const char **bad_key)
 {
-    unsigned bad = 0;
+    unsigned bad = 0, found = 0;
     const char *line = text;
-    while (*line) {
+    /* Kernel files hold each key once: stop as soon as every field is seen. */
+    while (*line && found < n_fields) {
         const char *eol = strchr(line, '\n');
         if (!eol)
             eol = line + strlen(line);
@@ -188,8 +189,10 @@ unsigned mf_sys_kv_parse(const char *text, const struct mf_sys_kv *fields, size_
             k++;
         size_t klen = (size_t)(k - line);
         for (size_t i = 0; i < n_fields; i++) {
-            if (strlen(fields[i].key) != klen || memcmp(fields[i].key, line, klen) != 0)
+            const char *key = fields[i].key;
+            if (key[0] != line[0] || strncmp(key, line, klen) != 0 || key[klen] != '\0')
                 continue;
+            found++;
             const char *p = k < eol && *k == ':' ? k + 1 : k;
             uint64_t v;
             bool ok = mf_sys_parse_u64(&p, &v);

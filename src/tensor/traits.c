@@ -8,6 +8,9 @@
  * scalar one with the x86 entries laid over it. Kernels compiled with
  * -mavx2 are never reached before that check.
  */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -59,12 +62,25 @@ static bool simd_available;
 static bool simd_active;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
+/* AVX2, FMA and F16C from CPUID, and the OS saving the YMM registers
+ * (XGETBV). Read directly: clang's __builtin_cpu_supports has no "f16c". */
 static bool cpu_has_avx2(void)
 {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+         f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c))
+        return false;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6u) != 6u)
+        return false; /* XMM and YMM state not enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return b & (1u << 5);
 #else
     return false;
 #endif

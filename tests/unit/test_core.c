@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/dynlib.h"
 #include "test_util.h"
 
 static void test_status_names(void **state)
@@ -235,6 +236,31 @@ static void test_anon_mapping(void **state)
     mf_alloc_fail_after(0, false);
 }
 
+static void (*fake_fn)(void);
+static int (*real_puts)(const char *);
+
+static void test_dynlib(void **state)
+{
+    (void)state;
+    static const struct mf_dl_symbol missing_syms[] = {{"whatever", &fake_fn}};
+    static struct mf_dl_library missing =
+        MF_DL_LIBRARY("libmemfit-does-not-exist.so.9", "memfit-nothing", "to test", missing_syms);
+    assert_int_equal(mf_dl_load(&missing), MEMFIT_E_UNSUPPORTED);
+    assert_string_equal(memfit_last_error(), "libmemfit-does-not-exist.so.9 not found (install "
+                                             "memfit-nothing to test)");
+    assert_int_equal(mf_dl_load(&missing), MEMFIT_E_UNSUPPORTED); /* remembered */
+
+    static const struct mf_dl_symbol bad_syms[] = {{"no_such_symbol_in_libc", &fake_fn}};
+    static struct mf_dl_library bad = MF_DL_LIBRARY("libc.so.6", "libc6", "to test", bad_syms);
+    assert_int_equal(mf_dl_load(&bad), MEMFIT_E_UNSUPPORTED);
+    assert_non_null(strstr(memfit_last_error(), "symbol no_such_symbol_in_libc missing"));
+
+    static const struct mf_dl_symbol good_syms[] = {{"puts", &real_puts}};
+    static struct mf_dl_library good = MF_DL_LIBRARY("libc.so.6", "libc6", "to test", good_syms);
+    assert_int_equal(mf_dl_load(&good), MEMFIT_OK);
+    assert_non_null(real_puts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration_percent_int),
         cmocka_unit_test(test_anon_mapping),
+        cmocka_unit_test(test_dynlib),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,39 @@
+/*
+ * What `memfit analyze` and `memfit plot` share: the options that choose
+ * and fit the run, opening the log with the exit codes both promise, and
+ * the text of the leak rules for their help.
+ */
+#ifndef MEMFIT_CLI_ANALYZE_COMMON_H
+#define MEMFIT_CLI_ANALYZE_COMMON_H
+
+#include "memfit/memfit.h"
+
+/* The leak rules, as docs/analyze.md states them (kept in step by hand). */
+#define ANALYZE_RULES_HELP                                                                         \
+    "Trend and leak verdict: after leaving the first 10% of the sampled span out\n"                \
+    "(--warmup), an ordinary least-squares line is fitted to working set against t\n"              \
+    "(and separately to RSS); its slope is shown in MB/h, with MB = 10^6 bytes.\n"                 \
+    "  insufficient data  fewer than 10 fitted samples or a fitted span under 10 s\n"              \
+    "  leak               slope > 0, R^2 >= 0.8, and the growth over the fitted span\n"            \
+    "                     (slope x span) >= 5% of the fitted mean and >= 1 MB\n"                   \
+    "  possible leak      the same growth with 0.5 <= R^2 < 0.8\n"                                 \
+    "  no leak            anything else (a flat series too)\n"                                     \
+    "For a leak or possible leak with a known limit, the time until the fitted line\n"             \
+    "reaches the limit is shown (\"at this rate the limit is reached in ~N min\").\n"
+
+/*
+ * Parses --warmup or --run at argv[i]: returns how many arguments it used
+ * (0: not one of them), or -1 after printing a usage error.
+ */
+int analyze_common_option(int argc, char **argv, int i, const char *command,
+                          struct memfit_analyze_options *opts);
+
+/*
+ * Opens the log ("-": standard input). Returns CLI_EXIT_OK with *out set; CLI_EXIT_USAGE (2) when
+ * the file cannot be read or an option is out of range; CLI_EXIT_FAILURE
+ * when the log holds no samples or on another failure. Messages printed.
+ */
+int analyze_common_open(const char *path, const struct memfit_analyze_options *opts,
+                        memfit_analysis **out);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * Shared by `memfit convert` and `memfit quantize`: metadata copying and raw
+ * tensor streaming with release of the input pages already written, so the
+ * resident set does not grow with the model size.
+ */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "model_common.h"
+
+enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
+                                 size_t *skipped)
+{
+    for (size_t i = 0; i < memfit_tensors_meta_count(in); i++) {
+        const char *key;
+        struct memfit_meta_value v;
+        memfit_tensors_meta_get(in, i, &key, &v);
+        if (fmt == MEMFIT_FORMAT_SAFETENSORS && v.type != MEMFIT_META_STRING) {
+            (*skipped)++;
+            continue;
+        }
+        enum memfit_status st = memfit_writer_set_meta(w, key, &v);
+        if (st == MEMFIT_E_UNSUPPORTED) {
+            (*skipped)++;
+            continue;
+        }
+        if (st != MEMFIT_OK)
+            return st;
+    }
+    return MEMFIT_OK;
+}
+
+void cli_release_input(int fd, const void *data, uint64_t file_offset, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
+    uintptr_t begin = ((uintptr_t)data + ps - 1) / ps * ps;
+    uintptr_t end = ((uintptr_t)data + (uintptr_t)n) / ps * ps;
+    if (end > begin)
+        (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+    if (fd >= 0 && n)
+        (void)posix_fadvise(fd, (off_t)file_offset, (off_t)n, POSIX_FADV_DONTNEED);
+}
+
+enum memfit_status cli_write_raw(memfit_writer *w, size_t index, const void *data, uint64_t n_bytes,
+                                 int fd, uint64_t file_offset)
+{
+    const uint64_t max_chunk = 64u << 20; /* bounds each write call and its page-cache burst */
+    uint64_t off = 0;
+    do {
+        uint64_t chunk = n_bytes - off > max_chunk ? max_chunk : n_bytes - off;
+        enum memfit_status st =
+            memfit_writer_write_tensor(w, index, off, (const char *)data + off, (size_t)chunk);
+        if (st != MEMFIT_OK)
+            return st;
+        cli_release_input(fd, (const char *)data + off, file_offset + off, chunk);
+        off += chunk;
+    } while (off < n_bytes);
+    return MEMFIT_OK;
+}

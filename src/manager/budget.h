@@ -1,0 +1,38 @@
+/*
+ * Internal side of the memory budget, shared by the manager: waking waiters
+ * when something other than a release may have made room (a model became
+ * idle, so the evictor may now take it), monotonic deadlines for condition
+ * waits, and the size format used in every budget message ("250.0 MiB").
+ */
+#ifndef MF_MANAGER_BUDGET_H
+#define MF_MANAGER_BUDGET_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfit/manager.h"
+
+/* Wakes reservations waiting for room so they ask the evictor again. Cheap
+ * (one atomic load) when nobody waits. */
+void mf_budget_notify(memfit_budget *budget);
+
+/* "37 B", "12.0 KiB", "250.0 MiB", "1.5 GiB" (one decimal); returns buf. */
+char *mf_format_bytes(uint64_t bytes, char *buf, size_t size);
+
+/* An absolute deadline on the monotonic clock for a timeout in ms
+ * (negative: none, returned as UINT64_MAX). */
+uint64_t mf_deadline_ns(int64_t timeout_ms);
+
+/* Milliseconds left until `deadline_ns` (-1 for none, 0 when passed). */
+int64_t mf_remaining_ms(uint64_t deadline_ns);
+
+/* A condition variable on the monotonic clock; 0 or an errno value. */
+int mf_cond_init(pthread_cond_t *cond);
+
+/* Waits on `cond` until `deadline_ns` (UINT64_MAX: no limit); false once
+ * the deadline has passed. Spurious wake-ups return true. */
+bool mf_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ns);
+
+#endif

@@ -1,0 +1,965 @@
+/*
+ * The model manager: a registry of named models driven through
+ * struct memfit_model_driver, with lazy single-flight loading,
+ * reference-counted handles, keep_alive, pinning, LRU eviction for the
+ * budget, bounded admission and a status snapshot.
+ *
+ * DESIGN. One mutex guards every model's state and the admission queue; one
+ * condition variable (monotonic clock) wakes acquires waiting for a load, an
+ * unload or a concurrency slot. Driver calls (plan, fetch, load, unload) and
+ * budget reservations never run under the mutex: the thread that does them
+ * first moves the model to a transitional state (FETCHING, LOADING,
+ * UNLOADING) that no other thread will touch, so loads are single-flight and
+ * a model with handles out is never unloaded (only READY models with a zero
+ * reference count are unloaded or evicted). Events are emitted with the
+ * mutex released.
+ *
+ * Lock order: manager, then budget. The budget calls the evictor
+ * (evict_for) with its own lock released, and the evictor takes the
+ * manager's.
+ *
+ * Policy times (keep_alive, last use, back-off) come from an injectable
+ * clock so tests drive them with a fake one; waits use the real monotonic
+ * clock.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "manager/budget.h"
+
+struct mf_model;
+
+struct memfit_handle {
+    struct mf_model *model;
+};
+
+struct mf_model {
+    struct memfit_handle handle; /* what acquire hands out; one per model */
+    memfit_manager *mgr;
+    char *name;
+    char *identity;
+    const struct memfit_model_driver *driver;
+    void *config;
+    int64_t keep_alive_s; /* resolved */
+    bool pin;
+    unsigned max_concurrency;
+
+    enum memfit_model_state state;
+    void *loaded;
+    memfit_reservation *reservation;
+    struct memfit_budget_cost cost; /* last plan */
+    unsigned refcount;
+    unsigned waiting;
+    bool victim; /* chosen by the evictor, being unloaded */
+
+    uint64_t lru_seq; /* manager-wide order of last use (clock ties are common) */
+    uint64_t last_used_ns, loaded_at_ns, load_time_ns, idle_since_ns, retry_at_ns;
+    uint64_t n_requests, n_loads, n_unloads, n_evictions, n_failures, n_refusals;
+    unsigned consecutive_failures;
+    enum memfit_status last_status;
+    char last_error[512];
+};
+
+struct memfit_manager {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* model state changes, for waiting acquires */
+    memfit_budget *budget;
+    struct memfit_manager_options opt;
+    struct mf_model **models; /* never removed, so indices stay valid across unlocks */
+    size_t n_models, cap_models;
+    unsigned n_waiting; /* the admission queue's depth */
+    uint64_t seq;
+
+    pthread_cond_t reaper_cond;
+    pthread_t reaper;
+    bool reaper_started;
+    bool stopping;
+};
+
+static const char *const state_names[] = {"unloaded", "fetching",  "loading", "ready",
+                                          "busy",     "unloading", "failed"};
+
+const char *memfit_model_state_name(enum memfit_model_state state)
+{
+    if ((unsigned)state >= sizeof(state_names) / sizeof(state_names[0]))
+        return "unknown";
+    return state_names[state];
+}
+
+static const char *const event_names[] = {"load", "unload", "evict", "refuse", "fail"};
+
+const char *memfit_manager_event_name(enum memfit_manager_event_kind kind)
+{
+    if ((unsigned)kind >= sizeof(event_names) / sizeof(event_names[0]))
+        return "unknown";
+    return event_names[kind];
+}
+
+void memfit_model_options_default(struct memfit_model_options *options)
+{
+    memset(options, 0, sizeof(*options));
+    options->keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT;
+}
+
+void memfit_manager_options_default(struct memfit_manager_options *options)
+{
+    memset(options, 0, sizeof(*options));
+    options->default_keep_alive_s = 300;
+    options->unloading_enabled = true;
+    options->admission_timeout_ms = 30000;
+    options->max_queue = 512;
+    options->backoff_initial_ms = 1000;
+    options->backoff_max_ms = 300000;
+    options->reaper_thread = true;
+    options->reaper_interval_ms = 1000;
+}
+
+enum memfit_status memfit_manager_options_from_config(struct memfit_manager_options *options)
+{
+    const char *v = memfit_config_get("MEMFIT_ENABLE_MODEL_UNLOADING");
+    if (!v || !v[0])
+        return MEMFIT_OK;
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            options->unloading_enabled = true;
+            return MEMFIT_OK;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            options->unloading_enabled = false;
+            return MEMFIT_OK;
+        }
+    }
+    return memfit_fail(MEMFIT_E_RANGE,
+                       "MEMFIT_ENABLE_MODEL_UNLOADING: invalid value '%s' (expected true or false)",
+                       v);
+}
+
+static uint64_t clock_now(const memfit_manager *mgr)
+{
+    return mgr->opt.clock ? mgr->opt.clock(mgr->opt.clock_user) : memfit_now_ns();
+}
+
+static uint64_t seconds_to_ns(int64_t s)
+{
+    return s < 0                                    ? UINT64_MAX
+           : (uint64_t)s > UINT64_MAX / 1000000000u ? UINT64_MAX
+                                                    : (uint64_t)s * 1000000000u;
+}
+
+static void wake_waiters_locked(memfit_manager *mgr)
+{
+    if (mgr->n_waiting > 0)
+        pthread_cond_broadcast(&mgr->cond);
+}
+
+/* ---- Events ----------------------------------------------------------------- */
+
+struct event_args {
+    enum memfit_manager_event_kind kind;
+    const char *model;
+    enum memfit_status status;
+    uint64_t bytes;
+    uint64_t duration_ns;
+    const char *reason;
+    const char *message;
+};
+
+/* Logs the event and hands it to the callback. Called with the lock released. */
+static void emit(memfit_manager *mgr, const struct event_args *a)
+{
+    char b1[32], b2[32], b3[32];
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(mgr->budget, &u);
+    mf_format_bytes(a->bytes, b1, sizeof(b1));
+    mf_format_bytes(u.free_bytes, b2, sizeof(b2));
+    mf_format_bytes(u.size_bytes, b3, sizeof(b3));
+    switch (a->kind) {
+    case MEMFIT_EVENT_LOAD:
+        memfit_log(MEMFIT_LOG_INFO, "model %s loaded: %s in %.1f ms; %s free of %s", a->model, b1,
+                   (double)a->duration_ns / 1e6, b2, b3);
+        break;
+    case MEMFIT_EVENT_UNLOAD:
+        memfit_log(MEMFIT_LOG_INFO, "model %s unloaded (%s): freed %s; %s free of %s", a->model,
+                   a->reason, b1, b2, b3);
+        break;
+    case MEMFIT_EVENT_EVICT:
+        memfit_log(MEMFIT_LOG_INFO, "model %s evicted for %s: freed %s; %s free of %s", a->model,
+                   a->reason, b1, b2, b3);
+        break;
+    case MEMFIT_EVENT_REFUSE:
+        memfit_log(MEMFIT_LOG_WARN, "model %s refused: %s", a->model, a->message);
+        break;
+    case MEMFIT_EVENT_FAIL:
+        memfit_log(MEMFIT_LOG_ERROR, "model %s failed: %s", a->model, a->message);
+        break;
+    }
+    if (!mgr->opt.on_event)
+        return;
+    struct memfit_manager_event e = {
+        .kind = a->kind,
+        .model = a->model,
+        .status = a->status,
+        .bytes = a->bytes,
+        .duration_ns = a->duration_ns,
+        .budget_size_bytes = u.size_bytes,
+        .budget_free_bytes = u.free_bytes,
+        .reason = a->reason ? a->reason : "",
+        .message = a->message ? a->message : "",
+    };
+    mgr->opt.on_event(&e, mgr->opt.event_user);
+}
+
+/* ---- Unloading --------------------------------------------------------------- */
+
+/* True for a model that may be unloaded without anyone noticing. */
+static bool is_idle(const struct mf_model *m)
+{
+    return m->state == MEMFIT_MODEL_READY && m->refcount == 0 && m->waiting == 0;
+}
+
+/*
+ * Unloads a model the caller has moved to UNLOADING (lock held on entry and
+ * on return; released around the driver call, the budget release and the
+ * event). Returns the bytes given back to the budget.
+ */
+static uint64_t unload_locked(memfit_manager *mgr, struct mf_model *m,
+                              enum memfit_manager_event_kind kind, const char *reason)
+{
+    void *loaded = m->loaded;
+    memfit_reservation *res = m->reservation;
+    uint64_t bytes = memfit_reservation_bytes(res);
+    uint64_t loaded_for = 0;
+    m->loaded = NULL;
+    m->reservation = NULL;
+    pthread_mutex_unlock(&mgr->lock);
+
+    m->driver->unload(m->config, loaded);
+    memfit_budget_release(res);
+
+    pthread_mutex_lock(&mgr->lock);
+    uint64_t now = clock_now(mgr);
+    if (now > m->loaded_at_ns)
+        loaded_for = now - m->loaded_at_ns;
+    m->state = MEMFIT_MODEL_UNLOADED;
+    m->n_unloads++;
+    if (kind == MEMFIT_EVENT_EVICT)
+        m->n_evictions++;
+    wake_waiters_locked(mgr);
+    pthread_mutex_unlock(&mgr->lock);
+
+    struct event_args e = {.kind = kind,
+                           .model = m->name,
+                           .bytes = bytes,
+                           .duration_ns = loaded_for,
+                           .reason = reason};
+    emit(mgr, &e);
+    pthread_mutex_lock(&mgr->lock);
+    return bytes;
+}
+
+/* Total bytes a loaded model holds. */
+static uint64_t held_bytes(const struct mf_model *m)
+{
+    return memfit_reservation_bytes(m->reservation);
+}
+
+static bool evictable(const memfit_manager *mgr, const struct mf_model *m)
+{
+    return mgr->opt.unloading_enabled && !m->pin && !m->victim && is_idle(m) && held_bytes(m) > 0;
+}
+
+/*
+ * The budget's evictor: frees at least `needed` bytes by unloading idle,
+ * unpinned models — the least recently used one whose eviction alone is
+ * enough if there is one, else least recently used first until enough.
+ * Evicts nothing when all candidates together would not be enough (the
+ * reservation waits or fails anyway, and the models stay useful).
+ */
+static uint64_t evict_for(void *user, uint64_t needed, const char *requester)
+{
+    memfit_manager *mgr = user;
+    pthread_mutex_lock(&mgr->lock);
+    uint64_t available = 0;
+    struct mf_model *single = NULL;
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (!evictable(mgr, m))
+            continue;
+        available += held_bytes(m);
+        if (held_bytes(m) >= needed && (!single || m->lru_seq < single->lru_seq))
+            single = m;
+    }
+    if (available < needed) {
+        pthread_mutex_unlock(&mgr->lock);
+        return 0;
+    }
+    if (single) {
+        single->victim = true;
+    } else {
+        uint64_t chosen = 0;
+        while (chosen < needed) {
+            struct mf_model *lru = NULL;
+            for (size_t i = 0; i < mgr->n_models; i++) {
+                struct mf_model *m = mgr->models[i];
+                if (evictable(mgr, m) && (!lru || m->lru_seq < lru->lru_seq))
+                    lru = m;
+            }
+            lru->victim = true;
+            chosen += held_bytes(lru);
+        }
+    }
+    /* Move every victim out of READY before the first unlock, so no acquire
+     * takes one while the others are being unloaded. */
+    for (size_t i = 0; i < mgr->n_models; i++)
+        if (mgr->models[i]->victim)
+            mgr->models[i]->state = MEMFIT_MODEL_UNLOADING;
+    uint64_t freed = 0;
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (!m->victim)
+            continue;
+        m->victim = false;
+        freed += unload_locked(mgr, m, MEMFIT_EVENT_EVICT, requester);
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return freed;
+}
+
+/* ---- Life ------------------------------------------------------------------- */
+
+static void *reaper_main(void *arg)
+{
+    memfit_manager *mgr = arg;
+    pthread_mutex_lock(&mgr->lock);
+    while (!mgr->stopping) {
+        uint64_t interval_ms = mgr->opt.reaper_interval_ms ? mgr->opt.reaper_interval_ms : 1000;
+        mf_cond_wait_until(
+            &mgr->reaper_cond, &mgr->lock,
+            mf_deadline_ns(interval_ms > INT64_MAX ? INT64_MAX : (int64_t)interval_ms));
+        if (mgr->stopping)
+            break;
+        pthread_mutex_unlock(&mgr->lock);
+        memfit_manager_tick(mgr, clock_now(mgr));
+        pthread_mutex_lock(&mgr->lock);
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return NULL;
+}
+
+enum memfit_status memfit_manager_create(const struct memfit_manager_options *options,
+                                         memfit_manager **out)
+{
+    if (!options || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_create: NULL argument");
+    if (options->budget_bytes == 0)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_create: the budget is 0 bytes");
+    memfit_manager *mgr = memfit_calloc_in(MEMFIT_ALLOC_MANAGER, 1, sizeof(*mgr));
+    if (!mgr)
+        return MEMFIT_E_NOMEM;
+    mgr->opt = *options;
+    enum memfit_status st = memfit_budget_create(options->budget_bytes, &mgr->budget);
+    if (st != MEMFIT_OK) {
+        memfit_free(mgr);
+        return st;
+    }
+    int locks = 0;
+    if (pthread_mutex_init(&mgr->lock, NULL) == 0 && ++locks && mf_cond_init(&mgr->cond) == 0 &&
+        ++locks && mf_cond_init(&mgr->reaper_cond) == 0 && ++locks && options->reaper_thread)
+        mgr->reaper_started = pthread_create(&mgr->reaper, NULL, reaper_main, mgr) == 0;
+    if (locks < 3 || (options->reaper_thread && !mgr->reaper_started)) {
+        if (locks >= 3)
+            pthread_cond_destroy(&mgr->reaper_cond);
+        if (locks >= 2)
+            pthread_cond_destroy(&mgr->cond);
+        if (locks >= 1)
+            pthread_mutex_destroy(&mgr->lock);
+        memfit_budget_destroy(mgr->budget);
+        memfit_free(mgr);
+        return memfit_fail(MEMFIT_E_NOMEM, "manager: cannot create its lock or reaper thread");
+    }
+    memfit_budget_set_evictor(mgr->budget, evict_for, mgr);
+    *out = mgr;
+    return MEMFIT_OK;
+}
+
+static void free_model(struct mf_model *m)
+{
+    if (!m)
+        return;
+    memfit_free(m->name);
+    memfit_free(m->identity);
+    memfit_free(m);
+}
+
+void memfit_manager_destroy(memfit_manager *mgr)
+{
+    if (!mgr)
+        return;
+    pthread_mutex_lock(&mgr->lock);
+    mgr->stopping = true;
+    pthread_cond_broadcast(&mgr->reaper_cond);
+    pthread_mutex_unlock(&mgr->lock);
+    if (mgr->reaper_started)
+        pthread_join(mgr->reaper, NULL);
+    memfit_budget_set_evictor(mgr->budget, NULL, NULL);
+
+    pthread_mutex_lock(&mgr->lock);
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (m->refcount > 0)
+            memfit_log(MEMFIT_LOG_WARN, "manager destroyed with %u handle(s) on model %s out",
+                       m->refcount, m->name);
+        if (m->loaded || m->reservation) {
+            m->refcount = 0;
+            m->state = MEMFIT_MODEL_UNLOADING;
+            unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "shutdown");
+        }
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    for (size_t i = 0; i < mgr->n_models; i++)
+        free_model(mgr->models[i]);
+    memfit_free(mgr->models);
+    memfit_budget_destroy(mgr->budget);
+    pthread_cond_destroy(&mgr->reaper_cond);
+    pthread_cond_destroy(&mgr->cond);
+    pthread_mutex_destroy(&mgr->lock);
+    memfit_free(mgr);
+}
+
+memfit_budget *memfit_manager_budget(memfit_manager *mgr)
+{
+    return mgr->budget;
+}
+
+static struct mf_model *find_locked(const memfit_manager *mgr, const char *name)
+{
+    for (size_t i = 0; i < mgr->n_models; i++)
+        if (strcmp(mgr->models[i]->name, name) == 0)
+            return mgr->models[i];
+    return NULL;
+}
+
+enum memfit_status memfit_manager_register(memfit_manager *mgr,
+                                           const struct memfit_model_options *o)
+{
+    if (!mgr || !o)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_register: NULL argument");
+    if (!o->name || !o->name[0])
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_register: the model has no name");
+    const struct memfit_model_driver *d = o->driver;
+    if (!d || !d->plan || !d->load || !d->unload)
+        return memfit_fail(MEMFIT_E_MISUSE,
+                           "model %s: the driver must have plan, load and unload functions",
+                           o->name);
+    if (o->keep_alive_s < -1 && o->keep_alive_s != MEMFIT_KEEP_ALIVE_DEFAULT)
+        return memfit_fail(MEMFIT_E_RANGE, "model %s: keep_alive %lld (expected -1, 0 or more)",
+                           o->name, (long long)o->keep_alive_s);
+
+    struct mf_model *m = memfit_calloc_in(MEMFIT_ALLOC_MANAGER, 1, sizeof(*m));
+    if (!m)
+        return MEMFIT_E_NOMEM;
+    m->name = memfit_strdup(o->name);
+    m->identity = memfit_strdup(o->identity ? o->identity : "");
+    if (!m->name || !m->identity) {
+        free_model(m);
+        return MEMFIT_E_NOMEM;
+    }
+    m->handle.model = m;
+    m->mgr = mgr;
+    m->driver = d;
+    m->config = o->config;
+    m->keep_alive_s = o->keep_alive_s == MEMFIT_KEEP_ALIVE_DEFAULT ? mgr->opt.default_keep_alive_s
+                                                                   : o->keep_alive_s;
+    m->pin = o->pin;
+    m->max_concurrency = o->max_concurrency;
+    m->state = MEMFIT_MODEL_UNLOADED;
+
+    pthread_mutex_lock(&mgr->lock);
+    if (find_locked(mgr, o->name)) {
+        pthread_mutex_unlock(&mgr->lock);
+        free_model(m);
+        return memfit_fail(MEMFIT_E_EXISTS, "model %s is already registered", o->name);
+    }
+    if (mgr->n_models == mgr->cap_models) {
+        size_t cap = mgr->cap_models ? mgr->cap_models * 2 : 8;
+        struct mf_model **grown = memfit_realloc(mgr->models, cap * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&mgr->lock);
+            free_model(m);
+            return MEMFIT_E_NOMEM;
+        }
+        mgr->models = grown;
+        mgr->cap_models = cap;
+    }
+    mgr->models[mgr->n_models++] = m;
+    pthread_mutex_unlock(&mgr->lock);
+    return MEMFIT_OK;
+}
+
+/* ---- Acquire and release -------------------------------------------------------- */
+
+/* Failures that say nothing about the model itself: no back-off for them. */
+static bool is_transient(enum memfit_status st)
+{
+    return st == MEMFIT_E_NOMEM || st == MEMFIT_E_BUDGET || st == MEMFIT_E_TIMEOUT ||
+           st == MEMFIT_E_BUSY || st == MEMFIT_E_CANCELLED;
+}
+
+static void set_state(memfit_manager *mgr, struct mf_model *m, enum memfit_model_state state)
+{
+    pthread_mutex_lock(&mgr->lock);
+    m->state = state;
+    pthread_mutex_unlock(&mgr->lock);
+}
+
+/* Takes a reference on a loaded model (lock held). */
+static memfit_handle *take_locked(memfit_manager *mgr, struct mf_model *m)
+{
+    m->refcount++;
+    m->state = MEMFIT_MODEL_BUSY;
+    m->n_requests++;
+    m->last_used_ns = clock_now(mgr);
+    m->lru_seq = ++mgr->seq;
+    return &m->handle;
+}
+
+/*
+ * Loads `m`, which the caller found UNLOADED (or FAILED past its back-off),
+ * as the single loader: lock held on entry, released on return. On success
+ * *out is a handle taken before anyone else can evict the fresh model.
+ */
+static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m, uint64_t deadline,
+                                        memfit_handle **out)
+{
+    const struct memfit_model_driver *d = m->driver;
+    m->state = d->fetch ? MEMFIT_MODEL_FETCHING : MEMFIT_MODEL_LOADING;
+    pthread_mutex_unlock(&mgr->lock);
+
+    struct memfit_budget_cost cost = {{0}};
+    memfit_reservation *res = NULL;
+    void *loaded = NULL;
+    bool refused = false;
+    uint64_t t0 = 0, t1 = 0;
+    enum memfit_status st = d->plan(m->config, m->identity, &cost);
+    if (st == MEMFIT_OK && memfit_budget_cost_total(&cost) == UINT64_MAX)
+        st = memfit_fail(MEMFIT_E_RANGE, "plan: sizes overflow");
+    if (st == MEMFIT_OK) {
+        pthread_mutex_lock(&mgr->lock);
+        m->cost = cost;
+        pthread_mutex_unlock(&mgr->lock);
+        st = memfit_budget_reserve_cost(mgr->budget, &cost, m->name, mf_remaining_ms(deadline),
+                                        &res);
+        refused = st != MEMFIT_OK;
+    }
+    if (st == MEMFIT_OK && d->fetch) {
+        st = d->fetch(m->config, m->identity);
+        if (st == MEMFIT_OK)
+            set_state(mgr, m, MEMFIT_MODEL_LOADING);
+    }
+    if (st == MEMFIT_OK) {
+        t0 = clock_now(mgr);
+        st = d->load(m->config, m->identity, &cost, &loaded);
+        t1 = clock_now(mgr);
+    }
+
+    pthread_mutex_lock(&mgr->lock);
+    if (st == MEMFIT_OK) {
+        m->loaded = loaded;
+        m->reservation = res;
+        m->state = MEMFIT_MODEL_READY;
+        m->load_time_ns = t1 - t0;
+        m->loaded_at_ns = t1;
+        m->idle_since_ns = t1;
+        m->n_loads++;
+        m->consecutive_failures = 0;
+        m->last_error[0] = '\0';
+        m->last_status = MEMFIT_OK;
+        *out = take_locked(mgr, m);
+        wake_waiters_locked(mgr);
+        pthread_mutex_unlock(&mgr->lock);
+        struct event_args e = {.kind = MEMFIT_EVENT_LOAD,
+                               .model = m->name,
+                               .bytes = memfit_reservation_bytes(res),
+                               .duration_ns = t1 - t0};
+        emit(mgr, &e);
+        return MEMFIT_OK;
+    }
+
+    /* Keep the message: requests during the back-off fail fast with it. */
+    char message[512];
+    if (refused || st == MEMFIT_E_BUDGET)
+        snprintf(message, sizeof(message), "cannot load model %s: %s", m->name,
+                 memfit_last_error());
+    else
+        snprintf(message, sizeof(message), "model %s failed to load: %s", m->name,
+                 memfit_last_error());
+    bool transient = is_transient(st);
+    memcpy(m->last_error, message, sizeof(m->last_error));
+    m->last_status = st;
+    if (transient) {
+        m->state = MEMFIT_MODEL_UNLOADED;
+        m->n_refusals++;
+    } else {
+        m->state = MEMFIT_MODEL_FAILED;
+        m->n_failures++;
+        m->consecutive_failures++;
+        uint64_t backoff = mgr->opt.backoff_initial_ms;
+        for (unsigned i = 1; i < m->consecutive_failures && backoff < mgr->opt.backoff_max_ms; i++)
+            backoff *= 2;
+        if (backoff > mgr->opt.backoff_max_ms)
+            backoff = mgr->opt.backoff_max_ms;
+        m->retry_at_ns = clock_now(mgr) + backoff * 1000000u;
+    }
+    wake_waiters_locked(mgr);
+    pthread_mutex_unlock(&mgr->lock);
+    memfit_budget_release(res);
+    if (loaded)
+        d->unload(m->config, loaded);
+    struct event_args e = {.kind = transient ? MEMFIT_EVENT_REFUSE : MEMFIT_EVENT_FAIL,
+                           .model = m->name,
+                           .status = st,
+                           .bytes = memfit_budget_cost_total(&cost),
+                           .message = message};
+    emit(mgr, &e);
+    return memfit_fail(st, "%s", message);
+}
+
+/* Records a refusal decided under the lock; releases it and emits the event. */
+static enum memfit_status refuse_unlock(memfit_manager *mgr, struct mf_model *m,
+                                        enum memfit_status st, const char *message)
+{
+    m->n_refusals++;
+    m->last_status = st;
+    snprintf(m->last_error, sizeof(m->last_error), "%s", message);
+    pthread_mutex_unlock(&mgr->lock);
+    struct event_args e = {
+        .kind = MEMFIT_EVENT_REFUSE, .model = m->name, .status = st, .message = message};
+    emit(mgr, &e);
+    return memfit_fail(st, "%s", message);
+}
+
+enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const char *name,
+                                                   const char *identity, int64_t timeout_ms,
+                                                   memfit_handle **out)
+{
+    if (!mgr || !name || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_acquire: NULL argument");
+    uint64_t deadline = mf_deadline_ns(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms);
+    char message[512];
+    pthread_mutex_lock(&mgr->lock);
+    struct mf_model *m = find_locked(mgr, name);
+    if (!m) {
+        pthread_mutex_unlock(&mgr->lock);
+        return memfit_fail(MEMFIT_E_NOT_FOUND, "no model named %s", name);
+    }
+    if (identity && identity[0] && strcmp(identity, m->identity) != 0) {
+        snprintf(message, sizeof(message),
+                 "model %s is registered with options '%s' but the request asks for '%s'; "
+                 "memfit does not reload a model for other options (register another model "
+                 "with them)",
+                 m->name, m->identity, identity);
+        return refuse_unlock(mgr, m, MEMFIT_E_BUSY, message);
+    }
+    bool queued = false;
+    for (;;) {
+        enum memfit_model_state s = m->state;
+        if (s == MEMFIT_MODEL_READY || s == MEMFIT_MODEL_BUSY) {
+            if (!m->max_concurrency || m->refcount < m->max_concurrency) {
+                if (queued) {
+                    mgr->n_waiting--;
+                    m->waiting--;
+                }
+                *out = take_locked(mgr, m);
+                pthread_mutex_unlock(&mgr->lock);
+                return MEMFIT_OK;
+            }
+        } else if (s == MEMFIT_MODEL_FAILED && clock_now(mgr) < m->retry_at_ns) {
+            if (queued) {
+                mgr->n_waiting--;
+                m->waiting--;
+            }
+            enum memfit_status st = m->last_status;
+            double retry_s = (double)(m->retry_at_ns - clock_now(mgr)) / 1e9;
+            unsigned failures = m->consecutive_failures;
+            memcpy(message, m->last_error, sizeof(m->last_error));
+            pthread_mutex_unlock(&mgr->lock);
+            return memfit_fail(st, "%s (failed %u time(s); next try in %.1f s)", message, failures,
+                               retry_s);
+        } else if (s == MEMFIT_MODEL_UNLOADED || s == MEMFIT_MODEL_FAILED) {
+            if (queued) {
+                mgr->n_waiting--;
+                m->waiting--;
+            }
+            return load_and_take(mgr, m, deadline, out);
+        }
+        /* FETCHING, LOADING, UNLOADING, or all concurrency slots taken: wait. */
+        if (!queued) {
+            if (mgr->n_waiting >= mgr->opt.max_queue) {
+                snprintf(message, sizeof(message),
+                         "model %s: admission queue full (%u acquires waiting, max_queue %u)",
+                         m->name, mgr->n_waiting, mgr->opt.max_queue);
+                return refuse_unlock(mgr, m, MEMFIT_E_BUSY, message);
+            }
+            mgr->n_waiting++;
+            m->waiting++;
+            queued = true;
+        }
+        if (!mf_cond_wait_until(&mgr->cond, &mgr->lock, deadline)) {
+            mgr->n_waiting--;
+            m->waiting--;
+            snprintf(message, sizeof(message),
+                     "model %s: timed out after %lld ms waiting (state %s, %u handle(s) out, "
+                     "max_concurrency %u)",
+                     m->name,
+                     (long long)(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms),
+                     memfit_model_state_name(m->state), m->refcount, m->max_concurrency);
+            return refuse_unlock(mgr, m, MEMFIT_E_TIMEOUT, message);
+        }
+    }
+}
+
+enum memfit_status memfit_manager_acquire(memfit_manager *mgr, const char *name, int64_t timeout_ms,
+                                          memfit_handle **out)
+{
+    return memfit_manager_acquire_identity(mgr, name, NULL, timeout_ms, out);
+}
+
+void *memfit_handle_model(const memfit_handle *handle)
+{
+    return handle ? handle->model->loaded : NULL;
+}
+
+const char *memfit_handle_name(const memfit_handle *handle)
+{
+    return handle ? handle->model->name : NULL;
+}
+
+/* Drops a reference; `apply_zero_keep_alive` = false keeps a keep_alive-0
+ * model loaded until the next tick (an explicit load). */
+static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive)
+{
+    struct mf_model *m = handle->model;
+    memfit_manager *mgr = m->mgr;
+    bool idle = false;
+    pthread_mutex_lock(&mgr->lock);
+    m->refcount--;
+    m->last_used_ns = clock_now(mgr);
+    m->lru_seq = ++mgr->seq;
+    if (m->refcount == 0) {
+        m->state = MEMFIT_MODEL_READY;
+        m->idle_since_ns = m->last_used_ns;
+        idle = true;
+        if (apply_zero_keep_alive && m->keep_alive_s == 0 && mgr->opt.unloading_enabled &&
+            !m->pin && is_idle(m)) {
+            m->state = MEMFIT_MODEL_UNLOADING;
+            unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "keep_alive");
+            idle = false;
+        }
+    }
+    wake_waiters_locked(mgr);
+    pthread_mutex_unlock(&mgr->lock);
+    /* A reservation waiting for room may now evict this model. */
+    if (idle)
+        mf_budget_notify(mgr->budget);
+}
+
+void memfit_manager_release(memfit_handle *handle)
+{
+    if (handle)
+        release_handle(handle, true);
+}
+
+/* ---- Explicit control ---------------------------------------------------------- */
+
+enum memfit_status memfit_manager_load(memfit_manager *mgr, const char *name, int64_t timeout_ms)
+{
+    memfit_handle *h;
+    enum memfit_status st = memfit_manager_acquire(mgr, name, timeout_ms, &h);
+    if (st == MEMFIT_OK)
+        release_handle(h, false);
+    return st;
+}
+
+enum memfit_status memfit_manager_load_pinned(memfit_manager *mgr, int64_t timeout_ms)
+{
+    enum memfit_status first = MEMFIT_OK;
+    char first_error[512] = "";
+    pthread_mutex_lock(&mgr->lock);
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (!m->pin)
+            continue;
+        pthread_mutex_unlock(&mgr->lock);
+        enum memfit_status st = memfit_manager_load(mgr, m->name, timeout_ms);
+        if (st != MEMFIT_OK && first == MEMFIT_OK) {
+            first = st;
+            snprintf(first_error, sizeof(first_error), "%s", memfit_last_error());
+        }
+        pthread_mutex_lock(&mgr->lock);
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    if (first != MEMFIT_OK)
+        return memfit_fail(first, "%s", first_error);
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_manager_unload(memfit_manager *mgr, const char *name)
+{
+    if (!mgr || !name)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_unload: NULL argument");
+    pthread_mutex_lock(&mgr->lock);
+    struct mf_model *m = find_locked(mgr, name);
+    if (!m) {
+        pthread_mutex_unlock(&mgr->lock);
+        return memfit_fail(MEMFIT_E_NOT_FOUND, "no model named %s", name);
+    }
+    while (m->state == MEMFIT_MODEL_UNLOADING) {
+        mgr->n_waiting++;
+        pthread_cond_wait(&mgr->cond, &mgr->lock);
+        mgr->n_waiting--;
+    }
+    enum memfit_status st = MEMFIT_OK;
+    switch (m->state) {
+    case MEMFIT_MODEL_UNLOADED:
+    case MEMFIT_MODEL_UNLOADING:
+        break;
+    case MEMFIT_MODEL_FAILED:
+        m->state = MEMFIT_MODEL_UNLOADED;
+        m->consecutive_failures = 0;
+        m->retry_at_ns = 0;
+        break;
+    case MEMFIT_MODEL_BUSY:
+        st = memfit_fail(MEMFIT_E_BUSY, "model %s is in use (%u handle(s) out)", name, m->refcount);
+        break;
+    case MEMFIT_MODEL_FETCHING:
+    case MEMFIT_MODEL_LOADING:
+        st = memfit_fail(MEMFIT_E_BUSY, "model %s is loading", name);
+        break;
+    case MEMFIT_MODEL_READY:
+        m->state = MEMFIT_MODEL_UNLOADING;
+        unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "explicit");
+        break;
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return st;
+}
+
+/* Unloads every idle model `expired` accepts; returns bytes freed and
+ * counts models in *n. */
+static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_only,
+                             const char *reason, unsigned *n)
+{
+    uint64_t freed = 0;
+    *n = 0;
+    pthread_mutex_lock(&mgr->lock);
+    if (!mgr->opt.unloading_enabled) {
+        pthread_mutex_unlock(&mgr->lock);
+        return 0;
+    }
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (m->pin || !is_idle(m))
+            continue;
+        if (keep_alive_only) {
+            if (m->keep_alive_s < 0 || now < m->idle_since_ns ||
+                now - m->idle_since_ns < seconds_to_ns(m->keep_alive_s))
+                continue;
+        }
+        m->state = MEMFIT_MODEL_UNLOADING;
+        freed += unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, reason);
+        (*n)++;
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return freed;
+}
+
+uint64_t memfit_manager_unload_idle(memfit_manager *mgr)
+{
+    unsigned n;
+    return unload_where(mgr, 0, false, "idle", &n);
+}
+
+unsigned memfit_manager_tick(memfit_manager *mgr, uint64_t now_ns)
+{
+    unsigned n;
+    unload_where(mgr, now_ns, true, "keep_alive", &n);
+    return n;
+}
+
+/* ---- Snapshot ------------------------------------------------------------------- */
+
+enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_manager_status **out)
+{
+    if (!mgr || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_snapshot: NULL argument");
+    pthread_mutex_lock(&mgr->lock);
+    size_t n = mgr->n_models, text = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct mf_model *m = mgr->models[i];
+        text += strlen(m->name) + strlen(m->identity) + strlen(m->last_error) + 3;
+        text += strlen(m->driver->family ? m->driver->family : "") + 1;
+    }
+    struct memfit_manager_status *s = memfit_calloc_in(
+        MEMFIT_ALLOC_MANAGER, 1, sizeof(*s) + n * sizeof(struct memfit_model_status) + text);
+    if (!s) {
+        pthread_mutex_unlock(&mgr->lock);
+        return MEMFIT_E_NOMEM;
+    }
+    s->models = (struct memfit_model_status *)(s + 1);
+    char *p = (char *)(s->models + n);
+#define COPY_STRING(dst, src)                                                                      \
+    do {                                                                                           \
+        size_t len_ = strlen(src) + 1;                                                             \
+        memcpy(p, src, len_);                                                                      \
+        (dst) = p;                                                                                 \
+        p += len_;                                                                                 \
+    } while (0)
+    for (size_t i = 0; i < n; i++) {
+        const struct mf_model *m = mgr->models[i];
+        struct memfit_model_status *ms = &s->models[i];
+        COPY_STRING(ms->name, m->name);
+        COPY_STRING(ms->family, m->driver->family ? m->driver->family : "");
+        COPY_STRING(ms->identity, m->identity);
+        COPY_STRING(ms->last_error, m->last_error);
+        ms->state = m->state;
+        ms->pinned = m->pin;
+        ms->keep_alive_s = m->keep_alive_s;
+        ms->max_concurrency = m->max_concurrency;
+        ms->in_use = m->refcount;
+        ms->waiting = m->waiting;
+        bool holds = m->state != MEMFIT_MODEL_UNLOADED && m->state != MEMFIT_MODEL_FAILED;
+        if (holds)
+            ms->bytes = m->cost;
+        ms->total_bytes = holds ? memfit_budget_cost_total(&m->cost) : 0;
+        ms->load_time_ns = m->load_time_ns;
+        ms->loaded_at_ns = m->loaded_at_ns;
+        ms->last_used_ns = m->last_used_ns;
+        if (m->state == MEMFIT_MODEL_READY && !m->pin && m->keep_alive_s >= 0 &&
+            mgr->opt.unloading_enabled)
+            ms->expires_at_ns = seconds_to_ns(m->keep_alive_s) > UINT64_MAX - m->idle_since_ns
+                                    ? UINT64_MAX
+                                    : m->idle_since_ns + seconds_to_ns(m->keep_alive_s);
+        ms->retry_at_ns = m->state == MEMFIT_MODEL_FAILED ? m->retry_at_ns : 0;
+        ms->n_requests = m->n_requests;
+        ms->n_loads = m->n_loads;
+        ms->n_unloads = m->n_unloads;
+        ms->n_evictions = m->n_evictions;
+        ms->n_failures = m->n_failures;
+        ms->n_refusals = m->n_refusals;
+        ms->last_status = m->last_status;
+    }
+#undef COPY_STRING
+    s->n_models = n;
+    s->queue_depth = mgr->n_waiting;
+    s->max_queue = mgr->opt.max_queue;
+    s->unloading_enabled = mgr->opt.unloading_enabled;
+    memfit_budget_get_usage(mgr->budget, &s->budget);
+    pthread_mutex_unlock(&mgr->lock);
+    *out = s;
+    return MEMFIT_OK;
+}

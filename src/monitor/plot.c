@@ -1,0 +1,997 @@
+/*
+ * `memfit plot`: draws the selected run of an analysis as an SVG chart —
+ * working set and RSS over time, the limit and the warning/critical bands
+ * under it, level changes, OOM kills, gaps, and the least-squares trend of
+ * the working set over the span analyze.c fitted (the statistics are
+ * analyze.c's; nothing is computed twice). The document is built in memory
+ * and written through a temporary file renamed at the end.
+ *
+ * Scales never divide by zero: an empty or flat range is widened first.
+ * Long runs are thinned to the first, lowest, highest and last value of
+ * each pixel column, so the file stays small and the envelope exact.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "monitor/analysis.h"
+
+#define FONT        "DejaVu Sans, Helvetica, Arial, sans-serif"
+#define CHAR_WIDTH  0.6 /* of the font size: a generous estimate, to avoid overlap */
+#define COLOR_WS    "#1f6fc4"
+#define COLOR_RSS   "#f08c00"
+#define COLOR_TREND "#212529"
+#define COLOR_LIMIT "#c92a2a"
+#define COLOR_OOM   "#e03131"
+#define COLOR_TEXT  "#212529"
+#define COLOR_MUTED "#6c757d"
+/* A white outline under text drawn over the data keeps it readable. */
+#define HALO                                                                                       \
+    "paint-order=\"stroke\" stroke=\"#ffffff\" stroke-width=\"3\" stroke-linejoin=\"round\""
+
+enum { LEVEL_UNKNOWN = MEMFIT_ANALYSIS_N_LEVELS - 1 };
+static const char *const level_colors[MEMFIT_ANALYSIS_N_LEVELS] = {"#2f9e44", "#e8a200", "#e8590c",
+                                                                   "#c92a2a", "#868e96"};
+
+struct memfit_plot_options memfit_plot_options_default(void)
+{
+    struct memfit_plot_options o = {.title = NULL, .width = 1000, .height = 500};
+    return o;
+}
+
+/* ---- A growing string --------------------------------------------------- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool failed; /* an allocation failed: later writes are dropped */
+};
+
+static bool sb_reserve(struct sbuf *b, size_t more)
+{
+    if (b->failed)
+        return false;
+    if (b->len + more + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 16384;
+    while (cap < b->len + more + 1) {
+        if (cap > SIZE_MAX / 2) {
+            b->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = memfit_realloc(b->p, cap);
+    if (!p) {
+        b->failed = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) MEMFIT_PRINTF(2, 3);
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !sb_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void sb_putc(struct sbuf *b, char c)
+{
+    if (sb_reserve(b, 1)) {
+        b->p[b->len++] = c;
+        b->p[b->len] = '\0';
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s that XML 1.0 allows, or 0. */
+static size_t xml_char_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return (c >= 0x20 || c == '\t' || c == '\n' || c == '\r') ? 1 : 0;
+    size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (n == 0 || c > 0xF4)
+        return 0;
+    unsigned cp = c & (0x3F >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF)
+        return 0;
+    return n;
+}
+
+/* Text as XML character data: markup escaped, and bytes XML cannot hold
+ * (control characters, invalid UTF-8) replaced by '?'. At most max_chars
+ * characters, then an ellipsis. */
+static void sb_text(struct sbuf *b, const char *text, size_t max_chars)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t chars = 0;
+    while (*s) {
+        if (chars++ == max_chars) {
+            sb_printf(b, "\xE2\x80\xA6");
+            return;
+        }
+        size_t n = xml_char_len(s);
+        switch (n ? *s : '?') {
+        case '&':
+            sb_printf(b, "&amp;");
+            break;
+        case '<':
+            sb_printf(b, "&lt;");
+            break;
+        case '>':
+            sb_printf(b, "&gt;");
+            break;
+        case '"':
+            sb_printf(b, "&quot;");
+            break;
+        case '\'':
+            sb_printf(b, "&apos;");
+            break;
+        default:
+            if (n == 0) {
+                sb_putc(b, '?');
+            } else if (sb_reserve(b, n)) {
+                memcpy(b->p + b->len, s, n);
+                b->len += n;
+                b->p[b->len] = '\0';
+            }
+        }
+        s += n ? n : 1;
+    }
+}
+
+/* ---- Scales ------------------------------------------------------------- */
+
+/* A "nice" step (1, 2, 2.5 or 5 times a power of ten) giving about
+ * `target` intervals over `range` (> 0). */
+static double nice_step(double range, int target)
+{
+    double raw = range / target;
+    double mag = pow(10.0, floor(log10(raw)));
+    double f = raw / mag;
+    double m = f <= 1.0 ? 1.0 : f <= 2.0 ? 2.0 : f <= 2.5 ? 2.5 : f <= 5.0 ? 5.0 : 10.0;
+    return m * mag;
+}
+
+/* Decimals needed to print multiples of step exactly (0 to 6). */
+static int step_decimals(double step)
+{
+    for (int d = 0; d < 6; d++) {
+        double scaled = step * pow(10.0, d);
+        if (fabs(scaled - round(scaled)) < 1e-6 * scaled)
+            return d;
+    }
+    return 6;
+}
+
+struct axis {
+    double lo, hi;       /* data range shown, in data units (bytes or seconds) */
+    double px_lo, px_hi; /* where lo and hi land */
+    double unit;         /* data units per label unit (1024^k bytes; 1, 60, 3600 s) */
+    const char *unit_name;
+    double step;       /* tick step in label units */
+    double first_tick; /* in label units */
+    int decimals;
+};
+
+static double axis_px(const struct axis *a, double v)
+{
+    return a->px_lo + (v - a->lo) / (a->hi - a->lo) * (a->px_hi - a->px_lo);
+}
+
+/* A byte axis from 0 to at least `top`, in the largest binary unit the top
+ * reaches 1.5 times ("1500 MiB" rather than "1.5 GiB" ticks 0.25 apart). */
+static void byte_axis(struct axis *a, double top, double px_bottom, double px_top)
+{
+    static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (!(top > 0.0) || !isfinite(top))
+        top = 1024.0 * 1024.0;
+    int k = 0;
+    while (k < 6 && top / pow(1024.0, k + 1) >= 1.5)
+        k++;
+    a->unit = pow(1024.0, k);
+    a->unit_name = names[k];
+    /* Of the nice steps that keep ticks 28 px apart and whose top wastes at
+     * most 10 % more height than the tightest one, the one whose tick count
+     * is nearest one per 55 px (8.3 GiB: 0..9 by 1, not 0..10 by 2;
+     * 548 MiB: 0..600 by 100, not 0..550 by 50 or 0..600 by 200). */
+    double v = top / a->unit, max_ticks = fmax(2.0, (px_bottom - px_top) / 28.0);
+    double want = fmax(3.0, (px_bottom - px_top) / 55.0), best = INFINITY;
+    double tightest = INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 24; t >= 2; t--) { /* coarser steps come last */
+            double step = nice_step(v, t);
+            double hi = ceil(v / step - 1e-9) * step;
+            if (hi / step > max_ticks)
+                continue;
+            if (pass == 0 && hi < tightest)
+                tightest = hi;
+            if (pass == 1 && hi <= tightest * 1.1 && fabs(hi / step - want) < best) {
+                best = fabs(hi / step - want);
+                a->hi = hi;
+                a->step = step;
+            }
+        }
+    }
+    if (isinf(tightest)) { /* a tiny chart: two ticks */
+        a->step = nice_step(v, 2);
+        a->hi = ceil(v / a->step - 1e-9) * a->step;
+    }
+    a->hi *= a->unit;
+    a->decimals = step_decimals(a->step);
+    a->lo = 0.0;
+    a->first_tick = 0.0;
+    a->px_lo = px_bottom;
+    a->px_hi = px_top;
+}
+
+/* A time axis over exactly [lo, hi] seconds (the run fills the width), in
+ * s, min or h, with ticks at the multiples of the step inside it. */
+static void time_axis(struct axis *a, double lo, double hi, double px_left, double px_right,
+                      int target)
+{
+    if (!(hi > lo))
+        hi = lo + 1.0;
+    double span = hi - lo;
+    a->unit = span >= 7200.0 ? 3600.0 : span >= 120.0 ? 60.0 : 1.0;
+    a->unit_name = span >= 7200.0 ? "h" : span >= 120.0 ? "min" : "s";
+    a->step = nice_step(span / a->unit, target);
+    a->decimals = step_decimals(a->step);
+    a->lo = lo;
+    a->hi = hi;
+    a->first_tick = ceil(lo / a->unit / a->step - 1e-9) * a->step;
+    a->px_lo = px_left;
+    a->px_hi = px_right;
+}
+
+/* ---- The chart ---------------------------------------------------------- */
+
+struct chart {
+    struct sbuf *b;
+    const memfit_analysis *a;
+    const struct memfit_run_summary *s;
+    const struct mf_series *ser;
+    double w, h;                     /* document size */
+    double left, right, top, bottom; /* plot area */
+    struct axis x, y;
+    bool limit_shown;
+};
+
+static double text_width(const char *text, double font_px)
+{
+    size_t chars = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        chars += (*p & 0xC0) != 0x80;
+    return (double)chars * font_px * CHAR_WIDTH;
+}
+
+static double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static double ypx(const struct chart *c, double bytes)
+{
+    return clampd(axis_px(&c->y, bytes), c->top - 2.0, c->bottom + 2.0);
+}
+
+static double xpx(const struct chart *c, double t)
+{
+    return axis_px(&c->x, t);
+}
+
+static void draw_title(struct chart *c, const struct memfit_plot_options *o)
+{
+    struct sbuf *b = c->b;
+    const struct memfit_run_summary *s = c->s;
+    size_t max_chars = (size_t)((c->w - 40.0) / (18.0 * CHAR_WIDTH));
+    sb_printf(b, "<text x=\"20\" y=\"30\" font-size=\"18\" font-weight=\"bold\" fill=\"%s\">",
+              COLOR_TEXT);
+    if (o->title) {
+        sb_text(b, o->title, max_chars);
+    } else if (s->command[0]) {
+        sb_printf(b, "Memory of ");
+        sb_text(b, s->command, max_chars > 10 ? max_chars - 10 : 1);
+    } else {
+        const char *slash = strrchr(c->a->name, '/');
+        sb_printf(b, "Memory of ");
+        sb_text(b, slash ? slash + 1 : c->a->name, max_chars > 10 ? max_chars - 10 : 1);
+    }
+    sb_printf(b, "</text>\n");
+
+    /* First subtitle line: the verdict, the one thing to take away. Both
+     * lines are cut with an ellipsis where the chart is too narrow. */
+    const struct memfit_trend *t = &s->working_set_trend;
+    static const char *const verdict_colors[] = {COLOR_MUTED, "#2f9e44", "#e8590c", "#c92a2a"};
+    static const char *const verdict_text[] = {"insufficient data for a trend", "no leak",
+                                               "possible leak", "leak"};
+    char line[512], part[160];
+    size_t n = 0;
+    line[0] = '\0';
+    if (!isnan(t->slope_bytes_per_s)) {
+        n += (size_t)snprintf(line + n, sizeof(line) - n,
+                              " \xC2\xB7 working set %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
+                              t->slope_bytes_per_s * 3600.0 / 1e6);
+        if (!isnan(t->r2) && n < sizeof(line))
+            n += (size_t)snprintf(line + n, sizeof(line) - n, ", R\xC2\xB2 %.3f", t->r2);
+    }
+    if (!isnan(t->limit_eta_s) && n < sizeof(line)) {
+        mf_format_eta(t->limit_eta_s, part, sizeof(part));
+        if (t->limit_eta_s > 0.0)
+            snprintf(line + n, sizeof(line) - n,
+                     " \xC2\xB7 at this rate the limit is reached in %s", part);
+        else
+            snprintf(line + n, sizeof(line) - n, " \xC2\xB7 the trend has reached the limit");
+    }
+    const char *verdict = verdict_text[t->verdict];
+    double room = c->w - 40.0 - text_width(verdict, 13.0 * 1.1);
+    sb_printf(b, "<text x=\"20\" y=\"52\" font-size=\"13\" fill=\"%s\">", COLOR_TEXT);
+    sb_printf(b, "<tspan font-weight=\"bold\" fill=\"%s\">%s</tspan>", verdict_colors[t->verdict],
+              verdict);
+    sb_text(b, line, room > 0.0 ? (size_t)(room / (13.0 * CHAR_WIDTH)) : 0);
+    sb_printf(b, "</text>\n");
+
+    /* Second line: when, where, how much. */
+    n = 0;
+    const char *st = s->start_time;
+    if (strlen(st) >= 19 && st[10] == 'T' && st[strlen(st) - 1] == 'Z') /* RFC 3339, UTC */
+        n += (size_t)snprintf(line, sizeof(line), "started %.10s %.8s UTC", st, st + 11);
+    else if (st[0])
+        n += (size_t)snprintf(line, sizeof(line), "started %.60s", st);
+    else
+        n += (size_t)snprintf(line, sizeof(line), "start time unknown");
+    if (s->hostname[0])
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " on %.60s", s->hostname);
+    char d[48], sz[32];
+    mf_format_duration(s->duration_s, d, sizeof(d));
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %s, %llu sample%s", d,
+                          (unsigned long long)s->n_samples, s->n_samples == 1 ? "" : "s");
+    if (s->n_gaps)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, ", %llu gap%s",
+                              (unsigned long long)s->n_gaps, s->n_gaps == 1 ? "" : "s");
+    if (s->limit_bytes) {
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " \xC2\xB7 limit %s",
+                              memfit_format_size(s->limit_bytes, sz, sizeof(sz)));
+        if (!isnan(s->peak_percent))
+            n += (size_t)snprintf(line + n, sizeof(line) - n, ", peak %.1f %%", s->peak_percent);
+    }
+    if (s->n_oom_events)
+        snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %llu OOM kill%s",
+                 (unsigned long long)s->n_oom_events, s->n_oom_events == 1 ? "" : "s");
+    sb_printf(b, "<text x=\"20\" y=\"71\" font-size=\"12\" fill=\"%s\">", COLOR_MUTED);
+    sb_text(b, line, (size_t)((c->w - 40.0) / (12.0 * CHAR_WIDTH)));
+    sb_printf(b, "</text>\n");
+}
+
+/* A horizontal band between two byte values, with its name at the right. */
+static void draw_band(struct chart *c, double lo, double hi, const char *fill, double opacity,
+                      const char *label, const char *label_color)
+{
+    if (!(hi > lo))
+        return;
+    double y0 = ypx(c, hi), y1 = ypx(c, lo);
+    sb_printf(c->b,
+              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" "
+              "fill-opacity=\"%.2f\" clip-path=\"url(#plot)\"/>\n",
+              c->left, y0, c->right - c->left, y1 - y0, fill, opacity);
+    if (label && y1 - y0 >= 13.0)
+        sb_printf(c->b,
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\" "
+                  "fill=\"%s\" " HALO ">%s</text>\n",
+                  c->right - 6.0, y1 - 3.0, label_color, label);
+}
+
+static void draw_bands(struct chart *c)
+{
+    const struct memfit_run_summary *s = c->s;
+    if (!c->limit_shown)
+        return;
+    double limit = (double)s->limit_bytes;
+    double warn = isnan(s->warning_percent) ? NAN : s->warning_percent / 100.0 * limit;
+    double crit = isnan(s->critical_percent) ? NAN : s->critical_percent / 100.0 * limit;
+    char label[64];
+    if (!isnan(warn)) {
+        snprintf(label, sizeof(label), "warning \xE2\x89\xA5 %g %%", s->warning_percent);
+        draw_band(c, warn, isnan(crit) ? limit : crit, "#ffd43b", 0.22, label, "#b08000");
+    }
+    if (!isnan(crit)) {
+        snprintf(label, sizeof(label), "critical \xE2\x89\xA5 %g %%", s->critical_percent);
+        draw_band(c, crit, limit, "#ff8787", 0.22, label, "#c92a2a");
+    }
+    if (s->danger_available_bytes && (double)s->danger_available_bytes < limit)
+        draw_band(c, limit - (double)s->danger_available_bytes, limit, "#c92a2a", 0.3, "danger",
+                  "#a51d1d");
+}
+
+static void draw_grid_and_axes(struct chart *c)
+{
+    struct sbuf *b = c->b;
+    char label[64];
+    /* Horizontal grid and the byte labels. */
+    for (int i = 0; i <= 1000; i++) {
+        double v = (double)i * c->y.step * c->y.unit;
+        if (v > c->y.hi * (1.0 + 1e-9))
+            break;
+        double y = axis_px(&c->y, v);
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#dee2e6\" "
+                  "stroke-width=\"1\"/>\n",
+                  c->left, y, c->right, y);
+        snprintf(label, sizeof(label), "%.*f %s", c->y.decimals, (double)i * c->y.step,
+                 c->y.unit_name);
+        sb_printf(b,
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\" "
+                  "fill=\"%s\">%s</text>\n",
+                  c->left - 8.0, y + 4.0, COLOR_MUTED, label);
+    }
+    /* Vertical ticks and the time labels. */
+    for (int i = 0; i <= 1000; i++) {
+        double v = (c->x.first_tick + (double)i * c->x.step) * c->x.unit;
+        if (v > c->x.hi * (1.0 + 1e-9) + 1e-9)
+            break;
+        double x = xpx(c, v);
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f1f3f5\" "
+                  "stroke-width=\"1\"/>\n",
+                  x, c->top, x, c->bottom);
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                  "stroke-width=\"1\"/>\n",
+                  x, c->bottom, x, c->bottom + 5.0, COLOR_MUTED);
+        snprintf(label, sizeof(label), "%.*f", c->x.decimals, v / c->x.unit);
+        sb_printf(b,
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
+                  "fill=\"%s\">%s</text>\n",
+                  x, c->bottom + 18.0, COLOR_MUTED, label);
+    }
+    sb_printf(b,
+              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
+              "fill=\"%s\">time since start (%s)</text>\n",
+              (c->left + c->right) / 2.0, c->bottom + 36.0, COLOR_TEXT, c->x.unit_name);
+    sb_printf(b,
+              "<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" stroke=\"%s\" "
+              "stroke-width=\"1\"/>\n",
+              c->left, c->top, c->bottom, c->right, COLOR_MUTED);
+}
+
+/* Gaps: shaded columns where no sample was taken. */
+static void draw_gaps(struct chart *c)
+{
+    const struct mf_series *ser = c->ser;
+    for (size_t i = 1; i < ser->n_samples; i++) {
+        if (!ser->samples[i].gap_before)
+            continue;
+        double x0 = xpx(c, ser->samples[i - 1].t_s), x1 = xpx(c, ser->samples[i].t_s);
+        sb_printf(c->b,
+                  "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#adb5bd\" "
+                  "fill-opacity=\"0.18\"/>\n",
+                  x0, c->top, x1 - x0, c->bottom - c->top);
+        if (x1 - x0 >= 30.0)
+            sb_printf(c->b,
+                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
+                      "fill=\"%s\">gap</text>\n",
+                      (x0 + x1) / 2.0, c->bottom - 6.0, COLOR_MUTED);
+    }
+}
+
+/*
+ * A series as one path, broken at gaps and unknown values. Many samples per
+ * pixel column are reduced to that column's first, lowest, highest and
+ * last value. A lone point becomes a dot.
+ */
+struct line_state {
+    struct chart *c;
+    double col; /* current pixel column (floor of x) */
+    double first, lo, hi, last;
+    double t_first, t_lo, t_hi, t_last;
+    size_t n_col;        /* values in the column */
+    size_t n_seg;        /* points in the current segment */
+    double seg_x, seg_y; /* its first point, for a lone dot */
+    struct sbuf *dots;
+};
+
+static void line_point(struct line_state *ls, double t, double v)
+{
+    double x = xpx(ls->c, t), y = ypx(ls->c, v);
+    sb_printf(ls->c->b, "%s%.1f %.1f", ls->n_seg ? "L" : "M", x, y);
+    if (!ls->n_seg) {
+        ls->seg_x = x;
+        ls->seg_y = y;
+    }
+    ls->n_seg++;
+}
+
+static void line_flush_column(struct line_state *ls)
+{
+    if (!ls->n_col)
+        return;
+    line_point(ls, ls->t_first, ls->first);
+    if (ls->n_col > 2) {
+        bool lo_first = ls->t_lo <= ls->t_hi;
+        line_point(ls, lo_first ? ls->t_lo : ls->t_hi, lo_first ? ls->lo : ls->hi);
+        line_point(ls, lo_first ? ls->t_hi : ls->t_lo, lo_first ? ls->hi : ls->lo);
+    }
+    if (ls->n_col > 1)
+        line_point(ls, ls->t_last, ls->last);
+    ls->n_col = 0;
+}
+
+static void line_break(struct line_state *ls, const char *color)
+{
+    line_flush_column(ls);
+    if (ls->n_seg == 1)
+        sb_printf(ls->dots, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", ls->seg_x,
+                  ls->seg_y, color);
+    ls->n_seg = 0;
+}
+
+static void draw_series(struct chart *c, bool rss, const char *color, double width)
+{
+    const struct mf_series *ser = c->ser;
+    struct sbuf dots = {0};
+    struct line_state ls = {.c = c, .dots = &dots};
+    sb_printf(c->b,
+              "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" "
+              "stroke-linejoin=\"round\" stroke-linecap=\"round\" d=\"",
+              color, width);
+    for (size_t i = 0; i < ser->n_samples; i++) {
+        const struct mf_sample *x = &ser->samples[i];
+        double v = rss ? x->rss_bytes : x->working_set_bytes;
+        if (isnan(v) || x->gap_before)
+            line_break(&ls, color);
+        if (isnan(v))
+            continue;
+        double col = floor(xpx(c, x->t_s));
+        if (ls.n_col && col != ls.col)
+            line_flush_column(&ls);
+        if (!ls.n_col) {
+            ls.col = col;
+            ls.first = ls.lo = ls.hi = v;
+            ls.t_first = ls.t_lo = ls.t_hi = x->t_s;
+        }
+        if (v < ls.lo) {
+            ls.lo = v;
+            ls.t_lo = x->t_s;
+        }
+        if (v > ls.hi) {
+            ls.hi = v;
+            ls.t_hi = x->t_s;
+        }
+        ls.last = v;
+        ls.t_last = x->t_s;
+        ls.n_col++;
+    }
+    line_break(&ls, color);
+    sb_printf(c->b, "\"/>\n");
+    if (dots.failed)
+        c->b->failed = true;
+    else if (dots.len)
+        sb_printf(c->b, "%s", dots.p);
+    memfit_free(dots.p);
+}
+
+static void draw_trend(struct chart *c)
+{
+    const struct memfit_trend *t = &c->s->working_set_trend;
+    if (isnan(t->slope_bytes_per_s) || t->verdict == MEMFIT_LEAK_INSUFFICIENT_DATA)
+        return;
+    double y0 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_from_s;
+    double y1 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_to_s;
+    sb_printf(c->b,
+              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+              "stroke-width=\"1.8\" stroke-dasharray=\"7 5\" clip-path=\"url(#plot)\"/>\n",
+              xpx(c, t->fit_from_s), axis_px(&c->y, y0), xpx(c, t->fit_to_s), axis_px(&c->y, y1),
+              COLOR_TREND);
+}
+
+static void draw_limit(struct chart *c)
+{
+    char sz[32], label[64];
+    if (!c->limit_shown)
+        return;
+    double y = ypx(c, (double)c->s->limit_bytes);
+    sb_printf(c->b,
+              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+              "stroke-width=\"1.8\"/>\n",
+              c->left, y, c->right, y, COLOR_LIMIT);
+    snprintf(label, sizeof(label), "limit %s", memfit_format_size(c->s->limit_bytes, sz, 32));
+    sb_printf(c->b,
+              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\" "
+              "fill=\"%s\" " HALO ">%s</text>\n",
+              c->left + 6.0, y - 5.0, COLOR_LIMIT, label);
+}
+
+/* The level ribbon: a strip over the plot coloured by the level of each
+ * sample until the next one (gaps left blank). Pieces narrower than half a
+ * pixel merge into the next, keeping the most severe level among them. */
+static bool any_level_known(const struct mf_series *ser)
+{
+    for (size_t i = 0; i < ser->n_samples; i++)
+        if (ser->samples[i].level != LEVEL_UNKNOWN)
+            return true;
+    return false;
+}
+
+static void draw_level_ribbon(struct chart *c)
+{
+    const struct mf_series *ser = c->ser;
+    if (ser->n_samples < 2 || !any_level_known(ser))
+        return;
+    double y = c->top - 9.0, from = NAN, to = NAN;
+    unsigned level = 0;
+    for (size_t i = 0; i + 1 < ser->n_samples; i++) {
+        const struct mf_sample *x = &ser->samples[i];
+        if (ser->samples[i + 1].gap_before)
+            continue;
+        double x0 = xpx(c, x->t_s), x1 = xpx(c, ser->samples[i + 1].t_s);
+        unsigned lv = x->level;
+        if (!isnan(from) && (x0 > to + 0.01 || (lv != level && to - from >= 0.5))) {
+            sb_printf(c->b,
+                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"6\" fill=\"%s\"/>\n",
+                      from, y, to - from, level_colors[level]);
+            from = NAN;
+        }
+        if (isnan(from)) {
+            from = x0;
+            level = lv;
+        } else if (lv != LEVEL_UNKNOWN && (level == LEVEL_UNKNOWN || lv > level)) {
+            level = lv;
+        }
+        to = x1;
+    }
+    if (!isnan(from))
+        sb_printf(c->b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"6\" fill=\"%s\"/>\n",
+                  from, y, to - from, level_colors[level]);
+}
+
+/*
+ * Level changes: a dotted line in the new level's colour and its name at the
+ * top, on one of two rows. Changes closer than 12 px are one mark, named
+ * after the level the burst ends in (a level flapping at a threshold would
+ * otherwise paint over the chart; the ribbon shows the flapping); a name
+ * that would overlap the one before it on both rows is left out. When the
+ * marks would stand closer than 40 px on average, they shrink to short ticks
+ * without names.
+ */
+static void draw_levels(struct chart *c)
+{
+    const struct mf_series *ser = c->ser;
+    double row_end[2] = {-1e9, -1e9};
+    /* More marks than fit 40 px apart: short ticks under the strip only. */
+    size_t n_marks = 0;
+    double last_x = -1e9;
+    for (size_t k = 1; k < ser->n_samples; k++) {
+        double x = xpx(c, ser->samples[k].t_s);
+        if (ser->samples[k].level != ser->samples[k - 1].level && x >= last_x + 12.0) {
+            n_marks++;
+            last_x = x;
+        }
+    }
+    bool dense = (double)n_marks > (c->right - c->left) / 40.0;
+    size_t i = 1;
+    while (i < ser->n_samples) {
+        if (ser->samples[i].level == ser->samples[i - 1].level) {
+            i++;
+            continue;
+        }
+        double x = xpx(c, ser->samples[i].t_s);
+        unsigned lv = ser->samples[i].level, n = 1;
+
+        size_t j = i + 1;
+        for (; j < ser->n_samples && xpx(c, ser->samples[j].t_s) < x + 12.0; j++) {
+            if (ser->samples[j].level != ser->samples[j - 1].level) {
+                lv = ser->samples[j].level;
+                n++;
+            }
+        }
+        i = j;
+        const char *color = level_colors[lv];
+        sb_printf(c->b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                  "stroke-width=\"1.2\"%s><title>%u level change%s</title></line>\n",
+                  x, c->top, x, dense ? c->top + 6.0 : c->bottom, color,
+                  dense ? "" : " stroke-dasharray=\"2 3\"", n, n == 1 ? "" : "s");
+        if (dense)
+            continue;
+        const char *name = memfit_analysis_level_name(lv);
+        double w = text_width(name, 10.0) + 6.0;
+        double lx = fmin(x + 3.0, c->right - w);
+        for (int row = 0; row < 2; row++) {
+            if (lx <= row_end[row])
+                continue;
+            sb_printf(c->b,
+                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"%s\" " HALO
+                      ">%s</text>\n",
+                      lx, c->top + 13.0 + 12.0 * row, color, name);
+            row_end[row] = lx + w;
+            break;
+        }
+    }
+}
+
+/* OOM kills: a red line over the plot, a red triangle pointing down at its
+ * top, and a bold label beside it at the bottom, where the levels' names
+ * and the limit's are not. */
+static void draw_ooms(struct chart *c)
+{
+    const struct mf_series *ser = c->ser;
+    double label_end = -1e9;
+    for (size_t i = 0; i < ser->n_oom; i++) {
+        double x = clampd(xpx(c, ser->oom_t_s[i]), c->left, c->right);
+        sb_printf(c->b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                  "stroke-width=\"2\"/>\n"
+                  "<path d=\"M%.1f %.1fl-7 -11h14z\" fill=\"%s\"/>\n",
+                  x, c->top, x, c->bottom, COLOR_OOM, x, c->top + 11.0, COLOR_OOM);
+        double w = text_width("OOM kill", 11.0);
+        double lx = x + 9.0 + w > c->right ? x - 9.0 - w : x + 9.0;
+        if (lx > label_end) {
+            sb_printf(c->b,
+                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\" "
+                      "fill=\"%s\" " HALO ">OOM kill</text>\n",
+                      lx, c->bottom - 8.0, COLOR_OOM);
+            label_end = lx + w + 4.0;
+        }
+    }
+}
+
+/* The legend, in as many rows as the width needs under the time axis
+ * title; with draw false only counts the rows (the bottom margin is made
+ * to fit them). */
+static int draw_legend(struct chart *c, bool draw)
+{
+    struct item {
+        const char *kind; /* "line", "dash", "box", "mark", "levels" */
+        const char *color;
+        char label[80];
+    } items[10];
+    int n = 0;
+    const struct memfit_run_summary *s = c->s;
+    char sz[32];
+    items[n++] = (struct item){"line", COLOR_WS, "working set"};
+    if (s->rss.n)
+        items[n++] = (struct item){"line", COLOR_RSS, "RSS"};
+    if (s->limit_bytes) {
+        items[n] = (struct item){"line", COLOR_LIMIT, ""};
+        snprintf(items[n].label, sizeof(items[n].label), "limit %s%s",
+                 memfit_format_size(s->limit_bytes, sz, sizeof(sz)),
+                 c->limit_shown ? "" : " (off the scale)");
+        n++;
+    }
+    const struct memfit_trend *t = &s->working_set_trend;
+    if (!isnan(t->slope_bytes_per_s) && t->verdict != MEMFIT_LEAK_INSUFFICIENT_DATA) {
+        items[n] = (struct item){"dash", COLOR_TREND, ""};
+        snprintf(items[n].label, sizeof(items[n].label), "trend %+.1f MB/h",
+                 t->slope_bytes_per_s * 3600.0 / 1e6);
+        n++;
+    }
+    if (c->limit_shown && !isnan(s->warning_percent))
+        items[n++] = (struct item){"box", "#ffd43b", "warning band"};
+    if (c->limit_shown && !isnan(s->critical_percent))
+        items[n++] = (struct item){"box", "#ff8787", "critical band"};
+    if (c->limit_shown && s->danger_available_bytes &&
+        (double)s->danger_available_bytes < (double)s->limit_bytes)
+        items[n++] = (struct item){"box", "#c92a2a", "danger band"};
+    if (c->ser->n_oom)
+        items[n++] = (struct item){"mark", COLOR_OOM, "OOM kill"};
+    if (s->n_gaps)
+        items[n++] = (struct item){"box", "#adb5bd", "gap (no samples)"};
+    if (c->ser->n_samples >= 2 && any_level_known(c->ser))
+        items[n++] = (struct item){"levels", "", "level (top strip)"};
+
+    double x = c->left, y = c->bottom + 58.0;
+    int rows = 1;
+    for (int i = 0; i < n; i++) {
+        double w = 26.0 + text_width(items[i].label, 11.0) + 18.0;
+        if (x + w > c->w - 10.0 && x > c->left) {
+            x = c->left;
+            y += 18.0;
+            rows++;
+        }
+        const char *k = items[i].kind;
+        if (!draw) {
+            x += w;
+            continue;
+        }
+        if (strcmp(k, "levels") == 0)
+            for (int j = 0; j < 4; j++)
+                sb_printf(c->b,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"5\" height=\"6\" "
+                          "fill=\"%s\"/>\n",
+                          x + 5.0 * j, y - 7.0, level_colors[j]);
+        else if (strcmp(k, "box") == 0)
+            sb_printf(c->b,
+                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"20\" height=\"10\" fill=\"%s\" "
+                      "fill-opacity=\"0.5\"/>\n",
+                      x, y - 9.0, items[i].color);
+        else if (strcmp(k, "mark") == 0)
+            sb_printf(c->b, "<path d=\"M%.1f %.1fl-6 -9h12z\" fill=\"%s\"/>\n", x + 10.0, y + 1.0,
+                      items[i].color);
+        else
+            sb_printf(c->b,
+                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                      "stroke-width=\"2.2\"%s/>\n",
+                      x, y - 4.0, x + 20.0, y - 4.0, items[i].color,
+                      strcmp(k, "dash") == 0 ? " stroke-dasharray=\"5 3\"" : "");
+        sb_printf(c->b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\">%s</text>\n",
+                  x + 26.0, y, COLOR_TEXT, items[i].label);
+        x += w;
+    }
+    return rows;
+}
+
+/* The y range: the data, the trend's end, and the limit unless it would
+ * squash the data into the bottom quarter (it is then named in the legend). */
+static double y_top(struct chart *c)
+{
+    const struct memfit_run_summary *s = c->s;
+    double top = s->working_set.max;
+    if (s->rss.n)
+        top = fmax(top, s->rss.max);
+    const struct memfit_trend *t = &s->working_set_trend;
+    if (!isnan(t->slope_bytes_per_s) && t->verdict != MEMFIT_LEAK_INSUFFICIENT_DATA)
+        top = fmax(top, t->intercept_bytes + t->slope_bytes_per_s * t->fit_to_s);
+    if (s->limit_bytes && (double)s->limit_bytes <= 4.0 * top) {
+        c->limit_shown = true;
+        top = fmax(top, (double)s->limit_bytes);
+    }
+    return top * 1.04;
+}
+
+enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit_plot_options *opts,
+                                   char **out_svg, size_t *out_len)
+{
+    if (!a || !out_svg || !out_len)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_svg: NULL argument");
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    if (o.width < 320 || o.width > 10000 || o.height < 240 || o.height > 10000)
+        return memfit_fail(MEMFIT_E_RANGE, "chart size %ux%u outside 320x240 to 10000x10000",
+                           o.width, o.height);
+    const struct memfit_run_summary *s = mf_analysis_selected(a);
+    const struct mf_series *ser = mf_analysis_series(a);
+    if (!s || ser->n_samples == 0)
+        return memfit_fail(MEMFIT_E_NOT_FOUND, "%s: no samples to draw%s", a->info.name,
+                           s ? " in the selected run" : "");
+
+    struct sbuf b = {0};
+    struct chart c = {.b = &b, .a = a, .s = s, .ser = ser, .w = o.width, .h = o.height};
+    c.left = 84.0;
+    c.right = c.w - 28.0;
+    c.top = 100.0;
+    double y_max = y_top(&c); /* also decides whether the limit is on the scale */
+    c.bottom = c.h - 68.0 - 18.0 * (draw_legend(&c, false) - 1);
+    if (c.bottom - c.top < 60.0)
+        c.bottom = c.top + 60.0;
+    double t0 = s->start_line ? 0.0 : s->first_sample_s;
+    double t1 = s->last_sample_s;
+    for (size_t i = 0; i < ser->n_oom; i++)
+        t1 = fmax(t1, ser->oom_t_s[i]);
+    if (!(t1 > t0)) { /* one instant: put it in the middle of one second */
+        t0 = fmax(0.0, t0 - 0.5);
+        t1 = t0 + 1.0;
+    }
+    int x_target = (int)fmax(2.0, (c.right - c.left) / 110.0);
+    time_axis(&c.x, t0, t1, c.left, c.right, x_target);
+    byte_axis(&c.y, y_max, c.bottom, c.top);
+
+    sb_printf(&b,
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" "
+              "viewBox=\"0 0 %u %u\" font-family=\"%s\">\n",
+              o.width, o.height, o.width, o.height, FONT);
+    sb_printf(&b, "<title>");
+    sb_text(&b, o.title ? o.title : "memfit memory chart", 200);
+    sb_printf(&b,
+              "</title>\n<defs><clipPath id=\"plot\"><rect x=\"%.1f\" y=\"%.1f\" "
+              "width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
+              c.left, c.top, c.right - c.left, c.bottom - c.top);
+    sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n");
+    draw_title(&c, &o);
+    draw_bands(&c);
+    draw_grid_and_axes(&c);
+    draw_gaps(&c);
+    draw_limit(&c);
+    if (s->rss.n)
+        draw_series(&c, true, COLOR_RSS, 1.6);
+    draw_series(&c, false, COLOR_WS, 2.2);
+    draw_trend(&c);
+    draw_level_ribbon(&c);
+    draw_levels(&c);
+    draw_ooms(&c);
+    draw_legend(&c, true);
+    sb_printf(&b, "</svg>\n");
+    if (b.failed) {
+        memfit_free(b.p);
+        return memfit_fail(MEMFIT_E_NOMEM, "%s: out of memory drawing the chart", a->info.name);
+    }
+    *out_svg = b.p;
+    *out_len = b.len;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status io_status(int e)
+{
+    return e == ENOSPC || e == EDQUOT                ? MEMFIT_E_NOSPACE
+           : e == EACCES || e == EPERM || e == EROFS ? MEMFIT_E_PERMISSION
+           : e == ENOENT                             ? MEMFIT_E_NOT_FOUND
+                                                     : MEMFIT_E_IO;
+}
+
+enum memfit_status memfit_plot_write_svg(const memfit_analysis *a,
+                                         const struct memfit_plot_options *opts, const char *path)
+{
+    if (!a || !path || !path[0])
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_write_svg: no path");
+    char *svg;
+    size_t len;
+    enum memfit_status st = memfit_plot_svg(a, opts, &svg, &len);
+    if (st != MEMFIT_OK)
+        return st;
+    /* The temporary name extends the target's, so it lives in the same
+     * folder and rename() replaces the target in one step. */
+    char *tmp = memfit_asprintf("%s.tmp.XXXXXX", path);
+    if (!tmp) {
+        memfit_free(svg);
+        return MEMFIT_E_NOMEM;
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        st = memfit_fail(io_status(e), "%s: cannot create a temporary file: %s", path, strerror(e));
+        goto out;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, svg + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            st = memfit_fail(io_status(e), "%s: writing: %s", tmp, strerror(e));
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (st == MEMFIT_OK && (fchmod(fd, 0644) != 0 || fsync(fd) != 0)) {
+        int e = errno;
+        st = memfit_fail(io_status(e), "%s: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0 && st == MEMFIT_OK) {
+        int e = errno;
+        st = memfit_fail(io_status(e), "%s: closing: %s", tmp, strerror(e));
+    }
+    if (st == MEMFIT_OK && rename(tmp, path) != 0) {
+        int e = errno;
+        st = memfit_fail(io_status(e), "%s: cannot rename %s to it: %s", path, tmp, strerror(e));
+    }
+    if (st != MEMFIT_OK)
+        unlink(tmp);
+out:
+    memfit_free(tmp);
+    memfit_free(svg);
+    return st;
+}
