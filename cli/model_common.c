@@ -33,6 +33,8 @@ enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memf
 
 void cli_release_input(int fd, const void *data, uint64_t file_offset, uint64_t n)
 {
+    if (file_offset == UINT64_MAX)
+        return; /* not a view of the file (an inflated record): dropping would zero it */
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
     uintptr_t begin = ((uintptr_t)data + ps - 1) / ps * ps;

@@ -114,7 +114,9 @@ struct memfit_tensor_info {
     int64_t shape[MEMFIT_TENSOR_MAX_DIMS]; /* outermost first; unused entries are 1 */
     uint64_t n_elements;
     uint64_t n_bytes;
-    uint64_t file_offset; /* of the first byte, from the start of the file */
+    uint64_t file_offset; /* of the first byte, from the start of the file; UINT64_MAX
+                             when the data is not stored as-is in the file (a compressed
+                             .pth record, inflated into memory the set owns) */
     const void *data;
 };
 

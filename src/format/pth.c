@@ -6,7 +6,8 @@
  * checked against the file, to turn each stored record into a view of the
  * mapping: data = local header + 30 + name length + extra length. torch
  * writes records uncompressed and 64-byte aligned; a compressed tensor
- * record is refused ("not supported yet"), a compressed data.pkl is
+ * record (a re-packed archive) is inflated into a buffer the set owns, a
+ * compressed data.pkl is
  * inflated into a buffer. The pickle is read by pickle.c.
  */
 #include <stdio.h>
@@ -19,6 +20,11 @@
 #include "format/set.h"
 
 #define MAX_PICKLE_BYTES (1ull << 30)
+/* A compressed storage record is inflated into memory: cap what one may
+ * claim, and the ratio to its compressed size (deflate cannot exceed about
+ * 1032:1, so a larger claim is a lie meant to make us map memory). */
+#define MAX_INFLATED_BYTES (16ull << 30)
+#define MAX_DEFLATE_RATIO  1100
 
 struct zentry {
     const char *name; /* in the mapping, not NUL-terminated */
@@ -27,12 +33,22 @@ struct zentry {
     uint64_t comp_size, size, local_offset;
 };
 
+/* A compressed storage record, inflated once into a region of the set and
+ * shared by every tensor that views it. */
+struct inflated {
+    const struct zentry *entry;
+    const uint8_t *data;
+};
+
 struct pth {
     memfit_tensors *set;
     struct zentry *entries;
     size_t n_entries;
     const char *prefix; /* the archive's top folder, in the mapping */
     size_t prefix_len;
+    zip_t *za; /* libzip's view of the archive, open while the pickle is read */
+    struct inflated *inflated;
+    size_t n_inflated;
 };
 
 static enum memfit_status zfail(const memfit_tensors *set, const char *what)
@@ -180,63 +196,6 @@ static enum memfit_status record_data(const struct pth *z, const struct zentry *
     return MEMFIT_OK;
 }
 
-static enum memfit_status add_tensor(void *ctx, const struct mf_pickle_tensor *t)
-{
-    struct pth *z = ctx;
-    memfit_tensors *set = z->set;
-    char rest[300];
-    if (snprintf(rest, sizeof(rest), "data/%s", t->storage_key) >= (int)sizeof(rest))
-        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: storage key too long", set->path,
-                           t->name);
-    const struct zentry *e = find_record(z, rest);
-    if (!e)
-        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: record %.*s/%s missing", set->path,
-                           t->name, (int)z->prefix_len, z->prefix, rest);
-    if (e->method != 0)
-        return memfit_fail(MEMFIT_E_UNSUPPORTED,
-                           "%s: tensor %s: record %s is compressed (method %u): compressed "
-                           "record: not supported yet",
-                           set->path, t->name, rest, e->method);
-    uint64_t data;
-    enum memfit_status st = record_data(z, e, &data);
-    if (st != MEMFIT_OK)
-        return st;
-    uint64_t elem = memfit_type_get_info(t->type)->type_size, storage_bytes;
-    if (__builtin_mul_overflow(t->storage_numel, elem, &storage_bytes) || storage_bytes > e->size)
-        return memfit_fail(MEMFIT_E_FORMAT,
-                           "%s: tensor %s: storage of %llu elements does not fit record %s of "
-                           "%llu bytes",
-                           set->path, t->name, (unsigned long long)t->storage_numel, rest,
-                           (unsigned long long)e->size);
-    uint64_t n_elements = 1, expect = 1;
-    for (uint32_t i = t->n_dims; i-- > 0;) {
-        if (t->shape[i] < 0)
-            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: size[%u] is negative (%lld)",
-                               set->path, t->name, i, (long long)t->shape[i]);
-        if (t->shape[i] != 1 && t->stride[i] != (int64_t)expect && t->shape[i] != 0)
-            return memfit_fail(MEMFIT_E_UNSUPPORTED,
-                               "%s: tensor %s: stride[%u] = %lld where a contiguous tensor has "
-                               "%llu (save it with .contiguous())",
-                               set->path, t->name, i, (long long)t->stride[i],
-                               (unsigned long long)expect);
-        if (__builtin_mul_overflow(expect, (uint64_t)t->shape[i], &expect) || expect > INT64_MAX)
-            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: element count overflows", set->path,
-                               t->name);
-    }
-    n_elements = expect;
-    uint64_t off_bytes, n_bytes, end;
-    if (t->storage_offset < 0 ||
-        __builtin_mul_overflow((uint64_t)t->storage_offset, elem, &off_bytes) ||
-        __builtin_mul_overflow(n_elements, elem, &n_bytes) ||
-        __builtin_add_overflow(off_bytes, n_bytes, &end) || end > storage_bytes)
-        return memfit_fail(MEMFIT_E_FORMAT,
-                           "%s: tensor %s: elements [%lld, +%llu) beyond its storage of %llu",
-                           set->path, t->name, (long long)t->storage_offset,
-                           (unsigned long long)n_elements, (unsigned long long)t->storage_numel);
-    return mf_set_add_tensor(set, t->name, strlen(t->name), t->type, t->n_dims, t->shape,
-                             data + off_bytes, n_bytes);
-}
-
 /* libzip, loaded on first use (core/dynlib.h): only .pth files need it. */
 static struct {
     __typeof__(zip_error_init) *error_init;
@@ -276,6 +235,119 @@ static const struct mf_dl_symbol zip_symbols[] = {
 
 static struct mf_dl_library libzip =
     MF_DL_LIBRARY("libzip.so.4", "libzip4", "to read .pth files", zip_symbols);
+
+/* Inflates a compressed storage record (torch.save never writes one, zip
+ * tools re-packing an archive may) into a buffer the set owns, once. */
+static enum memfit_status inflate_record(struct pth *z, const struct zentry *e, const uint8_t **out)
+{
+    memfit_tensors *set = z->set;
+    for (size_t i = 0; i < z->n_inflated; i++) {
+        if (z->inflated[i].entry == e) {
+            *out = z->inflated[i].data;
+            return MEMFIT_OK;
+        }
+    }
+    if (!z->za)
+        return memfit_fail(MEMFIT_E_MISUSE, "%s: archive not open", set->path);
+    if (e->size > MAX_INFLATED_BYTES || (e->comp_size == 0 && e->size > 0) ||
+        e->size / MAX_DEFLATE_RATIO > e->comp_size)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: zip: record %.*s claims %llu bytes from %llu compressed "
+                           "(limit %llu bytes, ratio %d)",
+                           set->path, (int)e->name_len, e->name, (unsigned long long)e->size,
+                           (unsigned long long)e->comp_size, (unsigned long long)MAX_INFLATED_BYTES,
+                           MAX_DEFLATE_RATIO);
+    struct inflated *grown =
+        memfit_realloc(z->inflated, (z->n_inflated + 1) * sizeof(*z->inflated));
+    if (!grown)
+        return MEMFIT_E_NOMEM;
+    z->inflated = grown;
+    uint8_t *buf;
+    enum memfit_status st = mf_set_add_region(set, (size_t)e->size, &buf);
+    if (st != MEMFIT_OK)
+        return st;
+    zip_file_t *zf = zipapi.fopen_index(z->za, (zip_uint64_t)(e - z->entries), 0);
+    if (!zf)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: cannot open record %.*s: %s", set->path,
+                           (int)e->name_len, e->name, zipapi.strerror(z->za));
+    uint64_t done = 0;
+    while (done < e->size) {
+        zip_int64_t n = zipapi.fread(zf, buf + done, e->size - done);
+        if (n <= 0)
+            break;
+        done += (uint64_t)n;
+    }
+    if (done != e->size) {
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s: zip: record %.*s inflated to %llu of %llu bytes: %s",
+                         set->path, (int)e->name_len, e->name, (unsigned long long)done,
+                         (unsigned long long)e->size, zipapi.file_strerror(zf));
+        zipapi.fclose(zf);
+        return st; /* the region is freed with the set */
+    }
+    zipapi.fclose(zf);
+    z->inflated[z->n_inflated].entry = e;
+    z->inflated[z->n_inflated].data = buf;
+    z->n_inflated++;
+    *out = buf;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status add_tensor(void *ctx, const struct mf_pickle_tensor *t)
+{
+    struct pth *z = ctx;
+    memfit_tensors *set = z->set;
+    char rest[300];
+    if (snprintf(rest, sizeof(rest), "data/%s", t->storage_key) >= (int)sizeof(rest))
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: storage key too long", set->path,
+                           t->name);
+    const struct zentry *e = find_record(z, rest);
+    if (!e)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: record %.*s/%s missing", set->path,
+                           t->name, (int)z->prefix_len, z->prefix, rest);
+    uint64_t data = 0;
+    const uint8_t *owned = NULL;
+    enum memfit_status st =
+        e->method != 0 ? inflate_record(z, e, &owned) : record_data(z, e, &data);
+    if (st != MEMFIT_OK)
+        return st;
+    uint64_t elem = memfit_type_get_info(t->type)->type_size, storage_bytes;
+    if (__builtin_mul_overflow(t->storage_numel, elem, &storage_bytes) || storage_bytes > e->size)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: tensor %s: storage of %llu elements does not fit record %s of "
+                           "%llu bytes",
+                           set->path, t->name, (unsigned long long)t->storage_numel, rest,
+                           (unsigned long long)e->size);
+    uint64_t n_elements = 1, expect = 1;
+    for (uint32_t i = t->n_dims; i-- > 0;) {
+        if (t->shape[i] < 0)
+            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: size[%u] is negative (%lld)",
+                               set->path, t->name, i, (long long)t->shape[i]);
+        if (t->shape[i] != 1 && t->stride[i] != (int64_t)expect && t->shape[i] != 0)
+            return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                               "%s: tensor %s: stride[%u] = %lld where a contiguous tensor has "
+                               "%llu (save it with .contiguous())",
+                               set->path, t->name, i, (long long)t->stride[i],
+                               (unsigned long long)expect);
+        if (__builtin_mul_overflow(expect, (uint64_t)t->shape[i], &expect) || expect > INT64_MAX)
+            return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: element count overflows", set->path,
+                               t->name);
+    }
+    n_elements = expect;
+    uint64_t off_bytes, n_bytes, end;
+    if (t->storage_offset < 0 ||
+        __builtin_mul_overflow((uint64_t)t->storage_offset, elem, &off_bytes) ||
+        __builtin_mul_overflow(n_elements, elem, &n_bytes) ||
+        __builtin_add_overflow(off_bytes, n_bytes, &end) || end > storage_bytes)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: tensor %s: elements [%lld, +%llu) beyond its storage of %llu",
+                           set->path, t->name, (long long)t->storage_offset,
+                           (unsigned long long)n_elements, (unsigned long long)t->storage_numel);
+    if (owned)
+        return mf_set_add_tensor_owned(set, t->name, strlen(t->name), t->type, t->n_dims, t->shape,
+                                       owned + off_bytes, n_bytes);
+    return mf_set_add_tensor(set, t->name, strlen(t->name), t->type, t->n_dims, t->shape,
+                             data + off_bytes, n_bytes);
+}
 
 /* Checks the archive with libzip, and inflates data.pkl when it is compressed. */
 static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *pkl,
@@ -337,7 +409,10 @@ static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *
                 memfit_free(buf);
         }
     }
-    zipapi.discard(za); /* also frees the source */
+    if (st == MEMFIT_OK)
+        z->za = za; /* kept for inflating compressed storage records */
+    else
+        zipapi.discard(za); /* also frees the source */
     return st;
 }
 
@@ -403,6 +478,9 @@ enum memfit_status mf_pth_parse(memfit_tensors *set)
     if (st == MEMFIT_OK)
         st = mf_set_finish(set, false);
 out:
+    if (z.za)
+        zipapi.discard(z.za);
+    memfit_free(z.inflated);
     memfit_free(inflated);
     memfit_free(z.entries);
     return st;

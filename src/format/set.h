@@ -20,7 +20,14 @@ struct mf_tensor {
     int64_t shape[MEMFIT_TENSOR_MAX_DIMS]; /* outermost first */
     uint64_t n_elements;
     uint64_t n_bytes;
-    uint64_t offset; /* from the start of the file */
+    uint64_t offset;           /* from the start of the file */
+    const uint8_t *owned_data; /* data outside the mapping (an inflated record), else NULL */
+};
+
+/* A buffer the set owns: an anonymous mapping holding an inflated record. */
+struct mf_region {
+    uint8_t *buf;
+    size_t bytes;
 };
 
 struct mf_meta {
@@ -42,6 +49,8 @@ struct memfit_tensors {
     struct mf_meta *meta;
     size_t n_meta, cap_meta;
     size_t *meta_by_key; /* indices sorted by key */
+    struct mf_region *regions;
+    size_t n_regions;
 };
 
 /*
@@ -69,6 +78,18 @@ enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size
                                      uint64_t offset, uint64_t expect_bytes);
 
 /* Adds a metadata entry (key copied; `owned` is taken over, freed even on failure). */
+/*
+ * Like mf_set_add_tensor for data that is not in the mapping but in a region
+ * of the set (see mf_set_add_region): `data` must lie inside one.
+ */
+enum memfit_status mf_set_add_tensor_owned(memfit_tensors *set, const char *name, size_t name_len,
+                                           enum memfit_type type, uint32_t n_dims,
+                                           const int64_t *shape, const uint8_t *data,
+                                           uint64_t expect_bytes);
+
+/* A new zero-filled buffer of `bytes` owned by the set (freed with it). */
+enum memfit_status mf_set_add_region(memfit_tensors *set, size_t bytes, uint8_t **out);
+
 enum memfit_status mf_set_add_meta(memfit_tensors *set, const char *key, size_t key_len,
                                    const struct memfit_meta_value *value, char *owned);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "format/gguf.h"
+#include "core/alloc.h"
 #include "format/set.h"
 
 const char *memfit_format_name(enum memfit_format format)
@@ -86,6 +87,9 @@ static void free_set(memfit_tensors *set)
     memfit_free(set->tensor_by_name);
     memfit_free(set->meta);
     memfit_free(set->meta_by_key);
+    for (size_t i = 0; i < set->n_regions; i++)
+        mf_unmap_anon(set->regions[i].buf, set->regions[i].bytes);
+    memfit_free(set->regions);
     if (set->owns_map && set->map)
         munmap((void *)set->map, set->map_bytes);
     memfit_free(set->path);
@@ -245,8 +249,8 @@ static void fill_info(const memfit_tensors *set, const struct mf_tensor *t,
         out->shape[i] = i < t->n_dims ? t->shape[i] : 1;
     out->n_elements = t->n_elements;
     out->n_bytes = t->n_bytes;
-    out->file_offset = t->offset;
-    out->data = set->map + t->offset;
+    out->file_offset = t->owned_data ? UINT64_MAX : t->offset;
+    out->data = t->owned_data ? t->owned_data : set->map + t->offset;
 }
 
 enum memfit_status memfit_tensors_get(const memfit_tensors *set, size_t index,
@@ -534,9 +538,9 @@ enum memfit_status memfit_meta_value_f64(const struct memfit_meta_value *value, 
 
 /* ---- Helpers for the parsers ------------------------------------------- */
 
-enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size_t name_len,
+static enum memfit_status add_tensor(memfit_tensors *set, const char *name, size_t name_len,
                                      enum memfit_type type, uint32_t n_dims, const int64_t *shape,
-                                     uint64_t offset, uint64_t expect_bytes)
+                                     uint64_t offset, uint64_t expect_bytes, const uint8_t *owned)
 {
     if (n_dims > MEMFIT_TENSOR_MAX_DIMS)
         return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: tensor %.*s: %u dimensions, at most %d",
@@ -581,7 +585,7 @@ enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size
                            set->path, nl, name, (unsigned long long)expect_bytes,
                            (unsigned long long)n_elements, info->name, (unsigned long long)n_bytes);
     uint64_t end;
-    if (__builtin_add_overflow(offset, n_bytes, &end) || end > set->map_bytes)
+    if (!owned && (__builtin_add_overflow(offset, n_bytes, &end) || end > set->map_bytes))
         return memfit_fail(
             MEMFIT_E_FORMAT, "%s: tensor %.*s: data [%llu, +%llu) beyond file size %zu", set->path,
             nl, name, (unsigned long long)offset, (unsigned long long)n_bytes, set->map_bytes);
@@ -606,6 +610,39 @@ enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size
     t->n_elements = n_elements;
     t->n_bytes = n_bytes;
     t->offset = offset;
+    t->owned_data = owned;
+    return MEMFIT_OK;
+}
+
+enum memfit_status mf_set_add_tensor(memfit_tensors *set, const char *name, size_t name_len,
+                                     enum memfit_type type, uint32_t n_dims, const int64_t *shape,
+                                     uint64_t offset, uint64_t expect_bytes)
+{
+    return add_tensor(set, name, name_len, type, n_dims, shape, offset, expect_bytes, NULL);
+}
+
+enum memfit_status mf_set_add_tensor_owned(memfit_tensors *set, const char *name, size_t name_len,
+                                           enum memfit_type type, uint32_t n_dims,
+                                           const int64_t *shape, const uint8_t *data,
+                                           uint64_t expect_bytes)
+{
+    return add_tensor(set, name, name_len, type, n_dims, shape, 0, expect_bytes, data);
+}
+
+enum memfit_status mf_set_add_region(memfit_tensors *set, size_t bytes, uint8_t **out)
+{
+    struct mf_region *grown =
+        memfit_realloc(set->regions, (set->n_regions + 1) * sizeof(*set->regions));
+    if (!grown)
+        return MEMFIT_E_NOMEM;
+    set->regions = grown;
+    uint8_t *buf = mf_map_anon(bytes ? bytes : 1);
+    if (!buf)
+        return MEMFIT_E_NOMEM;
+    set->regions[set->n_regions].buf = buf;
+    set->regions[set->n_regions].bytes = bytes ? bytes : 1;
+    set->n_regions++;
+    *out = buf;
     return MEMFIT_OK;
 }
 
