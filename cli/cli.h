@@ -32,7 +32,8 @@ enum {
     X(convert, "Convert a model file to GGUF or safetensors") \
     X(analyze, "Report statistics and the leak trend of a monitor log") \
     X(plot, "Draw a monitor log as an SVG chart") \
-    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4")
+    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4") \
+    X(embed, "Compute DINOv2 image embeddings")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
