@@ -33,7 +33,9 @@ enum {
     X(analyze, "Report statistics and the leak trend of a monitor log") \
     X(plot, "Draw a monitor log as an SVG chart") \
     X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4") \
-    X(embed, "Compute DINOv2 image embeddings")
+    X(embed, "Compute DINOv2 image embeddings") \
+    X(run, "Run a manifest model on inputs through the model manager") \
+    X(models, "List a manifest's models, their planned memory and whether they fit")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "cli.h"
+#include "embed_common.h"
 
 const char cmd_embed_help[] =
     "Usage: memfit embed MODEL IMAGE... [options]\n"
@@ -44,8 +45,6 @@ struct embed_opts {
     enum memfit_vit_interpolation interp;
 };
 
-static const char *const output_names[] = {"cls", "mean", "both", "patches"};
-
 static long status_kib(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -62,46 +61,6 @@ static long status_kib(const char *key)
     return v;
 }
 
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
-static void print_embedding(const struct embed_opts *o, const char *name, uint32_t w, uint32_t h,
-                            const float *v, size_t n, size_t dim)
-{
-    if (o->json) {
-        fputs("{\"image\": ", stdout);
-        print_json_string(name);
-        printf(", \"width\": %u, \"height\": %u, \"output\": \"%s\", \"embedding\": [", w, h,
-               output_names[o->output]);
-        bool nested = o->output == MEMFIT_VIT_OUTPUT_PATCHES;
-        for (size_t i = 0; i < n; i++) {
-            if (nested && i % dim == 0)
-                fputs(i ? "], [" : "[", stdout);
-            else if (i)
-                fputs(", ", stdout);
-            printf("%.7g", (double)v[i]);
-        }
-        puts(nested ? "]]}" : "]}");
-        return;
-    }
-    printf("%s: %s %zu floats (%ux%u):", name, output_names[o->output], n, w, h);
-    for (size_t i = 0; i < n; i++)
-        printf(" %.7g", (double)v[i]);
-    putchar('\n');
-}
-
 static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths, int *n_paths)
 {
     *o = (struct embed_opts){.output = MEMFIT_VIT_OUTPUT_CLS, .batch = 1};
@@ -114,7 +73,7 @@ static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths
             if (!has_value)
                 return cli_usage("embed", "--output needs cls, mean, both or patches");
             unsigned k = 0;
-            while (k < 4 && strcmp(argv[i + 1], output_names[k]) != 0)
+            while (k < 4 && strcmp(argv[i + 1], cli_vit_output_names[k]) != 0)
                 k++;
             if (k == 4)
                 return cli_usage("embed", "--output: unknown kind '%s'", argv[i + 1]);
@@ -287,7 +246,8 @@ int cmd_embed(int argc, char **argv)
             goto done;
         }
         for (unsigned i = 0; i < n; i++) {
-            print_embedding(&o, paths[1 + first + i], w, h, out + i * per_out, per_out, info.dim);
+            cli_print_embedding(o.json, o.output, paths[1 + first + i], w, h, out + i * per_out,
+                                per_out, info.dim);
             memfit_image_free(&imgs[i]);
         }
         first += n;
