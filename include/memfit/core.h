@@ -226,6 +226,52 @@ MEMFIT_API uint64_t memfit_now_ns(void);
 /* Wall clock in nanoseconds since the Unix epoch. */
 MEMFIT_API uint64_t memfit_wall_ns(void);
 
+/* ---- Thread pool --------------------------------------------------------- */
+
+/*
+ * A fixed set of worker threads for data-parallel kernels. One owner calls
+ * memfit_threadpool_parallel_for() at a time (the handle is not thread-safe);
+ * the calling thread takes part in the work. Kernels split rows and take no
+ * locks.
+ */
+typedef struct memfit_threadpool memfit_threadpool;
+
+/*
+ * The number of CPUs this process may use: the CPUs in its affinity mask
+ * (sched_getaffinity), capped by the cgroup CPU quota (cgroup v2 cpu.max,
+ * v1 cpu.cfs_quota_us / cpu.cfs_period_us, rounded up). At least 1.
+ */
+MEMFIT_API unsigned memfit_cpu_count(void);
+
+/*
+ * Starts a pool of `n_threads` threads in all, the caller's included (so
+ * n_threads - 1 workers); 0 means memfit_cpu_count(). E_RANGE above 1024,
+ * E_NOMEM / E_IO (thread creation failed). Destroy it with
+ * memfit_threadpool_destroy().
+ */
+MEMFIT_API enum memfit_status memfit_threadpool_create(unsigned n_threads, memfit_threadpool **out);
+
+/* Threads in the pool, the caller's included; 1 for a NULL pool. */
+MEMFIT_API unsigned memfit_threadpool_size(const memfit_threadpool *pool);
+
+/*
+ * Work item range [begin, end) handed to thread `thread` (0 = the caller,
+ * < memfit_threadpool_size()).
+ */
+typedef void (*memfit_parallel_fn)(void *ctx, uint64_t begin, uint64_t end, unsigned thread);
+
+/*
+ * Splits [0, n) into at most size() contiguous ranges of near-equal length,
+ * runs fn on each (one range per thread, the caller running the first) and
+ * returns when all are done. A NULL pool, or n below 2, runs fn(ctx, 0, n, 0)
+ * on the caller. Empty ranges are not run.
+ */
+MEMFIT_API void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n,
+                                               memfit_parallel_fn fn, void *ctx);
+
+/* Stops and joins the workers and frees the pool. NULL is a no-op. */
+MEMFIT_API void memfit_threadpool_destroy(memfit_threadpool *pool);
+
 #ifdef __cplusplus
 }
 #endif

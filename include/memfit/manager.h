@@ -33,6 +33,8 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/tensor.h" /* models.h names enum memfit_type */
+#include "memfit/models.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -528,6 +530,123 @@ MEMFIT_API void memfit_manifest_free(struct memfit_manifest *manifest);
 /* The model entry named `name`, or NULL. */
 MEMFIT_API const struct memfit_manifest_model *
 memfit_manifest_find(const struct memfit_manifest *manifest, const char *name);
+
+/* ---- The DINOv2 driver (src/manager/driver_vit.c) ------------------------ */
+
+/*
+ * Glues the DINOv2 engine (memfit_vit_*, models.h) to the manager.
+ *
+ * plan:   weights = the bytes of the tensors the model maps (read from the
+ *         file's header: the engine opens the file with one thread, which
+ *         parses the header and maps the file without reading the weights),
+ *         converted weights = the 1-D parameters the engine converts to F32
+ *         plus, with `quantize`, the converted copy (estimated from the
+ *         tensor shapes), workspace = memfit_vit_plan() for max_batch images
+ *         of max_image_size x max_image_size. The result is cached for the
+ *         file (size and modification time), so later plans read nothing.
+ * load:   memfit_vit_open (weights mapped, used in place) and one anonymous
+ *         mapping for the planned workspace, owned by the loaded model.
+ *         With `quantize`, the source is opened, memfit_vit_write_gguf
+ *         writes the converted copy to a temporary file in cache_dir, the
+ *         source is closed and its page cache dropped, the copy is mapped
+ *         and its file unlinked at once (the mapping keeps it alive and
+ *         nothing is left behind, even after a crash past that point). The
+ *         engine has no open-from-memory entry: the copy is a file mapping,
+ *         charged to the budget as converted weights.
+ * unload: memfit_vit_close (mappings unmapped), the workspace unmapped,
+ *         posix_fadvise(POSIX_FADV_DONTNEED) on the weight file (drops only
+ *         clean pages nobody maps, so another process still mapping the file
+ *         keeps its pages), then memfit_heap_trim().
+ *
+ * Sources: a local path (absolute, or relative to the manifest's
+ * directory), or file://PATH. Remote sources (s3://, https://) need the
+ * store, which will plan them from the header fetched with a Range request
+ * and make them local in the driver's fetch; until then they are refused
+ * with E_UNSUPPORTED at configuration time.
+ */
+
+/* The driver; its `config` is a struct memfit_vit_driver_config. */
+MEMFIT_API extern const struct memfit_model_driver memfit_vit_driver;
+
+/* Defaults for a model without limits: one 224 x 224 image per forward. */
+#define MEMFIT_VIT_DRIVER_DEFAULT_BATCH      1
+#define MEMFIT_VIT_DRIVER_DEFAULT_IMAGE_SIZE 224
+
+typedef struct memfit_vit_driver_config memfit_vit_driver_config;
+
+/*
+ * Makes a driver config from a manifest entry of family "dinov2": its first
+ * source, its limits (max_batch, max_image_size, rounded down to a multiple
+ * of the patch size at plan time) and its options:
+ *   quantize: TYPE      convert at load (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)
+ *   threads: N          forward threads (default: the CPU count)
+ *   interpolation: orig|reg|hf|auto
+ * and cache_dir (the manifest's, else $TMPDIR, else /tmp) for converted copies.
+ * E_FORMAT naming the manifest, line and option for an unknown option or
+ * value, E_UNSUPPORTED for another family or a remote source, E_NOMEM.
+ * Free with memfit_vit_driver_config_free().
+ */
+MEMFIT_API enum memfit_status
+memfit_vit_driver_config_create(const struct memfit_manifest *manifest,
+                                const struct memfit_manifest_model *model,
+                                memfit_vit_driver_config **out);
+
+/* Frees a config; NULL is a no-op. The manager using it must be gone. */
+MEMFIT_API void memfit_vit_driver_config_free(memfit_vit_driver_config *config);
+
+/* The local weight file (borrowed from the config). */
+MEMFIT_API const char *memfit_vit_driver_config_path(const memfit_vit_driver_config *config);
+
+/*
+ * The budget per-request workspaces come from when a request needs more
+ * than the model's planned workspace (NULL, the default: such requests are
+ * E_RANGE). memfit_manager_register_manifest() sets the manager's.
+ */
+MEMFIT_API void memfit_vit_driver_config_set_budget(memfit_vit_driver_config *config,
+                                                    memfit_budget *budget);
+
+/*
+ * Registers every model of a manifest with the manager (each with its own
+ * config, from memfit_vit_driver_config_create, with the manager's budget
+ * for per-request workspaces), with the manifest's keep_alive, pin and
+ * max_concurrency. *out_configs receives the n_models configs (free each,
+ * then the array with memfit_free, after destroying the manager). Fails as
+ * memfit_vit_driver_config_create or memfit_manager_register; a failed
+ * call frees what it made (models already registered stay registered and
+ * then must not be acquired: destroy the manager).
+ */
+MEMFIT_API enum memfit_status
+memfit_manager_register_manifest(memfit_manager *mgr, const struct memfit_manifest *manifest,
+                                 memfit_vit_driver_config ***out_configs);
+
+/* The engine's model inside a loaded DINOv2 model (the pointer
+ * memfit_handle_model returns); valid while the handle is held. */
+MEMFIT_API memfit_vit *memfit_vit_driver_engine(void *loaded);
+
+/* What a loaded DINOv2 model was planned for. */
+struct memfit_vit_driver_plan {
+    uint32_t max_batch, max_image_size; /* after rounding to the patch size */
+    struct memfit_budget_cost cost;
+    uint64_t file_bytes;
+};
+
+/* Plans without loading (what plan would reserve), for status output. */
+MEMFIT_API enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_config *config,
+                                                         struct memfit_vit_driver_plan *out);
+
+/*
+ * Runs a forward (memfit_vit_forward's arguments) on a loaded model. One
+ * forward per model at a time: concurrent callers wait for the model's
+ * workspace. A request within the planned batch and size uses it; a larger
+ * one reserves its own workspace from the config's budget for the request
+ * (category workspace, owner the model file, up to timeout_ms) and gives it
+ * back after. Failures: those of memfit_vit_forward, E_BUDGET/E_TIMEOUT
+ * from the reservation, E_RANGE without a budget, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status
+memfit_vit_driver_forward(void *loaded, const float *pixels, uint32_t batch, uint32_t height,
+                          uint32_t width, enum memfit_vit_output output, bool normalize, float *out,
+                          size_t out_floats, int64_t timeout_ms);
 
 #ifdef __cplusplus
 }

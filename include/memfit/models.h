@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -134,7 +135,153 @@ MEMFIT_API size_t memfit_image_transform_scratch_bytes(const struct memfit_image
 
 /* ==== Vision transformers: DINOv2 (src/models/vit*.c) =================== */
 
-/* (section owned by the ViT engine) */
+/*
+ * DINOv2 (ViT-S/B/L/g with patch 14, with or without registers) run on the
+ * CPU from weights used in place: the tensor set's mapping is read as it is,
+ * in any type the tensor layer reads (F32, F16, BF16, Q8_0, Q4_0, K-quants),
+ * never copied or dequantized whole. Only the 1-D parameters (biases, norms,
+ * layer scales, CLS/position/register tokens) stored in another type than
+ * F32 are converted once to floats at open (about 1 % of the model).
+ *
+ * The forward takes one caller-provided workspace whose exact size
+ * memfit_vit_plan() computes for (batch, height, width) and allocates
+ * nothing. Attention is tiled with an online softmax (never N x N), so the
+ * workspace grows linearly with the number of tokens.
+ *
+ * A model handle is not thread-safe: one forward at a time (it uses its own
+ * thread pool).
+ */
+typedef struct memfit_vit memfit_vit;
+
+/* How the 37x37 position grid is resized to the image's patch grid. */
+enum memfit_vit_interpolation {
+    /* Open: the GGUF key MEMFIT_VIT_META_INTERPOLATION, else the source's
+     * default: REG with registers, HF for HF tensor names, ORIG otherwise. */
+    MEMFIT_VIT_INTERP_AUTO = 0,
+    /* Original non-register models: bicubic A=-0.75 with scale_factor
+     * (n+0.1)/37, no antialias (also transformers <= 4.44). */
+    MEMFIT_VIT_INTERP_ORIG = 1,
+    /* Register models (orig and HF): antialiased bicubic a=-0.5 to the size. */
+    MEMFIT_VIT_INTERP_REG = 2,
+    /* transformers' Dinov2Model now: bicubic A=-0.75 to the size, no offset. */
+    MEMFIT_VIT_INTERP_HF = 3,
+};
+
+/* GGUF metadata key (string "orig", "reg" or "hf") read at open. */
+#define MEMFIT_VIT_META_INTERPOLATION "dinov2.interpolation"
+
+/* "auto", "orig", "reg", "hf"; never NULL. */
+MEMFIT_API const char *memfit_vit_interpolation_name(enum memfit_vit_interpolation mode);
+
+/* Parses the names above (case-insensitive); E_RANGE quoting the text otherwise. */
+MEMFIT_API enum memfit_status memfit_vit_interpolation_parse(const char *text,
+                                                             enum memfit_vit_interpolation *out);
+
+/* What a forward returns per image. */
+enum memfit_vit_output {
+    MEMFIT_VIT_OUTPUT_CLS = 0,     /* CLS token after the final norm: D floats */
+    MEMFIT_VIT_OUTPUT_MEAN = 1,    /* mean of the patch tokens: D floats */
+    MEMFIT_VIT_OUTPUT_BOTH = 2,    /* CLS then mean: 2D floats (HF's classifier input) */
+    MEMFIT_VIT_OUTPUT_PATCHES = 3, /* every patch token, row-major (h, w): N x D floats */
+};
+
+struct memfit_vit_options {
+    unsigned n_threads;                          /* 0 (default): memfit_cpu_count() */
+    enum memfit_vit_interpolation interpolation; /* default AUTO */
+    /* HF config.json to read the hyperparameters from; NULL (default): the
+     * config.json beside the model file when there is one. */
+    const char *config_path;
+};
+
+MEMFIT_API void memfit_vit_options_default(struct memfit_vit_options *opts);
+
+struct memfit_vit_info {
+    uint32_t dim;         /* D */
+    uint32_t depth;       /* blocks */
+    uint32_t heads;       /* D / head_dim */
+    uint32_t head_dim;    /* 64 */
+    uint32_t mlp_hidden;  /* fc1 rows, or the SwiGLU hidden size h (w12 has 2h rows) */
+    uint32_t patch_size;  /* 14 */
+    uint32_t pos_grid;    /* 37 (img_size 518) */
+    uint32_t n_registers; /* 0 or 4 */
+    bool swiglu;          /* giant-style w12/w3 (weights_in/weights_out) MLP */
+    bool hf_names;        /* transformers' names (embeddings.*, encoder.layer.*) */
+    bool fused_qkv;       /* one qkv tensor (orig) rather than query/key/value (HF) */
+    bool from_config;     /* hyperparameters read from config.json (else inferred from shapes) */
+    float layer_norm_eps; /* 1e-6 */
+    enum memfit_vit_interpolation interpolation; /* in use (never AUTO) */
+    const char *interpolation_source;            /* "option", "metadata" or "default" */
+    enum memfit_type weight_type;                /* type of block 0's attention weights */
+    uint64_t weight_bytes;                       /* bytes of the tensors the model uses */
+    uint64_t converted_bytes;                    /* 1-D parameters converted to F32 at open */
+    unsigned n_threads;
+};
+
+/*
+ * Opens a DINOv2 model from a GGUF, safetensors or .pth file (original or
+ * transformers tensor names, as written by memfit convert/quantize too).
+ * The family and variant come from the tensors; the hyperparameters from a
+ * config.json when there is one, else from the shapes (info.from_config).
+ * Failures: those of memfit_tensors_open; E_FORMAT naming the tensor for a
+ * missing tensor, a wrong shape, a type without a kernel, or a file that is
+ * not a DINOv2 model (naming what it looks like); E_NOMEM. Close the model
+ * with memfit_vit_close().
+ */
+MEMFIT_API enum memfit_status
+memfit_vit_open(const char *path, const struct memfit_vit_options *opts, memfit_vit **out);
+
+/* Closes the file and stops the threads. NULL is a no-op. */
+MEMFIT_API void memfit_vit_close(memfit_vit *model);
+
+/* The model's facts (strings owned by the model). */
+MEMFIT_API void memfit_vit_get_info(const memfit_vit *model, struct memfit_vit_info *out);
+
+/* Changes the interpolation of later forwards (AUTO: back to the open-time choice). */
+MEMFIT_API enum memfit_status memfit_vit_set_interpolation(memfit_vit *model,
+                                                           enum memfit_vit_interpolation mode);
+
+/*
+ * The exact workspace in bytes a forward of `batch` images of height x width
+ * needs (the liveness plan of its activations, the per-thread attention tiles
+ * and quantized activation rows included). E_RANGE when a side is not a
+ * positive multiple of the patch size, batch is 0, or the size overflows.
+ */
+MEMFIT_API enum memfit_status memfit_vit_plan(const memfit_vit *model, uint32_t batch,
+                                              uint32_t height, uint32_t width, size_t *out_bytes);
+
+/* Floats one image's output takes (E_RANGE as memfit_vit_plan). */
+MEMFIT_API enum memfit_status memfit_vit_output_floats(const memfit_vit *model,
+                                                       enum memfit_vit_output output,
+                                                       uint32_t height, uint32_t width,
+                                                       size_t *out_floats);
+
+/*
+ * Runs the model on `batch` preprocessed images: `pixels` holds them one
+ * after the other, each planar float CHW (3 x height x width, normalised).
+ * `work` is the workspace (work_bytes >= memfit_vit_plan(), 64-byte aligned:
+ * a mapping from mf_map_anon or the budget). Writes batch x
+ * output_floats() floats to `out` (out_floats must be large enough); with
+ * `normalize` each output vector (each token for PATCHES) is scaled to unit
+ * L2 norm. Allocates nothing. E_RANGE (sizes, batch 0), E_MISUSE (workspace
+ * or output too small or misaligned).
+ */
+MEMFIT_API enum memfit_status memfit_vit_forward(memfit_vit *model, const float *pixels,
+                                                 uint32_t batch, uint32_t height, uint32_t width,
+                                                 enum memfit_vit_output output, bool normalize,
+                                                 void *work, size_t work_bytes, float *out,
+                                                 size_t out_floats);
+
+/*
+ * Writes the model as a GGUF at `dst_path`: the 2-D weights (and the patch
+ * projection) in `type` where their rows fit its block (F16 otherwise), the
+ * 1-D parameters in F32, names kept, and the metadata
+ * general.architecture = "dinov2" and MEMFIT_VIT_META_INTERPOLATION = the
+ * model's interpolation (so a converted file keeps its source's default).
+ * `type` is F32, F16, BF16 or a quantizer type (Q8_0, Q4_0, Q4_K, Q6_K).
+ * Failures: E_UNSUPPORTED (type), those of the writer, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_vit_write_gguf(const memfit_vit *model, const char *dst_path,
+                                                    enum memfit_type type);
 
 /* ==== end of ViT section ================================================ */
 

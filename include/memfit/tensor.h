@@ -140,6 +140,38 @@ MEMFIT_API enum memfit_status memfit_matmul(enum memfit_type type, const void *w
                                             uint64_t n, const float *x, uint64_t n_cols, float *y,
                                             void *work, size_t work_bytes);
 
+/*
+ * One thread's share of a matrix product, for callers that split rows
+ * across threads (each thread calls it on a disjoint [row_begin, row_end)):
+ *   y[c * ldy + r] = (weight row r) . (activation row c)
+ * for row_begin <= r < row_end and 0 <= c < n_cols.
+ * Weight row r is n elements of `type` (any readable type) at
+ * w + r * w_stride bytes (w_stride 0: packed rows), so a row range of a
+ * fused tensor or a strided view is used in place. Activation row c is n
+ * floats at act + c * act_stride bytes, whatever the weight type.
+ * Cache-blocked and register-tiled (AVX2+FMA when available): each weight
+ * row is read from memory once per block of 512 activations. Quantized
+ * weights are dequantized a 24 x 256 tile at a time on the stack and
+ * multiplied in F32, so they cost about what F32 costs in arithmetic while
+ * reading 2-8x fewer bytes (for one or two activation rows, memfit_matmul's
+ * integer dots are cheaper). Never allocates; thread-safe.
+ * E_FORMAT when n is not a multiple of the block, E_UNSUPPORTED for a type
+ * without a row decoder, E_RANGE for row_begin > row_end.
+ */
+MEMFIT_API enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w,
+                                                 size_t w_stride, uint64_t n, uint64_t row_begin,
+                                                 uint64_t row_end, const float *act,
+                                                 size_t act_stride, uint64_t n_cols, float *y,
+                                                 size_t ldy);
+
+/* ---- Elementwise ---------------------------------------------------------- */
+
+/* x = GELU(x) = x/2 (1 + erf(x/sqrt 2)) in place (erf to 1.5e-7; AVX2 when available). */
+MEMFIT_API void memfit_gelu(float *x, size_t n);
+
+/* x = e^x in place (about 1 ulp; 0 below -87.3, saturates above 88.7). */
+MEMFIT_API void memfit_exp(float *x, size_t n);
+
 /* "avx2+fma+f16c" when the SIMD kernels are in use, "scalar" otherwise
  * (no such CPU, or MEMFIT_NO_SIMD=1 in the environment at first use). */
 MEMFIT_API const char *memfit_tensor_isa(void);

@@ -88,9 +88,40 @@ float mf_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_dot_q5_k(size_t n, const void *w, const void *a);
 float mf_dot_q6_k(size_t n, const void *w, const void *a);
 
+/*
+ * Float-weight matrix tiles (memfit_matmul_rows): y[c*ldy + r] = w row r . x row c
+ * for r in [r0, r1), c < n_cols; w row r at w + r * w_stride bytes, x row c at
+ * x + c * xs floats; with `accumulate` the products are added to y. Blocked by MF_GEMM_TB
+ * activation rows x MF_GEMM_KC of k x MF_GEMM_RB weight rows.
+ */
+#define MF_GEMM_TB 512
+#define MF_GEMM_KC 256
+#define MF_GEMM_RB 24
+typedef void (*mf_gemm_fn)(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                           const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                           bool accumulate);
+void mf_gemm_scalar_f32(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                        const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                        bool accumulate);
+void mf_gemm_scalar_f16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                        const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                        bool accumulate);
+void mf_gemm_scalar_bf16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                         const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                         bool accumulate);
+
+/* The float-weight tile in use for F32/F16/BF16 (SIMD when active), NULL for other types. */
+mf_gemm_fn mf_gemm_kernel(enum memfit_type type, bool simd);
+
+/* Elementwise (act.c): e^x to about 1 ulp (0 below -87.3), exact-erf GELU in place. */
+float mf_expf(float x);
+void mf_gelu_scalar(float *x, size_t n);
+
 /* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
 
 #if defined(__x86_64__)
+void mf_avx2_exp(float *x, size_t n);
+void mf_avx2_gelu(float *x, size_t n);
 void mf_avx2_f16_to_float(const void *src, float *dst, size_t n);
 void mf_avx2_f16_from_float(const float *src, void *dst, size_t n);
 void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n);
@@ -102,6 +133,15 @@ float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
+void mf_avx2_gemm_f32(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                      const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                      bool accumulate);
+void mf_avx2_gemm_f16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                      const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                      bool accumulate);
+void mf_avx2_gemm_bf16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
+                       bool accumulate);
 #endif
 
 #endif

@@ -1,0 +1,29 @@
+#!/bin/bash
+# DINOv2 ViT-B/14 forward, memfit against PyTorch (python3-torch, OpenBLAS):
+# random weights in the real ViT-B shape (made in /tmp, never committed),
+# 224x224, batch 1 and 8, THREADS threads (default 2); memfit in F32, F16,
+# Q8_0 and Q4_0 (converted with bench_vit --convert). Prints one line per
+# configuration: best-of-3 latency and peak RSS (VmHWM).
+#   bench/dinov2_bench.sh [BUILD_DIR]     (default build/release)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build/release}
+threads=${THREADS:-2}
+dir=${TMPDIR:-/tmp}/memfit_dinov2_bench
+mkdir -p "$dir"
+py=/usr/bin/python3
+if [ ! -f "$dir/vitb.pth" ]; then
+    echo "making a random ViT-B/14 in $dir/vitb.pth"
+    "$py" "$here/scripts/make_dinov2_reference.py" --vitb "$dir/vitb.pth"
+fi
+for t in f32 f16 q8_0 q4_0; do
+    [ -f "$dir/vitb-$t.gguf" ] || "$build/bench/bench_vit" --convert "$dir/vitb.pth" "$dir/vitb-$t.gguf" "$t"
+done
+for b in 1 8; do
+    THREADS=$threads OMP_NUM_THREADS=$threads "$py" "$here/scripts/make_dinov2_reference.py" \
+        --bench "$dir/vitb.pth" "$b" 224 224 2>/dev/null
+    "$build/bench/bench_vit" "$dir/vitb.pth" --batch "$b" --threads "$threads"
+    for t in f32 f16 q8_0 q4_0; do
+        "$build/bench/bench_vit" "$dir/vitb-$t.gguf" --batch "$b" --threads "$threads"
+    done
+done

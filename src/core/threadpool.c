@@ -1,0 +1,261 @@
+/*
+ * A small fixed thread pool for data-parallel kernels (matmul rows,
+ * attention heads): parallel_for() cuts a range into one contiguous chunk per
+ * thread, wakes the workers through a generation counter, runs chunk 0 on the
+ * caller and waits for the others. No job queue: the model forward issues one
+ * parallel_for per kernel and every chunk is about the same work.
+ *
+ * memfit_cpu_count() is what "all the CPUs" means in a container: the
+ * affinity mask capped by the cgroup CPU quota, so a pod limited to 2 CPUs on
+ * a 64-core node starts 2 threads, not 64.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+struct memfit_threadpool {
+    unsigned n_threads; /* the caller's included */
+    pthread_t *workers; /* n_threads - 1 */
+    unsigned n_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* workers wait for a new generation */
+    pthread_cond_t done; /* the caller waits for pending == 0 */
+    uint64_t generation;
+    unsigned pending;
+    bool stop;
+    /* The current job. */
+    memfit_parallel_fn fn;
+    void *ctx;
+    uint64_t n;
+};
+
+struct worker_arg {
+    struct memfit_threadpool *pool;
+    unsigned index;
+};
+
+/* Chunk `i` of `parts` over [0, n): the first n % parts chunks get one more. */
+static void chunk(uint64_t n, unsigned parts, unsigned i, uint64_t *begin, uint64_t *end)
+{
+    uint64_t base = n / parts, extra = n % parts;
+    *begin = i * base + (i < extra ? i : extra);
+    *end = *begin + base + (i < extra ? 1 : 0);
+}
+
+static void *worker_main(void *p)
+{
+    struct memfit_threadpool *pool = ((struct worker_arg *)p)->pool;
+    unsigned index = ((struct worker_arg *)p)->index;
+    memfit_free(p);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        while (!pool->stop && pool->generation == seen)
+            pthread_cond_wait(&pool->wake, &pool->lock);
+        if (pool->stop)
+            break;
+        seen = pool->generation;
+        memfit_parallel_fn fn = pool->fn;
+        void *ctx = pool->ctx;
+        uint64_t begin, end;
+        chunk(pool->n, pool->n_threads, index, &begin, &end);
+        pthread_mutex_unlock(&pool->lock);
+        if (begin < end)
+            fn(ctx, begin, end, index);
+        pthread_mutex_lock(&pool->lock);
+        if (--pool->pending == 0)
+            pthread_cond_signal(&pool->done);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Reads a small text file into buf; false when it cannot be read. */
+static bool read_small(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t got = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    return got > 0;
+}
+
+/* CPUs allowed by a cgroup v2 "cpu.max" text ("max 100000" or "200000 100000"); 0 = no limit. */
+static unsigned quota_v2(const char *text)
+{
+    char *end;
+    if (strncmp(text, "max", 3) == 0)
+        return 0;
+    double quota = strtod(text, &end);
+    double period = strtod(end, NULL);
+    if (quota <= 0 || period <= 0)
+        return 0;
+    double cpus = quota / period;
+    unsigned n = (unsigned)cpus;
+    return (double)n < cpus ? n + 1 : n;
+}
+
+/* The cgroup CPU quota in CPUs (rounded up), 0 when there is none. */
+static unsigned cgroup_cpu_quota(void)
+{
+    char buf[4096], path[4200];
+    /* v2: "0::/path" in /proc/self/cgroup names our directory. */
+    if (read_small("/proc/self/cgroup", buf, sizeof(buf))) {
+        char *line = strstr(buf, "0::");
+        if (line && (line == buf || line[-1] == '\n')) {
+            char *p = line + 3, *nl = strchr(p, '\n');
+            if (nl)
+                *nl = '\0';
+            /* Walk up: a limit on an ancestor (the pod) applies too. */
+            unsigned best = 0;
+            for (;;) {
+                char text[128];
+                snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max", p);
+                if (read_small(path, text, sizeof(text))) {
+                    unsigned q = quota_v2(text);
+                    if (q && (!best || q < best))
+                        best = q;
+                }
+                char *slash = strrchr(p, '/');
+                if (!slash || slash == p)
+                    break;
+                *slash = '\0';
+            }
+            char text[128];
+            if (read_small("/sys/fs/cgroup/cpu.max", text, sizeof(text))) {
+                unsigned q = quota_v2(text);
+                if (q && (!best || q < best))
+                    best = q;
+            }
+            return best;
+        }
+    }
+    /* v1, at the usual mount points (a container sees its own cgroup there). */
+    static const char *const dirs[] = {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char q[64], pe[64];
+        snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", dirs[i]);
+        if (!read_small(path, q, sizeof(q)))
+            continue;
+        snprintf(path, sizeof(path), "%s/cpu.cfs_period_us", dirs[i]);
+        if (!read_small(path, pe, sizeof(pe)))
+            continue;
+        char text[160];
+        snprintf(text, sizeof(text), "%s %s", q, pe);
+        if (strtod(q, NULL) > 0)
+            return quota_v2(text);
+    }
+    return 0;
+}
+
+unsigned memfit_cpu_count(void)
+{
+    unsigned n = 1;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int c = CPU_COUNT(&set);
+        n = c > 0 ? (unsigned)c : 1;
+    }
+    unsigned quota = cgroup_cpu_quota();
+    if (quota && quota < n)
+        n = quota;
+    return n;
+}
+
+void memfit_threadpool_destroy(memfit_threadpool *pool)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    pool->stop = true;
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    for (unsigned i = 0; i < pool->n_started; i++)
+        pthread_join(pool->workers[i], NULL);
+    pthread_cond_destroy(&pool->done);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->lock);
+    memfit_free(pool->workers);
+    memfit_free(pool);
+}
+
+enum memfit_status memfit_threadpool_create(unsigned n_threads, memfit_threadpool **out)
+{
+    if (n_threads == 0)
+        n_threads = memfit_cpu_count();
+    if (n_threads > 1024)
+        return memfit_fail(MEMFIT_E_RANGE, "thread pool: %u threads, at most 1024", n_threads);
+    struct memfit_threadpool *pool = memfit_calloc(1, sizeof(*pool));
+    if (!pool)
+        return MEMFIT_E_NOMEM;
+    pool->n_threads = n_threads;
+    if (n_threads > 1) {
+        pool->workers = memfit_calloc(n_threads - 1, sizeof(pthread_t));
+        if (!pool->workers) {
+            memfit_free(pool);
+            return MEMFIT_E_NOMEM;
+        }
+    }
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    for (unsigned i = 1; i < n_threads; i++) {
+        struct worker_arg *arg = memfit_malloc(sizeof(*arg));
+        if (!arg) {
+            memfit_threadpool_destroy(pool);
+            return MEMFIT_E_NOMEM;
+        }
+        arg->pool = pool;
+        arg->index = i;
+        int rc = pthread_create(&pool->workers[pool->n_started], NULL, worker_main, arg);
+        if (rc != 0) {
+            memfit_free(arg);
+            memfit_threadpool_destroy(pool);
+            return memfit_fail(MEMFIT_E_IO, "thread pool: cannot start thread %u of %u: %s", i,
+                               n_threads, strerror(rc));
+        }
+        pool->n_started++;
+    }
+    *out = pool;
+    return MEMFIT_OK;
+}
+
+unsigned memfit_threadpool_size(const memfit_threadpool *pool)
+{
+    return pool ? pool->n_threads : 1;
+}
+
+void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n, memfit_parallel_fn fn,
+                                    void *ctx)
+{
+    if (n == 0)
+        return;
+    if (!pool || pool->n_threads < 2 || n < 2) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&pool->lock);
+    pool->fn = fn;
+    pool->ctx = ctx;
+    pool->n = n;
+    pool->pending = pool->n_threads - 1;
+    pool->generation++;
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    uint64_t begin, end;
+    chunk(n, pool->n_threads, 0, &begin, &end);
+    if (begin < end)
+        fn(ctx, begin, end, 0);
+    pthread_mutex_lock(&pool->lock);
+    while (pool->pending > 0)
+        pthread_cond_wait(&pool->done, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+}

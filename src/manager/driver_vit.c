@@ -1,0 +1,510 @@
+/*
+ * The DINOv2 driver: plans, loads and unloads memfit_vit models for the
+ * manager (see "The DINOv2 driver" in memfit/manager.h).
+ *
+ * It lives in the manager layer because the manager sits above the models:
+ * the engine knows nothing of budgets, and the manager core knows nothing of
+ * model families; this file is the one place that knows both.
+ *
+ * Memory: the weights stay file mappings (read in place), the workspace is
+ * one anonymous mapping sized by the plan, so an unload gives everything
+ * back to the OS at once (munmap), and the page cache of the weight file is
+ * dropped with posix_fadvise so the cgroup's working set falls too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "memfit/format.h"
+#include "memfit/manager.h"
+
+struct memfit_vit_driver_config {
+    char *name;
+    char *path;
+    char *cache_dir;
+    bool quantize;
+    enum memfit_type quantize_type;
+    unsigned n_threads;
+    enum memfit_vit_interpolation interpolation;
+    uint32_t max_batch, max_image_size;
+    memfit_budget *budget;
+
+    pthread_mutex_t lock; /* the cached plan (plans may come from several callers) */
+    bool have_plan;
+    uint64_t plan_size, plan_mtime_ns, plan_ino;
+    struct memfit_vit_driver_plan plan;
+};
+
+struct vit_loaded {
+    memfit_vit_driver_config *cfg;
+    memfit_vit *vit;
+    pthread_mutex_t lock; /* one forward at a time: the engine and the workspace */
+    void *work;
+    size_t work_bytes;
+    uint32_t max_batch, max_image_size;
+};
+
+/* ---- Configuration -------------------------------------------------------- */
+
+static bool is_remote(const char *source)
+{
+    return strstr(source, "://") && strncmp(source, "file://", 7) != 0;
+}
+
+/* A source relative to the manifest's directory (the manifest names files
+ * beside it, wherever the command runs). */
+static char *resolve_source(const char *manifest_path, const char *source)
+{
+    if (strncmp(source, "file://", 7) == 0)
+        source += 7;
+    if (source[0] == '/' || !manifest_path)
+        return memfit_strdup(source);
+    const char *slash = strrchr(manifest_path, '/');
+    if (!slash)
+        return memfit_strdup(source);
+    return memfit_asprintf("%.*s/%s", (int)(slash - manifest_path), manifest_path, source);
+}
+
+void memfit_vit_driver_config_free(memfit_vit_driver_config *cfg)
+{
+    if (!cfg)
+        return;
+    pthread_mutex_destroy(&cfg->lock);
+    memfit_free(cfg->name);
+    memfit_free(cfg->path);
+    memfit_free(cfg->cache_dir);
+    memfit_free(cfg);
+}
+
+static enum memfit_status parse_option(memfit_vit_driver_config *cfg,
+                                       const struct memfit_manifest *mf,
+                                       const struct memfit_manifest_model *model,
+                                       const struct memfit_manifest_option *o)
+{
+    const char *where = mf->path ? mf->path : "manifest";
+    if (strcmp(o->key, "quantize") == 0) {
+        enum memfit_type t;
+        if (memfit_type_from_name(o->value, &t) != MEMFIT_OK ||
+            !(t == MEMFIT_TYPE_F32 || t == MEMFIT_TYPE_F16 || t == MEMFIT_TYPE_BF16 ||
+              t == MEMFIT_TYPE_Q8_0 || t == MEMFIT_TYPE_Q4_0 || t == MEMFIT_TYPE_Q4_K ||
+              t == MEMFIT_TYPE_Q6_K)) {
+            memfit_clear_error();
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "%s:%u: model '%s': quantize '%s': expected f32, f16, bf16, "
+                               "q8_0, q4_0, q4_k or q6_k",
+                               where, model->line, model->name, o->value);
+        }
+        cfg->quantize = true;
+        cfg->quantize_type = t;
+        return MEMFIT_OK;
+    }
+    if (strcmp(o->key, "threads") == 0) {
+        long long n;
+        if (memfit_parse_int(o->value, 1, 4096, &n) != MEMFIT_OK) {
+            memfit_clear_error();
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "%s:%u: model '%s': threads '%s': expected 1 to 4096", where,
+                               model->line, model->name, o->value);
+        }
+        cfg->n_threads = (unsigned)n;
+        return MEMFIT_OK;
+    }
+    if (strcmp(o->key, "interpolation") == 0) {
+        if (memfit_vit_interpolation_parse(o->value, &cfg->interpolation) != MEMFIT_OK) {
+            memfit_clear_error();
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "%s:%u: model '%s': interpolation '%s': expected auto, orig, reg "
+                               "or hf",
+                               where, model->line, model->name, o->value);
+        }
+        return MEMFIT_OK;
+    }
+    return memfit_fail(MEMFIT_E_FORMAT,
+                       "%s:%u: model '%s': unknown option '%s' for family dinov2 (known: "
+                       "quantize, threads, interpolation)",
+                       where, model->line, model->name, o->key);
+}
+
+enum memfit_status memfit_vit_driver_config_create(const struct memfit_manifest *mf,
+                                                   const struct memfit_manifest_model *model,
+                                                   memfit_vit_driver_config **out)
+{
+    const char *where = mf->path ? mf->path : "manifest";
+    if (!model->family || strcasecmp(model->family, "dinov2") != 0)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s:%u: model '%s': family '%s' has no driver (known: dinov2)", where,
+                           model->line, model->name, model->family ? model->family : "");
+    if (model->n_sources == 0)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s:%u: model '%s': no source", where, model->line,
+                           model->name);
+    if (is_remote(model->sources[0]))
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s:%u: model '%s': source %s: remote sources need the model store "
+                           "(not built in yet); give a local path",
+                           where, model->line, model->name, model->sources[0]);
+    memfit_vit_driver_config *cfg = memfit_calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return MEMFIT_E_NOMEM;
+    pthread_mutex_init(&cfg->lock, NULL);
+    const char *tmp = getenv("TMPDIR");
+    cfg->name = memfit_strdup(model->name);
+    cfg->path = resolve_source(mf->path, model->sources[0]);
+    cfg->cache_dir = memfit_strdup(mf->cache_dir ? mf->cache_dir : tmp && *tmp ? tmp : "/tmp");
+    cfg->max_batch = model->limits.max_batch ? (uint32_t)model->limits.max_batch
+                                             : MEMFIT_VIT_DRIVER_DEFAULT_BATCH;
+    cfg->max_image_size = model->limits.max_image_size ? (uint32_t)model->limits.max_image_size
+                                                       : MEMFIT_VIT_DRIVER_DEFAULT_IMAGE_SIZE;
+    enum memfit_status st = MEMFIT_OK;
+    if (!cfg->name || !cfg->path || !cfg->cache_dir)
+        st = MEMFIT_E_NOMEM;
+    for (size_t i = 0; st == MEMFIT_OK && i < model->n_options; i++)
+        st = parse_option(cfg, mf, model, &model->options[i]);
+    if (st != MEMFIT_OK) {
+        memfit_vit_driver_config_free(cfg);
+        return st;
+    }
+    *out = cfg;
+    return MEMFIT_OK;
+}
+
+const char *memfit_vit_driver_config_path(const memfit_vit_driver_config *cfg)
+{
+    return cfg->path;
+}
+
+void memfit_vit_driver_config_set_budget(memfit_vit_driver_config *cfg, memfit_budget *budget)
+{
+    cfg->budget = budget;
+}
+
+static void engine_options(const memfit_vit_driver_config *cfg, struct memfit_vit_options *o)
+{
+    memfit_vit_options_default(o);
+    o->n_threads = cfg->n_threads;
+    o->interpolation = cfg->interpolation;
+}
+
+/* ---- Plan ------------------------------------------------------------------- */
+
+/* Bytes of the copy memfit_vit_write_gguf writes in `type`: 2-D weights in
+ * the type where their rows fit its block (F16 otherwise), the rest F32. */
+static enum memfit_status estimate_converted(const char *path, enum memfit_type type, uint64_t *out)
+{
+    memfit_tensors *set;
+    enum memfit_status st = memfit_tensors_open(path, NULL, &set);
+    if (st != MEMFIT_OK)
+        return st;
+    const struct memfit_type_info *ti = memfit_type_get_info(type);
+    uint64_t total = 0;
+    size_t n = memfit_tensors_count(set);
+    for (size_t i = 0; i < n; i++) {
+        struct memfit_tensor_info t;
+        if ((st = memfit_tensors_get(set, i, &t)) != MEMFIT_OK)
+            break;
+        uint64_t bytes = t.n_elements * 4; /* n_elements is checked by the format layer */
+        if (t.n_dims >= 2 && t.shape[0] > 0) {
+            uint64_t row = t.n_elements / (uint64_t)t.shape[0];
+            if (ti && row % ti->block_size == 0) {
+                if (memfit_type_bytes(type, t.n_elements, &bytes) != MEMFIT_OK)
+                    bytes = t.n_elements * 4;
+            } else {
+                bytes = t.n_elements * 2;
+            }
+        }
+        total += bytes + 64; /* GGUF alignment and name */
+    }
+    memfit_tensors_close(set);
+    if (st == MEMFIT_OK)
+        *out = total + 65536; /* header and metadata */
+    return st;
+}
+
+/* Rounds the configured size down to the patch size (at least one patch). */
+static uint32_t planned_side(uint32_t size, uint32_t patch)
+{
+    uint32_t s = size / patch * patch;
+    return s ? s : patch;
+}
+
+static enum memfit_status compute_plan(memfit_vit_driver_config *cfg, uint64_t file_bytes,
+                                       struct memfit_vit_driver_plan *out)
+{
+    struct memfit_vit_options o;
+    engine_options(cfg, &o);
+    memfit_vit *vit;
+    enum memfit_status st = memfit_vit_open(cfg->path, &o, &vit);
+    if (st != MEMFIT_OK)
+        return st;
+    struct memfit_vit_info info;
+    memfit_vit_get_info(vit, &info);
+    struct memfit_vit_driver_plan p;
+    memset(&p, 0, sizeof(p));
+    p.file_bytes = file_bytes;
+    p.max_batch = cfg->max_batch;
+    p.max_image_size = planned_side(cfg->max_image_size, info.patch_size);
+    size_t work = 0;
+    st = memfit_vit_plan(vit, p.max_batch, p.max_image_size, p.max_image_size, &work);
+    memfit_vit_close(vit);
+    if (st != MEMFIT_OK)
+        return st;
+    p.cost.bytes[MEMFIT_BUDGET_WEIGHTS] = info.weight_bytes;
+    p.cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] = info.converted_bytes;
+    p.cost.bytes[MEMFIT_BUDGET_WORKSPACE] = work;
+    if (cfg->quantize) {
+        uint64_t copy;
+        if ((st = estimate_converted(cfg->path, cfg->quantize_type, &copy)) != MEMFIT_OK)
+            return st;
+        p.cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] += copy;
+    }
+    *out = p;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_config *cfg,
+                                              struct memfit_vit_driver_plan *out)
+{
+    struct stat sb;
+    if (stat(cfg->path, &sb) != 0)
+        return memfit_fail(errno == ENOENT ? MEMFIT_E_NOT_FOUND : MEMFIT_E_IO, "model '%s': %s: %s",
+                           cfg->name, cfg->path, strerror(errno));
+    uint64_t mtime = (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
+    pthread_mutex_lock(&cfg->lock);
+    if (cfg->have_plan && cfg->plan_size == (uint64_t)sb.st_size && cfg->plan_mtime_ns == mtime &&
+        cfg->plan_ino == (uint64_t)sb.st_ino) {
+        *out = cfg->plan;
+        pthread_mutex_unlock(&cfg->lock);
+        return MEMFIT_OK;
+    }
+    pthread_mutex_unlock(&cfg->lock);
+    struct memfit_vit_driver_plan p;
+    enum memfit_status st = compute_plan(cfg, (uint64_t)sb.st_size, &p);
+    if (st != MEMFIT_OK)
+        return st;
+    pthread_mutex_lock(&cfg->lock);
+    cfg->plan = p;
+    cfg->plan_size = (uint64_t)sb.st_size;
+    cfg->plan_mtime_ns = mtime;
+    cfg->plan_ino = (uint64_t)sb.st_ino;
+    cfg->have_plan = true;
+    pthread_mutex_unlock(&cfg->lock);
+    *out = p;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status drv_plan(void *config, const char *identity,
+                                   struct memfit_budget_cost *out)
+{
+    (void)identity;
+    struct memfit_vit_driver_plan p;
+    enum memfit_status st = memfit_vit_driver_plan_get(config, &p);
+    if (st == MEMFIT_OK)
+        *out = p.cost;
+    return st;
+}
+
+/* ---- Load and unload ------------------------------------------------------- */
+
+/* Drops the file's clean page cache. Pages still mapped (by another model
+ * or process) are kept by the kernel, so this is safe to do always. */
+static void drop_page_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+/* Converts the source into a GGUF of the config's type in cache_dir, opens
+ * it and unlinks it (the mapping keeps the data). */
+static enum memfit_status open_converted(memfit_vit_driver_config *cfg,
+                                         const struct memfit_vit_options *o, memfit_vit **out)
+{
+    struct memfit_vit_options one = *o;
+    one.n_threads = 1;
+    memfit_vit *src;
+    enum memfit_status st = memfit_vit_open(cfg->path, &one, &src);
+    if (st != MEMFIT_OK)
+        return st;
+    char *tmp = memfit_asprintf("%s/memfit-convert-XXXXXX.gguf", cfg->cache_dir);
+    if (!tmp) {
+        memfit_vit_close(src);
+        return MEMFIT_E_NOMEM;
+    }
+    int fd = mkstemps(tmp, 5);
+    if (fd < 0) {
+        st = memfit_fail(MEMFIT_E_IO, "model '%s': cannot create a converted copy in %s: %s",
+                         cfg->name, cfg->cache_dir, strerror(errno));
+        memfit_free(tmp);
+        memfit_vit_close(src);
+        return st;
+    }
+    close(fd);
+    /* The converted copy keeps the source's interpolation in its metadata. */
+    st = memfit_vit_write_gguf(src, tmp, cfg->quantize_type);
+    memfit_vit_close(src);
+    drop_page_cache(cfg->path);
+    if (st == MEMFIT_OK)
+        st = memfit_vit_open(tmp, o, out);
+    unlink(tmp);
+    memfit_free(tmp);
+    return st;
+}
+
+static enum memfit_status drv_load(void *config, const char *identity,
+                                   const struct memfit_budget_cost *reserved, void **out_model)
+{
+    (void)identity;
+    memfit_vit_driver_config *cfg = config;
+    struct vit_loaded *L = memfit_calloc(1, sizeof(*L));
+    if (!L)
+        return MEMFIT_E_NOMEM;
+    struct memfit_vit_options o;
+    engine_options(cfg, &o);
+    enum memfit_status st =
+        cfg->quantize ? open_converted(cfg, &o, &L->vit) : memfit_vit_open(cfg->path, &o, &L->vit);
+    if (st != MEMFIT_OK) {
+        memfit_free(L);
+        return st;
+    }
+    struct memfit_vit_info info;
+    memfit_vit_get_info(L->vit, &info);
+    L->cfg = cfg;
+    L->max_batch = cfg->max_batch;
+    L->max_image_size = planned_side(cfg->max_image_size, info.patch_size);
+    size_t need = 0;
+    st = memfit_vit_plan(L->vit, L->max_batch, L->max_image_size, L->max_image_size, &need);
+    if (st == MEMFIT_OK && need > reserved->bytes[MEMFIT_BUDGET_WORKSPACE]) {
+        /* The converted model plans more than the source did (the plan
+         * comes from the source): refuse rather than overrun the budget. */
+        st = memfit_fail(
+            MEMFIT_E_BUDGET, "model '%s': workspace %zu bytes needed, %llu reserved by the plan",
+            cfg->name, need, (unsigned long long)reserved->bytes[MEMFIT_BUDGET_WORKSPACE]);
+    }
+    if (st == MEMFIT_OK) {
+        L->work_bytes = need;
+        L->work = mf_map_anon(need);
+        if (!L->work)
+            st = MEMFIT_E_NOMEM;
+    }
+    if (st != MEMFIT_OK) {
+        memfit_vit_close(L->vit);
+        memfit_free(L);
+        return st;
+    }
+    pthread_mutex_init(&L->lock, NULL);
+    *out_model = L;
+    return MEMFIT_OK;
+}
+
+static void drv_unload(void *config, void *model)
+{
+    memfit_vit_driver_config *cfg = config;
+    struct vit_loaded *L = model;
+    memfit_vit_close(L->vit);
+    mf_unmap_anon(L->work, L->work_bytes);
+    pthread_mutex_destroy(&L->lock);
+    memfit_free(L);
+    if (!cfg->quantize)
+        drop_page_cache(cfg->path); /* the converted copy was unlinked: its pages are gone */
+    memfit_heap_trim();
+}
+
+const struct memfit_model_driver memfit_vit_driver = {
+    .family = "dinov2",
+    .plan = drv_plan,
+    .fetch = NULL, /* local sources only: the store's fetch goes here */
+    .load = drv_load,
+    .unload = drv_unload,
+};
+
+memfit_vit *memfit_vit_driver_engine(void *loaded)
+{
+    return ((struct vit_loaded *)loaded)->vit;
+}
+
+/* ---- Forward --------------------------------------------------------------- */
+
+enum memfit_status memfit_vit_driver_forward(void *loaded, const float *pixels, uint32_t batch,
+                                             uint32_t height, uint32_t width,
+                                             enum memfit_vit_output output, bool normalize,
+                                             float *out, size_t out_floats, int64_t timeout_ms)
+{
+    struct vit_loaded *L = loaded;
+    size_t need;
+    enum memfit_status st = memfit_vit_plan(L->vit, batch, height, width, &need);
+    if (st != MEMFIT_OK)
+        return st;
+    memfit_reservation *r = NULL;
+    void *work = NULL;
+    if (need > L->work_bytes) {
+        /* Beyond the planned request: its own workspace, from the budget. */
+        if (!L->cfg->budget)
+            return memfit_fail(MEMFIT_E_RANGE,
+                               "model '%s': %u images of %ux%u need a %zu-byte workspace; the "
+                               "model is planned for %u of %ux%u (%zu bytes)",
+                               L->cfg->name, batch, width, height, need, L->max_batch,
+                               L->max_image_size, L->max_image_size, L->work_bytes);
+        st = memfit_budget_reserve(L->cfg->budget, MEMFIT_BUDGET_WORKSPACE, need, L->cfg->name,
+                                   timeout_ms, &r);
+        if (st != MEMFIT_OK)
+            return st;
+        work = mf_map_anon(need);
+        if (!work) {
+            memfit_budget_release(r);
+            return MEMFIT_E_NOMEM;
+        }
+    }
+    pthread_mutex_lock(&L->lock);
+    st = memfit_vit_forward(L->vit, pixels, batch, height, width, output, normalize,
+                            work ? work : L->work, work ? need : L->work_bytes, out, out_floats);
+    pthread_mutex_unlock(&L->lock);
+    if (work) {
+        mf_unmap_anon(work, need);
+        memfit_budget_release(r);
+    }
+    return st;
+}
+
+/* ---- Manifest registration ------------------------------------------------- */
+
+enum memfit_status memfit_manager_register_manifest(memfit_manager *mgr,
+                                                    const struct memfit_manifest *mf,
+                                                    memfit_vit_driver_config ***out_configs)
+{
+    size_t n = mf->n_models;
+    memfit_vit_driver_config **cfgs = memfit_calloc(n ? n : 1, sizeof(*cfgs));
+    if (!cfgs)
+        return MEMFIT_E_NOMEM;
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t i = 0; st == MEMFIT_OK && i < n; i++) {
+        const struct memfit_manifest_model *m = &mf->models[i];
+        if ((st = memfit_vit_driver_config_create(mf, m, &cfgs[i])) != MEMFIT_OK)
+            break;
+        memfit_vit_driver_config_set_budget(cfgs[i], memfit_manager_budget(mgr));
+        struct memfit_model_options o;
+        memfit_model_options_default(&o);
+        o.name = m->name;
+        o.driver = &memfit_vit_driver;
+        o.config = cfgs[i];
+        o.keep_alive_s = m->keep_alive_s;
+        o.pin = m->pin;
+        o.max_concurrency = m->max_concurrency;
+        st = memfit_manager_register(mgr, &o);
+    }
+    if (st != MEMFIT_OK) {
+        for (size_t i = 0; i < n; i++)
+            memfit_vit_driver_config_free(cfgs[i]);
+        memfit_free(cfgs);
+        return st;
+    }
+    *out_configs = cfgs;
+    return MEMFIT_OK;
+}

@@ -1,0 +1,81 @@
+#!/bin/bash
+# `memfit embed` end to end: JPEG/PNG fixtures through the tiny DINOv2
+# fixtures; JSON and text output, every output kind, --normalize, batches
+# (equal output for batch 1 and 3), --no-crop, --stats, usage and failure
+# exit codes; and parity with the PyTorch reference forward fed by PIL's
+# bicubic resize + centre crop (skipped when python3-torch or PIL is missing).
+source "$(dirname "$0")/lib.bash"
+FIX=${MEMFIT_FIXTURES:?}
+MODEL=$FIX/dinov2/vits_tiny.pth
+IMGS=("$FIX/images/baseline420.jpg" "$FIX/images/check40x30.png" "$FIX/images/gray.jpg")
+
+"$MEMFIT" embed "$MODEL" "${IMGS[@]}" --json --threads 2 >"$TMP/b1.jsonl" 2>"$TMP/err" || cat "$TMP/err"
+check "one JSON line per image" [ "$(wc -l <"$TMP/b1.jsonl")" -eq 3 ]
+check "CLS has D=128 floats" [ "$(jq_py "$TMP/b1.jsonl" "len(d[0]['embedding'])")" = 128 ]
+check "224x224 after the crop" [ "$(jq_py "$TMP/b1.jsonl" "d[1]['width'], d[1]['height']")" = "(224, 224)" ]
+
+"$MEMFIT" embed "$MODEL" "${IMGS[@]}" --json --batch 3 --threads 1 >"$TMP/b3.jsonl"
+check "batch of 3 equals batch of 1" "$PY" -c "import json,sys
+a=[json.loads(l)['embedding'] for l in open('$TMP/b1.jsonl')]
+b=[json.loads(l)['embedding'] for l in open('$TMP/b3.jsonl')]
+sys.exit(0 if all(abs(x-y)<1e-5 for u,v in zip(a,b) for x,y in zip(u,v)) else 1)"
+
+"$MEMFIT" embed "$MODEL" "${IMGS[0]}" --json --output both --normalize >"$TMP/n.jsonl"
+check "both = 2D floats, unit norm" "$PY" -c "import json,sys
+e=json.loads(open('$TMP/n.jsonl').readline())['embedding']
+sys.exit(0 if len(e)==256 and abs(sum(x*x for x in e)-1)<1e-4 else 1)"
+
+"$MEMFIT" embed "$MODEL" "${IMGS[1]}" --json --output patches --no-crop >"$TMP/p.jsonl"
+check "patches without crop: 42x28 -> 3x2 patches of 128" \
+    [ "$(jq_py "$TMP/p.jsonl" "len(d[0]['embedding']), len(d[0]['embedding'][0])")" = "(6, 128)" ]
+
+"$MEMFIT" embed "$MODEL" "${IMGS[0]}" --output mean --stats >"$TMP/t.txt" 2>"$TMP/stats"
+check "text form" grep -q "baseline420.jpg: mean 128 floats" "$TMP/t.txt"
+check "--stats names the planned workspace and peak" grep -q "planned workspace .*peak RSS" "$TMP/stats"
+
+"$MEMFIT" embed "$MODEL" "${IMGS[0]}" --output nope >/dev/null 2>&1
+check "bad --output is a usage error" [ $? -eq 2 ]
+"$MEMFIT" embed "$MODEL" >/dev/null 2>&1
+check "no image is a usage error" [ $? -eq 2 ]
+"$MEMFIT" embed "$FIX/images/gray.jpg" "${IMGS[0]}" >/dev/null 2>"$TMP/e1"
+check "an image as the model fails (exit 1)" [ $? -eq 1 ]
+"$MEMFIT" embed "$MODEL" "$TMP/missing.jpg" >/dev/null 2>"$TMP/e2"
+check "a missing image fails naming it" grep -q "missing.jpg" "$TMP/e2"
+"$MEMFIT" embed --help | grep -q "Usage: memfit embed"
+check "--help" [ $? -eq 0 ]
+
+# Parity with PyTorch: PIL bicubic resize (short side 256), centre crop 224,
+# ImageNet normalisation, then the reference forward of the fixture model.
+if "$PY" -c "import torch, PIL" 2>/dev/null; then
+    check "CLS matches the PyTorch reference (PIL preprocessing)" "$PY" - "$MEMFIT_SOURCE" "$MODEL" "${IMGS[0]}" "$TMP/b1.jsonl" <<'PYEOF'
+import importlib.util, json, sys
+import torch
+from PIL import Image
+src, model, image, out = sys.argv[1:5]
+spec = importlib.util.spec_from_file_location("ref", src + "/scripts/make_dinov2_reference.py")
+ref = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ref)
+im = Image.open(image).convert("RGB")
+w, h = im.size
+# torchvision Resize(256): the long side is int(256 * long / short).
+size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+im = im.resize(size, Image.BICUBIC)
+w, h = im.size
+left, top = int(round((w - 224) / 2.0)), int(round((h - 224) / 2.0))
+im = im.crop((left, top, left + 224, top + 224))
+x = torch.tensor(list(im.getdata()), dtype=torch.float32).reshape(224, 224, 3).permute(2, 0, 1) / 255
+mean = torch.tensor([0.485, 0.456, 0.406]).reshape(3, 1, 1)
+std = torch.tensor([0.229, 0.224, 0.225]).reshape(3, 1, 1)
+x = ((x - mean) / std).unsqueeze(0)
+with torch.no_grad():
+    cls, _ = ref.forward(torch.load(model), x, "orig")
+got = torch.tensor(json.loads(open(out).readline())["embedding"])
+cos = float(torch.nn.functional.cosine_similarity(got, cls[0], dim=0))
+diff = float((got - cls[0]).abs().max())
+print("cos %.7f max|d| %.2e" % (cos, diff))
+sys.exit(0 if cos >= 0.9999 else 1)
+PYEOF
+else
+    echo "note: python3-torch or PIL missing: PyTorch parity not checked"
+fi
+finish
