@@ -24,6 +24,21 @@ enum {
  * `extern const char cmd_<name>_help[]` (the full help text, starting with
  * its usage line).
  */
+/* clang-format off */
+#define CLI_COMMANDS(X) \
+    X(report, "Show memory: machine, container (cgroup), processes, GPUs") \
+    X(monitor, "Watch memory over time, with alert levels and actions") \
+    X(inspect, "Show what a GGUF, safetensors or .pth model file holds") \
+    X(convert, "Convert a model file to GGUF or safetensors") \
+    X(analyze, "Report statistics and the leak trend of a monitor log") \
+    X(plot, "Draw a monitor log as an SVG chart") \
+    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4") \
+    X(pull, "Fetch a model file into the cache (S3, HTTP(S), Hugging Face, path)") \
+    X(cache, "List, verify, remove and evict cached model files") \
+    X(embed, "Compute DINOv2 image embeddings") \
+    X(run, "Run a manifest model on inputs through the model manager") \
+    X(models, "List a manifest's models, their planned memory and whether they fit")
+/* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \
     int cmd_##name(int argc, char **argv);                                                         \
