@@ -13,20 +13,12 @@
 #include "core/alloc.h"
 #include "memfit/memfit.h"
 
-static long status_kib(const char *key)
+/* The process's peak RSS (VmHWM) in bytes, 0 when unreadable. */
+static uint64_t peak_rss_bytes(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t len = strlen(key);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, key, len) == 0) {
-            v = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    if (f)
-        fclose(f);
-    return v;
+    struct memfit_proc_mem pm;
+    return memfit_proc_read_ex(NULL, 0, MEMFIT_PROC_STATUS_ONLY, &pm) == MEMFIT_OK ? pm.hwm_bytes
+                                                                                   : 0;
 }
 
 int main(int argc, char **argv)
@@ -96,7 +88,7 @@ int main(int argc, char **argv)
     printf("memfit %-5s batch=%u %ux%u latency_s=%.4f peak_rss_mib=%.1f workspace_mib=%.1f "
            "threads=%u isa=%s\n",
            memfit_type_get_info(info.weight_type)->name, batch, size, size, best,
-           (double)status_kib("VmHWM:") / 1024, (double)bytes / 1048576.0, info.n_threads,
+           (double)peak_rss_bytes() / 1048576.0, (double)bytes / 1048576.0, info.n_threads,
            memfit_tensor_isa());
     mf_unmap_anon(work, bytes);
     memfit_free(x);

@@ -45,20 +45,12 @@ struct embed_opts {
     enum memfit_vit_interpolation interp;
 };
 
-static long status_kib(const char *key)
+/* The process's peak RSS (VmHWM) in bytes, 0 when unreadable. */
+static uint64_t peak_rss_bytes(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t len = strlen(key);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, key, len) == 0) {
-            v = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    if (f)
-        fclose(f);
-    return v;
+    struct memfit_proc_mem pm;
+    return memfit_proc_read_ex(NULL, 0, MEMFIT_PROC_STATUS_ONLY, &pm) == MEMFIT_OK ? pm.hwm_bytes
+                                                                                   : 0;
 }
 
 static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths, int *n_paths)
@@ -270,7 +262,7 @@ int cmd_embed(int argc, char **argv)
                 (double)t_forward / 1e9 / n_images);
         fprintf(stderr, "memory: planned workspace %s, peak RSS (VmHWM) %s\n",
                 memfit_format_size(max_plan, a, sizeof(a)),
-                memfit_format_size((uint64_t)status_kib("VmHWM:") * 1024, b, sizeof(b)));
+                memfit_format_size(peak_rss_bytes(), b, sizeof(b)));
     }
 done:
     for (unsigned i = 0; imgs && i < o.batch; i++)

@@ -149,12 +149,13 @@ MEMFIT_API enum memfit_status memfit_matmul(enum memfit_type type, const void *w
  * w + r * w_stride bytes (w_stride 0: packed rows), so a row range of a
  * fused tensor or a strided view is used in place. Activation row c is n
  * floats at act + c * act_stride bytes, whatever the weight type.
- * Cache-blocked and register-tiled (AVX2+FMA when available): each weight
- * row is read from memory once per block of 512 activations. Quantized
- * weights are dequantized a 24 x 256 tile at a time on the stack and
- * multiplied in F32, so they cost about what F32 costs in arithmetic while
- * reading 2-8x fewer bytes (for one or two activation rows, memfit_matmul's
- * integer dots are cheaper). Never allocates; thread-safe.
+ * Cache-blocked and register-tiled (AVX2+FMA 6x16 micro-kernel when
+ * available): weights are unpacked (converted or dequantized) a few rows x
+ * 256 of k at a time into a stack panel and multiplied in F32 against each
+ * block of 512 activations, so every type costs about what F32 costs in
+ * arithmetic while reading 2-8x fewer bytes when quantized (for one or two
+ * activation rows, memfit_matmul's integer dots are cheaper). Never
+ * allocates; thread-safe.
  * E_FORMAT when n is not a multiple of the block, E_UNSUPPORTED for a type
  * without a row decoder, E_RANGE for row_begin > row_end.
  */

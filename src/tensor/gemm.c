@@ -57,22 +57,8 @@ SCALAR_GEMM(f32, 4, elem_f32)
 SCALAR_GEMM(f16, 2, elem_f16)
 SCALAR_GEMM(bf16, 2, elem_bf16)
 
-mf_gemm_fn mf_gemm_kernel(enum memfit_type type, bool simd)
+mf_gemm_fn mf_gemm_kernel(enum memfit_type type)
 {
-#if defined(__x86_64__)
-    if (simd) {
-        switch (type) {
-        case MEMFIT_TYPE_F32:
-            return mf_avx2_gemm_f32;
-        case MEMFIT_TYPE_F16:
-            return mf_avx2_gemm_f16;
-        case MEMFIT_TYPE_BF16:
-            return mf_avx2_gemm_bf16;
-        default:
-            return NULL;
-        }
-    }
-#endif
     switch (type) {
     case MEMFIT_TYPE_F32:
         return mf_gemm_scalar_f32;
@@ -134,13 +120,23 @@ enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size
                            info->name, info->block_size, MF_GEMM_KC);
     if (w_stride == 0)
         w_stride = (size_t)w_row;
-    bool simd = mf_tensor_simd_active();
-    mf_gemm_fn gemm = mf_gemm_kernel(type, simd);
+    if (type == MEMFIT_TYPE_F32 && w_stride % sizeof(float) != 0)
+        return memfit_fail(MEMFIT_E_MISUSE, "matmul_rows: F32 row stride %zu not a multiple of 4",
+                           w_stride);
+#if defined(__x86_64__)
+    if (mf_tensor_simd_active()) {
+        mf_avx2_gemm(type, t->to_float, info->block_size, info->type_size, w, w_stride, (size_t)n,
+                     (size_t)row_begin, (size_t)row_end, act, act_stride / sizeof(float),
+                     (size_t)n_cols, y, ldy);
+        return MEMFIT_OK;
+    }
+#endif
+    mf_gemm_fn gemm = mf_gemm_kernel(type);
     if (gemm)
         gemm(w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
              act_stride / sizeof(float), (size_t)n_cols, y, ldy, false);
     else
-        gemm_dequant(t, info, mf_gemm_kernel(MEMFIT_TYPE_F32, simd), w, w_stride, (size_t)n,
+        gemm_dequant(t, info, mf_gemm_kernel(MEMFIT_TYPE_F32), w, w_stride, (size_t)n,
                      (size_t)row_begin, (size_t)row_end, act, act_stride / sizeof(float),
                      (size_t)n_cols, y, ldy);
     return MEMFIT_OK;

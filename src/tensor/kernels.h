@@ -110,8 +110,8 @@ void mf_gemm_scalar_bf16(const void *w, size_t w_stride, size_t n, size_t r0, si
                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
                          bool accumulate);
 
-/* The float-weight tile in use for F32/F16/BF16 (SIMD when active), NULL for other types. */
-mf_gemm_fn mf_gemm_kernel(enum memfit_type type, bool simd);
+/* The scalar float-weight tile for F32/F16/BF16, NULL for other types. */
+mf_gemm_fn mf_gemm_kernel(enum memfit_type type);
 
 /* Elementwise (act.c): e^x to about 1 ulp (0 below -87.3), exact-erf GELU in place. */
 float mf_expf(float x);
@@ -133,15 +133,11 @@ float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
-void mf_avx2_gemm_f32(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                      const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
-                      bool accumulate);
-void mf_avx2_gemm_f16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                      const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
-                      bool accumulate);
-void mf_avx2_gemm_bf16(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy,
-                       bool accumulate);
+/* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
+ * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
+void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,
+                  uint32_t type_size, const void *w, size_t w_stride, size_t n, size_t r0,
+                  size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 #endif
 
 #endif
