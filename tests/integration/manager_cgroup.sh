@@ -10,7 +10,7 @@
 # its memory back (within 5 MB). Skipped where a cgroup cannot be made.
 source "$(dirname "$0")/lib.bash"
 HELPER=$BUILD/manager_stress
-[[ ${MEMFIT_SANITIZED:-OFF} == OFF* ]] || skip "sanitized build: RSS and working-set figures mean nothing under ASan/TSan"
+[[ ${MEMFIT_SANITIZED:-OFF} == OFF ]] || skip "sanitized build: RSS and working-set figures mean nothing under ASan/TSan"
 [[ -x $HELPER ]] || skip "helper $HELPER not built"
 LIMIT=$((56 * 1024 * 1024))
 BUDGET_MB=40
