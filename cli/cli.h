@@ -32,7 +32,9 @@ enum {
     X(convert, "Convert a model file to GGUF or safetensors") \
     X(analyze, "Report statistics and the leak trend of a monitor log") \
     X(plot, "Draw a monitor log as an SVG chart") \
-    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4")
+    X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4") \
+    X(serve, "Serve models over HTTP within a memory budget (embeddings, metrics)") \
+    X(cleanup, "Ask a running memfit serve to unload idle models and free memory")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

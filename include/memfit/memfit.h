@@ -12,5 +12,6 @@
 #include "memfit/format.h"
 #include "memfit/models.h"
 #include "memfit/manager.h"
+#include "memfit/server.h"
 
 #endif
