@@ -64,6 +64,12 @@ check "body too large 413" test "$(code --data-binary @"$TMP/big" "$E")" = 413
 check "413 code" is_error body_too_large
 check "load of a model with no engine 501" test "$(code -X POST "$URL/api/models/dino/load")" = 501
 check "unload unknown 404" test "$(code -X POST "$URL/api/models/nope/unload")" = 404
+if command -v promtool >/dev/null; then
+    curl -s "$URL/metrics" >"$TMP/metrics"
+    check "promtool check metrics" promtool check metrics <"$TMP/metrics"
+else
+    echo "note: promtool absent (Debian package prometheus): exposition checked by test_server_request only"
+fi
 check "metrics count the 404s" grep -q 'memfit_http_requests_total{route="/v1/embeddings",code="404"} 1' <(curl -s "$URL/metrics")
 
 # Malformed requests over a raw socket: each gets an answer or a close, none crashes.
