@@ -37,7 +37,9 @@ enum {
     X(cache, "List, verify, remove and evict cached model files") \
     X(embed, "Compute DINOv2 image embeddings") \
     X(run, "Run a manifest model on inputs through the model manager") \
-    X(models, "List a manifest's models, their planned memory and whether they fit")
+    X(models, "List a manifest's models, their planned memory and whether they fit") \
+    X(serve, "Serve models over HTTP within a memory budget (embeddings, metrics)") \
+    X(cleanup, "Ask a running memfit serve to unload idle models and free memory")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

@@ -273,7 +273,7 @@ struct memfit_manager_event {
     uint64_t duration_ns;       /* LOAD: load time; UNLOAD/EVICT: how long it was loaded */
     uint64_t budget_size_bytes; /* the budget after the event */
     uint64_t budget_free_bytes;
-    const char *reason;  /* UNLOAD: "keep_alive", "explicit", "idle", "shutdown";
+    const char *reason;  /* UNLOAD: "keep_alive", "explicit", "idle", "removed", "shutdown";
                             EVICT: the owner that needed the room; else "" */
     const char *message; /* REFUSE/FAIL: the error message; else "" */
 };
@@ -387,6 +387,18 @@ MEMFIT_API enum memfit_status memfit_manager_load_pinned(memfit_manager *mgr, in
  * cleared). E_NOT_FOUND; E_BUSY while handles are out or it is loading.
  */
 MEMFIT_API enum memfit_status memfit_manager_unload(memfit_manager *mgr, const char *name);
+
+/*
+ * Removes a model from the registry (a manifest reload dropped it): from now
+ * on acquires of `name` fail with E_NOT_FOUND (so do acquires waiting on it),
+ * snapshots no longer list it, and the name may be registered again at once.
+ * A loaded idle model is unloaded here (event UNLOAD, reason "removed"); one
+ * with handles out, or loading, is unloaded when its last handle is released.
+ * Its driver and config must stay valid until then (keeping them until the
+ * manager is destroyed is always enough). The record itself (a few hundred
+ * bytes) is freed with the manager. E_NOT_FOUND, E_MISUSE.
+ */
+MEMFIT_API enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *name);
 
 /*
  * Unloads every loaded, idle, unpinned model (memory pressure, cleanup).

@@ -13,5 +13,6 @@
 #include "memfit/models.h"
 #include "memfit/manager.h"
 #include "memfit/store.h"
+#include "memfit/server.h"
 
 #endif

@@ -53,7 +53,8 @@ struct mf_model {
     struct memfit_budget_cost cost; /* last plan */
     unsigned refcount;
     unsigned waiting;
-    bool victim; /* chosen by the evictor, being unloaded */
+    bool victim;  /* chosen by the evictor, being unloaded */
+    bool retired; /* unregistered: invisible to lookups, unloaded when idle */
 
     uint64_t lru_seq; /* manager-wide order of last use (clock ties are common) */
     uint64_t last_used_ns, loaded_at_ns, load_time_ns, idle_since_ns, retry_at_ns;
@@ -439,7 +440,7 @@ memfit_budget *memfit_manager_budget(memfit_manager *mgr)
 static struct mf_model *find_locked(const memfit_manager *mgr, const char *name)
 {
     for (size_t i = 0; i < mgr->n_models; i++)
-        if (strcmp(mgr->models[i]->name, name) == 0)
+        if (!mgr->models[i]->retired && strcmp(mgr->models[i]->name, name) == 0)
             return mgr->models[i];
     return NULL;
 }
@@ -667,6 +668,14 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
     }
     bool queued = false;
     for (;;) {
+        if (m->retired) {
+            if (queued) {
+                mgr->n_waiting--;
+                m->waiting--;
+            }
+            pthread_mutex_unlock(&mgr->lock);
+            return memfit_fail(MEMFIT_E_NOT_FOUND, "model %s was removed", name);
+        }
         enum memfit_model_state s = m->state;
         if (s == MEMFIT_MODEL_READY || s == MEMFIT_MODEL_BUSY) {
             if (!m->max_concurrency || m->refcount < m->max_concurrency) {
@@ -754,8 +763,12 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive)
         m->state = MEMFIT_MODEL_READY;
         m->idle_since_ns = m->last_used_ns;
         idle = true;
-        if (apply_zero_keep_alive && m->keep_alive_s == 0 && mgr->opt.unloading_enabled &&
-            !m->pin && is_idle(m)) {
+        if (m->retired && is_idle(m)) {
+            m->state = MEMFIT_MODEL_UNLOADING;
+            unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "removed");
+            idle = false;
+        } else if (apply_zero_keep_alive && m->keep_alive_s == 0 && mgr->opt.unloading_enabled &&
+                   !m->pin && is_idle(m)) {
             m->state = MEMFIT_MODEL_UNLOADING;
             unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "keep_alive");
             idle = false;
@@ -792,7 +805,7 @@ enum memfit_status memfit_manager_load_pinned(memfit_manager *mgr, int64_t timeo
     pthread_mutex_lock(&mgr->lock);
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct mf_model *m = mgr->models[i];
-        if (!m->pin)
+        if (!m->pin || m->retired)
             continue;
         pthread_mutex_unlock(&mgr->lock);
         enum memfit_status st = memfit_manager_load(mgr, m->name, timeout_ms);
@@ -849,6 +862,29 @@ enum memfit_status memfit_manager_unload(memfit_manager *mgr, const char *name)
     return st;
 }
 
+enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *name)
+{
+    if (!mgr || !name)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_unregister: NULL argument");
+    pthread_mutex_lock(&mgr->lock);
+    struct mf_model *m = find_locked(mgr, name);
+    if (!m) {
+        pthread_mutex_unlock(&mgr->lock);
+        return memfit_fail(MEMFIT_E_NOT_FOUND, "no model named %s", name);
+    }
+    /* From here no lookup finds it; the entry itself stays in the array
+     * (indices must stay valid across unlocks) until the manager goes. */
+    m->retired = true;
+    if (is_idle(m)) {
+        m->state = MEMFIT_MODEL_UNLOADING;
+        unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "removed");
+    }
+    /* Waiters on it wake up to find it gone. */
+    pthread_cond_broadcast(&mgr->cond);
+    pthread_mutex_unlock(&mgr->lock);
+    return MEMFIT_OK;
+}
+
 /* Unloads every idle model `expired` accepts; returns bytes freed and
  * counts models in *n. */
 static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_only,
@@ -898,9 +934,12 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
     if (!mgr || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_snapshot: NULL argument");
     pthread_mutex_lock(&mgr->lock);
-    size_t n = mgr->n_models, text = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t n = 0, text = 0;
+    for (size_t i = 0; i < mgr->n_models; i++) {
         const struct mf_model *m = mgr->models[i];
+        if (m->retired)
+            continue;
+        n++;
         text += strlen(m->name) + strlen(m->identity) + strlen(m->last_error) + 3;
         text += strlen(m->driver->family ? m->driver->family : "") + 1;
     }
@@ -919,9 +958,12 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
         (dst) = p;                                                                                 \
         p += len_;                                                                                 \
     } while (0)
-    for (size_t i = 0; i < n; i++) {
+    size_t k = 0;
+    for (size_t i = 0; i < mgr->n_models; i++) {
         const struct mf_model *m = mgr->models[i];
-        struct memfit_model_status *ms = &s->models[i];
+        if (m->retired)
+            continue;
+        struct memfit_model_status *ms = &s->models[k++];
         COPY_STRING(ms->name, m->name);
         COPY_STRING(ms->family, m->driver->family ? m->driver->family : "");
         COPY_STRING(ms->identity, m->identity);

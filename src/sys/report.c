@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "sys/sys_file.h"
 
 void memfit_report_options_default(struct memfit_report_options *opts)
@@ -354,6 +355,9 @@ enum memfit_status memfit_report_to_json(const struct memfit_report *report, cha
 {
     if (!report || !out_json)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_report_to_json: NULL argument");
+    /* jansson's allocator is process-wide: set it before any use, so that what
+     * json_dumps returns is always the wrapper's (whoever called it first). */
+    mf_json_init();
     json_t *o = json_object();
     char *text = NULL;
     if (o && report_json(o, report))
@@ -362,7 +366,7 @@ enum memfit_status memfit_report_to_json(const struct memfit_report *report, cha
     if (!text)
         return memfit_fail(MEMFIT_E_NOMEM, "out of memory building the report JSON");
     char *copy = memfit_strdup(text);
-    free(text); /* lint: allow: jansson's json_dumps allocates with malloc */
+    memfit_free(text);
     if (!copy)
         return MEMFIT_E_NOMEM;
     *out_json = copy;

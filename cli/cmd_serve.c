@@ -1,0 +1,160 @@
+/*
+ * `memfit serve`: the HTTP daemon (include/memfit/server.h). This file
+ * parses the options, blocks the signals the server waits for, prints the
+ * address it listens on (tests read it when --port 0 picks a free one) and
+ * serves until SIGTERM or SIGINT.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char cmd_serve_help[] =
+    "Usage: memfit serve [OPTIONS] [MODEL...]\n"
+    "\n"
+    "Serves models over HTTP within a memory budget: OpenAI embeddings\n"
+    "(POST /v1/embeddings, GET /v1/models), model control (GET /api/models,\n"
+    "POST /api/models/NAME/load|unload), memory (GET /api/memory, POST\n"
+    "/api/cleanup, GET /api/events), GET /health, GET /ready, GET /metrics\n"
+    "(Prometheus) and a dashboard at GET /. See docs/server.md.\n"
+    "\n"
+    "Models come from the manifest (--manifest, or ./memfit.yaml when present)\n"
+    "and from MODEL arguments: model files or source URIs, each served under its\n"
+    "file name without the extension (s3://bucket/dino.pth -> \"dino\").\n"
+    "\n"
+    "Options:\n"
+    "  --host ADDR            address to listen on (default 127.0.0.1)\n"
+    "  --port N               port (default 8080; 0 = any free port)\n"
+    "  --manifest FILE        the manifest (default memfit.yaml when present)\n"
+    "  --budget SIZE          memory budget (default: manifest, MEMFIT_MAX_MEMORY_MB,\n"
+    "                         or 80% of the container limit / physical memory)\n"
+    "  --max-body SIZE        largest request body (default 32MiB; larger: 413)\n"
+    "  --max-header SIZE      memory per connection for headers (default 32KiB)\n"
+    "  --timeout DURATION     close idle or stalled connections (default 30s)\n"
+    "  --max-connections N    connections at once (default 64)\n"
+    "  --max-queue N          embedding requests admitted at once (default 64;\n"
+    "                         more get 429 with Retry-After)\n"
+    "  --max-inputs N         inputs per embedding request (default 256)\n"
+    "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
+    "  --gpu                  include GPUs (NVML) in /api/memory\n"
+    "\n"
+    "MEMFIT_API_KEY set: every route but /health needs \"Authorization: Bearer KEY\".\n"
+    "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
+    "\n"
+    "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
+
+/* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL otherwise. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, cmd_serve_help))
+        return CLI_EXIT_OK;
+    struct memfit_server_options o;
+    memfit_server_options_default(&o);
+    uint64_t grace_ns = 10ull * 1000000000u;
+    const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
+    if (!sources)
+        return cli_fail_status(MEMFIT_E_NOMEM);
+    size_t n_sources = 0;
+    int rc = CLI_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        long long n;
+        uint64_t size, ns;
+        if (strcmp(argv[i], "--gpu") == 0) {
+            o.gpu = true;
+        } else if ((v = opt_value(argc, argv, &i, "--host", &missing))) {
+            o.host = v;
+        } else if ((v = opt_value(argc, argv, &i, "--port", &missing))) {
+            if (!cli_opt_int("serve", "--port", v, 0, 65535, &n))
+                goto out;
+            o.port = (uint16_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--manifest", &missing))) {
+            o.manifest_path = v;
+        } else if ((v = opt_value(argc, argv, &i, "--budget", &missing))) {
+            if (!cli_opt_size("serve", "--budget", v, &o.budget_bytes))
+                goto out;
+        } else if ((v = opt_value(argc, argv, &i, "--max-body", &missing))) {
+            if (!cli_opt_size("serve", "--max-body", v, &o.max_body_bytes))
+                goto out;
+        } else if ((v = opt_value(argc, argv, &i, "--max-header", &missing))) {
+            if (!cli_opt_size("serve", "--max-header", v, &size))
+                goto out;
+            if (size < 4096 || size > 16u * 1024 * 1024) {
+                cli_usage("serve", "--max-header: %s is outside 4KiB..16MiB", v);
+                goto out;
+            }
+            o.max_header_bytes = (size_t)size;
+        } else if ((v = opt_value(argc, argv, &i, "--timeout", &missing))) {
+            if (!cli_opt_duration("serve", "--timeout", v, &ns))
+                goto out;
+            o.connection_timeout_s =
+                (unsigned)(ns / 1000000000u) ? (unsigned)(ns / 1000000000u) : 1;
+        } else if ((v = opt_value(argc, argv, &i, "--max-connections", &missing))) {
+            if (!cli_opt_int("serve", "--max-connections", v, 1, 100000, &n))
+                goto out;
+            o.max_connections = (unsigned)n;
+        } else if ((v = opt_value(argc, argv, &i, "--max-queue", &missing))) {
+            if (!cli_opt_int("serve", "--max-queue", v, 1, 1000000, &n))
+                goto out;
+            o.max_queue = (unsigned)n;
+        } else if ((v = opt_value(argc, argv, &i, "--max-inputs", &missing))) {
+            if (!cli_opt_int("serve", "--max-inputs", v, 1, 100000, &n))
+                goto out;
+            o.max_inputs = (unsigned)n;
+        } else if ((v = opt_value(argc, argv, &i, "--grace", &missing))) {
+            if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
+                goto out;
+        } else if (missing) {
+            cli_usage("serve", "%s needs a value", argv[i]);
+            goto out;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            cli_usage("serve", "unknown option '%s'", argv[i]);
+            goto out;
+        } else {
+            sources[n_sources++] = argv[i];
+        }
+    }
+    if (!o.manifest_path && access(MEMFIT_MANIFEST_DEFAULT_PATH, F_OK) == 0)
+        o.manifest_path = MEMFIT_MANIFEST_DEFAULT_PATH;
+    o.model_sources = sources;
+    o.n_model_sources = n_sources;
+    o.api_key = memfit_config_get("MEMFIT_API_KEY");
+
+    rc = CLI_EXIT_FAILURE;
+    enum memfit_status st = memfit_server_block_signals();
+    memfit_server *srv = NULL;
+    if (st == MEMFIT_OK)
+        st = memfit_server_create(&o, &srv);
+    if (st != MEMFIT_OK) {
+        cli_fail_status(st);
+        goto out;
+    }
+    bool v6 = strchr(o.host, ':') != NULL;
+    printf("listening on http://%s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
+           (unsigned)memfit_server_port(srv));
+    fflush(stdout);
+    memfit_server_run(srv, grace_ns / 1000000u);
+    memfit_server_destroy(srv);
+    rc = CLI_EXIT_OK;
+out:
+    memfit_free(sources);
+    return rc;
+}

@@ -1,0 +1,183 @@
+/*
+ * memfit server: the HTTP daemon behind `memfit serve`.
+ *
+ * One server owns one manager (include/memfit/manager.h) built from a
+ * manifest and/or model files named on the command line, and answers:
+ *   POST /v1/embeddings            OpenAI embeddings (text or image data URLs)
+ *   GET  /v1/models                OpenAI model list
+ *   GET  /api/models               model states, bytes, last use
+ *   POST /api/models/{name}/load   load now;  .../unload: unload now
+ *   GET  /api/memory               the `memfit report` JSON plus the budget
+ *   POST /api/cleanup              unload idle models, trim the heap, drop the
+ *                                  page cache of unloaded weight files
+ *   GET  /api/events               server-sent events: samples and model events
+ *   GET  /health, /ready           liveness, readiness
+ *   GET  /metrics                  Prometheus text format 0.0.4
+ *   GET  /                         the dashboard page
+ * Every error is {"error": {"message", "type", "code"}} (docs/server.md).
+ *
+ * Models are run by embedding engines (struct memfit_embed_engine), one per
+ * model family, that the program hands to the server: the server itself
+ * depends on no family. A model whose family has no engine is still listed;
+ * its loads fail with E_UNSUPPORTED and a message naming the family.
+ *
+ * Threads: libmicrohttpd runs one thread per connection (bounded by
+ * max_connections), so a request that waits for a model load or runs a long
+ * inference blocks only its own connection. A server handle may be used
+ * from any thread; memfit_server_destroy must be the last call.
+ */
+#ifndef MEMFIT_SERVER_H
+#define MEMFIT_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfit/core.h"
+#include "memfit/manager.h"
+#include "memfit/models.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Engines ---------------------------------------------------------------- */
+
+/* What a model's inputs are. Values are stable. */
+enum memfit_embed_input_kind {
+    MEMFIT_EMBED_INPUT_TEXT = 0,  /* UTF-8 strings */
+    MEMFIT_EMBED_INPUT_IMAGE = 1, /* images sent as data URLs, decoded by the server */
+};
+
+/* One input of an embedding call: `text` for TEXT engines, `image` for IMAGE ones. */
+struct memfit_embed_input {
+    const char *text;
+    size_t text_len;
+    const struct memfit_image *image;
+};
+
+/* True when the work should stop: the client went away or the server is
+ * stopping. Cheap (one non-blocking syscall at most); call it between steps. */
+typedef bool (*memfit_cancel_fn)(void *user);
+
+/*
+ * A model family the server can run. `driver` is what the manager loads and
+ * unloads with; config_create makes that driver's config for one manifest
+ * entry. All fields but `user` are required.
+ */
+struct memfit_embed_engine {
+    const char *family; /* matches the manifest's `family` */
+    enum memfit_embed_input_kind input_kind;
+    const struct memfit_model_driver *driver;
+    /* Makes the driver config for `model` (sources, options, limits) of
+     * `manifest` (cache_dir, ...). Failure: the server refuses to start (or
+     * the reload fails) with the message. */
+    enum memfit_status (*config_create)(const struct memfit_manifest *manifest,
+                                        const struct memfit_manifest_model *model, void *user,
+                                        void **out_config);
+    void (*config_destroy)(void *config, void *user);
+    /* The embedding size of a loaded model (the pointer the driver's load made). */
+    size_t (*dimension)(void *model);
+    /*
+     * Embeds `n_inputs` inputs with a loaded model: writes n_inputs x dimension
+     * floats to `out` and the inputs' token count to *out_tokens. Called with
+     * a handle held, possibly from several threads at once up to the model's
+     * max_concurrency. E_CANCELLED when `cancelled` said so; E_BUDGET when a
+     * workspace did not fit; E_FORMAT for an input it cannot take (the server
+     * answers 400 with the message).
+     */
+    enum memfit_status (*embed)(void *model, const struct memfit_embed_input *inputs,
+                                size_t n_inputs, float *out, uint64_t *out_tokens,
+                                memfit_cancel_fn cancelled, void *cancel_user);
+    void *user;
+};
+
+/* ---- Server ------------------------------------------------------------------ */
+
+struct memfit_server_options {
+    const char *host; /* "127.0.0.1" (an IPv4 or IPv6 address, or "localhost") */
+    uint16_t port;    /* 8080; 0 = any free port (see memfit_server_port) */
+    /* The manifest (memfit.yaml format, see manager.h), or NULL for none. */
+    const char *manifest_path;
+    /* Quick start: model files or source URIs, each served under its file
+     * name without the extension, family "auto" and manifest defaults. */
+    const char *const *model_sources;
+    size_t n_model_sources;
+    /* The engines this program has ("auto" picks the only one, if one). Borrowed. */
+    const struct memfit_embed_engine *const *engines;
+    size_t n_engines;
+    /* Required on every route but /health as "Authorization: Bearer KEY"
+     * when not NULL or "". Copied; never logged. */
+    const char *api_key;
+    uint64_t budget_bytes;   /* 0: the manifest's, MEMFIT_MAX_MEMORY_MB, or 80% of the limit */
+    uint64_t max_body_bytes; /* 32 MiB: larger bodies get 413 */
+    size_t max_header_bytes; /* 32 KiB: per-connection memory for the request line and headers */
+    unsigned connection_timeout_s; /* 30: an idle or too slow connection is closed */
+    unsigned max_connections;      /* 64 */
+    unsigned max_queue;            /* 64: embedding requests admitted at once; more get 429 */
+    unsigned max_inputs;           /* 256: inputs per embedding request */
+    int64_t admission_timeout_ms;  /* -1: the manifest's (default 30 s) */
+    bool gpu;                      /* read GPUs (NVML) for /api/memory; false by default */
+    bool reaper_thread;            /* true: keep_alive is applied by a manager thread */
+};
+
+/* Fills the defaults above. */
+MEMFIT_API void memfit_server_options_default(struct memfit_server_options *options);
+
+typedef struct memfit_server memfit_server;
+
+/*
+ * Reads the manifest, creates the manager and its budget, registers the
+ * models, loads the pinned ones and starts listening. Failures: the
+ * manifest's (E_NOT_FOUND, E_FORMAT naming file and line), E_RANGE for a
+ * bad option or budget, E_EXISTS for two models of one name, E_IO
+ * "cannot listen on HOST:PORT: reason", E_NOMEM. A pinned model that
+ * fails to load is logged, not fatal (it stays FAILED, see /api/models).
+ */
+MEMFIT_API enum memfit_status memfit_server_create(const struct memfit_server_options *options,
+                                                   memfit_server **out);
+
+/* The port the server listens on (the one chosen when options.port was 0). */
+MEMFIT_API uint16_t memfit_server_port(const memfit_server *server);
+
+/* The server's manager (borrowed; valid until memfit_server_destroy). */
+MEMFIT_API memfit_manager *memfit_server_manager(memfit_server *server);
+
+/*
+ * Reads the manifest again: new models are registered, removed ones
+ * unregistered (unloaded once idle), changed ones replaced, the budget
+ * resized when the manifest names one. On failure (the manifest's errors)
+ * nothing changes and the old models keep serving.
+ */
+MEMFIT_API enum memfit_status memfit_server_reload(memfit_server *server);
+
+/*
+ * Stops accepting connections, lets requests in progress finish for up to
+ * `grace_ms`, then cancels the rest (their work sees memfit_cancel_fn say
+ * true) and closes every connection. Returns how many requests were still
+ * running when the grace period ended. Idempotent.
+ */
+MEMFIT_API unsigned memfit_server_shutdown(memfit_server *server, uint64_t grace_ms);
+
+/* Shuts down (grace 0) if not done, unloads every model, frees everything; NULL is a no-op. */
+MEMFIT_API void memfit_server_destroy(memfit_server *server);
+
+/*
+ * Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so that threads
+ * created afterwards (the server's) inherit the mask and memfit_server_run
+ * receives them with sigwait. Call it before memfit_server_create.
+ */
+MEMFIT_API enum memfit_status memfit_server_block_signals(void);
+
+/*
+ * Serves until SIGTERM or SIGINT: SIGHUP reloads the manifest (logging the
+ * result); SIGTERM/SIGINT shut down with `grace_ms` (memfit_server_shutdown).
+ * Returns the signal that stopped it. Needs memfit_server_block_signals().
+ */
+MEMFIT_API int memfit_server_run(memfit_server *server, uint64_t grace_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

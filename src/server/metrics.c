@@ -1,0 +1,289 @@
+/*
+ * Request counters and the Prometheus text exposition of /metrics (format
+ * 0.0.4: "# HELP" and "# TYPE" once per family, base units — bytes,
+ * seconds — counters ending in _total, histograms with cumulative buckets
+ * up to +Inf plus _sum and _count). Names follow the conventions in
+ * docs/server.md: memfit_* for memfit's own figures and the standard
+ * process_resident_memory_bytes.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "server/metrics.h"
+
+static const int status_codes[] = {
+#define MF_STATUS_CODE(code) code,
+    MF_METRIC_STATUSES(MF_STATUS_CODE)
+#undef MF_STATUS_CODE
+};
+
+static const double bucket_bounds[MF_N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+static unsigned status_slot(int status)
+{
+    for (unsigned i = 0; i < sizeof(status_codes) / sizeof(status_codes[0]); i++)
+        if (status_codes[i] == status)
+            return i;
+    return MF_N_STATUS_SLOTS - 1;
+}
+
+void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns)
+{
+    if ((unsigned)route >= MF_ROUTE_COUNT)
+        route = MF_ROUTE_OTHER;
+    unsigned s = status_slot(status);
+    atomic_fetch_add_explicit(&m->count[route][s], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_us[route][s], ns / 1000, memory_order_relaxed);
+    double seconds = (double)ns / 1e9;
+    unsigned b = 0;
+    while (b < MF_N_BUCKETS && seconds > bucket_bounds[b])
+        b++;
+    if (b < MF_N_BUCKETS)
+        atomic_fetch_add_explicit(&m->buckets[route][s][b], 1, memory_order_relaxed);
+}
+
+static uint64_t load(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void family(struct mf_text *t, const char *name, const char *type, const char *help)
+{
+    mf_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value with \, " and newline escaped (exposition format). */
+static void label_value(struct mf_text *t, const char *v)
+{
+    mf_text_append(t, "\"", 1);
+    for (const char *p = v; *p; p++) {
+        if (*p == '\\')
+            mf_text_append(t, "\\\\", 2);
+        else if (*p == '"')
+            mf_text_append(t, "\\\"", 2);
+        else if (*p == '\n')
+            mf_text_append(t, "\\n", 2);
+        else
+            mf_text_append(t, p, 1);
+    }
+    mf_text_append(t, "\"", 1);
+}
+
+static void sample_u64(struct mf_text *t, const char *name, uint64_t v)
+{
+    mf_text_printf(t, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge_u64(struct mf_text *t, const char *name, const char *help, uint64_t v)
+{
+    if (v == UINT64_MAX)
+        return; /* unknown: left out rather than a made-up number */
+    family(t, name, "gauge", help);
+    sample_u64(t, name, v);
+}
+
+static void status_label(struct mf_text *t, unsigned slot)
+{
+    if (slot < MF_N_STATUS_SLOTS - 1)
+        mf_text_printf(t, "code=\"%d\"", status_codes[slot]);
+    else
+        mf_text_puts(t, "code=\"other\"");
+}
+
+static void format_http(struct mf_text *t, const struct mf_metrics *m)
+{
+    family(t, "memfit_http_requests_total", "counter",
+           "HTTP requests answered, by route and status.");
+    for (unsigned r = 0; r < MF_ROUTE_COUNT; r++)
+        for (unsigned s = 0; s < MF_N_STATUS_SLOTS; s++) {
+            uint64_t c = load(&m->count[r][s]);
+            if (!c)
+                continue;
+            mf_text_puts(t, "memfit_http_requests_total{route=");
+            label_value(t, mf_route_label(r));
+            mf_text_puts(t, ",");
+            status_label(t, s);
+            mf_text_printf(t, "} %llu\n", (unsigned long long)c);
+        }
+    family(t, "memfit_http_request_duration_seconds", "histogram",
+           "Time from the request's headers to its answer, by route and status.");
+    for (unsigned r = 0; r < MF_ROUTE_COUNT; r++)
+        for (unsigned s = 0; s < MF_N_STATUS_SLOTS; s++) {
+            uint64_t c = load(&m->count[r][s]);
+            if (!c)
+                continue;
+            uint64_t cumulative = 0;
+            for (unsigned b = 0; b <= MF_N_BUCKETS; b++) {
+                if (b < MF_N_BUCKETS)
+                    cumulative += load(&m->buckets[r][s][b]);
+                /* The count is read before the buckets; +Inf must not be
+                 * below the finite buckets a racing request just bumped. */
+                uint64_t value = b < MF_N_BUCKETS ? cumulative : (c > cumulative ? c : cumulative);
+                mf_text_puts(t, "memfit_http_request_duration_seconds_bucket{route=");
+                label_value(t, mf_route_label(r));
+                mf_text_puts(t, ",");
+                status_label(t, s);
+                if (b < MF_N_BUCKETS)
+                    mf_text_printf(t, ",le=\"%g\"} %llu\n", bucket_bounds[b],
+                                   (unsigned long long)value);
+                else
+                    mf_text_printf(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)value);
+                if (b == MF_N_BUCKETS)
+                    c = value;
+            }
+            mf_text_puts(t, "memfit_http_request_duration_seconds_sum{route=");
+            label_value(t, mf_route_label(r));
+            mf_text_puts(t, ",");
+            status_label(t, s);
+            mf_text_printf(t, "} %.6f\n", (double)load(&m->sum_us[r][s]) / 1e6);
+            mf_text_puts(t, "memfit_http_request_duration_seconds_count{route=");
+            label_value(t, mf_route_label(r));
+            mf_text_puts(t, ",");
+            status_label(t, s);
+            mf_text_printf(t, "} %llu\n", (unsigned long long)c);
+        }
+    family(t, "memfit_http_requests_cancelled_total", "counter",
+           "Requests whose client went away before the answer, by route.");
+    for (unsigned r = 0; r < MF_ROUTE_COUNT; r++) {
+        uint64_t c = load(&m->cancelled[r]);
+        if (!c && r != MF_ROUTE_EMBEDDINGS)
+            continue;
+        mf_text_puts(t, "memfit_http_requests_cancelled_total{route=");
+        label_value(t, mf_route_label(r));
+        mf_text_printf(t, "} %llu\n", (unsigned long long)c);
+    }
+    family(t, "memfit_queue_rejected_total", "counter",
+           "Embedding requests refused with 429 because the queue was full.");
+    sample_u64(t, "memfit_queue_rejected_total", load(&m->queue_rejected));
+}
+
+static void per_model_u64(struct mf_text *t, const struct memfit_manager_status *snap,
+                          const char *name, const char *type, const char *help, size_t offset)
+{
+    family(t, name, type, help);
+    for (size_t i = 0; i < snap->n_models; i++) {
+        const struct memfit_model_status *ms = &snap->models[i];
+        uint64_t v;
+        memcpy(&v, (const char *)ms + offset, sizeof(v));
+        mf_text_printf(t, "%s{model=", name);
+        label_value(t, ms->name);
+        mf_text_printf(t, "} %llu\n", (unsigned long long)v);
+    }
+}
+
+static void format_manager(struct mf_text *t, const struct memfit_manager_status *s)
+{
+    const struct memfit_budget_usage *b = &s->budget;
+    gauge_u64(t, "memfit_budget_bytes", "Size of the memory budget.", b->size_bytes);
+    family(t, "memfit_budget_reserved_bytes", "gauge",
+           "Bytes reserved in the budget, by category.");
+    for (unsigned c = 0; c < MEMFIT_BUDGET_CATEGORY_COUNT; c++) {
+        static const char *const names[] = {"weights", "converted_weights", "workspace",
+                                            "kv_cache"};
+        mf_text_printf(t, "memfit_budget_reserved_bytes{category=\"%s\"} %llu\n", names[c],
+                       (unsigned long long)b->by_category[c]);
+    }
+    gauge_u64(t, "memfit_budget_free_bytes", "Budget bytes not reserved.", b->free_bytes);
+    gauge_u64(t, "memfit_budget_peak_reserved_bytes", "Most bytes ever reserved at once.",
+              b->peak_reserved_bytes);
+    family(t, "memfit_budget_refusals_total", "counter",
+           "Reservations refused because they did not fit.");
+    sample_u64(t, "memfit_budget_refusals_total", b->n_refused);
+    gauge_u64(t, "memfit_manager_queue_depth", "Model acquires waiting in the manager now.",
+              s->queue_depth);
+    gauge_u64(t, "memfit_models", "Models registered.", s->n_models);
+
+    family(t, "memfit_model_state", "gauge", "1 for the state each model is in, else 0.");
+    for (size_t i = 0; i < s->n_models; i++)
+        for (int st = MEMFIT_MODEL_UNLOADED; st <= MEMFIT_MODEL_FAILED; st++) {
+            mf_text_puts(t, "memfit_model_state{model=");
+            label_value(t, s->models[i].name);
+            mf_text_printf(t, ",state=\"%s\"} %d\n",
+                           memfit_model_state_name((enum memfit_model_state)st),
+                           s->models[i].state == (enum memfit_model_state)st);
+        }
+#define MODEL_FIELD(field) offsetof(struct memfit_model_status, field)
+    per_model_u64(t, s, "memfit_model_bytes", "gauge", "Bytes a model holds in the budget.",
+                  MODEL_FIELD(total_bytes));
+    per_model_u64(t, s, "memfit_model_loads_total", "counter", "Successful loads.",
+                  MODEL_FIELD(n_loads));
+    per_model_u64(t, s, "memfit_model_unloads_total", "counter", "Unloads, evictions included.",
+                  MODEL_FIELD(n_unloads));
+    per_model_u64(t, s, "memfit_model_evictions_total", "counter",
+                  "Unloads to make room for another reservation.", MODEL_FIELD(n_evictions));
+    per_model_u64(t, s, "memfit_model_load_failures_total", "counter", "Failed loads.",
+                  MODEL_FIELD(n_failures));
+    per_model_u64(t, s, "memfit_model_refusals_total", "counter",
+                  "Acquires refused (budget, queue full, timeout).", MODEL_FIELD(n_refusals));
+    per_model_u64(t, s, "memfit_model_requests_total", "counter", "Successful acquires.",
+                  MODEL_FIELD(n_requests));
+#undef MODEL_FIELD
+    family(t, "memfit_model_load_duration_seconds", "gauge", "Duration of the last load.");
+    for (size_t i = 0; i < s->n_models; i++) {
+        mf_text_puts(t, "memfit_model_load_duration_seconds{model=");
+        label_value(t, s->models[i].name);
+        mf_text_printf(t, "} %.6f\n", (double)s->models[i].load_time_ns / 1e9);
+    }
+    family(t, "memfit_model_in_use", "gauge", "Handles out on a model (requests running).");
+    for (size_t i = 0; i < s->n_models; i++) {
+        mf_text_puts(t, "memfit_model_in_use{model=");
+        label_value(t, s->models[i].name);
+        mf_text_printf(t, "} %u\n", s->models[i].in_use);
+    }
+}
+
+static void format_sample(struct mf_text *t, const struct mf_mem_sample *s)
+{
+    gauge_u64(t, "memfit_memory_working_set_bytes",
+              "Working set of the container (cgroup usage - inactive file) or of the machine.",
+              s->working_set_bytes);
+    gauge_u64(t, "memfit_memory_limit_bytes",
+              "Effective memory limit: the cgroup's, or physical memory.", s->limit_bytes);
+    gauge_u64(t, "process_resident_memory_bytes", "Resident memory of this process.", s->rss_bytes);
+    if (s->have_psi) {
+        family(t, "memfit_pressure_memory_waiting_seconds_total", "counter",
+               "Time some tasks stalled on memory (PSI some).");
+        mf_text_printf(t, "memfit_pressure_memory_waiting_seconds_total %.6f\n",
+                       (double)s->psi_some_total_us / 1e6);
+        family(t, "memfit_pressure_memory_stalled_seconds_total", "counter",
+               "Time all tasks stalled on memory (PSI full).");
+        mf_text_printf(t, "memfit_pressure_memory_stalled_seconds_total %.6f\n",
+                       (double)s->psi_full_total_us / 1e6);
+        family(t, "memfit_pressure_memory_some_ratio", "gauge",
+               "Share of the last 10 s some tasks stalled on memory (0-1).");
+        mf_text_printf(t, "memfit_pressure_memory_some_ratio %.4f\n", s->psi_some_avg10 / 100.0);
+    }
+}
+
+bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
+                       const struct memfit_manager_status *snap, const struct mf_mem_sample *sample,
+                       const struct mf_server_gauges *g)
+{
+    if (g) {
+        gauge_u64(out, "memfit_http_requests_in_progress", "HTTP requests being handled now.",
+                  g->connections);
+        gauge_u64(out, "memfit_queue_depth", "Embedding requests admitted and waiting for a model.",
+                  g->queue_depth);
+        gauge_u64(out, "memfit_queue_running", "Embedding requests running on a model.",
+                  g->queue_running);
+        gauge_u64(out, "memfit_queue_capacity",
+                  "Embedding requests admitted at once (waiting or running); more get 429.",
+                  g->queue_capacity);
+        family(out, "memfit_uptime_seconds", "gauge", "Seconds since the server started.");
+        mf_text_printf(out, "memfit_uptime_seconds %.3f\n", (double)g->uptime_ns / 1e9);
+        family(out, "memfit_manifest_reloads_total", "counter",
+               "Manifest reloads (SIGHUP), by result.");
+        mf_text_printf(out, "memfit_manifest_reloads_total{result=\"ok\"} %llu\n",
+                       (unsigned long long)g->reloads);
+        mf_text_printf(out, "memfit_manifest_reloads_total{result=\"error\"} %llu\n",
+                       (unsigned long long)g->reload_failures);
+    }
+    if (m)
+        format_http(out, m);
+    if (snap)
+        format_manager(out, snap);
+    if (sample)
+        format_sample(out, sample);
+    return !out->failed;
+}

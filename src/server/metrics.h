@@ -1,0 +1,64 @@
+/*
+ * The server's own counters (requests by route and status, latency
+ * histograms, cancellations) and the Prometheus text exposition (format
+ * 0.0.4) of everything /metrics shows: those counters, the budget, the
+ * models from a manager snapshot and a memory sample. Counters are relaxed
+ * atomics: any connection thread bumps them without a lock.
+ */
+#ifndef MF_SERVER_METRICS_H
+#define MF_SERVER_METRICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memfit/manager.h"
+#include "server/request.h"
+
+/* The statuses counted one by one; others fall under "other". */
+#define MF_METRIC_STATUSES(X)                                                                      \
+    X(200) X(400) X(401) X(404) X(405) X(413) X(429) X(431) X(499) X(500) X(501) X(503)
+
+enum { MF_N_STATUS_SLOTS = 13 }; /* the list above plus "other" */
+
+/* Latency bucket upper bounds, seconds (+Inf implied). */
+#define MF_N_BUCKETS 14
+
+struct mf_metrics {
+    _Atomic uint64_t count[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS];
+    _Atomic uint64_t sum_us[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS];
+    _Atomic uint64_t buckets[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS][MF_N_BUCKETS]; /* not cumulative */
+    _Atomic uint64_t cancelled[MF_ROUTE_COUNT];
+    _Atomic uint64_t queue_rejected; /* 429 by the server's own queue */
+};
+
+/* One memory reading for /metrics, the dashboard and the SSE stream. */
+struct mf_mem_sample {
+    uint64_t wall_ms;
+    uint64_t working_set_bytes; /* cgroup working set, or MemTotal - MemAvailable */
+    uint64_t limit_bytes;       /* effective limit (cgroup or physical memory) */
+    uint64_t rss_bytes;         /* this process */
+    bool have_psi;
+    double psi_some_avg10, psi_full_avg10; /* percent */
+    uint64_t psi_some_total_us, psi_full_total_us;
+};
+
+/* Records one answered request (status: the HTTP status sent). */
+void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns);
+
+/* Server-wide gauges /metrics shows besides the snapshot. */
+struct mf_server_gauges {
+    unsigned connections;    /* requests in progress */
+    unsigned queue_depth;    /* embedding requests admitted and waiting for a model */
+    unsigned queue_running;  /* embedding requests running */
+    unsigned queue_capacity; /* max_queue of the server */
+    uint64_t uptime_ns;
+    uint64_t reloads, reload_failures;
+};
+
+/* Appends the whole exposition. `snap` and `sample` may be NULL (left out). */
+bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
+                       const struct memfit_manager_status *snap, const struct mf_mem_sample *sample,
+                       const struct mf_server_gauges *g);
+
+#endif

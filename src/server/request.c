@@ -1,0 +1,533 @@
+/*
+ * The pure parts of the HTTP server (see request.h): everything here works
+ * on bytes a client sent, so every length is checked and every failure is
+ * a status and a message, never a crash.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/json.h"
+#include "server/request.h"
+
+/* ---- Text buffer ------------------------------------------------------------ */
+
+static bool text_reserve(struct mf_text *t, size_t extra)
+{
+    if (t->failed)
+        return false;
+    size_t need;
+    if (mf_add_overflow(t->len, extra + 1, &need)) {
+        t->failed = true;
+        return false;
+    }
+    if (need <= t->cap)
+        return true;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *grown = memfit_realloc(t->data, cap);
+    if (!grown) {
+        t->failed = true;
+        return false;
+    }
+    t->data = grown;
+    t->cap = cap;
+    return true;
+}
+
+bool mf_text_append(struct mf_text *t, const char *s, size_t n)
+{
+    if (!text_reserve(t, n))
+        return false;
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+    return true;
+}
+
+bool mf_text_puts(struct mf_text *t, const char *s)
+{
+    return mf_text_append(t, s, strlen(s));
+}
+
+bool mf_text_printf(struct mf_text *t, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        t->failed = true;
+        return false;
+    }
+    if ((size_t)n < sizeof(small))
+        return mf_text_append(t, small, (size_t)n);
+    if (!text_reserve(t, (size_t)n))
+        return false;
+    va_start(ap, fmt);
+    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+    return true;
+}
+
+bool mf_text_json_string(struct mf_text *t, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!mf_text_append(t, "\"", 1))
+        return false;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        mf_text_append(t, s + start, i - start);
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        size_t len = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        mf_text_append(t, esc, len);
+        start = i + 1;
+    }
+    mf_text_append(t, s + start, n - start);
+    return mf_text_append(t, "\"", 1);
+}
+
+void mf_text_free(struct mf_text *t)
+{
+    memfit_free(t->data);
+    memset(t, 0, sizeof(*t));
+}
+
+char *mf_text_take(struct mf_text *t, size_t *len)
+{
+    if (t->failed || (!t->data && !text_reserve(t, 0))) {
+        mf_text_free(t);
+        memfit_fail(MEMFIT_E_NOMEM, "out of memory building a response");
+        return NULL;
+    }
+    char *s = t->data;
+    if (len)
+        *len = t->len;
+    memset(t, 0, sizeof(*t));
+    return s;
+}
+
+/* ---- Errors ------------------------------------------------------------------ */
+
+void mf_http_error_set(struct mf_http_error *e, int status, const char *type, const char *code,
+                       const char *fmt, ...)
+{
+    e->status = status;
+    e->type = type;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+}
+
+enum memfit_status mf_http_error_json(const struct mf_http_error *e, char **out, size_t *out_len)
+{
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"error\":{\"message\":");
+    mf_text_json_string(&t, e->message, strlen(e->message));
+    mf_text_puts(&t, ",\"type\":");
+    mf_text_json_string(&t, e->type, strlen(e->type));
+    mf_text_puts(&t, ",\"code\":");
+    if (e->code)
+        mf_text_json_string(&t, e->code, strlen(e->code));
+    else
+        mf_text_puts(&t, "null");
+    mf_text_puts(&t, "}}\n");
+    size_t len;
+    char *s = mf_text_take(&t, &len);
+    if (!s)
+        return MEMFIT_E_NOMEM;
+    *out = s;
+    *out_len = len;
+    return MEMFIT_OK;
+}
+
+/* ---- base64 ------------------------------------------------------------------- */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+enum memfit_status mf_base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
+{
+    size_t data_len = len;
+    if (data_len % 4 == 0 && data_len >= 2) { /* padding: up to two '=' at the very end */
+        if (in[data_len - 1] == '=')
+            data_len--;
+        if (in[data_len - 1] == '=')
+            data_len--;
+    }
+    if (data_len % 4 == 1)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "base64: %zu characters cannot be a whole number of bytes", len);
+    for (size_t i = 0; i < data_len; i++)
+        if (b64_value((unsigned char)in[i]) < 0)
+            return memfit_fail(MEMFIT_E_FORMAT, "base64: invalid character 0x%02x at offset %zu",
+                               (unsigned char)in[i], i);
+    size_t n = data_len / 4 * 3 + (data_len % 4 ? data_len % 4 - 1 : 0);
+    uint8_t *buf = memfit_malloc_in(MEMFIT_ALLOC_SERVER, n ? n : 1);
+    if (!buf)
+        return MEMFIT_E_NOMEM;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < data_len; i++) {
+        acc = (acc << 6) | (uint32_t)b64_value((unsigned char)in[i]);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    /* Leftover bits must be zero (canonical encoding), else the text was cut. */
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+        memfit_free(buf);
+        return memfit_fail(MEMFIT_E_FORMAT, "base64: the last character has stray bits");
+    }
+    *out = buf;
+    *out_len = o;
+    return MEMFIT_OK;
+}
+
+bool mf_text_base64(struct mf_text *t, const void *data, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *p = data;
+    size_t out = (len + 2) / 3 * 4;
+    if (!text_reserve(t, out))
+        return false;
+    char *w = t->data + t->len;
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *w++ = alphabet[v >> 18];
+        *w++ = alphabet[(v >> 12) & 63];
+        *w++ = alphabet[(v >> 6) & 63];
+        *w++ = alphabet[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+        *w++ = alphabet[v >> 18];
+        *w++ = alphabet[(v >> 12) & 63];
+        *w++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        *w++ = '=';
+    }
+    t->len += out;
+    t->data[t->len] = '\0';
+    return true;
+}
+
+enum memfit_status mf_data_url_split(const char *url, size_t len, const char **payload,
+                                     size_t *payload_len)
+{
+    if (len < 5 || strncasecmp(url, "data:", 5) != 0)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "an image input must be a data URL (data:image/png;base64,...)");
+    const char *comma = memchr(url, ',', len);
+    if (!comma)
+        return memfit_fail(MEMFIT_E_FORMAT, "data URL without ',' before its data");
+    const char *meta = url + 5;
+    size_t meta_len = (size_t)(comma - meta);
+    static const char b64[] = ";base64";
+    if (meta_len < sizeof(b64) - 1 ||
+        strncasecmp(comma - (sizeof(b64) - 1), b64, sizeof(b64) - 1) != 0)
+        return memfit_fail(MEMFIT_E_FORMAT, "data URL is not base64-encoded (expected ;base64,)");
+    size_t type_len = meta_len - (sizeof(b64) - 1);
+    if (type_len > 0 && (type_len < 6 || strncasecmp(meta, "image/", 6) != 0))
+        return memfit_fail(MEMFIT_E_FORMAT, "data URL media type '%.*s' is not image/*",
+                           (int)(type_len > 64 ? 64 : type_len), meta);
+    *payload = comma + 1;
+    *payload_len = len - (size_t)(comma + 1 - url);
+    return MEMFIT_OK;
+}
+
+/* ---- The embeddings request ---------------------------------------------------- */
+
+void mf_embed_request_free(struct mf_embed_request *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; r->inputs && i < r->n_inputs; i++)
+        memfit_free(r->inputs[i]);
+    memfit_free(r->inputs);
+    memfit_free(r->input_lens);
+    memfit_free(r->model);
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "unknown";
+}
+
+#define BAD(code, ...)                                                                             \
+    do {                                                                                           \
+        mf_http_error_set(err, 400, "invalid_request_error", code, __VA_ARGS__);                   \
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);                                     \
+        goto done;                                                                                 \
+    } while (0)
+
+static enum memfit_status copy_input(struct mf_embed_request *r, size_t i, const json_t *s)
+{
+    size_t n = json_string_length(s);
+    r->inputs[i] = memfit_malloc_in(MEMFIT_ALLOC_SERVER, n + 1);
+    if (!r->inputs[i])
+        return MEMFIT_E_NOMEM;
+    memcpy(r->inputs[i], json_string_value(s), n);
+    r->inputs[i][n] = '\0';
+    r->input_lens[i] = n;
+    return MEMFIT_OK;
+}
+
+enum memfit_status mf_embed_request_parse(const char *body, size_t len, size_t max_inputs,
+                                          struct mf_embed_request *out, struct mf_http_error *err)
+{
+    mf_json_init();
+    struct mf_embed_request r = {0};
+    enum memfit_status st = MEMFIT_OK;
+    json_error_t jerr;
+    /* jansson reports a failed allocation as a syntax error; the wrapper's
+     * message on this thread (cleared first) tells them apart. */
+    memfit_clear_error();
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        if (memfit_last_error()[0] != '\0')
+            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
+                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    if (!json_is_object(root))
+        BAD("invalid_type", "the body must be a JSON object, not %s", json_type_name(root));
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "model") != 0 && strcmp(key, "input") != 0 &&
+            strcmp(key, "encoding_format") != 0 && strcmp(key, "dimensions") != 0 &&
+            strcmp(key, "user") != 0)
+            BAD("invalid_value",
+                "unknown field '%.64s' (expected model, input, "
+                "encoding_format, dimensions, user)",
+                key);
+    }
+    json_t *model = json_object_get(root, "model");
+    if (!model)
+        BAD("missing_field", "missing field 'model'");
+    if (!json_is_string(model))
+        BAD("invalid_type", "'model' must be a string, not %s", json_type_name(model));
+    if (json_string_length(model) == 0 || json_string_length(model) >= MF_MODEL_NAME_MAX ||
+        strlen(json_string_value(model)) != json_string_length(model))
+        BAD("invalid_value", "'model' must be 1 to %d characters", MF_MODEL_NAME_MAX - 1);
+    json_t *input = json_object_get(root, "input");
+    if (!input)
+        BAD("missing_field", "missing field 'input'");
+    size_t n = 1;
+    if (json_is_array(input)) {
+        n = json_array_size(input);
+        if (n == 0)
+            BAD("invalid_value", "'input' is an empty array");
+        if (n > max_inputs)
+            BAD("too_many_inputs", "'input' has %zu items; at most %zu per request", n, max_inputs);
+        size_t i;
+        json_t *item;
+        json_array_foreach(input, i, item)
+        {
+            if (!json_is_string(item))
+                BAD("invalid_type", "'input[%zu]' must be a string, not %s", i,
+                    json_type_name(item));
+        }
+    } else if (!json_is_string(input)) {
+        BAD("invalid_type", "'input' must be a string or an array of strings, not %s",
+            json_type_name(input));
+    }
+    json_t *format = json_object_get(root, "encoding_format");
+    if (format && !json_is_null(format)) {
+        if (!json_is_string(format))
+            BAD("invalid_type", "'encoding_format' must be a string, not %s",
+                json_type_name(format));
+        if (strcmp(json_string_value(format), "base64") == 0)
+            r.base64_output = true;
+        else if (strcmp(json_string_value(format), "float") != 0)
+            BAD("invalid_value", "'encoding_format' must be \"float\" or \"base64\"");
+    }
+    json_t *dims = json_object_get(root, "dimensions");
+    if (dims && !json_is_null(dims)) {
+        if (!json_is_integer(dims))
+            BAD("invalid_type", "'dimensions' must be an integer, not %s", json_type_name(dims));
+        if (json_integer_value(dims) < 1 || json_integer_value(dims) > 1000000)
+            BAD("invalid_value", "'dimensions' must be 1 to 1000000");
+        r.dimensions = (uint64_t)json_integer_value(dims);
+    }
+    json_t *user = json_object_get(root, "user");
+    if (user && !json_is_string(user) && !json_is_null(user))
+        BAD("invalid_type", "'user' must be a string, not %s", json_type_name(user));
+
+    r.model = memfit_strdup(json_string_value(model));
+    r.inputs = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.inputs));
+    r.input_lens = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.input_lens));
+    if (!r.model || !r.inputs || !r.input_lens) {
+        st = MEMFIT_E_NOMEM;
+        goto done;
+    }
+    r.n_inputs = n;
+    for (size_t i = 0; i < n && st == MEMFIT_OK; i++)
+        st = copy_input(&r, i, json_is_array(input) ? json_array_get(input, i) : input);
+done:
+    json_decref(root);
+    if (st != MEMFIT_OK) {
+        mf_embed_request_free(&r);
+        return st;
+    }
+    *out = r;
+    return MEMFIT_OK;
+}
+
+/* ---- Routes ------------------------------------------------------------------- */
+
+static const char *const route_labels[] = {
+#define MF_ROUTE_LABEL(name, path) path,
+    MF_ROUTE_LIST(MF_ROUTE_LABEL)
+#undef MF_ROUTE_LABEL
+};
+
+const char *mf_route_label(enum mf_route route)
+{
+    return (unsigned)route < MF_ROUTE_COUNT ? route_labels[route] : "other";
+}
+
+enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], const char **allowed)
+{
+    static const struct {
+        const char *path;
+        enum mf_route route;
+        const char *method;
+    } fixed[] = {
+        {"/v1/embeddings", MF_ROUTE_EMBEDDINGS, "POST"},
+        {"/v1/models", MF_ROUTE_V1_MODELS, "GET"},
+        {"/api/models", MF_ROUTE_MODELS, "GET"},
+        {"/api/memory", MF_ROUTE_MEMORY, "GET"},
+        {"/api/cleanup", MF_ROUTE_CLEANUP, "POST"},
+        {"/api/events", MF_ROUTE_EVENTS, "GET"},
+        {"/health", MF_ROUTE_HEALTH, "GET"},
+        {"/ready", MF_ROUTE_READY, "GET"},
+        {"/metrics", MF_ROUTE_METRICS, "GET"},
+        {"/", MF_ROUTE_DASHBOARD, "GET"},
+    };
+    *allowed = NULL;
+    name[0] = '\0';
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strcmp(path, fixed[i].path) == 0) {
+            *allowed = fixed[i].method;
+            return fixed[i].route;
+        }
+    }
+    static const char prefix[] = "/api/models/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return MF_ROUTE_OTHER;
+    const char *p = path + sizeof(prefix) - 1;
+    const char *slash = strchr(p, '/');
+    if (!slash || slash == p || (size_t)(slash - p) >= MF_MODEL_NAME_MAX)
+        return MF_ROUTE_OTHER;
+    enum mf_route route;
+    if (strcmp(slash, "/load") == 0)
+        route = MF_ROUTE_MODEL_LOAD;
+    else if (strcmp(slash, "/unload") == 0)
+        route = MF_ROUTE_MODEL_UNLOAD;
+    else
+        return MF_ROUTE_OTHER;
+    memcpy(name, p, (size_t)(slash - p));
+    name[slash - p] = '\0';
+    *allowed = "POST";
+    return route;
+}
+
+/* ---- Authentication ------------------------------------------------------------- */
+
+bool mf_ct_equal(const char *given, size_t given_len, const char *expected, size_t expected_len)
+{
+    volatile unsigned char diff = (unsigned char)(given_len != expected_len);
+    for (size_t i = 0; i < expected_len; i++) {
+        unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
+        diff |= (unsigned char)(g ^ (unsigned char)expected[i]);
+    }
+    return diff == 0;
+}
+
+bool mf_bearer_ok(const char *header, const char *key)
+{
+    if (!header || !key)
+        return false;
+    if (strncasecmp(header, "Bearer ", 7) != 0)
+        return false;
+    const char *token = header + 7;
+    while (*token == ' ')
+        token++;
+    size_t len = strlen(token);
+    while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t'))
+        len--;
+    return mf_ct_equal(token, len, key, strlen(key));
+}

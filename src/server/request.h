@@ -1,0 +1,137 @@
+/*
+ * The pure parts of the HTTP server, kept apart from libmicrohttpd so unit
+ * tests and the fuzz target reach them directly: a growable text buffer,
+ * JSON string escaping, OpenAI-style error bodies, base64, `data:` URLs,
+ * the embeddings request parser, route matching and the constant-time
+ * comparison of API keys.
+ */
+#ifndef MF_SERVER_REQUEST_H
+#define MF_SERVER_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memfit/core.h"
+
+/* ---- Text buffer ------------------------------------------------------------ */
+
+/* A string built by appending. An allocation failure is sticky (`failed`):
+ * later appends do nothing, so a builder checks once at the end. */
+struct mf_text {
+    char *data; /* NUL-terminated when len > 0 */
+    size_t len, cap;
+    bool failed;
+};
+
+bool mf_text_append(struct mf_text *t, const char *s, size_t n);
+bool mf_text_puts(struct mf_text *t, const char *s);
+bool mf_text_printf(struct mf_text *t, const char *fmt, ...) MEMFIT_PRINTF(2, 3);
+/* Appends `s` as a JSON string, quotes included. */
+bool mf_text_json_string(struct mf_text *t, const char *s, size_t n);
+void mf_text_free(struct mf_text *t);
+/* Hands the string over (caller frees with memfit_free); NULL and E_NOMEM
+ * when any append failed. The buffer is empty afterwards. */
+char *mf_text_take(struct mf_text *t, size_t *len);
+
+/* ---- Errors ------------------------------------------------------------------ */
+
+/* An HTTP error in the OpenAI shape {"error": {"message", "type", "code"}}. */
+struct mf_http_error {
+    int status;       /* HTTP status */
+    const char *type; /* "invalid_request_error", "authentication_error", ... */
+    const char *code; /* "invalid_json", "model_not_found", ... */
+    char message[512];
+};
+
+void mf_http_error_set(struct mf_http_error *e, int status, const char *type, const char *code,
+                       const char *fmt, ...) MEMFIT_PRINTF(5, 6);
+
+/* The error body as JSON (newline-terminated). E_NOMEM. */
+enum memfit_status mf_http_error_json(const struct mf_http_error *e, char **out, size_t *out_len);
+
+/* ---- base64 and data: URLs ---------------------------------------------------- */
+
+/* Decodes standard base64 (RFC 4648 alphabet, padding optional but checked
+ * when present). E_FORMAT naming the offset of the first bad character;
+ * E_NOMEM. *out (memfit_free) and *out_len written only on success. */
+enum memfit_status mf_base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len);
+
+/* Appends the base64 of `data` (with padding). */
+bool mf_text_base64(struct mf_text *t, const void *data, size_t len);
+
+/* Splits "data:image/png;base64,AAAA": *payload and *payload_len point into
+ * `url`; the media type must be an image type (or empty) and the encoding
+ * base64. E_FORMAT with a message saying what is wrong. */
+enum memfit_status mf_data_url_split(const char *url, size_t len, const char **payload,
+                                     size_t *payload_len);
+
+/* ---- The embeddings request ---------------------------------------------------- */
+
+struct mf_embed_request {
+    char *model;
+    size_t n_inputs;
+    char **inputs; /* each NUL-terminated; may contain NULs (input_lens is exact) */
+    size_t *input_lens;
+    bool base64_output;  /* encoding_format "base64" (the openai clients' default) */
+    uint64_t dimensions; /* 0 = not given */
+};
+
+/*
+ * Parses {"model", "input", "encoding_format"?, "dimensions"?, "user"?}.
+ * `input` is a string or a non-empty array of strings (at most max_inputs).
+ * Client mistakes are E_FORMAT with *err filled (status 400 and a code:
+ * invalid_json, invalid_type, missing_field, too_many_inputs,
+ * invalid_value); E_NOMEM. *out written only on success.
+ */
+enum memfit_status mf_embed_request_parse(const char *body, size_t len, size_t max_inputs,
+                                          struct mf_embed_request *out, struct mf_http_error *err);
+void mf_embed_request_free(struct mf_embed_request *r);
+
+/* ---- Routes ------------------------------------------------------------------- */
+
+/* The routes, in the order /metrics lists them. */
+#define MF_ROUTE_LIST(X)                                                                           \
+    X(EMBEDDINGS, "/v1/embeddings")                                                                \
+    X(V1_MODELS, "/v1/models")                                                                     \
+    X(MODELS, "/api/models")                                                                       \
+    X(MODEL_LOAD, "/api/models/{name}/load")                                                       \
+    X(MODEL_UNLOAD, "/api/models/{name}/unload")                                                   \
+    X(MEMORY, "/api/memory")                                                                       \
+    X(CLEANUP, "/api/cleanup")                                                                     \
+    X(EVENTS, "/api/events")                                                                       \
+    X(HEALTH, "/health")                                                                           \
+    X(READY, "/ready")                                                                             \
+    X(METRICS, "/metrics")                                                                         \
+    X(DASHBOARD, "/")                                                                              \
+    X(OTHER, "other")
+
+enum mf_route {
+#define MF_ROUTE_ENUM(name, path) MF_ROUTE_##name,
+    MF_ROUTE_LIST(MF_ROUTE_ENUM)
+#undef MF_ROUTE_ENUM
+        MF_ROUTE_COUNT
+};
+
+/* The route's label ("/api/models/{name}/load"). */
+const char *mf_route_label(enum mf_route route);
+
+#define MF_MODEL_NAME_MAX 128
+
+/*
+ * Matches a decoded URL path. For the {name} routes the name is copied to
+ * `name` (it must be 1..MF_MODEL_NAME_MAX-1 bytes with no '/'). *allowed
+ * receives the method the route takes ("GET" or "POST"), NULL for OTHER.
+ */
+enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], const char **allowed);
+
+/* ---- Authentication ------------------------------------------------------------- */
+
+/* Compares in time that depends only on the length of `expected`. */
+bool mf_ct_equal(const char *given, size_t given_len, const char *expected, size_t expected_len);
+
+/* True when an Authorization header value is "Bearer <key>" (scheme
+ * case-insensitive) with the right key, compared in constant time. */
+bool mf_bearer_ok(const char *header, const char *key);
+
+#endif

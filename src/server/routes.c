@@ -1,0 +1,993 @@
+/*
+ * The HTTP routes of the server (the list is in include/memfit/server.h):
+ * request bookkeeping (body limits, API key, metrics, cancellation), the
+ * embeddings route with its admission control, the model and memory APIs,
+ * cleanup, health, metrics, the dashboard and the event stream.
+ *
+ * Status codes: 400 bad request (JSON, types, base64, image), 401 API key,
+ * 404 unknown route or model, 405 method, 409 model busy, 413 body too
+ * large, 429 queue full (Retry-After), 501 no engine for the family,
+ * 503 budget refusal / admission timeout / load failure / not ready.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "server/internal.h"
+
+/* A request in progress: one per HTTP request, freed by on_completed. */
+struct req {
+    memfit_server *srv;
+    struct MHD_Connection *conn;
+    enum mf_route route;
+    char name[MF_MODEL_NAME_MAX];
+    uint64_t start_ns;
+    int status; /* the status queued; 0 = none yet */
+    int fd;
+    char *body;
+    size_t body_len, body_cap;
+    bool too_large;
+    bool answered; /* an early answer (401, 413, ...) was queued */
+    _Atomic bool cancelled;
+    /* the event stream */
+    uint64_t ev_seq;
+    uint64_t next_sample_ns;
+    struct mf_text pending;
+    size_t pending_off;
+};
+
+/* ---- Answers --------------------------------------------------------------------- */
+
+static enum MHD_Result respond(struct req *r, int status, const char *type, char *body, size_t len,
+                               const char *h_name, const char *h_value)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, body, memfit_free);
+    if (!resp) {
+        memfit_free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (h_name)
+        MHD_add_response_header(resp, h_name, h_value);
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result respond_text(struct req *r, int status, const char *type, struct mf_text *t)
+{
+    size_t len;
+    char *s = mf_text_take(t, &len);
+    if (!s)
+        return MHD_NO;
+    return respond(r, status, type, s, len, NULL, NULL);
+}
+
+static enum MHD_Result respond_json(struct req *r, int status, struct mf_text *t)
+{
+    mf_text_puts(t, "\n");
+    return respond_text(r, status, "application/json", t);
+}
+
+static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error *e,
+                                       const char *h_name, const char *h_value)
+{
+    char *body;
+    size_t len;
+    if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
+        return MHD_NO;
+    if (e->status >= 500 || e->status == 429)
+        memfit_log(MEMFIT_LOG_INFO, "%s -> %d: %s", mf_route_label(r->route), e->status,
+                   e->message);
+    return respond(r, e->status, "application/json", body, len, h_name, h_value);
+}
+
+static enum MHD_Result respond_error(struct req *r, const struct mf_http_error *e)
+{
+    return respond_error_h(r, e, NULL, NULL);
+}
+
+static enum MHD_Result fail(struct req *r, int status, const char *type, const char *code,
+                            const char *message)
+{
+    struct mf_http_error e;
+    mf_http_error_set(&e, status, type, code, "%s", message);
+    if (status == 401)
+        return respond_error_h(r, &e, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 429 || status == 503)
+        return respond_error_h(r, &e, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return respond_error(r, &e);
+}
+
+/* An error of the manager or an engine, as HTTP. */
+static enum MHD_Result fail_status(struct req *r, enum memfit_status st)
+{
+    const char *msg = memfit_last_error();
+    switch (st) {
+    case MEMFIT_E_NOT_FOUND:
+        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
+    case MEMFIT_E_BUSY:
+        return fail(r, 429, "rate_limit_error", "model_busy", msg);
+    case MEMFIT_E_BUDGET:
+        return fail(r, 503, "server_error", "insufficient_memory", msg);
+    case MEMFIT_E_TIMEOUT:
+        return fail(r, 503, "server_error", "timeout", msg);
+    case MEMFIT_E_UNSUPPORTED:
+        return fail(r, 501, "server_error", "engine_unavailable", msg);
+    case MEMFIT_E_FORMAT:
+    case MEMFIT_E_RANGE:
+        return fail(r, 400, "invalid_request_error", "invalid_input", msg);
+    case MEMFIT_E_NOMEM:
+        return fail(r, 503, "server_error", "out_of_memory", msg);
+    default:
+        return fail(r, 503, "server_error", "model_unavailable", msg);
+    }
+}
+
+/* ---- Cancellation ------------------------------------------------------------------ */
+
+static bool req_cancelled(void *user)
+{
+    struct req *r = user;
+    if (atomic_load(&r->cancelled))
+        return true;
+    if (atomic_load(&r->srv->cancel_all)) {
+        atomic_store(&r->cancelled, true);
+        return true;
+    }
+    if (r->fd >= 0) {
+        char c;
+        ssize_t n = recv(r->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            atomic_store(&r->cancelled, true);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- Small JSON helpers --------------------------------------------------------------- */
+
+static void json_key_string(struct mf_text *t, const char *key, const char *value)
+{
+    mf_text_printf(t, "\"%s\":", key);
+    mf_text_json_string(t, value, strlen(value));
+}
+
+/* A time of the manager's (monotonic) clock as wall milliseconds; 0 stays 0. */
+static uint64_t mono_to_wall_ms(uint64_t t_ns)
+{
+    if (!t_ns)
+        return 0;
+    uint64_t now = memfit_now_ns(), wall = memfit_wall_ns();
+    uint64_t ago = now > t_ns ? now - t_ns : 0;
+    return (wall > ago ? wall - ago : 0) / 1000000u;
+}
+
+static void budget_json(struct mf_text *t, const struct memfit_budget_usage *b)
+{
+    mf_text_printf(t,
+                   "{\"size_bytes\":%" PRIu64 ",\"reserved_bytes\":%" PRIu64
+                   ",\"free_bytes\":%" PRIu64 ",\"peak_reserved_bytes\":%" PRIu64
+                   ",\"weights_bytes\":%" PRIu64 ",\"converted_weights_bytes\":%" PRIu64
+                   ",\"workspace_bytes\":%" PRIu64 ",\"kv_cache_bytes\":%" PRIu64
+                   ",\"reservations\":%zu,\"waiting\":%u,\"refused\":%" PRIu64 "}",
+                   b->size_bytes, b->reserved_bytes, b->free_bytes, b->peak_reserved_bytes,
+                   b->by_category[MEMFIT_BUDGET_WEIGHTS],
+                   b->by_category[MEMFIT_BUDGET_CONVERTED_WEIGHTS],
+                   b->by_category[MEMFIT_BUDGET_WORKSPACE], b->by_category[MEMFIT_BUDGET_KV_CACHE],
+                   b->n_reservations, b->n_waiting, b->n_refused);
+}
+
+static void model_json(struct mf_text *t, const struct memfit_model_status *m, uint64_t now)
+{
+    mf_text_puts(t, "{");
+    json_key_string(t, "name", m->name);
+    mf_text_puts(t, ",");
+    json_key_string(t, "family", m->family);
+    mf_text_puts(t, ",");
+    json_key_string(t, "state", memfit_model_state_name(m->state));
+    mf_text_printf(t,
+                   ",\"pinned\":%s,\"keep_alive_s\":%" PRId64
+                   ",\"max_concurrency\":%u,\"in_use\":%u,\"waiting\":%u,\"bytes\":%" PRIu64
+                   ",\"weights_bytes\":%" PRIu64 ",\"workspace_bytes\":%" PRIu64
+                   ",\"load_time_s\":%.3f,\"loaded_at_ms\":%" PRIu64 ",\"last_used_ms\":%" PRIu64,
+                   m->pinned ? "true" : "false", m->keep_alive_s, m->max_concurrency, m->in_use,
+                   m->waiting, m->total_bytes, m->bytes.bytes[MEMFIT_BUDGET_WEIGHTS],
+                   m->bytes.bytes[MEMFIT_BUDGET_WORKSPACE], (double)m->load_time_ns / 1e9,
+                   mono_to_wall_ms(m->loaded_at_ns), mono_to_wall_ms(m->last_used_ns));
+    if (m->expires_at_ns)
+        mf_text_printf(t, ",\"expires_in_s\":%.1f",
+                       m->expires_at_ns > now ? (double)(m->expires_at_ns - now) / 1e9 : 0.0);
+    if (m->retry_at_ns)
+        mf_text_printf(t, ",\"retry_in_s\":%.1f",
+                       m->retry_at_ns > now ? (double)(m->retry_at_ns - now) / 1e9 : 0.0);
+    mf_text_printf(t,
+                   ",\"requests\":%" PRIu64 ",\"loads\":%" PRIu64 ",\"unloads\":%" PRIu64
+                   ",\"evictions\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"refusals\":%" PRIu64 ",",
+                   m->n_requests, m->n_loads, m->n_unloads, m->n_evictions, m->n_failures,
+                   m->n_refusals);
+    json_key_string(t, "last_error", m->last_error);
+    mf_text_puts(t, "}");
+}
+
+/* ---- Routes -------------------------------------------------------------------------- */
+
+static enum MHD_Result route_health(struct req *r)
+{
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"status\":\"ok\"}");
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_ready(struct req *r)
+{
+    memfit_server *srv = r->srv;
+    if (atomic_load(&srv->stopping))
+        return fail(r, 503, "server_error", "not_ready", "the server is shutting down");
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    bool room = s->budget.free_bytes > 0;
+    for (size_t i = 0; !room && i < s->n_models; i++)
+        room = s->unloading_enabled && s->models[i].state == MEMFIT_MODEL_READY &&
+               !s->models[i].pinned;
+    uint64_t used = s->budget.reserved_bytes, size = s->budget.size_bytes;
+    memfit_free(s);
+    if (!room) {
+        char msg[200];
+        char a[32], b[32];
+        snprintf(msg, sizeof(msg),
+                 "the budget is exhausted (%s reserved of %s) and no idle model can be unloaded",
+                 memfit_format_size(used, a, sizeof(a)), memfit_format_size(size, b, sizeof(b)));
+        return fail(r, 503, "server_error", "not_ready", msg);
+    }
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"status\":\"ready\"}");
+    return respond_json(r, 200, &t);
+}
+
+static void gauges(memfit_server *srv, struct mf_server_gauges *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->connections = atomic_load(&srv->active);
+    g->queue_depth = atomic_load(&srv->waiting);
+    g->queue_running = atomic_load(&srv->running);
+    g->queue_capacity = srv->opt.max_queue;
+    g->uptime_ns = memfit_now_ns() - srv->start_ns;
+    pthread_mutex_lock(&srv->lock);
+    g->reloads = srv->reloads;
+    g->reload_failures = srv->reload_failures;
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static enum MHD_Result route_metrics(struct req *r)
+{
+    memfit_server *srv = r->srv;
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_mem_sample sample;
+    mf_server_sample(srv, &sample);
+    struct mf_server_gauges g;
+    gauges(srv, &g);
+    struct mf_text t = {0};
+    mf_metrics_format(&t, &srv->metrics, s, &sample, &g);
+    memfit_free(s);
+    return respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", &t);
+}
+
+static enum MHD_Result route_v1_models(struct req *r)
+{
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < s->n_models; i++) {
+        mf_text_puts(&t, i ? ",{" : "{");
+        json_key_string(&t, "id", s->models[i].name);
+        mf_text_printf(&t, ",\"object\":\"model\",\"created\":%" PRIu64 ",\"owned_by\":\"memfit\"}",
+                       r->srv->start_wall_ns / 1000000000u);
+    }
+    mf_text_puts(&t, "]}");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_models(struct req *r)
+{
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    uint64_t now = memfit_now_ns();
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < s->n_models; i++) {
+        if (i)
+            mf_text_puts(&t, ",");
+        model_json(&t, &s->models[i], now);
+    }
+    mf_text_puts(&t, "],\"budget\":");
+    budget_json(&t, &s->budget);
+    mf_text_printf(&t, ",\"queue_depth\":%u,\"max_queue\":%u,\"unloading_enabled\":%s}",
+                   s->queue_depth, s->max_queue, s->unloading_enabled ? "true" : "false");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_model_control(struct req *r)
+{
+    memfit_server *srv = r->srv;
+    enum memfit_status st = r->route == MF_ROUTE_MODEL_LOAD
+                                ? memfit_manager_load(srv->mgr, r->name, -1)
+                                : memfit_manager_unload(srv->mgr, r->name);
+    if (st == MEMFIT_E_BUSY && r->route == MF_ROUTE_MODEL_UNLOAD)
+        return fail(r, 409, "invalid_request_error", "model_busy", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_text t = {0};
+    for (size_t i = 0; i < s->n_models; i++)
+        if (strcmp(s->models[i].name, r->name) == 0)
+            model_json(&t, &s->models[i], memfit_now_ns());
+    if (t.len == 0)
+        mf_text_puts(&t, "{}");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_memory(struct req *r)
+{
+    memfit_server *srv = r->srv;
+    struct memfit_report *rep = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*rep));
+    if (!rep)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct memfit_report_options o;
+    memfit_report_options_default(&o);
+    o.pid = getpid();
+    o.gpu = srv->opt.gpu;
+    o.top_n = 0;
+    char *report = NULL;
+    enum memfit_status st = memfit_report_collect(&o, rep);
+    if (st == MEMFIT_OK)
+        st = memfit_report_to_json(rep, &report);
+    memfit_free(rep);
+    if (st != MEMFIT_OK)
+        return fail(r, 500, "server_error", "report_failed", memfit_last_error());
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK) {
+        memfit_free(report);
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    }
+    /* The report's object, with "budget" and "models" added before its end. */
+    size_t n = strlen(report);
+    while (n > 0 && report[n - 1] != '}')
+        n--;
+    struct mf_text t = {0};
+    mf_text_append(&t, report, n > 0 ? n - 1 : 0);
+    memfit_free(report);
+    mf_text_puts(&t, ",\"budget\":");
+    budget_json(&t, &s->budget);
+    mf_text_puts(&t, ",\"models\":[");
+    for (size_t i = 0; i < s->n_models; i++) {
+        mf_text_puts(&t, i ? ",{" : "{");
+        json_key_string(&t, "name", s->models[i].name);
+        mf_text_puts(&t, ",");
+        json_key_string(&t, "state", memfit_model_state_name(s->models[i].state));
+        mf_text_printf(&t, ",\"bytes\":%" PRIu64 "}", s->models[i].total_bytes);
+    }
+    mf_text_puts(&t, "]}");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+/* Resident page-cache bytes of a file (mincore over a mapping), or 0. */
+static uint64_t cached_bytes(int fd, size_t size)
+{
+    if (size == 0)
+        return 0;
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = (size + (size_t)page - 1) / (size_t)page;
+    unsigned char *vec = memfit_malloc_in(MEMFIT_ALLOC_SERVER, pages);
+    uint64_t resident = 0;
+    if (vec && mincore(map, size, vec) == 0)
+        for (size_t i = 0; i < pages; i++)
+            resident += vec[i] & 1;
+    memfit_free(vec);
+    munmap(map, size);
+    return resident * (uint64_t)page;
+}
+
+static uint64_t rss_now(void)
+{
+    struct memfit_proc_mem p;
+    if (memfit_proc_read_ex(NULL, 0, MEMFIT_PROC_STATUS_ONLY, &p) != MEMFIT_OK)
+        return 0;
+    return p.rss_bytes == MEMFIT_SYS_UNKNOWN ? 0 : p.rss_bytes;
+}
+
+static enum MHD_Result route_cleanup(struct req *r)
+{
+    memfit_server *srv = r->srv;
+    memfit_manager *mgr = srv->mgr;
+    struct memfit_manager_status *before, *after;
+    if (memfit_manager_snapshot(mgr, &before) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    uint64_t freed = memfit_manager_unload_idle(mgr);
+    uint64_t rss_before = rss_now();
+    memfit_heap_trim();
+    uint64_t rss_after = rss_now();
+    if (memfit_manager_snapshot(mgr, &after) != MEMFIT_OK) {
+        memfit_free(before);
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    }
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"unloaded_models\":[");
+    bool first = true;
+    for (size_t i = 0; i < after->n_models; i++) {
+        const struct memfit_model_status *a = &after->models[i];
+        for (size_t j = 0; j < before->n_models; j++) {
+            const struct memfit_model_status *b = &before->models[j];
+            if (strcmp(a->name, b->name) != 0 || a->n_unloads == b->n_unloads)
+                continue;
+            mf_text_puts(&t, first ? "" : ",");
+            mf_text_json_string(&t, a->name, strlen(a->name));
+            first = false;
+        }
+    }
+    /* Page cache of the weight files of models not loaded now. */
+    mf_text_puts(&t, "],\"files\":[");
+    uint64_t dropped_total = 0;
+    first = true;
+    pthread_mutex_lock(&srv->lock);
+    for (struct srv_model *m = srv->models; m; m = m->next) {
+        bool loaded = true;
+        for (size_t i = 0; i < after->n_models; i++)
+            if (strcmp(after->models[i].name, m->name) == 0)
+                loaded = after->models[i].state != MEMFIT_MODEL_UNLOADED &&
+                         after->models[i].state != MEMFIT_MODEL_FAILED;
+        for (size_t f = 0; !loaded && f < m->n_files; f++) {
+            int fd = open(m->files[f], O_RDONLY | O_CLOEXEC);
+            struct stat st;
+            if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+                if (fd >= 0)
+                    close(fd);
+                continue;
+            }
+            uint64_t cached = cached_bytes(fd, (size_t)st.st_size);
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            uint64_t left = cached_bytes(fd, (size_t)st.st_size);
+            close(fd);
+            uint64_t dropped = cached > left ? cached - left : 0;
+            dropped_total += dropped;
+            mf_text_puts(&t, first ? "{" : ",{");
+            json_key_string(&t, "path", m->files[f]);
+            mf_text_printf(&t, ",\"dropped_bytes\":%" PRIu64 "}", dropped);
+            first = false;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    mf_text_printf(&t,
+                   "],\"budget_freed_bytes\":%" PRIu64 ",\"page_cache_dropped_bytes\":%" PRIu64
+                   ",\"rss_before_trim_bytes\":%" PRIu64 ",\"rss_after_trim_bytes\":%" PRIu64
+                   ",\"heap_trimmed_bytes\":%" PRIu64 "}",
+                   freed, dropped_total, rss_before, rss_after,
+                   rss_before > rss_after ? rss_before - rss_after : 0);
+    memfit_free(before);
+    memfit_free(after);
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_dashboard(struct req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        mf_dashboard_html_len, (void *)mf_dashboard_html, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'");
+    r->status = 200;
+    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---- Embeddings --------------------------------------------------------------------------- */
+
+struct embed_work {
+    struct mf_embed_request req;
+    struct memfit_image *images;
+    size_t n_images;
+    struct memfit_embed_input *inputs;
+    float *out;
+    memfit_handle *handle;
+    bool admitted, waiting, running;
+};
+
+static void embed_work_free(memfit_server *srv, struct embed_work *w)
+{
+    if (w->handle)
+        memfit_manager_release(w->handle);
+    if (w->waiting)
+        atomic_fetch_sub(&srv->waiting, 1);
+    if (w->running)
+        atomic_fetch_sub(&srv->running, 1);
+    if (w->admitted)
+        atomic_fetch_sub(&srv->admitted, 1);
+    for (size_t i = 0; i < w->n_images; i++)
+        memfit_image_free(&w->images[i]);
+    memfit_free(w->images);
+    memfit_free(w->inputs);
+    memfit_free(w->out);
+    mf_embed_request_free(&w->req);
+}
+
+/* Decodes the data-URL images of the request. */
+static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *ok)
+{
+    *ok = false;
+    w->images = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->images));
+    if (!w->images)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    for (size_t i = 0; i < w->req.n_inputs; i++) {
+        const char *payload;
+        size_t payload_len;
+        char msg[600];
+        if (mf_data_url_split(w->req.inputs[i], w->req.input_lens[i], &payload, &payload_len) !=
+            MEMFIT_OK) {
+            snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
+            return fail(r, 400, "invalid_request_error", "invalid_image_url", msg);
+        }
+        uint8_t *bytes;
+        size_t n_bytes;
+        enum memfit_status st = mf_base64_decode(payload, payload_len, &bytes, &n_bytes);
+        if (st == MEMFIT_E_NOMEM)
+            return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        if (st != MEMFIT_OK) {
+            snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
+            return fail(r, 400, "invalid_request_error", "invalid_base64", msg);
+        }
+        char name[32];
+        snprintf(name, sizeof(name), "input[%zu]", i);
+        st = memfit_image_decode(bytes, n_bytes, name, NULL, &w->images[i]);
+        memfit_free(bytes);
+        if (st == MEMFIT_E_NOMEM)
+            return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        if (st != MEMFIT_OK)
+            return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
+        w->n_images++;
+        w->inputs[i].image = &w->images[i];
+    }
+    *ok = true;
+    return MHD_YES;
+}
+
+/* Acquires the model in slices, so a client that leaves stops waiting. */
+static enum memfit_status acquire(struct req *r, const char *name, memfit_handle **out)
+{
+    memfit_server *srv = r->srv;
+    int64_t timeout_ms = srv->opt.admission_timeout_ms;
+    uint64_t deadline = timeout_ms >= 0 ? memfit_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    for (;;) {
+        int64_t slice = 200;
+        if (deadline) {
+            uint64_t now = memfit_now_ns();
+            uint64_t left_ms = deadline > now ? (deadline - now) / 1000000u : 0;
+            if ((uint64_t)slice > left_ms)
+                slice = (int64_t)left_ms;
+        }
+        enum memfit_status st = memfit_manager_acquire(srv->mgr, name, slice, out);
+        if (st != MEMFIT_E_TIMEOUT)
+            return st;
+        if (req_cancelled(r))
+            return memfit_fail(MEMFIT_E_CANCELLED, "the client went away");
+        if (deadline && memfit_now_ns() >= deadline)
+            return st;
+    }
+}
+
+static void embeddings_json(struct mf_text *t, const struct embed_work *w, size_t dim,
+                            uint64_t tokens)
+{
+    mf_text_puts(t, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < w->req.n_inputs; i++) {
+        const float *v = w->out + i * dim;
+        mf_text_printf(t, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "",
+                       i);
+        if (w->req.base64_output) {
+            mf_text_puts(t, "\"");
+            mf_text_base64(t, v, dim * sizeof(float)); /* little-endian float32, as OpenAI */
+            mf_text_puts(t, "\"}");
+            continue;
+        }
+        mf_text_puts(t, "[");
+        for (size_t k = 0; k < dim; k++)
+            mf_text_printf(t, k ? ",%.9g" : "%.9g", isfinite(v[k]) ? (double)v[k] : 0.0);
+        mf_text_puts(t, "]}");
+    }
+    mf_text_puts(t, "],\"model\":");
+    mf_text_json_string(t, w->req.model, strlen(w->req.model));
+    mf_text_printf(t, ",\"usage\":{\"prompt_tokens\":%" PRIu64 ",\"total_tokens\":%" PRIu64 "}}",
+                   tokens, tokens);
+}
+
+static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
+{
+    memfit_server *srv = r->srv;
+    struct mf_http_error err;
+    enum memfit_status st = mf_embed_request_parse(r->body ? r->body : "", r->body_len,
+                                                   srv->opt.max_inputs, &w->req, &err);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return respond_error(r, &err);
+
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model *m = mf_server_find_model(srv, w->req.model);
+    const struct memfit_embed_engine *engine = m ? m->engine : NULL;
+    bool known = m != NULL;
+    pthread_mutex_unlock(&srv->lock);
+    if (!known) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)",
+                 w->req.model);
+        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
+    }
+
+    /* Admission: at most max_queue requests past this point at once. */
+    if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
+        atomic_fetch_sub(&srv->admitted, 1);
+        atomic_fetch_add_explicit(&srv->metrics.queue_rejected, 1, memory_order_relaxed);
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "too many embedding requests at once (max_queue %u); retry later",
+                 srv->opt.max_queue);
+        return fail(r, 429, "rate_limit_error", "queue_full", msg);
+    }
+    w->admitted = true;
+
+    w->inputs = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->inputs));
+    if (!w->inputs)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (engine && engine->input_kind == MEMFIT_EMBED_INPUT_IMAGE) {
+        bool ok;
+        enum MHD_Result ret = decode_images(r, w, &ok);
+        if (!ok)
+            return ret;
+    } else {
+        for (size_t i = 0; i < w->req.n_inputs; i++) {
+            w->inputs[i].text = w->req.inputs[i];
+            w->inputs[i].text_len = w->req.input_lens[i];
+        }
+    }
+
+    atomic_fetch_add(&srv->waiting, 1);
+    w->waiting = true;
+    st = acquire(r, w->req.model, &w->handle);
+    atomic_fetch_sub(&srv->waiting, 1);
+    w->waiting = false;
+    if (st == MEMFIT_E_CANCELLED)
+        return MHD_NO;
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    if (!engine) /* cannot happen: a model without an engine never loads */
+        return fail(r, 501, "server_error", "engine_unavailable", "no engine for this model");
+    atomic_fetch_add(&srv->running, 1);
+    w->running = true;
+
+    void *model = memfit_handle_model(w->handle);
+    size_t dim = engine->dimension(model);
+    if (w->req.dimensions && w->req.dimensions != dim) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "model '%s' makes %zu-dimensional embeddings, not %llu",
+                 w->req.model, dim, (unsigned long long)w->req.dimensions);
+        return fail(r, 400, "invalid_request_error", "invalid_value", msg);
+    }
+    size_t n_floats;
+    if (dim == 0 || mf_mul_overflow(dim, w->req.n_inputs, &n_floats) ||
+        mf_mul_overflow(n_floats, sizeof(float), &n_floats))
+        return fail(r, 500, "server_error", "engine_error", "bad embedding size");
+    w->out = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n_floats / sizeof(float), sizeof(float));
+    if (!w->out)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    uint64_t tokens = 0;
+    st = engine->embed(model, w->inputs, w->req.n_inputs, w->out, &tokens, req_cancelled, r);
+    memfit_manager_release(w->handle);
+    w->handle = NULL;
+    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r)))
+        return MHD_NO;
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    struct mf_text t = {0};
+    embeddings_json(&t, w, dim, tokens);
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_embeddings(struct req *r)
+{
+    struct embed_work w;
+    memset(&w, 0, sizeof(w));
+    enum MHD_Result ret = run_embeddings(r, &w);
+    embed_work_free(r->srv, &w);
+    return ret;
+}
+
+/* ---- Server-sent events --------------------------------------------------------------------- */
+
+static void sample_event(struct req *r, struct mf_text *t)
+{
+    memfit_server *srv = r->srv;
+    struct mf_mem_sample s;
+    mf_server_sample(srv, &s);
+    struct memfit_manager_status *snap;
+    if (memfit_manager_snapshot(srv->mgr, &snap) != MEMFIT_OK)
+        return;
+    mf_text_printf(t, "event: sample\ndata: {\"time_ms\":%" PRIu64, s.wall_ms);
+    if (s.working_set_bytes != MEMFIT_SYS_UNKNOWN)
+        mf_text_printf(t, ",\"working_set_bytes\":%" PRIu64, s.working_set_bytes);
+    if (s.limit_bytes != MEMFIT_SYS_UNKNOWN)
+        mf_text_printf(t, ",\"limit_bytes\":%" PRIu64, s.limit_bytes);
+    if (s.rss_bytes != MEMFIT_SYS_UNKNOWN)
+        mf_text_printf(t, ",\"rss_bytes\":%" PRIu64, s.rss_bytes);
+    if (s.have_psi)
+        mf_text_printf(t, ",\"psi_some_avg10\":%.2f,\"psi_full_avg10\":%.2f", s.psi_some_avg10,
+                       s.psi_full_avg10);
+    mf_text_printf(t, ",\"queue_depth\":%u,\"running\":%u,\"budget\":", atomic_load(&srv->waiting),
+                   atomic_load(&srv->running));
+    budget_json(t, &snap->budget);
+    mf_text_puts(t, ",\"models\":[");
+    uint64_t now = memfit_now_ns();
+    for (size_t i = 0; i < snap->n_models; i++) {
+        if (i)
+            mf_text_puts(t, ",");
+        model_json(t, &snap->models[i], now);
+    }
+    mf_text_puts(t, "]}\n\n");
+    memfit_free(snap);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct req *r = cls;
+    memfit_server *srv = r->srv;
+    for (;;) {
+        if (r->pending_off < r->pending.len) {
+            size_t n = r->pending.len - r->pending_off;
+            if (n > max)
+                n = max;
+            memcpy(buf, r->pending.data + r->pending_off, n);
+            r->pending_off += n;
+            return (ssize_t)n;
+        }
+        r->pending.len = 0;
+        r->pending_off = 0;
+        if (r->pending.failed)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (atomic_load(&srv->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        pthread_mutex_lock(&srv->lock);
+        uint64_t first = srv->event_seq > MF_SERVER_EVENTS ? srv->event_seq - MF_SERVER_EVENTS : 0;
+        if (r->ev_seq < first)
+            r->ev_seq = first;
+        while (r->ev_seq < srv->event_seq) {
+            const struct srv_event *e = &srv->events[r->ev_seq % MF_SERVER_EVENTS];
+            r->ev_seq++;
+            if (e->seq == r->ev_seq && e->json)
+                mf_text_printf(&r->pending, "event: model\nid: %" PRIu64 "\ndata: %s\n\n", e->seq,
+                               e->json);
+        }
+        if (r->pending.len == 0 && memfit_now_ns() < r->next_sample_ns &&
+            !atomic_load(&srv->stopping)) {
+            struct timespec ts;
+            uint64_t at = r->next_sample_ns;
+            ts.tv_sec = (time_t)(at / 1000000000u);
+            ts.tv_nsec = (long)(at % 1000000000u);
+            pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+        }
+        pthread_mutex_unlock(&srv->lock);
+        if (r->pending.len == 0 && memfit_now_ns() >= r->next_sample_ns) {
+            r->next_sample_ns = memfit_now_ns() + 1000000000u;
+            sample_event(r, &r->pending);
+        }
+    }
+}
+
+static enum MHD_Result route_events(struct req *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, r, NULL);
+    if (!resp)
+        return MHD_NO;
+    mf_text_puts(&r->pending, "retry: 2000\n\n");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = 200;
+    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---- Dispatch -------------------------------------------------------------------------------- */
+
+static enum MHD_Result dispatch(struct req *r)
+{
+    switch (r->route) {
+    case MF_ROUTE_EMBEDDINGS:
+        return route_embeddings(r);
+    case MF_ROUTE_V1_MODELS:
+        return route_v1_models(r);
+    case MF_ROUTE_MODELS:
+        return route_models(r);
+    case MF_ROUTE_MODEL_LOAD:
+    case MF_ROUTE_MODEL_UNLOAD:
+        return route_model_control(r);
+    case MF_ROUTE_MEMORY:
+        return route_memory(r);
+    case MF_ROUTE_CLEANUP:
+        return route_cleanup(r);
+    case MF_ROUTE_EVENTS:
+        return route_events(r);
+    case MF_ROUTE_HEALTH:
+        return route_health(r);
+    case MF_ROUTE_READY:
+        return route_ready(r);
+    case MF_ROUTE_METRICS:
+        return route_metrics(r);
+    case MF_ROUTE_DASHBOARD:
+        return route_dashboard(r);
+    case MF_ROUTE_OTHER:
+    case MF_ROUTE_COUNT:
+        break;
+    }
+    return fail(r, 404, "invalid_request_error", "not_found", "no such route");
+}
+
+/* Checks done on the headers, before any body is read. */
+static enum MHD_Result check_headers(struct req *r, const char *method, const char *allowed)
+{
+    memfit_server *srv = r->srv;
+    r->answered = true;
+    if (r->route == MF_ROUTE_OTHER)
+        return fail(r, 404, "invalid_request_error", "not_found",
+                    "no such route (see GET / for the dashboard, /v1/models, /api/models, "
+                    "/api/memory, /metrics)");
+    bool head = strcmp(method, "HEAD") == 0 && strcmp(allowed, "GET") == 0;
+    if (strcmp(method, allowed) != 0 && !head) {
+        char msg[100];
+        snprintf(msg, sizeof(msg), "method %.16s not allowed here (use %s)", method, allowed);
+        struct mf_http_error e;
+        mf_http_error_set(&e, 405, "invalid_request_error", "method_not_allowed", "%s", msg);
+        return respond_error_h(r, &e, MHD_HTTP_HEADER_ALLOW, allowed);
+    }
+    if (srv->api_key && r->route != MF_ROUTE_HEALTH &&
+        !mf_bearer_ok(
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+            srv->api_key))
+        return fail(r, 401, "authentication_error", "invalid_api_key",
+                    "missing or wrong API key (send Authorization: Bearer KEY)");
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    long long n;
+    if (cl && memfit_parse_int(cl, 0, INT64_MAX, &n) == MEMFIT_OK &&
+        (uint64_t)n > srv->opt.max_body_bytes) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the body is %lld bytes; at most %llu are accepted", n,
+                 (unsigned long long)srv->opt.max_body_bytes);
+        return fail(r, 413, "invalid_request_error", "body_too_large", msg);
+    }
+    r->answered = false;
+    return MHD_YES;
+}
+
+enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *version,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **con_cls)
+{
+    (void)version;
+    memfit_server *srv = cls;
+    struct req *r = *con_cls;
+    if (!r) {
+        r = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->srv = srv;
+        r->conn = conn;
+        r->start_ns = memfit_now_ns();
+        r->fd = -1;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            r->fd = ci->connect_fd;
+        *con_cls = r;
+        atomic_fetch_add(&srv->active, 1);
+        const char *allowed;
+        r->route = mf_route_match(url, r->name, &allowed);
+        enum MHD_Result ret = check_headers(r, method, allowed ? allowed : "GET");
+        if (r->answered || ret != MHD_YES)
+            return ret;
+        return MHD_YES;
+    }
+    if (r->answered) { /* an early answer is queued: discard the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->too_large)
+            return MHD_YES;
+        size_t need;
+        if (mf_add_overflow(r->body_len, n, &need) || need > srv->opt.max_body_bytes) {
+            r->too_large = true; /* chunked upload past the limit: read and drop the rest */
+            return MHD_YES;
+        }
+        if (need + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 4096;
+            while (cap < need + 1)
+                cap *= 2;
+            char *grown = memfit_realloc(r->body, cap);
+            if (!grown)
+                return MHD_NO;
+            r->body = grown;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len = need;
+        r->body[need] = '\0';
+        return MHD_YES;
+    }
+    r->answered = true;
+    if (r->too_large) {
+        char msg[120];
+        snprintf(msg, sizeof(msg), "the body is larger than the %llu bytes accepted",
+                 (unsigned long long)srv->opt.max_body_bytes);
+        return fail(r, 413, "invalid_request_error", "body_too_large", msg);
+    }
+    return dispatch(r);
+}
+
+void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    memfit_server *srv = cls;
+    struct req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    atomic_store(&r->cancelled, true);
+    int status = r->status;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->route != MF_ROUTE_EVENTS) {
+        atomic_fetch_add_explicit(&srv->metrics.cancelled[r->route], 1, memory_order_relaxed);
+        if (!status)
+            status = 499; /* the client closed the connection before the answer */
+    }
+    if (status)
+        mf_metrics_observe(&srv->metrics, r->route, status, memfit_now_ns() - r->start_ns);
+    mf_text_free(&r->pending);
+    memfit_free(r->body);
+    memfit_free(r);
+    atomic_fetch_sub(&srv->active, 1);
+}

@@ -1,0 +1,783 @@
+/*
+ * The HTTP daemon (include/memfit/server.h): libmicrohttpd, the models the
+ * manifest and the command line name, and the life of the server (start,
+ * reload, graceful shutdown, signals). The routes live in routes.c.
+ *
+ * DESIGN. Thread per connection (MHD_USE_THREAD_PER_CONNECTION), bounded by
+ * max_connections and a per-connection timeout: a request may wait many
+ * seconds for a model load or run a long inference, and it then blocks its
+ * own thread only; an event loop with a small worker pool would need every
+ * such wait made asynchronous (suspend/resume) for no gain at the
+ * concurrency a memory-bound model server runs at. Idle cost: one listening
+ * thread; a connection thread's stack is only touched as deep as it goes.
+ * A request's work learns that its client went away from a peek at its
+ * socket (recv MSG_PEEK: 0 bytes = closed), and that the server is
+ * stopping from a flag, through the memfit_cancel_fn engines call.
+ *
+ * Models: the manager knows them by name; the server keeps, per name, the
+ * engine that runs it and the engine's config. A reload replaces that list;
+ * entries it drops move to a graveyard that lives as long as the server,
+ * since the manager may still unload them through their config.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "server/internal.h"
+
+void memfit_server_options_default(struct memfit_server_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->max_body_bytes = 32ull * 1024 * 1024;
+    o->max_header_bytes = 32 * 1024;
+    o->connection_timeout_s = 30;
+    o->max_connections = 64;
+    o->max_queue = 64;
+    o->max_inputs = 256;
+    o->admission_timeout_ms = -1;
+    o->reaper_thread = true;
+}
+
+/* ---- Models without an engine ------------------------------------------------- */
+
+struct stub_config {
+    char *name;
+    char *family;
+    char *engines; /* the families this build has, for the message */
+};
+
+static enum memfit_status stub_plan(void *config, const char *identity,
+                                    struct memfit_budget_cost *out)
+{
+    (void)identity;
+    (void)out;
+    const struct stub_config *c = config;
+    return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                       "model %s: no engine for family '%s' in this build (engines: %s)", c->name,
+                       c->family, c->engines[0] ? c->engines : "none");
+}
+
+static enum memfit_status stub_load(void *config, const char *identity,
+                                    const struct memfit_budget_cost *reserved, void **out)
+{
+    (void)identity;
+    (void)reserved;
+    (void)out;
+    return stub_plan(config, "", NULL);
+}
+
+static void stub_unload(void *config, void *model)
+{
+    (void)config;
+    (void)model;
+}
+
+static const struct memfit_model_driver stub_driver = {
+    .family = "none",
+    .plan = stub_plan,
+    .load = stub_load,
+    .unload = stub_unload,
+};
+
+/* ---- The model list ----------------------------------------------------------- */
+
+static void free_model(struct srv_model *m)
+{
+    if (!m)
+        return;
+    if (m->engine && m->config)
+        m->engine->config_destroy(m->config, m->engine->user);
+    if (!m->engine && m->config) {
+        struct stub_config *c = m->config;
+        memfit_free(c->name);
+        memfit_free(c->family);
+        memfit_free(c->engines);
+        memfit_free(c);
+    }
+    for (size_t i = 0; i < m->n_files; i++)
+        memfit_free(m->files[i]);
+    memfit_free(m->files);
+    memfit_free(m->name);
+    memfit_free(m->signature);
+    memfit_free(m);
+}
+
+static void free_list(struct srv_model *m)
+{
+    while (m) {
+        struct srv_model *next = m->next;
+        free_model(m);
+        m = next;
+    }
+}
+
+static const struct memfit_embed_engine *find_engine(const memfit_server *srv, const char *family)
+{
+    if (family && strcmp(family, "auto") == 0)
+        return srv->opt.n_engines == 1 ? srv->opt.engines[0] : NULL;
+    for (size_t i = 0; family && i < srv->opt.n_engines; i++)
+        if (strcmp(srv->opt.engines[i]->family, family) == 0)
+            return srv->opt.engines[i];
+    return NULL;
+}
+
+/* Everything that, when it changes, makes a reload replace the model. */
+static char *model_signature(const struct memfit_manifest_model *e)
+{
+    struct mf_text t = {0};
+    mf_text_printf(&t, "%s|%s|%lld|%d|%u|%llu/%llu/%llu|", e->family ? e->family : "",
+                   e->sha256 ? e->sha256 : "", (long long)e->keep_alive_s, e->pin,
+                   e->max_concurrency, (unsigned long long)e->limits.max_batch,
+                   (unsigned long long)e->limits.max_image_size,
+                   (unsigned long long)e->limits.max_context);
+    for (size_t i = 0; i < e->n_sources; i++)
+        mf_text_printf(&t, "%s;", e->sources[i]);
+    for (size_t i = 0; i < e->n_options; i++)
+        mf_text_printf(&t, "%s=%s;", e->options[i].key, e->options[i].value);
+    return mf_text_take(&t, NULL);
+}
+
+static bool is_local_path(const char *source)
+{
+    return strstr(source, "://") == NULL || strncmp(source, "file://", 7) == 0;
+}
+
+/* Builds the server's record of one manifest entry (not registered yet). */
+static enum memfit_status make_model(memfit_server *srv, const struct memfit_manifest *mf,
+                                     const struct memfit_manifest_model *e, bool from_manifest,
+                                     struct srv_model **out)
+{
+    struct srv_model *m = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*m));
+    if (!m)
+        return MEMFIT_E_NOMEM;
+    m->from_manifest = from_manifest;
+    m->name = memfit_strdup(e->name);
+    m->signature = model_signature(e);
+    m->files =
+        memfit_calloc_in(MEMFIT_ALLOC_SERVER, e->n_sources ? e->n_sources : 1, sizeof(*m->files));
+    if (!m->name || !m->signature || !m->files) {
+        free_model(m);
+        return MEMFIT_E_NOMEM;
+    }
+    for (size_t i = 0; i < e->n_sources; i++) {
+        if (!is_local_path(e->sources[i]))
+            continue;
+        const char *path = e->sources[i] + (strncmp(e->sources[i], "file://", 7) == 0 ? 7 : 0);
+        if (!(m->files[m->n_files] = memfit_strdup(path))) {
+            free_model(m);
+            return MEMFIT_E_NOMEM;
+        }
+        m->n_files++;
+    }
+    m->engine = find_engine(srv, e->family);
+    enum memfit_status st;
+    if (m->engine) {
+        st = m->engine->config_create(mf, e, m->engine->user, &m->config);
+        if (st != MEMFIT_OK) {
+            m->engine = NULL;
+            free_model(m);
+            return st;
+        }
+    } else {
+        struct stub_config *c = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*c));
+        struct mf_text names = {0};
+        mf_text_puts(&names, "");
+        for (size_t i = 0; i < srv->opt.n_engines; i++)
+            mf_text_printf(&names, "%s%s", i ? ", " : "", srv->opt.engines[i]->family);
+        if (c) {
+            m->config = c;
+            c->name = memfit_strdup(e->name);
+            c->family = memfit_strdup(e->family ? e->family : "auto");
+            c->engines = mf_text_take(&names, NULL);
+        } else {
+            mf_text_free(&names);
+        }
+        if (!c || !c->name || !c->family || !c->engines) {
+            free_model(m);
+            return MEMFIT_E_NOMEM;
+        }
+    }
+    *out = m;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status register_model(memfit_server *srv, const struct memfit_manifest_model *e,
+                                         struct srv_model *m)
+{
+    struct memfit_model_options o;
+    memfit_model_options_default(&o);
+    o.name = m->name;
+    o.driver = m->engine ? m->engine->driver : &stub_driver;
+    o.config = m->config;
+    o.keep_alive_s = e->keep_alive_s;
+    o.pin = e->pin;
+    o.max_concurrency = e->max_concurrency;
+    return memfit_manager_register(srv->mgr, &o);
+}
+
+/* "dir/dino-s.gguf", "s3://bucket/x/dino.pth?v=2" -> "dino-s", "dino". */
+static char *name_from_source(const char *source)
+{
+    const char *end = source + strcspn(source, "?#");
+    const char *base = source;
+    for (const char *p = source; p < end; p++)
+        if (*p == '/')
+            base = p + 1;
+    const char *dot = NULL;
+    for (const char *p = base + 1; p < end; p++)
+        if (*p == '.')
+            dot = p;
+    if (dot)
+        end = dot;
+    if (end <= base)
+        return memfit_strdup(source);
+    return memfit_strndup(base, (size_t)(end - base));
+}
+
+/* Builds the list for `mf` plus the command-line models. *out is a new
+ * list (not registered). */
+static enum memfit_status build_models(memfit_server *srv, const struct memfit_manifest *mf,
+                                       struct srv_model **out)
+{
+    struct srv_model *head = NULL, **tail = &head;
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t i = 0; i < mf->n_models && st == MEMFIT_OK; i++) {
+        st = make_model(srv, mf, &mf->models[i], true, tail);
+        if (st == MEMFIT_OK)
+            tail = &(*tail)->next;
+    }
+    for (size_t i = 0; i < srv->n_sources && st == MEMFIT_OK; i++) {
+        char *name = name_from_source(srv->sources[i]);
+        if (!name) {
+            st = MEMFIT_E_NOMEM;
+            break;
+        }
+        for (struct srv_model *m = head; m; m = m->next)
+            if (strcmp(m->name, name) == 0)
+                st = memfit_fail(MEMFIT_E_EXISTS,
+                                 "%s: a model named '%s' already exists (each model file is "
+                                 "served under its file name without the extension)",
+                                 srv->sources[i], name);
+        char *sources[1] = {srv->sources[i]};
+        struct memfit_manifest_model e = {
+            .name = name,
+            .family = (char *)"auto",
+            .sources = sources,
+            .n_sources = 1,
+            .keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT,
+        };
+        if (st == MEMFIT_OK)
+            st = make_model(srv, mf, &e, false, tail);
+        if (st == MEMFIT_OK)
+            tail = &(*tail)->next;
+        memfit_free(name);
+    }
+    if (st != MEMFIT_OK) {
+        free_list(head);
+        return st;
+    }
+    *out = head;
+    return MEMFIT_OK;
+}
+
+static const struct memfit_manifest_model *entry_for(const struct memfit_manifest *mf,
+                                                     const struct srv_model *m,
+                                                     struct memfit_manifest_model *scratch,
+                                                     char **scratch_sources)
+{
+    if (m->from_manifest)
+        return memfit_manifest_find(mf, m->name);
+    memset(scratch, 0, sizeof(*scratch));
+    scratch->name = m->name;
+    scratch->family = (char *)"auto";
+    scratch->sources = scratch_sources;
+    scratch->n_sources = 0;
+    scratch->keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT;
+    return scratch;
+}
+
+struct srv_model *mf_server_find_model(memfit_server *srv, const char *name)
+{
+    for (struct srv_model *m = srv->models; m; m = m->next)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+/* ---- Budget -------------------------------------------------------------------- */
+
+static enum memfit_status resolve_budget(const memfit_server *srv, const struct memfit_manifest *mf,
+                                         uint64_t *out)
+{
+    uint64_t explicit_bytes = srv->opt.budget_bytes;
+    if (!explicit_bytes && !memfit_config_get("MEMFIT_MAX_MEMORY_MB"))
+        explicit_bytes = mf->budget_bytes;
+    struct memfit_cgroup *cg = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*cg));
+    if (!cg)
+        return MEMFIT_E_NOMEM;
+    uint64_t limit = MEMFIT_SYS_UNKNOWN;
+    const char *limit_name = "physical memory";
+    if (memfit_cgroup_read(NULL, 0, cg) == MEMFIT_OK && cg->limit_bytes != MEMFIT_SYS_UNKNOWN) {
+        limit = cg->limit_bytes;
+        limit_name = "cgroup limit";
+    }
+    memfit_free(cg);
+    if (limit == MEMFIT_SYS_UNKNOWN) {
+        struct memfit_meminfo mi;
+        if (memfit_meminfo_read(NULL, &mi) == MEMFIT_OK)
+            limit = mi.total_bytes;
+    }
+    char source[160];
+    enum memfit_status st = memfit_budget_resolve_size(
+        explicit_bytes, limit, limit_name, mf->budget_percent, out, source, sizeof(source));
+    if (st == MEMFIT_OK)
+        memfit_log(MEMFIT_LOG_INFO, "budget: %s", source);
+    return st;
+}
+
+/* ---- Manager events -> the event ring ------------------------------------------ */
+
+static void on_manager_event(const struct memfit_manager_event *e, void *user)
+{
+    memfit_server *srv = user;
+    struct mf_text t = {0};
+    mf_text_printf(&t, "{\"time_ms\":%llu,\"kind\":\"%s\",\"model\":",
+                   (unsigned long long)(memfit_wall_ns() / 1000000u),
+                   memfit_manager_event_name(e->kind));
+    mf_text_json_string(&t, e->model, strlen(e->model));
+    mf_text_printf(&t,
+                   ",\"bytes\":%llu,\"duration_s\":%.3f,\"budget_free_bytes\":%llu,"
+                   "\"budget_bytes\":%llu,\"reason\":",
+                   (unsigned long long)e->bytes, (double)e->duration_ns / 1e9,
+                   (unsigned long long)e->budget_free_bytes,
+                   (unsigned long long)e->budget_size_bytes);
+    mf_text_json_string(&t, e->reason, strlen(e->reason));
+    mf_text_puts(&t, ",\"message\":");
+    mf_text_json_string(&t, e->message, strlen(e->message));
+    mf_text_puts(&t, "}");
+    char *json = mf_text_take(&t, NULL);
+    if (!json)
+        return; /* an event lost to memory shortage: the counters still have it */
+    pthread_mutex_lock(&srv->lock);
+    struct srv_event *slot = &srv->events[srv->event_seq % MF_SERVER_EVENTS];
+    memfit_free(slot->json);
+    slot->json = json;
+    slot->seq = ++srv->event_seq;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* ---- Memory sample ---------------------------------------------------------------- */
+
+void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
+{
+    pthread_mutex_lock(&srv->sample_lock);
+    uint64_t now = memfit_now_ns();
+    if (srv->sampler && (srv->sampled_ns == 0 || now - srv->sampled_ns >= 500000000u)) {
+        struct memfit_sample *s = srv->raw_sample;
+        if (memfit_sampler_read(srv->sampler, s) == MEMFIT_OK) {
+            struct mf_mem_sample m = {0};
+            m.wall_ms = s->wall_ns / 1000000u;
+            m.working_set_bytes = s->working_set_bytes;
+            m.limit_bytes = s->limit_bytes;
+            m.rss_bytes = s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN;
+            const struct memfit_psi *psi =
+                s->have_cgroup && s->cgroup.pressure.present ? &s->cgroup.pressure : &s->psi;
+            m.have_psi = psi->present;
+            m.psi_some_avg10 = psi->some_avg10;
+            m.psi_full_avg10 = psi->full_avg10;
+            m.psi_some_total_us = psi->some_total_us;
+            m.psi_full_total_us = psi->full_total_us;
+            srv->sample = m;
+            srv->sampled_ns = now;
+        }
+    }
+    *out = srv->sample;
+    if (out->wall_ms == 0)
+        out->wall_ms = memfit_wall_ns() / 1000000u;
+    pthread_mutex_unlock(&srv->sample_lock);
+}
+
+/* ---- Life ------------------------------------------------------------------------- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    memfit_log(MEMFIT_LOG_DEBUG, "http: %s", msg);
+}
+
+static enum memfit_status parse_address(const char *host, uint16_t port,
+                                        struct sockaddr_storage *ss, bool *ipv6)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        *ipv6 = false;
+        return MEMFIT_OK;
+    }
+    const char *h = host;
+    char buf[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        h = buf;
+    }
+    if (inet_pton(AF_INET6, h, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        *ipv6 = true;
+        return MEMFIT_OK;
+    }
+    return memfit_fail(MEMFIT_E_RANGE,
+                       "--host %s: not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
+                       host);
+}
+
+static enum memfit_status start_http(memfit_server *srv)
+{
+    struct sockaddr_storage ss;
+    bool ipv6 = false;
+    enum memfit_status st = parse_address(srv->host, srv->opt.port, &ss, &ipv6);
+    if (st != MEMFIT_OK)
+        return st;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, srv->opt.port, NULL, NULL, mf_server_on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)srv->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)srv->opt.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)srv->opt.max_header_bytes, MHD_OPTION_NOTIFY_COMPLETED, mf_server_on_completed, srv,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!srv->daemon) {
+        int err = errno;
+        return memfit_fail(MEMFIT_E_IO, "cannot listen on %s:%u: %s", srv->host,
+                           (unsigned)srv->opt.port, err ? strerror(err) : "libmicrohttpd failed");
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : srv->opt.port;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status load_manifest(memfit_server *srv, struct memfit_manifest **out)
+{
+    if (srv->manifest_path)
+        return memfit_manifest_load(srv->manifest_path, out);
+    static const char empty[] = "models: []\n";
+    return memfit_manifest_parse_string(empty, sizeof(empty) - 1, "(no manifest)", out);
+}
+
+static char *copy_or_null(const char *s)
+{
+    return s ? memfit_strdup(s) : NULL;
+}
+
+enum memfit_status memfit_server_create(const struct memfit_server_options *options,
+                                        memfit_server **out)
+{
+    if (!options || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_server_create: NULL argument");
+    if (options->max_connections == 0 || options->max_queue == 0 || options->max_inputs == 0 ||
+        options->max_body_bytes == 0)
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "server: max_connections, max_queue, max_inputs and max_body_bytes "
+                           "must be at least 1");
+    for (size_t i = 0; i < options->n_engines; i++) {
+        const struct memfit_embed_engine *e = options->engines[i];
+        if (!e || !e->family || !e->driver || !e->config_create || !e->config_destroy ||
+            !e->dimension || !e->embed)
+            return memfit_fail(MEMFIT_E_MISUSE, "server: engine %zu lacks a required field", i);
+    }
+    mf_json_init();
+    memfit_server *srv = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*srv));
+    if (!srv)
+        return MEMFIT_E_NOMEM;
+    srv->opt = *options;
+    srv->start_ns = memfit_now_ns();
+    srv->start_wall_ns = memfit_wall_ns();
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_mutex_init(&srv->sample_lock, NULL);
+    pthread_mutex_init(&srv->reload_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    enum memfit_status st = MEMFIT_E_NOMEM;
+    srv->host = memfit_strdup(options->host ? options->host : "127.0.0.1");
+    srv->manifest_path = copy_or_null(options->manifest_path);
+    srv->api_key = options->api_key && options->api_key[0] ? memfit_strdup(options->api_key) : NULL;
+    srv->raw_sample = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*srv->raw_sample));
+    srv->sources =
+        memfit_calloc_in(MEMFIT_ALLOC_SERVER, options->n_model_sources + 1, sizeof(*srv->sources));
+    if (!srv->host || (options->manifest_path && !srv->manifest_path) ||
+        (options->api_key && options->api_key[0] && !srv->api_key) || !srv->raw_sample ||
+        !srv->sources)
+        goto fail;
+    for (size_t i = 0; i < options->n_model_sources; i++) {
+        if (!(srv->sources[i] = memfit_strdup(options->model_sources[i])))
+            goto fail;
+        srv->n_sources++;
+    }
+    srv->opt.host = srv->host;
+    srv->opt.manifest_path = srv->manifest_path;
+    srv->opt.api_key = NULL; /* only srv->api_key holds it */
+    srv->opt.model_sources = NULL;
+
+    struct memfit_manifest *mf = NULL;
+    st = load_manifest(srv, &mf);
+    if (st != MEMFIT_OK)
+        goto fail;
+    struct memfit_manager_options mo;
+    memfit_manager_options_default(&mo);
+    mo.default_keep_alive_s = mf->keep_alive_s;
+    mo.unloading_enabled = mf->unloading_enabled;
+    mo.admission_timeout_ms = options->admission_timeout_ms >= 0 ? options->admission_timeout_ms
+                                                                 : mf->admission_timeout_ms;
+    mo.max_queue = mf->max_queue;
+    mo.reaper_thread = options->reaper_thread;
+    mo.on_event = on_manager_event;
+    mo.event_user = srv;
+    if ((st = memfit_manager_options_from_config(&mo)) != MEMFIT_OK ||
+        (st = resolve_budget(srv, mf, &mo.budget_bytes)) != MEMFIT_OK ||
+        (st = memfit_manager_create(&mo, &srv->mgr)) != MEMFIT_OK ||
+        (st = build_models(srv, mf, &srv->models)) != MEMFIT_OK) {
+        memfit_manifest_free(mf);
+        goto fail;
+    }
+    for (struct srv_model *m = srv->models; m && st == MEMFIT_OK; m = m->next) {
+        struct memfit_manifest_model scratch;
+        char *none[1] = {NULL};
+        st = register_model(srv, entry_for(mf, m, &scratch, none), m);
+    }
+    memfit_manifest_free(mf);
+    if (st != MEMFIT_OK)
+        goto fail;
+
+    struct memfit_sampler_options so = memfit_sampler_options_default();
+    so.pid = getpid();
+    so.gpu = false;
+    if (memfit_sampler_create(&so, &srv->sampler) != MEMFIT_OK)
+        srv->sampler = NULL; /* samples are then empty: the server still serves */
+
+    if ((st = start_http(srv)) != MEMFIT_OK)
+        goto fail;
+    if (memfit_manager_load_pinned(srv->mgr, -1) != MEMFIT_OK)
+        memfit_log(MEMFIT_LOG_WARN, "pinned model: %s", memfit_last_error());
+    *out = srv;
+    return MEMFIT_OK;
+fail : {
+    char message[512];
+    snprintf(message, sizeof(message), "%s", memfit_last_error());
+    memfit_server_destroy(srv);
+    return st == MEMFIT_E_NOMEM ? MEMFIT_E_NOMEM : memfit_fail(st, "%s", message);
+}
+}
+
+uint16_t memfit_server_port(const memfit_server *srv)
+{
+    return srv->port;
+}
+
+memfit_manager *memfit_server_manager(memfit_server *srv)
+{
+    return srv->mgr;
+}
+
+enum memfit_status memfit_server_reload(memfit_server *srv)
+{
+    pthread_mutex_lock(&srv->reload_lock);
+    struct memfit_manifest *mf = NULL;
+    struct srv_model *fresh = NULL;
+    enum memfit_status st = load_manifest(srv, &mf);
+    if (st == MEMFIT_OK)
+        st = build_models(srv, mf, &fresh);
+    if (st != MEMFIT_OK) {
+        memfit_manifest_free(mf);
+        pthread_mutex_lock(&srv->lock);
+        srv->reload_failures++;
+        pthread_mutex_unlock(&srv->lock);
+        pthread_mutex_unlock(&srv->reload_lock);
+        return st;
+    }
+    /* Old models the new list does not keep as they are: unregister. */
+    unsigned added = 0, removed = 0, kept = 0;
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model *old = srv->models, *keep = NULL, **keep_tail = &keep;
+    srv->models = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    while (old) {
+        struct srv_model *m = old, *twin = NULL;
+        old = old->next;
+        m->next = NULL;
+        for (struct srv_model *f = fresh; f; f = f->next)
+            if (strcmp(f->name, m->name) == 0)
+                twin = f;
+        if (twin && strcmp(twin->signature, m->signature) == 0) {
+            twin->kept = true;
+            *keep_tail = m;
+            keep_tail = &m->next;
+            kept++;
+            continue;
+        }
+        memfit_manager_unregister(srv->mgr, m->name);
+        pthread_mutex_lock(&srv->lock);
+        m->next = srv->graveyard;
+        srv->graveyard = m;
+        pthread_mutex_unlock(&srv->lock);
+        removed++;
+    }
+    /* New and changed ones: register. */
+    struct srv_model **tail = keep_tail;
+    while (fresh) {
+        struct srv_model *f = fresh;
+        fresh = fresh->next;
+        f->next = NULL;
+        if (f->kept) {
+            free_model(f);
+            continue;
+        }
+        struct memfit_manifest_model scratch;
+        char *none[1] = {NULL};
+        enum memfit_status rs = register_model(srv, entry_for(mf, f, &scratch, none), f);
+        if (rs != MEMFIT_OK) {
+            memfit_log(MEMFIT_LOG_ERROR, "reload: model %s: %s", f->name, memfit_last_error());
+            free_model(f);
+            continue;
+        }
+        *tail = f;
+        tail = &f->next;
+        added++;
+    }
+    pthread_mutex_lock(&srv->lock);
+    srv->models = keep;
+    srv->reloads++;
+    pthread_mutex_unlock(&srv->lock);
+    if (mf->budget_bytes && !srv->opt.budget_bytes)
+        memfit_budget_set_size(memfit_manager_budget(srv->mgr), mf->budget_bytes);
+    memfit_log(MEMFIT_LOG_INFO, "manifest reloaded: %u model(s) kept, %u added, %u removed", kept,
+               added, removed);
+    memfit_manifest_free(mf);
+    pthread_mutex_unlock(&srv->reload_lock);
+    memfit_manager_load_pinned(srv->mgr, -1);
+    return MEMFIT_OK;
+}
+
+unsigned memfit_server_shutdown(memfit_server *srv, uint64_t grace_ms)
+{
+    if (!srv || !srv->daemon)
+        return 0;
+    pthread_mutex_lock(&srv->lock);
+    atomic_store(&srv->stopping, true);
+    pthread_cond_broadcast(&srv->cond); /* event streams end */
+    pthread_mutex_unlock(&srv->lock);
+    MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
+    uint64_t deadline = memfit_now_ns() + grace_ms * 1000000u;
+    while (atomic_load(&srv->active) > 0 && memfit_now_ns() < deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    unsigned left = atomic_load(&srv->active);
+    if (left)
+        memfit_log(MEMFIT_LOG_WARN,
+                   "shutdown: %u request(s) still running after %llu ms: cancelled", left,
+                   (unsigned long long)grace_ms);
+    atomic_store(&srv->cancel_all, true);
+    MHD_stop_daemon(srv->daemon);
+    srv->daemon = NULL;
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    return left;
+}
+
+void memfit_server_destroy(memfit_server *srv)
+{
+    if (!srv)
+        return;
+    memfit_server_shutdown(srv, 0);
+    memfit_manager_destroy(srv->mgr); /* unloads through the configs freed below */
+    free_list(srv->models);
+    free_list(srv->graveyard);
+    memfit_sampler_destroy(srv->sampler);
+    for (size_t i = 0; i < MF_SERVER_EVENTS; i++)
+        memfit_free(srv->events[i].json);
+    for (size_t i = 0; i < srv->n_sources; i++)
+        memfit_free(srv->sources[i]);
+    memfit_free(srv->sources);
+    memfit_free(srv->raw_sample);
+    memfit_free(srv->host);
+    memfit_free(srv->manifest_path);
+    if (srv->api_key) {
+        memset(srv->api_key, 0, strlen(srv->api_key));
+        memfit_free(srv->api_key);
+    }
+    pthread_cond_destroy(&srv->cond);
+    pthread_mutex_destroy(&srv->reload_lock);
+    pthread_mutex_destroy(&srv->sample_lock);
+    pthread_mutex_destroy(&srv->lock);
+    memfit_free(srv);
+}
+
+/* ---- Signals ------------------------------------------------------------------------ */
+
+static void server_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+enum memfit_status memfit_server_block_signals(void)
+{
+    sigset_t set;
+    server_signals(&set);
+    int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (err)
+        return memfit_fail(MEMFIT_E_IO, "cannot block signals: %s", strerror(err));
+    return MEMFIT_OK;
+}
+
+int memfit_server_run(memfit_server *srv, uint64_t grace_ms)
+{
+    sigset_t set;
+    server_signals(&set);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            if (memfit_server_reload(srv) != MEMFIT_OK)
+                memfit_log(MEMFIT_LOG_ERROR, "reload failed, keeping the old models: %s",
+                           memfit_last_error());
+            continue;
+        }
+        memfit_log(MEMFIT_LOG_INFO, "%s: shutting down (grace %llu ms)",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)grace_ms);
+        memfit_server_shutdown(srv, grace_ms);
+        return sig;
+    }
+}

@@ -1,0 +1,352 @@
+/* Unit tests of the server's pure parts: base64 (round trip, bad input),
+ * data URLs, the embeddings request parser (shapes, every client error with
+ * its code, an allocation fault walk), route matching, the constant-time
+ * key check, error bodies, and the /metrics text (HELP/TYPE once per
+ * family, label syntax, cumulative histogram buckets ending in +Inf,
+ * _sum/_count). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "server/metrics.h"
+#include "server/request.h"
+#include "test_util.h"
+
+static void test_base64(void **state)
+{
+    (void)state;
+    const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        struct mf_text t = {0};
+        mf_text_puts(&t, "");
+        assert_true(mf_text_base64(&t, plain[i], strlen(plain[i])));
+        assert_string_equal(t.data, coded[i]);
+        mf_text_free(&t);
+        uint8_t *out;
+        size_t n;
+        assert_int_equal(mf_base64_decode(coded[i], strlen(coded[i]), &out, &n), MEMFIT_OK);
+        assert_int_equal(n, strlen(plain[i]));
+        assert_memory_equal(out, plain[i], n);
+        memfit_free(out);
+    }
+    uint8_t *out;
+    size_t n;
+    assert_int_equal(mf_base64_decode("Zm9vYg", 6, &out, &n), MEMFIT_OK); /* unpadded */
+    memfit_free(out);
+    const char *bad[] = {"Z", "Zm9v!", "Zm=v", "Zh==", "Zm9vY", "====", "Zg=", "Z g=="};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(mf_base64_decode(bad[i], strlen(bad[i]), &out, &n), MEMFIT_E_FORMAT);
+}
+
+static void test_data_url(void **state)
+{
+    (void)state;
+    const char *p;
+    size_t n;
+    const char *ok = "data:image/png;base64,AAAA";
+    assert_int_equal(mf_data_url_split(ok, strlen(ok), &p, &n), MEMFIT_OK);
+    assert_int_equal(n, 4);
+    assert_memory_equal(p, "AAAA", 4);
+    const char *ok2 = "data:;base64,";
+    assert_int_equal(mf_data_url_split(ok2, strlen(ok2), &p, &n), MEMFIT_OK);
+    assert_int_equal(n, 0);
+    const char *bad[] = {"http://x/a.png", "data:image/png,AAAA", "data:text/plain;base64,AA",
+                         "data:image/png;base64", "dat"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(mf_data_url_split(bad[i], strlen(bad[i]), &p, &n), MEMFIT_E_FORMAT);
+}
+
+static void expect_error(const char *body, const char *code)
+{
+    struct mf_embed_request r;
+    struct mf_http_error e = {0};
+    assert_int_equal(mf_embed_request_parse(body, strlen(body), 4, &r, &e), MEMFIT_E_FORMAT);
+    assert_int_equal(e.status, 400);
+    if (strcmp(e.code, code) != 0)
+        fail_msg("%s: code %s, want %s (%s)", body, e.code, code, e.message);
+    char *json;
+    size_t len;
+    assert_int_equal(mf_http_error_json(&e, &json, &len), MEMFIT_OK);
+    assert_non_null(strstr(json, "{\"error\":{\"message\":"));
+    memfit_free(json);
+}
+
+static void test_embed_parse(void **state)
+{
+    (void)state;
+    struct mf_embed_request r;
+    struct mf_http_error e;
+    const char *one = "{\"model\":\"m\",\"input\":\"a\\u0000b\"}";
+    assert_int_equal(mf_embed_request_parse(one, strlen(one), 4, &r, &e), MEMFIT_OK);
+    assert_string_equal(r.model, "m");
+    assert_int_equal(r.n_inputs, 1);
+    assert_int_equal(r.input_lens[0], 3);
+    assert_false(r.base64_output);
+    mf_embed_request_free(&r);
+    const char *many = "{\"model\":\"m\",\"input\":[\"x\",\"yy\"],\"encoding_format\":\"base64\","
+                       "\"dimensions\":8,\"user\":\"u\"}";
+    assert_int_equal(mf_embed_request_parse(many, strlen(many), 4, &r, &e), MEMFIT_OK);
+    assert_int_equal(r.n_inputs, 2);
+    assert_string_equal(r.inputs[1], "yy");
+    assert_true(r.base64_output);
+    assert_int_equal(r.dimensions, 8);
+    mf_embed_request_free(&r);
+
+    expect_error("{\"model\":", "invalid_json");
+    expect_error("", "invalid_json");
+    expect_error("[1]", "invalid_type");
+    expect_error("{\"model\":\"m\",\"model\":\"n\",\"input\":\"a\"}", "invalid_json");
+    expect_error("{\"input\":\"a\"}", "missing_field");
+    expect_error("{\"model\":\"m\"}", "missing_field");
+    expect_error("{\"model\":5,\"input\":\"a\"}", "invalid_type");
+    expect_error("{\"model\":\"\",\"input\":\"a\"}", "invalid_value");
+    expect_error("{\"model\":\"m\",\"input\":5}", "invalid_type");
+    expect_error("{\"model\":\"m\",\"input\":[]}", "invalid_value");
+    expect_error("{\"model\":\"m\",\"input\":[\"a\",3]}", "invalid_type");
+    expect_error("{\"model\":\"m\",\"input\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "too_many_inputs");
+    expect_error("{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"hex\"}", "invalid_value");
+    expect_error("{\"model\":\"m\",\"input\":\"a\",\"dimensions\":0}", "invalid_value");
+    expect_error("{\"model\":\"m\",\"input\":\"a\",\"dimensions\":\"8\"}", "invalid_type");
+    expect_error("{\"model\":\"m\",\"input\":\"a\",\"frobnicate\":1}", "invalid_value");
+}
+
+static struct mf_embed_request walk_req;
+
+static enum memfit_status parse_op(void *ctx)
+{
+    (void)ctx;
+    const char *body = "{\"model\":\"m\",\"input\":[\"first input\",\"second\",\"third\"]}";
+    struct mf_http_error e;
+    return mf_embed_request_parse(body, strlen(body), 8, &walk_req, &e);
+}
+
+static void parse_cleanup(void *ctx)
+{
+    (void)ctx;
+    mf_embed_request_free(&walk_req);
+}
+
+static enum memfit_status b64_op(void *ctx)
+{
+    uint8_t *out;
+    size_t n;
+    enum memfit_status st = mf_base64_decode("Zm9vYmFy", 8, &out, &n);
+    if (st == MEMFIT_OK)
+        *(uint8_t **)ctx = out;
+    return st;
+}
+
+static void b64_cleanup(void *ctx)
+{
+    memfit_free(*(uint8_t **)ctx);
+}
+
+static enum memfit_status error_op(void *ctx)
+{
+    struct mf_http_error e;
+    mf_http_error_set(&e, 404, "invalid_request_error", "model_not_found", "no \"x\"\n");
+    size_t len;
+    return mf_http_error_json(&e, (char **)ctx, &len);
+}
+
+static void error_cleanup(void *ctx)
+{
+    memfit_free(*(char **)ctx);
+}
+
+static void test_fault_walks(void **state)
+{
+    (void)state;
+    mf_test_alloc_failures(parse_op, parse_cleanup, NULL);
+    uint8_t *b64 = NULL;
+    mf_test_alloc_failures(b64_op, b64_cleanup, &b64);
+    char *json = NULL;
+    mf_test_alloc_failures(error_op, error_cleanup, &json);
+}
+
+static void test_routes(void **state)
+{
+    (void)state;
+    char name[MF_MODEL_NAME_MAX];
+    const char *allowed;
+    assert_int_equal(mf_route_match("/v1/embeddings", name, &allowed), MF_ROUTE_EMBEDDINGS);
+    assert_string_equal(allowed, "POST");
+    assert_int_equal(mf_route_match("/health", name, &allowed), MF_ROUTE_HEALTH);
+    assert_string_equal(allowed, "GET");
+    assert_int_equal(mf_route_match("/api/models/dino-s/load", name, &allowed),
+                     MF_ROUTE_MODEL_LOAD);
+    assert_string_equal(name, "dino-s");
+    assert_int_equal(mf_route_match("/api/models/x/unload", name, &allowed), MF_ROUTE_MODEL_UNLOAD);
+    const char *other[] = {"/api/models//load",
+                           "/api/models/x/y/load",
+                           "/api/models/x",
+                           "/api/models/x/loadx",
+                           "/v1/embeddings/",
+                           "",
+                           "/HEALTH"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        assert_int_equal(mf_route_match(other[i], name, &allowed), MF_ROUTE_OTHER);
+        assert_null(allowed);
+    }
+    char longname[300] = "/api/models/";
+    memset(longname + 12, 'a', 200);
+    strcpy(longname + 212, "/load"); /* lint: allow: test data of known size */
+    assert_int_equal(mf_route_match(longname, name, &allowed), MF_ROUTE_OTHER);
+    assert_string_equal(mf_route_label(MF_ROUTE_MODEL_LOAD), "/api/models/{name}/load");
+}
+
+static void test_keys(void **state)
+{
+    (void)state;
+    assert_true(mf_ct_equal("abc", 3, "abc", 3));
+    assert_false(mf_ct_equal("abd", 3, "abc", 3));
+    assert_false(mf_ct_equal("ab", 2, "abc", 3));
+    assert_false(mf_ct_equal("abcd", 4, "abc", 3));
+    assert_false(mf_ct_equal("", 0, "abc", 3));
+    assert_true(mf_bearer_ok("Bearer k3y", "k3y"));
+    assert_true(mf_bearer_ok("bearer   k3y ", "k3y"));
+    assert_false(mf_bearer_ok("Basic k3y", "k3y"));
+    assert_false(mf_bearer_ok("Bearer k3", "k3y"));
+    assert_false(mf_bearer_ok(NULL, "k3y"));
+}
+
+/* Checks the exposition: every sample's family has HELP and TYPE before it,
+ * each once; labels are name="value" pairs; histogram buckets are cumulative
+ * and end with +Inf equal to _count. */
+static void check_exposition(const char *text)
+{
+    char families[128][96];
+    size_t n_families = 0;
+    const char *line = text;
+    unsigned long long last_bucket = 0;
+    bool in_hist = false;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        char buf[1024];
+        size_t len = (size_t)(end - line);
+        assert_true(len < sizeof(buf));
+        memcpy(buf, line, len);
+        buf[len] = '\0';
+        line = end + 1;
+        if (strncmp(buf, "# HELP ", 7) == 0) {
+            char name[96];
+            assert_int_equal(sscanf(buf + 7, "%95s", name), 1);
+            for (size_t i = 0; i < n_families; i++)
+                if (strcmp(families[i], name) == 0)
+                    fail_msg("family %s declared twice", name);
+            assert_true(n_families < 128);
+            snprintf(families[n_families++], 96, "%s", name);
+            continue;
+        }
+        if (strncmp(buf, "# TYPE ", 7) == 0) {
+            char name[96], type[32];
+            assert_int_equal(sscanf(buf + 7, "%95s %31s", name, type), 2);
+            assert_string_equal(name, families[n_families - 1]);
+            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                        strcmp(type, "histogram") == 0);
+            if (strcmp(type, "counter") == 0)
+                assert_non_null(strstr(name, "_total"));
+            continue;
+        }
+        /* A sample: name[{labels}] value */
+        size_t nl = strspn(buf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:0123456789");
+        assert_true(nl > 0);
+        char name[96];
+        memcpy(name, buf, nl);
+        name[nl] = '\0';
+        const char *fam = families[n_families - 1];
+        size_t fl = strlen(fam);
+        assert_true(strncmp(name, fam, fl) == 0);
+        const char *suffix = name + fl;
+        assert_true(*suffix == '\0' || strcmp(suffix, "_bucket") == 0 ||
+                    strcmp(suffix, "_sum") == 0 || strcmp(suffix, "_count") == 0);
+        const char *p = buf + nl;
+        if (*p == '{') {
+            p++;
+            while (*p != '}') {
+                size_t k = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+                assert_true(k > 0);
+                p += k;
+                assert_int_equal(*p, '=');
+                assert_int_equal(p[1], '"');
+                p += 2;
+                while (*p != '"') {
+                    assert_true(*p != '\0');
+                    p += *p == '\\' ? 2 : 1;
+                }
+                p++;
+                if (*p == ',')
+                    p++;
+            }
+            p++;
+        }
+        assert_int_equal(*p, ' ');
+        char *num_end;
+        double v = strtod(p + 1, &num_end);
+        assert_int_equal(*num_end, '\0');
+        if (strcmp(suffix, "_bucket") == 0) {
+            unsigned long long b = (unsigned long long)v;
+            if (in_hist)
+                assert_true(b >= last_bucket);
+            last_bucket = b;
+            in_hist = strstr(buf, "le=\"+Inf\"") == NULL;
+        } else if (strcmp(suffix, "_count") == 0) {
+            assert_int_equal((unsigned long long)v, last_bucket);
+        }
+    }
+}
+
+static void test_metrics_format(void **state)
+{
+    (void)state;
+    static struct mf_metrics m;
+    memset(&m, 0, sizeof(m));
+    mf_metrics_observe(&m, MF_ROUTE_HEALTH, 200, 100000);
+    mf_metrics_observe(&m, MF_ROUTE_HEALTH, 200, 3000000000ull);
+    mf_metrics_observe(&m, MF_ROUTE_EMBEDDINGS, 429, 20000000000ull); /* past the last bound */
+    mf_metrics_observe(&m, MF_ROUTE_OTHER, 418, 1000);
+    struct memfit_model_status models[2];
+    memset(models, 0, sizeof(models));
+    models[0].name = "dino";
+    models[0].state = MEMFIT_MODEL_READY;
+    models[0].total_bytes = 1234;
+    models[1].name = "we\"ird\\name\n";
+    struct memfit_manager_status snap;
+    memset(&snap, 0, sizeof(snap));
+    snap.budget.size_bytes = 1000000;
+    snap.n_models = 2;
+    snap.models = models;
+    struct mf_mem_sample s = {.working_set_bytes = 5,
+                              .limit_bytes = 10,
+                              .rss_bytes = 3,
+                              .have_psi = true,
+                              .psi_some_total_us = 1500000};
+    struct mf_server_gauges g = {.connections = 1, .queue_capacity = 64};
+    struct mf_text t = {0};
+    assert_true(mf_metrics_format(&t, &m, &snap, &s, &g));
+    check_exposition(t.data);
+    assert_non_null(strstr(t.data, "memfit_http_request_duration_seconds_bucket{route=\"/health\","
+                                   "code=\"200\",le=\"+Inf\"} 2\n"));
+    assert_non_null(strstr(t.data, "memfit_http_requests_total{route=\"other\",code=\"other\"} 1"));
+    assert_non_null(strstr(t.data, "memfit_model_bytes{model=\"dino\"} 1234\n"));
+    assert_non_null(strstr(t.data, "{model=\"we\\\"ird\\\\name\\n\"}"));
+    assert_non_null(strstr(t.data, "memfit_model_state{model=\"dino\",state=\"ready\"} 1\n"));
+    assert_non_null(strstr(t.data, "process_resident_memory_bytes 3\n"));
+    assert_non_null(strstr(t.data, "memfit_pressure_memory_waiting_seconds_total 1.500000\n"));
+    mf_text_free(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64),         cmocka_unit_test(test_data_url),
+        cmocka_unit_test(test_embed_parse),    cmocka_unit_test(test_fault_walks),
+        cmocka_unit_test(test_routes),         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_metrics_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
