@@ -6,9 +6,14 @@
 
 #include "core/json.h"
 
+static _Thread_local bool alloc_failed;
+
 static void *json_alloc(size_t size)
 {
-    return memfit_malloc_in(MEMFIT_ALLOC_GENERAL, size);
+    void *p = memfit_malloc_in(MEMFIT_ALLOC_GENERAL, size);
+    if (!p)
+        alloc_failed = true;
+    return p;
 }
 
 static void set_funcs(void)
@@ -20,6 +25,23 @@ void mf_json_init(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, set_funcs);
+}
+
+/* Also at load time: a jansson object allocated with malloc before the switch
+ * and freed after it would go to the wrong free. */
+__attribute__((constructor)) static void json_setup(void)
+{
+    mf_json_init();
+}
+
+void mf_json_clear_alloc_failure(void)
+{
+    alloc_failed = false;
+}
+
+bool mf_json_alloc_failed(void)
+{
+    return alloc_failed;
 }
 
 bool mf_json_set_new(json_t *obj, const char *key, json_t *value)

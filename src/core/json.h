@@ -1,7 +1,11 @@
 /*
  * jansson set up to allocate through the memfit wrapper, so JSON memory is
- * counted and fault-injectable like the rest. Call mf_json_init() before
- * the first jansson call (it is cheap and idempotent).
+ * counted and fault-injectable like the rest. The switch happens when the
+ * library is loaded (a constructor) and again, harmlessly, in mf_json_init();
+ * so strings jansson returns (json_dumps) are freed with memfit_free, never
+ * free(). jansson reports a failed allocation as a syntax error: a parser
+ * clears the flag below before a json_loadb and checks it on failure to
+ * answer E_NOMEM rather than E_FORMAT.
  */
 #ifndef MF_CORE_JSON_H
 #define MF_CORE_JSON_H
@@ -12,6 +16,10 @@
 #include "memfit/core.h"
 
 void mf_json_init(void);
+
+/* The thread's "a jansson allocation failed" flag. */
+void mf_json_clear_alloc_failure(void);
+bool mf_json_alloc_failed(void);
 
 /* Sets obj[key] to a size, or to null when it is MEMFIT_SYS_UNKNOWN-like
  * (UINT64_MAX). Returns false on allocation failure. */

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "core/json.h"
 #include "format/set.h"
 
 #define MAX_HEADER_BYTES 100000000ull /* the reference parser's MAX_HEADER_SIZE */
@@ -210,7 +211,10 @@ enum memfit_status mf_safetensors_parse(memfit_tensors *set)
     if (i == n || text[i] != '{')
         return memfit_fail(MEMFIT_E_FORMAT, "%s: header does not start with '{'", set->path);
     json_error_t err;
+    mf_json_clear_alloc_failure();
     json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &err);
+    if (!root && mf_json_alloc_failed())
+        return memfit_fail(MEMFIT_E_NOMEM, "%s: out of memory parsing the header", set->path);
     if (!root)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: header JSON at byte %d: %s", set->path,
                            err.position, err.text);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "format/gguf.h"
+#include "core/json.h"
 #include "format/set.h"
 
 struct wmeta {
@@ -493,15 +494,24 @@ static enum memfit_status layout_safetensors(memfit_writer *w)
             st = MEMFIT_E_NOMEM;
             goto out;
         }
-        for (size_t i = 0; i < w->n_meta; i++)
+        for (size_t i = 0; i < w->n_meta; i++) {
+            mf_json_clear_alloc_failure();
             if (json_object_set_new(meta, w->meta[i].key,
                                     json_string((const char *)w->meta[i].enc)) != 0) {
-                st = memfit_fail(MEMFIT_E_FORMAT, "%s: metadata %s: not valid UTF-8", w->path,
-                                 w->meta[i].key);
+                st = mf_json_alloc_failed()
+                         ? MEMFIT_E_NOMEM
+                         : memfit_fail(MEMFIT_E_FORMAT, "%s: metadata %s: not valid UTF-8", w->path,
+                                       w->meta[i].key);
                 goto out;
             }
+        }
     }
+    mf_json_clear_alloc_failure();
     text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text && mf_json_alloc_failed()) {
+        st = MEMFIT_E_NOMEM;
+        goto out;
+    }
     if (!text) {
         st = memfit_fail(MEMFIT_E_FORMAT, "%s: cannot encode the header (a name is not UTF-8?)",
                          w->path);
@@ -519,7 +529,7 @@ static enum memfit_status layout_safetensors(memfit_writer *w)
         w->tensors[i].offset += 8 + padded;
     w->file_end = 8 + padded + rel;
 out:
-    free(text); /* lint: allow: json_dumps returns malloc'd memory */
+    memfit_free(text); /* jansson allocates through the wrapper (core/json.h) */
     json_decref(root);
     memfit_free(order);
     return st;
