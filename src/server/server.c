@@ -408,6 +408,8 @@ void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
 
 /* ---- Life ------------------------------------------------------------------------- */
 
+/* libmicrohttpd's log callback: its format comes from the library. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) MEMFIT_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
