@@ -9,8 +9,13 @@ export AWS_REGION=eu-central-1 MEMFIT_LOG_LEVEL=trace
 key=AKIAMEMFITTEST secret='wJalr/XUtnFEMI+K7MDENG' token='FwoGZXIvYXdzEJr//session=='
 
 echo "== SigV4 signature, recomputed with botocore"
-if ! python3 -c 'import botocore' 2>/dev/null; then
-    echo "(skipping the signature check: botocore is not installed for python3)"
+# botocore from the Python on PATH, or Debian's python3-botocore.
+boto_py=
+for p in python3 /usr/bin/python3; do
+    if "$p" -c 'import botocore' 2>/dev/null; then boto_py=$p; break; fi
+done
+if [[ -z $boto_py ]]; then
+    fail "botocore is not installed (scripts/install-deps installs python3-botocore)"
 else
     "$PY" "$HERE/sigv4_capture.py" --out "$T/capture.jsonl" --port-file "$T/sig.port" &
     server_pids+=($!)
@@ -22,7 +27,7 @@ else
     AWS_ENDPOINT_URL="$ep" AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret \
         AWS_SESSION_TOKEN=$token "$MEMFIT_BUILD/store_head" "s3://my-bucket/a/b.gguf" >/dev/null ||
         fail "signed HEAD"
-    python3 "$HERE/sigv4_verify.py" "$T/capture.jsonl" "$ep" $key "$secret" "$token" \
+    "$boto_py" "$HERE/sigv4_verify.py" "$T/capture.jsonl" "$ep" $key "$secret" "$token" \
         $AWS_REGION || fail "signature check"
     grep -q '"/my-bucket/dir/model%20v1%2Bx.bin"' "$T/capture.jsonl" || fail "path-style URL"
     for s in "$secret" "$token"; do
