@@ -5,7 +5,6 @@
 #ifndef MF_SERVER_INTERNAL_H
 #define MF_SERVER_INTERNAL_H
 
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -15,6 +14,7 @@
 #include "memfit/server.h"
 #include "memfit/sys.h"
 #include "server/metrics.h"
+#include "server/mhd.h"
 #include "server/request.h"
 
 /* One model as the server knows it: who runs it and the files it comes from. */

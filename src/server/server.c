@@ -512,6 +512,9 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
             !e->dimension || !e->embed)
             return memfit_fail(MEMFIT_E_MISUSE, "server: engine %zu lacks a required field", i);
     }
+    enum memfit_status loaded = mf_server_load_mhd();
+    if (loaded != MEMFIT_OK)
+        return loaded;
     mf_json_init();
     memfit_server *srv = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*srv));
     if (!srv)
