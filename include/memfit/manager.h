@@ -332,8 +332,9 @@ MEMFIT_API void memfit_manager_options_default(struct memfit_manager_options *op
 
 /*
  * Applies the environment/.env settings: MEMFIT_ENABLE_MODEL_UNLOADING
- * (alias ENABLE_MODEL_UNLOADING: true/false/1/0/yes/no/on/off). E_RANGE
- * naming the variable and value when unreadable; options unchanged then.
+ * (alias ENABLE_MODEL_UNLOADING) and MEMFIT_MEMORY_PRESSURE (the pressure
+ * thread), each true/false/1/0/yes/no/on/off. E_RANGE naming the variable
+ * and value when unreadable; options unchanged then.
  */
 MEMFIT_API enum memfit_status
 memfit_manager_options_from_config(struct memfit_manager_options *options);

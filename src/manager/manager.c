@@ -140,26 +140,38 @@ void memfit_manager_options_default(struct memfit_manager_options *options)
     options->pressure_thresholds = memfit_alert_thresholds_default();
 }
 
-enum memfit_status memfit_manager_options_from_config(struct memfit_manager_options *options)
+/* A boolean setting: *out unchanged when unset; E_RANGE naming it when unreadable. */
+static enum memfit_status config_bool(const char *name, bool *out)
 {
-    const char *v = memfit_config_get("MEMFIT_ENABLE_MODEL_UNLOADING");
+    const char *v = memfit_config_get(name);
     if (!v || !v[0])
         return MEMFIT_OK;
     static const char *const yes[] = {"1", "true", "yes", "on"};
     static const char *const no[] = {"0", "false", "no", "off"};
     for (size_t i = 0; i < 4; i++) {
         if (strcasecmp(v, yes[i]) == 0) {
-            options->unloading_enabled = true;
+            *out = true;
             return MEMFIT_OK;
         }
         if (strcasecmp(v, no[i]) == 0) {
-            options->unloading_enabled = false;
+            *out = false;
             return MEMFIT_OK;
         }
     }
-    return memfit_fail(MEMFIT_E_RANGE,
-                       "MEMFIT_ENABLE_MODEL_UNLOADING: invalid value '%s' (expected true or false)",
-                       v);
+    return memfit_fail(MEMFIT_E_RANGE, "%s: invalid value '%s' (expected true or false)", name, v);
+}
+
+enum memfit_status memfit_manager_options_from_config(struct memfit_manager_options *options)
+{
+    bool unloading = options->unloading_enabled, pressure = options->pressure_thread;
+    enum memfit_status st = config_bool("MEMFIT_ENABLE_MODEL_UNLOADING", &unloading);
+    if (st == MEMFIT_OK)
+        st = config_bool("MEMFIT_MEMORY_PRESSURE", &pressure);
+    if (st != MEMFIT_OK)
+        return st;
+    options->unloading_enabled = unloading;
+    options->pressure_thread = pressure;
+    return MEMFIT_OK;
 }
 
 static uint64_t clock_now(const memfit_manager *mgr)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "test_util.h"
 #include "unit/manager_fake.h"
@@ -466,6 +467,24 @@ static void test_bad_thresholds(void **state)
     assert_non_null(strstr(memfit_last_error(), "pressure thresholds"));
 }
 
+static void test_config(void **state)
+{
+    (void)state;
+    struct memfit_manager_options o;
+    memfit_manager_options_default(&o);
+    assert_false(o.pressure_thread);
+    setenv("MEMFIT_MEMORY_PRESSURE", "on", 1);
+    assert_int_equal(memfit_manager_options_from_config(&o), MEMFIT_OK);
+    assert_true(o.pressure_thread);
+    setenv("MEMFIT_MEMORY_PRESSURE", "sometimes", 1);
+    o.pressure_thread = false;
+    assert_int_equal(memfit_manager_options_from_config(&o), MEMFIT_E_RANGE);
+    assert_non_null(
+        strstr(memfit_last_error(), "MEMFIT_MEMORY_PRESSURE: invalid value 'sometimes'"));
+    assert_false(o.pressure_thread);
+    unsetenv("MEMFIT_MEMORY_PRESSURE");
+}
+
 /* The thread samples the real machine: it only has to tick. */
 static void test_pressure_thread(void **state)
 {
@@ -551,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_danger_evicts_all_idle),
         cmocka_unit_test(test_unloading_disabled),
         cmocka_unit_test(test_bad_thresholds),
+        cmocka_unit_test(test_config),
         cmocka_unit_test(test_pressure_thread),
         cmocka_unit_test(test_pressure_alloc_failures),
     };
