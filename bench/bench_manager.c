@@ -1,11 +1,25 @@
 /*
- * Benchmark of the manager's hot path: acquire + release of a model that is
- * already loaded (what every request pays), on one thread and on two threads
- * sharing the model. Prints nanoseconds per pair.
- * Usage: bench_manager [PAIRS_PER_THREAD]  (default 2000000)
+ * Benchmarks of the manager (bench/manager_bench.sh runs them all):
+ *
+ *   bench_manager [PAIRS_PER_THREAD]   the hot path: acquire + release of a
+ *       model that is already loaded (what every request pays), on one
+ *       thread and on two threads sharing the model, in ns per pair
+ *       (default 2000000 pairs).
+ *   bench_manager --cycle FILE...      the DINOv2 driver's load -> infer ->
+ *       unload cycle per weight file, cold (the file's page cache dropped
+ *       first): load time, first (cold) and second forward at 224 x 224,
+ *       (THREADS forward threads, default 2), and this process's RSS and its cgroup's working set
+ * before the load, after load + infer, and after unload. One table row per file. bench_manager
+ * --memory             prints "RSS WORKING_SET USAGE JUDGED" (bytes) of the parent process and its
+ * cgroup, for the PyTorch side of manager_bench.sh (same measuring code for both sides).
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "memfit/memfit.h"
 
@@ -77,8 +91,159 @@ static double measure(memfit_manager *mgr, int threads, long pairs, long *failur
     return (double)elapsed / (double)(pairs * threads);
 }
 
+/* ---- The load -> infer -> unload cycle --------------------------------------- */
+
+struct memory {
+    uint64_t rss, working_set, usage;
+    uint64_t judged; /* what the manager's pressure levels use (memfit_pressure_bytes) */
+};
+
+static struct memory measure_memory(pid_t pid)
+{
+    struct memory m = {MEMFIT_SYS_UNKNOWN, MEMFIT_SYS_UNKNOWN, MEMFIT_SYS_UNKNOWN,
+                       MEMFIT_SYS_UNKNOWN};
+    struct memfit_proc_mem p;
+    if (memfit_proc_read(NULL, pid, &p) == MEMFIT_OK)
+        m.rss = p.rss_bytes;
+    static struct memfit_cgroup cg; /* large (paths) */
+    if (memfit_cgroup_read(NULL, pid, &cg) == MEMFIT_OK) {
+        m.working_set = cg.working_set_bytes;
+        m.usage = cg.usage_bytes;
+        /* Only the bytes matter here: a cgroup without a limit gets one. */
+        static struct memfit_sample s;
+        memset(&s, 0, sizeof(s));
+        s.have_cgroup = true;
+        s.limit_source = MEMFIT_LIMIT_CGROUP;
+        s.cgroup = cg;
+        if (s.cgroup.limit_bytes == MEMFIT_SYS_UNKNOWN)
+            s.cgroup.limit_bytes = UINT64_MAX - 1;
+        m.judged = memfit_pressure_bytes(&s, NULL);
+    }
+    return m;
+}
+
+static double mb(uint64_t bytes)
+{
+    return bytes == MEMFIT_SYS_UNKNOWN ? -1.0 : (double)bytes / 1e6;
+}
+
+/* Drops the file's clean pages from the page cache: the next load is cold. */
+static void drop_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+static int cycle(int n_files, char **files)
+{
+    memfit_log_set_level(MEMFIT_LOG_WARN);
+    long long threads = 2;
+    if (getenv("THREADS") && memfit_parse_int(getenv("THREADS"), 1, 4096, &threads) != MEMFIT_OK) {
+        fprintf(stderr, "bench_manager: THREADS: %s\n", memfit_last_error());
+        return 2;
+    }
+    char *text = memfit_strdup("budget: 4GB\nkeep_alive: never\nmodels:\n");
+    for (int i = 0; i < n_files && text; i++) {
+        char *more = memfit_asprintf("%s  - {name: m%d, family: dinov2, sources: [\"%s\"],"
+                                     " options: {threads: %lld}}\n",
+                                     text, i, files[i], threads);
+        memfit_free(text);
+        text = more;
+    }
+    struct memfit_manifest *mf = NULL;
+    memfit_manager *mgr = NULL;
+    memfit_vit_driver_config **configs = NULL;
+    struct memfit_manager_options o;
+    memfit_manager_options_default(&o);
+    o.reaper_thread = false;
+    o.budget_bytes = 4000000000ull;
+    if (!text || memfit_manifest_parse_string(text, strlen(text), "bench.yaml", &mf) != MEMFIT_OK ||
+        memfit_manager_create(&o, &mgr) != MEMFIT_OK ||
+        memfit_manager_register_manifest(mgr, mf, &configs) != MEMFIT_OK) {
+        fprintf(stderr, "bench_manager: %s\n", memfit_last_error());
+        return 1;
+    }
+    memfit_free(text);
+    const uint32_t size = 224;
+    size_t n_pixels = 3u * size * size;
+    float *pixels = memfit_malloc(n_pixels * sizeof(float));
+    float out[4096];
+    for (size_t i = 0; i < n_pixels; i++)
+        pixels[i] = (float)((int)(i % 2001) - 1000) / 500.0f;
+    printf("%-16s %8s %8s %8s %8s | %20s | %20s | %20s\n", "", "", "", "", "", "RSS MB",
+           "cgroup working set", "judged (pressure)");
+    printf("%-16s %8s %8s %8s %8s | %6s %6s %6s | %6s %6s %6s | %6s %6s %6s\n", "file", "size MB",
+           "load ms", "1st fwd", "2nd fwd", "before", "loaded", "unload", "before", "loaded",
+           "unload", "before", "loaded", "unload");
+    int rc = 0;
+    for (int i = 0; i < n_files; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "m%d", i);
+        struct stat stt;
+        double size_mb = stat(files[i], &stt) == 0 ? (double)stt.st_size / 1e6 : -1.0;
+        drop_cache(files[i]);
+        memfit_heap_trim();
+        struct memory before = measure_memory(0);
+        uint64_t t0 = memfit_now_ns();
+        memfit_handle *h;
+        if (memfit_manager_acquire(mgr, name, -1, &h) != MEMFIT_OK) {
+            fprintf(stderr, "bench_manager: %s\n", memfit_last_error());
+            rc = 1;
+            continue;
+        }
+        uint64_t t1 = memfit_now_ns();
+        enum memfit_status st =
+            memfit_vit_driver_forward(memfit_handle_model(h), pixels, 1, size, size,
+                                      MEMFIT_VIT_OUTPUT_CLS, false, out, 4096, -1);
+        uint64_t t2 = memfit_now_ns();
+        if (st == MEMFIT_OK)
+            st = memfit_vit_driver_forward(memfit_handle_model(h), pixels, 1, size, size,
+                                           MEMFIT_VIT_OUTPUT_CLS, false, out, 4096, -1);
+        uint64_t t3 = memfit_now_ns();
+        memfit_manager_release(h);
+        if (st != MEMFIT_OK) {
+            fprintf(stderr, "bench_manager: %s\n", memfit_last_error());
+            rc = 1;
+        }
+        struct memory loaded = measure_memory(0);
+        if (memfit_manager_unload(mgr, name) != MEMFIT_OK) {
+            fprintf(stderr, "bench_manager: %s\n", memfit_last_error());
+            rc = 1;
+        }
+        struct memory after = measure_memory(0);
+        const char *base = strrchr(files[i], '/');
+        printf("%-16s %8.1f %8.1f %8.1f %8.1f | %6.0f %6.0f %6.0f | %6.0f %6.0f %6.0f | %6.0f "
+               "%6.0f %6.0f\n",
+               base ? base + 1 : files[i], size_mb, (double)(t1 - t0) / 1e6,
+               (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6, mb(before.rss), mb(loaded.rss),
+               mb(after.rss), mb(before.working_set), mb(loaded.working_set), mb(after.working_set),
+               mb(before.judged), mb(loaded.judged), mb(after.judged));
+        fflush(stdout);
+    }
+    memfit_free(pixels);
+    memfit_manager_destroy(mgr);
+    for (size_t i = 0; i < mf->n_models; i++)
+        memfit_vit_driver_config_free(configs[i]);
+    memfit_free(configs);
+    memfit_manifest_free(mf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--memory") == 0) {
+        struct memory m = measure_memory(getppid());
+        printf("%llu %llu %llu %llu\n", (unsigned long long)m.rss,
+               (unsigned long long)m.working_set, (unsigned long long)m.usage,
+               (unsigned long long)m.judged);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "--cycle") == 0)
+        return cycle(argc - 2, argv + 2);
     long long pairs_arg = 2000000;
     if (argc > 1 && memfit_parse_int(argv[1], 1, 1000000000, &pairs_arg) != MEMFIT_OK) {
         fprintf(stderr, "bench_manager: %s\n", memfit_last_error());

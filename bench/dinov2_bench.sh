@@ -9,16 +9,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build/release}
 threads=${THREADS:-2}
-dir=${TMPDIR:-/tmp}/memfit_dinov2_bench
-mkdir -p "$dir"
 py=/usr/bin/python3
-if [ ! -f "$dir/vitb.pth" ]; then
-    echo "making a random ViT-B/14 in $dir/vitb.pth"
-    "$py" "$here/scripts/make_dinov2_reference.py" --vitb "$dir/vitb.pth"
-fi
-for t in f32 f16 q8_0 q4_0; do
-    [ -f "$dir/vitb-$t.gguf" ] || "$build/bench/bench_vit" --convert "$dir/vitb.pth" "$dir/vitb-$t.gguf" "$t"
-done
+. "$here/bench/dinov2_files.sh"
 for b in 1 8; do
     THREADS=$threads OMP_NUM_THREADS=$threads "$py" "$here/scripts/make_dinov2_reference.py" \
         --bench "$dir/vitb.pth" "$b" 224 224 2>/dev/null

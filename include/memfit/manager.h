@@ -35,6 +35,7 @@
 #include "memfit/core.h"
 #include "memfit/tensor.h" /* models.h names enum memfit_type */
 #include "memfit/models.h"
+#include "memfit/monitor.h" /* pressure: levels, thresholds, samples */
 
 #ifdef __cplusplus
 extern "C" {
@@ -254,14 +255,16 @@ typedef struct memfit_manager memfit_manager;
 typedef struct memfit_handle memfit_handle;
 
 enum memfit_manager_event_kind {
-    MEMFIT_EVENT_LOAD = 0,   /* a model finished loading */
-    MEMFIT_EVENT_UNLOAD = 1, /* unloaded: keep_alive, explicit or idle cleanup */
-    MEMFIT_EVENT_EVICT = 2,  /* unloaded to make room for another reservation */
-    MEMFIT_EVENT_REFUSE = 3, /* an acquire refused: budget, queue full or timeout */
-    MEMFIT_EVENT_FAIL = 4,   /* a load failed; the model is FAILED */
+    MEMFIT_EVENT_LOAD = 0,     /* a model finished loading */
+    MEMFIT_EVENT_UNLOAD = 1,   /* unloaded: keep_alive, explicit or idle cleanup */
+    MEMFIT_EVENT_EVICT = 2,    /* unloaded to make room for another reservation */
+    MEMFIT_EVENT_REFUSE = 3,   /* an acquire refused: budget, queue full or timeout */
+    MEMFIT_EVENT_FAIL = 4,     /* a load failed; the model is FAILED */
+    MEMFIT_EVENT_PRESSURE = 5, /* memory pressure: a level change or an action (see
+                                  memfit_manager_pressure_tick); model is "" */
 };
 
-/* "load", "unload", "evict", "refuse", "fail". */
+/* "load", "unload", "evict", "refuse", "fail", "pressure". */
 MEMFIT_API const char *memfit_manager_event_name(enum memfit_manager_event_kind kind);
 
 /* An event with its figures. Pointers are valid during the callback only. */
@@ -273,9 +276,19 @@ struct memfit_manager_event {
     uint64_t duration_ns;       /* LOAD: load time; UNLOAD/EVICT: how long it was loaded */
     uint64_t budget_size_bytes; /* the budget after the event */
     uint64_t budget_free_bytes;
-    const char *reason;  /* UNLOAD: "keep_alive", "explicit", "idle", "removed", "shutdown";
-                            EVICT: the owner that needed the room; else "" */
-    const char *message; /* REFUSE/FAIL: the error message; else "" */
+    const char *reason;  /* UNLOAD: "keep_alive", "explicit", "idle", "removed", "shutdown",
+                            "pressure"; EVICT: the owner that needed the room, or
+                            "pressure"; PRESSURE: "level", "unload idle", "trim heap",
+                            "pause admission", "resume admission", "evict idle"; else "" */
+    const char *message; /* REFUSE/FAIL: the error message; PRESSURE: what happened and
+                            the figures that caused it (the log line); else "" */
+    /* The memory pressure in force when the event was emitted (the last
+     * pressure tick's figures; all 0 / OK before the first tick). */
+    enum memfit_level pressure_level;
+    uint64_t pressure_bytes;         /* the judged working set (memfit_pressure_bytes) */
+    uint64_t pressure_limit_bytes;   /* the limit it was judged against */
+    double pressure_percent;         /* 100 * pressure_bytes / pressure_limit_bytes */
+    enum memfit_level pressure_from; /* PRESSURE "level": the level before; else = level */
 };
 
 /* Called on the thread that caused the event, with no manager lock held; it
@@ -300,6 +313,18 @@ struct memfit_manager_options {
     void *clock_user;
     memfit_manager_event_fn on_event; /* NULL: none */
     void *event_user;
+    /*
+     * Memory pressure (DESIGN.md, the memory model, point 4). With
+     * pressure_thread, a thread samples the machine (memfit_sampler, the
+     * manager's own cgroup, no GPU) every pressure_interval_ms and hands each
+     * sample to memfit_manager_pressure_tick(). Off by default: a process
+     * without it still gets the budget's guarantees; tests drive the ticks
+     * by hand with made-up samples.
+     */
+    bool pressure_thread;                               /* false */
+    uint64_t pressure_interval_ms;                      /* 1000 */
+    struct memfit_alert_thresholds pressure_thresholds; /* memfit_alert_thresholds_default() */
+    const char *pressure_root; /* the sampler's root: NULL = "/", or a fixture tree */
 };
 
 /* Fills the defaults above (budget_bytes = 0, which create rejects). */
@@ -307,13 +332,16 @@ MEMFIT_API void memfit_manager_options_default(struct memfit_manager_options *op
 
 /*
  * Applies the environment/.env settings: MEMFIT_ENABLE_MODEL_UNLOADING
- * (alias ENABLE_MODEL_UNLOADING: true/false/1/0/yes/no/on/off). E_RANGE
- * naming the variable and value when unreadable; options unchanged then.
+ * (alias ENABLE_MODEL_UNLOADING) and MEMFIT_MEMORY_PRESSURE (the pressure
+ * thread), each true/false/1/0/yes/no/on/off. E_RANGE naming the variable
+ * and value when unreadable; options unchanged then.
  */
 MEMFIT_API enum memfit_status
 memfit_manager_options_from_config(struct memfit_manager_options *options);
 
-/* Creates a manager with its budget. E_MISUSE for a zero budget, E_NOMEM. */
+/* Creates a manager with its budget. E_MISUSE for a zero budget, E_RANGE for
+ * bad pressure thresholds (memfit_alert_thresholds_check), E_NOMEM; with
+ * pressure_thread, the errors of memfit_sampler_create. */
 MEMFIT_API enum memfit_status memfit_manager_create(const struct memfit_manager_options *options,
                                                     memfit_manager **out);
 
@@ -413,6 +441,56 @@ MEMFIT_API uint64_t memfit_manager_unload_idle(memfit_manager *mgr);
  */
 MEMFIT_API unsigned memfit_manager_tick(memfit_manager *mgr, uint64_t now_ns);
 
+/* ---- Memory pressure ------------------------------------------------------ */
+
+/*
+ * The working set the pressure levels are judged on, from one sample:
+ *
+ *   with a cgroup limit: max(working set, usage - max(0, inactive_file - file_mapped))
+ *   else:                the sample's working set (total - available memory)
+ *
+ * Why not the cgroup working set alone (usage - inactive_file): the kernel
+ * puts freshly faulted file pages on the INACTIVE file list, and weights
+ * mapped from a file stay there until they are touched twice — so right
+ * after a model loads, its weights are "inactive" and the working set
+ * under-counts them by up to the model's size, exactly when memory grows.
+ * Those pages are mapped by the process and in use: reclaiming them only
+ * makes the next forward fault them back in. file_mapped counts every
+ * mapped file page (active or inactive), so inactive_file - file_mapped is
+ * a lower bound of the inactive file pages nobody maps (the truly cheap
+ * ones to reclaim); usage minus that is an upper bound of what cannot be
+ * given back without hurting. The max() with the working set only matters
+ * when a field is missing (UNKNOWN) or the counters were read at slightly
+ * different moments. Never above usage. Returns MEMFIT_SYS_UNKNOWN when the
+ * sample has no usable figure; *limit_out (may be NULL) gets the limit
+ * judged against (UNKNOWN likewise).
+ */
+MEMFIT_API uint64_t memfit_pressure_bytes(const struct memfit_sample *sample, uint64_t *limit_out);
+
+/*
+ * Applies one sample (the pressure thread's, or a made-up one in tests).
+ * The level follows memfit_alert_next() on memfit_pressure_bytes() with the
+ * manager's pressure_thresholds (so its hysteresis), then:
+ *   warning and above: unloads idle, unpinned models (UNLOAD, reason
+ *     "pressure"; as memfit_manager_unload_idle) and, when that freed
+ *     anything or the level just rose, trims the heap (memfit_heap_trim);
+ *   critical and above: pauses admission — every acquire (load included)
+ *     waits until the level falls below critical (with the hysteresis),
+ *     bounded by its timeout, then fails with E_TIMEOUT (E_BUSY for a
+ *     timeout of 0) and a message naming the pressure and its figures;
+ *     handles already out are not touched;
+ *   danger: also evicts every idle model, pinned ones included (EVICT,
+ *     reason "pressure"): the alternative is the OOM killer.
+ * With unloading disabled nothing is unloaded (admission still pauses).
+ * Busy and loading models are never touched. Each level change and action
+ * is an event (kind PRESSURE, or UNLOAD/EVICT per model) and a log line with
+ * the figures (judged working set, cgroup working set and usage, limit,
+ * percent, level). A sample without figures changes nothing. Returns the
+ * level now in force. Ticks are serialized; any thread may call it.
+ */
+MEMFIT_API enum memfit_level memfit_manager_pressure_tick(memfit_manager *mgr,
+                                                          const struct memfit_sample *sample);
+
 /*
  * Status snapshot. The layout is stable: the server's /api/models and
  * /metrics read it (fields are only appended). Times are the manager's
@@ -448,6 +526,16 @@ struct memfit_manager_status {
     bool unloading_enabled;
     size_t n_models;
     struct memfit_model_status *models; /* in registration order */
+    /* Memory pressure (memfit_manager_pressure_tick); OK and 0 before any tick. */
+    enum memfit_level pressure_level;
+    bool admission_paused;         /* pressure at critical or above: acquires wait */
+    uint64_t pressure_bytes;       /* the last judged working set */
+    uint64_t pressure_limit_bytes; /* and its limit */
+    double pressure_percent;
+    uint64_t pressure_ticks;       /* samples applied */
+    uint64_t pressure_unloads;     /* models unloaded or evicted by pressure */
+    uint64_t pressure_freed_bytes; /* budget bytes they gave back */
+    uint64_t pressure_paused_ns;   /* total time admission was paused (monotonic) */
 };
 
 /* Takes a snapshot as one allocation the caller frees with memfit_free().

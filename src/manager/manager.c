@@ -21,8 +21,16 @@
  * Policy times (keep_alive, last use, back-off) come from an injectable
  * clock so tests drive them with a fake one; waits use the real monotonic
  * clock.
+ *
+ * Memory pressure: memfit_manager_pressure_tick() (the optional pressure
+ * thread's, or a test's made-up samples) keeps the level and the "admission
+ * paused" flag under the manager lock; acquires check the flag at the top
+ * of their wait loop, so a paused acquire is an ordinary queued waiter woken
+ * by the broadcast that lifts the pause. Ticks are serialized by their own
+ * lock, taken before the manager's (order: pressure, manager, budget).
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +82,22 @@ struct memfit_manager {
     unsigned n_waiting; /* the admission queue's depth */
     uint64_t seq;
 
-    pthread_cond_t reaper_cond;
+    pthread_cond_t reaper_cond; /* also wakes the pressure thread to stop */
     pthread_t reaper;
     bool reaper_started;
     bool stopping;
+
+    /* Memory pressure (under lock; pressure_lock serializes ticks). */
+    pthread_mutex_t pressure_lock;
+    enum memfit_level level;
+    bool paused;
+    uint64_t p_bytes, p_limit, p_cg_ws, p_cg_usage;
+    bool p_cgroup;
+    double p_percent;
+    uint64_t p_ticks, p_unloads, p_freed, p_paused_ns, p_paused_since;
+    pthread_t pressure;
+    bool pressure_started;
+    memfit_sampler *sampler;
 };
 
 static const char *const state_names[] = {"unloaded", "fetching",  "loading", "ready",
@@ -90,7 +110,7 @@ const char *memfit_model_state_name(enum memfit_model_state state)
     return state_names[state];
 }
 
-static const char *const event_names[] = {"load", "unload", "evict", "refuse", "fail"};
+static const char *const event_names[] = {"load", "unload", "evict", "refuse", "fail", "pressure"};
 
 const char *memfit_manager_event_name(enum memfit_manager_event_kind kind)
 {
@@ -116,28 +136,42 @@ void memfit_manager_options_default(struct memfit_manager_options *options)
     options->backoff_max_ms = 300000;
     options->reaper_thread = true;
     options->reaper_interval_ms = 1000;
+    options->pressure_interval_ms = 1000;
+    options->pressure_thresholds = memfit_alert_thresholds_default();
 }
 
-enum memfit_status memfit_manager_options_from_config(struct memfit_manager_options *options)
+/* A boolean setting: *out unchanged when unset; E_RANGE naming it when unreadable. */
+static enum memfit_status config_bool(const char *name, bool *out)
 {
-    const char *v = memfit_config_get("MEMFIT_ENABLE_MODEL_UNLOADING");
+    const char *v = memfit_config_get(name);
     if (!v || !v[0])
         return MEMFIT_OK;
     static const char *const yes[] = {"1", "true", "yes", "on"};
     static const char *const no[] = {"0", "false", "no", "off"};
     for (size_t i = 0; i < 4; i++) {
         if (strcasecmp(v, yes[i]) == 0) {
-            options->unloading_enabled = true;
+            *out = true;
             return MEMFIT_OK;
         }
         if (strcasecmp(v, no[i]) == 0) {
-            options->unloading_enabled = false;
+            *out = false;
             return MEMFIT_OK;
         }
     }
-    return memfit_fail(MEMFIT_E_RANGE,
-                       "MEMFIT_ENABLE_MODEL_UNLOADING: invalid value '%s' (expected true or false)",
-                       v);
+    return memfit_fail(MEMFIT_E_RANGE, "%s: invalid value '%s' (expected true or false)", name, v);
+}
+
+enum memfit_status memfit_manager_options_from_config(struct memfit_manager_options *options)
+{
+    bool unloading = options->unloading_enabled, pressure = options->pressure_thread;
+    enum memfit_status st = config_bool("MEMFIT_ENABLE_MODEL_UNLOADING", &unloading);
+    if (st == MEMFIT_OK)
+        st = config_bool("MEMFIT_MEMORY_PRESSURE", &pressure);
+    if (st != MEMFIT_OK)
+        return st;
+    options->unloading_enabled = unloading;
+    options->pressure_thread = pressure;
+    return MEMFIT_OK;
 }
 
 static uint64_t clock_now(const memfit_manager *mgr)
@@ -168,6 +202,7 @@ struct event_args {
     uint64_t duration_ns;
     const char *reason;
     const char *message;
+    enum memfit_level from; /* PRESSURE */
 };
 
 /* Logs the event and hands it to the callback. Called with the lock released. */
@@ -176,6 +211,11 @@ static void emit(memfit_manager *mgr, const struct event_args *a)
     char b1[32], b2[32], b3[32];
     struct memfit_budget_usage u;
     memfit_budget_get_usage(mgr->budget, &u);
+    pthread_mutex_lock(&mgr->lock);
+    enum memfit_level level = mgr->level;
+    uint64_t p_bytes = mgr->p_bytes, p_limit = mgr->p_limit;
+    double p_percent = mgr->p_percent;
+    pthread_mutex_unlock(&mgr->lock);
     mf_format_bytes(a->bytes, b1, sizeof(b1));
     mf_format_bytes(u.free_bytes, b2, sizeof(b2));
     mf_format_bytes(u.size_bytes, b3, sizeof(b3));
@@ -198,6 +238,10 @@ static void emit(memfit_manager *mgr, const struct event_args *a)
     case MEMFIT_EVENT_FAIL:
         memfit_log(MEMFIT_LOG_ERROR, "model %s failed: %s", a->model, a->message);
         break;
+    case MEMFIT_EVENT_PRESSURE:
+        memfit_log(level >= MEMFIT_LEVEL_WARNING ? MEMFIT_LOG_WARN : MEMFIT_LOG_INFO, "%s",
+                   a->message);
+        break;
     }
     if (!mgr->opt.on_event)
         return;
@@ -211,6 +255,11 @@ static void emit(memfit_manager *mgr, const struct event_args *a)
         .budget_free_bytes = u.free_bytes,
         .reason = a->reason ? a->reason : "",
         .message = a->message ? a->message : "",
+        .pressure_level = level,
+        .pressure_bytes = p_bytes,
+        .pressure_limit_bytes = p_limit,
+        .pressure_percent = p_percent,
+        .pressure_from = a->kind == MEMFIT_EVENT_PRESSURE ? a->from : level,
     };
     mgr->opt.on_event(&e, mgr->opt.event_user);
 }
@@ -333,23 +382,82 @@ static uint64_t evict_for(void *user, uint64_t needed, const char *requester)
 
 /* ---- Life ------------------------------------------------------------------- */
 
-static void *reaper_main(void *arg)
+/* Runs `work` every `interval_ms` (0: 1000) until the manager stops. */
+static void periodic(memfit_manager *mgr, uint64_t interval_ms, void (*work)(memfit_manager *))
 {
-    memfit_manager *mgr = arg;
+    if (interval_ms == 0)
+        interval_ms = 1000;
     pthread_mutex_lock(&mgr->lock);
     while (!mgr->stopping) {
-        uint64_t interval_ms = mgr->opt.reaper_interval_ms ? mgr->opt.reaper_interval_ms : 1000;
         mf_cond_wait_until(
             &mgr->reaper_cond, &mgr->lock,
             mf_deadline_ns(interval_ms > INT64_MAX ? INT64_MAX : (int64_t)interval_ms));
         if (mgr->stopping)
             break;
         pthread_mutex_unlock(&mgr->lock);
-        memfit_manager_tick(mgr, clock_now(mgr));
+        work(mgr);
         pthread_mutex_lock(&mgr->lock);
     }
     pthread_mutex_unlock(&mgr->lock);
+}
+
+static void reap(memfit_manager *mgr)
+{
+    memfit_manager_tick(mgr, clock_now(mgr));
+}
+
+static void *reaper_main(void *arg)
+{
+    memfit_manager *mgr = arg;
+    periodic(mgr, mgr->opt.reaper_interval_ms, reap);
     return NULL;
+}
+
+static void sample_pressure(memfit_manager *mgr)
+{
+    struct memfit_sample sample;
+    if (memfit_sampler_read(mgr->sampler, &sample) == MEMFIT_OK)
+        memfit_manager_pressure_tick(mgr, &sample);
+    else
+        memfit_log(MEMFIT_LOG_WARN, "memory pressure: cannot sample: %s", memfit_last_error());
+}
+
+/* The pressure thread: one sample every pressure_interval_ms, until stopped. */
+static void *pressure_main(void *arg)
+{
+    memfit_manager *mgr = arg;
+    periodic(mgr, mgr->opt.pressure_interval_ms, sample_pressure);
+    return NULL;
+}
+
+/* Undoes a partly made manager: `locks` of lock, cond, reaper_cond,
+ * pressure_lock were made; threads must not be running. */
+static void discard_manager(memfit_manager *mgr, int locks)
+{
+    if (locks >= 4)
+        pthread_mutex_destroy(&mgr->pressure_lock);
+    if (locks >= 3)
+        pthread_cond_destroy(&mgr->reaper_cond);
+    if (locks >= 2)
+        pthread_cond_destroy(&mgr->cond);
+    if (locks >= 1)
+        pthread_mutex_destroy(&mgr->lock);
+    memfit_sampler_destroy(mgr->sampler);
+    memfit_budget_destroy(mgr->budget);
+    memfit_free(mgr);
+}
+
+static void stop_threads(memfit_manager *mgr)
+{
+    pthread_mutex_lock(&mgr->lock);
+    mgr->stopping = true;
+    pthread_cond_broadcast(&mgr->reaper_cond);
+    pthread_mutex_unlock(&mgr->lock);
+    if (mgr->reaper_started)
+        pthread_join(mgr->reaper, NULL);
+    if (mgr->pressure_started)
+        pthread_join(mgr->pressure, NULL);
+    mgr->reaper_started = mgr->pressure_started = false;
 }
 
 enum memfit_status memfit_manager_create(const struct memfit_manager_options *options,
@@ -359,29 +467,45 @@ enum memfit_status memfit_manager_create(const struct memfit_manager_options *op
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_create: NULL argument");
     if (options->budget_bytes == 0)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_create: the budget is 0 bytes");
+    enum memfit_status st = memfit_alert_thresholds_check(&options->pressure_thresholds);
+    if (st != MEMFIT_OK)
+        return memfit_fail(st, "manager pressure thresholds: %s", memfit_last_error());
     memfit_manager *mgr = memfit_calloc_in(MEMFIT_ALLOC_MANAGER, 1, sizeof(*mgr));
     if (!mgr)
         return MEMFIT_E_NOMEM;
     mgr->opt = *options;
-    enum memfit_status st = memfit_budget_create(options->budget_bytes, &mgr->budget);
+    mgr->opt.pressure_root = NULL; /* borrowed: only the sampler (which copies it) uses it */
+    st = memfit_budget_create(options->budget_bytes, &mgr->budget);
     if (st != MEMFIT_OK) {
         memfit_free(mgr);
         return st;
     }
+    if (options->pressure_thread) {
+        struct memfit_sampler_options so = memfit_sampler_options_default();
+        so.root = options->pressure_root;
+        so.pid = 0;
+        so.gpu = false;
+        st = memfit_sampler_create(&so, &mgr->sampler);
+        if (st != MEMFIT_OK) {
+            discard_manager(mgr, 0);
+            return st;
+        }
+    }
     int locks = 0;
     if (pthread_mutex_init(&mgr->lock, NULL) == 0 && ++locks && mf_cond_init(&mgr->cond) == 0 &&
-        ++locks && mf_cond_init(&mgr->reaper_cond) == 0 && ++locks && options->reaper_thread)
+        ++locks && mf_cond_init(&mgr->reaper_cond) == 0 && ++locks &&
+        pthread_mutex_init(&mgr->pressure_lock, NULL) == 0)
+        ++locks;
+    if (locks == 4 && options->reaper_thread)
         mgr->reaper_started = pthread_create(&mgr->reaper, NULL, reaper_main, mgr) == 0;
-    if (locks < 3 || (options->reaper_thread && !mgr->reaper_started)) {
-        if (locks >= 3)
-            pthread_cond_destroy(&mgr->reaper_cond);
-        if (locks >= 2)
-            pthread_cond_destroy(&mgr->cond);
-        if (locks >= 1)
-            pthread_mutex_destroy(&mgr->lock);
-        memfit_budget_destroy(mgr->budget);
-        memfit_free(mgr);
-        return memfit_fail(MEMFIT_E_NOMEM, "manager: cannot create its lock or reaper thread");
+    if (locks == 4 && options->pressure_thread)
+        mgr->pressure_started = pthread_create(&mgr->pressure, NULL, pressure_main, mgr) == 0;
+    if (locks < 4 || (options->reaper_thread && !mgr->reaper_started) ||
+        (options->pressure_thread && !mgr->pressure_started)) {
+        if (locks == 4)
+            stop_threads(mgr);
+        discard_manager(mgr, locks);
+        return memfit_fail(MEMFIT_E_NOMEM, "manager: cannot create its locks or threads");
     }
     memfit_budget_set_evictor(mgr->budget, evict_for, mgr);
     *out = mgr;
@@ -401,12 +525,7 @@ void memfit_manager_destroy(memfit_manager *mgr)
 {
     if (!mgr)
         return;
-    pthread_mutex_lock(&mgr->lock);
-    mgr->stopping = true;
-    pthread_cond_broadcast(&mgr->reaper_cond);
-    pthread_mutex_unlock(&mgr->lock);
-    if (mgr->reaper_started)
-        pthread_join(mgr->reaper, NULL);
+    stop_threads(mgr);
     memfit_budget_set_evictor(mgr->budget, NULL, NULL);
 
     pthread_mutex_lock(&mgr->lock);
@@ -425,11 +544,7 @@ void memfit_manager_destroy(memfit_manager *mgr)
     for (size_t i = 0; i < mgr->n_models; i++)
         free_model(mgr->models[i]);
     memfit_free(mgr->models);
-    memfit_budget_destroy(mgr->budget);
-    pthread_cond_destroy(&mgr->reaper_cond);
-    pthread_cond_destroy(&mgr->cond);
-    pthread_mutex_destroy(&mgr->lock);
-    memfit_free(mgr);
+    discard_manager(mgr, 4);
 }
 
 memfit_budget *memfit_manager_budget(memfit_manager *mgr)
@@ -630,6 +745,28 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
     return memfit_fail(st, "%s", message);
 }
 
+/* "critical: working set 1.8 GiB of cgroup limit 2.0 GiB (90.0%; cgroup working
+ * set 1.5 GiB, usage 1.9 GiB)": the figures of the last tick (lock held). */
+static void pressure_figures_locked(const memfit_manager *mgr, char *buf, size_t size)
+{
+    char b1[32], b2[32], b3[32], b4[32];
+    mf_format_bytes(mgr->p_bytes, b1, sizeof(b1));
+    mf_format_bytes(mgr->p_limit, b2, sizeof(b2));
+    if (mgr->p_cgroup) {
+        mf_format_bytes(mgr->p_cg_ws, b3, sizeof(b3));
+        mf_format_bytes(mgr->p_cg_usage, b4, sizeof(b4));
+        snprintf(buf, size,
+                 "%s: working set %s of cgroup limit %s (%.1f%%; cgroup working set %s, "
+                 "usage %s)",
+                 memfit_level_name(mgr->level), b1, b2, mgr->p_percent,
+                 mgr->p_cg_ws == MEMFIT_SYS_UNKNOWN ? "unknown" : b3,
+                 mgr->p_cg_usage == MEMFIT_SYS_UNKNOWN ? "unknown" : b4);
+    } else {
+        snprintf(buf, size, "%s: working set %s of memory %s (%.1f%%)",
+                 memfit_level_name(mgr->level), b1, b2, mgr->p_percent);
+    }
+}
+
 /* Records a refusal decided under the lock; releases it and emits the event. */
 static enum memfit_status refuse_unlock(memfit_manager *mgr, struct mf_model *m,
                                         enum memfit_status st, const char *message)
@@ -675,6 +812,47 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
             }
             pthread_mutex_unlock(&mgr->lock);
             return memfit_fail(MEMFIT_E_NOT_FOUND, "model %s was removed", name);
+        }
+        if (mgr->paused) {
+            /* Memory pressure: nothing new is admitted, loaded model or not. */
+            char figures[256];
+            pressure_figures_locked(mgr, figures, sizeof(figures));
+            if (timeout_ms == 0) {
+                if (queued) {
+                    mgr->n_waiting--;
+                    m->waiting--;
+                }
+                snprintf(message, sizeof(message),
+                         "model %s: admission paused by memory pressure (%s); not waiting "
+                         "(timeout 0)",
+                         m->name, figures);
+                return refuse_unlock(mgr, m, MEMFIT_E_BUSY, message);
+            }
+            if (!queued) {
+                if (mgr->n_waiting >= mgr->opt.max_queue) {
+                    snprintf(message, sizeof(message),
+                             "model %s: admission paused by memory pressure (%s) and the "
+                             "queue is full (%u acquires waiting, max_queue %u)",
+                             m->name, figures, mgr->n_waiting, mgr->opt.max_queue);
+                    return refuse_unlock(mgr, m, MEMFIT_E_BUSY, message);
+                }
+                mgr->n_waiting++;
+                m->waiting++;
+                queued = true;
+            }
+            if (!mf_cond_wait_until(&mgr->cond, &mgr->lock, deadline) && mgr->paused) {
+                mgr->n_waiting--;
+                m->waiting--;
+                pressure_figures_locked(mgr, figures, sizeof(figures));
+                snprintf(message, sizeof(message),
+                         "model %s: timed out after %lld ms waiting: admission paused by "
+                         "memory pressure (%s)",
+                         m->name,
+                         (long long)(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms),
+                         figures);
+                return refuse_unlock(mgr, m, MEMFIT_E_TIMEOUT, message);
+            }
+            continue;
         }
         enum memfit_model_state s = m->state;
         if (s == MEMFIT_MODEL_READY || s == MEMFIT_MODEL_BUSY) {
@@ -885,10 +1063,12 @@ enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *na
     return MEMFIT_OK;
 }
 
-/* Unloads every idle model `expired` accepts; returns bytes freed and
- * counts models in *n. */
-static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_only,
-                             const char *reason, unsigned *n)
+/* Unloads every idle model whose keep_alive ran out at `now` (keep_alive_only)
+ * or every idle one (pinned ones too with `pinned`), as events of `kind`;
+ * returns bytes freed and counts models in *n. */
+static uint64_t unload_where_kind(memfit_manager *mgr, uint64_t now, bool keep_alive_only,
+                                  bool pinned, enum memfit_manager_event_kind kind,
+                                  const char *reason, unsigned *n)
 {
     uint64_t freed = 0;
     *n = 0;
@@ -899,7 +1079,7 @@ static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_
     }
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct mf_model *m = mgr->models[i];
-        if (m->pin || !is_idle(m))
+        if ((m->pin && !pinned) || !is_idle(m))
             continue;
         if (keep_alive_only) {
             if (m->keep_alive_s < 0 || now < m->idle_since_ns ||
@@ -907,11 +1087,17 @@ static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_
                 continue;
         }
         m->state = MEMFIT_MODEL_UNLOADING;
-        freed += unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, reason);
+        freed += unload_locked(mgr, m, kind, reason);
         (*n)++;
     }
     pthread_mutex_unlock(&mgr->lock);
     return freed;
+}
+
+static uint64_t unload_where(memfit_manager *mgr, uint64_t now, bool keep_alive_only,
+                             const char *reason, unsigned *n)
+{
+    return unload_where_kind(mgr, now, keep_alive_only, false, MEMFIT_EVENT_UNLOAD, reason, n);
 }
 
 uint64_t memfit_manager_unload_idle(memfit_manager *mgr)
@@ -925,6 +1111,142 @@ unsigned memfit_manager_tick(memfit_manager *mgr, uint64_t now_ns)
     unsigned n;
     unload_where(mgr, now_ns, true, "keep_alive", &n);
     return n;
+}
+
+/* ---- Memory pressure ------------------------------------------------------------ */
+
+uint64_t memfit_pressure_bytes(const struct memfit_sample *sample, uint64_t *limit_out)
+{
+    const uint64_t unknown = MEMFIT_SYS_UNKNOWN;
+    uint64_t bytes = unknown, limit = unknown;
+    if (sample && sample->have_cgroup && sample->limit_source == MEMFIT_LIMIT_CGROUP &&
+        sample->cgroup.limit_bytes != unknown) {
+        const struct memfit_cgroup *cg = &sample->cgroup;
+        limit = cg->limit_bytes;
+        bytes = cg->working_set_bytes;
+        if (cg->usage_bytes != unknown) {
+            /* Inactive file pages nobody maps: the ones reclaim takes cheaply. */
+            uint64_t cheap = 0;
+            if (cg->inactive_file_bytes != unknown) {
+                uint64_t mapped = cg->file_mapped_bytes != unknown ? cg->file_mapped_bytes : 0;
+                cheap = cg->inactive_file_bytes > mapped ? cg->inactive_file_bytes - mapped : 0;
+            }
+            uint64_t judged = cg->usage_bytes > cheap ? cg->usage_bytes - cheap : 0;
+            if (bytes == unknown || judged > bytes)
+                bytes = judged;
+            if (bytes > cg->usage_bytes)
+                bytes = cg->usage_bytes;
+        }
+    } else if (sample) {
+        limit = sample->limit_bytes;
+        bytes = sample->working_set_bytes;
+    }
+    if (limit == 0 || limit == unknown || bytes == unknown)
+        bytes = limit = unknown;
+    if (limit_out)
+        *limit_out = limit;
+    return bytes;
+}
+
+/* Logs and emits one pressure action (no lock held but the pressure lock). */
+static void pressure_event(memfit_manager *mgr, const char *reason, enum memfit_level from,
+                           const char *fmt, ...) MEMFIT_PRINTF(4, 5);
+
+static void pressure_event(memfit_manager *mgr, const char *reason, enum memfit_level from,
+                           const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    struct event_args e = {.kind = MEMFIT_EVENT_PRESSURE,
+                           .model = "",
+                           .reason = reason,
+                           .message = message,
+                           .from = from};
+    emit(mgr, &e);
+}
+
+enum memfit_level memfit_manager_pressure_tick(memfit_manager *mgr,
+                                               const struct memfit_sample *sample)
+{
+    uint64_t limit;
+    uint64_t bytes = memfit_pressure_bytes(sample, &limit);
+    char figures[256], freed_text[32];
+    pthread_mutex_lock(&mgr->pressure_lock);
+    pthread_mutex_lock(&mgr->lock);
+    enum memfit_level from = mgr->level;
+    if (bytes == MEMFIT_SYS_UNKNOWN) {
+        pthread_mutex_unlock(&mgr->lock);
+        pthread_mutex_unlock(&mgr->pressure_lock);
+        return from;
+    }
+    enum memfit_level to = memfit_alert_next(&mgr->opt.pressure_thresholds, from, bytes, limit);
+    mgr->level = to;
+    mgr->p_bytes = bytes;
+    mgr->p_limit = limit;
+    mgr->p_percent = 100.0 * (double)bytes / (double)limit;
+    mgr->p_cgroup = sample->have_cgroup && sample->limit_source == MEMFIT_LIMIT_CGROUP;
+    mgr->p_cg_ws = sample->cgroup.working_set_bytes;
+    mgr->p_cg_usage = sample->cgroup.usage_bytes;
+    mgr->p_ticks++;
+    bool was_paused = mgr->paused;
+    bool pause = to >= MEMFIT_LEVEL_CRITICAL;
+    uint64_t now = memfit_now_ns();
+    if (pause && !was_paused) {
+        mgr->paused = true;
+        mgr->p_paused_since = now;
+    } else if (!pause && was_paused) {
+        mgr->paused = false;
+        mgr->p_paused_ns += now - mgr->p_paused_since;
+        pthread_cond_broadcast(&mgr->cond); /* the acquires held back */
+    }
+    unsigned queued = mgr->n_waiting;
+    pressure_figures_locked(mgr, figures, sizeof(figures));
+    pthread_mutex_unlock(&mgr->lock);
+
+    if (to != from)
+        pressure_event(mgr, "level", from, "memory pressure %s -> %s: %s", memfit_level_name(from),
+                       memfit_level_name(to), figures);
+    if (pause && !was_paused)
+        pressure_event(mgr, "pause admission", from,
+                       "memory pressure: admission paused (new acquires wait) at %s", figures);
+    if (!pause && was_paused)
+        pressure_event(mgr, "resume admission", from,
+                       "memory pressure: admission resumed (%u acquire(s) waiting) at %s", queued,
+                       figures);
+    if (to >= MEMFIT_LEVEL_WARNING) {
+        unsigned n = 0;
+        uint64_t freed;
+        if (to >= MEMFIT_LEVEL_DANGER)
+            freed = unload_where_kind(mgr, 0, false, true, MEMFIT_EVENT_EVICT, "pressure", &n);
+        else
+            freed = unload_where_kind(mgr, 0, false, false, MEMFIT_EVENT_UNLOAD, "pressure", &n);
+        if (n > 0) {
+            pthread_mutex_lock(&mgr->lock);
+            mgr->p_unloads += n;
+            mgr->p_freed += freed;
+            pthread_mutex_unlock(&mgr->lock);
+            mf_format_bytes(freed, freed_text, sizeof(freed_text));
+            if (to >= MEMFIT_LEVEL_DANGER)
+                pressure_event(mgr, "evict idle", from,
+                               "memory pressure: evicted %u idle model(s) (pinned included), "
+                               "freed %s of budget, at %s",
+                               n, freed_text, figures);
+            else
+                pressure_event(mgr, "unload idle", from,
+                               "memory pressure: unloaded %u idle model(s), freed %s of budget, "
+                               "at %s",
+                               n, freed_text, figures);
+        }
+        if (n > 0 || to > from) {
+            memfit_heap_trim();
+            pressure_event(mgr, "trim heap", from, "memory pressure: heap trimmed at %s", figures);
+        }
+    }
+    pthread_mutex_unlock(&mgr->pressure_lock);
+    return to;
 }
 
 /* ---- Snapshot ------------------------------------------------------------------- */
@@ -1000,6 +1322,16 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
     s->queue_depth = mgr->n_waiting;
     s->max_queue = mgr->opt.max_queue;
     s->unloading_enabled = mgr->opt.unloading_enabled;
+    s->pressure_level = mgr->level;
+    s->admission_paused = mgr->paused;
+    s->pressure_bytes = mgr->p_bytes;
+    s->pressure_limit_bytes = mgr->p_limit;
+    s->pressure_percent = mgr->p_percent;
+    s->pressure_ticks = mgr->p_ticks;
+    s->pressure_unloads = mgr->p_unloads;
+    s->pressure_freed_bytes = mgr->p_freed;
+    s->pressure_paused_ns =
+        mgr->p_paused_ns + (mgr->paused ? memfit_now_ns() - mgr->p_paused_since : 0);
     memfit_budget_get_usage(mgr->budget, &s->budget);
     pthread_mutex_unlock(&mgr->lock);
     *out = s;

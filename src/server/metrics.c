@@ -193,6 +193,18 @@ static void format_manager(struct mf_text *t, const struct memfit_manager_status
     gauge_u64(t, "memfit_manager_queue_depth", "Model acquires waiting in the manager now.",
               s->queue_depth);
     gauge_u64(t, "memfit_models", "Models registered.", s->n_models);
+    gauge_u64(t, "memfit_pressure_level",
+              "Memory pressure level the manager acts on: 0 ok, 1 warning, 2 critical, 3 danger.",
+              (uint64_t)s->pressure_level);
+    gauge_u64(t, "memfit_admission_paused",
+              "1 while memory pressure holds new model acquires back, else 0.",
+              s->admission_paused ? 1 : 0);
+    gauge_u64(t, "memfit_pressure_working_set_bytes",
+              "Working set the pressure level was last judged on (0: never sampled).",
+              s->pressure_bytes);
+    family(t, "memfit_pressure_unloads_total", "counter",
+           "Models unloaded or evicted because of memory pressure.");
+    sample_u64(t, "memfit_pressure_unloads_total", s->pressure_unloads);
 
     family(t, "memfit_model_state", "gauge", "1 for the state each model is in, else 0.");
     for (size_t i = 0; i < s->n_models; i++)

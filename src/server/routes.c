@@ -321,8 +321,11 @@ static enum MHD_Result route_models(struct req *r)
     }
     mf_text_puts(&t, "],\"budget\":");
     budget_json(&t, &s->budget);
-    mf_text_printf(&t, ",\"queue_depth\":%u,\"max_queue\":%u,\"unloading_enabled\":%s}",
-                   s->queue_depth, s->max_queue, s->unloading_enabled ? "true" : "false");
+    mf_text_printf(&t,
+                   ",\"queue_depth\":%u,\"max_queue\":%u,\"unloading_enabled\":%s,"
+                   "\"pressure_level\":\"%s\",\"admission_paused\":%s}",
+                   s->queue_depth, s->max_queue, s->unloading_enabled ? "true" : "false",
+                   memfit_level_name(s->pressure_level), s->admission_paused ? "true" : "false");
     memfit_free(s);
     return respond_json(r, 200, &t);
 }
