@@ -659,10 +659,16 @@ memfit_manifest_find(const struct memfit_manifest *manifest, const char *name);
  *         keeps its pages), then memfit_heap_trim().
  *
  * Sources: a local path (absolute, or relative to the manifest's
- * directory), or file://PATH. Remote sources (s3://, https://) need the
- * store, which will plan them from the header fetched with a Range request
- * and make them local in the driver's fetch; until then they are refused
- * with E_UNSUPPORTED at configuration time.
+ * directory), file://PATH, or remote sources (s3://, https://, hf://)
+ * fetched through the model store (memfit/store.h) into the manifest's
+ * cache_dir (or the store's default), tried in the manifest's order and
+ * verified against its sha256. Plan of a remote source: exact when the
+ * file is already cached (looked up with no network call); otherwise the
+ * file size from HEAD counts as weights, so a model whose file alone cannot
+ * fit is refused before any download. fetch: the store's fetch (FETCHING).
+ * load: the exact plan; what it needs beyond the provisional reservation
+ * is reserved from the budget (as workspace) or the load is refused with
+ * E_BUDGET.
  */
 
 /* The driver; its `config` is a struct memfit_vit_driver_config. */
@@ -728,6 +734,10 @@ struct memfit_vit_driver_plan {
     uint32_t max_batch, max_image_size; /* after rounding to the patch size */
     struct memfit_budget_cost cost;
     uint64_t file_bytes;
+    /* A remote source not cached yet: `cost` is the file's size (from HEAD)
+     * as its weights, an upper bound known before any download; the exact
+     * plan, workspace included, comes after the fetch. */
+    bool provisional;
 };
 
 /* Plans without loading (what plan would reserve), for status output. */

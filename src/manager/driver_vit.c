@@ -24,11 +24,17 @@
 #include "core/alloc.h"
 #include "memfit/format.h"
 #include "memfit/manager.h"
+#include "memfit/store.h"
 
 struct memfit_vit_driver_config {
     char *name;
-    char *path;
+    char *path; /* local weights; NULL for a remote source until it is fetched */
     char *cache_dir;
+    /* remote sources, fetched through the store */
+    char **sources;
+    size_t n_sources;
+    char *sha256;
+    char *store_dir; /* the manifest's cache_dir, or NULL for the store's default */
     bool quantize;
     enum memfit_type quantize_type;
     unsigned n_threads;
@@ -48,6 +54,7 @@ struct vit_loaded {
     pthread_mutex_t lock; /* one forward at a time: the engine and the workspace */
     void *work;
     size_t work_bytes;
+    memfit_reservation *extra; /* what the exact plan needed beyond a provisional one */
     uint32_t max_batch, max_image_size;
 };
 
@@ -80,6 +87,11 @@ void memfit_vit_driver_config_free(memfit_vit_driver_config *cfg)
     memfit_free(cfg->name);
     memfit_free(cfg->path);
     memfit_free(cfg->cache_dir);
+    for (size_t i = 0; i < cfg->n_sources; i++)
+        memfit_free(cfg->sources[i]);
+    memfit_free(cfg->sources);
+    memfit_free(cfg->sha256);
+    memfit_free(cfg->store_dir);
     memfit_free(cfg);
 }
 
@@ -144,25 +156,37 @@ enum memfit_status memfit_vit_driver_config_create(const struct memfit_manifest 
     if (model->n_sources == 0)
         return memfit_fail(MEMFIT_E_FORMAT, "%s:%u: model '%s': no source", where, model->line,
                            model->name);
-    if (is_remote(model->sources[0]))
-        return memfit_fail(MEMFIT_E_UNSUPPORTED,
-                           "%s:%u: model '%s': source %s: remote sources need the model store "
-                           "(not built in yet); give a local path",
-                           where, model->line, model->name, model->sources[0]);
     memfit_vit_driver_config *cfg = memfit_calloc(1, sizeof(*cfg));
     if (!cfg)
         return MEMFIT_E_NOMEM;
     pthread_mutex_init(&cfg->lock, NULL);
     const char *tmp = getenv("TMPDIR");
+    bool remote = is_remote(model->sources[0]);
+    bool copied = true;
     cfg->name = memfit_strdup(model->name);
-    cfg->path = resolve_source(mf->path, model->sources[0]);
+    if (remote) {
+        cfg->sources = memfit_calloc(model->n_sources, sizeof(*cfg->sources));
+        copied = cfg->sources != NULL;
+        for (size_t i = 0; copied && i < model->n_sources; i++) {
+            cfg->sources[i] = memfit_strdup(model->sources[i]);
+            copied = cfg->sources[i] != NULL;
+            cfg->n_sources += copied;
+        }
+        if (copied && model->sha256)
+            copied = (cfg->sha256 = memfit_strdup(model->sha256)) != NULL;
+        if (copied && mf->cache_dir)
+            copied = (cfg->store_dir = memfit_strdup(mf->cache_dir)) != NULL;
+    } else {
+        cfg->path = resolve_source(mf->path, model->sources[0]);
+        copied = cfg->path != NULL;
+    }
     cfg->cache_dir = memfit_strdup(mf->cache_dir ? mf->cache_dir : tmp && *tmp ? tmp : "/tmp");
     cfg->max_batch = model->limits.max_batch ? (uint32_t)model->limits.max_batch
                                              : MEMFIT_VIT_DRIVER_DEFAULT_BATCH;
     cfg->max_image_size = model->limits.max_image_size ? (uint32_t)model->limits.max_image_size
                                                        : MEMFIT_VIT_DRIVER_DEFAULT_IMAGE_SIZE;
     enum memfit_status st = MEMFIT_OK;
-    if (!cfg->name || !cfg->path || !cfg->cache_dir)
+    if (!cfg->name || !copied || !cfg->cache_dir)
         st = MEMFIT_E_NOMEM;
     for (size_t i = 0; st == MEMFIT_OK && i < model->n_options; i++)
         st = parse_option(cfg, mf, model, &model->options[i]);
@@ -267,9 +291,87 @@ static enum memfit_status compute_plan(memfit_vit_driver_config *cfg, uint64_t f
     return MEMFIT_OK;
 }
 
+/* The weights' local path, or NULL while a remote source is not fetched. */
+static const char *local_path(memfit_vit_driver_config *cfg)
+{
+    pthread_mutex_lock(&cfg->lock);
+    const char *path = cfg->path;
+    pthread_mutex_unlock(&cfg->lock);
+    return path;
+}
+
+static enum memfit_status open_store(const memfit_vit_driver_config *cfg, int offline,
+                                     memfit_store **out)
+{
+    struct memfit_store_options so = memfit_store_options_default();
+    so.cache_dir = cfg->store_dir;
+    so.offline = offline;
+    return memfit_store_open(&so, out);
+}
+
+/* Makes a remote model local through the store (offline: from the cache
+ * only, E_NOT_FOUND when it is not there). */
+static enum memfit_status make_local(memfit_vit_driver_config *cfg, int offline)
+{
+    if (local_path(cfg))
+        return MEMFIT_OK;
+    memfit_store *store;
+    enum memfit_status st = open_store(cfg, offline, &store);
+    if (st != MEMFIT_OK)
+        return st;
+    struct memfit_fetch_options fo = {.sha256 = cfg->sha256, .name = cfg->name};
+    char *path = NULL;
+    st = memfit_store_fetch(store, (const char *const *)cfg->sources, cfg->n_sources, &fo, &path);
+    memfit_store_close(store);
+    if (st != MEMFIT_OK)
+        return st;
+    pthread_mutex_lock(&cfg->lock);
+    if (!cfg->path) {
+        cfg->path = path;
+        path = NULL;
+    }
+    pthread_mutex_unlock(&cfg->lock);
+    memfit_free(path);
+    return MEMFIT_OK;
+}
+
+/* A remote model not cached yet: its size from the first source that tells. */
+static enum memfit_status provisional_plan(memfit_vit_driver_config *cfg,
+                                           struct memfit_vit_driver_plan *out)
+{
+    memfit_store *store;
+    enum memfit_status st = open_store(cfg, -1, &store);
+    if (st != MEMFIT_OK)
+        return st;
+    uint64_t size = 0;
+    st = MEMFIT_E_NOT_FOUND;
+    for (size_t i = 0; i < cfg->n_sources && st != MEMFIT_OK; i++)
+        st = memfit_store_head(store, cfg->sources[i], &size);
+    memfit_store_close(store);
+    if (st != MEMFIT_OK)
+        return memfit_fail(st, "model '%s': cannot learn its size before fetching: %s", cfg->name,
+                           memfit_last_error());
+    memset(out, 0, sizeof(*out));
+    out->max_batch = cfg->max_batch;
+    out->max_image_size = cfg->max_image_size;
+    out->file_bytes = size;
+    out->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = size;
+    out->provisional = true;
+    return MEMFIT_OK;
+}
+
 enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_config *cfg,
                                               struct memfit_vit_driver_plan *out)
 {
+    if (cfg->n_sources && !local_path(cfg)) {
+        enum memfit_status st = make_local(cfg, 1);
+        if (st == MEMFIT_E_NOT_FOUND) {
+            memfit_clear_error();
+            return provisional_plan(cfg, out);
+        }
+        if (st != MEMFIT_OK)
+            return st;
+    }
     struct stat sb;
     if (stat(cfg->path, &sb) != 0)
         return memfit_fail(errno == ENOENT ? MEMFIT_E_NOT_FOUND : MEMFIT_E_IO, "model '%s': %s: %s",
@@ -363,14 +465,39 @@ static enum memfit_status drv_load(void *config, const char *identity,
 {
     (void)identity;
     memfit_vit_driver_config *cfg = config;
+    if (!local_path(cfg))
+        return memfit_fail(MEMFIT_E_MISUSE, "model '%s': load before fetch", cfg->name);
+    /* A remote model was admitted on its file size: reserve what the exact
+     * plan needs beyond that before mapping anything. */
+    memfit_reservation *extra = NULL;
+    uint64_t extra_bytes = 0;
+    if (cfg->n_sources) {
+        struct memfit_vit_driver_plan exact;
+        enum memfit_status st = memfit_vit_driver_plan_get(cfg, &exact);
+        if (st != MEMFIT_OK)
+            return st;
+        uint64_t want = memfit_budget_cost_total(&exact.cost);
+        uint64_t have = memfit_budget_cost_total(reserved);
+        if (want > have && cfg->budget) {
+            extra_bytes = want - have;
+            st = memfit_budget_reserve(cfg->budget, MEMFIT_BUDGET_WORKSPACE, extra_bytes, cfg->name,
+                                       0, &extra);
+            if (st != MEMFIT_OK)
+                return st;
+        }
+    }
     struct vit_loaded *L = memfit_calloc(1, sizeof(*L));
-    if (!L)
+    if (!L) {
+        memfit_budget_release(extra);
         return MEMFIT_E_NOMEM;
+    }
+    L->extra = extra;
     struct memfit_vit_options o;
     engine_options(cfg, &o);
     enum memfit_status st =
         cfg->quantize ? open_converted(cfg, &o, &L->vit) : memfit_vit_open(cfg->path, &o, &L->vit);
     if (st != MEMFIT_OK) {
+        memfit_budget_release(L->extra);
         memfit_free(L);
         return st;
     }
@@ -381,7 +508,7 @@ static enum memfit_status drv_load(void *config, const char *identity,
     L->max_image_size = planned_side(cfg->max_image_size, info.patch_size);
     size_t need = 0;
     st = memfit_vit_plan(L->vit, L->max_batch, L->max_image_size, L->max_image_size, &need);
-    if (st == MEMFIT_OK && need > reserved->bytes[MEMFIT_BUDGET_WORKSPACE]) {
+    if (st == MEMFIT_OK && need > reserved->bytes[MEMFIT_BUDGET_WORKSPACE] + extra_bytes) {
         /* The converted model plans more than the source did (the plan
          * comes from the source): refuse rather than overrun the budget. */
         st = memfit_fail(
@@ -396,6 +523,7 @@ static enum memfit_status drv_load(void *config, const char *identity,
     }
     if (st != MEMFIT_OK) {
         memfit_vit_close(L->vit);
+        memfit_budget_release(L->extra);
         memfit_free(L);
         return st;
     }
@@ -410,6 +538,7 @@ static void drv_unload(void *config, void *model)
     struct vit_loaded *L = model;
     memfit_vit_close(L->vit);
     mf_unmap_anon(L->work, L->work_bytes);
+    memfit_budget_release(L->extra);
     pthread_mutex_destroy(&L->lock);
     memfit_free(L);
     if (!cfg->quantize)
@@ -417,10 +546,17 @@ static void drv_unload(void *config, void *model)
     memfit_heap_trim();
 }
 
+static enum memfit_status drv_fetch(void *config, const char *identity)
+{
+    (void)identity;
+    memfit_vit_driver_config *cfg = config;
+    return cfg->n_sources ? make_local(cfg, -1) : MEMFIT_OK;
+}
+
 const struct memfit_model_driver memfit_vit_driver = {
     .family = "dinov2",
     .plan = drv_plan,
-    .fetch = NULL, /* local sources only: the store's fetch goes here */
+    .fetch = drv_fetch,
     .load = drv_load,
     .unload = drv_unload,
 };
