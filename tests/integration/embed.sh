@@ -4,7 +4,7 @@
 # (equal output for batch 1 and 3), --no-crop, --stats, usage and failure
 # exit codes; MODEL as a source URI (file://, http:// from a loopback
 # server), a manifest model name (its options applied) and an unknown name;
-# and parity with the PyTorch reference forward fed by PIL's
+# convert/quantize writing dinov2.interpolation (same embedding after); and parity with the PyTorch reference forward fed by PIL's
 # bicubic resize + centre crop (skipped when python3-torch or PIL is missing).
 source "$(dirname "$0")/lib.bash"
 FIX=${MEMFIT_FIXTURES:?}
@@ -111,6 +111,29 @@ PYEOF
 else
     echo "SKIPPED (part): python3 missing: no loopback HTTP server, http:// source not checked"
 fi
+
+# convert/quantize keep a DINOv2 model's behaviour: the keys are added with
+# the source's default, and the converted file embeds the same.
+"$MEMFIT" convert "$MODEL" "$TMP/conv.gguf" >"$TMP/conv.out"
+check "convert notes the DINOv2 keys" grep -q "DINOv2 model: 2 metadata entries added" "$TMP/conv.out"
+meta() { # inspect.json KEY...: the values, space-separated
+    "$PY" -c "import json,sys
+m=json.load(open(sys.argv[1]))['metadata']
+print(' '.join(str(m.get(k)) for k in sys.argv[2:]))" "$@"
+}
+"$MEMFIT" inspect --json "$TMP/conv.gguf" >"$TMP/conv.json"
+check "converted GGUF: general.architecture dinov2, dinov2.interpolation orig" \
+    [ "$(meta "$TMP/conv.json" general.architecture dinov2.interpolation)" = "dinov2 orig" ]
+"$MEMFIT" embed "$TMP/conv.gguf" "${IMGS[0]}" --json --threads 2 --stats >"$TMP/conv.jsonl" 2>"$TMP/conv.err"
+check "converted GGUF: same embedding" same_first "$TMP/b1.jsonl" "$TMP/conv.jsonl"
+check "converted GGUF: interpolation from its metadata" grep -q "interpolation orig (metadata)" "$TMP/conv.err"
+"$MEMFIT" quantize "$FIX/dinov2/vitreg_tiny.pth" "$TMP/reg.gguf" --type q8_0 >/dev/null
+"$MEMFIT" inspect --json "$TMP/reg.gguf" >"$TMP/reg.json"
+check "quantized register model: dinov2.interpolation reg" \
+    [ "$(meta "$TMP/reg.json" dinov2.interpolation)" = "reg" ]
+"$MEMFIT" convert "$TMP/conv.gguf" "$TMP/conv2.gguf" >"$TMP/conv2.out"
+check "a file that has the keys keeps them (nothing added)" \
+    bash -c "! grep -q 'metadata entries added' '$TMP/conv2.out'"
 
 # Parity with PyTorch: PIL bicubic resize (short side 256), centre crop 224,
 # ImageNet normalisation, then the reference forward of the fixture model.
