@@ -16,7 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tensor/kernels.h"
 #include "test_util.h"
+#include "unit/tensor_testing.h"
 #include "memfit/memfit.h"
 
 static char *fixture(const char *name)
@@ -776,7 +778,8 @@ static void test_matmul_rows_quantized(void **state)
                                              MEMFIT_TYPE_Q6_K, MEMFIT_TYPE_BF16};
     float *w = memfit_malloc(rows * n * 4), *x = memfit_malloc(cols * n * 4);
     float *wd = memfit_malloc(rows * n * 4), *y = memfit_malloc(cols * rows * 4);
-    uint8_t *wq = memfit_malloc(rows * n * 4);
+    uint8_t *wq = memfit_malloc(rows * n * 4), *wq2 = memfit_malloc(n * 4);
+    float *xd = memfit_malloc(cols * n * 4);
     for (size_t i = 0; i < rows * n; i++)
         w[i] = sinf((float)i * 0.37f) * (1 + (float)(i % 7));
     for (size_t i = 0; i < cols * n; i++)
@@ -792,18 +795,36 @@ static void test_matmul_rows_quantized(void **state)
         }
         assert_int_equal(memfit_matmul_rows(types[t], wq, 0, n, 0, rows, x, n * 4, cols, y, rows),
                          MEMFIT_OK);
+        /* Q8_0 with AVX2 and this many activations takes the integer path: the
+         * activations are quantized to Q8_0 too, so the reference uses them so. */
+        bool int_path =
+            types[t] == MEMFIT_TYPE_Q8_0 && mf_tensor_simd_active() && cols >= MF_GEMM_Q8_MIN_COLS;
+        const float *xr = x;
+        if (int_path) {
+            for (size_t c = 0; c < cols; c++) {
+                assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x + c * n, wq2, n),
+                                 MEMFIT_OK);
+                assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, wq2, xd + c * n, n),
+                                 MEMFIT_OK);
+            }
+            xr = xd;
+        }
         for (size_t c = 0; c < cols; c++)
             for (size_t r = 0; r < rows; r++) {
-                double s = 0;
-                for (size_t k = 0; k < n; k++)
-                    s += (double)wd[r * n + k] * x[c * n + k];
-                assert_true(fabs(s - y[c * rows + r]) < 1e-3 * (1 + fabs(s)));
+                double s = mf_dot_double(wd + r * n, xr + c * n, n);
+                double mag = mf_abs_dot(wd + r * n, xr + c * n, n);
+                if (int_path)
+                    assert_true(fabs(s - y[c * rows + r]) <= 1e-5 * mag);
+                else
+                    assert_true(fabs(s - y[c * rows + r]) < 1e-3 * (1 + fabs(s)));
             }
     }
     memfit_free(w);
     memfit_free(x);
     memfit_free(wd);
     memfit_free(wq);
+    memfit_free(wq2);
+    memfit_free(xd);
     memfit_free(y);
 }
 
