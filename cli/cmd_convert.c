@@ -19,7 +19,9 @@ const char cmd_convert_help[] =
     "chosen by OUT's extension (.gguf or .safetensors). Tensor names, types\n"
     "and shapes are kept; no type is converted. GGUF metadata goes to GGUF as\n"
     "it is; only string metadata can go to safetensors (others are skipped with\n"
-    "a note). Quantized tensors cannot be stored in safetensors.\n"
+    "a note). Quantized tensors cannot be stored in safetensors. A DINOv2 model\n"
+    "gets general.architecture = \"dinov2\" and dinov2.interpolation (the\n"
+    "source's default) when it lacks them, so the output behaves the same.\n"
     "\n"
     "Options:\n"
     "  --rename FILE  lines \"old new\" rename tensors (# comments, blank lines ok)\n"
@@ -84,9 +86,12 @@ static int load_renames(const char *path, struct rename **out, size_t *out_n)
 }
 
 static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
-                                  const struct rename *renames, size_t n_renames, size_t *skipped)
+                                  const struct rename *renames, size_t n_renames, size_t *skipped,
+                                  size_t *added)
 {
     enum memfit_status st = cli_copy_meta(in, w, fmt, skipped);
+    if (st == MEMFIT_OK)
+        st = cli_add_vit_meta(in, w, added);
     if (st != MEMFIT_OK)
         return st;
     size_t n = memfit_tensors_count(in);
@@ -143,16 +148,19 @@ int cmd_convert(int argc, char **argv)
     }
     memfit_tensors *in = NULL;
     memfit_writer *w = NULL;
-    size_t skipped = 0;
+    size_t skipped = 0, added = 0;
     enum memfit_status st = memfit_tensors_open(in_path, NULL, &in);
     if (st == MEMFIT_OK)
         st = memfit_writer_create(out_path, fmt, &w);
     if (st == MEMFIT_OK)
-        st = convert(in, w, fmt, renames, n_renames, &skipped);
+        st = convert(in, w, fmt, renames, n_renames, &skipped, &added);
     int rc = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail_status(st);
     if (st == MEMFIT_OK) {
         printf("%s: %zu tensors written (%s)\n", out_path, memfit_tensors_count(in),
                memfit_format_name(fmt));
+        if (added)
+            printf("note: DINOv2 model: %zu metadata entries added (general.architecture, %s)\n",
+                   added, MEMFIT_VIT_META_INTERPOLATION);
         if (skipped)
             printf("note: %zu metadata entries skipped (%s holds strings only)\n", skipped,
                    memfit_format_name(fmt));

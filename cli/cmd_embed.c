@@ -1,5 +1,7 @@
 /*
- * `memfit embed MODEL IMAGE...`: DINOv2 embeddings of images. Each image is
+ * `memfit embed MODEL IMAGE...`: DINOv2 embeddings of images. MODEL is a
+ * file, a source URI (fetched into the cache first) or the name of a model
+ * in a manifest (its sources and options). Each image is
  * decoded, put through the reference evaluation transform (or resized to a
  * multiple of the patch size with --no-crop), run in batches through the
  * model with one planned workspace (mapped once, grown only when a larger
@@ -10,19 +12,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "embed_common.h"
+#include "fetch_common.h"
 
 const char cmd_embed_help[] =
     "Usage: memfit embed MODEL IMAGE... [options]\n"
     "\n"
-    "Computes DINOv2 embeddings of JPEG/PNG images with the model in MODEL (a\n"
+    "Computes DINOv2 embeddings of JPEG/PNG images with the model MODEL (a\n"
     "GGUF, safetensors or .pth file, original or transformers tensor names, any\n"
     "weight type memfit reads). Images are resized (shorter side 256, bicubic)\n"
     "and centre-cropped to 224x224, then normalised with the ImageNet mean/std.\n"
     "\n"
+    "MODEL is one of:\n"
+    "  PATH                   a model file\n"
+    "  s3://..., https://..., hf://ORG/REPO/PATH, file:///PATH\n"
+    "                         a source, fetched into the cache first (as memfit pull\n"
+    "                         does: MEMFIT_CACHE_DIR, progress on a terminal)\n"
+    "  NAME                   a model of the manifest: its sources (fetched likewise;\n"
+    "                         local paths relative to the manifest), sha256 and\n"
+    "                         options (threads, interpolation, quantize); options\n"
+    "                         given here win\n"
+    "\n"
     "Options:\n"
+    "  --manifest FILE        the manifest to look NAME up in (default ./memfit.yaml\n"
+    "                         when it exists)\n"
     "  --output KIND          cls (default), mean (of the patch tokens), both\n"
     "                         (cls then mean) or patches (every patch token)\n"
     "  --normalize            scale each embedding (each token) to unit L2 norm\n"
@@ -43,6 +60,7 @@ struct embed_opts {
     bool normalize, json, no_crop, stats;
     unsigned batch, threads;
     enum memfit_vit_interpolation interp;
+    const char *manifest;
 };
 
 /* The process's peak RSS (VmHWM) in bytes, 0 when unreadable. */
@@ -89,6 +107,10 @@ static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths
             else
                 o->threads = (unsigned)v;
             i++;
+        } else if (strcmp(a, "--manifest") == 0) {
+            if (!has_value)
+                return cli_usage("embed", "--manifest needs a FILE");
+            o->manifest = argv[++i];
         } else if (strcmp(a, "--interpolation") == 0) {
             if (!has_value)
                 return cli_usage("embed", "--interpolation needs orig, reg or hf");
@@ -104,6 +126,187 @@ static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths
     if (*n_paths < 2)
         return cli_usage("embed", "needs MODEL and at least one IMAGE");
     return CLI_EXIT_OK;
+}
+
+/* The model file to open, and what a manifest entry asks of it. */
+struct model_source {
+    char *path; /* owned */
+    bool quantize;
+    enum memfit_type quantize_type;
+};
+
+static bool path_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* A manifest's local source, relative to the manifest's directory (as the
+ * manager reads it). */
+static char *manifest_relative(const char *manifest_path, const char *source)
+{
+    const char *slash = strrchr(manifest_path, '/');
+    if (source[0] == '/' || !slash)
+        return memfit_strdup(source);
+    return memfit_asprintf("%.*s/%s", (int)(slash - manifest_path), manifest_path, source);
+}
+
+/* The entry's options (threads, interpolation, quantize), unless given on
+ * the command line. */
+static int apply_options(const struct memfit_manifest *mf, const struct memfit_manifest_model *m,
+                         struct embed_opts *o, struct model_source *src)
+{
+    for (size_t i = 0; i < m->n_options; i++) {
+        const char *k = m->options[i].key, *v = m->options[i].value;
+        if (strcmp(k, "threads") == 0) {
+            long long n;
+            if (memfit_parse_int(v, 1, 4096, &n) != MEMFIT_OK)
+                return cli_fail("%s:%u: model '%s': threads '%s': expected 1 to 4096", mf->path,
+                                m->line, m->name, v);
+            if (!o->threads)
+                o->threads = (unsigned)n;
+        } else if (strcmp(k, "interpolation") == 0) {
+            enum memfit_vit_interpolation mode;
+            if (memfit_vit_interpolation_parse(v, &mode) != MEMFIT_OK)
+                return cli_fail("%s:%u: model '%s': %s", mf->path, m->line, m->name,
+                                memfit_last_error());
+            if (o->interp == MEMFIT_VIT_INTERP_AUTO)
+                o->interp = mode;
+        } else if (strcmp(k, "quantize") == 0) {
+            if (memfit_type_from_name(v, &src->quantize_type) != MEMFIT_OK)
+                return cli_fail("%s:%u: model '%s': quantize: %s", mf->path, m->line, m->name,
+                                memfit_last_error());
+            src->quantize = true;
+        } else {
+            return cli_fail("%s:%u: model '%s': unknown option '%s' for family dinov2 (known: "
+                            "quantize, threads, interpolation)",
+                            mf->path, m->line, m->name, k);
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The sources of a manifest entry: fetched through the store when any is a
+ * URI or a digest is given, else the first local file that exists. */
+static int manifest_sources(const struct memfit_manifest *mf, const struct memfit_manifest_model *m,
+                            struct model_source *src)
+{
+    if (m->n_sources == 0)
+        return cli_fail("%s:%u: model '%s' has no source", mf->path, m->line, m->name);
+    char **local = memfit_calloc(m->n_sources, sizeof(char *));
+    if (!local)
+        return cli_fail_status(MEMFIT_E_NOMEM);
+    bool remote = m->sha256 != NULL;
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < m->n_sources && rc == CLI_EXIT_OK; i++) {
+        if (cli_is_source_uri(m->sources[i]))
+            remote = true;
+        local[i] = cli_is_source_uri(m->sources[i]) ? memfit_strdup(m->sources[i])
+                                                    : manifest_relative(mf->path, m->sources[i]);
+        if (!local[i])
+            rc = cli_fail_status(MEMFIT_E_NOMEM);
+    }
+    if (rc == CLI_EXIT_OK && remote) {
+        enum memfit_status st =
+            cli_fetch_model((const char *const *)local, m->n_sources, m->sha256, &src->path);
+        if (st != MEMFIT_OK)
+            rc = cli_fail("model '%s' (%s): %s", m->name, mf->path, memfit_last_error());
+    } else if (rc == CLI_EXIT_OK) {
+        size_t pick = 0;
+        while (pick + 1 < m->n_sources && !path_exists(local[pick]))
+            pick++;
+        src->path = local[pick];
+        local[pick] = NULL;
+    }
+    for (size_t i = 0; i < m->n_sources; i++)
+        memfit_free(local[i]);
+    memfit_free(local);
+    return rc;
+}
+
+/* Lists the manifest's model names into buf ("a, b, c"), for messages. */
+static void list_names(const struct memfit_manifest *mf, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < mf->n_models && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", mf->models[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (mf->n_models == 0)
+        snprintf(buf, size, "none");
+}
+
+/* MODEL: a source URI (fetched), a file, or a manifest model name. */
+static int resolve_model(const char *model, struct embed_opts *o, struct model_source *src)
+{
+    *src = (struct model_source){0};
+    if (cli_is_source_uri(model)) {
+        const char *sources[1] = {model};
+        enum memfit_status st = cli_fetch_model(sources, 1, NULL, &src->path);
+        return st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail_status(st);
+    }
+    if (path_exists(model) || (!o->manifest && !path_exists(MEMFIT_MANIFEST_DEFAULT_PATH))) {
+        if (!path_exists(model))
+            return cli_fail("%s: no such model file, and no manifest to look it up as a model "
+                            "name (./%s is absent; --manifest FILE names one)",
+                            model, MEMFIT_MANIFEST_DEFAULT_PATH);
+        src->path = memfit_strdup(model);
+        return src->path ? CLI_EXIT_OK : cli_fail_status(MEMFIT_E_NOMEM);
+    }
+    const char *manifest_path = o->manifest ? o->manifest : MEMFIT_MANIFEST_DEFAULT_PATH;
+    struct memfit_manifest *mf;
+    enum memfit_status st = memfit_manifest_load(manifest_path, &mf);
+    if (st != MEMFIT_OK)
+        return cli_fail("%s: not a file, so looked up as a model name: %s", model,
+                        memfit_last_error());
+    int rc;
+    const struct memfit_manifest_model *m = memfit_manifest_find(mf, model);
+    if (!m) {
+        char names[1024];
+        list_names(mf, names, sizeof(names));
+        rc = cli_fail("%s: no such file, and no model of that name in manifest %s (its models: "
+                      "%s)",
+                      model, manifest_path, names);
+    } else if (m->family && strcmp(m->family, "dinov2") != 0) {
+        rc = cli_fail("%s: model '%s' is of family '%s', not dinov2", manifest_path, model,
+                      m->family);
+    } else {
+        rc = apply_options(mf, m, o, src);
+        if (rc == CLI_EXIT_OK)
+            rc = manifest_sources(mf, m, src);
+    }
+    memfit_manifest_free(mf);
+    return rc;
+}
+
+/* Opens the model; with a manifest's `quantize`, converts it first to a
+ * temporary GGUF that is unlinked as soon as it is open (the mapping keeps
+ * it alive, nothing is left behind). */
+static enum memfit_status open_model(const struct model_source *src,
+                                     const struct memfit_vit_options *vo, memfit_vit **out)
+{
+    enum memfit_status st = memfit_vit_open(src->path, vo, out);
+    if (st != MEMFIT_OK || !src->quantize)
+        return st;
+    const char *tmp = getenv("TMPDIR");
+    char *copy =
+        memfit_asprintf("%s/memfit-embed-%ld.gguf", tmp && *tmp ? tmp : "/tmp", (long)getpid());
+    if (!copy) {
+        memfit_vit_close(*out);
+        return MEMFIT_E_NOMEM;
+    }
+    st = memfit_vit_write_gguf(*out, copy, src->quantize_type);
+    memfit_vit_close(*out);
+    *out = NULL;
+    if (st == MEMFIT_OK) {
+        st = memfit_vit_open(copy, vo, out);
+        unlink(copy);
+    }
+    memfit_free(copy);
+    return st;
 }
 
 /* The workspace, mapped once and grown when a batch needs more. */
@@ -144,11 +347,17 @@ int cmd_embed(int argc, char **argv)
     }
     struct memfit_vit_options vo;
     memfit_vit_options_default(&vo);
+    memfit_vit *model = NULL;
+    struct model_source src;
+    if ((rc = resolve_model(paths[0], &o, &src)) != CLI_EXIT_OK) {
+        memfit_free(paths);
+        return rc;
+    }
     vo.n_threads = o.threads;
     vo.interpolation = o.interp;
-    memfit_vit *model = NULL;
     uint64_t t_open = memfit_now_ns();
-    enum memfit_status st = memfit_vit_open(paths[0], &vo, &model);
+    enum memfit_status st = open_model(&src, &vo, &model);
+    memfit_free(src.path);
     if (st != MEMFIT_OK) {
         memfit_free(paths);
         return cli_fail_status(st);

@@ -4,11 +4,11 @@
  * it is a terminal; otherwise the command is quiet. Ctrl-C cancels cleanly
  * (the partial download is kept and resumed next time).
  */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "fetch_common.h"
 
 const char cmd_pull_help[] =
     "Usage: memfit pull SOURCE... [--sha256 HEX] [--name NAME] [--cache-dir DIR] [--offline]\n"
@@ -38,60 +38,6 @@ const char cmd_pull_help[] =
     "\n"
     "MEMFIT_CACHE_MAX_GB limits the cache size (least recently used files go first).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
-
-static volatile int cancel_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    __atomic_store_n(&cancel_flag, 1, __ATOMIC_RELAXED);
-}
-
-struct bar {
-    uint64_t last_ns;
-    bool drawn;
-};
-
-static void format_eta(double seconds, char *buf, size_t size)
-{
-    if (!(seconds >= 0) || seconds > 99 * 3600) {
-        snprintf(buf, size, "--:--");
-        return;
-    }
-    unsigned s = (unsigned)seconds;
-    if (s >= 3600)
-        snprintf(buf, size, "%u:%02u:%02u", s / 3600, s / 60 % 60, s % 60);
-    else
-        snprintf(buf, size, "%u:%02u", s / 60, s % 60);
-}
-
-static int draw_progress(uint64_t done, uint64_t total, double rate, void *user)
-{
-    struct bar *b = user;
-    uint64_t now = memfit_now_ns();
-    if (b->drawn && now - b->last_ns < 200000000u && done != total)
-        return 0;
-    b->last_ns = now;
-    b->drawn = true;
-    char d[32], t[32], r[32], eta[32];
-    memfit_format_size(done, d, sizeof(d));
-    memfit_format_size((uint64_t)rate, r, sizeof(r));
-    if (total != MEMFIT_STORE_SIZE_UNKNOWN && total > 0) {
-        double frac = (double)done / (double)total;
-        char fill[31];
-        int n = (int)(frac * 30);
-        for (int i = 0; i < 30; i++)
-            fill[i] = i < n ? '#' : '.';
-        fill[30] = '\0';
-        format_eta(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta));
-        fprintf(stderr, "\r[%s] %3d%% %s / %s  %s/s  ETA %s \033[K", fill, (int)(frac * 100), d,
-                memfit_format_size(total, t, sizeof(t)), r, eta);
-    } else {
-        fprintf(stderr, "\r%s  %s/s \033[K", d, r);
-    }
-    fflush(stderr);
-    return 0;
-}
 
 static bool opt_ms(const char *option, const char *text, unsigned *out)
 {
@@ -172,21 +118,11 @@ int cmd_pull(int argc, char **argv)
     if (st != MEMFIT_OK)
         return cli_fail_status(st);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    fo.cancel = (const int *)&cancel_flag;
-    struct bar bar = {0};
-    if (!quiet && cli_isatty(2)) {
-        fo.progress = draw_progress;
-        fo.progress_user = &bar;
-    }
+    struct cli_progress bar;
+    cli_fetch_prepare(&fo, &bar, quiet);
     char *path = NULL;
     st = memfit_store_fetch(store, sources, n_sources, &fo, &path);
-    if (bar.drawn)
-        fputc('\n', stderr);
+    cli_fetch_done(&bar);
     memfit_store_close(store);
     if (st != MEMFIT_OK)
         return cli_fail_status(st);

@@ -42,7 +42,9 @@ const char cmd_quantize_help[] =
     "  nf4                     OUT .safetensors, bitsandbytes' layout (blocksize 64)\n"
     "1-D tensors and norms stay F32; a tensor whose rows are not a multiple of the\n"
     "type's block stays F16. Integer tensors are copied. GGUF metadata is copied\n"
-    "(strings only to safetensors) and general.file_type is set. The output is\n"
+    "(strings only to safetensors) and general.file_type is set; a DINOv2 model\n"
+    "gets general.architecture and dinov2.interpolation (the source's default)\n"
+    "when it lacks them. The output is\n"
     "written to a temporary file renamed at the end: a failure leaves nothing.\n"
     "\n"
     "Options:\n"
@@ -332,6 +334,7 @@ struct run {
     struct progress progress;
     uint64_t out_bytes;
     size_t meta_skipped;
+    size_t meta_added; /* DINOv2 keys the input lacked */
 };
 
 static enum memfit_status add_u8(memfit_writer *w, const char *base, const char *suffix,
@@ -435,6 +438,8 @@ static uint32_t file_type_of(enum memfit_type target)
 static enum memfit_status plan_all(struct run *r)
 {
     enum memfit_status st = cli_copy_meta(r->in, r->w, r->fmt, &r->meta_skipped);
+    if (st == MEMFIT_OK)
+        st = cli_add_vit_meta(r->in, r->w, &r->meta_added);
     if (st != MEMFIT_OK)
         return st;
     if (r->fmt == MEMFIT_FORMAT_GGUF) {
@@ -615,6 +620,9 @@ static void print_summary(const struct run *r, double secs)
            (double)in_bytes / 1e6, (double)r->out_bytes / 1e6,
            r->out_bytes ? (double)in_bytes / (double)r->out_bytes : 0.0, secs,
            secs > 0 ? (double)in_bytes / 1e6 / secs : 0.0, r->o->threads);
+    if (r->meta_added)
+        printf("note: DINOv2 model: %zu metadata entries added (general.architecture, %s)\n",
+               r->meta_added, MEMFIT_VIT_META_INTERPOLATION);
     if (r->meta_skipped)
         printf("note: %zu metadata entries skipped (%s holds strings only)\n", r->meta_skipped,
                memfit_format_name(r->fmt));

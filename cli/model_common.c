@@ -1,9 +1,11 @@
 /*
- * Shared by `memfit convert` and `memfit quantize`: metadata copying and raw
+ * Shared by `memfit convert` and `memfit quantize`: metadata copying (and
+ * the DINOv2 keys a converted file must keep), and raw
  * tensor streaming with release of the input pages already written, so the
  * resident set does not grow with the model size.
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -27,6 +29,38 @@ enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memf
         }
         if (st != MEMFIT_OK)
             return st;
+    }
+    return MEMFIT_OK;
+}
+
+/* True when the set has the metadata key (any type). */
+static bool has_meta(memfit_tensors *in, const char *key)
+{
+    struct memfit_meta_value v;
+    bool found = memfit_tensors_meta_find(in, key, &v) == MEMFIT_OK;
+    memfit_clear_error();
+    return found;
+}
+
+enum memfit_status cli_add_vit_meta(memfit_tensors *in, memfit_writer *w, size_t *added)
+{
+    struct memfit_vit_info info;
+    if (memfit_vit_detect(in, &info) != MEMFIT_OK) {
+        memfit_clear_error();
+        return MEMFIT_OK; /* not a DINOv2 model: nothing to keep */
+    }
+    enum memfit_status st;
+    if (!has_meta(in, "general.architecture")) {
+        if ((st = memfit_writer_set_meta_string(w, "general.architecture", "dinov2")) != MEMFIT_OK)
+            return st;
+        (*added)++;
+    }
+    if (!has_meta(in, MEMFIT_VIT_META_INTERPOLATION)) {
+        st = memfit_writer_set_meta_string(w, MEMFIT_VIT_META_INTERPOLATION,
+                                           memfit_vit_interpolation_name(info.interpolation));
+        if (st != MEMFIT_OK)
+            return st;
+        (*added)++;
     }
     return MEMFIT_OK;
 }

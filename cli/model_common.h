@@ -20,6 +20,16 @@ enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memf
                                  size_t *skipped);
 
 /*
+ * When `in` is a DINOv2 model (memfit_vit_detect: tensor names only),
+ * writes the keys that keep its behaviour in `w`: general.architecture =
+ * "dinov2" and MEMFIT_VIT_META_INTERPOLATION = the source's default
+ * interpolation, each only when `in` lacks it (a value already there was
+ * copied by cli_copy_meta). *added counts the keys written. Not a DINOv2
+ * model: nothing is written. Writer failures are returned.
+ */
+enum memfit_status cli_add_vit_meta(memfit_tensors *in, memfit_writer *w, size_t *added);
+
+/*
  * Drops the input pages of [data, data + n) that the process no longer
  * needs: madvise(MADV_DONTNEED) on the whole pages inside the range (they
  * are clean file pages of a read-only mapping, so nothing is lost; RSS

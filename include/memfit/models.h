@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/format.h" /* memfit_vit_detect takes a tensor set */
 #include "memfit/tensor.h"
 
 #ifdef __cplusplus
@@ -229,6 +230,22 @@ struct memfit_vit_info {
  */
 MEMFIT_API enum memfit_status
 memfit_vit_open(const char *path, const struct memfit_vit_options *opts, memfit_vit **out);
+
+/*
+ * Recognises a DINOv2 model in an open tensor set from its tensor names and
+ * shapes alone (no weight is read, nothing is converted or allocated). Fills
+ * the fields memfit_vit_open would give for the variant (dim, depth, heads,
+ * head_dim, mlp_hidden, patch_size, pos_grid, n_registers, swiglu, hf_names,
+ * fused_qkv, layer_norm_eps) and the interpolation it would use by default
+ * (interpolation_source "metadata" when the set carries
+ * MEMFIT_VIT_META_INTERPOLATION, else "default"); the other fields are zero
+ * (no config.json is read, no weight checked). Used by tools that rewrite a
+ * model and must keep its default. E_FORMAT (as memfit_vit_open) when the
+ * set is not a DINOv2 model; `out` is written only on success. Thread-safe
+ * (the set is only read).
+ */
+MEMFIT_API enum memfit_status memfit_vit_detect(const memfit_tensors *set,
+                                                struct memfit_vit_info *out);
 
 /* Closes the file and stops the threads. NULL is a no-op. */
 MEMFIT_API void memfit_vit_close(memfit_vit *model);

@@ -521,6 +521,14 @@ static enum memfit_status recognise(struct loader *ld)
     return MEMFIT_OK;
 }
 
+/* The source's own resize: registers -> REG, HF names -> HF, else ORIG. */
+static enum memfit_vit_interpolation default_interpolation(const struct memfit_vit_info *in)
+{
+    return in->n_registers ? MEMFIT_VIT_INTERP_REG
+           : in->hf_names  ? MEMFIT_VIT_INTERP_HF
+                           : MEMFIT_VIT_INTERP_ORIG;
+}
+
 static void interp_from_meta(struct memfit_vit *m)
 {
     struct memfit_meta_value v;
@@ -540,6 +548,27 @@ static void interp_from_meta(struct memfit_vit *m)
         }
     }
     memfit_clear_error();
+}
+
+enum memfit_status memfit_vit_detect(const memfit_tensors *set, struct memfit_vit_info *out)
+{
+    /* recognise() only looks tensors up and reads their shapes; the set is
+     * borrowed for it and never modified. */
+    struct memfit_vit m;
+    memset(&m, 0, sizeof(m));
+    m.set = (memfit_tensors *)(uintptr_t)set;
+    struct loader ld = {.m = &m};
+    enum memfit_status st = recognise(&ld);
+    if (st != MEMFIT_OK)
+        return st;
+    m.default_interp = default_interpolation(&m.info);
+    m.default_source = "default";
+    interp_from_meta(&m);
+    m.info.interpolation = m.default_interp;
+    m.info.interpolation_source = m.default_source;
+    m.info.weight_bytes = 0; /* only the tensors recognise() looked at: not the model's */
+    *out = m.info;
+    return MEMFIT_OK;
 }
 
 void memfit_vit_close(memfit_vit *m)
@@ -597,9 +626,7 @@ enum memfit_status memfit_vit_open(const char *path, const struct memfit_vit_opt
     ld.next_float = m->floats;
     if ((st = load_all(&ld)) != MEMFIT_OK)
         goto fail;
-    m->default_interp = m->info.n_registers ? MEMFIT_VIT_INTERP_REG
-                        : m->info.hf_names  ? MEMFIT_VIT_INTERP_HF
-                                            : MEMFIT_VIT_INTERP_ORIG;
+    m->default_interp = default_interpolation(&m->info);
     m->default_source = "default";
     interp_from_meta(m);
     if (opts->interpolation != MEMFIT_VIT_INTERP_AUTO) {

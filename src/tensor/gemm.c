@@ -10,8 +10,14 @@
  * than quantizing them) and the dequantization is amortised over a block of
  * activations. For one or two activation rows (LLM decoding) memfit_matmul's
  * integer dot products are the better choice.
+ *
+ * Q8_0 weights with enough activation rows (and AVX2) take an integer path
+ * instead: the activations are quantized to Q8_0 a tile at a time and
+ * multiplied in int8 (x86/gemm_q8.c), as ggml does for its quantized
+ * matmuls; mf_gemm_q8_0_scalar below is that path's reference.
  */
 #include "core/alloc.h"
+#include "tensor/blocks.h"
 #include "tensor/kernels.h"
 
 static inline float elem_f32(const void *base, size_t i)
@@ -98,6 +104,38 @@ static void gemm_dequant(const struct mf_type_traits *t, const struct memfit_typ
     }
 }
 
+void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                         const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+{
+    enum { ROW = MF_GEMM_KC / MF_QK * sizeof(struct mf_block_q8_0) };
+    struct mf_block_q8_0 xq[MF_GEMM_Q8_TB * MF_GEMM_KC / MF_QK];
+    const uint8_t *wb = w;
+    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
+        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
+        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
+            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
+            for (size_t c = c0; c < c1; c++)
+                mf_quant_q8_0(x + c * xs + k0, (uint8_t *)xq + (c - c0) * ROW, kc);
+            for (size_t r = r0; r < r1; r++) {
+                const struct mf_block_q8_0 *wr = (const void *)(wb + r * w_stride);
+                wr += k0 / MF_QK;
+                for (size_t c = c0; c < c1; c++) {
+                    const struct mf_block_q8_0 *xr = (const void *)((uint8_t *)xq + (c - c0) * ROW);
+                    float s = 0;
+                    for (size_t b = 0; b < kb; b++) {
+                        int32_t sum = 0;
+                        for (int k = 0; k < MF_QK; k++)
+                            sum += (int32_t)wr[b].qs[k] * xr[b].qs[k];
+                        s += (float)sum *
+                             (memfit_fp16_to_fp32(wr[b].d) * memfit_fp16_to_fp32(xr[b].d));
+                    }
+                    y[c * ldy + r] = k0 ? y[c * ldy + r] + s : s;
+                }
+            }
+        }
+    }
+}
+
 enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size_t w_stride,
                                       uint64_t n, uint64_t row_begin, uint64_t row_end,
                                       const float *act, size_t act_stride, uint64_t n_cols,
@@ -124,6 +162,11 @@ enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size
         return memfit_fail(MEMFIT_E_MISUSE, "matmul_rows: F32 row stride %zu not a multiple of 4",
                            w_stride);
 #if defined(__x86_64__)
+    if (mf_tensor_simd_active() && type == MEMFIT_TYPE_Q8_0 && n_cols >= MF_GEMM_Q8_MIN_COLS) {
+        mf_avx2_gemm_q8_0(w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
+                          act_stride / sizeof(float), (size_t)n_cols, y, ldy);
+        return MEMFIT_OK;
+    }
     if (mf_tensor_simd_active()) {
         mf_avx2_gemm(type, t->to_float, info->block_size, info->type_size, w, w_stride, (size_t)n,
                      (size_t)row_begin, (size_t)row_end, act, act_stride / sizeof(float),

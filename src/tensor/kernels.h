@@ -113,6 +113,25 @@ void mf_gemm_scalar_bf16(const void *w, size_t w_stride, size_t n, size_t r0, si
 /* The scalar float-weight tile for F32/F16/BF16, NULL for other types. */
 mf_gemm_fn mf_gemm_kernel(enum memfit_type type);
 
+/*
+ * Q8_0 weights by float activations in integers (the scalar reference of
+ * x86/gemm_q8.c): each block of MF_GEMM_Q8_TB activations x MF_GEMM_KC of k
+ * is quantized to Q8_0 (mf_quant_q8_0, the same bytes as the AVX2
+ * quantizer), then for every weight row r in [r0, r1) and activation c,
+ *   y[c*ldy + r] = sum over blocks of d_w * d_x * (integer sum of q_w * q_x)
+ * accumulated in float block by block. Same contract as mf_gemm_fn without
+ * `accumulate`. The AVX2 version gives the same integer block sums and the
+ * same float order per block.
+ */
+void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                         const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+
+/* Activation rows from which memfit_matmul_rows uses the integer Q8_0 path
+ * (below, quantizing the activations costs more than it saves). */
+#define MF_GEMM_Q8_MIN_COLS 8
+/* Activation rows per quantized tile (MF_GEMM_KC of k each, 34 KiB on the stack). */
+#define MF_GEMM_Q8_TB 128
+
 /* Elementwise (act.c): e^x to about 1 ulp (0 below -87.3), exact-erf GELU in place. */
 float mf_expf(float x);
 void mf_gelu_scalar(float *x, size_t n);
@@ -138,6 +157,10 @@ float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,
                   uint32_t type_size, const void *w, size_t w_stride, size_t n, size_t r0,
                   size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+/* Q8_0 weights through the integer panel kernel (x86/gemm_q8.c): the result of
+ * mf_gemm_q8_0(mf_quant_q8_0, mf_gemm_q8_0_tile_scalar, ...) to float rounding. */
+void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 #endif
 
 #endif

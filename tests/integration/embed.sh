@@ -2,7 +2,9 @@
 # `memfit embed` end to end: JPEG/PNG fixtures through the tiny DINOv2
 # fixtures; JSON and text output, every output kind, --normalize, batches
 # (equal output for batch 1 and 3), --no-crop, --stats, usage and failure
-# exit codes; and parity with the PyTorch reference forward fed by PIL's
+# exit codes; MODEL as a source URI (file://, http:// from a loopback
+# server), a manifest model name (its options applied) and an unknown name;
+# convert/quantize writing dinov2.interpolation (same embedding after); and parity with the PyTorch reference forward fed by PIL's
 # bicubic resize + centre crop (skipped when python3-torch or PIL is missing).
 source "$(dirname "$0")/lib.bash"
 FIX=${MEMFIT_FIXTURES:?}
@@ -43,6 +45,95 @@ check "an image as the model fails (exit 1)" [ $? -eq 1 ]
 check "a missing image fails naming it" grep -q "missing.jpg" "$TMP/e2"
 "$MEMFIT" embed --help | grep -q "Usage: memfit embed"
 check "--help" [ $? -eq 0 ]
+
+# MODEL as a source URI or a manifest name: the same embedding as the file.
+export MEMFIT_CACHE_DIR="$TMP/cache"
+unset LOCAL_CACHE_DIR MEMFIT_OFFLINE HF_HUB_OFFLINE MEMFIT_CACHE_MAX_GB
+export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
+same_first() { # file1 file2: the first embeddings agree to 1e-5
+    "$PY" -c "import json,sys
+a=json.loads(open(sys.argv[1]).readline())['embedding']
+b=json.loads(open(sys.argv[2]).readline())['embedding']
+sys.exit(0 if len(a)==len(b) and all(abs(x-y)<1e-5 for x,y in zip(a,b)) else 1)" "$1" "$2"
+}
+"$MEMFIT" embed "file://$MODEL" "${IMGS[0]}" --json --threads 2 >"$TMP/uri.jsonl" 2>"$TMP/e3"
+check "file:// source: fetched into the cache, same embedding" same_first "$TMP/b1.jsonl" "$TMP/uri.jsonl"
+check "file:// source: the cache holds it" [ -n "$(ls "$TMP/cache/blobs/sha256" 2>/dev/null)" ]
+
+mkdir -p "$TMP/proj/models"
+cp "$MODEL" "$TMP/proj/models/tiny.pth"
+cat >"$TMP/proj/memfit.yaml" <<EOF
+models:
+  - name: tiny
+    family: dinov2
+    sources: [models/tiny.pth]
+    options: {threads: 2, interpolation: reg}
+  - name: other
+    family: dinov2
+    sources: [models/missing.pth]
+EOF
+(cd "$TMP/proj" && "$MEMFIT" embed tiny "${IMGS[0]}" --json --stats --interpolation orig) \
+    >"$TMP/name.jsonl" 2>"$TMP/name.err"
+check "manifest name (./memfit.yaml): same embedding" same_first "$TMP/b1.jsonl" "$TMP/name.jsonl"
+check "manifest options applied (threads), command-line options win (interpolation)" \
+    grep -q "interpolation orig (option), 2 threads" "$TMP/name.err"
+"$MEMFIT" embed tiny "${IMGS[0]}" --manifest "$TMP/proj/memfit.yaml" --stats >/dev/null 2>"$TMP/name2.err"
+check "--manifest FILE, the entry's interpolation" grep -q "interpolation reg (option)" "$TMP/name2.err"
+"$MEMFIT" embed nope "${IMGS[0]}" --manifest "$TMP/proj/memfit.yaml" >/dev/null 2>"$TMP/e4"
+rc=$?
+check "unknown name fails (exit 1)" [ $rc -eq 1 ]
+check "unknown name: names the manifest and lists its models" \
+    grep -q "nope.*$TMP/proj/memfit.yaml.*tiny, other" "$TMP/e4"
+(cd "$TMP" && "$MEMFIT" embed nope "${IMGS[0]}" >/dev/null 2>"$TMP/e5")
+check "no file and no manifest: says so" grep -q "no manifest" "$TMP/e5"
+
+if command -v python3 >/dev/null 2>&1; then
+    mkdir -p "$TMP/www"
+    cp "$MODEL" "$TMP/www/tiny.pth"
+    python3 - "$TMP/www" "$TMP/port" >/dev/null 2>&1 <<'PYEOF' &
+import functools, http.server, os, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+server.serve_forever()
+PYEOF
+    on_exit "kill $!"
+    for _ in $(seq 100); do [[ -s $TMP/port ]] && break; sleep 0.1; done
+    if [[ -s $TMP/port ]]; then
+        URL="http://127.0.0.1:$(cat "$TMP/port")/tiny.pth"
+        "$MEMFIT" embed "$URL" "${IMGS[0]}" --json --threads 2 >"$TMP/http.jsonl" 2>"$TMP/e6" || cat "$TMP/e6"
+        check "http:// source (loopback server): same embedding" same_first "$TMP/b1.jsonl" "$TMP/http.jsonl"
+    else
+        fail "the loopback HTTP server did not start"
+    fi
+else
+    echo "SKIPPED (part): python3 missing: no loopback HTTP server, http:// source not checked"
+fi
+
+# convert/quantize keep a DINOv2 model's behaviour: the keys are added with
+# the source's default, and the converted file embeds the same.
+"$MEMFIT" convert "$MODEL" "$TMP/conv.gguf" >"$TMP/conv.out"
+check "convert notes the DINOv2 keys" grep -q "DINOv2 model: 2 metadata entries added" "$TMP/conv.out"
+meta() { # inspect.json KEY...: the values, space-separated
+    "$PY" -c "import json,sys
+m=json.load(open(sys.argv[1]))['metadata']
+print(' '.join(str(m.get(k)) for k in sys.argv[2:]))" "$@"
+}
+"$MEMFIT" inspect --json "$TMP/conv.gguf" >"$TMP/conv.json"
+check "converted GGUF: general.architecture dinov2, dinov2.interpolation orig" \
+    [ "$(meta "$TMP/conv.json" general.architecture dinov2.interpolation)" = "dinov2 orig" ]
+"$MEMFIT" embed "$TMP/conv.gguf" "${IMGS[0]}" --json --threads 2 --stats >"$TMP/conv.jsonl" 2>"$TMP/conv.err"
+check "converted GGUF: same embedding" same_first "$TMP/b1.jsonl" "$TMP/conv.jsonl"
+check "converted GGUF: interpolation from its metadata" grep -q "interpolation orig (metadata)" "$TMP/conv.err"
+"$MEMFIT" quantize "$FIX/dinov2/vitreg_tiny.pth" "$TMP/reg.gguf" --type q8_0 >/dev/null
+"$MEMFIT" inspect --json "$TMP/reg.gguf" >"$TMP/reg.json"
+check "quantized register model: dinov2.interpolation reg" \
+    [ "$(meta "$TMP/reg.json" dinov2.interpolation)" = "reg" ]
+"$MEMFIT" convert "$TMP/conv.gguf" "$TMP/conv2.gguf" >"$TMP/conv2.out"
+check "a file that has the keys keeps them (nothing added)" \
+    bash -c "! grep -q 'metadata entries added' '$TMP/conv2.out'"
 
 # Parity with PyTorch: PIL bicubic resize (short side 256), centre crop 224,
 # ImageNet normalisation, then the reference forward of the fixture model.

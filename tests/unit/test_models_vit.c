@@ -16,7 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tensor/kernels.h"
 #include "test_util.h"
+#include "unit/tensor_testing.h"
 #include "memfit/memfit.h"
 
 static char *fixture(const char *name)
@@ -365,6 +367,85 @@ static void test_reference_hf_names(void **state)
     }
 }
 
+/* An LLM-looking GGUF (one token_embd.weight), with or without its architecture key. */
+static void write_llama_gguf(const char *dst, bool with_arch)
+{
+    memfit_writer *w;
+    assert_int_equal(memfit_writer_create(dst, MEMFIT_FORMAT_GGUF, &w), MEMFIT_OK);
+    if (with_arch)
+        assert_int_equal(memfit_writer_set_meta_string(w, "general.architecture", "llama"),
+                         MEMFIT_OK);
+    int64_t shape[2] = {8, 32};
+    float data[256] = {0};
+    assert_int_equal(memfit_writer_add_tensor(w, "token_embd.weight", MEMFIT_TYPE_F32, 2, shape),
+                     MEMFIT_OK);
+    assert_int_equal(memfit_writer_write_tensor(w, 0, 0, data, sizeof(data)), MEMFIT_OK);
+    assert_int_equal(memfit_writer_commit(w), MEMFIT_OK);
+    memfit_writer_destroy(w);
+}
+
+/* memfit_vit_detect: the family and default interpolation from the names
+ * alone, as memfit_vit_open gives them; metadata wins; other files refused. */
+static void test_detect(void **state)
+{
+    static const char *const models[] = {"vits_tiny", "vitreg_tiny", "vitg_tiny"};
+    static const enum memfit_vit_interpolation orig_default[] = {
+        MEMFIT_VIT_INTERP_ORIG, MEMFIT_VIT_INTERP_REG, MEMFIT_VIT_INTERP_ORIG};
+    static const enum memfit_vit_interpolation hf_default[] = {
+        MEMFIT_VIT_INTERP_HF, MEMFIT_VIT_INTERP_REG, MEMFIT_VIT_INTERP_HF};
+    for (size_t k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s.pth", models[k]);
+        char *src = fixture(name), *dst = tmp_file(".safetensors");
+        write_edited(src, dst, MEMFIT_FORMAT_SAFETENSORS, EDIT_HF, NULL);
+        for (int hf = 0; hf < 2; hf++) {
+            const char *path = hf ? dst : src;
+            memfit_tensors *set;
+            assert_int_equal(memfit_tensors_open(path, NULL, &set), MEMFIT_OK);
+            struct memfit_vit_info d, o;
+            assert_int_equal(memfit_vit_detect(set, &d), MEMFIT_OK);
+            memfit_tensors_close(set);
+            memfit_vit *m = open_model(path, 1);
+            memfit_vit_get_info(m, &o);
+            memfit_vit_close(m);
+            assert_int_equal(d.dim, o.dim);
+            assert_int_equal(d.depth, o.depth);
+            assert_int_equal(d.n_registers, o.n_registers);
+            assert_int_equal(d.swiglu, o.swiglu);
+            assert_int_equal(d.hf_names, hf);
+            assert_int_equal(d.interpolation, o.interpolation);
+            assert_int_equal(d.interpolation, hf ? hf_default[k] : orig_default[k]);
+            assert_string_equal(d.interpolation_source, "default");
+        }
+        unlink(dst);
+        memfit_free(src);
+        memfit_free(dst);
+    }
+    /* The key in the file wins; a non-DINOv2 file is E_FORMAT, out untouched. */
+    char *src = fixture("vits_tiny.pth"), *dst = tmp_file(".gguf");
+    memfit_vit *m = open_model(src, 1);
+    assert_int_equal(memfit_vit_set_interpolation(m, MEMFIT_VIT_INTERP_HF), MEMFIT_OK);
+    assert_int_equal(memfit_vit_write_gguf(m, dst, MEMFIT_TYPE_F32), MEMFIT_OK);
+    memfit_vit_close(m);
+    memfit_tensors *set;
+    assert_int_equal(memfit_tensors_open(dst, NULL, &set), MEMFIT_OK);
+    struct memfit_vit_info d;
+    assert_int_equal(memfit_vit_detect(set, &d), MEMFIT_OK);
+    assert_int_equal(d.interpolation, MEMFIT_VIT_INTERP_HF);
+    assert_string_equal(d.interpolation_source, "metadata");
+    memfit_tensors_close(set);
+    write_llama_gguf(dst, false);
+    assert_int_equal(memfit_tensors_open(dst, NULL, &set), MEMFIT_OK);
+    memset(&d, 0x5a, sizeof(d));
+    assert_int_equal(memfit_vit_detect(set, &d), MEMFIT_E_FORMAT);
+    assert_non_null(strstr(memfit_last_error(), "not a DINOv2 model"));
+    assert_int_equal(d.dim, 0x5a5a5a5au);
+    memfit_tensors_close(set);
+    unlink(dst);
+    memfit_free(src);
+    memfit_free(dst);
+}
+
 /* A config.json beside the file is read and checked against the tensors. */
 static void test_config_json(void **state)
 {
@@ -470,16 +551,7 @@ static void test_bad_models(void **state)
     memfit_free(dst);
     /* An LLM-looking GGUF. */
     dst = tmp_file(".gguf");
-    memfit_writer *w;
-    assert_int_equal(memfit_writer_create(dst, MEMFIT_FORMAT_GGUF, &w), MEMFIT_OK);
-    assert_int_equal(memfit_writer_set_meta_string(w, "general.architecture", "llama"), MEMFIT_OK);
-    int64_t shape[2] = {8, 32};
-    float data[256] = {0};
-    assert_int_equal(memfit_writer_add_tensor(w, "token_embd.weight", MEMFIT_TYPE_F32, 2, shape),
-                     MEMFIT_OK);
-    assert_int_equal(memfit_writer_write_tensor(w, 0, 0, data, sizeof(data)), MEMFIT_OK);
-    assert_int_equal(memfit_writer_commit(w), MEMFIT_OK);
-    memfit_writer_destroy(w);
+    write_llama_gguf(dst, true);
     expect_open_error(dst, "general.architecture is \"llama\"");
     unlink(dst);
     memfit_free(dst);
@@ -706,7 +778,8 @@ static void test_matmul_rows_quantized(void **state)
                                              MEMFIT_TYPE_Q6_K, MEMFIT_TYPE_BF16};
     float *w = memfit_malloc(rows * n * 4), *x = memfit_malloc(cols * n * 4);
     float *wd = memfit_malloc(rows * n * 4), *y = memfit_malloc(cols * rows * 4);
-    uint8_t *wq = memfit_malloc(rows * n * 4);
+    uint8_t *wq = memfit_malloc(rows * n * 4), *wq2 = memfit_malloc(n * 4);
+    float *xd = memfit_malloc(cols * n * 4);
     for (size_t i = 0; i < rows * n; i++)
         w[i] = sinf((float)i * 0.37f) * (1 + (float)(i % 7));
     for (size_t i = 0; i < cols * n; i++)
@@ -722,18 +795,36 @@ static void test_matmul_rows_quantized(void **state)
         }
         assert_int_equal(memfit_matmul_rows(types[t], wq, 0, n, 0, rows, x, n * 4, cols, y, rows),
                          MEMFIT_OK);
+        /* Q8_0 with AVX2 and this many activations takes the integer path: the
+         * activations are quantized to Q8_0 too, so the reference uses them so. */
+        bool int_path =
+            types[t] == MEMFIT_TYPE_Q8_0 && mf_tensor_simd_active() && cols >= MF_GEMM_Q8_MIN_COLS;
+        const float *xr = x;
+        if (int_path) {
+            for (size_t c = 0; c < cols; c++) {
+                assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x + c * n, wq2, n),
+                                 MEMFIT_OK);
+                assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, wq2, xd + c * n, n),
+                                 MEMFIT_OK);
+            }
+            xr = xd;
+        }
         for (size_t c = 0; c < cols; c++)
             for (size_t r = 0; r < rows; r++) {
-                double s = 0;
-                for (size_t k = 0; k < n; k++)
-                    s += (double)wd[r * n + k] * x[c * n + k];
-                assert_true(fabs(s - y[c * rows + r]) < 1e-3 * (1 + fabs(s)));
+                double s = mf_dot_double(wd + r * n, xr + c * n, n);
+                double mag = mf_abs_dot(wd + r * n, xr + c * n, n);
+                if (int_path)
+                    assert_true(fabs(s - y[c * rows + r]) <= 1e-5 * mag);
+                else
+                    assert_true(fabs(s - y[c * rows + r]) < 1e-3 * (1 + fabs(s)));
             }
     }
     memfit_free(w);
     memfit_free(x);
     memfit_free(wd);
     memfit_free(wq);
+    memfit_free(wq2);
+    memfit_free(xd);
     memfit_free(y);
 }
 
@@ -763,7 +854,7 @@ int main(void)
         cmocka_unit_test(test_reference_hf_names), cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_gguf_quantized),     cmocka_unit_test(test_bad_models),
         cmocka_unit_test(test_bad_sizes),          cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_plan_matches_rss),
+        cmocka_unit_test(test_plan_matches_rss),   cmocka_unit_test(test_detect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,147 @@
+/*
+ * AVX2 integer matrix tile for Q8_0 weights against Q8_0 activations,
+ * behind memfit_matmul_rows when there are enough activation rows (ggml's
+ * approach: activations quantized to Q8_0 blocks, products in int8).
+ *
+ * Layout: 8 weight rows x MF_GEMM_KC of k are repacked once per call into a
+ * panel where each 32-byte vector holds 4 consecutive k of each of the 8
+ * rows (|w| and w, for the sign trick), so a step needs no horizontal sum:
+ * the activation's 4 bytes are broadcast, given w's signs
+ * (_mm256_sign_epi8), multiplied with |w| by _mm256_maddubs_epi16 (exact:
+ * |w| <= 128, |x| <= 127, a pair sums to at most 32512) and widened to
+ * int32 by _mm256_madd_epi16: 32 multiply-adds, one int32 lane per row.
+ * After the 8 steps of a 32-element block, each activation's int32 row sums
+ * are converted once and scaled by d_w (8 rows) * d_x into float
+ * accumulators. 4 activations share each panel load. The weight bytes read
+ * are 3.8x fewer than F32's.
+ *
+ * The scalar reference is mf_gemm_q8_0_scalar (../gemm.c): the same
+ * activation bytes, the same integer block sums; float rounding differs
+ * only in d_w * d_x (one product here, per row there) and the final add.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
+
+#define NR  8 /* weight rows per panel */
+#define KB  (MF_GEMM_KC / MF_QK)
+#define ROW (KB * sizeof(struct mf_block_q8_0)) /* bytes of one quantized activation tile row */
+
+struct panel {
+    _Alignas(32) int8_t w[KB][8][32]; /* [block][k group of 4][row * 4 + j] */
+    _Alignas(32) int8_t u[KB][8][32]; /* |w| */
+    _Alignas(32) float d[KB][NR];     /* the rows' block scales */
+};
+
+/* Packs nr <= 8 rows (missing rows zero) of kb blocks. */
+static void pack(struct panel *p, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+{
+    for (size_t i = 0; i < NR; i++) {
+        const struct mf_block_q8_0 *row = (const void *)(w + i * w_stride);
+        for (size_t b = 0; b < kb; b++) {
+            p->d[b][i] = i < nr ? _cvtsh_ss(row[b].d) : 0.f;
+            for (size_t g = 0; g < 8; g++) {
+                if (i < nr)
+                    memcpy(&p->w[b][g][i * 4], row[b].qs + 4 * g, 4);
+                else
+                    memset(&p->w[b][g][i * 4], 0, 4);
+            }
+        }
+    }
+    for (size_t b = 0; b < kb; b++)
+        for (size_t g = 0; g < 8; g++)
+            _mm256_store_si256((__m256i *)p->u[b][g],
+                               _mm256_abs_epi8(_mm256_load_si256((const __m256i *)p->w[b][g])));
+}
+
+static inline __m256i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Writes (or adds) the nr row sums of one activation. */
+static inline void store8(float *y, __m256 acc, size_t nr, bool add)
+{
+    if (nr == NR) {
+        if (add)
+            acc = _mm256_add_ps(acc, _mm256_loadu_ps(y));
+        _mm256_storeu_ps(y, acc);
+        return;
+    }
+    float t[NR];
+    _mm256_storeu_ps(t, acc);
+    for (size_t i = 0; i < nr; i++)
+        y[i] = add ? y[i] + t[i] : t[i];
+}
+
+#define Q8_STEP(k, xr)                                                                             \
+    k = _mm256_add_epi32(                                                                          \
+        k, _mm256_madd_epi16(                                                                      \
+               _mm256_maddubs_epi16(u, _mm256_sign_epi8(bcast4((xr)[b].qs + 4 * g), w)), ones))
+
+/* nc <= 4 activations (quantized rows at xq + c * ROW) against the panel. */
+static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t nc, float *y,
+                   size_t ldy, size_t nr, bool add)
+{
+    const struct mf_block_q8_0 *x0 = (const void *)xq;
+    const struct mf_block_q8_0 *x1 = (const void *)(xq + (nc > 1 ? 1 : 0) * ROW);
+    const struct mf_block_q8_0 *x2 = (const void *)(xq + (nc > 2 ? 2 : 0) * ROW);
+    const struct mf_block_q8_0 *x3 = (const void *)(xq + (nc > 3 ? 3 : 0) * ROW);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    for (size_t b = 0; b < kb; b++) {
+        __m256i k0 = _mm256_setzero_si256(), k1 = k0, k2 = k0, k3 = k0;
+        for (size_t g = 0; g < 8; g++) {
+            __m256i w = _mm256_load_si256((const __m256i *)p->w[b][g]);
+            __m256i u = _mm256_load_si256((const __m256i *)p->u[b][g]);
+            Q8_STEP(k0, x0);
+            Q8_STEP(k1, x1);
+            Q8_STEP(k2, x2);
+            Q8_STEP(k3, x3);
+        }
+        __m256 d = _mm256_load_ps(p->d[b]);
+        f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k0),
+                             _mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(x0[b].d))), f0);
+        f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k1),
+                             _mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(x1[b].d))), f1);
+        f2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k2),
+                             _mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(x2[b].d))), f2);
+        f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k3),
+                             _mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(x3[b].d))), f3);
+    }
+    store8(y, f0, nr, add);
+    if (nc > 1)
+        store8(y + ldy, f1, nr, add);
+    if (nc > 2)
+        store8(y + 2 * ldy, f2, nr, add);
+    if (nc > 3)
+        store8(y + 3 * ldy, f3, nr, add);
+}
+
+void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+{
+    _Alignas(64) uint8_t xq[MF_GEMM_Q8_TB * ROW];
+    struct panel p;
+    const uint8_t *wb = w;
+    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
+        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
+        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
+            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
+            size_t k_bytes = k0 / MF_QK * sizeof(struct mf_block_q8_0);
+            for (size_t c = c0; c < c1; c++)
+                mf_avx2_quant_q8_0(x + c * xs + k0, xq + (c - c0) * ROW, kc);
+            for (size_t rb = r0; rb < r1; rb += NR) {
+                size_t nr = rb + NR < r1 ? NR : r1 - rb;
+                pack(&p, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                for (size_t c = c0; c < c1; c += 4)
+                    kernel(&p, kb, xq + (c - c0) * ROW, c + 4 < c1 ? 4 : c1 - c, y + c * ldy + rb,
+                           ldy, nr, k0 > 0);
+            }
+        }
+    }
+}
