@@ -5,10 +5,12 @@
  * serves until SIGTERM or SIGINT.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "serve_engines.h"
 
 const char cmd_serve_help[] =
     "Usage: memfit serve [OPTIONS] [MODEL...]\n"
@@ -44,23 +46,6 @@ const char cmd_serve_help[] =
     "\n"
     "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
 
-/* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL otherwise. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 int cmd_serve(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_serve_help))
@@ -69,9 +54,13 @@ int cmd_serve(int argc, char **argv)
     memfit_server_options_default(&o);
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
-    if (!sources)
+    char **owned = memfit_calloc((size_t)argc, sizeof(*owned));
+    if (!sources || !owned) {
+        memfit_free(sources);
+        memfit_free(owned);
         return cli_fail_status(MEMFIT_E_NOMEM);
-    size_t n_sources = 0;
+    }
+    size_t n_sources = 0, n_owned = 0;
     int rc = CLI_EXIT_USAGE;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -80,21 +69,21 @@ int cmd_serve(int argc, char **argv)
         uint64_t size, ns;
         if (strcmp(argv[i], "--gpu") == 0) {
             o.gpu = true;
-        } else if ((v = opt_value(argc, argv, &i, "--host", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--host", &missing))) {
             o.host = v;
-        } else if ((v = opt_value(argc, argv, &i, "--port", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--port", &missing))) {
             if (!cli_opt_int("serve", "--port", v, 0, 65535, &n))
                 goto out;
             o.port = (uint16_t)n;
-        } else if ((v = opt_value(argc, argv, &i, "--manifest", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
             o.manifest_path = v;
-        } else if ((v = opt_value(argc, argv, &i, "--budget", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
             if (!cli_opt_size("serve", "--budget", v, &o.budget_bytes))
                 goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--max-body", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-body", &missing))) {
             if (!cli_opt_size("serve", "--max-body", v, &o.max_body_bytes))
                 goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--max-header", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-header", &missing))) {
             if (!cli_opt_size("serve", "--max-header", v, &size))
                 goto out;
             if (size < 4096 || size > 16u * 1024 * 1024) {
@@ -102,24 +91,24 @@ int cmd_serve(int argc, char **argv)
                 goto out;
             }
             o.max_header_bytes = (size_t)size;
-        } else if ((v = opt_value(argc, argv, &i, "--timeout", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", &missing))) {
             if (!cli_opt_duration("serve", "--timeout", v, &ns))
                 goto out;
             o.connection_timeout_s =
                 (unsigned)(ns / 1000000000u) ? (unsigned)(ns / 1000000000u) : 1;
-        } else if ((v = opt_value(argc, argv, &i, "--max-connections", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-connections", &missing))) {
             if (!cli_opt_int("serve", "--max-connections", v, 1, 100000, &n))
                 goto out;
             o.max_connections = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--max-queue", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-queue", &missing))) {
             if (!cli_opt_int("serve", "--max-queue", v, 1, 1000000, &n))
                 goto out;
             o.max_queue = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--max-inputs", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-inputs", &missing))) {
             if (!cli_opt_int("serve", "--max-inputs", v, 1, 100000, &n))
                 goto out;
             o.max_inputs = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--grace", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
             if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
                 goto out;
         } else if (missing) {
@@ -134,8 +123,28 @@ int cmd_serve(int argc, char **argv)
     }
     if (!o.manifest_path && access(MEMFIT_MANIFEST_DEFAULT_PATH, F_OK) == 0)
         o.manifest_path = MEMFIT_MANIFEST_DEFAULT_PATH;
+    /* Model files named here are relative to this directory, not the manifest's. */
+    char *cwd = NULL;
+    for (size_t i = 0; i < n_sources; i++) {
+        const char *s = sources[i];
+        if (s[0] == '/' || strstr(s, "://"))
+            continue;
+        if (!cwd && !(cwd = getcwd(NULL, 0))) /* lint: allow: getcwd's buffer, freed with free() */
+            break;
+        char *abs = memfit_asprintf("%s/%s", cwd, s);
+        if (!abs) {
+            rc = cli_fail_status(MEMFIT_E_NOMEM);
+            goto out;
+        }
+        owned[n_owned++] = abs;
+        sources[i] = abs;
+    }
+    free(cwd); /* lint: allow: getcwd's buffer */
     o.model_sources = sources;
     o.n_model_sources = n_sources;
+    static const struct memfit_embed_engine *const engines[] = {&cli_dinov2_engine};
+    o.engines = engines;
+    o.n_engines = sizeof(engines) / sizeof(engines[0]);
     o.api_key = memfit_config_get("MEMFIT_API_KEY");
 
     rc = CLI_EXIT_FAILURE;
@@ -155,6 +164,9 @@ int cmd_serve(int argc, char **argv)
     memfit_server_destroy(srv);
     rc = CLI_EXIT_OK;
 out:
+    for (size_t i = 0; i < n_owned; i++)
+        memfit_free(owned[i]);
+    memfit_free(owned);
     memfit_free(sources);
     return rc;
 }

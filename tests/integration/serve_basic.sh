@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Integration test of `memfit serve` without a model engine: --port 0 and the
+# Integration test of `memfit serve` without running a model: --port 0 and the
 # "listening on" line, every route's answer and status, OpenAI-style errors
 # (malformed JSON, wrong types, unknown model, body too large, unknown route,
 # wrong method), the API key (on every route but /health), models of a family
@@ -28,10 +28,11 @@ cat >"$TMP/m.yaml" <<'Y'
 budget: 64MB
 models:
   - name: dino
-    family: dinov2
+    family: clip
     sources: [/nonexistent/dino.gguf]
 Y
-start_server --manifest "$TMP/m.yaml" "$TMP/extra.gguf"
+cp "$MEMFIT_FIXTURES/dinov2/vits_tiny.pth" "$TMP/extra.pth"
+start_server --manifest "$TMP/m.yaml" "$TMP/extra.pth"
 check "GET /health 200" test "$(code "$URL/health")" = 200
 check "GET /ready 200" test "$(code "$URL/ready")" = 200
 check "GET /v1/models lists both" test "$(code "$URL/v1/models")" = 200
@@ -58,7 +59,7 @@ check "missing input 400" test "$(code -d '{"model":"dino"}' "$E")" = 400
 check "unknown model 404" test "$(code -d '{"model":"nope","input":"a"}' "$E")" = 404
 check "unknown model code" is_error model_not_found
 check "no engine 501" test "$(code -d '{"model":"dino","input":"data:image/png;base64,AAAA"}' "$E")" = 501
-check "no engine names the family" grep -q "family 'dinov2'" "$TMP/body"
+check "no engine names the family" grep -q "family 'clip'" "$TMP/body"
 head -c 40000000 /dev/zero >"$TMP/big"
 check "body too large 413" test "$(code --data-binary @"$TMP/big" "$E")" = 413
 check "413 code" is_error body_too_large
