@@ -541,6 +541,14 @@ static void embed_work_free(memfit_server *srv, struct embed_work *w)
     mf_embed_request_free(&w->req);
 }
 
+static void log_cancelled(const struct req *r, const struct embed_work *w, const char *stage)
+{
+    memfit_log(MEMFIT_LOG_INFO, "%s: model %s: cancelled while %s %zu input(s): %s",
+               mf_route_label(r->route), w->req.model, stage, w->req.n_inputs,
+               atomic_load(&r->srv->cancel_all) ? "the server is stopping"
+                                                : "the client went away");
+}
+
 /* Decodes the data-URL images of the request. */
 static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *ok)
 {
@@ -552,6 +560,10 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         const char *payload;
         size_t payload_len;
         char msg[600];
+        if (req_cancelled(r)) { /* a large request decodes for a while: stop if nobody waits */
+            log_cancelled(r, w, "decoding");
+            return MHD_NO;
+        }
         if (mf_data_url_split(w->req.inputs[i], w->req.input_lens[i], &payload, &payload_len) !=
             MEMFIT_OK) {
             snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
@@ -685,8 +697,10 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     st = acquire(r, w->req.model, &w->handle);
     atomic_fetch_sub(&srv->waiting, 1);
     w->waiting = false;
-    if (st == MEMFIT_E_CANCELLED)
+    if (st == MEMFIT_E_CANCELLED) {
+        log_cancelled(r, w, "waiting for the model with");
         return MHD_NO;
+    }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     if (!engine) /* cannot happen: a model without an engine never loads */
@@ -713,8 +727,10 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     st = engine->embed(model, w->inputs, w->req.n_inputs, w->out, &tokens, req_cancelled, r);
     memfit_manager_release(w->handle);
     w->handle = NULL;
-    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r)))
+    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r))) {
+        log_cancelled(r, w, "embedding");
         return MHD_NO;
+    }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     struct mf_text t = {0};

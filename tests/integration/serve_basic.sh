@@ -6,23 +6,8 @@
 # with no engine (listed, 501 on use), SIGHUP reload (model added/removed),
 # a malformed-request corpus over a raw socket, and SIGTERM -> exit 0.
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
-
-start_server() { # args... ; sets PID, URL
-    "$MEMFIT" serve --port 0 "$@" >"$TMP/out" 2>"$TMP/err" &
-    PID=$!
-    on_exit "kill -9 $PID 2>/dev/null"
-    for _ in $(seq 100); do
-        grep -q "listening on" "$TMP/out" 2>/dev/null && break
-        sleep 0.05
-    done
-    URL=$(sed -n 's/^listening on //p' "$TMP/out")
-    [[ -n $URL ]] || { cat "$TMP/err"; fail "server did not start"; finish; }
-}
-code() { curl -s -o "$TMP/body" -w '%{http_code}' "$@"; }
-is_error() { # code
-    "$PY" -c "import json,sys; e=json.load(open(sys.argv[1]))['error']; assert e['code']==sys.argv[2] and e['message'] and e['type'], e" "$TMP/body" "$1"
-}
 
 cat >"$TMP/m.yaml" <<'Y'
 budget: 64MB

@@ -4,45 +4,17 @@
 # POST /v1/embeddings with images as base64 data URLs (one, several in one
 # request, float and base64 output) equal to `memfit embed --json` on the
 # same images to 1e-6, and a manifest model with max_batch 2 fed 3 images.
+# Error paths: bad base64 (400), an image that does not decode (400 with the
+# decoder's message), unknown model (404), a full queue (429, Retry-After),
+# a budget too small for the model (503 with the manager's figures), and a
+# client that leaves mid-request (its work cancelled: metric and log).
 source "$(dirname "$0")/lib.bash"
+source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
 
 FX=$MEMFIT_FIXTURES
 cp "$FX/dinov2/vits_tiny.pth" "$TMP/vits_tiny.pth"
 IMAGES=("$FX/images/rgb8.png" "$FX/images/baseline420.jpg" "$FX/images/photo211x317.png")
-
-start_server() { # args... ; sets PID, URL
-    "$MEMFIT" serve --port 0 "$@" >"$TMP/out" 2>"$TMP/err" &
-    PID=$!
-    on_exit "kill -9 $PID 2>/dev/null"
-    for _ in $(seq 200); do
-        grep -q "listening on" "$TMP/out" 2>/dev/null && break
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    URL=$(sed -n 's/^listening on //p' "$TMP/out")
-    [[ -n $URL ]] || { cat "$TMP/err"; fail "server did not start"; finish; }
-}
-stop_server() {
-    kill -TERM "$PID"
-    wait "$PID"
-}
-
-# request.json for model $1, encoding $2, images $3...
-make_request() {
-    local model=$1 enc=$2
-    shift 2
-    "$PY" - "$model" "$enc" "$@" >"$TMP/req.json" <<'PY'
-import base64, json, sys
-model, enc, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
-def url(p):
-    kind = "png" if p.endswith(".png") else "jpeg"
-    return "data:image/%s;base64,%s" % (kind, base64.b64encode(open(p, "rb").read()).decode())
-inp = [url(p) for p in paths]
-print(json.dumps({"model": model, "input": inp[0] if len(inp) == 1 else inp, "encoding_format": enc}))
-PY
-}
-code() { curl -s -o "$TMP/body" -w '%{http_code}' "$@"; }
 
 # The reference: memfit embed --json on each image.
 "$MEMFIT" embed --json "$TMP/vits_tiny.pth" "${IMAGES[@]}" >"$TMP/ref.jsonl" ||
@@ -109,5 +81,55 @@ start_server --manifest "$TMP/m.yaml"
 make_request dino float "${IMAGES[@]}"
 check "batch of 3 through max_batch 2: 200" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 check "batch of 3: equal memfit embed --json" same_as_embed 0 1 2
+
+# ---- Error paths.
+check "bad base64: 400" test "$(code -d '{"model":"dino","input":"data:image/png;base64,AB$$"}' "$URL/v1/embeddings")" = 400
+check "bad base64: code invalid_base64" is_error invalid_base64
+check "not an image URL: 400" test "$(code -d '{"model":"dino","input":"hello"}' "$URL/v1/embeddings")" = 400
+check "not an image URL: code invalid_image_url" is_error invalid_image_url
+check "undecodable image: 400" test "$(code -d '{"model":"dino","input":"data:image/png;base64,iVBORw0KGgoAAAAA"}' "$URL/v1/embeddings")" = 400
+check "undecodable image: code invalid_image" is_error invalid_image
+check "undecodable image: the decoder's message" grep -q 'input\[0\]' "$TMP/body"
+check "unknown model: 404" test "$(code -d '{"model":"nope","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings")" = 404
+check "unknown model: code model_not_found" is_error model_not_found
+stop_server
+
+# ---- 429 when the queue is full; a client that leaves is cancelled.
+"$PY" - "$FX/images/photo1000x700.jpg" >"$TMP/big.json" <<'PY'
+import base64, json, sys
+u = "data:image/jpeg;base64," + base64.b64encode(open(sys.argv[1], "rb").read()).decode()
+print(json.dumps({"model": "dino", "input": [u] * 200}))
+PY
+MEMFIT_LOG_LEVEL=info start_server --manifest "$TMP/m.yaml" --max-queue 1
+curl -s -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
+SLOW=$!
+for _ in $(seq 100); do [[ $(metric memfit_queue_running) != 0 || $(metric 'memfit_queue_depth ') != 0 ]] && break; sleep 0.02; done
+curl -s -D "$TMP/headers" -o "$TMP/body" -d '{"model":"dino","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings" >/dev/null
+check "queue full: 429" grep -q '^HTTP/1.1 429' "$TMP/headers"
+check "queue full: Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/headers"
+check "queue full: code queue_full" is_error queue_full
+wait "$SLOW"
+check "queue full counted" test "$(metric memfit_queue_rejected_total)" -ge 1
+curl -s -o /dev/null --max-time 0.5 -d @"$TMP/big.json" "$URL/v1/embeddings"
+for _ in $(seq 100); do [[ $(metric 'memfit_http_requests_cancelled_total{route="/v1/embeddings"}') != 0 ]] && break; sleep 0.05; done
+check "client gone: request counted cancelled" test "$(metric 'memfit_http_requests_cancelled_total{route="/v1/embeddings"}')" = 1
+check "client gone: work cancelled (log)" grep -q "cancelled while .*the client went away" "$TMP/err"
+check "client gone: nothing left running" test "$(metric memfit_queue_running)" = 0
+stop_server
+
+# ---- A budget too small for the model: 503 with the manager's figures.
+cat >"$TMP/small.yaml" <<Y
+budget: 1MB
+models:
+  - name: dino
+    family: dinov2
+    sources: [$TMP/vits_tiny.pth]
+Y
+start_server --manifest "$TMP/small.yaml"
+make_request dino float "${IMAGES[0]}"
+check "budget refusal: 503" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
+check "budget refusal: code insufficient_memory" is_error insufficient_memory
+check "budget refusal: the figures" grep -Eq '[0-9.]+ ?[kKMG]i?B.*[0-9.]+ ?[kKMG]i?B' "$TMP/body"
+check "budget refusal counted" test "$(metric memfit_budget_refusals_total)" -ge 1
 stop_server
 finish
