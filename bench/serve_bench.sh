@@ -18,13 +18,6 @@ import base64, json, sys
 u = "data:image/png;base64," + base64.b64encode(open(sys.argv[1], "rb").read()).decode()
 print(json.dumps({"model": "vits_tiny", "input": u, "encoding_format": "float"}))
 PY
-cat >"$dir/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("MEMFIT_WRK_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-LUA
 
 start() { # args...
     "$build/memfit" serve --port 0 --max-connections 200 --max-queue 200 "$@" >"$dir/out" 2>"$dir/err" &
@@ -47,7 +40,7 @@ echo "cpus: $(nproc), ${secs} s per run"
 start "$dir/vits_tiny.pth"
 curl -s -o /dev/null -d @"$dir/req.json" "$url/v1/embeddings" # load the model
 for c in 1 8 64; do measure "GET /health" /health "$c"; done
-for c in 1 8 64; do measure "POST /v1/embeddings" /v1/embeddings "$c" "$dir/post.lua"; done
+for c in 1 8 64; do measure "POST /v1/embeddings" /v1/embeddings "$c" "$here/tests/integration/serve_post.lua"; done
 echo "RSS after the runs (model loaded): $(awk '/^VmRSS/ {print $2, $3}' /proc/$pid/status)"
 kill "$pid"
 wait "$pid" 2>/dev/null || true

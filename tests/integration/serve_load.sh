@@ -16,13 +16,7 @@ FX=$MEMFIT_FIXTURES
 cp "$FX/dinov2/vits_tiny.pth" "$TMP/vits_tiny.pth"
 start_server "$TMP/vits_tiny.pth"
 make_request vits_tiny float "$FX/images/rgb8.png"
-cat >"$TMP/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("MEMFIT_WRK_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-LUA
+POST="$(dirname "$0")/serve_post.lua"
 
 TOTAL_LIGHT=0
 TOTAL_EMBED=0
@@ -46,14 +40,14 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
 
 run "warm-up /health" 1 16 /health
 run "warm-up /metrics" 1 8 /metrics
-run "warm-up embeddings" 1 4 /v1/embeddings "$TMP/post.lua"
+run "warm-up embeddings" 1 4 /v1/embeddings "$POST"
 RSS0=$(rss_kb)
 TOTAL_LIGHT=0
 TOTAL_EMBED=0
 for round in 1 2; do
     run "round $round /health" 2 16 /health
     run "round $round /metrics" 1 8 /metrics
-    run "round $round embeddings" 3 4 /v1/embeddings "$TMP/post.lua"
+    run "round $round embeddings" 3 4 /v1/embeddings "$POST"
 done
 RSS1=$(rss_kb)
 echo "RSS after warm-up ${RSS0} kB, after two rounds ${RSS1} kB; $TOTAL_LIGHT light requests, $TOTAL_EMBED embeddings"
