@@ -408,6 +408,9 @@ void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
 
 /* ---- Life ------------------------------------------------------------------------- */
 
+/* libmicrohttpd's messages, at debug level (format checked as printf's). */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
