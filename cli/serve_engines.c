@@ -49,10 +49,14 @@ static enum memfit_status dino_config_create(const struct memfit_manifest *manif
 {
     (void)user;
     struct memfit_manifest_model entry = *model;
-    if (entry.family && strcasecmp(entry.family, "auto") == 0 && entry.n_sources > 0 &&
-        !strstr(entry.sources[0], "://")) {
+    bool is_auto = entry.family && strcasecmp(entry.family, "auto") == 0;
+    if (is_auto && entry.n_sources > 0 && strstr(entry.sources[0], "://") &&
+        strncmp(entry.sources[0], "file://", 7) != 0) {
+        entry.family = (char *)"dinov2"; /* the driver says what a remote source needs */
+    } else if (is_auto && entry.n_sources > 0) {
         bool dino = false;
-        enum memfit_status st = looks_like_dinov2(entry.sources[0], &dino);
+        const char *path = entry.sources[0] + (strncmp(entry.sources[0], "file://", 7) ? 0 : 7);
+        enum memfit_status st = looks_like_dinov2(path, &dino);
         if (st != MEMFIT_OK)
             return st;
         if (!dino)
