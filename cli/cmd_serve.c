@@ -43,6 +43,8 @@ const char cmd_serve_help[] =
     "  --max-queue N          embedding requests admitted at once (default 64;\n"
     "                         more get 429 with Retry-After)\n"
     "  --max-inputs N         inputs per embedding request (default 256)\n"
+    "  --max-pixels N         pixels of all the images of one request (default\n"
+    "                         64000000; decoded images take 3 bytes a pixel)\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
     "\n"
@@ -113,6 +115,10 @@ int cmd_serve(int argc, char **argv)
             if (!cli_opt_int("serve", "--max-inputs", v, 1, 100000, &n))
                 goto out;
             o.max_inputs = (unsigned)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-pixels", &missing))) {
+            if (!cli_opt_int("serve", "--max-pixels", v, 1, 1000000000000LL, &n))
+                goto out;
+            o.max_request_pixels = (uint64_t)n;
         } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
             if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
                 goto out;

@@ -556,6 +556,8 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
     w->images = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->images));
     if (!w->images)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    const struct memfit_image_limits defaults = memfit_image_limits_default();
+    uint64_t pixels_left = r->srv->opt.max_request_pixels;
     for (size_t i = 0; i < w->req.n_inputs; i++) {
         const char *payload;
         size_t payload_len;
@@ -580,14 +582,29 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         }
         char name[32];
         snprintf(name, sizeof(name), "input[%zu]", i);
-        st = memfit_image_decode(bytes, n_bytes, name, NULL, &w->images[i]);
+        /* The request's pixels left bound this image, checked on its header. */
+        struct memfit_image_limits limits = defaults;
+        bool request_bound = pixels_left < limits.max_pixels;
+        if (request_bound)
+            limits.max_pixels = pixels_left;
+        st = pixels_left ? memfit_image_decode(bytes, n_bytes, name, &limits, &w->images[i])
+                         : MEMFIT_E_RANGE;
         memfit_free(bytes);
         if (st == MEMFIT_E_NOMEM)
             return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        if (st == MEMFIT_E_RANGE && request_bound) {
+            snprintf(msg, sizeof(msg),
+                     "input[%zu]: the images of one request may hold %llu pixels in all "
+                     "(--max-pixels); this one does not fit in the %llu left",
+                     i, (unsigned long long)r->srv->opt.max_request_pixels,
+                     (unsigned long long)pixels_left);
+            return fail(r, 400, "invalid_request_error", "too_many_pixels", msg);
+        }
         if (st != MEMFIT_OK)
             return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
         w->n_images++;
         w->inputs[i].image = &w->images[i];
+        pixels_left -= (uint64_t)w->images[i].width * w->images[i].height;
     }
     *ok = true;
     return MHD_YES;

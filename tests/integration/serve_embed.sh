@@ -5,7 +5,7 @@
 # request, float and base64 output) equal to `memfit embed --json` on the
 # same images to 1e-6, and a manifest model with max_batch 2 fed 3 images.
 # Error paths: bad base64 (400), an image that does not decode (400 with the
-# decoder's message), unknown model (404), a full queue (429, Retry-After),
+# decoder's message), unknown model (404), too many pixels in one request (400), a full queue (429, Retry-After),
 # a budget too small for the model (503 with the manager's figures), and a
 # client that leaves mid-request (its work cancelled: metric and log).
 source "$(dirname "$0")/lib.bash"
@@ -94,13 +94,20 @@ check "unknown model: 404" test "$(code -d '{"model":"nope","input":"data:image/
 check "unknown model: code model_not_found" is_error model_not_found
 stop_server
 
-# ---- 429 when the queue is full; a client that leaves is cancelled.
+# ---- Pixels per request: 200 photos of 0.7 Mpx are past the default 64 Mpx.
 "$PY" - "$FX/images/photo1000x700.jpg" >"$TMP/big.json" <<'PY'
 import base64, json, sys
 u = "data:image/jpeg;base64," + base64.b64encode(open(sys.argv[1], "rb").read()).decode()
 print(json.dumps({"model": "dino", "input": [u] * 200}))
 PY
-MEMFIT_LOG_LEVEL=info start_server --manifest "$TMP/m.yaml" --max-queue 1
+start_server --manifest "$TMP/m.yaml"
+check "too many pixels: 400" test "$(code -d @"$TMP/big.json" "$URL/v1/embeddings")" = 400
+check "too many pixels: code too_many_pixels" is_error too_many_pixels
+check "too many pixels: names the limit" grep -q "64000000 pixels" "$TMP/body"
+stop_server
+
+# ---- 429 when the queue is full; a client that leaves is cancelled.
+MEMFIT_LOG_LEVEL=info start_server --manifest "$TMP/m.yaml" --max-queue 1 --max-pixels 200000000
 curl -s -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
 SLOW=$!
 for _ in $(seq 100); do [[ $(metric memfit_queue_running) != 0 || $(metric 'memfit_queue_depth ') != 0 ]] && break; sleep 0.02; done
@@ -110,10 +117,18 @@ check "queue full: Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/headers"
 check "queue full: code queue_full" is_error queue_full
 wait "$SLOW"
 check "queue full counted" test "$(metric memfit_queue_rejected_total)" -ge 1
-curl -s -o /dev/null --max-time 0.5 -d @"$TMP/big.json" "$URL/v1/embeddings"
+# The client leaves once its request is in (the body read: a second after it shows).
+curl -s -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
+SLOW=$!
+for _ in $(seq 100); do [[ $(metric memfit_http_requests_in_progress) -ge 2 ]] && break; sleep 0.05; done
+sleep 1
+kill "$SLOW"
+wait "$SLOW" 2>/dev/null
+for _ in $(seq 400); do grep -q "cancelled while" "$TMP/err" && break; sleep 0.05; done
 for _ in $(seq 100); do [[ $(metric 'memfit_http_requests_cancelled_total{route="/v1/embeddings"}') != 0 ]] && break; sleep 0.05; done
 check "client gone: request counted cancelled" test "$(metric 'memfit_http_requests_cancelled_total{route="/v1/embeddings"}')" = 1
 check "client gone: work cancelled (log)" grep -q "cancelled while .*the client went away" "$TMP/err"
+for _ in $(seq 100); do [[ $(metric memfit_queue_running) == 0 ]] && break; sleep 0.05; done
 check "client gone: nothing left running" test "$(metric memfit_queue_running)" = 0
 stop_server
 
