@@ -67,6 +67,13 @@ bool cli_opt_percent(const char *command, const char *option, const char *text, 
 bool cli_opt_int(const char *command, const char *option, const char *text, long long min,
                  long long max, long long *out);
 
+/*
+ * "--name VALUE" or "--name=VALUE" at argv[*i]: the value (advancing *i past
+ * a separate one); NULL when argv[*i] is another option, or when the value
+ * is missing (then *missing is set, for a usage error).
+ */
+const char *cli_opt_value(int argc, char **argv, int *i, const char *name, bool *missing);
+
 /* True when argv[i] is "--help" or "-h" for some i; prints the help then. */
 bool cli_wants_help(int argc, char **argv, const char *help);
 

@@ -219,23 +219,6 @@ static void print_human(const struct memfit_report *r)
     print_notes(r);
 }
 
-/* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL otherwise. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 int cmd_report(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_report_help))
@@ -251,15 +234,15 @@ int cmd_report(int argc, char **argv)
             json = true;
         } else if (strcmp(argv[i], "--no-gpu") == 0) {
             opts.gpu = false;
-        } else if ((v = opt_value(argc, argv, &i, "--pid", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--pid", &missing))) {
             if (!cli_opt_int("report", "--pid", v, 1, INT32_MAX, &n))
                 return CLI_EXIT_USAGE;
             opts.pid = (pid_t)n;
-        } else if ((v = opt_value(argc, argv, &i, "--top", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--top", &missing))) {
             if (!cli_opt_int("report", "--top", v, 0, MEMFIT_REPORT_MAX_TOP, &n))
                 return CLI_EXIT_USAGE;
             opts.top_n = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--root", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--root", &missing))) {
             opts.root = v;
         } else if (missing) {
             return cli_usage("report", "%s needs a value", argv[i]);

@@ -5,10 +5,15 @@
  * serves until SIGTERM or SIGINT.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__ /* defined by the headers above */
+#include <malloc.h>
+#endif
 
 #include "cli.h"
+#include "serve_engines.h"
 
 const char cmd_serve_help[] =
     "Usage: memfit serve [OPTIONS] [MODEL...]\n"
@@ -21,7 +26,9 @@ const char cmd_serve_help[] =
     "\n"
     "Models come from the manifest (--manifest, or ./memfit.yaml when present)\n"
     "and from MODEL arguments: model files or source URIs, each served under its\n"
-    "file name without the extension (s3://bucket/dino.pth -> \"dino\").\n"
+    "file name without the extension (s3://bucket/dino.pth -> \"dino\"), the family\n"
+    "detected from its tensors. Families: dinov2 (images as base64 data: URLs in,\n"
+    "the CLS token out, as `memfit embed --json` computes it).\n"
     "\n"
     "Options:\n"
     "  --host ADDR            address to listen on (default 127.0.0.1)\n"
@@ -36,6 +43,8 @@ const char cmd_serve_help[] =
     "  --max-queue N          embedding requests admitted at once (default 64;\n"
     "                         more get 429 with Retry-After)\n"
     "  --max-inputs N         inputs per embedding request (default 256)\n"
+    "  --max-pixels N         pixels of all the images of one request (default\n"
+    "                         64000000; decoded images take 3 bytes a pixel)\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
     "\n"
@@ -43,23 +52,6 @@ const char cmd_serve_help[] =
     "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
     "\n"
     "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
-
-/* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL otherwise. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -69,9 +61,13 @@ int cmd_serve(int argc, char **argv)
     memfit_server_options_default(&o);
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
-    if (!sources)
+    char **owned = memfit_calloc((size_t)argc, sizeof(*owned));
+    if (!sources || !owned) {
+        memfit_free(sources);
+        memfit_free(owned);
         return cli_fail_status(MEMFIT_E_NOMEM);
-    size_t n_sources = 0;
+    }
+    size_t n_sources = 0, n_owned = 0;
     int rc = CLI_EXIT_USAGE;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -80,21 +76,21 @@ int cmd_serve(int argc, char **argv)
         uint64_t size, ns;
         if (strcmp(argv[i], "--gpu") == 0) {
             o.gpu = true;
-        } else if ((v = opt_value(argc, argv, &i, "--host", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--host", &missing))) {
             o.host = v;
-        } else if ((v = opt_value(argc, argv, &i, "--port", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--port", &missing))) {
             if (!cli_opt_int("serve", "--port", v, 0, 65535, &n))
                 goto out;
             o.port = (uint16_t)n;
-        } else if ((v = opt_value(argc, argv, &i, "--manifest", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
             o.manifest_path = v;
-        } else if ((v = opt_value(argc, argv, &i, "--budget", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
             if (!cli_opt_size("serve", "--budget", v, &o.budget_bytes))
                 goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--max-body", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-body", &missing))) {
             if (!cli_opt_size("serve", "--max-body", v, &o.max_body_bytes))
                 goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--max-header", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-header", &missing))) {
             if (!cli_opt_size("serve", "--max-header", v, &size))
                 goto out;
             if (size < 4096 || size > 16u * 1024 * 1024) {
@@ -102,24 +98,28 @@ int cmd_serve(int argc, char **argv)
                 goto out;
             }
             o.max_header_bytes = (size_t)size;
-        } else if ((v = opt_value(argc, argv, &i, "--timeout", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", &missing))) {
             if (!cli_opt_duration("serve", "--timeout", v, &ns))
                 goto out;
             o.connection_timeout_s =
                 (unsigned)(ns / 1000000000u) ? (unsigned)(ns / 1000000000u) : 1;
-        } else if ((v = opt_value(argc, argv, &i, "--max-connections", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-connections", &missing))) {
             if (!cli_opt_int("serve", "--max-connections", v, 1, 100000, &n))
                 goto out;
             o.max_connections = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--max-queue", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-queue", &missing))) {
             if (!cli_opt_int("serve", "--max-queue", v, 1, 1000000, &n))
                 goto out;
             o.max_queue = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--max-inputs", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-inputs", &missing))) {
             if (!cli_opt_int("serve", "--max-inputs", v, 1, 100000, &n))
                 goto out;
             o.max_inputs = (unsigned)n;
-        } else if ((v = opt_value(argc, argv, &i, "--grace", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-pixels", &missing))) {
+            if (!cli_opt_int("serve", "--max-pixels", v, 1, 1000000000000LL, &n))
+                goto out;
+            o.max_request_pixels = (uint64_t)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
             if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
                 goto out;
         } else if (missing) {
@@ -134,11 +134,40 @@ int cmd_serve(int argc, char **argv)
     }
     if (!o.manifest_path && access(MEMFIT_MANIFEST_DEFAULT_PATH, F_OK) == 0)
         o.manifest_path = MEMFIT_MANIFEST_DEFAULT_PATH;
+    /* Model files named here are relative to this directory, not the manifest's. */
+    char *cwd = NULL;
+    for (size_t i = 0; i < n_sources; i++) {
+        const char *s = sources[i];
+        if (s[0] == '/' || strstr(s, "://"))
+            continue;
+        if (!cwd && !(cwd = getcwd(NULL, 0))) /* lint: allow: getcwd's buffer, freed with free() */
+            break;
+        char *abs = memfit_asprintf("%s/%s", cwd, s);
+        if (!abs) {
+            rc = cli_fail_status(MEMFIT_E_NOMEM);
+            goto out;
+        }
+        owned[n_owned++] = abs;
+        sources[i] = abs;
+    }
+    free(cwd); /* lint: allow: getcwd's buffer */
     o.model_sources = sources;
     o.n_model_sources = n_sources;
+    static const struct memfit_embed_engine *const engines[] = {&cli_dinov2_engine};
+    o.engines = engines;
+    o.n_engines = sizeof(engines) / sizeof(engines[0]);
     o.api_key = memfit_config_get("MEMFIT_API_KEY");
 
     rc = CLI_EXIT_FAILURE;
+#ifdef __GLIBC__
+    /* Each connection thread allocates in one of glibc's arenas, which keep
+     * freed blocks; with the default sliding mmap threshold the buffers of an
+     * embedding request (pixels, decoded images, bodies: 100 KB to MBs) end
+     * up there after the first free, and RSS grew ~4 MB over 100k requests.
+     * A fixed threshold maps such blocks and unmaps them on free: RSS stays
+     * flat under load (tests/integration/serve_load.sh). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     enum memfit_status st = memfit_server_block_signals();
     memfit_server *srv = NULL;
     if (st == MEMFIT_OK)
@@ -155,6 +184,9 @@ int cmd_serve(int argc, char **argv)
     memfit_server_destroy(srv);
     rc = CLI_EXIT_OK;
 out:
+    for (size_t i = 0; i < n_owned; i++)
+        memfit_free(owned[i]);
+    memfit_free(owned);
     memfit_free(sources);
     return rc;
 }

@@ -116,9 +116,15 @@ struct memfit_server_options {
     unsigned max_connections;      /* 64 */
     unsigned max_queue;            /* 64: embedding requests admitted at once; more get 429 */
     unsigned max_inputs;           /* 256: inputs per embedding request */
-    int64_t admission_timeout_ms;  /* -1: the manifest's (default 30 s) */
-    bool gpu;                      /* read GPUs (NVML) for /api/memory; false by default */
-    bool reaper_thread;            /* true: keep_alive is applied by a manager thread */
+    /* 64e6: pixels of all the images of one request together. Decoded
+     * images are held until the forward (3 bytes a pixel: 192 MB at the
+     * default); a request past it gets 400 before the image that crosses it
+     * is allocated (its header is read first), so no body of small
+     * compressed images can make the server decode gigabytes. */
+    uint64_t max_request_pixels;
+    int64_t admission_timeout_ms; /* -1: the manifest's (default 30 s) */
+    bool gpu;                     /* read GPUs (NVML) for /api/memory; false by default */
+    bool reaper_thread;           /* true: keep_alive is applied by a manager thread */
 };
 
 /* Fills the defaults above. */

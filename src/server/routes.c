@@ -544,6 +544,14 @@ static void embed_work_free(memfit_server *srv, struct embed_work *w)
     mf_embed_request_free(&w->req);
 }
 
+static void log_cancelled(const struct req *r, const struct embed_work *w, const char *stage)
+{
+    memfit_log(MEMFIT_LOG_INFO, "%s: model %s: cancelled while %s %zu input(s): %s",
+               mf_route_label(r->route), w->req.model, stage, w->req.n_inputs,
+               atomic_load(&r->srv->cancel_all) ? "the server is stopping"
+                                                : "the client went away");
+}
+
 /* Decodes the data-URL images of the request. */
 static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *ok)
 {
@@ -551,10 +559,16 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
     w->images = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->images));
     if (!w->images)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    const struct memfit_image_limits defaults = memfit_image_limits_default();
+    uint64_t pixels_left = r->srv->opt.max_request_pixels;
     for (size_t i = 0; i < w->req.n_inputs; i++) {
         const char *payload;
         size_t payload_len;
         char msg[600];
+        if (req_cancelled(r)) { /* a large request decodes for a while: stop if nobody waits */
+            log_cancelled(r, w, "decoding");
+            return MHD_NO;
+        }
         if (mf_data_url_split(w->req.inputs[i], w->req.input_lens[i], &payload, &payload_len) !=
             MEMFIT_OK) {
             snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
@@ -571,14 +585,29 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         }
         char name[32];
         snprintf(name, sizeof(name), "input[%zu]", i);
-        st = memfit_image_decode(bytes, n_bytes, name, NULL, &w->images[i]);
+        /* The request's pixels left bound this image, checked on its header. */
+        struct memfit_image_limits limits = defaults;
+        bool request_bound = pixels_left < limits.max_pixels;
+        if (request_bound)
+            limits.max_pixels = pixels_left;
+        st = pixels_left ? memfit_image_decode(bytes, n_bytes, name, &limits, &w->images[i])
+                         : MEMFIT_E_RANGE;
         memfit_free(bytes);
         if (st == MEMFIT_E_NOMEM)
             return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        if (st == MEMFIT_E_RANGE && request_bound) {
+            snprintf(msg, sizeof(msg),
+                     "input[%zu]: the images of one request may hold %llu pixels in all "
+                     "(--max-pixels); this one does not fit in the %llu left",
+                     i, (unsigned long long)r->srv->opt.max_request_pixels,
+                     (unsigned long long)pixels_left);
+            return fail(r, 400, "invalid_request_error", "too_many_pixels", msg);
+        }
         if (st != MEMFIT_OK)
             return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
         w->n_images++;
         w->inputs[i].image = &w->images[i];
+        pixels_left -= (uint64_t)w->images[i].width * w->images[i].height;
     }
     *ok = true;
     return MHD_YES;
@@ -688,8 +717,10 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     st = acquire(r, w->req.model, &w->handle);
     atomic_fetch_sub(&srv->waiting, 1);
     w->waiting = false;
-    if (st == MEMFIT_E_CANCELLED)
+    if (st == MEMFIT_E_CANCELLED) {
+        log_cancelled(r, w, "waiting for the model with");
         return MHD_NO;
+    }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     if (!engine) /* cannot happen: a model without an engine never loads */
@@ -716,8 +747,10 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     st = engine->embed(model, w->inputs, w->req.n_inputs, w->out, &tokens, req_cancelled, r);
     memfit_manager_release(w->handle);
     w->handle = NULL;
-    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r)))
+    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r))) {
+        log_cancelled(r, w, "embedding");
         return MHD_NO;
+    }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     struct mf_text t = {0};

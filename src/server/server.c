@@ -42,6 +42,7 @@ void memfit_server_options_default(struct memfit_server_options *o)
     o->max_connections = 64;
     o->max_queue = 64;
     o->max_inputs = 256;
+    o->max_request_pixels = 64000000;
     o->admission_timeout_ms = -1;
     o->reaper_thread = true;
 }
@@ -502,9 +503,10 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     if (!options || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_server_create: NULL argument");
     if (options->max_connections == 0 || options->max_queue == 0 || options->max_inputs == 0 ||
-        options->max_body_bytes == 0)
+        options->max_body_bytes == 0 || options->max_request_pixels == 0)
         return memfit_fail(MEMFIT_E_RANGE,
-                           "server: max_connections, max_queue, max_inputs and max_body_bytes "
+                           "server: max_connections, max_queue, max_inputs, max_body_bytes and "
+                           "max_request_pixels "
                            "must be at least 1");
     for (size_t i = 0; i < options->n_engines; i++) {
         const struct memfit_embed_engine *e = options->engines[i];
