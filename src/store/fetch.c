@@ -529,7 +529,7 @@ static bool sleep_with_heartbeat(struct download *d, unsigned ms)
     return true;
 }
 
-/* True when the cache already answers for this source (after waiting on a lock). */
+/* True when the cache already answers for this source (checked again once the lock is held). */
 static bool cached_for_source(struct fetch *f, const struct mf_source *src, char *digest)
 {
     if (f->has_expected && mf_blob_exists(f->store, f->expected, NULL)) {
@@ -604,7 +604,10 @@ static enum memfit_status fetch_source(struct fetch *f, const struct mf_source *
     memfit_free(lock_path);
     if (st != MEMFIT_OK)
         return st;
-    if (waited && cached_for_source(f, src, d->digest)) {
+    /* Waited or not: another process may have finished this very download
+     * between our first look at the cache and taking the lock. */
+    (void)waited;
+    if (cached_for_source(f, src, d->digest)) {
         *from_cache = true;
         return MEMFIT_OK;
     }
