@@ -1,5 +1,5 @@
 /*
- * memfit models: the model families (ViT/DINOv2 now; LLMs and SAM later),
+ * memfit models: the model families (ViT/DINOv2, Qwen2/LLaMA LLMs; SAM later),
  * their input preprocessing, and the memory plan of each forward pass.
  */
 #ifndef MEMFIT_MODELS_H
@@ -301,6 +301,334 @@ MEMFIT_API enum memfit_status memfit_vit_write_gguf(const memfit_vit *model, con
                                                     enum memfit_type type);
 
 /* ==== end of ViT section ================================================ */
+
+/* ==== Tokenizers (src/models/tokenizer*.c) ================================ */
+/*
+ * The vocabularies of GGUF LLMs, read from the `tokenizer.ggml.*` metadata:
+ * byte-level BPE (`tokenizer.ggml.model = "gpt2"`, the pre-tokenizer regex
+ * chosen by `tokenizer.ggml.pre`: qwen2, llama3/llama-bpe, gpt2, ...; Unicode
+ * classes through PCRE2) and SentencePiece-style BPE (`"llama"`, scores,
+ * byte fallback <0xXX>, the LLaMA 2 vocabulary). Special and control tokens
+ * are matched in the text before the pre-tokenizer when asked.
+ *
+ * A tokenizer copies what it needs from the metadata at creation (the tensor
+ * set may be closed afterwards) and is immutable: every function below may be
+ * called from many threads at once.
+ */
+typedef struct memfit_tokenizer memfit_tokenizer;
+
+enum memfit_tokenizer_kind {
+    MEMFIT_TOKENIZER_BPE = 0, /* byte-level BPE ("gpt2") */
+    MEMFIT_TOKENIZER_SPM = 1, /* SentencePiece BPE ("llama") */
+};
+
+/* Token ids the metadata names (-1: none) and what encoding adds. */
+struct memfit_tokenizer_info {
+    enum memfit_tokenizer_kind kind;
+    const char *model; /* tokenizer.ggml.model, owned by the tokenizer */
+    const char *pre;   /* tokenizer.ggml.pre in use ("default" when absent) */
+    uint32_t n_vocab;
+    int32_t bos, eos, eot, pad, unk;
+    bool add_bos; /* encode with add_special puts bos first */
+    bool add_eos; /* ... and eos last */
+};
+
+/*
+ * Builds the tokenizer of a GGUF tensor set. E_FORMAT naming the key for
+ * missing or malformed metadata (no tokens, merges that name unknown tokens,
+ * an id out of range), E_UNSUPPORTED naming tokenizer.ggml.model or .pre for
+ * one memfit does not implement, E_NOMEM. Free with memfit_tokenizer_free().
+ */
+MEMFIT_API enum memfit_status memfit_tokenizer_from_gguf(const memfit_tensors *set,
+                                                         memfit_tokenizer **out);
+
+/* NULL is a no-op. */
+MEMFIT_API void memfit_tokenizer_free(memfit_tokenizer *tok);
+
+MEMFIT_API void memfit_tokenizer_get_info(const memfit_tokenizer *tok,
+                                          struct memfit_tokenizer_info *out);
+
+/*
+ * Token ids of `len` bytes of UTF-8 text. add_special: the BOS/EOS the
+ * metadata asks for; parse_special: text like "<|im_start|>" becomes its
+ * special token (otherwise it is ordinary text). *out_ids is allocated with
+ * memfit_malloc (free with memfit_free; NULL when *out_n is 0). E_INVALID for
+ * text that is not valid UTF-8 (naming the byte offset), E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_tokenizer_encode(const memfit_tokenizer *tok, const char *text,
+                                                      size_t len, bool add_special,
+                                                      bool parse_special, int32_t **out_ids,
+                                                      size_t *out_n);
+
+/*
+ * The bytes token `id` stands for in decoded text (byte-level BPE: the
+ * Unicode-to-byte map undone; SPM: U+2581 as a space, <0xXX> as the byte).
+ * Control tokens (BOS, EOS, ...) give their text only with `special`,
+ * otherwise 0 bytes. A token may hold part of a UTF-8 character. The bytes
+ * stay owned by the tokenizer. E_RANGE for an id outside the vocabulary.
+ */
+MEMFIT_API enum memfit_status memfit_tokenizer_piece(const memfit_tokenizer *tok, int32_t id,
+                                                     bool special, const char **bytes, size_t *len);
+
+/*
+ * Text of n tokens (NUL-terminated, allocated with memfit_malloc; *out_len
+ * without the NUL), as HF decode with skip_special_tokens = !special: SPM
+ * drops the space that starts the first piece after BOS. E_RANGE for an id
+ * outside the vocabulary, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_tokenizer_decode(const memfit_tokenizer *tok,
+                                                      const int32_t *ids, size_t n, bool special,
+                                                      char **out, size_t *out_len);
+
+/* True for end-of-generation tokens: eos, eot, and the control tokens the
+ * vocabulary marks as such ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"). */
+MEMFIT_API bool memfit_tokenizer_is_eog(const memfit_tokenizer *tok, int32_t id);
+
+/* tokenizer.chat_template as stored, or NULL. Owned by the tokenizer. */
+MEMFIT_API const char *memfit_tokenizer_chat_template(const memfit_tokenizer *tok);
+
+/*
+ * Writes a Hugging Face tokenizer (tokenizer.json, and tokenizer_config.json
+ * when not NULL: BOS/EOS, add_bos_token, chat_template) as the
+ * tokenizer.ggml.* metadata of a GGUF being written, so a model assembled
+ * from safetensors carries its tokenizer. E_FORMAT naming the JSON field,
+ * E_UNSUPPORTED for a tokenizer model or pre-tokenizer memfit cannot run,
+ * those of the writer.
+ */
+MEMFIT_API enum memfit_status memfit_tokenizer_json_to_gguf(const char *tokenizer_json,
+                                                            const char *tokenizer_config_json,
+                                                            memfit_writer *w);
+
+/* ==== Chat templates (src/models/chat.c) =================================== */
+
+enum memfit_chat_template {
+    MEMFIT_CHAT_CHATML = 0, /* <|im_start|>role\n...<|im_end|>\n (Qwen); the fallback */
+    MEMFIT_CHAT_LLAMA2 = 1, /* <s>[INST] <<SYS>>...<</SYS>> ... [/INST] ... </s> */
+    MEMFIT_CHAT_LLAMA3 = 2, /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+};
+
+struct memfit_chat_message {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+};
+
+/* "chatml", "llama2", "llama3". */
+MEMFIT_API const char *memfit_chat_template_name(enum memfit_chat_template tmpl);
+
+/*
+ * Recognises the template a model stores (tokenizer.chat_template, may be
+ * NULL) among those memfit renders natively. *out is the match, or CHATML
+ * with *recognised = false when the text is absent or unknown (the caller
+ * says which was chosen).
+ */
+MEMFIT_API void memfit_chat_template_detect(const char *template_text,
+                                            enum memfit_chat_template *out, bool *recognised);
+
+/*
+ * The prompt text of a conversation as the template renders it (with the
+ * BOS text where the template writes it), ending with the assistant header
+ * when add_generation_prompt. Encode it with parse_special = true and
+ * add_special = false. NUL-terminated, memfit_malloc'ed. E_INVALID for an
+ * unknown role or a message order the template cannot express, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_chat_render(enum memfit_chat_template tmpl,
+                                                 const struct memfit_chat_message *messages,
+                                                 size_t n_messages, bool add_generation_prompt,
+                                                 char **out);
+
+/* ==== Sampling (src/models/sample.c) ======================================== */
+
+struct memfit_sampling {
+    float temperature;      /* 0: greedy (argmax); default 0.8; range [0, 100] */
+    uint32_t top_k;         /* 0: off; default 40 */
+    float top_p;            /* 1: off; default 0.95; range (0, 1] */
+    float min_p;            /* 0: off; default 0.05; range [0, 1] */
+    float repeat_penalty;   /* 1: off; default 1.0; range (0, 10] */
+    uint32_t repeat_last_n; /* tokens the penalty looks back on; default 64 */
+    uint64_t seed;          /* same seed, same output */
+};
+
+MEMFIT_API void memfit_sampling_default(struct memfit_sampling *s);
+
+/* E_RANGE naming the first parameter out of its range. */
+MEMFIT_API enum memfit_status memfit_sampling_check(const struct memfit_sampling *s);
+
+typedef struct memfit_token_sampler memfit_token_sampler;
+
+/* A sampler for a vocabulary of n_vocab (its scratch allocated here). */
+MEMFIT_API enum memfit_status memfit_token_sampler_create(const struct memfit_sampling *s,
+                                                          uint32_t n_vocab,
+                                                          memfit_token_sampler **out);
+MEMFIT_API void memfit_token_sampler_free(memfit_token_sampler *smp);
+
+/*
+ * Picks the next token from n_vocab logits (modified in place: penalty,
+ * temperature) given the tokens so far (`history`, the last repeat_last_n
+ * used). Penalties, then top-k, top-p, min-p, temperature, then a draw from
+ * the sampler's own PRNG; greedy ignores all but the penalty. Never fails for
+ * finite logits; E_INVALID when all are -inf or NaN.
+ */
+MEMFIT_API enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float *logits,
+                                                          const int32_t *history, size_t n_history,
+                                                          int32_t *out);
+
+/* ==== LLMs: Qwen2 and LLaMA (src/models/llm*.c) ============================ */
+/*
+ * Decoder-only transformers from GGUF, general.architecture "qwen2" (q/k/v
+ * biases, NEOX rotary) or "llama" (GQA, normal rotary): the weights are used
+ * in place from the mapping in any type the tensor layer reads (the
+ * activations quantized to the dot type where the kernel wants it); only
+ * 1-D norm weights and biases stored in another type are converted to F32 at
+ * open. A model is shared and read-only after open; each conversation has a
+ * session: its KV cache (F16 or Q8_0) and workspace, one mapping whose size
+ * memfit_llm_plan() gives before anything is allocated.
+ */
+typedef struct memfit_llm memfit_llm;
+typedef struct memfit_llm_session memfit_llm_session;
+
+struct memfit_llm_info {
+    char arch[16];         /* "qwen2" or "llama" */
+    uint32_t n_vocab;      /* rows of token_embd */
+    uint32_t n_ctx_train;  /* <arch>.context_length */
+    uint32_t n_embd;       /* <arch>.embedding_length */
+    uint32_t n_layer;      /* <arch>.block_count */
+    uint32_t n_head;       /* <arch>.attention.head_count */
+    uint32_t n_head_kv;    /* <arch>.attention.head_count_kv (GQA), else n_head */
+    uint32_t head_dim;     /* n_embd / n_head */
+    uint32_t n_ff;         /* <arch>.feed_forward_length */
+    uint32_t n_rot;        /* rotary dimensions (<arch>.rope.dimension_count, else head_dim) */
+    bool rope_neox;        /* rotate halves (qwen2) rather than pairs (llama) */
+    float rope_freq_base;  /* default 10000 */
+    float rope_freq_scale; /* 1 / <arch>.rope.scaling.factor for linear scaling, else 1 */
+    float rms_eps;         /* <arch>.attention.layer_norm_rms_epsilon */
+    bool qkv_bias;         /* qwen2 */
+    bool tied_output;      /* no output.weight: token_embd is reused */
+    enum memfit_type weight_type; /* type of blk.0.attn_q.weight */
+    uint64_t weight_bytes;        /* bytes of the tensors the model uses */
+    uint64_t file_bytes;
+};
+
+struct memfit_llm_options {
+    uint32_t n_ctx;           /* tokens a session holds; 0: min(n_ctx_train, 4096) */
+    uint32_t n_batch;         /* prompt tokens per forward (matrix-matrix); default 64 */
+    enum memfit_type kv_type; /* F16 (default) or Q8_0 */
+    unsigned n_threads;       /* 0 (default): memfit_cpu_count() */
+};
+
+MEMFIT_API void memfit_llm_options_default(struct memfit_llm_options *opts);
+
+/* Bytes a model and one session take, known before loading. */
+struct memfit_llm_plan {
+    uint64_t weight_bytes;    /* mapped file bytes the model reads */
+    uint64_t converted_bytes; /* 1-D parameters converted to F32 at open */
+    uint64_t kv_bytes;        /* KV cache of one session: 2 x layers x ctx x kv heads x head_dim */
+    uint64_t work_bytes;      /* one session's workspace for n_batch tokens (logits included) */
+};
+
+/*
+ * Recognises an LLM in an open GGUF set from its metadata and tensor shapes
+ * (no weight read, nothing allocated). E_UNSUPPORTED naming the architecture
+ * for one memfit does not run; E_FORMAT naming the key or tensor that is
+ * missing or inconsistent (a vocabulary that does not match the embedding
+ * included). `out` written only on success.
+ */
+MEMFIT_API enum memfit_status memfit_llm_detect(const memfit_tensors *set,
+                                                struct memfit_llm_info *out);
+
+/* The plan for a model with `info` under `opts` (opts NULL: defaults).
+ * E_RANGE for a context or batch of 0 or above n_ctx_train x 8, or an
+ * overflow; E_UNSUPPORTED for a kv_type other than F16/Q8_0. */
+MEMFIT_API enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
+                                                  const struct memfit_llm_options *opts,
+                                                  struct memfit_llm_plan *out);
+
+/* Opens the GGUF at `path` (mapped, never copied). Failures: those of
+ * memfit_tensors_open and memfit_llm_detect, E_NOMEM. */
+MEMFIT_API enum memfit_status memfit_llm_open(const char *path, memfit_llm **out);
+
+/* Closes the file. Every session must be freed first. NULL is a no-op. */
+MEMFIT_API void memfit_llm_close(memfit_llm *model);
+
+MEMFIT_API void memfit_llm_get_info(const memfit_llm *model, struct memfit_llm_info *out);
+
+/* The model's tensor set (for its tokenizer: memfit_tokenizer_from_gguf). */
+MEMFIT_API const memfit_tensors *memfit_llm_tensors(const memfit_llm *model);
+
+/*
+ * A session: KV cache and workspace for opts->n_ctx tokens in one anonymous
+ * mapping of plan.kv_bytes + plan.work_bytes, and its thread pool. The KV
+ * cache is zero pages until written, so RSS grows with the tokens held.
+ * E_RANGE (as plan), E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_llm_session_create(memfit_llm *model,
+                                                        const struct memfit_llm_options *opts,
+                                                        memfit_llm_session **out);
+
+MEMFIT_API void memfit_llm_session_free(memfit_llm_session *s);
+
+/* Tokens in the cache now. */
+MEMFIT_API uint32_t memfit_llm_session_pos(const memfit_llm_session *s);
+
+/* Forgets the cache from position `pos` on (0: a fresh conversation);
+ * E_RANGE when pos is beyond the tokens held. */
+MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s, uint32_t pos);
+
+/*
+ * Appends n tokens to the context and runs them through the model, in
+ * batches of n_batch (matrix-matrix) or one at a time. logits: NULL, or
+ * n_vocab floats receiving the last token's logits (all_logits: n x n_vocab,
+ * one row per token). E_RANGE with the figures when pos + n exceeds n_ctx
+ * (before any work, nothing changed), E_RANGE for an id outside the
+ * vocabulary, E_INVALID for n = 0. Not thread-safe per session; sessions of
+ * one model may run at once.
+ */
+MEMFIT_API enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
+                                              size_t n, float *logits, bool all_logits);
+
+/* ---- Generation (src/models/generate.c) ---------------------------------- */
+
+enum memfit_finish {
+    MEMFIT_FINISH_STOP = 0,      /* an end-of-generation token or a stop string */
+    MEMFIT_FINISH_LENGTH = 1,    /* max_tokens, or the context is full */
+    MEMFIT_FINISH_CANCELLED = 2, /* the callback asked to stop */
+};
+
+struct memfit_generate_params {
+    const int32_t *prompt; /* tokens appended to the session before generating */
+    size_t n_prompt;
+    uint32_t max_tokens; /* 0: until the context is full */
+    struct memfit_sampling sampling;
+    const char *const *stop; /* stop strings (not emitted), n_stop of them */
+    size_t n_stop;
+};
+
+/*
+ * Called with each piece of text as soon as it is final: whole UTF-8
+ * characters only, and never text that could still become a stop string.
+ * Returns false to cancel (the client went away).
+ */
+typedef bool (*memfit_generate_fn)(void *ctx, const char *text, size_t len);
+
+struct memfit_generate_result {
+    enum memfit_finish finish;
+    uint32_t n_prompt;       /* prompt tokens evaluated */
+    uint32_t n_generated;    /* tokens sampled */
+    double prompt_seconds;   /* time in the prompt's forward passes */
+    double generate_seconds; /* time from the first sampled token to the end */
+};
+
+/*
+ * Evaluates the prompt, then samples up to max_tokens tokens, streaming
+ * their text to `fn`. Stops at an end-of-generation token, a stop string
+ * (the text before it is emitted), max_tokens, a full context or
+ * cancellation. E_RANGE (prompt longer than the context, before any work),
+ * E_RANGE from memfit_sampling_check, the failures of memfit_llm_eval.
+ */
+MEMFIT_API enum memfit_status memfit_llm_generate(memfit_llm_session *s,
+                                                  const memfit_tokenizer *tok,
+                                                  const struct memfit_generate_params *params,
+                                                  memfit_generate_fn fn, void *ctx,
+                                                  struct memfit_generate_result *result);
 
 #ifdef __cplusplus
 }
