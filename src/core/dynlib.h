@@ -46,4 +46,20 @@ struct mf_dl_library {
  */
 enum memfit_status mf_dl_load(struct mf_dl_library *lib);
 
+/*
+ * Gives back the resident pages of code a loaded library brought in but the
+ * process will not run: every page of the read-only mappings (code, constant
+ * data) of the libraries whose file name starts with one of `prefixes` that
+ * is still an unmodified page of the file is dropped with MADV_DONTNEED
+ * (pages the loader wrote, such as relocated read-only data, are kept:
+ * /proc/self/pagemap tells them apart). Should a dropped page be needed
+ * after all, it is faulted back in from the page cache.
+ *
+ * Why: Debian's libmicrohttpd links GnuTLS, whose start-up touches ~2 MB of
+ * the TLS stack (gnutls, p11-kit, nettle, gmp, ...) that a plain-HTTP server
+ * never calls again. Returns the bytes released (0 when /proc is not
+ * readable; never fails).
+ */
+size_t mf_dl_release_clean_pages(const char *const *prefixes, size_t n_prefixes);
+
 #endif

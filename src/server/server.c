@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/dynlib.h"
 #include "server/internal.h"
 
 void memfit_server_options_default(struct memfit_server_options *o)
@@ -481,6 +482,15 @@ static enum memfit_status start_http(memfit_server *srv)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->opt.port;
+    /* memfit serves plain HTTP (TLS belongs to a proxy in front), yet Debian's
+     * libmicrohttpd links GnuTLS, whose initialisation left ~2 MB of the TLS
+     * stack resident: give those pages back. */
+    static const char *const tls_stack[] = {"libgnutls",    "libp11-kit", "libnettle",
+                                            "libhogweed",   "libgmp",     "libtasn1",
+                                            "libunistring", "libidn2",    "libffi"};
+    size_t released = mf_dl_release_clean_pages(tls_stack, sizeof(tls_stack) / sizeof(*tls_stack));
+    memfit_log(MEMFIT_LOG_DEBUG, "server: released %zu kB of the TLS libraries' pages",
+               released / 1024);
     return MEMFIT_OK;
 }
 

@@ -4,6 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "core/dynlib.h"
@@ -261,6 +264,21 @@ static void test_dynlib(void **state)
     assert_non_null(real_puts);
 }
 
+/* Dropping libc's resident code pages is safe: they come back on use. */
+static void test_dynlib_release_pages(void **state)
+{
+    (void)state;
+    static const char *const libc[] = {"libc.so"};
+    size_t released = mf_dl_release_clean_pages(libc, 1);
+    if (access("/proc/self/pagemap", R_OK) == 0)
+        assert_true(released > 0);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%d-%s", 42, "ok");
+    assert_string_equal(buf, "42-ok");
+    static const char *const none[] = {"libmemfit-does-not-exist"};
+    assert_int_equal(mf_dl_release_clean_pages(none, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration_percent_int),
         cmocka_unit_test(test_anon_mapping),
         cmocka_unit_test(test_dynlib),
+        cmocka_unit_test(test_dynlib_release_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
