@@ -36,6 +36,8 @@ enum {
     X(pull, "Fetch a model file into the cache (S3, HTTP(S), Hugging Face, path)") \
     X(cache, "List, verify, remove and evict cached model files") \
     X(embed, "Compute DINOv2 image embeddings") \
+    X(generate, "Generate text with a Qwen2/LLaMA GGUF model") \
+    X(chat, "Chat with a Qwen2/LLaMA GGUF model on the terminal") \
     X(run, "Run a manifest model on inputs through the model manager") \
     X(models, "List a manifest's models, their planned memory and whether they fit") \
     X(serve, "Serve models over HTTP within a memory budget (embeddings, metrics)") \

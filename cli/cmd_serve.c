@@ -153,7 +153,8 @@ int cmd_serve(int argc, char **argv)
     free(cwd); /* lint: allow: getcwd's buffer */
     o.model_sources = sources;
     o.n_model_sources = n_sources;
-    static const struct memfit_embed_engine *const engines[] = {&cli_dinov2_engine};
+    static const struct memfit_embed_engine *const engines[] = {
+        &cli_qwen2_engine, &cli_llama_engine, &cli_dinov2_engine};
     o.engines = engines;
     o.n_engines = sizeof(engines) / sizeof(engines[0]);
     o.api_key = memfit_config_get("MEMFIT_API_KEY");

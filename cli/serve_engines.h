@@ -17,4 +17,14 @@
  */
 extern const struct memfit_embed_engine cli_dinov2_engine;
 
+/*
+ * Qwen2 and LLaMA GGUF models (families "qwen2" and "llama"; "llm" takes
+ * either): text generation for /v1/completions and /v1/chat/completions,
+ * the conversation rendered with the model's chat template (ChatML when it
+ * has none memfit knows). A quick-start model is taken by the engine whose
+ * family is the file's general.architecture.
+ */
+extern const struct memfit_embed_engine cli_qwen2_engine;
+extern const struct memfit_embed_engine cli_llama_engine;
+
 #endif

@@ -758,6 +758,63 @@ memfit_vit_driver_forward(void *loaded, const float *pixels, uint32_t batch, uin
                           uint32_t width, enum memfit_vit_output output, bool normalize, float *out,
                           size_t out_floats, int64_t timeout_ms);
 
+/* ---- The LLM driver (src/manager/driver_llm.c) --------------------------- */
+
+/*
+ * Glues the Qwen2/LLaMA engine (memfit_llm_*, models.h) to the manager.
+ *
+ * plan:   from the GGUF header alone (memfit_llm_detect + memfit_llm_plan_for;
+ *         the weights are mapped, not read): weights = the tensors the model
+ *         uses, converted = its 1-D parameters in F32, and for each of its
+ *         sessions (max_concurrency of them, 1 when unlimited) the KV cache
+ *         (KV_CACHE) and the workspace (WORKSPACE) for the context. A context
+ *         that cannot fit is refused with these figures before any load.
+ * load:   memfit_llm_open, its tokenizer, and the sessions (each one
+ *         anonymous mapping, zero pages until tokens are written).
+ * unload: sessions unmapped, the model closed, the weight file's page cache
+ *         dropped, the heap trimmed.
+ *
+ * Options (manifest `options:`): ctx: N (tokens; else limits.max_context,
+ * else min(the model's context, 4096)), kv: f16|q8_0, threads: N, batch: N.
+ * Sources: a local path or file:// (remote LLM sources: not yet).
+ */
+MEMFIT_API extern const struct memfit_model_driver memfit_llm_driver;
+
+typedef struct memfit_llm_driver_config memfit_llm_driver_config;
+
+/* True for the family names the LLM driver takes: "qwen2", "llama", "llm". */
+MEMFIT_API bool memfit_llm_driver_family(const char *family);
+
+/* A config from a manifest entry of family "qwen2", "llama" or "llm".
+ * E_FORMAT naming the manifest line and option, E_UNSUPPORTED (family,
+ * remote source), E_NOMEM. */
+MEMFIT_API enum memfit_status
+memfit_llm_driver_config_create(const struct memfit_manifest *manifest,
+                                const struct memfit_manifest_model *model,
+                                memfit_llm_driver_config **out);
+
+MEMFIT_API void memfit_llm_driver_config_free(memfit_llm_driver_config *config);
+
+/* The local weight file (borrowed). */
+MEMFIT_API const char *memfit_llm_driver_config_path(const memfit_llm_driver_config *config);
+
+/* The engine's model and tokenizer inside a loaded LLM (the pointer
+ * memfit_handle_model returns); valid while the handle is held. */
+MEMFIT_API memfit_llm *memfit_llm_driver_model(void *loaded);
+MEMFIT_API const memfit_tokenizer *memfit_llm_driver_tokenizer(void *loaded);
+
+/*
+ * Takes one of the loaded model's sessions for a request (emptied: position
+ * 0), waiting while all are in use. Give it back with
+ * memfit_llm_driver_session_release(). E_NOMEM never: sessions exist from
+ * the load on.
+ */
+MEMFIT_API memfit_llm_session *memfit_llm_driver_session_acquire(void *loaded);
+MEMFIT_API void memfit_llm_driver_session_release(void *loaded, memfit_llm_session *session);
+
+/* The context every session of the loaded model holds (tokens). */
+MEMFIT_API uint32_t memfit_llm_driver_context(void *loaded);
+
 #ifdef __cplusplus
 }
 #endif

@@ -618,6 +618,29 @@ struct memfit_generate_result {
 };
 
 /*
+ * The same loop, a step at a time, for callers that pull text (an HTTP
+ * response written as the client reads it): memfit_generation_start checks
+ * the parameters and that the prompt fits (E_RANGE before any work);
+ * memfit_generation_next runs the prompt (first call) and then tokens until
+ * some text is final or the generation ends (*done; the text of the last
+ * call may be non-empty); *text is owned by the generation and valid until
+ * the next call. memfit_generation_result says how it went (finish
+ * CANCELLED when it was freed before done). The session and tokenizer must
+ * outlive the generation; params (and its strings) are copied.
+ */
+typedef struct memfit_generation memfit_generation;
+
+MEMFIT_API enum memfit_status memfit_generation_start(memfit_llm_session *s,
+                                                      const memfit_tokenizer *tok,
+                                                      const struct memfit_generate_params *params,
+                                                      memfit_generation **out);
+MEMFIT_API enum memfit_status memfit_generation_next(memfit_generation *g, const char **text,
+                                                     size_t *len, bool *done);
+MEMFIT_API void memfit_generation_result(const memfit_generation *g,
+                                         struct memfit_generate_result *out);
+MEMFIT_API void memfit_generation_free(memfit_generation *g);
+
+/*
  * Evaluates the prompt, then samples up to max_tokens tokens, streaming
  * their text to `fn`. Stops at an end-of-generation token, a stop string
  * (the text before it is emitted), max_tokens, a full context or

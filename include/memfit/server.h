@@ -60,10 +60,25 @@ struct memfit_embed_input {
  * stopping. Cheap (one non-blocking syscall at most); call it between steps. */
 typedef bool (*memfit_cancel_fn)(void *user);
 
+/* A text-generation request (POST /v1/completions and /v1/chat/completions). */
+struct memfit_generation_request {
+    const char *prompt; /* completions: the prompt text; NULL for chat */
+    size_t prompt_len;
+    const struct memfit_chat_message *messages; /* chat: the conversation */
+    size_t n_messages;
+    /* Sampling, max_tokens (0: until the context is full) and stop strings;
+     * prompt and n_prompt are the engine's to fill. */
+    struct memfit_generate_params params;
+};
+
 /*
  * A model family the server can run. `driver` is what the manager loads and
  * unloads with; config_create makes that driver's config for one manifest
- * entry. All fields but `user` are required.
+ * entry. family, input_kind, driver, config_create and config_destroy are
+ * required; an embedding family has dimension and embed, a text-generation
+ * family the generate_* trio (or both). config_create must fail with
+ * E_UNSUPPORTED for a file of another family, so a quick-start model
+ * ("auto") goes to the engine that takes it.
  */
 struct memfit_embed_engine {
     const char *family; /* matches the manifest's `family` */
@@ -89,6 +104,20 @@ struct memfit_embed_engine {
     enum memfit_status (*embed)(void *model, const struct memfit_embed_input *inputs,
                                 size_t n_inputs, float *out, uint64_t *out_tokens,
                                 memfit_cancel_fn cancelled, void *cancel_user);
+    /*
+     * Starts a generation on a loaded model, with a handle held: renders the
+     * conversation with the model's chat template (chat) or takes the
+     * prompt, tokenizes it and checks it fits the context (E_RANGE with the
+     * figures otherwise, before any work; E_INVALID for text that is not
+     * UTF-8). *out_prompt_tokens is the prompt's length in tokens.
+     */
+    enum memfit_status (*generate_start)(void *model, const struct memfit_generation_request *req,
+                                         void **out_gen, uint32_t *out_prompt_tokens);
+    /* Runs until some text is final or the generation ends (*done); *text
+     * stays valid until the next call. Failures: those of memfit_llm_eval. */
+    enum memfit_status (*generate_next)(void *gen, const char **text, size_t *len, bool *done);
+    /* Ends a generation (finished or not) and says how it went. */
+    void (*generate_end)(void *gen, struct memfit_generate_result *result);
     void *user;
 };
 

@@ -446,6 +446,305 @@ done:
     return MEMFIT_OK;
 }
 
+/* ---- The completions and chat requests ----------------------------------------------- */
+
+void mf_gen_request_free(struct mf_gen_request *r)
+{
+    memfit_free(r->model);
+    memfit_free(r->prompt);
+    for (size_t i = 0; i < r->n_messages; i++) {
+        memfit_free(r->roles ? r->roles[i] : NULL);
+        memfit_free(r->contents ? r->contents[i] : NULL);
+    }
+    memfit_free(r->roles);
+    memfit_free(r->contents);
+    for (size_t i = 0; i < r->n_stop; i++)
+        memfit_free(r->stop[i]);
+    memset(r, 0, sizeof(*r));
+}
+
+static char *json_strdup(const json_t *s, size_t *len)
+{
+    size_t n = json_string_length(s);
+    char *out = memfit_malloc_in(MEMFIT_ALLOC_SERVER, n + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, json_string_value(s), n);
+    out[n] = '\0';
+    if (len)
+        *len = n;
+    return out;
+}
+
+/* A number field in [lo, hi]: E_FORMAT (with *err) otherwise. */
+static enum memfit_status number_field(const json_t *root, const char *key, double lo, double hi,
+                                       bool *has, double *out, struct mf_http_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v))
+        return MEMFIT_OK;
+    if (!json_is_number(v)) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_type",
+                          "'%s' must be a number, not %s", key, json_type_name(v));
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_value",
+                          "'%s' is %g; it must be %g to %g", key, x, lo, hi);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    *has = true;
+    *out = x;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status integer_field(const json_t *root, const char *key, uint64_t hi, bool *has,
+                                        uint64_t *out, struct mf_http_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v))
+        return MEMFIT_OK;
+    if (!json_is_integer(v)) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_type",
+                          "'%s' must be an integer, not %s", key, json_type_name(v));
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || (uint64_t)x > hi) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_value",
+                          "'%s' is %lld; it must be 0 to %llu", key, (long long)x,
+                          (unsigned long long)hi);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    *has = true;
+    *out = (uint64_t)x;
+    return MEMFIT_OK;
+}
+
+/* A message's content: a string, or text parts joined. */
+static enum memfit_status message_content(const json_t *c, size_t i, char **out,
+                                          struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (json_is_string(c)) {
+        *out = json_strdup(c, NULL);
+        return *out ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    }
+    if (json_is_null(c)) {
+        *out = memfit_strdup("");
+        return *out ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    }
+    if (!json_is_array(c))
+        BAD("invalid_type", "'messages[%zu].content' must be a string or an array of parts, not %s",
+            i, json_type_name(c));
+    struct mf_text t = {0};
+    mf_text_puts(&t, "");
+    size_t k;
+    json_t *part;
+    json_array_foreach(c, k, part)
+    {
+        json_t *type = json_object_get(part, "type");
+        json_t *text = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
+            mf_text_free(&t);
+            BAD("invalid_value",
+                "'messages[%zu].content[%zu]' must be {\"type\": \"text\", \"text\": ...} (this "
+                "model reads text only)",
+                i, k);
+        }
+        mf_text_append(&t, json_string_value(text), json_string_length(text));
+    }
+    *out = mf_text_take(&t, NULL);
+    return *out ? MEMFIT_OK : MEMFIT_E_NOMEM;
+done:
+    return st;
+}
+
+enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
+                                        struct mf_gen_request *out, struct mf_http_error *err)
+{
+    mf_json_init();
+    struct mf_gen_request r = {0};
+    r.chat = chat;
+    enum memfit_status st = MEMFIT_OK;
+    json_error_t jerr;
+    memfit_clear_error();
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (memfit_last_error()[0] != '\0')
+            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
+                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    if (!json_is_object(root))
+        BAD("invalid_type", "the body must be a JSON object, not %s", json_type_name(root));
+    json_t *model = json_object_get(root, "model");
+    if (!model)
+        BAD("missing_field", "missing field 'model'");
+    if (!json_is_string(model))
+        BAD("invalid_type", "'model' must be a string, not %s", json_type_name(model));
+    if (json_string_length(model) == 0 || json_string_length(model) >= MF_MODEL_NAME_MAX ||
+        strlen(json_string_value(model)) != json_string_length(model))
+        BAD("invalid_value", "'model' must be 1 to %d characters", MF_MODEL_NAME_MAX - 1);
+    if (!(r.model = json_strdup(model, NULL))) {
+        st = MEMFIT_E_NOMEM;
+        goto done;
+    }
+
+    if (chat) {
+        json_t *msgs = json_object_get(root, "messages");
+        if (!msgs)
+            BAD("missing_field", "missing field 'messages'");
+        if (!json_is_array(msgs))
+            BAD("invalid_type", "'messages' must be an array, not %s", json_type_name(msgs));
+        size_t n = json_array_size(msgs);
+        if (n == 0)
+            BAD("invalid_value", "'messages' is an empty array");
+        if (n > MF_GEN_MAX_MESSAGES)
+            BAD("invalid_value", "'messages' has %zu items; at most %d", n, MF_GEN_MAX_MESSAGES);
+        r.roles = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.roles));
+        r.contents = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.contents));
+        if (!r.roles || !r.contents) {
+            st = MEMFIT_E_NOMEM;
+            goto done;
+        }
+        r.n_messages = n;
+        size_t i;
+        json_t *m;
+        json_array_foreach(msgs, i, m)
+        {
+            if (!json_is_object(m))
+                BAD("invalid_type", "'messages[%zu]' must be an object, not %s", i,
+                    json_type_name(m));
+            json_t *role = json_object_get(m, "role");
+            if (!json_is_string(role))
+                BAD(role ? "invalid_type" : "missing_field",
+                    "'messages[%zu].role' must be a string", i);
+            const char *rv = json_string_value(role);
+            if (strcmp(rv, "system") != 0 && strcmp(rv, "user") != 0 &&
+                strcmp(rv, "assistant") != 0 && strcmp(rv, "developer") != 0)
+                BAD("invalid_value",
+                    "'messages[%zu].role' is '%.32s'; expected system, developer, user or "
+                    "assistant",
+                    i, rv);
+            /* "developer" is the newer name of "system" in OpenAI's API. */
+            r.roles[i] = memfit_strdup(strcmp(rv, "developer") == 0 ? "system" : rv);
+            if (!r.roles[i]) {
+                st = MEMFIT_E_NOMEM;
+                goto done;
+            }
+            json_t *content = json_object_get(m, "content");
+            if (!content)
+                BAD("missing_field", "missing field 'messages[%zu].content'", i);
+            if ((st = message_content(content, i, &r.contents[i], err)) != MEMFIT_OK)
+                goto done;
+        }
+    } else {
+        json_t *prompt = json_object_get(root, "prompt");
+        if (!prompt)
+            BAD("missing_field", "missing field 'prompt'");
+        if (json_is_array(prompt)) {
+            if (json_array_size(prompt) != 1 || !json_is_string(json_array_get(prompt, 0)))
+                BAD("invalid_value", "'prompt' must be a string or an array of one string "
+                                     "(one prompt per request)");
+            prompt = json_array_get(prompt, 0);
+        }
+        if (!json_is_string(prompt))
+            BAD("invalid_type", "'prompt' must be a string, not %s", json_type_name(prompt));
+        if (!(r.prompt = json_strdup(prompt, &r.prompt_len))) {
+            st = MEMFIT_E_NOMEM;
+            goto done;
+        }
+    }
+
+    bool has = false;
+    uint64_t u = 0;
+    if ((st = integer_field(root, "max_tokens", 1u << 24, &r.has_max_tokens, &r.max_tokens, err)) !=
+            MEMFIT_OK ||
+        (st = integer_field(root, "max_completion_tokens", 1u << 24, &r.has_max_tokens,
+                            &r.max_tokens, err)) != MEMFIT_OK ||
+        (st = integer_field(root, "top_k", 1u << 24, &r.has_top_k, &r.top_k, err)) != MEMFIT_OK ||
+        (st = integer_field(root, "seed", UINT64_MAX >> 1, &r.has_seed, &r.seed, err)) !=
+            MEMFIT_OK ||
+        (st = integer_field(root, "n", 1, &has, &u, err)) != MEMFIT_OK)
+        goto done;
+    if (has && u != 1)
+        BAD("invalid_value", "'n' must be 1 (one choice per request)");
+    if ((st = number_field(root, "temperature", 0, 2, &r.has_temperature, &r.temperature, err)) !=
+            MEMFIT_OK ||
+        (st = number_field(root, "top_p", 0, 1, &r.has_top_p, &r.top_p, err)) != MEMFIT_OK ||
+        (st = number_field(root, "min_p", 0, 1, &r.has_min_p, &r.min_p, err)) != MEMFIT_OK ||
+        (st = number_field(root, "repeat_penalty", 0.01, 10, &r.has_repeat_penalty,
+                           &r.repeat_penalty, err)) != MEMFIT_OK ||
+        (st = number_field(root, "repetition_penalty", 0.01, 10, &r.has_repeat_penalty,
+                           &r.repeat_penalty, err)) != MEMFIT_OK)
+        goto done;
+    if (r.has_top_p && r.top_p == 0)
+        BAD("invalid_value", "'top_p' must be above 0");
+    static const char *const neutral[] = {"frequency_penalty", "presence_penalty"};
+    for (size_t i = 0; i < 2; i++) {
+        double x = 0;
+        bool h = false;
+        if ((st = number_field(root, neutral[i], -2, 2, &h, &x, err)) != MEMFIT_OK)
+            goto done;
+        if (h && x != 0)
+            BAD("invalid_value", "'%s' is not supported (use repeat_penalty)", neutral[i]);
+    }
+    json_t *bias = json_object_get(root, "logit_bias");
+    if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
+        BAD("invalid_value", "'logit_bias' is not supported");
+    json_t *stream = json_object_get(root, "stream");
+    if (stream && !json_is_null(stream)) {
+        if (!json_is_boolean(stream))
+            BAD("invalid_type", "'stream' must be a boolean, not %s", json_type_name(stream));
+        r.stream = json_is_true(stream);
+    }
+    json_t *so = json_object_get(root, "stream_options");
+    if (so && !json_is_null(so)) {
+        json_t *iu = json_object_get(so, "include_usage");
+        if (!json_is_object(so) || (iu && !json_is_boolean(iu)))
+            BAD("invalid_type", "'stream_options' must be {\"include_usage\": bool}");
+        r.include_usage = json_is_true(iu);
+    }
+    json_t *stop = json_object_get(root, "stop");
+    if (stop && !json_is_null(stop)) {
+        size_t n = json_is_array(stop) ? json_array_size(stop) : 1;
+        if (!json_is_array(stop) && !json_is_string(stop))
+            BAD("invalid_type", "'stop' must be a string or an array of strings, not %s",
+                json_type_name(stop));
+        if (n > MF_GEN_MAX_STOP)
+            BAD("invalid_value", "'stop' has %zu strings; at most %d", n, MF_GEN_MAX_STOP);
+        for (size_t i = 0; i < n; i++) {
+            json_t *sv = json_is_array(stop) ? json_array_get(stop, i) : stop;
+            if (!json_is_string(sv))
+                BAD("invalid_type", "'stop[%zu]' must be a string, not %s", i, json_type_name(sv));
+            if (json_string_length(sv) == 0 || json_string_length(sv) > 256 ||
+                strlen(json_string_value(sv)) != json_string_length(sv))
+                BAD("invalid_value", "'stop[%zu]' must be 1 to 256 bytes", i);
+            if (!(r.stop[i] = json_strdup(sv, NULL))) {
+                st = MEMFIT_E_NOMEM;
+                goto done;
+            }
+            r.n_stop++;
+        }
+    }
+    json_t *user = json_object_get(root, "user");
+    if (user && !json_is_string(user) && !json_is_null(user))
+        BAD("invalid_type", "'user' must be a string, not %s", json_type_name(user));
+done:
+    json_decref(root);
+    if (st != MEMFIT_OK) {
+        mf_gen_request_free(&r);
+        return st;
+    }
+    *out = r;
+    return MEMFIT_OK;
+}
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 static const char *const route_labels[] = {
@@ -467,6 +766,8 @@ enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], con
         const char *method;
     } fixed[] = {
         {"/v1/embeddings", MF_ROUTE_EMBEDDINGS, "POST"},
+        {"/v1/completions", MF_ROUTE_COMPLETIONS, "POST"},
+        {"/v1/chat/completions", MF_ROUTE_CHAT, "POST"},
         {"/v1/models", MF_ROUTE_V1_MODELS, "GET"},
         {"/api/models", MF_ROUTE_MODELS, "GET"},
         {"/api/memory", MF_ROUTE_MEMORY, "GET"},

@@ -88,11 +88,56 @@ enum memfit_status mf_embed_request_parse(const char *body, size_t len, size_t m
                                           struct mf_embed_request *out, struct mf_http_error *err);
 void mf_embed_request_free(struct mf_embed_request *r);
 
+/* ---- The completions and chat requests ----------------------------------------------- */
+
+#define MF_GEN_MAX_STOP     4 /* as OpenAI */
+#define MF_GEN_MAX_MESSAGES 256
+
+struct mf_gen_request {
+    char *model;
+    bool chat;    /* /v1/chat/completions: `messages`; else `prompt` */
+    char *prompt; /* completions */
+    size_t prompt_len;
+    char **roles; /* chat: n_messages of each */
+    char **contents;
+    size_t n_messages;
+    char *stop[MF_GEN_MAX_STOP];
+    size_t n_stop;
+    bool stream;
+    bool include_usage; /* stream_options.include_usage */
+    bool has_max_tokens;
+    uint64_t max_tokens;
+    /* sampling; has_* false: the server's default */
+    bool has_temperature, has_top_p, has_top_k, has_min_p, has_repeat_penalty, has_seed;
+    double temperature, top_p, min_p, repeat_penalty;
+    uint64_t top_k;
+    uint64_t seed;
+};
+
+/*
+ * Parses an OpenAI completions ({"model", "prompt", ...}) or chat
+ * completions ({"model", "messages": [{"role", "content"}], ...}) body.
+ * Taken: max_tokens / max_completion_tokens, temperature, top_p, stop
+ * (string or up to 4 strings), stream, stream_options.include_usage, seed,
+ * n (1 only), user, and the common extensions top_k, min_p,
+ * repeat_penalty (also repetition_penalty); frequency/presence_penalty and
+ * logit_bias are accepted only when neutral (0 / empty). A message content
+ * is a string or an array of {"type": "text", "text"} parts. Other fields
+ * are ignored, as OpenAI's server does with ones it does not know. Client
+ * mistakes are E_FORMAT with *err (400: invalid_json, invalid_type,
+ * missing_field, invalid_value); E_NOMEM.
+ */
+enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
+                                        struct mf_gen_request *out, struct mf_http_error *err);
+void mf_gen_request_free(struct mf_gen_request *r);
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 /* The routes, in the order /metrics lists them. */
 #define MF_ROUTE_LIST(X)                                                                           \
     X(EMBEDDINGS, "/v1/embeddings")                                                                \
+    X(COMPLETIONS, "/v1/completions")                                                              \
+    X(CHAT, "/v1/chat/completions")                                                                \
     X(V1_MODELS, "/v1/models")                                                                     \
     X(MODELS, "/api/models")                                                                       \
     X(MODEL_LOAD, "/api/models/{name}/load")                                                       \

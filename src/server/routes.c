@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -685,6 +686,15 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
         return fail(r, 404, "invalid_request_error", "model_not_found", msg);
     }
 
+    if (engine && !engine->embed) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "model '%s' (%s) does not make embeddings; it generates text "
+                 "(/v1/completions, /v1/chat/completions)",
+                 w->req.model, engine->family);
+        return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
+    }
+
     /* Admission: at most max_queue requests past this point at once. */
     if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
         atomic_fetch_sub(&srv->admitted, 1);
@@ -765,6 +775,353 @@ static enum MHD_Result route_embeddings(struct req *r)
     enum MHD_Result ret = run_embeddings(r, &w);
     embed_work_free(r->srv, &w);
     return ret;
+}
+
+/* ---- Completions and chat ------------------------------------------------------------------ */
+
+/* A generation in flight: owned by the route, or, when streaming, by the
+ * response (freed by gen_stream_free when libmicrohttpd is done with it). */
+struct gen_work {
+    memfit_server *srv;
+    struct mf_gen_request req;
+    struct memfit_chat_message *messages;
+    const struct memfit_embed_engine *engine;
+    memfit_handle *handle;
+    void *gen;
+    uint32_t prompt_tokens;
+    char id[40];
+    uint64_t created;
+    int fd;
+    bool admitted, running, role_sent, finished, ended;
+    struct memfit_generate_result result;
+    struct mf_text pending;
+    size_t pending_off;
+};
+
+static void gen_work_free(struct gen_work *w)
+{
+    memfit_server *srv = w->srv;
+    if (w->gen && !w->ended)
+        w->engine->generate_end(w->gen, &w->result);
+    if (w->handle)
+        memfit_manager_release(w->handle);
+    if (w->running)
+        atomic_fetch_sub(&srv->running, 1);
+    if (w->admitted)
+        atomic_fetch_sub(&srv->admitted, 1);
+    memfit_free(w->messages);
+    mf_gen_request_free(&w->req);
+    mf_text_free(&w->pending);
+    memfit_free(w);
+}
+
+static const char *finish_name(enum memfit_finish f)
+{
+    return f == MEMFIT_FINISH_LENGTH ? "length" : "stop";
+}
+
+static void gen_usage(struct mf_text *t, const struct gen_work *w)
+{
+    mf_text_printf(t,
+                   "\"usage\":{\"prompt_tokens\":%" PRIu32 ",\"completion_tokens\":%" PRIu32
+                   ",\"total_tokens\":%" PRIu32 "}",
+                   w->prompt_tokens, w->result.n_generated,
+                   w->prompt_tokens + w->result.n_generated);
+}
+
+static void gen_head(struct mf_text *t, const struct gen_work *w, const char *object)
+{
+    mf_text_printf(t, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%" PRIu64 ",\"model\":", w->id,
+                   object, w->created);
+    mf_text_json_string(t, w->req.model, strlen(w->req.model));
+}
+
+/* One server-sent event with a piece of text (or the finish, text NULL). */
+static void gen_chunk(struct gen_work *w, const char *text, size_t len, const char *finish)
+{
+    struct mf_text *t = &w->pending;
+    mf_text_puts(t, "data: ");
+    gen_head(t, w, w->req.chat ? "chat.completion.chunk" : "text_completion");
+    if (w->req.chat) {
+        mf_text_puts(t, ",\"choices\":[{\"index\":0,\"delta\":{");
+        if (!w->role_sent) {
+            mf_text_puts(t, "\"role\":\"assistant\"");
+            w->role_sent = true;
+            if (text)
+                mf_text_puts(t, ",");
+        }
+        if (text) {
+            mf_text_puts(t, "\"content\":");
+            mf_text_json_string(t, text, len);
+        }
+        mf_text_puts(t, "},\"logprobs\":null,\"finish_reason\":");
+    } else {
+        mf_text_puts(t, ",\"choices\":[{\"index\":0,\"text\":");
+        mf_text_json_string(t, text ? text : "", text ? len : 0);
+        mf_text_puts(t, ",\"logprobs\":null,\"finish_reason\":");
+    }
+    if (finish)
+        mf_text_printf(t, "\"%s\"", finish);
+    else
+        mf_text_puts(t, "null");
+    mf_text_puts(t, "}]");
+    if (finish && w->req.include_usage) {
+        mf_text_puts(t, "}\n\ndata: ");
+        gen_head(t, w, w->req.chat ? "chat.completion.chunk" : "text_completion");
+        mf_text_puts(t, ",\"choices\":[],");
+        gen_usage(t, w);
+    }
+    mf_text_puts(t, "}\n\n");
+    if (finish)
+        mf_text_puts(t, "data: [DONE]\n\n");
+}
+
+static bool fd_closed(int fd)
+{
+    char c;
+    ssize_t n = fd >= 0 ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct gen_work *w = cls;
+    for (;;) {
+        if (w->pending_off < w->pending.len) {
+            size_t n = w->pending.len - w->pending_off;
+            if (n > max)
+                n = max;
+            memcpy(buf, w->pending.data + w->pending_off, n);
+            w->pending_off += n;
+            return (ssize_t)n;
+        }
+        w->pending.len = 0;
+        w->pending_off = 0;
+        if (w->pending.failed)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (w->finished)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (atomic_load(&w->srv->cancel_all) || fd_closed(w->fd)) {
+            memfit_log(MEMFIT_LOG_INFO, "%s: model %s: generation cancelled after %s",
+                       w->req.chat ? "/v1/chat/completions" : "/v1/completions", w->req.model,
+                       atomic_load(&w->srv->cancel_all) ? "the server stopped"
+                                                        : "the client went away");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        const char *text = NULL;
+        size_t len = 0;
+        bool done = false;
+        enum memfit_status st = w->engine->generate_next(w->gen, &text, &len, &done);
+        if (st != MEMFIT_OK) {
+            /* Headers are gone: say it in the stream, as OpenAI does. */
+            struct mf_http_error e;
+            mf_http_error_set(&e, 500, "server_error", "generation_failed", "%s",
+                              memfit_last_error());
+            char *body = NULL;
+            size_t body_len = 0;
+            if (mf_http_error_json(&e, &body, &body_len) == MEMFIT_OK) {
+                mf_text_puts(&w->pending, "data: ");
+                mf_text_append(&w->pending, body, body_len ? body_len - 1 : 0);
+                mf_text_puts(&w->pending, "\n\n");
+                memfit_free(body);
+            }
+            w->finished = true;
+            continue;
+        }
+        if (len)
+            gen_chunk(w, text, len, NULL);
+        if (done) {
+            w->engine->generate_end(w->gen, &w->result);
+            w->ended = true;
+            w->finished = true;
+            gen_chunk(w, NULL, 0, finish_name(w->result.finish));
+        }
+    }
+}
+
+static void gen_stream_free(void *cls)
+{
+    gen_work_free(cls);
+}
+
+/* Parses, admits, acquires and starts; on success *out holds a started generation. */
+static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, bool *ok)
+{
+    memfit_server *srv = r->srv;
+    *ok = false;
+    struct mf_http_error err;
+    enum memfit_status st =
+        mf_gen_request_parse(r->body ? r->body : "", r->body_len, chat, &w->req, &err);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return respond_error(r, &err);
+
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model *m = mf_server_find_model(srv, w->req.model);
+    w->engine = m ? m->engine : NULL;
+    bool known = m != NULL;
+    pthread_mutex_unlock(&srv->lock);
+    char msg[300];
+    if (!known) {
+        snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)",
+                 w->req.model);
+        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
+    }
+    if (w->engine && !w->engine->generate_start) {
+        snprintf(msg, sizeof(msg),
+                 "model '%s' (%s) does not generate text; it makes embeddings (/v1/embeddings)",
+                 w->req.model, w->engine->family);
+        return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
+    }
+    if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
+        atomic_fetch_sub(&srv->admitted, 1);
+        atomic_fetch_add_explicit(&srv->metrics.queue_rejected, 1, memory_order_relaxed);
+        snprintf(msg, sizeof(msg), "too many requests at once (max_queue %u); retry later",
+                 srv->opt.max_queue);
+        return fail(r, 429, "rate_limit_error", "queue_full", msg);
+    }
+    w->admitted = true;
+
+    struct memfit_generation_request g;
+    memset(&g, 0, sizeof(g));
+    if (chat) {
+        w->messages =
+            memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_messages, sizeof(*w->messages));
+        if (!w->messages)
+            return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        for (size_t i = 0; i < w->req.n_messages; i++) {
+            w->messages[i].role = w->req.roles[i];
+            w->messages[i].content = w->req.contents[i];
+        }
+        g.messages = w->messages;
+        g.n_messages = w->req.n_messages;
+    } else {
+        g.prompt = w->req.prompt;
+        g.prompt_len = w->req.prompt_len;
+    }
+    struct memfit_generate_params *p = &g.params;
+    memfit_sampling_default(&p->sampling);
+    p->sampling.seed = w->req.has_seed ? w->req.seed : memfit_now_ns();
+    if (w->req.has_temperature)
+        p->sampling.temperature = (float)w->req.temperature;
+    if (w->req.has_top_p)
+        p->sampling.top_p = (float)w->req.top_p;
+    if (w->req.has_top_k)
+        p->sampling.top_k = (uint32_t)w->req.top_k;
+    if (w->req.has_min_p)
+        p->sampling.min_p = (float)w->req.min_p;
+    if (w->req.has_repeat_penalty)
+        p->sampling.repeat_penalty = (float)w->req.repeat_penalty;
+    /* OpenAI's defaults: 16 tokens for completions, the context for chat. */
+    p->max_tokens = w->req.has_max_tokens ? (uint32_t)w->req.max_tokens : chat ? 0 : 16;
+    p->stop = (const char *const *)w->req.stop;
+    p->n_stop = w->req.n_stop;
+    if ((st = memfit_sampling_check(&p->sampling)) != MEMFIT_OK)
+        return fail(r, 400, "invalid_request_error", "invalid_value", memfit_last_error());
+
+    atomic_fetch_add(&srv->waiting, 1);
+    st = acquire(r, w->req.model, &w->handle);
+    atomic_fetch_sub(&srv->waiting, 1);
+    if (st == MEMFIT_E_CANCELLED) {
+        memfit_log(MEMFIT_LOG_INFO, "%s: model %s: the client went away while waiting",
+                   mf_route_label(r->route), w->req.model);
+        return MHD_NO;
+    }
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    if (!w->engine)
+        return fail(r, 501, "server_error", "engine_unavailable", "no engine for this model");
+    atomic_fetch_add(&srv->running, 1);
+    w->running = true;
+    st = w->engine->generate_start(memfit_handle_model(w->handle), &g, &w->gen, &w->prompt_tokens);
+    if (st == MEMFIT_E_RANGE)
+        return fail(r, 400, "invalid_request_error", "context_length_exceeded",
+                    memfit_last_error());
+    if (st == MEMFIT_E_INVALID)
+        return fail(r, 400, "invalid_request_error", "invalid_value", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    static _Atomic uint64_t counter;
+    snprintf(w->id, sizeof(w->id), "%s-%016" PRIx64, chat ? "chatcmpl" : "cmpl",
+             memfit_now_ns() ^ (atomic_fetch_add(&counter, 1) * UINT64_C(0x9E3779B97F4A7C15)));
+    w->created = (uint64_t)time(NULL);
+    w->fd = r->fd;
+    *ok = true;
+    return MHD_YES;
+}
+
+static enum MHD_Result route_generate(struct req *r, bool chat)
+{
+    struct gen_work *w = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*w));
+    if (!w)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    w->srv = r->srv;
+    w->fd = -1;
+    bool ok;
+    enum MHD_Result ret = gen_begin(r, chat, w, &ok);
+    if (!ok) {
+        gen_work_free(w);
+        return ret;
+    }
+    if (w->req.stream) {
+        struct MHD_Response *resp = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, 4096, gen_stream_read, w, gen_stream_free);
+        if (!resp) {
+            gen_work_free(w);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+        r->status = 200;
+        ret = MHD_queue_response(r->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    struct mf_text text = {0};
+    mf_text_puts(&text, "");
+    enum memfit_status st = MEMFIT_OK;
+    for (bool done = false; !done && st == MEMFIT_OK;) {
+        if (req_cancelled(r)) {
+            memfit_log(MEMFIT_LOG_INFO, "%s: model %s: generation cancelled: %s",
+                       mf_route_label(r->route), w->req.model,
+                       atomic_load(&r->srv->cancel_all) ? "the server is stopping"
+                                                        : "the client went away");
+            mf_text_free(&text);
+            gen_work_free(w);
+            return MHD_NO;
+        }
+        const char *piece = NULL;
+        size_t len = 0;
+        st = w->engine->generate_next(w->gen, &piece, &len, &done);
+        if (st == MEMFIT_OK && len)
+            mf_text_append(&text, piece, len);
+    }
+    w->engine->generate_end(w->gen, &w->result);
+    w->ended = true;
+    if (st != MEMFIT_OK) {
+        mf_text_free(&text);
+        ret = fail_status(r, st);
+        gen_work_free(w);
+        return ret;
+    }
+    struct mf_text t = {0};
+    gen_head(&t, w, chat ? "chat.completion" : "text_completion");
+    if (chat)
+        mf_text_puts(&t, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                         "\"content\":");
+    else
+        mf_text_puts(&t, ",\"choices\":[{\"index\":0,\"text\":");
+    mf_text_json_string(&t, text.data ? text.data : "", text.len);
+    mf_text_printf(&t, "%s,\"logprobs\":null,\"finish_reason\":\"%s\"}],", chat ? "}" : "",
+                   finish_name(w->result.finish));
+    gen_usage(&t, w);
+    mf_text_puts(&t, "}");
+    mf_text_free(&text);
+    gen_work_free(w);
+    return respond_json(r, 200, &t);
 }
 
 /* ---- Server-sent events --------------------------------------------------------------------- */
@@ -871,6 +1228,10 @@ static enum MHD_Result dispatch(struct req *r)
     switch (r->route) {
     case MF_ROUTE_EMBEDDINGS:
         return route_embeddings(r);
+    case MF_ROUTE_COMPLETIONS:
+        return route_generate(r, false);
+    case MF_ROUTE_CHAT:
+        return route_generate(r, true);
     case MF_ROUTE_V1_MODELS:
         return route_v1_models(r);
     case MF_ROUTE_MODELS:

@@ -181,7 +181,28 @@ static enum memfit_status make_model(memfit_server *srv, const struct memfit_man
     }
     m->engine = find_engine(srv, e->family);
     enum memfit_status st;
-    if (m->engine) {
+    if (!m->engine && e->family && strcmp(e->family, "auto") == 0 && srv->opt.n_engines > 1) {
+        /* A quick-start model: the first engine that takes the file. */
+        struct mf_text why = {0};
+        mf_text_puts(&why, "");
+        st = MEMFIT_E_UNSUPPORTED;
+        for (size_t i = 0; i < srv->opt.n_engines && st == MEMFIT_E_UNSUPPORTED; i++) {
+            const struct memfit_embed_engine *eng = srv->opt.engines[i];
+            st = eng->config_create(mf, e, eng->user, &m->config);
+            if (st == MEMFIT_OK)
+                m->engine = eng;
+            else if (st == MEMFIT_E_UNSUPPORTED)
+                mf_text_printf(&why, "%s%s", why.len ? "; " : "", memfit_last_error());
+        }
+        if (st == MEMFIT_E_UNSUPPORTED)
+            st = memfit_fail(MEMFIT_E_UNSUPPORTED, "model '%s': no engine takes it (%s)", e->name,
+                             why.data ? why.data : "");
+        mf_text_free(&why);
+        if (st != MEMFIT_OK) {
+            free_model(m);
+            return st;
+        }
+    } else if (m->engine) {
         st = m->engine->config_create(mf, e, m->engine->user, &m->config);
         if (st != MEMFIT_OK) {
             m->engine = NULL;
@@ -520,8 +541,10 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
                            "must be at least 1");
     for (size_t i = 0; i < options->n_engines; i++) {
         const struct memfit_embed_engine *e = options->engines[i];
+        bool embeds = e && e->dimension && e->embed;
+        bool generates = e && e->generate_start && e->generate_next && e->generate_end;
         if (!e || !e->family || !e->driver || !e->config_create || !e->config_destroy ||
-            !e->dimension || !e->embed)
+            (!embeds && !generates) || (!e->dimension != !e->embed))
             return memfit_fail(MEMFIT_E_MISUSE, "server: engine %zu lacks a required field", i);
     }
     enum memfit_status loaded = mf_server_load_mhd();

@@ -1,0 +1,83 @@
+/*
+ * What `memfit generate` and `memfit chat` share: their model and sampling
+ * options, opening a model with its tokenizer and one session after
+ * checking its memory plan, and the --stats report.
+ */
+#ifndef MEMFIT_CLI_LLM_COMMON_H
+#define MEMFIT_CLI_LLM_COMMON_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+#define CLI_LLM_MAX_STOP 8
+
+struct cli_llm_opts {
+    struct memfit_llm_options model;
+    struct memfit_sampling sampling;
+    uint32_t max_tokens; /* 0: until the context is full */
+    const char *stop[CLI_LLM_MAX_STOP];
+    size_t n_stop;
+    uint64_t budget_bytes; /* 0: none (MEMFIT_MAX_MEMORY_MB when set) */
+    bool stats;
+};
+
+void cli_llm_opts_default(struct cli_llm_opts *o);
+
+/*
+ * Takes argv[*i] (and its value, advancing *i) when it is one of the common
+ * options; *taken says whether it was. Returns CLI_EXIT_OK or
+ * CLI_EXIT_USAGE (after printing why).
+ */
+int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_llm_opts *o,
+                bool *taken);
+
+/* The option lines of the help texts. */
+#define CLI_LLM_OPTIONS_HELP                                                                       \
+    "  -n, --max-tokens N     tokens to generate (default 256; 0: until the context\n"             \
+    "                         is full)\n"                                                          \
+    "  --ctx N                context in tokens (prompt + answer; default\n"                       \
+    "                         min(the model's, 4096)); its KV cache is planned first\n"            \
+    "  --kv f16|q8_0          KV cache type (default f16)\n"                                       \
+    "  --batch N              prompt tokens per forward pass (default 64)\n"                       \
+    "  --threads N            threads (default: the CPUs this process may use)\n"                  \
+    "  --temp T               temperature, 0 = greedy (default 0.8)\n"                             \
+    "  --top-k K              keep the K most likely tokens, 0 = off (default 40)\n"               \
+    "  --top-p P              nucleus sampling, 1 = off (default 0.95)\n"                          \
+    "  --min-p P              drop tokens below P x the best one's probability\n"                  \
+    "                         (default 0.05)\n"                                                    \
+    "  --repeat-penalty R     penalty on the last 64 tokens, 1 = off (default 1)\n"                \
+    "  --seed S               random seed (same seed, same text; default 0)\n"                     \
+    "  --stop TEXT            stop before TEXT (repeatable, up to 8)\n"                            \
+    "  --budget SIZE          refuse to start when the model, KV cache and workspace\n"            \
+    "                         need more than SIZE (default: MEMFIT_MAX_MEMORY_MB)\n"               \
+    "  --stats                print the memory plan, prompt and generation tokens/s\n"             \
+    "                         and peak RSS to stderr\n"
+
+/* An open model, ready to generate. */
+struct cli_llm {
+    memfit_llm *model;
+    memfit_tokenizer *tok;
+    memfit_llm_session *session;
+    struct memfit_llm_info info;
+    struct memfit_llm_plan plan;
+    uint32_t n_ctx;
+};
+
+/*
+ * Opens `path`, plans (model, context) and refuses with the figures when a
+ * budget is set and the plan exceeds it, then builds the tokenizer and one
+ * session. Prints the error and returns CLI_EXIT_FAILURE on failure.
+ */
+int cli_llm_open(const char *command, const char *path, const struct cli_llm_opts *o,
+                 struct cli_llm *out);
+void cli_llm_close(struct cli_llm *m);
+
+/* Writes generated text to stdout as it comes (flushed). */
+bool cli_llm_print(void *ctx, const char *text, size_t len);
+
+/* The --stats lines for one generation. */
+void cli_llm_stats(const struct cli_llm *m, const struct memfit_generate_result *r);
+
+#endif
