@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the request side of the HTTP server (src/server/
- * request.h): the embeddings request parser, the data: URL split and the
+ * request.h): the embeddings, completions and chat request parsers, the data: URL split and the
  * base64 decoder reached through it, base64 on the raw input with a
  * round-trip check (decode(encode(x)) == x), and the route matcher. Any
  * input must parse or fail with a message, never crash, leak or read out
@@ -67,6 +67,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memfit_free(json);
     }
     memfit_clear_error();
+    for (int chat = 0; chat < 2; chat++) {
+        struct mf_gen_request g;
+        if (mf_gen_request_parse((const char *)data, size, chat, &g, &err) == MEMFIT_OK) {
+            if (g.n_stop > MF_GEN_MAX_STOP || (chat && g.n_messages == 0) || (!chat && !g.prompt))
+                abort();
+            mf_gen_request_free(&g);
+        }
+        memfit_clear_error();
+    }
 
     /* The raw input as base64 and as a data: URL. */
     uint8_t *bytes;

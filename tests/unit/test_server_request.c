@@ -113,6 +113,102 @@ static void test_embed_parse(void **state)
     expect_error("{\"model\":\"m\",\"input\":\"a\",\"frobnicate\":1}", "invalid_value");
 }
 
+static void expect_gen_error(const char *body, bool chat, const char *code)
+{
+    struct mf_gen_request r;
+    struct mf_http_error e;
+    assert_int_equal(mf_gen_request_parse(body, strlen(body), chat, &r, &e), MEMFIT_E_FORMAT);
+    assert_int_equal(e.status, 400);
+    if (strcmp(e.code, code) != 0)
+        fail_msg("%s: code %s, expected %s (%s)", body, e.code, code, e.message);
+}
+
+static void test_gen_parse(void **state)
+{
+    (void)state;
+    struct mf_gen_request r;
+    struct mf_http_error e;
+    const char *chat = "{\"model\":\"q\",\"messages\":[{\"role\":\"developer\",\"content\":\"be "
+                       "brief\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+                       "\"hi \"},{\"type\":\"text\",\"text\":\"there\"}]}],\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true},\"temperature\":0,"
+                       "\"max_tokens\":7,\"stop\":[\"\\n\",\"END\"],\"seed\":42,\"top_k\":5,"
+                       "\"frequency_penalty\":0,\"logit_bias\":{},\"tools\":[]}";
+    assert_int_equal(mf_gen_request_parse(chat, strlen(chat), true, &r, &e), MEMFIT_OK);
+    assert_string_equal(r.model, "q");
+    assert_int_equal(r.n_messages, 2);
+    assert_string_equal(r.roles[0], "system");
+    assert_string_equal(r.contents[1], "hi there");
+    assert_true(r.stream && r.include_usage);
+    assert_true(r.has_temperature && r.temperature == 0);
+    assert_true(r.has_max_tokens && r.max_tokens == 7);
+    assert_int_equal(r.n_stop, 2);
+    assert_string_equal(r.stop[1], "END");
+    assert_true(r.has_seed && r.seed == 42);
+    assert_true(r.has_top_k && r.top_k == 5);
+    mf_gen_request_free(&r);
+    const char *cmpl = "{\"model\":\"q\",\"prompt\":[\"Once\"],\"stop\":\"x\",\"n\":1,"
+                       "\"max_completion_tokens\":3,\"repetition_penalty\":1.1}";
+    assert_int_equal(mf_gen_request_parse(cmpl, strlen(cmpl), false, &r, &e), MEMFIT_OK);
+    assert_string_equal(r.prompt, "Once");
+    assert_int_equal(r.n_stop, 1);
+    assert_false(r.stream);
+    assert_true(r.has_repeat_penalty && r.repeat_penalty > 1.09);
+    mf_gen_request_free(&r);
+
+    expect_gen_error("{\"model\":\"q\"}", true, "missing_field");
+    expect_gen_error("{\"model\":\"q\"}", false, "missing_field");
+    expect_gen_error("{\"model\":\"q\",\"messages\":[]}", true, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"messages\":{}}", true, "invalid_type");
+    expect_gen_error("{\"model\":\"q\",\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}", true,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"messages\":[{\"content\":\"x\"}]}", true, "missing_field");
+    expect_gen_error("{\"model\":\"q\",\"messages\":[{\"role\":\"user\"}]}", true, "missing_field");
+    expect_gen_error("{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                     "\"image_url\"}]}]}",
+                     true, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":5}", false, "invalid_type");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":[\"a\",\"b\"]}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"temperature\":3}", false,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"temperature\":\"hot\"}", false,
+                     "invalid_type");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"top_p\":0}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"max_tokens\":-1}", false,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"max_tokens\":1.5}", false,
+                     "invalid_type");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"n\":2}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
+                     false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stop\":[\"\"]}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stream\":\"yes\"}", false,
+                     "invalid_type");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"presence_penalty\":0.5}", false,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"logit_bias\":{\"1\":2}}", false,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\\u0000b\"}", false, "invalid_json");
+}
+
+static struct mf_gen_request walk_gen;
+
+static enum memfit_status gen_parse_op(void *ctx)
+{
+    (void)ctx;
+    const char *body = "{\"model\":\"q\",\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"}]}],"
+                       "\"stop\":[\"x\",\"y\"]}";
+    struct mf_http_error e;
+    return mf_gen_request_parse(body, strlen(body), true, &walk_gen, &e);
+}
+
+static void gen_parse_cleanup(void *ctx)
+{
+    (void)ctx;
+    mf_gen_request_free(&walk_gen);
+}
+
 static struct mf_embed_request walk_req;
 
 static enum memfit_status parse_op(void *ctx)
@@ -161,6 +257,7 @@ static void test_fault_walks(void **state)
 {
     (void)state;
     mf_test_alloc_failures(parse_op, parse_cleanup, NULL);
+    mf_test_alloc_failures(gen_parse_op, gen_parse_cleanup, NULL);
     uint8_t *b64 = NULL;
     mf_test_alloc_failures(b64_op, b64_cleanup, &b64);
     char *json = NULL;
@@ -346,7 +443,7 @@ int main(void)
         cmocka_unit_test(test_base64),         cmocka_unit_test(test_data_url),
         cmocka_unit_test(test_embed_parse),    cmocka_unit_test(test_fault_walks),
         cmocka_unit_test(test_routes),         cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_metrics_format),
+        cmocka_unit_test(test_metrics_format), cmocka_unit_test(test_gen_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
