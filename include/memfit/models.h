@@ -480,7 +480,7 @@ MEMFIT_API enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *
  * activations quantized to the dot type where the kernel wants it); only
  * 1-D norm weights and biases stored in another type are converted to F32 at
  * open. A model is shared and read-only after open; each conversation has a
- * session: its KV cache (F16 or Q8_0) and workspace, one mapping whose size
+ * session: its KV cache (F16, Q8_0 or F32) and workspace, one mapping whose size
  * memfit_llm_plan() gives before anything is allocated.
  */
 typedef struct memfit_llm memfit_llm;
@@ -505,13 +505,16 @@ struct memfit_llm_info {
     bool tied_output;      /* no output.weight: token_embd is reused */
     enum memfit_type weight_type; /* type of blk.0.attn_q.weight */
     uint64_t weight_bytes;        /* bytes of the tensors the model uses */
+    uint64_t converted_bytes;     /* 1-D parameters stored in another type than F32 */
     uint64_t file_bytes;
 };
 
 struct memfit_llm_options {
     uint32_t n_ctx;           /* tokens a session holds; 0: min(n_ctx_train, 4096) */
-    uint32_t n_batch;         /* prompt tokens per forward (matrix-matrix); default 64 */
-    enum memfit_type kv_type; /* F16 (default) or Q8_0 */
+    uint32_t n_batch;         /* prompt tokens per forward (matrix-matrix); default 64;
+                                 1: every token through the matrix-vector path */
+    enum memfit_type kv_type; /* F16 (default), Q8_0 (half the bytes; head_dim % 32 == 0)
+                                 or F32 (exact; for tests and debugging) */
     unsigned n_threads;       /* 0 (default): memfit_cpu_count() */
 };
 
@@ -522,7 +525,9 @@ struct memfit_llm_plan {
     uint64_t weight_bytes;    /* mapped file bytes the model reads */
     uint64_t converted_bytes; /* 1-D parameters converted to F32 at open */
     uint64_t kv_bytes;        /* KV cache of one session: 2 x layers x ctx x kv heads x head_dim */
-    uint64_t work_bytes;      /* one session's workspace for n_batch tokens (logits included) */
+    uint64_t work_bytes;      /* one session's workspace for n_batch tokens: activations,
+                                 quantized activation rows, per-thread attention rows (the
+                                 logits go straight to the caller's buffer) */
 };
 
 /*
@@ -535,9 +540,11 @@ struct memfit_llm_plan {
 MEMFIT_API enum memfit_status memfit_llm_detect(const memfit_tensors *set,
                                                 struct memfit_llm_info *out);
 
-/* The plan for a model with `info` under `opts` (opts NULL: defaults).
- * E_RANGE for a context or batch of 0 or above n_ctx_train x 8, or an
- * overflow; E_UNSUPPORTED for a kv_type other than F16/Q8_0. */
+/* The plan for a model with `info` under `opts` (opts NULL: defaults), the
+ * thread count included (n_threads 0: memfit_cpu_count() now).
+ * E_RANGE for a context above n_ctx_train x 8, a batch of 0 or above 65536,
+ * more than 1024 threads, or an overflow; E_UNSUPPORTED for a kv_type other
+ * than F16/Q8_0/F32, or Q8_0 with a head size that is not a multiple of 32. */
 MEMFIT_API enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
                                                   const struct memfit_llm_options *opts,
                                                   struct memfit_llm_plan *out);

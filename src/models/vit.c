@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "core/alloc.h"
+#include "models/shape.h"
 #include "models/vit.h"
 
 static const char *const interp_names[] = {"auto", "orig", "reg", "hf"};
@@ -153,22 +154,11 @@ static enum memfit_status find(const struct loader *ld, enum name_id id, int lay
     return MEMFIT_OK;
 }
 
-static void shape_text(const struct memfit_tensor_info *t, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (uint32_t i = 0; i < t->n_dims && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%lld", i ? ", " : "[",
-                                 (long long)t->shape[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-}
-
 static enum memfit_status bad_shape(const struct loader *ld, const struct memfit_tensor_info *t,
                                     const char *expected)
 {
     char got[128];
-    shape_text(t, got, sizeof(got));
+    mf_shape_text(t, got, sizeof(got));
     return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: shape %s, expected %s",
                        memfit_tensors_path(ld->m->set), t->name, got, expected);
 }

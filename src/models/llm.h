@@ -1,0 +1,66 @@
+/*
+ * Internal side of the LLM engine (Qwen2, LLaMA): the loaded model, views
+ * into the GGUF mapping, shared by the loader and planner (llm.c) and the
+ * sessions and forward pass (llm_eval.c).
+ */
+#ifndef MF_MODELS_LLM_H
+#define MF_MODELS_LLM_H
+
+#include "memfit/format.h"
+#include "memfit/models.h"
+#include "memfit/tensor.h"
+#include "tensor/kernels.h"
+
+/* A weight matrix used in place: `rows` rows of `cols` elements of `type`. */
+struct llm_mat {
+    enum memfit_type type;
+    enum memfit_type dot_type; /* the activation row type of its dot product */
+    mf_vec_dot_fn dot;         /* the kernel in use (the traits' vec_dot) */
+    const void *data;
+    size_t row_bytes;
+    uint32_t rows;
+    uint32_t cols;
+};
+
+struct llm_layer {
+    const float *attn_norm, *ffn_norm; /* [n_embd] */
+    struct llm_mat q;                  /* [n_head * head_dim, n_embd] */
+    struct llm_mat k, v;               /* [n_head_kv * head_dim, n_embd] */
+    struct llm_mat o;                  /* [n_embd, n_head * head_dim] */
+    const float *bq, *bk, *bv, *bo;    /* biases or NULL */
+    struct llm_mat gate, up;           /* [n_ff, n_embd] */
+    struct llm_mat down;               /* [n_embd, n_ff] */
+};
+
+struct memfit_llm {
+    memfit_tensors *set;
+    struct memfit_llm_info info;
+    uint64_t converted_bytes; /* 1-D parameters converted to F32 */
+    struct llm_mat tok_embd;  /* [n_vocab, n_embd] */
+    struct llm_mat output;    /* [n_vocab, n_embd]: output.weight or tok_embd when tied */
+    const float *output_norm; /* [n_embd] */
+    const float *rope_freqs;  /* [n_rot / 2] frequency divisors (rope_freqs.weight) or NULL */
+    struct llm_layer *layers; /* [n_layer] */
+    float *floats;            /* converted 1-D parameters (NULL when all were F32) */
+};
+
+/* Per-session workspace layout for the given info and options (byte offsets). */
+struct llm_layout {
+    uint32_t n_ctx, n_batch;
+    unsigned n_threads;
+    enum memfit_type kv_type;
+    size_t kv_row_bytes;   /* one head's row of head_dim elements of kv_type */
+    size_t kv_layer_bytes; /* K (or V) of one layer: n_head_kv x n_ctx rows */
+    size_t kv_bytes;       /* K and V of every layer */
+    /* Workspace, after the KV cache; offsets from the start of the workspace. */
+    size_t x, xn, q, kv, att, ffn, rope, act_q8_0, act_q8_k, threads, thread_bytes;
+    size_t t_scores, t_qrow, t_acc, t_vrow; /* inside one thread's area */
+    size_t work_bytes;
+};
+
+/* Fills `L` for a model of `info` under `opts` (already defaulted); E_RANGE /
+ * E_UNSUPPORTED as memfit_llm_plan_for. */
+enum memfit_status mf_llm_layout(const struct memfit_llm_info *info,
+                                 const struct memfit_llm_options *opts, struct llm_layout *L);
+
+#endif
