@@ -576,6 +576,12 @@ MEMFIT_API void memfit_llm_session_free(memfit_llm_session *s);
 /* Tokens in the cache now. */
 MEMFIT_API uint32_t memfit_llm_session_pos(const memfit_llm_session *s);
 
+/* Tokens the session holds at most (its n_ctx). */
+MEMFIT_API uint32_t memfit_llm_session_ctx(const memfit_llm_session *s);
+
+/* The model the session belongs to. */
+MEMFIT_API memfit_llm *memfit_llm_session_model(const memfit_llm_session *s);
+
 /* Forgets the cache from position `pos` on (0: a fresh conversation);
  * E_RANGE when pos is beyond the tokens held. */
 MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s, uint32_t pos);

@@ -125,6 +125,16 @@ uint32_t memfit_llm_session_pos(const memfit_llm_session *s)
     return s->pos;
 }
 
+uint32_t memfit_llm_session_ctx(const memfit_llm_session *s)
+{
+    return s->L.n_ctx;
+}
+
+memfit_llm *memfit_llm_session_model(const memfit_llm_session *s)
+{
+    return s->m;
+}
+
 enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s, uint32_t pos)
 {
     if (pos > s->pos)
