@@ -6,10 +6,9 @@
  * default 4, about 200 M weights: far beyond the last-level cache) in one
  * weight type, quantizes one activation vector per matrix input once, and
  * times the products with the rows split across a memfit thread pool, as
- * the engine does. Figures: GB/s of weight bytes read, and the tokens/s that
- * rate would give for the whole model (24 layers plus the 151936-row
- * output matrix, the token embedding being a row lookup), best of several
- * passes.
+ * the engine does (mf_vec_dot_rows over each thread's rows). Figures: GB/s of weight bytes read,
+ * and the tokens/s that rate would give for the whole model (24 layers plus the 151936-row output
+ * matrix, the token embedding being a row lookup), best of several passes.
  *
  * K-quant rows must be a multiple of 256 elements, which 5504 is not: for
  * Q4_K and Q6_K the down matrix is taken as 5504x2048 instead (the same
@@ -17,6 +16,7 @@
  *
  * Usage: bench_matvec [--layers N] [--threads N[,N...]] [--types t1,t2,...]
  *                     [--scalar] (also time the scalar kernels, 1 thread)
+ *                     [--one-row] (vec_dot row by row instead of mf_vec_dot_rows)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,8 +95,10 @@ struct matrix {
     uint8_t *w;
 };
 
+static bool one_row; /* --one-row: vec_dot per row, no multi-row kernel */
+
 struct job {
-    mf_vec_dot_fn dot;
+    const struct mf_type_traits *t;
     const struct matrix *m;
     const uint8_t *act;
     float *y;
@@ -106,9 +108,13 @@ static void rows_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     (void)thread;
     const struct job *j = ctx;
-    size_t n = j->m->s.n;
-    for (uint64_t r = begin; r < end; r++)
-        j->y[r] = j->dot(n, j->m->w + r * j->m->row_bytes, j->act);
+    if (one_row) {
+        for (uint64_t r = begin; r < end; r++)
+            j->y[r] = j->t->vec_dot(j->m->s.n, j->m->w + r * j->m->row_bytes, j->act);
+        return;
+    }
+    mf_vec_dot_rows(j->t, j->m->s.n, j->m->w + begin * j->m->row_bytes, j->m->row_bytes, j->act,
+                    j->y + begin, (size_t)(end - begin));
 }
 
 static size_t type_bytes(enum memfit_type type, size_t n)
@@ -119,14 +125,15 @@ static size_t type_bytes(enum memfit_type type, size_t n)
 }
 
 /* Best seconds per pass over all matrices. */
-static double time_passes(memfit_threadpool *pool, mf_vec_dot_fn dot, const struct matrix *mats,
-                          size_t n_mats, uint8_t *const acts[2], float *y)
+static double time_passes(memfit_threadpool *pool, const struct mf_type_traits *t,
+                          const struct matrix *mats, size_t n_mats, uint8_t *const acts[2],
+                          float *y)
 {
     double best = 1e30;
     for (int p = 0; p < PASSES; p++) {
         uint64_t t0 = memfit_now_ns();
         for (size_t i = 0; i < n_mats; i++) {
-            struct job j = {dot, &mats[i], acts[mats[i].s.n == N_EMBD ? 0 : 1], y};
+            struct job j = {t, &mats[i], acts[mats[i].s.n == N_EMBD ? 0 : 1], y};
             memfit_threadpool_parallel_for(pool, mats[i].s.rows, rows_fn, &j);
         }
         double s = (double)(memfit_now_ns() - t0) / 1e9;
@@ -152,7 +159,8 @@ static int parse_list(const char *s, char out[][16], int max)
 int main(int argc, char **argv)
 {
     unsigned layers = 4;
-    char thread_list[8][16] = {"1", "2"}, type_list[8][16] = {"f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+    char thread_list[8][16] = {"1", "2"},
+         type_list[8][16] = {"f16", "q8_0", "q4_0", "q4_k", "q6_k"};
     int n_threads = 2, n_types = 5;
     bool scalar = false;
     for (int i = 1; i < argc; i++) {
@@ -162,11 +170,13 @@ int main(int argc, char **argv)
             n_threads = parse_list(argv[++i], thread_list, 8);
         else if (!strcmp(argv[i], "--types") && i + 1 < argc)
             n_types = parse_list(argv[++i], type_list, 8);
+        else if (!strcmp(argv[i], "--one-row"))
+            one_row = true;
         else if (!strcmp(argv[i], "--scalar"))
             scalar = true;
         else {
             fprintf(stderr, "usage: bench_matvec [--layers N] [--threads 1,2] [--types "
-                            "f16,q8_0,q4_0,q4_k,q6_k] [--scalar]\n");
+                            "f16,q8_0,q4_0,q4_k,q6_k] [--scalar] [--one-row]\n");
             return 2;
         }
     }
@@ -176,8 +186,7 @@ int main(int argc, char **argv)
     }
     printf("bench_matvec: %u Qwen1.5-1.8B-shaped layers, kernels %s, best of %d passes\n", layers,
            memfit_tensor_isa(), PASSES);
-    printf("%-6s %4s %9s %9s %9s %12s\n", "type", "thr", "MB/pass", "ms/pass", "GB/s",
-           "model t/s");
+    printf("%-6s %4s %9s %9s %9s %12s\n", "type", "thr", "MB/pass", "ms/pass", "GB/s", "model t/s");
     float *x = memfit_malloc(N_FF * sizeof(float));
     float *y = memfit_malloc(N_VOCAB * sizeof(float));
     uint8_t *acts[2] = {memfit_malloc(N_FF * 4), memfit_malloc(N_FF * 4)};
@@ -226,8 +235,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_matvec: %s\n", memfit_last_error());
                 return 1;
             }
-            mf_vec_dot_fn dot = sc ? mf_type_traits_scalar(type)->vec_dot : tr->vec_dot;
-            double s = time_passes(pool, dot, mats, n_mats, acts, y);
+            double s =
+                time_passes(pool, sc ? mf_type_traits_scalar(type) : tr, mats, n_mats, acts, y);
             sink += y[0];
             double gbs = (double)total / s / 1e9;
             printf("%-6s %4s %9.1f %9.2f %9.2f %12.1f\n", info->name, sc ? "1sc" : thread_list[k],
