@@ -734,10 +734,16 @@ struct memfit_vit_driver_plan {
     uint32_t max_batch, max_image_size; /* after rounding to the patch size */
     struct memfit_budget_cost cost;
     uint64_t file_bytes;
-    /* A remote source not cached yet: `cost` is the file's size (from HEAD)
-     * as its weights, an upper bound known before any download; the exact
-     * plan, workspace included, comes after the fetch. */
+    /* A remote source not cached yet whose header could not be read with
+     * Range requests (the server ignores them, or a .pth): `cost` is the
+     * file's size (from HEAD) as its weights; the exact plan, workspace
+     * included, comes after the fetch. */
     bool provisional;
+    /* Where the plan comes from: "file" (the local or cached file),
+     * "header" (a remote file's header read with Range requests before the
+     * download: exact, the same numbers as "file") or "head-size" (the
+     * provisional plan above). A static string. */
+    const char *plan_source;
 };
 
 /* Plans without loading (what plan would reserve), for status output. */
