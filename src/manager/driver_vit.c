@@ -543,7 +543,7 @@ static enum memfit_status remote_plan(memfit_vit_driver_config *cfg,
         if (st == MEMFIT_OK)
             memfit_log(MEMFIT_LOG_INFO,
                        "model '%s': planned from its header before download (%zu of %llu bytes "
-                       "read in %u range requests, %.1f ms): %llu bytes",
+                       "read in %u range request(s), %.1f ms): %llu bytes",
                        cfg->name, have, (unsigned long long)size, requests,
                        (double)(memfit_now_ns() - t0) / 1e6,
                        (unsigned long long)memfit_budget_cost_total(&p.cost));

@@ -57,8 +57,9 @@ for fmt in gguf safetensors; do
     cache="$T/cache-$fmt"
     manifest 64MiB "$cache" "$NGINX/dino.$fmt" "$f" >"$T/m.yaml"
     : >"$log"
-    "$MEMFIT_BIN" models "$T/m.yaml" --json >"$T/before.json" 2>"$T/before.err" ||
-        fail "models: $(cat "$T/before.err")"
+    MEMFIT_LOG_LEVEL=info "$MEMFIT_BIN" models "$T/m.yaml" --json >"$T/before.json" \
+        2>"$T/before.err" || fail "models: $(cat "$T/before.err")"
+    grep "planned from its header" "$T/before.err" || fail "no log line: $(cat "$T/before.err")"
     [[ $(jget "$T/before.json" "d['plan_source']") == header ]] || fail "plan source: $(cat "$T/before.json")"
     [[ $(jget "$T/before.json" "d['planned']['workspace'] > 0") == True ]] || fail "no workspace planned"
     [[ $(blobs "$cache") -eq 0 ]] || fail "planning downloaded the file"
@@ -104,7 +105,9 @@ done
 echo "== a server that ignores Range: the provisional plan from the size"
 f="$T/www/dino.gguf"
 manifest 64MiB "$T/cache3" "$NGINX/norange/dino.gguf" "$f" >"$T/nr.yaml"
-"$MEMFIT_BIN" models "$T/nr.yaml" --json >"$T/nr.json" 2>"$T/nr.err" || fail "models: $(cat "$T/nr.err")"
+MEMFIT_LOG_LEVEL=info "$MEMFIT_BIN" models "$T/nr.yaml" --json >"$T/nr.json" 2>"$T/nr.err" ||
+    fail "models: $(cat "$T/nr.err")"
+grep "planned from its size" "$T/nr.err" || fail "no log line: $(cat "$T/nr.err")"
 [[ $(jget "$T/nr.json" "d['plan_source']") == head-size ]] || fail "plan source: $(cat "$T/nr.json")"
 [[ $(jget "$T/nr.json" "d['planned']['weights']") == $(stat -c %s "$f") ]] || fail "provisional weights"
 [[ $(blobs "$T/cache3") -eq 0 ]] || fail "planning downloaded the file"
