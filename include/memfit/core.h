@@ -49,7 +49,8 @@ extern "C" {
     X(E_BUSY, 13, "resource busy")                                                                 \
     X(E_PERMISSION, 14, "permission denied")                                                       \
     X(E_EXISTS, 15, "already exists")                                                              \
-    X(E_NOSPACE, 16, "no space left on device")
+    X(E_NOSPACE, 16, "no space left on device")                                                    \
+    X(E_INVALID, 17, "invalid argument")
 
 enum memfit_status {
 #define MEMFIT_STATUS_ENUM(name, value, message) MEMFIT_##name = value,
