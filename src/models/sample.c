@@ -304,6 +304,13 @@ static inline bool cand_worse(const struct cand *a, const struct cand *b)
     return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
 }
 
+static inline void swap_cand(struct cand *a, struct cand *b)
+{
+    struct cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
 static void heap_sift_down(struct cand *h, size_t n, size_t i)
 {
     for (;;) {
@@ -314,9 +321,7 @@ static void heap_sift_down(struct cand *h, size_t n, size_t i)
             m = l + 1;
         if (m == i)
             return;
-        struct cand t = h[i];
-        h[i] = h[m];
-        h[m] = t;
+        swap_cand(&h[i], &h[m]);
         i = m;
     }
 }
@@ -327,9 +332,7 @@ static void heap_sift_up(struct cand *h, size_t i)
         size_t p = (i - 1) / 2;
         if (!cand_worse(&h[i], &h[p]))
             return;
-        struct cand t = h[i];
-        h[i] = h[p];
-        h[p] = t;
+        swap_cand(&h[i], &h[p]);
         i = p;
     }
 }
@@ -341,9 +344,7 @@ static void sort_best_first(struct cand *c, size_t n)
     for (size_t i = n / 2; i-- > 0;)
         heap_sift_down(c, n, i);
     for (size_t end = n; end-- > 1;) {
-        struct cand t = c[0];
-        c[0] = c[end];
-        c[end] = t;
+        swap_cand(&c[0], &c[end]);
         heap_sift_down(c, end, 0);
     }
 }
@@ -403,9 +404,7 @@ static size_t cut_band(struct cand *c, size_t n, const float *e, double mass, do
         double upper = 0.0;
         for (size_t j = 0; j < n; j++) {
             if (r[j].logit > mid) {
-                struct cand t = r[u];
-                r[u] = r[j];
-                r[j] = t;
+                swap_cand(&r[u], &r[j]);
                 upper += e[r[u++].id];
             }
         }

@@ -226,6 +226,23 @@ static void test_distribution(void **state)
     }
 }
 
+/* Sampling with `s` follows the distribution p (chi-square, one degree of freedom). */
+static void expect_two(const struct memfit_sampling *s, const float *logits, const double *p)
+{
+    memfit_token_sampler *smp = make(s, 5);
+    assert_true(chi_square(smp, logits, 5, p, 5, 20000) < CHI2_1DOF);
+    memfit_token_sampler_free(smp);
+}
+
+/* Sampling with `s` always gives `tok`. */
+static void expect_only(const struct memfit_sampling *s, const float *logits, int32_t tok)
+{
+    memfit_token_sampler *smp = make(s, 5);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(sample1(smp, logits, 5), tok);
+    memfit_token_sampler_free(smp);
+}
+
 static void test_filters_small(void **state)
 {
     (void)state;
@@ -237,44 +254,29 @@ static void test_filters_small(void **state)
         logits[i] = (float)log(p[i]);
     logits[4] = -INFINITY;
     const double pk[5] = {0, 4.0 / 7, 0, 3.0 / 7, 0};
-    for (int path = 0; path < 2; path++) {
-        uint32_t k = path ? 4 : 0;
+    for (uint32_t k = 0; k <= 4; k += 4) {
         /* top_k 2: ids 1 and 3, renormalized 4:3. */
         struct memfit_sampling s = plain(3);
         s.top_k = 2;
-        memfit_token_sampler *smp = make(&s, 5);
-        assert_true(chi_square(smp, logits, 5, pk, 5, 20000) < CHI2_1DOF);
-        memfit_token_sampler_free(smp);
+        expect_two(&s, logits, pk);
 
         /* top_p 0.5: 0.4 < 0.5, 0.4 + 0.3 >= 0.5: the same two. */
         s = plain(4);
         s.top_k = k;
         s.top_p = 0.5f;
-        smp = make(&s, 5);
-        assert_true(chi_square(smp, logits, 5, pk, 5, 20000) < CHI2_1DOF);
-        memfit_token_sampler_free(smp);
-
+        expect_two(&s, logits, pk);
         /* top_p below the best token's probability: that token alone. */
         s.top_p = 0.39f;
-        smp = make(&s, 5);
-        for (int i = 0; i < 200; i++)
-            assert_int_equal(sample1(smp, logits, 5), 1);
-        memfit_token_sampler_free(smp);
+        expect_only(&s, logits, 1);
 
         /* min_p 0.6: 0.3 / 0.4 = 0.75 kept, 0.2 / 0.4 = 0.5 not. */
         s = plain(5);
         s.top_k = k;
         s.min_p = 0.6f;
-        smp = make(&s, 5);
-        assert_true(chi_square(smp, logits, 5, pk, 5, 20000) < CHI2_1DOF);
-        memfit_token_sampler_free(smp);
-
+        expect_two(&s, logits, pk);
         /* min_p 1: only the best. */
         s.min_p = 1.0f;
-        smp = make(&s, 5);
-        for (int i = 0; i < 200; i++)
-            assert_int_equal(sample1(smp, logits, 5), 1);
-        memfit_token_sampler_free(smp);
+        expect_only(&s, logits, 1);
     }
 }
 
