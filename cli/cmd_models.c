@@ -18,7 +18,10 @@ const char cmd_models_help[] =
     "load would reserve by category (weights, converted weights, workspace for\n"
     "the model's max_batch and max_image_size, KV cache) and in total, planned\n"
     "from the files' headers without loading them, and whether it fits the\n"
-    "budget. Exits 1 when a model cannot be planned.\n"
+    "budget. A remote model not yet cached is planned from its header, read with\n"
+    "HTTP Range requests (plan_source \"header\"), or, where the server ignores\n"
+    "ranges, from its size alone (\"head-size\": weights only, provisional).\n"
+    "Exits 1 when a model cannot be planned.\n"
     "\n"
     "Options:\n"
     "  --budget SIZE    the memory budget (as for memfit run)\n"
@@ -92,9 +95,11 @@ int cmd_models(int argc, char **argv)
                     printf(": %llu", (unsigned long long)p.cost.bytes[c]);
                 }
                 printf("}, \"total_bytes\": %llu, \"fits\": %s, \"max_batch\": %u, "
-                       "\"max_image_size\": %u, \"file_bytes\": %llu}",
+                       "\"max_image_size\": %u, \"file_bytes\": %llu, \"plan_source\": ",
                        (unsigned long long)total, fits ? "true" : "false", p.max_batch,
                        p.max_image_size, (unsigned long long)p.file_bytes);
+                cli_print_json_string(p.plan_source ? p.plan_source : "file");
+                fputs("}", stdout);
             } else {
                 fputs(", \"error\": ", stdout);
                 cli_print_json_string(memfit_last_error());

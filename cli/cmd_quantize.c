@@ -41,7 +41,8 @@ const char cmd_quantize_help[] =
     "                          ffn_down of llama.cpp's \"more bits\" layers, Q4_K else\n"
     "  nf4                     OUT .safetensors, bitsandbytes' layout (blocksize 64)\n"
     "1-D tensors and norms stay F32; a tensor whose rows are not a multiple of the\n"
-    "type's block stays F16. Integer tensors are copied. GGUF metadata is copied\n"
+    "type's block gets Q4_0 for Q4_K, Q8_0 for Q6_K (as llama.cpp falls back), or\n"
+    "else stays F16. Integer tensors are copied. GGUF metadata is copied\n"
     "(strings only to safetensors) and general.file_type is set; a DINOv2 model\n"
     "gets general.architecture and dinov2.interpolation (the source's default)\n"
     "when it lacks them. The output is\n"
@@ -192,8 +193,14 @@ static enum memfit_type choose(const struct options *o, const struct memfit_tens
         }
     }
     if (!row_fits(t, want)) {
+        /* As llama.cpp does for K-quant rows not a multiple of 256 (Qwen1.5-1.8B's
+         * ffn_down, 5504 columns): a 32-block type of about the same bits. Q6_K ->
+         * Q8_0 as there; Q4_K -> Q4_0 (llama.cpp uses Q5_0, which has no quantizer here). */
+        enum memfit_type fallback = want == MEMFIT_TYPE_Q6_K   ? MEMFIT_TYPE_Q8_0
+                                    : want == MEMFIT_TYPE_Q4_K ? MEMFIT_TYPE_Q4_0
+                                                               : MEMFIT_TYPE_F16;
         *why = R_BLOCK;
-        return MEMFIT_TYPE_F16;
+        return row_fits(t, fallback) ? fallback : MEMFIT_TYPE_F16;
     }
     return want;
 }
@@ -574,7 +581,7 @@ static void print_summary(const struct run *r, double secs)
         [R_TARGET] = "target type",
         [R_SMALL] = "1-D or norm, kept F32",
         [R_KEEP] = "kept (--keep, or NF4's embeddings/output head)",
-        [R_BLOCK] = "row not a multiple of the block, kept F16",
+        [R_BLOCK] = "row not a multiple of the block: Q4_K -> Q4_0, Q6_K -> Q8_0, else F16",
         [R_COPY] = "not a float type, copied",
         [R_MIX_MORE] = "q4_k_m: more bits (Q6_K)",
     };

@@ -75,6 +75,7 @@ int cli_managed_open(const char *manifest_path, uint64_t budget_flag, bool quiet
     o.unloading_enabled = mf->unloading_enabled;
     o.admission_timeout_ms = mf->admission_timeout_ms;
     o.max_queue = mf->max_queue;
+    memfit_manifest_apply_pressure(mf, &o);
     o.reaper_thread = false;
     if ((st = memfit_manager_options_from_config(&o)) != MEMFIT_OK ||
         (st = memfit_manager_create(&o, &out->mgr)) != MEMFIT_OK ||

@@ -86,6 +86,37 @@ MEMFIT_API enum memfit_status memfit_tensors_open(const char *path,
                                                   const struct memfit_tensors_options *opts,
                                                   memfit_tensors **out);
 
+/*
+ * Opens a tensor set from the first `head_len` bytes of a `file_bytes`-byte
+ * file, without its data: what a model's memory plan needs (names, shapes,
+ * types, offsets, metadata) before the file is downloaded. `head` is
+ * copied; `format` may be MEMFIT_FORMAT_UNKNOWN (magic, then `name`'s
+ * extension); `name` is used in messages and as the set's path.
+ *
+ * Every check of memfit_tensors_open is made, tensor offsets against
+ * `file_bytes`. Reads GGUF (the key/values and tensor infos must be in the
+ * head) and safetensors (the 8-byte length and the JSON header); a `.pth`
+ * is E_UNSUPPORTED (its zip directory sits at the end of the file).
+ *
+ * When the head is too short to go on, returns MEMFIT_OK with *out = NULL
+ * and *out_need_bytes = the head length needed to get further (more than
+ * head_len, at most file_bytes): read that much (or more: a GGUF header's
+ * size is not known in advance, so grow geometrically) and call again. On
+ * success *out is the set and *out_need_bytes 0. A header-only set answers
+ * every accessor except tensor data: memfit_tensor_info.data is NULL
+ * (memfit_tensors_header_only() tells), so a loader refuses it.
+ * Failures: those of memfit_tensors_open, E_MISUSE when head_len >
+ * file_bytes; nothing is written then.
+ */
+MEMFIT_API enum memfit_status memfit_tensors_open_header(const void *head, size_t head_len,
+                                                         uint64_t file_bytes,
+                                                         enum memfit_format format,
+                                                         const char *name, memfit_tensors **out,
+                                                         uint64_t *out_need_bytes);
+
+/* True for a set opened with memfit_tensors_open_header (its tensor data is not readable). */
+MEMFIT_API bool memfit_tensors_header_only(const memfit_tensors *set);
+
 /* Unmaps the file and frees the set; every pointer it gave becomes invalid. NULL is a no-op. */
 MEMFIT_API void memfit_tensors_close(memfit_tensors *set);
 
@@ -94,7 +125,7 @@ MEMFIT_API enum memfit_format memfit_tensors_format(const memfit_tensors *set);
 /* The path the set was opened from (owned by the set). */
 MEMFIT_API const char *memfit_tensors_path(const memfit_tensors *set);
 
-/* Size of the mapped file in bytes. */
+/* Size of the file in bytes (the whole file's, for a header-only set). */
 MEMFIT_API uint64_t memfit_tensors_file_bytes(const memfit_tensors *set);
 
 /* GGUF version (2 or 3); 0 for the other formats. */

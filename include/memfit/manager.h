@@ -289,6 +289,12 @@ struct memfit_manager_event {
     uint64_t pressure_limit_bytes;   /* the limit it was judged against */
     double pressure_percent;         /* 100 * pressure_bytes / pressure_limit_bytes */
     enum memfit_level pressure_from; /* PRESSURE "level": the level before; else = level */
+    /* What set the level: "memory" (the working set against the limit), "psi"
+     * (memory PSI above its threshold, the working set below) or "" before
+     * any tick; and the memory PSI avg10 figures (percent; -1 when absent). */
+    const char *pressure_cause;
+    double pressure_psi_some;
+    double pressure_psi_full;
 };
 
 /* Called on the thread that caused the event, with no manager lock held; it
@@ -325,6 +331,17 @@ struct memfit_manager_options {
     uint64_t pressure_interval_ms;                      /* 1000 */
     struct memfit_alert_thresholds pressure_thresholds; /* memfit_alert_thresholds_default() */
     const char *pressure_root; /* the sampler's root: NULL = "/", or a fixture tree */
+    /*
+     * Pressure stall information (the cgroup's memory.pressure, else
+     * /proc/pressure/memory): memory PSI "some" avg10 at or above
+     * pressure_psi_some_percent raises the level to at least warning, "full"
+     * avg10 at or above pressure_psi_full_percent to at least critical, even
+     * while the working set is below its thresholds (the kernel is already
+     * stalling on reclaim). 0 turns that signal off. It falls back below
+     * the threshold less the hysteresis (in points, at most half of it).
+     */
+    double pressure_psi_some_percent; /* 10 */
+    double pressure_psi_full_percent; /* 5 */
 };
 
 /* Fills the defaults above (budget_bytes = 0, which create rejects). */
@@ -536,6 +553,9 @@ struct memfit_manager_status {
     uint64_t pressure_unloads;     /* models unloaded or evicted by pressure */
     uint64_t pressure_freed_bytes; /* budget bytes they gave back */
     uint64_t pressure_paused_ns;   /* total time admission was paused (monotonic) */
+    const char *pressure_cause;    /* "memory", "psi" or "" (a static string) */
+    double pressure_psi_some;      /* memory PSI avg10 of the last tick; -1 when absent */
+    double pressure_psi_full;
 };
 
 /* Takes a snapshot as one allocation the caller frees with memfit_free().
@@ -608,6 +628,11 @@ struct memfit_manifest {
     bool unloading_enabled;
     int64_t admission_timeout_ms; /* 30000 when not given */
     unsigned max_queue;           /* 512 when not given */
+    /* pressure: {warning: 80%, critical: 90%, psi_some: 10, psi_full: 5};
+     * each -1 when not given (the manager's defaults then). */
+    struct {
+        double warning_percent, critical_percent, psi_some_percent, psi_full_percent;
+    } pressure;
     struct memfit_manifest_model *models;
     size_t n_models;
 };
@@ -626,6 +651,14 @@ MEMFIT_API enum memfit_status memfit_manifest_parse_string(const char *text, siz
 
 /* Frees a manifest; NULL is a no-op. */
 MEMFIT_API void memfit_manifest_free(struct memfit_manifest *manifest);
+
+/*
+ * Copies the manifest's pressure settings (those given) into manager
+ * options: thresholds and PSI limits. The combination is checked by
+ * memfit_manager_create (E_RANGE when warning >= critical).
+ */
+MEMFIT_API void memfit_manifest_apply_pressure(const struct memfit_manifest *manifest,
+                                               struct memfit_manager_options *options);
 
 /* The model entry named `name`, or NULL. */
 MEMFIT_API const struct memfit_manifest_model *
@@ -734,10 +767,16 @@ struct memfit_vit_driver_plan {
     uint32_t max_batch, max_image_size; /* after rounding to the patch size */
     struct memfit_budget_cost cost;
     uint64_t file_bytes;
-    /* A remote source not cached yet: `cost` is the file's size (from HEAD)
-     * as its weights, an upper bound known before any download; the exact
-     * plan, workspace included, comes after the fetch. */
+    /* A remote source not cached yet whose header could not be read with
+     * Range requests (the server ignores them, or a .pth): `cost` is the
+     * file's size (from HEAD) as its weights; the exact plan, workspace
+     * included, comes after the fetch. */
     bool provisional;
+    /* Where the plan comes from: "file" (the local or cached file),
+     * "header" (a remote file's header read with Range requests before the
+     * download: exact, the same numbers as "file") or "head-size" (the
+     * provisional plan above). A static string. */
+    const char *plan_source;
 };
 
 /* Plans without loading (what plan would reserve), for status output. */

@@ -439,34 +439,53 @@ MEMFIT_API enum memfit_status memfit_chat_render(enum memfit_chat_template tmpl,
 /* ==== Sampling (src/models/sample.c) ======================================== */
 
 struct memfit_sampling {
-    float temperature;      /* 0: greedy (argmax); default 0.8; range [0, 100] */
+    float temperature;      /* 0: greedy (argmax, ties to the lowest id); default 0.8; [0, 100] */
     uint32_t top_k;         /* 0: off; default 40 */
     float top_p;            /* 1: off; default 0.95; range (0, 1] */
-    float min_p;            /* 0: off; default 0.05; range [0, 1] */
+    float min_p;            /* 0: off; default 0.05; range [0, 1] (relative to the top token) */
     float repeat_penalty;   /* 1: off; default 1.0; range (0, 10] */
     uint32_t repeat_last_n; /* tokens the penalty looks back on; default 64 */
-    uint64_t seed;          /* same seed, same output */
+    uint64_t seed;          /* same seed, same output; default 0 (a fixed seed, not random) */
 };
 
+/* The defaults above (seed 0). */
 MEMFIT_API void memfit_sampling_default(struct memfit_sampling *s);
 
-/* E_RANGE naming the first parameter out of its range. */
+/* E_RANGE naming the first parameter out of its range, and the range (NaN
+ * is out of every range). */
 MEMFIT_API enum memfit_status memfit_sampling_check(const struct memfit_sampling *s);
 
 typedef struct memfit_token_sampler memfit_token_sampler;
 
-/* A sampler for a vocabulary of n_vocab (its scratch allocated here). */
+/*
+ * A sampler for a vocabulary of n_vocab, with the parameters copied and the
+ * PRNG seeded from s->seed. All its scratch is allocated here (12 bytes
+ * per top_k entry, or per vocabulary entry with top_k off; none for
+ * greedy), so sampling never allocates. E_RANGE from memfit_sampling_check
+ * or for n_vocab 0 or above INT32_MAX, E_NOMEM. Not thread-safe; one per
+ * generation.
+ */
 MEMFIT_API enum memfit_status memfit_token_sampler_create(const struct memfit_sampling *s,
                                                           uint32_t n_vocab,
                                                           memfit_token_sampler **out);
+
+/* NULL is a no-op. */
 MEMFIT_API void memfit_token_sampler_free(memfit_token_sampler *smp);
 
 /*
- * Picks the next token from n_vocab logits (modified in place: penalty,
- * temperature) given the tokens so far (`history`, the last repeat_last_n
- * used). Penalties, then top-k, top-p, min-p, temperature, then a draw from
- * the sampler's own PRNG; greedy ignores all but the penalty. Never fails for
- * finite logits; E_INVALID when all are -inf or NaN.
+ * Picks the next token from n_vocab logits given the tokens so far
+ * (`history`, of which the last repeat_last_n are used). Steps, as
+ * llama.cpp's default chain: the repetition penalty (each distinct token of
+ * the window once: a positive logit divided by the penalty, a negative one
+ * multiplied; applied to `logits` in place, the only change made to them);
+ * then greedy when temperature is 0; else top-k, top-p on the softmax of
+ * what is left (the smallest set of the best tokens whose probability
+ * reaches top_p), min-p (tokens at least min_p x the best one's
+ * probability), and a draw from softmax(logit / temperature) over the
+ * survivors with the sampler's own PRNG (xoshiro256**): the same seed and
+ * logits give the same tokens. NaN logits never win; +inf ones are taken as
+ * the largest finite value. E_INVALID when all logits are -inf or NaN,
+ * E_RANGE for a history token outside the vocabulary (nothing changed).
  */
 MEMFIT_API enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float *logits,
                                                           const int32_t *history, size_t n_history,

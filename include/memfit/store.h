@@ -131,6 +131,38 @@ MEMFIT_API enum memfit_status memfit_store_fetch(memfit_store *store, const char
 MEMFIT_API enum memfit_status memfit_store_head(memfit_store *store, const char *source,
                                                 uint64_t *out_size);
 
+/*
+ * Reads `length` bytes at byte `offset` of one source's file into `buf`
+ * without fetching the file: a pread of a local file or of the cached copy
+ * (when the source was fetched before), otherwise one HTTP Range request
+ * (`bytes=OFFSET-END`; SigV4-signed for S3, HF_TOKEN for the Hub, retried
+ * like a fetch). *out_got is the number of bytes read: less than `length`
+ * only at the end of the file. *out_file_size (may be NULL) is the file's
+ * size as the source reports it (Content-Range), or
+ * MEMFIT_STORE_SIZE_UNKNOWN. Used to read a model file's header before
+ * deciding to download it.
+ *
+ * Failure: E_UNSUPPORTED when the server ignores Range (it answered 200
+ * with the whole body: the transfer is stopped after the first bytes, the
+ * file is not downloaded) so the caller can fall back; E_RANGE when
+ * `offset` is at or beyond the end of the file or the source is malformed;
+ * E_NOT_FOUND (offline and not cached, or absent), E_PERMISSION,
+ * E_NETWORK, E_TIMEOUT, E_IO, E_NOMEM. Nothing is written on failure.
+ */
+MEMFIT_API enum memfit_status memfit_store_read_range(memfit_store *store, const char *source,
+                                                      uint64_t offset, size_t length, void *buf,
+                                                      size_t *out_got, uint64_t *out_file_size);
+
+/*
+ * Like memfit_store_read_range() for the LAST `length` bytes of the file (a
+ * suffix range, `bytes=-LENGTH`: a zip's central directory sits there);
+ * the whole file when it is shorter. *out_offset (may be NULL) is the file
+ * offset of buf[0]. Same failures (E_RANGE for an empty file).
+ */
+MEMFIT_API enum memfit_status memfit_store_read_tail(memfit_store *store, const char *source,
+                                                     size_t length, void *buf, size_t *out_got,
+                                                     uint64_t *out_offset, uint64_t *out_file_size);
+
 /* One cached file as listed by memfit_store_list() or memfit_store_info(). */
 struct memfit_store_entry {
     char *name;   /* the ref name or source URI (redacted); NULL for a blob without ref */

@@ -16,9 +16,36 @@
 #define MIN_KV_BYTES          (8 + 4 + 1)
 #define MIN_TENSOR_INFO_BYTES (8 + 4 + 4 + 8)
 
+/*
+ * mf_gguf_check_value where only the first `avail` of the `remaining` bytes
+ * are at hand (a header-only set): a value that is well-formed so far but
+ * runs past `avail` sets *need (bytes from p that must be at hand) and fails.
+ */
+static enum memfit_status check_value(enum memfit_meta_type type, const uint8_t *p, uint64_t avail,
+                                      uint64_t remaining, unsigned depth, const char *path,
+                                      const char *what, uint64_t *out_size, uint64_t *need);
+
 enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t *p,
                                        uint64_t remaining, unsigned depth, const char *path,
                                        const char *what, uint64_t *out_size)
+{
+    uint64_t need = 0;
+    return check_value(type, p, remaining, remaining, depth, path, what, out_size, &need);
+}
+
+/* Fails when [0, n) of the value is not at hand, recording n in *need. */
+#define AT_HAND(n)                                                                                 \
+    do {                                                                                           \
+        if ((n) > avail) {                                                                         \
+            *need = (n);                                                                           \
+            return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: value cut at the end of the head read",   \
+                               path, what);                                                        \
+        }                                                                                          \
+    } while (0)
+
+static enum memfit_status check_value(enum memfit_meta_type type, const uint8_t *p, uint64_t avail,
+                                      uint64_t remaining, unsigned depth, const char *path,
+                                      const char *what, uint64_t *out_size, uint64_t *need)
 {
     size_t fixed = mf_meta_scalar_bytes(type);
     if (fixed) {
@@ -26,6 +53,7 @@ enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t
             return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: %s value truncated (%llu bytes left)",
                                path, what, memfit_meta_type_name(type),
                                (unsigned long long)remaining);
+        AT_HAND(fixed);
         if (type == MEMFIT_META_BOOL && p[0] > 1)
             return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: bool value %u is not 0 or 1", path, what,
                                p[0]);
@@ -35,6 +63,7 @@ enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t
     if (type == MEMFIT_META_STRING) {
         if (remaining < 8)
             return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: string length truncated", path, what);
+        AT_HAND(8);
         uint64_t len = mf_le64(p);
         if (len > remaining - 8)
             return memfit_fail(MEMFIT_E_FORMAT,
@@ -51,6 +80,7 @@ enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t
                            MF_GGUF_MAX_NESTING);
     if (remaining < 12)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: array header truncated", path, what);
+    AT_HAND(12);
     enum memfit_meta_type et = (enum memfit_meta_type)mf_le32(p);
     uint64_t count = mf_le64(p + 4);
     uint64_t left = remaining - 12;
@@ -61,6 +91,7 @@ enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t
                 MEMFIT_E_FORMAT, "%s: %s: array of %llu %s beyond the %llu bytes left", path, what,
                 (unsigned long long)count, memfit_meta_type_name(et), (unsigned long long)left);
         if (et == MEMFIT_META_BOOL) {
+            AT_HAND(12 + count);
             for (uint64_t i = 0; i < count; i++)
                 if (p[12 + i] > 1)
                     return memfit_fail(MEMFIT_E_FORMAT,
@@ -82,15 +113,21 @@ enum memfit_status mf_gguf_check_value(enum memfit_meta_type type, const uint8_t
     uint64_t pos = 12;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t size;
+        uint64_t sub_need = 0;
         enum memfit_status st =
-            mf_gguf_check_value(et, p + pos, remaining - pos, depth + 1, path, what, &size);
-        if (st != MEMFIT_OK)
+            check_value(et, p + pos, avail > pos ? avail - pos : 0, remaining - pos, depth + 1,
+                        path, what, &size, &sub_need);
+        if (st != MEMFIT_OK) {
+            if (sub_need)
+                *need = pos + sub_need;
             return st;
+        }
         pos += size;
     }
     *out_size = pos;
     return MEMFIT_OK;
 }
+#undef AT_HAND
 
 uint64_t mf_gguf_value_size(enum memfit_meta_type type, const uint8_t *p)
 {
@@ -110,14 +147,19 @@ uint64_t mf_gguf_value_size(enum memfit_meta_type type, const uint8_t *p)
     return pos;
 }
 
+/* Reads the head at hand, [0, len); `file_len` is the whole file's size
+ * (larger than len only in a header-only set). */
 struct reader {
     const uint8_t *base;
-    uint64_t len, pos;
+    uint64_t len, pos, file_len;
     const char *path;
+    memfit_tensors *set;
 };
 
 static enum memfit_status need(struct reader *r, uint64_t n, const char *what)
 {
+    if (n > r->len - r->pos && n <= r->file_len - r->pos)
+        return mf_set_need(r->set, r->pos + n, what);
     if (n > r->len - r->pos)
         return memfit_fail(MEMFIT_E_FORMAT,
                            "%s: %s truncated at offset %llu (%llu bytes needed, %llu left)",
@@ -154,14 +196,16 @@ static enum memfit_status read_str(struct reader *r, const char *what, uint64_t 
     enum memfit_status st = read_u64(r, what, &len);
     if (st != MEMFIT_OK)
         return st;
-    if (len > r->len - r->pos)
+    if (len > r->file_len - r->pos)
         return memfit_fail(MEMFIT_E_FORMAT,
                            "%s: %s: length %llu at offset %llu beyond the %llu bytes left", r->path,
                            what, (unsigned long long)len, (unsigned long long)(r->pos - 8),
-                           (unsigned long long)(r->len - r->pos));
+                           (unsigned long long)(r->file_len - r->pos));
     if (len > max_len)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: %s: length %llu over the limit %llu", r->path,
                            what, (unsigned long long)len, (unsigned long long)max_len);
+    if (len > r->len - r->pos)
+        return mf_set_need(r->set, r->pos + len, what);
     *out = (const char *)r->base + r->pos;
     *out_len = len;
     r->pos += len;
@@ -191,10 +235,17 @@ static enum memfit_status read_kv(memfit_tensors *set, struct reader *r, uint64_
         return st;
     uint64_t size;
     const uint8_t *p = r->base + r->pos;
-    st = mf_gguf_check_value((enum memfit_meta_type)type, p, r->len - r->pos, 0, set->path, keyname,
-                             &size);
-    if (st != MEMFIT_OK)
+    uint64_t more = 0;
+    st = check_value((enum memfit_meta_type)type, p, r->len - r->pos, r->file_len - r->pos, 0,
+                     set->path, keyname, &size, &more);
+    if (st != MEMFIT_OK) {
+        if (more)
+            mf_set_need(set, r->pos + more, keyname);
         return st;
+    }
+    /* The value is kept as a view into the head: all of it must be at hand. */
+    if (size > r->len - r->pos)
+        return mf_set_need(set, r->pos + size, keyname);
     r->pos += size;
     struct memfit_meta_value v;
     memset(&v, 0, sizeof(v));
@@ -273,7 +324,7 @@ static enum memfit_status read_tensor_info(memfit_tensors *set, struct reader *r
 
 enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensors_options *opts)
 {
-    struct reader r = {set->map, set->map_bytes, 0, set->path};
+    struct reader r = {set->map, set->map_bytes, 0, set->file_bytes, set->path, set};
     enum memfit_status st = need(&r, 4, "magic");
     if (st != MEMFIT_OK)
         return st;
@@ -298,7 +349,7 @@ enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensor
     if ((st = read_u64(&r, "tensor count", &n_tensors)) != MEMFIT_OK ||
         (st = read_u64(&r, "key/value count", &n_kv)) != MEMFIT_OK)
         return st;
-    uint64_t left = r.len - r.pos;
+    uint64_t left = r.file_len - r.pos;
     if (n_kv > left / MIN_KV_BYTES)
         return memfit_fail(MEMFIT_E_FORMAT,
                            "%s: key/value count %llu cannot fit in the %llu bytes left", set->path,
@@ -320,9 +371,10 @@ enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensor
         set->tensors[set->n_tensors - 1].offset = rel;
     }
     uint64_t data_start = r.pos + (alignment - r.pos % alignment) % alignment;
-    if (n_tensors > 0 && data_start > r.len)
+    if (n_tensors > 0 && data_start > r.file_len)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: data section at offset %llu beyond file size %llu",
-                           set->path, (unsigned long long)data_start, (unsigned long long)r.len);
+                           set->path, (unsigned long long)data_start,
+                           (unsigned long long)r.file_len);
     uint64_t expected = 0;
     bool warned = false;
     for (size_t i = 0; i < set->n_tensors; i++) {
@@ -333,11 +385,11 @@ enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensor
                                "%s: tensor %s: offset %llu is not a multiple of the alignment %u",
                                set->path, t->name, (unsigned long long)rel, alignment);
         if (__builtin_add_overflow(data_start, rel, &start) ||
-            __builtin_add_overflow(start, t->n_bytes, &end) || end > r.len)
+            __builtin_add_overflow(start, t->n_bytes, &end) || end > r.file_len)
             return memfit_fail(MEMFIT_E_FORMAT,
                                "%s: tensor %s: data [%llu, +%llu) beyond file size %llu", set->path,
                                t->name, (unsigned long long)(data_start + rel),
-                               (unsigned long long)t->n_bytes, (unsigned long long)r.len);
+                               (unsigned long long)t->n_bytes, (unsigned long long)r.file_len);
         t->offset = start;
         if (rel != expected && !warned) {
             if (opts->strict)

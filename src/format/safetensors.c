@@ -161,7 +161,7 @@ static enum memfit_status parse_header(memfit_tensors *set, json_t *root, uint64
             goto out;
     }
     qsort(entries, n_entries, sizeof(*entries), by_begin);
-    uint64_t buffer_bytes = set->map_bytes - data_start, prev_end = 0;
+    uint64_t buffer_bytes = set->file_bytes - data_start, prev_end = 0;
     for (size_t i = 0; i < n_entries; i++) {
         struct entry *e = &entries[i];
         if (e->begin != prev_end) {
@@ -194,6 +194,9 @@ out:
 
 enum memfit_status mf_safetensors_parse(memfit_tensors *set)
 {
+    enum memfit_status need = mf_set_need(set, 8, "the header length");
+    if (need != MEMFIT_OK)
+        return need;
     if (set->map_bytes < 8)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: %zu bytes, too short for a safetensors header",
                            set->path, set->map_bytes);
@@ -201,9 +204,11 @@ enum memfit_status mf_safetensors_parse(memfit_tensors *set)
     if (n > MAX_HEADER_BYTES)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: header length %llu over the limit %llu", set->path,
                            (unsigned long long)n, MAX_HEADER_BYTES);
-    if (n > set->map_bytes - 8)
-        return memfit_fail(MEMFIT_E_FORMAT, "%s: header length %llu beyond file size %zu",
-                           set->path, (unsigned long long)n, set->map_bytes);
+    if (n > set->file_bytes - 8)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: header length %llu beyond file size %llu",
+                           set->path, (unsigned long long)n, (unsigned long long)set->file_bytes);
+    if ((need = mf_set_need(set, 8 + n, "the JSON header")) != MEMFIT_OK)
+        return need;
     const char *text = (const char *)set->map + 8;
     size_t i = 0;
     while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))

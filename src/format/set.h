@@ -51,7 +51,26 @@ struct memfit_tensors {
     size_t *meta_by_key; /* indices sorted by key */
     struct mf_region *regions;
     size_t n_regions;
+    /*
+     * A header-only set (memfit_tensors_open_header): `map` holds the first
+     * map_bytes bytes of a file of file_bytes bytes (a copy the set owns in
+     * owned_head); tensor data is bounds-checked against file_bytes and not
+     * readable. A parser that runs past map_bytes but not past file_bytes
+     * sets need_bytes (the head length that lets it go on) and fails.
+     */
+    uint64_t file_bytes; /* == map_bytes for a mapped or in-memory file */
+    bool header_only;
+    uint8_t *owned_head;
+    uint64_t need_bytes;
 };
+
+/*
+ * In a header-only set, records that the parser needs the head to reach
+ * `end` (it lies within the file) and returns the E_FORMAT to stop with;
+ * for other sets (or past the file's end) returns MEMFIT_OK so the caller
+ * reports the format error itself.
+ */
+enum memfit_status mf_set_need(memfit_tensors *set, uint64_t end, const char *what);
 
 /*
  * Parses `len` bytes at `buf` (which must outlive the set) as a tensor set

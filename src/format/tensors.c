@@ -90,6 +90,7 @@ static void free_set(memfit_tensors *set)
     for (size_t i = 0; i < set->n_regions; i++)
         mf_unmap_anon(set->regions[i].buf, set->regions[i].bytes);
     memfit_free(set->regions);
+    memfit_free(set->owned_head);
     if (set->owns_map && set->map)
         munmap((void *)set->map, set->map_bytes);
     memfit_free(set->path);
@@ -149,12 +150,85 @@ enum memfit_status mf_tensors_open_memory(const void *buf, size_t len, const cha
         return MEMFIT_E_NOMEM;
     set->map = buf;
     set->map_bytes = len;
+    set->file_bytes = len;
     enum memfit_status st = parse(set, opts);
     if (st != MEMFIT_OK) {
         free_set(set);
         return st;
     }
     *out = set;
+    return MEMFIT_OK;
+}
+
+enum memfit_status mf_set_need(memfit_tensors *set, uint64_t end, const char *what)
+{
+    if (!set->header_only || end > set->file_bytes || end <= set->map_bytes)
+        return MEMFIT_OK;
+    set->need_bytes = end;
+    return memfit_fail(MEMFIT_E_FORMAT, "%s: %s ends at byte %llu, past the %zu-byte head read",
+                       set->path, what, (unsigned long long)end, set->map_bytes);
+}
+
+enum memfit_status memfit_tensors_open_header(const void *head, size_t head_len,
+                                              uint64_t file_bytes, enum memfit_format format,
+                                              const char *name, memfit_tensors **out,
+                                              uint64_t *out_need_bytes)
+{
+    if (!out || !out_need_bytes || (!head && head_len))
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_open_header: NULL argument");
+    if (head_len > file_bytes)
+        return memfit_fail(MEMFIT_E_MISUSE,
+                           "memfit_tensors_open_header: %zu head bytes of a %llu-byte file",
+                           head_len, (unsigned long long)file_bytes);
+    memfit_tensors *set = new_set(name);
+    if (!set)
+        return MEMFIT_E_NOMEM;
+    set->owned_head = memfit_malloc_in(MEMFIT_ALLOC_FORMAT, head_len ? head_len : 1);
+    if (!set->owned_head) {
+        free_set(set);
+        return MEMFIT_E_NOMEM;
+    }
+    if (head_len)
+        memcpy(set->owned_head, head, head_len);
+    set->map = set->owned_head;
+    set->map_bytes = head_len;
+    set->file_bytes = file_bytes;
+    set->header_only = true;
+    if (format == MEMFIT_FORMAT_UNKNOWN) {
+        /* The magic needs 9 bytes (safetensors' first JSON byte). */
+        if (head_len < 9 && file_bytes > head_len) {
+            free_set(set);
+            *out = NULL;
+            *out_need_bytes = file_bytes < 9 ? file_bytes : 9;
+            return MEMFIT_OK;
+        }
+        format = detect(set->map, head_len, set->path);
+    }
+    if (format == MEMFIT_FORMAT_PTH) {
+        enum memfit_status st = memfit_fail(
+            MEMFIT_E_UNSUPPORTED,
+            "%s: a .pth (zip) header cannot be read from its first bytes alone", set->path);
+        free_set(set);
+        return st;
+    }
+    struct memfit_tensors_options opts;
+    memfit_tensors_options_default(&opts);
+    opts.format = format;
+    enum memfit_status st = parse(set, &opts);
+    if (st != MEMFIT_OK && set->need_bytes > head_len) {
+        uint64_t need = set->need_bytes;
+        free_set(set);
+        memfit_clear_error();
+        *out = NULL;
+        *out_need_bytes = need;
+        return MEMFIT_OK;
+    }
+    if (st != MEMFIT_OK) {
+        free_set(set);
+        return st;
+    }
+    *out = set;
+    *out_need_bytes = 0;
     return MEMFIT_OK;
 }
 
@@ -198,6 +272,7 @@ enum memfit_status memfit_tensors_open(const char *path, const struct memfit_ten
     }
     set->map = map;
     set->map_bytes = len;
+    set->file_bytes = len;
     set->owns_map = true;
     enum memfit_status st = parse(set, opts);
     if (st != MEMFIT_OK) {
@@ -225,7 +300,12 @@ const char *memfit_tensors_path(const memfit_tensors *set)
 
 uint64_t memfit_tensors_file_bytes(const memfit_tensors *set)
 {
-    return set ? set->map_bytes : 0;
+    return set ? set->file_bytes : 0;
+}
+
+bool memfit_tensors_header_only(const memfit_tensors *set)
+{
+    return set && set->header_only;
 }
 
 uint32_t memfit_tensors_version(const memfit_tensors *set)
@@ -250,7 +330,7 @@ static void fill_info(const memfit_tensors *set, const struct mf_tensor *t,
     out->n_elements = t->n_elements;
     out->n_bytes = t->n_bytes;
     out->file_offset = t->owned_data ? UINT64_MAX : t->offset;
-    out->data = t->owned_data ? t->owned_data : set->map + t->offset;
+    out->data = t->owned_data ? t->owned_data : set->header_only ? NULL : set->map + t->offset;
 }
 
 enum memfit_status memfit_tensors_get(const memfit_tensors *set, size_t index,
@@ -585,10 +665,11 @@ static enum memfit_status add_tensor(memfit_tensors *set, const char *name, size
                            set->path, nl, name, (unsigned long long)expect_bytes,
                            (unsigned long long)n_elements, info->name, (unsigned long long)n_bytes);
     uint64_t end;
-    if (!owned && (__builtin_add_overflow(offset, n_bytes, &end) || end > set->map_bytes))
-        return memfit_fail(
-            MEMFIT_E_FORMAT, "%s: tensor %.*s: data [%llu, +%llu) beyond file size %zu", set->path,
-            nl, name, (unsigned long long)offset, (unsigned long long)n_bytes, set->map_bytes);
+    if (!owned && (__builtin_add_overflow(offset, n_bytes, &end) || end > set->file_bytes))
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: tensor %.*s: data [%llu, +%llu) beyond file size %llu", set->path,
+                           nl, name, (unsigned long long)offset, (unsigned long long)n_bytes,
+                           (unsigned long long)set->file_bytes);
     if (set->n_tensors == set->cap_tensors) {
         size_t cap = set->cap_tensors ? set->cap_tensors * 2 : 16;
         struct mf_tensor *grown = memfit_realloc(set->tensors, cap * sizeof(*grown));

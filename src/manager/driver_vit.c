@@ -46,6 +46,10 @@ struct memfit_vit_driver_config {
     bool have_plan;
     uint64_t plan_size, plan_mtime_ns, plan_ino;
     struct memfit_vit_driver_plan plan;
+    /* A remote model's plan made before its download (from its header, or
+     * its size), kept so that planning again makes no request. */
+    bool have_remote_plan;
+    struct memfit_vit_driver_plan remote_plan;
 };
 
 struct vit_loaded {
@@ -208,6 +212,11 @@ void memfit_vit_driver_config_set_budget(memfit_vit_driver_config *cfg, memfit_b
     cfg->budget = budget;
 }
 
+/* What is read of a remote model's header before deciding to download it:
+ * a first range, doubled until the header is whole, up to a limit. */
+#define HEADER_FIRST_BYTES (256u << 10)
+#define HEADER_MAX_BYTES   (64u << 20)
+
 static void engine_options(const memfit_vit_driver_config *cfg, struct memfit_vit_options *o)
 {
     memfit_vit_options_default(o);
@@ -257,13 +266,15 @@ static uint32_t planned_side(uint32_t size, uint32_t patch)
     return s ? s : patch;
 }
 
-static enum memfit_status compute_plan(memfit_vit_driver_config *cfg, uint64_t file_bytes,
-                                       struct memfit_vit_driver_plan *out)
+/* The exact plan of the model file at `path` (the weights, or a stand-in
+ * holding their header: see header_plan). */
+static enum memfit_status compute_plan(memfit_vit_driver_config *cfg, const char *path,
+                                       uint64_t file_bytes, struct memfit_vit_driver_plan *out)
 {
     struct memfit_vit_options o;
     engine_options(cfg, &o);
     memfit_vit *vit;
-    enum memfit_status st = memfit_vit_open(cfg->path, &o, &vit);
+    enum memfit_status st = memfit_vit_open(path, &o, &vit);
     if (st != MEMFIT_OK)
         return st;
     struct memfit_vit_info info;
@@ -283,10 +294,11 @@ static enum memfit_status compute_plan(memfit_vit_driver_config *cfg, uint64_t f
     p.cost.bytes[MEMFIT_BUDGET_WORKSPACE] = work;
     if (cfg->quantize) {
         uint64_t copy;
-        if ((st = estimate_converted(cfg->path, cfg->quantize_type, &copy)) != MEMFIT_OK)
+        if ((st = estimate_converted(path, cfg->quantize_type, &copy)) != MEMFIT_OK)
             return st;
         p.cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] += copy;
     }
+    p.plan_source = "file";
     *out = p;
     return MEMFIT_OK;
 }
@@ -357,6 +369,206 @@ static enum memfit_status provisional_plan(memfit_vit_driver_config *cfg,
     out->file_bytes = size;
     out->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = size;
     out->provisional = true;
+    out->plan_source = "head-size";
+    return MEMFIT_OK;
+}
+
+/*
+ * Reads the header of `source` with Range requests into *head (grown from
+ * HEADER_FIRST_BYTES until memfit_tensors_open_header has all it needs) and
+ * checks it is a DINOv2 model. E_UNSUPPORTED when the server ignores
+ * ranges, does not tell the size, or the format cannot be read from a head
+ * (.pth); E_FORMAT when the header is malformed or not a DINOv2 model.
+ */
+static enum memfit_status read_header(memfit_vit_driver_config *cfg, memfit_store *store,
+                                      const char *source, uint8_t **out_head, size_t *out_len,
+                                      uint64_t *out_size, unsigned *out_requests)
+{
+    /* A zip's directory is at its end: no use reading its head. */
+    if (memfit_format_from_path(source) == MEMFIT_FORMAT_PTH)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: a .pth header is not read before download",
+                           source);
+    size_t cap = HEADER_FIRST_BYTES, have = 0;
+    uint8_t *head = memfit_malloc(cap);
+    if (!head)
+        return MEMFIT_E_NOMEM;
+    uint64_t size = MEMFIT_STORE_SIZE_UNKNOWN;
+    enum memfit_status st = memfit_store_read_range(store, source, 0, cap, head, &have, &size);
+    unsigned requests = 1;
+    memfit_tensors *set = NULL;
+    while (st == MEMFIT_OK) {
+        if (size == MEMFIT_STORE_SIZE_UNKNOWN) {
+            st = memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: the server does not tell the size", source);
+            break;
+        }
+        uint64_t need = 0;
+        st = memfit_tensors_open_header(head, have, size, MEMFIT_FORMAT_UNKNOWN, source, &set,
+                                        &need);
+        if (st != MEMFIT_OK || set)
+            break;
+        /* Grow geometrically: a GGUF header's size is only known once read. */
+        uint64_t want = need > 2 * (uint64_t)have ? need : 2 * (uint64_t)have;
+        if (want > size)
+            want = size;
+        if (want > HEADER_MAX_BYTES) {
+            st = memfit_fail(MEMFIT_E_UNSUPPORTED,
+                             "model '%s': its header needs more than %u bytes read ahead",
+                             cfg->name, HEADER_MAX_BYTES);
+            break;
+        }
+        uint8_t *grown = memfit_realloc(head, (size_t)want);
+        if (!grown) {
+            st = MEMFIT_E_NOMEM;
+            break;
+        }
+        head = grown;
+        size_t got = 0;
+        st = memfit_store_read_range(store, source, have, (size_t)want - have, head + have, &got,
+                                     NULL);
+        requests++;
+        if (st == MEMFIT_OK && got == 0)
+            st = memfit_fail(MEMFIT_E_NETWORK, "%s: no bytes at offset %zu", source, have);
+        have += got;
+    }
+    if (st == MEMFIT_OK) {
+        struct memfit_vit_info info;
+        st = memfit_vit_detect(set, &info);
+        memfit_tensors_close(set);
+    }
+    if (st != MEMFIT_OK) {
+        memfit_free(head);
+        return st;
+    }
+    *out_head = head;
+    *out_len = have;
+    *out_size = size;
+    *out_requests = requests;
+    return MEMFIT_OK;
+}
+
+/*
+ * The exact plan of a remote model before its download: its header, read
+ * with Range requests, is written into a sparse stand-in file of the real
+ * size in a private directory (the tensor data reads as zeros, and no
+ * config.json lies beside it, as none lies beside a cached blob) and
+ * planned by compute_plan, the code that plans a local file, so both give
+ * the same numbers by construction.
+ */
+static enum memfit_status header_plan(memfit_vit_driver_config *cfg, const char *source,
+                                      const uint8_t *head, size_t have, uint64_t size,
+                                      struct memfit_vit_driver_plan *out)
+{
+    char *dir = memfit_asprintf("%s/memfit-plan-XXXXXX", cfg->cache_dir);
+    if (!dir)
+        return MEMFIT_E_NOMEM;
+    if (!mkdtemp(dir)) {
+        enum memfit_status st =
+            memfit_fail(MEMFIT_E_IO, "model '%s': cannot create a directory in %s: %s", cfg->name,
+                        cfg->cache_dir, strerror(errno));
+        memfit_free(dir);
+        return st;
+    }
+    enum memfit_format format = memfit_format_from_path(source);
+    if (have >= 4 && memcmp(head, "GGUF", 4) == 0)
+        format = MEMFIT_FORMAT_GGUF;
+    else if (format == MEMFIT_FORMAT_UNKNOWN)
+        format = MEMFIT_FORMAT_SAFETENSORS;
+    char *path = memfit_asprintf("%s/model.%s", dir, memfit_format_name(format));
+    enum memfit_status st = path ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    int fd = path ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    if (st == MEMFIT_OK && fd < 0)
+        st = memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    for (size_t done = 0; st == MEMFIT_OK && done < have;) {
+        ssize_t n = write(fd, head + done, have - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            st = memfit_fail(errno == ENOSPC ? MEMFIT_E_NOSPACE : MEMFIT_E_IO, "%s: %s", path,
+                             n < 0 ? strerror(errno) : "short write");
+        else
+            done += (size_t)n;
+    }
+    if (st == MEMFIT_OK && ftruncate(fd, (off_t)size) != 0)
+        st = memfit_fail(MEMFIT_E_IO, "%s: cannot extend to %llu bytes: %s", path,
+                         (unsigned long long)size, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (st == MEMFIT_OK)
+        st = compute_plan(cfg, path, size, out);
+    if (path)
+        unlink(path);
+    rmdir(dir);
+    memfit_free(path);
+    memfit_free(dir);
+    if (st == MEMFIT_OK)
+        out->plan_source = "header";
+    return st;
+}
+
+/*
+ * A remote model not cached yet: the exact plan from its header when a
+ * source answers Range requests, else (E_UNSUPPORTED from every source,
+ * or no network) the provisional plan from its size. A header that is
+ * malformed or not a DINOv2 model is an error at once: the download could
+ * only fail after.
+ */
+static enum memfit_status remote_plan(memfit_vit_driver_config *cfg,
+                                      struct memfit_vit_driver_plan *out)
+{
+    pthread_mutex_lock(&cfg->lock);
+    if (cfg->have_remote_plan) {
+        *out = cfg->remote_plan;
+        pthread_mutex_unlock(&cfg->lock);
+        return MEMFIT_OK;
+    }
+    pthread_mutex_unlock(&cfg->lock);
+    memfit_store *store;
+    enum memfit_status st = open_store(cfg, -1, &store);
+    if (st != MEMFIT_OK)
+        return st;
+    struct memfit_vit_driver_plan p;
+    st = MEMFIT_E_UNSUPPORTED;
+    char why[400] = "";
+    for (size_t i = 0; i < cfg->n_sources && st != MEMFIT_OK; i++) {
+        uint8_t *head = NULL;
+        size_t have = 0;
+        uint64_t size = 0;
+        unsigned requests = 0;
+        uint64_t t0 = memfit_now_ns();
+        st = read_header(cfg, store, cfg->sources[i], &head, &have, &size, &requests);
+        if (st == MEMFIT_OK) {
+            st = header_plan(cfg, cfg->sources[i], head, have, size, &p);
+            memfit_free(head);
+        }
+        if (st == MEMFIT_OK)
+            memfit_log(MEMFIT_LOG_INFO,
+                       "model '%s': planned from its header before download (%zu of %llu bytes "
+                       "read in %u range request(s), %.1f ms): %llu bytes",
+                       cfg->name, have, (unsigned long long)size, requests,
+                       (double)(memfit_now_ns() - t0) / 1e6,
+                       (unsigned long long)memfit_budget_cost_total(&p.cost));
+        else if (st == MEMFIT_E_FORMAT || st == MEMFIT_E_NOMEM)
+            break;
+        else
+            snprintf(why, sizeof(why), "%s", memfit_last_error());
+    }
+    memfit_store_close(store);
+    if (st == MEMFIT_E_FORMAT || st == MEMFIT_E_NOMEM)
+        return st;
+    if (st != MEMFIT_OK) {
+        memfit_clear_error();
+        if ((st = provisional_plan(cfg, &p)) != MEMFIT_OK)
+            return st;
+        memfit_log(MEMFIT_LOG_INFO,
+                   "model '%s': header not readable before download (%s); planned from its size "
+                   "(%llu bytes, workspace unknown until fetched)",
+                   cfg->name, why, (unsigned long long)p.file_bytes);
+    }
+    pthread_mutex_lock(&cfg->lock);
+    cfg->remote_plan = p;
+    cfg->have_remote_plan = true;
+    pthread_mutex_unlock(&cfg->lock);
+    *out = p;
     return MEMFIT_OK;
 }
 
@@ -367,7 +579,7 @@ enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_config *cfg,
         enum memfit_status st = make_local(cfg, 1);
         if (st == MEMFIT_E_NOT_FOUND) {
             memfit_clear_error();
-            return provisional_plan(cfg, out);
+            return remote_plan(cfg, out);
         }
         if (st != MEMFIT_OK)
             return st;
@@ -386,7 +598,7 @@ enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_config *cfg,
     }
     pthread_mutex_unlock(&cfg->lock);
     struct memfit_vit_driver_plan p;
-    enum memfit_status st = compute_plan(cfg, (uint64_t)sb.st_size, &p);
+    enum memfit_status st = compute_plan(cfg, cfg->path, (uint64_t)sb.st_size, &p);
     if (st != MEMFIT_OK)
         return st;
     pthread_mutex_lock(&cfg->lock);

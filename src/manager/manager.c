@@ -95,6 +95,8 @@ struct memfit_manager {
     bool p_cgroup;
     double p_percent;
     uint64_t p_ticks, p_unloads, p_freed, p_paused_ns, p_paused_since;
+    const char *p_cause;           /* "memory", "psi", "" before the first tick */
+    double p_psi_some, p_psi_full; /* memory PSI avg10 (percent); -1 when absent */
     pthread_t pressure;
     bool pressure_started;
     memfit_sampler *sampler;
@@ -138,6 +140,8 @@ void memfit_manager_options_default(struct memfit_manager_options *options)
     options->reaper_interval_ms = 1000;
     options->pressure_interval_ms = 1000;
     options->pressure_thresholds = memfit_alert_thresholds_default();
+    options->pressure_psi_some_percent = 10;
+    options->pressure_psi_full_percent = 5;
 }
 
 /* A boolean setting: *out unchanged when unset; E_RANGE naming it when unreadable. */
@@ -214,7 +218,8 @@ static void emit(memfit_manager *mgr, const struct event_args *a)
     pthread_mutex_lock(&mgr->lock);
     enum memfit_level level = mgr->level;
     uint64_t p_bytes = mgr->p_bytes, p_limit = mgr->p_limit;
-    double p_percent = mgr->p_percent;
+    double p_percent = mgr->p_percent, psi_some = mgr->p_psi_some, psi_full = mgr->p_psi_full;
+    const char *cause = mgr->p_cause;
     pthread_mutex_unlock(&mgr->lock);
     mf_format_bytes(a->bytes, b1, sizeof(b1));
     mf_format_bytes(u.free_bytes, b2, sizeof(b2));
@@ -260,6 +265,9 @@ static void emit(memfit_manager *mgr, const struct event_args *a)
         .pressure_limit_bytes = p_limit,
         .pressure_percent = p_percent,
         .pressure_from = a->kind == MEMFIT_EVENT_PRESSURE ? a->from : level,
+        .pressure_cause = cause,
+        .pressure_psi_some = psi_some,
+        .pressure_psi_full = psi_full,
     };
     mgr->opt.on_event(&e, mgr->opt.event_user);
 }
@@ -470,11 +478,19 @@ enum memfit_status memfit_manager_create(const struct memfit_manager_options *op
     enum memfit_status st = memfit_alert_thresholds_check(&options->pressure_thresholds);
     if (st != MEMFIT_OK)
         return memfit_fail(st, "manager pressure thresholds: %s", memfit_last_error());
+    if (!(options->pressure_psi_some_percent >= 0 && options->pressure_psi_some_percent <= 100 &&
+          options->pressure_psi_full_percent >= 0 && options->pressure_psi_full_percent <= 100))
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "manager pressure thresholds: PSI some %g%% and full %g%% must lie in "
+                           "0..100 (0: off)",
+                           options->pressure_psi_some_percent, options->pressure_psi_full_percent);
     memfit_manager *mgr = memfit_calloc_in(MEMFIT_ALLOC_MANAGER, 1, sizeof(*mgr));
     if (!mgr)
         return MEMFIT_E_NOMEM;
     mgr->opt = *options;
     mgr->opt.pressure_root = NULL; /* borrowed: only the sampler (which copies it) uses it */
+    mgr->p_cause = "";
+    mgr->p_psi_some = mgr->p_psi_full = -1;
     st = memfit_budget_create(options->budget_bytes, &mgr->budget);
     if (st != MEMFIT_OK) {
         memfit_free(mgr);
@@ -765,6 +781,10 @@ static void pressure_figures_locked(const memfit_manager *mgr, char *buf, size_t
         snprintf(buf, size, "%s: working set %s of memory %s (%.1f%%)",
                  memfit_level_name(mgr->level), b1, b2, mgr->p_percent);
     }
+    size_t used = strlen(buf);
+    if (mgr->p_psi_some >= 0 && used < size)
+        snprintf(buf + used, size - used, "; memory PSI avg10 some %.1f%%, full %.1f%%",
+                 mgr->p_psi_some, mgr->p_psi_full);
 }
 
 /* Records a refusal decided under the lock; releases it and emits the event. */
@@ -1168,6 +1188,50 @@ static void pressure_event(memfit_manager *mgr, const char *reason, enum memfit_
     emit(mgr, &e);
 }
 
+/* The memory PSI of a sample: the cgroup's memory.pressure, else the
+ * system's; false when neither was read. */
+static bool sample_psi(const struct memfit_sample *sample, double *some, double *full)
+{
+    const struct memfit_psi *psi = NULL;
+    if (sample->have_cgroup && sample->cgroup.pressure.present)
+        psi = &sample->cgroup.pressure;
+    else if (sample->psi.present)
+        psi = &sample->psi;
+    if (!psi)
+        return false;
+    *some = psi->some_avg10;
+    *full = psi->full_avg10;
+    return true;
+}
+
+/* At or above `threshold` (0: off), or above it less the hysteresis while
+ * the level it gives is held. */
+static bool psi_over(double value, double threshold, double hysteresis, bool held)
+{
+    if (threshold <= 0)
+        return false;
+    double h = hysteresis < threshold / 2 ? hysteresis : threshold / 2;
+    return value >= (held ? threshold - h : threshold);
+}
+
+/* The level memory PSI alone calls for, and a note naming the figure. */
+static enum memfit_level psi_level(const struct memfit_manager_options *o, enum memfit_level from,
+                                   double some, double full, char *why, size_t why_size)
+{
+    double h = o->pressure_thresholds.hysteresis_percent;
+    if (psi_over(full, o->pressure_psi_full_percent, h, from >= MEMFIT_LEVEL_CRITICAL)) {
+        snprintf(why, why_size, "memory PSI full avg10 %.1f%% >= %g%%", full,
+                 o->pressure_psi_full_percent);
+        return MEMFIT_LEVEL_CRITICAL;
+    }
+    if (psi_over(some, o->pressure_psi_some_percent, h, from >= MEMFIT_LEVEL_WARNING)) {
+        snprintf(why, why_size, "memory PSI some avg10 %.1f%% >= %g%%", some,
+                 o->pressure_psi_some_percent);
+        return MEMFIT_LEVEL_WARNING;
+    }
+    return MEMFIT_LEVEL_OK;
+}
+
 enum memfit_level memfit_manager_pressure_tick(memfit_manager *mgr,
                                                const struct memfit_sample *sample)
 {
@@ -1183,6 +1247,21 @@ enum memfit_level memfit_manager_pressure_tick(memfit_manager *mgr,
         return from;
     }
     enum memfit_level to = memfit_alert_next(&mgr->opt.pressure_thresholds, from, bytes, limit);
+    double psi_some = -1, psi_full = -1;
+    char psi_why[96] = "";
+    if (sample_psi(sample, &psi_some, &psi_full)) {
+        enum memfit_level by_psi =
+            psi_level(&mgr->opt, from, psi_some, psi_full, psi_why, sizeof(psi_why));
+        mgr->p_cause = by_psi > to ? "psi" : "memory";
+        if (by_psi > to)
+            to = by_psi;
+    } else {
+        psi_some = psi_full = -1;
+        mgr->p_cause = "memory";
+    }
+    bool by_psi = strcmp(mgr->p_cause, "psi") == 0;
+    mgr->p_psi_some = psi_some;
+    mgr->p_psi_full = psi_full;
     mgr->level = to;
     mgr->p_bytes = bytes;
     mgr->p_limit = limit;
@@ -1207,8 +1286,9 @@ enum memfit_level memfit_manager_pressure_tick(memfit_manager *mgr,
     pthread_mutex_unlock(&mgr->lock);
 
     if (to != from)
-        pressure_event(mgr, "level", from, "memory pressure %s -> %s: %s", memfit_level_name(from),
-                       memfit_level_name(to), figures);
+        pressure_event(mgr, "level", from, "memory pressure %s -> %s%s%s%s: %s",
+                       memfit_level_name(from), memfit_level_name(to), by_psi ? " (" : "",
+                       by_psi ? psi_why : "", by_psi ? ")" : "", figures);
     if (pause && !was_paused)
         pressure_event(mgr, "pause admission", from,
                        "memory pressure: admission paused (new acquires wait) at %s", figures);
@@ -1332,6 +1412,9 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
     s->pressure_freed_bytes = mgr->p_freed;
     s->pressure_paused_ns =
         mgr->p_paused_ns + (mgr->paused ? memfit_now_ns() - mgr->p_paused_since : 0);
+    s->pressure_cause = mgr->p_cause;
+    s->pressure_psi_some = mgr->p_psi_some;
+    s->pressure_psi_full = mgr->p_psi_full;
     memfit_budget_get_usage(mgr->budget, &s->budget);
     pthread_mutex_unlock(&mgr->lock);
     *out = s;

@@ -234,7 +234,8 @@ static const char *const model_keys[] = {"name",    "family",     "sources", "sh
 static const char *const limit_keys[] = {"max_batch", "max_image_size", "max_context", NULL};
 static const char *const top_keys[] = {
     "budget",    "cache_dir", "keep_alive", "unloading", "admission_timeout",
-    "max_queue", "models",    NULL};
+    "max_queue", "pressure",  "models",     NULL};
+static const char *const pressure_keys[] = {"warning", "critical", "psi_some", "psi_full", NULL};
 
 static bool valid_model_name(const char *name)
 {
@@ -430,6 +431,63 @@ static enum memfit_status parse_models(const struct parse *p, const yaml_node_t 
     return MEMFIT_OK;
 }
 
+/* ---- Pressure ------------------------------------------------------------------- */
+
+/* pressure: {warning: 80%, critical: 90%, psi_some: 10, psi_full: 5} (percentages). */
+static enum memfit_status parse_pressure(const struct parse *p, const yaml_node_t *node,
+                                         struct memfit_manifest *mf)
+{
+    const char *where = "in pressure";
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(p, node,
+                       "pressure: expected a mapping (warning, critical, psi_some, psi_full), "
+                       "got %s",
+                       node_kind(node));
+    enum memfit_status st = check_keys(p, node, where);
+    for (yaml_node_pair_t *a = node->data.mapping.pairs.start;
+         st == MEMFIT_OK && a < node->data.mapping.pairs.top; a++) {
+        yaml_node_t *k = yaml_document_get_node(p->doc, a->key);
+        yaml_node_t *v = yaml_document_get_node(p->doc, a->value);
+        const char *key = (const char *)k->data.scalar.value;
+        double *dst = strcmp(key, "warning") == 0    ? &mf->pressure.warning_percent
+                      : strcmp(key, "critical") == 0 ? &mf->pressure.critical_percent
+                      : strcmp(key, "psi_some") == 0 ? &mf->pressure.psi_some_percent
+                      : strcmp(key, "psi_full") == 0 ? &mf->pressure.psi_full_percent
+                                                     : NULL;
+        if (!dst) {
+            st = unknown_key(p, k, key, where, pressure_keys);
+            break;
+        }
+        const char *text = NULL;
+        if ((st = scalar(p, v, key, where, "a percentage (e.g. 80% or 10)", &text)) != MEMFIT_OK)
+            break;
+        if (memfit_parse_percent(text, dst) != MEMFIT_OK) {
+            memfit_clear_error();
+            st = fail_at(p, v, "pressure: %s: expected a percentage from 0 to 100, got '%s'", key,
+                         text);
+        }
+    }
+    if (st == MEMFIT_OK && mf->pressure.warning_percent >= 0 &&
+        mf->pressure.critical_percent >= 0 &&
+        mf->pressure.warning_percent >= mf->pressure.critical_percent)
+        st = fail_at(p, node, "pressure: warning %g%% must be below critical %g%%",
+                     mf->pressure.warning_percent, mf->pressure.critical_percent);
+    return st;
+}
+
+void memfit_manifest_apply_pressure(const struct memfit_manifest *mf,
+                                    struct memfit_manager_options *o)
+{
+    if (mf->pressure.warning_percent >= 0)
+        o->pressure_thresholds.warning_percent = mf->pressure.warning_percent;
+    if (mf->pressure.critical_percent >= 0)
+        o->pressure_thresholds.critical_percent = mf->pressure.critical_percent;
+    if (mf->pressure.psi_some_percent >= 0)
+        o->pressure_psi_some_percent = mf->pressure.psi_some_percent;
+    if (mf->pressure.psi_full_percent >= 0)
+        o->pressure_psi_full_percent = mf->pressure.psi_full_percent;
+}
+
 /* ---- The document --------------------------------------------------------------- */
 
 static enum memfit_status parse_top(const struct parse *p, const yaml_node_t *root,
@@ -471,6 +529,8 @@ static enum memfit_status parse_top(const struct parse *p, const yaml_node_t *ro
             uint64_t n = 0;
             st = get_uint(p, v, key, where, 1000000, &n);
             mf->max_queue = (unsigned)n;
+        } else if (strcmp(key, "pressure") == 0) {
+            st = parse_pressure(p, v, mf);
         } else if (strcmp(key, "models") == 0) {
             st = parse_models(p, v, mf);
         } else {
@@ -564,6 +624,8 @@ enum memfit_status memfit_manifest_parse_string(const char *text, size_t len, co
     mf->unloading_enabled = true;
     mf->admission_timeout_ms = 30000;
     mf->max_queue = 512;
+    mf->pressure.warning_percent = mf->pressure.critical_percent = -1;
+    mf->pressure.psi_some_percent = mf->pressure.psi_full_percent = -1;
     if (!(mf->path = memfit_strdup(name))) {
         memfit_free(mf);
         return MEMFIT_E_NOMEM;

@@ -598,6 +598,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     mo.admission_timeout_ms = options->admission_timeout_ms >= 0 ? options->admission_timeout_ms
                                                                  : mf->admission_timeout_ms;
     mo.max_queue = mf->max_queue;
+    memfit_manifest_apply_pressure(mf, &mo);
     mo.reaper_thread = options->reaper_thread;
     mo.on_event = on_manager_event;
     mo.event_user = srv;

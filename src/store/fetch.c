@@ -327,12 +327,7 @@ static enum memfit_status attempt_http(struct download *d, bool *retryable)
             return st;
         f->creds_loaded = true;
     }
-    struct mf_http_params params = {
-        .connect_timeout_ms = f->store->opts.connect_timeout_ms,
-        .stall_timeout_s = f->store->opts.stall_timeout_s,
-        .stall_min_bytes_per_s = f->store->opts.stall_min_bytes_per_s,
-        .ca_bundle = f->store->ca_bundle,
-    };
+    struct mf_http_params params = mf_store_http_params(f->store);
     struct mf_http_request req;
     bool resume = d->have > 0;
     if (resume)
@@ -499,7 +494,18 @@ static enum memfit_status finish(struct download *d)
 
 /* ---- Retry loop per source ------------------------------------------------- */
 
-static unsigned backoff_ms(const struct memfit_store_options *o, unsigned attempt)
+struct mf_http_params mf_store_http_params(const memfit_store *store)
+{
+    struct mf_http_params params = {
+        .connect_timeout_ms = store->opts.connect_timeout_ms,
+        .stall_timeout_s = store->opts.stall_timeout_s,
+        .stall_min_bytes_per_s = store->opts.stall_min_bytes_per_s,
+        .ca_bundle = store->ca_bundle,
+    };
+    return params;
+}
+
+unsigned mf_store_backoff_ms(const struct memfit_store_options *o, unsigned attempt)
 {
     static _Thread_local uint64_t seed;
     if (seed == 0)
@@ -626,7 +632,7 @@ static enum memfit_status fetch_source(struct fetch *f, const struct mf_source *
         }
         if (!retryable || attempt >= max_attempts)
             break;
-        unsigned ms = backoff_ms(&s->opts, attempt);
+        unsigned ms = mf_store_backoff_ms(&s->opts, attempt);
         memfit_log(MEMFIT_LOG_WARN, "%s (attempt %u of %u; retrying in %u ms)", memfit_last_error(),
                    attempt, max_attempts, ms);
         if (!sleep_with_heartbeat(d, ms)) {
@@ -837,12 +843,7 @@ static enum memfit_status head_once(memfit_store *store, const struct mf_source 
                                     const struct mf_aws_credentials *creds, bool range,
                                     uint64_t *size, bool *retryable)
 {
-    struct mf_http_params params = {
-        .connect_timeout_ms = store->opts.connect_timeout_ms,
-        .stall_timeout_s = store->opts.stall_timeout_s,
-        .stall_min_bytes_per_s = store->opts.stall_min_bytes_per_s,
-        .ca_bundle = store->ca_bundle,
-    };
+    struct mf_http_params params = mf_store_http_params(store);
     struct mf_http_request req;
     enum memfit_status st = mf_http_request_init(&req, src, creds, &params, !range,
                                                  MEMFIT_STORE_SIZE_UNKNOWN, range, NULL);
@@ -879,7 +880,7 @@ static enum memfit_status head_remote(memfit_store *store, const struct mf_sourc
             st = head_once(store, src, &creds, pass == 1, &size, &retryable);
             if (st == MEMFIT_OK || !retryable || attempt >= max_attempts)
                 break;
-            mf_sleep_cancellable(backoff_ms(&store->opts, attempt), NULL);
+            mf_sleep_cancellable(mf_store_backoff_ms(&store->opts, attempt), NULL);
         }
         if (st != MEMFIT_OK)
             break;

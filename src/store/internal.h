@@ -316,6 +316,15 @@ void mf_http_request_cleanup(struct mf_http_request *req);
 enum memfit_status mf_http_result(struct mf_http_request *req, int curl_code, const char *display,
                                   bool *retryable);
 
+/* ---- Requests (fetch.c) ------------------------------------------------ */
+
+/* Delay before retry `attempt` (1-based): exponential from backoff_initial_ms,
+ * capped at backoff_max_ms, with jitter down to half. */
+unsigned mf_store_backoff_ms(const struct memfit_store_options *o, unsigned attempt);
+
+/* The HTTP settings of a store's requests (timeouts, CA bundle). */
+struct mf_http_params mf_store_http_params(const memfit_store *store);
+
 /* ---- The store handle and its refs (cache.c) ---------------------------- */
 
 struct memfit_store {

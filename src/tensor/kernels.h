@@ -23,13 +23,39 @@ typedef void (*mf_to_float_fn)(const void *src, float *dst, size_t n);
 typedef void (*mf_from_float_fn)(const float *src, void *dst, size_t n);
 /* w: a row of the weight type, a: a row of its vec_dot_type. */
 typedef float (*mf_vec_dot_fn)(size_t n, const void *w, const void *a);
+/* out[r] = vec_dot(n, w + r * w_stride, a) for r < n_rows, bit for bit. */
+typedef void (*mf_vec_dot_rows_fn)(size_t n, const void *w, size_t w_stride, const void *a,
+                                   float *out, size_t n_rows);
 
 struct mf_type_traits {
     mf_to_float_fn to_float;     /* NULL: rows of this type cannot be read */
     mf_from_float_fn from_float; /* NULL: no quantizer */
     mf_vec_dot_fn vec_dot;       /* NULL: no dot product */
     enum memfit_type vec_dot_type;
+    mf_vec_dot_rows_fn vec_dot_rows; /* NULL: no multi-row kernel, loop over vec_dot */
 };
+
+/*
+ * Matrix-vector rows: out[r] = t->vec_dot(n, w + r * w_stride, a) for
+ * r < n_rows (a: one activation row of t->vec_dot_type). Where the type has
+ * a multi-row kernel it is used; its results must be bit-identical to the
+ * one-row kernel, so a row's value does not depend on how rows are split
+ * across threads. This is what an LLM forward should call for each
+ * thread's range of rows of a matrix-vector product. (A four-row Q4_0
+ * kernel sharing activation loads and scale conversions was tried and ran
+ * slower than the one-row kernel under AVX2's 16 registers: accumulators
+ * spilled. So none is registered yet; the entry point stays for one.)
+ */
+static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, const void *w,
+                                   size_t w_stride, const void *a, float *out, size_t n_rows)
+{
+    if (t->vec_dot_rows) {
+        t->vec_dot_rows(n, w, w_stride, a, out, n_rows);
+        return;
+    }
+    for (size_t r = 0; r < n_rows; r++)
+        out[r] = t->vec_dot(n, (const uint8_t *)w + r * w_stride, a);
+}
 
 /* The traits in use (SIMD where detected and not disabled), NULL for a type without any. */
 const struct mf_type_traits *mf_type_traits(enum memfit_type type);

@@ -43,6 +43,8 @@ manifest 64MiB "$TMP/cache" >"$TMP/m.yaml"
 check "models plans the remote model" [ $? -eq 0 ]
 check "provisional plan = file size as weights" \
     [ "$("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['models'][0]['planned']['weights'])" "$TMP/plan1.json")" = "$size" ]
+check "a .pth is planned from its size (its header is not read by range)" \
+    [ "$("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['models'][0]['plan_source'])" "$TMP/plan1.json")" = head-size ]
 check "planning sent a HEAD and no GET" bash -c "grep -q '\"HEAD /dino.pth' '$TMP/http.log' && ! grep -q '\"GET /dino.pth' '$TMP/http.log'"
 
 "$MEMFIT" run "$TMP/m.yaml" dino "$IMG" --json >"$TMP/run.json" 2>"$TMP/run.err"

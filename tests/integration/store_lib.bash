@@ -68,7 +68,8 @@ start_faulty() {
 }
 
 # nginx in the foreground with its files in $T/nginx: sets NGINX=http://127.0.0.1:PORT.
-# /slow/F is F at 3 MB/s (full speed for Range requests); /rate/F is F at 100 MB/s.
+# /slow/F is F at 3 MB/s (full speed for Range requests); /rate/F is F at 100 MB/s;
+# /norange/F is F from a server that ignores Range (200 with the whole file).
 start_nginx() {
     local nginx
     nginx=$(command -v nginx || echo /usr/sbin/nginx)
@@ -104,6 +105,10 @@ http {
         location /rate/ {
             alias $T/www/;
             limit_rate 100m;
+        }
+        location /norange/ {
+            alias $T/www/;
+            max_ranges 0;
         }
     }
 }

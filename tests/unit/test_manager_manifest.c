@@ -271,6 +271,45 @@ static void parse_cleanup(void *arg)
     c->m = NULL;
 }
 
+static void test_pressure(void **state)
+{
+    (void)state;
+    struct memfit_manifest *m;
+    const char *text = "pressure: {warning: 70%, critical: 95, psi_some: 20, psi_full: 2.5%}\n";
+    assert_int_equal(memfit_manifest_parse_string(text, strlen(text), "x.yaml", &m), MEMFIT_OK);
+    assert_true(m->pressure.warning_percent == 70 && m->pressure.critical_percent == 95);
+    assert_true(m->pressure.psi_some_percent == 20 && m->pressure.psi_full_percent == 2.5);
+    struct memfit_manager_options o;
+    memfit_manager_options_default(&o);
+    memfit_manifest_apply_pressure(m, &o);
+    assert_true(o.pressure_thresholds.warning_percent == 70);
+    assert_true(o.pressure_thresholds.critical_percent == 95);
+    assert_true(o.pressure_psi_some_percent == 20 && o.pressure_psi_full_percent == 2.5);
+    memfit_manifest_free(m);
+    /* Only what is given changes; nothing given, nothing changes. */
+    text = "pressure:\n  psi_full: 0\n";
+    assert_int_equal(memfit_manifest_parse_string(text, strlen(text), "x.yaml", &m), MEMFIT_OK);
+    memfit_manager_options_default(&o);
+    memfit_manifest_apply_pressure(m, &o);
+    assert_true(o.pressure_thresholds.warning_percent == 80);
+    assert_true(o.pressure_psi_some_percent == 10 && o.pressure_psi_full_percent == 0);
+    memfit_manifest_free(m);
+    assert_int_equal(memfit_manifest_parse_string("", 0, "x.yaml", &m), MEMFIT_OK);
+    assert_true(m->pressure.warning_percent < 0 && m->pressure.psi_some_percent < 0);
+    memfit_manifest_free(m);
+
+    expect_error("pressure: {psi_som: 5}\n",
+                 "memfit.yaml:1:12: unknown key 'psi_som' in pressure (did you mean psi_some?)");
+    expect_error("pressure: {warning: 120%}\n",
+                 "memfit.yaml:1:21: pressure: warning: expected a percentage from 0 to 100, got "
+                 "'120%'");
+    expect_error("pressure: {warning: 90%, critical: 80%}\n",
+                 "memfit.yaml:1:11: pressure: warning 90% must be below critical 80%");
+    expect_error("pressure: 80%\n",
+                 "memfit.yaml:1:11: pressure: expected a mapping (warning, critical, psi_some, "
+                 "psi_full), got a scalar");
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -289,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_type_and_value_errors),
         cmocka_unit_test(test_yaml_errors),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_pressure),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

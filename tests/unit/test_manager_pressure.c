@@ -27,6 +27,8 @@ struct seen_event {
     enum memfit_level level, from;
     uint64_t pressure_bytes, pressure_limit;
     double percent;
+    char cause[16];
+    double psi_some, psi_full;
 };
 
 static struct {
@@ -50,6 +52,9 @@ static void record(const struct memfit_manager_event *e, void *user)
         s->pressure_bytes = e->pressure_bytes;
         s->pressure_limit = e->pressure_limit_bytes;
         s->percent = e->pressure_percent;
+        snprintf(s->cause, sizeof(s->cause), "%s", e->pressure_cause);
+        s->psi_some = e->pressure_psi_some;
+        s->psi_full = e->pressure_psi_full;
     }
     pthread_mutex_unlock(&seen.lock);
 }
@@ -551,6 +556,115 @@ static enum memfit_status pressure_op(void *arg)
     return st;
 }
 
+/* A sample at `percent` with the given memory PSI avg10 (system-wide). */
+static struct memfit_sample with_psi(double percent, double some, double full)
+{
+    struct memfit_sample s = at(percent);
+    s.psi.present = true;
+    s.psi.some_avg10 = some;
+    s.psi.full_avg10 = full;
+    return s;
+}
+
+static void test_psi_raises_level(void **state)
+{
+    (void)state;
+    memfit_manager *mgr = make_manager(true);
+    struct fake_model f[4];
+    memfit_handle *busy;
+    four_models(mgr, f, &busy);
+
+    /* PSI below its thresholds changes nothing; the cause is the memory. */
+    struct memfit_sample s = with_psi(50, 9.9, 4.9);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_OK);
+    assert_int_equal(n_events(), 0);
+
+    /* some avg10 at 12% with the working set at half the limit: warning,
+     * idle models unloaded, and the event says PSI was the cause. */
+    s = with_psi(50, 12, 1);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_WARNING);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);
+    const struct seen_event *e = find_event(MEMFIT_EVENT_PRESSURE, "level", NULL);
+    assert_non_null(e);
+    assert_int_equal(e->level, MEMFIT_LEVEL_WARNING);
+    assert_string_equal(e->cause, "psi");
+    assert_true(e->psi_some == 12 && e->psi_full == 1);
+    assert_non_null(strstr(e->message, "ok -> warning (memory PSI some avg10 12.0% >= 10%)"));
+    assert_non_null(strstr(e->message, "memory PSI avg10 some 12.0%, full 1.0%"));
+    e = find_event(MEMFIT_EVENT_UNLOAD, "pressure", "a");
+    assert_non_null(e);
+    assert_string_equal(e->cause, "psi");
+
+    /* full avg10 at 6%: critical, admission paused. */
+    clear_events();
+    s = with_psi(50, 30, 6);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_CRITICAL);
+    struct memfit_manager_status *st = snap(mgr);
+    assert_true(st->admission_paused);
+    assert_string_equal(st->pressure_cause, "psi");
+    assert_true(st->pressure_psi_full == 6);
+    memfit_free(st);
+    e = find_event(MEMFIT_EVENT_PRESSURE, "level", NULL);
+    assert_non_null(e);
+    assert_non_null(strstr(e->message, "warning -> critical (memory PSI full avg10 6.0% >= 5%)"));
+    assert_non_null(find_event(MEMFIT_EVENT_PRESSURE, "pause admission", NULL));
+
+    /* Hysteresis (2 points, at most half the threshold): full 4% holds
+     * critical, 2% lets it fall to warning (some 9% holds that), 7% to ok. */
+    s = with_psi(50, 9, 4);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_CRITICAL);
+    s = with_psi(50, 9, 2);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_WARNING);
+    st = snap(mgr);
+    assert_false(st->admission_paused);
+    memfit_free(st);
+    s = with_psi(50, 7, 0);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_OK);
+
+    /* The working set above its threshold is named as the cause, PSI or not. */
+    clear_events();
+    s = with_psi(85, 12, 0);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_WARNING);
+    e = find_event(MEMFIT_EVENT_PRESSURE, "level", NULL);
+    assert_non_null(e);
+    assert_string_equal(e->cause, "memory");
+    assert_null(strstr(e->message, "(memory PSI"));
+
+    /* The cgroup's own memory.pressure is preferred to the system's. */
+    s = with_psi(50, 0, 0);
+    s.cgroup.pressure.present = true;
+    s.cgroup.pressure.some_avg10 = 0;
+    s.cgroup.pressure.full_avg10 = 50;
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_CRITICAL);
+    s.cgroup.pressure.full_avg10 = 0;
+    s.psi.full_avg10 = 50; /* the system's is ignored while the cgroup's is there */
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_OK);
+    /* No PSI at all: the working set alone. */
+    s = at(50);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_OK);
+    st = snap(mgr);
+    assert_true(st->pressure_psi_some < 0);
+    memfit_free(st);
+    memfit_manager_release(busy);
+    memfit_manager_destroy(mgr);
+
+    /* Thresholds of 0 turn PSI off; out-of-range ones are refused. */
+    struct memfit_manager_options o;
+    memfit_manager_options_default(&o);
+    assert_true(o.pressure_psi_some_percent == 10 && o.pressure_psi_full_percent == 5);
+    o.budget_bytes = 100 * MIB;
+    o.reaper_thread = false;
+    o.pressure_psi_some_percent = 0;
+    o.pressure_psi_full_percent = 0;
+    assert_int_equal(memfit_manager_create(&o, &mgr), MEMFIT_OK);
+    s = with_psi(50, 90, 90);
+    assert_int_equal(memfit_manager_pressure_tick(mgr, &s), MEMFIT_LEVEL_OK);
+    memfit_manager_destroy(mgr);
+    o.pressure_psi_full_percent = 101;
+    assert_int_equal(memfit_manager_create(&o, &mgr), MEMFIT_E_RANGE);
+    assert_non_null(strstr(memfit_last_error(), "PSI"));
+}
+
 static void test_pressure_alloc_failures(void **state)
 {
     (void)state;
@@ -572,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_bad_thresholds),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_pressure_thread),
+        cmocka_unit_test(test_psi_raises_level),
         cmocka_unit_test(test_pressure_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,76 +136,182 @@ float mf_avx2_dot_bf16(size_t n, const void *w, const void *a)
 
 /* ---- Q8_0 / Q4_0 against Q8_0 ------------------------------------------- */
 
-/* sum of x*y over 32 signed bytes, as 8 exact int32 lane sums converted to float. */
+/*
+ * These kernels are bound by memory bandwidth once they stop waiting on
+ * themselves: a single float accumulator chains every block's FMA (4 cycles
+ * each), which capped Q4_0 at half the bandwidth. Four accumulators over
+ * four blocks per step leave the FMA latency hidden and the loads in
+ * flight; the lanes are summed once at the end.
+ */
+
+/* 8 exact int32 lane sums of x*y over 32 signed bytes, as floats. */
 static inline __m256 dot_i8_lanes(__m256i x, __m256i y)
 {
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sy = _mm256_sign_epi8(y, x);
-    __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
+
+/*
+ * d_w * d_a of four consecutive blocks (both fp16 at offset 0 of their
+ * blocks): one conversion and one multiply for four blocks instead of two
+ * scalar conversions and a multiply each, the same float product.
+ */
+static inline __m256 scales4(const uint8_t *x, size_t xs, const uint8_t *y, size_t ys)
+{
+    uint16_t hx[4], hy[4];
+    for (int k = 0; k < 4; k++) {
+        memcpy(&hx[k], x + k * xs, 2);
+        memcpy(&hy[k], y + k * ys, 2);
+    }
+    __m128i h = _mm_setr_epi16((short)hx[0], (short)hx[1], (short)hx[2], (short)hx[3], (short)hy[0],
+                               (short)hy[1], (short)hy[2], (short)hy[3]);
+    __m256 f = _mm256_cvtph_ps(h);
+    __m128 d = _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+    return _mm256_set_m128(d, d);
+}
+
+/* Lane k (0..3) of a vector whose two halves are equal, in all eight lanes
+ * (an immediate shuffle: no index vector to keep in a register). */
+#define LANE(d4, k) _mm256_shuffle_ps(d4, d4, (k)*0x55)
+
+static inline __m256i q8_0_ints(const struct mf_block_q8_0 *x, const struct mf_block_q8_0 *y)
+{
+    __m256i xv = _mm256_loadu_si256((const __m256i *)x->qs);
+    __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(yv, xv));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/*
+ * The 32 nibbles of a Q4_0 block (0..15) times the activation, minus 8 *
+ * the activation: maddubs takes the nibbles as they are (unsigned), so no
+ * sign juggling; each int16 pair stays within +-(3810 + 2032). The packed
+ * bytes are loaded into both halves and the upper one shifted by 4 (low
+ * nibbles are elements 0..15, high nibbles 16..31).
+ */
+static inline __m256i q4_0_ints(const struct mf_block_q4_0 *x, const struct mf_block_q8_0 *y)
+{
+    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
+    q = _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0)), low4);
+    __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
+    __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/*
+ * Sum over nb blocks of d_w d_a * INTS(x + i, y + i), four blocks per step
+ * with their scales converted together: p = d0 s0 + d1 s1 (a multiply and an FMA), acc += p, then
+ * the same for blocks 2 and 3; so the accumulator chain waits on two adds per four blocks instead
+ * of four FMAs. The tail blocks are added one at a time (acc += d s).
+ */
+#define PAIR(d, la, sa, lb, sb)                                                                    \
+    _mm256_fmadd_ps(LANE(d, lb), _mm256_cvtepi32_ps(sb),                                           \
+                    _mm256_mul_ps(LANE(d, la), _mm256_cvtepi32_ps(sa)))
+
+#define DOT_TAIL(INTS, x, y, i, nb, acc)                                                           \
+    for (; i < (nb); i++)                                                                          \
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)),            \
+                                           _mm256_cvtepi32_ps(INTS(x + i, y + i))))
+
+#define DOT_BLOCKS(INTS, x, y, nb, result)                                                         \
+    do {                                                                                           \
+        __m256 acc_ = _mm256_setzero_ps();                                                         \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + 4 <= (nb); i_ += 4) {                                                          \
+            __m256 d_ = scales4((const uint8_t *)(x + i_), sizeof(*x), (const uint8_t *)(y + i_),  \
+                                sizeof(*y));                                                       \
+            acc_ = _mm256_add_ps(                                                                  \
+                acc_, PAIR(d_, 0, INTS(x + i_, y + i_), 1, INTS(x + i_ + 1, y + i_ + 1)));         \
+            acc_ = _mm256_add_ps(                                                                  \
+                acc_, PAIR(d_, 2, INTS(x + i_ + 2, y + i_ + 2), 3, INTS(x + i_ + 3, y + i_ + 3))); \
+        }                                                                                          \
+        DOT_TAIL(INTS, x, y, i_, nb, acc_);                                                        \
+        result = hsum_ps(acc_);                                                                    \
+    } while (0)
 
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a)
 {
     const struct mf_block_q8_0 *x = w, *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < n / MF_QK; i++) {
-        __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
-        __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        acc = _mm256_fmadd_ps(d, dot_i8_lanes(xv, yv), acc);
-    }
-    return hsum_ps(acc);
+    float sum;
+    DOT_BLOCKS(q8_0_ints, x, y, n / MF_QK, sum);
+    return sum;
 }
 
 float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a)
 {
     const struct mf_block_q4_0 *x = w;
     const struct mf_block_q8_0 *y = a;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < n / MF_QK; i++) {
-        __m256 d = _mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d));
-        /* Low nibbles are elements 0..15, high nibbles 16..31. */
-        __m128i packed = _mm_loadu_si128((const __m128i *)x[i].qs);
-        __m256i q = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-        q = _mm256_sub_epi8(_mm256_and_si256(q, low4), eight);
-        __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        acc = _mm256_fmadd_ps(d, dot_i8_lanes(q, yv), acc);
-    }
-    return hsum_ps(acc);
+    float sum;
+    DOT_BLOCKS(q4_0_ints, x, y, n / MF_QK, sum);
+    return sum;
 }
 
 /* ---- K-quants against Q8_K ---------------------------------------------- */
+
+/*
+ * Each super-block's integer sums (quants x activations x 6-bit scales, and
+ * the min or +32 bias terms against the activation's bsums) are built in
+ * int32 lanes, reduced together in one horizontal step, and combined in
+ * float exactly as the scalar reference does, so the result is identical.
+ * The scales are unpacked with vector shuffles instead of a scalar loop.
+ */
+
+/* (a0 + ... + a7, b0 + ... + b7) from two vectors of int32 lanes. */
+static inline void hsum2_epi32(__m256i a, __m256i b, int *sa, int *sb)
+{
+    __m256i h = _mm256_hadd_epi32(a, b); /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    s = _mm_hadd_epi32(s, s); /* a b a b */
+    *sa = _mm_cvtsi128_si32(s);
+    *sb = _mm_extract_epi32(s, 1);
+}
+
+/* Control bytes picking int16 element j of each 128-bit lane, in every position. */
+static inline __m256i bcast16_ctl(int j0, int j1)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 * (2 * j1 + 1) + 2 * j1)),
+                            _mm_set1_epi16((short)(0x0100 * (2 * j0 + 1) + 2 * j0)));
+}
 
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a)
 {
     const struct mf_block_q4_k *x = w;
     const struct mf_block_q8_k *y = a;
     const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i pick[8] = {bcast16_ctl(0, 0), bcast16_ctl(1, 1), bcast16_ctl(2, 2),
+                             bcast16_ctl(3, 3), bcast16_ctl(4, 4), bcast16_ctl(5, 5),
+                             bcast16_ctl(6, 6), bcast16_ctl(7, 7)};
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     float sum = 0;
     for (size_t i = 0; i < n / MF_QK_K; i++) {
-        uint8_t sc[8], m[8];
-        int msum = 0;
-        for (int j = 0; j < 8; j++) {
-            mf_k4_scale_min(j, x[i].scales, &sc[j], &m[j]);
-            msum += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        __m256i acc = _mm256_setzero_si256();
+        /* The 12 scale bytes as 8 scales and 8 mins (mf_k4_scale_min, four at a time). */
+        uint32_t s[3];
+        memcpy(s, x[i].scales, sizeof(s));
+        uint64_t sc = (uint64_t)(s[0] & 0x3f3f3f3fu) |
+                      (uint64_t)((s[2] & 0x0f0f0f0fu) | ((s[0] >> 2) & 0x30303030u)) << 32;
+        uint64_t mn = (uint64_t)(s[1] & 0x3f3f3f3fu) |
+                      (uint64_t)(((s[2] >> 4) & 0x0f0f0f0fu) | ((s[1] >> 2) & 0x30303030u)) << 32;
+        __m256i scv =
+            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+        /* m_j against bsums 2j and 2j+1: each min twice, as int16. */
+        __m256i mv = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mn), dup));
+        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mv);
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
         for (int g = 0; g < 4; g++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
             __m256i lo = _mm256_and_si256(q, low4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g + 32));
-            __m256i p0 =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * g]));
-            __m256i p1 =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * g + 1]));
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+            __m256i s0 = _mm256_shuffle_epi8(scv, pick[2 * g]);
+            __m256i s1 = _mm256_shuffle_epi8(scv, pick[2 * g + 1]);
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1));
         }
-        int isum = hsum_epi32(acc);
-        sum += y[i].d * (fp16(x[i].d) * (float)isum - fp16(x[i].dmin) * (float)msum);
+        int isum, m;
+        hsum2_epi32(_mm256_add_epi32(acc0, acc1), msum, &isum, &m);
+        sum += y[i].d * (fp16(x[i].d) * (float)isum - fp16(x[i].dmin) * (float)m);
     }
     return sum;
 }
@@ -215,17 +321,21 @@ float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a)
     const struct mf_block_q6_k *x = w;
     const struct mf_block_q8_k *y = a;
     const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(3);
+    /* Scale 2k of the half in the low 128 bits, 2k+1 in the high ones. */
+    const __m256i pick[4] = {bcast16_ctl(0, 1), bcast16_ctl(2, 3), bcast16_ctl(4, 5),
+                             bcast16_ctl(6, 7)};
     float sum = 0;
     for (size_t i = 0; i < n / MF_QK_K; i++) {
         /* The quants are stored +32: take 32 * sum(sc_j * bsum_j) off at the end. */
-        int bias = 0;
-        for (int j = 0; j < 16; j++)
-            bias += x[i].scales[j] * y[i].bsums[j];
-        __m256i acc = _mm256_setzero_si256();
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        __m256i bias = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h;
-            const int8_t *sc = x[i].scales + 8 * h;
             const int8_t *ys = y[i].qs + 128 * h;
+            __m256i scv = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1)
+                                                        : _mm256_castsi256_si128(sc16));
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
@@ -244,13 +354,17 @@ float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a)
             for (int k = 0; k < 4; k++) {
                 __m256i yk = _mm256_loadu_si256((const __m256i *)(ys + 32 * k));
                 /* Lanes 0..7 hold elements 0..15 (scale 2k), lanes 8..15 elements 16..31. */
-                __m256i scv =
-                    _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), scv));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk),
+                                              _mm256_shuffle_epi8(scv, pick[k]));
+                if (k & 1)
+                    acc1 = _mm256_add_epi32(acc1, p);
+                else
+                    acc0 = _mm256_add_epi32(acc0, p);
             }
         }
-        int isum = hsum_epi32(acc) - 32 * bias;
-        sum += y[i].d * fp16(x[i].d) * (float)isum;
+        int isum, b;
+        hsum2_epi32(_mm256_add_epi32(acc0, acc1), bias, &isum, &b);
+        sum += y[i].d * fp16(x[i].d) * (float)(isum - 32 * b);
     }
     return sum;
 }

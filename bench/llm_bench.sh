@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The issue-8 LLM benchmark: a Qwen1.5-1.8B-shaped model with random weights
+# (bench/make_llm_model.py) in F16, Q8_0, Q4_0 and Q4_K_M (memfit quantize),
+# then for each file prompt tokens/s (128-token prompt), generation tokens/s
+# (32 tokens) and peak RSS on 2 threads with build/release/bench/bench_llm;
+# until that program exists, bench_matvec's matrix-vector figures (the
+# bandwidth-bound part of generation) stand in. With LLAMA_CPP_DIR set to a
+# llama.cpp build (its bin/llama-bench), llama-bench -p 128 -n 32 -t 2 runs
+# on the same files and the ratios memfit / llama.cpp are printed.
+#
+# The files are cached in $MEMFIT_LLM_DIR (default /tmp/memfit_llm_bench):
+# the F16 file is ~3.7 GB and the quantized ones 1-2 GB each; free space is
+# checked first. Delete the directory when done.
+# Usage: bench/llm_bench.sh [--small] [TYPES...]   (default: f16 q8_0 q4_0 q4_k_m)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/build/release/memfit
+bench_llm=$root/build/release/bench/bench_llm
+matvec=$root/build/release/bench/bench_matvec
+dir=${MEMFIT_LLM_DIR:-/tmp/memfit_llm_bench}
+small=
+if [[ ${1:-} == --small ]]; then
+    small=--small
+    shift
+fi
+types=("$@")
+((${#types[@]})) || types=(f16 q8_0 q4_0 q4_k_m)
+[[ -x $bin ]] || { echo "$bin missing: build the release preset first" >&2; exit 1; }
+mkdir -p "$dir"
+base=$dir/$([[ -n $small ]] && echo qwen-small || echo qwen1.8b)
+
+need_mb=$([[ -n $small ]] && echo 600 || echo 9000)
+free_mb=$(df -Pm "$dir" | awk 'NR == 2 {print $4}')
+if ((free_mb < need_mb)) && [[ ! -f $base-f16.gguf ]]; then
+    echo "llm_bench: $free_mb MB free in $dir, about $need_mb MB needed" >&2
+    exit 1
+fi
+[[ -f $base-f16.gguf ]] || /usr/bin/python3 "$root/bench/make_llm_model.py" $small "$base-f16.gguf"
+for t in "${types[@]}"; do
+    f=$base-$t.gguf
+    [[ $t == f16 || -f $f ]] || "$bin" quantize "$base-f16.gguf" "$f" --type "$t" --threads 2 |
+        tail -n 3
+done
+
+# "prompt gen" tokens/s from llama-bench's markdown table (pp128 and tg32 rows).
+llama_rates() {
+    "$LLAMA_CPP_DIR/bin/llama-bench" -m "$1" -p 128 -n 32 -t 2 -o csv 2>/dev/null |
+        awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) {gsub(/"/, "", $i); col[$i] = i}; next}
+                 {gsub(/"/, ""); if ($col["n_prompt"] > 0) pp = $col["avg_ts"]; else tg = $col["avg_ts"]}
+                 END {printf "%s %s\n", pp, tg}'
+}
+
+printf '%-8s %9s %10s %10s %11s' type "file MB" "prompt t/s" "gen t/s" "peak RSS MB"
+[[ -n ${LLAMA_CPP_DIR:-} ]] && printf ' %12s %12s %8s %8s' "llama pp t/s" "llama tg t/s" "pp x" "tg x"
+echo
+for t in "${types[@]}"; do
+    f=$base-$t.gguf
+    mb=$(($(stat -c %s "$f") / 1000000))
+    if [[ -x $bench_llm ]]; then
+        # bench_llm prints "prompt_tps=X gen_tps=Y peak_rss_mb=Z" on its last line.
+        read -r pp tg rss < <("$bench_llm" "$f" --threads 2 --prompt 128 --gen 32 | tail -n 1 |
+            sed -E 's/.*prompt_tps=([0-9.]+).*gen_tps=([0-9.]+).*peak_rss_mb=([0-9.]+).*/\1 \2 \3/')
+    else
+        pp=- rss=-
+        # Stand-in: the t/s that bench_matvec's 2-thread bandwidth gives this file's weights.
+        mt=$t
+        [[ $t == q4_k_m ]] && mt=q4_k
+        tg=$("$matvec" --threads 2 --types "$mt" | awk -v mb="$mb" '$2 == "2" {printf "%.1f*", $5 * 1000 / mb}')
+    fi
+    printf '%-8s %9s %10s %10s %11s' "$t" "$mb" "$pp" "$tg" "$rss"
+    if [[ -n ${LLAMA_CPP_DIR:-} ]]; then
+        read -r lpp ltg < <(llama_rates "$f")
+        ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-"}'; }
+        printf ' %12s %12s %8s %8s' "$lpp" "$ltg" "$(ratio "$pp" "$lpp")" "$(ratio "${tg%\*}" "$ltg")"
+    fi
+    echo
+done
+[[ -x $bench_llm ]] || echo "(* no bench_llm yet: weight bandwidth of bench_matvec on 2 threads / file size, an upper bound for generation)"
