@@ -88,6 +88,9 @@ struct memfit_tokenizer {
     bool first_any[256], first_user[256];
     int32_t bos, eos, eot, eom, pad, unk;
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
+    /* SPM: bytes some mergeable token holds; whether no such token has a
+     * U+2581 after another character (see spm_fragment) */
+    bool in_token[256], split_at_space;
     int32_t eog[16];
     size_t n_eog;
     pcre2_code *re;
@@ -420,6 +423,11 @@ static enum memfit_status build_special(memfit_tokenizer *tok)
     return MEMFIT_OK;
 }
 
+static bool is_space_mark(const char *s, size_t n)
+{
+    return n >= 3 && memcmp(s, "\xE2\x96\x81", 3) == 0;
+}
+
 static enum memfit_status build_maps(memfit_tokenizer *tok)
 {
     enum memfit_status st = mf_strmap_init(&tok->vocab, tok->n_vocab, tok->text_arena);
@@ -431,6 +439,7 @@ static enum memfit_status build_maps(memfit_tokenizer *tok)
         return st;
     for (int b = 0; b < 256; b++)
         tok->byte_id[b] = -1;
+    tok->split_at_space = true;
     for (uint32_t id = 0; id < tok->n_vocab; id++) {
         const struct tok *t = &tok->toks[id];
         mf_strmap_put(&tok->vocab, t->text_off, t->text_len, (int32_t)id);
@@ -443,6 +452,13 @@ static enum memfit_status build_maps(memfit_tokenizer *tok)
             }
         } else if (!bpe && (t->type == MF_TOK_NORMAL || t->type == MF_TOK_USER_DEFINED)) {
             mf_strmap_put(&tok->pieces, t->text_off, t->text_len, (int32_t)id);
+            const char *s = tok_text(tok, (int32_t)id);
+            for (uint32_t i = 0; i < t->text_len; i++) {
+                tok->in_token[(unsigned char)s[i]] = true;
+                if (i > 0 && is_space_mark(s + i, t->text_len - i) &&
+                    !(i >= 3 && is_space_mark(s + i - 3, 3)))
+                    tok->split_at_space = false;
+            }
         } else if (!bpe && t->type == MF_TOK_BYTE) {
             int b = byte_token(tok_text(tok, (int32_t)id), t->text_len);
             if (b >= 0 && tok->byte_id[b] < 0)
@@ -942,38 +958,17 @@ static enum memfit_status spm_emit(struct enc *e, const char *s, size_t n)
     return MEMFIT_OK;
 }
 
-static enum memfit_status spm_fragment(struct enc *e, const char *s, size_t n, bool prefix)
+/* Merges buf[start, start+len) (SentencePiece's best-score-first loop). */
+static enum memfit_status spm_chunk(struct enc *e, size_t start, size_t len)
 {
-    /* Escape: a prefix space when asked, each space as U+2581. */
-    size_t need = (n + 1) * 3;
-    if (need > e->buf_cap) {
-        char *b = memfit_realloc(e->buf, need);
-        if (!b)
-            return MEMFIT_E_NOMEM;
-        e->buf = b;
-        e->buf_cap = need;
-    }
-    size_t len = 0;
-    if (prefix) {
-        memcpy(e->buf, "\xE2\x96\x81", 3);
-        len = 3;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ') {
-            memcpy(e->buf + len, "\xE2\x96\x81", 3);
-            len += 3;
-        } else {
-            e->buf[len++] = s[i];
-        }
-    }
     enum memfit_status st = reserve_syms(e, len);
     if (st != MEMFIT_OK)
         return st;
     size_t m = 0;
-    for (size_t off = 0; off < len;) {
+    for (size_t off = start; off < start + len;) {
         uint32_t cp;
         size_t k = 1;
-        (void)mf_tok_utf8_next((const unsigned char *)e->buf + off, len - off, &cp, &k);
+        (void)mf_tok_utf8_next((const unsigned char *)e->buf + off, start + len - off, &cp, &k);
         e->sym_id[m] = (int32_t)off; /* SPM symbols are spans of buf */
         e->sym_len[m] = (uint32_t)k;
         e->prev[m] = (int32_t)m - 1;
@@ -1007,6 +1002,60 @@ static enum memfit_status spm_fragment(struct enc *e, const char *s, size_t n, b
         if ((st = spm_emit(e, e->buf + e->sym_id[i], e->sym_len[i])) != MEMFIT_OK)
             return st;
     return MEMFIT_OK;
+}
+
+/*
+ * Escapes a fragment (prefix space when asked, spaces as U+2581) and merges
+ * it. No token crosses a boundary where the vocabulary allows none: before a
+ * U+2581 that follows another character (when no token has U+2581 after
+ * another character, as SentencePiece's whitespace split guarantees), or
+ * around a byte no token contains (a newline). Merging each chunk alone
+ * gives the same tokens as merging the whole, and keeps the heap small.
+ */
+static enum memfit_status spm_fragment(struct enc *e, const char *s, size_t n, bool prefix)
+{
+    const memfit_tokenizer *tok = e->tok;
+    size_t need = (n + 1) * 3;
+    if (need > e->buf_cap) {
+        char *b = memfit_realloc(e->buf, need);
+        if (!b)
+            return MEMFIT_E_NOMEM;
+        e->buf = b;
+        e->buf_cap = need;
+    }
+    size_t len = 0;
+    if (prefix) {
+        memcpy(e->buf, "\xE2\x96\x81", 3);
+        len = 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') {
+            memcpy(e->buf + len, "\xE2\x96\x81", 3);
+            len += 3;
+        } else {
+            e->buf[len++] = s[i];
+        }
+    }
+    size_t start = 0;
+    bool prev_mark = false, prev_free = false;
+    enum memfit_status st;
+    for (size_t off = 0; off < len;) {
+        unsigned char c = (unsigned char)e->buf[off];
+        size_t k = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        bool mark = is_space_mark(e->buf + off, len - off);
+        bool free_char = !tok->in_token[c];
+        bool cut =
+            off > start && ((mark && !prev_mark && tok->split_at_space) || free_char || prev_free);
+        if (cut) {
+            if ((st = spm_chunk(e, start, off - start)) != MEMFIT_OK)
+                return st;
+            start = off;
+        }
+        prev_mark = mark;
+        prev_free = free_char;
+        off += k;
+    }
+    return spm_chunk(e, start, len - start);
 }
 
 /* The special token starting at s[0..n), or -1 (longest wins). */

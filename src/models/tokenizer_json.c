@@ -61,6 +61,10 @@ static enum memfit_status load_json(const char *path, size_t flags, json_t **out
         return memfit_fail(err.line < 0 ? MEMFIT_E_IO : MEMFIT_E_FORMAT, "%s: line %d: %s", path,
                            err.line, err.text);
     }
+    if (mf_json_alloc_failed()) { /* a value jansson could not allocate went missing */
+        json_decref(root);
+        return memfit_fail(MEMFIT_E_NOMEM, "%s: out of memory reading the JSON", path);
+    }
     if (!json_is_object(root)) {
         json_decref(root);
         return memfit_fail(MEMFIT_E_FORMAT, "%s: not a JSON object", path);
