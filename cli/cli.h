@@ -41,7 +41,8 @@ enum {
     X(run, "Run a manifest model on inputs through the model manager") \
     X(models, "List a manifest's models, their planned memory and whether they fit") \
     X(serve, "Serve models over HTTP within a memory budget (embeddings, metrics)") \
-    X(cleanup, "Ask a running memfit serve to unload idle models and free memory")
+    X(cleanup, "Ask a running memfit serve to unload idle models and free memory") \
+    X(tokenize, "Encode text with a GGUF model's tokenizer; tokenizer.json to GGUF")
 /* clang-format on */
 
 #define CLI_DECLARE(name, summary)                                                                 \

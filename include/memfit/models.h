@@ -352,8 +352,9 @@ MEMFIT_API void memfit_tokenizer_get_info(const memfit_tokenizer *tok,
  * Token ids of `len` bytes of UTF-8 text. add_special: the BOS/EOS the
  * metadata asks for; parse_special: text like "<|im_start|>" becomes its
  * special token (otherwise it is ordinary text). *out_ids is allocated with
- * memfit_malloc (free with memfit_free; NULL when *out_n is 0). E_INVALID for
- * text that is not valid UTF-8 (naming the byte offset), E_NOMEM.
+ * memfit_malloc (free with memfit_free; NULL when *out_n is 0). E_FORMAT for
+ * text that is not valid UTF-8 (the message names the byte offset), E_NOMEM.
+ * No Unicode normalization is applied (see docs/tokenizers.md).
  */
 MEMFIT_API enum memfit_status memfit_tokenizer_encode(const memfit_tokenizer *tok, const char *text,
                                                       size_t len, bool add_special,
@@ -373,8 +374,8 @@ MEMFIT_API enum memfit_status memfit_tokenizer_piece(const memfit_tokenizer *tok
 /*
  * Text of n tokens (NUL-terminated, allocated with memfit_malloc; *out_len
  * without the NUL), as HF decode with skip_special_tokens = !special: SPM
- * drops the space that starts the first piece after BOS. E_RANGE for an id
- * outside the vocabulary, E_NOMEM.
+ * drops one leading space of the text (the one its prefix space made).
+ * E_RANGE for an id outside the vocabulary, E_NOMEM.
  */
 MEMFIT_API enum memfit_status memfit_tokenizer_decode(const memfit_tokenizer *tok,
                                                       const int32_t *ids, size_t n, bool special,
