@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "memfit/models.h"
 #include "models/textstream.h"
 
 struct memfit_generation {
