@@ -123,6 +123,9 @@ int main(int argc, char **argv)
         printf("generation: %u tokens in %.3f s = %.2f t/s (%.1f ms/token)\n", n_gen, gen_s,
                n_gen / gen_s, gen_s * 1e3 / n_gen);
     printf("peak RSS (VmHWM): %.1f MiB\n", (double)peak_rss_bytes() / 1048576.0);
+    /* One line for scripts (bench/llm_bench.sh). */
+    printf("prompt_tps=%.2f gen_tps=%.2f peak_rss_mb=%.1f\n", n_prompt / prompt_s,
+           n_gen ? n_gen / gen_s : 0.0, (double)peak_rss_bytes() / 1048576.0);
     memfit_free(tokens);
     memfit_free(logits);
     memfit_llm_session_free(s);
