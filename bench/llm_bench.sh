@@ -6,7 +6,9 @@
 # until that program exists, bench_matvec's matrix-vector figures (the
 # bandwidth-bound part of generation) stand in. With LLAMA_CPP_DIR set to a
 # llama.cpp build (its bin/llama-bench), llama-bench -p 128 -n 32 -t 2 runs
-# on the same files and the ratios memfit / llama.cpp are printed.
+# on the same files and the ratios memfit / llama.cpp are printed, and, when
+# the build has bin/llama-simple (greedy), the greedy continuation of the
+# same prompt by both is compared.
 #
 # The files are cached in $MEMFIT_LLM_DIR (default /tmp/memfit_llm_bench):
 # the F16 file is ~3.7 GB and the quantized ones 1-2 GB each; free space is
@@ -76,3 +78,18 @@ for t in "${types[@]}"; do
     echo
 done
 [[ -x $bench_llm ]] || echo "(* no bench_llm yet: weight bandwidth of bench_matvec on 2 threads / file size, an upper bound for generation)"
+
+# Greedy tokens: llama-simple (greedy sampling) against memfit generate --temp 0.
+if [[ -n ${LLAMA_CPP_DIR:-} && -x $LLAMA_CPP_DIR/bin/llama-simple ]]; then
+    prompt="The quick brown fox"
+    for t in "${types[@]}"; do
+        f=$base-$t.gguf
+        mine=$("$bin" generate "$f" -p "$prompt" -n 16 --temp 0 --threads 2 2>/dev/null)
+        theirs=$("$LLAMA_CPP_DIR/bin/llama-simple" -m "$f" -n 16 "$prompt" 2>/dev/null)
+        if [[ $theirs == *"$prompt$mine"* ]]; then
+            echo "greedy $t: the same 16-token continuation as llama.cpp"
+        else
+            printf 'greedy %s: DIFFERENT\n  memfit:    %q\n  llama.cpp: %q\n' "$t" "$mine" "$theirs"
+        fi
+    done
+fi
