@@ -123,7 +123,7 @@ static enum memfit_status read_config(const char *path, struct hparams *hp)
         st = memfit_fail(MEMFIT_E_UNSUPPORTED,
                          "%s: model_type \"%s\" is not supported (qwen2 or llama)", path, mt);
     if (st == MEMFIT_OK) {
-        snprintf(hp->arch, sizeof(hp->arch), "%s", mt);
+        snprintf(hp->arch, sizeof(hp->arch), "%s", mt ? mt : "");
         hp->qkv_bias =
             strcmp(mt, "qwen2") == 0 || json_is_true(json_object_get(root, "attention_bias"));
         hp->tied = json_is_true(json_object_get(root, "tie_word_embeddings"));
