@@ -4,16 +4,22 @@
  * file chosen by OUT's extension. Names are kept, or renamed by a file of
  * "old new" lines. Data is streamed from the input's mapping, so memory
  * stays small whatever the model size.
+ *
+ * `memfit convert HF_DIR OUT.gguf` assembles a Qwen2/LLaMA GGUF from a
+ * Hugging Face directory instead (memfit_llm_convert_hf).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "model_common.h"
 
 const char cmd_convert_help[] =
     "Usage: memfit convert IN OUT [--rename FILE]\n"
+    "       memfit convert HF_DIR OUT.gguf [--type TYPE] [--no-tokenizer] [--threads N]\n"
     "\n"
     "Converts a model file (.pth, .safetensors or .gguf) to GGUF or safetensors,\n"
     "chosen by OUT's extension (.gguf or .safetensors). Tensor names, types\n"
@@ -23,8 +29,19 @@ const char cmd_convert_help[] =
     "gets general.architecture = \"dinov2\" and dinov2.interpolation (the\n"
     "source's default) when it lacks them, so the output behaves the same.\n"
     "\n"
+    "With a directory, assembles the GGUF the LLM engine runs from a Hugging Face\n"
+    "Qwen2 or LLaMA model: config.json, model.safetensors (or the shards\n"
+    "model.safetensors.index.json names), tokenizer.json and tokenizer_config.json.\n"
+    "Tensors get llama.cpp's names (LLaMA's q/k rows permuted as its converter\n"
+    "does) and keep their types unless --type is given. The output is written to\n"
+    "a temporary file renamed at the end: a failure leaves nothing.\n"
+    "\n"
     "Options:\n"
-    "  --rename FILE  lines \"old new\" rename tensors (# comments, blank lines ok)\n"
+    "  --rename FILE   lines \"old new\" rename tensors (# comments, blank lines ok)\n"
+    "  --type TYPE     HF_DIR: the 2-D weights in f32, f16, bf16, q8_0, q4_0, q4_k or\n"
+    "                  q6_k (rows that do not fit the block stay f16; 1-D tensors f32)\n"
+    "  --no-tokenizer  HF_DIR: no tokenizer metadata (the model runs on token ids)\n"
+    "  --threads N     HF_DIR: threads converting types (default: the CPUs usable)\n"
     "  -h, --help\n";
 
 struct rename {
@@ -114,16 +131,72 @@ static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum mem
     return memfit_writer_commit(w);
 }
 
+static int parse_llm_type(const char *text, enum memfit_type *out)
+{
+    static const char *const ok[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcasecmp(text, ok[i]) == 0 && memfit_type_from_name(ok[i], out) == MEMFIT_OK)
+            return CLI_EXIT_OK;
+    return cli_usage("convert", "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
+                     text);
+}
+
+static int convert_hf(const char *dir, const char *out_path,
+                      const struct memfit_llm_convert_options *o)
+{
+    if (memfit_format_from_path(out_path) != MEMFIT_FORMAT_GGUF)
+        return cli_usage("convert", "a Hugging Face directory converts to OUT.gguf: '%s'",
+                         out_path);
+    uint64_t t0 = memfit_now_ns();
+    enum memfit_status st = memfit_llm_convert_hf(dir, out_path, o);
+    if (st != MEMFIT_OK)
+        return cli_fail_status(st);
+    memfit_tensors *set = NULL;
+    if (memfit_tensors_open(out_path, NULL, &set) == MEMFIT_OK) {
+        struct memfit_llm_info info;
+        bool llm = memfit_llm_detect(set, &info) == MEMFIT_OK;
+        struct memfit_meta_value v;
+        bool tok = memfit_tensors_meta_find(set, "tokenizer.ggml.tokens", &v) == MEMFIT_OK;
+        memfit_clear_error();
+        printf("%s: %s, %zu tensors, %.1f MB in %.2f s%s\n", out_path, llm ? info.arch : "?",
+               memfit_tensors_count(set), (double)memfit_tensors_file_bytes(set) / 1e6,
+               (double)(memfit_now_ns() - t0) / 1e9, tok ? "" : " (no tokenizer)");
+        memfit_tensors_close(set);
+    }
+    return CLI_EXIT_OK;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_convert_help))
         return CLI_EXIT_OK;
     const char *in_path = NULL, *out_path = NULL, *rename_path = NULL;
+    struct memfit_llm_convert_options llm;
+    memfit_llm_convert_options_default(&llm);
+    bool llm_options = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rename") == 0) {
             if (++i >= argc)
                 return cli_usage("convert", "--rename needs a FILE");
             rename_path = argv[i];
+        } else if (strcmp(argv[i], "--type") == 0) {
+            if (++i >= argc)
+                return cli_usage("convert", "--type needs a TYPE");
+            int rc = parse_llm_type(argv[i], &llm.type);
+            if (rc != CLI_EXIT_OK)
+                return rc;
+            llm.convert_types = llm_options = true;
+        } else if (strcmp(argv[i], "--threads") == 0) {
+            long long n;
+            if (++i >= argc)
+                return cli_usage("convert", "--threads needs a number");
+            if (!cli_opt_int("convert", "--threads", argv[i], 1, 1024, &n))
+                return CLI_EXIT_USAGE;
+            llm.n_threads = (unsigned)n;
+            llm_options = true;
+        } else if (strcmp(argv[i], "--no-tokenizer") == 0) {
+            llm.tokenizer = false;
+            llm_options = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return cli_usage("convert", "unknown option '%s'", argv[i]);
         } else if (!in_path) {
@@ -136,6 +209,15 @@ int cmd_convert(int argc, char **argv)
     }
     if (!in_path || !out_path)
         return cli_usage("convert", "needs IN and OUT");
+    struct stat in_st;
+    if (stat(in_path, &in_st) == 0 && S_ISDIR(in_st.st_mode)) {
+        if (rename_path)
+            return cli_usage("convert", "--rename applies to a model file, not a directory");
+        return convert_hf(in_path, out_path, &llm);
+    }
+    if (llm_options)
+        return cli_usage("convert", "--type, --threads and --no-tokenizer apply to a Hugging "
+                                    "Face directory (use memfit quantize for a file)");
     enum memfit_format fmt = memfit_format_from_path(out_path);
     if (fmt != MEMFIT_FORMAT_GGUF && fmt != MEMFIT_FORMAT_SAFETENSORS)
         return cli_usage("convert", "OUT must end in .gguf or .safetensors: '%s'", out_path);

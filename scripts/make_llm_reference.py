@@ -32,11 +32,17 @@ Outputs (little-endian):
   cases.txt                 one line per case: name model variant, the prompt ids, '|',
                             the 16 greedy continuation ids, '|', the smallest top-1/top-2
                             logit margin seen along the continuation
+  hf_<model>/               the same model as a Hugging Face directory (config.json,
+                            safetensors with HF names and the unpermuted q/k, tokenizer.json,
+                            tokenizer_config.json): `memfit convert` must make of it a GGUF
+                            whose logits are the same reference ones; llama_gqa is sharded
+                            in two files with model.safetensors.index.json
 Variants the C test makes from a model by rewriting its metadata:
   base       as stored
   linear2    <arch>.rope.scaling.type = "linear", <arch>.rope.scaling.factor = 2
   freqs      a rope_freqs.weight tensor [head_dim / 2], value 1 + 0.25 i (LLaMA 3.1 style)
 """
+import json
 import math
 import os
 import struct
@@ -356,6 +362,144 @@ def greedy(c, w, ids, variant):
     return ids[N_PROMPT:], margin
 
 
+# ---- The same models as Hugging Face directories --------------------------
+
+ST_DTYPE = {np.dtype(np.float16): "F16", np.dtype(np.float32): "F32"}
+
+
+def write_safetensors(path, tensors):
+    """tensors: list of (name, numpy array); the header as the reference writer lays it out
+    (sorted keys, data in the given order, padded with spaces to a multiple of 8)."""
+    header, blobs, offset = {}, [], 0
+    for name, a in tensors:
+        a = np.ascontiguousarray(a)
+        data = a.tobytes()
+        header[name] = {"dtype": ST_DTYPE[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * ((-len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        for b in blobs:
+            f.write(b)
+    return offset
+
+
+def hf_tensors(c, w):
+    """HF names, HF layout (q/k rows in halves, never permuted), F16 matrices, F32 vectors."""
+    def f16(t):
+        return t.numpy().astype(np.float16)
+
+    def f32(t):
+        return t.numpy().astype(np.float32)
+
+    out = [("model.embed_tokens.weight", f16(w["embed"]))]
+    for L in range(c.n_layer):
+        p, b = "l%d." % L, "model.layers.%d." % L
+        out.append((b + "input_layernorm.weight", f32(w[p + "in_norm"])))
+        for proj in "qkv":
+            out.append((b + "self_attn.%s_proj.weight" % proj, f16(w[p + proj])))
+            if c.bias:
+                out.append((b + "self_attn.%s_proj.bias" % proj, f32(w[p + "b" + proj])))
+        out.append((b + "self_attn.o_proj.weight", f16(w[p + "o"])))
+        out.append((b + "post_attention_layernorm.weight", f32(w[p + "post_norm"])))
+        out.append((b + "mlp.gate_proj.weight", f16(w[p + "gate"])))
+        out.append((b + "mlp.up_proj.weight", f16(w[p + "up"])))
+        out.append((b + "mlp.down_proj.weight", f16(w[p + "down"])))
+    out.append(("model.norm.weight", f32(w["norm"])))
+    if not c.tied:
+        out.append(("lm_head.weight", f16(w["lm_head"])))
+    return out
+
+
+# The pre-tokenizer regexes of Qwen2's and Llama 3's tokenizer.json (GGUF's "qwen2", "llama-bpe").
+HF_REGEX = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
+             r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+             r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+
+
+def hf_tokenizer(arch):
+    """tokenizer.json and tokenizer_config.json for the vocabulary of vocab()."""
+    tokens, types = vocab()
+    n_base = len(tokens) - len(SPECIALS)
+    added = [{"id": n_base + i, "content": s, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True}
+             for i, s in enumerate(SPECIALS)]
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                  "use_regex": False}
+    tok = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "NFC"} if arch == "qwen2" else None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": HF_REGEX[arch]}, "behavior": "Isolated",
+             "invert": False}, byte_level]},
+        "post_processor": dict(byte_level, trim_offsets=False),
+        "decoder": dict(byte_level, trim_offsets=True),
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False,
+                  "byte_fallback": False, "ignore_merges": arch == "llama",
+                  "vocab": {t: i for i, t in enumerate(tokens[:n_base])}, "merges": MERGES},
+    }
+    config = {
+        "add_bos_token": False, "add_eos_token": False, "bos_token": "<|endoftext|>",
+        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None,
+        "chat_template": CHATML, "model_max_length": 256, "clean_up_tokenization_spaces": False,
+        "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"}
+                                 for a in added},
+        "tokenizer_class": "Qwen2Tokenizer" if arch == "qwen2" else "PreTrainedTokenizerFast",
+    }
+    return tok, config
+
+
+def hf_config(c):
+    return {
+        "architectures": ["Qwen2ForCausalLM" if c.arch == "qwen2" else "LlamaForCausalLM"],
+        "model_type": c.arch, "hidden_act": "silu", "torch_dtype": "float16",
+        "hidden_size": c.n_embd, "intermediate_size": c.n_ff, "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv,
+        "max_position_embeddings": 256, "rms_norm_eps": c.eps, "rope_theta": c.theta,
+        "rope_scaling": None, "vocab_size": c.n_vocab, "tie_word_embeddings": c.tied,
+        "attention_bias": c.bias, "use_cache": True,
+    }
+
+
+def write_hf(outdir, name, c, w, shards):
+    d = os.path.join(outdir, "hf_" + name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.unlink(os.path.join(d, f))
+
+    def dump(fname, obj):
+        with open(os.path.join(d, fname), "w") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+    dump("config.json", hf_config(c))
+    tok, tok_config = hf_tokenizer(c.arch)
+    dump("tokenizer.json", tok)
+    dump("tokenizer_config.json", tok_config)
+    tensors = hf_tensors(c, w)
+    if shards == 1:
+        write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+        return
+    # Split by layer as transformers' save_pretrained does: whole tensors per file.
+    per = (len(tensors) + shards - 1) // shards
+    weight_map, total = {}, 0
+    for s in range(shards):
+        fname = "model-%05d-of-%05d.safetensors" % (s + 1, shards)
+        part = tensors[s * per:(s + 1) * per]
+        total += write_safetensors(os.path.join(d, fname), part)
+        weight_map.update({n: fname for n, _ in part})
+    dump("model.safetensors.index.json", {"metadata": {"total_size": total},
+                                          "weight_map": dict(sorted(weight_map.items()))})
+
+
 def make_fixtures(outdir):
     os.makedirs(outdir, exist_ok=True)
     weights = {}
@@ -363,6 +507,7 @@ def make_fixtures(outdir):
         w = make_weights(c)
         weights[name] = w
         write_gguf(os.path.join(outdir, name + ".gguf"), gguf_meta(c, name), gguf_tensors(c, w))
+        write_hf(outdir, name, c, w, 2 if name == "llama_gqa" else 1)
     lines = ["# case model variant prompt_ids... | greedy_ids... | min_margin"]
     for case, model, variant in CASES:
         c, w = MODELS[model], weights[model]

@@ -618,6 +618,54 @@ MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s,
 MEMFIT_API enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
                                               size_t n, float *logits, bool all_logits);
 
+/* ---- Assembling a GGUF from a Hugging Face directory (src/models/llm_convert.c) */
+
+struct memfit_llm_convert_options {
+    /* false (default): every tensor keeps its stored type (F32, F16 or BF16).
+     * true: the 2-D weights become `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+     * Q6_K; F16 for those whose rows are not a multiple of its block, as
+     * memfit quantize does) and the 1-D tensors F32. */
+    bool convert_types;
+    enum memfit_type type; /* default F16 */
+    /* true (default): tokenizer.json (and tokenizer_config.json when there is
+     * one) become the tokenizer.ggml.* metadata; a missing tokenizer.json is
+     * then E_NOT_FOUND. false: no tokenizer (the model runs on token ids). */
+    bool tokenizer;
+    unsigned n_threads; /* type conversion; 0 (default): memfit_cpu_count() */
+};
+
+MEMFIT_API void memfit_llm_convert_options_default(struct memfit_llm_convert_options *opts);
+
+/*
+ * Writes the Qwen2 or LLaMA model of a Hugging Face directory `dir` as a
+ * GGUF at `out_path` that memfit_llm_open runs (opts NULL: the defaults).
+ * The directory holds config.json (model_type qwen2 or llama: hidden_size,
+ * num_hidden_layers, num_attention_heads, num_key_value_heads,
+ * intermediate_size, rms_norm_eps, rope_theta, rope_scaling null or linear,
+ * max_position_embeddings, vocab_size, tie_word_embeddings, head_dim), the
+ * weights in model.safetensors or in the shards model.safetensors.index.json
+ * names, and tokenizer.json. Tensors get llama.cpp's GGUF names (token_embd,
+ * blk.N.attn_q, ..., output_norm, output; lm_head dropped when tied); LLaMA's
+ * q/k weights and biases are permuted as llama.cpp's converter does, so that
+ * rotary pairs are consecutive. general.name is the directory's name.
+ * Per-token tokenizer arrays shorter than vocab_size are padded with
+ * "[PAD<id>]" tokens of type UNUSED.
+ *
+ * Everything is checked before the output is created; the data is streamed
+ * from the mappings in chunks of 8 MiB (memory stays bounded whatever the
+ * model's size) into a temporary file renamed over `out_path` only on
+ * success: a failure leaves no file behind. Failures: E_NOT_FOUND naming a
+ * missing config.json, safetensors file (a shard the index names included)
+ * or tokenizer.json; E_UNSUPPORTED naming an unknown model_type, rope
+ * scaling, tensor name or tensor type, or a `type` it cannot write; E_FORMAT
+ * naming the field of a malformed config.json or index, a missing tensor, a
+ * tensor whose shape does not match config.json, a tokenizer larger than
+ * vocab_size; those of memfit_tensors_open, memfit_tokenizer_json_to_gguf
+ * and the writer; E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_llm_convert_hf(const char *dir, const char *out_path,
+                                                    const struct memfit_llm_convert_options *opts);
+
 /* ---- Generation (src/models/generate.c) ---------------------------------- */
 
 enum memfit_finish {
