@@ -144,13 +144,6 @@ float mf_avx2_dot_bf16(size_t n, const void *w, const void *a)
  * flight; the lanes are summed once at the end.
  */
 
-/* 8 exact int32 lane sums of x*y over 32 signed bytes, as floats. */
-static inline __m256 dot_i8_lanes(__m256i x, __m256i y)
-{
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
 /*
  * d_w * d_a of four consecutive blocks (both fp16 at offset 0 of their
  * blocks): one conversion and one multiply for four blocks instead of two
