@@ -96,7 +96,8 @@ MEMFIT_API enum memfit_status memfit_tensors_open(const char *path,
  * Every check of memfit_tensors_open is made, tensor offsets against
  * `file_bytes`. Reads GGUF (the key/values and tensor infos must be in the
  * head) and safetensors (the 8-byte length and the JSON header); a `.pth`
- * is E_UNSUPPORTED (its zip directory sits at the end of the file).
+ * is E_UNSUPPORTED here (its zip directory sits at the end of the file:
+ * see memfit_tensors_open_pth_header).
  *
  * When the head is too short to go on, returns MEMFIT_OK with *out = NULL
  * and *out_need_bytes = the head length needed to get further (more than
@@ -113,6 +114,59 @@ MEMFIT_API enum memfit_status memfit_tensors_open_header(const void *head, size_
                                                          enum memfit_format format,
                                                          const char *name, memfit_tensors **out,
                                                          uint64_t *out_need_bytes);
+
+/* What memfit_tensors_open_pth_header needs read next. */
+struct memfit_pth_need {
+    uint64_t tail_bytes;    /* > the tail given: read the file's last tail_bytes bytes */
+    uint64_t record_offset; /* else read [record_offset, +record_bytes) as the record */
+    uint64_t record_bytes;
+};
+
+/*
+ * Opens a header-only tensor set (as memfit_tensors_open_header) from a
+ * PyTorch `.pth` (torch.save zip) without its data: `tail` is the last
+ * `tail_len` bytes of the `file_bytes`-byte file (the zip's end record,
+ * zip64 records and central directory) and `record`, when not NULL, the
+ * `record_len` bytes at `record_offset` (the data.pkl member: its local
+ * header, name, extra field and stored bytes). Both are only read during
+ * the call (the set copies what it keeps); `name` is used in messages and
+ * as the set's path.
+ *
+ * Protocol: call first with the last 64 KiB or so and no record. When
+ * more is needed, returns MEMFIT_OK with *out = NULL and *out_need filled:
+ * a longer tail (tail_bytes > tail_len), else the record range to read;
+ * read it and call again. On success *out is the set (*out_need zeroed).
+ *
+ * Each tensor's data offset is the one torch.save writes (its records are
+ * 64-byte aligned after a local header with a padding extra field), taken
+ * from the central directory without reading each member's local header;
+ * the data.pkl record is checked to follow that rule. Fails with
+ * E_UNSUPPORTED for an archive whose layout differs (re-packed by another
+ * zip tool, compressed records): the caller falls back to downloading.
+ * Other failures: those of memfit_tensors_open (E_FORMAT naming the file,
+ * the field, the value and the limit), E_MISUSE (NULL arguments, tail_len
+ * > file_bytes, a record past the file's end), E_NOMEM. Nothing is written
+ * on failure.
+ */
+MEMFIT_API enum memfit_status memfit_tensors_open_pth_header(const void *tail, size_t tail_len,
+                                                             const void *record, size_t record_len,
+                                                             uint64_t record_offset,
+                                                             uint64_t file_bytes, const char *name,
+                                                             memfit_tensors **out,
+                                                             struct memfit_pth_need *out_need);
+
+/*
+ * Writes a stand-in for the file a header-only set was read from: a new
+ * sparse file at `path` (created, must not exist) of the file's size
+ * holding the bytes the set was read from (a head; for a `.pth`, the tail,
+ * the data.pkl record and each member's local header), its tensor data
+ * reading as zeros. memfit_tensors_open() of it gives the same tensors
+ * (names, types, shapes, offsets), so a model's plan can be computed by the
+ * code that plans a local file. E_MISUSE for a set that is not
+ * header-only; E_IO, E_NOSPACE (the file is removed then).
+ */
+MEMFIT_API enum memfit_status memfit_tensors_write_standin(const memfit_tensors *set,
+                                                           const char *path);
 
 /* True for a set opened with memfit_tensors_open_header (its tensor data is not readable). */
 MEMFIT_API bool memfit_tensors_header_only(const memfit_tensors *set);

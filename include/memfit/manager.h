@@ -768,7 +768,8 @@ struct memfit_vit_driver_plan {
     struct memfit_budget_cost cost;
     uint64_t file_bytes;
     /* A remote source not cached yet whose header could not be read with
-     * Range requests (the server ignores them, or a .pth): `cost` is the
+     * Range requests (the server ignores them, or a .pth that torch.save
+     * did not lay out: re-packed, compressed): `cost` is the
      * file's size (from HEAD) as its weights; the exact plan, workspace
      * included, comes after the fetch. */
     bool provisional;

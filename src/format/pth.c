@@ -9,6 +9,14 @@
  * record (a re-packed archive) is inflated into a buffer the set owns, a
  * compressed data.pkl is
  * inflated into a buffer. The pickle is read by pickle.c.
+ *
+ * The same walk serves a header-only parse (memfit_tensors_open_pth_header)
+ * that has only pieces of the file: its tail (end record and central
+ * directory) and the data.pkl record, both fetched by range before a
+ * download. Offsets stay file offsets; a byte range is reached through
+ * span(), which finds it in the piece that holds it or tells what to read.
+ * A storage record's data offset comes from torch.save's layout (below)
+ * instead of its local header, which is not read.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +50,13 @@ struct inflated {
 
 struct pth {
     memfit_tensors *set;
+    /* The bytes at hand: the whole mapping (tail_off 0), or for a
+     * header-only parse the file's tail and the data.pkl record. */
+    const uint8_t *tail, *rec;
+    size_t tail_len, rec_len;
+    uint64_t tail_off, rec_off, file_bytes;
+    struct memfit_pth_need *need; /* header-only: what to read next */
+    uint64_t cd_offset;
     struct zentry *entries;
     size_t n_entries;
     const char *prefix; /* the archive's top folder, in the mapping */
@@ -54,6 +69,46 @@ struct pth {
 static enum memfit_status zfail(const memfit_tensors *set, const char *what)
 {
     return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s", set->path, what);
+}
+
+/* The bytes [off, off + len) of the file when a piece at hand holds them, else NULL. */
+static const uint8_t *span(const struct pth *z, uint64_t off, uint64_t len)
+{
+    if (off >= z->tail_off && off - z->tail_off <= z->tail_len &&
+        len <= z->tail_len - (off - z->tail_off))
+        return z->tail + (off - z->tail_off);
+    if (z->rec && off >= z->rec_off && off - z->rec_off <= z->rec_len &&
+        len <= z->rec_len - (off - z->rec_off))
+        return z->rec + (off - z->rec_off);
+    return NULL;
+}
+
+/*
+ * A header-only parse needs the file's bytes from `from` on: asks for that
+ * tail, and at least the window the end record is looked for in (a round
+ * trip costs more than a few KiB: the zip64 records and the directory
+ * usually come with it).
+ */
+static enum memfit_status need_tail(const struct pth *z, uint64_t from, const char *what)
+{
+    if (!z->need)
+        return zfail(z->set, what);
+    uint64_t window = z->file_bytes < 22 + 65535 ? z->file_bytes : 22 + 65535;
+    z->need->tail_bytes = z->file_bytes - from > window ? z->file_bytes - from : window;
+    return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: %s lies before the %zu-byte tail read",
+                       z->set->path, what, z->tail_len);
+}
+
+/*
+ * Where torch.save puts a record's data: the local header (30 bytes), the
+ * name, a zip64 extra field (20 bytes) for a record of 4 GiB or more, then
+ * an extra field ("FB", 4 bytes of header) padding the data to 64 bytes
+ * (PyTorch's caffe2 serializer, getPadding).
+ */
+static uint64_t torch_data_offset(uint64_t local, uint64_t name_len, uint64_t size)
+{
+    uint64_t start = local + 30 + name_len + 4 + (size >= 0xFFFFFFFF ? 20 : 0);
+    return (start + 63) / 64 * 64;
 }
 
 /* Reads the zip64 extra field (id 1) for the fields the central entry marked 0xFFFFFFFF. */
@@ -92,37 +147,55 @@ static enum memfit_status read_zip64_extra(const memfit_tensors *set, const uint
 static enum memfit_status read_central_directory(struct pth *z)
 {
     const memfit_tensors *set = z->set;
-    const uint8_t *m = set->map;
-    size_t len = set->map_bytes;
+    uint64_t len = z->file_bytes;
     if (len < 22)
         return zfail(set, "file too short for an end-of-central-directory record");
-    size_t lowest = len - 22 > 65535 ? len - 22 - 65535 : 0;
-    size_t eocd = SIZE_MAX;
-    for (size_t i = len - 22 + 1; i-- > lowest;) {
-        if (mf_le32(m + i) == 0x06054b50) {
-            eocd = i;
-            break;
-        }
+    uint64_t lowest = len - 22 > 65535 ? len - 22 - 65535 : 0;
+    uint64_t from = lowest > z->tail_off ? lowest : z->tail_off;
+    const uint8_t *m = NULL;
+    /* Only the tail is searched: the tail runs to the file's end. */
+    for (uint64_t i = len - 22 + 1; !m && i-- > from;) {
+        const uint8_t *p = z->tail + (i - z->tail_off);
+        if (mf_le32(p) == 0x06054b50)
+            m = p;
     }
-    if (eocd == SIZE_MAX)
+    if (!m && from > lowest)
+        return need_tail(z, lowest, "the end-of-central-directory record");
+    if (!m)
         return zfail(set, "no end-of-central-directory record");
-    uint64_t n = mf_le16(m + eocd + 10);
-    uint64_t cd_size = mf_le32(m + eocd + 12);
-    uint64_t cd_offset = mf_le32(m + eocd + 16);
+    uint64_t eocd = z->tail_off + (uint64_t)(m - z->tail);
+    uint64_t n = mf_le16(m + 10);
+    uint64_t cd_size = mf_le32(m + 12);
+    uint64_t cd_offset = mf_le32(m + 16);
     if (n == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) {
-        if (eocd < 20 || mf_le32(m + eocd - 20) != 0x07064b50)
+        if (eocd < 20)
             return zfail(set, "zip64 end-of-central-directory locator missing");
-        uint64_t z64 = mf_le64(m + eocd - 20 + 8);
-        if (z64 > len || len - z64 < 56 || mf_le32(m + z64) != 0x06064b50)
+        const uint8_t *loc = span(z, eocd - 20, 20);
+        if (!loc)
+            return need_tail(z, eocd - 20, "the zip64 end-of-central-directory locator");
+        if (mf_le32(loc) != 0x07064b50)
+            return zfail(set, "zip64 end-of-central-directory locator missing");
+        uint64_t z64 = mf_le64(loc + 8);
+        if (z64 > len || len - z64 < 56)
             return zfail(set, "zip64 end-of-central-directory record out of bounds or bad");
-        n = mf_le64(m + z64 + 32);
-        cd_size = mf_le64(m + z64 + 40);
-        cd_offset = mf_le64(m + z64 + 48);
+        const uint8_t *r = span(z, z64, 56);
+        if (!r)
+            return need_tail(z, z64, "the zip64 end-of-central-directory record");
+        if (mf_le32(r) != 0x06064b50)
+            return zfail(set, "zip64 end-of-central-directory record out of bounds or bad");
+        n = mf_le64(r + 32);
+        cd_size = mf_le64(r + 40);
+        cd_offset = mf_le64(r + 48);
     }
     if (cd_offset > len || cd_size > len - cd_offset)
-        return memfit_fail(
-            MEMFIT_E_FORMAT, "%s: zip: central directory [%llu, +%llu) beyond file size %zu",
-            set->path, (unsigned long long)cd_offset, (unsigned long long)cd_size, len);
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "%s: zip: central directory [%llu, +%llu) beyond file size %llu",
+                           set->path, (unsigned long long)cd_offset, (unsigned long long)cd_size,
+                           (unsigned long long)len);
+    const uint8_t *p = span(z, cd_offset, cd_size);
+    if (!p)
+        return need_tail(z, cd_offset, "the central directory");
+    z->cd_offset = cd_offset;
     if (n > cd_size / 46)
         return memfit_fail(MEMFIT_E_FORMAT,
                            "%s: zip: %llu entries cannot fit in a %llu-byte central directory",
@@ -130,7 +203,6 @@ static enum memfit_status read_central_directory(struct pth *z)
     z->entries = memfit_calloc_in(MEMFIT_ALLOC_FORMAT, n ? n : 1, sizeof(*z->entries));
     if (!z->entries)
         return MEMFIT_E_NOMEM;
-    const uint8_t *p = m + cd_offset;
     uint64_t left = cd_size;
     for (uint64_t i = 0; i < n; i++) {
         if (left < 46 || mf_le32(p) != 0x02014b50)
@@ -172,22 +244,49 @@ static const struct zentry *find_record(const struct pth *z, const char *rest)
     return NULL;
 }
 
-/* The file offset of an entry's data, checked to lie in the file. */
-static enum memfit_status record_data(const struct pth *z, const struct zentry *e,
+/*
+ * The file offset of an entry's data, checked to lie in the file. From its
+ * local header when at hand; in a header-only parse, a record whose bytes
+ * are needed (`exact`: data.pkl) asks for them, another is placed where
+ * torch.save puts it.
+ */
+static enum memfit_status record_data(const struct pth *z, const struct zentry *e, bool exact,
                                       uint64_t *out_offset)
 {
     const memfit_tensors *set = z->set;
     int nl = (int)e->name_len;
-    uint64_t lo = e->local_offset;
-    if (lo > set->map_bytes || set->map_bytes - lo < 30 || mf_le32(set->map + lo) != 0x04034b50)
+    uint64_t lo = e->local_offset, len = z->file_bytes;
+    const uint8_t *h = lo <= len && len - lo >= 30 ? span(z, lo, 30) : NULL;
+    if (lo > len || len - lo < 30 || (h && mf_le32(h) != 0x04034b50) || (!h && !z->need))
         return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: record %.*s: bad local header at %llu",
                            set->path, nl, e->name, (unsigned long long)lo);
-    uint64_t data = lo + 30 + mf_le16(set->map + lo + 26) + mf_le16(set->map + lo + 28);
-    if (data > set->map_bytes || e->comp_size > set->map_bytes - data)
+    uint64_t data = h ? lo + 30 + mf_le16(h + 26) + mf_le16(h + 28)
+                      : torch_data_offset(lo, e->name_len, e->size);
+    if (!h && exact) {
+        /* The local extra field is not in the directory: ask for room for torch's padding. */
+        uint64_t want = 30 + (uint64_t)e->name_len + 128 + e->comp_size;
+        z->need->record_offset = lo;
+        z->need->record_bytes = want < len - lo ? want : len - lo;
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: record %.*s not read", set->path, nl,
+                           e->name);
+    }
+    if (data > len || e->comp_size > len - data)
         return memfit_fail(MEMFIT_E_FORMAT,
-                           "%s: zip: record %.*s: data [%llu, +%llu) beyond file size %zu",
+                           "%s: zip: record %.*s: data [%llu, +%llu) beyond file size %llu",
                            set->path, nl, e->name, (unsigned long long)data,
-                           (unsigned long long)e->comp_size, set->map_bytes);
+                           (unsigned long long)e->comp_size, (unsigned long long)len);
+    if (exact && z->need && !span(z, data, e->comp_size)) {
+        z->need->record_offset = lo;
+        z->need->record_bytes = data + e->comp_size - lo;
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: zip: record %.*s not read whole", set->path, nl,
+                           e->name);
+    }
+    if (exact && z->need && data != torch_data_offset(lo, mf_le16(h + 26), e->size))
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: zip: record %.*s: data at %llu, not where torch.save puts it "
+                           "(%llu): the other records cannot be placed without reading them",
+                           set->path, nl, e->name, (unsigned long long)data,
+                           (unsigned long long)torch_data_offset(lo, mf_le16(h + 26), e->size));
     if (e->method == 0 && e->comp_size != e->size)
         return memfit_fail(
             MEMFIT_E_FORMAT, "%s: zip: stored record %.*s: sizes differ (%llu and %llu)", set->path,
@@ -306,8 +405,12 @@ static enum memfit_status add_tensor(void *ctx, const struct mf_pickle_tensor *t
                            t->name, (int)z->prefix_len, z->prefix, rest);
     uint64_t data = 0;
     const uint8_t *owned = NULL;
+    if (e->method != 0 && z->need)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: tensor %s: record %s is compressed (not a torch.save layout)",
+                           set->path, t->name, rest);
     enum memfit_status st =
-        e->method != 0 ? inflate_record(z, e, &owned) : record_data(z, e, &data);
+        e->method != 0 ? inflate_record(z, e, &owned) : record_data(z, e, false, &data);
     if (st != MEMFIT_OK)
         return st;
     uint64_t elem = memfit_type_get_info(t->type)->type_size, storage_bytes;
@@ -419,6 +522,114 @@ static enum memfit_status check_with_libzip(struct pth *z, const struct zentry *
 static const uint8_t legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
                                        0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
+/*
+ * A header-only set keeps what memfit_tensors_write_standin writes: the
+ * pieces read, and for each record whose local header was not read one
+ * made as torch.save writes it (a padding extra field up to its data), so
+ * the stand-in parses to the same offsets. Records must follow each other
+ * in that layout without overlap, else the offsets are guesses: refused.
+ */
+static enum memfit_status keep_pieces(struct pth *z)
+{
+    memfit_tensors *set = z->set;
+    enum memfit_status st = mf_set_add_piece(set, z->tail_off, z->tail, z->tail_len, NULL);
+    if (st == MEMFIT_OK && z->rec)
+        st = mf_set_add_piece(set, z->rec_off, z->rec, z->rec_len, NULL);
+    for (size_t i = 0; st == MEMFIT_OK && i < z->n_entries; i++) {
+        const struct zentry *e = &z->entries[i];
+        uint64_t data, next = i + 1 < z->n_entries ? z->entries[i + 1].local_offset : z->cd_offset;
+        if ((st = record_data(z, e, false, &data)) != MEMFIT_OK)
+            break;
+        if (next < e->local_offset || e->comp_size > next - data || data > next) {
+            st = memfit_fail(MEMFIT_E_UNSUPPORTED,
+                             "%s: zip: record %.*s at %llu overlaps the next at %llu: not the "
+                             "torch.save layout, its data cannot be placed without reading it",
+                             set->path, (int)e->name_len, e->name,
+                             (unsigned long long)e->local_offset, (unsigned long long)next);
+            break;
+        }
+        if (span(z, e->local_offset, 30))
+            continue;
+        size_t extra = (size_t)(data - e->local_offset - 30 - e->name_len);
+        uint8_t *h;
+        st = mf_set_add_piece(set, e->local_offset, NULL, 30 + e->name_len + extra, &h);
+        if (st != MEMFIT_OK)
+            break;
+        /* Little-endian fields; the rest (flags, time, CRC) stay zero. */
+        h[0] = 0x50, h[1] = 0x4b, h[2] = 0x03, h[3] = 0x04;
+        h[4] = 20;
+        h[8] = (uint8_t)e->method, h[9] = (uint8_t)(e->method >> 8);
+        uint32_t comp = e->comp_size >= 0xFFFFFFFF ? 0xFFFFFFFF : (uint32_t)e->comp_size;
+        uint32_t size = e->size >= 0xFFFFFFFF ? 0xFFFFFFFF : (uint32_t)e->size;
+        for (int b = 0; b < 4; b++) {
+            h[18 + b] = (uint8_t)(comp >> (8 * b));
+            h[22 + b] = (uint8_t)(size >> (8 * b));
+        }
+        h[26] = (uint8_t)e->name_len, h[27] = (uint8_t)(e->name_len >> 8);
+        h[28] = (uint8_t)extra, h[29] = (uint8_t)(extra >> 8);
+        memcpy(h + 30, e->name, e->name_len);
+        h[30 + e->name_len] = 'F', h[31 + e->name_len] = 'B';
+        h[32 + e->name_len] = (uint8_t)(extra - 4),
+               h[33 + e->name_len] = (uint8_t)((extra - 4) >> 8);
+    }
+    return st;
+}
+
+/* Reads the archive at hand (z set up) into the set's tensors. */
+static enum memfit_status parse_archive(struct pth *z, uint8_t **inflated)
+{
+    memfit_tensors *set = z->set;
+    enum memfit_status st = read_central_directory(z);
+    if (st != MEMFIT_OK)
+        return st;
+    if (z->n_entries == 0)
+        return zfail(set, "empty archive");
+    const char *slash = memchr(z->entries[0].name, '/', z->entries[0].name_len);
+    if (!slash)
+        return zfail(set, "first entry is not inside a folder (not a torch.save archive)");
+    z->prefix = z->entries[0].name;
+    z->prefix_len = (size_t)(slash - z->prefix);
+    const struct zentry *pkl = find_record(z, "data.pkl");
+    if (!pkl)
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: no %.*s/data.pkl record (not a torch.save file)",
+                           set->path, (int)z->prefix_len, z->prefix);
+    if (z->need && pkl->method != 0)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: data.pkl is compressed (not a torch.save layout)", set->path);
+    uint64_t pkl_off;
+    if ((st = record_data(z, pkl, true, &pkl_off)) != MEMFIT_OK)
+        return st;
+    if (!z->need && (st = check_with_libzip(z, pkl, inflated)) != MEMFIT_OK)
+        return st;
+    const struct zentry *bo = find_record(z, "byteorder");
+    if (bo) {
+        uint64_t bo_off;
+        if ((st = record_data(z, bo, false, &bo_off)) != MEMFIT_OK)
+            return st;
+        const uint8_t *order = bo->method == 0 && bo->size == 3 ? span(z, bo_off, 3) : NULL;
+        if (order && memcmp(order, "big", 3) == 0)
+            return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: big-endian PyTorch file", set->path);
+    }
+    const uint8_t *pk = *inflated ? *inflated : span(z, pkl_off, pkl->size);
+    if (!pk) /* record_data checked it lies in the file and, header-only, at hand */
+        return zfail(set, "data.pkl not at hand");
+    st = mf_pickle_load_state_dict(pk, (size_t)pkl->size, set->path, add_tensor, z);
+    if (st == MEMFIT_OK && z->need)
+        st = keep_pieces(z);
+    if (st == MEMFIT_OK)
+        st = mf_set_finish(set, false);
+    return st;
+}
+
+static void pth_fini(struct pth *z, uint8_t *inflated)
+{
+    if (z->za)
+        zipapi.discard(z->za);
+    memfit_free(z->inflated);
+    memfit_free(inflated);
+    memfit_free(z->entries);
+}
+
 enum memfit_status mf_pth_parse(memfit_tensors *set)
 {
     if (set->map_bytes >= 2 && set->map[0] == 0x80) {
@@ -437,51 +648,32 @@ enum memfit_status mf_pth_parse(memfit_tensors *set)
     struct pth z;
     memset(&z, 0, sizeof(z));
     z.set = set;
+    z.tail = set->map;
+    z.tail_len = set->map_bytes;
+    z.file_bytes = set->map_bytes;
     uint8_t *inflated = NULL;
-    enum memfit_status st = read_central_directory(&z);
-    if (st != MEMFIT_OK)
-        goto out;
-    if (z.n_entries == 0) {
-        st = zfail(set, "empty archive");
-        goto out;
-    }
-    const char *slash = memchr(z.entries[0].name, '/', z.entries[0].name_len);
-    if (!slash) {
-        st = zfail(set, "first entry is not inside a folder (not a torch.save archive)");
-        goto out;
-    }
-    z.prefix = z.entries[0].name;
-    z.prefix_len = (size_t)(slash - z.prefix);
-    const struct zentry *pkl = find_record(&z, "data.pkl");
-    if (!pkl) {
-        st = memfit_fail(MEMFIT_E_FORMAT, "%s: no %.*s/data.pkl record (not a torch.save file)",
-                         set->path, (int)z.prefix_len, z.prefix);
-        goto out;
-    }
-    uint64_t pkl_off;
-    if ((st = record_data(&z, pkl, &pkl_off)) != MEMFIT_OK)
-        goto out;
-    if ((st = check_with_libzip(&z, pkl, &inflated)) != MEMFIT_OK)
-        goto out;
-    const struct zentry *bo = find_record(&z, "byteorder");
-    if (bo) {
-        uint64_t bo_off;
-        if ((st = record_data(&z, bo, &bo_off)) != MEMFIT_OK)
-            goto out;
-        if (bo->method == 0 && bo->size == 3 && memcmp(set->map + bo_off, "big", 3) == 0) {
-            st = memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: big-endian PyTorch file", set->path);
-            goto out;
-        }
-    }
-    const uint8_t *pk = inflated ? inflated : set->map + pkl_off;
-    st = mf_pickle_load_state_dict(pk, (size_t)pkl->size, set->path, add_tensor, &z);
-    if (st == MEMFIT_OK)
-        st = mf_set_finish(set, false);
-out:
-    if (z.za)
-        zipapi.discard(z.za);
-    memfit_free(z.inflated);
-    memfit_free(inflated);
-    memfit_free(z.entries);
+    enum memfit_status st = parse_archive(&z, &inflated);
+    pth_fini(&z, inflated);
+    return st;
+}
+
+enum memfit_status mf_pth_parse_header(memfit_tensors *set, const uint8_t *tail, size_t tail_len,
+                                       const uint8_t *record, size_t record_len,
+                                       uint64_t record_offset, struct memfit_pth_need *need)
+{
+    struct pth z;
+    memset(&z, 0, sizeof(z));
+    z.set = set;
+    z.file_bytes = set->file_bytes;
+    z.tail = tail;
+    z.tail_len = tail_len;
+    z.tail_off = set->file_bytes - tail_len;
+    z.rec = record;
+    z.rec_len = record_len;
+    z.rec_off = record_offset;
+    z.need = need;
+    uint8_t *inflated = NULL;
+    enum memfit_status st = parse_archive(&z, &inflated);
+    pth_fini(&z, inflated);
     return st;
 }

@@ -24,6 +24,13 @@ struct mf_tensor {
     const uint8_t *owned_data; /* data outside the mapping (an inflated record), else NULL */
 };
 
+/* Bytes of the file at `offset` held by a header-only set (owned). */
+struct mf_piece {
+    uint64_t offset;
+    uint8_t *bytes;
+    size_t len;
+};
+
 /* A buffer the set owns: an anonymous mapping holding an inflated record. */
 struct mf_region {
     uint8_t *buf;
@@ -62,6 +69,13 @@ struct memfit_tensors {
     bool header_only;
     uint8_t *owned_head;
     uint64_t need_bytes;
+    /*
+     * A header-only `.pth` set holds pieces of the file instead of a head
+     * (the tail, the data.pkl record, synthesized local headers), kept for
+     * memfit_tensors_write_standin.
+     */
+    struct mf_piece *pieces;
+    size_t n_pieces;
 };
 
 /*
@@ -85,6 +99,19 @@ enum memfit_status mf_tensors_open_memory(const void *buf, size_t len, const cha
 enum memfit_status mf_gguf_parse(memfit_tensors *set, const struct memfit_tensors_options *opts);
 enum memfit_status mf_safetensors_parse(memfit_tensors *set);
 enum memfit_status mf_pth_parse(memfit_tensors *set);
+
+/*
+ * The header-only `.pth` parse (memfit_tensors_open_pth_header): `set` has
+ * header_only, file_bytes and path set and no map. When a piece is missing
+ * fills *need and fails with E_FORMAT; the caller tells by *need.
+ */
+enum memfit_status mf_pth_parse_header(memfit_tensors *set, const uint8_t *tail, size_t tail_len,
+                                       const uint8_t *record, size_t record_len,
+                                       uint64_t record_offset, struct memfit_pth_need *need);
+
+/* Adds a piece of `len` bytes at `offset` to a header-only set, copying `bytes`. */
+enum memfit_status mf_set_add_piece(memfit_tensors *set, uint64_t offset, const uint8_t *bytes,
+                                    size_t len, uint8_t **out_copy);
 
 /*
  * Adds a tensor: copies the name, computes elements and bytes with overflow

@@ -91,6 +91,9 @@ static void free_set(memfit_tensors *set)
         mf_unmap_anon(set->regions[i].buf, set->regions[i].bytes);
     memfit_free(set->regions);
     memfit_free(set->owned_head);
+    for (size_t i = 0; i < set->n_pieces; i++)
+        memfit_free(set->pieces[i].bytes);
+    memfit_free(set->pieces);
     if (set->owns_map && set->map)
         munmap((void *)set->map, set->map_bytes);
     memfit_free(set->path);
@@ -230,6 +233,104 @@ enum memfit_status memfit_tensors_open_header(const void *head, size_t head_len,
     *out = set;
     *out_need_bytes = 0;
     return MEMFIT_OK;
+}
+
+enum memfit_status mf_set_add_piece(memfit_tensors *set, uint64_t offset, const uint8_t *bytes,
+                                    size_t len, uint8_t **out_copy)
+{
+    struct mf_piece *grown =
+        memfit_realloc(set->pieces, (set->n_pieces + 1) * sizeof(*set->pieces));
+    if (!grown)
+        return MEMFIT_E_NOMEM;
+    set->pieces = grown;
+    uint8_t *copy = memfit_calloc_in(MEMFIT_ALLOC_FORMAT, len ? len : 1, 1);
+    if (!copy)
+        return MEMFIT_E_NOMEM;
+    if (bytes && len)
+        memcpy(copy, bytes, len);
+    set->pieces[set->n_pieces++] = (struct mf_piece){offset, copy, len};
+    if (out_copy)
+        *out_copy = copy;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_tensors_open_pth_header(const void *tail, size_t tail_len,
+                                                  const void *record, size_t record_len,
+                                                  uint64_t record_offset, uint64_t file_bytes,
+                                                  const char *name, memfit_tensors **out,
+                                                  struct memfit_pth_need *out_need)
+{
+    if (!out || !out_need || (!tail && tail_len) || (!record && record_len))
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_open_pth_header: NULL argument");
+    if (tail_len > file_bytes ||
+        (record && (record_offset > file_bytes || record_len > file_bytes - record_offset)))
+        return memfit_fail(MEMFIT_E_MISUSE,
+                           "memfit_tensors_open_pth_header: %zu tail bytes, %zu record bytes at "
+                           "%llu of a %llu-byte file",
+                           tail_len, record_len, (unsigned long long)record_offset,
+                           (unsigned long long)file_bytes);
+    memfit_tensors *set = new_set(name);
+    if (!set)
+        return MEMFIT_E_NOMEM;
+    set->format = MEMFIT_FORMAT_PTH;
+    set->file_bytes = file_bytes;
+    set->header_only = true;
+    struct memfit_pth_need need = {0, 0, 0};
+    enum memfit_status st =
+        mf_pth_parse_header(set, tail, tail_len, record, record_len, record_offset, &need);
+    if (st == MEMFIT_E_FORMAT && (need.tail_bytes > tail_len || need.record_bytes)) {
+        free_set(set);
+        memfit_clear_error();
+        *out = NULL;
+        *out_need = need;
+        return MEMFIT_OK;
+    }
+    if (st != MEMFIT_OK) {
+        free_set(set);
+        return st;
+    }
+    *out = set;
+    memset(out_need, 0, sizeof(*out_need));
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_tensors_write_standin(const memfit_tensors *set, const char *path)
+{
+    if (!set || !path)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_write_standin: NULL argument");
+    if (!set->header_only)
+        return memfit_fail(MEMFIT_E_MISUSE, "%s: not a header-only set", set->path);
+    if (set->file_bytes > (uint64_t)INT64_MAX)
+        return memfit_fail(MEMFIT_E_RANGE, "%s: %llu bytes", path,
+                           (unsigned long long)set->file_bytes);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    struct mf_piece head = {0, (uint8_t *)set->map, set->map_bytes};
+    const struct mf_piece *pieces = set->n_pieces ? set->pieces : &head;
+    size_t n = set->n_pieces ? set->n_pieces : 1;
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t i = 0; st == MEMFIT_OK && i < n; i++) {
+        for (size_t done = 0; st == MEMFIT_OK && done < pieces[i].len;) {
+            ssize_t w = pwrite(fd, pieces[i].bytes + done, pieces[i].len - done,
+                               (off_t)(pieces[i].offset + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                st = memfit_fail(errno == ENOSPC ? MEMFIT_E_NOSPACE : MEMFIT_E_IO, "%s: %s", path,
+                                 w < 0 ? strerror(errno) : "short write");
+            else
+                done += (size_t)w;
+        }
+    }
+    if (st == MEMFIT_OK && ftruncate(fd, (off_t)set->file_bytes) != 0)
+        st = memfit_fail(MEMFIT_E_IO, "%s: cannot extend to %llu bytes: %s", path,
+                         (unsigned long long)set->file_bytes, strerror(errno));
+    if (close(fd) != 0 && st == MEMFIT_OK)
+        st = memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    if (st != MEMFIT_OK)
+        unlink(path);
+    return st;
 }
 
 enum memfit_status memfit_tensors_open(const char *path, const struct memfit_tensors_options *opts,

@@ -216,6 +216,8 @@ void memfit_vit_driver_config_set_budget(memfit_vit_driver_config *cfg, memfit_b
  * a first range, doubled until the header is whole, up to a limit. */
 #define HEADER_FIRST_BYTES (256u << 10)
 #define HEADER_MAX_BYTES   (64u << 20)
+/* A `.pth`'s first tail read: its central directory for ~1000 tensors. */
+#define PTH_TAIL_FIRST_BYTES (64u << 10)
 
 static void engine_options(const memfit_vit_driver_config *cfg, struct memfit_vit_options *o)
 {
@@ -374,89 +376,169 @@ static enum memfit_status provisional_plan(memfit_vit_driver_config *cfg,
 }
 
 /*
- * Reads the header of `source` with Range requests into *head (grown from
- * HEADER_FIRST_BYTES until memfit_tensors_open_header has all it needs) and
- * checks it is a DINOv2 model. E_UNSUPPORTED when the server ignores
- * ranges, does not tell the size, or the format cannot be read from a head
- * (.pth); E_FORMAT when the header is malformed or not a DINOv2 model.
+ * Reads a `.pth`'s header with Range requests: its tail (the zip's central
+ * directory), then its data.pkl record, as memfit_tensors_open_pth_header
+ * asks. *out_read counts the bytes read.
  */
-static enum memfit_status read_header(memfit_vit_driver_config *cfg, memfit_store *store,
-                                      const char *source, uint8_t **out_head, size_t *out_len,
-                                      uint64_t *out_size, unsigned *out_requests)
+static enum memfit_status read_pth_header(memfit_vit_driver_config *cfg, memfit_store *store,
+                                          const char *source, memfit_tensors **out_set,
+                                          size_t *out_read, uint64_t *out_size,
+                                          unsigned *out_requests)
 {
-    /* A zip's directory is at its end: no use reading its head. */
-    if (memfit_format_from_path(source) == MEMFIT_FORMAT_PTH)
-        return memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: a .pth header is not read before download",
-                           source);
-    size_t cap = HEADER_FIRST_BYTES, have = 0;
-    uint8_t *head = memfit_malloc(cap);
-    if (!head)
+    size_t tail_len = PTH_TAIL_FIRST_BYTES, rec_len = 0, got = 0, read = 0;
+    uint64_t size = MEMFIT_STORE_SIZE_UNKNOWN, rec_off = 0;
+    uint8_t *tail = memfit_malloc(tail_len), *rec = NULL;
+    if (!tail)
         return MEMFIT_E_NOMEM;
-    uint64_t size = MEMFIT_STORE_SIZE_UNKNOWN;
-    enum memfit_status st = memfit_store_read_range(store, source, 0, cap, head, &have, &size);
+    enum memfit_status st =
+        memfit_store_read_tail(store, source, tail_len, tail, &got, NULL, &size);
     unsigned requests = 1;
     memfit_tensors *set = NULL;
-    while (st == MEMFIT_OK) {
+    tail_len = got;
+    read = got;
+    /* A tail, a longer tail, the record, once more for its extra field: a few calls at most. */
+    for (int round = 0; st == MEMFIT_OK && !set; round++) {
         if (size == MEMFIT_STORE_SIZE_UNKNOWN) {
             st = memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: the server does not tell the size", source);
             break;
         }
-        uint64_t need = 0;
-        st = memfit_tensors_open_header(head, have, size, MEMFIT_FORMAT_UNKNOWN, source, &set,
-                                        &need);
+        struct memfit_pth_need need;
+        st = memfit_tensors_open_pth_header(tail, tail_len, rec, rec_len, rec_off, size, source,
+                                            &set, &need);
         if (st != MEMFIT_OK || set)
             break;
-        /* Grow geometrically: a GGUF header's size is only known once read. */
-        uint64_t want = need > 2 * (uint64_t)have ? need : 2 * (uint64_t)have;
-        if (want > size)
-            want = size;
-        if (want > HEADER_MAX_BYTES) {
+        bool more_tail = need.tail_bytes > tail_len;
+        uint64_t want = more_tail ? need.tail_bytes : need.record_bytes;
+        if (round >= 4 || want > HEADER_MAX_BYTES) {
             st = memfit_fail(MEMFIT_E_UNSUPPORTED,
                              "model '%s': its header needs more than %u bytes read ahead",
                              cfg->name, HEADER_MAX_BYTES);
             break;
         }
-        uint8_t *grown = memfit_realloc(head, (size_t)want);
+        uint8_t **buf = more_tail ? &tail : &rec;
+        uint8_t *grown = memfit_realloc(*buf, (size_t)want ? (size_t)want : 1);
         if (!grown) {
             st = MEMFIT_E_NOMEM;
             break;
         }
-        head = grown;
-        size_t got = 0;
-        st = memfit_store_read_range(store, source, have, (size_t)want - have, head + have, &got,
-                                     NULL);
+        *buf = grown;
+        if (more_tail)
+            st = memfit_store_read_tail(store, source, (size_t)want, tail, &got, NULL, NULL);
+        else
+            st = memfit_store_read_range(store, source, need.record_offset, (size_t)want, rec, &got,
+                                         NULL);
         requests++;
-        if (st == MEMFIT_OK && got == 0)
-            st = memfit_fail(MEMFIT_E_NETWORK, "%s: no bytes at offset %zu", source, have);
-        have += got;
+        if (st == MEMFIT_OK && got != want)
+            st = memfit_fail(MEMFIT_E_NETWORK, "%s: %zu of %llu bytes read", source, got,
+                             (unsigned long long)want);
+        read += got;
+        if (more_tail) {
+            tail_len = got;
+        } else {
+            rec_len = got;
+            rec_off = need.record_offset;
+        }
     }
-    if (st == MEMFIT_OK) {
-        struct memfit_vit_info info;
-        st = memfit_vit_detect(set, &info);
-        memfit_tensors_close(set);
-    }
-    if (st != MEMFIT_OK) {
-        memfit_free(head);
+    memfit_free(tail);
+    memfit_free(rec);
+    if (st != MEMFIT_OK)
         return st;
-    }
-    *out_head = head;
-    *out_len = have;
+    *out_set = set;
+    *out_read = read;
     *out_size = size;
     *out_requests = requests;
     return MEMFIT_OK;
 }
 
 /*
- * The exact plan of a remote model before its download: its header, read
- * with Range requests, is written into a sparse stand-in file of the real
- * size in a private directory (the tensor data reads as zeros, and no
+ * Reads the header of `source` with Range requests (a head grown from
+ * HEADER_FIRST_BYTES until memfit_tensors_open_header has all it needs; a
+ * `.pth`'s tail and data.pkl) into a header-only set, and checks it is a
+ * DINOv2 model. E_UNSUPPORTED when the server ignores ranges, does not
+ * tell the size, or the file's layout cannot be read from pieces; E_FORMAT
+ * when the header is malformed or not a DINOv2 model.
+ */
+static enum memfit_status read_header(memfit_vit_driver_config *cfg, memfit_store *store,
+                                      const char *source, memfit_tensors **out_set,
+                                      size_t *out_read, uint64_t *out_size, unsigned *out_requests)
+{
+    memfit_tensors *set = NULL;
+    size_t have = 0;
+    uint64_t size = MEMFIT_STORE_SIZE_UNKNOWN;
+    unsigned requests = 0;
+    enum memfit_status st;
+    if (memfit_format_from_path(source) == MEMFIT_FORMAT_PTH) {
+        st = read_pth_header(cfg, store, source, &set, &have, &size, &requests);
+    } else {
+        size_t cap = HEADER_FIRST_BYTES;
+        uint8_t *head = memfit_malloc(cap);
+        if (!head)
+            return MEMFIT_E_NOMEM;
+        st = memfit_store_read_range(store, source, 0, cap, head, &have, &size);
+        requests = 1;
+        while (st == MEMFIT_OK) {
+            if (size == MEMFIT_STORE_SIZE_UNKNOWN) {
+                st = memfit_fail(MEMFIT_E_UNSUPPORTED, "%s: the server does not tell the size",
+                                 source);
+                break;
+            }
+            uint64_t need = 0;
+            st = memfit_tensors_open_header(head, have, size, MEMFIT_FORMAT_UNKNOWN, source, &set,
+                                            &need);
+            if (st != MEMFIT_OK || set)
+                break;
+            /* Grow geometrically: a GGUF header's size is only known once read. */
+            uint64_t want = need > 2 * (uint64_t)have ? need : 2 * (uint64_t)have;
+            if (want > size)
+                want = size;
+            if (want > HEADER_MAX_BYTES) {
+                st = memfit_fail(MEMFIT_E_UNSUPPORTED,
+                                 "model '%s': its header needs more than %u bytes read ahead",
+                                 cfg->name, HEADER_MAX_BYTES);
+                break;
+            }
+            uint8_t *grown = memfit_realloc(head, (size_t)want);
+            if (!grown) {
+                st = MEMFIT_E_NOMEM;
+                break;
+            }
+            head = grown;
+            size_t got = 0;
+            st = memfit_store_read_range(store, source, have, (size_t)want - have, head + have,
+                                         &got, NULL);
+            requests++;
+            if (st == MEMFIT_OK && got == 0)
+                st = memfit_fail(MEMFIT_E_NETWORK, "%s: no bytes at offset %zu", source, have);
+            have += got;
+        }
+        memfit_free(head);
+    }
+    if (st == MEMFIT_OK) {
+        struct memfit_vit_info info;
+        st = memfit_vit_detect(set, &info);
+    }
+    if (st != MEMFIT_OK) {
+        memfit_tensors_close(set);
+        return st;
+    }
+    *out_set = set;
+    *out_read = have;
+    *out_size = size;
+    *out_requests = requests;
+    return MEMFIT_OK;
+}
+
+/*
+ * The exact plan of a remote model before its download: the pieces of the
+ * file its header-only set was read from are written into a sparse
+ * stand-in file of the real size in a private directory
+ * (memfit_tensors_write_standin: the tensor data reads as zeros, and no
  * config.json lies beside it, as none lies beside a cached blob) and
  * planned by compute_plan, the code that plans a local file, so both give
  * the same numbers by construction.
  */
-static enum memfit_status header_plan(memfit_vit_driver_config *cfg, const char *source,
-                                      const uint8_t *head, size_t have, uint64_t size,
-                                      struct memfit_vit_driver_plan *out)
+static enum memfit_status header_plan(memfit_vit_driver_config *cfg, const memfit_tensors *set,
+                                      uint64_t size, struct memfit_vit_driver_plan *out)
 {
     char *dir = memfit_asprintf("%s/memfit-plan-XXXXXX", cfg->cache_dir);
     if (!dir)
@@ -468,31 +550,9 @@ static enum memfit_status header_plan(memfit_vit_driver_config *cfg, const char 
         memfit_free(dir);
         return st;
     }
-    enum memfit_format format = memfit_format_from_path(source);
-    if (have >= 4 && memcmp(head, "GGUF", 4) == 0)
-        format = MEMFIT_FORMAT_GGUF;
-    else if (format == MEMFIT_FORMAT_UNKNOWN)
-        format = MEMFIT_FORMAT_SAFETENSORS;
-    char *path = memfit_asprintf("%s/model.%s", dir, memfit_format_name(format));
-    enum memfit_status st = path ? MEMFIT_OK : MEMFIT_E_NOMEM;
-    int fd = path ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-    if (st == MEMFIT_OK && fd < 0)
-        st = memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
-    for (size_t done = 0; st == MEMFIT_OK && done < have;) {
-        ssize_t n = write(fd, head + done, have - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            st = memfit_fail(errno == ENOSPC ? MEMFIT_E_NOSPACE : MEMFIT_E_IO, "%s: %s", path,
-                             n < 0 ? strerror(errno) : "short write");
-        else
-            done += (size_t)n;
-    }
-    if (st == MEMFIT_OK && ftruncate(fd, (off_t)size) != 0)
-        st = memfit_fail(MEMFIT_E_IO, "%s: cannot extend to %llu bytes: %s", path,
-                         (unsigned long long)size, strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    char *path =
+        memfit_asprintf("%s/model.%s", dir, memfit_format_name(memfit_tensors_format(set)));
+    enum memfit_status st = path ? memfit_tensors_write_standin(set, path) : MEMFIT_E_NOMEM;
     if (st == MEMFIT_OK)
         st = compute_plan(cfg, path, size, out);
     if (path)
@@ -530,15 +590,15 @@ static enum memfit_status remote_plan(memfit_vit_driver_config *cfg,
     st = MEMFIT_E_UNSUPPORTED;
     char why[400] = "";
     for (size_t i = 0; i < cfg->n_sources && st != MEMFIT_OK; i++) {
-        uint8_t *head = NULL;
+        memfit_tensors *set = NULL;
         size_t have = 0;
         uint64_t size = 0;
         unsigned requests = 0;
         uint64_t t0 = memfit_now_ns();
-        st = read_header(cfg, store, cfg->sources[i], &head, &have, &size, &requests);
+        st = read_header(cfg, store, cfg->sources[i], &set, &have, &size, &requests);
         if (st == MEMFIT_OK) {
-            st = header_plan(cfg, cfg->sources[i], head, have, size, &p);
-            memfit_free(head);
+            st = header_plan(cfg, set, size, &p);
+            memfit_tensors_close(set);
         }
         if (st == MEMFIT_OK)
             memfit_log(MEMFIT_LOG_INFO,

@@ -1,6 +1,8 @@
 #!/bin/bash
 # A manifest model whose source is remote (HTTP on loopback): its plan is
-# known from a HEAD request before anything is downloaded; `memfit run`
+# known from a HEAD request before anything is downloaded (this server
+# ignores Range, so the `.pth`'s header cannot be read by range: see
+# manager_remote_header.sh for the exact plan against nginx); `memfit run`
 # fetches it through the store into the manifest's cache_dir, verifies it
 # against the manifest's sha256 and gives the embedding the local file
 # gives; once cached, planning makes no request at all; and a budget too
@@ -43,15 +45,16 @@ manifest 64MiB "$TMP/cache" >"$TMP/m.yaml"
 check "models plans the remote model" [ $? -eq 0 ]
 check "provisional plan = file size as weights" \
     [ "$("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['models'][0]['planned']['weights'])" "$TMP/plan1.json")" = "$size" ]
-check "a .pth is planned from its size (its header is not read by range)" \
+check "a server ignoring Range: a .pth is planned from its size" \
     [ "$("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['models'][0]['plan_source'])" "$TMP/plan1.json")" = head-size ]
-check "planning sent a HEAD and no GET" bash -c "grep -q '\"HEAD /dino.pth' '$TMP/http.log' && ! grep -q '\"GET /dino.pth' '$TMP/http.log'"
+check "planning sent a HEAD" grep -q '"HEAD /dino.pth' "$TMP/http.log"
+check "planning downloaded nothing" [ "$(find "$TMP/cache" -type f -path '*blobs*' | wc -l)" -eq 0 ]
 
 "$MEMFIT" run "$TMP/m.yaml" dino "$IMG" --json >"$TMP/run.json" 2>"$TMP/run.err"
 rc=$?
 cat "$TMP/run.err"
 check "run fetches and embeds" [ $rc -eq 0 ]
-check "one GET for the download" [ "$(grep -c '"GET /dino.pth' "$TMP/http.log")" -eq 1 ]
+check "the download cached one file" [ "$(find "$TMP/cache" -type f -path '*blobs*' | wc -l)" -eq 1 ]
 "$MEMFIT" embed "$FIX/dinov2/vits_tiny.pth" "$IMG" --json --threads 1 >"$TMP/embed.json"
 check "same embedding as the local file" cmp -s "$TMP/run.json" "$TMP/embed.json"
 
@@ -67,5 +70,5 @@ rc=$?
 cat "$TMP/small.err"
 check "too small a budget: refused" [ $rc -ne 0 ]
 check "the refusal gives the figures" grep -q "budget" "$TMP/small.err"
-check "nothing downloaded for it" [ "$(grep -c '"GET /dino.pth' "$TMP/http.log")" -eq 1 ]
+check "nothing downloaded for it" [ "$(find "$TMP/cache2" -type f -path '*blobs*' 2>/dev/null | wc -l)" -eq 0 ]
 finish

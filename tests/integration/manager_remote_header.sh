@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A remote model's exact plan before its download (issue 6): against a real
 # nginx on loopback, the store reads byte ranges (and a suffix range) of a
-# file; `memfit models` plans a GGUF and a safetensors DINOv2 from their
-# headers, read with Range requests only, and the plan equals the one made
+# file; `memfit models` plans a GGUF, a safetensors and a `.pth` DINOv2
+# from their headers (a `.pth`'s from its tail and data.pkl record), read
+# with Range requests only, and the plan equals the one made
 # from the downloaded file; a model whose workspace does not fit the budget
 # (while its file alone would) is refused before any download; and a server
 # that ignores Range gives the provisional plan from the size.
@@ -15,6 +16,7 @@ for fmt in gguf safetensors; do
     "$MEMFIT_BIN" convert "$FIX/dinov2/vits_tiny.pth" "$T/www/dino.$fmt" >/dev/null ||
         fail "convert to $fmt"
 done
+cp "$FIX/dinov2/vits_tiny.pth" "$T/www/dino.pth"
 jget() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1]))['models'][0]; print($2)" "$1"; }
 manifest() { # budget cache_dir url file
     cat <<YAML
@@ -50,7 +52,7 @@ rc=0
 [[ $rc -eq 3 ]] || fail "a server ignoring Range: exit $rc, $(cat "$T/r5.err")"
 grep -q "ignores Range" "$T/r5.err" || fail "message: $(cat "$T/r5.err")"
 
-for fmt in gguf safetensors; do
+for fmt in gguf safetensors pth; do
     echo "== $fmt: exact plan from the header, before the download"
     f="$T/www/dino.$fmt"
     size=$(stat -c %s "$f")
