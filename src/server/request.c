@@ -329,6 +329,56 @@ static const char *json_type_name(const json_t *v)
         goto done;                                                                                 \
     } while (0)
 
+/*
+ * Parses a request body that must be a JSON object. Client mistakes are
+ * E_FORMAT with *err (invalid_json, invalid_type); jansson reports a failed
+ * allocation as a syntax error, which the wrapper's message on this thread
+ * (cleared first) tells apart: E_NOMEM.
+ */
+static enum memfit_status load_object(const char *body, size_t len, size_t flags, json_t **out,
+                                      struct mf_http_error *err)
+{
+    mf_json_init();
+    json_error_t jerr;
+    memfit_clear_error();
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | flags, &jerr);
+    if (!root) {
+        if (memfit_last_error()[0] != '\0')
+            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
+                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                          jerr.line, jerr.column);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    if (!json_is_object(root)) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_type",
+                          "the body must be a JSON object, not %s", json_type_name(root));
+        json_decref(root);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    *out = root;
+    return MEMFIT_OK;
+}
+
+/* The request's "model": a string of 1 to MF_MODEL_NAME_MAX-1 bytes without NUL. */
+static enum memfit_status model_field(const json_t *root, struct mf_http_error *err)
+{
+    json_t *model = json_object_get(root, "model");
+    if (!model)
+        mf_http_error_set(err, 400, "invalid_request_error", "missing_field",
+                          "missing field 'model'");
+    else if (!json_is_string(model))
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_type",
+                          "'model' must be a string, not %s", json_type_name(model));
+    else if (json_string_length(model) == 0 || json_string_length(model) >= MF_MODEL_NAME_MAX ||
+             strlen(json_string_value(model)) != json_string_length(model))
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_value",
+                          "'model' must be 1 to %d characters", MF_MODEL_NAME_MAX - 1);
+    else
+        return MEMFIT_OK;
+    return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+}
+
 static enum memfit_status copy_input(struct mf_embed_request *r, size_t i, const json_t *s)
 {
     size_t n = json_string_length(s);
@@ -344,24 +394,11 @@ static enum memfit_status copy_input(struct mf_embed_request *r, size_t i, const
 enum memfit_status mf_embed_request_parse(const char *body, size_t len, size_t max_inputs,
                                           struct mf_embed_request *out, struct mf_http_error *err)
 {
-    mf_json_init();
     struct mf_embed_request r = {0};
-    enum memfit_status st = MEMFIT_OK;
-    json_error_t jerr;
-    /* jansson reports a failed allocation as a syntax error; the wrapper's
-     * message on this thread (cleared first) tells them apart. */
-    memfit_clear_error();
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        if (memfit_last_error()[0] != '\0')
-            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
-        mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
-                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                          jerr.line, jerr.column);
-        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
-    }
-    if (!json_is_object(root))
-        BAD("invalid_type", "the body must be a JSON object, not %s", json_type_name(root));
+    json_t *root;
+    enum memfit_status st = load_object(body, len, JSON_ALLOW_NUL, &root, err);
+    if (st != MEMFIT_OK)
+        return st;
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v)
@@ -375,13 +412,8 @@ enum memfit_status mf_embed_request_parse(const char *body, size_t len, size_t m
                 key);
     }
     json_t *model = json_object_get(root, "model");
-    if (!model)
-        BAD("missing_field", "missing field 'model'");
-    if (!json_is_string(model))
-        BAD("invalid_type", "'model' must be a string, not %s", json_type_name(model));
-    if (json_string_length(model) == 0 || json_string_length(model) >= MF_MODEL_NAME_MAX ||
-        strlen(json_string_value(model)) != json_string_length(model))
-        BAD("invalid_value", "'model' must be 1 to %d characters", MF_MODEL_NAME_MAX - 1);
+    if ((st = model_field(root, err)) != MEMFIT_OK)
+        goto done;
     json_t *input = json_object_get(root, "input");
     if (!input)
         BAD("missing_field", "missing field 'input'");
@@ -565,31 +597,15 @@ done:
 enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                                         struct mf_gen_request *out, struct mf_http_error *err)
 {
-    mf_json_init();
     struct mf_gen_request r = {0};
     r.chat = chat;
-    enum memfit_status st = MEMFIT_OK;
-    json_error_t jerr;
-    memfit_clear_error();
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        if (memfit_last_error()[0] != '\0')
-            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
-        mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
-                          "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                          jerr.line, jerr.column);
-        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
-    }
-    if (!json_is_object(root))
-        BAD("invalid_type", "the body must be a JSON object, not %s", json_type_name(root));
+    json_t *root;
+    enum memfit_status st = load_object(body, len, 0, &root, err);
+    if (st != MEMFIT_OK)
+        return st;
     json_t *model = json_object_get(root, "model");
-    if (!model)
-        BAD("missing_field", "missing field 'model'");
-    if (!json_is_string(model))
-        BAD("invalid_type", "'model' must be a string, not %s", json_type_name(model));
-    if (json_string_length(model) == 0 || json_string_length(model) >= MF_MODEL_NAME_MAX ||
-        strlen(json_string_value(model)) != json_string_length(model))
-        BAD("invalid_value", "'model' must be 1 to %d characters", MF_MODEL_NAME_MAX - 1);
+    if ((st = model_field(root, err)) != MEMFIT_OK)
+        goto done;
     if (!(r.model = json_strdup(model, NULL))) {
         st = MEMFIT_E_NOMEM;
         goto done;

@@ -777,6 +777,26 @@ static enum MHD_Result route_embeddings(struct req *r)
     return ret;
 }
 
+/*
+ * A streamed response's reader hands out what it has built up first: copies
+ * up to `max` bytes of `t` from *off and returns how many; 0 when all was
+ * handed out (the buffer is then emptied for the next piece).
+ */
+static size_t drain_pending(struct mf_text *t, size_t *off, char *buf, size_t max)
+{
+    size_t n = t->len - *off;
+    if (n == 0) {
+        t->len = 0;
+        *off = 0;
+        return 0;
+    }
+    if (n > max)
+        n = max;
+    memcpy(buf, t->data + *off, n);
+    *off += n;
+    return n;
+}
+
 /* ---- Completions and chat ------------------------------------------------------------------ */
 
 /* A generation in flight: owned by the route, or, when streaming, by the
@@ -888,16 +908,9 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     struct gen_work *w = cls;
     for (;;) {
-        if (w->pending_off < w->pending.len) {
-            size_t n = w->pending.len - w->pending_off;
-            if (n > max)
-                n = max;
-            memcpy(buf, w->pending.data + w->pending_off, n);
-            w->pending_off += n;
+        size_t n = drain_pending(&w->pending, &w->pending_off, buf, max);
+        if (n)
             return (ssize_t)n;
-        }
-        w->pending.len = 0;
-        w->pending_off = 0;
         if (w->pending.failed)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (w->finished)
@@ -1164,16 +1177,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     struct req *r = cls;
     memfit_server *srv = r->srv;
     for (;;) {
-        if (r->pending_off < r->pending.len) {
-            size_t n = r->pending.len - r->pending_off;
-            if (n > max)
-                n = max;
-            memcpy(buf, r->pending.data + r->pending_off, n);
-            r->pending_off += n;
+        size_t n = drain_pending(&r->pending, &r->pending_off, buf, max);
+        if (n)
             return (ssize_t)n;
-        }
-        r->pending.len = 0;
-        r->pending_off = 0;
         if (r->pending.failed)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (atomic_load(&srv->stopping))
