@@ -2,7 +2,8 @@
  * bench_gemm: one thread's matrix tile (memfit_matmul_rows' kernels) at a
  * ViT-B/14 shape, 257 tokens x 768 -> 3072 (fc1), for F32 weights, Q8_0
  * through the dequantized F32 panel, and Q8_0 through the integer tile
- * (activations quantized to Q8_0). Prints GFLOP/s (2 x MACs), best of
+ * (activations quantized to Q8_0) with AVX2 and, where the CPU has it,
+ * AVX-VNNI. Prints GFLOP/s (2 x MACs), best of
  * several runs, so the integer tile's gain is seen without the rest of the
  * forward (and is robust on a loaded machine: the best run counts).
  *
@@ -38,7 +39,7 @@ struct job {
     size_t w_stride, rows, n, tokens;
     const float *x;
     float *y;
-    int path; /* 0 memfit_matmul_rows, 1 dequantized panel, 2 integer tile */
+    int path; /* 0 memfit_matmul_rows, 1 dequantized panel, 2 integer tile, 3 with AVX-VNNI */
 };
 
 static void run(void *ctx)
@@ -55,6 +56,11 @@ static void run(void *ctx)
     if (j->path == 2) {
         mf_avx2_gemm_q8_0(j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens, j->y,
                           j->rows);
+        return;
+    }
+    if (j->path == 3) {
+        mf_avxvnni_gemm_q8_0(j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens, j->y,
+                             j->rows);
         return;
     }
 #endif
@@ -90,12 +96,15 @@ int main(int argc, char **argv)
         {MEMFIT_TYPE_F32, w, n * sizeof(float), rows, n, tokens, x, y, 0},
         {MEMFIT_TYPE_Q8_0, wq, q_row, rows, n, tokens, x, y, 1},
         {MEMFIT_TYPE_Q8_0, wq, q_row, rows, n, tokens, x, y, 2},
+        {MEMFIT_TYPE_Q8_0, wq, q_row, rows, n, tokens, x, y, 3},
     };
     static const char *const names[] = {"f32 (fma tile)", "q8_0 dequantized panel",
-                                        "q8_0 integer tile"};
+                                        "q8_0 integer tile", "q8_0 integer tile vnni"};
     for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
         if (jobs[i].path && !mf_tensor_simd_active())
             continue; /* the AVX2 paths need AVX2 (and an x86 build) */
+        if (jobs[i].path == 3 && !mf_tensor_vnni_active())
+            continue;
         double s = best_of(run, &jobs[i]);
         printf("%-24s %zux%zu x %zu tokens: %.2f ms, %.1f GFLOP/s\n", names[i], rows, n, tokens,
                s * 1e3, flop / s / 1e9);

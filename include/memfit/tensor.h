@@ -176,8 +176,9 @@ MEMFIT_API void memfit_gelu(float *x, size_t n);
 /* x = e^x in place (about 1 ulp; 0 below -87.3, saturates above 88.7). */
 MEMFIT_API void memfit_exp(float *x, size_t n);
 
-/* "avx2+fma+f16c" when the SIMD kernels are in use, "scalar" otherwise
- * (no such CPU, or MEMFIT_NO_SIMD=1 in the environment at first use). */
+/* "avx2+fma+f16c" when the SIMD kernels are in use, "+avxvnni" added when the
+ * Q8_0 integer tile uses AVX-VNNI too, "scalar" otherwise (no such CPU, or
+ * MEMFIT_NO_SIMD=1 / MEMFIT_NO_VNNI=1 in the environment at first use). */
 MEMFIT_API const char *memfit_tensor_isa(void);
 
 /* ---- NF4 (bitsandbytes) -------------------------------------------------- */

@@ -72,6 +72,9 @@ const struct mf_type_traits *mf_type_traits_simd(enum memfit_type type);
 
 /* True when mf_type_traits() hands out the SIMD kernels. */
 bool mf_tensor_simd_active(void);
+/* True when the SIMD kernels are active and the CPU has AVX-VNNI (and
+ * MEMFIT_NO_VNNI is not 1): the Q8_0 integer tile uses vpdpbusd. */
+bool mf_tensor_vnni_active(void);
 
 /* ---- Scalar kernels (src/tensor, one file per job) ------------------------------------ */
 
@@ -187,6 +190,10 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
  * mf_gemm_q8_0(mf_quant_q8_0, mf_gemm_q8_0_tile_scalar, ...) to float rounding. */
 void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
                        const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+/* The same tile with AVX-VNNI (x86/gemm_q8_vnni.c, -mavxvnni): the same results
+ * as mf_avx2_gemm_q8_0; only after mf_tensor_vnni_active(). */
+void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 #endif
 
 #endif

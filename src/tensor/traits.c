@@ -6,7 +6,9 @@
  * Dispatch happens once, at first use, under pthread_once: if the CPU has
  * AVX2, FMA and F16C (and MEMFIT_NO_SIMD is not 1) the active table is the
  * scalar one with the x86 entries laid over it. Kernels compiled with
- * -mavx2 are never reached before that check.
+ * -mavx2 are never reached before that check. AVX-VNNI (vpdpbusd) is one
+ * more check on top, for the Q8_0 integer tile (MEMFIT_NO_VNNI=1 turns it
+ * off, so benchmarks can show the AVX2 figure on the same machine).
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -60,6 +62,7 @@ static struct mf_type_traits scalar_table[TYPE_SLOTS];
 static struct mf_type_traits simd_table[TYPE_SLOTS];
 static bool simd_available;
 static bool simd_active;
+static bool vnni_active;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the YMM registers
@@ -81,6 +84,22 @@ static bool cpu_has_avx2(void)
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return false;
     return b & (1u << 5);
+#else
+    return false;
+#endif
+}
+
+/* AVX-VNNI (CPUID leaf 7, sub-leaf 1, EAX bit 4), VEX-encoded on YMM; call
+ * after cpu_has_avx2 said yes (it checked the OS saves YMM). */
+static bool cpu_has_avx_vnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1)
+        return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        return false;
+    return a & (1u << 4);
 #else
     return false;
 #endif
@@ -115,6 +134,8 @@ static void dispatch_init(void)
     /* Read once: tests and benches set it before the first kernel call. */
     const char *no_simd = memfit_config_get("MEMFIT_NO_SIMD");
     simd_active = simd_available && !(no_simd && strcmp(no_simd, "1") == 0);
+    const char *no_vnni = memfit_config_get("MEMFIT_NO_VNNI");
+    vnni_active = simd_active && cpu_has_avx_vnni() && !(no_vnni && strcmp(no_vnni, "1") == 0);
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -150,9 +171,17 @@ bool mf_tensor_simd_active(void)
     return simd_active;
 }
 
+bool mf_tensor_vnni_active(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return vnni_active;
+}
+
 const char *memfit_tensor_isa(void)
 {
-    return mf_tensor_simd_active() ? "avx2+fma+f16c" : "scalar";
+    if (!mf_tensor_simd_active())
+        return "scalar";
+    return mf_tensor_vnni_active() ? "avx2+fma+f16c+avxvnni" : "avx2+fma+f16c";
 }
 
 /* The type's info, with E_UNSUPPORTED and E_FORMAT checks shared by the entry points. */

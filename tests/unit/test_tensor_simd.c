@@ -298,6 +298,25 @@ static void test_gemm_q8_0(void **state)
     for (size_t c = 0; c < cols; c++)
         for (size_t r = 5; r < 21; r++)
             assert_true(y1[c * rows + r] == y2[c * rows + r]);
+    /* The AVX-VNNI tile: the same integer block sums and float steps, so the
+     * same floats as the AVX2 tile, for a whole range and a middle one. */
+    if (mf_tensor_vnni_active()) {
+        mf_avx2_gemm_q8_0(w, ws, n, 0, rows, x, n, cols, y1, rows);
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avxvnni_gemm_q8_0(w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        mf_avxvnni_gemm_q8_0(w, ws, n, 5, 21, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        /* Fewer activations than one kernel call takes (1 and 9 = 8 + 1). */
+        for (size_t nc = 1; nc <= 9; nc += 8) {
+            mf_avx2_gemm_q8_0(w, ws, n, 0, rows, x, n, nc, y1, rows);
+            mf_avxvnni_gemm_q8_0(w, ws, n, 0, rows, x, n, nc, y2, rows);
+            assert_memory_equal(y1, y2, rows * nc * sizeof(float));
+        }
+    } else {
+        printf("gemm q8_0: AVX-VNNI tile not checked (no AVX-VNNI on this CPU, or "
+               "MEMFIT_NO_VNNI=1)\n");
+    }
     free(wf);
     free(x);
     free(wd);

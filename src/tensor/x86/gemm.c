@@ -38,13 +38,18 @@ static inline void store_row(float *y, __m256 lo, __m256 hi, size_t nr, bool acc
         y[i] = acc ? y[i] + t[i] : t[i];
 }
 
-static void kernel_6x16(const float *p, const float *x, size_t xs, size_t kc, float *y, size_t ldy,
-                        size_t nr, bool acc)
+/* nc <= 6 activations; a call with fewer repeats the first in the missing
+ * places (unstored): as fast as a full call, where a one-activation kernel
+ * would wait on its two FMA chains for every k (kernel_1x16 does when the
+ * tail is one activation). */
+static void kernel_6x16(const float *p, const float *x, size_t xs, size_t nc, size_t kc, float *y,
+                        size_t ldy, size_t nr, bool acc)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs, *x3 = x + 3 * xs, *x4 = x + 4 * xs,
-                *x5 = x + 5 * xs;
+    const float *x0 = x, *x1 = x + (nc > 1) * xs, *x2 = x + (nc > 2) * 2 * xs,
+                *x3 = x + (nc > 3) * 3 * xs, *x4 = x + (nc > 4) * 4 * xs,
+                *x5 = x + (nc > 5) * 5 * xs;
     for (size_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(p + k * NR), b1 = _mm256_load_ps(p + k * NR + 8);
         __m256 a = _mm256_broadcast_ss(x0 + k);
@@ -67,13 +72,19 @@ static void kernel_6x16(const float *p, const float *x, size_t xs, size_t kc, fl
         c51 = _mm256_fmadd_ps(a, b1, c51);
     }
     store_row(y, c00, c01, nr, acc);
-    store_row(y + ldy, c10, c11, nr, acc);
-    store_row(y + 2 * ldy, c20, c21, nr, acc);
-    store_row(y + 3 * ldy, c30, c31, nr, acc);
-    store_row(y + 4 * ldy, c40, c41, nr, acc);
-    store_row(y + 5 * ldy, c50, c51, nr, acc);
+    if (nc > 1)
+        store_row(y + ldy, c10, c11, nr, acc);
+    if (nc > 2)
+        store_row(y + 2 * ldy, c20, c21, nr, acc);
+    if (nc > 3)
+        store_row(y + 3 * ldy, c30, c31, nr, acc);
+    if (nc > 4)
+        store_row(y + 4 * ldy, c40, c41, nr, acc);
+    if (nc > 5)
+        store_row(y + 5 * ldy, c50, c51, nr, acc);
 }
 
+/* One activation (a lone one: a tail of several goes to kernel_6x16). */
 static void kernel_1x16(const float *p, const float *x, size_t kc, float *y, size_t nr, bool acc)
 {
     __m256 c0 = _mm256_setzero_ps(), c1 = c0;
@@ -85,10 +96,47 @@ static void kernel_1x16(const float *p, const float *x, size_t kc, float *y, siz
     store_row(y, c0, c1, nr, acc);
 }
 
-/* panel[k][i] = row i, element k, for nr rows of kc floats (rows beyond nr are 0). */
+/* Transposes the 8 x 8 floats in r: r[j] lane i <- r[i] lane j. */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/*
+ * panel[k][i] = row i, element k, for nr rows of kc floats (rows beyond nr
+ * are 0): 8 x 8 blocks transposed in registers, the k tail element by element.
+ */
 static void pack(float *panel, const float *rows, size_t row_stride, size_t nr, size_t kc)
 {
-    for (size_t k = 0; k < kc; k++) {
+    size_t k8 = kc & ~(size_t)7;
+    for (size_t g = 0; g < NR; g += 8) {
+        size_t n = nr > g ? (nr - g < 8 ? nr - g : 8) : 0;
+        for (size_t k = 0; k < k8; k += 8) {
+            __m256 r[8];
+            for (size_t i = 0; i < 8; i++)
+                r[i] =
+                    i < n ? _mm256_loadu_ps(rows + (g + i) * row_stride + k) : _mm256_setzero_ps();
+            if (n)
+                transpose8(r);
+            for (size_t j = 0; j < 8; j++)
+                _mm256_store_ps(panel + (k + j) * NR + g, r[j]);
+        }
+    }
+    for (size_t k = k8; k < kc; k++) {
         float *d = panel + k * NR;
         size_t i = 0;
         for (; i < nr; i++)
@@ -121,11 +169,14 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
                         to_float(wb + (rb + i) * w_stride + k_bytes, rows + i * kc, kc);
                     pack(panel, rows, kc, nr, kc);
                 }
-                size_t c = c0;
-                for (; c + MR <= c1; c += MR)
-                    kernel_6x16(panel, x + c * xs + k0, xs, kc, y + c * ldy + rb, ldy, nr, acc);
-                for (; c < c1; c++)
-                    kernel_1x16(panel, x + c * xs + k0, kc, y + c * ldy + rb, nr, acc);
+                for (size_t c = c0; c < c1; c += MR) {
+                    size_t nc = c + MR < c1 ? MR : c1 - c;
+                    if (nc == 1)
+                        kernel_1x16(panel, x + c * xs + k0, kc, y + c * ldy + rb, nr, acc);
+                    else
+                        kernel_6x16(panel, x + c * xs + k0, xs, nc, kc, y + c * ldy + rb, ldy, nr,
+                                    acc);
+                }
             }
         }
     }

@@ -24,6 +24,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/q8_tile.h"
 
 #define NR  8 /* weight rows per panel */
 #define KB  (MF_GEMM_KC / MF_QK)
@@ -56,32 +57,11 @@ static void pack(struct panel *p, const uint8_t *w, size_t w_stride, size_t nr, 
                                _mm256_abs_epi8(_mm256_load_si256((const __m256i *)p->w[b][g])));
 }
 
-static inline __m256i bcast4(const int8_t *q)
-{
-    int32_t v;
-    memcpy(&v, q, 4);
-    return _mm256_set1_epi32(v);
-}
-
-/* Writes (or adds) the nr row sums of one activation. */
-static inline void store8(float *y, __m256 acc, size_t nr, bool add)
-{
-    if (nr == NR) {
-        if (add)
-            acc = _mm256_add_ps(acc, _mm256_loadu_ps(y));
-        _mm256_storeu_ps(y, acc);
-        return;
-    }
-    float t[NR];
-    _mm256_storeu_ps(t, acc);
-    for (size_t i = 0; i < nr; i++)
-        y[i] = add ? y[i] + t[i] : t[i];
-}
-
 #define Q8_STEP(k, xr)                                                                             \
     k = _mm256_add_epi32(                                                                          \
-        k, _mm256_madd_epi16(                                                                      \
-               _mm256_maddubs_epi16(u, _mm256_sign_epi8(bcast4((xr)[b].qs + 4 * g), w)), ones))
+        k,                                                                                         \
+        _mm256_madd_epi16(                                                                         \
+            _mm256_maddubs_epi16(u, _mm256_sign_epi8(mf_q8_bcast4((xr)[b].qs + 4 * g), w)), ones))
 
 /* nc <= 4 activations (quantized rows at xq + c * ROW) against the panel. */
 static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t nc, float *y,
@@ -113,13 +93,13 @@ static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t n
         f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k3),
                              _mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(x3[b].d))), f3);
     }
-    store8(y, f0, nr, add);
+    mf_q8_store8(y, f0, nr, add);
     if (nc > 1)
-        store8(y + ldy, f1, nr, add);
+        mf_q8_store8(y + ldy, f1, nr, add);
     if (nc > 2)
-        store8(y + 2 * ldy, f2, nr, add);
+        mf_q8_store8(y + 2 * ldy, f2, nr, add);
     if (nc > 3)
-        store8(y + 3 * ldy, f3, nr, add);
+        mf_q8_store8(y + 3 * ldy, f3, nr, add);
 }
 
 void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,

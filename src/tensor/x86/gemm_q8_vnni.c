@@ -1,0 +1,134 @@
+/*
+ * AVX-VNNI integer matrix tile for Q8_0 weights against Q8_0 activations:
+ * the tile of gemm_q8.c, with each step's sign, multiply and widening done
+ * by one instruction, vpdpbusd (4 unsigned x signed byte products summed
+ * into each int32 lane, exactly). Built with -mavxvnni and called only when
+ * CPUID reports AVX-VNNI (mf_tensor_vnni_active).
+ *
+ * vpdpbusd multiplies unsigned by signed bytes, so the activations' quants
+ * are stored offset, u = q + 128 (q ^ 0x80: 1..255), and each weight row's
+ * block starts its sum at -128 * (sum of its quants), which the panel keeps:
+ * sum (q + 128) w - 128 sum w = sum q w. Products are at most 255 * 128 and
+ * four of them fit an int32 lane with room for the whole block.
+ *
+ * Layout: 8 weight rows x MF_GEMM_KC of k per panel, each 32-byte vector
+ * holding 4 consecutive k of each row (as in gemm_q8.c, without |w|); MR
+ * activations share every panel load. The integer block sums, and the float
+ * arithmetic after them, are those of gemm_q8.c: the results are identical.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
+#include "tensor/x86/q8_tile.h"
+
+#define NR 8 /* weight rows per panel */
+#ifndef MR
+#define MR 8 /* activations per kernel call */
+#endif
+#define KB (MF_GEMM_KC / MF_QK)
+/* The loops over the MR activations must unroll for their accumulators to
+ * live in registers (GCC's -O2 does not unroll them by itself). */
+#define UNROLL _Pragma("GCC unroll 8")
+
+struct panel {
+    _Alignas(32) int8_t w[KB][8][32];  /* [block][k group of 4][row * 4 + j] */
+    _Alignas(32) int32_t bias[KB][NR]; /* -128 * the row's block sum */
+    _Alignas(32) float d[KB][NR];      /* the rows' block scales */
+};
+
+/* One activation's slice of MF_GEMM_KC: offset quants and block scales. */
+struct act {
+    _Alignas(32) uint8_t u[MF_GEMM_KC];
+    float d[KB];
+};
+
+/* Packs nr <= 8 rows (missing rows zero) of kb blocks. */
+static void pack(struct panel *p, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+{
+    memset(p, 0, sizeof(*p));
+    for (size_t i = 0; i < nr; i++) {
+        const struct mf_block_q8_0 *row = (const void *)(w + i * w_stride);
+        for (size_t b = 0; b < kb; b++) {
+            int32_t sum = 0;
+            for (size_t j = 0; j < MF_QK; j++)
+                sum += row[b].qs[j];
+            p->bias[b][i] = -128 * sum;
+            p->d[b][i] = _cvtsh_ss(row[b].d);
+            for (size_t g = 0; g < 8; g++)
+                memcpy(&p->w[b][g][i * 4], row[b].qs + 4 * g, 4);
+        }
+    }
+}
+
+/* Quantizes kc floats (the bytes mf_avx2_quant_q8_0 gives) into a's offset form. */
+static void quantize(const float *x, size_t kc, struct act *a)
+{
+    struct mf_block_q8_0 blocks[KB];
+    mf_avx2_quant_q8_0(x, blocks, kc);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (size_t b = 0; b < kc / MF_QK; b++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)blocks[b].qs);
+        _mm256_store_si256((__m256i *)(a->u + b * MF_QK), _mm256_xor_si256(q, flip));
+        a->d[b] = _cvtsh_ss(blocks[b].d);
+    }
+}
+
+/* nc <= MR activations (a[0..nc)) against the panel. */
+static void kernel(const struct panel *p, size_t kb, const struct act *a, size_t nc, float *y,
+                   size_t ldy, size_t nr, bool add)
+{
+    const struct act *x[MR];
+    for (size_t c = 0; c < MR; c++)
+        x[c] = a + (c < nc ? c : 0); /* the missing ones repeat the first, unstored */
+    __m256 f[MR];
+    UNROLL
+    for (size_t c = 0; c < MR; c++)
+        f[c] = _mm256_setzero_ps();
+    for (size_t b = 0; b < kb; b++) {
+        __m256i k[MR];
+        __m256i bias = _mm256_load_si256((const __m256i *)p->bias[b]);
+        UNROLL
+        for (size_t c = 0; c < MR; c++)
+            k[c] = bias;
+        UNROLL
+        for (size_t g = 0; g < 8; g++) {
+            __m256i w = _mm256_load_si256((const __m256i *)p->w[b][g]);
+            UNROLL
+            for (size_t c = 0; c < MR; c++)
+                k[c] = _mm256_dpbusd_avx_epi32(k[c], mf_q8_bcast4(x[c]->u + b * MF_QK + 4 * g), w);
+        }
+        __m256 d = _mm256_load_ps(p->d[b]);
+        UNROLL
+        for (size_t c = 0; c < MR; c++)
+            f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k[c]),
+                                   _mm256_mul_ps(d, _mm256_set1_ps(x[c]->d[b])), f[c]);
+    }
+    for (size_t c = 0; c < nc; c++)
+        mf_q8_store8(y + c * ldy, f[c], nr, add);
+}
+
+void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
+                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+{
+    struct act acts[MF_GEMM_Q8_TB];
+    struct panel p;
+    const uint8_t *wb = w;
+    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
+        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
+        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
+            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
+            size_t k_bytes = k0 / MF_QK * sizeof(struct mf_block_q8_0);
+            for (size_t c = c0; c < c1; c++)
+                quantize(x + c * xs + k0, kc, &acts[c - c0]);
+            for (size_t rb = r0; rb < r1; rb += NR) {
+                size_t nr = rb + NR < r1 ? NR : r1 - rb;
+                pack(&p, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                for (size_t c = c0; c < c1; c += MR)
+                    kernel(&p, kb, &acts[c - c0], c + MR < c1 ? MR : c1 - c, y + c * ldy + rb, ldy,
+                           nr, k0 > 0);
+            }
+        }
+    }
+}
