@@ -75,6 +75,9 @@ bool mf_tensor_simd_active(void);
 /* True when the SIMD kernels are active and the CPU has AVX-VNNI (and
  * MEMFIT_NO_VNNI is not 1): the Q8_0 integer tile uses vpdpbusd. */
 bool mf_tensor_vnni_active(void);
+/* True when the SIMD kernels are active and the CPU (and OS) have AVX-512F
+ * (and MEMFIT_NO_AVX512 is not 1): the float panels use 512-bit FMAs. */
+bool mf_tensor_avx512_active(void);
 
 /* ---- Scalar kernels (src/tensor, one file per job) ------------------------------------ */
 
@@ -192,6 +195,12 @@ void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size
                        const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 /* The same tile with AVX-VNNI (x86/gemm_q8_vnni.c, -mavxvnni): the same results
  * as mf_avx2_gemm_q8_0; only after mf_tensor_vnni_active(). */
+/* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):
+ * nc <= MF_GEMM_AVX512_MR activations (rows of kc floats at x, stride xs)
+ * against a k-major panel of 16 rows; same arithmetic as the AVX2 kernel. */
+#define MF_GEMM_AVX512_MR 12
+void mf_avx512_gemm_kernel(const float *panel, const float *x, size_t xs, size_t nc, size_t kc,
+                           float *y, size_t ldy, size_t nr, bool acc);
 void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
                           const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 #endif

@@ -8,7 +8,8 @@
  * scalar one with the x86 entries laid over it. Kernels compiled with
  * -mavx2 are never reached before that check. AVX-VNNI (vpdpbusd) is one
  * more check on top, for the Q8_0 integer tile (MEMFIT_NO_VNNI=1 turns it
- * off, so benchmarks can show the AVX2 figure on the same machine).
+ * off, so benchmarks can show the AVX2 figure on the same machine), and
+ * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1).
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -63,6 +64,7 @@ static struct mf_type_traits simd_table[TYPE_SLOTS];
 static bool simd_available;
 static bool simd_active;
 static bool vnni_active;
+static bool avx512_active;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the YMM registers
@@ -105,6 +107,29 @@ static bool cpu_has_avx_vnni(void)
 #endif
 }
 
+/* AVX-512F (CPUID leaf 7 EBX bit 16) with the OS saving the opmask and ZMM
+ * state (XCR0 bits 5-7); call after cpu_has_avx2 said yes. */
+static bool cpu_has_avx512f(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)))
+        return false;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xe6u) == 0xe6u;
+#else
+    return false;
+#endif
+}
+
+/* True unless the environment variable is "1". */
+static bool not_disabled(const char *name)
+{
+    const char *v = memfit_config_get(name);
+    return !(v && strcmp(v, "1") == 0);
+}
+
 static void fill(struct mf_type_traits *table, const struct traits_row *rows, size_t n_rows)
 {
     for (size_t i = 0; i < n_rows; i++) {
@@ -132,10 +157,9 @@ static void dispatch_init(void)
         fill(simd_table, x86_rows, sizeof(x86_rows) / sizeof(x86_rows[0]));
 #endif
     /* Read once: tests and benches set it before the first kernel call. */
-    const char *no_simd = memfit_config_get("MEMFIT_NO_SIMD");
-    simd_active = simd_available && !(no_simd && strcmp(no_simd, "1") == 0);
-    const char *no_vnni = memfit_config_get("MEMFIT_NO_VNNI");
-    vnni_active = simd_active && cpu_has_avx_vnni() && !(no_vnni && strcmp(no_vnni, "1") == 0);
+    simd_active = simd_available && not_disabled("MEMFIT_NO_SIMD");
+    vnni_active = simd_active && cpu_has_avx_vnni() && not_disabled("MEMFIT_NO_VNNI");
+    avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -177,11 +201,20 @@ bool mf_tensor_vnni_active(void)
     return vnni_active;
 }
 
+bool mf_tensor_avx512_active(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return avx512_active;
+}
+
 const char *memfit_tensor_isa(void)
 {
     if (!mf_tensor_simd_active())
         return "scalar";
-    return mf_tensor_vnni_active() ? "avx2+fma+f16c+avxvnni" : "avx2+fma+f16c";
+    static const char *const names[2][2] = {
+        {"avx2+fma+f16c", "avx2+fma+f16c+avxvnni"},
+        {"avx2+fma+f16c+avx512f", "avx2+fma+f16c+avx512f+avxvnni"}};
+    return names[mf_tensor_avx512_active()][mf_tensor_vnni_active()];
 }
 
 /* The type's info, with E_UNSUPPORTED and E_FORMAT checks shared by the entry points. */

@@ -10,7 +10,13 @@
  *   infinities and NaNs must come out the same class;
  * - the integer Q8_0 matrix path (x86/gemm_q8.c vs mf_gemm_q8_0_scalar):
  *   |simd - scalar| <= 1e-6 * sum |w_i a_i| (same activation bytes and
- *   integer block sums; d_w * d_x and the float adds rounded differently).
+ *   integer block sums; d_w * d_x and the float adds rounded differently);
+ *   the AVX-VNNI tile: identical floats to the AVX2 tile;
+ * - the F32 matrix tile (x86/gemm.c, AVX2 or AVX-512 micro-kernel): identical
+ *   floats to a scalar fmaf chain over each MF_GEMM_KC slice of k, slices added.
+ * CTest runs this file twice: as found, and with MEMFIT_NO_AVX512=1 and
+ * MEMFIT_NO_VNNI=1 (unit/test_tensor_simd_avx2), so a CPU with the wider
+ * kernels checks the AVX2 ones too.
  * Skipped (exit 77) on a CPU without AVX2/FMA/F16C. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -328,6 +334,61 @@ static void test_gemm_q8_0(void **state)
 #endif
 }
 
+/* The float tile against the fmaf chains it computes: panels of 16 rows with
+ * 1..16 rows used, 1..13 activations (micro-kernel tails of the 6- and
+ * 12-activation kernels, and the lone one), k across two slices with a tail
+ * that is not a multiple of 8 (the transposing pack's scalar end). */
+static void test_gemm_f32_exact(void **state)
+{
+    (void)state;
+#if !defined(__x86_64__)
+    skip();
+#else
+    struct mf_rng rng = {31};
+    const size_t rows = 37, n = 403, cols = 29;
+    float *w = malloc(rows * n * sizeof(float)), *x = malloc(cols * n * sizeof(float));
+    float *y = malloc(rows * cols * sizeof(float)), *ref = malloc(rows * cols * sizeof(float));
+    mf_fill_gauss(&rng, w, rows * n, 1.0f);
+    mf_fill_gauss(&rng, x, cols * n, 1.0f);
+    for (size_t c = 0; c < cols; c++)
+        for (size_t r = 0; r < rows; r++) {
+            float sum = 0;
+            for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
+                float s = 0;
+                for (size_t k = k0; k < n && k < k0 + MF_GEMM_KC; k++)
+                    s = fmaf(x[c * n + k], w[r * n + k], s);
+                sum = k0 ? sum + s : s;
+            }
+            ref[c * rows + r] = sum;
+        }
+    const struct mf_type_traits *t = mf_type_traits(MEMFIT_TYPE_F32);
+    static const size_t ncs[] = {1, 2, 5, 6, 7, 12, 13, 29};
+    static const size_t ranges[][2] = {{0, 37}, {3, 4}, {5, 21}, {16, 37}};
+    for (size_t i = 0; i < sizeof(ncs) / sizeof(ncs[0]); i++)
+        for (size_t j = 0; j < sizeof(ranges) / sizeof(ranges[0]); j++) {
+            size_t r0 = ranges[j][0], r1 = ranges[j][1];
+            memset(y, 0, rows * cols * sizeof(float));
+            mf_avx2_gemm(MEMFIT_TYPE_F32, t->to_float, 1, 4, w, n * sizeof(float), n, r0, r1, x, n,
+                         ncs[i], y, rows);
+            for (size_t c = 0; c < cols; c++)
+                for (size_t r = 0; r < rows; r++) {
+                    bool in = c < ncs[i] && r >= r0 && r < r1;
+                    float want = in ? ref[c * rows + r] : 0.0f;
+                    if (y[c * rows + r] != want) {
+                        fprintf(stderr, "n_cols %zu rows %zu..%zu: y[%zu][%zu] %.9g want %.9g\n",
+                                ncs[i], r0, r1, c, r, y[c * rows + r], want);
+                        fail();
+                    }
+                }
+        }
+    printf("gemm f32: identical to the fmaf chains (%s)\n", memfit_tensor_isa());
+    free(w);
+    free(x);
+    free(y);
+    free(ref);
+#endif
+}
+
 int main(void)
 {
     if (!mf_type_traits_simd(MEMFIT_TYPE_F32))
@@ -338,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),
+        cmocka_unit_test(test_gemm_f32_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

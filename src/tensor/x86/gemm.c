@@ -150,9 +150,10 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
                   uint32_t type_size, const void *w, size_t w_stride, size_t n, size_t r0,
                   size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
 {
-    _Alignas(32) float panel[MF_GEMM_KC * NR];
+    _Alignas(64) float panel[MF_GEMM_KC * NR]; /* 64: the AVX-512 kernel loads it by ZMM */
     _Alignas(32) float rows[NR * MF_GEMM_KC];
     const uint8_t *wb = w;
+    bool wide = mf_tensor_avx512_active();
     for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_TB) {
         size_t c1 = c0 + MF_GEMM_TB < n_cols ? c0 + MF_GEMM_TB : n_cols;
         for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
@@ -169,10 +170,14 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
                         to_float(wb + (rb + i) * w_stride + k_bytes, rows + i * kc, kc);
                     pack(panel, rows, kc, nr, kc);
                 }
-                for (size_t c = c0; c < c1; c += MR) {
-                    size_t nc = c + MR < c1 ? MR : c1 - c;
+                size_t mr = wide ? MF_GEMM_AVX512_MR : MR;
+                for (size_t c = c0; c < c1; c += mr) {
+                    size_t nc = c + mr < c1 ? mr : c1 - c;
                     if (nc == 1)
                         kernel_1x16(panel, x + c * xs + k0, kc, y + c * ldy + rb, nr, acc);
+                    else if (wide)
+                        mf_avx512_gemm_kernel(panel, x + c * xs + k0, xs, nc, kc, y + c * ldy + rb,
+                                              ldy, nr, acc);
                     else
                         kernel_6x16(panel, x + c * xs + k0, xs, nc, kc, y + c * ldy + rb, ldy, nr,
                                     acc);
