@@ -54,13 +54,13 @@ static void run(void *ctx)
         return;
     }
     if (j->path == 2) {
-        mf_avx2_gemm_q8_0(j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens, j->y,
-                          j->rows);
+        mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n,
+                          j->tokens, j->y, j->rows);
         return;
     }
     if (j->path == 3) {
-        mf_avxvnni_gemm_q8_0(j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens, j->y,
-                             j->rows);
+        mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q8_0, j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n,
+                             j->tokens, j->y, j->rows);
         return;
     }
 #endif

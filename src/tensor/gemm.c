@@ -162,9 +162,10 @@ enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size
         return memfit_fail(MEMFIT_E_MISUSE, "matmul_rows: F32 row stride %zu not a multiple of 4",
                            w_stride);
 #if defined(__x86_64__)
-    if (mf_tensor_simd_active() && type == MEMFIT_TYPE_Q8_0 && n_cols >= MF_GEMM_Q8_MIN_COLS) {
-        (mf_tensor_vnni_active() ? mf_avxvnni_gemm_q8_0 : mf_avx2_gemm_q8_0)(
-            w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
+    if (mf_tensor_simd_active() && (type == MEMFIT_TYPE_Q8_0 || type == MEMFIT_TYPE_Q4_0) &&
+        n_cols >= MF_GEMM_Q8_MIN_COLS) {
+        (mf_tensor_vnni_active() ? mf_avxvnni_gemm_int8 : mf_avx2_gemm_int8)(
+            type, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
             act_stride / sizeof(float), (size_t)n_cols, y, ldy);
         return MEMFIT_OK;
     }

@@ -158,7 +158,7 @@ mf_gemm_fn mf_gemm_kernel(enum memfit_type type);
 void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 
-/* Activation rows from which memfit_matmul_rows uses the integer Q8_0 path
+/* Activation rows from which memfit_matmul_rows uses the integer path for Q8_0 and Q4_0
  * (below, quantizing the activations costs more than it saves). */
 #define MF_GEMM_Q8_MIN_COLS 8
 /* Activation rows per quantized tile (MF_GEMM_KC of k each, 34 KiB on the stack). */
@@ -189,20 +189,22 @@ float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,
                   uint32_t type_size, const void *w, size_t w_stride, size_t n, size_t r0,
                   size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
-/* Q8_0 weights through the integer panel kernel (x86/gemm_q8.c): the result of
- * mf_gemm_q8_0(mf_quant_q8_0, mf_gemm_q8_0_tile_scalar, ...) to float rounding. */
-void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
-/* The same tile with AVX-VNNI (x86/gemm_q8_vnni.c, -mavxvnni): the same results
- * as mf_avx2_gemm_q8_0; only after mf_tensor_vnni_active(). */
+/* Q8_0 or Q4_0 weights through the integer panel kernel (x86/gemm_q8.c),
+ * activations quantized to Q8_0: for Q8_0 the result of mf_gemm_q8_0_scalar
+ * to float rounding, for Q4_0 that of mf_dot_q4_0 per row and activation. */
+void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
+                       size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):
  * nc <= MF_GEMM_AVX512_MR activations (rows of kc floats at x, stride xs)
  * against a k-major panel of 16 rows; same arithmetic as the AVX2 kernel. */
 #define MF_GEMM_AVX512_MR 12
 void mf_avx512_gemm_kernel(const float *panel, const float *x, size_t xs, size_t nc, size_t kc,
                            float *y, size_t ldy, size_t nr, bool acc);
-void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+/* The integer tile with AVX-VNNI (x86/gemm_q8_vnni.c, -mavxvnni): the same
+ * results as mf_avx2_gemm_int8; only after mf_tensor_vnni_active(). */
+void mf_avxvnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
+                          size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
+                          size_t ldy);
 #endif
 
 #endif

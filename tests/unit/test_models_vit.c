@@ -795,10 +795,10 @@ static void test_matmul_rows_quantized(void **state)
         }
         assert_int_equal(memfit_matmul_rows(types[t], wq, 0, n, 0, rows, x, n * 4, cols, y, rows),
                          MEMFIT_OK);
-        /* Q8_0 with AVX2 and this many activations takes the integer path: the
-         * activations are quantized to Q8_0 too, so the reference uses them so. */
-        bool int_path =
-            types[t] == MEMFIT_TYPE_Q8_0 && mf_tensor_simd_active() && cols >= MF_GEMM_Q8_MIN_COLS;
+        /* Q8_0 and Q4_0 with AVX2 and this many activations take the integer
+         * path: the activations are quantized to Q8_0 too, so the reference uses them so. */
+        bool int_path = (types[t] == MEMFIT_TYPE_Q8_0 || types[t] == MEMFIT_TYPE_Q4_0) &&
+                        mf_tensor_simd_active() && cols >= MF_GEMM_Q8_MIN_COLS;
         const float *xr = x;
         if (int_path) {
             for (size_t c = 0; c < cols; c++) {

@@ -11,7 +11,8 @@
  * - the integer Q8_0 matrix path (x86/gemm_q8.c vs mf_gemm_q8_0_scalar):
  *   |simd - scalar| <= 1e-6 * sum |w_i a_i| (same activation bytes and
  *   integer block sums; d_w * d_x and the float adds rounded differently);
- *   the AVX-VNNI tile: identical floats to the AVX2 tile;
+ *   the AVX-VNNI tile: identical floats to the AVX2 tile; Q4_0 weights in the
+ *   same tiles: the same bound against mf_dot_q4_0 per row;
  * - the F32 matrix tile (x86/gemm.c, AVX2 or AVX-512 micro-kernel): identical
  *   floats to a scalar fmaf chain over each MF_GEMM_KC slice of k, slices added.
  * CTest runs this file twice: as found, and with MEMFIT_NO_AVX512=1 and
@@ -254,6 +255,16 @@ static void test_matmul_rows(void **state)
     free(act);
 }
 
+/* True when the AVX-VNNI tile can be compared; says so when it cannot. */
+static bool vnni_to_check(const char *what)
+{
+    if (!mf_tensor_vnni_active())
+        printf("gemm %s: AVX-VNNI tile not checked (no AVX-VNNI on this CPU, or "
+               "MEMFIT_NO_VNNI=1)\n",
+               what);
+    return mf_tensor_vnni_active();
+}
+
 /* The integer Q8_0 path against its scalar reference: rows not a multiple of
  * the panel (8), activations not a multiple of the kernel (4) or the tile
  * (128), k not a multiple of MF_GEMM_KC, strided rows, and the extreme quant
@@ -284,7 +295,7 @@ static void test_gemm_q8_0(void **state)
         scalar(MEMFIT_TYPE_Q8_0)->to_float(xq, xd + c * n, n);
     }
     mf_gemm_q8_0_scalar(w, ws, n, 0, rows, x, n, cols, y1, rows);
-    mf_avx2_gemm_q8_0(w, ws, n, 0, rows, x, n, cols, y2, rows);
+    mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
     double worst = 0;
     for (size_t c = 0; c < cols; c++)
         for (size_t r = 0; r < rows; r++) {
@@ -300,28 +311,25 @@ static void test_gemm_q8_0(void **state)
     /* A row range in the middle (other panel groupings): the same floats, as
      * each row's arithmetic stays in its own lane. */
     memcpy(y1, y2, rows * cols * sizeof(float));
-    mf_avx2_gemm_q8_0(w, ws, n, 5, 21, x, n, cols, y2, rows);
+    mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 5, 21, x, n, cols, y2, rows);
     for (size_t c = 0; c < cols; c++)
         for (size_t r = 5; r < 21; r++)
             assert_true(y1[c * rows + r] == y2[c * rows + r]);
     /* The AVX-VNNI tile: the same integer block sums and float steps, so the
      * same floats as the AVX2 tile, for a whole range and a middle one. */
-    if (mf_tensor_vnni_active()) {
-        mf_avx2_gemm_q8_0(w, ws, n, 0, rows, x, n, cols, y1, rows);
+    if (vnni_to_check("q8_0")) {
+        mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y1, rows);
         memset(y2, 0, rows * cols * sizeof(float));
-        mf_avxvnni_gemm_q8_0(w, ws, n, 0, rows, x, n, cols, y2, rows);
+        mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
         assert_memory_equal(y1, y2, rows * cols * sizeof(float));
-        mf_avxvnni_gemm_q8_0(w, ws, n, 5, 21, x, n, cols, y2, rows);
+        mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 5, 21, x, n, cols, y2, rows);
         assert_memory_equal(y1, y2, rows * cols * sizeof(float));
         /* Fewer activations than one kernel call takes (1 and 9 = 8 + 1). */
         for (size_t nc = 1; nc <= 9; nc += 8) {
-            mf_avx2_gemm_q8_0(w, ws, n, 0, rows, x, n, nc, y1, rows);
-            mf_avxvnni_gemm_q8_0(w, ws, n, 0, rows, x, n, nc, y2, rows);
+            mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y1, rows);
+            mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y2, rows);
             assert_memory_equal(y1, y2, rows * nc * sizeof(float));
         }
-    } else {
-        printf("gemm q8_0: AVX-VNNI tile not checked (no AVX-VNNI on this CPU, or "
-               "MEMFIT_NO_VNNI=1)\n");
     }
     free(wf);
     free(x);
@@ -329,6 +337,56 @@ static void test_gemm_q8_0(void **state)
     free(xd);
     free(y1);
     free(y2);
+    free(w);
+    free(xq);
+#endif
+}
+
+/* Q4_0 weights through the integer tiles: each output is mf_dot_q4_0 (scalar)
+ * of the row with the activation's Q8_0 bytes, to float rounding (the same
+ * integer block sums); the AVX-VNNI tile gives the AVX2 tile's floats. */
+static void test_gemm_q4_0(void **state)
+{
+    (void)state;
+#if !defined(__x86_64__)
+    skip();
+#else
+    struct mf_rng rng = {29};
+    const size_t n = 800, rows = 21, cols = 45, ws = mf_row_bytes(MEMFIT_TYPE_Q4_0, n) + 6;
+    size_t ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, n);
+    float *wf = malloc(n * sizeof(float)), *x = malloc(cols * n * sizeof(float));
+    float *y1 = malloc(rows * cols * sizeof(float)), *y2 = malloc(rows * cols * sizeof(float));
+    float *wd = malloc(n * sizeof(float)), *xd = malloc(n * sizeof(float));
+    uint8_t *w = calloc(rows, ws), *xq = malloc(ab);
+    for (size_t r = 0; r < rows; r++) {
+        mf_fill_gauss(&rng, wf, n, 1.0f);
+        scalar(MEMFIT_TYPE_Q4_0)->from_float(wf, w + r * ws, n);
+    }
+    mf_fill_gauss(&rng, x, cols * n, 2.0f);
+    mf_avx2_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y1, rows);
+    double worst = 0;
+    for (size_t c = 0; c < cols; c++) {
+        scalar(MEMFIT_TYPE_Q8_0)->from_float(x + c * n, xq, n);
+        scalar(MEMFIT_TYPE_Q8_0)->to_float(xq, xd, n);
+        for (size_t r = 0; r < rows; r++) {
+            scalar(MEMFIT_TYPE_Q4_0)->to_float(w + r * ws, wd, n);
+            double ref = scalar(MEMFIT_TYPE_Q4_0)->vec_dot(n, w + r * ws, xq);
+            double d = fabs(ref - y1[c * rows + r]) / mf_abs_dot(wd, xd, n);
+            worst = d > worst ? d : worst;
+        }
+    }
+    printf("gemm q4_0: max |tile - scalar dot| / sum|w a| = %.2e\n", worst);
+    assert_true(worst <= 1e-6);
+    if (vnni_to_check("q4_0")) {
+        mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+    }
+    free(wf);
+    free(x);
+    free(y1);
+    free(y2);
+    free(wd);
+    free(xd);
     free(w);
     free(xq);
 #endif
@@ -399,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),
+        cmocka_unit_test(test_gemm_q4_0),
         cmocka_unit_test(test_gemm_f32_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

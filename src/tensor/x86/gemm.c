@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "tensor/kernels.h"
+#include "tensor/x86/tile.h"
 
 #define NR 16 /* outputs (weight rows) per panel */
 #define MR 6  /* activations per micro-kernel */
@@ -96,26 +97,6 @@ static void kernel_1x16(const float *p, const float *x, size_t kc, float *y, siz
     store_row(y, c0, c1, nr, acc);
 }
 
-/* Transposes the 8 x 8 floats in r: r[j] lane i <- r[i] lane j. */
-static inline void transpose8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
 /*
  * panel[k][i] = row i, element k, for nr rows of kc floats (rows beyond nr
  * are 0): 8 x 8 blocks transposed in registers, the k tail element by element.
@@ -131,7 +112,7 @@ static void pack(float *panel, const float *rows, size_t row_stride, size_t nr, 
                 r[i] =
                     i < n ? _mm256_loadu_ps(rows + (g + i) * row_stride + k) : _mm256_setzero_ps();
             if (n)
-                transpose8(r);
+                mf_transpose8(r);
             for (size_t j = 0; j < 8; j++)
                 _mm256_store_ps(panel + (k + j) * NR + g, r[j]);
         }

@@ -1,7 +1,9 @@
 /*
- * AVX2 integer matrix tile for Q8_0 weights against Q8_0 activations,
- * behind memfit_matmul_rows when there are enough activation rows (ggml's
- * approach: activations quantized to Q8_0 blocks, products in int8).
+ * AVX2 integer matrix tile for Q8_0 (or Q4_0) weights against Q8_0
+ * activations, behind memfit_matmul_rows when there are enough activation
+ * rows (ggml's approach: activations quantized to Q8_0 blocks, products in
+ * int8). Q4_0 blocks are unpacked to int8 quants (nibble - 8) when packed,
+ * and from there are Q8_0 blocks with small values.
  *
  * Layout: 8 weight rows x MF_GEMM_KC of k are repacked once per call into a
  * panel where each 32-byte vector holds 4 consecutive k of each of the 8
@@ -13,18 +15,19 @@
  * After the 8 steps of a 32-element block, each activation's int32 row sums
  * are converted once and scaled by d_w (8 rows) * d_x into float
  * accumulators. 4 activations share each panel load. The weight bytes read
- * are 3.8x fewer than F32's.
+ * are 3.8x (Q4_0: 7.1x) fewer than F32's.
  *
- * The scalar reference is mf_gemm_q8_0_scalar (../gemm.c): the same
+ * The scalar reference for Q8_0 is mf_gemm_q8_0_scalar (../gemm.c): the same
  * activation bytes, the same integer block sums; float rounding differs
  * only in d_w * d_x (one product here, per row there) and the final add.
+ * For Q4_0 it is mf_dot_q4_0 per row (the same integer block sums).
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
-#include "tensor/x86/q8_tile.h"
+#include "tensor/x86/tile.h"
 
 #define NR  8 /* weight rows per panel */
 #define KB  (MF_GEMM_KC / MF_QK)
@@ -36,25 +39,17 @@ struct panel {
     _Alignas(32) float d[KB][NR];     /* the rows' block scales */
 };
 
-/* Packs nr <= 8 rows (missing rows zero) of kb blocks. */
-static void pack(struct panel *p, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 8 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
+static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
 {
-    for (size_t i = 0; i < NR; i++) {
-        const struct mf_block_q8_0 *row = (const void *)(w + i * w_stride);
-        for (size_t b = 0; b < kb; b++) {
-            p->d[b][i] = i < nr ? _cvtsh_ss(row[b].d) : 0.f;
-            for (size_t g = 0; g < 8; g++) {
-                if (i < nr)
-                    memcpy(&p->w[b][g][i * 4], row[b].qs + 4 * g, 4);
-                else
-                    memset(&p->w[b][g][i * 4], 0, 4);
-            }
+    for (size_t b = 0; b < kb; b++) {
+        __m256i v[8];
+        mf_q8_tile_block(q4, w, w_stride, nr, b, v, p->d[b]);
+        for (size_t g = 0; g < 8; g++) {
+            _mm256_store_si256((__m256i *)p->w[b][g], v[g]);
+            _mm256_store_si256((__m256i *)p->u[b][g], _mm256_abs_epi8(v[g]));
         }
     }
-    for (size_t b = 0; b < kb; b++)
-        for (size_t g = 0; g < 8; g++)
-            _mm256_store_si256((__m256i *)p->u[b][g],
-                               _mm256_abs_epi8(_mm256_load_si256((const __m256i *)p->w[b][g])));
 }
 
 #define Q8_STEP(k, xr)                                                                             \
@@ -102,9 +97,11 @@ static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t n
         mf_q8_store8(y + 3 * ldy, f3, nr, add);
 }
 
-void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                       const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
+                       size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
 {
+    bool q4 = type == MEMFIT_TYPE_Q4_0;
+    size_t block_bytes = q4 ? sizeof(struct mf_block_q4_0) : sizeof(struct mf_block_q8_0);
     _Alignas(64) uint8_t xq[MF_GEMM_Q8_TB * ROW];
     struct panel p;
     const uint8_t *wb = w;
@@ -112,12 +109,12 @@ void mf_avx2_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size
         size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
         for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
             size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            size_t k_bytes = k0 / MF_QK * sizeof(struct mf_block_q8_0);
+            size_t k_bytes = k0 / MF_QK * block_bytes;
             for (size_t c = c0; c < c1; c++)
                 mf_avx2_quant_q8_0(x + c * xs + k0, xq + (c - c0) * ROW, kc);
             for (size_t rb = r0; rb < r1; rb += NR) {
                 size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
                 for (size_t c = c0; c < c1; c += 4)
                     kernel(&p, kb, xq + (c - c0) * ROW, c + 4 < c1 ? 4 : c1 - c, y + c * ldy + rb,
                            ldy, nr, k0 > 0);

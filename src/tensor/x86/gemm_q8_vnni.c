@@ -1,5 +1,5 @@
 /*
- * AVX-VNNI integer matrix tile for Q8_0 weights against Q8_0 activations:
+ * AVX-VNNI integer matrix tile for Q8_0 or Q4_0 weights against Q8_0 activations:
  * the tile of gemm_q8.c, with each step's sign, multiply and widening done
  * by one instruction, vpdpbusd (4 unsigned x signed byte products summed
  * into each int32 lane, exactly). Built with -mavxvnni and called only when
@@ -21,7 +21,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
-#include "tensor/x86/q8_tile.h"
+#include "tensor/x86/tile.h"
 
 #define NR 8 /* weight rows per panel */
 #ifndef MR
@@ -44,21 +44,18 @@ struct act {
     float d[KB];
 };
 
-/* Packs nr <= 8 rows (missing rows zero) of kb blocks. */
-static void pack(struct panel *p, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 8 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
+static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
 {
-    memset(p, 0, sizeof(*p));
-    for (size_t i = 0; i < nr; i++) {
-        const struct mf_block_q8_0 *row = (const void *)(w + i * w_stride);
-        for (size_t b = 0; b < kb; b++) {
-            int32_t sum = 0;
-            for (size_t j = 0; j < MF_QK; j++)
-                sum += row[b].qs[j];
-            p->bias[b][i] = -128 * sum;
-            p->d[b][i] = _cvtsh_ss(row[b].d);
-            for (size_t g = 0; g < 8; g++)
-                memcpy(&p->w[b][g][i * 4], row[b].qs + 4 * g, 4);
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (size_t b = 0; b < kb; b++) {
+        __m256i v[8], sum = _mm256_setzero_si256();
+        mf_q8_tile_block(q4, w, w_stride, nr, b, v, p->d[b]);
+        for (size_t g = 0; g < 8; g++) {
+            _mm256_store_si256((__m256i *)p->w[b][g], v[g]);
+            sum = _mm256_dpbusd_avx_epi32(sum, ones, v[g]); /* each row's quants summed */
         }
+        _mm256_store_si256((__m256i *)p->bias[b], _mm256_mullo_epi32(sum, _mm256_set1_epi32(-128)));
     }
 }
 
@@ -109,9 +106,12 @@ static void kernel(const struct panel *p, size_t kb, const struct act *a, size_t
         mf_q8_store8(y + c * ldy, f[c], nr, add);
 }
 
-void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
-                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+void mf_avxvnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
+                          size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
+                          size_t ldy)
 {
+    bool q4 = type == MEMFIT_TYPE_Q4_0;
+    size_t block_bytes = q4 ? sizeof(struct mf_block_q4_0) : sizeof(struct mf_block_q8_0);
     struct act acts[MF_GEMM_Q8_TB];
     struct panel p;
     const uint8_t *wb = w;
@@ -119,12 +119,12 @@ void mf_avxvnni_gemm_q8_0(const void *w, size_t w_stride, size_t n, size_t r0, s
         size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
         for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
             size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            size_t k_bytes = k0 / MF_QK * sizeof(struct mf_block_q8_0);
+            size_t k_bytes = k0 / MF_QK * block_bytes;
             for (size_t c = c0; c < c1; c++)
                 quantize(x + c * xs + k0, kc, &acts[c - c0]);
             for (size_t rb = r0; rb < r1; rb += NR) {
                 size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
                 for (size_t c = c0; c < c1; c += MR)
                     kernel(&p, kb, &acts[c - c0], c + MR < c1 ? MR : c1 - c, y + c * ldy + rb, ldy,
                            nr, k0 > 0);

@@ -1,0 +1,94 @@
+/*
+ * Helpers shared by the x86 matrix tiles: an 8 x 8 register transpose (the
+ * float panels of gemm.c), and for the two integer tiles (gemm_q8.c with
+ * AVX2, gemm_q8_vnni.c with AVX-VNNI) for Q8_0 or Q4_0 weights against Q8_0
+ * activations, which both hold 8 weight rows per panel as int8 quants
+ * (Q4_0's unpacked at packing) and give each activation one vector of 8 row
+ * sums.
+ */
+#ifndef MEMFIT_TENSOR_X86_TILE_H
+#define MEMFIT_TENSOR_X86_TILE_H
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tensor/blocks.h"
+
+/* Transposes the 8 x 8 lanes in r: r[j] lane i <- r[i] lane j. */
+static inline void mf_transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/*
+ * Block b of nr <= 8 weight rows (Q8_0, or Q4_0 when q4, whose nibbles are
+ * unpacked to quants - 8), rows beyond nr zero, laid out for the integer
+ * tiles: v[g] holds quants 4g..4g+3 of each row (row i in bytes 4i..4i+3),
+ * d[i] the row's block scale.
+ */
+static inline void mf_q8_tile_block(bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t b,
+                                    __m256i v[8], float d[8])
+{
+    __m256 r[8];
+    for (size_t i = 0; i < 8; i++) {
+        __m256i q = _mm256_setzero_si256();
+        d[i] = 0.0f;
+        if (i < nr && !q4) {
+            const struct mf_block_q8_0 *blk = (const struct mf_block_q8_0 *)(w + i * w_stride) + b;
+            q = _mm256_loadu_si256((const __m256i *)blk->qs);
+            d[i] = _cvtsh_ss(blk->d);
+        } else if (i < nr) {
+            const struct mf_block_q4_0 *blk = (const struct mf_block_q4_0 *)(w + i * w_stride) + b;
+            __m128i x = _mm_loadu_si128((const __m128i *)blk->qs), m = _mm_set1_epi8(15);
+            __m128i lo = _mm_and_si128(x, m), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+            q = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+            d[i] = _cvtsh_ss(blk->d);
+        }
+        r[i] = _mm256_castsi256_ps(q);
+    }
+    mf_transpose8(r);
+    for (size_t g = 0; g < 8; g++)
+        v[g] = _mm256_castps_si256(r[g]);
+}
+
+/* The 4 bytes at q in every 32-bit lane. */
+static inline __m256i mf_q8_bcast4(const void *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Writes (or adds) the first nr <= 8 row sums of one activation. */
+static inline void mf_q8_store8(float *y, __m256 acc, size_t nr, bool add)
+{
+    if (nr == 8) {
+        if (add)
+            acc = _mm256_add_ps(acc, _mm256_loadu_ps(y));
+        _mm256_storeu_ps(y, acc);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (size_t i = 0; i < nr; i++)
+        y[i] = add ? y[i] + t[i] : t[i];
+}
+
+#endif
