@@ -67,6 +67,16 @@ static bool vnni_active;
 static bool avx512_active;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__)
+/* The register states the OS saves (XCR0, low half); only after CPUID said OSXSAVE. */
+static unsigned xcr0(void)
+{
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return lo;
+}
+#endif
+
 /* AVX2, FMA and F16C from CPUID, and the OS saving the YMM registers
  * (XGETBV). Read directly: clang's __builtin_cpu_supports has no "f16c". */
 static bool cpu_has_avx2(void)
@@ -79,9 +89,7 @@ static bool cpu_has_avx2(void)
          f16c = c & (1u << 29);
     if (!(fma && osxsave && avx && f16c))
         return false;
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & 6u) != 6u)
+    if ((xcr0() & 6u) != 6u)
         return false; /* XMM and YMM state not enabled by the OS */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return false;
@@ -115,9 +123,7 @@ static bool cpu_has_avx512f(void)
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)))
         return false;
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    return (xcr0_lo & 0xe6u) == 0xe6u;
+    return (xcr0() & 0xe6u) == 0xe6u;
 #else
     return false;
 #endif

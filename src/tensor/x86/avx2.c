@@ -23,6 +23,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/tile.h"
 
 static inline float hsum_ps(__m256 v)
 {
@@ -178,15 +179,12 @@ static inline __m256i q8_0_ints(const struct mf_block_q8_0 *x, const struct mf_b
 /*
  * The 32 nibbles of a Q4_0 block (0..15) times the activation, minus 8 *
  * the activation: maddubs takes the nibbles as they are (unsigned), so no
- * sign juggling; each int16 pair stays within +-(3810 + 2032). The packed
- * bytes are loaded into both halves and the upper one shifted by 4 (low
- * nibbles are elements 0..15, high nibbles 16..31).
+ * sign juggling; each int16 pair stays within +-(3810 + 2032).
  */
 static inline __m256i q4_0_ints(const struct mf_block_q4_0 *x, const struct mf_block_q8_0 *y)
 {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x->qs));
-    q = _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0)), low4);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256i q = mf_q4_0_nibbles(x);
     __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
     __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));

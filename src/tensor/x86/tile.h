@@ -17,6 +17,15 @@
 
 #include "tensor/blocks.h"
 
+/* The 32 quants of a Q4_0 block as unsigned nibbles 0..15, in element order
+ * (the low nibbles of its 16 bytes are elements 0..15, the high ones 16..31). */
+static inline __m256i mf_q4_0_nibbles(const struct mf_block_q4_0 *blk)
+{
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)blk->qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0)),
+                            _mm256_set1_epi8(0x0f));
+}
+
 /* Transposes the 8 x 8 lanes in r: r[j] lane i <- r[i] lane j. */
 static inline void mf_transpose8(__m256 r[8])
 {
@@ -50,16 +59,17 @@ static inline void mf_q8_tile_block(bool q4, const uint8_t *w, size_t w_stride, 
     for (size_t i = 0; i < 8; i++) {
         __m256i q = _mm256_setzero_si256();
         d[i] = 0.0f;
-        if (i < nr && !q4) {
-            const struct mf_block_q8_0 *blk = (const struct mf_block_q8_0 *)(w + i * w_stride) + b;
-            q = _mm256_loadu_si256((const __m256i *)blk->qs);
-            d[i] = _cvtsh_ss(blk->d);
-        } else if (i < nr) {
-            const struct mf_block_q4_0 *blk = (const struct mf_block_q4_0 *)(w + i * w_stride) + b;
-            __m128i x = _mm_loadu_si128((const __m128i *)blk->qs), m = _mm_set1_epi8(15);
-            __m128i lo = _mm_and_si128(x, m), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
-            q = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-            d[i] = _cvtsh_ss(blk->d);
+        if (i < nr) {
+            const uint8_t *row = w + i * w_stride;
+            if (q4) {
+                const struct mf_block_q4_0 *blk = (const struct mf_block_q4_0 *)row + b;
+                q = _mm256_sub_epi8(mf_q4_0_nibbles(blk), _mm256_set1_epi8(8));
+                d[i] = _cvtsh_ss(blk->d);
+            } else {
+                const struct mf_block_q8_0 *blk = (const struct mf_block_q8_0 *)row + b;
+                q = _mm256_loadu_si256((const __m256i *)blk->qs);
+                d[i] = _cvtsh_ss(blk->d);
+            }
         }
         r[i] = _mm256_castsi256_ps(q);
     }
