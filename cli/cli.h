@@ -80,4 +80,8 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name, bool 
 /* True when argv[i] is "--help" or "-h" for some i; prints the help then. */
 bool cli_wants_help(int argc, char **argv, const char *help);
 
+/* Prints a command's help; a line "@FAMILIES@" in it becomes the model
+ * families of the engines' registry (name, summary, options), one a line. */
+void cli_print_help(const char *help);
+
 #endif

@@ -13,22 +13,25 @@
 #endif
 
 #include "cli.h"
-#include "serve_engines.h"
 
 const char cmd_serve_help[] =
     "Usage: memfit serve [OPTIONS] [MODEL...]\n"
     "\n"
     "Serves models over HTTP within a memory budget: OpenAI embeddings\n"
-    "(POST /v1/embeddings, GET /v1/models), model control (GET /api/models,\n"
+    "(POST /v1/embeddings), completions and chat (POST /v1/completions,\n"
+    "/v1/chat/completions), GET /v1/models, model control (GET /api/models,\n"
     "POST /api/models/NAME/load|unload), memory (GET /api/memory, POST\n"
     "/api/cleanup, GET /api/events), GET /health, GET /ready, GET /metrics\n"
     "(Prometheus) and a dashboard at GET /. See docs/server.md.\n"
     "\n"
-    "Models come from the manifest (--manifest, or ./memfit.yaml when present)\n"
-    "and from MODEL arguments: model files or source URIs, each served under its\n"
-    "file name without the extension (s3://bucket/dino.pth -> \"dino\"), the family\n"
-    "detected from its tensors. Families: dinov2 (images as base64 data: URLs in,\n"
-    "the CLS token out, as `memfit embed --json` computes it).\n"
+    "Models come from the manifest (--manifest, or ./memfit.yaml when present;\n"
+    "docs/manifest.md) and from MODEL arguments: paths or source URIs (s3://,\n"
+    "https://, hf://ORG/REPO/FILE, file://), each served under its file name\n"
+    "without the extension (s3://bucket/dino.pth -> \"dino\"), the family\n"
+    "detected from its header (read with Range requests for a remote file).\n"
+    "Every model is fetched into the cache and loaded on first use, within the\n"
+    "budget. Families:\n"
+    "@FAMILIES@\n"
     "\n"
     "Options:\n"
     "  --host ADDR            address to listen on (default 127.0.0.1)\n"
@@ -153,10 +156,6 @@ int cmd_serve(int argc, char **argv)
     free(cwd); /* lint: allow: getcwd's buffer */
     o.model_sources = sources;
     o.n_model_sources = n_sources;
-    static const struct memfit_embed_engine *const engines[] = {
-        &cli_qwen2_engine, &cli_llama_engine, &cli_dinov2_engine};
-    o.engines = engines;
-    o.n_engines = sizeof(engines) / sizeof(engines[0]);
     o.api_key = memfit_config_get("MEMFIT_API_KEY");
 
     rc = CLI_EXIT_FAILURE;

@@ -74,13 +74,31 @@ bool cli_opt_int(const char *command, const char *option, const char *text, long
     return false;
 }
 
+void cli_print_help(const char *help)
+{
+    /* "@FAMILIES@" stands for the families of the engines' registry, one a
+     * line, so a new family shows in every help without editing it. */
+    const char *mark = strstr(help, "@FAMILIES@\n");
+    if (!mark) {
+        fputs(help, stdout);
+        return;
+    }
+    fwrite(help, 1, (size_t)(mark - help), stdout);
+    for (size_t i = 0; i < memfit_engine_family_count(); i++) {
+        const struct memfit_engine_family_info *f = memfit_engine_family_get(i);
+        printf("  %-8s %s\n           options: %s%s%s\n", f->name, f->summary, f->options,
+               f->aliases[0] ? "; also named: " : "", f->aliases);
+    }
+    fputs(mark + strlen("@FAMILIES@\n"), stdout);
+}
+
 bool cli_wants_help(int argc, char **argv, const char *help)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
             break;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(help, stdout);
+            cli_print_help(help);
             return true;
         }
     }

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "memfit: unknown command '%s'\n", argv[2]);
             return CLI_EXIT_USAGE;
         }
-        fputs(c->help, stdout);
+        cli_print_help(c->help);
         return CLI_EXIT_OK;
     }
     const struct command *c = find_command(arg);

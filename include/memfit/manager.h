@@ -246,6 +246,7 @@ struct memfit_model_options {
     int64_t keep_alive_s;
     bool pin;                 /* loaded by memfit_manager_load_pinned, never evicted/expired */
     unsigned max_concurrency; /* handles out at once; 0 = unlimited */
+    const char *family;       /* shown in status ("dinov2"); NULL: the driver's family */
 };
 
 /* Fills defaults: keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT, unlimited, not pinned. */

@@ -13,6 +13,7 @@
 #include "memfit/models.h"
 #include "memfit/manager.h"
 #include "memfit/store.h"
+#include "memfit/engines.h"
 #include "memfit/server.h"
 
 #endif

@@ -3,7 +3,7 @@
  *
  * One server owns one manager (include/memfit/manager.h) built from a
  * manifest and/or model files named on the command line, and answers:
- *   POST /v1/embeddings            OpenAI embeddings (text or image data URLs)
+ *   POST /v1/embeddings            OpenAI embeddings (images as data URLs)
  *   GET  /v1/models                OpenAI model list
  *   GET  /api/models               model states, bytes, last use
  *   POST /api/models/{name}/load   load now;  .../unload: unload now
@@ -16,10 +16,10 @@
  *   GET  /                         the dashboard page
  * Every error is {"error": {"message", "type", "code"}} (docs/server.md).
  *
- * Models are run by embedding engines (struct memfit_embed_engine), one per
- * model family, that the program hands to the server: the server itself
- * depends on no family. A model whose family has no engine is still listed;
- * its loads fail with E_UNSUPPORTED and a message naming the family.
+ * Models are made, planned, fetched and run through the engines layer
+ * (memfit/engines.h): the server itself depends on no family. A model whose
+ * family is unknown is an error at start (or at a reload) naming the
+ * families this build has.
  *
  * Threads: libmicrohttpd runs one thread per connection (bounded by
  * max_connections), so a request that waits for a model load or runs a long
@@ -34,92 +34,12 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/engines.h"
 #include "memfit/manager.h"
-#include "memfit/models.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- Engines ---------------------------------------------------------------- */
-
-/* What a model's inputs are. Values are stable. */
-enum memfit_embed_input_kind {
-    MEMFIT_EMBED_INPUT_TEXT = 0,  /* UTF-8 strings */
-    MEMFIT_EMBED_INPUT_IMAGE = 1, /* images sent as data URLs, decoded by the server */
-};
-
-/* One input of an embedding call: `text` for TEXT engines, `image` for IMAGE ones. */
-struct memfit_embed_input {
-    const char *text;
-    size_t text_len;
-    const struct memfit_image *image;
-};
-
-/* True when the work should stop: the client went away or the server is
- * stopping. Cheap (one non-blocking syscall at most); call it between steps. */
-typedef bool (*memfit_cancel_fn)(void *user);
-
-/* A text-generation request (POST /v1/completions and /v1/chat/completions). */
-struct memfit_generation_request {
-    const char *prompt; /* completions: the prompt text; NULL for chat */
-    size_t prompt_len;
-    const struct memfit_chat_message *messages; /* chat: the conversation */
-    size_t n_messages;
-    /* Sampling, max_tokens (0: until the context is full) and stop strings;
-     * prompt and n_prompt are the engine's to fill. */
-    struct memfit_generate_params params;
-};
-
-/*
- * A model family the server can run. `driver` is what the manager loads and
- * unloads with; config_create makes that driver's config for one manifest
- * entry. family, input_kind, driver, config_create and config_destroy are
- * required; an embedding family has dimension and embed, a text-generation
- * family the generate_* trio (or both). config_create must fail with
- * E_UNSUPPORTED for a file of another family, so a quick-start model
- * ("auto") goes to the engine that takes it.
- */
-struct memfit_embed_engine {
-    const char *family; /* matches the manifest's `family` */
-    enum memfit_embed_input_kind input_kind;
-    const struct memfit_model_driver *driver;
-    /* Makes the driver config for `model` (sources, options, limits) of
-     * `manifest` (cache_dir, ...). Failure: the server refuses to start (or
-     * the reload fails) with the message. */
-    enum memfit_status (*config_create)(const struct memfit_manifest *manifest,
-                                        const struct memfit_manifest_model *model, void *user,
-                                        void **out_config);
-    void (*config_destroy)(void *config, void *user);
-    /* The embedding size of a loaded model (the pointer the driver's load made). */
-    size_t (*dimension)(void *model);
-    /*
-     * Embeds `n_inputs` inputs with a loaded model: writes n_inputs x dimension
-     * floats to `out` and the inputs' token count to *out_tokens. Called with
-     * a handle held, possibly from several threads at once up to the model's
-     * max_concurrency. E_CANCELLED when `cancelled` said so; E_BUDGET when a
-     * workspace did not fit; E_FORMAT for an input it cannot take (the server
-     * answers 400 with the message).
-     */
-    enum memfit_status (*embed)(void *model, const struct memfit_embed_input *inputs,
-                                size_t n_inputs, float *out, uint64_t *out_tokens,
-                                memfit_cancel_fn cancelled, void *cancel_user);
-    /*
-     * Starts a generation on a loaded model, with a handle held: renders the
-     * conversation with the model's chat template (chat) or takes the
-     * prompt, tokenizes it and checks it fits the context (E_RANGE with the
-     * figures otherwise, before any work; E_INVALID for text that is not
-     * UTF-8). *out_prompt_tokens is the prompt's length in tokens.
-     */
-    enum memfit_status (*generate_start)(void *model, const struct memfit_generation_request *req,
-                                         void **out_gen, uint32_t *out_prompt_tokens);
-    /* Runs until some text is final or the generation ends (*done); *text
-     * stays valid until the next call. Failures: those of memfit_llm_eval. */
-    enum memfit_status (*generate_next)(void *gen, const char **text, size_t *len, bool *done);
-    /* Ends a generation (finished or not) and says how it went. */
-    void (*generate_end)(void *gen, struct memfit_generate_result *result);
-    void *user;
-};
 
 /* ---- Server ------------------------------------------------------------------ */
 
@@ -129,12 +49,11 @@ struct memfit_server_options {
     /* The manifest (memfit.yaml format, see manager.h), or NULL for none. */
     const char *manifest_path;
     /* Quick start: model files or source URIs, each served under its file
-     * name without the extension, family "auto" and manifest defaults. */
+     * name without the extension, family "auto" (detected from the file's
+     * header, read with Range requests for a remote source) and manifest
+     * defaults. */
     const char *const *model_sources;
     size_t n_model_sources;
-    /* The engines this program has ("auto" picks the only one, if one). Borrowed. */
-    const struct memfit_embed_engine *const *engines;
-    size_t n_engines;
     /* Required on every route but /health as "Authorization: Bearer KEY"
      * when not NULL or "". Copied; never logged. */
     const char *api_key;

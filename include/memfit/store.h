@@ -84,6 +84,13 @@ MEMFIT_API void memfit_store_close(memfit_store *store);
 MEMFIT_API const char *memfit_store_dir(const memfit_store *store);
 
 /*
+ * The SHA-256 of the local file at `path` as 64 lowercase hex digits and a
+ * NUL (read once, its page cache dropped after). E_NOT_FOUND, E_IO, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_store_digest_file(const char *path,
+                                                       char out_hex[MEMFIT_SHA256_HEX_LEN + 1]);
+
+/*
  * Progress of a fetch: bytes written so far, the total (or
  * MEMFIT_STORE_SIZE_UNKNOWN) and the current rate in bytes per second.
  * Called at most about ten times a second, and once at the end. Return

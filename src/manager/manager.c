@@ -48,6 +48,7 @@ struct mf_model {
     struct memfit_handle handle; /* what acquire hands out; one per model */
     memfit_manager *mgr;
     char *name;
+    char *family; /* for status: the options' label, else the driver's */
     char *identity;
     const struct memfit_model_driver *driver;
     void *config;
@@ -533,6 +534,7 @@ static void free_model(struct mf_model *m)
     if (!m)
         return;
     memfit_free(m->name);
+    memfit_free(m->family);
     memfit_free(m->identity);
     memfit_free(m);
 }
@@ -597,7 +599,8 @@ enum memfit_status memfit_manager_register(memfit_manager *mgr,
         return MEMFIT_E_NOMEM;
     m->name = memfit_strdup(o->name);
     m->identity = memfit_strdup(o->identity ? o->identity : "");
-    if (!m->name || !m->identity) {
+    m->family = memfit_strdup(o->family ? o->family : d->family ? d->family : "");
+    if (!m->name || !m->identity || !m->family) {
         free_model(m);
         return MEMFIT_E_NOMEM;
     }
@@ -1343,7 +1346,7 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
             continue;
         n++;
         text += strlen(m->name) + strlen(m->identity) + strlen(m->last_error) + 3;
-        text += strlen(m->driver->family ? m->driver->family : "") + 1;
+        text += strlen(m->family) + 1;
     }
     struct memfit_manager_status *s = memfit_calloc_in(
         MEMFIT_ALLOC_MANAGER, 1, sizeof(*s) + n * sizeof(struct memfit_model_status) + text);
@@ -1367,7 +1370,7 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
             continue;
         struct memfit_model_status *ms = &s->models[k++];
         COPY_STRING(ms->name, m->name);
-        COPY_STRING(ms->family, m->driver->family ? m->driver->family : "");
+        COPY_STRING(ms->family, m->family);
         COPY_STRING(ms->identity, m->identity);
         COPY_STRING(ms->last_error, m->last_error);
         ms->state = m->state;

@@ -21,8 +21,7 @@
 struct srv_model {
     char *name;
     char *signature; /* the manifest fields; a reload replaces the model when it changes */
-    const struct memfit_embed_engine *engine; /* NULL: no engine for its family */
-    void *config;                             /* the engine's config, or a stub's */
+    memfit_engine_model *model;               /* its family, sources and plan */
     char **files;                             /* local source files (page cache cleanup) */
     size_t n_files;
     bool from_manifest;

@@ -521,7 +521,7 @@ struct embed_work {
     struct mf_embed_request req;
     struct memfit_image *images;
     size_t n_images;
-    struct memfit_embed_input *inputs;
+    const struct memfit_image **inputs;
     float *out;
     memfit_handle *handle;
     bool admitted, waiting, running;
@@ -607,7 +607,7 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         if (st != MEMFIT_OK)
             return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
         w->n_images++;
-        w->inputs[i].image = &w->images[i];
+        w->inputs[i] = &w->images[i];
         pixels_left -= (uint64_t)w->images[i].width * w->images[i].height;
     }
     *ok = true;
@@ -676,7 +676,8 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
 
     pthread_mutex_lock(&srv->lock);
     struct srv_model *m = mf_server_find_model(srv, w->req.model);
-    const struct memfit_embed_engine *engine = m ? m->engine : NULL;
+    const struct memfit_engine_family_info *family =
+        m ? memfit_engine_model_family(m->model) : NULL;
     bool known = m != NULL;
     pthread_mutex_unlock(&srv->lock);
     if (!known) {
@@ -686,12 +687,12 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
         return fail(r, 404, "invalid_request_error", "model_not_found", msg);
     }
 
-    if (engine && !engine->embed) {
+    if (!(family->ops & MEMFIT_ENGINE_OP_EMBED_IMAGE)) {
         char msg[300];
         snprintf(msg, sizeof(msg),
                  "model '%s' (%s) does not make embeddings; it generates text "
                  "(/v1/completions, /v1/chat/completions)",
-                 w->req.model, engine->family);
+                 w->req.model, family->name);
         return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
     }
 
@@ -710,17 +711,10 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     w->inputs = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->inputs));
     if (!w->inputs)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    if (engine && engine->input_kind == MEMFIT_EMBED_INPUT_IMAGE) {
-        bool ok;
-        enum MHD_Result ret = decode_images(r, w, &ok);
-        if (!ok)
-            return ret;
-    } else {
-        for (size_t i = 0; i < w->req.n_inputs; i++) {
-            w->inputs[i].text = w->req.inputs[i];
-            w->inputs[i].text_len = w->req.input_lens[i];
-        }
-    }
+    bool ok;
+    enum MHD_Result ret = decode_images(r, w, &ok);
+    if (!ok)
+        return ret;
 
     atomic_fetch_add(&srv->waiting, 1);
     w->waiting = true;
@@ -733,13 +727,22 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
-    if (!engine) /* cannot happen: a model without an engine never loads */
-        return fail(r, 501, "server_error", "engine_unavailable", "no engine for this model");
     atomic_fetch_add(&srv->running, 1);
     w->running = true;
 
-    void *model = memfit_handle_model(w->handle);
-    size_t dim = engine->dimension(model);
+    /* The server's transform is `memfit embed`'s default (resize 256, crop
+     * 224): every image gives the same size, so they share forwards. */
+    struct memfit_embed_params params;
+    memfit_embed_params_default(&params);
+    params.cancelled = req_cancelled;
+    params.cancel_user = r;
+    size_t per_image = 0;
+    uint32_t dim32 = 0;
+    st = memfit_engine_embed_size(w->handle, &params, w->images[0].width, w->images[0].height,
+                                  &per_image, &dim32);
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    size_t dim = dim32;
     if (w->req.dimensions && w->req.dimensions != dim) {
         char msg[200];
         snprintf(msg, sizeof(msg), "model '%s' makes %zu-dimensional embeddings, not %llu",
@@ -754,7 +757,8 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     if (!w->out)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     uint64_t tokens = 0;
-    st = engine->embed(model, w->inputs, w->req.n_inputs, w->out, &tokens, req_cancelled, r);
+    st = memfit_engine_embed(w->handle, w->inputs, w->req.n_inputs, &params, w->out,
+                             n_floats / sizeof(float), &tokens);
     memfit_manager_release(w->handle);
     w->handle = NULL;
     if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r))) {
@@ -805,9 +809,8 @@ struct gen_work {
     memfit_server *srv;
     struct mf_gen_request req;
     struct memfit_chat_message *messages;
-    const struct memfit_embed_engine *engine;
     memfit_handle *handle;
-    void *gen;
+    memfit_engine_generation *gen;
     uint32_t prompt_tokens;
     char id[40];
     uint64_t created;
@@ -822,7 +825,7 @@ static void gen_work_free(struct gen_work *w)
 {
     memfit_server *srv = w->srv;
     if (w->gen && !w->ended)
-        w->engine->generate_end(w->gen, &w->result);
+        memfit_engine_generate_end(w->gen, &w->result);
     if (w->handle)
         memfit_manager_release(w->handle);
     if (w->running)
@@ -925,7 +928,7 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         const char *text = NULL;
         size_t len = 0;
         bool done = false;
-        enum memfit_status st = w->engine->generate_next(w->gen, &text, &len, &done);
+        enum memfit_status st = memfit_engine_generate_next(w->gen, &text, &len, &done);
         if (st != MEMFIT_OK) {
             /* Headers are gone: say it in the stream, as OpenAI does. */
             struct mf_http_error e;
@@ -945,7 +948,7 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (len)
             gen_chunk(w, text, len, NULL);
         if (done) {
-            w->engine->generate_end(w->gen, &w->result);
+            memfit_engine_generate_end(w->gen, &w->result);
             w->ended = true;
             w->finished = true;
             gen_chunk(w, NULL, 0, finish_name(w->result.finish));
@@ -973,7 +976,8 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
 
     pthread_mutex_lock(&srv->lock);
     struct srv_model *m = mf_server_find_model(srv, w->req.model);
-    w->engine = m ? m->engine : NULL;
+    const struct memfit_engine_family_info *family =
+        m ? memfit_engine_model_family(m->model) : NULL;
     bool known = m != NULL;
     pthread_mutex_unlock(&srv->lock);
     char msg[300];
@@ -982,10 +986,10 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
                  w->req.model);
         return fail(r, 404, "invalid_request_error", "model_not_found", msg);
     }
-    if (w->engine && !w->engine->generate_start) {
+    if (!(family->ops & MEMFIT_ENGINE_OP_GENERATE)) {
         snprintf(msg, sizeof(msg),
                  "model '%s' (%s) does not generate text; it makes embeddings (/v1/embeddings)",
-                 w->req.model, w->engine->family);
+                 w->req.model, family->name);
         return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
     }
     if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
@@ -1044,11 +1048,9 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
-    if (!w->engine)
-        return fail(r, 501, "server_error", "engine_unavailable", "no engine for this model");
     atomic_fetch_add(&srv->running, 1);
     w->running = true;
-    st = w->engine->generate_start(memfit_handle_model(w->handle), &g, &w->gen, &w->prompt_tokens);
+    st = memfit_engine_generate_start(w->handle, &g, &w->gen, &w->prompt_tokens);
     if (st == MEMFIT_E_RANGE)
         return fail(r, 400, "invalid_request_error", "context_length_exceeded",
                     memfit_last_error());
@@ -1108,11 +1110,11 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         }
         const char *piece = NULL;
         size_t len = 0;
-        st = w->engine->generate_next(w->gen, &piece, &len, &done);
+        st = memfit_engine_generate_next(w->gen, &piece, &len, &done);
         if (st == MEMFIT_OK && len)
             mf_text_append(&text, piece, len);
     }
-    w->engine->generate_end(w->gen, &w->result);
+    memfit_engine_generate_end(w->gen, &w->result);
     w->ended = true;
     if (st != MEMFIT_OK) {
         mf_text_free(&text);

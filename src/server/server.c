@@ -48,62 +48,13 @@ void memfit_server_options_default(struct memfit_server_options *o)
     o->reaper_thread = true;
 }
 
-/* ---- Models without an engine ------------------------------------------------- */
-
-struct stub_config {
-    char *name;
-    char *family;
-    char *engines; /* the families this build has, for the message */
-};
-
-static enum memfit_status stub_plan(void *config, const char *identity,
-                                    struct memfit_budget_cost *out)
-{
-    (void)identity;
-    (void)out;
-    const struct stub_config *c = config;
-    return memfit_fail(MEMFIT_E_UNSUPPORTED,
-                       "model %s: no engine for family '%s' in this build (engines: %s)", c->name,
-                       c->family, c->engines[0] ? c->engines : "none");
-}
-
-static enum memfit_status stub_load(void *config, const char *identity,
-                                    const struct memfit_budget_cost *reserved, void **out)
-{
-    (void)identity;
-    (void)reserved;
-    (void)out;
-    return stub_plan(config, "", NULL);
-}
-
-static void stub_unload(void *config, void *model)
-{
-    (void)config;
-    (void)model;
-}
-
-static const struct memfit_model_driver stub_driver = {
-    .family = "none",
-    .plan = stub_plan,
-    .load = stub_load,
-    .unload = stub_unload,
-};
-
 /* ---- The model list ----------------------------------------------------------- */
 
 static void free_model(struct srv_model *m)
 {
     if (!m)
         return;
-    if (m->engine && m->config)
-        m->engine->config_destroy(m->config, m->engine->user);
-    if (!m->engine && m->config) {
-        struct stub_config *c = m->config;
-        memfit_free(c->name);
-        memfit_free(c->family);
-        memfit_free(c->engines);
-        memfit_free(c);
-    }
+    memfit_engine_model_destroy(m->model);
     for (size_t i = 0; i < m->n_files; i++)
         memfit_free(m->files[i]);
     memfit_free(m->files);
@@ -119,16 +70,6 @@ static void free_list(struct srv_model *m)
         free_model(m);
         m = next;
     }
-}
-
-static const struct memfit_embed_engine *find_engine(const memfit_server *srv, const char *family)
-{
-    if (family && strcmp(family, "auto") == 0)
-        return srv->opt.n_engines == 1 ? srv->opt.engines[0] : NULL;
-    for (size_t i = 0; family && i < srv->opt.n_engines; i++)
-        if (strcmp(srv->opt.engines[i]->family, family) == 0)
-            return srv->opt.engines[i];
-    return NULL;
 }
 
 /* Everything that, when it changes, makes a reload replace the model. */
@@ -179,90 +120,18 @@ static enum memfit_status make_model(memfit_server *srv, const struct memfit_man
         }
         m->n_files++;
     }
-    m->engine = find_engine(srv, e->family);
-    enum memfit_status st;
-    if (!m->engine && e->family && strcmp(e->family, "auto") == 0 && srv->opt.n_engines > 1) {
-        /* A quick-start model: the first engine that takes the file. */
-        struct mf_text why = {0};
-        mf_text_puts(&why, "");
-        st = MEMFIT_E_UNSUPPORTED;
-        for (size_t i = 0; i < srv->opt.n_engines && st == MEMFIT_E_UNSUPPORTED; i++) {
-            const struct memfit_embed_engine *eng = srv->opt.engines[i];
-            st = eng->config_create(mf, e, eng->user, &m->config);
-            if (st == MEMFIT_OK)
-                m->engine = eng;
-            else if (st == MEMFIT_E_UNSUPPORTED)
-                mf_text_printf(&why, "%s%s", why.len ? "; " : "", memfit_last_error());
-        }
-        if (st == MEMFIT_E_UNSUPPORTED)
-            st = memfit_fail(MEMFIT_E_UNSUPPORTED, "model '%s': no engine takes it (%s)", e->name,
-                             why.data ? why.data : "");
-        mf_text_free(&why);
-        if (st != MEMFIT_OK) {
-            free_model(m);
-            return st;
-        }
-    } else if (m->engine) {
-        st = m->engine->config_create(mf, e, m->engine->user, &m->config);
-        if (st != MEMFIT_OK) {
-            m->engine = NULL;
-            free_model(m);
-            return st;
-        }
-    } else {
-        struct stub_config *c = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*c));
-        struct mf_text names = {0};
-        mf_text_puts(&names, "");
-        for (size_t i = 0; i < srv->opt.n_engines; i++)
-            mf_text_printf(&names, "%s%s", i ? ", " : "", srv->opt.engines[i]->family);
-        if (c) {
-            m->config = c;
-            c->name = memfit_strdup(e->name);
-            c->family = memfit_strdup(e->family ? e->family : "auto");
-            c->engines = mf_text_take(&names, NULL);
-        } else {
-            mf_text_free(&names);
-        }
-        if (!c || !c->name || !c->family || !c->engines) {
-            free_model(m);
-            return MEMFIT_E_NOMEM;
-        }
+    enum memfit_status st = memfit_engine_model_create(mf, e, &m->model);
+    if (st != MEMFIT_OK) {
+        free_model(m);
+        return st;
     }
     *out = m;
     return MEMFIT_OK;
 }
 
-static enum memfit_status register_model(memfit_server *srv, const struct memfit_manifest_model *e,
-                                         struct srv_model *m)
+static enum memfit_status register_model(memfit_server *srv, struct srv_model *m)
 {
-    struct memfit_model_options o;
-    memfit_model_options_default(&o);
-    o.name = m->name;
-    o.driver = m->engine ? m->engine->driver : &stub_driver;
-    o.config = m->config;
-    o.keep_alive_s = e->keep_alive_s;
-    o.pin = e->pin;
-    o.max_concurrency = e->max_concurrency;
-    return memfit_manager_register(srv->mgr, &o);
-}
-
-/* "dir/dino-s.gguf", "s3://bucket/x/dino.pth?v=2" -> "dino-s", "dino". */
-static char *name_from_source(const char *source)
-{
-    const char *end = source + strcspn(source, "?#");
-    const char *base = source;
-    for (const char *p = source; p < end; p++)
-        if (*p == '/')
-            base = p + 1;
-    const char *dot = NULL;
-    for (const char *p = base + 1; p < end; p++)
-        if (*p == '.')
-            dot = p;
-    if (dot)
-        end = dot;
-    if (end <= base)
-        return memfit_strdup(source);
-    return memfit_strndup(base, (size_t)(end - base));
+    return memfit_engine_model_register(m->model, srv->mgr);
 }
 
 /* Builds the list for `mf` plus the command-line models. *out is a new
@@ -278,7 +147,7 @@ static enum memfit_status build_models(memfit_server *srv, const struct memfit_m
             tail = &(*tail)->next;
     }
     for (size_t i = 0; i < srv->n_sources && st == MEMFIT_OK; i++) {
-        char *name = name_from_source(srv->sources[i]);
+        char *name = memfit_engine_source_name(srv->sources[i]);
         if (!name) {
             st = MEMFIT_E_NOMEM;
             break;
@@ -309,22 +178,6 @@ static enum memfit_status build_models(memfit_server *srv, const struct memfit_m
     }
     *out = head;
     return MEMFIT_OK;
-}
-
-static const struct memfit_manifest_model *entry_for(const struct memfit_manifest *mf,
-                                                     const struct srv_model *m,
-                                                     struct memfit_manifest_model *scratch,
-                                                     char **scratch_sources)
-{
-    if (m->from_manifest)
-        return memfit_manifest_find(mf, m->name);
-    memset(scratch, 0, sizeof(*scratch));
-    scratch->name = m->name;
-    scratch->family = (char *)"auto";
-    scratch->sources = scratch_sources;
-    scratch->n_sources = 0;
-    scratch->keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT;
-    return scratch;
 }
 
 struct srv_model *mf_server_find_model(memfit_server *srv, const char *name)
@@ -539,14 +392,6 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
                            "server: max_connections, max_queue, max_inputs, max_body_bytes and "
                            "max_request_pixels "
                            "must be at least 1");
-    for (size_t i = 0; i < options->n_engines; i++) {
-        const struct memfit_embed_engine *e = options->engines[i];
-        bool embeds = e && e->dimension && e->embed;
-        bool generates = e && e->generate_start && e->generate_next && e->generate_end;
-        if (!e || !e->family || !e->driver || !e->config_create || !e->config_destroy ||
-            (!embeds && !generates) || (!e->dimension != !e->embed))
-            return memfit_fail(MEMFIT_E_MISUSE, "server: engine %zu lacks a required field", i);
-    }
     enum memfit_status loaded = mf_server_load_mhd();
     if (loaded != MEMFIT_OK)
         return loaded;
@@ -609,11 +454,8 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
         memfit_manifest_free(mf);
         goto fail;
     }
-    for (struct srv_model *m = srv->models; m && st == MEMFIT_OK; m = m->next) {
-        struct memfit_manifest_model scratch;
-        char *none[1] = {NULL};
-        st = register_model(srv, entry_for(mf, m, &scratch, none), m);
-    }
+    for (struct srv_model *m = srv->models; m && st == MEMFIT_OK; m = m->next)
+        st = register_model(srv, m);
     memfit_manifest_free(mf);
     if (st != MEMFIT_OK)
         goto fail;
@@ -701,9 +543,7 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
             free_model(f);
             continue;
         }
-        struct memfit_manifest_model scratch;
-        char *none[1] = {NULL};
-        enum memfit_status rs = register_model(srv, entry_for(mf, f, &scratch, none), f);
+        enum memfit_status rs = register_model(srv, f);
         if (rs != MEMFIT_OK) {
             memfit_log(MEMFIT_LOG_ERROR, "reload: model %s: %s", f->name, memfit_last_error());
             free_model(f);

@@ -3,17 +3,28 @@
 # "listening on" line, every route's answer and status, OpenAI-style errors
 # (malformed JSON, wrong types, unknown model, body too large, unknown route,
 # wrong method), the API key (on every route but /health), models of a family
-# with no engine (listed, 501 on use), SIGHUP reload (model added/removed),
+# whose file is missing (listed, refused on use with the path), an unknown
+# family (refused at start, naming the families), SIGHUP reload (model added/removed),
 # a malformed-request corpus over a raw socket, and SIGTERM -> exit 0.
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
 
+cat >"$TMP/bad.yaml" <<'Y'
+models:
+  - name: dino
+    family: clip
+    sources: [/nonexistent/dino.gguf]
+Y
+rc=0
+"$MEMFIT" serve --port 0 --manifest "$TMP/bad.yaml" >"$TMP/bad.out" 2>"$TMP/bad.err" || rc=$?
+check "unknown family: no start" test "$rc" = 1
+check "unknown family: named with the families" grep -q "unknown family 'clip' (families: dinov2" "$TMP/bad.err"
 cat >"$TMP/m.yaml" <<'Y'
 budget: 64MB
 models:
   - name: dino
-    family: clip
+    family: dinov2
     sources: [/nonexistent/dino.gguf]
 Y
 cp "$MEMFIT_FIXTURES/dinov2/vits_tiny.pth" "$TMP/extra.pth"
@@ -43,12 +54,11 @@ check "input array of numbers 400" test "$(code -d '{"model":"dino","input":[1,2
 check "missing input 400" test "$(code -d '{"model":"dino"}' "$E")" = 400
 check "unknown model 404" test "$(code -d '{"model":"nope","input":"a"}' "$E")" = 404
 check "unknown model code" is_error model_not_found
-check "no engine 501" test "$(code -d '{"model":"dino","input":"data:image/png;base64,AAAA"}' "$E")" = 501
-check "no engine names the family" grep -q "family 'clip'" "$TMP/body"
 head -c 40000000 /dev/zero >"$TMP/big"
 check "body too large 413" test "$(code --data-binary @"$TMP/big" "$E")" = 413
 check "413 code" is_error body_too_large
-check "load of a model with no engine 501" test "$(code -X POST "$URL/api/models/dino/load")" = 501
+check "load of a model whose file is missing refused" test "$(code -X POST "$URL/api/models/dino/load")" != 200
+check "missing file named" grep -q "/nonexistent/dino.gguf" "$TMP/body"
 check "unload unknown 404" test "$(code -X POST "$URL/api/models/nope/unload")" = 404
 if command -v promtool >/dev/null; then
     curl -s "$URL/metrics" >"$TMP/metrics"
@@ -86,7 +96,7 @@ cat >"$TMP/m.yaml" <<'Y'
 budget: 64MB
 models:
   - name: sam
-    family: sam
+    family: dinov2
     sources: [/nonexistent/sam.gguf]
 Y
 kill -HUP "$PID"
