@@ -21,8 +21,8 @@
 struct srv_model {
     char *name;
     char *signature; /* the manifest fields; a reload replaces the model when it changes */
-    memfit_engine_model *model;               /* its family, sources and plan */
-    char **files;                             /* local source files (page cache cleanup) */
+    memfit_engine_model *model; /* its family, sources and plan */
+    char **files;               /* local source files (page cache cleanup) */
     size_t n_files;
     bool from_manifest;
     bool kept; /* reload scratch */
