@@ -50,7 +50,8 @@ extern "C" {
     X(E_PERMISSION, 14, "permission denied")                                                       \
     X(E_EXISTS, 15, "already exists")                                                              \
     X(E_NOSPACE, 16, "no space left on device")                                                    \
-    X(E_INVALID, 17, "invalid argument")
+    X(E_INVALID, 17, "invalid argument")                                                           \
+    X(E_TOO_LARGE, 18, "larger than the memory budget")
 
 enum memfit_status {
 #define MEMFIT_STATUS_ENUM(name, value, message) MEMFIT_##name = value,

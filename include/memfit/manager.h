@@ -5,8 +5,10 @@
  * The budget is the one byte count a process may spend on large buffers
  * (weights, converted weights, workspaces, KV caches). Every such buffer is
  * reserved before it is created; a reservation that does not fit first asks
- * the registry to evict idle models, then waits, then fails with
- * MEMFIT_E_BUDGET and a message naming who holds what. It is never exceeded.
+ * the registry to evict idle models, then waits, then fails with a message
+ * naming who holds what: MEMFIT_E_BUDGET when it was not to wait (timeout
+ * 0), MEMFIT_E_TIMEOUT when it waited and room never came, MEMFIT_E_TOO_LARGE
+ * at once when it is more than the whole budget. It is never exceeded.
  *
  * The manager (registry) knows models by name and drives them through a small
  * driver interface (struct memfit_model_driver), so it does not depend on any
@@ -98,13 +100,19 @@ MEMFIT_API void memfit_budget_set_size(memfit_budget *budget, uint64_t size_byte
 /*
  * Reserves `bytes` of `category` for `owner` (a label, usually the model
  * name; copied). When the bytes do not fit, asks the evictor to free room,
- * then waits up to `timeout_ms` (woken by releases), then fails with
- * MEMFIT_E_BUDGET and a message such as
+ * then waits up to `timeout_ms` (woken by releases), then fails with a
+ * message such as
  *   "asked 300.0 MiB for dino-b workspace; 120.0 MiB free of 512.0 MiB;
- *    in use: sam 250.0 MiB (weights), dino-s 142.0 MiB (weights)".
- * A request larger than the whole budget fails at once. E_NOMEM when the
- * reservation record cannot be allocated. *out is written only on success
- * and must be given back with memfit_budget_release().
+ *    in use: sam 250.0 MiB (weights), dino-s 142.0 MiB (weights)"
+ * and the status:
+ *   E_BUDGET     timeout 0: it does not fit now and was not to wait;
+ *   E_TIMEOUT    it waited timeout_ms and room never came (the message adds
+ *                "; waited N ms");
+ *   E_TOO_LARGE  more than the whole budget: fails at once, whatever the
+ *                timeout (only a larger budget can help);
+ *   E_NOMEM      the reservation record cannot be allocated.
+ * *out is written only on success and must be given back with
+ * memfit_budget_release().
  */
 MEMFIT_API enum memfit_status memfit_budget_reserve(memfit_budget *budget,
                                                     enum memfit_budget_category category,
@@ -132,7 +140,8 @@ struct memfit_budget_usage {
     uint64_t by_category[MEMFIT_BUDGET_CATEGORY_COUNT];
     size_t n_reservations;
     unsigned n_waiting; /* reservations waiting for room now */
-    uint64_t n_refused; /* reservations that failed with E_BUDGET so far */
+    uint64_t n_refused; /* reservations refused so far (E_BUDGET, E_TIMEOUT, E_TOO_LARGE),
+                           and models refused as larger than the whole budget */
 };
 
 MEMFIT_API void memfit_budget_get_usage(memfit_budget *budget, struct memfit_budget_usage *out);
@@ -187,20 +196,33 @@ struct memfit_model_driver {
     /*
      * Required. What a load will reserve, by category, computed from metadata
      * BEFORE anything is fetched or loaded, so a model that cannot fit is
-     * refused without downloading it. Called before each load. A failure puts
-     * the model in FAILED (retried with back-off).
+     * refused without downloading it. A load runs, with no budget held until
+     * its last step:
+     *   1. plan. A total larger than the whole budget is refused at once with
+     *      MEMFIT_E_TOO_LARGE (message: both figures); nothing is fetched and
+     *      the model stays UNLOADED (the budget may be resized later).
+     *   2. fetch, when fetch is not NULL (FETCHING).
+     *   3. plan again after a successful fetch, the file now local: a first
+     *      plan may be provisional (e.g. a remote file's size), the second
+     *      must be exact. The size check of 1 applies again.
+     *   4. reserve the plan (evicting idle models, waiting up to the
+     *      acquire's deadline for room), then load (LOADING).
+     * So a fetch that fails, or a file whose second plan fails, evicts
+     * nothing. A plan failure puts the model in FAILED (retried with
+     * back-off).
      */
     enum memfit_status (*plan)(void *config, const char *identity, struct memfit_budget_cost *out);
     /*
      * Optional (NULL: nothing to fetch). Makes the model's files local (the
-     * FETCHING state). Called after the budget was reserved.
+     * FETCHING state). Called after the first plan, with no budget reserved.
+     * A failure puts the model in FAILED unless transient (as for load).
      */
     enum memfit_status (*fetch)(void *config, const char *identity);
     /*
      * Required. Loads the model within `reserved` (what plan asked for, now
      * held for it) and returns an opaque loaded-model pointer.
-     * E_NOMEM/E_BUDGET/E_TIMEOUT/E_BUSY/E_CANCELLED are transient (the model
-     * goes back to UNLOADED); any other failure puts it in FAILED.
+     * E_NOMEM/E_BUDGET/E_TIMEOUT/E_BUSY/E_CANCELLED/E_TOO_LARGE are transient
+     * (the model goes back to UNLOADED); any other failure puts it in FAILED.
      */
     enum memfit_status (*load)(void *config, const char *identity,
                                const struct memfit_budget_cost *reserved, void **out_model);
@@ -259,7 +281,8 @@ enum memfit_manager_event_kind {
     MEMFIT_EVENT_LOAD = 0,     /* a model finished loading */
     MEMFIT_EVENT_UNLOAD = 1,   /* unloaded: keep_alive, explicit or idle cleanup */
     MEMFIT_EVENT_EVICT = 2,    /* unloaded to make room for another reservation */
-    MEMFIT_EVENT_REFUSE = 3,   /* an acquire refused: budget, queue full or timeout */
+    MEMFIT_EVENT_REFUSE = 3,   /* an acquire refused: budget, too large, queue full or
+                                  timeout */
     MEMFIT_EVENT_FAIL = 4,     /* a load failed; the model is FAILED */
     MEMFIT_EVENT_PRESSURE = 5, /* memory pressure: a level change or an action (see
                                   memfit_manager_pressure_tick); model is "" */
@@ -382,18 +405,27 @@ MEMFIT_API enum memfit_status memfit_manager_register(memfit_manager *mgr,
                                                       const struct memfit_model_options *options);
 
 /*
- * Gets a handle on a loaded model, loading it first if needed. Concurrent
- * first acquires wait on one load. Waits (within timeout_ms) while the model
- * loads or unloads, while max_concurrency handles are out, and for budget
- * room. Failures:
+ * Gets a handle on a loaded model, loading it first if needed (in the
+ * order that struct memfit_model_driver's plan describes). Concurrent first
+ * acquires wait on one load. Waits (within timeout_ms) while the model loads
+ * or unloads, while max_concurrency handles are out, and for budget room: a
+ * model that does not fit beside models in use (handles out, so they cannot
+ * be evicted) waits for them to be released, and evicts them once idle.
+ * Failures:
  *   E_NOT_FOUND  no such model;
  *   E_BUSY       identity mismatch (see memfit_model_options.identity), or the
  *                admission queue is full;
- *   E_BUDGET     the model cannot fit (message says who holds what);
- *   E_TIMEOUT    the wait ran out;
+ *   E_TOO_LARGE  the model's plan is larger than the whole budget: at once,
+ *                nothing fetched, whatever the timeout; retrying cannot help
+ *                until the budget grows;
+ *   E_BUDGET     timeout 0 and the model does not fit now, even after evicting
+ *                idle models (message: asked, free, size, who holds what);
+ *   E_TIMEOUT    the wait ran out: for room (same figures, "; waited N ms"),
+ *                or for a load, an unload or a concurrency slot;
  *   the kept status of the last failed load while the model is in back-off
  *   (fails fast, message says when it will be retried), or of a new failure.
- * *out is written only on success.
+ * E_TOO_LARGE, E_BUDGET and E_TIMEOUT leave the model UNLOADED (a REFUSE
+ * event), never FAILED: no back-off. *out is written only on success.
  */
 MEMFIT_API enum memfit_status memfit_manager_acquire(memfit_manager *mgr, const char *name,
                                                      int64_t timeout_ms, memfit_handle **out);
@@ -791,8 +823,8 @@ MEMFIT_API enum memfit_status memfit_vit_driver_plan_get(memfit_vit_driver_confi
  * workspace. A request within the planned batch and size uses it; a larger
  * one reserves its own workspace from the config's budget for the request
  * (category workspace, owner the model file, up to timeout_ms) and gives it
- * back after. Failures: those of memfit_vit_forward, E_BUDGET/E_TIMEOUT
- * from the reservation, E_RANGE without a budget, E_NOMEM.
+ * back after. Failures: those of memfit_vit_forward, E_BUDGET/E_TIMEOUT/
+ * E_TOO_LARGE from the reservation, E_RANGE without a budget, E_NOMEM.
  */
 MEMFIT_API enum memfit_status
 memfit_vit_driver_forward(void *loaded, const float *pixels, uint32_t batch, uint32_t height,

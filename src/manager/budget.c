@@ -5,7 +5,10 @@
  * A reservation that does not fit asks the evictor (installed by the
  * manager) to free room, then waits on a condition variable woken by
  * releases, then fails with a message that says what was asked, what is free
- * and who holds the rest — the message a user needs instead of an OOM kill.
+ * and who holds the rest — the message a user needs instead of an OOM kill:
+ * E_BUDGET when it was not to wait (timeout 0), E_TIMEOUT when it waited and
+ * room never came, E_TOO_LARGE at once when it is more than the whole budget
+ * (no release can ever make room for it).
  * The reserved total is checked and updated under one lock, so it never goes
  * above the size, whatever the threads do.
  *
@@ -276,12 +279,14 @@ static bool owner_before(uint64_t a_total, const char *a, uint64_t b_total, cons
 
 /*
  * "asked 300.0 MiB for dino-b workspace; 120.0 MiB free of 512.0 MiB;
- *  in use: sam 250.0 MiB (weights), dino-s 142.0 MiB (weights)".
- * Built without allocating (this is the out-of-memory path); owners are
- * picked largest first by repeated selection, fine for the few a budget has.
+ *  in use: sam 250.0 MiB (weights), dino-s 142.0 MiB (weights)", failing
+ * with `st`. Built without allocating (this is the out-of-memory path);
+ * owners are picked largest first by repeated selection, fine for the few a
+ * budget has.
  */
-static enum memfit_status refuse_locked(memfit_budget *b, const struct memfit_budget_cost *cost,
-                                        uint64_t total, const char *owner, uint64_t waited_ms)
+static enum memfit_status refuse_locked(memfit_budget *b, enum memfit_status st,
+                                        const struct memfit_budget_cost *cost, uint64_t total,
+                                        const char *owner, uint64_t waited_ms)
 {
     char text_buf[1024], s1[32], s2[32];
     struct text t = {text_buf, sizeof(text_buf), 0};
@@ -339,7 +344,30 @@ static enum memfit_status refuse_locked(memfit_budget *b, const struct memfit_bu
     if (waited_ms > 0)
         append(&t, "; waited %llu ms", (unsigned long long)waited_ms);
     b->n_refused++;
-    return memfit_fail(MEMFIT_E_BUDGET, "%s", text_buf);
+    return memfit_fail(st, "%s", text_buf);
+}
+
+enum memfit_status mf_budget_check_whole(memfit_budget *budget,
+                                         const struct memfit_budget_cost *cost, const char *what)
+{
+    uint64_t total = memfit_budget_cost_total(cost);
+    pthread_mutex_lock(&budget->lock);
+    uint64_t size = budget->size;
+    if (total <= size) {
+        pthread_mutex_unlock(&budget->lock);
+        return MEMFIT_OK;
+    }
+    budget->n_refused++;
+    pthread_mutex_unlock(&budget->lock);
+    char text_buf[256], s1[32], s2[32];
+    struct text t = {text_buf, sizeof(text_buf), 0};
+    append(&t, "%s needs %s ", what, mf_format_bytes(total, s1, sizeof(s1)));
+    append_categories(&t, cost);
+    append(&t,
+           " but the whole budget is %s: it can never load; raise the budget or use a smaller "
+           "quantization",
+           mf_format_bytes(size, s2, sizeof(s2)));
+    return memfit_fail(MEMFIT_E_TOO_LARGE, "%s", text_buf);
 }
 
 /* ---- Reserve and release -------------------------------------------------------- */
@@ -373,7 +401,8 @@ enum memfit_status memfit_budget_reserve_cost(memfit_budget *budget,
         if (total <= budget->size && budget->reserved <= budget->size - total)
             break;
         if (total > budget->size) {
-            enum memfit_status st = refuse_locked(budget, cost, total, owner, 0);
+            enum memfit_status st =
+                refuse_locked(budget, MEMFIT_E_TOO_LARGE, cost, total, owner, 0);
             pthread_mutex_unlock(&budget->lock);
             memfit_free(r);
             return st;
@@ -400,8 +429,11 @@ enum memfit_status memfit_budget_reserve_cost(memfit_budget *budget,
             /* One last look: the wake-up that timed out may have come with room. */
             if (total <= budget->size && budget->reserved <= budget->size - total)
                 break;
-            uint64_t waited_ms = timeout_ms > 0 ? (memfit_now_ns() - start) / 1000000u : 0;
-            enum memfit_status st = refuse_locked(budget, cost, total, owner, waited_ms);
+            /* Not waiting: E_BUDGET (it does not fit now); waited in vain: E_TIMEOUT. */
+            uint64_t waited_ms = timeout_ms != 0 ? (memfit_now_ns() - start) / 1000000u : 0;
+            enum memfit_status st =
+                refuse_locked(budget, timeout_ms != 0 ? MEMFIT_E_TIMEOUT : MEMFIT_E_BUDGET, cost,
+                              total, owner, waited_ms);
             pthread_mutex_unlock(&budget->lock);
             memfit_free(r);
             return st;

@@ -18,6 +18,17 @@
  * (one atomic load) when nobody waits. */
 void mf_budget_notify(memfit_budget *budget);
 
+/*
+ * MEMFIT_OK when `cost` fits in the whole budget (once enough is released);
+ * else E_TOO_LARGE, counted as a refusal, with a message naming both figures:
+ *   "<what> needs 1.2 GiB (weights 900.0 MiB, workspace 300.0 MiB) but the
+ *    whole budget is 512.0 MiB: it can never load; raise the budget or use a
+ *    smaller quantization".
+ * `what` names the requester ("model sam"). Reserves nothing.
+ */
+enum memfit_status mf_budget_check_whole(memfit_budget *budget,
+                                         const struct memfit_budget_cost *cost, const char *what);
+
 /* "37 B", "12.0 KiB", "250.0 MiB", "1.5 GiB" (one decimal); returns buf. */
 char *mf_format_bytes(uint64_t bytes, char *buf, size_t size);
 

@@ -638,11 +638,12 @@ enum memfit_status memfit_manager_register(memfit_manager *mgr,
 
 /* ---- Acquire and release -------------------------------------------------------- */
 
-/* Failures that say nothing about the model itself: no back-off for them. */
+/* Failures that say nothing about the model itself: no back-off for them.
+ * E_TOO_LARGE is about the budget's size, which can be changed. */
 static bool is_transient(enum memfit_status st)
 {
     return st == MEMFIT_E_NOMEM || st == MEMFIT_E_BUDGET || st == MEMFIT_E_TIMEOUT ||
-           st == MEMFIT_E_BUSY || st == MEMFIT_E_CANCELLED;
+           st == MEMFIT_E_BUSY || st == MEMFIT_E_CANCELLED || st == MEMFIT_E_TOO_LARGE;
 }
 
 static void set_state(memfit_manager *mgr, struct mf_model *m, enum memfit_model_state state)
@@ -664,12 +665,42 @@ static memfit_handle *take_locked(memfit_manager *mgr, struct mf_model *m)
 }
 
 /*
+ * Asks the driver what the model costs, records it (for the snapshot while
+ * it loads) and refuses at once, with E_TOO_LARGE and *never_fits set, a
+ * cost the whole budget could never hold. Called with no lock held.
+ */
+static enum memfit_status plan_checked(memfit_manager *mgr, struct mf_model *m,
+                                       struct memfit_budget_cost *cost, bool *never_fits)
+{
+    enum memfit_status st = m->driver->plan(m->config, m->identity, cost);
+    if (st != MEMFIT_OK)
+        return st;
+    if (memfit_budget_cost_total(cost) == UINT64_MAX)
+        return memfit_fail(MEMFIT_E_RANGE, "plan: sizes overflow");
+    pthread_mutex_lock(&mgr->lock);
+    m->cost = *cost;
+    pthread_mutex_unlock(&mgr->lock);
+    char what[300];
+    snprintf(what, sizeof(what), "model %s", m->name);
+    st = mf_budget_check_whole(mgr->budget, cost, what);
+    *never_fits = st != MEMFIT_OK;
+    return st;
+}
+
+/*
  * Loads `m`, which the caller found UNLOADED (or FAILED past its back-off),
  * as the single loader: lock held on entry, released on return. On success
  * *out is a handle taken before anyone else can evict the fresh model.
+ *
+ * The order keeps a model that will not load from costing anyone else:
+ * plan (a model larger than the whole budget stops here, nothing fetched),
+ * fetch and plan again with the file local (the exact plan), all with no
+ * reservation held, so a failed fetch or a malformed file evicts nothing;
+ * only then reserve (evicting idle models, waiting up to the deadline when
+ * `wait` is set) and load.
  */
 static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m, uint64_t deadline,
-                                        memfit_handle **out)
+                                        bool wait, memfit_handle **out)
 {
     const struct memfit_model_driver *d = m->driver;
     m->state = d->fetch ? MEMFIT_MODEL_FETCHING : MEMFIT_MODEL_LOADING;
@@ -678,23 +709,24 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
     struct memfit_budget_cost cost = {{0}};
     memfit_reservation *res = NULL;
     void *loaded = NULL;
-    bool refused = false;
+    bool refused = false, never_fits = false;
     uint64_t t0 = 0, t1 = 0;
-    enum memfit_status st = d->plan(m->config, m->identity, &cost);
-    if (st == MEMFIT_OK && memfit_budget_cost_total(&cost) == UINT64_MAX)
-        st = memfit_fail(MEMFIT_E_RANGE, "plan: sizes overflow");
-    if (st == MEMFIT_OK) {
-        pthread_mutex_lock(&mgr->lock);
-        m->cost = cost;
-        pthread_mutex_unlock(&mgr->lock);
-        st = memfit_budget_reserve_cost(mgr->budget, &cost, m->name, mf_remaining_ms(deadline),
-                                        &res);
-        refused = st != MEMFIT_OK;
-    }
+    enum memfit_status st = plan_checked(mgr, m, &cost, &never_fits);
     if (st == MEMFIT_OK && d->fetch) {
         st = d->fetch(m->config, m->identity);
-        if (st == MEMFIT_OK)
+        if (st == MEMFIT_OK) {
             set_state(mgr, m, MEMFIT_MODEL_LOADING);
+            st = plan_checked(mgr, m, &cost, &never_fits);
+        }
+    }
+    if (st == MEMFIT_OK) {
+        /* A caller that waits still gets the evictor and a last look when the
+         * fetch used up its time, and then E_TIMEOUT, not "not waiting". */
+        int64_t left_ms = mf_remaining_ms(deadline);
+        if (wait && left_ms == 0)
+            left_ms = 1;
+        st = memfit_budget_reserve_cost(mgr->budget, &cost, m->name, wait ? left_ms : 0, &res);
+        refused = st != MEMFIT_OK;
     }
     if (st == MEMFIT_OK) {
         t0 = clock_now(mgr);
@@ -727,7 +759,9 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
 
     /* Keep the message: requests during the back-off fail fast with it. */
     char message[512];
-    if (refused || st == MEMFIT_E_BUDGET)
+    if (never_fits)
+        snprintf(message, sizeof(message), "%s", memfit_last_error()); /* names the model */
+    else if (refused || st == MEMFIT_E_BUDGET)
         snprintf(message, sizeof(message), "cannot load model %s: %s", m->name,
                  memfit_last_error());
     else
@@ -810,7 +844,8 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
 {
     if (!mgr || !name || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_acquire: NULL argument");
-    uint64_t deadline = mf_deadline_ns(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms);
+    int64_t wait_ms = timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms;
+    uint64_t deadline = mf_deadline_ns(wait_ms);
     char message[512];
     pthread_mutex_lock(&mgr->lock);
     struct mf_model *m = find_locked(mgr, name);
@@ -840,7 +875,7 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
             /* Memory pressure: nothing new is admitted, loaded model or not. */
             char figures[256];
             pressure_figures_locked(mgr, figures, sizeof(figures));
-            if (timeout_ms == 0) {
+            if (wait_ms == 0) {
                 if (queued) {
                     mgr->n_waiting--;
                     m->waiting--;
@@ -870,9 +905,7 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
                 snprintf(message, sizeof(message),
                          "model %s: timed out after %lld ms waiting: admission paused by "
                          "memory pressure (%s)",
-                         m->name,
-                         (long long)(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms),
-                         figures);
+                         m->name, (long long)wait_ms, figures);
                 return refuse_unlock(mgr, m, MEMFIT_E_TIMEOUT, message);
             }
             continue;
@@ -905,7 +938,7 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
                 mgr->n_waiting--;
                 m->waiting--;
             }
-            return load_and_take(mgr, m, deadline, out);
+            return load_and_take(mgr, m, deadline, wait_ms != 0, out);
         }
         /* FETCHING, LOADING, UNLOADING, or all concurrency slots taken: wait. */
         if (!queued) {
@@ -925,9 +958,8 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
             snprintf(message, sizeof(message),
                      "model %s: timed out after %lld ms waiting (state %s, %u handle(s) out, "
                      "max_concurrency %u)",
-                     m->name,
-                     (long long)(timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms),
-                     memfit_model_state_name(m->state), m->refcount, m->max_concurrency);
+                     m->name, (long long)wait_ms, memfit_model_state_name(m->state), m->refcount,
+                     m->max_concurrency);
             return refuse_unlock(mgr, m, MEMFIT_E_TIMEOUT, message);
         }
     }

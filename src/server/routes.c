@@ -122,6 +122,12 @@ static enum MHD_Result fail_status(struct req *r, enum memfit_status st)
         return fail(r, 429, "rate_limit_error", "model_busy", msg);
     case MEMFIT_E_BUDGET:
         return fail(r, 503, "server_error", "insufficient_memory", msg);
+    case MEMFIT_E_TOO_LARGE: {
+        /* Larger than the whole budget: retrying cannot help, so no Retry-After. */
+        struct mf_http_error e;
+        mf_http_error_set(&e, 503, "server_error", "model_too_large", "%s", msg);
+        return respond_error(r, &e);
+    }
     case MEMFIT_E_TIMEOUT:
         return fail(r, 503, "server_error", "timeout", msg);
     case MEMFIT_E_UNSUPPORTED:
@@ -614,17 +620,24 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
     return MHD_YES;
 }
 
-/* Acquires the model in slices, so a client that leaves stops waiting. */
+/*
+ * Acquires the model in slices, so a client that leaves stops waiting, until
+ * the admission timeout: a slice that ends in E_TIMEOUT (the model is
+ * loading, or does not fit beside models in use and waits for their
+ * release) is followed by the next. The last failure keeps the manager's
+ * figures and adds the whole wait.
+ */
 static enum memfit_status acquire(struct req *r, const char *name, memfit_handle **out)
 {
     memfit_server *srv = r->srv;
     int64_t timeout_ms = srv->opt.admission_timeout_ms;
-    uint64_t deadline = timeout_ms >= 0 ? memfit_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    uint64_t start = memfit_now_ns();
+    uint64_t deadline = timeout_ms >= 0 ? start + (uint64_t)timeout_ms * 1000000u : 0;
     for (;;) {
         int64_t slice = 200;
         if (deadline) {
             uint64_t now = memfit_now_ns();
-            uint64_t left_ms = deadline > now ? (deadline - now) / 1000000u : 0;
+            uint64_t left_ms = deadline > now ? (deadline - now + 999999u) / 1000000u : 0;
             if ((uint64_t)slice > left_ms)
                 slice = (int64_t)left_ms;
         }
@@ -633,8 +646,11 @@ static enum memfit_status acquire(struct req *r, const char *name, memfit_handle
             return st;
         if (req_cancelled(r))
             return memfit_fail(MEMFIT_E_CANCELLED, "the client went away");
-        if (deadline && memfit_now_ns() >= deadline)
-            return st;
+        uint64_t now = memfit_now_ns();
+        if (deadline && now >= deadline)
+            return memfit_fail(st, "%s (admission timeout %lld ms, waited %llu ms in all)",
+                               memfit_last_error(), (long long)timeout_ms,
+                               (unsigned long long)((now - start) / 1000000u));
     }
 }
 

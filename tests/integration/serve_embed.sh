@@ -132,7 +132,7 @@ for _ in $(seq 100); do [[ $(metric memfit_queue_running) == 0 ]] && break; slee
 check "client gone: nothing left running" test "$(metric memfit_queue_running)" = 0
 stop_server
 
-# ---- A budget too small for the model: 503 with the manager's figures.
+# ---- A budget smaller than the model: 503 model_too_large with the figures, no Retry-After.
 cat >"$TMP/small.yaml" <<Y
 budget: 1MB
 models:
@@ -142,8 +142,9 @@ models:
 Y
 start_server --manifest "$TMP/small.yaml"
 make_request dino float "${IMAGES[0]}"
-check "budget refusal: 503" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
-check "budget refusal: code insufficient_memory" is_error insufficient_memory
+check "budget refusal: 503" test "$(code -D "$TMP/headers" -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
+check "budget refusal: code model_too_large" is_error model_too_large
+check "budget refusal: no Retry-After (it can never fit)" bash -c "! grep -qi '^Retry-After' '$TMP/headers'"
 check "budget refusal: the figures" grep -Eq '[0-9.]+ ?[kKMG]i?B.*[0-9.]+ ?[kKMG]i?B' "$TMP/body"
 check "budget refusal counted" test "$(metric memfit_budget_refusals_total)" -ge 1
 stop_server

@@ -1,7 +1,8 @@
 /*
  * Fake model drivers and a fake clock for the manager's unit tests
  * (header-only). A fake model costs what its config says, counts the driver
- * calls, can be told to fail or to load slowly, allocates through the
+ * calls, can be told to fail (plan, fetch or load) or to load slowly, can
+ * plan differently once fetched (a provisional plan, then the exact one), allocates through the
  * wrapper (so fault injection reaches it) and adds its bytes to a "world"
  * that records the most bytes ever loaded at once, which tests compare with
  * the budget.
@@ -29,6 +30,9 @@ struct fake_model {
     _Atomic int n_plan, n_fetch, n_load, n_unload;
     _Atomic int fail_loads;         /* the next N loads fail with fail_status */
     enum memfit_status fail_status; /* E_FORMAT when left 0 */
+    _Atomic int fail_fetches;       /* the next N fetches fail with E_NETWORK */
+    _Atomic int fail_plan_call;     /* this plan call (1: the first) fails with E_FORMAT */
+    uint64_t fetched_weights_bytes; /* non-zero: the weights planned once fetched */
     _Atomic int load_delay_ms;      /* a slow load, for single-flight tests */
     _Atomic int loaded;             /* loads minus unloads: must stay 0 or 1 */
     _Atomic int max_loaded;
@@ -45,9 +49,13 @@ static enum memfit_status fake_plan(void *config, const char *identity,
 {
     (void)identity;
     struct fake_model *f = config;
-    atomic_fetch_add(&f->n_plan, 1);
+    int call = atomic_fetch_add(&f->n_plan, 1) + 1;
+    if (call == atomic_load(&f->fail_plan_call))
+        return memfit_fail(MEMFIT_E_FORMAT, "fake.gguf: truncated header");
     memset(out, 0, sizeof(*out));
-    out->bytes[MEMFIT_BUDGET_WEIGHTS] = f->weights_bytes;
+    out->bytes[MEMFIT_BUDGET_WEIGHTS] = f->fetched_weights_bytes && atomic_load(&f->n_fetch) > 0
+                                            ? f->fetched_weights_bytes
+                                            : f->weights_bytes;
     out->bytes[MEMFIT_BUDGET_WORKSPACE] = f->workspace_bytes;
     return MEMFIT_OK;
 }
@@ -57,6 +65,10 @@ static enum memfit_status fake_fetch(void *config, const char *identity)
     (void)identity;
     struct fake_model *f = config;
     atomic_fetch_add(&f->n_fetch, 1);
+    if (atomic_load(&f->fail_fetches) > 0) {
+        atomic_fetch_sub(&f->fail_fetches, 1);
+        return memfit_fail(MEMFIT_E_NETWORK, "fake://model: connection reset");
+    }
     return MEMFIT_OK;
 }
 

@@ -17,6 +17,9 @@ static void test_status_names(void **state)
     (void)state;
     assert_string_equal(memfit_status_name(MEMFIT_E_NOMEM), "MEMFIT_E_NOMEM");
     assert_string_equal(memfit_status_message(MEMFIT_E_BUDGET), "memory budget exceeded");
+    assert_int_equal(MEMFIT_E_TOO_LARGE, 18); /* values reach files and the wire */
+    assert_string_equal(memfit_status_name(MEMFIT_E_TOO_LARGE), "MEMFIT_E_TOO_LARGE");
+    assert_string_equal(memfit_status_message(MEMFIT_E_TOO_LARGE), "larger than the memory budget");
     assert_string_equal(memfit_status_name((enum memfit_status)999), "MEMFIT_UNKNOWN");
     assert_int_equal(memfit_fail(MEMFIT_E_IO, "x: %d", 42), MEMFIT_E_IO);
     assert_string_equal(memfit_last_error(), "x: 42");

@@ -88,20 +88,32 @@ static void test_refusal_message(void **state)
                         "100.0 MiB free of 512.0 MiB; in use: sam 270.0 MiB (weights 250.0 MiB, "
                         "KV cache 20.0 MiB), dino-s 142.0 MiB (weights)");
 
-    /* More than the whole budget fails at once, whatever the timeout. */
+    /* More than the whole budget fails at once, whatever the timeout: no
+     * release can ever make room for it. */
     assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WEIGHTS, 600 * MIB, "big", -1, &r3),
-                     MEMFIT_E_BUDGET);
+                     MEMFIT_E_TOO_LARGE);
     assert_non_null(strstr(memfit_last_error(), "(more than the whole budget)"));
+    /* The same question asked before any reservation (the manager's, before a fetch). */
+    cost.bytes[MEMFIT_BUDGET_WEIGHTS] = 900 * MIB;
+    cost.bytes[MEMFIT_BUDGET_KV_CACHE] = 0;
+    cost.bytes[MEMFIT_BUDGET_WORKSPACE] = 300 * MIB;
+    assert_int_equal(mf_budget_check_whole(b, &cost, "model sam"), MEMFIT_E_TOO_LARGE);
+    assert_string_equal(memfit_last_error(),
+                        "model sam needs 1.2 GiB (weights 900.0 MiB, workspace 300.0 MiB) but the "
+                        "whole budget is 512.0 MiB: it can never load; raise the budget or use a "
+                        "smaller quantization");
+    cost.bytes[MEMFIT_BUDGET_WEIGHTS] = 200 * MIB; /* fits once others are released */
+    assert_int_equal(mf_budget_check_whole(b, &cost, "model sam"), MEMFIT_OK);
     struct memfit_budget_usage u;
     memfit_budget_get_usage(b, &u);
-    assert_int_equal(u.n_refused, 3);
+    assert_int_equal(u.n_refused, 4);
     memfit_budget_release(r4);
     memfit_budget_release(r2);
     memfit_budget_release(r1);
 
     memfit_budget_set_size(b, 1000);
     assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WEIGHTS, 2000, "x", 0, &r3),
-                     MEMFIT_E_BUDGET);
+                     MEMFIT_E_TOO_LARGE);
     assert_string_equal(memfit_last_error(), "asked 2.0 KiB for x weights; 1000 B free of 1000 B "
                                              "(more than the whole budget); in use: nothing");
     memfit_budget_destroy(b);
@@ -127,10 +139,17 @@ static void test_wait_for_release_and_timeout(void **state)
     assert_int_equal(memfit_budget_create(100, &b), MEMFIT_OK);
     memfit_reservation *r1, *r2;
     assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WORKSPACE, 80, "a", 0, &r1), MEMFIT_OK);
-    /* Times out: nothing is released. */
-    assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WORKSPACE, 50, "b", 20, &r2),
+    /* Not waiting: E_BUDGET, with the figures and no wait. */
+    assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WORKSPACE, 50, "b", 0, &r2),
                      MEMFIT_E_BUDGET);
-    assert_non_null(strstr(memfit_last_error(), "; waited "));
+    assert_string_equal(
+        memfit_last_error(),
+        "asked 50 B for b workspace; 20 B free of 100 B; in use: a 80 B (workspace)");
+    /* Waited and nothing was released: E_TIMEOUT, with the same figures. */
+    assert_int_equal(memfit_budget_reserve(b, MEMFIT_BUDGET_WORKSPACE, 50, "b", 20, &r2),
+                     MEMFIT_E_TIMEOUT);
+    assert_non_null(strstr(memfit_last_error(), "asked 50 B for b workspace; 20 B free of 100 B; "
+                                                "in use: a 80 B (workspace); waited "));
     /* Woken by a release from another thread. */
     struct releaser rl = {r1, 20};
     pthread_t t;
@@ -313,7 +332,7 @@ static void *stress_main(void *arg)
             while (now > max && !atomic_compare_exchange_weak(&s->max_held, &max, now)) {
             }
             atomic_fetch_add(&s->ok, 1);
-        } else if (st == MEMFIT_E_BUDGET) {
+        } else if (st == MEMFIT_E_BUDGET || st == MEMFIT_E_TIMEOUT) {
             atomic_fetch_add(&s->refused, 1);
         } else {
             atomic_fetch_add(&s->unexpected, 1); /* cmocka asserts only on the main thread */

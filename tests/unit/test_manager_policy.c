@@ -3,7 +3,10 @@
  * evicted, one victim that frees enough preferred), keep_alive 0/N/-1,
  * refusal messages, unloading disabled, identity mismatch, FAILED back-off
  * and retry, single-flight loads, max concurrency and the admission queue,
- * events, and the snapshot. */
+ * events, and the snapshot; the load order (plan, fetch, plan again, then
+ * reserve): a failed fetch or plan evicts nothing, a model larger than the
+ * whole budget is refused before any fetch; an acquire waits for a busy
+ * model's release, or times out with the figures. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,17 +56,24 @@ static memfit_manager *make_manager(uint64_t budget, bool unloading)
     return mgr;
 }
 
-static void add_model(memfit_manager *mgr, const char *name, struct fake_model *f,
-                      int64_t keep_alive_s, bool pin)
+static void add_model_driver(memfit_manager *mgr, const char *name,
+                             const struct memfit_model_driver *driver, struct fake_model *f,
+                             int64_t keep_alive_s, bool pin)
 {
     struct memfit_model_options o;
     memfit_model_options_default(&o);
     o.name = name;
-    o.driver = &fake_driver;
+    o.driver = driver;
     o.config = f;
     o.keep_alive_s = keep_alive_s;
     o.pin = pin;
     assert_int_equal(memfit_manager_register(mgr, &o), MEMFIT_OK);
+}
+
+static void add_model(memfit_manager *mgr, const char *name, struct fake_model *f,
+                      int64_t keep_alive_s, bool pin)
+{
+    add_model_driver(mgr, name, &fake_driver, f, keep_alive_s, pin);
 }
 
 static struct memfit_model_status model_status(memfit_manager *mgr, const char *name)
@@ -301,6 +311,219 @@ static void test_waiting_load_evicts_model_that_becomes_idle(void **state)
     memfit_manager_destroy(mgr);
 }
 
+/* ---- Load order: plan, fetch, plan again, reserve, load ---- */
+
+/* A budget of 100 MiB holding "a" (60 MiB, loaded and idle, so it would be
+ * evicted for the next load) and a remote model "r" of 60 MiB. */
+static memfit_manager *make_order_manager(struct fake_model *a, struct fake_model *r)
+{
+    memfit_manager *mgr = make_manager(100 * MIB, true);
+    add_model(mgr, "a", a, -1, false);
+    add_model_driver(mgr, "r", &fake_fetching_driver, r, -1, false);
+    assert_int_equal(use(mgr, "a"), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_READY);
+    return mgr;
+}
+
+/* "a" is still loaded, nothing was evicted or reserved for "r". */
+static void assert_nothing_evicted(memfit_manager *mgr, struct fake_model *a)
+{
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_READY);
+    assert_int_equal(atomic_load(&a->n_unload), 0);
+    assert_int_equal(events.count[MEMFIT_EVENT_EVICT], 0);
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(memfit_manager_budget(mgr), &u);
+    assert_int_equal(u.reserved_bytes, 60 * MIB);
+}
+
+static void test_failed_fetch_evicts_nothing(void **state)
+{
+    (void)state;
+    struct fake_model a = {.weights_bytes = 60 * MIB}, r = a;
+    atomic_store(&r.fail_fetches, 1);
+    memfit_manager *mgr = make_order_manager(&a, &r);
+    memfit_handle *h;
+    assert_int_equal(memfit_manager_acquire(mgr, "r", 1000, &h), MEMFIT_E_NETWORK);
+    assert_string_equal(memfit_last_error(),
+                        "model r failed to load: fake://model: connection reset");
+    assert_int_equal(state_of(mgr, "r"), MEMFIT_MODEL_FAILED);
+    assert_int_equal(atomic_load(&r.n_plan), 1); /* no second plan without the file */
+    assert_int_equal(atomic_load(&r.n_load), 0);
+    assert_nothing_evicted(mgr, &a);
+    assert_int_equal(events.count[MEMFIT_EVENT_FAIL], 1);
+    /* After the back-off the fetch works: now, and only now, "a" makes room. */
+    atomic_fetch_add(&fake_clock_ns, SEC);
+    assert_int_equal(memfit_manager_acquire(mgr, "r", 1000, &h), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);
+    assert_int_equal(events.count[MEMFIT_EVENT_EVICT], 1);
+    memfit_manager_release(h);
+    memfit_manager_destroy(mgr);
+}
+
+static void test_failed_plan_after_fetch_evicts_nothing(void **state)
+{
+    (void)state;
+    struct fake_model a = {.weights_bytes = 60 * MIB}, r = a;
+    atomic_store(&r.fail_plan_call, 2); /* the file fetched is malformed */
+    memfit_manager *mgr = make_order_manager(&a, &r);
+    memfit_handle *h;
+    assert_int_equal(memfit_manager_acquire(mgr, "r", 1000, &h), MEMFIT_E_FORMAT);
+    assert_string_equal(memfit_last_error(), "model r failed to load: fake.gguf: truncated header");
+    assert_int_equal(state_of(mgr, "r"), MEMFIT_MODEL_FAILED);
+    assert_int_equal(atomic_load(&r.n_fetch), 1);
+    assert_int_equal(atomic_load(&r.n_plan), 2);
+    assert_int_equal(atomic_load(&r.n_load), 0);
+    assert_nothing_evicted(mgr, &a);
+    memfit_manager_destroy(mgr);
+}
+
+static void test_plan_twice_around_fetch(void **state)
+{
+    (void)state;
+    /* A provisional plan (the file's size) of 10 MiB, 50 MiB exact once fetched. */
+    struct fake_model a = {.weights_bytes = 60 * MIB},
+                      r = {.weights_bytes = 10 * MIB, .fetched_weights_bytes = 50 * MIB};
+    memfit_manager *mgr = make_order_manager(&a, &r);
+    memfit_handle *h;
+    assert_int_equal(memfit_manager_acquire(mgr, "r", 1000, &h), MEMFIT_OK);
+    assert_int_equal(atomic_load(&r.n_plan), 2);
+    assert_int_equal(atomic_load(&r.n_fetch), 1);
+    assert_int_equal(atomic_load(&r.n_load), 1);
+    assert_int_equal(model_status(mgr, "r").total_bytes, 50 * MIB); /* the exact plan */
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);    /* 10 MiB fitted beside it */
+    memfit_manager_release(h);
+    /* Loaded again later (the file is local): still one plan before, one after. */
+    assert_int_equal(memfit_manager_unload(mgr, "r"), MEMFIT_OK);
+    assert_int_equal(memfit_manager_acquire(mgr, "r", 0, &h), MEMFIT_OK);
+    assert_int_equal(atomic_load(&r.n_plan), 4);
+    memfit_manager_release(h);
+
+    /* An exact plan larger than the whole budget: refused after the fetch,
+     * nothing evicted, UNLOADED (not FAILED). */
+    struct fake_model b = {.weights_bytes = 60 * MIB},
+                      big = {.weights_bytes = 10 * MIB, .fetched_weights_bytes = 200 * MIB};
+    memfit_manager *mgr2 = make_order_manager(&b, &big);
+    assert_int_equal(memfit_manager_acquire(mgr2, "r", 1000, &h), MEMFIT_E_TOO_LARGE);
+    assert_string_equal(memfit_last_error(),
+                        "model r needs 200.0 MiB (weights) but the whole budget is 100.0 MiB: it "
+                        "can never load; raise the budget or use a smaller quantization");
+    assert_int_equal(state_of(mgr2, "r"), MEMFIT_MODEL_UNLOADED);
+    assert_int_equal(atomic_load(&big.n_load), 0);
+    assert_nothing_evicted(mgr2, &b);
+    memfit_manager_destroy(mgr2);
+    memfit_manager_destroy(mgr);
+}
+
+static void test_larger_than_budget_refused_before_fetch(void **state)
+{
+    (void)state;
+    memfit_manager *mgr = make_manager(512 * MIB, true);
+    struct fake_model a = {.weights_bytes = 60 * MIB},
+                      sam = {.weights_bytes = 900 * MIB, .workspace_bytes = 300 * MIB};
+    add_model(mgr, "a", &a, -1, false);
+    add_model_driver(mgr, "sam", &fake_fetching_driver, &sam, -1, false);
+    assert_int_equal(use(mgr, "a"), MEMFIT_OK);
+    memfit_handle *h;
+    uint64_t t0 = memfit_now_ns();
+    assert_int_equal(memfit_manager_acquire(mgr, "sam", 5000, &h), MEMFIT_E_TOO_LARGE);
+    assert_true(memfit_now_ns() - t0 < 2 * SEC); /* at once, not after the timeout */
+    assert_string_equal(memfit_last_error(),
+                        "model sam needs 1.2 GiB (weights 900.0 MiB, workspace 300.0 MiB) but the "
+                        "whole budget is 512.0 MiB: it can never load; raise the budget or use a "
+                        "smaller quantization");
+    assert_int_equal(atomic_load(&sam.n_fetch), 0);
+    assert_int_equal(atomic_load(&sam.n_load), 0);
+    struct memfit_model_status s = model_status(mgr, "sam");
+    assert_int_equal(s.state, MEMFIT_MODEL_UNLOADED);
+    assert_int_equal(s.last_status, MEMFIT_E_TOO_LARGE);
+    assert_int_equal(s.n_refusals, 1);
+    assert_int_equal(s.n_failures, 0);
+    assert_int_equal(events.count[MEMFIT_EVENT_REFUSE], 1);
+    assert_int_equal(events.count[MEMFIT_EVENT_FAIL], 0);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_READY);
+    /* No back-off: asked again, planned again, refused again. */
+    assert_int_equal(memfit_manager_acquire(mgr, "sam", 0, &h), MEMFIT_E_TOO_LARGE);
+    assert_int_equal(atomic_load(&sam.n_plan), 2);
+    /* A larger budget makes it loadable. */
+    memfit_budget_set_size(memfit_manager_budget(mgr), 2048 * MIB);
+    assert_int_equal(memfit_manager_acquire(mgr, "sam", 0, &h), MEMFIT_OK);
+    assert_int_equal(atomic_load(&sam.n_fetch), 1);
+    memfit_manager_release(h);
+    memfit_manager_destroy(mgr);
+}
+
+/* ---- Admission waits for a busy model's release ---- */
+
+/* A budget of 100 MiB, "a" (60 MiB) loaded and held in *ha, and "b" (60
+ * MiB) that fits only once "a" is released and evicted. */
+static memfit_manager *make_busy_manager(struct fake_model *a, struct fake_model *b,
+                                         memfit_handle **ha)
+{
+    memfit_manager *mgr = make_manager(100 * MIB, true);
+    *a = (struct fake_model){.weights_bytes = 60 * MIB};
+    *b = (struct fake_model){.weights_bytes = 60 * MIB};
+    add_model(mgr, "a", a, -1, false);
+    add_model(mgr, "b", b, -1, false);
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, ha), MEMFIT_OK);
+    return mgr;
+}
+
+static void test_acquire_waits_for_busy_release(void **state)
+{
+    (void)state;
+    struct fake_model a, b;
+    memfit_handle *ha;
+    memfit_manager *mgr = make_busy_manager(&a, &b, &ha);
+    struct acquirer acq = {mgr, "b", 2000, MEMFIT_E_IO, NULL};
+    pthread_t t;
+    uint64_t t0 = memfit_now_ns();
+    assert_int_equal(pthread_create(&t, NULL, acquire_thread, &acq), 0);
+    fake_sleep_ms(300);
+    struct memfit_budget_usage u; /* still waiting for room, past the old 200 ms give-up */
+    memfit_budget_get_usage(memfit_manager_budget(mgr), &u);
+    assert_int_equal(u.n_waiting, 1);
+    assert_int_equal(state_of(mgr, "b"), MEMFIT_MODEL_LOADING);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_BUSY);
+    memfit_manager_release(ha);
+    pthread_join(t, NULL);
+    assert_int_equal(acq.st, MEMFIT_OK);
+    uint64_t waited = memfit_now_ns() - t0;
+    assert_true(waited >= 300 * 1000000ull && waited < 2 * SEC);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);
+    assert_int_equal(events.count[MEMFIT_EVENT_EVICT], 1);
+    assert_int_equal(events.count[MEMFIT_EVENT_REFUSE], 0);
+    memfit_manager_release(acq.h);
+    memfit_manager_destroy(mgr);
+}
+
+static void test_acquire_times_out_beside_busy_model(void **state)
+{
+    (void)state;
+    struct fake_model a, b;
+    memfit_handle *ha, *hb;
+    memfit_manager *mgr = make_busy_manager(&a, &b, &ha);
+    /* Not waiting: E_BUDGET at once. */
+    assert_int_equal(memfit_manager_acquire(mgr, "b", 0, &hb), MEMFIT_E_BUDGET);
+    /* Waiting: E_TIMEOUT once the timeout has passed, with the same figures. */
+    uint64_t t0 = memfit_now_ns();
+    assert_int_equal(memfit_manager_acquire(mgr, "b", 400, &hb), MEMFIT_E_TIMEOUT);
+    assert_true(memfit_now_ns() - t0 >= 400 * 1000000ull);
+    const char *want = "cannot load model b: asked 60.0 MiB for b weights; 40.0 MiB free of "
+                       "100.0 MiB; in use: a 60.0 MiB (weights); waited ";
+    assert_memory_equal(memfit_last_error(), want, strlen(want));
+    struct memfit_model_status s = model_status(mgr, "b");
+    assert_int_equal(s.state, MEMFIT_MODEL_UNLOADED); /* transient: no back-off */
+    assert_int_equal(s.last_status, MEMFIT_E_TIMEOUT);
+    assert_int_equal(s.n_failures, 0);
+    assert_int_equal(s.n_refusals, 2);
+    assert_int_equal(atomic_load(&b.n_load), 0);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_BUSY);
+    memfit_manager_release(ha);
+    assert_int_equal(memfit_manager_acquire(mgr, "b", 0, &hb), MEMFIT_OK); /* evicts a */
+    memfit_manager_release(hb);
+    memfit_manager_destroy(mgr);
+}
+
 static void test_keep_alive(void **state)
 {
     (void)state;
@@ -512,7 +735,7 @@ static void test_single_flight(void **state)
         assert_int_equal(acq[i].st, MEMFIT_OK);
         assert_ptr_equal(memfit_handle_model(acq[i].h), memfit_handle_model(acq[0].h));
     }
-    assert_int_equal(atomic_load(&f.n_plan), 1);
+    assert_int_equal(atomic_load(&f.n_plan), 2); /* before and after the one fetch */
     assert_int_equal(atomic_load(&f.n_fetch), 1);
     assert_int_equal(atomic_load(&f.n_load), 1);
     assert_int_equal(model_status(mgr, "slow").in_use, N_FLIGHT);
@@ -655,6 +878,12 @@ int main(void)
         cmocka_unit_test(test_lru_several_victims),
         cmocka_unit_test(test_pinned_and_in_use_never_evicted),
         cmocka_unit_test(test_waiting_load_evicts_model_that_becomes_idle),
+        cmocka_unit_test(test_failed_fetch_evicts_nothing),
+        cmocka_unit_test(test_failed_plan_after_fetch_evicts_nothing),
+        cmocka_unit_test(test_plan_twice_around_fetch),
+        cmocka_unit_test(test_larger_than_budget_refused_before_fetch),
+        cmocka_unit_test(test_acquire_waits_for_busy_release),
+        cmocka_unit_test(test_acquire_times_out_beside_busy_model),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_unloading_disabled),
         cmocka_unit_test(test_identity_mismatch),
