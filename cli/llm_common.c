@@ -126,21 +126,25 @@ int cli_llm_open(const char *command, const char *path, const struct cli_llm_opt
     }
     out->n_ctx = o->model.n_ctx ? o->model.n_ctx
                                 : (out->info.n_ctx_train < 4096 ? out->info.n_ctx_train : 4096);
-    uint64_t budget = o->budget_bytes;
-    const char *env = getenv("MEMFIT_MAX_MEMORY_MB");
-    long long mb;
-    if (!budget && env && memfit_parse_int(env, 1, INT64_MAX / (1 << 20), &mb) == MEMFIT_OK)
-        budget = (uint64_t)mb << 20;
+    struct memfit_budget_settings bs;
+    memfit_budget_settings_default(&bs);
+    bs.flag_bytes = o->budget_bytes;
+    uint64_t budget;
+    char source[256];
+    if ((st = memfit_budget_resolve(&bs, &budget, source, sizeof(source))) != MEMFIT_OK) {
+        cli_llm_close(out);
+        return cli_fail("%s: %s", command, memfit_last_error());
+    }
     uint64_t total = out->plan.weight_bytes + out->plan.converted_bytes + out->plan.kv_bytes +
                      out->plan.work_bytes;
-    if (budget && total > budget) {
+    if (total > budget) {
         cli_llm_close(out);
         return cli_fail("%s: %s with a context of %u tokens needs %.1f MiB (weights %.1f, KV "
-                        "cache %.1f, workspace %.1f, converted %.1f); the budget is %.1f MiB: "
+                        "cache %.1f, workspace %.1f, converted %.1f); the budget is %.1f MiB (%s): "
                         "use a smaller --ctx, --kv q8_0 or a smaller quantization",
                         command, path, out->n_ctx, mib(total), mib(out->plan.weight_bytes),
                         mib(out->plan.kv_bytes), mib(out->plan.work_bytes),
-                        mib(out->plan.converted_bytes), mib(budget));
+                        mib(out->plan.converted_bytes), mib(budget), source);
     }
     st = memfit_tokenizer_from_gguf(memfit_llm_tensors(out->model), &out->tok);
     if (st == MEMFIT_OK)

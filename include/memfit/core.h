@@ -141,6 +141,26 @@ MEMFIT_API enum memfit_status memfit_config_load_dotenv(const char *path);
  */
 MEMFIT_API const char *memfit_config_get(const char *name);
 
+/* Where a setting was found. */
+enum memfit_config_origin {
+    MEMFIT_CONFIG_UNSET = 0,
+    MEMFIT_CONFIG_ENVIRONMENT = 1,
+    MEMFIT_CONFIG_DOTENV = 2, /* the table memfit_config_load_dotenv() read */
+};
+
+/*
+ * memfit_config_get() that also says which name matched — `name` itself or
+ * its alias (a static string) — in *found_name, and where, in *origin, so a
+ * message can quote the setting as the user wrote it:
+ * "MAX_MEMORY_USAGE_MB=512 (.env)". Both out-parameters are optional and
+ * written only when a value is found. Same lifetime rule as memfit_config_get.
+ */
+MEMFIT_API const char *memfit_config_find(const char *name, const char **found_name,
+                                          enum memfit_config_origin *origin);
+
+/* "environment", ".env" or "unset", for messages. */
+MEMFIT_API const char *memfit_config_origin_name(enum memfit_config_origin origin);
+
 /* Frees the `.env` table (for leak-checked tests and clean shutdown). */
 MEMFIT_API void memfit_config_reset(void);
 

@@ -161,21 +161,46 @@ struct memfit_budget_owner {
 MEMFIT_API enum memfit_status
 memfit_budget_get_owners(memfit_budget *budget, struct memfit_budget_owner **out, size_t *n_out);
 
+/* The default budget: this share of the effective limit (memfit_limit_read). */
+#define MEMFIT_BUDGET_DEFAULT_PERCENT 80.0
+
+/* What the caller knows about the budget; the rest comes from the configuration. */
+struct memfit_budget_settings {
+    uint64_t flag_bytes;       /* the command line's size; 0: not given */
+    const char *flag_name;     /* for the source: "--budget" (the default) */
+    const char *flag_text;     /* the flag's value as written ("512MB"); NULL: the size */
+    uint64_t manifest_bytes;   /* the manifest's `budget` in bytes; 0: not given */
+    double manifest_percent;   /* the manifest's `budget: 50%`; 0: not given */
+    const char *manifest_path; /* names the manifest in the source: "memfit.yaml" */
+    const char *root;          /* where the limit is read: NULL the live machine, or a fixture */
+    pid_t pid;                 /* whose cgroup limit: 0 the calling process */
+};
+
+/* Fills the defaults: nothing given, flag_name "--budget", the live machine. */
+MEMFIT_API void memfit_budget_settings_default(struct memfit_budget_settings *settings);
+
 /*
- * Chooses the budget size: `explicit_bytes` when non-zero, else
- * MEMFIT_MAX_MEMORY_MB (alias MAX_MEMORY_USAGE_MB; a plain number is MiB, a
- * number with a unit is taken as written), else `share_percent` (<= 0: 80)
- * of `limit_bytes` — the cgroup limit or physical memory, which the caller
- * reads and names in `limit_name` (e.g. "cgroup memory.max"). Writes where
- * the size came from into `source` (e.g. "80% of cgroup memory.max 2.0 GiB")
- * for printing at start. E_RANGE for an unreadable MEMFIT_MAX_MEMORY_MB or
- * when nothing gives a size (limit 0 or UINT64_MAX).
+ * The one place that decides a process's budget. The first that is set wins:
+ *   1. the flag (in->flag_bytes)            "--budget 512MB"
+ *   2. MEMFIT_MAX_MEMORY_MB, or its alias MAX_MEMORY_USAGE_MB, in the
+ *      environment                          "MEMFIT_MAX_MEMORY_MB=1024 (environment)"
+ *   3. the same names in the `.env` table   "MAX_MEMORY_USAGE_MB=512 (.env)"
+ *   4. the manifest's budget, in bytes      "memfit.yaml: budget 512 MiB"
+ *      or a percent of the effective limit  "memfit.yaml: budget 50% of cgroup limit 2.00 GiB"
+ *   5. MEMFIT_BUDGET_DEFAULT_PERCENT of the effective limit
+ *                                           "80% of cgroup limit 2.00 GiB"
+ * A setting's plain number is MiB; a number with a unit is taken as written
+ * ("1.5GiB"); an empty one counts as unset. Writes the size to *out_bytes and
+ * where it came from to `source` (NULL with size 0 allowed; truncated to
+ * fit), for "budget: SIZE (SOURCE)" at start — both only on success.
+ * E_RANGE naming the setting for a bad value ("MAX_MEMORY_USAGE_MB=lots
+ * (.env): expected a size in MiB or with a unit"), a manifest percent
+ * outside (0, 100], or when a share is asked of a limit that cannot be read;
+ * E_NOT_FOUND for a missing in->pid.
  */
-MEMFIT_API enum memfit_status memfit_budget_resolve_size(uint64_t explicit_bytes,
-                                                         uint64_t limit_bytes,
-                                                         const char *limit_name,
-                                                         double share_percent, uint64_t *out_bytes,
-                                                         char *source, size_t source_size);
+MEMFIT_API enum memfit_status memfit_budget_resolve(const struct memfit_budget_settings *in,
+                                                    uint64_t *out_bytes, char *source,
+                                                    size_t source_size);
 
 /* ---- Model drivers ------------------------------------------------------- */
 

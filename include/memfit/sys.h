@@ -125,6 +125,43 @@ MEMFIT_API enum memfit_status memfit_cgroup_read_dir(const char *dir, const char
 
 MEMFIT_API const char *memfit_cgroup_mode_name(enum memfit_cgroup_mode mode);
 
+/* ---- The effective memory limit ------------------------------------------ */
+
+enum memfit_limit_kind {
+    MEMFIT_LIMIT_KIND_NONE = 0,   /* neither could be read */
+    MEMFIT_LIMIT_KIND_CGROUP = 1, /* the tightest cgroup limit of the process */
+    MEMFIT_LIMIT_KIND_MEMORY = 2, /* physical memory (MemTotal) */
+};
+
+/* The limit a process is held to, with its name for messages. */
+struct memfit_limit {
+    enum memfit_limit_kind kind;
+    uint64_t bytes; /* MEMFIT_SYS_UNKNOWN when kind is NONE */
+    char text[64];  /* "cgroup limit 2.00 GiB", "physical memory 23.4 GiB" */
+};
+
+/* "cgroup limit", "physical memory" or "no known memory limit". */
+MEMFIT_API const char *memfit_limit_kind_name(enum memfit_limit_kind kind);
+
+/*
+ * The rule, on what the caller has already read (either may be NULL): the
+ * cgroup's effective limit (memfit_cgroup.limit_bytes, the tightest of it and
+ * its ancestors) when it is below MemTotal, else MemTotal, else NONE. The one
+ * place that decides the effective limit: the report, the monitor and the
+ * default budget all use it.
+ */
+MEMFIT_API void memfit_limit_choose(const struct memfit_cgroup *cgroup,
+                                    const struct memfit_meminfo *system, struct memfit_limit *out);
+
+/*
+ * Reads the cgroup of `pid` (0 = the calling process) and ROOT/proc/meminfo
+ * and applies memfit_limit_choose(). What cannot be read is left out (kind
+ * NONE when nothing could be): MEMFIT_OK all the same. E_NOT_FOUND "no
+ * process with pid N" for a missing pid.
+ */
+MEMFIT_API enum memfit_status memfit_limit_read(const char *root, pid_t pid,
+                                                struct memfit_limit *out);
+
 /* ---- Processes --------------------------------------------------------- */
 
 struct memfit_proc_mem {

@@ -51,17 +51,43 @@ static const char *alias_of(const char *name)
     return NULL;
 }
 
-const char *memfit_config_get(const char *name)
+const char *memfit_config_find(const char *name, const char **found_name,
+                               enum memfit_config_origin *origin)
 {
     const char *alias = alias_of(name);
-    const char *v = getenv(name);
-    if (!v && alias)
-        v = getenv(alias);
-    if (!v)
-        v = dotenv_get(name);
-    if (!v && alias)
-        v = dotenv_get(alias);
-    return v;
+    struct {
+        const char *name;
+        enum memfit_config_origin origin;
+    } const order[] = {{name, MEMFIT_CONFIG_ENVIRONMENT},
+                       {alias, MEMFIT_CONFIG_ENVIRONMENT},
+                       {name, MEMFIT_CONFIG_DOTENV},
+                       {alias, MEMFIT_CONFIG_DOTENV}};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        if (!order[i].name)
+            continue;
+        const char *v = order[i].origin == MEMFIT_CONFIG_ENVIRONMENT ? getenv(order[i].name)
+                                                                     : dotenv_get(order[i].name);
+        if (v) {
+            if (found_name)
+                *found_name = order[i].name;
+            if (origin)
+                *origin = order[i].origin;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+const char *memfit_config_get(const char *name)
+{
+    return memfit_config_find(name, NULL, NULL);
+}
+
+const char *memfit_config_origin_name(enum memfit_config_origin origin)
+{
+    return origin == MEMFIT_CONFIG_ENVIRONMENT ? "environment"
+           : origin == MEMFIT_CONFIG_DOTENV    ? ".env"
+                                               : "unset";
 }
 
 static void free_entries(struct entry *entries, size_t n)

@@ -585,52 +585,77 @@ static enum memfit_status parse_max_memory_mb(const char *text, uint64_t *out)
     return memfit_parse_size(text, out);
 }
 
-enum memfit_status memfit_budget_resolve_size(uint64_t explicit_bytes, uint64_t limit_bytes,
-                                              const char *limit_name, double share_percent,
-                                              uint64_t *out_bytes, char *source, size_t source_size)
+void memfit_budget_settings_default(struct memfit_budget_settings *settings)
 {
+    memset(settings, 0, sizeof(*settings));
+    settings->flag_name = "--budget";
+}
+
+/* A share of the effective limit: "50% of cgroup limit 2.00 GiB". */
+static enum memfit_status share_of_limit(const struct memfit_budget_settings *in, double percent,
+                                         const char *what, uint64_t *out, char *source,
+                                         size_t source_size)
+{
+    struct memfit_limit limit;
+    enum memfit_status st = memfit_limit_read(in->root, in->pid, &limit);
+    if (st != MEMFIT_OK)
+        return st;
+    if (limit.kind == MEMFIT_LIMIT_KIND_NONE || limit.bytes == 0)
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "no memory budget: %s%g%% of the memory limit, but neither a cgroup "
+                           "limit nor physical memory could be read; give --budget or set "
+                           "MEMFIT_MAX_MEMORY_MB",
+                           what, percent);
+    uint64_t bytes = (uint64_t)((double)limit.bytes * (percent / 100.0));
+    *out = bytes ? bytes : 1;
+    snprintf(source, source_size, "%s%g%% of %s", what, percent, limit.text);
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_budget_resolve(const struct memfit_budget_settings *in,
+                                         uint64_t *out_bytes, char *source, size_t source_size)
+{
+    if (!in || !out_bytes || (!source && source_size))
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_budget_resolve: NULL argument");
+    char scratch[1];
+    if (!source_size) {
+        source = scratch;
+        source_size = sizeof(scratch);
+    }
     char s[32];
-    if (!out_bytes)
-        return memfit_fail(MEMFIT_E_MISUSE, "memfit_budget_resolve_size: out_bytes is NULL");
-    if (explicit_bytes) {
-        if (source && source_size)
-            snprintf(source, source_size, "given explicitly: %s",
-                     mf_format_bytes(explicit_bytes, s, sizeof(s)));
-        *out_bytes = explicit_bytes;
+    if (in->flag_bytes) {
+        snprintf(source, source_size, "%s %s", in->flag_name ? in->flag_name : "--budget",
+                 in->flag_text ? in->flag_text : memfit_format_size(in->flag_bytes, s, sizeof(s)));
+        *out_bytes = in->flag_bytes;
         return MEMFIT_OK;
     }
-    const char *configured = memfit_config_get("MEMFIT_MAX_MEMORY_MB");
+    const char *name = NULL;
+    enum memfit_config_origin origin = MEMFIT_CONFIG_UNSET;
+    const char *configured = memfit_config_find("MEMFIT_MAX_MEMORY_MB", &name, &origin);
     if (configured && configured[0]) {
-        const char *var = getenv("MEMFIT_MAX_MEMORY_MB")  ? "MEMFIT_MAX_MEMORY_MB"
-                          : getenv("MAX_MEMORY_USAGE_MB") ? "MAX_MEMORY_USAGE_MB"
-                                                          : "MEMFIT_MAX_MEMORY_MB (.env)";
         uint64_t bytes = 0;
         if (parse_max_memory_mb(configured, &bytes) != MEMFIT_OK || bytes == 0)
-            return memfit_fail(MEMFIT_E_RANGE,
-                               "%s: invalid memory size '%s' (expected MiB, e.g. 512, or a size "
-                               "with a unit, e.g. 1.5GiB)",
-                               var, configured);
-        if (source && source_size)
-            snprintf(source, source_size, "%s=%s: %s", var, configured,
-                     mf_format_bytes(bytes, s, sizeof(s)));
+            return memfit_fail(MEMFIT_E_RANGE, "%s=%s (%s): expected a size in MiB or with a unit",
+                               name, configured, memfit_config_origin_name(origin));
+        snprintf(source, source_size, "%s=%s (%s)", name, configured,
+                 memfit_config_origin_name(origin));
         *out_bytes = bytes;
         return MEMFIT_OK;
     }
-    if (limit_bytes == 0 || limit_bytes == UINT64_MAX)
-        return memfit_fail(MEMFIT_E_RANGE,
-                           "no memory budget: give one explicitly, set MEMFIT_MAX_MEMORY_MB, or "
-                           "run where a memory limit can be read");
-    if (!(share_percent > 0.0) || share_percent > 100.0)
-        share_percent = 80.0;
-    uint64_t bytes = (uint64_t)((double)limit_bytes * (share_percent / 100.0));
-    if (bytes == 0)
-        bytes = 1;
-    if (source && source_size) {
-        char l[32];
-        snprintf(source, source_size, "%g%% of %s %s: %s", share_percent,
-                 limit_name ? limit_name : "the memory limit",
-                 mf_format_bytes(limit_bytes, l, sizeof(l)), mf_format_bytes(bytes, s, sizeof(s)));
+    const char *manifest = in->manifest_path ? in->manifest_path : "manifest";
+    if (in->manifest_bytes) {
+        snprintf(source, source_size, "%s: budget %s", manifest,
+                 memfit_format_size(in->manifest_bytes, s, sizeof(s)));
+        *out_bytes = in->manifest_bytes;
+        return MEMFIT_OK;
     }
-    *out_bytes = bytes;
-    return MEMFIT_OK;
+    if (in->manifest_percent != 0.0) {
+        char what[256];
+        snprintf(what, sizeof(what), "%s: budget ", manifest);
+        if (!(in->manifest_percent > 0.0 && in->manifest_percent <= 100.0))
+            return memfit_fail(MEMFIT_E_RANGE, "%s%g%%: expected a percent above 0 and at most 100",
+                               what, in->manifest_percent);
+        return share_of_limit(in, in->manifest_percent, what, out_bytes, source, source_size);
+    }
+    return share_of_limit(in, MEMFIT_BUDGET_DEFAULT_PERCENT, "", out_bytes, source, source_size);
 }

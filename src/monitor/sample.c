@@ -2,7 +2,7 @@
  * The sampler: one call reads the system, the cgroup of the watched process
  * (or of memfit itself), the watched process tree, PSI and the GPU, and
  * derives the figures the alert levels judge: the working set against the
- * effective limit (the cgroup's, else physical memory).
+ * effective limit (memfit_limit_choose: the cgroup's, else physical memory).
  *
  * Sampling every 100 ms must stay cheap, so two findings are cached: the
  * watched tree's pids (re-listed when processes come or go, and at least
@@ -103,23 +103,24 @@ static bool known(uint64_t v)
     return v != MEMFIT_SYS_UNKNOWN;
 }
 
-/* The summary fields of docs/monitor-log.md. */
+/* The summary fields of docs/monitor-log.md. The working set is measured in
+ * the scope of the limit: the cgroup's against its limit, the machine's
+ * (MemTotal - MemAvailable) against physical memory. */
 static void derive(struct memfit_sample *out)
 {
-    const struct memfit_cgroup *cg = &out->cgroup;
     const struct memfit_meminfo *m = &out->system;
-    out->limit_bytes = MEMFIT_SYS_UNKNOWN;
-    out->working_set_bytes = MEMFIT_SYS_UNKNOWN;
-    if (out->have_cgroup && known(cg->limit_bytes) && known(cg->working_set_bytes) &&
-        (!known(m->total_bytes) || cg->limit_bytes < m->total_bytes)) {
+    struct memfit_limit limit;
+    memfit_limit_choose(out->have_cgroup ? &out->cgroup : NULL, m, &limit);
+    out->limit_bytes = limit.bytes;
+    if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
         out->limit_source = MEMFIT_LIMIT_CGROUP;
-        out->limit_bytes = cg->limit_bytes;
-        out->working_set_bytes = cg->working_set_bytes;
-    } else if (known(m->total_bytes) && known(m->available_bytes)) {
+        out->working_set_bytes = out->cgroup.working_set_bytes;
+    } else {
         out->limit_source = MEMFIT_LIMIT_MEMORY;
-        out->limit_bytes = m->total_bytes;
-        out->working_set_bytes =
-            m->total_bytes > m->available_bytes ? m->total_bytes - m->available_bytes : 0;
+        out->working_set_bytes = MEMFIT_SYS_UNKNOWN;
+        if (known(m->total_bytes) && known(m->available_bytes))
+            out->working_set_bytes =
+                m->total_bytes > m->available_bytes ? m->total_bytes - m->available_bytes : 0;
     }
     if (known(out->limit_bytes) && known(out->working_set_bytes) && out->limit_bytes > 0) {
         out->available_bytes = out->working_set_bytes >= out->limit_bytes

@@ -193,29 +193,17 @@ struct srv_model *mf_server_find_model(memfit_server *srv, const char *name)
 static enum memfit_status resolve_budget(const memfit_server *srv, const struct memfit_manifest *mf,
                                          uint64_t *out)
 {
-    uint64_t explicit_bytes = srv->opt.budget_bytes;
-    if (!explicit_bytes && !memfit_config_get("MEMFIT_MAX_MEMORY_MB"))
-        explicit_bytes = mf->budget_bytes;
-    struct memfit_cgroup *cg = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*cg));
-    if (!cg)
-        return MEMFIT_E_NOMEM;
-    uint64_t limit = MEMFIT_SYS_UNKNOWN;
-    const char *limit_name = "physical memory";
-    if (memfit_cgroup_read(NULL, 0, cg) == MEMFIT_OK && cg->limit_bytes != MEMFIT_SYS_UNKNOWN) {
-        limit = cg->limit_bytes;
-        limit_name = "cgroup limit";
-    }
-    memfit_free(cg);
-    if (limit == MEMFIT_SYS_UNKNOWN) {
-        struct memfit_meminfo mi;
-        if (memfit_meminfo_read(NULL, &mi) == MEMFIT_OK)
-            limit = mi.total_bytes;
-    }
-    char source[160];
-    enum memfit_status st = memfit_budget_resolve_size(
-        explicit_bytes, limit, limit_name, mf->budget_percent, out, source, sizeof(source));
+    struct memfit_budget_settings bs;
+    memfit_budget_settings_default(&bs);
+    bs.flag_bytes = srv->opt.budget_bytes;
+    bs.manifest_bytes = mf->budget_bytes;
+    bs.manifest_percent = mf->budget_percent;
+    bs.manifest_path = mf->path;
+    char source[256], size[32];
+    enum memfit_status st = memfit_budget_resolve(&bs, out, source, sizeof(source));
     if (st == MEMFIT_OK)
-        memfit_log(MEMFIT_LOG_INFO, "budget: %s", source);
+        memfit_log(MEMFIT_LOG_INFO, "budget: %s (%s)", memfit_format_size(*out, size, sizeof(size)),
+                   source);
     return st;
 }
 

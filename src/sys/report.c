@@ -29,21 +29,21 @@ static bool live_root(const char *root)
  * monitor's hysteresis only matters over time. */
 static void summarise(struct memfit_report *r)
 {
-    const struct memfit_cgroup *c = &r->cgroup;
     const struct memfit_meminfo *m = &r->system;
-    uint64_t cg_ws = c->working_set_bytes;
-    if (c->limit_bytes != MEMFIT_SYS_UNKNOWN && c->limit_bytes < m->total_bytes &&
-        cg_ws != MEMFIT_SYS_UNKNOWN) {
-        r->limit_bytes = c->limit_bytes;
-        r->working_set_bytes = cg_ws;
+    struct memfit_limit limit;
+    memfit_limit_choose(&r->cgroup, m, &limit);
+    r->limit_bytes = limit.bytes;
+    /* The working set in the scope of the limit. */
+    if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
+        r->working_set_bytes = r->cgroup.working_set_bytes;
         mf_sys_copy(r->limit_source, sizeof(r->limit_source), "cgroup");
     } else {
-        r->limit_bytes = m->total_bytes;
         r->working_set_bytes = mf_sys_sub_floor(m->total_bytes, m->available_bytes);
         mf_sys_copy(r->limit_source, sizeof(r->limit_source), "memory");
     }
     r->available_bytes = mf_sys_sub_floor(r->limit_bytes, r->working_set_bytes);
-    if (r->working_set_bytes == MEMFIT_SYS_UNKNOWN || r->limit_bytes == 0) {
+    if (r->working_set_bytes == MEMFIT_SYS_UNKNOWN || r->limit_bytes == MEMFIT_SYS_UNKNOWN ||
+        r->limit_bytes == 0) {
         r->percent = NAN;
         mf_sys_copy(r->level, sizeof(r->level), "unknown");
         return;

@@ -26,14 +26,14 @@ YAML
 
 "$MEMFIT" models "$TMP/m.yaml" >"$TMP/models.txt" 2>"$TMP/models.err"
 check "models exits 0" [ $? -eq 0 ]
-check "budget from the manifest on stderr" grep -q "budget: 64.0 MiB (.*m.yaml: budget)" "$TMP/models.err"
+check "budget from the manifest on stderr" grep -q "budget: 64.0 MiB (.*m.yaml: budget 64.0 MiB)" "$TMP/models.err"
 check "one row per model, fits" [ "$(grep -c ' yes ' "$TMP/models.txt")" -eq 2 ]
 
 "$MEMFIT" models "$TMP/m.yaml" --json --budget 1MiB >"$TMP/models.json"
 check "--json: plan by category, total, does not fit 1 MiB" "$PY" -c "import json,sys
 d=json.load(open('$TMP/models.json'))
 m=d['models'][0]
-ok=d['budget_bytes']==1048576 and d['budget_source']=='--budget' and m['family']=='dinov2'
+ok=d['budget_bytes']==1048576 and d['budget_source']=='--budget 1.00 MiB' and m['family']=='dinov2'
 ok=ok and m['total_bytes']==sum(m['planned'].values()) and m['planned']['weights']>1000000
 ok=ok and not m['fits'] and d['models'][1]['planned']['converted weights']>m['planned']['converted weights']
 ok=ok and d['models'][1]['max_image_size']==56

@@ -205,53 +205,6 @@ static void test_evictor_called_before_waiting(void **state)
     memfit_budget_destroy(b);
 }
 
-static void test_resolve_size(void **state)
-{
-    (void)state;
-    char source[160];
-    uint64_t bytes;
-    unsetenv("MEMFIT_MAX_MEMORY_MB");
-    unsetenv("MAX_MEMORY_USAGE_MB");
-    assert_int_equal(memfit_budget_resolve_size(256 * MIB, 1024 * MIB, "cgroup memory.max", 0,
-                                                &bytes, source, sizeof(source)),
-                     MEMFIT_OK);
-    assert_int_equal(bytes, 256 * MIB);
-    assert_string_equal(source, "given explicitly: 256.0 MiB");
-
-    assert_int_equal(memfit_budget_resolve_size(0, 1024 * MIB, "cgroup memory.max", 0, &bytes,
-                                                source, sizeof(source)),
-                     MEMFIT_OK);
-    assert_int_equal(bytes, 1024 * MIB * 8 / 10);
-    assert_string_equal(source, "80% of cgroup memory.max 1.0 GiB: 819.2 MiB");
-    assert_int_equal(
-        memfit_budget_resolve_size(0, 1000, "physical memory", 50, &bytes, source, sizeof(source)),
-        MEMFIT_OK);
-    assert_int_equal(bytes, 500);
-
-    setenv("MAX_MEMORY_USAGE_MB", "512", 1);
-    assert_int_equal(memfit_budget_resolve_size(0, 1024 * MIB, "cgroup memory.max", 0, &bytes,
-                                                source, sizeof(source)),
-                     MEMFIT_OK);
-    assert_int_equal(bytes, 512 * MIB);
-    assert_string_equal(source, "MAX_MEMORY_USAGE_MB=512: 512.0 MiB");
-    setenv("MEMFIT_MAX_MEMORY_MB", "1.5GiB", 1);
-    assert_int_equal(memfit_budget_resolve_size(0, 0, NULL, 0, &bytes, source, sizeof(source)),
-                     MEMFIT_OK);
-    assert_int_equal(bytes, 1536 * MIB);
-    assert_string_equal(source, "MEMFIT_MAX_MEMORY_MB=1.5GiB: 1.5 GiB");
-    setenv("MEMFIT_MAX_MEMORY_MB", "lots", 1);
-    assert_int_equal(memfit_budget_resolve_size(0, 0, NULL, 0, &bytes, source, sizeof(source)),
-                     MEMFIT_E_RANGE);
-    assert_string_equal(memfit_last_error(),
-                        "MEMFIT_MAX_MEMORY_MB: invalid memory size 'lots' (expected MiB, e.g. "
-                        "512, or a size with a unit, e.g. 1.5GiB)");
-    unsetenv("MEMFIT_MAX_MEMORY_MB");
-    unsetenv("MAX_MEMORY_USAGE_MB");
-    assert_int_equal(memfit_budget_resolve_size(0, UINT64_MAX, "cgroup memory.max", 0, &bytes,
-                                                source, sizeof(source)),
-                     MEMFIT_E_RANGE);
-}
-
 struct reserve_ctx {
     memfit_budget *b;
     memfit_reservation *r;
@@ -388,7 +341,6 @@ int main(void)
         cmocka_unit_test(test_refusal_message),
         cmocka_unit_test(test_wait_for_release_and_timeout),
         cmocka_unit_test(test_evictor_called_before_waiting),
-        cmocka_unit_test(test_resolve_size),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_concurrent_never_above_size),
         cmocka_unit_test(test_format_bytes),
