@@ -169,7 +169,7 @@ struct memfit_engines_options {
     const char *const *options;
     size_t n_options;
     uint64_t budget_bytes;   /* a --budget flag; 0: none (see memfit_budget_resolve) */
-    const char *budget_flag; /* how the flag was written, for the start-up line */
+    const char *budget_flag; /* the flag's value as written ("512MB"), for the start-up line */
     /* Manager settings beyond the manifest's: */
     int64_t admission_timeout_ms; /* -1: the manifest's */
     bool reaper_thread;

@@ -8,7 +8,6 @@
 
 #include "core/alloc.h"
 #include "engines/family.h"
-#include "memfit/sys.h"
 
 struct memfit_engines {
     struct memfit_manifest *manifest;
@@ -37,53 +36,19 @@ void memfit_engines_close(memfit_engines *e)
     memfit_free(e);
 }
 
-/* The limit the default budget is a share of: the cgroup's, else MemTotal. */
-static uint64_t memory_limit(const char **name)
-{
-    struct memfit_cgroup *cg = memfit_calloc(1, sizeof(*cg));
-    uint64_t limit = 0;
-    if (cg && memfit_cgroup_read("", 0, cg) == MEMFIT_OK && cg->limit_bytes != MEMFIT_SYS_UNKNOWN &&
-        cg->limit_bytes != 0) {
-        limit = cg->limit_bytes;
-        *name = "cgroup limit";
-    }
-    memfit_free(cg);
-    memfit_clear_error();
-    struct memfit_meminfo mi;
-    if (memfit_meminfo_read("", &mi) == MEMFIT_OK && mi.total_bytes != MEMFIT_SYS_UNKNOWN &&
-        (limit == 0 || mi.total_bytes < limit)) {
-        limit = mi.total_bytes;
-        *name = "physical memory";
-    }
-    memfit_clear_error();
-    return limit;
-}
-
+/* The one budget policy (memfit_budget_resolve), as every entry point uses it. */
 static enum memfit_status resolve_budget(memfit_engines *e, const struct memfit_engines_options *o)
 {
-    const struct memfit_manifest *mf = e->manifest;
-    const char *a = memfit_config_get("MEMFIT_MAX_MEMORY_MB");
-    const char *b = memfit_config_get("MAX_MEMORY_USAGE_MB");
-    bool env = (a && *a) || (b && *b);
-    uint64_t explicit_bytes = o->budget_bytes;
-    bool from_manifest = false;
-    if (!explicit_bytes && !env && mf->budget_bytes) {
-        explicit_bytes = mf->budget_bytes;
-        from_manifest = true;
-    }
-    const char *limit_name = "physical memory";
-    uint64_t limit = memory_limit(&limit_name);
-    enum memfit_status st =
-        memfit_budget_resolve_size(explicit_bytes, limit, limit_name, mf->budget_percent,
-                                   &e->budget_bytes, e->budget_source, sizeof(e->budget_source));
-    if (st != MEMFIT_OK)
-        return st;
-    if (from_manifest)
-        snprintf(e->budget_source, sizeof(e->budget_source), "%s: budget", mf->path);
-    else if (o->budget_bytes)
-        snprintf(e->budget_source, sizeof(e->budget_source), "%s",
-                 o->budget_flag ? o->budget_flag : "--budget");
-    return MEMFIT_OK;
+    struct memfit_budget_settings bs;
+    memfit_budget_settings_default(&bs);
+    bs.flag_bytes = o->budget_bytes;
+    if (o->budget_flag)
+        bs.flag_text = o->budget_flag;
+    bs.manifest_bytes = e->manifest->budget_bytes;
+    bs.manifest_percent = e->manifest->budget_percent;
+    bs.manifest_path = e->manifest->path;
+    return memfit_budget_resolve(&bs, &e->budget_bytes, e->budget_source,
+                                 sizeof(e->budget_source));
 }
 
 static enum memfit_status add_model(memfit_engines *e, const struct memfit_manifest_model *entry)

@@ -545,8 +545,11 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
     srv->models = keep;
     srv->reloads++;
     pthread_mutex_unlock(&srv->lock);
-    if (mf->budget_bytes && !srv->opt.budget_bytes)
-        memfit_budget_set_size(memfit_manager_budget(srv->mgr), mf->budget_bytes);
+    uint64_t budget;
+    if (resolve_budget(srv, mf, &budget) == MEMFIT_OK)
+        memfit_budget_set_size(memfit_manager_budget(srv->mgr), budget);
+    else
+        memfit_log(MEMFIT_LOG_ERROR, "reload: budget kept: %s", memfit_last_error());
     memfit_log(MEMFIT_LOG_INFO, "manifest reloaded: %u model(s) kept, %u added, %u removed", kept,
                added, removed);
     memfit_manifest_free(mf);
