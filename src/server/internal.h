@@ -53,6 +53,8 @@ struct memfit_server {
     pthread_cond_t cond;
     pthread_mutex_t reload_lock; /* one reload at a time */
     struct srv_model *models, *graveyard;
+    pthread_t check_thread; /* plans the models once after start (check_models_main) */
+    bool check_started;
     struct srv_event events[MF_SERVER_EVENTS];
     uint64_t event_seq;
     uint64_t reloads, reload_failures;

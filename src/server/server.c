@@ -318,6 +318,54 @@ static enum memfit_status parse_address(const char *host, uint16_t port,
                        host);
 }
 
+/*
+ * Plans every model once, off the request path, right after start, and
+ * warns about a model that can never fit the budget (it would be refused on
+ * every request). A remote model's plan reads its header with Range
+ * requests: nothing is downloaded. Models are only freed by
+ * memfit_server_destroy, which joins this thread first.
+ */
+static void *check_models_main(void *arg)
+{
+    memfit_server *srv = arg;
+    size_t n = 0;
+    pthread_mutex_lock(&srv->lock);
+    for (struct srv_model *m = srv->models; m; m = m->next)
+        n++;
+    memfit_engine_model **list = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n ? n : 1, sizeof(*list));
+    n = 0;
+    for (struct srv_model *m = srv->models; list && m; m = m->next)
+        list[n++] = m->model;
+    pthread_mutex_unlock(&srv->lock);
+    uint64_t budget = 0;
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(memfit_manager_budget(srv->mgr), &u);
+    budget = u.size_bytes;
+    for (size_t i = 0; list && i < n && !atomic_load(&srv->stopping); i++) {
+        struct memfit_engine_plan p;
+        const char *name = memfit_engine_model_name(list[i]);
+        if (memfit_engine_model_plan(list[i], &p) != MEMFIT_OK) {
+            memfit_log(MEMFIT_LOG_WARN, "model %s: cannot be planned yet: %s", name,
+                       memfit_last_error());
+            continue;
+        }
+        uint64_t total = memfit_budget_cost_total(&p.cost);
+        char a[32], b[32];
+        if (total > budget)
+            memfit_log(MEMFIT_LOG_WARN,
+                       "model %s can never load: it needs %s (%s plan) but the whole budget is "
+                       "%s; raise the budget or use a smaller quantization",
+                       name, memfit_format_size(total, a, sizeof(a)), p.plan_source,
+                       memfit_format_size(budget, b, sizeof(b)));
+        else
+            memfit_log(MEMFIT_LOG_INFO, "model %s: planned %s (%s plan), budget %s", name,
+                       memfit_format_size(total, a, sizeof(a)), p.plan_source,
+                       memfit_format_size(budget, b, sizeof(b)));
+    }
+    memfit_free(list);
+    return NULL;
+}
+
 static enum memfit_status start_http(memfit_server *srv)
 {
     struct sockaddr_storage ss;
@@ -456,6 +504,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
 
     if ((st = start_http(srv)) != MEMFIT_OK)
         goto fail;
+    srv->check_started = pthread_create(&srv->check_thread, NULL, check_models_main, srv) == 0;
     if (memfit_manager_load_pinned(srv->mgr, -1) != MEMFIT_OK)
         memfit_log(MEMFIT_LOG_WARN, "pinned model: %s", memfit_last_error());
     *out = srv;
@@ -590,6 +639,8 @@ void memfit_server_destroy(memfit_server *srv)
     if (!srv)
         return;
     memfit_server_shutdown(srv, 0);
+    if (srv->check_started)
+        pthread_join(srv->check_thread, NULL);
     memfit_manager_destroy(srv->mgr); /* unloads through the configs freed below */
     free_list(srv->models);
     free_list(srv->graveyard);
