@@ -13,6 +13,7 @@
 #define MEMFIT_CORE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -293,6 +294,10 @@ MEMFIT_API void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t
 
 /* Stops and joins the workers and frees the pool. NULL is a no-op. */
 MEMFIT_API void memfit_threadpool_destroy(memfit_threadpool *pool);
+
+/* True when the work asked for should stop (a client went away, the program
+ * stops). Called from the thread doing the work; must be cheap and thread-safe. */
+typedef bool (*memfit_cancel_fn)(void *user);
 
 #ifdef __cplusplus
 }

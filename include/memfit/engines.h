@@ -207,9 +207,6 @@ MEMFIT_API memfit_engine_model *memfit_engines_find(memfit_engines *engines, con
 /* The model a handle of an engines-registered model holds. */
 MEMFIT_API memfit_engine_model *memfit_engine_handle_model(memfit_handle *handle);
 
-/* True when the work should stop (the client went away, the server stops). */
-typedef bool (*memfit_cancel_fn)(void *user);
-
 struct memfit_embed_params {
     enum memfit_vit_output output;           /* default CLS */
     bool normalize;                          /* unit L2 norm per vector */

@@ -455,6 +455,22 @@ MEMFIT_API enum memfit_status memfit_manager_register(memfit_manager *mgr,
 MEMFIT_API enum memfit_status memfit_manager_acquire(memfit_manager *mgr, const char *name,
                                                      int64_t timeout_ms, memfit_handle **out);
 
+/* How memfit_manager_acquire_ex waits. */
+struct memfit_acquire_options {
+    const char *identity; /* NULL or "": any (see memfit_model_options.identity) */
+    int64_t timeout_ms;   /* as memfit_manager_acquire's */
+    /* Asked about every 100 ms while the acquire waits (for a load, a slot or
+     * budget room); when it says true the acquire returns E_CANCELLED at once,
+     * with no refusal recorded. NULL: never. */
+    memfit_cancel_fn cancelled;
+    void *cancel_user;
+};
+
+/* memfit_manager_acquire with options: identity, timeout and cancellation. */
+MEMFIT_API enum memfit_status memfit_manager_acquire_ex(memfit_manager *mgr, const char *name,
+                                                        const struct memfit_acquire_options *o,
+                                                        memfit_handle **out);
+
 /* Same, checking the model's identity options against `identity` (NULL or
  * "": any). */
 MEMFIT_API enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const char *name,

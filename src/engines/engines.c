@@ -47,8 +47,7 @@ static enum memfit_status resolve_budget(memfit_engines *e, const struct memfit_
     bs.manifest_bytes = e->manifest->budget_bytes;
     bs.manifest_percent = e->manifest->budget_percent;
     bs.manifest_path = e->manifest->path;
-    return memfit_budget_resolve(&bs, &e->budget_bytes, e->budget_source,
-                                 sizeof(e->budget_source));
+    return memfit_budget_resolve(&bs, &e->budget_bytes, e->budget_source, sizeof(e->budget_source));
 }
 
 static enum memfit_status add_model(memfit_engines *e, const struct memfit_manifest_model *entry)

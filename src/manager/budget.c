@@ -372,10 +372,27 @@ enum memfit_status mf_budget_check_whole(memfit_budget *budget,
 
 /* ---- Reserve and release -------------------------------------------------------- */
 
+uint64_t mf_wake_ns(uint64_t deadline_ns, memfit_cancel_fn cancelled)
+{
+    if (!cancelled)
+        return deadline_ns;
+    uint64_t poll = memfit_now_ns() + (uint64_t)MF_CANCEL_POLL_MS * 1000000u;
+    return poll < deadline_ns ? poll : deadline_ns;
+}
+
 enum memfit_status memfit_budget_reserve_cost(memfit_budget *budget,
                                               const struct memfit_budget_cost *cost,
                                               const char *owner, int64_t timeout_ms,
                                               memfit_reservation **out)
+{
+    return mf_budget_reserve_cancellable(budget, cost, owner, timeout_ms, NULL, NULL, out);
+}
+
+enum memfit_status mf_budget_reserve_cancellable(memfit_budget *budget,
+                                                 const struct memfit_budget_cost *cost,
+                                                 const char *owner, int64_t timeout_ms,
+                                                 memfit_cancel_fn cancelled, void *cancel_user,
+                                                 memfit_reservation **out)
 {
     if (!budget || !cost || !owner || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_budget_reserve: NULL argument");
@@ -421,10 +438,17 @@ enum memfit_status memfit_budget_reserve_cost(memfit_budget *budget,
         }
         budget->n_waiting++;
         atomic_store_explicit(&budget->waiting_hint, budget->n_waiting, memory_order_relaxed);
-        bool in_time =
-            timeout_ms != 0 && mf_cond_wait_until(&budget->cond, &budget->lock, deadline);
+        bool in_time = timeout_ms != 0 && mf_cond_wait_until(&budget->cond, &budget->lock,
+                                                             mf_wake_ns(deadline, cancelled));
+        in_time = in_time || (cancelled && memfit_now_ns() < deadline);
         budget->n_waiting--;
         atomic_store_explicit(&budget->waiting_hint, budget->n_waiting, memory_order_relaxed);
+        if (cancelled && cancelled(cancel_user)) {
+            pthread_mutex_unlock(&budget->lock);
+            memfit_free(r);
+            return memfit_fail(MEMFIT_E_CANCELLED, "reservation for %s: cancelled while waiting",
+                               owner);
+        }
         if (!in_time) {
             /* One last look: the wake-up that timed out may have come with room. */
             if (total <= budget->size && budget->reserved <= budget->size - total)

@@ -46,4 +46,17 @@ int mf_cond_init(pthread_cond_t *cond);
  * the deadline has passed. Spurious wake-ups return true. */
 bool mf_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ns);
 
+/* The moment a wait for `deadline_ns` should wake to ask a cancel callback:
+ * at most MF_CANCEL_POLL_MS away (the deadline itself without a callback). */
+#define MF_CANCEL_POLL_MS 100
+uint64_t mf_wake_ns(uint64_t deadline_ns, memfit_cancel_fn cancelled);
+
+/* memfit_budget_reserve_cost, waiting cancellably: E_CANCELLED (no refusal
+ * counted) when `cancelled` says so while it waits. */
+enum memfit_status mf_budget_reserve_cancellable(memfit_budget *budget,
+                                                 const struct memfit_budget_cost *cost,
+                                                 const char *owner, int64_t timeout_ms,
+                                                 memfit_cancel_fn cancelled, void *cancel_user,
+                                                 memfit_reservation **out);
+
 #endif

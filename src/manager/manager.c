@@ -700,7 +700,8 @@ static enum memfit_status plan_checked(memfit_manager *mgr, struct mf_model *m,
  * `wait` is set) and load.
  */
 static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m, uint64_t deadline,
-                                        bool wait, memfit_handle **out)
+                                        bool wait, const struct memfit_acquire_options *o,
+                                        memfit_handle **out)
 {
     const struct memfit_model_driver *d = m->driver;
     m->state = d->fetch ? MEMFIT_MODEL_FETCHING : MEMFIT_MODEL_LOADING;
@@ -725,7 +726,8 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
         int64_t left_ms = mf_remaining_ms(deadline);
         if (wait && left_ms == 0)
             left_ms = 1;
-        st = memfit_budget_reserve_cost(mgr->budget, &cost, m->name, wait ? left_ms : 0, &res);
+        st = mf_budget_reserve_cancellable(mgr->budget, &cost, m->name, wait ? left_ms : 0,
+                                           o->cancelled, o->cancel_user, &res);
         refused = st != MEMFIT_OK;
     }
     if (st == MEMFIT_OK) {
@@ -767,6 +769,13 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
     else
         snprintf(message, sizeof(message), "model %s failed to load: %s", m->name,
                  memfit_last_error());
+    if (st == MEMFIT_E_CANCELLED) {
+        /* The caller went away while waiting for room: no refusal. */
+        m->state = MEMFIT_MODEL_UNLOADED;
+        wake_waiters_locked(mgr);
+        pthread_mutex_unlock(&mgr->lock);
+        return memfit_fail(st, "model %s: %s", m->name, memfit_last_error());
+    }
     bool transient = is_transient(st);
     memcpy(m->last_error, message, sizeof(m->last_error));
     m->last_status = st;
@@ -838,12 +847,27 @@ static enum memfit_status refuse_unlock(memfit_manager *mgr, struct mf_model *m,
     return memfit_fail(st, "%s", message);
 }
 
-enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const char *name,
-                                                   const char *identity, int64_t timeout_ms,
-                                                   memfit_handle **out)
+/* After a wait woke (lock held): true when the caller cancelled; it is then
+ * dequeued and the lock released. */
+static bool cancelled_unlock(memfit_manager *mgr, struct mf_model *m,
+                             const struct memfit_acquire_options *o)
 {
-    if (!mgr || !name || !out)
+    if (!o->cancelled || !o->cancelled(o->cancel_user))
+        return false;
+    mgr->n_waiting--;
+    m->waiting--;
+    pthread_mutex_unlock(&mgr->lock);
+    return true;
+}
+
+enum memfit_status memfit_manager_acquire_ex(memfit_manager *mgr, const char *name,
+                                             const struct memfit_acquire_options *o,
+                                             memfit_handle **out)
+{
+    if (!mgr || !name || !out || !o)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_manager_acquire: NULL argument");
+    const char *identity = o->identity;
+    int64_t timeout_ms = o->timeout_ms;
     int64_t wait_ms = timeout_ms < 0 ? mgr->opt.admission_timeout_ms : timeout_ms;
     uint64_t deadline = mf_deadline_ns(wait_ms);
     char message[512];
@@ -898,7 +922,13 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
                 m->waiting++;
                 queued = true;
             }
-            if (!mf_cond_wait_until(&mgr->cond, &mgr->lock, deadline) && mgr->paused) {
+            bool woke =
+                mf_cond_wait_until(&mgr->cond, &mgr->lock, mf_wake_ns(deadline, o->cancelled));
+            if (cancelled_unlock(mgr, m, o))
+                return memfit_fail(MEMFIT_E_CANCELLED, "model %s: cancelled while waiting", name);
+            if (!woke && memfit_now_ns() < deadline)
+                continue;
+            if (!woke && mgr->paused) {
                 mgr->n_waiting--;
                 m->waiting--;
                 pressure_figures_locked(mgr, figures, sizeof(figures));
@@ -938,7 +968,7 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
                 mgr->n_waiting--;
                 m->waiting--;
             }
-            return load_and_take(mgr, m, deadline, wait_ms != 0, out);
+            return load_and_take(mgr, m, deadline, wait_ms != 0, o, out);
         }
         /* FETCHING, LOADING, UNLOADING, or all concurrency slots taken: wait. */
         if (!queued) {
@@ -952,7 +982,12 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
             m->waiting++;
             queued = true;
         }
-        if (!mf_cond_wait_until(&mgr->cond, &mgr->lock, deadline)) {
+        bool woke = mf_cond_wait_until(&mgr->cond, &mgr->lock, mf_wake_ns(deadline, o->cancelled));
+        if (cancelled_unlock(mgr, m, o))
+            return memfit_fail(MEMFIT_E_CANCELLED, "model %s: cancelled while waiting", name);
+        if (!woke && memfit_now_ns() < deadline)
+            continue;
+        if (!woke) {
             mgr->n_waiting--;
             m->waiting--;
             snprintf(message, sizeof(message),
@@ -963,6 +998,14 @@ enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const ch
             return refuse_unlock(mgr, m, MEMFIT_E_TIMEOUT, message);
         }
     }
+}
+
+enum memfit_status memfit_manager_acquire_identity(memfit_manager *mgr, const char *name,
+                                                   const char *identity, int64_t timeout_ms,
+                                                   memfit_handle **out)
+{
+    struct memfit_acquire_options o = {.identity = identity, .timeout_ms = timeout_ms};
+    return memfit_manager_acquire_ex(mgr, name, &o, out);
 }
 
 enum memfit_status memfit_manager_acquire(memfit_manager *mgr, const char *name, int64_t timeout_ms,

@@ -620,38 +620,27 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
     return MHD_YES;
 }
 
-/*
- * Acquires the model in slices, so a client that leaves stops waiting, until
- * the admission timeout: a slice that ends in E_TIMEOUT (the model is
- * loading, or does not fit beside models in use and waits for their
- * release) is followed by the next. The last failure keeps the manager's
- * figures and adds the whole wait.
- */
+static bool acquire_cancelled(void *user)
+{
+    return req_cancelled(user);
+}
+
+/* Acquires the model, waiting up to the admission timeout; a client that
+ * leaves stops the wait (the manager asks between waits). */
 static enum memfit_status acquire(struct req *r, const char *name, memfit_handle **out)
 {
     memfit_server *srv = r->srv;
-    int64_t timeout_ms = srv->opt.admission_timeout_ms;
+    struct memfit_acquire_options o = {.timeout_ms = srv->opt.admission_timeout_ms,
+                                       .cancelled = acquire_cancelled,
+                                       .cancel_user = r};
     uint64_t start = memfit_now_ns();
-    uint64_t deadline = timeout_ms >= 0 ? start + (uint64_t)timeout_ms * 1000000u : 0;
-    for (;;) {
-        int64_t slice = 200;
-        if (deadline) {
-            uint64_t now = memfit_now_ns();
-            uint64_t left_ms = deadline > now ? (deadline - now + 999999u) / 1000000u : 0;
-            if ((uint64_t)slice > left_ms)
-                slice = (int64_t)left_ms;
-        }
-        enum memfit_status st = memfit_manager_acquire(srv->mgr, name, slice, out);
-        if (st != MEMFIT_E_TIMEOUT)
-            return st;
-        if (req_cancelled(r))
-            return memfit_fail(MEMFIT_E_CANCELLED, "the client went away");
-        uint64_t now = memfit_now_ns();
-        if (deadline && now >= deadline)
-            return memfit_fail(st, "%s (admission timeout %lld ms, waited %llu ms in all)",
-                               memfit_last_error(), (long long)timeout_ms,
-                               (unsigned long long)((now - start) / 1000000u));
-    }
+    enum memfit_status st = memfit_manager_acquire_ex(srv->mgr, name, &o, out);
+    if (st == MEMFIT_E_TIMEOUT || st == MEMFIT_E_BUDGET)
+        return memfit_fail(st, "%s (waited %llu ms for admission)", memfit_last_error(),
+                           (unsigned long long)((memfit_now_ns() - start) / 1000000u));
+    if (st == MEMFIT_E_CANCELLED)
+        return memfit_fail(st, "the client went away");
+    return st;
 }
 
 static void embeddings_json(struct mf_text *t, const struct embed_work *w, size_t dim,

@@ -524,6 +524,42 @@ static void test_acquire_times_out_beside_busy_model(void **state)
     memfit_manager_destroy(mgr);
 }
 
+/* A caller that goes away while waiting for room: E_CANCELLED within a
+ * poll, no refusal recorded, the busy model untouched. */
+static bool cancel_after(void *user)
+{
+    return memfit_now_ns() >= *(const uint64_t *)user;
+}
+
+static void test_acquire_cancelled_while_waiting(void **state)
+{
+    (void)state;
+    struct fake_model a, b;
+    memfit_handle *ha, *hb = NULL;
+    memfit_manager *mgr = make_busy_manager(&a, &b, &ha);
+    uint64_t t0 = memfit_now_ns(), stop_at = t0 + 250 * 1000000ull;
+    struct memfit_acquire_options o = {
+        .timeout_ms = 5000, .cancelled = cancel_after, .cancel_user = &stop_at};
+    assert_int_equal(memfit_manager_acquire_ex(mgr, "b", &o, &hb), MEMFIT_E_CANCELLED);
+    uint64_t waited = memfit_now_ns() - t0;
+    assert_true(waited >= 250 * 1000000ull && waited < 1 * SEC);
+    assert_null(hb);
+    assert_int_equal(events.count[MEMFIT_EVENT_REFUSE], 0);
+    assert_int_equal(model_status(mgr, "b").n_refusals, 0);
+    assert_int_equal(state_of(mgr, "b"), MEMFIT_MODEL_UNLOADED);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_BUSY);
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(memfit_manager_budget(mgr), &u);
+    assert_int_equal(u.n_waiting, 0);
+    assert_int_equal(u.n_refused, 0);
+    /* It can still be had once the busy model goes. */
+    memfit_manager_release(ha);
+    o.cancelled = NULL;
+    assert_int_equal(memfit_manager_acquire_ex(mgr, "b", &o, &hb), MEMFIT_OK);
+    memfit_manager_release(hb);
+    memfit_manager_destroy(mgr);
+}
+
 static void test_keep_alive(void **state)
 {
     (void)state;
@@ -884,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_larger_than_budget_refused_before_fetch),
         cmocka_unit_test(test_acquire_waits_for_busy_release),
         cmocka_unit_test(test_acquire_times_out_beside_busy_model),
+        cmocka_unit_test(test_acquire_cancelled_while_waiting),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_unloading_disabled),
         cmocka_unit_test(test_identity_mismatch),
