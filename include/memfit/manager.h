@@ -734,6 +734,15 @@ MEMFIT_API void memfit_manifest_free(struct memfit_manifest *manifest);
 MEMFIT_API void memfit_manifest_apply_pressure(const struct memfit_manifest *manifest,
                                                struct memfit_manager_options *options);
 
+/*
+ * Copies every manager setting the manifest holds into manager options:
+ * default keep_alive, unloading, admission_timeout, max_queue and the
+ * pressure settings. What every program that builds a manager from a
+ * manifest calls (the budget is memfit_budget_resolve's).
+ */
+MEMFIT_API void memfit_manifest_apply(const struct memfit_manifest *manifest,
+                                      struct memfit_manager_options *options);
+
 /* The model entry named `name`, or NULL. */
 MEMFIT_API const struct memfit_manifest_model *
 memfit_manifest_find(const struct memfit_manifest *manifest, const char *name);

@@ -135,12 +135,9 @@ enum memfit_status memfit_engines_open(const struct memfit_engines_options *o, m
     if (st == MEMFIT_OK) {
         const struct memfit_manifest *mf = e->manifest;
         mo.budget_bytes = e->budget_bytes;
-        mo.default_keep_alive_s = mf->keep_alive_s;
-        mo.unloading_enabled = mf->unloading_enabled;
-        mo.admission_timeout_ms =
-            o->admission_timeout_ms >= 0 ? o->admission_timeout_ms : mf->admission_timeout_ms;
-        mo.max_queue = mf->max_queue;
-        memfit_manifest_apply_pressure(mf, &mo);
+        memfit_manifest_apply(mf, &mo);
+        if (o->admission_timeout_ms >= 0)
+            mo.admission_timeout_ms = o->admission_timeout_ms;
         mo.reaper_thread = o->reaper_thread;
         mo.on_event = o->on_event;
         mo.event_user = o->event_user;

@@ -475,6 +475,15 @@ static enum memfit_status parse_pressure(const struct parse *p, const yaml_node_
     return st;
 }
 
+void memfit_manifest_apply(const struct memfit_manifest *mf, struct memfit_manager_options *o)
+{
+    o->default_keep_alive_s = mf->keep_alive_s;
+    o->unloading_enabled = mf->unloading_enabled;
+    o->admission_timeout_ms = mf->admission_timeout_ms;
+    o->max_queue = mf->max_queue;
+    memfit_manifest_apply_pressure(mf, o);
+}
+
 void memfit_manifest_apply_pressure(const struct memfit_manifest *mf,
                                     struct memfit_manager_options *o)
 {

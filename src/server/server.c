@@ -474,12 +474,9 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
         goto fail;
     struct memfit_manager_options mo;
     memfit_manager_options_default(&mo);
-    mo.default_keep_alive_s = mf->keep_alive_s;
-    mo.unloading_enabled = mf->unloading_enabled;
-    mo.admission_timeout_ms = options->admission_timeout_ms >= 0 ? options->admission_timeout_ms
-                                                                 : mf->admission_timeout_ms;
-    mo.max_queue = mf->max_queue;
-    memfit_manifest_apply_pressure(mf, &mo);
+    memfit_manifest_apply(mf, &mo);
+    if (options->admission_timeout_ms >= 0)
+        mo.admission_timeout_ms = options->admission_timeout_ms;
     mo.reaper_thread = options->reaper_thread;
     mo.on_event = on_manager_event;
     mo.event_user = srv;
