@@ -78,11 +78,6 @@ struct mf_family {
     memfit_vit *(*vit)(void *loaded);
 };
 
-/* The built-in families (one folder each). */
-extern const struct mf_family mf_family_dinov2; /* dinov2/dinov2.c */
-extern const struct mf_family mf_family_qwen2;  /* llm/llm.c */
-extern const struct mf_family mf_family_llama;  /* llm/llm.c */
-
 /* The registry (registry.c): the built-in families, in --help order. */
 extern const struct mf_family *const mf_families[];
 extern const size_t mf_n_families;

@@ -16,6 +16,8 @@
 #include "core/alloc.h"
 #include "engines/family.h"
 
+extern const struct mf_family mf_family_dinov2;
+
 /* Defaults for a model without limits: one 224 x 224 image per forward. */
 #define DINO_DEFAULT_BATCH      1
 #define DINO_DEFAULT_IMAGE_SIZE 224
