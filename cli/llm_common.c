@@ -13,19 +13,6 @@ void cli_llm_opts_default(struct cli_llm_opts *o)
     o->max_tokens = 256;
 }
 
-static bool parse_float(const char *command, const char *option, const char *text, double lo,
-                        double hi, float *out)
-{
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || *end || !(v >= lo && v <= hi)) {
-        cli_usage(command, "%s '%s': expected a number from %g to %g", option, text, lo, hi);
-        return false;
-    }
-    *out = (float)v;
-    return true;
-}
-
 int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_llm_opts *o,
                 bool *taken)
 {
@@ -74,20 +61,20 @@ int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_l
         else
             return cli_usage(command, "--kv '%s': expected f16 or q8_0", v);
     } else if (strcmp(a, "--temp") == 0) {
-        if (!parse_float(command, a, v, 0, 100, &o->sampling.temperature))
+        if (!cli_opt_float(command, a, v, 0, 100, &o->sampling.temperature))
             return CLI_EXIT_USAGE;
     } else if (strcmp(a, "--top-k") == 0) {
         if (!cli_opt_int(command, a, v, 0, 1 << 24, &n))
             return CLI_EXIT_USAGE;
         o->sampling.top_k = (uint32_t)n;
     } else if (strcmp(a, "--top-p") == 0) {
-        if (!parse_float(command, a, v, 1e-6, 1, &o->sampling.top_p))
+        if (!cli_opt_float(command, a, v, 1e-6, 1, &o->sampling.top_p))
             return CLI_EXIT_USAGE;
     } else if (strcmp(a, "--min-p") == 0) {
-        if (!parse_float(command, a, v, 0, 1, &o->sampling.min_p))
+        if (!cli_opt_float(command, a, v, 0, 1, &o->sampling.min_p))
             return CLI_EXIT_USAGE;
     } else if (strcmp(a, "--repeat-penalty") == 0) {
-        if (!parse_float(command, a, v, 0.01, 10, &o->sampling.repeat_penalty))
+        if (!cli_opt_float(command, a, v, 0.01, 10, &o->sampling.repeat_penalty))
             return CLI_EXIT_USAGE;
     } else if (strcmp(a, "--seed") == 0) {
         if (!cli_opt_int(command, a, v, 0, INT64_MAX, &n))

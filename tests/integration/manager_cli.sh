@@ -33,10 +33,11 @@ check "one row per model, fits" [ "$(grep -c ' yes ' "$TMP/models.txt")" -eq 2 ]
 check "--json: plan by category, total, does not fit 1 MiB" "$PY" -c "import json,sys
 d=json.load(open('$TMP/models.json'))
 m=d['models'][0]
-ok=d['budget_bytes']==1048576 and d['budget_source']=='--budget 1.00 MiB' and m['family']=='dinov2'
+ok=d['budget_bytes']==1048576 and d['budget_source']=='--budget 1MiB' and m['family']=='dinov2'
 ok=ok and m['total_bytes']==sum(m['planned'].values()) and m['planned']['weights']>1000000
-ok=ok and not m['fits'] and d['models'][1]['planned']['converted weights']>m['planned']['converted weights']
-ok=ok and d['models'][1]['max_image_size']==56
+q=d['models'][1]
+ok=ok and not m['fits'] and q['planned']['weights']<m['planned']['weights'] and q['plan_source']=='estimate'
+ok=ok and q['max_image_size']==56 and q['max_batch']==1 and not q['provisional']
 sys.exit(0 if ok else 1)"
 
 MEMFIT_MAX_MEMORY_MB=48 "$MEMFIT" models "$TMP/m.yaml" >/dev/null 2>"$TMP/env.err"
