@@ -70,12 +70,8 @@ static int parse(int argc, char **argv, struct run_opts *o)
             o->embed.transform.crop = (uint32_t)n;
             o->embed.transform.resize = (uint32_t)(((uint64_t)n * 256 + 112) / 224);
         } else if ((v = cli_opt_value(argc, argv, &i, "--output", &missing))) {
-            unsigned k = 0;
-            while (k < 4 && strcmp(v, cli_vit_output_names[k]) != 0)
-                k++;
-            if (k == 4)
-                return cli_usage("run", "--output: unknown kind '%s'", v);
-            o->embed.output = (enum memfit_vit_output)k;
+            if (!cli_opt_vit_output("run", v, &o->embed.output))
+                return CLI_EXIT_USAGE;
         } else if ((v = cli_opt_value(argc, argv, &i, "-n", &missing)) ||
                    (v = cli_opt_value(argc, argv, &i, "--max-tokens", &missing))) {
             if (!cli_opt_int("run", "--max-tokens", v, 0, 1 << 24, &n))
