@@ -146,34 +146,48 @@ static int cycle(int n_files, char **files)
         fprintf(stderr, "bench_manager: THREADS: %s\n", memfit_last_error());
         return 2;
     }
-    char *text = memfit_strdup("budget: 4GB\nkeep_alive: never\nmodels:\n");
-    for (int i = 0; i < n_files && text; i++) {
-        char *more = memfit_asprintf("%s  - {name: m%d, family: dinov2, sources: [\"%s\"],"
-                                     " options: {threads: %lld}}\n",
-                                     text, i, files[i], threads);
-        memfit_free(text);
-        text = more;
+    /* The models through the engines layer, as `serve` opens them. */
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/memfit-bench-%d.yaml", dir && *dir ? dir : "/tmp",
+             (int)getpid());
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        return 1;
     }
-    struct memfit_manifest *mf = NULL;
-    memfit_manager *mgr = NULL;
-    memfit_vit_driver_config **configs = NULL;
-    struct memfit_manager_options o;
-    memfit_manager_options_default(&o);
-    o.reaper_thread = false;
-    o.budget_bytes = 4000000000ull;
-    if (!text || memfit_manifest_parse_string(text, strlen(text), "bench.yaml", &mf) != MEMFIT_OK ||
-        memfit_manager_create(&o, &mgr) != MEMFIT_OK ||
-        memfit_manager_register_manifest(mgr, mf, &configs) != MEMFIT_OK) {
+    /* Sources are relative to the manifest's directory: name files absolutely. */
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof(cwd)))
+        cwd[0] = '\0';
+    fprintf(f, "budget: 4GB\nkeep_alive: never\nmodels:\n");
+    for (int i = 0; i < n_files; i++) {
+        bool abs = files[i][0] == '/';
+        fprintf(
+            f, "  - {name: m%d, family: dinov2, sources: [\"%s%s%s\"], options: {threads: %lld}}\n",
+            i, abs ? "" : cwd, abs ? "" : "/", files[i], threads);
+    }
+    fclose(f);
+    struct memfit_engines_options eo;
+    memfit_engines_options_default(&eo);
+    eo.manifest_path = path;
+    memfit_engines *engines = NULL;
+    enum memfit_status st = memfit_engines_open(&eo, &engines);
+    unlink(path);
+    if (st != MEMFIT_OK) {
         fprintf(stderr, "bench_manager: %s\n", memfit_last_error());
         return 1;
     }
-    memfit_free(text);
+    memfit_manager *mgr = memfit_engines_manager(engines);
     const uint32_t size = 224;
-    size_t n_pixels = 3u * size * size;
-    float *pixels = memfit_malloc(n_pixels * sizeof(float));
+    struct memfit_image img = {size, size, memfit_malloc(3u * size * size)};
     float out[4096];
-    for (size_t i = 0; i < n_pixels; i++)
-        pixels[i] = (float)((int)(i % 2001) - 1000) / 500.0f;
+    for (size_t i = 0; img.rgb && i < 3u * size * size; i++)
+        img.rgb[i] = (uint8_t)(i % 251);
+    const struct memfit_image *imgs[1] = {&img};
+    struct memfit_embed_params ep;
+    memfit_embed_params_default(&ep);
+    ep.transform.mode = MEMFIT_IMAGE_RESIZE_MULTIPLE; /* 224 stays 224 */
     printf("%-16s %8s %8s %8s %8s | %20s | %20s | %20s\n", "", "", "", "", "", "RSS MB",
            "cgroup working set", "judged (pressure)");
     printf("%-16s %8s %8s %8s %8s | %6s %6s %6s | %6s %6s %6s | %6s %6s %6s\n", "file", "size MB",
@@ -196,13 +210,10 @@ static int cycle(int n_files, char **files)
             continue;
         }
         uint64_t t1 = memfit_now_ns();
-        enum memfit_status st =
-            memfit_vit_driver_forward(memfit_handle_model(h), pixels, 1, size, size,
-                                      MEMFIT_VIT_OUTPUT_CLS, false, out, 4096, -1);
+        st = memfit_engine_embed(h, imgs, 1, &ep, out, 4096, NULL);
         uint64_t t2 = memfit_now_ns();
         if (st == MEMFIT_OK)
-            st = memfit_vit_driver_forward(memfit_handle_model(h), pixels, 1, size, size,
-                                           MEMFIT_VIT_OUTPUT_CLS, false, out, 4096, -1);
+            st = memfit_engine_embed(h, imgs, 1, &ep, out, 4096, NULL);
         uint64_t t3 = memfit_now_ns();
         memfit_manager_release(h);
         if (st != MEMFIT_OK) {
@@ -224,12 +235,8 @@ static int cycle(int n_files, char **files)
                mb(before.judged), mb(loaded.judged), mb(after.judged));
         fflush(stdout);
     }
-    memfit_free(pixels);
-    memfit_manager_destroy(mgr);
-    for (size_t i = 0; i < mf->n_models; i++)
-        memfit_vit_driver_config_free(configs[i]);
-    memfit_free(configs);
-    memfit_manifest_free(mf);
+    memfit_free(img.rgb);
+    memfit_engines_close(engines);
     return rc;
 }
 

@@ -69,6 +69,8 @@ bool cli_opt_duration(const char *command, const char *option, const char *text,
 bool cli_opt_percent(const char *command, const char *option, const char *text, double *out);
 bool cli_opt_int(const char *command, const char *option, const char *text, long long min,
                  long long max, long long *out);
+bool cli_opt_float(const char *command, const char *option, const char *text, double min,
+                   double max, float *out);
 
 /*
  * "--name VALUE" or "--name=VALUE" at argv[*i]: the value (advancing *i past

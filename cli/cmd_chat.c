@@ -12,7 +12,8 @@
 const char cmd_chat_help[] =
     "Usage: memfit chat MODEL [options]\n"
     "\n"
-    "Chats with MODEL (a qwen2 or llama GGUF file) on stdin/stdout: type a message\n"
+    "Chats with MODEL (a qwen2 or llama GGUF file, a source URI or a manifest\n"
+    "model's name, as for memfit generate) on stdin/stdout: type a message\n"
     "and press Enter; the answer streams back. The conversation goes through the\n"
     "model's chat template (ChatML, LLaMA 2 or LLaMA 3; ChatML when it has none\n"
     "memfit knows). Commands: /reset (forget the conversation), /exit (or end of\n"
@@ -222,7 +223,7 @@ int cmd_chat(int argc, char **argv)
             st = MEMFIT_E_NOMEM;
         memfit_free(ans.text);
         if (st == MEMFIT_OK && o.stats)
-            cli_llm_stats(&m, &result);
+            cli_llm_stats(&result);
     }
     int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("chat: %s", memfit_last_error());
     memfit_free(prev);

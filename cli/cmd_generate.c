@@ -1,8 +1,9 @@
 /*
  * `memfit generate MODEL -p PROMPT`: text from a Qwen2/LLaMA GGUF model,
- * streamed to stdout as it is generated. The model's memory (weights mapped,
- * KV cache for the context, workspace) is planned and checked against the
- * budget before anything is allocated.
+ * streamed to stdout as it is generated. The model goes through the engines
+ * and the manager as in `serve`: fetched into the cache when remote, its
+ * memory (weights mapped, KV cache for the context, workspace) planned and
+ * checked against the budget before anything is allocated.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,8 +15,10 @@ const char cmd_generate_help[] =
     "\n"
     "Generates text with MODEL, a GGUF file of architecture qwen2 (Qwen1.5, Qwen2,\n"
     "Qwen2.5) or llama (LLaMA 2/3 and alike), in any weight type memfit reads\n"
-    "(F32, F16, BF16, Q8_0, Q4_0, K-quants). The weights are used in place from\n"
-    "the file mapping. Text is written to stdout as it comes.\n"
+    "(F32, F16, BF16, Q8_0, Q4_0, K-quants). MODEL is a path, a source (s3://,\n"
+    "https://, hf://ORG/REPO/FILE, file://; fetched into the cache first) or a\n"
+    "manifest model's name. The weights are used in place from the file mapping.\n"
+    "Text is written to stdout as it comes.\n"
     "\n"
     "Options:\n"
     "  -p, --prompt TEXT      the prompt\n"
@@ -167,7 +170,7 @@ int cmd_generate(int argc, char **argv)
         fputs("\n", stdout);
         fflush(stdout);
         if (o.stats)
-            cli_llm_stats(&m, &result);
+            cli_llm_stats(&result);
     }
     int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
     memfit_free(ids);

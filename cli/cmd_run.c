@@ -1,25 +1,28 @@
 /*
- * `memfit run MANIFEST MODEL INPUT...`: one-shot inference through the model
- * manager, as a server would do it: the budget resolved and printed, the
- * model planned and loaded lazily on the first request within the budget,
- * each input one request (acquire, forward, release), and a request beyond
- * the model's planned size given its own workspace from the budget. Prints
- * the embeddings as `memfit embed` does.
+ * `memfit run MANIFEST MODEL INPUT...`: one-shot inference through the
+ * engines and the model manager, as the server does it: the budget resolved
+ * and printed, the model planned, fetched and loaded lazily on the first
+ * request within the budget, each input one request (acquire, run,
+ * release). An image model embeds each INPUT image (printed as `memfit
+ * embed` prints); a generating model takes each INPUT as a prompt and
+ * prints the text.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "embed_common.h"
-#include "manager_common.h"
+#include "engines_common.h"
 
 const char cmd_run_help[] =
     "Usage: memfit run MANIFEST MODEL INPUT... [options]\n"
     "\n"
-    "Runs MODEL of the manifest (memfit.yaml) on each INPUT image through the\n"
-    "model manager: the model is loaded on first use if its planned memory fits\n"
-    "the budget, and each image is one request. Prints embeddings like\n"
-    "`memfit embed`. The budget and where it came from go to stderr.\n"
+    "Runs MODEL of the manifest (memfit.yaml) on each INPUT through the model\n"
+    "manager: the model is fetched and loaded on first use if its planned memory\n"
+    "fits the budget, and each INPUT is one request. An image model (dinov2)\n"
+    "takes image files and prints embeddings like `memfit embed`; a text model\n"
+    "(qwen2, llama) takes each INPUT as a prompt and prints the generated text.\n"
+    "The budget and where it came from go to stderr.\n"
     "\n"
     "Options:\n"
     "  --budget SIZE    the memory budget (default: MEMFIT_MAX_MEMORY_MB, else the\n"
@@ -29,53 +32,56 @@ const char cmd_run_help[] =
     "  --normalize      scale each embedding to unit L2 norm\n"
     "  --crop N         centre crop side (default 224; the shorter side is first\n"
     "                   resized to N*256/224)\n"
+    "  -n, --max-tokens N  text models: tokens to generate (default 256)\n"
+    "  --temp T         text models: temperature, 0 = greedy (default 0.8)\n"
     "  --stats          print the model's planned memory and the budget use to stderr\n"
     "  -h, --help\n";
 
 struct run_opts {
-    const char *manifest, *model;
+    const char *manifest, *model, *budget_text;
     char **inputs;
     int n_inputs;
     uint64_t budget;
-    bool json, normalize, stats;
-    enum memfit_vit_output output;
-    uint32_t crop;
+    bool json, stats;
+    struct memfit_embed_params embed;
+    struct memfit_generate_params gen;
 };
 
 static int parse(int argc, char **argv, struct run_opts *o)
 {
     int n_pos = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        long long v;
+        const char *a = argv[i], *v;
+        bool missing = false;
+        long long n;
         if (strcmp(a, "--json") == 0) {
             o->json = true;
         } else if (strcmp(a, "--normalize") == 0) {
-            o->normalize = true;
+            o->embed.normalize = true;
         } else if (strcmp(a, "--stats") == 0) {
             o->stats = true;
-        } else if (strcmp(a, "--budget") == 0) {
-            if (!has_value)
-                return cli_usage("run", "--budget needs a size");
-            if (!cli_opt_size("run", a, argv[++i], &o->budget))
+        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
+            if (!cli_opt_size("run", "--budget", v, &o->budget))
                 return CLI_EXIT_USAGE;
-        } else if (strcmp(a, "--crop") == 0) {
-            if (!has_value)
-                return cli_usage("run", "--crop needs a number");
-            if (!cli_opt_int("run", a, argv[++i], 14, 8192, &v))
+            o->budget_text = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--crop", &missing))) {
+            if (!cli_opt_int("run", "--crop", v, 14, 8192, &n))
                 return CLI_EXIT_USAGE;
-            o->crop = (uint32_t)v;
-        } else if (strcmp(a, "--output") == 0) {
-            if (!has_value)
-                return cli_usage("run", "--output needs cls, mean, both or patches");
-            unsigned k = 0;
-            while (k < 4 && strcmp(argv[i + 1], cli_vit_output_names[k]) != 0)
-                k++;
-            if (k == 4)
-                return cli_usage("run", "--output: unknown kind '%s'", argv[i + 1]);
-            o->output = (enum memfit_vit_output)k;
-            i++;
+            o->embed.transform.crop = (uint32_t)n;
+            o->embed.transform.resize = (uint32_t)(((uint64_t)n * 256 + 112) / 224);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--output", &missing))) {
+            if (!cli_opt_vit_output("run", v, &o->embed.output))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "-n", &missing)) ||
+                   (v = cli_opt_value(argc, argv, &i, "--max-tokens", &missing))) {
+            if (!cli_opt_int("run", "--max-tokens", v, 0, 1 << 24, &n))
+                return CLI_EXIT_USAGE;
+            o->gen.max_tokens = (uint32_t)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--temp", &missing))) {
+            if (!cli_opt_float("run", "--temp", v, 0, 100, &o->gen.sampling.temperature))
+                return CLI_EXIT_USAGE;
+        } else if (missing) {
+            return cli_usage("run", "%s needs a value", a);
         } else if (a[0] == '-' && a[1]) {
             return cli_usage("run", "unknown option '%s'", a);
         } else if (n_pos == 0) {
@@ -91,96 +97,116 @@ static int parse(int argc, char **argv, struct run_opts *o)
     return CLI_EXIT_OK;
 }
 
-/* One request: decode, transform, acquire, forward, release, print. */
-static int run_one(const struct run_opts *o, struct cli_managed *m, const char *path)
+/* One image: decode, acquire, embed (the transform inside), release, print. */
+static int embed_one(const struct run_opts *o, memfit_engines *e, memfit_engine_model *m,
+                     const char *path)
 {
     struct memfit_image img;
     struct memfit_image_limits limits = memfit_image_limits_default();
     enum memfit_status st = memfit_image_load(path, &limits, &img);
     if (st != MEMFIT_OK)
-        return cli_fail_status(st);
-    struct memfit_image_transform tf = memfit_image_transform_default();
-    tf.crop = o->crop;
-    tf.resize = (uint32_t)(((uint64_t)o->crop * 256 + 112) / 224);
-    uint32_t w, h;
-    float *pixels = NULL, *out = NULL;
+        return cli_fail("%s: %s", path, memfit_last_error());
     memfit_handle *handle = NULL;
-    int rc = CLI_EXIT_OK;
-    if ((st = memfit_image_transform_size(&tf, img.width, img.height, &w, &h)) != MEMFIT_OK)
-        goto fail;
-    size_t n_px = (size_t)3 * w * h;
-    pixels = memfit_malloc(n_px * sizeof(float));
-    if (!pixels) {
-        st = MEMFIT_E_NOMEM;
-        goto fail;
+    int rc = cli_acquire("run", e, m, NULL, &handle);
+    float *out = NULL;
+    size_t n_out = 0;
+    uint32_t dim = 0, w = 0, h = 0;
+    const struct memfit_image *imgs[1] = {&img};
+    if (rc == CLI_EXIT_OK) {
+        st = memfit_engine_embed_size(handle, &o->embed, img.width, img.height, &n_out, &dim);
+        if (st == MEMFIT_OK)
+            st = memfit_image_transform_size(&o->embed.transform, img.width, img.height, &w, &h);
+        if (st == MEMFIT_OK && !(out = memfit_malloc(n_out * sizeof(float))))
+            st = MEMFIT_E_NOMEM;
+        if (st == MEMFIT_OK)
+            st = memfit_engine_embed(handle, imgs, 1, &o->embed, out, n_out, NULL);
+        if (st == MEMFIT_OK)
+            cli_print_embedding(o->json, o->embed.output, path, w, h, out, n_out, dim);
+        else
+            rc = cli_fail("%s: %s", path,
+                          memfit_last_error()[0] ? memfit_last_error() : memfit_status_message(st));
     }
-    if ((st = memfit_image_transform_apply(&tf, &img, pixels, n_px, NULL, 0)) != MEMFIT_OK)
-        goto fail;
-    if ((st = memfit_manager_acquire(m->mgr, o->model, -1, &handle)) != MEMFIT_OK)
-        goto fail;
-    memfit_vit *vit = memfit_vit_driver_engine(memfit_handle_model(handle));
-    struct memfit_vit_info info;
-    memfit_vit_get_info(vit, &info);
-    size_t n_out;
-    if ((st = memfit_vit_output_floats(vit, o->output, h, w, &n_out)) != MEMFIT_OK)
-        goto fail;
-    out = memfit_malloc(n_out * sizeof(float));
-    if (!out) {
-        st = MEMFIT_E_NOMEM;
-        goto fail;
-    }
-    st = memfit_vit_driver_forward(memfit_handle_model(handle), pixels, 1, h, w, o->output,
-                                   o->normalize, out, n_out, -1);
-    if (st != MEMFIT_OK)
-        goto fail;
-    cli_print_embedding(o->json, o->output, path, w, h, out, n_out, info.dim);
-    goto done;
-fail:
-    rc = cli_fail("%s: %s", path,
-                  memfit_last_error()[0] ? memfit_last_error() : memfit_status_message(st));
-done:
     memfit_manager_release(handle);
     memfit_free(out);
-    memfit_free(pixels);
     memfit_image_free(&img);
     return rc;
+}
+
+/* One prompt: acquire, generate (printed as it comes), release. */
+static int generate_one(const struct run_opts *o, memfit_engines *e, memfit_engine_model *m,
+                        const char *prompt)
+{
+    memfit_handle *handle = NULL;
+    int rc = cli_acquire("run", e, m, "a smaller ctx or kv: q8_0 in the manifest", &handle);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    struct memfit_generation_request req = {
+        .prompt = prompt, .prompt_len = strlen(prompt), .params = o->gen};
+    memfit_engine_generation *gen = NULL;
+    enum memfit_status st = memfit_engine_generate_start(handle, &req, &gen, NULL);
+    for (bool done = false; st == MEMFIT_OK && !done;) {
+        const char *text;
+        size_t len;
+        st = memfit_engine_generate_next(gen, &text, &len, &done);
+        if (st == MEMFIT_OK && len) {
+            fwrite(text, 1, len, stdout);
+            fflush(stdout);
+        }
+    }
+    memfit_engine_generate_end(gen, NULL);
+    memfit_manager_release(handle);
+    if (st != MEMFIT_OK)
+        return cli_fail("run: %s", memfit_last_error());
+    putchar('\n');
+    return CLI_EXIT_OK;
 }
 
 int cmd_run(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_run_help))
         return CLI_EXIT_OK;
-    struct run_opts o = {.output = MEMFIT_VIT_OUTPUT_CLS, .crop = 224};
+    struct run_opts o = {.json = false};
+    memfit_embed_params_default(&o.embed);
+    o.embed.transform.crop = 224;
+    o.embed.transform.resize = 256;
+    memfit_sampling_default(&o.gen.sampling);
+    o.gen.max_tokens = 256;
     o.inputs = memfit_calloc((size_t)argc, sizeof(char *));
     if (!o.inputs)
         return cli_fail_status(MEMFIT_E_NOMEM);
     int rc = parse(argc, argv, &o);
+    memfit_engines *e = NULL;
+    if (rc == CLI_EXIT_OK)
+        rc = cli_open_manifest(o.manifest, o.budget, o.budget_text, &e);
     if (rc != CLI_EXIT_OK) {
         memfit_free(o.inputs);
         return rc;
     }
-    struct cli_managed m;
-    rc = cli_managed_open(o.manifest, o.budget, false, &m);
-    if (rc != CLI_EXIT_OK) {
-        memfit_free(o.inputs);
-        return rc;
-    }
-    if (!memfit_manifest_find(m.manifest, o.model)) {
+    cli_print_budget(e);
+    memfit_engine_model *m = memfit_engines_find(e, o.model);
+    unsigned ops = m ? memfit_engine_model_family(m)->ops : 0;
+    if (!m)
         rc = cli_fail("%s: no model '%s'", o.manifest, o.model);
-        goto done;
-    }
+    else if (!(ops & (MEMFIT_ENGINE_OP_EMBED_IMAGE | MEMFIT_ENGINE_OP_GENERATE)))
+        rc = cli_fail("run: model '%s' (family %s) neither embeds images nor generates text",
+                      o.model, memfit_engine_model_family(m)->name);
     for (int i = 0; i < o.n_inputs && rc == CLI_EXIT_OK; i++)
-        rc = run_one(&o, &m, o.inputs[i]);
-    if (o.stats) {
-        struct memfit_budget_usage u;
-        memfit_budget_get_usage(memfit_manager_budget(m.mgr), &u);
+        rc = ops & MEMFIT_ENGINE_OP_EMBED_IMAGE ? embed_one(&o, e, m, o.inputs[i])
+                                                : generate_one(&o, e, m, o.inputs[i]);
+    if (o.stats && m) {
+        struct memfit_engine_plan p;
         char a[32], b[32];
+        if (memfit_engine_model_plan(m, &p) == MEMFIT_OK)
+            fprintf(stderr, "model '%s': planned %s (plan from %s)\n", o.model,
+                    memfit_format_size(memfit_budget_cost_total(&p.cost), a, sizeof(a)),
+                    p.plan_source);
+        struct memfit_budget_usage u;
+        memfit_budget_get_usage(memfit_manager_budget(memfit_engines_manager(e)), &u);
         fprintf(stderr, "budget: peak reserved %s of %s, %llu refused\n",
                 memfit_format_size(u.peak_reserved_bytes, a, sizeof(a)),
                 memfit_format_size(u.size_bytes, b, sizeof(b)), (unsigned long long)u.n_refused);
     }
-done:
-    cli_managed_close(&m);
+    memfit_engines_close(e);
     memfit_free(o.inputs);
     return rc;
 }

@@ -74,6 +74,19 @@ bool cli_opt_int(const char *command, const char *option, const char *text, long
     return false;
 }
 
+bool cli_opt_float(const char *command, const char *option, const char *text, double min,
+                   double max, float *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= min && v <= max)) {
+        cli_usage(command, "%s '%s': expected a number from %g to %g", option, text, min, max);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
 void cli_print_help(const char *help)
 {
     /* "@FAMILIES@" stands for the families of the engines' registry, one a

@@ -3,10 +3,24 @@
  * and `run`.
  */
 #include <stdio.h>
+#include <string.h>
 
+#include "cli.h"
 #include "embed_common.h"
 
 const char *const cli_vit_output_names[4] = {"cls", "mean", "both", "patches"};
+
+bool cli_opt_vit_output(const char *command, const char *text, enum memfit_vit_output *out)
+{
+    for (unsigned k = 0; k < 4; k++) {
+        if (strcmp(text, cli_vit_output_names[k]) == 0) {
+            *out = (enum memfit_vit_output)k;
+            return true;
+        }
+    }
+    cli_usage(command, "--output: unknown kind '%s' (cls, mean, both or patches)", text);
+    return false;
+}
 
 void cli_print_json_string(const char *s)
 {

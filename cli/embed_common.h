@@ -15,6 +15,9 @@
 /* "cls", "mean", "both", "patches", indexed by enum memfit_vit_output. */
 extern const char *const cli_vit_output_names[4];
 
+/* --output KIND: cls, mean, both or patches; on other text a usage error and false. */
+bool cli_opt_vit_output(const char *command, const char *text, enum memfit_vit_output *out);
+
 /* Writes `s` as a JSON string (quotes, escapes) to stdout. */
 void cli_print_json_string(const char *s);
 

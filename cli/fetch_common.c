@@ -1,6 +1,6 @@
 /*
  * Fetching through the store with a progress bar and Ctrl-C handling (see
- * fetch_common.h), shared so `pull` and `embed` behave the same.
+ * fetch_common.h), for `pull`.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -83,21 +83,4 @@ void cli_fetch_done(struct cli_progress *bar)
 bool cli_is_source_uri(const char *model)
 {
     return strstr(model, "://") != NULL;
-}
-
-enum memfit_status cli_fetch_model(const char *const *sources, size_t n_sources, const char *sha256,
-                                   char **out_path)
-{
-    struct memfit_store_options so = memfit_store_options_default();
-    memfit_store *store;
-    enum memfit_status st = memfit_store_open(&so, &store);
-    if (st != MEMFIT_OK)
-        return st;
-    struct memfit_fetch_options fo = {.sha256 = sha256};
-    struct cli_progress bar;
-    cli_fetch_prepare(&fo, &bar, false);
-    st = memfit_store_fetch(store, sources, n_sources, &fo, out_path);
-    cli_fetch_done(&bar);
-    memfit_store_close(store);
-    return st;
 }

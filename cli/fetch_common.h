@@ -1,7 +1,8 @@
 /*
- * Fetching model files through the store for the commands that take a
- * source (`pull`, `embed`): one progress bar on a terminal, one Ctrl-C
- * behaviour (the fetch is cancelled cleanly and the partial download kept).
+ * Fetching model files through the store for `memfit pull`: the progress
+ * bar on a terminal and the Ctrl-C behaviour (the fetch is cancelled
+ * cleanly and the partial download kept). The commands that run models
+ * fetch through the engines instead (engines_common.h).
  */
 #ifndef MEMFIT_CLI_FETCH_COMMON_H
 #define MEMFIT_CLI_FETCH_COMMON_H
@@ -29,14 +30,5 @@ void cli_fetch_done(struct cli_progress *bar);
 
 /* True when `model` is a source URI (s3://, https://, hf://, file://...) rather than a path. */
 bool cli_is_source_uri(const char *model);
-
-/*
- * Fetches one file from `sources` (tried in order) into the default cache
- * (MEMFIT_CACHE_DIR, ...) with the progress bar on a terminal, and returns
- * its cached path in *out_path (free with memfit_free). `sha256` may be
- * NULL. Fails as memfit_store_open / memfit_store_fetch (the message says why).
- */
-enum memfit_status cli_fetch_model(const char *const *sources, size_t n_sources, const char *sha256,
-                                   char **out_path);
 
 #endif

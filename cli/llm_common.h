@@ -14,12 +14,19 @@
 #define CLI_LLM_MAX_STOP 8
 
 struct cli_llm_opts {
-    struct memfit_llm_options model;
+    /* Model options from flags, as "key=value" strings (ctx, kv, threads,
+     * batch) for the engines, and the flags that gave them. */
+    char option_text[4][48];
+    const char *options[4];
+    size_t n_options;
+    char option_flags[64];
+    const char *manifest; /* --manifest: MODEL may name one of its models */
     struct memfit_sampling sampling;
     uint32_t max_tokens; /* 0: until the context is full */
     const char *stop[CLI_LLM_MAX_STOP];
     size_t n_stop;
-    uint64_t budget_bytes; /* 0: none (MEMFIT_MAX_MEMORY_MB when set) */
+    uint64_t budget_bytes;   /* --budget; 0: none (the budget policy decides) */
+    const char *budget_text; /* as written */
     bool stats;
 };
 
@@ -51,33 +58,38 @@ int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_l
     "  --seed S               random seed (same seed, same text; default 0)\n"                     \
     "  --stop TEXT            stop before TEXT (repeatable, up to 8)\n"                            \
     "  --budget SIZE          refuse to start when the model, KV cache and workspace\n"            \
-    "                         need more than SIZE (default: MEMFIT_MAX_MEMORY_MB)\n"               \
+    "                         need more than SIZE (default: MEMFIT_MAX_MEMORY_MB,\n"               \
+    "                         else the manifest's, else 80% of the memory limit)\n"                \
+    "  --manifest FILE        MODEL may name a model of FILE (default ./memfit.yaml\n"             \
+    "                         when MODEL is not a file); its options come from there\n"            \
     "  --stats                print the memory plan, prompt and generation tokens/s\n"             \
     "                         and peak RSS to stderr\n"
 
-/* An open model, ready to generate. */
+/* A model acquired through the engines and the manager, with one session. */
 struct cli_llm {
+    memfit_engines *engines;
+    memfit_handle *handle;
     memfit_llm *model;
-    memfit_tokenizer *tok;
+    const memfit_tokenizer *tok;
     memfit_llm_session *session;
-    struct memfit_llm_info info;
-    struct memfit_llm_plan plan;
     uint32_t n_ctx;
 };
 
 /*
- * Opens `path`, plans (model, context) and refuses with the figures when a
- * budget is set and the plan exceeds it, then builds the tokenizer and one
- * session. Prints the error and returns CLI_EXIT_FAILURE on failure.
+ * Opens MODEL (a GGUF path, a source URI, or a manifest model's name)
+ * through the engines with the options and budget of `o`, acquires it from
+ * the manager (which plans it and refuses it with the figures when it
+ * cannot fit the budget) and takes one of its sessions. Prints the error
+ * and returns CLI_EXIT_FAILURE on failure.
  */
-int cli_llm_open(const char *command, const char *path, const struct cli_llm_opts *o,
+int cli_llm_open(const char *command, const char *model, const struct cli_llm_opts *o,
                  struct cli_llm *out);
 void cli_llm_close(struct cli_llm *m);
 
 /* Writes generated text to stdout as it comes (flushed). */
 bool cli_llm_print(void *ctx, const char *text, size_t len);
 
-/* The --stats lines for one generation. */
-void cli_llm_stats(const struct cli_llm *m, const struct memfit_generate_result *r);
+/* The --stats line for one generation. */
+void cli_llm_stats(const struct memfit_generate_result *r);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "memfit/memfit.h"
 
@@ -165,44 +166,59 @@ static uint64_t rss(void)
     return res * 4096;
 }
 
-static struct memfit_manifest *manifest;
+static memfit_engines *engines;
 static memfit_manager *mgr;
-static memfit_vit_driver_config **cfgs;
 
+/* The models through the engines layer, as `serve` opens them. */
 static int open_models(uint64_t budget_mb, int n, char **paths)
 {
-    size_t cap = 256 + (size_t)n * 1024;
-    char *text = memfit_malloc(cap);
-    size_t len = (size_t)snprintf(text, cap, "models:\n");
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/memfit-stress-%d.yaml", dir && *dir ? dir : "/tmp",
+             (int)getpid());
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    fprintf(f, "models:\n");
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(text + len, cap - len,
-                                "  - name: m%d\n    family: dinov2\n    sources: [%s]\n"
-                                "    keep_alive: -1\n    limits: {max_image_size: 56}\n"
-                                "    options: {threads: 1}\n",
-                                i, paths[i]);
-    struct memfit_manager_options o;
-    memfit_manager_options_default(&o);
+        fprintf(f,
+                "  - name: m%d\n    family: dinov2\n    sources: [%s]\n"
+                "    keep_alive: -1\n    limits: {max_image_size: 56}\n"
+                "    options: {threads: 1}\n",
+                i, paths[i]);
+    fclose(f);
+    struct memfit_engines_options o;
+    memfit_engines_options_default(&o);
+    o.manifest_path = path;
     o.budget_bytes = budget_mb * MIB;
-    o.reaper_thread = false;
-    int rc = memfit_manifest_parse_string(text, len, "stress.yaml", &manifest) == MEMFIT_OK &&
-                     memfit_manager_create(&o, &mgr) == MEMFIT_OK &&
-                     memfit_manager_register_manifest(mgr, manifest, &cfgs) == MEMFIT_OK
-                 ? 0
-                 : 1;
-    if (rc)
+    int rc = memfit_engines_open(&o, &engines) == MEMFIT_OK ? 0 : 1;
+    unlink(path);
+    if (rc) {
         fprintf(stderr, "open: %s\n", memfit_last_error());
-    memfit_free(text);
-    return rc;
+        return rc;
+    }
+    mgr = memfit_engines_manager(engines);
+    return 0;
 }
 
 static void close_models(void)
 {
-    size_t n = manifest->n_models;
-    memfit_manager_destroy(mgr);
-    for (size_t i = 0; i < n; i++)
-        memfit_vit_driver_config_free(cfgs[i]);
-    memfit_free(cfgs);
-    memfit_manifest_free(manifest);
+    memfit_engines_close(engines);
+}
+
+/* One 56 x 56 image through a held model. */
+static enum memfit_status forward(memfit_handle *h, const struct memfit_image *img, bool normalize,
+                                  float *out, int64_t timeout_ms)
+{
+    struct memfit_embed_params p;
+    memfit_embed_params_default(&p);
+    p.transform.mode = MEMFIT_IMAGE_RESIZE_MULTIPLE;
+    p.normalize = normalize;
+    p.timeout_ms = timeout_ms;
+    const struct memfit_image *imgs[1] = {img};
+    return memfit_engine_embed(h, imgs, 1, &p, out, 384, NULL);
 }
 
 static void unload_all(int n)
@@ -238,18 +254,17 @@ static void *sampler_main(void *arg)
 static void *worker_main(void *arg)
 {
     uint64_t seed = 0x9E3779B97F4A7C15ull * ((uint64_t)(uintptr_t)arg + 1);
-    float *px = memfit_calloc(3 * 56 * 56, sizeof(float));
+    struct memfit_image img = {56, 56, memfit_calloc(3 * 56 * 56, 1)};
     float *out = memfit_calloc(384, sizeof(float));
     for (size_t i = 0; i < 3 * 56 * 56; i++)
-        px[i] = (float)((int)(rng_next(&seed) % 2001) - 1000) / 500.0f;
+        img.rgb[i] = (uint8_t)rng_next(&seed);
     while (atomic_fetch_add(&next_request, 1) < n_requests) {
         char name[16];
         snprintf(name, sizeof(name), "m%d", (int)(rng_next(&seed) % (uint64_t)n_models));
         memfit_handle *h;
         enum memfit_status st = memfit_manager_acquire(mgr, name, 5000, &h);
         if (st == MEMFIT_OK) {
-            st = memfit_vit_driver_forward(memfit_handle_model(h), px, 1, 56, 56,
-                                           MEMFIT_VIT_OUTPUT_CLS, true, out, 384, 5000);
+            st = forward(h, &img, true, out, 5000);
             memfit_manager_release(h);
         }
         if (st == MEMFIT_OK) {
@@ -262,7 +277,7 @@ static void *worker_main(void *arg)
                         memfit_last_error());
         }
     }
-    memfit_free(px);
+    memfit_free(img.rgb);
     memfit_free(out);
     return NULL;
 }
@@ -316,7 +331,7 @@ static int cycle(uint64_t budget_mb, int n, char **paths)
         return 1;
     char name[16];
     int rc = 0;
-    float *px = memfit_calloc(3 * 56 * 56, sizeof(float));
+    struct memfit_image img = {56, 56, memfit_calloc(3 * 56 * 56, 1)};
     float *out = memfit_calloc(384, sizeof(float));
     for (int i = 0; i < n; i++) {
         memfit_heap_trim();
@@ -328,8 +343,7 @@ static int cycle(uint64_t budget_mb, int n, char **paths)
             rc = 1;
             break;
         }
-        memfit_vit_driver_forward(memfit_handle_model(h), px, 1, 56, 56, MEMFIT_VIT_OUTPUT_CLS,
-                                  false, out, 384, 0);
+        forward(h, &img, false, out, 0);
         uint64_t rss_l = rss(), ws_l = working_set();
         memfit_manager_release(h);
         memfit_manager_unload(mgr, name);
@@ -340,7 +354,7 @@ static int cycle(uint64_t budget_mb, int n, char **paths)
                (unsigned long long)rss1, (unsigned long long)ws0, (unsigned long long)ws_l,
                (unsigned long long)ws1);
     }
-    memfit_free(px);
+    memfit_free(img.rgb);
     memfit_free(out);
     close_models();
     return rc;

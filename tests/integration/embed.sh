@@ -58,7 +58,7 @@ sys.exit(0 if len(a)==len(b) and all(abs(x-y)<1e-5 for x,y in zip(a,b)) else 1)"
 }
 "$MEMFIT" embed "file://$MODEL" "${IMGS[0]}" --json --threads 2 >"$TMP/uri.jsonl" 2>"$TMP/e3"
 check "file:// source: fetched into the cache, same embedding" same_first "$TMP/b1.jsonl" "$TMP/uri.jsonl"
-check "file:// source: the cache holds it" [ -n "$(ls "$TMP/cache/blobs/sha256" 2>/dev/null)" ]
+check "file:// source: used in place, not copied into the cache" [ -z "$(ls "$TMP/cache/blobs/sha256" 2>/dev/null)" ]
 
 mkdir -p "$TMP/proj/models"
 cp "$MODEL" "$TMP/proj/models/tiny.pth"
@@ -72,11 +72,16 @@ models:
     family: dinov2
     sources: [models/missing.pth]
 EOF
-(cd "$TMP/proj" && "$MEMFIT" embed tiny "${IMGS[0]}" --json --stats --interpolation orig) \
+(cd "$TMP/proj" && "$MEMFIT" embed tiny "${IMGS[0]}" --json --stats) \
     >"$TMP/name.jsonl" 2>"$TMP/name.err"
-check "manifest name (./memfit.yaml): same embedding" same_first "$TMP/b1.jsonl" "$TMP/name.jsonl"
-check "manifest options applied (threads), command-line options win (interpolation)" \
-    grep -q "interpolation orig (option), 2 threads" "$TMP/name.err"
+"$MEMFIT" embed "$MODEL" "${IMGS[0]}" --json --interpolation reg >"$TMP/reg.jsonl"
+check "manifest name (./memfit.yaml): the file's embedding with its options" same_first "$TMP/reg.jsonl" "$TMP/name.jsonl"
+check "manifest options applied (threads, interpolation)" \
+    grep -q "interpolation reg (option), 2 threads" "$TMP/name.err"
+check "--stats: the budget and its source" grep -q "^budget: .* (80% of\|^budget: .*MEMFIT_MAX" "$TMP/name.err"
+(cd "$TMP/proj" && "$MEMFIT" embed tiny "${IMGS[0]}" --interpolation orig) >/dev/null 2>"$TMP/name3.err"
+check "a model option flag on a manifest model: exit 1" [ $? -eq 1 ]
+check "... saying the manifest holds its options" grep -q "takes its options (--interpolation) from the manifest" "$TMP/name3.err"
 "$MEMFIT" embed tiny "${IMGS[0]}" --manifest "$TMP/proj/memfit.yaml" --stats >/dev/null 2>"$TMP/name2.err"
 check "--manifest FILE, the entry's interpolation" grep -q "interpolation reg (option)" "$TMP/name2.err"
 "$MEMFIT" embed nope "${IMGS[0]}" --manifest "$TMP/proj/memfit.yaml" >/dev/null 2>"$TMP/e4"

@@ -39,7 +39,12 @@ check "prompt longer than the context: exit 1" test $rc -eq 1
 check "... with the figures" grep -q "the prompt is 600 tokens; the context holds 64" "$TMP/e"
 "$MEMFIT" generate "$Q" -p "Hi" --budget 100K >/dev/null 2>"$TMP/e"
 check "a budget too small: exit 1" test $? -eq 1
-check "... refused with the plan" grep -q "the budget is 0.1 MiB" "$TMP/e"
+check "... refused with the plan's figures" grep -Eq "needs [1-9][0-9.]* KiB \(weights [1-9][0-9.]* KiB, workspace [1-9][0-9.]* KiB, KV cache [1-9][0-9.]* KiB\)" "$TMP/e"
+check "... against the budget, naming its source" grep -q "whole budget is 100.0 KiB.*from --budget 100K" "$TMP/e"
+check "... and what to change" grep -q "context of 256 tokens: a smaller --ctx or --kv q8_0" "$TMP/e"
+MEMFIT_MAX_MEMORY_MB=0.25 "$MEMFIT" generate "$Q" -p "Hi" >/dev/null 2>"$TMP/e"
+check "a budget from the environment too small: exit 1" test $? -eq 1
+check "... naming the variable" grep -q "from MEMFIT_MAX_MEMORY_MB=0.25" "$TMP/e"
 "$MEMFIT" convert "$MEMFIT_FIXTURES/dinov2/vits_tiny.pth" "$TMP/dino.gguf" >/dev/null 2>&1
 "$MEMFIT" generate "$TMP/dino.gguf" -p "Hi" >/dev/null 2>"$TMP/e"
 check "a DINOv2 file: exit 1" test $? -eq 1

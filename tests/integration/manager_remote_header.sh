@@ -61,7 +61,7 @@ for fmt in gguf safetensors pth; do
     : >"$log"
     MEMFIT_LOG_LEVEL=info "$MEMFIT_BIN" models "$T/m.yaml" --json >"$T/before.json" \
         2>"$T/before.err" || fail "models: $(cat "$T/before.err")"
-    grep "planned from its header" "$T/before.err" || fail "no log line: $(cat "$T/before.err")"
+    grep "header read before download" "$T/before.err" || fail "no log line: $(cat "$T/before.err")"
     [[ $(jget "$T/before.json" "d['plan_source']") == header ]] || fail "plan source: $(cat "$T/before.json")"
     [[ $(jget "$T/before.json" "d['planned']['workspace'] > 0") == True ]] || fail "no workspace planned"
     [[ $(blobs "$cache") -eq 0 ]] || fail "planning downloaded the file"
