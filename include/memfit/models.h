@@ -300,6 +300,14 @@ MEMFIT_API enum memfit_status memfit_vit_forward(memfit_vit *model, const float 
 MEMFIT_API enum memfit_status memfit_vit_write_gguf(const memfit_vit *model, const char *dst_path,
                                                     enum memfit_type type);
 
+/*
+ * The tensor bytes memfit_vit_write_gguf would write for the model in `set`
+ * (a header-only set is enough: the same rule per tensor, from names and
+ * shapes). E_UNSUPPORTED for a type it does not write; E_RANGE on overflow.
+ */
+MEMFIT_API enum memfit_status memfit_vit_write_bytes(const memfit_tensors *set,
+                                                     enum memfit_type type, uint64_t *out_bytes);
+
 /* ==== end of ViT section ================================================ */
 
 /* ==== Tokenizers (src/models/tokenizer*.c) ================================ */

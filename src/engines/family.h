@@ -39,9 +39,11 @@ struct mf_family {
      */
     const char *(*convert_type)(const void *cfg);
     enum memfit_status (*convert)(void *cfg, const char *src_path, const char *dst_path);
-    /* Optional: the converted copy's bytes, from the source's shapes (for
-     * the plan before the copy exists). */
-    enum memfit_status (*convert_estimate)(void *cfg, const char *src_path, uint64_t *out_bytes);
+    /* Optional: turns `plan`, the source's plan, into the converted copy's
+     * (its weights from the source's names and shapes), for the plan before
+     * the copy exists. */
+    enum memfit_status (*convert_estimate)(void *cfg, const char *src_path,
+                                           struct memfit_engine_plan *plan);
     /*
      * The exact plan of the local file `path` (the weights, or a stand-in
      * of their header): out->cost and the family's fields; the generic code

@@ -705,11 +705,8 @@ static enum memfit_status plan_file(memfit_engine_model *m, const char *path, bo
     p.file_bytes = file_bytes;
     p.plan_source = "file";
     if (is_source && convert_type(m) && m->family->convert_estimate) {
-        uint64_t copy = 0;
-        if ((st = m->family->convert_estimate(m->cfg, path, &copy)) != MEMFIT_OK)
+        if ((st = m->family->convert_estimate(m->cfg, path, &p)) != MEMFIT_OK)
             return st;
-        p.cost.bytes[MEMFIT_BUDGET_WEIGHTS] = copy;
-        p.file_bytes = copy;
         p.plan_source = "estimate";
     }
     *out = p;
@@ -908,12 +905,15 @@ static enum memfit_status drv_load(void *config, const char *identity,
 {
     (void)identity;
     memfit_engine_model *m = config;
-    char *conv = locked_copy(m, &m->converted);
-    char *path = conv ? conv : locked_copy(m, &m->path);
-    if (!path || (convert_type(m) && !conv)) {
-        memfit_free(path);
+    pthread_mutex_lock(&m->lock);
+    const char *file = m->converted ? m->converted : m->path;
+    bool fetched = file && (m->converted || !convert_type(m));
+    char *path = fetched ? memfit_strdup(file) : NULL;
+    pthread_mutex_unlock(&m->lock);
+    if (!fetched)
         return memfit_fail(MEMFIT_E_MISUSE, "model '%s': load before fetch", m->name);
-    }
+    if (!path)
+        return MEMFIT_E_NOMEM;
     /* Planned provisionally (a remote file's size): the exact plan's extra
      * is reserved before anything is mapped, or the load is refused. */
     memfit_reservation *extra = NULL;

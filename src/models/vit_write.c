@@ -24,6 +24,30 @@ static enum memfit_type target_for(const struct memfit_tensor_info *t, enum memf
     return ti->is_quantized ? MEMFIT_TYPE_F16 : type;
 }
 
+enum memfit_status memfit_vit_write_bytes(const memfit_tensors *set, enum memfit_type type,
+                                          uint64_t *out_bytes)
+{
+    const struct memfit_type_info *ti = memfit_type_get_info(type);
+    if (!ti)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "memfit_vit_write_bytes: unknown type %d",
+                           (int)type);
+    uint64_t total = 0;
+    for (size_t i = 0; i < memfit_tensors_count(set); i++) {
+        struct memfit_tensor_info t;
+        uint64_t bytes;
+        enum memfit_status st = memfit_tensors_get(set, i, &t);
+        if (st == MEMFIT_OK)
+            st = memfit_type_bytes(target_for(&t, type), t.n_elements, &bytes);
+        if (st != MEMFIT_OK)
+            return st;
+        if (bytes > UINT64_MAX - total)
+            return memfit_fail(MEMFIT_E_RANGE, "memfit_vit_write_bytes: size overflows");
+        total += bytes;
+    }
+    *out_bytes = total;
+    return MEMFIT_OK;
+}
+
 enum memfit_status memfit_vit_write_gguf(const memfit_vit *m, const char *dst_path,
                                          enum memfit_type type)
 {

@@ -163,38 +163,26 @@ static const char *dino_convert_type(const void *config)
     return ti ? ti->name : NULL;
 }
 
-/* The copy memfit_vit_write_gguf writes: the 2-D weights in the type where
- * their rows fit its block (F16 otherwise), the rest F32, as in the file. */
-static enum memfit_status dino_convert_estimate(void *config, const char *src, uint64_t *out)
+/* The copy memfit_vit_write_gguf will write (the same per-tensor rule):
+ * its tensors are the weights, used in place (1-D parameters are F32 in it,
+ * so nothing is converted at open). */
+static enum memfit_status dino_convert_estimate(void *config, const char *src,
+                                                struct memfit_engine_plan *plan)
 {
     const struct dino_config *c = config;
     memfit_tensors *set;
     enum memfit_status st = memfit_tensors_open(src, NULL, &set);
     if (st != MEMFIT_OK)
         return st;
-    const struct memfit_type_info *ti = memfit_type_get_info(c->quantize_type);
-    uint64_t total = 0;
-    size_t n = memfit_tensors_count(set);
-    for (size_t i = 0; i < n; i++) {
-        struct memfit_tensor_info t;
-        if ((st = memfit_tensors_get(set, i, &t)) != MEMFIT_OK)
-            break;
-        uint64_t bytes = t.n_elements * 4; /* n_elements is checked by the format layer */
-        if (t.n_dims >= 2 && t.shape[0] > 0) {
-            uint64_t row = t.n_elements / (uint64_t)t.shape[0];
-            if (ti && row % ti->block_size == 0) {
-                if (memfit_type_bytes(c->quantize_type, t.n_elements, &bytes) != MEMFIT_OK)
-                    bytes = t.n_elements * 4;
-            } else {
-                bytes = t.n_elements * 2;
-            }
-        }
-        total += bytes;
-    }
+    uint64_t bytes = 0;
+    st = memfit_vit_write_bytes(set, c->quantize_type, &bytes);
     memfit_tensors_close(set);
-    if (st == MEMFIT_OK)
-        *out = total;
-    return st;
+    if (st != MEMFIT_OK)
+        return st;
+    plan->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = bytes;
+    plan->cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] = 0;
+    plan->file_bytes = bytes;
+    return MEMFIT_OK;
 }
 
 static enum memfit_status dino_convert(void *config, const char *src, const char *dst)
