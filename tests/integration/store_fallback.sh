@@ -3,7 +3,8 @@
 # file in s3rver and on an nginx origin, pulled with MEMFIT_DOWNLOAD_MAX_RATE
 # at 4 MB/s; s3rver is killed a second into the transfer, the pull finishes
 # from the origin with the right digest, and the log (INFO) has the start,
-# progress, retry, fallback and done lines. Then hf:// from a loopback Hub.
+# progress, retry, fallback and done lines. Then presigned URLs, redacted in
+# the log, and hf:// from a loopback Hub.
 source "$(dirname "$0")/store_lib.bash"
 start_s3 models
 start_origin
@@ -47,6 +48,18 @@ secs=$(sed -E 's/.* in ([0-9.]+) s .*/\1/' <<<"$done_line")
 # 20 MB at 4 MB/s: about 5 s (the cap holds on loopback, which gives far more).
 awk -v s="$secs" 'BEGIN { exit !(s >= 3.5 && s < 30) }' || fail "the cap did not hold: $secs s"
 if grep -qF "$AWS_SECRET_ACCESS_KEY" "$T/log"; then fail "secret in the log"; fi
+
+echo "== signed query strings stay out of the log"
+make_file q.bin 64K
+origin_put "$T/www/q.bin"
+MEMFIT_LOG_LEVEL=info pull "$ORIGIN/missing.bin?X-Amz-Signature=SEKRIT1&token=SEKRIT2" \
+    "$ORIGIN/q.bin?X-Amz-Credential=SEKRIT3&X-Amz-Signature=SEKRIT4" >/dev/null 2>"$T/log" ||
+    fail "presigned pull: $(cat "$T/log")"
+grep -q "trying the next source, $ORIGIN/q.bin?X-Amz-Credential=REDACTED" "$T/log" ||
+    fail "fallback line: $(cat "$T/log")"
+grep -q "fetch q.bin from $ORIGIN/q.bin?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED: done" \
+    "$T/log" || fail "done line: $(cat "$T/log")"
+if grep -q SEKRIT "$T/log"; then fail "a signature in the log: $(cat "$T/log")"; fi
 
 echo "== hf:// from a loopback Hub"
 start_hf
