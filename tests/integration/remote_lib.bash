@@ -53,8 +53,8 @@ free_port() {
 }
 # wait_for CMD... : retries for up to 10 s.
 wait_for() {
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
@@ -179,6 +179,7 @@ hf_put() {
 
 start_origin() {
     _remote_nginx origin "$REMOTE_DIR/origin-root"
+    # shellcheck disable=SC2034 # for the test that sources this
     ORIGIN="http://127.0.0.1:$_remote_port"
 }
 
