@@ -20,6 +20,20 @@
  * state or the new one. Processes and threads that pull the same file
  * download it once (lock files with stale-lock recovery).
  *
+ * Settings read from the configuration (environment or .env):
+ *   MEMFIT_CACHE_MAX_GB        cache size limit (a plain number is GB = 1e9 bytes; or "500MB")
+ *   MEMFIT_OFFLINE             1: the cache only (also HF_HUB_OFFLINE)
+ *   MEMFIT_CA_BUNDLE           an extra CA file for TLS
+ *   MEMFIT_DOWNLOAD_MAX_RATE   bandwidth cap per download in bytes per second, with
+ *                              memfit_parse_size units ("2MB", "512KiB"); unset or 0: none
+ *
+ * Progress goes to the log (INFO), TTY or not (docs/store.md): a start
+ * line, a progress line at least every 5 s and at each tenth of the file,
+ * and a done line with size, time and rate, e.g.
+ *   fetch dino.gguf from s3://bucket/dino.gguf: 40% (40.0 MiB of 100 MiB, 12.3 MiB/s)
+ * A failed attempt is logged (WARN) with its cause, and so is the move to
+ * the next source, which the line names.
+ *
  * Credentials never appear in messages, logs or progress output; signed
  * query strings (X-Amz-Signature, ...) are redacted wherever a URL is shown.
  */
@@ -59,6 +73,7 @@ struct memfit_store_options {
     unsigned stall_min_bytes_per_s; /* (defaults 30 s, 1024 B/s) */
     unsigned lock_wait_timeout_ms;  /* waiting for another downloader (default 3600000) */
     unsigned stale_lock_ms; /* a lock without progress this long is stale (default 120000) */
+    uint64_t max_download_bytes_per_s; /* 0: MEMFIT_DOWNLOAD_MAX_RATE, else unlimited */
 };
 
 /* The defaults described above. */

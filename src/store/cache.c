@@ -86,6 +86,19 @@ static enum memfit_status parse_max_gb(const char *v, uint64_t *out)
     return MEMFIT_OK;
 }
 
+/* MEMFIT_DOWNLOAD_MAX_RATE: bytes per second, with the units of memfit_parse_size. */
+static enum memfit_status parse_max_rate(const char *v, uint64_t *out)
+{
+    uint64_t n;
+    enum memfit_status st = memfit_parse_size(v, &n);
+    if (st != MEMFIT_OK)
+        return memfit_fail(st, "MEMFIT_DOWNLOAD_MAX_RATE: %s", memfit_last_error());
+    if (n > (uint64_t)INT64_MAX)
+        return memfit_fail(MEMFIT_E_RANGE, "MEMFIT_DOWNLOAD_MAX_RATE: '%s' out of range", v);
+    *out = n;
+    return MEMFIT_OK;
+}
+
 static char *default_cache_dir(void)
 {
     const char *dir = memfit_config_get("MEMFIT_CACHE_DIR");
@@ -132,6 +145,14 @@ enum memfit_status memfit_store_open(const struct memfit_store_options *opts, me
         if (v && v[0] && (st = parse_max_gb(v, &o.max_cache_bytes)) != MEMFIT_OK)
             return st;
     }
+    if (o.max_download_bytes_per_s == 0) {
+        const char *v = memfit_config_get("MEMFIT_DOWNLOAD_MAX_RATE");
+        if (v && v[0] && (st = parse_max_rate(v, &o.max_download_bytes_per_s)) != MEMFIT_OK)
+            return st;
+    }
+    if (o.max_download_bytes_per_s > (uint64_t)INT64_MAX)
+        return memfit_fail(MEMFIT_E_RANGE, "max_download_bytes_per_s %llu out of range",
+                           (unsigned long long)o.max_download_bytes_per_s);
     memfit_store *s = memfit_calloc_in(MEMFIT_ALLOC_STORE, 1, sizeof(*s));
     if (!s)
         return MEMFIT_E_NOMEM;

@@ -40,6 +40,8 @@
 #define WRITEBACK_CHUNK (32u << 20)
 /* The ring between the receiving and the hashing thread. */
 #define HASH_RING_BYTES (4u << 20)
+/* A progress line in the log at least this often (and at every tenth of the file). */
+#define LOG_PROGRESS_NS (5ull * 1000000000ull)
 
 /* Everything one fetch call needs. */
 struct fetch {
@@ -74,10 +76,95 @@ struct download {
     /* progress */
     uint64_t last_report_ns, last_report_bytes;
     double rate;
+    /* progress in the log: the file's label, this source's start, the last line */
+    char log_name[128];
+    uint64_t log_start_ns, log_start_bytes;
+    uint64_t log_last_ns, log_next_bytes;   /* the next tenth of the file to log */
+    bool log_started;                       /* the current attempt logged its start */
     char digest[MEMFIT_SHA256_HEX_LEN + 1]; /* the result */
 };
 
 /* ---- Progress, cancellation, heartbeat ----------------------------------- */
+
+/* What the log calls the file: the ref name, or the last path segment of the source. */
+static void log_label(const struct fetch *f, const struct mf_source *src, char *buf, size_t size)
+{
+    if (f->opts && f->opts->name) {
+        mf_redact_into(f->opts->name, buf, size);
+        return;
+    }
+    const char *s = src->display;
+    size_t end = strcspn(s, "?#");
+    size_t base = 0;
+    for (size_t i = 0; i + 1 < end; i++)
+        if (s[i] == '/')
+            base = i + 1;
+    const char *at = src->kind == MF_SOURCE_HF ? memchr(s + base, '@', end - base) : NULL;
+    if (at) /* hf://org/repo/path@revision */
+        end = (size_t)(at - s);
+    snprintf(buf, size, "%.*s", (int)(end - base), s + base);
+}
+
+/* The next multiple of a tenth of the file above what we have. */
+static void log_next_mark(struct download *d)
+{
+    if (d->total == MEMFIT_STORE_SIZE_UNKNOWN) {
+        d->log_next_bytes = UINT64_MAX;
+        return;
+    }
+    uint64_t step = d->total / 10 ? d->total / 10 : 1;
+    d->log_next_bytes = d->have - d->have % step + step;
+}
+
+/* The start of one attempt's body (fresh or resumed). */
+static void log_start(struct download *d)
+{
+    char have[32], total[32];
+    memfit_format_size(d->have, have, sizeof(have));
+    if (d->total != MEMFIT_STORE_SIZE_UNKNOWN)
+        memfit_format_size(d->total, total, sizeof(total));
+    else
+        snprintf(total, sizeof(total), "size unknown");
+    if (d->have > 0)
+        memfit_log(MEMFIT_LOG_INFO, "fetch %s from %s: resuming at %s of %s", d->log_name,
+                   d->src->display, have, total);
+    else
+        memfit_log(MEMFIT_LOG_INFO, "fetch %s from %s: started (%s)", d->log_name, d->src->display,
+                   total);
+    d->log_started = true;
+    d->log_last_ns = memfit_now_ns();
+    log_next_mark(d);
+}
+
+static void log_progress(struct download *d, uint64_t now)
+{
+    char have[32], total[32], rate[32];
+    memfit_format_size(d->have, have, sizeof(have));
+    memfit_format_size((uint64_t)d->rate, rate, sizeof(rate));
+    if (d->total != MEMFIT_STORE_SIZE_UNKNOWN && d->total > 0) {
+        unsigned pct = (unsigned)((double)d->have * 100.0 / (double)d->total);
+        memfit_log(MEMFIT_LOG_INFO, "fetch %s from %s: %u%% (%s of %s, %s/s)", d->log_name,
+                   d->src->display, pct, have, memfit_format_size(d->total, total, sizeof(total)),
+                   rate);
+    } else {
+        memfit_log(MEMFIT_LOG_INFO, "fetch %s from %s: %s (%s/s)", d->log_name, d->src->display,
+                   have, rate);
+    }
+    d->log_last_ns = now;
+    log_next_mark(d);
+}
+
+static void log_done(struct download *d)
+{
+    uint64_t ns = memfit_now_ns() - d->log_start_ns;
+    uint64_t got = d->have - d->log_start_bytes;
+    double s = (double)ns / 1e9;
+    char size[32], rate[32];
+    memfit_format_size(d->have, size, sizeof(size));
+    memfit_format_size(s > 0 ? (uint64_t)((double)got / s) : got, rate, sizeof(rate));
+    memfit_log(MEMFIT_LOG_INFO, "fetch %s from %s: done, %s in %.1f s (%s/s)", d->log_name,
+               d->src->display, size, s, rate);
+}
 
 /* Returns non-zero (and sets abort_status) when the transfer must stop. */
 static int tick(struct download *d, bool final)
@@ -101,6 +188,9 @@ static int tick(struct download *d, bool final)
     }
     d->last_report_ns = now;
     d->last_report_bytes = d->have;
+    if (!final && d->log_started && d->have < d->total &&
+        (now - d->log_last_ns >= LOG_PROGRESS_NS || d->have >= d->log_next_bytes))
+        log_progress(d, now);
     const struct memfit_fetch_options *o = d->f->opts;
     if (o && o->progress && o->progress(d->have, d->total, d->rate, o->progress_user) != 0) {
         d->abort_status = memfit_fail(MEMFIT_E_CANCELLED, "%s: cancelled by the progress callback",
@@ -125,6 +215,7 @@ static enum memfit_status truncate_partial(struct download *d)
         return memfit_fail(MEMFIT_E_IO, "%s: truncate: %s", d->partial_path, strerror(errno));
     d->have = 0;
     d->synced = 0;
+    d->log_start_bytes = 0;
     mf_hasher_drain(&d->hasher);
     mf_sha256_final(&d->hasher.sha, d->digest); /* resets the context */
     d->digest[0] = '\0';
@@ -275,6 +366,7 @@ static enum memfit_status start_body(struct download *d)
         if ((st = check_space(d, d->total - d->have)) != MEMFIT_OK)
             return st;
     }
+    log_start(d);
     return MEMFIT_OK;
 }
 
@@ -330,16 +422,13 @@ static enum memfit_status attempt_http(struct download *d, bool *retryable)
     struct mf_http_params params = mf_store_http_params(f->store);
     struct mf_http_request req;
     bool resume = d->have > 0;
-    if (resume)
-        memfit_log(MEMFIT_LOG_INFO, "%s: resuming at byte %llu", d->src->display,
-                   (unsigned long long)d->have);
     st = mf_http_request_init(&req, d->src, &f->creds, &params, false,
                               resume ? d->have : MEMFIT_STORE_SIZE_UNKNOWN, false,
                               resume ? d->validator : NULL);
     if (st != MEMFIT_OK)
         return st;
     d->req = &req;
-    d->started = d->discard = false;
+    d->started = d->discard = d->log_started = false;
     d->abort_status = MEMFIT_OK;
     CURL *c = req.curl;
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -422,6 +511,8 @@ static enum memfit_status attempt_file(struct download *d)
     }
     d->total = (uint64_t)sb.st_size;
     st = check_space(d, d->total);
+    if (st == MEMFIT_OK)
+        log_start(d);
     while (st == MEMFIT_OK) {
         ssize_t n = read(in, buf, chunk);
         if (n < 0 && errno == EINTR)
@@ -489,6 +580,8 @@ static enum memfit_status finish(struct download *d)
     remove_meta(d);
     if ((st = mf_fsync_dir(s->blobs)) == MEMFIT_OK)
         st = mf_fsync_dir(s->partial);
+    if (st == MEMFIT_OK)
+        log_done(d);
     return st;
 }
 
@@ -501,6 +594,7 @@ struct mf_http_params mf_store_http_params(const memfit_store *store)
         .stall_timeout_s = store->opts.stall_timeout_s,
         .stall_min_bytes_per_s = store->opts.stall_min_bytes_per_s,
         .ca_bundle = store->ca_bundle,
+        .max_recv_bytes_per_s = store->opts.max_download_bytes_per_s,
     };
     return params;
 }
@@ -619,6 +713,9 @@ static enum memfit_status fetch_source(struct fetch *f, const struct mf_source *
     }
     if ((st = open_partial(d)) != MEMFIT_OK)
         return st;
+    log_label(f, src, d->log_name, sizeof(d->log_name));
+    d->log_start_ns = memfit_now_ns();
+    d->log_start_bytes = d->have;
     unsigned max_attempts = s->opts.max_attempts ? s->opts.max_attempts : 1;
     for (unsigned attempt = 1;; attempt++) {
         bool retryable = false;
@@ -807,7 +904,8 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
         if (st == MEMFIT_E_CANCELLED || st == MEMFIT_E_NOSPACE || st == MEMFIT_E_NOMEM)
             break;
         if (i + 1 < n_sources)
-            memfit_log(MEMFIT_LOG_WARN, "%s; trying the next source", memfit_last_error());
+            memfit_log(MEMFIT_LOG_WARN, "%s; trying the next source, %s", memfit_last_error(),
+                       srcs[i + 1].display);
     }
     if (st != MEMFIT_OK)
         goto done;

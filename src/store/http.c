@@ -200,8 +200,20 @@ enum memfit_status mf_http_request_init(struct mf_http_request *req, const struc
     }
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)params->connect_timeout_ms);
     if (params->stall_timeout_s > 0) {
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)params->stall_min_bytes_per_s);
+        /* A cap below the stall threshold must not read as a stall. */
+        uint64_t low = params->stall_min_bytes_per_s;
+        if (params->max_recv_bytes_per_s > 0 && params->max_recv_bytes_per_s / 2 < low)
+            low = params->max_recv_bytes_per_s / 2 ? params->max_recv_bytes_per_s / 2 : 1;
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)low);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)params->stall_timeout_s);
+    }
+    if (params->max_recv_bytes_per_s > 0) {
+        /* libcurl reads up to 100 buffers in a row before it looks at the cap: with
+         * buffers of 1/256 of a second's worth, a burst stays under half a second. */
+        uint64_t buf = params->max_recv_bytes_per_s / 256;
+        buf = buf < 16384 ? 16384 : buf > 262144 ? 262144 : buf;
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)buf);
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)params->max_recv_bytes_per_s);
     }
     if (head)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);

@@ -267,7 +267,8 @@ struct mf_http_params {
     unsigned connect_timeout_ms;
     unsigned stall_timeout_s;
     unsigned stall_min_bytes_per_s;
-    const char *ca_bundle; /* or NULL */
+    const char *ca_bundle;         /* or NULL */
+    uint64_t max_recv_bytes_per_s; /* 0: no cap */
 };
 
 /* What the final response's headers said. */

@@ -1,6 +1,7 @@
 # Shared by tests/integration/store_*.sh (not a test itself: CTest runs *.sh).
 # A temp directory, a private cache, and servers on loopback that are always
-# stopped on exit (trap EXIT): nginx, the fault-injecting server, moto.
+# stopped on exit (trap EXIT): nginx, the fault-injecting server, and those of
+# remote_lib.bash (s3rver, a loopback Hub, a plain origin).
 set -euo pipefail
 : "${MEMFIT_BIN:?MEMFIT_BIN must name the memfit binary}"
 : "${MEMFIT_SOURCE:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -42,17 +43,8 @@ skip() {
     exit 77
 }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# wait_for CMD... : retries for up to 10 s.
-wait_for() {
-    local i
-    for i in $(seq 1 100); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# free_port, wait_for, and the S3 server, Hub and origin helpers (after the trap above).
+source "$HERE/remote_lib.bash"
 
 # Makes a file of SIZE (e.g. 1M) of random bytes under www/.
 make_file() { head -c "$2" /dev/urandom >"$T/www/$1"; }

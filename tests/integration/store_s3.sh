@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # s3:// sources: SigV4 signatures checked independently (a capturing server
 # on loopback, the signature recomputed with botocore), then real downloads
-# from moto_server with credentials from the environment and from
-# ~/.aws/credentials with AWS_PROFILE, path-style addressing on the
-# endpoint override, a missing key, and no secret in any output.
+# from s3rver, which checks signatures too, with credentials from the
+# environment and from ~/.aws/credentials with AWS_PROFILE, path-style
+# addressing on the endpoint override, a missing key, a wrong secret refused
+# by the server, and no secret in any output.
 source "$(dirname "$0")/store_lib.bash"
 export AWS_REGION=eu-central-1 MEMFIT_LOG_LEVEL=trace
 key=AKIAMEMFITTEST secret='wJalr/XUtnFEMI+K7MDENG' token='FwoGZXIvYXdzEJr//session=='
@@ -41,49 +42,57 @@ else
     done
 fi
 
-echo "== moto_server"
-command -v moto_server >/dev/null || skip "moto_server is not on PATH (pip install 'moto[server]')"
-port=$(free_port)
-moto_server -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
-server_pids+=($!)
-ep="http://127.0.0.1:$port"
-wait_for curl -sf -o /dev/null "$ep/" || fail "moto did not start: $(cat "$T/moto.log")"
+echo "== s3rver (checks SigV4 signatures)"
+S3_KEY=$key S3_SECRET=$secret
+start_s3 models
 make_file model.bin 3M
-python3 -c 'import botocore' 2>/dev/null || skip "botocore is needed to upload to moto"
-python3 - "$ep" "$T/www/model.bin" <<'PY' || fail "upload to moto"
-import sys
-import botocore.session
-client = botocore.session.get_session().create_client(
-    "s3", region_name="us-east-1", endpoint_url=sys.argv[1],
-    aws_access_key_id="x", aws_secret_access_key="y")
-client.create_bucket(Bucket="models")
-client.put_object(Bucket="models", Key="qwen/model.bin", Body=open(sys.argv[2], "rb").read())
-PY
-export AWS_ENDPOINT_URL_S3="$ep"
+s3_put models qwen/model.bin "$T/www/model.bin"
+# start_s3 exports the key and secret; each step below says what it uses.
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+with_key() { AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token "$@"; }
 
-out=$(AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret pull "s3://models/qwen/model.bin" \
-    2>"$T/err") || fail "pull from moto: $(cat "$T/err")"
+out=$(with_key pull "s3://models/qwen/model.bin" 2>"$T/err") || fail "pull from s3rver: $(cat "$T/err")"
 cmp "$out" "$T/www/model.bin" || fail "content"
-AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret "$MEMFIT_BUILD/store_range" \
-    "s3://models/qwen/model.bin" 4096 1000 >"$T/range" 2>"$T/err" || fail "range: $(cat "$T/err")"
+# s3rver logs each request: the upload, then our signed GET.
+[[ $(grep -c "qwen/model.bin 200" "$S3_LOG") -ge 2 ]] || fail "s3rver saw no GET: $(cat "$S3_LOG")"
+with_key "$MEMFIT_BUILD/store_range" "s3://models/qwen/model.bin" 4096 1000 >"$T/range" \
+    2>>"$T/err" || fail "range: $(cat "$T/err")"
 cmp "$T/range" <(tail -c +4097 "$T/www/model.bin" | head -c 1000) || fail "range content"
-AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret "$MEMFIT_BUILD/store_range" \
-    "s3://models/qwen/model.bin" -512 >"$T/range" 2>"$T/err" || fail "tail: $(cat "$T/err")"
+with_key "$MEMFIT_BUILD/store_range" "s3://models/qwen/model.bin" -512 >"$T/range" 2>>"$T/err" ||
+    fail "tail: $(cat "$T/err")"
 cmp "$T/range" <(tail -c 512 "$T/www/model.bin") || fail "tail content"
 size=$("$MEMFIT_BUILD/store_head" "s3://models/qwen/model.bin") || fail "head (cached)"
 [[ $size -eq $((3 * 1024 * 1024)) ]] || fail "size $size"
+size=$(with_key "$MEMFIT_BUILD/store_head" "s3://models/qwen/other.bin" 2>&1) && fail "head of a missing key: $size"
+
+echo "== a wrong secret is refused by the server"
+# Not from the cache: the server must see the request.
+"$MEMFIT_BIN" cache rm "s3://models/qwen/model.bin" >/dev/null
+if AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY="${secret}x" pull --attempts 1 \
+    "s3://models/qwen/model.bin" >/dev/null 2>"$T/err2"; then
+    fail "a wrong secret was accepted"
+fi
+grep -q "HTTP 403 (access denied; check the AWS credentials)" "$T/err2" ||
+    fail "wrong secret message: $(cat "$T/err2")"
+grep -q "qwen/model.bin 403" "$S3_LOG" || fail "s3rver did not refuse: $(cat "$S3_LOG")"
+cat "$T/err2" >>"$T/err"
 
 echo "== credentials from ~/.aws/credentials with AWS_PROFILE"
 mkdir -p "$HOME/.aws"
 printf '[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n[test]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n' \
     "$key" "$secret" "$token" >"$HOME/.aws/credentials"
-"$MEMFIT_BIN" cache rm "s3://models/qwen/model.bin" >/dev/null
+if pull --attempts 1 "s3://models/qwen/model.bin" >/dev/null 2>"$T/err2"; then
+    fail "the [default] profile's wrong key was accepted"
+fi
+cat "$T/err2" >>"$T/err"
 out=$(AWS_PROFILE=test pull --name qwen "s3://models/qwen/model.bin" 2>>"$T/err") ||
     fail "pull with profile: $(cat "$T/err")"
 cmp "$out" "$T/www/model.bin" || fail "content (profile)"
 
 echo "== missing key"
-if pull --attempts 2 "s3://models/qwen/missing.bin" 2>"$T/err2"; then fail "missing key"; fi
+if AWS_PROFILE=test pull --attempts 2 "s3://models/qwen/missing.bin" 2>"$T/err2"; then
+    fail "missing key"
+fi
 grep -q "not found" "$T/err2" || fail "missing message: $(cat "$T/err2")"
 cat "$T/err2" >>"$T/err"
 for s in "$secret" "$token"; do
