@@ -10,6 +10,9 @@
 #                              sets S3_ENDPOINT and S3_LOG. Skips (77) without it.
 #   s3_put BUCKET KEY FILE     a SigV4-signed PUT (curl --aws-sigv4)
 #   stop_s3                    SIGKILL of the S3 server (e.g. mid-download)
+#   start_s3_slow RATE         a rate-limited proxy in front of it (a file smaller
+#                              than the socket buffers is sent whole before a
+#                              kill of the server could cut it); stop_s3_slow
 #   start_hf                   nginx serving /ORG/REPO/resolve/REV/PATH (Range,
 #                              ETag); exports HF_ENDPOINT. Skips without nginx.
 #   hf_put ORG/REPO FILE [REV] FILE as PATH=basename (REV default main)
@@ -124,10 +127,13 @@ stop_s3() {
 
 # ---- nginx (the Hub and the origin) ------------------------------------------
 
-# _remote_nginx NAME ROOT: nginx serving ROOT; sets _remote_port. Access log:
+# _remote_nginx NAME ROOT [DIRECTIVES [single]]: nginx serving ROOT (DIRECTIVES
+# added to its server block; "single": one process, no master, so one SIGKILL
+# stops it); sets _remote_port and _remote_pid. Access log:
 # $REMOTE_DIR/NAME/access.log ("METHOD URI STATUS range=... sent=...").
 _remote_nginx() {
-    local name=$1 root=$2 nginx port user_line="" conf
+    local name=$1 root=$2 extra=${3:-} procs="worker_processes 1;" nginx port user_line="" conf
+    [[ ${4:-} == single ]] && procs="master_process off;"
     nginx=$(command -v nginx || echo /usr/sbin/nginx)
     [[ -x $nginx ]] || _remote_skip "nginx is not installed (scripts/install-deps)"
     port=$(free_port)
@@ -136,7 +142,7 @@ _remote_nginx() {
     mkdir -p "$conf" "$root"
     cat >"$conf/nginx.conf" <<CONF
 $user_line
-worker_processes 1;
+$procs
 daemon off;
 pid $conf/nginx.pid;
 error_log $conf/error.log;
@@ -154,14 +160,37 @@ http {
         listen 127.0.0.1:$port;
         root $root;
         location = /.ping { return 200 ok; }
+        $extra
     }
 }
 CONF
     "$nginx" -p "$conf" -c "$conf/nginx.conf" -e "$conf/error.log" &
+    _remote_pid=$!
     _remote_pids+=($!)
     wait_for curl -sf -o /dev/null "http://127.0.0.1:$port/.ping" ||
         _remote_fail "nginx ($name) did not start: $(cat "$conf/error.log" 2>/dev/null)"
     _remote_port=$port
+}
+
+# start_s3_slow RATE: a proxy in front of the S3 server (start_s3 first) that
+# sends at most RATE (nginx's limit_rate: 100k, 1m) a second and can be
+# killed mid-transfer with stop_s3_slow (one process: no worker survives it);
+# AWS_ENDPOINT_URL_S3 points at it. The Host header passes through, so
+# signatures still verify at the S3 server.
+_s3_slow_pid=
+start_s3_slow() {
+    [[ -n $_s3_pid ]] || _remote_fail "start_s3_slow before start_s3"
+    _remote_nginx s3-slow "$REMOTE_DIR/s3-slow-root" "location / { proxy_pass $S3_ENDPOINT; \
+proxy_set_header Host \$http_host; limit_rate $1; }" single
+    _s3_slow_pid=$_remote_pid
+    export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$_remote_port"
+}
+
+stop_s3_slow() {
+    [[ -n $_s3_slow_pid ]] || return 0
+    kill -KILL "$_s3_slow_pid" 2>/dev/null || true
+    wait "$_s3_slow_pid" 2>/dev/null || true
+    _s3_slow_pid=
 }
 
 start_hf() {
