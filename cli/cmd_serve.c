@@ -52,6 +52,8 @@ const char cmd_serve_help[] =
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
     "\n"
     "MEMFIT_API_KEY set: every route but /health needs \"Authorization: Bearer KEY\".\n"
+    "The log goes to stderr, at MEMFIT_LOG_LEVEL (default info for serve: the\n"
+    "budget and where it came from, downloads with their progress, loads, unloads).\n"
     "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
     "\n"
     "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
@@ -159,6 +161,11 @@ int cmd_serve(int argc, char **argv)
     o.api_key = memfit_config_get("MEMFIT_API_KEY");
 
     rc = CLI_EXIT_FAILURE;
+    /* A daemon's log says what it does: the budget and where it came from,
+     * downloads with their progress, loads, unloads, refusals. */
+    const char *level = memfit_config_get("MEMFIT_LOG_LEVEL");
+    if (!level || !level[0])
+        memfit_log_set_level(MEMFIT_LOG_INFO);
 #ifdef __GLIBC__
     /* Each connection thread allocates in one of glibc's arenas, which keep
      * freed blocks; with the default sliding mmap threshold the buffers of an

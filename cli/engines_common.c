@@ -117,15 +117,22 @@ int cli_acquire(const char *command, memfit_engines *e, memfit_engine_model *m, 
 {
     /* The store fetches inside the manager: say so before the wait. */
     struct memfit_engine_plan p;
+    struct memfit_fetch_options fo = {0};
+    struct cli_progress bar = {0};
     if (memfit_engine_model_plan(m, &p) == MEMFIT_OK &&
         (strcmp(p.plan_source, "header") == 0 || strcmp(p.plan_source, "head-size") == 0)) {
         char b[32];
         fprintf(stderr, "%s: fetching model '%s' (%s) into the cache\n", command,
                 memfit_engine_model_name(m), memfit_format_size(p.file_bytes, b, sizeof(b)));
+        /* The bar on a terminal, and Ctrl-C stops the download cleanly. */
+        cli_fetch_prepare(&fo, &bar, false);
+        memfit_engine_model_set_fetch(m, fo.progress, fo.progress_user, fo.cancel);
     }
     memfit_clear_error();
     enum memfit_status st =
         memfit_manager_acquire(memfit_engines_manager(e), memfit_engine_model_name(m), -1, out);
+    memfit_engine_model_set_fetch(m, NULL, NULL, NULL);
+    cli_fetch_done(&bar);
     if (st == MEMFIT_OK)
         return CLI_EXIT_OK;
     const char *detail = memfit_last_error()[0] ? memfit_last_error() : memfit_status_message(st);

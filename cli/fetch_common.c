@@ -63,10 +63,11 @@ void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    fo->cancel = (const int *)&cancel_flag;
     *bar = (struct cli_progress){0};
+    sigaction(SIGINT, &sa, &bar->old_int);
+    sigaction(SIGTERM, &sa, &bar->old_term);
+    bar->signals_taken = true;
+    fo->cancel = (const int *)&cancel_flag;
     if (!quiet && cli_isatty(2)) {
         fo->progress = draw_progress;
         fo->progress_user = bar;
@@ -78,6 +79,11 @@ void cli_fetch_done(struct cli_progress *bar)
     if (bar->drawn)
         fputc('\n', stderr);
     bar->drawn = false;
+    if (bar->signals_taken) { /* Ctrl-C does what it did before the fetch */
+        sigaction(SIGINT, &bar->old_int, NULL);
+        sigaction(SIGTERM, &bar->old_term, NULL);
+        bar->signals_taken = false;
+    }
 }
 
 bool cli_is_source_uri(const char *model)

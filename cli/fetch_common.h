@@ -7,6 +7,7 @@
 #ifndef MEMFIT_CLI_FETCH_COMMON_H
 #define MEMFIT_CLI_FETCH_COMMON_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,6 +17,8 @@
 struct cli_progress {
     uint64_t last_ns;
     bool drawn;
+    bool signals_taken; /* the handlers below are restored by cli_fetch_done */
+    struct sigaction old_int, old_term;
 };
 
 /*
@@ -25,7 +28,8 @@ struct cli_progress {
  */
 void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar, bool quiet);
 
-/* Ends the bar's line when one was drawn. */
+/* Ends the bar's line when one was drawn, and gives SIGINT/SIGTERM back
+ * their handlers from before cli_fetch_prepare. */
 void cli_fetch_done(struct cli_progress *bar);
 
 /* True when `model` is a source URI (s3://, https://, hf://, file://...) rather than a path. */

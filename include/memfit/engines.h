@@ -38,6 +38,7 @@
 #include "memfit/format.h"
 #include "memfit/manager.h"
 #include "memfit/models.h"
+#include "memfit/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -149,6 +150,17 @@ MEMFIT_API enum memfit_status memfit_engine_model_plan(memfit_engine_model *mode
  */
 MEMFIT_API enum memfit_status memfit_engine_model_register(memfit_engine_model *model,
                                                            memfit_manager *mgr);
+
+/*
+ * Progress and cancellation of the model's downloads (as the store's fetch
+ * options: `progress` called with the bytes so far, `cancel` read while
+ * fetching); NULL removes them. For a program that draws a progress bar on
+ * a terminal; the store logs progress lines whatever is set here. Set it
+ * while no load is in flight.
+ */
+MEMFIT_API void memfit_engine_model_set_fetch(memfit_engine_model *model,
+                                              memfit_fetch_progress progress, void *user,
+                                              const int *cancel);
 
 /* "dir/dino-s.gguf", "s3://bucket/x/dino.pth?v=2" -> "dino-s", "dino": the name
  * a model named on the command line is served under. NULL on E_NOMEM. */

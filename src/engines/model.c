@@ -50,7 +50,10 @@ struct memfit_engine_model {
     int64_t keep_alive_s;
     bool pin;
     unsigned max_concurrency;
-    memfit_budget *budget; /* per-request workspaces: the manager's */
+    memfit_budget *budget;          /* per-request workspaces: the manager's */
+    memfit_fetch_progress progress; /* memfit_engine_model_set_fetch */
+    void *progress_user;
+    const int *cancel;
 
     pthread_mutex_t lock; /* the fields below */
     char *path;           /* the local file: the source, or its cached copy once fetched */
@@ -534,6 +537,14 @@ const struct memfit_engine_family_info *memfit_engine_model_family(const memfit_
     return &m->family->info;
 }
 
+void memfit_engine_model_set_fetch(memfit_engine_model *m, memfit_fetch_progress progress,
+                                   void *user, const int *cancel)
+{
+    m->progress = progress;
+    m->progress_user = user;
+    m->cancel = cancel;
+}
+
 char *memfit_engine_source_name(const char *source)
 {
     const char *end = source + strcspn(source, "?#");
@@ -567,7 +578,11 @@ static enum memfit_status fetch_source(memfit_engine_model *m, int offline)
     enum memfit_status st = open_store(m, offline, &store);
     if (st != MEMFIT_OK)
         return st;
-    struct memfit_fetch_options fo = {.sha256 = m->sha256, .name = m->name};
+    struct memfit_fetch_options fo = {.sha256 = m->sha256,
+                                      .name = m->name,
+                                      .progress = offline == 1 ? NULL : m->progress,
+                                      .progress_user = m->progress_user,
+                                      .cancel = m->cancel};
     char *path = NULL;
     st = memfit_store_fetch(store, (const char *const *)m->sources, m->n_sources, &fo, &path);
     memfit_store_close(store);
