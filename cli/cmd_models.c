@@ -25,6 +25,8 @@ const char cmd_models_help[] =
     "\"header\"), or, where the server ignores ranges, from its size alone\n"
     "(\"head-size\": weights only, provisional). The budget and where it came\n"
     "from go to stderr. Exits 1 when a model cannot be planned.\n"
+    "The manifest's keys: docs/manifest.md. Families (`family:`, or auto):\n"
+    "@FAMILIES@\n"
     "\n"
     "Options:\n"
     "  --budget SIZE    the memory budget (as for memfit run)\n"

@@ -10,6 +10,12 @@ source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
 
+for cmd in serve models; do
+    "$MEMFIT" "$cmd" --help >"$TMP/help"
+    for fam in dinov2 qwen2 llama; do
+        check "$cmd --help names family $fam" grep -q "^  $fam " "$TMP/help"
+    done
+done
 cat >"$TMP/bad.yaml" <<'Y'
 models:
   - name: dino
