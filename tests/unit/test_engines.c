@@ -535,6 +535,62 @@ static enum memfit_status cycle_op(void *arg)
     return st;
 }
 
+/* The registry: every family listed, found by name and alias, detected from
+ * its own files (header only), and a file no family takes named. */
+static void test_registry_and_detect(void **state)
+{
+    (void)state;
+    assert_int_equal(memfit_engine_family_count(), 3);
+    assert_null(memfit_engine_family_get(3));
+    for (size_t i = 0; i < memfit_engine_family_count(); i++) {
+        const struct memfit_engine_family_info *f = memfit_engine_family_get(i);
+        assert_non_null(f->summary);
+        assert_true(f->ops != 0);
+        assert_ptr_equal(memfit_engine_family_find(f->name), f);
+        assert_non_null(strstr(memfit_engine_family_names(), f->name));
+    }
+    assert_string_equal(memfit_engine_family_names(), "dinov2, qwen2, llama");
+    assert_string_equal(memfit_engine_family_find("LLM")->name, "qwen2");
+    assert_string_equal(memfit_engine_family_find("Llama")->name, "llama");
+    assert_null(memfit_engine_family_find("sam"));
+    assert_null(memfit_engine_family_find(NULL));
+    static const struct {
+        const char *file, *family;
+    } cases[] = {{"dinov2/vits_tiny.pth", "dinov2"}, {"dinov2/vitreg_tiny.pth", "dinov2"},
+                 {"dinov2/vitg_tiny.pth", "dinov2"}, {"llm/qwen2_gqa.gguf", "qwen2"},
+                 {"llm/qwen2_mha.gguf", "qwen2"},    {"llm/llama_gqa.gguf", "llama"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *path = fixture(cases[i].file);
+        memfit_tensors *set;
+        assert_int_equal(memfit_tensors_open(path, NULL, &set), MEMFIT_OK);
+        const struct memfit_engine_family_info *f = NULL;
+        assert_int_equal(memfit_engine_detect(set, &f), MEMFIT_OK);
+        assert_string_equal(f->name, cases[i].family);
+        memfit_tensors_close(set);
+        /* "auto" in a manifest comes to the same family. */
+        char *text =
+            memfit_asprintf("models:\n  - name: m\n    family: auto\n    sources: [%s]\n", path);
+        struct memfit_manifest *mf = manifest_text(text, "auto.yaml");
+        memfit_engine_model *m;
+        assert_int_equal(memfit_engine_model_create(mf, &mf->models[0], &m), MEMFIT_OK);
+        assert_string_equal(memfit_engine_model_family(m)->name, cases[i].family);
+        memfit_engine_model_destroy(m);
+        memfit_manifest_free(mf);
+        memfit_free(text);
+        memfit_free(path);
+    }
+    /* A tensor file of no family: E_UNSUPPORTED naming the families. */
+    char *path = fixture("llm/hf_qwen2_gqa/model.safetensors");
+    memfit_tensors *set;
+    assert_int_equal(memfit_tensors_open(path, NULL, &set), MEMFIT_OK);
+    const struct memfit_engine_family_info *none = NULL;
+    assert_int_equal(memfit_engine_detect(set, &none), MEMFIT_E_UNSUPPORTED);
+    assert_non_null(strstr(memfit_last_error(), "families: dinov2, qwen2, llama"));
+    assert_null(none);
+    memfit_tensors_close(set);
+    memfit_free(path);
+}
+
 static void test_fault_injection(void **state)
 {
     (void)state;
@@ -548,6 +604,7 @@ static void test_fault_injection(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry_and_detect),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_embed_through_manager),
