@@ -168,6 +168,17 @@ MEMFIT_API enum memfit_status memfit_tensors_open_pth_header(const void *tail, s
 MEMFIT_API enum memfit_status memfit_tensors_write_standin(const memfit_tensors *set,
                                                            const char *path);
 
+/*
+ * Gives back the memory of tensor `index`'s data once a caller is done with
+ * it (a streaming converter): its whole pages leave the process's RSS
+ * (madvise MADV_DONTNEED: they read back from the file if touched again)
+ * and the file's page cache for its range is dropped (posix_fadvise; pages
+ * another mapping uses stay). Best effort, never fails; a tensor that is
+ * not a view of the file (an inflated record) or of a header-only set is
+ * left alone.
+ */
+MEMFIT_API void memfit_tensors_release(const memfit_tensors *set, size_t index);
+
 /* True for a set opened with memfit_tensors_open_header (its tensor data is not readable). */
 MEMFIT_API bool memfit_tensors_header_only(const memfit_tensors *set);
 

@@ -384,6 +384,30 @@ enum memfit_status memfit_tensors_open(const char *path, const struct memfit_ten
     return MEMFIT_OK;
 }
 
+void memfit_tensors_release(const memfit_tensors *set, size_t index)
+{
+    struct memfit_tensor_info t;
+    if (!set || set->header_only || memfit_tensors_get(set, index, &t) != MEMFIT_OK) {
+        memfit_clear_error();
+        return;
+    }
+    const uint8_t *data = t.data;
+    if (t.file_offset == UINT64_MAX || !data || data < set->map ||
+        t.n_bytes > set->map_bytes - (size_t)(data - set->map))
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
+    uintptr_t begin = ((uintptr_t)data + ps - 1) / ps * ps;
+    uintptr_t end = ((uintptr_t)data + (uintptr_t)t.n_bytes) / ps * ps;
+    if (end > begin)
+        (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+    int fd = open(set->path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)posix_fadvise(fd, (off_t)t.file_offset, (off_t)t.n_bytes, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+}
+
 void memfit_tensors_close(memfit_tensors *set)
 {
     free_set(set);

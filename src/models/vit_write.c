@@ -106,6 +106,9 @@ enum memfit_status memfit_vit_write_gguf(const memfit_vit *m, const char *dst_pa
                 st = memfit_writer_write_tensor(w, i, offset, packed, (size_t)out_row);
             offset += out_row;
         }
+        /* Converted: its source pages leave RSS and the page cache, so a
+         * copy is written in the memory of its largest tensor. */
+        memfit_tensors_release(m->set, i);
     }
     if (st == MEMFIT_OK)
         st = memfit_writer_commit(w);

@@ -252,6 +252,32 @@ static void test_hostile_pickles(void **state)
     bb_free(&b);
 }
 
+/* memfit_tensors_release: a released tensor reads the same (its pages come
+ * back from the file); an inflated record and bad indexes are left alone. */
+static void test_release(void **state)
+{
+    (void)state;
+    const char *files[] = {"state_dict.pth", "compressed.pth"};
+    for (size_t f = 0; f < 2; f++) {
+        memfit_tensors *set;
+        assert_int_equal(memfit_tensors_open(fixture(files[f]), NULL, &set), MEMFIT_OK);
+        for (size_t i = 0; i < memfit_tensors_count(set); i++) {
+            struct memfit_tensor_info t;
+            assert_int_equal(memfit_tensors_get(set, i, &t), MEMFIT_OK);
+            void *copy = memfit_malloc(t.n_bytes ? t.n_bytes : 1);
+            assert_non_null(copy);
+            memcpy(copy, t.data, t.n_bytes);
+            memfit_tensors_release(set, i);
+            assert_memory_equal(copy, t.data, t.n_bytes);
+            memfit_free(copy);
+        }
+        memfit_tensors_release(set, memfit_tensors_count(set)); /* out of range: nothing */
+        assert_string_equal(memfit_last_error(), "");
+        memfit_tensors_close(set);
+    }
+    memfit_tensors_release(NULL, 0);
+}
+
 static void test_fault_walk(void **state)
 {
     (void)state;
@@ -269,6 +295,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_dict),
+        cmocka_unit_test(test_release),
         cmocka_unit_test(test_other_fixtures),
         cmocka_unit_test(test_compressed_records),
         cmocka_unit_test(test_truncations_and_corruption),
