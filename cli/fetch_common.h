@@ -22,6 +22,13 @@ struct cli_progress {
 };
 
 /*
+ * Draws "\r[####......]  42% DONE / TOTAL  RATE/s  ETA m:ss EXTRA" on stderr
+ * (TOTAL MEMFIT_STORE_SIZE_UNKNOWN: the bytes and rate only), clearing the
+ * rest of the line; `extra` may be NULL. Callers throttle.
+ */
+void cli_progress_draw_bar(uint64_t done, uint64_t total, double rate, const char *extra);
+
+/*
  * Prepares `fo` for an interactive fetch: SIGINT/SIGTERM set the cancel
  * flag it points to, and unless `quiet` or stderr is not a terminal, the
  * progress bar `bar` is drawn on stderr. Call cli_fetch_done() after.
