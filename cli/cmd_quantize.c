@@ -195,8 +195,11 @@ int cmd_quantize(int argc, char **argv)
     struct display d = {.tty = cli_isatty(2), .start_ns = memfit_now_ns(), .last_tenth = -1};
     o.progress = show_progress;
     o.progress_user = &d;
+    struct cli_progress signals; /* Ctrl-C cancels: the temporary file is removed */
+    o.cancel = cli_cancel_on_signals(&signals);
     struct memfit_quantize_report report;
     enum memfit_status st = memfit_quantize_file(paths[0], paths[1], &o, &report);
+    cli_fetch_done(&signals);
     if (d.tty && d.drawn)
         fputc('\n', stderr);
     if (st == MEMFIT_OK) {

@@ -63,7 +63,7 @@ static int draw_progress(uint64_t done, uint64_t total, double rate, void *user)
     return 0;
 }
 
-void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar, bool quiet)
+const int *cli_cancel_on_signals(struct cli_progress *bar)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -72,7 +72,12 @@ void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar
     sigaction(SIGINT, &sa, &bar->old_int);
     sigaction(SIGTERM, &sa, &bar->old_term);
     bar->signals_taken = true;
-    fo->cancel = (const int *)&cancel_flag;
+    return (const int *)&cancel_flag;
+}
+
+void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar, bool quiet)
+{
+    fo->cancel = cli_cancel_on_signals(bar);
     if (!quiet && cli_isatty(2)) {
         fo->progress = draw_progress;
         fo->progress_user = bar;

@@ -733,7 +733,8 @@ MEMFIT_API uint32_t memfit_quantize_layer_count(const memfit_tensors *set);
  * gives Q6_K to the output weight and to attn_v/ffn_down (v_proj/down_proj)
  * of llama.cpp's "more bits" layers, Q4_K to the rest; a row (last
  * dimension) not a multiple of the type's block falls back to Q4_0 for
- * Q4_K, Q8_0 for Q6_K, else F16. Keep patterns are not applied here.
+ * Q4_K, Q8_0 for Q6_K, else F16. Keep patterns are not applied here. An
+ * unknown target (or t NULL) changes nothing: t's own type (F32 for NULL).
  */
 MEMFIT_API enum memfit_type memfit_quantize_tensor_type(const struct memfit_tensor_info *t,
                                                         enum memfit_quantize_target target,
