@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "model_common.h"
 
 const char cmd_convert_help[] =
     "Usage: memfit convert IN OUT [--rename FILE]\n"
@@ -106,9 +105,9 @@ static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum mem
                                   const struct rename *renames, size_t n_renames, size_t *skipped,
                                   size_t *added)
 {
-    enum memfit_status st = cli_copy_meta(in, w, fmt, skipped);
+    enum memfit_status st = memfit_rewrite_copy_meta(in, w, fmt, skipped);
     if (st == MEMFIT_OK)
-        st = cli_add_vit_meta(in, w, added);
+        st = memfit_rewrite_add_vit_meta(in, w, added);
     if (st != MEMFIT_OK)
         return st;
     size_t n = memfit_tensors_count(in);
@@ -124,7 +123,7 @@ static enum memfit_status convert(memfit_tensors *in, memfit_writer *w, enum mem
     }
     for (size_t i = 0; i < n; i++) {
         memfit_tensors_get(in, i, &t);
-        st = cli_write_raw(w, i, t.data, t.n_bytes, -1, t.file_offset);
+        st = memfit_rewrite_write_raw(w, i, t.data, t.n_bytes, -1, t.file_offset);
         if (st != MEMFIT_OK)
             return st;
     }

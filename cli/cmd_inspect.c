@@ -20,11 +20,13 @@ const char cmd_inspect_help[] =
     "count, and a memory table: the file mapped as it is, and what the\n"
     "weights would cost as F16, Q8_0, Q4_K_M, Q4_0 and NF4.\n"
     "\n"
-    "Memory estimates: 1-D tensors and norms stay F32; a tensor whose last\n"
-    "dimension is not a multiple of the target block stays F16. Q4_K_M is\n"
-    "approximated like llama.cpp's mix: Q6_K for the output/lm_head weight\n"
-    "and for attn_v/ffn_down (v_proj/down_proj) of every other layer, Q4_K for\n"
-    "the rest. NF4 is 64-element blocks with an fp32 absmax (4.5 bits/weight).\n"
+    "Memory estimates apply the rule `memfit quantize` writes with: 1-D\n"
+    "tensors and norms stay F32, integer tensors are kept; Q4_K_M is Q6_K for\n"
+    "the output weight and for attn_v/ffn_down (v_proj/down_proj) of\n"
+    "llama.cpp's \"more bits\" layers, Q4_K for the rest; a row not a multiple\n"
+    "of the type's block gets Q4_0 for Q4_K, Q8_0 for Q6_K, else F16. NF4 keeps\n"
+    "embeddings and the output head in float; the rest is 64-element blocks\n"
+    "with an fp32 absmax (4.5 bits/weight).\n"
     "\n"
     "Options:\n"
     "  --json   print one JSON object instead of tables\n"
@@ -37,71 +39,19 @@ enum target { T_AS_IS, T_F16, T_Q8_0, T_Q4_K_M, T_Q4_0, T_NF4, T_COUNT };
 static const char *const target_names[T_COUNT] = {"mapped as-is", "F16",  "Q8_0",
                                                   "Q4_K_M",       "Q4_0", "NF4"};
 
-static bool is_norm_or_small(const struct memfit_tensor_info *t)
-{
-    return t->n_dims < 2 || strstr(t->name, "norm") != NULL;
-}
+/* What each column converts to: memfit_quantize_tensor_bytes applies the
+ * rule `memfit quantize` writes with. */
+static const enum memfit_quantize_target column_target[T_COUNT] = {
+    [T_F16] = MEMFIT_QUANTIZE_F16,       [T_Q8_0] = MEMFIT_QUANTIZE_Q8_0,
+    [T_Q4_K_M] = MEMFIT_QUANTIZE_Q4_K_M, [T_Q4_0] = MEMFIT_QUANTIZE_Q4_0,
+    [T_NF4] = MEMFIT_QUANTIZE_NF4,
+};
 
-/* The layer number in "blk.N." or "layers.N.", or -1. */
-static long layer_of(const char *name)
-{
-    const char *p = strstr(name, "blk.");
-    if (p)
-        p += 4;
-    else if ((p = strstr(name, "layers.")) != NULL)
-        p += 7;
-    else
-        return -1;
-    long n = 0;
-    if (*p < '0' || *p > '9')
-        return -1;
-    while (*p >= '0' && *p <= '9' && n < 1000000)
-        n = n * 10 + (*p++ - '0');
-    return n;
-}
-
-static uint64_t bytes_as(const struct memfit_tensor_info *t, enum memfit_type type)
-{
-    const struct memfit_type_info *info = memfit_type_get_info(type);
-    uint64_t out;
-    if (info && t->n_dims > 0 && t->shape[t->n_dims - 1] % info->block_size == 0 &&
-        memfit_type_bytes(type, t->n_elements, &out) == MEMFIT_OK)
-        return out;
-    return t->n_elements * 2; /* falls back to F16 */
-}
-
-static uint64_t estimate(const struct memfit_tensor_info *t, enum target target)
+static uint64_t estimate(const struct memfit_tensor_info *t, enum target target, uint32_t n_layers)
 {
     if (target == T_AS_IS)
         return t->n_bytes;
-    bool is_float = t->type == MEMFIT_TYPE_F32 || t->type == MEMFIT_TYPE_F16 ||
-                    t->type == MEMFIT_TYPE_BF16 || t->type == MEMFIT_TYPE_F64;
-    const struct memfit_type_info *info = memfit_type_get_info(t->type);
-    if (!is_float && !(info && info->is_quantized))
-        return t->n_bytes; /* integer tensors are kept */
-    if (is_norm_or_small(t))
-        return t->n_elements * 4;
-    switch (target) {
-    case T_F16:
-        return t->n_elements * 2;
-    case T_Q8_0:
-        return bytes_as(t, MEMFIT_TYPE_Q8_0);
-    case T_Q4_0:
-        return bytes_as(t, MEMFIT_TYPE_Q4_0);
-    case T_NF4: {
-        uint64_t blocks = (t->n_elements + 63) / 64;
-        return blocks * 32 + blocks * 4;
-    }
-    case T_Q4_K_M: {
-        bool more = strstr(t->name, "output.weight") == t->name || strstr(t->name, "lm_head");
-        if (!more && (strstr(t->name, "attn_v") || strstr(t->name, "ffn_down") ||
-                      strstr(t->name, "v_proj") || strstr(t->name, "down_proj")))
-            more = layer_of(t->name) % 2 == 0;
-        return bytes_as(t, more ? MEMFIT_TYPE_Q6_K : MEMFIT_TYPE_Q4_K);
-    }
-    default:
-        return t->n_bytes;
-    }
+    return memfit_quantize_tensor_bytes(t, column_target[target], n_layers);
 }
 
 static void json_string(const char *s, size_t n)
@@ -226,11 +176,12 @@ int cmd_inspect(int argc, char **argv)
     size_t n_totals = 0;
     uint64_t params = 0, est[T_COUNT] = {0};
     struct memfit_tensor_info t;
+    uint32_t n_layers = memfit_quantize_layer_count(set);
     for (size_t i = 0; i < n; i++) {
         memfit_tensors_get(set, i, &t);
         params += t.n_elements;
         for (int k = 0; k < T_COUNT; k++)
-            est[k] += estimate(&t, (enum target)k);
+            est[k] += estimate(&t, (enum target)k, n_layers);
         size_t j = 0;
         while (j < n_totals && totals[j].type != t.type)
             j++;
@@ -322,7 +273,7 @@ int cmd_inspect(int argc, char **argv)
         printf("%-8s %8" PRIu64 " %16" PRIu64 " %14s\n", memfit_type_get_info(totals[j].type)->name,
                totals[j].count, totals[j].elements,
                memfit_format_size(totals[j].bytes, sz, sizeof(sz)));
-    printf("\nmemory (weights; 1-D tensors and norms stay F32; Q4_K_M and NF4 approximate):\n");
+    printf("\nmemory (weights, as memfit quantize would write them):\n");
     printf("  %-16s %14s\n", "file (mapped)", memfit_format_size(file_bytes, sz, sizeof(sz)));
     for (int k = 0; k < T_COUNT; k++)
         printf("  %-16s %14s\n", target_names[k], memfit_format_size(est[k], sz, sizeof(sz)));

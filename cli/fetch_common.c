@@ -30,14 +30,8 @@ static void format_eta(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%u:%02u", s / 60, s % 60);
 }
 
-static int draw_progress(uint64_t done, uint64_t total, double rate, void *user)
+void cli_progress_draw_bar(uint64_t done, uint64_t total, double rate, const char *extra)
 {
-    struct cli_progress *b = user;
-    uint64_t now = memfit_now_ns();
-    if (b->drawn && now - b->last_ns < 200000000u && done != total)
-        return 0;
-    b->last_ns = now;
-    b->drawn = true;
     char d[32], t[32], r[32], eta[32];
     memfit_format_size(done, d, sizeof(d));
     memfit_format_size((uint64_t)rate, r, sizeof(r));
@@ -49,16 +43,27 @@ static int draw_progress(uint64_t done, uint64_t total, double rate, void *user)
             fill[i] = i < n ? '#' : '.';
         fill[30] = '\0';
         format_eta(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta));
-        fprintf(stderr, "\r[%s] %3d%% %s / %s  %s/s  ETA %s \033[K", fill, (int)(frac * 100), d,
-                memfit_format_size(total, t, sizeof(t)), r, eta);
+        fprintf(stderr, "\r[%s] %3d%% %s / %s  %s/s  ETA %s %s\033[K", fill, (int)(frac * 100), d,
+                memfit_format_size(total, t, sizeof(t)), r, eta, extra ? extra : "");
     } else {
-        fprintf(stderr, "\r%s  %s/s \033[K", d, r);
+        fprintf(stderr, "\r%s  %s/s %s\033[K", d, r, extra ? extra : "");
     }
     fflush(stderr);
+}
+
+static int draw_progress(uint64_t done, uint64_t total, double rate, void *user)
+{
+    struct cli_progress *b = user;
+    uint64_t now = memfit_now_ns();
+    if (b->drawn && now - b->last_ns < 200000000u && done != total)
+        return 0;
+    b->last_ns = now;
+    b->drawn = true;
+    cli_progress_draw_bar(done, total, rate, NULL);
     return 0;
 }
 
-void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar, bool quiet)
+const int *cli_cancel_on_signals(struct cli_progress *bar)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -67,7 +72,12 @@ void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar
     sigaction(SIGINT, &sa, &bar->old_int);
     sigaction(SIGTERM, &sa, &bar->old_term);
     bar->signals_taken = true;
-    fo->cancel = (const int *)&cancel_flag;
+    return (const int *)&cancel_flag;
+}
+
+void cli_fetch_prepare(struct memfit_fetch_options *fo, struct cli_progress *bar, bool quiet)
+{
+    fo->cancel = cli_cancel_on_signals(bar);
     if (!quiet && cli_isatty(2)) {
         fo->progress = draw_progress;
         fo->progress_user = bar;

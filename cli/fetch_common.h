@@ -22,6 +22,20 @@ struct cli_progress {
 };
 
 /*
+ * Draws "\r[####......]  42% DONE / TOTAL  RATE/s  ETA m:ss EXTRA" on stderr
+ * (TOTAL MEMFIT_STORE_SIZE_UNKNOWN: the bytes and rate only), clearing the
+ * rest of the line; `extra` may be NULL. Callers throttle.
+ */
+void cli_progress_draw_bar(uint64_t done, uint64_t total, double rate, const char *extra);
+
+/*
+ * Makes SIGINT/SIGTERM set the flag it returns (for an operation's `cancel`
+ * option) instead of ending the process, so the library removes what it was
+ * writing; `bar` is zeroed and keeps the old handlers until cli_fetch_done().
+ */
+const int *cli_cancel_on_signals(struct cli_progress *bar);
+
+/*
  * Prepares `fo` for an interactive fetch: SIGINT/SIGTERM set the cancel
  * flag it points to, and unless `quiet` or stderr is not a terminal, the
  * progress bar `bar` is drawn on stderr. Call cli_fetch_done() after.

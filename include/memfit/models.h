@@ -674,6 +674,167 @@ MEMFIT_API void memfit_llm_convert_options_default(struct memfit_llm_convert_opt
 MEMFIT_API enum memfit_status memfit_llm_convert_hf(const char *dir, const char *out_path,
                                                     const struct memfit_llm_convert_options *opts);
 
+/* ---- Quantization (src/models/quantize.c) ------------------------------------ */
+/*
+ * Rewrites a model file (.gguf, .safetensors or .pth with F32/F16/BF16
+ * tensors; quantized GGUF tensors are dequantized, then requantized) with its
+ * weights converted to a float type, a ggml quantized type (GGUF output), a
+ * llama.cpp-like Q4_K_M mix (GGUF), or bitsandbytes NF4 (safetensors, in the
+ * layout bitsandbytes saves). Memory stays bounded whatever the model size:
+ * the input is mapped and streamed tensor by tensor in 64 Ki-element pieces.
+ *
+ * Each tensor's type is memfit_quantize_tensor_type's choice: the rule
+ * `memfit quantize` applies and `memfit inspect` estimates with.
+ */
+
+/* What the weights become. Values never change. */
+enum memfit_quantize_target {
+    MEMFIT_QUANTIZE_F32 = 0,
+    MEMFIT_QUANTIZE_F16 = 1,
+    MEMFIT_QUANTIZE_BF16 = 2,
+    MEMFIT_QUANTIZE_Q8_0 = 3,
+    MEMFIT_QUANTIZE_Q4_0 = 4,
+    MEMFIT_QUANTIZE_Q4_K = 5,
+    MEMFIT_QUANTIZE_Q6_K = 6,
+    MEMFIT_QUANTIZE_Q4_K_M = 7, /* Q6_K for the output and "more bits" attn_v/ffn_down, Q4_K else */
+    MEMFIT_QUANTIZE_NF4 = 8,    /* bitsandbytes NF4, blocksize 64 (safetensors only) */
+    MEMFIT_QUANTIZE_TARGET_COUNT = 9
+};
+
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m", "nf4"; "?" otherwise. */
+MEMFIT_API const char *memfit_quantize_target_name(enum memfit_quantize_target target);
+
+/* Parses the names above (case-insensitive); E_INVALID quoting the text otherwise. */
+MEMFIT_API enum memfit_status memfit_quantize_target_parse(const char *text,
+                                                           enum memfit_quantize_target *out);
+
+/* Why a tensor got the type it did. Values never change. */
+enum memfit_quantize_reason {
+    MEMFIT_QUANTIZE_REASON_TARGET = 0,    /* the target type */
+    MEMFIT_QUANTIZE_REASON_SMALL = 1,     /* 1-D or a norm: F32 */
+    MEMFIT_QUANTIZE_REASON_KEEP = 2,      /* a keep pattern, or NF4's embeddings/output head */
+    MEMFIT_QUANTIZE_REASON_BLOCK = 3,     /* row not a multiple of the block: Q4_0/Q8_0/F16 */
+    MEMFIT_QUANTIZE_REASON_COPY = 4,      /* not a type we can read as floats: copied */
+    MEMFIT_QUANTIZE_REASON_MORE_BITS = 5, /* q4_k_m: Q6_K */
+    MEMFIT_QUANTIZE_REASON_COUNT = 6
+};
+
+/*
+ * The number of layers of the set, from the highest "blk.N." / "layers.N." /
+ * "h.N." in its tensor names plus one (0: none). The Q4_K_M mix needs it.
+ */
+MEMFIT_API uint32_t memfit_quantize_layer_count(const memfit_tensors *set);
+
+/*
+ * The type tensor `t` gets under `target` in a model of `n_layers` layers
+ * (memfit_quantize_layer_count), and why (`why` may be NULL): a type that
+ * cannot be read as floats is kept; 1-D tensors and norms become F32; NF4
+ * keeps embeddings and the output head in float (F16 if quantized); Q4_K_M
+ * gives Q6_K to the output weight and to attn_v/ffn_down (v_proj/down_proj)
+ * of llama.cpp's "more bits" layers, Q4_K to the rest; a row (last
+ * dimension) not a multiple of the type's block falls back to Q4_0 for
+ * Q4_K, Q8_0 for Q6_K, else F16. Keep patterns are not applied here. An
+ * unknown target (or t NULL) changes nothing: t's own type (F32 for NULL).
+ */
+MEMFIT_API enum memfit_type memfit_quantize_tensor_type(const struct memfit_tensor_info *t,
+                                                        enum memfit_quantize_target target,
+                                                        uint32_t n_layers,
+                                                        enum memfit_quantize_reason *why);
+
+/*
+ * The bytes tensor `t` takes once converted as above (NF4: the 4-bit codes
+ * and an F32 absmax per 64 elements, without the small side tensors).
+ */
+MEMFIT_API uint64_t memfit_quantize_tensor_bytes(const struct memfit_tensor_info *t,
+                                                 enum memfit_quantize_target target,
+                                                 uint32_t n_layers);
+
+/* Where a quantization is: input bytes and tensors converted so far, of the totals. */
+struct memfit_quantize_progress {
+    uint64_t bytes_done, bytes_total;
+    size_t tensors_done, tensors_total;
+};
+
+/* Called from the converting thread after each chunk and each tensor (often:
+ * throttle any drawing). */
+typedef void (*memfit_quantize_progress_fn)(const struct memfit_quantize_progress *p, void *user);
+
+struct memfit_quantize_options {
+    enum memfit_quantize_target target; /* default Q8_0 */
+    enum memfit_format format;          /* GGUF or SAFETENSORS; UNKNOWN (default): OUT's suffix */
+    const char *const *keep;            /* globs (fnmatch) of tensors kept in their type */
+    size_t n_keep;
+    unsigned n_threads;                   /* 0 (default): memfit_cpu_count() */
+    bool double_quant;                    /* nf4: quantize the absmax values too (blocks of 256) */
+    bool overwrite;                       /* replace an existing OUT (never the input) */
+    memfit_quantize_progress_fn progress; /* or NULL */
+    void *progress_user;
+    const int *cancel; /* or NULL; non-zero (read atomically) cancels, e.g. from a signal */
+};
+
+MEMFIT_API void memfit_quantize_options_default(struct memfit_quantize_options *opts);
+
+/* One tensor of the input: its type, the type it got and why. */
+struct memfit_quantize_tensor {
+    const char *name;
+    enum memfit_type from, to;
+    enum memfit_quantize_reason why;
+};
+
+struct memfit_quantize_report {
+    enum memfit_format format; /* of OUT */
+    size_t n_tensors;
+    struct memfit_quantize_tensor *tensors; /* n_tensors, input order; owned by the report */
+    uint64_t in_bytes, out_bytes;           /* tensor data read and written */
+    double seconds;
+    unsigned n_threads;
+    size_t n_meta_skipped; /* metadata entries OUT's format cannot hold */
+    size_t n_meta_added;   /* DINOv2 keys the input lacked (general.architecture, interpolation) */
+};
+
+/* Frees what the report owns and zeroes it. NULL is a no-op. */
+MEMFIT_API void memfit_quantize_report_free(struct memfit_quantize_report *report);
+
+/*
+ * Writes the model file `in` converted as `opts` says (NULL: the defaults)
+ * to `out`. GGUF metadata is copied (strings only to safetensors),
+ * general.file_type is set, and a DINOv2 model gets general.architecture and
+ * its interpolation when it lacks them. The data goes to a temporary file
+ * beside `out`, renamed over it only on success: a failure leaves nothing.
+ * `report` (may be NULL) is written only on success; free it with
+ * memfit_quantize_report_free.
+ *
+ * Failures: E_INVALID naming the option that does not fit (a ggml type to
+ * safetensors, NF4 to GGUF, double_quant without NF4, OUT not .gguf or
+ * .safetensors); E_EXISTS when `out` exists and overwrite is false;
+ * E_PERMISSION when `out` is the input file (same inode); E_CANCELLED; those
+ * of memfit_tensors_open, the type conversion (naming the tensor) and the
+ * writer (a missing directory, ENOSPC); E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_quantize_file(const char *in, const char *out,
+                                                   const struct memfit_quantize_options *opts,
+                                                   struct memfit_quantize_report *report);
+
+/*
+ * Pieces shared with other rewriters of model files (`memfit convert`):
+ * memfit_rewrite_copy_meta copies every metadata entry of `in` into `w`
+ * (safetensors holds strings only: other entries, and any the writer refuses
+ * as E_UNSUPPORTED, are counted in *skipped); memfit_rewrite_add_vit_meta
+ * writes, for a DINOv2 model (memfit_vit_detect), general.architecture and
+ * MEMFIT_VIT_META_INTERPOLATION when `in` lacks them (*added counts them);
+ * memfit_rewrite_write_raw writes n_bytes at `data` as tensor `index` in
+ * 64 MiB chunks and drops the input pages already written (madvise, and
+ * posix_fadvise on `fd` at file_offset when fd >= 0). Writer failures are
+ * returned.
+ */
+MEMFIT_API enum memfit_status memfit_rewrite_copy_meta(const memfit_tensors *in, memfit_writer *w,
+                                                       enum memfit_format fmt, size_t *skipped);
+MEMFIT_API enum memfit_status memfit_rewrite_add_vit_meta(const memfit_tensors *in,
+                                                          memfit_writer *w, size_t *added);
+MEMFIT_API enum memfit_status memfit_rewrite_write_raw(memfit_writer *w, size_t index,
+                                                       const void *data, uint64_t n_bytes, int fd,
+                                                       uint64_t file_offset);
+
 /* ---- Generation (src/models/generate.c) ---------------------------------- */
 
 enum memfit_finish {

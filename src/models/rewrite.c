@@ -1,18 +1,19 @@
 /*
- * Shared by `memfit convert` and `memfit quantize`: metadata copying (and
- * the DINOv2 keys a converted file must keep), and raw
- * tensor streaming with release of the input pages already written, so the
- * resident set does not grow with the model size.
+ * Shared by the rewriters of model files (memfit_quantize_file, `memfit
+ * convert`): metadata copying (and the DINOv2 keys a converted file must
+ * keep), and raw tensor streaming with release of the input pages already
+ * written, so the resident set does not grow with the model size.
  */
 #include <fcntl.h>
 #include <stdbool.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "model_common.h"
+#include "memfit/models.h"
+#include "models/rewrite.h"
 
-enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memfit_format fmt,
-                                 size_t *skipped)
+enum memfit_status memfit_rewrite_copy_meta(const memfit_tensors *in, memfit_writer *w,
+                                            enum memfit_format fmt, size_t *skipped)
 {
     for (size_t i = 0; i < memfit_tensors_meta_count(in); i++) {
         const char *key;
@@ -34,7 +35,7 @@ enum memfit_status cli_copy_meta(memfit_tensors *in, memfit_writer *w, enum memf
 }
 
 /* True when the set has the metadata key (any type). */
-static bool has_meta(memfit_tensors *in, const char *key)
+static bool has_meta(const memfit_tensors *in, const char *key)
 {
     struct memfit_meta_value v;
     bool found = memfit_tensors_meta_find(in, key, &v) == MEMFIT_OK;
@@ -42,7 +43,8 @@ static bool has_meta(memfit_tensors *in, const char *key)
     return found;
 }
 
-enum memfit_status cli_add_vit_meta(memfit_tensors *in, memfit_writer *w, size_t *added)
+enum memfit_status memfit_rewrite_add_vit_meta(const memfit_tensors *in, memfit_writer *w,
+                                               size_t *added)
 {
     struct memfit_vit_info info;
     if (memfit_vit_detect(in, &info) != MEMFIT_OK) {
@@ -65,7 +67,7 @@ enum memfit_status cli_add_vit_meta(memfit_tensors *in, memfit_writer *w, size_t
     return MEMFIT_OK;
 }
 
-void cli_release_input(int fd, const void *data, uint64_t file_offset, uint64_t n)
+void mf_release_input(int fd, const void *data, uint64_t file_offset, uint64_t n)
 {
     if (file_offset == UINT64_MAX)
         return; /* not a view of the file (an inflated record): dropping would zero it */
@@ -79,8 +81,8 @@ void cli_release_input(int fd, const void *data, uint64_t file_offset, uint64_t 
         (void)posix_fadvise(fd, (off_t)file_offset, (off_t)n, POSIX_FADV_DONTNEED);
 }
 
-enum memfit_status cli_write_raw(memfit_writer *w, size_t index, const void *data, uint64_t n_bytes,
-                                 int fd, uint64_t file_offset)
+enum memfit_status memfit_rewrite_write_raw(memfit_writer *w, size_t index, const void *data,
+                                            uint64_t n_bytes, int fd, uint64_t file_offset)
 {
     const uint64_t max_chunk = 64u << 20; /* bounds each write call and its page-cache burst */
     uint64_t off = 0;
@@ -90,7 +92,7 @@ enum memfit_status cli_write_raw(memfit_writer *w, size_t index, const void *dat
             memfit_writer_write_tensor(w, index, off, (const char *)data + off, (size_t)chunk);
         if (st != MEMFIT_OK)
             return st;
-        cli_release_input(fd, (const char *)data + off, file_offset + off, chunk);
+        mf_release_input(fd, (const char *)data + off, file_offset + off, chunk);
         off += chunk;
     } while (off < n_bytes);
     return MEMFIT_OK;
