@@ -427,6 +427,86 @@ static void test_llm(void **state)
 
 /* memfit_engines_open: a manifest and command-line models under one manager
  * and one budget (the flag wins), the models in that order. */
+/* An LLM with `quantize`: the copy written into the cache by
+ * memfit_quantize_file (the rule and the bytes the estimate used), its greedy
+ * text the same as that of `memfit quantize`'s file run as stored. */
+static void greedy(memfit_manager *mgr, const char *name, char *out, size_t cap)
+{
+    memfit_handle *h;
+    assert_int_equal(memfit_manager_acquire(mgr, name, 0, &h), MEMFIT_OK);
+    struct memfit_generation_request req = {.prompt = "Hello", .prompt_len = 5};
+    memfit_sampling_default(&req.params.sampling);
+    req.params.sampling.temperature = 0;
+    req.params.max_tokens = 8;
+    memfit_engine_generation *gen;
+    assert_int_equal(memfit_engine_generate_start(h, &req, &gen, NULL), MEMFIT_OK);
+    size_t used = 0;
+    bool done = false;
+    while (!done) {
+        const char *text;
+        size_t len;
+        assert_int_equal(memfit_engine_generate_next(gen, &text, &len, &done), MEMFIT_OK);
+        assert_true(used + len < cap);
+        memcpy(out + used, text, len);
+        used += len;
+    }
+    out[used] = '\0';
+    memfit_engine_generate_end(gen, NULL);
+    memfit_manager_release(h);
+}
+
+static void test_llm_quantize(void **state)
+{
+    (void)state;
+    char *q = fixture("llm/qwen2_gqa.gguf");
+    char *dir = tmp_file(".d");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char *ref = memfit_asprintf("%s/ref.gguf", dir);
+    struct memfit_quantize_options qo;
+    memfit_quantize_options_default(&qo);
+    qo.target = MEMFIT_QUANTIZE_Q8_0;
+    qo.n_threads = 1;
+    assert_int_equal(memfit_quantize_file(q, ref, &qo, NULL), MEMFIT_OK);
+    char *text = memfit_asprintf("cache_dir: %s\nmodels:\n"
+                                 "  - {name: q, family: qwen2, sources: [%s], options: {quantize: "
+                                 "q8_0, threads: 1, ctx: 64}}\n"
+                                 "  - {name: r, family: qwen2, sources: [%s], options: {threads: "
+                                 "1, ctx: 64}}\n",
+                                 dir, q, ref);
+    struct memfit_manifest *mf = manifest_text(text, "lq.yaml");
+    memfit_engine_model *m, *r;
+    assert_int_equal(memfit_engine_model_create(mf, &mf->models[0], &m), MEMFIT_OK);
+    assert_int_equal(memfit_engine_model_create(mf, &mf->models[1], &r), MEMFIT_OK);
+    struct memfit_engine_plan before, after, stored;
+    assert_int_equal(memfit_engine_model_plan(m, &before), MEMFIT_OK);
+    assert_string_equal(before.plan_source, "estimate");
+    assert_int_equal(memfit_engine_model_plan(r, &stored), MEMFIT_OK);
+    memfit_manager *mgr = manager(64 * MIB);
+    assert_int_equal(memfit_engine_model_register(m, mgr), MEMFIT_OK);
+    assert_int_equal(memfit_engine_model_register(r, mgr), MEMFIT_OK);
+    char a[256], b[256];
+    greedy(mgr, "q", a, sizeof(a));
+    greedy(mgr, "r", b, sizeof(b));
+    assert_string_equal(a, b);
+    assert_int_equal(memfit_engine_model_plan(m, &after), MEMFIT_OK);
+    assert_string_equal(after.plan_source, "file");
+    /* The estimate is the copy's weights, which are those of quantize's file. */
+    assert_int_equal(before.cost.bytes[MEMFIT_BUDGET_WEIGHTS],
+                     after.cost.bytes[MEMFIT_BUDGET_WEIGHTS]);
+    assert_int_equal(memfit_budget_cost_total(&after.cost), memfit_budget_cost_total(&stored.cost));
+    memfit_manager_destroy(mgr);
+    memfit_engine_model_destroy(m);
+    memfit_engine_model_destroy(r);
+    memfit_manifest_free(mf);
+    char *rm = memfit_asprintf("rm -rf '%s'", dir);
+    assert_int_equal(system(rm), 0);
+    memfit_free(rm);
+    memfit_free(text);
+    memfit_free(ref);
+    memfit_free(dir);
+    memfit_free(q);
+}
+
 static void test_engines_open(void **state)
 {
     (void)state;
@@ -610,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_embed_through_manager),
         cmocka_unit_test(test_quantize),
         cmocka_unit_test(test_llm),
+        cmocka_unit_test(test_llm_quantize),
         cmocka_unit_test(test_engines_open),
         cmocka_unit_test(test_fault_injection),
     };

@@ -22,6 +22,8 @@ struct llm_config {
     char *name; /* the model's, for messages */
     struct memfit_llm_options opts;
     uint32_t n_sessions;
+    bool quantize; /* the `quantize` option: a copy in `target` is run */
+    enum memfit_quantize_target target;
 };
 
 struct llm_loaded {
@@ -94,6 +96,20 @@ static enum memfit_status parse_option(struct llm_config *cfg, const struct mf_f
             cfg->opts.n_threads = n;
         return st;
     }
+    if (strcmp(o->key, "quantize") == 0) {
+        enum memfit_quantize_target t;
+        if (memfit_quantize_target_parse(o->value, &t) != MEMFIT_OK || t == MEMFIT_QUANTIZE_NF4) {
+            memfit_clear_error();
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "%s: model '%s': quantize '%s': expected f32, f16, bf16, q8_0, "
+                               "q4_0, q4_k, q6_k or q4_k_m (nf4 is written as safetensors, which "
+                               "the LLM engine does not run)",
+                               e->where, e->name, o->value);
+        }
+        cfg->quantize = true;
+        cfg->target = t;
+        return MEMFIT_OK;
+    }
     if (strcmp(o->key, "kv") == 0) {
         if (strcasecmp(o->value, "f16") == 0)
             cfg->opts.kv_type = MEMFIT_TYPE_F16;
@@ -130,6 +146,52 @@ static enum memfit_status config_create(const struct mf_family_entry *e,
         return st;
     }
     *out = cfg;
+    return MEMFIT_OK;
+}
+
+/* ---- The `quantize` copy (memfit_quantize_file: streaming, bounded memory) ------------------ */
+
+static const char *llm_convert_type(const void *config)
+{
+    const struct llm_config *cfg = config;
+    return cfg->quantize ? memfit_quantize_target_name(cfg->target) : NULL;
+}
+
+static enum memfit_status llm_convert(void *config, const char *src, const char *dst)
+{
+    const struct llm_config *cfg = config;
+    struct memfit_quantize_options o;
+    memfit_quantize_options_default(&o);
+    o.target = cfg->target;
+    o.format = MEMFIT_FORMAT_GGUF;
+    o.overwrite = true; /* dst is the caller's fresh temporary file */
+    o.n_threads = cfg->opts.n_threads;
+    return memfit_quantize_file(src, dst, &o, NULL);
+}
+
+/* The copy's weights from the source's shapes, by the rule the copy is
+ * written with (memfit_quantize_tensor_bytes); the rest of the plan (1-D
+ * parameters, KV cache, workspace) is the source's. */
+static enum memfit_status llm_convert_estimate(void *config, const char *src,
+                                               struct memfit_engine_plan *plan)
+{
+    const struct llm_config *cfg = config;
+    memfit_tensors *set;
+    enum memfit_status st = memfit_tensors_open(src, NULL, &set);
+    if (st != MEMFIT_OK)
+        return st;
+    uint32_t n_layers = memfit_quantize_layer_count(set);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < memfit_tensors_count(set) && st == MEMFIT_OK; i++) {
+        struct memfit_tensor_info t;
+        if ((st = memfit_tensors_get(set, i, &t)) == MEMFIT_OK)
+            bytes += memfit_quantize_tensor_bytes(&t, cfg->target, n_layers);
+    }
+    memfit_tensors_close(set);
+    if (st != MEMFIT_OK)
+        return st;
+    plan->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = bytes;
+    plan->file_bytes = bytes;
     return MEMFIT_OK;
 }
 
@@ -396,12 +458,13 @@ static void llm_generate_end(void *gen, struct memfit_generate_result *result)
                 .name = family_name,                                                               \
                 .aliases = family_aliases,                                                         \
                 .summary = family_summary,                                                         \
-                .options = "ctx, kv, threads, batch",                                              \
+                .options = "ctx, kv, threads, batch, quantize",                                    \
                 .ops = MEMFIT_ENGINE_OP_GENERATE,                                                  \
             },                                                                                     \
         .detect = detect_fn, .config_create = config_create_fn, .config_free = llm_config_free,    \
-        .convert_type = NULL, .convert = NULL, .convert_estimate = NULL, .plan = llm_plan,         \
-        .load = llm_load, .unload = llm_unload, .embed_size = NULL, .embed = NULL,                 \
+        .convert_type = llm_convert_type, .convert = llm_convert,                                  \
+        .convert_estimate = llm_convert_estimate, .plan = llm_plan, .load = llm_load,              \
+        .unload = llm_unload, .embed_size = NULL, .embed = NULL,                                   \
         .generate_start = llm_generate_start, .generate_next = llm_generate_next,                  \
         .generate_end = llm_generate_end, .llm = llm_llm,                                          \
         .llm_session_acquire = llm_session_acquire, .llm_session_release = llm_session_release,    \
