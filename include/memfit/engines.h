@@ -224,7 +224,10 @@ struct memfit_embed_params {
     bool normalize;                          /* unit L2 norm per vector */
     struct memfit_image_transform transform; /* default: memfit_image_transform_default() */
     uint32_t batch;             /* images per forward; 0: the batch the model was planned for */
-    int64_t timeout_ms;         /* waiting for a workspace beyond the plan (-1: the manager's) */
+    /* A forward beyond the plan reserves its own workspace: 0 (default) is
+     * refused at once (E_BUDGET, the figures) when the budget has no room,
+     * > 0 waits that long (E_TIMEOUT), < 0 waits without limit. */
+    int64_t timeout_ms;
     memfit_cancel_fn cancelled; /* asked between forwards; may be NULL */
     void *cancel_user;
 };

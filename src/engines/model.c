@@ -1030,7 +1030,7 @@ void memfit_embed_params_default(struct memfit_embed_params *p)
     memset(p, 0, sizeof(*p));
     p->output = MEMFIT_VIT_OUTPUT_CLS;
     p->transform = memfit_image_transform_default();
-    p->timeout_ms = -1;
+    p->timeout_ms = 0; /* a one-shot caller would wait for room only it holds */
 }
 
 enum memfit_status memfit_engine_embed_size(memfit_handle *h, const struct memfit_embed_params *p,

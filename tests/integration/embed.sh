@@ -174,4 +174,12 @@ PYEOF
 else
     echo "note: python3-torch or PIL missing: PyTorch parity not checked"
 fi
+# A batch beyond the plan whose workspace has no room in the budget: refused
+# at once with the figures (it used to wait for room only it held).
+I8=()
+for _ in 1 2 3 4 5 6 7 8; do I8+=("$FIX/images/rgb8.png"); done
+rc=0
+timeout 60 "$MEMFIT" embed "$MODEL" "${I8[@]}" --batch 8 --budget 8MiB >/dev/null 2>"$TMP/nobudget.err" || rc=$?
+check "batch beyond the plan, no room: refused (exit 1, not a hang)" test "$rc" = 1
+check "batch beyond the plan, no room: the figures" grep -q "asked .* workspace; .* free of 8.0 MiB" "$TMP/nobudget.err"
 finish
