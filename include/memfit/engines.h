@@ -223,7 +223,7 @@ struct memfit_embed_params {
     enum memfit_vit_output output;           /* default CLS */
     bool normalize;                          /* unit L2 norm per vector */
     struct memfit_image_transform transform; /* default: memfit_image_transform_default() */
-    uint32_t batch;             /* images per forward; 0: the batch the model was planned for */
+    uint32_t batch; /* images per forward; 0: the batch the model was planned for */
     /* A forward beyond the plan reserves its own workspace: 0 (default) is
      * refused at once (E_BUDGET, the figures) when the budget has no room,
      * > 0 waits that long (E_TIMEOUT), < 0 waits without limit. */
