@@ -903,6 +903,150 @@ MEMFIT_API enum memfit_status memfit_llm_generate(memfit_llm_session *s,
                                                   memfit_generate_fn fn, void *ctx,
                                                   struct memfit_generate_result *result);
 
+/* ---- SAM automatic mask generation: geometry, scores, RLE, NMS ---------- */
+
+/*
+ * The model-independent pieces of segment-anything's automatic mask
+ * generator (v1 utils/amg.py and automatic_mask_generator.py, torchvision's
+ * nms/batched_nms), each reproducing the reference's arithmetic. Masks are
+ * row-major [h][w] bytes, nonzero = set. Boxes are XYXY. None of these
+ * functions keeps state; they are safe to call from any thread.
+ */
+
+/*
+ * Writes the n_per_side x n_per_side grid of normalized points (x, y) into
+ * `points` (n_per_side * n_per_side * 2 floats, capacity `n_floats`): the
+ * coordinates are linspace(1/(2n), 1 - 1/(2n), n) computed in double as numpy
+ * does, ordered row-major over y with x fastest. E_RANGE for n_per_side 0,
+ * an overflowing size or a too small `n_floats`; nothing is written then.
+ */
+MEMFIT_API enum memfit_status memfit_sam_point_grid(size_t n_per_side, float *points,
+                                                    size_t n_floats);
+
+/*
+ * The points per side of crop layer `layer`: n_per_side / scale^layer,
+ * truncated (the reference's int(n / scale**i)). E_RANGE when scale is 0 or
+ * the result is 0 (the reference cannot build an empty grid).
+ */
+MEMFIT_API enum memfit_status memfit_sam_layer_points_per_side(size_t n_per_side, size_t scale,
+                                                               size_t layer, size_t *out);
+
+/*
+ * The number of crop boxes for `n_layers` crop layers: 1 + sum over
+ * i = 1..n_layers of 4^i. E_RANGE above 15 layers.
+ */
+MEMFIT_API enum memfit_status memfit_sam_crop_box_count(size_t n_layers, size_t *out);
+
+/*
+ * The reference's generate_crop_boxes for an im_h x im_w image: the whole
+ * image [0, 0, im_w, im_h] (layer 0), then per layer i (1-based) the
+ * (2^i)^2 crops with n = 2^i, overlap = int(ratio * short_side * (2 / n)),
+ * crop_len = ceil((overlap * (n - 1) + len) / n), x0 = (crop_w - overlap) * k,
+ * box = [x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)], x0 in the
+ * outer loop. Writes `n` boxes (4 ints each) to `boxes` and their layer to
+ * `layers` (may be NULL); size both with memfit_sam_crop_box_count. E_RANGE
+ * for a side <= 0, a non-finite or negative ratio, a too small `n_boxes`, or
+ * a coordinate beyond int32; nothing is written then.
+ */
+MEMFIT_API enum memfit_status memfit_sam_crop_boxes(int32_t im_h, int32_t im_w, size_t n_layers,
+                                                    double overlap_ratio, int32_t *boxes,
+                                                    uint32_t *layers, size_t n_boxes);
+
+/*
+ * Stability scores of `n_masks` logit masks (each h*w floats, contiguous):
+ * count(logit > threshold + offset) / count(logit > threshold - offset), the
+ * cutoffs summed in double and compared in float, the ratio in float. When
+ * no logit passes the low cutoff the score is NaN (the reference's 0 / 0),
+ * which fails any ">= thresh" filter. SAM uses threshold 0.0, offset 1.0.
+ * E_RANGE when n_masks * h * w overflows.
+ */
+MEMFIT_API enum memfit_status memfit_sam_stability_scores(const float *logits, size_t n_masks,
+                                                          size_t h, size_t w, double mask_threshold,
+                                                          double offset, float *scores);
+
+/*
+ * The bounding box of a mask as batched_mask_to_box computes it: XYXY with
+ * inclusive max indices ([x_min, y_min, x_max, y_max]), [0, 0, 0, 0] for an
+ * empty mask (and for h or w 0). E_RANGE when h or w exceed INT32_MAX.
+ */
+MEMFIT_API enum memfit_status memfit_sam_mask_to_box(const uint8_t *mask, size_t h, size_t w,
+                                                     int32_t box[4]);
+
+/*
+ * The reference's is_box_near_crop_edge for one box in the crop's frame:
+ * the box is moved by the crop's (x0, y0), then true when any coordinate is
+ * within `atol` (|a - b| <= atol, in float) of the same coordinate of
+ * `crop_box` and not within `atol` of that of `orig_box` ([0, 0, W, H]).
+ * SAM uses atol 20.
+ */
+MEMFIT_API bool memfit_sam_box_near_crop_edge(const int32_t box[4], const int32_t crop_box[4],
+                                              const int32_t orig_box[4], float atol);
+
+/*
+ * Encodes a mask as an uncompressed (COCO) RLE over its column-major
+ * (Fortran) order: alternating run lengths starting with zeros, so counts[0]
+ * is 0 when the first pixel is set; size is [h, w]. *counts is allocated
+ * with memfit_malloc and freed by the caller with memfit_free. E_RANGE for
+ * an empty mask or h * w beyond UINT32_MAX, E_NOMEM; *counts and *n_counts
+ * are written only on success.
+ */
+MEMFIT_API enum memfit_status memfit_sam_mask_to_rle(const uint8_t *mask, size_t h, size_t w,
+                                                     uint32_t **counts, size_t *n_counts);
+
+/*
+ * Decodes an uncompressed RLE into a row-major [h][w] mask of 0/1 bytes.
+ * E_RANGE when the counts do not sum to exactly h * w (the reference would
+ * leave pixels uninitialized or ignore the excess); nothing is written then.
+ */
+MEMFIT_API enum memfit_status memfit_sam_rle_to_mask(const uint32_t *counts, size_t n_counts,
+                                                     size_t h, size_t w, uint8_t *mask);
+
+/* The area of an RLE mask: the sum of its odd-indexed counts. */
+MEMFIT_API uint64_t memfit_sam_rle_area(const uint32_t *counts, size_t n_counts);
+
+/*
+ * torchvision's box IoU of two XYXY boxes in float, areas (x2 - x1) *
+ * (y2 - y1) without +1, intersection sides clamped at 0. NaN when the union
+ * is 0.
+ */
+MEMFIT_API float memfit_sam_box_iou(const float a[4], const float b[4]);
+
+/*
+ * Greedy non-maximum suppression as torchvision's CPU nms: boxes (n * 4
+ * floats, XYXY) are visited by score descending, ties in index order (a
+ * stable sort; NaN scores first, as torch sorts them); each kept box
+ * suppresses the later ones whose IoU with it is > iou_threshold. With
+ * `categories` (may be NULL) boxes only suppress boxes of the same category,
+ * as batched_nms. Writes the kept indices in visiting order to `keep`
+ * (capacity n) and their number to *n_keep. E_RANGE when n * 4 overflows,
+ * E_NOMEM; *n_keep is written only on success.
+ */
+MEMFIT_API enum memfit_status memfit_sam_nms(const float *boxes, const float *scores,
+                                             const int32_t *categories, size_t n,
+                                             float iou_threshold, size_t *keep, size_t *n_keep);
+
+enum memfit_sam_region_mode {
+    MEMFIT_SAM_REGION_HOLES = 0,   /* fill small unset regions */
+    MEMFIT_SAM_REGION_ISLANDS = 1, /* clear small set regions */
+};
+
+/*
+ * The reference's remove_small_regions, in place: labels the 8-connected
+ * regions of the unset pixels (holes) or of the set pixels (islands) and
+ * calls a region small when its area is < area_thresh. Holes: small ones are
+ * filled (a hole touching the border counts too). Islands: only the others
+ * are kept; when every island is small the largest is kept (the first in
+ * the labeling order on a tie). *changed is false, and the mask untouched,
+ * when no region is small; otherwise true even if no pixel changed (as the
+ * reference). Output pixels are 0/1. Uses 8 bytes per pixel of scratch.
+ * E_RANGE for a bad mode or h * w beyond UINT32_MAX - 1, E_NOMEM; the mask is
+ * untouched on failure.
+ */
+MEMFIT_API enum memfit_status memfit_sam_remove_small_regions(uint8_t *mask, size_t h, size_t w,
+                                                              double area_thresh,
+                                                              enum memfit_sam_region_mode mode,
+                                                              bool *changed);
+
 #ifdef __cplusplus
 }
 #endif
