@@ -915,13 +915,15 @@ MEMFIT_API enum memfit_status memfit_llm_generate(memfit_llm_session *s,
 
 /*
  * Writes the n_per_side x n_per_side grid of normalized points (x, y) into
- * `points` (n_per_side * n_per_side * 2 floats, capacity `n_floats`): the
- * coordinates are linspace(1/(2n), 1 - 1/(2n), n) computed in double as numpy
- * does, ordered row-major over y with x fastest. E_RANGE for n_per_side 0,
- * an overflowing size or a too small `n_floats`; nothing is written then.
+ * `points` (n_per_side * n_per_side * 2 doubles, capacity `n_values`): the
+ * coordinates are linspace(1/(2n), 1 - 1/(2n), n) as numpy computes it,
+ * ordered row-major over y with x fastest. Double, as the reference keeps
+ * the grid in float64 through the scaling to crop and model coordinates.
+ * E_RANGE for n_per_side 0, an overflowing size or a too small `n_values`;
+ * nothing is written then.
  */
-MEMFIT_API enum memfit_status memfit_sam_point_grid(size_t n_per_side, float *points,
-                                                    size_t n_floats);
+MEMFIT_API enum memfit_status memfit_sam_point_grid(size_t n_per_side, double *points,
+                                                    size_t n_values);
 
 /*
  * The points per side of crop layer `layer`: n_per_side / scale^layer,

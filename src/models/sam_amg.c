@@ -24,16 +24,16 @@
 
 #define MAX_CROP_LAYERS 15
 
-enum memfit_status memfit_sam_point_grid(size_t n_per_side, float *points, size_t n_floats)
+enum memfit_status memfit_sam_point_grid(size_t n_per_side, double *points, size_t n_values)
 {
     size_t n_points, need;
     if (n_per_side == 0)
         return memfit_fail(MEMFIT_E_RANGE, "sam point grid: n_per_side 0");
     if (mf_mul_overflow(n_per_side, n_per_side, &n_points) || mf_mul_overflow(n_points, 2, &need))
         return memfit_fail(MEMFIT_E_RANGE, "sam point grid: n_per_side %zu overflows", n_per_side);
-    if (n_floats < need)
-        return memfit_fail(MEMFIT_E_RANGE, "sam point grid: %zu floats given, %zu needed", n_floats,
-                           need);
+    if (n_values < need)
+        return memfit_fail(MEMFIT_E_RANGE, "sam point grid: room for %zu values, %zu needed",
+                           n_values, need);
     /* numpy linspace: start + i * ((stop - start) / (n - 1)), the last one
      * set to stop; one point is start. */
     double offset = 1.0 / (2.0 * (double)n_per_side);
@@ -43,9 +43,9 @@ enum memfit_status memfit_sam_point_grid(size_t n_per_side, float *points, size_
         double vy = y + 1 == n_per_side && n_per_side > 1 ? stop : (double)y * step + start;
         for (size_t x = 0; x < n_per_side; x++) {
             double vx = x + 1 == n_per_side && n_per_side > 1 ? stop : (double)x * step + start;
-            float *p = points + 2 * (y * n_per_side + x);
-            p[0] = (float)vx;
-            p[1] = (float)vy;
+            double *p = points + 2 * (y * n_per_side + x);
+            p[0] = vx;
+            p[1] = vy;
         }
     }
     return MEMFIT_OK;

@@ -19,21 +19,25 @@ static void test_point_grid(void **state)
 {
     (void)state;
     /* n = 2: offset 1/4, linspace(0.25, 0.75, 2); y outer, x fastest. */
-    float p[8];
+    double p[8];
     assert_int_equal(memfit_sam_point_grid(2, p, 8), MEMFIT_OK);
-    const float want[8] = {0.25f, 0.25f, 0.75f, 0.25f, 0.25f, 0.75f, 0.75f, 0.75f};
+    const double want[8] = {0.25, 0.25, 0.75, 0.25, 0.25, 0.75, 0.75, 0.75};
     for (int i = 0; i < 8; i++)
         assert_true(p[i] == want[i]);
 
-    /* n = 3: 1/6, 1/6 + (2/3)/2 = 1/2, and the last exactly 1 - 1/6. */
-    float q[18];
+    /* n = 3: 1/6, 1 * ((5/6 - 1/6) / 2) + 1/6, and the last exactly 1 - 1/6
+     * (numpy sets the endpoint rather than computing it). */
+    double q[18];
+    const double sixth = 1.0 / 6.0, step = (1.0 - sixth - sixth) / 2.0;
     assert_int_equal(memfit_sam_point_grid(3, q, 18), MEMFIT_OK);
-    assert_true(q[0] == (float)(1.0 / 6.0) && q[1] == (float)(1.0 / 6.0));
-    assert_true(q[2] == 0.5f && q[3] == (float)(1.0 / 6.0));
-    assert_true(q[16] == (float)(1.0 - 1.0 / 6.0) && q[17] == (float)(1.0 - 1.0 / 6.0));
+    assert_true(q[0] == sixth && q[1] == sixth);
+    assert_true(q[2] == step + sixth && q[3] == sixth);
+    assert_true(fabs(q[2] - 0.5) < 1e-15);
+    assert_true(q[6] == sixth && q[7] == step + sixth); /* (0, 1): y moves after x */
+    assert_true(q[16] == 1.0 - sixth && q[17] == 1.0 - sixth);
     /* n = 1: the single point is the centre. */
     assert_int_equal(memfit_sam_point_grid(1, q, 2), MEMFIT_OK);
-    assert_true(q[0] == 0.5f && q[1] == 0.5f);
+    assert_true(q[0] == 0.5 && q[1] == 0.5);
 
     assert_int_equal(memfit_sam_point_grid(0, p, 8), MEMFIT_E_RANGE);
     assert_int_equal(memfit_sam_point_grid(2, p, 7), MEMFIT_E_RANGE);
