@@ -58,6 +58,8 @@ struct memfit_engine_model {
     pthread_mutex_t lock; /* the fields below */
     char *path;           /* the local file: the source, or its cached copy once fetched */
     char *converted;      /* the `quantize` copy once written */
+    char *digest_of;      /* the file `digest` is the SHA-256 of (read once) */
+    char digest[MEMFIT_SHA256_HEX_LEN + 1];
     bool have_plan;
     uint64_t plan_size, plan_mtime_ns, plan_ino;
     struct memfit_engine_plan plan;
@@ -416,6 +418,7 @@ void memfit_engine_model_destroy(memfit_engine_model *m)
     memfit_free(m->scratch_dir);
     memfit_free(m->path);
     memfit_free(m->converted);
+    memfit_free(m->digest_of);
     memfit_free(m);
 }
 
@@ -604,27 +607,60 @@ static bool is_hex_digest(const char *s)
     return n == MEMFIT_SHA256_HEX_LEN && s[n] == '\0';
 }
 
+/* The SHA-256 of the local file `src`: a blob of the store is named by it;
+ * another file is read once per model (a large source takes a second or
+ * so: plans and the fetch ask again). */
+static enum memfit_status source_digest(memfit_engine_model *m, const char *src,
+                                        const char *store_dir, char out[MEMFIT_SHA256_HEX_LEN + 1])
+{
+    const char *base = strrchr(src, '/');
+    base = base ? base + 1 : src;
+    size_t dir_len = strlen(store_dir);
+    if (strncmp(src, store_dir, dir_len) == 0 && strncmp(src + dir_len, "/blobs/", 7) == 0 &&
+        is_hex_digest(base)) {
+        memcpy(out, base, MEMFIT_SHA256_HEX_LEN + 1);
+        return MEMFIT_OK;
+    }
+    pthread_mutex_lock(&m->lock);
+    bool known = m->digest_of && strcmp(m->digest_of, src) == 0;
+    if (known)
+        memcpy(out, m->digest, sizeof(m->digest));
+    pthread_mutex_unlock(&m->lock);
+    if (known)
+        return MEMFIT_OK;
+    char digest[MEMFIT_SHA256_HEX_LEN + 1];
+    enum memfit_status st = memfit_store_digest_file(src, digest);
+    char *copy = st == MEMFIT_OK ? memfit_strdup(src) : NULL;
+    if (st == MEMFIT_OK && !copy)
+        st = MEMFIT_E_NOMEM;
+    if (st != MEMFIT_OK)
+        return st;
+    pthread_mutex_lock(&m->lock);
+    memfit_free(m->digest_of);
+    m->digest_of = copy;
+    memcpy(m->digest, digest, sizeof(digest));
+    pthread_mutex_unlock(&m->lock);
+    memcpy(out, digest, sizeof(digest));
+    return MEMFIT_OK;
+}
+
 /* Where the `quantize` copy of the local file `src` lives in the cache:
- * keyed by the source's content (a cached blob is named by its digest),
- * the family and the type. */
+ * keyed by the source's content, the family and the type. */
 static enum memfit_status converted_path(memfit_engine_model *m, const char *src, const char *type,
                                          char **out)
 {
-    char digest[MEMFIT_SHA256_HEX_LEN + 1];
-    const char *base = strrchr(src, '/');
-    base = base ? base + 1 : src;
-    enum memfit_status st = MEMFIT_OK;
-    if (is_hex_digest(base))
-        memcpy(digest, base, sizeof(digest));
-    else
-        st = memfit_store_digest_file(src, digest);
     memfit_store *store;
-    if (st != MEMFIT_OK || (st = open_store(m, 1, &store)) != MEMFIT_OK)
+    enum memfit_status st = open_store(m, 1, &store);
+    if (st != MEMFIT_OK)
         return st;
-    char *dir = memfit_asprintf("%s/converted", memfit_store_dir(store));
+    char digest[MEMFIT_SHA256_HEX_LEN + 1];
+    char *dir = NULL;
+    if ((st = source_digest(m, src, memfit_store_dir(store), digest)) == MEMFIT_OK &&
+        !(dir = memfit_asprintf("%s/converted", memfit_store_dir(store))))
+        st = MEMFIT_E_NOMEM;
     memfit_store_close(store);
-    if (!dir)
-        return MEMFIT_E_NOMEM;
+    if (st != MEMFIT_OK)
+        return st;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         st = memfit_fail(MEMFIT_E_IO, "model '%s': cannot create %s: %s", m->name, dir,
                          strerror(errno));
