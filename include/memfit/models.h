@@ -903,6 +903,140 @@ MEMFIT_API enum memfit_status memfit_llm_generate(memfit_llm_session *s,
                                                   memfit_generate_fn fn, void *ctx,
                                                   struct memfit_generate_result *result);
 
+/* ==== SAM: segment-anything v1 (src/models/sam*.c) ======================== */
+/*
+ * The model: an image encoder (ViT with windowed and global attention,
+ * decomposed relative positions, a convolutional neck), a prompt encoder
+ * and a two-way-transformer mask decoder. Weights stay in the file mapping
+ * (original `sam_vit_*.pth` names or transformers' `facebook/sam-vit-*`
+ * names; .pth, safetensors or GGUF; F32, F16, BF16, Q8_0, Q4_0, ...), as
+ * memfit_vit does. The geometry comes from the shapes: the token grid G
+ * from pos_embed [1, G, G, D], the patch from the projection, the head
+ * size from rel_pos_h ([2S - 1, head_dim]), the window S from the
+ * windowed blocks' tables and the global blocks from theirs ([2G - 1]).
+ * The input is G * patch pixels a side (1024 for the released models);
+ * the image embedding is prompt_dim x G x G (256 x 64 x 64); low-res masks
+ * are 4G x 4G (256 x 256).
+ */
+typedef struct memfit_sam memfit_sam;
+
+struct memfit_sam_options {
+    unsigned n_threads; /* 0: one per online CPU */
+};
+
+MEMFIT_API void memfit_sam_options_default(struct memfit_sam_options *opts);
+
+#define MEMFIT_SAM_MAX_GLOBAL 16
+
+struct memfit_sam_info {
+    const char *variant;      /* "vit_b", "vit_l", "vit_h", or "custom" */
+    uint32_t dim;             /* encoder width D: 768 / 1024 / 1280 */
+    uint32_t depth;           /* encoder blocks */
+    uint32_t heads, head_dim; /* encoder heads (D / head_dim) */
+    uint32_t mlp_hidden;      /* lin1 rows (4D) */
+    uint32_t patch_size;      /* 16 */
+    uint32_t grid;            /* G: 64 */
+    uint32_t image_size;      /* G * patch: 1024 */
+    uint32_t window;          /* S: 14 */
+    uint32_t n_global;
+    uint32_t global[MEMFIT_SAM_MAX_GLOBAL]; /* indices of the global blocks */
+    uint32_t prompt_dim;                    /* 256: neck output, prompt and decoder width */
+    uint32_t decoder_depth;                 /* two-way blocks: 2 */
+    uint32_t decoder_heads;                 /* 8 */
+    uint32_t decoder_mlp;                   /* 2048 */
+    uint32_t n_mask_tokens;                 /* 4: one single-mask output + 3 multimask */
+    uint32_t mask_size;                     /* low-res mask side: 4G = 256 */
+    bool hf_names;
+    enum memfit_type weight_type; /* of block 0's qkv */
+    uint64_t weight_bytes;        /* bytes of the tensors the model uses */
+    uint64_t converted_bytes;     /* parameters converted to F32 at open */
+    unsigned n_threads;
+};
+
+/*
+ * Opens a SAM model. E_FORMAT naming the tensor for a missing tensor, a
+ * wrong shape or a type without a kernel, or naming what the file looks
+ * like when it is not SAM; the failures of memfit_tensors_open; E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_sam_open(const char *path,
+                                              const struct memfit_sam_options *opts,
+                                              memfit_sam **out);
+
+/* Recognises SAM from names and shapes alone (a header-only set is
+ * enough); fills the geometry fields of `out`. E_FORMAT when it is not. */
+MEMFIT_API enum memfit_status memfit_sam_detect(const memfit_tensors *set,
+                                                struct memfit_sam_info *out);
+
+MEMFIT_API void memfit_sam_close(memfit_sam *m);
+MEMFIT_API void memfit_sam_get_info(const memfit_sam *m, struct memfit_sam_info *out);
+
+/* The exact workspace of one encoder pass (activations, per-thread tiles). */
+MEMFIT_API enum memfit_status memfit_sam_encode_plan(const memfit_sam *m, size_t *out_bytes);
+
+/*
+ * Runs the image encoder on `pixels` (3 x S x S planar floats, S =
+ * image_size: normalized and zero-padded, as memfit_sam_preprocess makes
+ * them) into `embedding` (prompt_dim x G x G floats, channels first, as
+ * the reference's image_embeddings[0]). `work`: memfit_sam_encode_plan
+ * bytes, 64-byte aligned. E_MISUSE for NULL or a short workspace.
+ */
+MEMFIT_API enum memfit_status memfit_sam_encode(memfit_sam *m, const float *pixels, void *work,
+                                                size_t work_bytes, float *embedding);
+
+/* A prompt in the model's input frame (the 1024 frame after the resize). */
+struct memfit_sam_prompt {
+    const float *points;   /* n_points (x, y) pairs, or NULL */
+    const int32_t *labels; /* n_points labels: 1 foreground, 0 background, -1 padding */
+    size_t n_points;
+    bool has_box;
+    float box[4];            /* x0, y0, x1, y1 */
+    const float *mask_input; /* mask_size x mask_size logits (a previous low-res mask), or NULL */
+};
+
+/* Masks per prompt: 3 with multimask, else 1. */
+MEMFIT_API uint32_t memfit_sam_mask_count(bool multimask);
+
+/* The exact workspace memfit_sam_decode needs (per-thread scratch; the
+ * same for any number of prompts: prompts are decoded one per thread). */
+MEMFIT_API enum memfit_status memfit_sam_decode_plan(const memfit_sam *m, size_t *out_bytes);
+
+/*
+ * Runs the prompt encoder and the mask decoder for n prompts against one
+ * image embedding: low_res gets n x C x mask_size x mask_size logits and
+ * iou n x C scores (C = memfit_sam_mask_count(multimask)), as the
+ * reference's predict_torch(..., return_logits=True) low_res_masks and
+ * iou_predictions. E_RANGE for a prompt with no point and no box, a label
+ * outside -1..1, or a non-finite coordinate; E_MISUSE for a short workspace.
+ */
+MEMFIT_API enum memfit_status memfit_sam_decode(memfit_sam *m, const float *embedding,
+                                                const struct memfit_sam_prompt *prompts, size_t n,
+                                                bool multimask, void *work, size_t work_bytes,
+                                                float *low_res, float *iou);
+
+/* The resize of the reference's ResizeLongestSide: scale = S / max(h, w),
+ * new side = int(side * scale + 0.5). */
+MEMFIT_API void memfit_sam_resized_size(uint32_t image_size, uint32_t width, uint32_t height,
+                                        uint32_t *out_width, uint32_t *out_height);
+
+/*
+ * The reference's preprocessing: resize the longest side to image_size
+ * (PIL bilinear, antialiased, as torchvision's resize of a PIL image),
+ * normalize with SAM's pixel mean and std (0..255 scale), zero-pad
+ * bottom/right: out gets 3 x S x S floats. Allocates its own scratch.
+ */
+MEMFIT_API enum memfit_status memfit_sam_preprocess(const struct memfit_image *img,
+                                                    uint32_t image_size, float *out);
+
+/*
+ * The reference's postprocess_masks for one low-res mask: bilinear to
+ * image_size (align_corners=False), crop to the resized size, bilinear to
+ * height x width: `out` gets height x width logits (threshold at 0 for the
+ * mask). `scratch` holds image_size^2 floats.
+ */
+MEMFIT_API void memfit_sam_postprocess(const float *low_res, uint32_t mask_size,
+                                       uint32_t image_size, uint32_t resized_w, uint32_t resized_h,
+                                       uint32_t width, uint32_t height, float *scratch, float *out);
+
 /* ---- SAM automatic mask generation: geometry, scores, RLE, NMS ---------- */
 
 /*

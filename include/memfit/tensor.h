@@ -176,6 +176,76 @@ MEMFIT_API void memfit_gelu(float *x, size_t n);
 /* x = e^x in place (about 1 ulp; 0 below -87.3, saturates above 88.7). */
 MEMFIT_API void memfit_exp(float *x, size_t n);
 
+/* ---- Transformer blocks (src/tensor/nn.c) -------------------------------- */
+/*
+ * The building blocks the vision models share (DINOv2, SAM): each a tested
+ * kernel with a scalar reference and an AVX2 path chosen at run time (as
+ * memfit_gelu). None allocates; all are safe to call from many threads on
+ * disjoint outputs. Rows are `ld*` floats apart.
+ */
+
+/*
+ * LayerNorm of n_rows rows of d floats (nn.LayerNorm / SAM's LayerNorm2d
+ * per pixel): y = (x - mean) / sqrt(var + eps) * w + b, biased variance,
+ * w and b of d floats (NULL: 1 and 0). y may equal x (in place).
+ */
+MEMFIT_API void memfit_layer_norm(const float *x, size_t ldx, float *y, size_t ldy, size_t n_rows,
+                                  size_t d, const float *w, const float *b, float eps);
+
+/*
+ * One attention head over n_q queries and n_k keys, tiled with an online
+ * softmax (flash attention): no n_q x n_k matrix exists, memory is the
+ * tiles of `work`.
+ *   out[i] = sum_j softmax_j(scale * q_i . k_j + bias(i, j)) v_j
+ * q, k, v, out: rows of head_dim floats (ld* floats apart). The optional
+ * bias is SAM's decomposed relative position: with keys on a k_h x k_w
+ * grid (n_k = k_h * k_w, key j at row j / k_w, column j % k_w),
+ *   bias(i, j) = rel_h[i * rel_ld + j / k_w] + rel_w[i * rel_ld + j % k_w]
+ * -- rel_h NULL means no bias. A softmax over all -inf scores gives 0 rows.
+ */
+struct memfit_attention {
+    const float *q, *k, *v;
+    float *out;
+    size_t ldq, ldk, ldv, ldo;
+    size_t n_q, n_k, head_dim;
+    float scale;
+    const float *rel_h, *rel_w; /* [n_q][rel_ld] each, or NULL */
+    size_t rel_ld, k_w;
+};
+
+/* Bytes of `work` memfit_attention needs for n_k keys of head_dim (the
+ * score and output tiles and V transposed). */
+MEMFIT_API size_t memfit_attention_work_bytes(size_t n_k, size_t head_dim);
+
+/* E_MISUSE for a NULL pointer, n_k or head_dim 0, k_w not dividing n_k, or
+ * a work area smaller than memfit_attention_work_bytes (or not 64-byte
+ * aligned). */
+MEMFIT_API enum memfit_status memfit_attention(const struct memfit_attention *a, void *work,
+                                               size_t work_bytes);
+
+/*
+ * im2col for a 2-D convolution of a channels-last image (h x w pixels of c
+ * floats, pixel (y, x) at x + (y * w + x) * c) with a kh x kw kernel,
+ * stride s and zero padding p: writes one row per output pixel
+ * (oh = (h + 2p - kh) / s + 1 rows of ow), each c * kh * kw floats in
+ * PyTorch's weight order (channel, ky, kx), so a conv is memfit_matmul_rows
+ * of the [out, c, kh, kw] weight flattened to rows against these rows.
+ * Rows [row_begin, row_end) of the oh * ow only (for tiling).
+ */
+MEMFIT_API void memfit_im2col(const float *x, size_t h, size_t w, size_t c, size_t kh, size_t kw,
+                              size_t stride, size_t pad, size_t row_begin, size_t row_end,
+                              float *out);
+
+/*
+ * Bilinear resize of one plane as F.interpolate(mode="bilinear",
+ * align_corners=False, antialias=False): src = max(scale * (dst + 0.5) -
+ * 0.5, 0) with scale = in / out, the upper neighbour clamped to in - 1.
+ * Output rows [row_begin, row_end) of out_h only (for threads).
+ */
+MEMFIT_API void memfit_resize_bilinear(const float *in, size_t in_h, size_t in_w, size_t ld_in,
+                                       float *out, size_t out_h, size_t out_w, size_t ld_out,
+                                       size_t row_begin, size_t row_end);
+
 /* "avx2+fma+f16c" when the SIMD kernels are in use, "+avxvnni" added when the
  * Q8_0 integer tile uses AVX-VNNI too, "scalar" otherwise (no such CPU, or
  * MEMFIT_NO_SIMD=1 / MEMFIT_NO_VNNI=1 in the environment at first use). */
