@@ -740,6 +740,8 @@ enum memfit_status memfit_sam_decode(memfit_sam *m, const float *embedding,
 static uint32_t leading_dim(const struct memfit_sam *m, const char *orig, const char *hf)
 {
     struct memfit_tensor_info ti;
+    if (!m->set)
+        return 0;
     if (memfit_tensors_find(m->set, orig, &ti, NULL) == MEMFIT_OK ||
         memfit_tensors_find(m->set, hf, &ti, NULL) == MEMFIT_OK) {
         memfit_clear_error();
