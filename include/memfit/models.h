@@ -983,6 +983,10 @@ MEMFIT_API enum memfit_status memfit_sam_encode_plan(const memfit_sam *m, size_t
 MEMFIT_API enum memfit_status memfit_sam_encode(memfit_sam *m, const float *pixels, void *work,
                                                 size_t work_bytes, float *embedding);
 
+/* The most points one prompt may have (the decoder's token buffers are
+ * planned for it). */
+#define MEMFIT_SAM_MAX_POINTS 64
+
 /* A prompt in the model's input frame (the 1024 frame after the resize). */
 struct memfit_sam_prompt {
     const float *points;   /* n_points (x, y) pairs, or NULL */
@@ -1005,8 +1009,12 @@ MEMFIT_API enum memfit_status memfit_sam_decode_plan(const memfit_sam *m, size_t
  * image embedding: low_res gets n x C x mask_size x mask_size logits and
  * iou n x C scores (C = memfit_sam_mask_count(multimask)), as the
  * reference's predict_torch(..., return_logits=True) low_res_masks and
- * iou_predictions. E_RANGE for a prompt with no point and no box, a label
- * outside -1..1, or a non-finite coordinate; E_MISUSE for a short workspace.
+ * iou_predictions. E_RANGE for a prompt with no point and no box, more than
+ * MEMFIT_SAM_MAX_POINTS points, a label outside -1..1, or a non-finite
+ * coordinate (nothing is written then); E_MISUSE for a NULL argument, points
+ * without labels, or a workspace that is short or not 64-byte aligned.
+ * Threads: the model's pool (prompts one per thread, or one prompt split by
+ * bands of image tokens); results do not depend on the thread count.
  */
 MEMFIT_API enum memfit_status memfit_sam_decode(memfit_sam *m, const float *embedding,
                                                 const struct memfit_sam_prompt *prompts, size_t n,
