@@ -90,14 +90,7 @@ static void check_normalised(const char *file, const char *ref, uint32_t size)
     struct memfit_image img;
     load_fixture(file, &img);
     float *out = preprocess(&img, size);
-    size_t bytes;
-    float *want = (float *)read_fixture(ref, &bytes);
-    assert_int_equal(bytes, (size_t)3 * size * size * sizeof(float));
-    size_t differ = 0;
-    for (size_t i = 0; i < (size_t)3 * size * size; i++)
-        differ += memcmp(&out[i], &want[i], sizeof(float)) != 0;
-    assert_int_equal(differ, 0);
-    memfit_free(want);
+    assert_floats_fixture(out, ref, (size_t)3 * size * size);
     memfit_free(out);
     memfit_image_free(&img);
 }
