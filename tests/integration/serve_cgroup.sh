@@ -37,20 +37,7 @@ models:
     sources: [$B]
     options: {threads: 1}
 YAML
-rm -f "$TMP/out"
-# Not through the run_in_cgroup function: `&` on a function forks a subshell,
-# and the signals below must reach memfit itself.
-bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$MEMFIT" serve --port 0 \
-    --manifest "$TMP/m.yaml" >"$TMP/out" 2>"$TMP/err" &
-PID=$!
-on_exit "kill -9 $PID 2>/dev/null"
-for _ in $(seq 200); do
-    grep -q "listening on" "$TMP/out" 2>/dev/null && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-done
-URL=$(sed -n 's/^listening on //p' "$TMP/out")
-[[ -n $URL ]] || { cat "$TMP/err"; fail "server did not start"; finish; }
+start_server_in "$CG" --manifest "$TMP/m.yaml"
 
 ok=0
 for i in $(seq 12); do

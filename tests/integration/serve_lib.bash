@@ -2,9 +2,20 @@
 
 # Starts `memfit serve --port 0 ARGS...` in the background; sets PID and URL
 # (from its "listening on" line). Output: $TMP/out, log: $TMP/err.
-start_server() {
+start_server() { start_server_in "" "$@"; }
+
+# The same inside the cgroup CG (a directory from make_cgroup; "" for none):
+# start_server_in CG ARGS... PID is memfit itself, so signals reach it.
+start_server_in() {
+    local cg=$1
+    shift
     rm -f "$TMP/out" # else the last server's line may be read before this one truncates it
-    "$MEMFIT" serve --port 0 "$@" >"$TMP/out" 2>"$TMP/err" &
+    if [[ -n $cg ]]; then
+        bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$MEMFIT" serve --port 0 "$@" \
+            >"$TMP/out" 2>"$TMP/err" &
+    else
+        "$MEMFIT" serve --port 0 "$@" >"$TMP/out" 2>"$TMP/err" &
+    fi
     PID=$!
     on_exit "kill -9 $PID 2>/dev/null"
     for _ in $(seq 200); do
