@@ -335,8 +335,10 @@ static const char *json_type_name(const json_t *v)
 /*
  * Parses a request body that must be a JSON object. Client mistakes are
  * E_FORMAT with *err (invalid_json, invalid_type); jansson reports a failed
- * allocation as a syntax error, which the wrapper's message on this thread
- * (cleared first) tells apart: E_NOMEM.
+ * allocation as a syntax error, which the allocation flag on this thread
+ * (cleared first) tells apart: E_NOMEM. The flag is checked on success too:
+ * jansson's lexer ignores a failed growth of a string's buffer and hands
+ * back the string cut short.
  */
 static enum memfit_status load_object(const char *body, size_t len, size_t flags, json_t **out,
                                       struct mf_http_error *err)
@@ -344,10 +346,13 @@ static enum memfit_status load_object(const char *body, size_t len, size_t flags
     mf_json_init();
     json_error_t jerr;
     memfit_clear_error();
+    mf_json_clear_alloc_failure();
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | flags, &jerr);
+    if (mf_json_alloc_failed()) {
+        json_decref(root);
+        return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
+    }
     if (!root) {
-        if (memfit_last_error()[0] != '\0')
-            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
         mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
                           "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
                           jerr.line, jerr.column);
