@@ -1,11 +1,12 @@
 # Convenience wrapper around CMake presets (see CMakePresets.json).
 #   make         release build (build/release/memfit)
 #   make demo    build, then show memfit's main job on a built-in demo
+#   make demo-seeds  SAM ViT-B and DINOv2 ViT-B/14 served in a 512 MiB cgroup (root)
 #   make check   the whole test suite as CI runs it (scripts/check)
 #   make asan | tsan | fuzz | bench | format | lint
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all release demo check quick asan tsan fuzz bench format lint clean
+.PHONY: all release demo demo-seeds check quick asan tsan fuzz bench format lint clean
 
 all: release
 
@@ -15,6 +16,9 @@ release:
 
 demo: release
 	scripts/demo
+
+demo-seeds: release
+	scripts/demo seeds
 
 check:
 	scripts/check
