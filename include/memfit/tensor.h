@@ -173,7 +173,7 @@ MEMFIT_API enum memfit_status memfit_matmul_rows(enum memfit_type type, const vo
 /* x = GELU(x) = x/2 (1 + erf(x/sqrt 2)) in place (erf to 1.5e-7; AVX2 when available). */
 MEMFIT_API void memfit_gelu(float *x, size_t n);
 
-/* x = e^x in place (about 1 ulp; 0 below -87.3, saturates above 88.7). */
+/* x = e^x in place (about 1 ulp; e^-87.3 (1.2e-38) below -87.3, saturates above 88.7). */
 MEMFIT_API void memfit_exp(float *x, size_t n);
 
 /* ---- Transformer blocks (src/tensor/nn.c) -------------------------------- */
@@ -214,7 +214,8 @@ struct memfit_attention {
 };
 
 /* Bytes of `work` memfit_attention needs for n_k keys of head_dim (the
- * score and output tiles and V transposed). */
+ * score and output tiles and V transposed): a multiple of 64, SIZE_MAX when
+ * that overflows. */
 MEMFIT_API size_t memfit_attention_work_bytes(size_t n_k, size_t head_dim);
 
 /* E_MISUSE for a NULL pointer, n_k or head_dim 0, k_w not dividing n_k, or
@@ -224,13 +225,16 @@ MEMFIT_API enum memfit_status memfit_attention(const struct memfit_attention *a,
                                                size_t work_bytes);
 
 /*
- * im2col for a 2-D convolution of a channels-last image (h x w pixels of c
- * floats, pixel (y, x) at x + (y * w + x) * c) with a kh x kw kernel,
- * stride s and zero padding p: writes one row per output pixel
- * (oh = (h + 2p - kh) / s + 1 rows of ow), each c * kh * kw floats in
- * PyTorch's weight order (channel, ky, kx), so a conv is memfit_matmul_rows
- * of the [out, c, kh, kw] weight flattened to rows against these rows.
- * Rows [row_begin, row_end) of the oh * ow only (for tiling).
+ * im2col for a 2-D convolution of a channels-last image x (h x w pixels of
+ * c floats, pixel (y, x) starting at float (y * w + x) * c) with a kh x kw
+ * kernel, stride s and zero padding p: writes one row per output pixel
+ * (oh = (h + 2p - kh) / s + 1 rows of ow, pixel (oy, ox) is row oy * ow +
+ * ox), each c * kh * kw floats in PyTorch's weight order (channel, ky, kx),
+ * so a conv is memfit_matmul_rows of the [out, c, kh, kw] weight flattened
+ * to rows against these rows. Rows [row_begin, row_end) of the oh * ow only
+ * (for tiling): `out` holds just those, row r at out + (r - row_begin) *
+ * c * kh * kw. Nothing is written for a zero size or stride or a kernel
+ * larger than the padded image.
  */
 MEMFIT_API void memfit_im2col(const float *x, size_t h, size_t w, size_t c, size_t kh, size_t kw,
                               size_t stride, size_t pad, size_t row_begin, size_t row_end,
@@ -238,9 +242,16 @@ MEMFIT_API void memfit_im2col(const float *x, size_t h, size_t w, size_t c, size
 
 /*
  * Bilinear resize of one plane as F.interpolate(mode="bilinear",
- * align_corners=False, antialias=False): src = max(scale * (dst + 0.5) -
- * 0.5, 0) with scale = in / out, the upper neighbour clamped to in - 1.
- * Output rows [row_begin, row_end) of out_h only (for threads).
+ * align_corners=False, antialias=False) given the output size: src =
+ * max(scale * (dst + 0.5) - 0.5, 0) with scale = in / out, the upper
+ * neighbour clamped to in - 1. The arithmetic is current ATen's for float
+ * input (UpSample.h): scale, src and the weights in float, each output the
+ * two rows' blends (value * weight, summed) blended the same way. PyTorch
+ * builds differ from that by float rounding (1.13.1's CPU kernel by up to
+ * about 1e-5 x the input's magnitude for non-integer ratios, about an ulp
+ * for 256 -> 1024).
+ * Output rows [row_begin, row_end) of out_h only (for threads), written at
+ * their place in `out` (row y at out + y * ld_out).
  */
 MEMFIT_API void memfit_resize_bilinear(const float *in, size_t in_h, size_t in_w, size_t ld_in,
                                        float *out, size_t out_h, size_t out_w, size_t ld_out,

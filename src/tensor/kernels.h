@@ -164,15 +164,62 @@ void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, si
 /* Activation rows per quantized tile (MF_GEMM_KC of k each, 34 KiB on the stack). */
 #define MF_GEMM_Q8_TB 128
 
-/* Elementwise (act.c): e^x to about 1 ulp (0 below -87.3), exact-erf GELU in place. */
+/* Elementwise (act.c): e^x to about 1 ulp (e^-87.3 below -87.3, saturating above 88.7),
+ * exact-erf GELU in place. */
 float mf_expf(float x);
 void mf_gelu_scalar(float *x, size_t n);
+
+/*
+ * Transformer blocks (nn.c): the row steps of memfit_layer_norm and
+ * memfit_attention that have an AVX2 twin, as a table so tests can run the
+ * public loops over either.
+ *
+ * attn_softmax turns one query's scores s[0..n) of a key tile (keys k0 ..
+ * k0 + n - 1) into unnormalised softmax weights against its running max *m:
+ *   s[t] = scale * s[t] + rel_h[(k0 + t) / k_w] + rel_w[(k0 + t) % k_w]
+ *          (no bias when rel_h is NULL);
+ *   mx = max(*m, max_t s[t]); s[t] = e^(s[t] - mx), 0 where s[t] - mx < -87.3
+ *   (so -inf scores weigh exactly 0); *alpha = e^(*m - mx), 0 when *m is
+ *   -inf; *m = mx; returns the sum of the new s. With mx -inf (every score
+ *   so far -inf) s is all 0, *alpha 0 and the sum 0.
+ * attn_rescale: o[d] = o[d] * alpha + op[d] for d < n.
+ */
+struct mf_attn_bias {
+    const float *rel_h, *rel_w; /* this query's rows, or rel_h NULL */
+    size_t k0, k_w;
+};
+struct mf_nn_ops {
+    void (*layer_norm_row)(const float *x, float *y, size_t d, const float *w, const float *b,
+                           float eps);
+    float (*attn_softmax)(float *s, size_t n, float scale, const struct mf_attn_bias *bias,
+                          float *m, float *alpha);
+    void (*attn_rescale)(float *o, const float *op, size_t n, float alpha);
+};
+
+/* The row steps in use (AVX2 where active), the scalar ones, and the AVX2
+ * ones whatever MEMFIT_NO_SIMD says (NULL without AVX2/FMA). */
+const struct mf_nn_ops *mf_nn_ops(void);
+const struct mf_nn_ops *mf_nn_ops_scalar(void);
+const struct mf_nn_ops *mf_nn_ops_simd(void);
+
+/* memfit_layer_norm and memfit_attention with the given row steps. */
+void mf_layer_norm_with(const struct mf_nn_ops *ops, const float *x, size_t ldx, float *y,
+                        size_t ldy, size_t n_rows, size_t d, const float *w, const float *b,
+                        float eps);
+enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct memfit_attention *a,
+                                     void *work, size_t work_bytes);
 
 /* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
 
 #if defined(__x86_64__)
 void mf_avx2_exp(float *x, size_t n);
 void mf_avx2_gelu(float *x, size_t n);
+/* The struct mf_nn_ops row steps (x86/nn.c). */
+void mf_avx2_layer_norm_row(const float *x, float *y, size_t d, const float *w, const float *b,
+                            float eps);
+float mf_avx2_attn_softmax(float *s, size_t n, float scale, const struct mf_attn_bias *bias,
+                           float *m, float *alpha);
+void mf_avx2_attn_rescale(float *o, const float *op, size_t n, float alpha);
 void mf_avx2_f16_to_float(const void *src, float *dst, size_t n);
 void mf_avx2_f16_from_float(const float *src, void *dst, size_t n);
 void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n);

@@ -24,14 +24,7 @@
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
 #include "tensor/x86/tile.h"
-
-static inline float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "tensor/x86/vmath.h"
 
 static inline int hsum_epi32(__m256i v)
 {
@@ -103,7 +96,7 @@ static inline float dot_float_lanes(size_t n, const void *w, const float *y, loa
     }
     for (; i + 8 <= n; i += 8)
         acc0 = _mm256_fmadd_ps(load(w, i), _mm256_loadu_ps(y + i), acc0);
-    return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+    return mf_hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
 float mf_avx2_dot_f32(size_t n, const void *w, const void *a)
@@ -218,7 +211,7 @@ static inline __m256i q4_0_ints(const struct mf_block_q4_0 *x, const struct mf_b
                 acc_, PAIR(d_, 2, INTS(x + i_ + 2, y + i_ + 2), 3, INTS(x + i_ + 3, y + i_ + 3))); \
         }                                                                                          \
         DOT_TAIL(INTS, x, y, i_, nb, acc_);                                                        \
-        result = hsum_ps(acc_);                                                                    \
+        result = mf_hsum_ps(acc_);                                                                 \
     } while (0)
 
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a)
@@ -385,14 +378,6 @@ static inline __m256 abs_ps(__m256 v)
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
 }
 
-static inline float hmax_ps(__m256 v)
-{
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n)
 {
     struct mf_block_q8_0 *b = dst;
@@ -402,7 +387,7 @@ void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n)
             v[k] = _mm256_loadu_ps(src + 8 * k);
         __m256 m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
                                  _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
-        float d = hmax_ps(m) / 127.f;
+        float d = mf_hmax_ps(m) / 127.f;
         float id = d >= FLT_MIN ? 1.f / d : 0.f; /* as the scalar quantizer */
         b->d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         __m256 mul = _mm256_set1_ps(id);
@@ -420,7 +405,7 @@ void mf_avx2_quant_q8_k(const float *src, void *dst, size_t n)
         __m256 m = _mm256_setzero_ps();
         for (int k = 0; k < MF_QK_K; k += 8)
             m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(src + k)));
-        float amax = hmax_ps(m);
+        float amax = mf_hmax_ps(m);
         if (amax == 0.f || !isfinite(-127.f / amax)) { /* as the scalar quantizer */
             memset(b, 0, sizeof(*b));
             continue;
