@@ -4,7 +4,11 @@
 Run with Debian's /usr/bin/python3 (python3-pil, python3-numpy, and torch
 for the normalisation references):
 
-    /usr/bin/python3 scripts/make_image_fixtures.py
+    /usr/bin/python3 scripts/make_image_fixtures.py [--sam]
+
+With --sam only the "sam" section of index.json and its references are
+(re)made, from the images already there (re-encoding the JPEGs with another
+libjpeg would change every other reference).
 
 It writes tests/fixtures/images/: small test images in every JPEG and PNG
 flavour memfit decodes, the reference outputs of the reference pipeline, and
@@ -23,7 +27,13 @@ Reference files:
               small images, an 8-bit RGB PNG written by PIL for larger ones;
   transform:  the 8-bit RGB image after resize and crop, stored as PNG (the
               values before /255; lossless and small);
-  normalised: float32 CHW after ToTensor and Normalize (torch), .f32.
+  normalised: float32 CHW after ToTensor and Normalize (torch), .f32;
+  sam:        SAM's preprocessing (segment-anything ResizeLongestSide and
+              Sam.preprocess): the longest side to `size` with PIL BILINEAR
+              (what torchvision's resize of a PIL image calls), side
+              int(side * size / longest + 0.5), as an 8-bit PNG; for the
+              cases with "norm", also (x - pixel_mean) / pixel_std in float32
+              on the 0..255 values (torch), zero-padded to size x size, .f32.
 
 PNG flavours PIL cannot write (16-bit RGB, 1/2/4-bit palettes, Adam7
 interlacing, 16-bit RGBA) are written by the small PNG encoder below.
@@ -45,6 +55,8 @@ from PIL import Image
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "images")
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+SAM_MEAN = (123.675, 116.28, 103.53)
+SAM_STD = (58.395, 57.12, 57.375)
 
 
 # ---- test pictures -------------------------------------------------------
@@ -163,6 +175,55 @@ def normalise(u8):
     mean = torch.tensor(MEAN, dtype=torch.float32)[:, None, None]
     std = torch.tensor(STD, dtype=torch.float32)[:, None, None]
     return t.sub(mean).div(std).numpy().astype("<f4")
+
+
+def sam_resized_size(w, h, size):
+    scale = size * 1.0 / max(h, w)
+    return int(w * scale + 0.5), int(h * scale + 0.5)
+
+
+def sam_normalise(u8, size):
+    import torch
+    x = torch.from_numpy(np.ascontiguousarray(u8.transpose(2, 0, 1)))
+    mean = torch.tensor(SAM_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(SAM_STD, dtype=torch.float32)[:, None, None]
+    x = (x - mean) / std
+    x = torch.nn.functional.pad(x, (0, size - x.shape[2], 0, size - x.shape[1]))
+    return x.numpy().astype("<f4")
+
+
+def sam_cases(index):
+    """SAM's resize (and normalisation) of images already in OUT."""
+    index["sam"] = []
+    cases = [("photo317x211.png", 1024, False),  # upscale, both passes
+             ("photo1000x700.jpg", 64, False),   # downscale: the support widens
+             ("photo600x400.jpg", 200, False),
+             ("photo211x317.png", 128, False),
+             ("check40x30.png", 37, False),
+             ("tall256x300.png", 300, False),    # no resize at all
+             ("tiny1x1.png", 16, False),
+             ("tiny3x5.png", 256, False),
+             ("photo600x400.jpg", 64, True),
+             ("rgb8.png", 48, True)]
+    for name, size, norm in cases:
+        img = Image.open(os.path.join(OUT, name)).convert("RGB")
+        w, h = sam_resized_size(img.size[0], img.size[1], size)
+        out = np.asarray(img.resize((w, h), Image.BILINEAR) if (w, h) != img.size else img)
+        entry = {"file": name, "size": size, "width": w, "height": h}
+        if norm:
+            entry["ref"] = "ref/%s.sam%d.f32" % (name, size)
+            with open(os.path.join(OUT, entry["ref"]), "wb") as f:
+                f.write(sam_normalise(out, size).tobytes())
+        else:
+            entry["ref"] = "ref/%s.sam%d.png" % (name, size)
+            Image.fromarray(out).save(os.path.join(OUT, entry["ref"]), optimize=True)
+        index["sam"].append(entry)
+
+
+def write_index(index):
+    with open(os.path.join(OUT, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
 
 
 # ---- main -----------------------------------------------------------------
@@ -297,12 +358,18 @@ def main():
         index["normalised"].append({"file": name, "resize": r, "crop": c, "ref": ref,
                                     "mean": MEAN, "std": STD})
 
-    with open(os.path.join(OUT, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
-        f.write("\n")
+    sam_cases(index)
+    write_index(index)
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
     print("wrote %s: %d bytes" % (OUT, total))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["--sam"]:
+        with open(os.path.join(OUT, "index.json")) as f:
+            existing = json.load(f)
+        sam_cases(existing)
+        write_index(existing)
+    else:
+        main()

@@ -42,6 +42,7 @@ cases.txt in the output folder lists every file with its shape and meaning.
 import json
 import math
 import os
+import re
 import resource
 import struct
 import sys
@@ -409,9 +410,6 @@ def postprocess(masks, img_size, input_hw, orig_hw):
 
 HF_RENAMES = [
     # Substring replacements, in order (the HF converter's mapping, §2.7).
-    ("iou_prediction_head.layers.0", "iou_prediction_head.proj_in"),
-    ("iou_prediction_head.layers.1", "iou_prediction_head.layers.0"),
-    ("iou_prediction_head.layers.2", "iou_prediction_head.proj_out"),
     ("mask_decoder.output_upscaling.0", "mask_decoder.upscale_conv1"),
     ("mask_decoder.output_upscaling.1", "mask_decoder.upscale_layer_norm"),
     ("mask_decoder.output_upscaling.3", "mask_decoder.upscale_conv2"),
@@ -433,11 +431,16 @@ HF_RENAMES = [
 ]
 
 
+# The 3-layer heads (IoU, hypernetworks): layers.0/1/2 -> proj_in/layers.0/proj_out.
+HF_HEAD = re.compile(r"(mask_decoder\.(?:iou_prediction_head|output_hypernetworks_mlps\.\d+))"
+                     r"\.layers\.([012])\.")
+HF_HEAD_LAYERS = ("proj_in", "layers.0", "proj_out")
+
+
 def hf_name(name):
+    name = HF_HEAD.sub(lambda m: "%s.%s." % (m.group(1), HF_HEAD_LAYERS[int(m.group(2))]), name)
     for a, b in HF_RENAMES:
         name = name.replace(a, b)
-    for i, b in enumerate(("proj_in", "layers.0", "proj_out")):
-        name = name.replace(".layers.%d." % i, ".%s." % b) if "hypernetworks_mlps" in name else name
     if name == "prompt_encoder.shared_embedding.positional_embedding":
         # Tied to the model-level copy; save_pretrained keeps this one.
         name = "shared_image_embedding.positional_embedding"
@@ -626,24 +629,30 @@ def bench(path, threads, runs, points_per_side=32, batch=16):
         coords = (grid * img).to(torch.float32)
         n = coords.shape[0]
         kept = 0
-        t0 = time.perf_counter()
+        t_dec = t_up = t_stab = 0.0
         for i in range(0, n, batch):
+            t0 = time.perf_counter()
             pts = coords[i:i + batch, None, :]
             labels = torch.ones(pts.shape[0], 1, dtype=torch.int64)
             sparse, dense = embed_prompts(sd, (img, img), (G, G), points=pts, labels=labels)
             low, iou = decode_masks(sd, emb, pe, sparse, dense, True)
+            t1 = time.perf_counter()
             logits = postprocess(low, img, (img, img), (img, img))
+            t2 = time.perf_counter()
             # Stability for every mask (the generator scores only those past the IoU filter).
             inter = (logits > 1.0).sum(dim=(-1, -2), dtype=torch.int32)
             union = (logits > -1.0).sum(dim=(-1, -2), dtype=torch.int32)
             stab = inter.float() / union.float()
             kept += int((stab >= 0.95).sum())
-        t_dec = time.perf_counter() - t0
-    print("sam_torch img=%d encoder_best_s=%.3f encoder_runs=%d points=%d batch=%d decode_s=%.3f "
-          "decode_ms_per_point=%.3f rss_weights_mib=%.1f peak_rss_encoder_mib=%.1f "
-          "peak_rss_mib=%.1f threads=%d blas=%s stable=%d" %
-          (img, min(times), runs, n, batch, t_dec, 1000.0 * t_dec / n, rss_weights, rss_enc,
-           peak_rss_mib(), torch.get_num_threads(), blas_name(), kept))
+            t3 = time.perf_counter()
+            t_dec, t_up, t_stab = t_dec + t1 - t0, t_up + t2 - t1, t_stab + t3 - t2
+    total = t_dec + t_up + t_stab
+    print("sam_torch img=%d encoder_best_s=%.3f encoder_runs=%d points=%d batch=%d amg_s=%.3f "
+          "amg_ms_per_point=%.3f decoder_s=%.3f upsample_s=%.3f stability_s=%.3f "
+          "rss_weights_mib=%.1f peak_rss_encoder_mib=%.1f peak_rss_mib=%.1f threads=%d blas=%s "
+          "stable=%d" %
+          (img, min(times), runs, n, batch, total, 1000.0 * total / n, t_dec, t_up, t_stab,
+           rss_weights, rss_enc, peak_rss_mib(), torch.get_num_threads(), blas_name(), kept))
 
 
 def main(argv):

@@ -1191,6 +1191,145 @@ MEMFIT_API enum memfit_status memfit_sam_remove_small_regions(uint8_t *mask, siz
                                                               enum memfit_sam_region_mode mode,
                                                               bool *changed);
 
+/* ---- SAM automatic mask generation: the generator ------------------------ */
+
+/*
+ * The reference's SamAutomaticMaskGenerator (v1): a grid of single-point
+ * prompts over the image (and over crops of it), every mask scored, filtered
+ * and deduplicated, as automatic_mask_generator.py does, built from the
+ * pieces above and memfit_sam_encode / memfit_sam_decode.
+ */
+
+/* A grid of normalized prompt points: n_points (x, y) pairs in [0, 1]. */
+struct memfit_sam_point_grid {
+    const double *points;
+    size_t n_points;
+};
+
+/* The reference's parameters and defaults. The output mode (binary mask,
+ * uncompressed or COCO RLE) is the caller's: records hold uncompressed RLE
+ * (memfit_sam_rle_to_mask makes the binary mask). */
+struct memfit_sam_amg_params {
+    uint32_t points_per_side;      /* 32: a points_per_side^2 grid; 0 with point_grids */
+    uint32_t points_per_batch;     /* 64: prompts decoded together */
+    double pred_iou_thresh;        /* 0.88: keep iou > this (float compare); <= 0: no filter */
+    double stability_score_thresh; /* 0.95: keep score >= this; <= 0: no filter */
+    double stability_score_offset; /* 1.0: the cutoffs 0 +- offset */
+    double box_nms_thresh;         /* 0.7: NMS IoU within a crop */
+    uint32_t crop_n_layers;        /* 0: layer i adds (2^i)^2 crops */
+    double crop_nms_thresh;        /* 0.7: NMS IoU across crops */
+    double crop_overlap_ratio;     /* 512 / 1500 */
+    uint32_t crop_n_points_downscale_factor; /* 1: layer i has points_per_side / f^i a side */
+    /* NULL, or crop_n_layers + 1 grids (one per layer, borrowed for the
+     * call); exactly one of points_per_side and point_grids is given */
+    const struct memfit_sam_point_grid *point_grids;
+    uint64_t min_mask_region_area; /* 0: no hole filling / island removal */
+};
+
+MEMFIT_API struct memfit_sam_amg_params memfit_sam_amg_params_default(void);
+
+/* E_RANGE naming the parameter and its range: points_per_batch 1..65536,
+ * points_per_side 1..4096 (or 0 with point_grids, whose points must be
+ * finite), thresholds finite (NMS ones in 0..1), stability_score_offset and
+ * crop_overlap_ratio finite and >= 0, crop_n_layers 0..8, downscale factor
+ * >= 1 with a non-empty grid in every layer. */
+MEMFIT_API enum memfit_status memfit_sam_amg_params_check(const struct memfit_sam_amg_params *p);
+
+/* One generated mask, as the reference's record. */
+struct memfit_sam_mask {
+    uint32_t *counts; /* uncompressed RLE (memfit_sam_mask_to_rle's order), owned */
+    size_t n_counts;
+    uint32_t height, width; /* the image's: the RLE's size [h, w] */
+    uint64_t area;          /* set pixels: the sum of the odd counts */
+    int32_t bbox[4];        /* x, y, w, h: w = x_max - x_min (inclusive max), as the reference */
+    float predicted_iou;
+    double point_coords[2]; /* the prompt (x, y) in the image */
+    float stability_score;
+    int32_t crop_box[4]; /* x, y, w, h of the crop the mask came from */
+};
+
+struct memfit_sam_masks {
+    struct memfit_sam_mask *masks; /* in the reference's order */
+    size_t n_masks;
+    /* What stays reserved through the hooks' reserve callback and counted
+     * against max_data_bytes: the records and their RLEs (give it back
+     * after memfit_sam_masks_free) */
+    uint64_t data_bytes;
+};
+
+/* Frees the records and their RLEs; accepts a zeroed or already freed set. */
+MEMFIT_API void memfit_sam_masks_free(struct memfit_sam_masks *masks);
+
+/*
+ * Gives the image embedding (prompt_dim x G x G floats, as memfit_sam_encode
+ * writes it) of crop `crop_index` (0 is the whole image, crop_box [0, 0, W,
+ * H] XYXY, `crop` the image itself; the others are copies of the crop).
+ * Lets an engine serve the whole image's embedding from a cache. A status
+ * other than OK stops the generation with it.
+ */
+typedef enum memfit_status (*memfit_sam_embed_fn)(void *user, size_t crop_index,
+                                                  const int32_t crop_box[4],
+                                                  const struct memfit_image *crop,
+                                                  float *embedding);
+
+/*
+ * Asked before the generation's data-dependent memory (the records, their
+ * RLEs, the per-crop scores and boxes) grows by `bytes`; a status other
+ * than OK stops the generation with it (E_BUDGET, say). `bytes` negative
+ * gives memory back and its status is ignored.
+ */
+typedef enum memfit_status (*memfit_sam_reserve_fn)(void *user, int64_t bytes);
+
+/* How a generation gets its embeddings and its data-dependent memory. */
+struct memfit_sam_amg_hooks {
+    memfit_sam_embed_fn embed; /* NULL: preprocess + encode in a planned workspace */
+    void *embed_user;
+    memfit_sam_reserve_fn reserve; /* may be NULL */
+    void *reserve_user;
+    uint64_t max_data_bytes; /* 0: no cap; else E_BUDGET past it */
+};
+
+/*
+ * The exact bytes a generation of a width x height image allocates whatever
+ * the image shows: the decoder workspace and one batch of low-res masks
+ * (points_per_batch x 3 x mask_size^2 floats), the embedding, one crop-size
+ * logits, mask and postprocess scratch (image_size^2 floats), the crop copy
+ * with crop layers, the point grid, memfit_sam_remove_small_regions' scratch
+ * (8 bytes a pixel, which it allocates per mask) with min_mask_region_area,
+ * and, when `hooks` or hooks->embed is NULL, the encoder's workspace, the
+ * pixels and the preprocess scratch. Not included, as they depend on what
+ * is found: the records (their array at its capacity) and their RLEs, and
+ * while an NMS runs the boxes, scores, order and a record's copy of each
+ * mask it sees (all through hooks->reserve and max_data_bytes), plus
+ * memfit_sam_nms' own 17 bytes per box.
+ * E_RANGE for bad parameters or an empty image (nothing written then).
+ */
+MEMFIT_API enum memfit_status memfit_sam_amg_plan(const memfit_sam *m,
+                                                  const struct memfit_sam_amg_params *params,
+                                                  const struct memfit_sam_amg_hooks *hooks,
+                                                  uint32_t width, uint32_t height,
+                                                  size_t *fixed_bytes);
+
+/*
+ * Generates the masks of `img` as SamAutomaticMaskGenerator.generate does:
+ * crop boxes; per crop its embedding, the point grid scaled to the crop and
+ * decoded in batches of points_per_batch (one point, label 1, 3 masks each),
+ * per mask the predicted-IoU filter, the upsampling to the crop's size, the
+ * stability filter, the box and the crop-edge filter; NMS per crop (by
+ * predicted IoU), then across crops (by 1 / crop area); then, with
+ * min_mask_region_area, holes filled and islands removed and NMS again
+ * (threshold max(box, crop)). Memory is memfit_sam_amg_plan's, allocated
+ * once, plus the data-dependent part; masks are upsampled one at a time.
+ * `params` NULL: the defaults; `hooks` may be NULL. `out` is written only on
+ * success (free it with memfit_sam_masks_free). Errors: those of
+ * memfit_sam_amg_params_check, E_RANGE for an empty image, the embed
+ * callback's, the reserve callback's, E_BUDGET past max_data_bytes, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_sam_generate(memfit_sam *m, const struct memfit_image *img,
+                                                  const struct memfit_sam_amg_params *params,
+                                                  const struct memfit_sam_amg_hooks *hooks,
+                                                  struct memfit_sam_masks *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,17 +1,20 @@
 /*
  * Image preprocessing for the vision models: the resize + centre crop +
  * normalise transform of DINOv2's evaluation pipeline, reproducing PIL and
- * torchvision to the last bit.
+ * torchvision to the last bit, and the PIL resampler it is built on (also
+ * SAM's, with the bilinear filter: sam_image.c).
  *
  * The resampler follows PIL's Resample.c (the facts, in our own code):
  * separable, horizontal pass first, then vertical; a pass is skipped when its
  * side does not change. Per output index i of an axis in -> out:
- *   scale = in / out, filterscale = max(scale, 1), support = 2 * filterscale
+ *   scale = in / out, filterscale = max(scale, 1),
+ *   support = filter support (bicubic 2, bilinear 1) * filterscale
  *   center = (i + 0.5) * scale
  *   xmin = max((int)(center - support + 0.5), 0)
  *   xmax = min((int)(center + support + 0.5), in)
- *   w_x = cubic((x - center + 0.5) / filterscale), x in [xmin, xmax),
- *         cubic with a = -0.5, the weights divided by their sum (when not 0),
+ *   w_x = f((x - center + 0.5) / filterscale), x in [xmin, xmax),
+ *         f the filter (bicubic with a = -0.5, or bilinear's triangle
+ *         1 - |x|), the weights divided by their sum (when not 0),
  *         then rounded to fixed point with 22 fractional bits (away from 0);
  *   value = clamp((2^21 + sum(sample * w)) >> 22, 0, 255)
  * so every pass rounds to 8 bits, as PIL's does. All in double and int32
@@ -33,7 +36,7 @@
 
 #define PRECISION_BITS 22
 
-static double cubic(double x)
+static double bicubic(double x)
 {
     const double a = -0.5;
     if (x < 0.0)
@@ -45,19 +48,30 @@ static double cubic(double x)
     return 0.0;
 }
 
+/* PIL's BILINEAR: the triangle filter of support 1. */
+static double triangle(double x)
+{
+    if (x < 0.0)
+        x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
 /* One axis of a resize (in -> out samples). */
 struct axis {
     uint32_t in;
+    double (*filter)(double);
     double scale, filterscale, support;
     int ksize; /* coefficients stored per output index */
 };
 
-static void axis_init(struct axis *a, uint32_t in, uint32_t out)
+static void axis_init(struct axis *a, enum mf_resample_filter filter, uint32_t in, uint32_t out)
 {
+    bool linear = filter == MF_RESAMPLE_BILINEAR;
     a->in = in;
+    a->filter = linear ? triangle : bicubic;
     a->scale = (double)in / out;
     a->filterscale = a->scale < 1.0 ? 1.0 : a->scale;
-    a->support = 2.0 * a->filterscale;
+    a->support = (linear ? 1.0 : 2.0) * a->filterscale;
     a->ksize = (int)ceil(a->support) * 2 + 1; /* in <= 2^24: no overflow */
 }
 
@@ -89,10 +103,10 @@ static void axis_coeffs(const struct axis *a, uint32_t first, uint32_t n, int or
         axis_bounds(a, first + j, &xmin, &len, &center);
         double ww = 0.0;
         for (int x = 0; x < len; x++)
-            ww += cubic((x + xmin - center + 0.5) * ss);
+            ww += a->filter((x + xmin - center + 0.5) * ss);
         int32_t *kj = k + (size_t)j * (size_t)a->ksize;
         for (int x = 0; x < len; x++) {
-            double w = cubic((x + xmin - center + 0.5) * ss);
+            double w = a->filter((x + xmin - center + 0.5) * ss);
             if (ww != 0.0)
                 w /= ww;
             kj[x] = w < 0 ? (int32_t)(-0.5 + w * (1 << PRECISION_BITS))
@@ -166,7 +180,8 @@ struct layout {
 
 static bool geometry_ok(const struct mf_resample *r)
 {
-    return r->in_width && r->in_height && r->width && r->height && r->win_width && r->win_height &&
+    return (r->filter == MF_RESAMPLE_BICUBIC || r->filter == MF_RESAMPLE_BILINEAR) && r->in_width &&
+           r->in_height && r->width && r->height && r->win_width && r->win_height &&
            r->in_width <= MF_RESAMPLE_MAX_SIDE && r->in_height <= MF_RESAMPLE_MAX_SIDE &&
            r->width <= MF_RESAMPLE_MAX_SIDE && r->height <= MF_RESAMPLE_MAX_SIDE &&
            r->x0 <= r->width && r->win_width <= r->width - r->x0 && r->y0 <= r->height &&
@@ -194,7 +209,7 @@ static bool plan_layout(const struct mf_resample *r, struct layout *L)
     L->row0 = r->y0;
     L->n_rows = r->win_height;
     if (L->need_v) {
-        axis_init(&L->ay, r->in_height, r->height);
+        axis_init(&L->ay, r->filter, r->in_height, r->height);
         int first, len, last_min, last_len;
         axis_bounds(&L->ay, r->y0, &first, &len, NULL);
         axis_bounds(&L->ay, r->y0 + r->win_height - 1, &last_min, &last_len, NULL);
@@ -205,7 +220,7 @@ static bool plan_layout(const struct mf_resample *r, struct layout *L)
             return false;
     }
     if (L->need_h) {
-        axis_init(&L->ax, r->in_width, r->width);
+        axis_init(&L->ax, r->filter, r->in_width, r->width);
         if (!reserve(&L->total, &L->kh_off, (size_t)r->win_width * (size_t)L->ax.ksize, 4) ||
             !reserve(&L->total, &L->bh_off, (size_t)r->win_width * 2, 4))
             return false;
@@ -366,9 +381,7 @@ enum memfit_status memfit_image_transform_size(const struct memfit_image_transfo
     return MEMFIT_OK;
 }
 
-/* Scratch: 15 bytes to align the caller's pointer, the 8-bit window (its
- * size rounded up to 16 bytes, in *window_bytes), then the resampler's. */
-static size_t transform_scratch(const struct mf_resample *r, size_t *window_bytes)
+size_t mf_image_window_scratch_bytes(const struct mf_resample *r, size_t *window_bytes)
 {
     size_t resample = mf_image_resample_scratch_bytes(r), bytes, total;
     if (resample == 0 ||
@@ -379,18 +392,35 @@ static size_t transform_scratch(const struct mf_resample *r, size_t *window_byte
     if (__builtin_add_overflow(bytes, resample, &total) ||
         __builtin_add_overflow(total, 15, &total))
         return 0;
-    *window_bytes = bytes;
+    if (window_bytes)
+        *window_bytes = bytes;
     return total;
+}
+
+enum memfit_status mf_image_resample_window(const struct mf_resample *r, const uint8_t *rgb,
+                                            void *scratch, size_t scratch_bytes,
+                                            const uint8_t **window)
+{
+    size_t window_bytes, need = mf_image_window_scratch_bytes(r, &window_bytes);
+    if (need == 0 || !scratch || scratch_bytes < need)
+        return memfit_fail(MEMFIT_E_MISUSE, "image resample: scratch of %zu bytes, %zu needed",
+                           scratch ? scratch_bytes : 0, need);
+    uint8_t *win = (uint8_t *)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
+    uint8_t *rest = win + window_bytes;
+    enum memfit_status st =
+        mf_image_resample(r, rgb, win, rest, scratch_bytes - (size_t)(rest - (uint8_t *)scratch));
+    if (st == MEMFIT_OK)
+        *window = win;
+    return st;
 }
 
 size_t memfit_image_transform_scratch_bytes(const struct memfit_image_transform *t, uint32_t width,
                                             uint32_t height)
 {
     struct mf_resample r;
-    size_t window_bytes;
     if (plan(t, width, height, &r) != MEMFIT_OK)
         return 0;
-    return transform_scratch(&r, &window_bytes);
+    return mf_image_window_scratch_bytes(&r, NULL);
 }
 
 enum memfit_status memfit_image_transform_apply(const struct memfit_image_transform *t,
@@ -404,12 +434,12 @@ enum memfit_status memfit_image_transform_apply(const struct memfit_image_transf
     enum memfit_status st = plan(t, img->width, img->height, &r);
     if (st != MEMFIT_OK)
         return st;
-    size_t n_pixels = (size_t)r.win_width * r.win_height, window_bytes;
+    size_t n_pixels = (size_t)r.win_width * r.win_height;
     if (out_floats / 3 < n_pixels)
         return memfit_fail(MEMFIT_E_RANGE,
                            "image transform: output of %zu floats, %zu needed (3 x %u x %u)",
                            out_floats, 3 * n_pixels, r.win_height, r.win_width);
-    size_t need = transform_scratch(&r, &window_bytes);
+    size_t need = mf_image_window_scratch_bytes(&r, NULL);
     if (need == 0)
         return memfit_fail(MEMFIT_E_RANGE, "image transform: %ux%u to %ux%u: scratch too large",
                            img->width, img->height, r.width, r.height);
@@ -426,10 +456,8 @@ enum memfit_status memfit_image_transform_apply(const struct memfit_image_transf
         return memfit_fail(MEMFIT_E_RANGE, "image transform: scratch of %zu bytes, %zu needed",
                            scratch_bytes, need);
     }
-    uint8_t *window = (uint8_t *)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
-    uint8_t *rest = window + window_bytes;
-    st = mf_image_resample(&r, img->rgb, window, rest,
-                           scratch_bytes - (size_t)(rest - (uint8_t *)scratch));
+    const uint8_t *window = NULL;
+    st = mf_image_resample_window(&r, img->rgb, scratch, scratch_bytes, &window);
     if (st == MEMFIT_OK) {
         float lut[3][256];
         for (int c = 0; c < 3; c++)

@@ -126,4 +126,12 @@ bool mf_sam_has(struct sam_loader *ld, const char *name);
  * and decoder_depth (set by the loader from the shapes before the call). */
 enum memfit_status mf_sam_load_decoder(struct sam_loader *ld, struct memfit_sam *m);
 
+/* sam_image.c: memfit_sam_preprocess with the caller's scratch (at least
+ * mf_sam_preprocess_scratch_bytes, any alignment; E_MISUSE when short), so a
+ * planned caller allocates nothing. The bytes are 0 for a size preprocess
+ * refuses (it says why). */
+size_t mf_sam_preprocess_scratch_bytes(uint32_t width, uint32_t height, uint32_t image_size);
+enum memfit_status mf_sam_preprocess_into(const struct memfit_image *img, uint32_t image_size,
+                                          float *out, void *scratch, size_t scratch_bytes);
+
 #endif

@@ -236,16 +236,19 @@ static void test_uniform(void **state)
 }
 
 /* The resampler alone: a window of a resize equals the same pixels of the
- * full resize (what the crop relies on). */
+ * full resize (what the crop relies on), with either filter. */
 static void test_window_matches_full(void **state)
 {
     (void)state;
     struct memfit_image img;
     load_fixture("photo317x211.png", &img);
     static const uint32_t sizes[][2] = {{100, 70}, {500, 333}, {317, 100}, {90, 211}};
-    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-        struct mf_resample full = {img.width, img.height, sizes[s][0], sizes[s][1],
-                                   0,         0,          sizes[s][0], sizes[s][1]};
+    for (size_t i = 0; i < 2 * sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t s = i / 2;
+        struct mf_resample full = {
+            img.width,   img.height,  sizes[s][0],
+            sizes[s][1], 0,           0,
+            sizes[s][0], sizes[s][1], i % 2 ? MF_RESAMPLE_BILINEAR : MF_RESAMPLE_BICUBIC};
         struct mf_resample win = full;
         win.x0 = sizes[s][0] / 3;
         win.y0 = sizes[s][1] / 4;
@@ -273,7 +276,7 @@ static void test_window_matches_full(void **state)
         memfit_free(fo);
         memfit_free(wo);
     }
-    struct mf_resample bad = {img.width, img.height, 10, 10, 5, 5, 6, 6};
+    struct mf_resample bad = {img.width, img.height, 10, 10, 5, 5, 6, 6, MF_RESAMPLE_BICUBIC};
     assert_int_equal(mf_image_resample_scratch_bytes(&bad), 0);
     memfit_image_free(&img);
 }
