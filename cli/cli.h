@@ -36,6 +36,7 @@ enum {
     X(pull, "Fetch a model file into the cache (S3, HTTP(S), Hugging Face, path)") \
     X(cache, "List, verify, remove and evict cached model files") \
     X(embed, "Compute DINOv2 image embeddings") \
+    X(segment, "Segment an image with SAM: points, a box, or automatic masks") \
     X(generate, "Generate text with a Qwen2/LLaMA GGUF model") \
     X(chat, "Chat with a Qwen2/LLaMA GGUF model on the terminal") \
     X(run, "Run a manifest model on inputs through the model manager") \

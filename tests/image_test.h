@@ -37,6 +37,20 @@ static inline uint8_t *read_fixture(const char *rel, size_t *size)
     return buf;
 }
 
+/* Asserts that `out` holds the float32 file `rel` (n floats), bit for bit. */
+static inline void assert_floats_fixture(const float *out, const char *rel, size_t n)
+{
+    size_t size, differ = 0;
+    float *want = (float *)read_fixture(rel, &size);
+    assert_int_equal(size, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        differ += memcmp(&out[i], &want[i], sizeof(float)) != 0;
+    if (differ)
+        fprintf(stderr, "%s: %zu floats differ\n", rel, differ);
+    assert_int_equal(differ, 0);
+    memfit_free(want);
+}
+
 /* Decodes a fixture; fails the test on error. */
 static inline void load_fixture(const char *rel, struct memfit_image *img)
 {

@@ -309,6 +309,77 @@ MEMFIT_API enum memfit_status memfit_engine_llm_session_acquire(memfit_handle *h
 MEMFIT_API void memfit_engine_llm_session_release(memfit_handle *handle,
                                                   memfit_llm_session *session);
 
+/* ---- Segmentation (SAM) -------------------------------------------------------- */
+
+/* A segmentation request: prompts, or automatic mask generation. */
+struct memfit_segment_params {
+    /* Prompts, in the image's own pixels (x right, y down): points with
+     * labels (1 foreground, 0 background), a box, a low-res mask from an
+     * earlier answer (mask_size^2 logits). One prompt of all of them. */
+    const float *points; /* n_points (x, y) pairs */
+    const int32_t *labels;
+    size_t n_points;
+    bool has_box;
+    float box[4];
+    const float *mask_input;
+    bool multimask; /* 3 masks (the reference's multimask_output) rather than 1 */
+    /* Automatic masks instead of prompts, with the reference's parameters. */
+    bool automatic;
+    struct memfit_sam_amg_params amg;
+    bool batch_auto; /* points_per_batch "auto": the largest the budget allows */
+    /* What to keep in the result beyond the masks. */
+    bool want_low_res;   /* prompts: the low-res logits (n_masks x mask_size^2) */
+    bool want_embedding; /* the image embedding (prompt_dim x grid x grid) */
+    /* Work beyond the plan (a larger image, a larger batch) reserves its own
+     * memory: 0 refuses at once when the budget has no room (E_BUDGET with
+     * the figures), > 0 waits that long, < 0 without limit. */
+    int64_t timeout_ms;
+    memfit_cancel_fn cancelled; /* asked between batches; may be NULL */
+    void *cancel_user;
+};
+
+MEMFIT_API void memfit_segment_params_default(struct memfit_segment_params *params);
+
+struct memfit_segment_result {
+    uint32_t width, height; /* the image's */
+    /* Prompts: n_masks masks (height x width bytes, 0/1, one after the
+     * other), their predicted IoU, and the low-res logits when asked. */
+    uint32_t n_masks;
+    uint8_t *masks;
+    float *iou;
+    float *low_res;
+    uint32_t mask_size;
+    /* Automatic: the records, as the reference's generate() returns them. */
+    struct memfit_sam_masks records;
+    /* The embedding when asked (embedding_dim x grid x grid floats). */
+    float *embedding;
+    uint32_t embedding_dim, grid;
+    bool embedding_cached;     /* the encoder did not run: the image was seen before */
+    uint32_t points_per_batch; /* automatic: the batch used */
+    uint64_t work_bytes;       /* the workspace the request used (planned or reserved) */
+    double encode_seconds, decode_seconds;
+};
+
+/*
+ * Segments one image with a loaded SAM model: one encoder pass per image
+ * (the embedding is cached in the budget, keyed by the image's SHA-256, and
+ * evicted when the budget needs the room), then the prompt or the
+ * automatic mask generator. Free the result with memfit_segment_result_free
+ * (also after a failure). E_UNSUPPORTED for a family that does not
+ * segment; E_RANGE for a bad prompt or parameter (naming it); E_BUDGET /
+ * E_TIMEOUT with the figures when work beyond the plan does not fit;
+ * E_CANCELLED.
+ */
+MEMFIT_API enum memfit_status memfit_engine_segment(memfit_handle *handle,
+                                                    const struct memfit_image *image,
+                                                    const struct memfit_segment_params *params,
+                                                    struct memfit_segment_result *result);
+
+MEMFIT_API void memfit_segment_result_free(struct memfit_segment_result *result);
+
+/* The SAM model inside a handle, or NULL for another family. */
+MEMFIT_API memfit_sam *memfit_engine_sam(memfit_handle *handle);
+
 /* The DINOv2 model inside a handle (its info: interpolation, dims), or NULL
  * for another family. Valid while the handle is held. */
 MEMFIT_API memfit_vit *memfit_engine_vit(memfit_handle *handle);

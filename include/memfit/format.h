@@ -365,6 +365,16 @@ MEMFIT_API enum memfit_status memfit_writer_set_meta_string(memfit_writer *w, co
                                                             const char *value);
 
 /*
+ * ggml limits tensor names to 63 bytes. A longer name is stored in GGUF
+ * shortened by a fixed table of abbreviations of known models' long name
+ * parts (SAM's "cross_attn_token_to_image" -> "t2i", ...), applied in order
+ * until it fits; loaders look such a tensor up under the same short name.
+ * Writes the short name into buf and returns true when it fits in 63 bytes
+ * (and in `size`); false otherwise. Names already short are not asked for.
+ */
+MEMFIT_API bool memfit_gguf_short_name(const char *name, char *buf, size_t size);
+
+/*
  * Declares a tensor (shape outermost-first, see the top of this header).
  * E_UNSUPPORTED when the format cannot hold `type` (safetensors: quantized
  * types; GGUF: U8, BOOL, NF4), E_EXISTS on a duplicate name, E_FORMAT when

@@ -67,6 +67,16 @@ MEMFIT_API enum memfit_status memfit_image_load(const char *path,
 /* Frees the pixels; accepts an image already freed or zeroed. */
 MEMFIT_API void memfit_image_free(struct memfit_image *img);
 
+/*
+ * Encodes 8-bit pixels (row-major, `channels` 1 = gray or 3 = RGB per
+ * pixel) as a PNG into a buffer allocated with memfit_malloc (*out, freed
+ * by the caller with memfit_free). E_MISUSE for an empty image or another
+ * channel count, E_NOMEM, E_IO for a libpng failure.
+ */
+MEMFIT_API enum memfit_status memfit_image_encode_png(const uint8_t *pixels, uint32_t width,
+                                                      uint32_t height, uint32_t channels,
+                                                      uint8_t **out, size_t *out_len);
+
 /* How an image becomes the model's input tensor. */
 enum memfit_image_resize {
     /* The reference evaluation transform: shorter side to `resize` (256)
@@ -711,7 +721,7 @@ MEMFIT_API enum memfit_status memfit_quantize_target_parse(const char *text,
 /* Why a tensor got the type it did. Values never change. */
 enum memfit_quantize_reason {
     MEMFIT_QUANTIZE_REASON_TARGET = 0,    /* the target type */
-    MEMFIT_QUANTIZE_REASON_SMALL = 1,     /* 1-D or a norm: F32 */
+    MEMFIT_QUANTIZE_REASON_SMALL = 1,     /* 1-D, a norm or a table read as floats: F32 */
     MEMFIT_QUANTIZE_REASON_KEEP = 2,      /* a keep pattern, or NF4's embeddings/output head */
     MEMFIT_QUANTIZE_REASON_BLOCK = 3,     /* row not a multiple of the block: Q4_0/Q8_0/F16 */
     MEMFIT_QUANTIZE_REASON_COPY = 4,      /* not a type we can read as floats: copied */
@@ -728,7 +738,10 @@ MEMFIT_API uint32_t memfit_quantize_layer_count(const memfit_tensors *set);
 /*
  * The type tensor `t` gets under `target` in a model of `n_layers` layers
  * (memfit_quantize_layer_count), and why (`why` may be NULL): a type that
- * cannot be read as floats is kept; 1-D tensors and norms become F32; NF4
+ * cannot be read as floats is kept; 1-D tensors, norms and the tables a
+ * model reads as floats (position embeddings, relative-position tables,
+ * learned tokens, SAM's prompt embeddings and small convolutions) become
+ * F32; NF4
  * keeps embeddings and the output head in float (F16 if quantized); Q4_K_M
  * gives Q6_K to the output weight and to attn_v/ffn_down (v_proj/down_proj)
  * of llama.cpp's "more bits" layers, Q4_K to the rest; a row (last
@@ -1147,6 +1160,16 @@ MEMFIT_API enum memfit_status memfit_sam_rle_to_mask(const uint32_t *counts, siz
 
 /* The area of an RLE mask: the sum of its odd-indexed counts. */
 MEMFIT_API uint64_t memfit_sam_rle_area(const uint32_t *counts, size_t n_counts);
+
+/*
+ * The compressed form of an uncompressed RLE, as pycocotools' rleToString
+ * writes it (the "counts" string of SAM's coco_rle output mode): each
+ * count (from the third on, minus the count two before it) in 5-bit groups,
+ * low first, 0x20 marking "more", plus 48. *out is a NUL-terminated string
+ * allocated with memfit_malloc. E_NOMEM, E_RANGE for an absurd count.
+ */
+MEMFIT_API enum memfit_status memfit_sam_rle_to_coco(const uint32_t *counts, size_t n_counts,
+                                                     char **out);
 
 /*
  * torchvision's box IoU of two XYXY boxes in float, areas (x2 - x1) *

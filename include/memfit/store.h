@@ -106,6 +106,14 @@ MEMFIT_API enum memfit_status memfit_store_digest_file(const char *path,
                                                        char out_hex[MEMFIT_SHA256_HEX_LEN + 1]);
 
 /*
+ * SHA-256 of the concatenation of n byte ranges (parts[i], lens[i]) into
+ * out_hex (64 hex digits and a NUL): content keys such as an image's
+ * (its size, then its pixels). E_UNSUPPORTED when libcrypto is missing.
+ */
+MEMFIT_API enum memfit_status memfit_sha256_parts(const void *const *parts, const size_t *lens,
+                                                  size_t n, char out_hex[MEMFIT_SHA256_HEX_LEN + 1]);
+
+/*
  * Progress of a fetch: bytes written so far, the total (or
  * MEMFIT_STORE_SIZE_UNKNOWN) and the current rate in bytes per second.
  * Called at most about ten times a second, and once at the end. Return

@@ -78,6 +78,10 @@ struct mf_family {
     enum memfit_status (*llm_session_acquire)(void *loaded, memfit_llm_session **out);
     void (*llm_session_release)(void *loaded, memfit_llm_session *s);
     memfit_vit *(*vit)(void *loaded);
+    enum memfit_status (*segment)(void *loaded, const struct memfit_image *image,
+                                  const struct memfit_segment_params *p,
+                                  struct memfit_segment_result *out);
+    memfit_sam *(*sam)(void *loaded);
 };
 
 /* The registry (registry.c): the built-in families, in --help order. */

@@ -1163,3 +1163,25 @@ memfit_vit *memfit_engine_vit(memfit_handle *h)
     struct mf_loaded *L = h ? memfit_handle_model(h) : NULL;
     return L && L->model->family->vit ? L->model->family->vit(L->inner) : NULL;
 }
+
+enum memfit_status memfit_engine_segment(memfit_handle *h, const struct memfit_image *image,
+                                         const struct memfit_segment_params *p,
+                                         struct memfit_segment_result *out)
+{
+    const struct mf_family *f = family_of_handle(h);
+    void *inner;
+    if (out)
+        memset(out, 0, sizeof(*out));
+    enum memfit_status st = loaded_for(h, f && f->segment, "segment images", &f, &inner);
+    if (st != MEMFIT_OK)
+        return st;
+    if (!image || !image->rgb || !p || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "segment: NULL image, parameters or result");
+    return f->segment(inner, image, p, out);
+}
+
+memfit_sam *memfit_engine_sam(memfit_handle *h)
+{
+    struct mf_loaded *L = h ? memfit_handle_model(h) : NULL;
+    return L && L->model->family->sam ? L->model->family->sam(L->inner) : NULL;
+}

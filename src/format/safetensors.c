@@ -218,8 +218,12 @@ enum memfit_status mf_safetensors_parse(memfit_tensors *set)
     json_error_t err;
     mf_json_clear_alloc_failure();
     json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &err);
-    if (!root && mf_json_alloc_failed())
+    /* jansson can lose an allocation failure (a hashtable that could not
+     * grow) and hand back an object missing entries: any failure is NOMEM. */
+    if (mf_json_alloc_failed()) {
+        json_decref(root);
         return memfit_fail(MEMFIT_E_NOMEM, "%s: out of memory parsing the header", set->path);
+    }
     if (!root)
         return memfit_fail(MEMFIT_E_FORMAT, "%s: header JSON at byte %d: %s", set->path,
                            err.position, err.text);

@@ -314,10 +314,16 @@ enum memfit_status memfit_writer_add_tensor(memfit_writer *w, const char *name,
             return memfit_fail(MEMFIT_E_UNSUPPORTED,
                                "%s: tensor %s: type %s has no GGUF (ggml) type id", w->path, name,
                                info->name);
-        if (nl >= MF_GGUF_MAX_NAME)
-            return memfit_fail(MEMFIT_E_RANGE,
-                               "%s: tensor %s: name of %zu bytes, GGUF (ggml) allows at most %d",
-                               w->path, name, nl, MF_GGUF_MAX_NAME - 1);
+        if (nl >= MF_GGUF_MAX_NAME) {
+            /* A known long name is stored shortened (memfit_gguf_short_name). */
+            char short_name[MF_GGUF_MAX_NAME];
+            if (!memfit_gguf_short_name(name, short_name, sizeof(short_name)))
+                return memfit_fail(MEMFIT_E_RANGE,
+                                   "%s: tensor %s: name of %zu bytes, GGUF (ggml) allows at "
+                                   "most %d",
+                                   w->path, name, nl, MF_GGUF_MAX_NAME - 1);
+            return memfit_writer_add_tensor(w, short_name, type, n_dims, shape);
+        }
         if (n_dims > 4)
             return memfit_fail(MEMFIT_E_UNSUPPORTED,
                                "%s: tensor %s: %u dimensions, GGUF (ggml) allows at most 4",
@@ -611,4 +617,42 @@ enum memfit_status memfit_writer_commit(memfit_writer *w)
         memfit_free(dir_copy);
     }
     return MEMFIT_OK;
+}
+
+/* Long components of known models' tensor names and their GGUF forms, in
+ * the order they are tried (SAM's decoder names reach 73 bytes). */
+static const char *const gguf_abbreviations[][2] = {
+    {"cross_attn_token_to_image", "t2i"},
+    {"cross_attn_image_to_token", "i2t"},
+    {"final_attn_token_to_image", "final_t2i"},
+    {"output_hypernetworks_mlps", "hyper_mlps"},
+    {"iou_prediction_head", "iou_head"},
+    {"positional_encoding_gaussian_matrix", "pe_gaussian"},
+    {"mask_decoder.", "mask_dec."},
+    {"prompt_encoder.", "prompt_enc."},
+    {"transformer.", "tf."},
+};
+
+bool memfit_gguf_short_name(const char *name, char *buf, size_t size)
+{
+    char cur[512];
+    if (!name || strlen(name) >= sizeof(cur) || size == 0)
+        return false;
+    snprintf(cur, sizeof(cur), "%s", name);
+    for (size_t i = 0; i < sizeof(gguf_abbreviations) / sizeof(gguf_abbreviations[0]); i++) {
+        if (strlen(cur) < MF_GGUF_MAX_NAME)
+            break;
+        const char *from = gguf_abbreviations[i][0], *to = gguf_abbreviations[i][1];
+        char *at;
+        while ((at = strstr(cur, from)) != NULL) {
+            char tail[512];
+            snprintf(tail, sizeof(tail), "%s", at + strlen(from));
+            snprintf(at, sizeof(cur) - (size_t)(at - cur), "%s%s", to, tail);
+        }
+    }
+    size_t n = strlen(cur);
+    if (n >= MF_GGUF_MAX_NAME || n >= size)
+        return false;
+    memcpy(buf, cur, n + 1);
+    return true;
 }

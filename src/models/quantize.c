@@ -108,6 +108,25 @@ static bool is_norm(const char *name)
     return name_has(name, "norm") || name_has(name, "ln_");
 }
 
+/*
+ * Tables a model reads as floats rather than multiplies as a matrix:
+ * position embeddings and relative-position tables, learned tokens and
+ * prompt embeddings, and SAM's small (transposed) convolutions. Quantizing
+ * them saves little and the loader would convert them back to F32.
+ */
+static bool is_table(const char *name)
+{
+    static const char *const parts[] = {
+        "pos_embed",         "rel_pos_",    "positional_",       "iou_token",
+        "mask_tokens",       "point_embed", "not_a_point_embed", "no_mask_embed",
+        "mask_downscaling.", "mask_embed.", "output_upscaling.", "upscale_conv",
+    };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        if (name_has(name, parts[i]))
+            return true;
+    return false;
+}
+
 static bool is_output(const char *name)
 {
     return strcmp(name, "output.weight") == 0 || strcmp(name, "lm_head.weight") == 0 ||
@@ -172,7 +191,8 @@ static enum memfit_type choose(const struct memfit_tensor_info *t,
         *why = MEMFIT_QUANTIZE_REASON_COPY;
         return t->type;
     }
-    if (t->n_dims < 2 || t->n_elements == (uint64_t)t->shape[t->n_dims - 1] || is_norm(t->name)) {
+    if (t->n_dims < 2 || t->n_elements == (uint64_t)t->shape[t->n_dims - 1] || is_norm(t->name) ||
+        is_table(t->name)) {
         *why = MEMFIT_QUANTIZE_REASON_SMALL;
         return MEMFIT_TYPE_F32;
     }

@@ -27,8 +27,8 @@ struct sam_enc_layer {
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b; /* [D] */
     struct sam_linear qkv;                              /* [3D, D] */
     struct sam_linear proj;                             /* [D, D] */
-    const float *rel_h, *rel_w; /* [2S - 1, head_dim] (S: window or grid) */
-    uint32_t rel_size;          /* S of this block's tables */
+    const float *rel_h, *rel_w;                         /* [2S - 1, head_dim] (S: window or grid) */
+    uint32_t rel_size;                                  /* S of this block's tables */
     bool global;
     struct sam_linear lin1; /* [4D, D] */
     struct sam_linear lin2; /* [D, 4D] */
@@ -64,17 +64,17 @@ struct memfit_sam {
     struct sam_linear patch; /* [D, 3 P P] */
     const float *pos;        /* [G * G, D] */
     struct sam_enc_layer *layers;
-    struct vit_mat neck1;          /* [C, D] (1x1 conv, no bias), C = prompt_dim */
+    struct vit_mat neck1; /* [C, D] (1x1 conv, no bias), C = prompt_dim */
     const float *neck_ln1_w, *neck_ln1_b;
-    struct vit_mat neck2;          /* [C, C * 9] (3x3 conv, pad 1, no bias) */
+    struct vit_mat neck2; /* [C, C * 9] (3x3 conv, pad 1, no bias) */
     const float *neck_ln2_w, *neck_ln2_b;
-    float enc_eps;                 /* 1e-6 */
+    float enc_eps; /* 1e-6 */
 
     /* Prompt encoder. */
-    const float *pe_gauss;      /* [2, C / 2] */
-    const float *point_emb[4];  /* [C] each: negative, positive, box corner 1, corner 2 */
-    const float *not_a_point;   /* [C] */
-    const float *no_mask;       /* [C] */
+    const float *pe_gauss;                /* [2, C / 2] */
+    const float *point_emb[4];            /* [C] each: negative, positive, box corner 1, corner 2 */
+    const float *not_a_point;             /* [C] */
+    const float *no_mask;                 /* [C] */
     const float *md_conv1_w, *md_conv1_b; /* [4, 1, 2, 2], [4] */
     const float *md_ln1_w, *md_ln1_b;     /* [4] */
     const float *md_conv2_w, *md_conv2_b; /* [16, 4, 2, 2], [16] */
@@ -88,12 +88,12 @@ struct memfit_sam {
     struct sam_dec_layer *dec_layers;
     struct sam_attention final_attn;
     const float *norm_final_w, *norm_final_b;
-    float dec_eps;                      /* 1e-5 (norm_final: always 1e-5) */
-    const float *up1_w, *up1_b;         /* ConvTranspose [C, C/4, 2, 2], [C/4] */
-    const float *up_ln_w, *up_ln_b;     /* [C/4] */
-    const float *up2_w, *up2_b;         /* ConvTranspose [C/4, C/8, 2, 2], [C/8] */
-    struct sam_mlp3 *hyper;             /* [n_mask_tokens]: C -> C -> C -> C/8 */
-    struct sam_mlp3 iou_head;           /* C -> hidden -> hidden -> n_mask_tokens */
+    float dec_eps;                  /* 1e-5 (norm_final: always 1e-5) */
+    const float *up1_w, *up1_b;     /* ConvTranspose [C, C/4, 2, 2], [C/4] */
+    const float *up_ln_w, *up_ln_b; /* [C/4] */
+    const float *up2_w, *up2_b;     /* ConvTranspose [C/4, C/8, 2, 2], [C/8] */
+    struct sam_mlp3 *hyper;         /* [n_mask_tokens]: C -> C -> C -> C/8 */
+    struct sam_mlp3 iou_head;       /* C -> hidden -> hidden -> n_mask_tokens */
 
     float *floats; /* parameters converted to F32 at open (NULL when none) */
 };
@@ -115,8 +115,8 @@ enum memfit_status mf_sam_vec(struct sam_loader *ld, const char *name, uint64_t 
 
 /* A matrix of `rows` rows of `cols` elements (any shape [rows, ...] with
  * rows * cols elements), usable by memfit_matmul_rows in place. */
-enum memfit_status mf_sam_mat(struct sam_loader *ld, const char *name, uint64_t rows,
-                              uint64_t cols, struct vit_mat *out);
+enum memfit_status mf_sam_mat(struct sam_loader *ld, const char *name, uint64_t rows, uint64_t cols,
+                              struct vit_mat *out);
 
 /* Whether the tensor exists (under its transformers name for such a file). */
 bool mf_sam_has(struct sam_loader *ld, const char *name);

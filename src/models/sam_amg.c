@@ -295,6 +295,34 @@ uint64_t memfit_sam_rle_area(const uint32_t *counts, size_t n_counts)
     return area;
 }
 
+enum memfit_status memfit_sam_rle_to_coco(const uint32_t *counts, size_t n_counts, char **out)
+{
+    /* At most 7 characters per count (a 33-bit difference in 5-bit groups). */
+    if (n_counts > (SIZE_MAX - 1) / 7)
+        return memfit_fail(MEMFIT_E_RANGE, "rle: %zu counts", n_counts);
+    char *s = memfit_malloc(n_counts * 7 + 1);
+    if (!s)
+        return MEMFIT_E_NOMEM;
+    size_t p = 0;
+    for (size_t i = 0; i < n_counts; i++) {
+        int64_t x = counts[i];
+        if (i > 2)
+            x -= counts[i - 2];
+        bool more = true;
+        while (more) {
+            int c = (int)(x & 0x1f);
+            x >>= 5; /* arithmetic: a negative difference keeps its sign */
+            more = (c & 0x10) ? x != -1 : x != 0;
+            if (more)
+                c |= 0x20;
+            s[p++] = (char)(c + 48);
+        }
+    }
+    s[p] = '\0';
+    *out = s;
+    return MEMFIT_OK;
+}
+
 float memfit_sam_box_iou(const float a[4], const float b[4])
 {
     float area_a = (a[2] - a[0]) * (a[3] - a[1]);

@@ -951,8 +951,12 @@ enum memfit_status mf_sam_load_decoder(struct sam_loader *ld, struct memfit_sam 
     if (iou_hidden == 0 || iou_hidden > 65536)
         iou_hidden = C;
 
-    m->dec_layers = memfit_calloc_in(MEMFIT_ALLOC_MODEL, in->decoder_depth, sizeof(*m->dec_layers));
-    m->hyper = memfit_calloc_in(MEMFIT_ALLOC_MODEL, in->n_mask_tokens, sizeof(*m->hyper));
+    /* The loader runs twice (counting, then converting): allocate once. */
+    if (!m->dec_layers)
+        m->dec_layers =
+            memfit_calloc_in(MEMFIT_ALLOC_MODEL, in->decoder_depth, sizeof(*m->dec_layers));
+    if (!m->hyper)
+        m->hyper = memfit_calloc_in(MEMFIT_ALLOC_MODEL, in->n_mask_tokens, sizeof(*m->hyper));
     if (!m->dec_layers || !m->hyper)
         return memfit_fail(MEMFIT_E_NOMEM, "sam: decoder layers");
     enum memfit_status st = load_prompt_encoder(ld, m);

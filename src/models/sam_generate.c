@@ -223,16 +223,13 @@ enum memfit_status memfit_sam_amg_plan(const memfit_sam *m,
 {
     if (!m || !params || !fixed_bytes)
         return memfit_fail(MEMFIT_E_MISUSE, "sam generate plan: NULL argument");
-    struct layout *L = memfit_malloc_in(MEMFIT_ALLOC_MODEL, sizeof(*L));
-    if (!L)
-        return MEMFIT_E_NOMEM;
-    enum memfit_status st = plan_layout(m, params, !hooks || !hooks->embed, width, height, L);
+    struct layout L;
+    enum memfit_status st = plan_layout(m, params, !hooks || !hooks->embed, width, height, &L);
     size_t total;
-    if (st == MEMFIT_OK && mf_add_overflow(L->total, L->small_region_bytes, &total))
+    if (st == MEMFIT_OK && mf_add_overflow(L.total, L.small_region_bytes, &total))
         st = memfit_fail(MEMFIT_E_RANGE, "sam generate: the workspace overflows");
     if (st == MEMFIT_OK)
         *fixed_bytes = total;
-    memfit_free(L);
     return st;
 }
 
@@ -705,12 +702,10 @@ enum memfit_status memfit_sam_generate(memfit_sam *m, const struct memfit_image 
     if (!m || !img || !img->rgb || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "sam generate: NULL argument");
     struct memfit_sam_amg_params defaults = memfit_sam_amg_params_default();
-    struct gen g = {.m = m, .img = img, .p = params ? params : &defaults};
+    struct layout layout; /* 7 KB: the crop boxes */
+    struct gen g = {.m = m, .img = img, .p = params ? params : &defaults, .L = &layout};
     if (hooks)
         g.hooks = *hooks;
-    g.L = memfit_malloc_in(MEMFIT_ALLOC_MODEL, sizeof(*g.L));
-    if (!g.L)
-        return MEMFIT_E_NOMEM;
     enum memfit_status st = plan_layout(m, g.p, !g.hooks.embed, img->width, img->height, g.L);
     void *arena = NULL;
     if (st == MEMFIT_OK) {
@@ -722,7 +717,6 @@ enum memfit_status memfit_sam_generate(memfit_sam *m, const struct memfit_image 
     if (st == MEMFIT_OK)
         st = run(&g);
     memfit_free(arena);
-    memfit_free(g.L);
     if (st != MEMFIT_OK) {
         for (size_t i = 0; i < g.n_recs; i++)
             drop_record(&g, &g.recs[i]);

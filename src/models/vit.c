@@ -154,15 +154,6 @@ static enum memfit_status find(const struct loader *ld, enum name_id id, int lay
     return MEMFIT_OK;
 }
 
-static enum memfit_status bad_shape(const struct loader *ld, const struct memfit_tensor_info *t,
-                                    const char *expected)
-{
-    char got[128];
-    mf_shape_text(t, got, sizeof(got));
-    return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: shape %s, expected %s",
-                       memfit_tensors_path(ld->m->set), t->name, got, expected);
-}
-
 /*
  * A parameter vector of n floats (any leading dims of 1, e.g. [1,1,D]): a
  * pointer into the mapping when stored as aligned F32, else converted into
@@ -173,30 +164,9 @@ static enum memfit_status get_vec(struct loader *ld, enum name_id id, int layer,
 {
     struct memfit_tensor_info t;
     enum memfit_status st = find(ld, id, layer, &t);
-    if (st != MEMFIT_OK)
-        return st;
-    if (t.n_elements != n) {
-        char exp[64];
-        snprintf(exp, sizeof(exp), "%llu elements", (unsigned long long)n);
-        return bad_shape(ld, &t, exp);
-    }
-    if (t.type == MEMFIT_TYPE_F32 && ((uintptr_t)t.data & 3) == 0) {
-        *out = t.data;
-        return MEMFIT_OK;
-    }
-    if (ld->counting) {
-        ld->n_floats += n;
-        *out = NULL;
-        return MEMFIT_OK;
-    }
-    st = memfit_type_dequantize_row(t.type, t.data, ld->next_float, n);
-    if (st != MEMFIT_OK)
-        return memfit_fail(st, "%s: tensor %s: %s", memfit_tensors_path(ld->m->set), t.name,
-                           memfit_last_error());
-    *out = ld->next_float;
-    ld->next_float += n;
-    ld->m->info.converted_bytes += n * sizeof(float);
-    return MEMFIT_OK;
+    return st != MEMFIT_OK ? st
+                           : mf_model_vec(ld->m->set, &t, n, ld->counting, &ld->n_floats,
+                                          &ld->next_float, &ld->m->info.converted_bytes, out);
 }
 
 /* A weight matrix [rows, cols] (or [rows, ...] flattened when flatten) usable by the matmul. */
@@ -205,35 +175,7 @@ static enum memfit_status get_mat(struct loader *ld, enum name_id id, int layer,
 {
     struct memfit_tensor_info t;
     enum memfit_status st = find(ld, id, layer, &t);
-    if (st != MEMFIT_OK)
-        return st;
-    if ((!flatten && t.n_dims != 2) || t.shape[0] != (int64_t)rows || t.n_elements != rows * cols) {
-        char exp[64];
-        snprintf(exp, sizeof(exp), flatten ? "%llu x %llu elements" : "[%llu, %llu]",
-                 (unsigned long long)rows, (unsigned long long)cols);
-        return bad_shape(ld, &t, exp);
-    }
-    enum memfit_type dot;
-    const struct memfit_type_info *ti = memfit_type_get_info(t.type);
-    if (!ti || memfit_type_dot_type(t.type, &dot) != MEMFIT_OK)
-        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: type %s has no matmul kernel",
-                           memfit_tensors_path(ld->m->set), t.name, ti ? ti->name : "unknown");
-    const struct memfit_type_info *di = memfit_type_get_info(dot);
-    if (cols % ti->block_size != 0 || cols % di->block_size != 0)
-        return memfit_fail(MEMFIT_E_FORMAT,
-                           "%s: tensor %s: rows of %llu elements: not a multiple "
-                           "of the %s block",
-                           memfit_tensors_path(ld->m->set), t.name, (unsigned long long)cols,
-                           ti->name);
-    uint64_t row_bytes;
-    if ((st = memfit_type_bytes(t.type, cols, &row_bytes)) != MEMFIT_OK)
-        return st;
-    out->type = t.type;
-    out->data = t.data;
-    out->row_bytes = (size_t)row_bytes;
-    out->rows = (uint32_t)rows;
-    out->cols = (uint32_t)cols;
-    return MEMFIT_OK;
+    return st != MEMFIT_OK ? st : mf_model_mat(ld->m->set, &t, rows, cols, flatten, out);
 }
 
 /* A view of rows [r0, r0 + n) of a matrix (rows are contiguous whatever the type). */
@@ -451,7 +393,7 @@ static enum memfit_status recognise(struct loader *ld)
         return st;
     int64_t D = t.shape[t.n_dims ? t.n_dims - 1 : 0];
     if (t.n_dims < 1 || (uint64_t)D != t.n_elements || D < 64 || D > 65536)
-        return bad_shape(ld, &t, "[1, 1, D] with 64 <= D <= 65536");
+        return mf_shape_error(ld->m->set, &t, "[1, 1, D] with 64 <= D <= 65536");
     in->dim = (uint32_t)D;
     in->head_dim = 64;
     if (D % 64 != 0)
@@ -486,7 +428,7 @@ static enum memfit_status recognise(struct loader *ld)
         if ((st = find(ld, N_REG, -1, &t)) != MEMFIT_OK)
             return st;
         if (t.n_elements % (uint64_t)D != 0 || t.n_elements / (uint64_t)D > 64)
-            return bad_shape(ld, &t, "[1, R, D] with R <= 64");
+            return mf_shape_error(ld->m->set, &t, "[1, R, D] with R <= 64");
         in->n_registers = (uint32_t)(t.n_elements / (uint64_t)D);
     }
     /* Patch size from the projection [D, 3, P, P]. */
@@ -494,7 +436,7 @@ static enum memfit_status recognise(struct loader *ld)
         return st;
     if (t.n_dims != 4 || t.shape[0] != D || t.shape[1] != 3 || t.shape[2] != t.shape[3] ||
         t.shape[2] < 1 || t.shape[2] > 64)
-        return bad_shape(ld, &t, "[D, 3, P, P]");
+        return mf_shape_error(ld->m->set, &t, "[D, 3, P, P]");
     in->patch_size = (uint32_t)t.shape[2];
     /* Position grid from pos_embed [1, 1 + G*G, D]. */
     if ((st = find(ld, N_POS, -1, &t)) != MEMFIT_OK)
@@ -506,7 +448,7 @@ static enum memfit_status recognise(struct loader *ld)
     while (g > 0 && (uint64_t)g * g > n_pos - 1)
         g--;
     if (t.n_elements % (uint64_t)D != 0 || n_pos < 2 || (uint64_t)g * g + 1 != n_pos)
-        return bad_shape(ld, &t, "[1, 1 + G*G, D]");
+        return mf_shape_error(ld->m->set, &t, "[1, 1 + G*G, D]");
     in->pos_grid = g;
     return MEMFIT_OK;
 }

@@ -9,15 +9,7 @@
 #include "memfit/format.h"
 #include "memfit/models.h"
 #include "memfit/tensor.h"
-
-/* A weight matrix in place: `rows` rows of `cols` elements of `type`. */
-struct vit_mat {
-    enum memfit_type type;
-    const void *data;
-    size_t row_bytes;
-    uint32_t rows;
-    uint32_t cols;
-};
+#include "models/shape.h" /* struct vit_mat */
 
 struct vit_layer {
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b, *ls1, *ls2; /* [D] */

@@ -67,6 +67,20 @@ void mf_sha256_free(struct mf_sha256 *h)
     }
 }
 
+enum memfit_status memfit_sha256_parts(const void *const *parts, const size_t *lens, size_t n,
+                                       char out_hex[MEMFIT_SHA256_HEX_LEN + 1])
+{
+    struct mf_sha256 h;
+    enum memfit_status st = mf_sha256_init(&h);
+    if (st != MEMFIT_OK)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        mf_sha256_update(&h, parts[i], lens[i]);
+    mf_sha256_final(&h, out_hex);
+    mf_sha256_free(&h);
+    return MEMFIT_OK;
+}
+
 enum memfit_status mf_sha256_string(const char *text, char hex[MEMFIT_SHA256_HEX_LEN + 1])
 {
     struct mf_sha256 h;

@@ -620,8 +620,8 @@ static enum memfit_status cycle_op(void *arg)
 static void test_registry_and_detect(void **state)
 {
     (void)state;
-    assert_int_equal(memfit_engine_family_count(), 3);
-    assert_null(memfit_engine_family_get(3));
+    assert_int_equal(memfit_engine_family_count(), 4);
+    assert_null(memfit_engine_family_get(4));
     for (size_t i = 0; i < memfit_engine_family_count(); i++) {
         const struct memfit_engine_family_info *f = memfit_engine_family_get(i);
         assert_non_null(f->summary);
@@ -629,16 +629,18 @@ static void test_registry_and_detect(void **state)
         assert_ptr_equal(memfit_engine_family_find(f->name), f);
         assert_non_null(strstr(memfit_engine_family_names(), f->name));
     }
-    assert_string_equal(memfit_engine_family_names(), "dinov2, qwen2, llama");
+    assert_string_equal(memfit_engine_family_names(), "dinov2, qwen2, llama, sam");
     assert_string_equal(memfit_engine_family_find("LLM")->name, "qwen2");
     assert_string_equal(memfit_engine_family_find("Llama")->name, "llama");
-    assert_null(memfit_engine_family_find("sam"));
+    assert_string_equal(memfit_engine_family_find("Segment-Anything")->name, "sam");
+    assert_null(memfit_engine_family_find("sam2"));
     assert_null(memfit_engine_family_find(NULL));
     static const struct {
         const char *file, *family;
     } cases[] = {{"dinov2/vits_tiny.pth", "dinov2"}, {"dinov2/vitreg_tiny.pth", "dinov2"},
                  {"dinov2/vitg_tiny.pth", "dinov2"}, {"llm/qwen2_gqa.gguf", "qwen2"},
-                 {"llm/qwen2_mha.gguf", "qwen2"},    {"llm/llama_gqa.gguf", "llama"}};
+                 {"llm/qwen2_mha.gguf", "qwen2"},    {"llm/llama_gqa.gguf", "llama"},
+                 {"sam/sam_tiny.pth", "sam"},        {"sam/sam_tiny_hf.safetensors", "sam"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *path = fixture(cases[i].file);
         memfit_tensors *set;

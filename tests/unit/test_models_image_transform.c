@@ -95,14 +95,7 @@ static void check_normalised(struct image_case *c)
     struct memfit_image_transform t = transform_of(c->entry);
     uint32_t ow, oh;
     float *out = run_planned(&t, &c->img, &ow, &oh);
-    size_t size;
-    float *want = (float *)read_fixture(c->ref, &size);
-    assert_int_equal(size, (size_t)3 * ow * oh * sizeof(float));
-    size_t differ = 0;
-    for (size_t p = 0; p < (size_t)3 * ow * oh; p++)
-        differ += memcmp(&out[p], &want[p], sizeof(float)) != 0;
-    assert_int_equal(differ, 0);
-    memfit_free(want);
+    assert_floats_fixture(out, c->ref, (size_t)3 * ow * oh);
     memfit_free(out);
 }
 
