@@ -256,6 +256,37 @@ static void test_batch_2threads(void **state)
     check_batch(2, false);
 }
 
+/* The same batch on 1 and 3 threads (two rounds of 3, then one prompt split
+ * by bands): the same bits. */
+static void test_thread_counts(void **state)
+{
+    (void)state;
+    struct refs r;
+    refs_load(&r, "");
+    enum { N = 7 };
+    struct memfit_sam_prompt p[N];
+    for (size_t i = 0; i < N; i++)
+        p[i] = make_prompt(&cases[i % 2 ? 2 : 0], &r); /* the multimask cases */
+    float *out[2], iou[2][N * 3];
+    const unsigned threads[2] = {1, 3};
+    for (int t = 0; t < 2; t++) {
+        memfit_sam *m = open_model("sam_tiny.pth", threads[t]);
+        size_t bytes;
+        void *work = alloc_work(m, 0, &bytes);
+        out[t] = memfit_malloc(N * 3 * MASK_PIX * sizeof(float));
+        assert_non_null(out[t]);
+        assert_int_equal(memfit_sam_decode(m, r.emb, p, N, true, work, bytes, out[t], iou[t]),
+                         MEMFIT_OK);
+        free(work);
+        memfit_sam_close(m);
+    }
+    assert_memory_equal(out[0], out[1], N * 3 * MASK_PIX * sizeof(float));
+    assert_memory_equal(iou[0], iou[1], sizeof(iou[0]));
+    memfit_free(out[0]);
+    memfit_free(out[1]);
+    refs_free(&r);
+}
+
 static void test_bad_prompts(void **state)
 {
     (void)state;
@@ -328,7 +359,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases_pth_1thread), cmocka_unit_test(test_cases_pth_2threads),
         cmocka_unit_test(test_cases_hf_f16),      cmocka_unit_test(test_batch_1thread),
-        cmocka_unit_test(test_batch_2threads),    cmocka_unit_test(test_bad_prompts),
+        cmocka_unit_test(test_batch_2threads),    cmocka_unit_test(test_thread_counts),
+        cmocka_unit_test(test_bad_prompts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
