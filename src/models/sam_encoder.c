@@ -14,7 +14,7 @@
  *                          the blocks the gathered patches, in the neck the
  *                          3x3 convolution's im2col rows
  *   per thread: memfit_attention's tiles and the relative-position terms of
- *               one query block (2 x QB x S floats)
+ *               its queries of one head (2 x tokens x S floats)
  * Attention is memfit_attention (tiled, online softmax): nothing is T x T,
  * so a global block at 64 x 64 tokens costs its tiles, not 12 x 4096^2
  * scores.
@@ -71,7 +71,7 @@ static void layout(const struct memfit_sam *m, struct layout *L)
     L->attn_bytes = memfit_attention_work_bytes(L->n_k_max, in->head_dim);
     size_t t = 0;
     L->t_attn = t, t += align_up(L->attn_bytes);
-    L->t_rel = t, t += align_up(2 * QB * L->s_max * sizeof(float));
+    L->t_rel = t, t += align_up(2 * L->n_k_max * L->s_max * sizeof(float));
     L->thread_bytes = t;
     size_t o = 0;
     L->x = o, o += align_up(L->T * L->ldx * sizeof(float));
@@ -260,17 +260,26 @@ static void rel_terms(const struct attn_job *j, const float *Q, size_t ldq, size
     }
 }
 
+/* Items are (window, head, query block), query blocks fastest: a thread's
+ * run of blocks of one head is one memfit_attention call, so V is
+ * transposed once per head and thread rather than once per block. */
 static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     const struct attn_job *j = ctx;
     const struct layout *L = j->L;
     uint8_t *base = j->threads + (size_t)thread * L->thread_bytes;
-    float *rh = (float *)(base + L->t_rel), *rw = rh + QB * L->s_max;
+    float *rh = (float *)(base + L->t_rel), *rw = rh + L->n_k_max * L->s_max;
     size_t D = j->D, hd = j->hd, ld = 3 * D;
-    for (uint64_t item = begin; item < end; item++) {
+    for (uint64_t item = begin; item < end;) {
         size_t qb = item % j->n_qb, wh = item / j->n_qb;
         size_t h = wh % j->heads, w = wh / j->heads;
-        size_t q0 = qb * QB, n = j->n_tok - q0 < QB ? j->n_tok - q0 : QB;
+        uint64_t last = item;
+        while (last + 1 < end && (last + 1) / j->n_qb == wh)
+            last++;
+        size_t q0 = qb * QB, q1 = (last % j->n_qb + 1) * QB;
+        if (q1 > j->n_tok)
+            q1 = j->n_tok;
+        size_t n = q1 - q0;
         const float *rows = j->qkv + w * j->n_tok * ld;
         const float *Q = rows + q0 * ld + h * hd;
         rel_terms(j, Q, ld, q0, n, rh, rw);
@@ -292,6 +301,7 @@ static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
                                      .k_w = j->grid};
         /* Sizes were planned: this cannot fail. */
         memfit_attention(&a, base + L->t_attn, L->attn_bytes);
+        item = last + 1;
     }
 }
 
