@@ -507,7 +507,7 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
 {
     struct memfit_sam_info in;
     memfit_sam_get_info(memfit_engine_sam(h), &in);
-    char a[32], b[32];
+    char a[32], b[32], c[32];
     fprintf(stderr,
             "model: SAM %s, D=%u depth=%u heads=%u window %u, %u global blocks, weights %s (%s), "
             "%u threads\n",
@@ -524,7 +524,7 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
                 "this request %s, peak RSS (VmHWM) %s\n",
                 memfit_format_size(p.cost.bytes[MEMFIT_BUDGET_WORKSPACE], a, sizeof(a)),
                 p.max_image_size, p.max_batch, memfit_format_size(r->work_bytes, b, sizeof(b)),
-                memfit_format_size(cli_peak_rss_bytes(), a, sizeof(a)));
+                memfit_format_size(cli_peak_rss_bytes(), c, sizeof(c)));
     if (r->points_per_batch)
         fprintf(stderr, "automatic: %zu masks, %u points per batch\n", r->records.n_masks,
                 r->points_per_batch);
