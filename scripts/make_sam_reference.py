@@ -3,14 +3,13 @@
 of the SAM benchmarks.
 
 The forward below is an independent reference written here from the published
-architecture (docs: /work/shared/reference/model-architectures.md §2) with
-torch.nn.functional only: the ViT image encoder (windowed and global blocks,
-decomposed relative positions, neck), the prompt encoder (random Fourier
-features), the two-way-transformer mask decoder and the mask postprocess. All
-geometry is read from the tensor shapes: the token grid from pos_embed, the
-window from the rel_pos tables, the head size from their width, the number of
-mask tokens from mask_tokens. Only the decoder's 8 heads are a constant (the
-same in every SAM size).
+architecture of segment-anything v1 with torch.nn.functional only: the ViT
+image encoder (windowed and global blocks, decomposed relative positions,
+neck), the prompt encoder (random Fourier features), the two-way-transformer
+mask decoder and the mask postprocess. All geometry is read from the tensor
+shapes: the token grid from pos_embed, the window from the rel_pos tables, the
+head size from their width, the number of mask tokens from mask_tokens. Only
+the decoder's 8 heads are a constant (the same in every SAM size).
 
 The tiny model (img 128, patch 16 -> grid 8, D 32, depth 4, 2 heads of 16,
 window 3 so windowed blocks pad 8 -> 9, global blocks 1 and 3, mlp 128;
@@ -181,7 +180,8 @@ def layer_norm_2d(x, w, b, eps=ENC_EPS):
 
 def rel_table(table, n):
     """R[i, j] = table[i - j + n - 1] for a table of 2n-1 rows: [n, n, hd]."""
-    assert table.shape[0] == 2 * n - 1, "rel_pos table %s for %d positions" % (tuple(table.shape), n)
+    assert table.shape[0] == 2 * n - 1, "rel_pos table %s for %d positions" % (
+        tuple(table.shape), n)
     idx = torch.arange(n)[:, None] - torch.arange(n)[None, :] + (n - 1)
     return table[idx]
 
@@ -454,7 +454,8 @@ def write_safetensors(path, tensors):
         t = tensors[name].contiguous()
         assert t.dtype == torch.float16
         data = t.numpy().astype("<f2").tobytes()
-        header[name] = {"dtype": "F16", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        header[name] = {"dtype": "F16", "shape": list(t.shape),
+                        "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
     header["__metadata__"] = {"format": "pt"}
@@ -530,8 +531,8 @@ def make_fixtures(outdir):
         taps = []
         emb = encode_image(sd, x, taps)
         put("sam_tiny.embedding.bin", emb[0], "image embedding [C,G,G] of the hashed input")
-        put("sam_tiny.block0.bin", taps[0][0], "encoder activations after block 0 (windowed) [G,G,D]")
-        put("sam_tiny.block1.bin", taps[1][0], "encoder activations after block 1 (global) [G,G,D]")
+        put("sam_tiny.block0.bin", taps[0][0], "activations after block 0 (windowed) [G,G,D]")
+        put("sam_tiny.block1.bin", taps[1][0], "activations after block 1 (global) [G,G,D]")
         res, pe = run_cases(sd, emb, DEC_EPS, img)
         put("pe_dense.bin", pe, "dense positional encoding of the grid [C,G,G]")
         for name, _, _, _, _ in CASES:
