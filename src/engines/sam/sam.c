@@ -584,7 +584,6 @@ static enum memfit_status segment_prompt(struct sam_loaded *L, const struct memf
     bool own = dec_bytes > L->enc_bytes;
     dec = own ? mf_map_anon(dec_bytes) : L->map;
     if (!dec || !(out->low_res = memfit_malloc(C * ms * sizeof(float))) ||
-        !(out->low_res = memfit_malloc(C * ms * sizeof(float))) ||
         !(out->iou = memfit_malloc(C * sizeof(float))) || !(out->masks = memfit_malloc(C * px)) ||
         !(scratch = memfit_malloc(S2 * sizeof(float))) ||
         !(logits = memfit_malloc(px * sizeof(float))))
