@@ -1310,6 +1310,8 @@ struct memfit_sam_amg_hooks {
     memfit_sam_reserve_fn reserve; /* may be NULL */
     void *reserve_user;
     uint64_t max_data_bytes; /* 0: no cap; else E_BUDGET past it */
+    memfit_cancel_fn cancelled;  /* asked before each batch; may be NULL (E_CANCELLED) */
+    void *cancel_user;
 };
 
 /*

@@ -188,6 +188,13 @@ static void test_prompt_matches_model_api(void **state)
     rig_close(&r);
 }
 
+/* Says "cancelled" from its third question on. */
+static bool cancel_third(void *user)
+{
+    int *asked = user;
+    return ++*asked >= 3;
+}
+
 /* The automatic mask generator through the engine, batch from the budget. */
 static void test_automatic(void **state)
 {
@@ -225,6 +232,15 @@ static void test_automatic(void **state)
     assert_int_equal(res1.records.n_masks, res.records.n_masks);
     for (size_t i = 0; i < res.records.n_masks; i++)
         assert_int_equal(res1.records.masks[i].area, res.records.masks[i].area);
+    /* A client that goes away stops the generation between batches. */
+    int asked = 0;
+    struct memfit_segment_params stop = one;
+    stop.cancelled = cancel_third;
+    stop.cancel_user = &asked;
+    struct memfit_segment_result cut;
+    assert_int_equal(memfit_engine_segment(h, &img, &stop, &cut), MEMFIT_E_CANCELLED);
+    assert_int_equal(asked, 3);
+    memfit_segment_result_free(&cut);
     /* A bad parameter is named. */
     struct memfit_segment_params bad = p;
     bad.amg.box_nms_thresh = 2;

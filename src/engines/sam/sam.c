@@ -716,8 +716,12 @@ static enum memfit_status segment_auto(struct sam_loaded *L, const struct memfit
         return st;
     out->work_bytes = L->map_bytes + need;
     struct amg_reserve ar = {.L = L, .p = p};
-    struct memfit_sam_amg_hooks hooks = {
-        .embed = amg_embed, .embed_user = L, .reserve = amg_reserve, .reserve_user = &ar};
+    struct memfit_sam_amg_hooks hooks = {.embed = amg_embed,
+                                         .embed_user = L,
+                                         .reserve = amg_reserve,
+                                         .reserve_user = &ar,
+                                         .cancelled = p->cancelled,
+                                         .cancel_user = p->cancel_user};
     uint64_t t0 = memfit_now_ns();
     st = memfit_sam_generate(L->sam, img, &amg, &hooks, &out->records);
     out->decode_seconds = (double)(memfit_now_ns() - t0) / 1e9;
