@@ -68,7 +68,8 @@ enum memfit_status memfit_image_encode_png(const uint8_t *pixels, uint32_t width
     }
     volatile enum memfit_status st = MEMFIT_OK;
     if (setjmp(png_jmpbuf(png))) {
-        st = MEMFIT_E_IO;
+        /* A sink that ran out of memory drops the rows: libpng then errs on the end. */
+        st = s.failed ? MEMFIT_E_NOMEM : MEMFIT_E_IO;
     } else {
         png_set_write_fn(png, &s, sink_write, sink_flush);
         png_set_IHDR(png, info, width, height, 8,

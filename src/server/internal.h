@@ -46,6 +46,7 @@ struct memfit_server {
     struct MHD_Daemon *daemon;
     uint16_t port;
     uint64_t start_ns, start_wall_ns;
+    int64_t admission_timeout_ms; /* the manager's, resolved: work beyond a plan waits as long */
 
     /* Guards models, graveyard, the event ring, reload counters; `cond`
      * signals new events and shutdown. */
@@ -61,7 +62,7 @@ struct memfit_server {
 
     struct mf_metrics metrics;
     _Atomic unsigned active;   /* requests in progress */
-    _Atomic unsigned admitted; /* embedding requests waiting or running */
+    _Atomic unsigned admitted; /* model requests waiting or running (max_queue) */
     _Atomic unsigned waiting, running;
     _Atomic bool stopping;   /* no new streams; event streams end */
     _Atomic bool cancel_all; /* the grace period is over */

@@ -3,7 +3,10 @@
  * on bytes a client sent, so every length is checked and every failure is
  * a status and a message, never a crash.
  */
+#include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -332,8 +335,10 @@ static const char *json_type_name(const json_t *v)
 /*
  * Parses a request body that must be a JSON object. Client mistakes are
  * E_FORMAT with *err (invalid_json, invalid_type); jansson reports a failed
- * allocation as a syntax error, which the wrapper's message on this thread
- * (cleared first) tells apart: E_NOMEM.
+ * allocation as a syntax error, which the allocation flag on this thread
+ * (cleared first) tells apart: E_NOMEM. The flag is checked on success too:
+ * jansson's lexer ignores a failed growth of a string's buffer and hands
+ * back the string cut short.
  */
 static enum memfit_status load_object(const char *body, size_t len, size_t flags, json_t **out,
                                       struct mf_http_error *err)
@@ -341,10 +346,13 @@ static enum memfit_status load_object(const char *body, size_t len, size_t flags
     mf_json_init();
     json_error_t jerr;
     memfit_clear_error();
+    mf_json_clear_alloc_failure();
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | flags, &jerr);
+    if (mf_json_alloc_failed()) {
+        json_decref(root);
+        return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
+    }
     if (!root) {
-        if (memfit_last_error()[0] != '\0')
-            return memfit_fail(MEMFIT_E_NOMEM, "out of memory parsing the request");
         mf_http_error_set(err, 400, "invalid_request_error", "invalid_json",
                           "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
                           jerr.line, jerr.column);
@@ -761,6 +769,530 @@ done:
     return MEMFIT_OK;
 }
 
+/* ---- The segmentation request ------------------------------------------------------- */
+
+/* The automatic mask generator's parameters, by the reference's names. */
+static const char *const amg_fields[] = {"points_per_side",        "points_per_batch",
+                                         "pred_iou_thresh",        "stability_score_thresh",
+                                         "stability_score_offset", "box_nms_thresh",
+                                         "crop_n_layers",          "crop_nms_thresh",
+                                         "crop_overlap_ratio",     "crop_n_points_downscale_factor",
+                                         "min_mask_region_area"};
+static const char *const prompt_fields[] = {"points",     "labels",           "box",
+                                            "mask_input", "multimask_output", "return_low_res"};
+static const char *const segment_fields[] = {"model", "image", "auto", "output_mode"};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool name_in(const char *key, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(key, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The first of `names` present (and not null) in root, or NULL. */
+static const char *first_present(const json_t *root, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_object_get(root, names[i]);
+        if (v && !json_is_null(v))
+            return names[i];
+    }
+    return NULL;
+}
+
+void mf_segment_request_free(struct mf_segment_request *r)
+{
+    if (!r)
+        return;
+    memfit_free(r->model);
+    memfit_free(r->image);
+    memfit_free(r->points);
+    memfit_free(r->labels);
+    memfit_free(r->mask_input);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Decodes base64 text of field `key`: E_FORMAT with *err (invalid_base64), E_NOMEM. */
+static enum memfit_status base64_field(const char *key, const char *text, size_t len, uint8_t **out,
+                                       size_t *out_len, struct mf_http_error *err)
+{
+    enum memfit_status st = mf_base64_decode(text, len, out, out_len);
+    if (st == MEMFIT_E_FORMAT) {
+        mf_http_error_set(err, 400, "invalid_request_error", "invalid_base64", "'%s': %s", key,
+                          memfit_last_error());
+        return memfit_fail(MEMFIT_E_FORMAT, "%s", err->message);
+    }
+    return st;
+}
+
+/* "image": a data URL of an image type, or bare base64. */
+static enum memfit_status segment_image(const json_t *v, struct mf_segment_request *r,
+                                        struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!v)
+        BAD("missing_field", "missing field 'image'");
+    if (!json_is_string(v))
+        BAD("invalid_type", "'image' must be a string (a data URL or base64), not %s",
+            json_type_name(v));
+    const char *text = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (len >= 5 && strncasecmp(text, "data:", 5) == 0 &&
+        mf_data_url_split(text, len, &text, &len) != MEMFIT_OK)
+        BAD("invalid_image_url", "'image': %s", memfit_last_error());
+    if (len == 0)
+        BAD("invalid_value", "'image' is empty");
+    st = base64_field("image", text, len, &r->image, &r->image_bytes, err);
+done:
+    return st;
+}
+
+/* A JSON number as a finite float, or E_FORMAT naming `what`. */
+static enum memfit_status float_value(const json_t *v, const char *what, float *out,
+                                      struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!json_is_number(v))
+        BAD("invalid_type", "'%s' must be a number, not %s", what, json_type_name(v));
+    float x = (float)json_number_value(v);
+    if (!isfinite(x))
+        BAD("invalid_value", "'%s' is %g: beyond float range", what, json_number_value(v));
+    *out = x;
+done:
+    return st;
+}
+
+/* "points": [[x, y], ...] and "labels": [1|0, ...] (default all 1). */
+static enum memfit_status segment_points(const json_t *root, struct mf_segment_request *r,
+                                         struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *points = json_object_get(root, "points");
+    json_t *labels = json_object_get(root, "labels");
+    if (points && json_is_null(points))
+        points = NULL;
+    if (labels && json_is_null(labels))
+        labels = NULL;
+    if (points && !json_is_array(points))
+        BAD("invalid_type", "'points' must be an array of [x, y] pairs, not %s",
+            json_type_name(points));
+    if (labels && !json_is_array(labels))
+        BAD("invalid_type", "'labels' must be an array of 1 (foreground) or 0 (background), not %s",
+            json_type_name(labels));
+    size_t n = points ? json_array_size(points) : 0;
+    if (labels && json_array_size(labels) != n)
+        BAD("invalid_value", "'labels' has %zu items and 'points' %zu; they must match",
+            json_array_size(labels), n);
+    if (n > MF_SEGMENT_MAX_POINTS)
+        BAD("invalid_value", "'points' has %zu items; at most %d", n, MF_SEGMENT_MAX_POINTS);
+    if (n == 0)
+        return MEMFIT_OK;
+    r->points = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 2 * n, sizeof(*r->points));
+    r->labels = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r->labels));
+    if (!r->points || !r->labels)
+        return MEMFIT_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_array_get(points, i);
+        if (!json_is_array(p) || json_array_size(p) != 2)
+            BAD(json_is_array(p) ? "invalid_value" : "invalid_type",
+                "'points[%zu]' must be [x, y] (two numbers)", i);
+        char what[40];
+        for (size_t k = 0; k < 2; k++) {
+            snprintf(what, sizeof(what), "points[%zu][%zu]", i, k);
+            if ((st = float_value(json_array_get(p, k), what, &r->points[2 * i + k], err)) !=
+                MEMFIT_OK)
+                return st;
+        }
+        r->labels[i] = 1;
+        json_t *l = labels ? json_array_get(labels, i) : NULL;
+        if (l && !json_is_integer(l))
+            BAD("invalid_type", "'labels[%zu]' must be 1 or 0, not %s", i, json_type_name(l));
+        if (l && json_integer_value(l) != 0 && json_integer_value(l) != 1)
+            BAD("invalid_value", "'labels[%zu]' is %lld; 1 (foreground) or 0 (background)", i,
+                (long long)json_integer_value(l));
+        if (l)
+            r->labels[i] = (int32_t)json_integer_value(l);
+    }
+    r->n_points = n;
+done:
+    return st;
+}
+
+/* "box": [x0, y0, x1, y1] with x0 <= x1, y0 <= y1. */
+static enum memfit_status segment_box(const json_t *v, struct mf_segment_request *r,
+                                      struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!json_is_array(v) || json_array_size(v) != 4)
+        BAD(json_is_array(v) ? "invalid_value" : "invalid_type",
+            "'box' must be [x0, y0, x1, y1] (four numbers)");
+    static const char *const what[] = {"box[0]", "box[1]", "box[2]", "box[3]"};
+    for (size_t k = 0; k < 4; k++)
+        if ((st = float_value(json_array_get(v, k), what[k], &r->box[k], err)) != MEMFIT_OK)
+            return st;
+    if (r->box[2] < r->box[0] || r->box[3] < r->box[1])
+        BAD("invalid_value", "'box' [%g, %g, %g, %g]: x1 < x0 or y1 < y0 (expected x0, y0, x1, y1)",
+            r->box[0], r->box[1], r->box[2], r->box[3]);
+    r->has_box = true;
+done:
+    return st;
+}
+
+/* "mask_input": base64 of little-endian float32 (its size is checked against the model's). */
+static enum memfit_status segment_mask_input(const json_t *v, struct mf_segment_request *r,
+                                             struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!json_is_string(v))
+        BAD("invalid_type", "'mask_input' must be a base64 string, not %s", json_type_name(v));
+    uint8_t *bytes;
+    size_t n;
+    if ((st = base64_field("mask_input", json_string_value(v), json_string_length(v), &bytes, &n,
+                           err)) != MEMFIT_OK)
+        return st;
+    if (n == 0 || n % 4 != 0) {
+        memfit_free(bytes);
+        BAD("invalid_value", "'mask_input' is %zu bytes: not a whole, non-zero number of float32",
+            n);
+    }
+    /* In place: each value read whole before its own bytes are written. */
+    float *f = (float *)(void *)bytes;
+    for (size_t i = 0; i < n / 4; i++) {
+        uint32_t u = (uint32_t)bytes[4 * i] | (uint32_t)bytes[4 * i + 1] << 8 |
+                     (uint32_t)bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24;
+        memcpy(&f[i], &u, sizeof(u));
+    }
+    r->mask_input = f;
+    r->n_mask_input = n / 4;
+done:
+    return st;
+}
+
+static enum memfit_status segment_bool(const json_t *root, const char *key, bool *out,
+                                       struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v))
+        return MEMFIT_OK;
+    if (!json_is_boolean(v))
+        BAD("invalid_type", "'%s' must be a boolean, not %s", key, json_type_name(v));
+    *out = json_is_true(v);
+done:
+    return st;
+}
+
+/* The generator's parameters: the reference's defaults where not given. */
+static enum memfit_status segment_amg(const json_t *root, struct mf_segment_request *r,
+                                      struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    struct memfit_sam_amg_params *a = &r->amg;
+    bool has = false;
+    uint64_t u = 0;
+    if ((st = integer_field(root, "points_per_side", 1024, &has, &u, err)) != MEMFIT_OK)
+        return st;
+    if (has && u == 0)
+        BAD("invalid_value", "'points_per_side' is 0; it must be 1 to 1024");
+    if (has)
+        a->points_per_side = (uint32_t)u;
+    json_t *ppb = json_object_get(root, "points_per_batch");
+    if (json_is_string(ppb)) {
+        if (strcmp(json_string_value(ppb), "auto") != 0)
+            BAD("invalid_value", "'points_per_batch' must be an integer or \"auto\", not \"%.32s\"",
+                json_string_value(ppb));
+        r->batch_auto = r->has_points_per_batch = true;
+    } else if (ppb && !json_is_null(ppb) && !json_is_integer(ppb)) {
+        BAD("invalid_type", "'points_per_batch' must be an integer or \"auto\", not %s",
+            json_type_name(ppb));
+    } else {
+        has = false;
+        if ((st = integer_field(root, "points_per_batch", 65536, &has, &u, err)) != MEMFIT_OK)
+            return st;
+        if (has && u == 0)
+            BAD("invalid_value", "'points_per_batch' is 0; it must be 1 to 65536 or \"auto\"");
+        if (has) {
+            a->points_per_batch = (uint32_t)u;
+            r->has_points_per_batch = true;
+        }
+    }
+    static const struct {
+        const char *key;
+        double lo, hi;
+        size_t offset;
+    } reals[] = {
+        {"pred_iou_thresh", -1e9, 1e9, offsetof(struct memfit_sam_amg_params, pred_iou_thresh)},
+        {"stability_score_thresh", -1e9, 1e9,
+         offsetof(struct memfit_sam_amg_params, stability_score_thresh)},
+        {"stability_score_offset", 0, 1e9,
+         offsetof(struct memfit_sam_amg_params, stability_score_offset)},
+        {"box_nms_thresh", 0, 1, offsetof(struct memfit_sam_amg_params, box_nms_thresh)},
+        {"crop_nms_thresh", 0, 1, offsetof(struct memfit_sam_amg_params, crop_nms_thresh)},
+        {"crop_overlap_ratio", 0, 1, offsetof(struct memfit_sam_amg_params, crop_overlap_ratio)},
+    };
+    for (size_t i = 0; i < N_OF(reals); i++) {
+        has = false;
+        double x = 0;
+        if ((st = number_field(root, reals[i].key, reals[i].lo, reals[i].hi, &has, &x, err)) !=
+            MEMFIT_OK)
+            return st;
+        if (has)
+            memcpy((char *)a + reals[i].offset, &x, sizeof(x));
+    }
+    has = false;
+    if ((st = integer_field(root, "crop_n_layers", 8, &has, &u, err)) != MEMFIT_OK)
+        return st;
+    if (has)
+        a->crop_n_layers = (uint32_t)u;
+    has = false;
+    if ((st = integer_field(root, "crop_n_points_downscale_factor", 1024, &has, &u, err)) !=
+        MEMFIT_OK)
+        return st;
+    if (has && u == 0)
+        BAD("invalid_value", "'crop_n_points_downscale_factor' is 0; it must be 1 to 1024");
+    if (has)
+        a->crop_n_points_downscale_factor = (uint32_t)u;
+    has = false;
+    if ((st = integer_field(root, "min_mask_region_area", UINT64_C(1) << 40, &has, &u, err)) !=
+        MEMFIT_OK)
+        return st;
+    if (has)
+        a->min_mask_region_area = u;
+    /* What the fields cannot show alone (a downscale factor that empties a layer's grid). */
+    if (memfit_sam_amg_params_check(a) != MEMFIT_OK)
+        BAD("invalid_value", "%s", memfit_last_error());
+done:
+    return st;
+}
+
+enum memfit_status mf_segment_request_parse(const char *body, size_t len,
+                                            struct mf_segment_request *out,
+                                            struct mf_http_error *err)
+{
+    struct mf_segment_request r = {0};
+    r.amg = memfit_sam_amg_params_default();
+    json_t *root;
+    enum memfit_status st = load_object(body, len, 0, &root, err);
+    if (st != MEMFIT_OK)
+        return st;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (!name_in(key, segment_fields, N_OF(segment_fields)) &&
+            !name_in(key, prompt_fields, N_OF(prompt_fields)) &&
+            !name_in(key, amg_fields, N_OF(amg_fields)))
+            BAD("invalid_value",
+                "unknown field '%.64s' (expected model, image, points, labels, box, "
+                "multimask_output, mask_input, return_low_res, auto, output_mode and the automatic "
+                "mask generator's parameters)",
+                key);
+    }
+    json_t *model = json_object_get(root, "model");
+    if ((st = model_field(root, err)) != MEMFIT_OK)
+        goto done;
+    if ((st = segment_bool(root, "auto", &r.automatic, err)) != MEMFIT_OK)
+        goto done;
+    const char *prompt = first_present(root, prompt_fields, N_OF(prompt_fields));
+    const char *amg = first_present(root, amg_fields, N_OF(amg_fields));
+    if (r.automatic && prompt)
+        BAD("invalid_value", "'%s' is a prompt field; prompts and \"auto\": true are exclusive",
+            prompt);
+    if (!r.automatic && amg)
+        BAD("invalid_value", "'%s' applies to automatic masks only (\"auto\": true)", amg);
+    if ((st = segment_image(json_object_get(root, "image"), &r, err)) != MEMFIT_OK)
+        goto done;
+    json_t *mode = json_object_get(root, "output_mode");
+    if (mode && !json_is_null(mode)) {
+        static const char *const modes[] = {"uncompressed_rle", "coco_rle", "png"};
+        if (!json_is_string(mode))
+            BAD("invalid_type", "'output_mode' must be a string, not %s", json_type_name(mode));
+        size_t i = 0;
+        while (i < N_OF(modes) && strcmp(json_string_value(mode), modes[i]) != 0)
+            i++;
+        if (i == N_OF(modes))
+            BAD("invalid_value",
+                "'output_mode' is \"%.32s\"; expected uncompressed_rle, coco_rle or png",
+                json_string_value(mode));
+        r.output = (enum mf_segment_output)i;
+    }
+    if (r.automatic) {
+        if ((st = segment_amg(root, &r, err)) != MEMFIT_OK)
+            goto done;
+    } else {
+        if ((st = segment_points(root, &r, err)) != MEMFIT_OK)
+            goto done;
+        json_t *box = json_object_get(root, "box");
+        if (box && !json_is_null(box) && (st = segment_box(box, &r, err)) != MEMFIT_OK)
+            goto done;
+        if (r.n_points == 0 && !r.has_box)
+            BAD("missing_field", "a prompt needs 'points' or 'box' (or \"auto\": true for "
+                                 "automatic masks)");
+        json_t *mask = json_object_get(root, "mask_input");
+        if (mask && !json_is_null(mask) && (st = segment_mask_input(mask, &r, err)) != MEMFIT_OK)
+            goto done;
+        /* The reference's advice: three masks for an ambiguous single point. */
+        r.multimask = r.n_points == 1 && !r.has_box;
+        if ((st = segment_bool(root, "multimask_output", &r.multimask, err)) != MEMFIT_OK ||
+            (st = segment_bool(root, "return_low_res", &r.return_low_res, err)) != MEMFIT_OK)
+            goto done;
+    }
+    if (!(r.model = json_strdup(model, NULL)))
+        st = MEMFIT_E_NOMEM;
+done:
+    json_decref(root);
+    if (st != MEMFIT_OK) {
+        mf_segment_request_free(&r);
+        return st;
+    }
+    *out = r;
+    return MEMFIT_OK;
+}
+
+/* ---- The segmentation answer ---------------------------------------------------------- */
+
+/* A float as JSON: non-finite ones (a model's NaN) as null. */
+static void json_float(struct mf_text *t, double x)
+{
+    if (isfinite(x))
+        mf_text_printf(t, "%.9g", x);
+    else
+        mf_text_puts(t, "null");
+}
+
+/*
+ * One mask's "segmentation" from its RLE: the RLE as counts, the COCO
+ * string, or a PNG data URL (then `mask` holds the 0/1 pixels, or NULL to
+ * decode the RLE into `gray`, w x h bytes of scratch).
+ */
+static enum memfit_status segmentation_json(struct mf_text *t, enum mf_segment_output mode,
+                                            const uint32_t *counts, size_t n, uint32_t h,
+                                            uint32_t w, const uint8_t *mask, uint8_t *gray)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (mode == MF_SEGMENT_OUTPUT_PNG) {
+        size_t px = (size_t)w * h;
+        if (!mask && (st = memfit_sam_rle_to_mask(counts, n, h, w, gray)) != MEMFIT_OK)
+            return st;
+        for (size_t i = 0; i < px; i++)
+            gray[i] = (mask ? mask[i] : gray[i]) ? 255 : 0;
+        uint8_t *png;
+        size_t png_len;
+        if ((st = memfit_image_encode_png(gray, w, h, 1, &png, &png_len)) != MEMFIT_OK)
+            return st;
+        mf_text_puts(t, "\"data:image/png;base64,");
+        mf_text_base64(t, png, png_len);
+        mf_text_puts(t, "\"");
+        memfit_free(png);
+        return MEMFIT_OK;
+    }
+    mf_text_printf(t, "{\"size\":[%" PRIu32 ",%" PRIu32 "],\"counts\":", h, w);
+    if (mode == MF_SEGMENT_OUTPUT_COCO) {
+        char *coco;
+        if ((st = memfit_sam_rle_to_coco(counts, n, &coco)) != MEMFIT_OK)
+            return st;
+        mf_text_json_string(t, coco, strlen(coco));
+        memfit_free(coco);
+    } else {
+        mf_text_puts(t, "[");
+        for (size_t i = 0; i < n; i++)
+            mf_text_printf(t, i ? ",%" PRIu32 : "%" PRIu32, counts[i]);
+        mf_text_puts(t, "]");
+    }
+    mf_text_puts(t, "}");
+    return MEMFIT_OK;
+}
+
+static enum memfit_status prompt_masks_json(struct mf_text *t, const struct mf_segment_request *req,
+                                            const struct memfit_segment_result *res, uint8_t *gray)
+{
+    size_t px = (size_t)res->width * res->height;
+    enum memfit_status st = MEMFIT_OK;
+    for (uint32_t k = 0; k < res->n_masks && st == MEMFIT_OK; k++) {
+        const uint8_t *mask = res->masks + k * px;
+        uint32_t *counts = NULL;
+        size_t n = 0;
+        int32_t box[4];
+        if ((st = memfit_sam_mask_to_rle(mask, res->height, res->width, &counts, &n)) !=
+                MEMFIT_OK ||
+            (st = memfit_sam_mask_to_box(mask, res->height, res->width, box)) != MEMFIT_OK)
+            break;
+        mf_text_puts(t, k ? ",{\"segmentation\":" : "{\"segmentation\":");
+        st = segmentation_json(t, req->output, counts, n, res->height, res->width, mask, gray);
+        mf_text_printf(t,
+                       ",\"area\":%" PRIu64 ",\"bbox\":[%" PRId32 ",%" PRId32 ",%" PRId32
+                       ",%" PRId32 "],\"predicted_iou\":",
+                       memfit_sam_rle_area(counts, n), box[0], box[1], box[2] - box[0],
+                       box[3] - box[1]);
+        json_float(t, res->iou[k]);
+        mf_text_puts(t, "}");
+        memfit_free(counts);
+    }
+    return st;
+}
+
+static enum memfit_status records_json(struct mf_text *t, const struct mf_segment_request *req,
+                                       const struct memfit_segment_result *res, uint8_t *gray)
+{
+    const struct memfit_sam_masks *rec = &res->records;
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t i = 0; i < rec->n_masks && st == MEMFIT_OK; i++) {
+        const struct memfit_sam_mask *m = &rec->masks[i];
+        mf_text_puts(t, i ? ",{\"segmentation\":" : "{\"segmentation\":");
+        st = segmentation_json(t, req->output, m->counts, m->n_counts, m->height, m->width, NULL,
+                               gray);
+        mf_text_printf(t,
+                       ",\"area\":%" PRIu64 ",\"bbox\":[%" PRId32 ",%" PRId32 ",%" PRId32
+                       ",%" PRId32 "],\"predicted_iou\":",
+                       m->area, m->bbox[0], m->bbox[1], m->bbox[2], m->bbox[3]);
+        json_float(t, m->predicted_iou);
+        mf_text_puts(t, ",\"point_coords\":[[");
+        json_float(t, m->point_coords[0]);
+        mf_text_puts(t, ",");
+        json_float(t, m->point_coords[1]);
+        mf_text_puts(t, "]],\"stability_score\":");
+        json_float(t, m->stability_score);
+        mf_text_printf(t, ",\"crop_box\":[%" PRId32 ",%" PRId32 ",%" PRId32 ",%" PRId32 "]}",
+                       m->crop_box[0], m->crop_box[1], m->crop_box[2], m->crop_box[3]);
+    }
+    return st;
+}
+
+enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_segment_request *req,
+                                            const struct memfit_segment_result *res)
+{
+    uint8_t *gray = NULL;
+    size_t px = (size_t)res->width * res->height;
+    if (req->output == MF_SEGMENT_OUTPUT_PNG && px &&
+        !(gray = memfit_malloc_in(MEMFIT_ALLOC_SERVER, px)))
+        return MEMFIT_E_NOMEM;
+    mf_text_puts(t, "{\"model\":");
+    mf_text_json_string(t, req->model, strlen(req->model));
+    mf_text_printf(t, ",\"width\":%" PRIu32 ",\"height\":%" PRIu32 ",\"masks\":[", res->width,
+                   res->height);
+    enum memfit_status st =
+        req->automatic ? records_json(t, req, res, gray) : prompt_masks_json(t, req, res, gray);
+    memfit_free(gray);
+    if (st != MEMFIT_OK)
+        return st;
+    mf_text_printf(t, "],\"embedding_cached\":%s", res->embedding_cached ? "true" : "false");
+    if (req->automatic)
+        mf_text_printf(t, ",\"points_per_batch\":%" PRIu32, res->points_per_batch);
+    if (req->return_low_res && res->low_res) {
+        mf_text_printf(t, ",\"mask_size\":%" PRIu32 ",\"low_res_masks\":\"", res->mask_size);
+        /* little-endian float32, as the embeddings' base64 */
+        mf_text_base64(t, res->low_res,
+                       (size_t)res->n_masks * res->mask_size * res->mask_size * sizeof(float));
+        mf_text_puts(t, "\"");
+    }
+    mf_text_printf(t, ",\"timing\":{\"encode_s\":%.6f,\"decode_s\":%.6f}}", res->encode_seconds,
+                   res->decode_seconds);
+    return t->failed ? MEMFIT_E_NOMEM : MEMFIT_OK;
+}
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 static const char *const route_labels[] = {
@@ -784,6 +1316,7 @@ enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], con
         {"/v1/embeddings", MF_ROUTE_EMBEDDINGS, "POST"},
         {"/v1/completions", MF_ROUTE_COMPLETIONS, "POST"},
         {"/v1/chat/completions", MF_ROUTE_CHAT, "POST"},
+        {"/api/segment", MF_ROUTE_SEGMENT, "POST"},
         {"/v1/models", MF_ROUTE_V1_MODELS, "GET"},
         {"/api/models", MF_ROUTE_MODELS, "GET"},
         {"/api/memory", MF_ROUTE_MEMORY, "GET"},

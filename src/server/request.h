@@ -2,8 +2,9 @@
  * The pure parts of the HTTP server, kept apart from libmicrohttpd so unit
  * tests and the fuzz target reach them directly: a growable text buffer,
  * JSON string escaping, OpenAI-style error bodies, base64, `data:` URLs,
- * the embeddings request parser, route matching and the constant-time
- * comparison of API keys.
+ * the embeddings, completions and segmentation request parsers, the
+ * segmentation answer, route matching and the constant-time comparison of
+ * API keys.
  */
 #ifndef MF_SERVER_REQUEST_H
 #define MF_SERVER_REQUEST_H
@@ -13,6 +14,8 @@
 #include <stdint.h>
 
 #include "memfit/core.h"
+#include "memfit/engines.h"
+#include "memfit/models.h"
 
 /* ---- Text buffer ------------------------------------------------------------ */
 
@@ -131,6 +134,66 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                                         struct mf_gen_request *out, struct mf_http_error *err);
 void mf_gen_request_free(struct mf_gen_request *r);
 
+/* ---- The segmentation request ------------------------------------------------------- */
+
+#define MF_SEGMENT_MAX_POINTS 4096 /* the engine's limit */
+
+/* How each mask is written (the values are the wire's names' order). */
+enum mf_segment_output {
+    MF_SEGMENT_OUTPUT_RLE = 0,  /* "uncompressed_rle": {"size", "counts": [...]} */
+    MF_SEGMENT_OUTPUT_COCO = 1, /* "coco_rle": {"size", "counts": "..."} */
+    MF_SEGMENT_OUTPUT_PNG = 2,  /* "png": a data URL of a grayscale 0/255 PNG */
+};
+
+struct mf_segment_request {
+    char *model;
+    uint8_t *image; /* the encoded image (JPEG/PNG bytes), base64-decoded */
+    size_t image_bytes;
+    /* Prompts, in the image's pixels; automatic is false. */
+    float *points; /* n_points (x, y) pairs */
+    int32_t *labels;
+    size_t n_points;
+    bool has_box;
+    float box[4];
+    bool multimask;    /* multimask_output, or its default (one point, no box) */
+    float *mask_input; /* n_mask_input float32 low-res logits, or NULL */
+    size_t n_mask_input;
+    bool return_low_res;
+    /* Automatic masks: the reference's parameters (defaults where not given). */
+    bool automatic;
+    struct memfit_sam_amg_params amg;
+    bool has_points_per_batch; /* else the model's planned batch */
+    bool batch_auto;           /* points_per_batch "auto" */
+    enum mf_segment_output output;
+};
+
+/*
+ * Parses {"model", "image", "points"?, "labels"?, "box"?, "multimask_output"?,
+ * "mask_input"?, "return_low_res"?, "auto"?, the automatic mask
+ * generator's parameters by their reference names?, "output_mode"?}
+ * (docs/server.md). `image` is a data URL of an image type or bare base64,
+ * decoded here; `mask_input` bare base64 of little-endian float32. Prompts
+ * and `auto` are exclusive; unknown fields are refused by name. Client
+ * mistakes are E_FORMAT with *err (400: invalid_json, invalid_type,
+ * missing_field, invalid_value, invalid_image_url, invalid_base64);
+ * E_NOMEM. *out written only on success.
+ */
+enum memfit_status mf_segment_request_parse(const char *body, size_t len,
+                                            struct mf_segment_request *out,
+                                            struct mf_http_error *err);
+void mf_segment_request_free(struct mf_segment_request *r);
+
+/*
+ * Appends the answer {"model", "width", "height", "masks": [...],
+ * "embedding_cached", "points_per_batch"? (automatic), "low_res_masks"? and
+ * "mask_size"? (prompts with return_low_res), "timing"} for a result of
+ * memfit_engine_segment. Prompt masks get their area and bbox (XYWH, w =
+ * x_max - x_min as the reference's box_xyxy_to_xywh) from the mask.
+ * E_NOMEM (also when an append failed), E_RANGE from the RLE helpers.
+ */
+enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_segment_request *req,
+                                            const struct memfit_segment_result *res);
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 /* The routes, in the order /metrics lists them. */
@@ -138,6 +201,7 @@ void mf_gen_request_free(struct mf_gen_request *r);
     X(EMBEDDINGS, "/v1/embeddings")                                                                \
     X(COMPLETIONS, "/v1/completions")                                                              \
     X(CHAT, "/v1/chat/completions")                                                                \
+    X(SEGMENT, "/api/segment")                                                                     \
     X(V1_MODELS, "/v1/models")                                                                     \
     X(MODELS, "/api/models")                                                                       \
     X(MODEL_LOAD, "/api/models/{name}/load")                                                       \

@@ -1,8 +1,9 @@
 /*
  * The HTTP routes of the server (the list is in include/memfit/server.h):
  * request bookkeeping (body limits, API key, metrics, cancellation), the
- * embeddings route with its admission control, the model and memory APIs,
- * cleanup, health, metrics, the dashboard and the event stream.
+ * model routes (embeddings, completions and chat, segmentation) with their
+ * admission control, the model and memory APIs, cleanup, health, metrics,
+ * the dashboard and the event stream.
  *
  * Status codes: 400 bad request (JSON, types, base64, image), 401 API key,
  * 404 unknown route or model, 405 method, 409 model busy, 413 body too
@@ -521,6 +522,68 @@ static enum MHD_Result route_dashboard(struct req *r)
     return ret;
 }
 
+/* ---- Model requests: lookup, family, admission -------------------------------------------- */
+
+/* What a family does, for the answer to a route it does not serve. */
+static const char *family_use(const struct memfit_engine_family_info *f)
+{
+    if (f->ops & MEMFIT_ENGINE_OP_SEGMENT)
+        return "it segments images (use /api/segment)";
+    if (f->ops & MEMFIT_ENGINE_OP_GENERATE)
+        return "it generates text (/v1/completions, /v1/chat/completions)";
+    if (f->ops & MEMFIT_ENGINE_OP_EMBED_IMAGE)
+        return "it makes embeddings (/v1/embeddings)";
+    return "it serves no route";
+}
+
+/* The request's model's family; false with a 404 queued (*ret) when unknown. */
+static bool known_model(struct req *r, const char *name,
+                        const struct memfit_engine_family_info **family, enum MHD_Result *ret)
+{
+    memfit_server *srv = r->srv;
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model *m = mf_server_find_model(srv, name);
+    *family = m ? memfit_engine_model_family(m->model) : NULL;
+    pthread_mutex_unlock(&srv->lock);
+    if (*family)
+        return true;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)", name);
+    *ret = fail(r, 404, "invalid_request_error", "model_not_found", msg);
+    return false;
+}
+
+/*
+ * The start of every model request: the model known (else 404), of a
+ * family that does `op` (else 400 model_not_supported saying what it does
+ * instead), admitted (at most max_queue model requests past this point at
+ * once; else 429). false with the answer queued (*ret); on true the caller
+ * holds an admission slot and gives it back.
+ */
+static bool begin_model_request(struct req *r, const char *name, unsigned op, const char *what,
+                                enum MHD_Result *ret)
+{
+    memfit_server *srv = r->srv;
+    const struct memfit_engine_family_info *family;
+    char msg[400];
+    if (!known_model(r, name, &family, ret))
+        return false;
+    if (!(family->ops & op)) {
+        snprintf(msg, sizeof(msg), "model '%s' (%s) %s; %s", name, family->name, what,
+                 family_use(family));
+        *ret = fail(r, 400, "invalid_request_error", "model_not_supported", msg);
+        return false;
+    }
+    if (atomic_fetch_add(&srv->admitted, 1) < srv->opt.max_queue)
+        return true;
+    atomic_fetch_sub(&srv->admitted, 1);
+    atomic_fetch_add_explicit(&srv->metrics.queue_rejected, 1, memory_order_relaxed);
+    snprintf(msg, sizeof(msg), "too many requests at once (max_queue %u); retry later",
+             srv->opt.max_queue);
+    *ret = fail(r, 429, "rate_limit_error", "queue_full", msg);
+    return false;
+}
+
 /* ---- Embeddings --------------------------------------------------------------------------- */
 
 struct embed_work {
@@ -530,15 +593,13 @@ struct embed_work {
     const struct memfit_image **inputs;
     float *out;
     memfit_handle *handle;
-    bool admitted, waiting, running;
+    bool admitted, running;
 };
 
 static void embed_work_free(memfit_server *srv, struct embed_work *w)
 {
     if (w->handle)
         memfit_manager_release(w->handle);
-    if (w->waiting)
-        atomic_fetch_sub(&srv->waiting, 1);
     if (w->running)
         atomic_fetch_sub(&srv->running, 1);
     if (w->admitted)
@@ -626,7 +687,9 @@ static bool acquire_cancelled(void *user)
 }
 
 /* Acquires the model, waiting up to the admission timeout; a client that
- * leaves stops the wait (the manager asks between waits). */
+ * leaves stops the wait (the manager asks between waits). Counted in the
+ * queue gauges: waiting meanwhile, running once acquired (the caller
+ * counts it down). */
 static enum memfit_status acquire(struct req *r, const char *name, memfit_handle **out)
 {
     memfit_server *srv = r->srv;
@@ -634,7 +697,11 @@ static enum memfit_status acquire(struct req *r, const char *name, memfit_handle
                                        .cancelled = acquire_cancelled,
                                        .cancel_user = r};
     uint64_t start = memfit_now_ns();
+    atomic_fetch_add(&srv->waiting, 1);
     enum memfit_status st = memfit_manager_acquire_ex(srv->mgr, name, &o, out);
+    atomic_fetch_sub(&srv->waiting, 1);
+    if (st == MEMFIT_OK)
+        atomic_fetch_add(&srv->running, 1);
     if (st == MEMFIT_E_TIMEOUT || st == MEMFIT_E_BUDGET)
         return memfit_fail(st, "%s (waited %llu ms for admission)", memfit_last_error(),
                            (unsigned long long)((memfit_now_ns() - start) / 1000000u));
@@ -679,60 +746,27 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     if (st != MEMFIT_OK)
         return respond_error(r, &err);
 
-    pthread_mutex_lock(&srv->lock);
-    struct srv_model *m = mf_server_find_model(srv, w->req.model);
-    const struct memfit_engine_family_info *family =
-        m ? memfit_engine_model_family(m->model) : NULL;
-    bool known = m != NULL;
-    pthread_mutex_unlock(&srv->lock);
-    if (!known) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)",
-                 w->req.model);
-        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
-    }
-
-    if (!(family->ops & MEMFIT_ENGINE_OP_EMBED_IMAGE)) {
-        char msg[300];
-        snprintf(msg, sizeof(msg),
-                 "model '%s' (%s) does not make embeddings; it generates text "
-                 "(/v1/completions, /v1/chat/completions)",
-                 w->req.model, family->name);
-        return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
-    }
-
-    /* Admission: at most max_queue requests past this point at once. */
-    if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
-        atomic_fetch_sub(&srv->admitted, 1);
-        atomic_fetch_add_explicit(&srv->metrics.queue_rejected, 1, memory_order_relaxed);
-        char msg[160];
-        snprintf(msg, sizeof(msg),
-                 "too many embedding requests at once (max_queue %u); retry later",
-                 srv->opt.max_queue);
-        return fail(r, 429, "rate_limit_error", "queue_full", msg);
-    }
+    enum MHD_Result ret;
+    if (!begin_model_request(r, w->req.model, MEMFIT_ENGINE_OP_EMBED_IMAGE,
+                             "does not make embeddings", &ret))
+        return ret;
     w->admitted = true;
 
     w->inputs = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->inputs));
     if (!w->inputs)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     bool ok;
-    enum MHD_Result ret = decode_images(r, w, &ok);
+    ret = decode_images(r, w, &ok);
     if (!ok)
         return ret;
 
-    atomic_fetch_add(&srv->waiting, 1);
-    w->waiting = true;
     st = acquire(r, w->req.model, &w->handle);
-    atomic_fetch_sub(&srv->waiting, 1);
-    w->waiting = false;
     if (st == MEMFIT_E_CANCELLED) {
         log_cancelled(r, w, "waiting for the model with");
         return MHD_NO;
     }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
-    atomic_fetch_add(&srv->running, 1);
     w->running = true;
 
     /* The server's transform is `memfit embed`'s default (resize 256, crop
@@ -783,6 +817,177 @@ static enum MHD_Result route_embeddings(struct req *r)
     memset(&w, 0, sizeof(w));
     enum MHD_Result ret = run_embeddings(r, &w);
     embed_work_free(r->srv, &w);
+    return ret;
+}
+
+/* ---- Segmentation ------------------------------------------------------------------------- */
+
+struct segment_work {
+    struct mf_segment_request req;
+    struct memfit_image image;
+    memfit_handle *handle;
+    struct memfit_segment_result result;
+    bool admitted, running;
+};
+
+static void segment_work_free(memfit_server *srv, struct segment_work *w)
+{
+    if (w->handle)
+        memfit_manager_release(w->handle);
+    if (w->running)
+        atomic_fetch_sub(&srv->running, 1);
+    if (w->admitted)
+        atomic_fetch_sub(&srv->admitted, 1);
+    memfit_segment_result_free(&w->result);
+    memfit_image_free(&w->image);
+    mf_segment_request_free(&w->req);
+}
+
+static void log_segment_cancelled(const struct req *r, const struct segment_work *w,
+                                  const char *stage)
+{
+    memfit_log(MEMFIT_LOG_INFO, "%s: model %s: cancelled while %s: %s", mf_route_label(r->route),
+               w->req.model, stage,
+               atomic_load(&r->srv->cancel_all) ? "the server is stopping"
+                                                : "the client went away");
+}
+
+/* Decodes the request's image within --max-pixels; the encoded bytes are freed. */
+static enum MHD_Result decode_segment_image(struct req *r, struct segment_work *w, bool *ok)
+{
+    *ok = false;
+    struct memfit_image_limits limits = memfit_image_limits_default();
+    bool request_bound = r->srv->opt.max_request_pixels < limits.max_pixels;
+    if (request_bound)
+        limits.max_pixels = r->srv->opt.max_request_pixels;
+    enum memfit_status st =
+        limits.max_pixels
+            ? memfit_image_decode(w->req.image, w->req.image_bytes, "image", &limits, &w->image)
+            : memfit_fail(MEMFIT_E_RANGE, "no pixels allowed");
+    memfit_free(w->req.image);
+    w->req.image = NULL;
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st == MEMFIT_E_RANGE && request_bound) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "image: a request may hold %llu pixels (--max-pixels); this image has more",
+                 (unsigned long long)r->srv->opt.max_request_pixels);
+        return fail(r, 400, "invalid_request_error", "too_many_pixels", msg);
+    }
+    if (st != MEMFIT_OK)
+        return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
+    *ok = true;
+    return MHD_YES;
+}
+
+/* The segmentation parameters of the request on the acquired model; false
+ * with an answer queued when the request does not fit the model. */
+static bool segment_params(struct req *r, struct segment_work *w, struct memfit_segment_params *p,
+                           enum MHD_Result *ret)
+{
+    const struct mf_segment_request *q = &w->req;
+    memfit_segment_params_default(p);
+    p->timeout_ms = r->srv->admission_timeout_ms;
+    p->cancelled = req_cancelled;
+    p->cancel_user = r;
+    if (q->automatic) {
+        p->automatic = true;
+        p->amg = q->amg;
+        p->batch_auto = q->batch_auto;
+        struct memfit_engine_plan plan;
+        /* No batch asked: the model's planned one (its points_per_batch option). */
+        if (!q->has_points_per_batch &&
+            memfit_engine_model_plan(memfit_engine_handle_model(w->handle), &plan) == MEMFIT_OK) {
+            if (plan.max_batch)
+                p->amg.points_per_batch = plan.max_batch;
+            else
+                p->batch_auto = true;
+        }
+        memfit_clear_error();
+        return true;
+    }
+    p->points = q->points;
+    p->labels = q->labels;
+    p->n_points = q->n_points;
+    p->has_box = q->has_box;
+    memcpy(p->box, q->box, sizeof(p->box));
+    p->multimask = q->multimask;
+    p->want_low_res = q->return_low_res;
+    if (q->mask_input) {
+        struct memfit_sam_info info;
+        memfit_sam_get_info(memfit_engine_sam(w->handle), &info);
+        size_t want = (size_t)info.mask_size * info.mask_size;
+        if (q->n_mask_input != want) {
+            char msg[300];
+            snprintf(msg, sizeof(msg),
+                     "'mask_input' has %zu float32 values; model '%s' takes %ux%u = %zu (its "
+                     "mask_size, as an earlier answer's low_res_masks gives each mask)",
+                     q->n_mask_input, q->model, info.mask_size, info.mask_size, want);
+            *ret = fail(r, 400, "invalid_request_error", "invalid_value", msg);
+            return false;
+        }
+        p->mask_input = q->mask_input;
+    }
+    return true;
+}
+
+static enum MHD_Result run_segment(struct req *r, struct segment_work *w)
+{
+    struct mf_http_error err;
+    enum memfit_status st =
+        mf_segment_request_parse(r->body ? r->body : "", r->body_len, &w->req, &err);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return respond_error(r, &err);
+
+    enum MHD_Result ret;
+    if (!begin_model_request(r, w->req.model, MEMFIT_ENGINE_OP_SEGMENT, "does not segment images",
+                             &ret))
+        return ret;
+    w->admitted = true;
+
+    bool ok;
+    ret = decode_segment_image(r, w, &ok);
+    if (!ok)
+        return ret;
+
+    st = acquire(r, w->req.model, &w->handle);
+    if (st == MEMFIT_E_CANCELLED) {
+        log_segment_cancelled(r, w, "waiting for the model");
+        return MHD_NO;
+    }
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    w->running = true;
+
+    struct memfit_segment_params params;
+    if (!segment_params(r, w, &params, &ret))
+        return ret;
+    st = memfit_engine_segment(w->handle, &w->image, &params, &w->result);
+    memfit_manager_release(w->handle);
+    w->handle = NULL;
+    if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r))) {
+        log_segment_cancelled(r, w, "segmenting");
+        return MHD_NO;
+    }
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    struct mf_text t = {0};
+    if ((st = mf_segment_response_json(&t, &w->req, &w->result)) != MEMFIT_OK) {
+        mf_text_free(&t);
+        return fail_status(r, st);
+    }
+    return respond_json(r, 200, &t);
+}
+
+static enum MHD_Result route_segment(struct req *r)
+{
+    struct segment_work w;
+    memset(&w, 0, sizeof(w));
+    enum MHD_Result ret = run_segment(r, &w);
+    segment_work_free(r->srv, &w);
     return ret;
 }
 
@@ -969,7 +1174,6 @@ static void gen_stream_free(void *cls)
 /* Parses, admits, acquires and starts; on success *out holds a started generation. */
 static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, bool *ok)
 {
-    memfit_server *srv = r->srv;
     *ok = false;
     struct mf_http_error err;
     enum memfit_status st =
@@ -979,31 +1183,10 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     if (st != MEMFIT_OK)
         return respond_error(r, &err);
 
-    pthread_mutex_lock(&srv->lock);
-    struct srv_model *m = mf_server_find_model(srv, w->req.model);
-    const struct memfit_engine_family_info *family =
-        m ? memfit_engine_model_family(m->model) : NULL;
-    bool known = m != NULL;
-    pthread_mutex_unlock(&srv->lock);
-    char msg[300];
-    if (!known) {
-        snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)",
-                 w->req.model);
-        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
-    }
-    if (!(family->ops & MEMFIT_ENGINE_OP_GENERATE)) {
-        snprintf(msg, sizeof(msg),
-                 "model '%s' (%s) does not generate text; it makes embeddings (/v1/embeddings)",
-                 w->req.model, family->name);
-        return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
-    }
-    if (atomic_fetch_add(&srv->admitted, 1) >= srv->opt.max_queue) {
-        atomic_fetch_sub(&srv->admitted, 1);
-        atomic_fetch_add_explicit(&srv->metrics.queue_rejected, 1, memory_order_relaxed);
-        snprintf(msg, sizeof(msg), "too many requests at once (max_queue %u); retry later",
-                 srv->opt.max_queue);
-        return fail(r, 429, "rate_limit_error", "queue_full", msg);
-    }
+    enum MHD_Result ret;
+    if (!begin_model_request(r, w->req.model, MEMFIT_ENGINE_OP_GENERATE, "does not generate text",
+                             &ret))
+        return ret;
     w->admitted = true;
 
     struct memfit_generation_request g;
@@ -1043,9 +1226,7 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     if ((st = memfit_sampling_check(&p->sampling)) != MEMFIT_OK)
         return fail(r, 400, "invalid_request_error", "invalid_value", memfit_last_error());
 
-    atomic_fetch_add(&srv->waiting, 1);
     st = acquire(r, w->req.model, &w->handle);
-    atomic_fetch_sub(&srv->waiting, 1);
     if (st == MEMFIT_E_CANCELLED) {
         memfit_log(MEMFIT_LOG_INFO, "%s: model %s: the client went away while waiting",
                    mf_route_label(r->route), w->req.model);
@@ -1053,7 +1234,6 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
-    atomic_fetch_add(&srv->running, 1);
     w->running = true;
     st = memfit_engine_generate_start(w->handle, &g, &w->gen, &w->prompt_tokens);
     if (st == MEMFIT_E_RANGE)
@@ -1245,6 +1425,8 @@ static enum MHD_Result dispatch(struct req *r)
         return route_generate(r, false);
     case MF_ROUTE_CHAT:
         return route_generate(r, true);
+    case MF_ROUTE_SEGMENT:
+        return route_segment(r);
     case MF_ROUTE_V1_MODELS:
         return route_v1_models(r);
     case MF_ROUTE_MODELS:

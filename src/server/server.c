@@ -487,6 +487,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
         memfit_manifest_free(mf);
         goto fail;
     }
+    srv->admission_timeout_ms = mo.admission_timeout_ms;
     for (struct srv_model *m = srv->models; m && st == MEMFIT_OK; m = m->next)
         st = register_model(srv, m);
     memfit_manifest_free(mf);

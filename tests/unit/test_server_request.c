@@ -1,6 +1,7 @@
 /* Unit tests of the server's pure parts: base64 (round trip, bad input),
- * data URLs, the embeddings request parser (shapes, every client error with
- * its code, an allocation fault walk), route matching, the constant-time
+ * data URLs, the embeddings and segmentation request parsers (shapes, every
+ * client error with its code, allocation fault walks), the segmentation
+ * answer (RLE, COCO, PNG; bbox and area from the mask), route matching, the constant-time
  * key check, error bodies, and the /metrics text (HELP/TYPE once per
  * family, label syntax, cumulative histogram buckets ending in +Inf,
  * _sum/_count). */
@@ -271,6 +272,9 @@ static void test_routes(void **state)
     const char *allowed;
     assert_int_equal(mf_route_match("/v1/embeddings", name, &allowed), MF_ROUTE_EMBEDDINGS);
     assert_string_equal(allowed, "POST");
+    assert_int_equal(mf_route_match("/api/segment", name, &allowed), MF_ROUTE_SEGMENT);
+    assert_string_equal(allowed, "POST");
+    assert_string_equal(mf_route_label(MF_ROUTE_SEGMENT), "/api/segment");
     assert_int_equal(mf_route_match("/health", name, &allowed), MF_ROUTE_HEALTH);
     assert_string_equal(allowed, "GET");
     assert_int_equal(mf_route_match("/api/models/dino-s/load", name, &allowed),
@@ -437,13 +441,278 @@ static void test_metrics_format(void **state)
     mf_text_free(&t);
 }
 
+/* ---- The segmentation request and answer ---------------------------------------------- */
+
+/* "iVBORw0KGgo=" is the PNG signature's first bytes: any base64 will do for the parser. */
+#define SEG_IMAGE "\"image\":\"data:image/png;base64,iVBORw0KGgo=\""
+
+static void expect_seg_error(const char *body, const char *code, const char *needle)
+{
+    struct mf_segment_request r;
+    struct mf_http_error e;
+    assert_int_equal(mf_segment_request_parse(body, strlen(body), &r, &e), MEMFIT_E_FORMAT);
+    assert_int_equal(e.status, 400);
+    if (strcmp(e.code, code) != 0 || (needle && !strstr(e.message, needle)))
+        fail_msg("%s: code %s (%s), expected %s naming '%s'", body, e.code, e.message, code,
+                 needle ? needle : "");
+}
+
+static void test_segment_parse(void **state)
+{
+    (void)state;
+    struct mf_segment_request r;
+    struct mf_http_error e;
+    /* One point: three masks by default; the image from a data URL. mask_input
+     * is 2 little-endian float32: 1.0 and -2.0. */
+    const char *one = "{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[10,12.5]],"
+                      "\"mask_input\":\"AACAPwAAAMA=\",\"return_low_res\":true}";
+    assert_int_equal(mf_segment_request_parse(one, strlen(one), &r, &e), MEMFIT_OK);
+    assert_string_equal(r.model, "sam");
+    assert_int_equal(r.image_bytes, 8);
+    assert_memory_equal(r.image, "\x89PNG\r\n\x1a\n", 8);
+    assert_int_equal(r.n_points, 1);
+    assert_true(r.points[0] == 10.0f && r.points[1] == 12.5f && r.labels[0] == 1);
+    assert_true(r.multimask && !r.has_box && !r.automatic && r.return_low_res);
+    assert_int_equal(r.n_mask_input, 2);
+    assert_true(r.mask_input[0] == 1.0f && r.mask_input[1] == -2.0f);
+    assert_int_equal(r.output, MF_SEGMENT_OUTPUT_RLE);
+    mf_segment_request_free(&r);
+    /* Bare base64; two points and a box: one mask by default; labels given. */
+    const char *box = "{\"model\":\"sam\",\"image\":\"iVBORw0KGgo=\",\"points\":[[1,2],[3,4]],"
+                      "\"labels\":[1,0],\"box\":[0,1,20,30],\"output_mode\":\"png\"}";
+    assert_int_equal(mf_segment_request_parse(box, strlen(box), &r, &e), MEMFIT_OK);
+    assert_int_equal(r.image_bytes, 8);
+    assert_int_equal(r.n_points, 2);
+    assert_int_equal(r.labels[1], 0);
+    assert_true(r.has_box && r.box[2] == 20.0f && r.box[3] == 30.0f);
+    assert_false(r.multimask);
+    assert_int_equal(r.output, MF_SEGMENT_OUTPUT_PNG);
+    mf_segment_request_free(&r);
+    const char *forced = "{\"model\":\"sam\"," SEG_IMAGE ",\"box\":[0,0,1,1],"
+                         "\"multimask_output\":true,\"output_mode\":\"coco_rle\"}";
+    assert_int_equal(mf_segment_request_parse(forced, strlen(forced), &r, &e), MEMFIT_OK);
+    assert_true(r.multimask && r.n_points == 0 && r.output == MF_SEGMENT_OUTPUT_COCO);
+    mf_segment_request_free(&r);
+    /* Automatic: the reference's defaults, some overridden; no batch: the model's. */
+    const char *amg = "{\"model\":\"sam\"," SEG_IMAGE ",\"auto\":true,\"points_per_side\":4,"
+                      "\"pred_iou_thresh\":-1,\"crop_n_layers\":1,\"min_mask_region_area\":7}";
+    assert_int_equal(mf_segment_request_parse(amg, strlen(amg), &r, &e), MEMFIT_OK);
+    assert_true(r.automatic && !r.has_points_per_batch && !r.batch_auto);
+    assert_int_equal(r.amg.points_per_side, 4);
+    assert_true(r.amg.pred_iou_thresh == -1.0 && r.amg.stability_score_thresh == 0.95);
+    assert_int_equal(r.amg.crop_n_layers, 1);
+    assert_int_equal(r.amg.min_mask_region_area, 7);
+    mf_segment_request_free(&r);
+    const char *amg_auto = "{\"model\":\"sam\"," SEG_IMAGE ",\"auto\":true,"
+                           "\"points_per_batch\":\"auto\"}";
+    assert_int_equal(mf_segment_request_parse(amg_auto, strlen(amg_auto), &r, &e), MEMFIT_OK);
+    assert_true(r.has_points_per_batch && r.batch_auto);
+    mf_segment_request_free(&r);
+    const char *amg_8 = "{\"model\":\"sam\"," SEG_IMAGE ",\"auto\":true,\"points_per_batch\":8}";
+    assert_int_equal(mf_segment_request_parse(amg_8, strlen(amg_8), &r, &e), MEMFIT_OK);
+    assert_true(r.has_points_per_batch && !r.batch_auto && r.amg.points_per_batch == 8);
+    mf_segment_request_free(&r);
+
+    const char *P = "{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[1,2]]";
+    char b[512];
+#define SEG_BODY(tail) (snprintf(b, sizeof(b), "%s%s}", P, tail), b)
+    expect_seg_error("{\"model\":", "invalid_json", NULL);
+    expect_seg_error("[]", "invalid_type", NULL);
+    expect_seg_error(SEG_BODY(",\"frobnicate\":1"), "invalid_value", "frobnicate");
+    expect_seg_error("{" SEG_IMAGE ",\"points\":[[1,2]]}", "missing_field", "model");
+    expect_seg_error("{\"model\":\"sam\",\"points\":[[1,2]]}", "missing_field", "image");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE "}", "missing_field", "points");
+    expect_seg_error("{\"model\":\"sam\",\"image\":5,\"box\":[0,0,1,1]}", "invalid_type", "image");
+    expect_seg_error("{\"model\":\"sam\",\"image\":\"\",\"box\":[0,0,1,1]}", "invalid_value",
+                     "image");
+    expect_seg_error("{\"model\":\"sam\",\"image\":\"data:text/plain;base64,AAAA\",\"box\":[0,0,1,"
+                     "1]}",
+                     "invalid_image_url", "image");
+    expect_seg_error("{\"model\":\"sam\",\"image\":\"AB$$\",\"box\":[0,0,1,1]}", "invalid_base64",
+                     "image");
+    expect_seg_error(SEG_BODY(",\"labels\":[1,1]"), "invalid_value", "labels");
+    expect_seg_error(SEG_BODY(",\"labels\":[2]"), "invalid_value", "labels[0]");
+    expect_seg_error(SEG_BODY(",\"labels\":[true]"), "invalid_type", "labels[0]");
+    expect_seg_error(SEG_BODY(",\"labels\":1"), "invalid_type", "labels");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[1,2,3]]}", "invalid_value",
+                     "points[0]");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[1,2]}", "invalid_type",
+                     "points[0]");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[1,\"2\"]]}", "invalid_type",
+                     "points[0][1]");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[1e300,2]]}", "invalid_value",
+                     "points[0][0]");
+    expect_seg_error("{\"model\":\"sam\"," SEG_IMAGE ",\"points\":{}}", "invalid_type", "points");
+    expect_seg_error(SEG_BODY(",\"box\":[3,0,1,1]"), "invalid_value", "box");
+    expect_seg_error(SEG_BODY(",\"box\":[0,0,1]"), "invalid_value", "box");
+    expect_seg_error(SEG_BODY(",\"box\":\"0,0,1,1\""), "invalid_type", "box");
+    expect_seg_error(SEG_BODY(",\"multimask_output\":1"), "invalid_type", "multimask_output");
+    expect_seg_error(SEG_BODY(",\"return_low_res\":\"yes\""), "invalid_type", "return_low_res");
+    expect_seg_error(SEG_BODY(",\"mask_input\":\"AAAA\""), "invalid_value", "mask_input");
+    expect_seg_error(SEG_BODY(",\"mask_input\":\"A!AA\""), "invalid_base64", "mask_input");
+    expect_seg_error(SEG_BODY(",\"mask_input\":[1]"), "invalid_type", "mask_input");
+    expect_seg_error(SEG_BODY(",\"output_mode\":\"binary_mask\""), "invalid_value", "output_mode");
+    expect_seg_error(SEG_BODY(",\"output_mode\":2"), "invalid_type", "output_mode");
+    expect_seg_error(SEG_BODY(",\"auto\":true"), "invalid_value", "points");
+    expect_seg_error(SEG_BODY(",\"auto\":\"yes\""), "invalid_type", "auto");
+    expect_seg_error(SEG_BODY(",\"points_per_side\":4"), "invalid_value", "points_per_side");
+    const char *A = "{\"model\":\"sam\"," SEG_IMAGE ",\"auto\":true";
+#define AMG_BODY(tail) (snprintf(b, sizeof(b), "%s%s}", A, tail), b)
+    expect_seg_error(AMG_BODY(",\"box\":[0,0,1,1]"), "invalid_value", "box");
+    expect_seg_error(AMG_BODY(",\"return_low_res\":true"), "invalid_value", "return_low_res");
+    expect_seg_error(AMG_BODY(",\"points_per_batch\":\"many\""), "invalid_value",
+                     "points_per_batch");
+    expect_seg_error(AMG_BODY(",\"points_per_batch\":0"), "invalid_value", "points_per_batch");
+    expect_seg_error(AMG_BODY(",\"points_per_batch\":1.5"), "invalid_type", "points_per_batch");
+    expect_seg_error(AMG_BODY(",\"points_per_batch\":[8]"), "invalid_type", "points_per_batch");
+    expect_seg_error(AMG_BODY(",\"points_per_side\":0"), "invalid_value", "points_per_side");
+    expect_seg_error(AMG_BODY(",\"points_per_side\":\"4\""), "invalid_type", "points_per_side");
+    expect_seg_error(AMG_BODY(",\"box_nms_thresh\":1.5"), "invalid_value", "box_nms_thresh");
+    expect_seg_error(AMG_BODY(",\"crop_n_layers\":9"), "invalid_value", "crop_n_layers");
+    expect_seg_error(AMG_BODY(",\"crop_n_points_downscale_factor\":0"), "invalid_value",
+                     "crop_n_points_downscale_factor");
+    expect_seg_error(AMG_BODY(",\"stability_score_offset\":-1"), "invalid_value",
+                     "stability_score_offset");
+#undef SEG_BODY
+#undef AMG_BODY
+}
+
+/* A 4 x 3 image with one prompt mask: pixels (1,0), (2,0), (2,1) set. */
+static const uint8_t seg_mask[12] = {0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0};
+static float seg_iou[1] = {0.5f};
+static float seg_low_res[4] = {1, 2, 3, 4};
+
+static void seg_result(struct memfit_segment_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->width = 4;
+    res->height = 3;
+    res->n_masks = 1;
+    res->masks = (uint8_t *)seg_mask;
+    res->iou = seg_iou;
+    res->low_res = seg_low_res;
+    res->mask_size = 2;
+    res->embedding_cached = true;
+}
+
+static void test_segment_response(void **state)
+{
+    (void)state;
+    struct mf_segment_request q = {.model = (char *)"sam", .return_low_res = true};
+    struct memfit_segment_result res;
+    seg_result(&res);
+    struct mf_text t = {0};
+    assert_int_equal(mf_segment_response_json(&t, &q, &res), MEMFIT_OK);
+    /* Column-major runs: x=0 column 3 unset, (1,0) set, 2 unset, (2,0) (2,1) set, 4 unset.
+     * bbox XYWH from the inclusive XYXY [1, 0, 2, 1]: w = 2 - 1. */
+    assert_non_null(strstr(t.data, "\"width\":4,\"height\":3,\"masks\":[{\"segmentation\":"
+                                   "{\"size\":[3,4],\"counts\":[3,1,2,2,4]},\"area\":3,"
+                                   "\"bbox\":[1,0,1,1],\"predicted_iou\":0.5}]"));
+    assert_non_null(strstr(t.data, "\"embedding_cached\":true,\"mask_size\":2,"
+                                   "\"low_res_masks\":\"AACAPwAAAEAAAEBAAACAQA==\""));
+    assert_null(strstr(t.data, "points_per_batch"));
+    assert_non_null(strstr(t.data, "\"timing\":{\"encode_s\":"));
+    mf_text_free(&t);
+    q.output = MF_SEGMENT_OUTPUT_COCO;
+    q.return_low_res = false;
+    assert_int_equal(mf_segment_response_json(&t, &q, &res), MEMFIT_OK);
+    assert_non_null(strstr(t.data, "{\"size\":[3,4],\"counts\":\""));
+    assert_null(strstr(t.data, "low_res_masks"));
+    mf_text_free(&t);
+    q.output = MF_SEGMENT_OUTPUT_PNG;
+    assert_int_equal(mf_segment_response_json(&t, &q, &res), MEMFIT_OK);
+    assert_non_null(strstr(t.data, "\"segmentation\":\"data:image/png;base64,iVBORw0KGgo"));
+    mf_text_free(&t);
+    /* Automatic records: the record's own fields, and the batch. */
+    uint32_t counts[5] = {3, 1, 2, 2, 4};
+    struct memfit_sam_mask m = {.counts = counts,
+                                .n_counts = 5,
+                                .height = 3,
+                                .width = 4,
+                                .area = 3,
+                                .bbox = {1, 0, 1, 1},
+                                .predicted_iou = 0.75f,
+                                .point_coords = {1.5, 0.5},
+                                .stability_score = 0.25f,
+                                .crop_box = {0, 0, 4, 3}};
+    memset(&res, 0, sizeof(res));
+    res.width = 4;
+    res.height = 3;
+    res.records.masks = &m;
+    res.records.n_masks = 1;
+    res.points_per_batch = 16;
+    q.automatic = true;
+    q.output = MF_SEGMENT_OUTPUT_RLE;
+    assert_int_equal(mf_segment_response_json(&t, &q, &res), MEMFIT_OK);
+    assert_non_null(strstr(t.data, "\"counts\":[3,1,2,2,4]},\"area\":3,\"bbox\":[1,0,1,1],"
+                                   "\"predicted_iou\":0.75,\"point_coords\":[[1.5,0.5]],"
+                                   "\"stability_score\":0.25,\"crop_box\":[0,0,4,3]}],"
+                                   "\"embedding_cached\":false,\"points_per_batch\":16"));
+    mf_text_free(&t);
+    q.output = MF_SEGMENT_OUTPUT_PNG;
+    assert_int_equal(mf_segment_response_json(&t, &q, &res), MEMFIT_OK);
+    assert_non_null(strstr(t.data, "data:image/png;base64,"));
+    mf_text_free(&t);
+}
+
+static struct mf_segment_request walk_seg;
+static const char *walk_seg_body;
+
+static enum memfit_status seg_parse_op(void *ctx)
+{
+    (void)ctx;
+    struct mf_http_error e;
+    return mf_segment_request_parse(walk_seg_body, strlen(walk_seg_body), &walk_seg, &e);
+}
+
+static void seg_parse_cleanup(void *ctx)
+{
+    (void)ctx;
+    mf_segment_request_free(&walk_seg);
+}
+
+/* The answer built under allocation faults: E_NOMEM, nothing left behind. */
+static enum memfit_status seg_response_op(void *ctx)
+{
+    struct mf_text t = {0};
+    const struct mf_segment_request *q = ctx;
+    struct memfit_segment_result res;
+    seg_result(&res);
+    enum memfit_status st = mf_segment_response_json(&t, q, &res);
+    mf_text_free(&t);
+    return st;
+}
+
+static void test_segment_fault_walks(void **state)
+{
+    (void)state;
+    walk_seg_body = "{\"model\":\"sam\"," SEG_IMAGE ",\"points\":[[1,2],[3,4]],\"labels\":[1,0],"
+                    "\"box\":[0,0,5,5],\"mask_input\":\"AACAPwAAAMA=\"}";
+    mf_test_alloc_failures(seg_parse_op, seg_parse_cleanup, NULL);
+    walk_seg_body = "{\"model\":\"sam\",\"image\":\"iVBORw0KGgo=\",\"auto\":true,"
+                    "\"points_per_batch\":\"auto\",\"crop_n_layers\":1}";
+    mf_test_alloc_failures(seg_parse_op, seg_parse_cleanup, NULL);
+    for (int mode = MF_SEGMENT_OUTPUT_RLE; mode <= MF_SEGMENT_OUTPUT_PNG; mode++) {
+        struct mf_segment_request q = {
+            .model = (char *)"sam", .return_low_res = true, .output = (enum mf_segment_output)mode};
+        mf_test_alloc_failures(seg_response_op, NULL, &q);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),         cmocka_unit_test(test_data_url),
-        cmocka_unit_test(test_embed_parse),    cmocka_unit_test(test_fault_walks),
-        cmocka_unit_test(test_routes),         cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_metrics_format), cmocka_unit_test(test_gen_parse),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_data_url),
+        cmocka_unit_test(test_embed_parse),
+        cmocka_unit_test(test_fault_walks),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_metrics_format),
+        cmocka_unit_test(test_gen_parse),
+        cmocka_unit_test(test_segment_parse),
+        cmocka_unit_test(test_segment_response),
+        cmocka_unit_test(test_segment_fault_walks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
