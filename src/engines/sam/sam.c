@@ -479,6 +479,7 @@ void memfit_segment_params_default(struct memfit_segment_params *p)
     memset(p, 0, sizeof(*p));
     p->multimask = true;
     p->amg = memfit_sam_amg_params_default();
+    p->amg.points_per_batch = 0; /* the model's planned batch */
 }
 
 void memfit_segment_result_free(struct memfit_segment_result *r)
@@ -702,6 +703,10 @@ static enum memfit_status segment_auto(struct sam_loaded *L, const struct memfit
                                        struct memfit_segment_result *out)
 {
     struct memfit_sam_amg_params amg = p->amg;
+    /* No batch asked: the model's planned one; "auto" there or here: the
+     * largest the budget's room allows now. */
+    if (!p->batch_auto && amg.points_per_batch == 0)
+        amg.points_per_batch = L->cfg->points_per_batch;
     if (p->batch_auto || amg.points_per_batch == 0)
         amg.points_per_batch = auto_batch(L, &amg, img->width, img->height);
     out->points_per_batch = amg.points_per_batch;
@@ -737,8 +742,10 @@ static enum memfit_status sam_segment(void *loaded, const struct memfit_image *i
                                       struct memfit_segment_result *out)
 {
     struct sam_loaded *L = loaded;
-    enum memfit_status st =
-        p->automatic ? memfit_sam_amg_params_check(&p->amg) : check_prompt(p, img);
+    struct memfit_sam_amg_params amg = p->amg;
+    if (amg.points_per_batch == 0) /* the model's batch: checked once chosen */
+        amg.points_per_batch = 1;
+    enum memfit_status st = p->automatic ? memfit_sam_amg_params_check(&amg) : check_prompt(p, img);
     if (st != MEMFIT_OK)
         return st;
     out->width = img->width;
