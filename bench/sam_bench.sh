@@ -4,15 +4,18 @@
 # weights in the real shapes (made in $SAM_BENCH_DIR, default /tmp, never
 # committed), THREADS threads (default 2), rounds alternated (ROUNDS,
 # default 2) because the machine is shared:
-#   encoder at 1024^2: memfit F32 (the .pth mapped), Q8_0 and Q4_0 (memfit
-#     quantize copies); PyTorch F32. Time and peak RSS of the process.
-#   automatic masks, 32 points a side, 16 per batch: memfit's full
-#     generator (defaults, then with every mask upsampled and scored:
-#     --pred-iou-thresh -1e9 --stability-score-thresh 0), against PyTorch
-#     decoding the same 1024 prompts, upsampling every mask to 1024^2 and
-#     scoring it (what the reference generator does before its NMS).
-# One line per run: "sam_bench kind=... time_s=... peak_rss_mib=...".
-#   bench/sam_bench.sh [BUILD_DIR]     (default build/release)
+#   numbers: memfit's F32 embedding and low-res masks against the reference's
+#     on the hashed 1024^2 input (bench_sam --compare), and the Q8_0
+#     embedding's cosine against F32;
+#   encoder at 1024^2 (bench_sam, best of 3): memfit F32 (the .pth mapped),
+#     Q8_0 and Q4_0 (memfit quantize copies), against PyTorch F32; peak RSS
+#     of each process, mapped weights included;
+#   automatic masks, 32 points a side, 16 per batch (memfit segment --auto on
+#     a 1024 x 768 picture): memfit's whole generator, with the defaults and
+#     with every mask upsampled and scored (--pred-iou-thresh -1e9
+#     --stability-score-thresh 0), against PyTorch decoding the same 1024
+#     prompts, upsampling every mask and scoring it.
+# One line per measurement: "sam_torch ..." / "sam_memfit ..." / "sam_bench ...".
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build/release}
@@ -64,13 +67,21 @@ run_memfit() {
         "peak_rss_mib=$((rss / 1024))"
 }
 
+ref=$dir/sam_vitb_ref
+[[ -s $ref/low_res.bin ]] || "$py" "$here/scripts/make_sam_reference.py" --dump "$pth" "$ref"
+"$build/bench/bench_sam" "$pth" --threads "$threads" --runs 1 --compare "$ref" \
+    --save "$dir/sam_vitb_f32.emb"
+for t in q8_0 q4_0; do
+    "$build/bench/bench_sam" "$dir/sam_vitb-$t.gguf" --threads "$threads" --runs 1 \
+        --cosine "$dir/sam_vitb_f32.emb" | grep cosine
+done
 for ((r = 1; r <= rounds; r++)); do
     echo "== round $r"
     OMP_NUM_THREADS=$threads "$py" "$here/scripts/make_sam_reference.py" --bench "$pth" \
-        --threads "$threads" --runs 1
-    run_memfit encoder-f32 "$pth" --point 512,384
-    run_memfit encoder-q8_0 "$dir/sam_vitb-q8_0.gguf" --point 512,384
-    run_memfit encoder-q4_0 "$dir/sam_vitb-q4_0.gguf" --point 512,384
+        --threads "$threads" --runs 3
+    "$build/bench/bench_sam" "$pth" --threads "$threads"
+    "$build/bench/bench_sam" "$dir/sam_vitb-q8_0.gguf" --threads "$threads"
+    "$build/bench/bench_sam" "$dir/sam_vitb-q4_0.gguf" --threads "$threads"
     run_memfit amg-f32 "$pth" --auto --points-per-side 32 --points-per-batch 16
     run_memfit amg-q8_0 "$dir/sam_vitb-q8_0.gguf" --auto --points-per-side 32 \
         --points-per-batch 16

@@ -35,6 +35,10 @@ Usage:
         times this forward with the checkpoint at PATH: the encoder at 1024x1024
         (best of --runs) and automatic-mask-style decoding of a 32x32 point grid
         in batches of 16; prints one "sam_torch key=value ..." line.
+  scripts/make_sam_reference.py --dump PATH OUTDIR
+        the checkpoint's embedding of the hashed input and the low-res masks and
+        IoU of one point prompt (300, 200, label 1, multimask) as embedding.bin,
+        low_res.bin and iou.bin, for bench/bench_sam.c --compare.
 
 cases.txt in the output folder lists every file with its shape and meaning.
 """
@@ -656,8 +660,26 @@ def bench(path, threads, runs, points_per_side=32, batch=16):
            rss_weights, rss_enc, peak_rss_mib(), torch.get_num_threads(), blas_name(), kept))
 
 
+def dump(path, outdir):
+    sd = torch.load(path)
+    img = sd[ENC + "pos_embed"].shape[1] * sd[ENC + "patch_embed.proj.weight"].shape[-1]
+    x = input_tensor(1, img, img, INPUT_SEED)
+    with torch.inference_mode():
+        emb = encode_image(sd, x)
+        G = emb.shape[-1]
+        sparse, dense = embed_prompts(sd, (img, img), (G, G),
+                                      points=torch.tensor([[[300.0, 200.0]]]),
+                                      labels=torch.ones(1, 1, dtype=torch.int64))
+        low, iou = decode_masks(sd, emb, dense_pe(sd, G, G), sparse, dense, True)
+    os.makedirs(outdir, exist_ok=True)
+    for name, t in (("embedding", emb), ("low_res", low), ("iou", iou)):
+        save_bin(os.path.join(outdir, name + ".bin"), t)
+
+
 def main(argv):
-    if len(argv) > 1 and argv[1] == "--vitb":
+    if len(argv) > 2 and argv[1] == "--dump":
+        dump(argv[2], argv[3])
+    elif len(argv) > 1 and argv[1] == "--vitb":
         make_vitb(argv[2])
     elif len(argv) > 1 and argv[1] == "--bench":
         threads, runs = 2, 3
