@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "embed_common.h"
 #include "engines_common.h"
 
 const char cmd_segment_help[] =
@@ -305,9 +306,10 @@ static int write_npy(const char *dir, const char *name, const float *v, const si
     if (n_dims > 1)
         dims[used - 1] = '\0'; /* numpy writes (1, 3) but (3,) */
     char head[128];
-    int len = snprintf(head, sizeof(head),
-                       "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
-                       0, 0, 0, dims);
+    int len =
+        snprintf(head, sizeof(head),
+                 "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", 0,
+                 0, 0, dims);
     size_t total = (size_t)len + 1, pad = (64 - total % 64) % 64;
     memset(head + len, ' ', pad);
     head[len + pad] = '\n';
@@ -384,7 +386,8 @@ static void print_rle_json(const uint32_t *counts, size_t n, uint32_t h, uint32_
     printf("{\"size\":[%u,%u],\"counts\":", h, w);
     char *coco = NULL;
     if (mode == OUT_COCO && memfit_sam_rle_to_coco(counts, n, &coco) == MEMFIT_OK) {
-        printf("\"%s\"}", coco);
+        cli_print_json_string(coco); /* its alphabet (48..111) holds a backslash */
+        printf("}");
         memfit_free(coco);
         return;
     }
@@ -507,7 +510,7 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
 {
     struct memfit_sam_info in;
     memfit_sam_get_info(memfit_engine_sam(h), &in);
-    char a[32], b[32];
+    char a[32], b[32], c[32];
     fprintf(stderr,
             "model: SAM %s, D=%u depth=%u heads=%u window %u, %u global blocks, weights %s (%s), "
             "%u threads\n",
@@ -524,7 +527,7 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
                 "this request %s, peak RSS (VmHWM) %s\n",
                 memfit_format_size(p.cost.bytes[MEMFIT_BUDGET_WORKSPACE], a, sizeof(a)),
                 p.max_image_size, p.max_batch, memfit_format_size(r->work_bytes, b, sizeof(b)),
-                memfit_format_size(cli_peak_rss_bytes(), a, sizeof(a)));
+                memfit_format_size(cli_peak_rss_bytes(), c, sizeof(c)));
     if (r->points_per_batch)
         fprintf(stderr, "automatic: %zu masks, %u points per batch\n", r->records.n_masks,
                 r->points_per_batch);

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the request side of the HTTP server (src/server/
- * request.h): the embeddings, completions and chat request parsers, the data: URL split and the
- * base64 decoder reached through it, base64 on the raw input with a
+ * request.h): the embeddings, completions, chat and segmentation request
+ * parsers (and the segmentation answer of a parsed request), the data: URL
+ * split and the base64 decoder reached through it, base64 on the raw input with a
  * round-trip check (decode(encode(x)) == x), and the route matcher. Any
  * input must parse or fail with a message, never crash, leak or read out
  * of bounds.
@@ -76,6 +77,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         memfit_clear_error();
     }
+
+    struct mf_segment_request q;
+    if (mf_segment_request_parse((const char *)data, size, &q, &err) == MEMFIT_OK) {
+        if ((q.automatic && (q.n_points || q.has_box || q.mask_input)) ||
+            (!q.automatic && !q.n_points && !q.has_box) || q.n_points > MF_SEGMENT_MAX_POINTS ||
+            !q.image || (q.mask_input && q.n_mask_input == 0))
+            abort();
+        /* The answer to it: one empty 2 x 2 mask, or no records. */
+        static const uint8_t mask[4] = {0, 1, 1, 0};
+        float iou = 0.5f, low_res[4] = {0};
+        struct memfit_segment_result res = {.width = 2, .height = 2};
+        if (!q.automatic) {
+            res.n_masks = 1;
+            res.masks = (uint8_t *)mask;
+            res.iou = &iou;
+            res.low_res = low_res;
+            res.mask_size = 2;
+        }
+        struct mf_text t = {0};
+        (void)mf_segment_response_json(&t, &q, &res);
+        mf_text_free(&t);
+        mf_segment_request_free(&q);
+    }
+    memfit_clear_error();
 
     /* The raw input as base64 and as a data: URL. */
     uint8_t *bytes;

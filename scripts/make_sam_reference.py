@@ -3,14 +3,13 @@
 of the SAM benchmarks.
 
 The forward below is an independent reference written here from the published
-architecture (docs: /work/shared/reference/model-architectures.md §2) with
-torch.nn.functional only: the ViT image encoder (windowed and global blocks,
-decomposed relative positions, neck), the prompt encoder (random Fourier
-features), the two-way-transformer mask decoder and the mask postprocess. All
-geometry is read from the tensor shapes: the token grid from pos_embed, the
-window from the rel_pos tables, the head size from their width, the number of
-mask tokens from mask_tokens. Only the decoder's 8 heads are a constant (the
-same in every SAM size).
+architecture of segment-anything v1 with torch.nn.functional only: the ViT
+image encoder (windowed and global blocks, decomposed relative positions,
+neck), the prompt encoder (random Fourier features), the two-way-transformer
+mask decoder and the mask postprocess. All geometry is read from the tensor
+shapes: the token grid from pos_embed, the window from the rel_pos tables, the
+head size from their width, the number of mask tokens from mask_tokens. Only
+the decoder's 8 heads are a constant (the same in every SAM size).
 
 The tiny model (img 128, patch 16 -> grid 8, D 32, depth 4, 2 heads of 16,
 window 3 so windowed blocks pad 8 -> 9, global blocks 1 and 3, mlp 128;
@@ -36,6 +35,10 @@ Usage:
         times this forward with the checkpoint at PATH: the encoder at 1024x1024
         (best of --runs) and automatic-mask-style decoding of a 32x32 point grid
         in batches of 16; prints one "sam_torch key=value ..." line.
+  scripts/make_sam_reference.py --dump PATH OUTDIR
+        the checkpoint's embedding of the hashed input and the low-res masks and
+        IoU of one point prompt (300, 200, label 1, multimask) as embedding.bin,
+        low_res.bin and iou.bin, for bench/bench_sam.c --compare.
 
 cases.txt in the output folder lists every file with its shape and meaning.
 """
@@ -181,7 +184,8 @@ def layer_norm_2d(x, w, b, eps=ENC_EPS):
 
 def rel_table(table, n):
     """R[i, j] = table[i - j + n - 1] for a table of 2n-1 rows: [n, n, hd]."""
-    assert table.shape[0] == 2 * n - 1, "rel_pos table %s for %d positions" % (tuple(table.shape), n)
+    assert table.shape[0] == 2 * n - 1, "rel_pos table %s for %d positions" % (
+        tuple(table.shape), n)
     idx = torch.arange(n)[:, None] - torch.arange(n)[None, :] + (n - 1)
     return table[idx]
 
@@ -454,7 +458,8 @@ def write_safetensors(path, tensors):
         t = tensors[name].contiguous()
         assert t.dtype == torch.float16
         data = t.numpy().astype("<f2").tobytes()
-        header[name] = {"dtype": "F16", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        header[name] = {"dtype": "F16", "shape": list(t.shape),
+                        "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
     header["__metadata__"] = {"format": "pt"}
@@ -530,8 +535,8 @@ def make_fixtures(outdir):
         taps = []
         emb = encode_image(sd, x, taps)
         put("sam_tiny.embedding.bin", emb[0], "image embedding [C,G,G] of the hashed input")
-        put("sam_tiny.block0.bin", taps[0][0], "encoder activations after block 0 (windowed) [G,G,D]")
-        put("sam_tiny.block1.bin", taps[1][0], "encoder activations after block 1 (global) [G,G,D]")
+        put("sam_tiny.block0.bin", taps[0][0], "activations after block 0 (windowed) [G,G,D]")
+        put("sam_tiny.block1.bin", taps[1][0], "activations after block 1 (global) [G,G,D]")
         res, pe = run_cases(sd, emb, DEC_EPS, img)
         put("pe_dense.bin", pe, "dense positional encoding of the grid [C,G,G]")
         for name, _, _, _, _ in CASES:
@@ -655,8 +660,26 @@ def bench(path, threads, runs, points_per_side=32, batch=16):
            rss_weights, rss_enc, peak_rss_mib(), torch.get_num_threads(), blas_name(), kept))
 
 
+def dump(path, outdir):
+    sd = torch.load(path)
+    img = sd[ENC + "pos_embed"].shape[1] * sd[ENC + "patch_embed.proj.weight"].shape[-1]
+    x = input_tensor(1, img, img, INPUT_SEED)
+    with torch.inference_mode():
+        emb = encode_image(sd, x)
+        G = emb.shape[-1]
+        sparse, dense = embed_prompts(sd, (img, img), (G, G),
+                                      points=torch.tensor([[[300.0, 200.0]]]),
+                                      labels=torch.ones(1, 1, dtype=torch.int64))
+        low, iou = decode_masks(sd, emb, dense_pe(sd, G, G), sparse, dense, True)
+    os.makedirs(outdir, exist_ok=True)
+    for name, t in (("embedding", emb), ("low_res", low), ("iou", iou)):
+        save_bin(os.path.join(outdir, name + ".bin"), t)
+
+
 def main(argv):
-    if len(argv) > 1 and argv[1] == "--vitb":
+    if len(argv) > 2 and argv[1] == "--dump":
+        dump(argv[2], argv[3])
+    elif len(argv) > 1 and argv[1] == "--vitb":
         make_vitb(argv[2])
     elif len(argv) > 1 and argv[1] == "--bench":
         threads, runs = 2, 3

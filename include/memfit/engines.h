@@ -323,7 +323,10 @@ struct memfit_segment_params {
     float box[4];
     const float *mask_input;
     bool multimask; /* 3 masks (the reference's multimask_output) rather than 1 */
-    /* Automatic masks instead of prompts, with the reference's parameters. */
+    /* Automatic masks instead of prompts, with the reference's parameters
+     * (memfit_segment_params_default: the reference's defaults, but
+     * points_per_batch 0: the batch the model is planned for, its
+     * `points_per_batch` option, 16 by default). */
     bool automatic;
     struct memfit_sam_amg_params amg;
     bool batch_auto; /* points_per_batch "auto": the largest the budget allows */

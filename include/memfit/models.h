@@ -971,9 +971,8 @@ struct memfit_sam_info {
  * wrong shape or a type without a kernel, or naming what the file looks
  * like when it is not SAM; the failures of memfit_tensors_open; E_NOMEM.
  */
-MEMFIT_API enum memfit_status memfit_sam_open(const char *path,
-                                              const struct memfit_sam_options *opts,
-                                              memfit_sam **out);
+MEMFIT_API enum memfit_status
+memfit_sam_open(const char *path, const struct memfit_sam_options *opts, memfit_sam **out);
 
 /* Recognises SAM from names and shapes alone (a header-only set is
  * enough); fills the geometry fields of `out`. E_FORMAT when it is not. */
@@ -1309,7 +1308,9 @@ struct memfit_sam_amg_hooks {
     void *embed_user;
     memfit_sam_reserve_fn reserve; /* may be NULL */
     void *reserve_user;
-    uint64_t max_data_bytes; /* 0: no cap; else E_BUDGET past it */
+    uint64_t max_data_bytes;    /* 0: no cap; else E_BUDGET past it */
+    memfit_cancel_fn cancelled; /* asked before each batch; may be NULL (E_CANCELLED) */
+    void *cancel_user;
 };
 
 /*

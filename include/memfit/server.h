@@ -4,6 +4,7 @@
  * One server owns one manager (include/memfit/manager.h) built from a
  * manifest and/or model files named on the command line, and answers:
  *   POST /v1/embeddings            OpenAI embeddings (images as data URLs)
+ *   POST /api/segment              SAM masks from prompts or automatic
  *   GET  /v1/models                OpenAI model list
  *   GET  /api/models               model states, bytes, last use
  *   POST /api/models/{name}/load   load now;  .../unload: unload now
@@ -62,7 +63,7 @@ struct memfit_server_options {
     size_t max_header_bytes; /* 32 KiB: per-connection memory for the request line and headers */
     unsigned connection_timeout_s; /* 30: an idle or too slow connection is closed */
     unsigned max_connections;      /* 64 */
-    unsigned max_queue;            /* 64: embedding requests admitted at once; more get 429 */
+    unsigned max_queue;            /* 64: model requests admitted at once; more get 429 */
     unsigned max_inputs;           /* 256: inputs per embedding request */
     /* 64e6: pixels of all the images of one request together. Decoded
      * images are held until the forward (3 bytes a pixel: 192 MB at the

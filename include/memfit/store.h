@@ -111,7 +111,8 @@ MEMFIT_API enum memfit_status memfit_store_digest_file(const char *path,
  * (its size, then its pixels). E_UNSUPPORTED when libcrypto is missing.
  */
 MEMFIT_API enum memfit_status memfit_sha256_parts(const void *const *parts, const size_t *lens,
-                                                  size_t n, char out_hex[MEMFIT_SHA256_HEX_LEN + 1]);
+                                                  size_t n,
+                                                  char out_hex[MEMFIT_SHA256_HEX_LEN + 1]);
 
 /*
  * Progress of a fetch: bytes written so far, the total (or

@@ -25,8 +25,9 @@
  *                    transformer, the mask-downscaling convolutions
  *     band   kpe [B, C], q [B, I], o [B, I], out [B, C]: one band of image
  *                    tokens through an image-to-token attention, or of the
- *                    K/V projections; later one band of the upscaling:
- *                    [rows*2G*2G... : C/4] and [... : C/8] channels-last
+ *                    K/V projections; later one band of the upscaling, U
+ *                    input rows (U = max(1, B / G)): [2U, 2G, C/4] and
+ *                    [4U, 4G, C/8] channels-last
  *     attn   memfit_attention's tiles
  *     tokens [T, C] x 8 (queries, their PE, sums, q/k/v, head outputs,
  *                    projections), hidden [T, max(mlp, iou hidden, C)],

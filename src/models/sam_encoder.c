@@ -13,8 +13,9 @@
  *                          proj's output, then the MLP hidden rows; before
  *                          the blocks the gathered patches, in the neck the
  *                          3x3 convolution's im2col rows
- *   per thread: memfit_attention's tiles and the relative-position terms of
- *               one query block (2 x QB x S floats)
+ *   per thread: memfit_attention's tiles, the relative-position terms of
+ *               its queries of one head (2 x tokens x S floats) and one
+ *               product of them (S x S)
  * Attention is memfit_attention (tiled, online softmax): nothing is T x T,
  * so a global block at 64 x 64 tokens costs its tiles, not 12 x 4096^2
  * scores.
@@ -38,7 +39,7 @@ struct layout {
     size_t T, Tw, Tmax, G, Gp, S, nws; /* nws: windows per side */
     size_t ldx;                        /* floats per row of x and xn: max(D, C) */
     size_t x, xn, big, threads, thread_bytes, total;
-    size_t t_attn, t_rel, attn_bytes, n_k_max, s_max;
+    size_t t_attn, t_rel, t_tmp, attn_bytes, n_k_max, s_max;
 };
 
 static size_t align_up(size_t v)
@@ -71,7 +72,8 @@ static void layout(const struct memfit_sam *m, struct layout *L)
     L->attn_bytes = memfit_attention_work_bytes(L->n_k_max, in->head_dim);
     size_t t = 0;
     L->t_attn = t, t += align_up(L->attn_bytes);
-    L->t_rel = t, t += align_up(2 * QB * L->s_max * sizeof(float));
+    L->t_rel = t, t += align_up(2 * L->n_k_max * L->s_max * sizeof(float));
+    L->t_tmp = t, t += align_up(L->s_max * L->s_max * sizeof(float));
     L->thread_bytes = t;
     size_t o = 0;
     L->x = o, o += align_up(L->T * L->ldx * sizeof(float));
@@ -238,42 +240,68 @@ struct attn_job {
  * The decomposed relative-position terms of queries [q0, q0 + n) of a
  * grid x grid window (unscaled q):
  *   rh[i][kh] = q_i . rel_pos_h[qh - kh + grid - 1], rw[i][kw] likewise.
+ * The queries of one grid row share the table rows rel_pos_h[qh .. qh +
+ * grid - 1] (in reverse), those of one grid column rel_pos_w's: each group
+ * is one matrix product (tmp: grid x grid floats), then reversed.
  */
 static void rel_terms(const struct attn_job *j, const float *Q, size_t ldq, size_t q0, size_t n,
-                      float *rh, float *rw)
+                      float *rh, float *rw, float *tmp)
 {
-    size_t S = j->grid, hd = j->hd;
-    for (size_t i = 0; i < n; i++) {
-        const float *q = Q + i * ldq;
-        size_t qh = (q0 + i) / S, qw = (q0 + i) % S;
-        for (size_t k = 0; k < S; k++) {
-            const float *a = j->ly->rel_h + (qh + S - 1 - k) * hd;
-            const float *b = j->ly->rel_w + (qw + S - 1 - k) * hd;
-            float sa = 0, sb = 0;
-            for (size_t c = 0; c < hd; c++) {
-                sa += q[c] * a[c];
-                sb += q[c] * b[c];
+    size_t S = j->grid, hd = j->hd, q1 = q0 + n;
+    for (int axis = 0; axis < 2; axis++) {
+        const float *table = axis ? j->ly->rel_w : j->ly->rel_h;
+        float *dst = axis ? rw : rh;
+        for (size_t g = 0; g < S; g++) {
+            /* Rows: the queries with qh == g; columns: those with qw == g. */
+            size_t first, step, count;
+            if (axis == 0) {
+                first = g * S > q0 ? g * S : q0;
+                size_t last = (g + 1) * S < q1 ? (g + 1) * S : q1;
+                if (first >= last)
+                    continue;
+                step = 1, count = last - first;
+            } else {
+                first = q0 + (g + S - q0 % S) % S;
+                if (first >= q1)
+                    continue;
+                step = S, count = (q1 - first + S - 1) / S;
             }
-            rh[i * S + k] = sa;
-            rw[i * S + k] = sb;
+            /* tmp[c][r] = q_(first + c step) . table[g + r] */
+            memfit_matmul_rows(MEMFIT_TYPE_F32, table + g * hd, hd * sizeof(float), hd, 0, S,
+                               Q + (first - q0) * ldq, step * ldq * sizeof(float), count, tmp, S);
+            for (size_t c = 0; c < count; c++) {
+                float *d = dst + (first - q0 + c * step) * S;
+                const float *t = tmp + c * S;
+                for (size_t k = 0; k < S; k++)
+                    d[k] = t[S - 1 - k];
+            }
         }
     }
 }
 
+/* Items are (window, head, query block), query blocks fastest: a thread's
+ * run of blocks of one head is one memfit_attention call, so V is
+ * transposed once per head and thread rather than once per block. */
 static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     const struct attn_job *j = ctx;
     const struct layout *L = j->L;
     uint8_t *base = j->threads + (size_t)thread * L->thread_bytes;
-    float *rh = (float *)(base + L->t_rel), *rw = rh + QB * L->s_max;
+    float *rh = (float *)(base + L->t_rel), *rw = rh + L->n_k_max * L->s_max;
     size_t D = j->D, hd = j->hd, ld = 3 * D;
-    for (uint64_t item = begin; item < end; item++) {
+    for (uint64_t item = begin; item < end;) {
         size_t qb = item % j->n_qb, wh = item / j->n_qb;
         size_t h = wh % j->heads, w = wh / j->heads;
-        size_t q0 = qb * QB, n = j->n_tok - q0 < QB ? j->n_tok - q0 : QB;
+        uint64_t last = item;
+        while (last + 1 < end && (last + 1) / j->n_qb == wh)
+            last++;
+        size_t q0 = qb * QB, q1 = (last % j->n_qb + 1) * QB;
+        if (q1 > j->n_tok)
+            q1 = j->n_tok;
+        size_t n = q1 - q0;
         const float *rows = j->qkv + w * j->n_tok * ld;
         const float *Q = rows + q0 * ld + h * hd;
-        rel_terms(j, Q, ld, q0, n, rh, rw);
+        rel_terms(j, Q, ld, q0, n, rh, rw, (float *)(base + L->t_tmp));
         struct memfit_attention a = {.q = Q,
                                      .k = rows + D + h * hd,
                                      .v = rows + 2 * D + h * hd,
@@ -292,6 +320,7 @@ static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
                                      .k_w = j->grid};
         /* Sizes were planned: this cannot fail. */
         memfit_attention(&a, base + L->t_attn, L->attn_bytes);
+        item = last + 1;
     }
 }
 

@@ -555,6 +555,9 @@ static enum memfit_status process_crop(struct gen *g, size_t c, const double *gr
     size_t first = g->n_recs;
     for (size_t b0 = 0; b0 < n_points; b0 += p->points_per_batch) {
         size_t nb = n_points - b0 < p->points_per_batch ? n_points - b0 : p->points_per_batch;
+        if (g->hooks.cancelled && g->hooks.cancelled(g->hooks.cancel_user))
+            return memfit_fail(MEMFIT_E_CANCELLED, "sam: mask generation cancelled at point %zu",
+                               b0);
         for (size_t i = 0; i < nb; i++) {
             const double *q = grid + 2 * (b0 + i);
             pts[2 * i] = (float)(q[0] * cw * sx);

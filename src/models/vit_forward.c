@@ -10,10 +10,11 @@
  *                  hidden rows (H' = H, or 2H for SwiGLU); before the first
  *                  block it holds the interpolated position embedding, the
  *                  interpolation taps and one image's gathered patches
- *   per thread: the attention tiles (scores QB x KB, O and its update
- *               QB x 64, running max and sum) and V transposed [64, T]
- * Attention is tiled over key blocks with an online softmax (flash
- * attention), so nothing is N x N: memory is linear in tokens.
+ *   per thread: memfit_attention's work area (its tiles and V transposed,
+ *               memfit_attention_work_bytes(T, head_dim))
+ * Attention is memfit_attention (src/tensor/nn.c): tiled over key blocks
+ * with an online softmax (flash attention), so nothing is N x N: memory is
+ * linear in tokens.
  *
  * Work is split across the model's thread pool by rows (matmul output rows,
  * token rows, (image, head, query block) items); kernels take no locks.
@@ -24,9 +25,9 @@
 
 #include "core/alloc.h"
 #include "models/vit.h"
+#include "tensor/kernels.h"
 
-#define QB      64 /* attention query rows per tile */
-#define KB      64 /* attention key rows per tile */
+#define QB      64 /* attention query rows per work item */
 #define MM_UNIT 24 /* matmul rows per work item (a multiple of the 3-row tile) */
 #define ALIGN   64
 
@@ -38,8 +39,6 @@ struct layout {
     size_t x, xn, big, threads, thread_bytes, total; /* byte offsets and sizes */
     /* Inside `big` during the embedding (float offsets). */
     size_t pos_out, tmp, taps_y_idx, taps_y_w, taps_x_idx, taps_x_w, gather;
-    /* Inside a thread's area (byte offsets). */
-    size_t t_s, t_o, t_op, t_m, t_l, t_alpha, t_vt;
 };
 
 static size_t align_up(size_t v)
@@ -102,15 +101,8 @@ static enum memfit_status layout(const struct memfit_vit *m, uint32_t batch, uin
     size_t big_floats = L->bt * L->big_cols;
     if (f > big_floats)
         big_floats = f;
-    /* Per thread: attention tiles and V transposed. */
-    size_t t = 0;
-    L->t_s = t, t += align_up(QB * KB * sizeof(float));
-    L->t_o = t, t += align_up(QB * (size_t)in->head_dim * sizeof(float));
-    L->t_op = t, t += align_up(QB * (size_t)in->head_dim * sizeof(float));
-    L->t_m = t, t += align_up(QB * sizeof(float));
-    L->t_l = t, t += align_up(QB * sizeof(float));
-    L->t_alpha = t, t += align_up(QB * sizeof(float));
-    L->t_vt = t, t += align_up((size_t)in->head_dim * L->n_tok * sizeof(float));
+    /* Per thread: the attention's tiles and V transposed. */
+    size_t t = align_up(memfit_attention_work_bytes(L->n_tok, in->head_dim));
     L->thread_bytes = t;
     size_t o = 0;
     L->x = o, o += align_up(L->bt * D * sizeof(float));
@@ -154,48 +146,6 @@ enum memfit_status memfit_vit_output_floats(const memfit_vit *m, enum memfit_vit
     return memfit_fail(MEMFIT_E_RANGE, "vit: output kind %d out of range", (int)output);
 }
 
-/* ---- Elementwise maths ---------------------------------------------------- */
-
-/* e^x to ~1 ulp over the float range (Cephes' polynomial); 0 below -87.3. */
-static inline float fast_expf(float x)
-{
-    if (x < -87.3f)
-        return 0.0f;
-    if (x > 88.7f)
-        x = 88.7f;
-    float fx = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } s = {.u = (uint32_t)((int32_t)fx + 127) << 23};
-    return y * s.f;
-}
-
-static void layer_norm_row(const float *x, float *y, const float *w, const float *b, size_t D,
-                           float eps)
-{
-    float sum = 0;
-    for (size_t i = 0; i < D; i++)
-        sum += x[i];
-    float mean = sum / (float)D;
-    float var = 0;
-    for (size_t i = 0; i < D; i++) {
-        float d = x[i] - mean;
-        var += d * d;
-    }
-    float inv = 1.0f / sqrtf(var / (float)D + eps);
-    for (size_t i = 0; i < D; i++)
-        y[i] = (x[i] - mean) * inv * w[i] + b[i];
-}
-
 /* ---- Parallel jobs ---------------------------------------------------------- */
 
 struct fwd {
@@ -216,8 +166,8 @@ struct ln_job {
 static void ln_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     const struct ln_job *j = ctx;
-    for (uint64_t r = begin; r < end; r++)
-        layer_norm_row(j->src + r * j->ld_src, j->dst + r * j->ld_dst, j->w, j->b, j->D, j->eps);
+    memfit_layer_norm(j->src + begin * j->ld_src, j->ld_src, j->dst + begin * j->ld_dst, j->ld_dst,
+                      end - begin, j->D, j->w, j->b, j->eps);
 }
 
 struct mm_job {
@@ -266,71 +216,39 @@ struct attn_job {
     size_t D, hd, heads, n_qb;
     float scale;
     uint8_t *threads;
-    int64_t cached[1024]; /* per thread: the (image, head) whose V is transposed */
 };
 
+/* Items are (image, head, query block); a thread's consecutive items of one
+ * (image, head) go to memfit_attention as one call, so V is transposed once
+ * per head a thread touches. */
 static void attn_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
-    struct attn_job *j = ctx;
+    const struct attn_job *j = ctx;
     const struct layout *L = j->L;
-    uint8_t *base = j->threads + (size_t)thread * L->thread_bytes;
-    float *S = (float *)(base + L->t_s), *O = (float *)(base + L->t_o);
-    float *Op = (float *)(base + L->t_op), *M = (float *)(base + L->t_m);
-    float *Ls = (float *)(base + L->t_l), *A = (float *)(base + L->t_alpha);
-    float *Vt = (float *)(base + L->t_vt);
+    void *work = j->threads + (size_t)thread * L->thread_bytes;
     size_t T = L->n_tok, D = j->D, hd = j->hd, ld = L->big_cols; /* q|k|v rows in `big` */
-    for (uint64_t item = begin; item < end; item++) {
-        size_t qb = item % j->n_qb, bh = item / j->n_qb;
+    for (uint64_t item = begin; item < end;) {
+        size_t bh = item / j->n_qb, qb0 = item % j->n_qb;
+        uint64_t stop = (bh + 1) * j->n_qb < end ? (bh + 1) * j->n_qb : end;
+        size_t qb1 = qb0 + (size_t)(stop - item);
         size_t h = bh % j->heads, b = bh / j->heads;
-        size_t q0 = qb * QB, qn = T - q0 < QB ? T - q0 : QB;
+        size_t q0 = qb0 * QB, q1 = qb1 * QB < T ? qb1 * QB : T;
         const float *img = j->qkv + b * T * ld;
-        const float *Q = img + q0 * ld + h * hd, *K = img + D + h * hd, *V = img + 2 * D + h * hd;
-        if (j->cached[thread] != (int64_t)bh) {
-            for (size_t t = 0; t < T; t++)
-                for (size_t d = 0; d < hd; d++)
-                    Vt[d * T + t] = V[t * ld + d];
-            j->cached[thread] = (int64_t)bh;
-        }
-        for (size_t i = 0; i < qn; i++) {
-            M[i] = -INFINITY;
-            Ls[i] = 0;
-        }
-        memset(O, 0, qn * hd * sizeof(float));
-        for (size_t k0 = 0; k0 < T; k0 += KB) {
-            size_t kn = T - k0 < KB ? T - k0 : KB;
-            /* S[i][j] = q_i . k_j */
-            memfit_matmul_rows(MEMFIT_TYPE_F32, K + k0 * ld, ld * sizeof(float), hd, 0, kn, Q,
-                               ld * sizeof(float), qn, S, KB);
-            for (size_t i = 0; i < qn; i++) {
-                float *s = S + i * KB, mx = M[i];
-                for (size_t t = 0; t < kn; t++) {
-                    s[t] *= j->scale;
-                    if (s[t] > mx)
-                        mx = s[t];
-                }
-                float sum = 0;
-                for (size_t t = 0; t < kn; t++)
-                    s[t] -= mx;
-                memfit_exp(s, kn);
-                for (size_t t = 0; t < kn; t++)
-                    sum += s[t];
-                A[i] = M[i] == -INFINITY ? 0.0f : fast_expf(M[i] - mx);
-                Ls[i] = Ls[i] * A[i] + sum;
-                M[i] = mx;
-            }
-            /* Op[i][d] = sum_t P[i][t] V[t][d], with V transposed as the weight rows. */
-            memfit_matmul_rows(MEMFIT_TYPE_F32, Vt + k0, T * sizeof(float), kn, 0, hd, S,
-                               KB * sizeof(float), qn, Op, hd);
-            for (size_t i = 0; i < qn; i++)
-                for (size_t d = 0; d < hd; d++)
-                    O[i * hd + d] = O[i * hd + d] * A[i] + Op[i * hd + d];
-        }
-        for (size_t i = 0; i < qn; i++) {
-            float inv = 1.0f / Ls[i];
-            float *o = j->out + (b * T + q0 + i) * D + h * hd;
-            for (size_t d = 0; d < hd; d++)
-                o[d] = O[i * hd + d] * inv;
-        }
+        struct memfit_attention a = {.q = img + q0 * ld + h * hd,
+                                     .k = img + D + h * hd,
+                                     .v = img + 2 * D + h * hd,
+                                     .out = j->out + (b * T + q0) * D + h * hd,
+                                     .ldq = ld,
+                                     .ldk = ld,
+                                     .ldv = ld,
+                                     .ldo = D,
+                                     .n_q = q1 - q0,
+                                     .n_k = T,
+                                     .head_dim = hd,
+                                     .scale = j->scale};
+        /* The plan sized and aligned `work` for this call: it cannot fail. */
+        memfit_attention(&a, work, L->thread_bytes);
+        item = stop;
     }
 }
 
@@ -365,7 +283,7 @@ static void act_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
         if (j->swiglu) {
             for (size_t i = 0; i < j->n; i++) {
                 float a = h[i];
-                h[i] = a / (1.0f + fast_expf(-a)) * h[j->n + i];
+                h[i] = a / (1.0f + mf_expf(-a)) * h[j->n + i];
             }
         } else {
             memfit_gelu(h, j->n);
@@ -549,8 +467,6 @@ static void block(struct fwd *f, const struct vit_layer *ly, struct attn_job *aj
     /* Attention output into xn. */
     aj->qkv = f->big;
     aj->out = f->xn;
-    for (unsigned t = 0; t < memfit_threadpool_size(m->pool); t++)
-        aj->cached[t] = -1;
     memfit_threadpool_parallel_for(m->pool, L->batch * aj->heads * aj->n_qb, attn_run, aj);
     /* proj into big (stride D), then x += ls1 * that. */
     linear(f, &ly->proj, f->xn, D, BT, f->big, D, ly->proj_b);
@@ -602,8 +518,6 @@ enum memfit_status memfit_vit_forward(memfit_vit *m, const float *pixels, uint32
     if (out_floats < per_image * batch)
         return memfit_fail(MEMFIT_E_MISUSE, "vit: output of %zu floats, %zu needed", out_floats,
                            per_image * batch);
-    if (memfit_threadpool_size(m->pool) > 1024)
-        return memfit_fail(MEMFIT_E_MISUSE, "vit: too many threads");
     struct fwd f = {.m = m, .L = &L, .work = work};
     f.x = (float *)(f.work + L.x);
     f.xn = (float *)(f.work + L.xn);

@@ -19,8 +19,8 @@
 
 #include "tensor/kernels.h"
 
-#define QB    64 /* queries per tile */
-#define KB    64 /* keys per tile */
+#define QB    64  /* queries per tile */
+#define KB    256 /* keys per tile */
 #define ALIGN 64
 
 /* ---- Row steps (scalar references) ------------------------------------------ */

@@ -146,17 +146,22 @@ static size_t align_up(size_t v)
 }
 
 /* Per-request bytes of prompts on a width x height image: the decoder's
- * workspace, the low-res masks and scores of 3 masks, the full-size
- * logits of one and its upsampling scratch, the 3 masks returned. */
+ * workspace (none when it fits in the encoder's, idle while decoding), the
+ * low-res masks and scores of 3 masks, the full-size logits of one and its
+ * upsampling scratch, the 3 masks returned. */
 static enum memfit_status prompt_bytes(const memfit_sam *m, uint32_t width, uint32_t height,
                                        uint64_t *out)
 {
     struct memfit_sam_info in;
     memfit_sam_get_info(m, &in);
-    size_t dec;
+    size_t dec, enc;
     enum memfit_status st = memfit_sam_decode_plan(m, &dec);
+    if (st == MEMFIT_OK)
+        st = memfit_sam_encode_plan(m, &enc);
     if (st != MEMFIT_OK)
         return st;
+    if (dec <= enc)
+        dec = 0;
     uint64_t px = (uint64_t)width * height, ms = (uint64_t)in.mask_size * in.mask_size;
     uint64_t S2 = (uint64_t)in.image_size * in.image_size;
     *out = dec + 3 * (ms + 1) * sizeof(float) + (S2 + px) * sizeof(float) + 3 * px;
@@ -474,6 +479,7 @@ void memfit_segment_params_default(struct memfit_segment_params *p)
     memset(p, 0, sizeof(*p));
     p->multimask = true;
     p->amg = memfit_sam_amg_params_default();
+    p->amg.points_per_batch = 0; /* the model's planned batch */
 }
 
 void memfit_segment_result_free(struct memfit_segment_result *r)
@@ -575,8 +581,10 @@ static enum memfit_status segment_prompt(struct sam_loaded *L, const struct memf
     }
     out->n_masks = C;
     out->mask_size = in->mask_size;
-    if (!(dec = mf_map_anon(dec_bytes)) ||
-        !(out->low_res = memfit_malloc(C * ms * sizeof(float))) ||
+    /* The encoder's workspace is idle now: the decoder works there when it fits. */
+    bool own = dec_bytes > L->enc_bytes;
+    dec = own ? mf_map_anon(dec_bytes) : L->map;
+    if (!dec || !(out->low_res = memfit_malloc(C * ms * sizeof(float))) ||
         !(out->iou = memfit_malloc(C * sizeof(float))) || !(out->masks = memfit_malloc(C * px)) ||
         !(scratch = memfit_malloc(S2 * sizeof(float))) ||
         !(logits = memfit_malloc(px * sizeof(float))))
@@ -593,7 +601,8 @@ static enum memfit_status segment_prompt(struct sam_loaded *L, const struct memf
             mask[i] = logits[i] > 0.0f;
     }
     out->decode_seconds = (double)(memfit_now_ns() - t0) / 1e9;
-    mf_unmap_anon(dec, dec_bytes);
+    if (own)
+        mf_unmap_anon(dec, dec_bytes);
     memfit_free(scratch);
     memfit_free(logits);
     memfit_free(pts);
@@ -694,6 +703,10 @@ static enum memfit_status segment_auto(struct sam_loaded *L, const struct memfit
                                        struct memfit_segment_result *out)
 {
     struct memfit_sam_amg_params amg = p->amg;
+    /* No batch asked: the model's planned one; "auto" there or here: the
+     * largest the budget's room allows now. */
+    if (!p->batch_auto && amg.points_per_batch == 0)
+        amg.points_per_batch = L->cfg->points_per_batch;
     if (p->batch_auto || amg.points_per_batch == 0)
         amg.points_per_batch = auto_batch(L, &amg, img->width, img->height);
     out->points_per_batch = amg.points_per_batch;
@@ -708,8 +721,12 @@ static enum memfit_status segment_auto(struct sam_loaded *L, const struct memfit
         return st;
     out->work_bytes = L->map_bytes + need;
     struct amg_reserve ar = {.L = L, .p = p};
-    struct memfit_sam_amg_hooks hooks = {
-        .embed = amg_embed, .embed_user = L, .reserve = amg_reserve, .reserve_user = &ar};
+    struct memfit_sam_amg_hooks hooks = {.embed = amg_embed,
+                                         .embed_user = L,
+                                         .reserve = amg_reserve,
+                                         .reserve_user = &ar,
+                                         .cancelled = p->cancelled,
+                                         .cancel_user = p->cancel_user};
     uint64_t t0 = memfit_now_ns();
     st = memfit_sam_generate(L->sam, img, &amg, &hooks, &out->records);
     out->decode_seconds = (double)(memfit_now_ns() - t0) / 1e9;
@@ -725,8 +742,10 @@ static enum memfit_status sam_segment(void *loaded, const struct memfit_image *i
                                       struct memfit_segment_result *out)
 {
     struct sam_loaded *L = loaded;
-    enum memfit_status st =
-        p->automatic ? memfit_sam_amg_params_check(&p->amg) : check_prompt(p, img);
+    struct memfit_sam_amg_params amg = p->amg;
+    if (amg.points_per_batch == 0) /* the model's batch: checked once chosen */
+        amg.points_per_batch = 1;
+    enum memfit_status st = p->automatic ? memfit_sam_amg_params_check(&amg) : check_prompt(p, img);
     if (st != MEMFIT_OK)
         return st;
     out->width = img->width;
