@@ -19,7 +19,7 @@
 
 #include "tensor/kernels.h"
 
-#define QB    64  /* queries per tile */
+#define QB    256 /* queries per tile */
 #define KB    256 /* keys per tile */
 #define ALIGN 64
 

@@ -210,6 +210,11 @@ curl -s "$URL/metrics" >"$TMP/metrics"
 grep -E '^memfit_(budget_bytes|budget_peak_reserved_bytes|model_(loads|evictions|refusals)_total)' \
     "$TMP/metrics"
 reserved=$(awk '/^memfit_budget_peak_reserved_bytes/{printf "%d", $NF / 1048576}' "$TMP/metrics")
+# The plans cover what the server really touched: its peak RSS stays within
+# the budget's peak reservation plus what no plan counts (the program and its
+# libraries, request bodies and decoded images: 48 MiB here).
+check "peak RSS $((rss_peak_kb / 1024)) MiB <= peak reserved ${reserved:-0} MiB + 48 MiB" \
+    [ $((rss_peak_kb / 1024)) -le $((${reserved:-0} + 48)) ]
 kill -TERM "$PID"
 wait "$PID"
 check "SIGTERM: exit 0" [ $? -eq 0 ]
