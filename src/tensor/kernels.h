@@ -194,6 +194,8 @@ struct mf_nn_ops {
     float (*attn_softmax)(float *s, size_t n, float scale, const struct mf_attn_bias *bias,
                           float *m, float *alpha);
     void (*attn_rescale)(float *o, const float *op, size_t n, float alpha);
+    /* o += a * v (the few-query attention's P V, one key at a time) */
+    void (*attn_axpy)(float *o, const float *v, size_t n, float a);
 };
 
 /* The row steps in use (AVX2 where active), the scalar ones, and the AVX2
@@ -220,6 +222,7 @@ void mf_avx2_layer_norm_row(const float *x, float *y, size_t d, const float *w, 
 float mf_avx2_attn_softmax(float *s, size_t n, float scale, const struct mf_attn_bias *bias,
                            float *m, float *alpha);
 void mf_avx2_attn_rescale(float *o, const float *op, size_t n, float alpha);
+void mf_avx2_attn_axpy(float *o, const float *v, size_t n, float a);
 void mf_avx2_f16_to_float(const void *src, float *dst, size_t n);
 void mf_avx2_f16_from_float(const float *src, void *dst, size_t n);
 void mf_avx2_quant_q8_0(const float *src, void *dst, size_t n);

@@ -21,6 +21,7 @@
 
 #define QB    256 /* queries per tile */
 #define KB    256 /* keys per tile */
+#define FEW_Q 16  /* at most this many queries: attn_few_queries */
 #define ALIGN 64
 
 /* ---- Row steps (scalar references) ------------------------------------------ */
@@ -83,12 +84,18 @@ static void attn_rescale_scalar(float *o, const float *op, size_t n, float alpha
         o[i] = o[i] * alpha + op[i];
 }
 
+static void attn_axpy_scalar(float *o, const float *v, size_t n, float a)
+{
+    for (size_t i = 0; i < n; i++)
+        o[i] += a * v[i];
+}
+
 static const struct mf_nn_ops scalar_ops = {layer_norm_row_scalar, attn_softmax_scalar,
-                                            attn_rescale_scalar};
+                                            attn_rescale_scalar, attn_axpy_scalar};
 
 #if defined(__x86_64__)
 static const struct mf_nn_ops avx2_ops = {mf_avx2_layer_norm_row, mf_avx2_attn_softmax,
-                                          mf_avx2_attn_rescale};
+                                          mf_avx2_attn_rescale, mf_avx2_attn_axpy};
 #endif
 
 const struct mf_nn_ops *mf_nn_ops_scalar(void)
@@ -211,6 +218,54 @@ static void attn_query_block(const struct mf_nn_ops *ops, const struct memfit_at
     }
 }
 
+/*
+ * A few queries against many keys (SAM's tokens attending to the image:
+ * 7 queries, 4096 keys): transposing V would cost more than the products.
+ * Per key tile, S^T = K q^T with the queries as the weight rows (the keys
+ * read in place), transposed into S's rows, then P V one key row at a
+ * time (axpy).
+ */
+static void attn_few_queries(const struct mf_nn_ops *ops, const struct memfit_attention *a,
+                             const struct attn_work *w)
+{
+    size_t hd = a->head_dim, n_k = a->n_k, nq = a->n_q;
+    float *st = w->s + FEW_Q * KB; /* S^T of a tile: KB x nq */
+    for (size_t i = 0; i < nq; i++) {
+        w->m[i] = -INFINITY;
+        w->l[i] = 0;
+    }
+    for (size_t k0 = 0; k0 < n_k; k0 += KB) {
+        size_t kn = n_k - k0 < KB ? n_k - k0 : KB;
+        memfit_matmul_rows(MEMFIT_TYPE_F32, a->q, a->ldq * sizeof(float), hd, 0, nq,
+                           a->k + k0 * a->ldk, a->ldk * sizeof(float), kn, st, nq);
+        for (size_t i = 0; i < nq; i++) {
+            float *s = w->s + i * KB;
+            for (size_t t = 0; t < kn; t++)
+                s[t] = st[t * nq + i];
+            size_t r = i * a->rel_ld;
+            struct mf_attn_bias bias = {a->rel_h ? a->rel_h + r : NULL,
+                                        a->rel_h ? a->rel_w + r : NULL, k0, a->k_w};
+            float sum = ops->attn_softmax(s, kn, a->scale, &bias, &w->m[i], &w->alpha[i]);
+            w->l[i] = w->l[i] * w->alpha[i] + sum;
+            float *o = w->o + i * hd;
+            if (k0 == 0)
+                memset(o, 0, hd * sizeof(float));
+            else
+                for (size_t d = 0; d < hd; d++)
+                    o[d] *= w->alpha[i];
+            for (size_t t = 0; t < kn; t++)
+                ops->attn_axpy(o, a->v + (k0 + t) * a->ldv, hd, s[t]);
+        }
+    }
+    for (size_t i = 0; i < nq; i++) {
+        float *out = a->out + i * a->ldo;
+        const float *o = w->o + i * hd;
+        float inv = w->l[i] > 0 ? 1.0f / w->l[i] : 0.0f;
+        for (size_t d = 0; d < hd; d++)
+            out[d] = o[d] * inv;
+    }
+}
+
 enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct memfit_attention *a,
                                      void *work, size_t work_bytes)
 {
@@ -231,6 +286,10 @@ enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct m
                            "needed",
                            work_bytes, work, need, ALIGN);
     size_t hd = a->head_dim;
+    if (a->n_q <= FEW_Q) {
+        attn_few_queries(ops, a, &w);
+        return MEMFIT_OK;
+    }
     for (size_t t = 0; t < a->n_k; t++) {
         const float *v = a->v + t * a->ldv;
         for (size_t d = 0; d < hd; d++)

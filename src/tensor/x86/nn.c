@@ -137,3 +137,14 @@ void mf_avx2_attn_rescale(float *o, const float *op, size_t n, float alpha)
     for (; i < n; i++)
         o[i] = o[i] * alpha + op[i];
 }
+
+void mf_avx2_attn_axpy(float *o, const float *v, size_t n, float a)
+{
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i,
+                         _mm256_fmadd_ps(_mm256_loadu_ps(v + i), va, _mm256_loadu_ps(o + i)));
+    for (; i < n; i++)
+        o[i] += a * v[i];
+}
