@@ -118,13 +118,18 @@ float mf_avx2_attn_softmax(float *s, size_t n, float scale, const struct mf_attn
         _mm256_storeu_ps(s + t, p);
         acc = _mm256_add_ps(acc, p);
     }
-    float sum = mf_hsum_ps(acc);
-    for (; t < n; t++) {
-        float e = s[t] - mx;
-        s[t] = e < -87.3f ? 0.0f : mf_expf(e);
-        sum += s[t];
+    if (t < n) {
+        /* The tail (all of a short row, as 7 keys of SAM's image-to-token
+         * attention) in one masked vector rather than n scalar exps. */
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - t)), lanes);
+        __m256 e = _mm256_sub_ps(_mm256_maskload_ps(s + t, mask), vmx);
+        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(e, lim, _CMP_GE_OQ), _mm256_castsi256_ps(mask));
+        __m256 p = _mm256_and_ps(mf_exp8(e), keep);
+        _mm256_maskstore_ps(s + t, mask, p);
+        acc = _mm256_add_ps(acc, p);
     }
-    return sum;
+    return mf_hsum_ps(acc);
 }
 
 void mf_avx2_attn_rescale(float *o, const float *op, size_t n, float alpha)
