@@ -73,10 +73,13 @@ int main(int argc, char **argv)
     unsigned threads = 2, runs = 3;
     const char *compare = NULL, *save = NULL, *cos_with = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--threads") == 0)
-            threads = (unsigned)atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--runs") == 0)
-            runs = (unsigned)atoi(argv[i + 1]);
+        long long v = 0;
+        if (strcmp(argv[i], "--threads") == 0 &&
+            memfit_parse_int(argv[i + 1], 0, 1024, &v) == MEMFIT_OK)
+            threads = (unsigned)v;
+        else if (strcmp(argv[i], "--runs") == 0 &&
+                 memfit_parse_int(argv[i + 1], 1, 1000, &v) == MEMFIT_OK)
+            runs = (unsigned)v;
         else if (strcmp(argv[i], "--compare") == 0)
             compare = argv[i + 1];
         else if (strcmp(argv[i], "--save") == 0)
