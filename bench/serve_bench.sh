@@ -38,7 +38,7 @@ measure() { # name path concurrency [script]
 
 echo "cpus: $(nproc), ${secs} s per run"
 start "$dir/vits_tiny.pth"
-curl -s -o /dev/null -d @"$dir/req.json" "$url/v1/embeddings" # load the model
+curl -s -o /dev/null -H 'Content-Type: application/json' -d @"$dir/req.json" "$url/v1/embeddings" # load the model
 for c in 1 8 64; do measure "GET /health" /health "$c"; done
 for c in 1 8 64; do measure "POST /v1/embeddings" /v1/embeddings "$c" "$here/tests/integration/serve_post.lua"; done
 echo "RSS after the runs (model loaded): $(awk '/^VmRSS/ {print $2, $3}' /proc/$pid/status)"

@@ -109,7 +109,8 @@ int cmd_cleanup(int argc, char **argv)
         return cli_fail("cleanup: cannot connect to %s: is `memfit serve` running?", url);
     const char *key = memfit_config_get("MEMFIT_API_KEY");
     char *request = memfit_asprintf("POST /api/cleanup HTTP/1.1\r\nHost: %s:%s\r\n"
-                                    "Content-Length: 0\r\nConnection: close\r\n%s%s%s\r\n",
+                                    "Content-Type: application/json\r\nContent-Length: 0\r\n"
+                                    "Connection: close\r\n%s%s%s\r\n",
                                     host, port, key && key[0] ? "Authorization: Bearer " : "",
                                     key && key[0] ? key : "", key && key[0] ? "\r\n" : "");
     if (!request) {

@@ -51,13 +51,56 @@ const char cmd_serve_help[] =
     "                         64000000; decoded images take 3 bytes a pixel)\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
+    "  --allow-host NAME      also answer Host: NAME when bound to loopback (repeatable;\n"
+    "                         MEMFIT_ALLOW_HOSTS=a,b); others get 403 (DNS rebinding)\n"
+    "  --allow-origin ORIGIN  let pages of ORIGIN (e.g. http://app.example:3000, or *)\n"
+    "                         call the API with CORS (repeatable; MEMFIT_ALLOW_ORIGINS=a,b);\n"
+    "                         other cross-site Origins get 403\n"
+    "  --require-key          refuse to start on a non-loopback --host without\n"
+    "                         MEMFIT_API_KEY (otherwise: a warning)\n"
     "\n"
     "MEMFIT_API_KEY set: every route but /health needs \"Authorization: Bearer KEY\".\n"
+    "POST routes need \"Content-Type: application/json\" (otherwise 415).\n"
     "The log goes to stderr, at MEMFIT_LOG_LEVEL (default info for serve: the\n"
     "budget and where it came from, downloads with their progress, loads, unloads).\n"
     "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
     "\n"
     "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
+
+/*
+ * Appends the comma-separated names of the environment variable `name` to
+ * `list` (a copy of the value is kept in `*owned`, split in place).
+ */
+static bool env_list(const char *name, const char **list, size_t *n, char **owned)
+{
+    const char *v = memfit_config_get(name);
+    if (!v || !v[0])
+        return true;
+    if (!(*owned = memfit_strdup(v)))
+        return false;
+    for (char *p = *owned, *next; p; p = next) {
+        next = strchr(p, ',');
+        if (next)
+            *next++ = '\0';
+        while (*p == ' ')
+            p++;
+        size_t len = strlen(p);
+        while (len > 0 && p[len - 1] == ' ')
+            p[--len] = '\0';
+        if (*p)
+            list[(*n)++] = p;
+    }
+    return true;
+}
+
+static size_t count_commas(const char *name)
+{
+    const char *v = memfit_config_get(name);
+    size_t n = 0;
+    for (; v && *v; v++)
+        n += *v == ',';
+    return n;
+}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -67,13 +110,20 @@ int cmd_serve(int argc, char **argv)
     memfit_server_options_default(&o);
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
-    char **owned = memfit_calloc((size_t)argc, sizeof(*owned));
-    if (!sources || !owned) {
+    char **owned = memfit_calloc((size_t)argc + 2, sizeof(*owned));
+    const char **hosts =
+        memfit_calloc((size_t)argc + count_commas("MEMFIT_ALLOW_HOSTS") + 1, sizeof(*hosts));
+    const char **origins =
+        memfit_calloc((size_t)argc + count_commas("MEMFIT_ALLOW_ORIGINS") + 1, sizeof(*origins));
+    if (!sources || !owned || !hosts || !origins) {
         memfit_free(sources);
         memfit_free(owned);
+        memfit_free(hosts);
+        memfit_free(origins);
         return cli_fail_status(MEMFIT_E_NOMEM);
     }
-    size_t n_sources = 0, n_owned = 0;
+    size_t n_sources = 0, n_owned = 0, n_hosts = 0, n_origins = 0;
+    bool require_key = false;
     int rc = CLI_EXIT_USAGE;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -82,6 +132,12 @@ int cmd_serve(int argc, char **argv)
         uint64_t size, ns;
         if (strcmp(argv[i], "--gpu") == 0) {
             o.gpu = true;
+        } else if (strcmp(argv[i], "--require-key") == 0) {
+            require_key = true;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--allow-host", &missing))) {
+            hosts[n_hosts++] = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--allow-origin", &missing))) {
+            origins[n_origins++] = v;
         } else if ((v = cli_opt_value(argc, argv, &i, "--host", &missing))) {
             o.host = v;
         } else if ((v = cli_opt_value(argc, argv, &i, "--port", &missing))) {
@@ -160,6 +216,22 @@ int cmd_serve(int argc, char **argv)
     o.model_sources = sources;
     o.n_model_sources = n_sources;
     o.api_key = memfit_config_get("MEMFIT_API_KEY");
+    if (!env_list("MEMFIT_ALLOW_HOSTS", hosts, &n_hosts, &owned[n_owned++]) ||
+        !env_list("MEMFIT_ALLOW_ORIGINS", origins, &n_origins, &owned[n_owned++])) {
+        rc = cli_fail_status(MEMFIT_E_NOMEM);
+        goto out;
+    }
+    o.allow_hosts = hosts;
+    o.n_allow_hosts = n_hosts;
+    o.allow_origins = origins;
+    o.n_allow_origins = n_origins;
+    if (require_key && (!o.api_key || !o.api_key[0]) && !memfit_server_host_is_loopback(o.host)) {
+        cli_usage("serve",
+                  "--require-key: --host %s is not a loopback address and MEMFIT_API_KEY is not "
+                  "set: anyone who can reach it could run and unload models",
+                  o.host);
+        goto out;
+    }
 
     rc = CLI_EXIT_FAILURE;
     /* A daemon's log says what it does: the budget and where it came from,
@@ -196,5 +268,7 @@ out:
         memfit_free(owned[i]);
     memfit_free(owned);
     memfit_free(sources);
+    memfit_free(hosts);
+    memfit_free(origins);
     return rc;
 }

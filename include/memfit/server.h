@@ -74,6 +74,18 @@ struct memfit_server_options {
     int64_t admission_timeout_ms; /* -1: the manifest's (default 30 s) */
     bool gpu;                     /* read GPUs (NVML) for /api/memory; false by default */
     bool reaper_thread;           /* true: keep_alive is applied by a manager thread */
+    /* Browser safety (docs/server.md). When `host` is a loopback address,
+     * a request's Host header must name a loopback host (localhost,
+     * 127.x.x.x, [::1], any port) or one of these names (403
+     * host_not_allowed otherwise): a DNS-rebinding page cannot reach the
+     * server. Copied. */
+    const char *const *allow_hosts;
+    size_t n_allow_hosts;
+    /* A request whose Origin is not the server's own (http://HOST) gets 403
+     * origin_not_allowed unless listed here ("*": any); listed origins get
+     * CORS headers and OPTIONS preflights get 204. Copied. */
+    const char *const *allow_origins;
+    size_t n_allow_origins;
 };
 
 /* Fills the defaults above. */
@@ -91,6 +103,13 @@ typedef struct memfit_server memfit_server;
  */
 MEMFIT_API enum memfit_status memfit_server_create(const struct memfit_server_options *options,
                                                    memfit_server **out);
+
+/*
+ * Whether `host` (a --host value: an address, "[::1]" or "localhost") is a
+ * loopback address: 127.0.0.0/8, ::1 or "localhost". memfit_server_create
+ * logs a warning when it binds to another one without an API key.
+ */
+MEMFIT_API bool memfit_server_host_is_loopback(const char *host);
 
 /* The port the server listens on (the one chosen when options.port was 0). */
 MEMFIT_API uint16_t memfit_server_port(const memfit_server *server);

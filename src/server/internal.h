@@ -42,6 +42,9 @@ struct memfit_server {
     char *host, *manifest_path, *api_key;
     char **sources;
     size_t n_sources;
+    char **allow_hosts, **allow_origins; /* copies of the options' lists */
+    size_t n_allow_hosts, n_allow_origins;
+    bool loopback; /* bound to a loopback address: Host headers are checked */
     memfit_manager *mgr;
     struct MHD_Daemon *daemon;
     uint16_t port;

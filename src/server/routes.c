@@ -6,6 +6,7 @@
  * the dashboard and the event stream.
  *
  * Status codes: 400 bad request (JSON, types, base64, image), 401 API key,
+ * 403 Host or Origin not allowed (browser safety), 415 not JSON,
  * 404 unknown route or model, 405 method, 409 model busy, 413 body too
  * large, 429 queue full (Retry-After), 501 no engine for the family,
  * 503 budget refusal / admission timeout / load failure / not ready.
@@ -16,6 +17,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -38,6 +41,9 @@ struct req {
     size_t body_len, body_cap;
     bool too_large;
     bool answered; /* an early answer (401, 413, ...) was queued */
+    /* An allowed cross-site Origin, echoed in Access-Control-Allow-Origin
+     * (the connection's header value: valid until the request completes). */
+    const char *cors_origin;
     _Atomic bool cancelled;
     /* the event stream */
     uint64_t ev_seq;
@@ -47,6 +53,19 @@ struct req {
 };
 
 /* ---- Answers --------------------------------------------------------------------- */
+
+/* Queues `resp` with the headers every answer carries (CORS for an allowed origin). */
+static enum MHD_Result queue(struct req *r, int status, struct MHD_Response *resp)
+{
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
 
 static enum MHD_Result respond(struct req *r, int status, const char *type, char *body, size_t len,
                                const char *h_name, const char *h_value)
@@ -61,10 +80,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *type, char
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (h_name)
         MHD_add_response_header(resp, h_name, h_value);
-    r->status = status;
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(r, status, resp);
 }
 
 static enum MHD_Result respond_text(struct req *r, int status, const char *type, struct mf_text *t)
@@ -516,10 +532,7 @@ static enum MHD_Result route_dashboard(struct req *r)
     MHD_add_response_header(resp, "Content-Security-Policy",
                             "default-src 'self'; script-src 'unsafe-inline'; "
                             "style-src 'unsafe-inline'");
-    r->status = 200;
-    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(r, 200, resp);
 }
 
 /* ---- Model requests: lookup, family, admission -------------------------------------------- */
@@ -1275,10 +1288,7 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-        r->status = 200;
-        ret = MHD_queue_response(r->conn, 200, resp);
-        MHD_destroy_response(resp);
-        return ret;
+        return queue(r, 200, resp);
     }
     struct mf_text text = {0};
     mf_text_puts(&text, "");
@@ -1408,10 +1418,7 @@ static enum MHD_Result route_events(struct req *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    r->status = 200;
-    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(r, 200, resp);
 }
 
 /* ---- Dispatch -------------------------------------------------------------------------------- */
@@ -1455,11 +1462,149 @@ static enum MHD_Result dispatch(struct req *r)
     return fail(r, 404, "invalid_request_error", "not_found", "no such route");
 }
 
+/* ---- Browser safety ---------------------------------------------------------------------- */
+
+static const char *header(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/*
+ * The host of a Host header without its port ("[::1]" keeps its brackets)
+ * in `out`; false for a malformed value (a port that is not digits).
+ */
+static bool host_name(const char *value, char *out, size_t cap)
+{
+    const char *end = value[0] == '[' ? strchr(value, ']') : strchr(value, ':');
+    if (value[0] == '[' && !end)
+        return false;
+    if (value[0] == '[')
+        end++;
+    if (!end)
+        end = value + strlen(value);
+    if (*end == ':')
+        for (const char *p = end + 1; *p; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    if (*end && *end != ':')
+        return false;
+    size_t n = (size_t)(end - value);
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(out, value, n);
+    out[n] = '\0';
+    return true;
+}
+
+static bool loopback_name(const char *name)
+{
+    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "[::1]") == 0)
+        return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, name, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Whether the Host header may reach this server (always, unless bound to loopback). */
+static bool host_allowed(const memfit_server *srv, const char *value)
+{
+    if (!srv->loopback || !value) /* no Host: HTTP/1.0, not a browser */
+        return true;
+    char name[256];
+    if (!host_name(value, name, sizeof(name)))
+        return false;
+    if (loopback_name(name))
+        return true;
+    for (size_t i = 0; i < srv->n_allow_hosts; i++)
+        if (strcasecmp(srv->allow_hosts[i], name) == 0 ||
+            strcasecmp(srv->allow_hosts[i], value) == 0)
+            return true;
+    return false;
+}
+
+/* Whether `origin` is the server's own (http://HOST) or one of --allow-origin. */
+static bool origin_allowed(const memfit_server *srv, const char *origin, const char *host,
+                           bool *cross)
+{
+    *cross = !(host && strncasecmp(origin, "http://", 7) == 0 && strcasecmp(origin + 7, host) == 0);
+    if (!*cross)
+        return true;
+    for (size_t i = 0; i < srv->n_allow_origins; i++)
+        if (strcmp(srv->allow_origins[i], "*") == 0 ||
+            strcasecmp(srv->allow_origins[i], origin) == 0)
+            return true;
+    return false;
+}
+
+/* Whether a Content-Type is application/json, parameters (charset) allowed. */
+static bool json_media_type(const char *type)
+{
+    if (!type)
+        return false;
+    size_t n = strlen("application/json");
+    if (strncasecmp(type, "application/json", n) != 0)
+        return false;
+    const char *p = type + n;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0' || *p == ';';
+}
+
+/* The answer to an OPTIONS request: a CORS preflight, or the route's methods. */
+static enum MHD_Result respond_options(struct req *r, const char *allowed)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    const char *methods = strcmp(allowed, "GET") == 0 ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, methods);
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    return queue(r, 204, resp);
+}
+
+/* 403 naming the refused header value. */
+static enum MHD_Result forbid(struct req *r, const char *code, const char *what, const char *value,
+                              const char *why)
+{
+    char msg[400];
+    snprintf(msg, sizeof(msg), "%s '%.200s' is not allowed: %s", what, value, why);
+    return fail(r, 403, "invalid_request_error", code, msg);
+}
+
+/* The browser checks: Host (DNS rebinding), Origin (cross-site requests), CORS preflight. */
+static enum MHD_Result check_browser(struct req *r, const char *method, const char *allowed)
+{
+    memfit_server *srv = r->srv;
+    const char *host = header(r, MHD_HTTP_HEADER_HOST);
+    if (!host_allowed(srv, host))
+        return forbid(r, "host_not_allowed", "host", host,
+                      "this server listens on a loopback address and answers localhost, "
+                      "127.x.x.x and [::1] (add names with --allow-host)");
+    const char *origin = header(r, MHD_HTTP_HEADER_ORIGIN);
+    bool cross = false;
+    if (origin && !origin_allowed(srv, origin, host, &cross))
+        return forbid(r, "origin_not_allowed", "origin", origin,
+                      "pages of other sites cannot call this server (allow it with "
+                      "--allow-origin)");
+    if (origin && cross)
+        r->cors_origin = origin;
+    if (strcmp(method, "OPTIONS") == 0 && r->route != MF_ROUTE_OTHER)
+        return respond_options(r, allowed);
+    return MHD_YES;
+}
+
 /* Checks done on the headers, before any body is read. */
 static enum MHD_Result check_headers(struct req *r, const char *method, const char *allowed)
 {
     memfit_server *srv = r->srv;
     r->answered = true;
+    enum MHD_Result ret = check_browser(r, method, allowed);
+    if (ret != MHD_YES || r->status)
+        return ret;
     if (r->route == MF_ROUTE_OTHER)
         return fail(r, 404, "invalid_request_error", "not_found",
                     "no such route (see GET / for the dashboard, /v1/models, /api/models, "
@@ -1478,6 +1623,13 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
             srv->api_key))
         return fail(r, 401, "authentication_error", "invalid_api_key",
                     "missing or wrong API key (send Authorization: Bearer KEY)");
+    if (strcmp(allowed, "POST") == 0 && !json_media_type(header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        const char *type = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        char msg[200];
+        snprintf(msg, sizeof(msg), "Content-Type %.80s%s: send Content-Type: application/json",
+                 type ? type : "missing", type ? " is not accepted" : "");
+        return fail(r, 415, "invalid_request_error", "unsupported_media_type", msg);
+    }
     const char *cl =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long n;

@@ -318,6 +318,46 @@ static enum memfit_status parse_address(const char *host, uint16_t port,
                        host);
 }
 
+bool memfit_server_host_is_loopback(const char *host)
+{
+    if (!host)
+        return false;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    struct sockaddr_storage ss;
+    bool ipv6;
+    if (parse_address(host, 0, &ss, &ipv6) != MEMFIT_OK) {
+        memfit_clear_error();
+        return false;
+    }
+    if (ipv6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+    return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+}
+
+/* Copies a list of strings (NULL entries are skipped); false on no memory. */
+static bool copy_list(const char *const *src, size_t n, char ***out, size_t *n_out)
+{
+    *out = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n + 1, sizeof(**out));
+    if (!*out)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!src[i])
+            continue;
+        if (!((*out)[*n_out] = memfit_strdup(src[i])))
+            return false;
+        (*n_out)++;
+    }
+    return true;
+}
+
+static void free_list_strings(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        memfit_free(list[i]);
+    memfit_free(list);
+}
+
 /*
  * Plans every model once, off the request path, right after start, and
  * warns about a model that can never fit the budget (it would be refused on
@@ -392,6 +432,15 @@ static enum memfit_status start_http(memfit_server *srv)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->opt.port;
+    if (!srv->loopback && !srv->api_key) {
+        bool v6 = strchr(srv->host, ':') != NULL && srv->host[0] != '[';
+        memfit_log(MEMFIT_LOG_WARN,
+                   "listening on %s%s%s:%u without an API key: anyone who can reach "
+                   "%s%s%s:%u can run and unload models (set MEMFIT_API_KEY, or bind to "
+                   "127.0.0.1)",
+                   v6 ? "[" : "", srv->host, v6 ? "]" : "", (unsigned)srv->port, v6 ? "[" : "",
+                   srv->host, v6 ? "]" : "", (unsigned)srv->port);
+    }
     /* memfit serves plain HTTP (TLS belongs to a proxy in front), yet Debian's
      * libmicrohttpd links GnuTLS, whose initialisation left ~2 MB of the TLS
      * stack resident: give those pages back. */
@@ -463,10 +512,18 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
             goto fail;
         srv->n_sources++;
     }
+    if (!copy_list(options->allow_hosts, options->n_allow_hosts, &srv->allow_hosts,
+                   &srv->n_allow_hosts) ||
+        !copy_list(options->allow_origins, options->n_allow_origins, &srv->allow_origins,
+                   &srv->n_allow_origins))
+        goto fail;
+    srv->loopback = memfit_server_host_is_loopback(srv->host);
     srv->opt.host = srv->host;
     srv->opt.manifest_path = srv->manifest_path;
     srv->opt.api_key = NULL; /* only srv->api_key holds it */
     srv->opt.model_sources = NULL;
+    srv->opt.allow_hosts = NULL; /* srv->allow_hosts holds them */
+    srv->opt.allow_origins = NULL;
 
     struct memfit_manifest *mf = NULL;
     st = load_manifest(srv, &mf);
@@ -648,6 +705,8 @@ void memfit_server_destroy(memfit_server *srv)
     for (size_t i = 0; i < srv->n_sources; i++)
         memfit_free(srv->sources[i]);
     memfit_free(srv->sources);
+    free_list_strings(srv->allow_hosts, srv->n_allow_hosts);
+    free_list_strings(srv->allow_origins, srv->n_allow_origins);
     memfit_free(srv->raw_sample);
     memfit_free(srv->host);
     memfit_free(srv->manifest_path);

@@ -46,26 +46,26 @@ check "/api/memory has report and budget" "$PY" -c "import json,sys; d=json.load
 check "GET /metrics 200" test "$(code "$URL/metrics")" = 200
 check "/metrics has budget and model state" grep -q '^memfit_model_state{model="dino",state="unloaded"} 1$' "$TMP/body"
 check "GET / dashboard" test "$(code "$URL/")" = 200
-check "POST /api/cleanup 200" test "$(code -X POST "$URL/api/cleanup")" = 200
+check "POST /api/cleanup 200" test "$(post -X POST "$URL/api/cleanup")" = 200
 check "memfit cleanup --url" "$MEMFIT" cleanup --url "$URL" >/dev/null
 check "unknown route 404" test "$(code "$URL/nope")" = 404
 check "404 is OpenAI-style" is_error not_found
-check "wrong method 405" test "$(code -X POST "$URL/health")" = 405
+check "wrong method 405" test "$(post -X POST "$URL/health")" = 405
 E="$URL/v1/embeddings"
-check "malformed JSON 400" test "$(code -d '{"model":' "$E")" = 400
+check "malformed JSON 400" test "$(post -d '{"model":' "$E")" = 400
 check "malformed JSON code" is_error invalid_json
-check "wrong type 400" test "$(code -d '{"model":1,"input":"a"}' "$E")" = 400
+check "wrong type 400" test "$(post -d '{"model":1,"input":"a"}' "$E")" = 400
 check "wrong type code" is_error invalid_type
-check "input array of numbers 400" test "$(code -d '{"model":"dino","input":[1,2]}' "$E")" = 400
-check "missing input 400" test "$(code -d '{"model":"dino"}' "$E")" = 400
-check "unknown model 404" test "$(code -d '{"model":"nope","input":"a"}' "$E")" = 404
+check "input array of numbers 400" test "$(post -d '{"model":"dino","input":[1,2]}' "$E")" = 400
+check "missing input 400" test "$(post -d '{"model":"dino"}' "$E")" = 400
+check "unknown model 404" test "$(post -d '{"model":"nope","input":"a"}' "$E")" = 404
 check "unknown model code" is_error model_not_found
 head -c 40000000 /dev/zero >"$TMP/big"
-check "body too large 413" test "$(code --data-binary @"$TMP/big" "$E")" = 413
+check "body too large 413" test "$(post --data-binary @"$TMP/big" "$E")" = 413
 check "413 code" is_error body_too_large
-check "load of a model whose file is missing refused" test "$(code -X POST "$URL/api/models/dino/load")" != 200
+check "load of a model whose file is missing refused" test "$(post -X POST "$URL/api/models/dino/load")" != 200
 check "missing file named" grep -q "/nonexistent/dino.gguf" "$TMP/body"
-check "unload unknown 404" test "$(code -X POST "$URL/api/models/nope/unload")" = 404
+check "unload unknown 404" test "$(post -X POST "$URL/api/models/nope/unload")" = 404
 if command -v promtool >/dev/null; then
     curl -s "$URL/metrics" >"$TMP/metrics"
     check "promtool check metrics" promtool check metrics <"$TMP/metrics"
@@ -79,11 +79,11 @@ check "metrics count the 404s" grep -q 'memfit_http_requests_total{route="/v1/em
 import socket, sys
 host, port = sys.argv[1].rsplit(":", 1)
 corpus = [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 100000 + b"\r\n\r\n",
-          b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{\"a\"",
-          b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-          b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-          b"GET /api/models/%00/load HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff" * 50 + b"\r\n\r\n",
-          b"POST /api/models//load HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"]
+          b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{\"a\"",
+          b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n",
+          b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+          b"GET /api/models/%00/load HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n", b"\x00\xff" * 50 + b"\r\n\r\n",
+          b"POST /api/models//load HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"]
 for c in corpus:
     s = socket.create_connection((host, int(port)), timeout=5)
     try:

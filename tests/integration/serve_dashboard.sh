@@ -16,9 +16,9 @@ FX=$MEMFIT_FIXTURES
 cp "$FX/dinov2/vits_tiny.pth" "$TMP/vits_tiny.pth"
 start_server "$TMP/vits_tiny.pth"
 make_request vits_tiny float "$FX/images/rgb8.png"
-check "embedding (model loaded)" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
-check "unload" test "$(code -X POST "$URL/api/models/vits_tiny/unload")" = 200
-check "embedding (loaded again)" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "embedding (model loaded)" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "unload" test "$(post -X POST "$URL/api/models/vits_tiny/unload")" = 200
+check "embedding (loaded again)" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 
 chrome() { # output option, log file
     timeout 60 "$CHROME" --headless --no-sandbox --disable-gpu --disable-background-networking \

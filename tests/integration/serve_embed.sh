@@ -48,13 +48,13 @@ start_server "$TMP/vits_tiny.pth"
 check "quick start: model listed under its file name" \
     grep -q '"id":"vits_tiny"' <(curl -s "$URL/v1/models")
 make_request vits_tiny float "${IMAGES[0]}"
-check "one PNG: 200" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "one PNG: 200" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 check "one PNG: equals memfit embed --json" same_as_embed 0
 make_request vits_tiny float "${IMAGES[1]}"
-check "one JPEG: 200" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "one JPEG: 200" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 check "one JPEG: equals memfit embed --json" same_as_embed 1
 make_request vits_tiny base64 "${IMAGES[@]}"
-check "three images, base64: 200" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "three images, base64: 200" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 check "three images, base64: equal memfit embed --json" same_as_embed 0 1 2
 check "model family is dinov2 and ready" "$PY" -c "import json,urllib.request,sys
 d=json.load(urllib.request.urlopen(sys.argv[1]+'/api/models'))['data'][0]
@@ -79,18 +79,18 @@ models:
 Y
 start_server --manifest "$TMP/m.yaml"
 make_request dino float "${IMAGES[@]}"
-check "batch of 3 through max_batch 2: 200" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
+check "batch of 3 through max_batch 2: 200" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 200
 check "batch of 3: equal memfit embed --json" same_as_embed 0 1 2
 
 # ---- Error paths.
-check "bad base64: 400" test "$(code -d '{"model":"dino","input":"data:image/png;base64,AB$$"}' "$URL/v1/embeddings")" = 400
+check "bad base64: 400" test "$(post -d '{"model":"dino","input":"data:image/png;base64,AB$$"}' "$URL/v1/embeddings")" = 400
 check "bad base64: code invalid_base64" is_error invalid_base64
-check "not an image URL: 400" test "$(code -d '{"model":"dino","input":"hello"}' "$URL/v1/embeddings")" = 400
+check "not an image URL: 400" test "$(post -d '{"model":"dino","input":"hello"}' "$URL/v1/embeddings")" = 400
 check "not an image URL: code invalid_image_url" is_error invalid_image_url
-check "undecodable image: 400" test "$(code -d '{"model":"dino","input":"data:image/png;base64,iVBORw0KGgoAAAAA"}' "$URL/v1/embeddings")" = 400
+check "undecodable image: 400" test "$(post -d '{"model":"dino","input":"data:image/png;base64,iVBORw0KGgoAAAAA"}' "$URL/v1/embeddings")" = 400
 check "undecodable image: code invalid_image" is_error invalid_image
 check "undecodable image: the decoder's message" grep -q 'input\[0\]' "$TMP/body"
-check "unknown model: 404" test "$(code -d '{"model":"nope","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings")" = 404
+check "unknown model: 404" test "$(post -d '{"model":"nope","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings")" = 404
 check "unknown model: code model_not_found" is_error model_not_found
 stop_server
 
@@ -101,24 +101,24 @@ u = "data:image/jpeg;base64," + base64.b64encode(open(sys.argv[1], "rb").read())
 print(json.dumps({"model": "dino", "input": [u] * 200}))
 PY
 start_server --manifest "$TMP/m.yaml"
-check "too many pixels: 400" test "$(code -d @"$TMP/big.json" "$URL/v1/embeddings")" = 400
+check "too many pixels: 400" test "$(post -d @"$TMP/big.json" "$URL/v1/embeddings")" = 400
 check "too many pixels: code too_many_pixels" is_error too_many_pixels
 check "too many pixels: names the limit" grep -q "64000000 pixels" "$TMP/body"
 stop_server
 
 # ---- 429 when the queue is full; a client that leaves is cancelled.
 MEMFIT_LOG_LEVEL=info start_server --manifest "$TMP/m.yaml" --max-queue 1 --max-pixels 200000000
-curl -s -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
+curl -s -H 'Content-Type: application/json' -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
 SLOW=$!
 for _ in $(seq 100); do [[ $(metric memfit_queue_running) != 0 || $(metric 'memfit_queue_depth ') != 0 ]] && break; sleep 0.02; done
-curl -s -D "$TMP/headers" -o "$TMP/body" -d '{"model":"dino","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings" >/dev/null
+curl -s -H 'Content-Type: application/json' -D "$TMP/headers" -o "$TMP/body" -d '{"model":"dino","input":"data:image/png;base64,AAAA"}' "$URL/v1/embeddings" >/dev/null
 check "queue full: 429" grep -q '^HTTP/1.1 429' "$TMP/headers"
 check "queue full: Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/headers"
 check "queue full: code queue_full" is_error queue_full
 wait "$SLOW"
 check "queue full counted" test "$(metric memfit_queue_rejected_total)" -ge 1
 # The client leaves once its request is in (the body read: a second after it shows).
-curl -s -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
+curl -s -H 'Content-Type: application/json' -o /dev/null -d @"$TMP/big.json" "$URL/v1/embeddings" &
 SLOW=$!
 for _ in $(seq 100); do [[ $(metric memfit_http_requests_in_progress) -ge 2 ]] && break; sleep 0.05; done
 sleep 1
@@ -142,7 +142,7 @@ models:
 Y
 start_server --manifest "$TMP/small.yaml"
 make_request dino float "${IMAGES[0]}"
-check "budget refusal: 503" test "$(code -D "$TMP/headers" -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
+check "budget refusal: 503" test "$(post -D "$TMP/headers" -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
 check "budget refusal: code model_too_large" is_error model_too_large
 check "budget refusal: no Retry-After (it can never fit)" bash -c "! grep -qi '^Retry-After' '$TMP/headers'"
 check "budget refusal: the figures" grep -Eq '[0-9.]+ ?[kKMG]i?B.*[0-9.]+ ?[kKMG]i?B' "$TMP/body"

@@ -36,6 +36,9 @@ stop_server() {
 # curl ARGS...: the body to $TMP/body, the HTTP status printed.
 code() { curl -s -o "$TMP/body" -w '%{http_code}' "$@"; }
 
+# code for a POST with a JSON body (the server answers 415 to other Content-Types).
+post() { code -H 'Content-Type: application/json' "$@"; }
+
 # True when $TMP/body is an OpenAI-style error with this code.
 is_error() {
     "$PY" -c "import json,sys; e=json.load(open(sys.argv[1]))['error']; assert e['code']==sys.argv[2] and e['message'] and e['type'], e" "$TMP/body" "$1"

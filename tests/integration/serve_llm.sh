@@ -16,7 +16,7 @@ cp "$FX/llm/qwen2_gqa.gguf" "$FX/llm/llama_gqa.gguf" "$FX/dinov2/vits_tiny.pth" 
 start_server "$TMP/qwen2_gqa.gguf" "$TMP/llama_gqa.gguf" "$TMP/vits_tiny.pth"
 check "the three models are listed" test "$(curl -s "$URL/v1/models" | grep -o '"id"' | wc -l)" -eq 3
 
-c=$(code "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"Hello, world","max_tokens":12,"temperature":0}')
+c=$(post "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"Hello, world","max_tokens":12,"temperature":0}')
 check "completions: 200" test "$c" = 200
 "$PY" - "$TMP/body" >"$TMP/served.txt" <<'PY'
 import json, sys
@@ -30,12 +30,12 @@ check "completions: the OpenAI shape and usage" test $? -eq 0
 "$MEMFIT" generate "$TMP/qwen2_gqa.gguf" -p "Hello, world" -n 12 --temp 0 --special | head -c -1 >"$TMP/cli.txt"
 check "greedy completion equals memfit generate's text" cmp -s "$TMP/served.txt" "$TMP/cli.txt"
 
-c=$(code "$URL/v1/chat/completions" -d '{"model":"llama_gqa","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"seed":3}')
+c=$(post "$URL/v1/chat/completions" -d '{"model":"llama_gqa","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":6,"seed":3}')
 check "chat: 200" test "$c" = 200
 jq_ok() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); assert $1, d" "$TMP/body"; }
 check "chat: assistant message and usage" jq_ok 'd["object"]=="chat.completion" and d["choices"][0]["message"]["role"]=="assistant" and d["usage"]["completion_tokens"]<=6'
 
-curl -sN "$URL/v1/chat/completions" -d '{"model":"qwen2_gqa","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true},"temperature":0}' >"$TMP/sse"
+curl -sN -H 'Content-Type: application/json' "$URL/v1/chat/completions" -d '{"model":"qwen2_gqa","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"stream":true,"stream_options":{"include_usage":true},"temperature":0}' >"$TMP/sse"
 "$PY" - "$TMP/sse" <<'PY'
 import json, sys
 events = [l[6:] for l in open(sys.argv[1], encoding="utf-8", errors="strict").read().split("\n") if l.startswith("data: ")]
@@ -50,24 +50,24 @@ assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"]
 PY
 check "chat stream: role, deltas, one finish, usage, [DONE]" test $? -eq 0
 
-c=$(code "$URL/v1/chat/completions" -d '{"model":"nope","messages":[{"role":"user","content":"hi"}]}')
+c=$(post "$URL/v1/chat/completions" -d '{"model":"nope","messages":[{"role":"user","content":"hi"}]}')
 check "unknown model: 404 model_not_found" bash -c "test $c = 404 && $(declare -f is_error); PY=$PY TMP=$TMP is_error model_not_found"
 long=$(head -c 600 /dev/zero | tr '\0' 'a')
-c=$(code "$URL/v1/completions" -d "{\"model\":\"qwen2_gqa\",\"prompt\":\"$long\"}")
+c=$(post "$URL/v1/completions" -d "{\"model\":\"qwen2_gqa\",\"prompt\":\"$long\"}")
 check "prompt longer than the context: 400 context_length_exceeded" test "$c" = 400
 is_error context_length_exceeded || fail "context error code"
-c=$(code "$URL/v1/embeddings" -d '{"model":"qwen2_gqa","input":"x"}')
+c=$(post "$URL/v1/embeddings" -d '{"model":"qwen2_gqa","input":"x"}')
 check "embeddings of an LLM: 400" test "$c" = 400
-c=$(code "$URL/v1/chat/completions" -d '{"model":"vits_tiny","messages":[{"role":"user","content":"hi"}]}')
+c=$(post "$URL/v1/chat/completions" -d '{"model":"vits_tiny","messages":[{"role":"user","content":"hi"}]}')
 check "chat with DINOv2: 400 model_not_supported" test "$c" = 400
-c=$(code "$URL/v1/chat/completions" -d '{"model":"qwen2_gqa","messages":[{"role":"wizard","content":"hi"}]}')
+c=$(post "$URL/v1/chat/completions" -d '{"model":"qwen2_gqa","messages":[{"role":"wizard","content":"hi"}]}')
 check "a bad role: 400" test "$c" = 400
-c=$(code "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"x","temperature":5}')
+c=$(post "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"x","temperature":5}')
 check "temperature out of range: 400" test "$c" = 400
 
 # A client that leaves mid-stream: the server stays up and serves the next one.
-timeout 0.3 curl -sN "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"x","max_tokens":0,"stream":true}' >/dev/null
-c=$(code "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"y","max_tokens":2}')
+timeout 0.3 curl -sN -H 'Content-Type: application/json' "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"x","max_tokens":0,"stream":true}' >/dev/null
+c=$(post "$URL/v1/completions" -d '{"model":"qwen2_gqa","prompt":"y","max_tokens":2}')
 check "after a client left mid-stream the next request is served" test "$c" = 200
 check "chat requests are counted in /metrics" test "$(metric 'memfit_http_requests_total{route="/v1/chat/completions",code="200"')" -ge 2
 

@@ -47,7 +47,7 @@ PY
 }
 embed() { # MODEL: the status of an embedding of $IMG
     make_request "$1" float "$IMG"
-    code -d @"$TMP/req.json" "$URL/v1/embeddings"
+    post -d @"$TMP/req.json" "$URL/v1/embeddings"
 }
 chat() { # MODEL: the status of a chat completion
     code -H 'Content-Type: application/json' \
@@ -178,7 +178,7 @@ client() { # N: alternate a and b until the time is up; one status a line
     while ((SECONDS < end)); do
         local m=a
         ((k++ % 2)) && m=b
-        curl -s -o /dev/null -w '%{http_code}\n' -d @"$TMP/$m.json" "$URL/v1/embeddings"
+        curl -s -H 'Content-Type: application/json' -o /dev/null -w '%{http_code}\n' -d @"$TMP/$m.json" "$URL/v1/embeddings"
     done >"$TMP/codes.$1"
 }
 clients=()
@@ -200,7 +200,7 @@ start_server --budget 1MB "$TMP/dino.gguf"
 for _ in $(seq 50); do grep -q "can never load" "$TMP/err" && break; sleep 0.1; done
 check "never fits: warned at start" grep -q "model dino can never load" "$TMP/err"
 make_request dino float "$IMG"
-status=$(curl -s -D "$TMP/headers" -o "$TMP/body" -w '%{http_code}' -d @"$TMP/req.json" "$URL/v1/embeddings")
+status=$(curl -s -H 'Content-Type: application/json' -D "$TMP/headers" -o "$TMP/body" -w '%{http_code}' -d @"$TMP/req.json" "$URL/v1/embeddings")
 check "never fits: 503" test "$status" = 503
 check "never fits: code model_too_large" is_error model_too_large
 check "never fits: no Retry-After" bash -c "! grep -qi '^retry-after' '$TMP/headers'"

@@ -46,7 +46,7 @@ PY
 }
 segment() { # FIELDS [IMAGE]: POST /api/segment, the status printed, the answer in $TMP/body
     seg_request "$TMP/req.json" "${2:-$IMG}" "$1"
-    code -d @"$TMP/req.json" "$URL/api/segment"
+    post -d @"$TMP/req.json" "$URL/api/segment"
 }
 
 # same_as_cli REF MODE: $TMP/body's prompt masks equal the CLI's lines.
@@ -175,16 +175,16 @@ err_case "bad output_mode" 400 invalid_value output_mode '{"model":"sam_tiny","b
 err_case "bad points_per_batch" 400 invalid_value points_per_batch '{"model":"sam_tiny","auto":true,"points_per_batch":"lots"}'
 err_case "missing model" 400 missing_field model '{"box":[0,0,5,5]}'
 err_case "unknown model" 404 model_not_found nope '{"model":"nope","box":[0,0,5,5]}'
-check "bad base64: 400" test "$(code -d '{"model":"sam_tiny","image":"AB$$","box":[0,0,5,5]}' "$URL/api/segment")" = 400
+check "bad base64: 400" test "$(post -d '{"model":"sam_tiny","image":"AB$$","box":[0,0,5,5]}' "$URL/api/segment")" = 400
 check "bad base64: invalid_base64" is_error invalid_base64
-check "not an image data URL: 400" test "$(code -d '{"model":"sam_tiny","image":"data:text/plain;base64,AAAA","box":[0,0,5,5]}' "$URL/api/segment")" = 400
+check "not an image data URL: 400" test "$(post -d '{"model":"sam_tiny","image":"data:text/plain;base64,AAAA","box":[0,0,5,5]}' "$URL/api/segment")" = 400
 check "not an image data URL: invalid_image_url" is_error invalid_image_url
-check "undecodable image: 400" test "$(code -d '{"model":"sam_tiny","image":"iVBORw0KGgoAAAAA","box":[0,0,5,5]}' "$URL/api/segment")" = 400
+check "undecodable image: 400" test "$(post -d '{"model":"sam_tiny","image":"iVBORw0KGgoAAAAA","box":[0,0,5,5]}' "$URL/api/segment")" = 400
 check "undecodable image: invalid_image" is_error invalid_image
-check "not JSON: 400 invalid_json" bash -c "test \"\$(curl -s -o '$TMP/body' -w '%{http_code}' -d '{' '$URL/api/segment')\" = 400 && grep -q invalid_json '$TMP/body'"
+check "not JSON: 400 invalid_json" bash -c "test \"\$(curl -s -H 'Content-Type: application/json' -o '$TMP/body' -w '%{http_code}' -d '{' '$URL/api/segment')\" = 400 && grep -q invalid_json '$TMP/body'"
 check "GET: 405" test "$(code "$URL/api/segment")" = 405
 make_request sam_tiny float "$IMG"
-check "/v1/embeddings on SAM: 400" test "$(code -d @"$TMP/req.json" "$URL/v1/embeddings")" = 400
+check "/v1/embeddings on SAM: 400" test "$(post -d @"$TMP/req.json" "$URL/v1/embeddings")" = 400
 check "/v1/embeddings on SAM: model_not_supported" is_error model_not_supported
 check "/v1/embeddings on SAM: says to use /api/segment" grep -q "use /api/segment" "$TMP/body"
 check "metrics count the route" grep -q 'memfit_http_requests_total{route="/api/segment",code="200"} [1-9]' <(curl -s "$URL/metrics")
@@ -219,11 +219,11 @@ check "/api/segment on DINOv2: model_not_supported" is_error model_not_supported
 check "/api/segment on DINOv2: says what it does" grep -q "does not segment images; it makes embeddings" "$TMP/body"
 # A full queue: one slow automatic request admitted, the next refused.
 seg_request "$TMP/slow.json" "$FX/images/photo1000x700.jpg" '{"model":"sam","auto":true,"points_per_side":48,"crop_n_layers":1}'
-curl -s -o /dev/null -d @"$TMP/slow.json" "$URL/api/segment" &
+curl -s -H 'Content-Type: application/json' -o /dev/null -d @"$TMP/slow.json" "$URL/api/segment" &
 SLOW=$!
 for _ in $(seq 200); do [[ $(metric memfit_queue_running) != 0 ]] && break; sleep 0.02; done
 seg_request "$TMP/req.json" "$IMG" '{"model":"sam","box":[0,0,5,5]}'
-curl -s -D "$TMP/headers" -o "$TMP/body" -d @"$TMP/req.json" "$URL/api/segment" >/dev/null
+curl -s -H 'Content-Type: application/json' -D "$TMP/headers" -o "$TMP/body" -d @"$TMP/req.json" "$URL/api/segment" >/dev/null
 check "queue full: 429" grep -q '^HTTP/1.1 429' "$TMP/headers"
 check "queue full: queue_full, Retry-After" bash -c "grep -qi '^Retry-After: [0-9]' '$TMP/headers' && grep -q queue_full '$TMP/body'"
 kill "$SLOW" 2>/dev/null
