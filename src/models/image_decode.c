@@ -14,7 +14,12 @@
  *   took; libjpeg warnings that mean corrupt or missing data are errors too,
  *   so a truncated file is E_FORMAT, never a half-grey picture;
  * - a progressive JPEG may have at most MAX_JPEG_SCANS scans (each costs a
- *   pass over the whole image: a few kilobytes of scans could burn minutes).
+ *   pass over the whole image: a few kilobytes of scans could burn minutes);
+ * - a PNG's compressed data may not continue past the image: before libpng
+ *   runs, its IDAT stream is inflated into a small scratch buffer and stopped
+ *   as soon as it yields a byte more than the declared rows need (libpng's
+ *   png_read_end would inflate a 1 GiB tail behind a 1x1 image), and at most
+ *   MAX_PNG_IDAT_SLACK_BYTES of IDAT may follow the end of the stream.
  *
  * The pixel buffer goes through memfit_malloc; the libraries' own working
  * memory does not (it is bounded by the limits and freed before return).
@@ -36,6 +41,7 @@
 #include <jpeglib.h>
 #include <jerror.h> /* after jpeglib.h: the message codes */
 #include <png.h>
+#include <zlib.h>
 
 #include "memfit/models.h"
 
@@ -45,6 +51,10 @@
 
 /* At most this many bytes for one ancillary PNG chunk (text, ICC profile). */
 #define MAX_PNG_CHUNK_BYTES (8u << 20)
+
+/* At most this many IDAT bytes may follow the end of the zlib stream (some
+ * encoders pad; more is data that no row will ever read). */
+#define MAX_PNG_IDAT_SLACK_BYTES 1024u
 
 struct memfit_image_limits memfit_image_limits_default(void)
 {
@@ -333,6 +343,103 @@ static void png_on_read(png_structp png, png_bytep out, size_t n)
     ctx->pos += n;
 }
 
+/* The bytes of filtered scanlines a PNG's IDAT stream must inflate to, from
+ * the IHDR fields; 0 for values libpng will refuse anyway. */
+static uint64_t png_raw_bytes(uint32_t width, uint32_t height, int bit_depth, int color_type,
+                              int interlace)
+{
+    int n_channels = color_type == 0   ? 1
+                     : color_type == 2 ? 3
+                     : color_type == 3 ? 1
+                     : color_type == 4 ? 2
+                     : color_type == 6 ? 4
+                                       : 0;
+    uint64_t bits = (uint64_t)n_channels * (uint64_t)bit_depth;
+    if (!bits || !width || !height)
+        return 0;
+    if (!interlace)
+        return (uint64_t)height * (1 + ((uint64_t)width * bits + 7) / 8);
+    static const uint32_t x0[7] = {0, 4, 0, 2, 0, 1, 0}, y0[7] = {0, 0, 4, 0, 2, 0, 1};
+    static const uint32_t dx[7] = {8, 8, 4, 4, 2, 2, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    uint64_t total = 0;
+    for (int k = 0; k < 7; k++) {
+        uint64_t w = width > x0[k] ? (width - x0[k] + dx[k] - 1) / dx[k] : 0;
+        uint64_t h = height > y0[k] ? (height - y0[k] + dy[k] - 1) / dy[k] : 0;
+        if (w && h)
+            total += h * (1 + (w * bits + 7) / 8);
+    }
+    return total;
+}
+
+/* Refuses a PNG whose IDAT stream inflates to more than its rows need, or
+ * that carries more than MAX_PNG_IDAT_SLACK_BYTES of IDAT after the stream's
+ * end. Reads only chunk headers and inflates at most one byte past the image;
+ * anything it cannot judge (cut file, bad zlib data, odd IHDR) is left to
+ * libpng, which reports it. */
+static enum memfit_status check_png_idat(const uint8_t *data, size_t size, const char *name)
+{
+    if (size < 33 || memcmp(data + 12, "IHDR", 4) != 0)
+        return MEMFIT_OK;
+    uint64_t want = png_raw_bytes(be32(data + 16), be32(data + 20), data[24], data[25], data[28]);
+    if (!want)
+        return MEMFIT_OK;
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit(&z) != Z_OK)
+        return memfit_fail(MEMFIT_E_NOMEM, "%s: PNG: cannot create the inflater", name);
+    uint8_t scratch[4096];
+    uint64_t n_out = 0, n_after_end = 0;
+    int ended = 0, broken = 0;
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t pos = 8; pos + 12 <= size && st == MEMFIT_OK && !broken;) {
+        uint32_t length = be32(data + pos);
+        if (length > size - pos - 12)
+            break; /* cut: libpng says so */
+        const uint8_t *type = data + pos + 4, *body = data + pos + 8;
+        pos += 12 + (size_t)length;
+        if (memcmp(type, "IEND", 4) == 0)
+            break;
+        if (memcmp(type, "IDAT", 4) != 0)
+            continue;
+        if (ended) {
+            n_after_end += length;
+            continue;
+        }
+        z.next_in = (Bytef *)body;
+        z.avail_in = length;
+        while (z.avail_in > 0) {
+            uint64_t room = want + 1 - n_out; /* one byte past the image is enough */
+            z.next_out = scratch;
+            z.avail_out = room < sizeof(scratch) ? (uInt)room : (uInt)sizeof(scratch);
+            uInt before = z.avail_out;
+            int ret = inflate(&z, Z_NO_FLUSH);
+            n_out += before - z.avail_out;
+            if (n_out > want) {
+                st = memfit_fail(MEMFIT_E_FORMAT,
+                                 "%s: PNG: compressed data continues past the image (%llu bytes "
+                                 "of rows expected)",
+                                 name, (unsigned long long)want);
+                break;
+            }
+            if (ret == Z_STREAM_END) {
+                ended = 1;
+                n_after_end += z.avail_in;
+                break;
+            }
+            if (ret != Z_OK) {
+                broken = 1; /* bad data: libpng reports it */
+                break;
+            }
+        }
+    }
+    inflateEnd(&z);
+    if (st == MEMFIT_OK && n_after_end > MAX_PNG_IDAT_SLACK_BYTES)
+        st = memfit_fail(MEMFIT_E_FORMAT,
+                         "%s: PNG: compressed data continues past the image (%llu bytes)", name,
+                         (unsigned long long)n_after_end);
+    return st;
+}
+
 static enum memfit_status decode_png(const uint8_t *data, size_t size, const char *name,
                                      const struct memfit_image_limits *limits,
                                      struct memfit_image *out)
@@ -343,6 +450,9 @@ static enum memfit_status decode_png(const uint8_t *data, size_t size, const cha
         if (st != MEMFIT_OK)
             return st;
     }
+    enum memfit_status idat_st = check_png_idat(data, size, name);
+    if (idat_st != MEMFIT_OK)
+        return idat_st;
 
     struct png_ctx ctx = {.data = data, .size = size, .pos = 0, .status = MEMFIT_OK};
     png_structp png =

@@ -13,6 +13,7 @@ struct mf_mhd_api mf_mhd;
 #undef MHD_get_connection_info
 #undef MHD_get_daemon_info
 #undef MHD_lookup_connection_value
+#undef MHD_get_connection_values
 #undef MHD_queue_response
 #undef MHD_quiesce_daemon
 #undef MHD_start_daemon
@@ -28,6 +29,7 @@ static const struct mf_dl_symbol mhd_symbols[] = {
     {"MHD_get_connection_info", &mf_mhd.get_connection_info},
     {"MHD_get_daemon_info", &mf_mhd.get_daemon_info},
     {"MHD_lookup_connection_value", &mf_mhd.lookup_connection_value},
+    {"MHD_get_connection_values", &mf_mhd.get_connection_values},
     {"MHD_queue_response", &mf_mhd.queue_response},
     {"MHD_quiesce_daemon", &mf_mhd.quiesce_daemon},
     {"MHD_start_daemon", &mf_mhd.start_daemon},

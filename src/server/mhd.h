@@ -25,6 +25,7 @@ struct mf_mhd_api {
     __typeof__(MHD_get_connection_info) *get_connection_info;
     __typeof__(MHD_get_daemon_info) *get_daemon_info;
     __typeof__(MHD_lookup_connection_value) *lookup_connection_value;
+    __typeof__(MHD_get_connection_values) *get_connection_values;
     __typeof__(MHD_queue_response) *queue_response;
     __typeof__(MHD_quiesce_daemon) *quiesce_daemon;
     __typeof__(MHD_start_daemon) *start_daemon;
@@ -45,6 +46,7 @@ enum memfit_status mf_server_load_mhd(void);
 #define MHD_get_connection_info           mf_mhd.get_connection_info
 #define MHD_get_daemon_info               mf_mhd.get_daemon_info
 #define MHD_lookup_connection_value       mf_mhd.lookup_connection_value
+#define MHD_get_connection_values         mf_mhd.get_connection_values
 #define MHD_queue_response                mf_mhd.queue_response
 #define MHD_quiesce_daemon                mf_mhd.quiesce_daemon
 #define MHD_start_daemon                  mf_mhd.start_daemon

@@ -1597,11 +1597,71 @@ static enum MHD_Result check_browser(struct req *r, const char *method, const ch
     return MHD_YES;
 }
 
+/* What the framing headers say, over every copy of each (libmicrohttpd's
+ * lookup returns only the first). */
+struct framing {
+    unsigned n_length, n_encoding;
+    const char *length;   /* the first Content-Length */
+    bool lengths_differ;  /* another Content-Length with another value */
+    const char *encoding; /* the first Transfer-Encoding other than "chunked" */
+};
+
+static enum MHD_Result on_framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    (void)kind;
+    struct framing *f = cls;
+    if (!key || !value)
+        return MHD_YES;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->n_length++ == 0)
+            f->length = value;
+        else if (strcmp(f->length, value) != 0)
+            f->lengths_differ = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_encoding++;
+        if (strcasecmp(value, "chunked") != 0 && !f->encoding)
+            f->encoding = value;
+    }
+    return MHD_YES;
+}
+
+/* Refuses a request whose body length is ambiguous (smuggling: two lengths,
+ * or a length and an encoding) or encoded in a way this server cannot read,
+ * before any of the body is read. */
+static enum MHD_Result check_framing(struct req *r, bool *refused)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, on_framing_header, &f);
+    char msg[160];
+    *refused = true;
+    if (f.lengths_differ)
+        return fail(r, 400, "invalid_request_error", "bad_framing",
+                    "several Content-Length headers with different values");
+    if (f.n_length && f.n_encoding)
+        return fail(r, 400, "invalid_request_error", "bad_framing",
+                    "both Content-Length and Transfer-Encoding (send one of them)");
+    if (f.encoding) {
+        snprintf(msg, sizeof(msg), "Transfer-Encoding '%.64s' is not supported (only chunked)",
+                 f.encoding);
+        return fail(r, 501, "invalid_request_error", "unsupported_transfer_encoding", msg);
+    }
+    if (f.n_encoding > 1)
+        return fail(r, 400, "invalid_request_error", "bad_framing",
+                    "several Transfer-Encoding headers");
+    *refused = false;
+    return MHD_YES;
+}
+
 /* Checks done on the headers, before any body is read. */
 static enum MHD_Result check_headers(struct req *r, const char *method, const char *allowed)
 {
     memfit_server *srv = r->srv;
     r->answered = true;
+    bool refused;
+    enum MHD_Result framing = check_framing(r, &refused);
+    if (refused)
+        return framing;
     enum MHD_Result ret = check_browser(r, method, allowed);
     if (ret != MHD_YES || r->status)
         return ret;

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <time.h>
 #include <jpeglib.h>
+#include <zlib.h>
 
 #include "test_util.h"
 #include "image_test.h"
@@ -83,6 +85,121 @@ static size_t make_png_header(uint8_t *buf, uint32_t w, uint32_t h)
     memcpy(buf + n + 4, "IEND", 4);
     put_be32(buf + n + 8, crc_of(buf + n + 4, 4));
     return n + 12;
+}
+
+/* Appends a chunk (length, type, body, CRC) at buf + n; returns the new n. */
+static size_t put_chunk(uint8_t *buf, size_t n, const char *type, const uint8_t *body,
+                        size_t length)
+{
+    put_be32(buf + n, (uint32_t)length);
+    memcpy(buf + n + 4, type, 4);
+    if (length)
+        memcpy(buf + n + 8, body, length);
+    put_be32(buf + n + 8 + length, crc_of(buf + n + 4, 4 + length));
+    return n + 12 + length;
+}
+
+/* A zlib stream of `n_bytes` zeros, streamed (no buffer of that size). */
+static uint8_t *deflate_zeros(uint64_t n_bytes, size_t *size)
+{
+    static const uint8_t zeros[65536];
+    size_t cap = (size_t)(n_bytes / 512) + 4096;
+    uint8_t *out = memfit_malloc(cap);
+    assert_non_null(out);
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(deflateInit(&z, 9), Z_OK);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    for (uint64_t left = n_bytes;;) {
+        size_t take = left < sizeof(zeros) ? (size_t)left : sizeof(zeros);
+        z.next_in = (Bytef *)zeros;
+        z.avail_in = (uInt)take;
+        left -= take;
+        int ret = deflate(&z, left ? Z_NO_FLUSH : Z_FINISH);
+        assert_int_equal(z.avail_in, 0);
+        if (!left) {
+            assert_int_equal(ret, Z_STREAM_END);
+            break;
+        }
+    }
+    *size = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+/* A w x h RGB PNG whose IDAT chunks hold `first` then (if any) `second`. */
+static uint8_t *make_png(uint32_t w, uint32_t h, const uint8_t *first, size_t n_first,
+                         const uint8_t *second, size_t n_second, size_t *size)
+{
+    uint8_t *buf = memfit_malloc(57 + 24 + n_first + n_second);
+    assert_non_null(buf);
+    size_t n = make_png_header(buf, w, h) - 24; /* drop the empty IDAT and IEND */
+    n = put_chunk(buf, n, "IDAT", first, n_first);
+    if (second)
+        n = put_chunk(buf, n, "IDAT", second, n_second);
+    n = put_chunk(buf, n, "IEND", NULL, 0);
+    *size = n;
+    return buf;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Compressed data past the image is refused before it is inflated: 50 MB of
+ * zeros behind a 1x1 image fail at once (loosely: under a second). */
+static void test_idat_bombs(void **state)
+{
+    (void)state;
+    struct memfit_image img = {0};
+    size_t n_zeros, n_row, size;
+    /* the control: one black pixel, exactly the 4 bytes its row needs */
+    uint8_t *row = deflate_zeros(4, &n_row);
+    uint8_t *png = make_png(1, 1, row, n_row, NULL, 0, &size);
+    assert_int_equal(memfit_image_decode(png, size, "ok.png", NULL, &img), MEMFIT_OK);
+    assert_int_equal(img.rgb[0] | img.rgb[1] | img.rgb[2], 0);
+    memfit_image_free(&img);
+    memfit_free(png);
+
+    /* one stream that inflates to 4 + 50 MB for a 1x1 image */
+    uint8_t *zeros = deflate_zeros(4 + (50u << 20), &n_zeros);
+    png = make_png(1, 1, zeros, n_zeros, NULL, 0, &size);
+    double t0 = now_s();
+    assert_int_equal(memfit_image_decode(png, size, "long.png", NULL, &img), MEMFIT_E_FORMAT);
+    assert_true(now_s() - t0 < 1.0);
+    assert_non_null(strstr(memfit_last_error(), "long.png: PNG: compressed data continues"));
+    assert_null(img.rgb);
+    memfit_free(png);
+
+    /* a 64x64 image whose stream holds 50 MB where 64 * 193 bytes are due */
+    png = make_png(64, 64, zeros, n_zeros, NULL, 0, &size);
+    t0 = now_s();
+    assert_int_equal(memfit_image_decode(png, size, "big.png", NULL, &img), MEMFIT_E_FORMAT);
+    assert_true(now_s() - t0 < 1.0);
+    assert_non_null(strstr(memfit_last_error(), "past the image"));
+    memfit_free(png);
+
+    /* a complete 1x1 stream, then a second IDAT of 50 MB compressed zeros */
+    png = make_png(1, 1, row, n_row, zeros, n_zeros, &size);
+    t0 = now_s();
+    assert_int_equal(memfit_image_decode(png, size, "tail.png", NULL, &img), MEMFIT_E_FORMAT);
+    assert_true(now_s() - t0 < 1.0);
+    assert_non_null(strstr(memfit_last_error(), "tail.png: PNG: compressed data continues"));
+    memfit_free(png);
+
+    /* a few bytes of padding after the stream's end are tolerated */
+    static const uint8_t pad[16];
+    png = make_png(1, 1, row, n_row, pad, sizeof(pad), &size);
+    enum memfit_status st = memfit_image_decode(png, size, "pad.png", NULL, &img);
+    assert_int_equal(st, MEMFIT_OK);
+    memfit_image_free(&img);
+    memfit_free(png);
+    memfit_free(zeros);
+    memfit_free(row);
 }
 
 /* SOI + SOF0 (3 components, 8 bits) and nothing else. */
@@ -419,7 +536,8 @@ int main(void)
         cmocka_unit_test(test_decompression_bombs), /* first: checks the allocation peak */
         cmocka_unit_test(test_decode_parity),       cmocka_unit_test(test_empty_and_tiny),
         cmocka_unit_test(test_truncated),           cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_scan_bomb),           cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_scan_bomb),           cmocka_unit_test(test_idat_bombs),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
