@@ -40,7 +40,7 @@ assert rest == b"", rest[:80]
 PY
 raw() { "$PY" "$TMP/raw.py" "${URL#http://}" "$@"; }
 B='{"model":"x","input":"a"}' # 25 bytes
-P='POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n'
+P='POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n'
 check "two different Content-Length: 400 bad_framing" \
     raw 400 bad_framing "${P}Content-Length: 25\r\nContent-Length: 30\r\n\r\n$B"
 check "Content-Length and chunked: 400 bad_framing" \
