@@ -277,9 +277,13 @@ static enum memfit_status check_space(struct download *d, uint64_t need)
     uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
     if (need > UINT64_MAX - DISK_MARGIN_BYTES || avail < need + DISK_MARGIN_BYTES) {
         char a[32], b[32];
-        return memfit_fail(MEMFIT_E_NOSPACE, "%s: needs %s more but %s has only %s free",
+        char c[32];
+        return memfit_fail(MEMFIT_E_NOSPACE,
+                           "%s: needs %s more, and the cache keeps %s free, but %s has only %s "
+                           "free",
                            d->src->display, memfit_format_size(need, a, sizeof(a)),
-                           d->f->store->dir, memfit_format_size(avail, b, sizeof(b)));
+                           memfit_format_size(DISK_MARGIN_BYTES, c, sizeof(c)), d->f->store->dir,
+                           memfit_format_size(avail, b, sizeof(b)));
     }
     return MEMFIT_OK;
 }
@@ -744,8 +748,16 @@ static enum memfit_status fetch_source(struct fetch *f, const struct mf_source *
 
 static void download_cleanup(struct download *d)
 {
-    if (d->fd >= 0)
+    if (d->fd >= 0) {
         close(d->fd);
+        /* A download that failed before its first byte (refused for space, say)
+         * leaves no empty partial file and no .meta behind (the lock is held). */
+        if (d->have == 0 && d->partial_path) {
+            unlink(d->partial_path);
+            if (d->meta_name)
+                remove_meta(d);
+        }
+    }
     mf_lock_release(&d->lock);
     mf_hasher_stop(&d->hasher);
     memfit_free(d->partial_path);
