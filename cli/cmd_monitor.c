@@ -25,9 +25,10 @@ const char cmd_monitor_help[] =
     "Usage: memfit monitor [OPTIONS] [--pid PID | -- COMMAND [ARGS...]]\n"
     "\n"
     "Watch memory over time: the machine, the container (cgroup) and a process\n"
-    "tree. Levels ok / warning / critical / danger are judged on the working set\n"
-    "(cgroup usage minus inactive file cache) against the effective limit (the\n"
-    "cgroup limit, or physical memory when there is none).\n"
+    "tree. Levels ok / warning / critical / danger are judged on the memory in use\n"
+    "(cgroup usage minus the inactive file pages nobody maps: mapped weights count;\n"
+    "see memfit report --help) against the effective limit (the cgroup limit, or\n"
+    "physical memory when there is none).\n"
     "\n"
     "Options:\n"
     "  -i, --interval D        time between samples (default 1s; e.g. 0.1, 100ms)\n"
@@ -325,14 +326,14 @@ static void clear_live_line(struct monitor *m)
 static void show_live(struct monitor *m, const struct memfit_sample *s, double elapsed_s)
 {
     char ws[32], lim[32], rss[32];
-    memfit_format_size(s->working_set_bytes, ws, sizeof(ws));
+    memfit_format_size(s->in_use_bytes, ws, sizeof(ws));
     memfit_format_size(s->limit_bytes, lim, sizeof(lim));
     if (s->have_process)
         memfit_format_size(s->process.rss_bytes, rss, sizeof(rss));
     else
         snprintf(rss, sizeof(rss), "-");
-    fprintf(stderr, "\r\033[K%7.1fs  working set %s / %s (%.1f%%)  rss %s  psi %.2f  [%s]",
-            elapsed_s, ws, lim, s->percent, rss, s->psi.present ? s->psi.some_avg10 : 0.0,
+    fprintf(stderr, "\r\033[K%7.1fs  in use %s / %s (%.1f%%)  rss %s  psi %.2f  [%s]", elapsed_s,
+            ws, lim, s->percent, rss, s->psi.present ? s->psi.some_avg10 : 0.0,
             memfit_level_name(m->level));
     fflush(stderr);
 }
@@ -348,8 +349,8 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
     if (s.have_process && s.process.rss_bytes != MEMFIT_SYS_UNKNOWN &&
         s.process.rss_bytes > m->peak_rss)
         m->peak_rss = s.process.rss_bytes;
-    if (s.working_set_bytes != MEMFIT_SYS_UNKNOWN && s.working_set_bytes > m->peak_ws)
-        m->peak_ws = s.working_set_bytes;
+    if (s.in_use_bytes != MEMFIT_SYS_UNKNOWN && s.in_use_bytes > m->peak_ws)
+        m->peak_ws = s.in_use_bytes;
 
     if (m->samples == 1) {
         m->oom_kill_start = m->oom_kill_seen = s.have_cgroup ? s.cgroup.events_oom_kill : 0;
@@ -365,7 +366,7 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
         }
     }
     enum memfit_level prev = m->level;
-    m->level = memfit_alert_next(&m->o.thresholds, prev, s.working_set_bytes, s.limit_bytes);
+    m->level = memfit_alert_next(&m->o.thresholds, prev, s.in_use_bytes, s.limit_bytes);
     if (m->log && (st = memfit_logfile_write_sample(m->log, &s, m->level)) != MEMFIT_OK)
         return st;
 
@@ -388,7 +389,7 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
             clear_live_line(m);
             fprintf(stderr, "memfit monitor: %s -> %s at %.1f%% (%s of %s)\n",
                     memfit_level_name(prev), memfit_level_name(m->level), s.percent,
-                    memfit_format_size(s.working_set_bytes, ws, sizeof(ws)),
+                    memfit_format_size(s.in_use_bytes, ws, sizeof(ws)),
                     memfit_format_size(s.limit_bytes, lim, sizeof(lim)));
         }
         if (m->level > prev)

@@ -16,11 +16,16 @@ const char cmd_report_help[] =
     "Usage: memfit report [--json] [--pid PID] [--top N] [--root DIR] [--no-gpu]\n"
     "\n"
     "Shows the memory of this machine, of its container (cgroup v1 or v2: the\n"
-    "effective limit, usage, working set = usage - inactive file cache, the\n"
-    "anon/file/shmem/kernel split, peak, swap, OOM events), memory pressure\n"
-    "(PSI), a process tree, the largest processes by RSS and the GPUs (NVML).\n"
+    "effective limit, usage, memory in use, the kubelet's working set, the\n"
+    "anon/mapped file/other page cache/shmem/swap split, peak, OOM events), memory\n"
+    "pressure (PSI), a process tree, the largest processes by RSS and the GPUs.\n"
     "\n"
-    "The level compares the working set with the effective limit (the cgroup's\n"
+    "In use = usage minus the inactive file pages nobody maps: weights mapped from\n"
+    "a file count, though the kubelet's working set (usage - inactive file) leaves\n"
+    "them out until they are touched twice (docs/memory.md). Without a cgroup\n"
+    "limit it is the machine's MemTotal - MemAvailable.\n"
+    "\n"
+    "The level compares memory in use with the effective limit (the cgroup's\n"
     "when it has one, else physical memory): ok below 80%, warning from 80%,\n"
     "critical from 90%, danger when less than 50 MB (or 5% of the limit) is left.\n"
     "\n"
@@ -89,14 +94,24 @@ static void print_psi(const char *label, const struct memfit_psi *p)
 static void print_summary(const struct memfit_report *r)
 {
     if (isnan(r->percent)) {
-        printf("Level          unknown (the working set could not be read)\n");
+        printf("Level          unknown (the memory in use could not be read)\n");
         return;
     }
     const char *from = strcmp(r->limit_source, "cgroup") == 0
                            ? "cgroup limit"
                            : "physical memory, no lower cgroup limit";
-    printf("Level          %s: working set %s = %.1f%% of %s (%s), %s left\n", r->level,
-           sz(r->working_set_bytes), r->percent, sz(r->limit_bytes), from, sz(r->available_bytes));
+    printf("Level          %s: in use %s = %.1f%% of %s (%s), %s left\n", r->level,
+           sz(r->in_use_bytes), r->percent, sz(r->limit_bytes), from, sz(r->available_bytes));
+    const struct memfit_cgroup *c = &r->cgroup;
+    if (strcmp(r->limit_source, "cgroup") == 0 && c->file_bytes != UNKNOWN &&
+        c->file_mapped_bytes != UNKNOWN && c->anon_bytes != UNKNOWN) {
+        uint64_t other =
+            c->file_bytes > c->file_mapped_bytes ? c->file_bytes - c->file_mapped_bytes : 0;
+        printf("               anon %s, mapped files %s, other page cache %s, shmem %s, swap %s;\n"
+               "               the kubelet's working set (usage - inactive file) is %s\n",
+               sz(c->anon_bytes), sz(c->file_mapped_bytes), sz(other), sz(c->shmem_bytes),
+               sz(c->swap_bytes), sz(r->working_set_bytes));
+    }
 }
 
 static void print_system(const struct memfit_report *r)
@@ -131,8 +146,9 @@ static void print_cgroup(const struct memfit_cgroup *c)
     else
         printf("  %-13s %10s   from %s in %s\n", "limit", sz(c->limit_bytes), c->limit_source,
                c->limit_dir);
-    row("usage", sz(c->usage_bytes), "working set", sz(c->working_set_bytes), "peak",
-        sz(c->peak_bytes));
+    row("usage", sz(c->usage_bytes), "in use", sz(c->in_use_bytes), "working set",
+        sz(c->working_set_bytes));
+    row("peak", sz(c->peak_bytes), NULL, NULL, NULL, NULL);
     row("anon", sz(c->anon_bytes), "file", sz(c->file_bytes), "shmem", sz(c->shmem_bytes));
     row("active file", sz(c->active_file_bytes), "inactive file", sz(c->inactive_file_bytes),
         "kernel", sz(c->kernel_bytes));

@@ -91,9 +91,12 @@ struct memfit_sample {
     /* Derived summary (docs/monitor-log.md): */
     enum memfit_limit_source limit_source;
     uint64_t limit_bytes;
-    uint64_t working_set_bytes;
-    uint64_t available_bytes; /* limit - working set, floored at 0 */
-    double percent;           /* 100 * working set / limit */
+    uint64_t working_set_bytes; /* the kubelet's: cgroup usage - inactive_file, or the machine's */
+    /* What levels judge: the cgroup's in_use_bytes (mapped file pages in use
+     * count, memfit/sys.h), or MemTotal - MemAvailable without a cgroup limit */
+    uint64_t in_use_bytes;
+    uint64_t available_bytes; /* limit - in use, floored at 0 */
+    double percent;           /* 100 * in use / limit */
 };
 
 struct memfit_sampler_options {

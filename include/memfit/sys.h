@@ -87,8 +87,14 @@ struct memfit_cgroup {
     uint64_t own_limit_bytes;   /* this cgroup's own memory.max / limit_in_bytes; UNKNOWN = none */
     uint64_t high_bytes;        /* v2 memory.high; UNKNOWN = none or v1 */
     uint64_t usage_bytes;       /* memory.current / usage_in_bytes */
-    uint64_t working_set_bytes; /* usage - inactive_file, floored at 0 */
-    uint64_t peak_bytes;        /* memory.peak / max_usage_in_bytes */
+    uint64_t working_set_bytes; /* usage - inactive_file, floored at 0 (the kubelet's) */
+    /* What cannot be given back without thrashing, the figure levels judge:
+     * usage - max(0, inactive_file - file_mapped), at least the working set,
+     * at most usage. The kubelet's working set leaves out inactive file
+     * pages, yet weights mapped from a file sit on that list until touched
+     * twice: mapped file pages in use count here (docs/memory.md). */
+    uint64_t in_use_bytes;
+    uint64_t peak_bytes; /* memory.peak / max_usage_in_bytes */
     /* memory.stat (v1: the total_* hierarchical fields) */
     uint64_t anon_bytes, file_bytes, active_file_bytes, inactive_file_bytes;
     uint64_t shmem_bytes, kernel_bytes, file_mapped_bytes, unevictable_bytes;
@@ -124,6 +130,10 @@ MEMFIT_API enum memfit_status memfit_cgroup_read_dir(const char *dir, const char
                                                      int version, struct memfit_cgroup *out);
 
 MEMFIT_API const char *memfit_cgroup_mode_name(enum memfit_cgroup_mode mode);
+
+/* The in_use_bytes rule on a cgroup's other fields (the readers fill
+ * in_use_bytes with it; made-up figures in tests go through it too). */
+MEMFIT_API uint64_t memfit_cgroup_in_use_bytes(const struct memfit_cgroup *cgroup);
 
 /* ---- The effective memory limit ------------------------------------------ */
 
@@ -318,9 +328,10 @@ struct memfit_report {
     /* The summary: how close the working set is to the effective limit. */
     uint64_t limit_bytes;       /* the cgroup's effective limit, or MemTotal when none is lower */
     char limit_source[16];      /* "cgroup" or "memory" */
-    uint64_t working_set_bytes; /* cgroup working set, or MemTotal - MemAvailable */
-    uint64_t available_bytes;   /* limit - working set */
-    double percent;             /* 100 * working set / limit; NaN when unknown */
+    uint64_t working_set_bytes; /* cgroup working set (the kubelet's), or MemTotal - MemAvailable */
+    uint64_t in_use_bytes;      /* what levels judge: cgroup in_use_bytes, or the working set */
+    uint64_t available_bytes;   /* limit - in use */
+    double percent;             /* 100 * in use / limit; NaN when unknown */
     char level[16];             /* "ok", "warning", "critical", "danger" or "unknown" */
     char reason[MEMFIT_SYS_REASON_MAX]; /* what could not be read (PSI, top, ...) */
 };

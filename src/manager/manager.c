@@ -1221,20 +1221,7 @@ uint64_t memfit_pressure_bytes(const struct memfit_sample *sample, uint64_t *lim
         sample->cgroup.limit_bytes != unknown) {
         const struct memfit_cgroup *cg = &sample->cgroup;
         limit = cg->limit_bytes;
-        bytes = cg->working_set_bytes;
-        if (cg->usage_bytes != unknown) {
-            /* Inactive file pages nobody maps: the ones reclaim takes cheaply. */
-            uint64_t cheap = 0;
-            if (cg->inactive_file_bytes != unknown) {
-                uint64_t mapped = cg->file_mapped_bytes != unknown ? cg->file_mapped_bytes : 0;
-                cheap = cg->inactive_file_bytes > mapped ? cg->inactive_file_bytes - mapped : 0;
-            }
-            uint64_t judged = cg->usage_bytes > cheap ? cg->usage_bytes - cheap : 0;
-            if (bytes == unknown || judged > bytes)
-                bytes = judged;
-            if (bytes > cg->usage_bytes)
-                bytes = cg->usage_bytes;
-        }
+        bytes = memfit_cgroup_in_use_bytes(cg); /* mapped file pages in use count */
     } else if (sample) {
         limit = sample->limit_bytes;
         bytes = sample->working_set_bytes;

@@ -430,6 +430,13 @@ static enum memfit_status on_sample(struct builder *b, const json_t *root, doubl
         malformed(b, "working_set_bytes out of range (%g)", smp.working_set_bytes);
         return MEMFIT_OK;
     }
+    /* The figure levels judge (mapped file pages in use count) when the log
+     * has it; logs written before it judged the working set. The series
+     * keeps the name working_set throughout analyze and plot. */
+    double in_use;
+    if (get_number(root, "in_use_bytes", &in_use) == FIELD_OK && in_use >= 0.0 &&
+        in_use < MAX_BYTES)
+        smp.working_set_bytes = in_use;
     if (!sample_size(b, root, "rss_bytes", &smp.rss_bytes) ||
         !sample_size(b, root, "limit_bytes", &smp.limit_bytes))
         return MEMFIT_OK;

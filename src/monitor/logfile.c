@@ -234,11 +234,13 @@ static void put_sample_details(struct jline *j, const struct memfit_sample *s)
         open_object(j, "cgroup");
         put_u64(j, "usage_bytes", c->usage_bytes);
         put_u64(j, "working_set_bytes", c->working_set_bytes);
+        put_u64(j, "in_use_bytes", c->in_use_bytes);
         put_u64(j, "limit_bytes", c->limit_bytes);
         put_u64(j, "peak_bytes", c->peak_bytes);
         put_u64(j, "anon_bytes", c->anon_bytes);
         put_u64(j, "file_bytes", c->file_bytes);
         put_u64(j, "inactive_file_bytes", c->inactive_file_bytes);
+        put_u64(j, "file_mapped_bytes", c->file_mapped_bytes);
         put_u64(j, "shmem_bytes", c->shmem_bytes);
         put_u64(j, "swap_bytes", c->swap_bytes);
         put_u64(j, "oom_kill", c->events_oom_kill);
@@ -295,6 +297,7 @@ enum memfit_status memfit_logfile_write_sample(memfit_logfile *log, const struct
     put_f64(&j, "t", seconds_since(log, s->t_ns));
     put_word(&j, "time", when);
     put_u64(&j, "working_set_bytes", s->working_set_bytes);
+    put_u64(&j, "in_use_bytes", s->in_use_bytes);
     put_u64(&j, "limit_bytes", s->limit_bytes);
     put_f64(&j, "percent", s->percent);
     put_u64(&j, "available_bytes", s->available_bytes);
@@ -321,6 +324,7 @@ enum memfit_status memfit_logfile_write_level(memfit_logfile *log, const struct 
               mf_json_set_new(r, "to", json_string(memfit_level_name(to))) &&
               mf_json_set_new(r, "percent", json_real(s->percent)) &&
               mf_json_set_u64(r, "working_set_bytes", s->working_set_bytes) &&
+              mf_json_set_u64(r, "in_use_bytes", s->in_use_bytes) &&
               mf_json_set_u64(r, "limit_bytes", s->limit_bytes);
     return emit(log, r, ok);
 }

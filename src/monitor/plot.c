@@ -334,7 +334,7 @@ static void draw_title(struct chart *c, const struct memfit_plot_options *o)
     line[0] = '\0';
     if (!isnan(t->slope_bytes_per_s)) {
         n += (size_t)snprintf(line + n, sizeof(line) - n,
-                              " \xC2\xB7 working set %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
+                              " \xC2\xB7 in use %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
                               t->slope_bytes_per_s * 3600.0 / 1e6);
         if (!isnan(t->r2) && n < sizeof(line))
             n += (size_t)snprintf(line + n, sizeof(line) - n, ", R\xC2\xB2 %.3f", t->r2);
@@ -772,7 +772,7 @@ static int draw_legend(struct chart *c, bool draw)
     int n = 0;
     const struct memfit_run_summary *s = c->s;
     char sz[32];
-    items[n++] = (struct item){"line", COLOR_WS, "working set"};
+    items[n++] = (struct item){"line", COLOR_WS, "in use"};
     if (s->rss.n)
         items[n++] = (struct item){"line", COLOR_RSS, "RSS"};
     if (s->limit_bytes) {

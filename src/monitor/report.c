@@ -153,7 +153,7 @@ static void report_run(FILE *out, const memfit_analysis *a, const struct memfit_
     }
     if (s->n_samples) {
         fprintf(out, "  %-13s %-11s%-11s%-11s%-11s%s\n", "", "min", "mean", "p50", "p95", "max");
-        report_stats_row(out, "working set", &s->working_set);
+        report_stats_row(out, "in use", &s->working_set);
         report_stats_row(out, "RSS", &s->rss);
     }
     report_levels(out, s);
@@ -194,7 +194,7 @@ static void report_run(FILE *out, const memfit_analysis *a, const struct memfit_
                 "trend", b1, b2, (unsigned long long)t->n_points, t->n_points == 1 ? "" : "s",
                 a->opts.warmup_percent);
     }
-    report_trend(out, "working set", &s->working_set_trend);
+    report_trend(out, "in use", &s->working_set_trend);
     report_trend(out, "RSS", &s->rss_trend);
 }
 

@@ -115,18 +115,19 @@ static void derive(struct memfit_sample *out)
     if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
         out->limit_source = MEMFIT_LIMIT_CGROUP;
         out->working_set_bytes = out->cgroup.working_set_bytes;
+        out->in_use_bytes = out->cgroup.in_use_bytes;
     } else {
         out->limit_source = MEMFIT_LIMIT_MEMORY;
         out->working_set_bytes = MEMFIT_SYS_UNKNOWN;
         if (known(m->total_bytes) && known(m->available_bytes))
             out->working_set_bytes =
                 m->total_bytes > m->available_bytes ? m->total_bytes - m->available_bytes : 0;
+        out->in_use_bytes = out->working_set_bytes;
     }
-    if (known(out->limit_bytes) && known(out->working_set_bytes) && out->limit_bytes > 0) {
-        out->available_bytes = out->working_set_bytes >= out->limit_bytes
-                                   ? 0
-                                   : out->limit_bytes - out->working_set_bytes;
-        out->percent = 100.0 * (double)out->working_set_bytes / (double)out->limit_bytes;
+    if (known(out->limit_bytes) && known(out->in_use_bytes) && out->limit_bytes > 0) {
+        out->available_bytes =
+            out->in_use_bytes >= out->limit_bytes ? 0 : out->limit_bytes - out->in_use_bytes;
+        out->percent = 100.0 * (double)out->in_use_bytes / (double)out->limit_bytes;
     } else {
         out->available_bytes = MEMFIT_SYS_UNKNOWN;
         out->percent = 0.0;

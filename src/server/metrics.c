@@ -200,7 +200,7 @@ static void format_manager(struct mf_text *t, const struct memfit_manager_status
               "1 while memory pressure holds new model acquires back, else 0.",
               s->admission_paused ? 1 : 0);
     gauge_u64(t, "memfit_pressure_working_set_bytes",
-              "Working set the pressure level was last judged on (0: never sampled).",
+              "Memory in use the pressure level was last judged on (0: never sampled).",
               s->pressure_bytes);
     family(t, "memfit_pressure_unloads_total", "counter",
            "Models unloaded or evicted because of memory pressure.");
@@ -250,6 +250,27 @@ static void format_sample(struct mf_text *t, const struct mf_mem_sample *s)
     gauge_u64(t, "memfit_memory_working_set_bytes",
               "Working set of the container (cgroup usage - inactive file) or of the machine.",
               s->working_set_bytes);
+    gauge_u64(t, "memfit_memory_in_use_bytes",
+              "Memory in use, the figure levels judge: cgroup usage less the inactive file pages "
+              "nobody maps (mapped weights count), or the machine's working set.",
+              s->in_use_bytes);
+    const struct {
+        const char *kind;
+        uint64_t v;
+    } kinds[] = {{"anon", s->anon_bytes},
+                 {"mapped_file", s->mapped_file_bytes},
+                 {"other_file", s->other_file_bytes},
+                 {"shmem", s->shmem_bytes},
+                 {"swap", s->swap_bytes}};
+    if (s->anon_bytes != UINT64_MAX) {
+        family(t, "memfit_memory_bytes", "gauge",
+               "The container's memory by kind: anonymous, mapped files (weights), other page "
+               "cache, shmem, swap.");
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++)
+            if (kinds[i].v != UINT64_MAX)
+                mf_text_printf(t, "memfit_memory_bytes{kind=\"%s\"} %llu\n", kinds[i].kind,
+                               (unsigned long long)kinds[i].v);
+    }
     gauge_u64(t, "memfit_memory_limit_bytes",
               "Effective memory limit: the cgroup's, or physical memory.", s->limit_bytes);
     gauge_u64(t, "process_resident_memory_bytes", "Resident memory of this process.", s->rss_bytes);

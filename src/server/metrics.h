@@ -36,8 +36,11 @@ struct mf_metrics {
 struct mf_mem_sample {
     uint64_t wall_ms;
     uint64_t working_set_bytes; /* cgroup working set, or MemTotal - MemAvailable */
-    uint64_t limit_bytes;       /* effective limit (cgroup or physical memory) */
-    uint64_t rss_bytes;         /* this process */
+    uint64_t in_use_bytes;      /* what levels judge (memfit_sample.in_use_bytes) */
+    /* the cgroup's memory by kind (UNKNOWN without a cgroup limit) */
+    uint64_t anon_bytes, mapped_file_bytes, other_file_bytes, shmem_bytes, swap_bytes;
+    uint64_t limit_bytes; /* effective limit (cgroup or physical memory) */
+    uint64_t rss_bytes;   /* this process */
     bool have_psi;
     double psi_some_avg10, psi_full_avg10; /* percent */
     uint64_t psi_some_total_us, psi_full_total_us;

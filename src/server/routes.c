@@ -1501,6 +1501,8 @@ static void sample_event(struct req *r, struct mf_text *t)
     mf_text_printf(t, "event: sample\ndata: {\"time_ms\":%" PRIu64, s.wall_ms);
     if (s.working_set_bytes != MEMFIT_SYS_UNKNOWN)
         mf_text_printf(t, ",\"working_set_bytes\":%" PRIu64, s.working_set_bytes);
+    if (s.in_use_bytes != MEMFIT_SYS_UNKNOWN)
+        mf_text_printf(t, ",\"in_use_bytes\":%" PRIu64, s.in_use_bytes);
     if (s.limit_bytes != MEMFIT_SYS_UNKNOWN)
         mf_text_printf(t, ",\"limit_bytes\":%" PRIu64, s.limit_bytes);
     if (s.rss_bytes != MEMFIT_SYS_UNKNOWN)

@@ -251,7 +251,20 @@ void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
             struct mf_mem_sample m = {0};
             m.wall_ms = s->wall_ns / 1000000u;
             m.working_set_bytes = s->working_set_bytes;
+            m.in_use_bytes = s->in_use_bytes;
             m.limit_bytes = s->limit_bytes;
+            const struct memfit_cgroup *cg = &s->cgroup;
+            bool by_kind = s->have_cgroup && s->limit_source == MEMFIT_LIMIT_CGROUP;
+            m.anon_bytes = by_kind ? cg->anon_bytes : MEMFIT_SYS_UNKNOWN;
+            m.mapped_file_bytes = by_kind ? cg->file_mapped_bytes : MEMFIT_SYS_UNKNOWN;
+            m.other_file_bytes = by_kind && cg->file_bytes != MEMFIT_SYS_UNKNOWN &&
+                                         cg->file_mapped_bytes != MEMFIT_SYS_UNKNOWN
+                                     ? (cg->file_bytes > cg->file_mapped_bytes
+                                            ? cg->file_bytes - cg->file_mapped_bytes
+                                            : 0)
+                                     : MEMFIT_SYS_UNKNOWN;
+            m.shmem_bytes = by_kind ? cg->shmem_bytes : MEMFIT_SYS_UNKNOWN;
+            m.swap_bytes = by_kind ? cg->swap_bytes : MEMFIT_SYS_UNKNOWN;
             m.rss_bytes = s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN;
             const struct memfit_psi *psi =
                 s->have_cgroup && s->cgroup.pressure.present ? &s->cgroup.pressure : &s->psi;

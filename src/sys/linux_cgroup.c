@@ -45,17 +45,29 @@ static void cgroup_init(struct memfit_cgroup *c)
 {
     memset(c, 0, sizeof(*c));
     uint64_t *sizes[] = {
-        &c->limit_bytes,       &c->own_limit_bytes,
-        &c->high_bytes,        &c->usage_bytes,
-        &c->working_set_bytes, &c->peak_bytes,
-        &c->anon_bytes,        &c->file_bytes,
-        &c->active_file_bytes, &c->inactive_file_bytes,
-        &c->shmem_bytes,       &c->kernel_bytes,
-        &c->file_mapped_bytes, &c->unevictable_bytes,
-        &c->swap_bytes,        &c->swap_limit_bytes,
-        &c->events_low,        &c->events_high,
-        &c->events_max,        &c->events_oom,
-        &c->events_oom_kill,   &c->failcnt,
+        &c->limit_bytes,
+        &c->own_limit_bytes,
+        &c->high_bytes,
+        &c->usage_bytes,
+        &c->working_set_bytes,
+        &c->peak_bytes,
+        &c->in_use_bytes,
+        &c->anon_bytes,
+        &c->file_bytes,
+        &c->active_file_bytes,
+        &c->inactive_file_bytes,
+        &c->shmem_bytes,
+        &c->kernel_bytes,
+        &c->file_mapped_bytes,
+        &c->unevictable_bytes,
+        &c->swap_bytes,
+        &c->swap_limit_bytes,
+        &c->events_low,
+        &c->events_high,
+        &c->events_max,
+        &c->events_oom,
+        &c->events_oom_kill,
+        &c->failcnt,
     };
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         *sizes[i] = MEMFIT_SYS_UNKNOWN;
@@ -252,6 +264,23 @@ static void read_v1(struct memfit_cgroup *c, const char *dir, const char *mount_
     tighten(c, v1_limit(hier_limit, mem_total), dir, "hierarchical_memory_limit");
 }
 
+uint64_t memfit_cgroup_in_use_bytes(const struct memfit_cgroup *c)
+{
+    uint64_t bytes = c->working_set_bytes;
+    if (c->usage_bytes == MEMFIT_SYS_UNKNOWN)
+        return bytes;
+    /* Inactive file pages nobody maps: the ones reclaim takes cheaply. */
+    uint64_t cheap = 0;
+    if (c->inactive_file_bytes != MEMFIT_SYS_UNKNOWN) {
+        uint64_t mapped = c->file_mapped_bytes != MEMFIT_SYS_UNKNOWN ? c->file_mapped_bytes : 0;
+        cheap = c->inactive_file_bytes > mapped ? c->inactive_file_bytes - mapped : 0;
+    }
+    uint64_t judged = mf_sys_sub_floor(c->usage_bytes, cheap);
+    if (bytes == MEMFIT_SYS_UNKNOWN || judged > bytes)
+        bytes = judged;
+    return bytes > c->usage_bytes ? c->usage_bytes : bytes;
+}
+
 /* Reads dir into c (already initialised). E_NOT_FOUND when dir is absent. */
 static enum memfit_status read_dir_into(struct memfit_cgroup *c, const char *dir,
                                         const char *mount_dir, int version, uint64_t mem_total)
@@ -270,6 +299,7 @@ static enum memfit_status read_dir_into(struct memfit_cgroup *c, const char *dir
     c->working_set_bytes = mf_sys_sub_floor(c->usage_bytes, c->inactive_file_bytes);
     if (c->usage_bytes != MEMFIT_SYS_UNKNOWN && c->inactive_file_bytes == MEMFIT_SYS_UNKNOWN)
         c->working_set_bytes = c->usage_bytes; /* no memory.stat: the best bound there is */
+    c->in_use_bytes = memfit_cgroup_in_use_bytes(c);
     return MEMFIT_OK;
 }
 

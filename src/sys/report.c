@@ -36,19 +36,21 @@ static void summarise(struct memfit_report *r)
     /* The working set in the scope of the limit. */
     if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
         r->working_set_bytes = r->cgroup.working_set_bytes;
+        r->in_use_bytes = r->cgroup.in_use_bytes;
         mf_sys_copy(r->limit_source, sizeof(r->limit_source), "cgroup");
     } else {
         r->working_set_bytes = mf_sys_sub_floor(m->total_bytes, m->available_bytes);
+        r->in_use_bytes = r->working_set_bytes;
         mf_sys_copy(r->limit_source, sizeof(r->limit_source), "memory");
     }
-    r->available_bytes = mf_sys_sub_floor(r->limit_bytes, r->working_set_bytes);
-    if (r->working_set_bytes == MEMFIT_SYS_UNKNOWN || r->limit_bytes == MEMFIT_SYS_UNKNOWN ||
+    r->available_bytes = mf_sys_sub_floor(r->limit_bytes, r->in_use_bytes);
+    if (r->in_use_bytes == MEMFIT_SYS_UNKNOWN || r->limit_bytes == MEMFIT_SYS_UNKNOWN ||
         r->limit_bytes == 0) {
         r->percent = NAN;
         mf_sys_copy(r->level, sizeof(r->level), "unknown");
         return;
     }
-    r->percent = 100.0 * (double)r->working_set_bytes / (double)r->limit_bytes;
+    r->percent = 100.0 * (double)r->in_use_bytes / (double)r->limit_bytes;
     uint64_t danger = r->limit_bytes / 20;
     if (danger > MEMFIT_REPORT_DANGER_BYTES)
         danger = MEMFIT_REPORT_DANGER_BYTES;
@@ -216,8 +218,8 @@ static json_t *cgroup_json(const struct memfit_cgroup *c)
         put_size(o, "own_limit_bytes", c->own_limit_bytes) &&
         put_size(o, "high_bytes", c->high_bytes) && put_size(o, "usage_bytes", c->usage_bytes) &&
         put_size(o, "working_set_bytes", c->working_set_bytes) &&
-        put_size(o, "peak_bytes", c->peak_bytes) && put_size(o, "anon_bytes", c->anon_bytes) &&
-        put_size(o, "file_bytes", c->file_bytes) &&
+        put_size(o, "in_use_bytes", c->in_use_bytes) && put_size(o, "peak_bytes", c->peak_bytes) &&
+        put_size(o, "anon_bytes", c->anon_bytes) && put_size(o, "file_bytes", c->file_bytes) &&
         put_size(o, "active_file_bytes", c->active_file_bytes) &&
         put_size(o, "inactive_file_bytes", c->inactive_file_bytes) &&
         put_size(o, "shmem_bytes", c->shmem_bytes) &&
@@ -303,6 +305,7 @@ static bool summary_json(json_t *o, const struct memfit_report *r)
     if (!(put_size(o, "limit_bytes", r->limit_bytes) &&
           put_text(o, "limit_source", r->limit_source) &&
           put_size(o, "working_set_bytes", r->working_set_bytes) &&
+          put_size(o, "in_use_bytes", r->in_use_bytes) &&
           put_size(o, "available_bytes", r->available_bytes) &&
           put_real(o, "percent", r->percent) && put_text(o, "level", r->level)))
         return false;

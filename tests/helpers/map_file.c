@@ -1,7 +1,9 @@
 /*
- * Test helper: maps a file read-only (as a loaded model's weights are), says
- * "mapped" on stdout and sleeps until killed, so gc tests can check that a
- * mapped blob is never evicted. Usage: map_file PATH
+ * Test helper: maps FILE read-only after dropping its pages from the page
+ * cache (so the pages it faults are charged to the caller's cgroup), reads
+ * one byte of every page, prints "mapped N" and sleeps until killed. Used by
+ * tests/integration/memory_mapped.sh to stand for a server with its model's
+ * weights mapped.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,7 +14,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: map_file PATH\n");
+        fprintf(stderr, "usage: map_file FILE\n");
         return 2;
     }
     int fd = open(argv[1], O_RDONLY);
@@ -21,13 +23,18 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 1;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    fsync(fd); /* dirty pages cannot be dropped: write them first */
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    size_t size = (size_t)st.st_size;
+    volatile const unsigned char *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         perror("mmap");
         return 1;
     }
-    close(fd); /* the mapping keeps the file in use, as a model's does */
-    printf("mapped\n");
+    unsigned sum = 0;
+    for (size_t off = 0; off < size; off += 4096)
+        sum += p[off];
+    printf("mapped %zu (%u)\n", size, sum & 1u);
     fflush(stdout);
     for (;;)
         pause();
