@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "image_test.h"
+#include "jpeg_gen.h"
 
 /* Decoded RGB against PIL's Image.open(...).convert("RGB"). Asserted: every
  * byte identical (tolerance 0 in index.json). PNG is lossless; for JPEG, PIL
@@ -415,45 +416,15 @@ static void test_corrupt(void **state)
     memfit_free(jpg);
 }
 
-/* A w x h JPEG of a smooth gradient, from libjpeg: `components` 1 (gray)
- * or 3 (YCbCr, 4:4:4 when full_chroma, else 4:2:0), baseline, progressive,
- * or with the n_scans of `script` when not NULL. */
+/* A JPEG from tests/jpeg_gen.h, never NULL here. */
 static uint8_t *make_jpeg(uint32_t w, uint32_t h, int components, bool full_chroma,
                           bool progressive, const jpeg_scan_info *script, int n_scans,
                           unsigned long *size)
 {
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr err;
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    uint8_t *out = NULL;
-    jpeg_mem_dest(&c, &out, size);
-    c.image_width = w;
-    c.image_height = h;
-    c.input_components = components;
-    c.in_color_space = components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_set_defaults(&c);
-    if (components == 3 && full_chroma)
-        c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
-    if (progressive)
-        jpeg_simple_progression(&c);
-    if (script) {
-        c.scan_info = script;
-        c.num_scans = n_scans;
-    }
-    jpeg_start_compress(&c, TRUE);
-    uint8_t *row = memfit_malloc((size_t)w * (size_t)components);
-    assert_non_null(row);
-    for (uint32_t y = 0; y < h; y++) {
-        for (uint32_t x = 0; x < w * (uint32_t)components; x++)
-            row[x] = (uint8_t)((x / (uint32_t)components + y) & 0xff);
-        JSAMPROW r = row;
-        jpeg_write_scanlines(&c, &r, 1);
-    }
-    memfit_free(row);
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    return out; /* malloc'ed by libjpeg: free() */
+    uint8_t *jpg =
+        mf_test_make_jpeg(w, h, components, full_chroma, progressive, script, n_scans, size);
+    assert_non_null(jpg);
+    return jpg;
 }
 
 /* A valid progressive JPEG of 8x8 gray pixels with 704 scans: every
