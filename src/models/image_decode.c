@@ -78,6 +78,9 @@ static uint64_t decode_deadline(const struct memfit_image_limits *limits)
     return limits->max_decode_ms ? memfit_now_ns() + (uint64_t)limits->max_decode_ms * 1000000u : 0;
 }
 
+/* The message of a decode stopped by its budget (after "NAME: FORMAT: "). */
+#define OVER_BUDGET "the decode took more than %u ms (the decode time budget)"
+
 static bool past_deadline(uint64_t deadline_ns)
 {
     return deadline_ns && memfit_now_ns() > deadline_ns;
@@ -178,8 +181,7 @@ static void jpeg_on_progress(j_common_ptr cinfo)
     }
     if (past_deadline(ctx->deadline_ns)) {
         ctx->status = MEMFIT_E_TIMEOUT;
-        snprintf(ctx->message, sizeof(ctx->message),
-                 "the decode took more than %u ms (the decode time budget)", ctx->budget_ms);
+        snprintf(ctx->message, sizeof(ctx->message), OVER_BUDGET, ctx->budget_ms);
         longjmp(ctx->jump, 1);
     }
 }
@@ -311,7 +313,10 @@ static enum memfit_status decode_jpeg(const uint8_t *data, size_t size, const ch
     if (st == MEMFIT_OK && jpeg_has_multiple_scans(&cinfo)) {
         /* libjpeg allocates the whole coefficient buffer in jpeg_start_decompress */
         uint64_t coef = jpeg_coef_bytes(&cinfo);
-        uint64_t max_coef = limits->max_pixels * JPEG_COEF_BYTES_PER_PIXEL;
+        uint64_t max_coef;
+        if (__builtin_mul_overflow(limits->max_pixels, (uint64_t)JPEG_COEF_BYTES_PER_PIXEL,
+                                   &max_coef))
+            max_coef = UINT64_MAX;
         if (coef > max_coef)
             st = memfit_fail(MEMFIT_E_RANGE,
                              "%s: JPEG: a progressive %ux%u image with %d components needs %llu "
@@ -420,8 +425,7 @@ static void png_on_row(png_structp png, png_uint_32 row, int pass)
     struct png_ctx *ctx = png_get_io_ptr(png);
     if (past_deadline(ctx->deadline_ns)) {
         ctx->status = MEMFIT_E_TIMEOUT;
-        snprintf(ctx->message, sizeof(ctx->message),
-                 "the decode took more than %u ms (the decode time budget)", ctx->budget_ms);
+        snprintf(ctx->message, sizeof(ctx->message), OVER_BUDGET, ctx->budget_ms);
         png_longjmp(png, 1);
     }
 }
@@ -493,10 +497,7 @@ static enum memfit_status check_png_idat(const uint8_t *data, size_t size, const
         z.avail_in = length;
         while (z.avail_in > 0) {
             if (past_deadline(deadline_ns)) {
-                st = memfit_fail(MEMFIT_E_TIMEOUT,
-                                 "%s: PNG: the decode took more than %u ms (the decode time "
-                                 "budget)",
-                                 name, budget_ms);
+                st = memfit_fail(MEMFIT_E_TIMEOUT, "%s: PNG: " OVER_BUDGET, name, budget_ms);
                 break;
             }
             uint64_t room = want + 1 - n_out; /* one byte past the image is enough */
