@@ -665,6 +665,40 @@ static void test_quarantine_bound(void **state)
     assert_true(max_bytes >= (1ull << 30));
     memfit_store_quarantine_free(q, n);
     memfit_store_close(s);
+
+    /* verify's moves obey the bound too: two bad blobs, one kept. */
+    o.max_quarantine_files = 1;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    for (unsigned i = 0; i < 2; i++) {
+        const char *src[] = {paths[i]};
+        assert_int_equal(memfit_store_fetch(s, src, 1, NULL, &out), MEMFIT_OK);
+        chmod(out, 0644);
+        int fd = open(out, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "x", 1, 10), 1);
+        close(fd);
+        memfit_free(out);
+    }
+    struct memfit_store_verify_result vr;
+    assert_int_equal(memfit_store_verify(s, &vr), MEMFIT_E_CHECKSUM);
+    assert_int_equal(vr.n_bad, 2);
+    assert_int_equal(count_quarantine(s, &bytes), 1);
+    memfit_store_close(s);
+
+    /* The variables: a bad count is E_RANGE; "0" keeps nothing. */
+    o.max_quarantine_files = 0;
+    setenv("MEMFIT_QUARANTINE_MAX_FILES", "many", 1);
+    s = NULL;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_E_RANGE);
+    assert_null(s);
+    assert_non_null(strstr(memfit_last_error(), "MEMFIT_QUARANTINE_MAX_FILES"));
+    setenv("MEMFIT_QUARANTINE_MAX_FILES", "0", 1);
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    const char *src[] = {paths[0]};
+    assert_int_equal(memfit_store_fetch(s, src, 1, &fo, &out), MEMFIT_E_CHECKSUM);
+    assert_int_equal(count_quarantine(s, &bytes), 1); /* the one verify kept stays */
+    unsetenv("MEMFIT_QUARANTINE_MAX_FILES");
+    memfit_store_close(s);
 }
 
 static void test_fetch_threads(void **state)
