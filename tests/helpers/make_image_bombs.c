@@ -12,7 +12,7 @@
  *                                  refined bit by bit)
  *   jpeg_300_scans.jpg             the first 300 of those scans (under 10 KB: a fuzz seed)
  *   jpeg_many_scans_color.jpg      16x16 YCbCr, 2112 scans
- *   jpeg_many_scans_big.jpg        2048x2048 gray, 704 scans
+ *   jpeg_many_scans_big.jpg        1024x1024 gray, 704 scans
  *   jpeg_bad_marker.jpg            ok.jpg with its SOS marker turned into an unknown one
  *   jpeg_bad_length.jpg            ok.jpg with a DQT segment longer than the file
  *   jpeg_truncated.jpg             a 64x64 progressive JPEG cut at 60 %
@@ -278,7 +278,7 @@ static void jpeg_bombs(void)
     scans = make_jpeg(8, 8, 1, false, script, 300, &n);
     write_file("jpeg_300_scans.jpg", scans, n);
     free(scans); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
-    scans = make_jpeg(2048, 2048, 1, false, script, n_scans, &n);
+    scans = make_jpeg(1024, 1024, 1, false, script, n_scans, &n);
     write_file("jpeg_many_scans_big.jpg", scans, n);
     free(scans); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
     n_scans = many_scans(3, script);

@@ -104,7 +104,7 @@ fi
 check "server still running" kill -0 "$PID"
 stop_server
 
-# The time budget: with --max-decode-time 5ms the 2048x2048 progressive
+# The time budget: with --max-decode-time 5ms the 1024x1024 progressive
 # JPEG stops on the clock, before its 256th scan.
 start_server --max-decode-time 5ms "$TMP/vits_tiny.pth"
 WHY[jpeg_many_scans_big.jpg]="the decode took more than 5 ms"
