@@ -49,7 +49,7 @@ const char cmd_serve_help[] =
     "  --max-inputs N         inputs per embedding request (default 256)\n"
     "  --max-pixels N         pixels of all the images of one request (default\n"
     "                         64000000; decoded images take 3 bytes a pixel)\n"
-    "  --max-decode-time DURATION  time budget of decoding one image (default 2s;\n"
+    "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
     "                         0: none); past it: 400 invalid_image\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
