@@ -1,7 +1,8 @@
 /*
- * `memfit cache`: looks after the model cache — list what is there, show one
- * entry, re-check every digest, remove an entry, and evict least recently
- * used files down to a size (never one a running process holds).
+ * `memfit cache`: looks after the model cache — list what is there (and
+ * what sits in quarantine), show one entry, re-check every digest, remove an
+ * entry, and evict least recently used files down to a size (never one a
+ * running process holds).
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,13 +14,16 @@ const char cmd_cache_help[] =
     "Usage: memfit cache [--cache-dir DIR] ls | info NAME | verify | rm NAME | gc [--max-size "
     "SIZE]\n"
     "\n"
-    "  ls          list cached files, least recently used first\n"
+    "  ls          list cached files, least recently used first, then the\n"
+    "              quarantine (downloads whose digest did not match, kept within\n"
+    "              MEMFIT_QUARANTINE_MAX_FILES and _MAX_SIZE: 4 files, 1 GiB)\n"
     "  info NAME   one entry, by name, source or digest (prefix of 8+ hex digits)\n"
     "  verify      re-hash every file; bad ones move to quarantine/ (exit 1)\n"
     "  rm NAME     remove an entry (and its file when nothing else points to it)\n"
     "  gc          evict least recently used files down to --max-size (default\n"
     "              MEMFIT_CACHE_MAX_GB), keeping files that running processes use;\n"
-    "              also drops stale temp files, refs and old partial downloads\n"
+    "              also drops stale temp files, refs, old partial downloads and\n"
+    "              every quarantined file\n"
     "\n"
     "Options:\n"
     "  --cache-dir DIR   cache directory (default MEMFIT_CACHE_DIR, LOCAL_CACHE_DIR,\n"
@@ -34,6 +38,48 @@ static void format_time(uint64_t wall_ns, char *buf, size_t size)
     struct tm tm;
     if (wall_ns == 0 || !localtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M", &tm) == 0)
         snprintf(buf, size, "-");
+}
+
+/* How long ago `wall_ns` was, e.g. "42s", "5m", "3h", "12d". */
+static void format_age(uint64_t wall_ns, char *buf, size_t size)
+{
+    uint64_t now = memfit_wall_ns();
+    uint64_t s = now > wall_ns ? (now - wall_ns) / 1000000000u : 0;
+    if (s < 120)
+        snprintf(buf, size, "%llus", (unsigned long long)s);
+    else if (s < 7200)
+        snprintf(buf, size, "%llum", (unsigned long long)(s / 60));
+    else if (s < 2 * 86400)
+        snprintf(buf, size, "%lluh", (unsigned long long)(s / 3600));
+    else
+        snprintf(buf, size, "%llud", (unsigned long long)(s / 86400));
+}
+
+/* The quarantine after the blobs: its totals against its bound, then each file. */
+static enum memfit_status print_quarantine(memfit_store *store)
+{
+    struct memfit_store_quarantined *q;
+    size_t n;
+    unsigned max_files;
+    uint64_t max_bytes;
+    enum memfit_status st = memfit_store_quarantine_list(store, &q, &n, &max_files, &max_bytes);
+    if (st != MEMFIT_OK)
+        return st;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += q[i].size_bytes;
+    char t[32], m[32];
+    printf("quarantine: %zu files, %s (bound %u files, %s)\n", n,
+           memfit_format_size(total, t, sizeof(t)), max_files,
+           memfit_format_size(max_bytes, m, sizeof(m)));
+    for (size_t i = 0; i < n; i++) {
+        char size[32], age[32];
+        format_age(q[i].added_ns, age, sizeof(age));
+        printf("  %10s  %6s ago  %s\n", memfit_format_size(q[i].size_bytes, size, sizeof(size)),
+               age, q[i].path);
+    }
+    memfit_store_quarantine_free(q, n);
+    return MEMFIT_OK;
 }
 
 static int do_ls(memfit_store *store)
@@ -61,7 +107,8 @@ static int do_ls(memfit_store *store)
     printf("%zu entries, %s in %s\n", n, memfit_format_size(total, t, sizeof(t)),
            memfit_store_dir(store));
     memfit_store_entries_free(e, n);
-    return CLI_EXIT_OK;
+    st = print_quarantine(store);
+    return st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail_status(st);
 }
 
 static int do_info(memfit_store *store, const char *name)
@@ -117,7 +164,8 @@ static int do_gc(memfit_store *store, uint64_t max_bytes)
            memfit_format_size(r.total_bytes, b, sizeof(b)));
     if (r.n_kept_in_use > 0)
         printf("; kept %zu in use", r.n_kept_in_use);
-    printf("\n");
+    printf("; removed %zu quarantined files (%s)\n", r.n_quarantine_removed,
+           memfit_format_size(r.quarantine_removed_bytes, a, sizeof(a)));
     return CLI_EXIT_OK;
 }
 

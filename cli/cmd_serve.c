@@ -49,6 +49,8 @@ const char cmd_serve_help[] =
     "  --max-inputs N         inputs per embedding request (default 256)\n"
     "  --max-pixels N         pixels of all the images of one request (default\n"
     "                         64000000; decoded images take 3 bytes a pixel)\n"
+    "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
+    "                         0: none); past it: 400 invalid_image\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory\n"
     "  --allow-host NAME      also answer Host: NAME when bound to loopback (repeatable;\n"
@@ -181,6 +183,16 @@ int cmd_serve(int argc, char **argv)
             if (!cli_opt_int("serve", "--max-pixels", v, 1, 1000000000000LL, &n))
                 goto out;
             o.max_request_pixels = (uint64_t)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-decode-time", &missing))) {
+            if (!cli_opt_duration("serve", "--max-decode-time", v, &ns))
+                goto out;
+            if (ns / 1000000u > 3600000u) {
+                cli_usage("serve", "--max-decode-time: %s is more than an hour", v);
+                goto out;
+            }
+            o.max_decode_ms = (uint32_t)(ns / 1000000u);
+            if (ns > 0 && o.max_decode_ms == 0)
+                o.max_decode_ms = 1;
         } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
             if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
                 goto out;

@@ -31,6 +31,12 @@ struct memfit_image {
 struct memfit_image_limits {
     uint64_t max_pixels;    /* default 50e6 (e.g. 7071 x 7071) */
     uint32_t max_dimension; /* default 20000 */
+    /* Wall-clock budget of one decode in milliseconds; a decode that runs
+     * past it stops with E_TIMEOUT ("... the decode took more than N ms").
+     * Checked on a monotonic clock at each JPEG progress call (an iMCU row
+     * or scanline) and each PNG row. Default 0: no limit (the CLI); the
+     * server passes its max_decode_ms (2000). */
+    uint32_t max_decode_ms;
 };
 
 MEMFIT_API struct memfit_image_limits memfit_image_limits_default(void);
@@ -48,7 +54,10 @@ MEMFIT_API struct memfit_image_limits memfit_image_limits_default(void);
  * samples keep their high byte (PIL clips 16-bit grayscale instead: the one
  * difference); CMYK/YCCK becomes RGB with PIL's formula; gamma, ICC profiles
  * and EXIF orientation are ignored, as PIL's open() ignores them. A 0x0 image
- * is E_FORMAT; a JPEG with more than 256 progressive scans is E_FORMAT.
+ * is E_FORMAT; a JPEG with more than 256 progressive scans is E_FORMAT; a
+ * progressive JPEG whose coefficient buffer (libjpeg holds the whole image's
+ * DCT coefficients, 2 bytes each) would take more than 6 bytes per pixel of
+ * max_pixels is E_RANGE; a decode past limits->max_decode_ms is E_TIMEOUT.
  * `limits` NULL means memfit_image_limits_default(); `name` NULL, "image".
  * `out` is written only on success (free it with memfit_image_free). The
  * pixels are allocated with memfit_malloc; the libraries' own working memory

@@ -14,7 +14,9 @@
  *   blobs/sha256/<hex>   the files, named by their SHA-256, read-only
  *   refs/<name>          name or source URI -> digest, source, size, etag, last use
  *   partial/<hash>       interrupted downloads, resumed with Range + If-Range
- *   quarantine/          files whose digest did not match what was expected
+ *   quarantine/          files whose digest did not match what was expected, kept
+ *                        for diagnosis within a bound (4 files and 1 GiB by
+ *                        default; the oldest go first), emptied by gc
  *   pins/                blobs a running process holds (never evicted)
  * Every change is a temp file + fsync + rename, so a crash leaves the old
  * state or the new one. Processes and threads that pull the same file
@@ -26,6 +28,10 @@
  *   MEMFIT_CA_BUNDLE           an extra CA file for TLS
  *   MEMFIT_DOWNLOAD_MAX_RATE   bandwidth cap per download in bytes per second, with
  *                              memfit_parse_size units ("2MB", "512KiB"); unset or 0: none
+ *   MEMFIT_QUARANTINE_MAX_FILES  how many mismatched files quarantine/ keeps (default 4;
+ *                              0: none)
+ *   MEMFIT_QUARANTINE_MAX_SIZE   and how many bytes (memfit_parse_size units; default the
+ *                              larger of 1 GiB and a tenth of the cache limit; 0: none)
  *
  * Progress goes to the log (INFO), TTY or not (docs/store.md): a start
  * line, a progress line at least every 5 s and at each tenth of the file,
@@ -74,6 +80,16 @@ struct memfit_store_options {
     unsigned lock_wait_timeout_ms;  /* waiting for another downloader (default 3600000) */
     unsigned stale_lock_ms; /* a lock without progress this long is stale (default 120000) */
     uint64_t max_download_bytes_per_s; /* 0: MEMFIT_DOWNLOAD_MAX_RATE, else unlimited */
+    /*
+     * The quarantine's bound. A mismatched download is evidence worth a look
+     * (what did the mirror send?), but one full copy per attempt of a
+     * multi-GB model would fill the disk: the last few say as much as all
+     * of them. When a file enters and the bound is exceeded, the oldest are
+     * deleted; a file larger than the byte bound is not kept at all.
+     */
+    unsigned max_quarantine_files; /* 0: MEMFIT_QUARANTINE_MAX_FILES, else 4 */
+    uint64_t max_quarantine_bytes; /* 0: MEMFIT_QUARANTINE_MAX_SIZE, else the larger of 1 GiB
+                                      and max_cache_bytes / 10 */
 };
 
 /* The defaults described above. */
@@ -249,10 +265,12 @@ MEMFIT_API enum memfit_status memfit_store_verify(memfit_store *store,
 MEMFIT_API enum memfit_status memfit_store_remove(memfit_store *store, const char *name);
 
 struct memfit_store_gc_result {
-    size_t n_removed;       /* blobs evicted */
-    uint64_t removed_bytes; /* their size */
-    size_t n_kept_in_use;   /* would have been evicted but are in use */
-    uint64_t total_bytes;   /* what the cache holds afterwards */
+    size_t n_removed;                  /* blobs evicted */
+    uint64_t removed_bytes;            /* their size */
+    size_t n_kept_in_use;              /* would have been evicted but are in use */
+    uint64_t total_bytes;              /* what the cache holds afterwards */
+    size_t n_quarantine_removed;       /* quarantined files deleted */
+    uint64_t quarantine_removed_bytes; /* their size */
 };
 
 /*
@@ -260,11 +278,32 @@ struct memfit_store_gc_result {
  * `max_bytes` (0: the store's max_cache_bytes; if that is 0 too, evicts
  * nothing), never one that is pinned or mapped by a running process
  * (/proc/PID/maps). Also removes refs to missing blobs, dead processes'
- * pins and temp files, and interrupted downloads older than a week.
- * `out` may be NULL. E_IO, E_NOMEM.
+ * pins and temp files, interrupted downloads older than a week, and every
+ * quarantined file. `out` may be NULL. E_IO, E_NOMEM.
  */
 MEMFIT_API enum memfit_status memfit_store_gc(memfit_store *store, uint64_t max_bytes,
                                               struct memfit_store_gc_result *out);
+
+/* One file of quarantine/ as listed by memfit_store_quarantine_list(). */
+struct memfit_store_quarantined {
+    char *path;                             /* its path */
+    char digest[MEMFIT_SHA256_HEX_LEN + 1]; /* the digest in its name ("" when none) */
+    uint64_t size_bytes;
+    uint64_t added_ns; /* wall clock when it entered quarantine, since the Unix epoch */
+};
+
+/*
+ * Lists the quarantined files, oldest first, and the bound they are kept
+ * within (*max_files, *max_bytes; either may be NULL). *out is an array of
+ * *n entries; free it with memfit_store_quarantine_free(). E_IO, E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_store_quarantine_list(memfit_store *store,
+                                                           struct memfit_store_quarantined **out,
+                                                           size_t *n, unsigned *max_files,
+                                                           uint64_t *max_bytes);
+
+/* Frees what memfit_store_quarantine_list() returned; accepts NULL. */
+MEMFIT_API void memfit_store_quarantine_free(struct memfit_store_quarantined *files, size_t n);
 
 /*
  * Pins the blob at `path` (as returned by memfit_store_fetch) for this

@@ -19,7 +19,18 @@
  *   runs, its IDAT stream is inflated into a small scratch buffer and stopped
  *   as soon as it yields a byte more than the declared rows need (libpng's
  *   png_read_end would inflate a 1 GiB tail behind a 1x1 image), and at most
- *   MAX_PNG_IDAT_SLACK_BYTES of IDAT may follow the end of the stream.
+ *   MAX_PNG_IDAT_SLACK_BYTES of IDAT may follow the end of the stream;
+ * - a progressive JPEG's coefficient buffer (libjpeg keeps every DCT
+ *   coefficient of the image, 2 bytes each, outside memfit's allocator) is
+ *   computed from the frame and scan headers and refused above
+ *   JPEG_COEF_BYTES_PER_PIXEL bytes per pixel of the limit before libjpeg
+ *   allocates it;
+ * - a decode has a time budget (limits->max_decode_ms): a monotonic clock
+ *   read at every libjpeg progress call (one iMCU row of a scan, or one
+ *   output scanline), every PNG row and every 4 KiB the IDAT check
+ *   inflates. One read of the vDSO clock costs tens of nanoseconds, less
+ *   than the row it follows, so no sampling is needed. Whatever the
+ *   structural checks miss (a pathological but legal file) stops there.
  *
  * The pixel buffer goes through memfit_malloc; the libraries' own working
  * memory does not (it is bounded by the limits and freed before return).
@@ -55,6 +66,25 @@
 /* At most this many IDAT bytes may follow the end of the zlib stream (some
  * encoders pad; more is data that no row will ever read). */
 #define MAX_PNG_IDAT_SLACK_BYTES 1024u
+
+/* A progressive JPEG's coefficient buffer may take this many bytes per pixel
+ * of limits->max_pixels: what a 3-component 4:4:4 image at the limit needs
+ * (4:2:0 needs half); the pixel limit alone lets a CMYK one take 8. */
+#define JPEG_COEF_BYTES_PER_PIXEL 6u
+
+/* The end of a decode's time budget on memfit_now_ns(), or 0 for none. */
+static uint64_t decode_deadline(const struct memfit_image_limits *limits)
+{
+    return limits->max_decode_ms ? memfit_now_ns() + (uint64_t)limits->max_decode_ms * 1000000u : 0;
+}
+
+/* The message of a decode stopped by its budget (after "NAME: FORMAT: "). */
+#define OVER_BUDGET "the decode took more than %u ms (the decode time budget)"
+
+static bool past_deadline(uint64_t deadline_ns)
+{
+    return deadline_ns && memfit_now_ns() > deadline_ns;
+}
 
 struct memfit_image_limits memfit_image_limits_default(void)
 {
@@ -112,6 +142,8 @@ struct jpeg_ctx {
     struct jpeg_progress_mgr progress;
     jmp_buf jump;
     enum memfit_status status;
+    uint64_t deadline_ns; /* 0: none */
+    uint32_t budget_ms;
     char message[JMSG_LENGTH_MAX + 64];
 };
 
@@ -140,13 +172,36 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
 static void jpeg_on_progress(j_common_ptr cinfo)
 {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    struct jpeg_ctx *ctx = (struct jpeg_ctx *)cinfo->err;
     if (cinfo->is_decompressor && d->input_scan_number > MAX_JPEG_SCANS) {
-        struct jpeg_ctx *ctx = (struct jpeg_ctx *)cinfo->err;
         ctx->status = MEMFIT_E_FORMAT;
         snprintf(ctx->message, sizeof(ctx->message), "more than %d progressive scans",
                  MAX_JPEG_SCANS);
         longjmp(ctx->jump, 1);
     }
+    if (past_deadline(ctx->deadline_ns)) {
+        ctx->status = MEMFIT_E_TIMEOUT;
+        snprintf(ctx->message, sizeof(ctx->message), OVER_BUDGET, ctx->budget_ms);
+        longjmp(ctx->jump, 1);
+    }
+}
+
+/* The bytes libjpeg allocates for the whole-image coefficient buffer of a
+ * progressive (multi-scan) JPEG: every component's blocks, padded to whole
+ * iMCUs, 64 coefficients of 2 bytes each. Valid after jpeg_read_header. */
+static uint64_t jpeg_coef_bytes(const struct jpeg_decompress_struct *cinfo)
+{
+    uint64_t total = 0;
+    for (int ci = 0; ci < cinfo->num_components; ci++) {
+        const jpeg_component_info *c = &cinfo->comp_info[ci];
+        uint64_t w = c->width_in_blocks, h = c->height_in_blocks;
+        uint64_t hs = c->h_samp_factor > 0 ? (uint64_t)c->h_samp_factor : 1;
+        uint64_t vs = c->v_samp_factor > 0 ? (uint64_t)c->v_samp_factor : 1;
+        w = (w + hs - 1) / hs * hs;
+        h = (h + vs - 1) / vs * vs;
+        total += w * h * DCTSIZE2 * sizeof(JCOEF); /* each < 2^13 blocks a side: no overflow */
+    }
+    return total;
 }
 
 /*
@@ -221,6 +276,8 @@ static enum memfit_status decode_jpeg(const uint8_t *data, size_t size, const ch
     ctx.mgr.error_exit = jpeg_on_error;
     ctx.mgr.emit_message = jpeg_on_message;
     ctx.status = MEMFIT_OK;
+    ctx.deadline_ns = decode_deadline(limits);
+    ctx.budget_ms = limits->max_decode_ms;
     if (setjmp(ctx.jump)) {
         jpeg_destroy_decompress(&cinfo);
         memfit_free(row);
@@ -252,6 +309,21 @@ static enum memfit_status decode_jpeg(const uint8_t *data, size_t size, const ch
                              "%s: JPEG: unsupported colour space %d (%d components)", name,
                              (int)cinfo.jpeg_color_space, cinfo.num_components);
         }
+    }
+    if (st == MEMFIT_OK && jpeg_has_multiple_scans(&cinfo)) {
+        /* libjpeg allocates the whole coefficient buffer in jpeg_start_decompress */
+        uint64_t coef = jpeg_coef_bytes(&cinfo);
+        uint64_t max_coef;
+        if (__builtin_mul_overflow(limits->max_pixels, (uint64_t)JPEG_COEF_BYTES_PER_PIXEL,
+                                   &max_coef))
+            max_coef = UINT64_MAX;
+        if (coef > max_coef)
+            st = memfit_fail(MEMFIT_E_RANGE,
+                             "%s: JPEG: a progressive %ux%u image with %d components needs %llu "
+                             "bytes of coefficients, beyond the limit of %llu",
+                             name, (unsigned)cinfo.image_width, (unsigned)cinfo.image_height,
+                             cinfo.num_components, (unsigned long long)coef,
+                             (unsigned long long)max_coef);
     }
     if (st != MEMFIT_OK) {
         jpeg_destroy_decompress(&cinfo);
@@ -311,6 +383,8 @@ struct png_ctx {
     size_t size;
     size_t pos;
     enum memfit_status status;
+    uint64_t deadline_ns; /* 0: none */
+    uint32_t budget_ms;
     char message[256];
 };
 
@@ -341,6 +415,19 @@ static void png_on_read(png_structp png, png_bytep out, size_t n)
     }
     memcpy(out, ctx->data + ctx->pos, n);
     ctx->pos += n;
+}
+
+/* After each row (of each pass when interlaced): the time budget. */
+static void png_on_row(png_structp png, png_uint_32 row, int pass)
+{
+    (void)row;
+    (void)pass;
+    struct png_ctx *ctx = png_get_io_ptr(png);
+    if (past_deadline(ctx->deadline_ns)) {
+        ctx->status = MEMFIT_E_TIMEOUT;
+        snprintf(ctx->message, sizeof(ctx->message), OVER_BUDGET, ctx->budget_ms);
+        png_longjmp(png, 1);
+    }
 }
 
 /* The bytes of filtered scanlines a PNG's IDAT stream must inflate to, from
@@ -376,7 +463,8 @@ static uint64_t png_raw_bytes(uint32_t width, uint32_t height, int bit_depth, in
  * end. Reads only chunk headers and inflates at most one byte past the image;
  * anything it cannot judge (cut file, bad zlib data, odd IHDR) is left to
  * libpng, which reports it. */
-static enum memfit_status check_png_idat(const uint8_t *data, size_t size, const char *name)
+static enum memfit_status check_png_idat(const uint8_t *data, size_t size, const char *name,
+                                         uint64_t deadline_ns, uint32_t budget_ms)
 {
     if (size < 33 || memcmp(data + 12, "IHDR", 4) != 0)
         return MEMFIT_OK;
@@ -408,6 +496,10 @@ static enum memfit_status check_png_idat(const uint8_t *data, size_t size, const
         z.next_in = (Bytef *)body;
         z.avail_in = length;
         while (z.avail_in > 0) {
+            if (past_deadline(deadline_ns)) {
+                st = memfit_fail(MEMFIT_E_TIMEOUT, "%s: PNG: " OVER_BUDGET, name, budget_ms);
+                break;
+            }
             uint64_t room = want + 1 - n_out; /* one byte past the image is enough */
             z.next_out = scratch;
             z.avail_out = room < sizeof(scratch) ? (uInt)room : (uInt)sizeof(scratch);
@@ -450,11 +542,18 @@ static enum memfit_status decode_png(const uint8_t *data, size_t size, const cha
         if (st != MEMFIT_OK)
             return st;
     }
-    enum memfit_status idat_st = check_png_idat(data, size, name);
+    const uint64_t deadline_ns = decode_deadline(limits);
+    enum memfit_status idat_st =
+        check_png_idat(data, size, name, deadline_ns, limits->max_decode_ms);
     if (idat_st != MEMFIT_OK)
         return idat_st;
 
-    struct png_ctx ctx = {.data = data, .size = size, .pos = 0, .status = MEMFIT_OK};
+    struct png_ctx ctx = {.data = data,
+                          .size = size,
+                          .pos = 0,
+                          .status = MEMFIT_OK,
+                          .deadline_ns = deadline_ns,
+                          .budget_ms = limits->max_decode_ms};
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
     if (!png)
@@ -470,11 +569,13 @@ static enum memfit_status decode_png(const uint8_t *data, size_t size, const cha
         png_destroy_read_struct(&png, &info, NULL);
         memfit_free(rows);
         memfit_free(pixels);
-        if (ctx.status == MEMFIT_E_NOMEM)
-            return memfit_fail(MEMFIT_E_NOMEM, "%s: PNG: %s", name, ctx.message);
+        if (ctx.status == MEMFIT_E_NOMEM || ctx.status == MEMFIT_E_TIMEOUT)
+            return memfit_fail(ctx.status, "%s: PNG: %s", name, ctx.message);
         return memfit_fail(MEMFIT_E_FORMAT, "%s: PNG: %s", name, ctx.message);
     }
     png_set_read_fn(png, &ctx, png_on_read);
+    if (ctx.deadline_ns)
+        png_set_read_status_fn(png, png_on_row);
     png_set_user_limits(png, limits->max_dimension, limits->max_dimension);
     png_set_chunk_malloc_max(png, MAX_PNG_CHUNK_BYTES);
     png_read_info(png, info);

@@ -785,6 +785,7 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         /* The request's pixels left and the budget's free room bound this
          * image, checked on its header. */
         struct memfit_image_limits limits = defaults;
+        limits.max_decode_ms = r->srv->opt.max_decode_ms;
         bool request_bound = pixels_left < limits.max_pixels;
         if (request_bound)
             limits.max_pixels = pixels_left;
@@ -1005,6 +1006,7 @@ static enum MHD_Result decode_segment_image(struct req *r, struct segment_work *
 {
     *ok = false;
     struct memfit_image_limits limits = memfit_image_limits_default();
+    limits.max_decode_ms = r->srv->opt.max_decode_ms;
     bool request_bound = r->srv->opt.max_request_pixels < limits.max_pixels;
     if (request_bound)
         limits.max_pixels = r->srv->opt.max_request_pixels;

@@ -46,6 +46,7 @@ void memfit_server_options_default(struct memfit_server_options *o)
     o->max_request_pixels = 64000000;
     o->admission_timeout_ms = -1;
     o->reaper_thread = true;
+    o->max_decode_ms = 2000;
 }
 
 /* ---- The model list ----------------------------------------------------------- */

@@ -24,6 +24,15 @@
 #define PARTIAL_MAX_AGE_NS (7ull * 24 * 3600 * 1000000000ull)
 /* Temp files of a dead process older than this are dropped by gc. */
 #define TEMP_MAX_AGE_NS (600ull * 1000000000ull)
+/*
+ * The quarantine's default bound (docs/store.md). Four files are enough to
+ * tell a mirror that always sends the same wrong bytes from one that sends
+ * different ones; 1 GiB keeps a typical small model or a truncated large
+ * one, and a tenth of a configured cache limit lets a large cache keep one
+ * copy of a large model without the quarantine ever rivalling the cache.
+ */
+#define QUARANTINE_DEFAULT_FILES     4u
+#define QUARANTINE_DEFAULT_MIN_BYTES (1ull << 30)
 
 struct memfit_store_options memfit_store_options_default(void)
 {
@@ -99,6 +108,44 @@ static enum memfit_status parse_max_rate(const char *v, uint64_t *out)
     return MEMFIT_OK;
 }
 
+/* MEMFIT_QUARANTINE_MAX_FILES: a plain count. */
+static enum memfit_status parse_count(const char *name, const char *v, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || *end || errno || n > 1000000)
+        return memfit_fail(MEMFIT_E_RANGE, "%s: '%s' is not a count from 0 to 1000000", name, v);
+    *out = (unsigned)n;
+    return MEMFIT_OK;
+}
+
+/* Resolves the quarantine bound: the field, else the variable, else the default. */
+static enum memfit_status resolve_quarantine(struct memfit_store_options *o)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (o->max_quarantine_files == 0) {
+        const char *v = memfit_config_get("MEMFIT_QUARANTINE_MAX_FILES");
+        o->max_quarantine_files = QUARANTINE_DEFAULT_FILES;
+        if (v && v[0] &&
+            (st = parse_count("MEMFIT_QUARANTINE_MAX_FILES", v, &o->max_quarantine_files)) !=
+                MEMFIT_OK)
+            return st;
+    }
+    if (o->max_quarantine_bytes == 0) {
+        const char *v = memfit_config_get("MEMFIT_QUARANTINE_MAX_SIZE");
+        if (v && v[0]) {
+            if ((st = memfit_parse_size(v, &o->max_quarantine_bytes)) != MEMFIT_OK)
+                return memfit_fail(st, "MEMFIT_QUARANTINE_MAX_SIZE: %s", memfit_last_error());
+        } else {
+            uint64_t tenth = o->max_cache_bytes / 10;
+            o->max_quarantine_bytes =
+                tenth > QUARANTINE_DEFAULT_MIN_BYTES ? tenth : QUARANTINE_DEFAULT_MIN_BYTES;
+        }
+    }
+    return MEMFIT_OK;
+}
+
 static char *default_cache_dir(void)
 {
     const char *dir = memfit_config_get("MEMFIT_CACHE_DIR");
@@ -150,6 +197,8 @@ enum memfit_status memfit_store_open(const struct memfit_store_options *opts, me
         if (v && v[0] && (st = parse_max_rate(v, &o.max_download_bytes_per_s)) != MEMFIT_OK)
             return st;
     }
+    if ((st = resolve_quarantine(&o)) != MEMFIT_OK)
+        return st;
     if (o.max_download_bytes_per_s > (uint64_t)INT64_MAX)
         return memfit_fail(MEMFIT_E_RANGE, "max_download_bytes_per_s %llu out of range",
                            (unsigned long long)o.max_download_bytes_per_s);
@@ -823,19 +872,189 @@ enum memfit_status memfit_store_info(memfit_store *store, const char *name,
 
 /* ---- Verify / remove ---------------------------------------------------------------- */
 
-static enum memfit_status quarantine(const memfit_store *store, const char *hex)
+/* ---- Quarantine ----------------------------------------------------------------------- */
+
+void memfit_store_quarantine_free(struct memfit_store_quarantined *files, size_t n)
 {
-    char *from = mf_blob_path(store, hex);
+    if (!files)
+        return;
+    for (size_t i = 0; i < n; i++)
+        memfit_free(files[i].path);
+    memfit_free(files);
+}
+
+static int cmp_quarantined(const void *a, const void *b)
+{
+    const struct memfit_store_quarantined *x = a, *y = b;
+    if (x->added_ns != y->added_ns)
+        return x->added_ns < y->added_ns ? -1 : 1;
+    return strcmp(x->path, y->path);
+}
+
+/* The regular files of quarantine/ (not temp files), oldest first. */
+static enum memfit_status quarantine_scan(const memfit_store *store,
+                                          struct memfit_store_quarantined **out, size_t *n_out)
+{
+    DIR *d = opendir(store->quarantine);
+    if (!d) {
+        if (errno == ENOENT) {
+            *out = NULL;
+            *n_out = 0;
+            return MEMFIT_OK;
+        }
+        return memfit_fail(MEMFIT_E_IO, "%s: %s", store->quarantine, strerror(errno));
+    }
+    struct memfit_store_quarantined *files = NULL;
+    size_t n = 0, cap = 0;
+    enum memfit_status st = MEMFIT_OK;
+    struct dirent *e;
+    while (st == MEMFIT_OK && (e = readdir(d))) {
+        struct stat sb;
+        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 8;
+            void *grown = memfit_realloc(files, c * sizeof(*files));
+            if (!grown) {
+                st = MEMFIT_E_NOMEM;
+                break;
+            }
+            files = grown;
+            cap = c;
+        }
+        struct memfit_store_quarantined *q = &files[n];
+        memset(q, 0, sizeof(*q));
+        if (!(q->path = memfit_asprintf("%s/%s", store->quarantine, e->d_name))) {
+            st = MEMFIT_E_NOMEM;
+            break;
+        }
+        if (strlen(e->d_name) > MEMFIT_SHA256_HEX_LEN && e->d_name[MEMFIT_SHA256_HEX_LEN] == '-') {
+            memcpy(q->digest, e->d_name, MEMFIT_SHA256_HEX_LEN);
+            if (!mf_is_sha256_hex(q->digest))
+                q->digest[0] = '\0';
+        }
+        q->size_bytes = (uint64_t)sb.st_size;
+        q->added_ns = (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
+        n++;
+    }
+    closedir(d);
+    if (st != MEMFIT_OK) {
+        memfit_store_quarantine_free(files, n);
+        return st;
+    }
+    if (n > 1)
+        qsort(files, n, sizeof(*files), cmp_quarantined);
+    *out = files;
+    *n_out = n;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_store_quarantine_list(memfit_store *store,
+                                                struct memfit_store_quarantined **out, size_t *n,
+                                                unsigned *max_files, uint64_t *max_bytes)
+{
+    if (!store || !out || !n)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_store_quarantine_list: NULL argument");
+    enum memfit_status st = quarantine_scan(store, out, n);
+    if (st == MEMFIT_OK && max_files)
+        *max_files = store->opts.max_quarantine_files;
+    if (st == MEMFIT_OK && max_bytes)
+        *max_bytes = store->opts.max_quarantine_bytes;
+    return st;
+}
+
+/* Deletes the oldest quarantined files (never `keep`) until the bound holds. */
+static enum memfit_status quarantine_trim(const memfit_store *store, const char *keep)
+{
+    struct memfit_store_quarantined *files;
+    size_t n;
+    enum memfit_status st = quarantine_scan(store, &files, &n);
+    if (st != MEMFIT_OK)
+        return st;
+    const unsigned max_files = store->opts.max_quarantine_files;
+    const uint64_t max_bytes = store->opts.max_quarantine_bytes;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += files[i].size_bytes;
+    size_t count = n;
+    char bound[32];
+    memfit_format_size(max_bytes, bound, sizeof(bound));
+    for (size_t i = 0; i < n && (count > max_files || total > max_bytes); i++) {
+        if (keep && strcmp(files[i].path, keep) == 0)
+            continue;
+        if (unlink(files[i].path) != 0 && errno != ENOENT) {
+            st = memfit_fail(MEMFIT_E_IO, "%s: %s", files[i].path, strerror(errno));
+            break;
+        }
+        memfit_log(MEMFIT_LOG_INFO,
+                   "quarantine: deleted %s (%llu bytes), the oldest, to stay within %u files "
+                   "and %s",
+                   files[i].path, (unsigned long long)files[i].size_bytes, max_files, bound);
+        count--;
+        total -= files[i].size_bytes;
+    }
+    memfit_store_quarantine_free(files, n);
+    return st;
+}
+
+enum memfit_status mf_quarantine_add(const memfit_store *store, const char *path, const char *hex,
+                                     const char *origin, char **kept)
+{
+    if (kept)
+        *kept = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return memfit_fail(MEMFIT_E_IO, "%s: %s", path, strerror(errno));
+    const uint64_t size = (uint64_t)sb.st_size;
+    const unsigned max_files = store->opts.max_quarantine_files;
+    const uint64_t max_bytes = store->opts.max_quarantine_bytes;
+    if (max_files == 0 || size > max_bytes) {
+        unlink(path);
+        char bound[32];
+        memfit_log(MEMFIT_LOG_WARN,
+                   "quarantine: not keeping the file with sha256 %s from %s (%llu bytes): the "
+                   "quarantine holds at most %u files and %s",
+                   hex, origin ? origin : "an unknown source", (unsigned long long)size, max_files,
+                   memfit_format_size(max_bytes, bound, sizeof(bound)));
+        return MEMFIT_OK;
+    }
     char *to = memfit_asprintf("%s/%s-%llu", store->quarantine, hex,
                                (unsigned long long)(memfit_wall_ns() / 1000000000u));
-    enum memfit_status st = MEMFIT_E_NOMEM;
-    if (from && to) {
-        st = rename(from, to) == 0
-                 ? MEMFIT_OK
-                 : memfit_fail(MEMFIT_E_IO, "%s: rename to quarantine: %s", from, strerror(errno));
+    if (!to) {
+        unlink(path);
+        return MEMFIT_E_NOMEM;
     }
+    if (rename(path, to) != 0) {
+        enum memfit_status st =
+            memfit_fail(MEMFIT_E_IO, "%s: rename to quarantine: %s", path, strerror(errno));
+        unlink(path);
+        memfit_free(to);
+        return st;
+    }
+    /* Its age in quarantine counts from now, not from its last write (a blob
+     * found bad by verify may be months old). */
+    utimensat(AT_FDCWD, to, NULL, 0);
+    /* The file is in; a failure to trim the others is reported, not fatal. */
+    if (quarantine_trim(store, to) != MEMFIT_OK)
+        memfit_log(MEMFIT_LOG_WARN, "quarantine: %s", memfit_last_error());
+    mf_fsync_dir(store->quarantine);
+    if (kept)
+        *kept = to;
+    else
+        memfit_free(to);
+    return MEMFIT_OK;
+}
+
+/* A blob whose content does not match its name (sha256 `actual`) leaves blobs/. */
+static enum memfit_status quarantine_blob(const memfit_store *store, const char *hex,
+                                          const char *actual)
+{
+    char *from = mf_blob_path(store, hex);
+    if (!from)
+        return MEMFIT_E_NOMEM;
+    enum memfit_status st = mf_quarantine_add(store, from, actual, from, NULL);
     memfit_free(from);
-    memfit_free(to);
     return st;
 }
 
@@ -877,7 +1096,7 @@ enum memfit_status memfit_store_verify(memfit_store *store, struct memfit_store_
                 r.n_bad++;
                 memfit_log(MEMFIT_LOG_WARN, "%s: content has sha256 %s; moved to quarantine", path,
                            hex);
-                st = quarantine(store, s.blobs[i].digest);
+                st = quarantine_blob(store, s.blobs[i].digest, hex);
             }
         }
         memfit_free(path);
@@ -1024,8 +1243,32 @@ static int cmp_blob_lru(const void *a, const void *b)
     return strcmp(x->digest, y->digest);
 }
 
+/* Deletes every quarantined file, counting them in `r`. */
+static enum memfit_status quarantine_clear(const memfit_store *store,
+                                           struct memfit_store_gc_result *r)
+{
+    struct memfit_store_quarantined *files = NULL;
+    size_t n = 0;
+    enum memfit_status st = quarantine_scan(store, &files, &n);
+    for (size_t i = 0; st == MEMFIT_OK && i < n; i++) {
+        if (unlink(files[i].path) != 0) {
+            if (errno != ENOENT)
+                st = memfit_fail(MEMFIT_E_IO, "%s: %s", files[i].path, strerror(errno));
+            continue;
+        }
+        memfit_log(MEMFIT_LOG_INFO, "cache: deleted quarantined %s (%llu bytes)", files[i].path,
+                   (unsigned long long)files[i].size_bytes);
+        r->n_quarantine_removed++;
+        r->quarantine_removed_bytes += files[i].size_bytes;
+    }
+    memfit_store_quarantine_free(files, n);
+    if (st == MEMFIT_OK && r->n_quarantine_removed > 0)
+        mf_fsync_dir(store->quarantine);
+    return st;
+}
+
 enum memfit_status mf_store_gc(memfit_store *store, uint64_t max_bytes, const char *protect,
-                               struct memfit_store_gc_result *out)
+                               bool clear_quarantine, struct memfit_store_gc_result *out)
 {
     /* One gc at a time per cache; fetches go on meanwhile. */
     char *gc_lock = memfit_asprintf("%s/.gc.lock", store->dir);
@@ -1036,7 +1279,7 @@ enum memfit_status mf_store_gc(memfit_store *store, uint64_t max_bytes, const ch
     if (lfd >= 0)
         flock(lfd, LOCK_EX);
     uint64_t now = memfit_wall_ns();
-    const char *dirs[] = {store->refs, store->blobs, store->partial, store->dir};
+    const char *dirs[] = {store->refs, store->blobs, store->partial, store->quarantine, store->dir};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         clean_temps(dirs[i], now);
     clean_partials(store, now);
@@ -1044,7 +1287,10 @@ enum memfit_status mf_store_gc(memfit_store *store, uint64_t max_bytes, const ch
     struct memfit_store_gc_result r = {0};
     struct scan s;
     struct digest_set in_use = {0};
-    enum memfit_status st = scan(store, &s);
+    enum memfit_status st = clear_quarantine ? quarantine_clear(store, &r) : MEMFIT_OK;
+    if (st != MEMFIT_OK)
+        goto unlock;
+    st = scan(store, &s);
     if (st != MEMFIT_OK)
         goto unlock;
     st = collect_in_use(store, true, &in_use);
@@ -1097,7 +1343,7 @@ enum memfit_status memfit_store_gc(memfit_store *store, uint64_t max_bytes,
 {
     if (!store)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_store_gc: store is NULL");
-    return mf_store_gc(store, max_bytes ? max_bytes : store->opts.max_cache_bytes, NULL, out);
+    return mf_store_gc(store, max_bytes ? max_bytes : store->opts.max_cache_bytes, NULL, true, out);
 }
 
 /* ---- Pins ------------------------------------------------------------------------------- */

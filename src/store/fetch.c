@@ -551,20 +551,23 @@ static enum memfit_status finish(struct download *d)
     mf_sha256_final(&d->hasher.sha, d->digest);
     d->hashed = false; /* the context was reset */
     if (d->f->has_expected && strcmp(d->digest, d->f->expected) != 0) {
-        char *bad = memfit_asprintf("%s/%s-%llu", s->quarantine, d->digest,
-                                    (unsigned long long)(memfit_wall_ns() / 1000000000u));
-        if (!bad)
-            return MEMFIT_E_NOMEM;
-        if (rename(d->partial_path, bad) != 0)
-            unlink(d->partial_path);
-        remove_meta(d);
-        enum memfit_status st =
-            memfit_fail(MEMFIT_E_CHECKSUM, "%s: sha256 is %s, expected %s (kept in %s)",
-                        d->src->display, d->digest, d->f->expected, bad);
-        memfit_free(bad);
         close(d->fd);
         d->fd = -1;
-        return st;
+        remove_meta(d);
+        char *kept = NULL;
+        enum memfit_status qs =
+            mf_quarantine_add(s, d->partial_path, d->digest, d->src->display, &kept);
+        if (qs == MEMFIT_E_NOMEM)
+            return qs;
+        char where[600];
+        if (kept)
+            snprintf(where, sizeof(where), "kept in %s", kept);
+        else
+            snprintf(where, sizeof(where), "not kept: %s",
+                     qs == MEMFIT_OK ? "over the quarantine's bound" : memfit_last_error());
+        memfit_free(kept);
+        return memfit_fail(MEMFIT_E_CHECKSUM, "%s: sha256 is %s, expected %s (%s)", d->src->display,
+                           d->digest, d->f->expected, where);
     }
     char *blob = mf_blob_path(s, d->digest);
     if (!blob)
@@ -923,7 +926,7 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
         goto done;
 found:
     if (store->opts.max_cache_bytes > 0 &&
-        mf_store_gc(store, store->opts.max_cache_bytes, digest, NULL) != MEMFIT_OK)
+        mf_store_gc(store, store->opts.max_cache_bytes, digest, false, NULL) != MEMFIT_OK)
         memfit_log(MEMFIT_LOG_WARN, "cache size limit: %s", memfit_last_error());
     char *path = mf_blob_path(store, digest);
     if (!path) {

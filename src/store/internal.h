@@ -368,9 +368,21 @@ bool mf_blob_exists(const memfit_store *store, const char *hex, uint64_t *size);
 
 /*
  * gc with one digest (or NULL) that must not be evicted, for the automatic
- * run after a fetch.
+ * run after a fetch; `clear_quarantine` also empties quarantine/ (memfit_store_gc).
  */
 enum memfit_status mf_store_gc(memfit_store *store, uint64_t max_bytes, const char *protect,
-                               struct memfit_store_gc_result *out);
+                               bool clear_quarantine, struct memfit_store_gc_result *out);
+
+/*
+ * Moves the file at `path` (content sha256 `hex`, from `origin` or NULL)
+ * into quarantine/ and deletes the oldest quarantined files until the bound
+ * (opts.max_quarantine_files / _bytes) holds again, each logged at INFO. A
+ * file larger than the byte bound (or any, when the bound is 0) is deleted
+ * instead, logged at WARN. *kept (may be NULL) is the new path, or NULL when
+ * the file was not kept. On failure the file at `path` is deleted, never left
+ * behind. E_IO, E_NOMEM.
+ */
+enum memfit_status mf_quarantine_add(const memfit_store *store, const char *path, const char *hex,
+                                     const char *origin, char **kept);
 
 #endif

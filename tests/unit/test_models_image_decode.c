@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "image_test.h"
+#include "jpeg_gen.h"
 
 /* Decoded RGB against PIL's Image.open(...).convert("RGB"). Asserted: every
  * byte identical (tolerance 0 in index.json). PNG is lossless; for JPEG, PIL
@@ -415,6 +416,17 @@ static void test_corrupt(void **state)
     memfit_free(jpg);
 }
 
+/* A JPEG from tests/jpeg_gen.h, never NULL here. */
+static uint8_t *make_jpeg(uint32_t w, uint32_t h, int components, bool full_chroma,
+                          bool progressive, const jpeg_scan_info *script, int n_scans,
+                          unsigned long *size)
+{
+    uint8_t *jpg =
+        mf_test_make_jpeg(w, h, components, full_chroma, progressive, script, n_scans, size);
+    assert_non_null(jpg);
+    return jpg;
+}
+
 /* A valid progressive JPEG of 8x8 gray pixels with 704 scans: every
  * coefficient in its own band, each refined bit by bit (Al 10 .. 0). */
 static uint8_t *make_many_scans_jpeg(unsigned long *size)
@@ -431,29 +443,7 @@ static uint8_t *make_many_scans_jpeg(unsigned long *size)
                                          .Al = al};
             n++;
         }
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr err;
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    uint8_t *out = NULL;
-    jpeg_mem_dest(&c, &out, size);
-    c.image_width = c.image_height = 8;
-    c.input_components = 1;
-    c.in_color_space = JCS_GRAYSCALE;
-    jpeg_set_defaults(&c);
-    c.scan_info = script;
-    c.num_scans = n;
-    jpeg_start_compress(&c, TRUE);
-    uint8_t px[8];
-    for (int y = 0; y < 8; y++) {
-        for (int x = 0; x < 8; x++)
-            px[x] = (uint8_t)(x * 30 + y * 3);
-        JSAMPROW row = px;
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    return out; /* malloc'ed by libjpeg: free() */
+    return make_jpeg(8, 8, 1, false, false, script, n, size);
 }
 
 /* Too many progressive scans are refused (each costs a pass over the whole
@@ -490,6 +480,71 @@ static void test_scan_bomb(void **state)
     assert_non_null(strstr(memfit_last_error(), "repeat.jpg"));
     memfit_free(bomb);
     memfit_free(jpg);
+}
+
+/* A decode past limits.max_decode_ms stops with E_TIMEOUT naming the image
+ * and the budget, PNG and JPEG (baseline and progressive) alike; without a
+ * budget the same files decode. */
+static void test_time_budget(void **state)
+{
+    (void)state;
+    struct memfit_image img = {0};
+    struct memfit_image_limits lim = memfit_image_limits_default();
+    assert_int_equal(lim.max_decode_ms, 0);
+    lim.max_decode_ms = 1;
+
+    /* PNG: 3000 x 3000 black, 27 MB of rows from a small zlib stream */
+    size_t n_z, size;
+    uint8_t *z = deflate_zeros(3000ull * (1 + 3000 * 3), &n_z);
+    uint8_t *png = make_png(3000, 3000, z, n_z, NULL, 0, &size);
+    memfit_free(z);
+    double t0 = now_s();
+    assert_int_equal(memfit_image_decode(png, size, "slow.png", &lim, &img), MEMFIT_E_TIMEOUT);
+    assert_true(now_s() - t0 < 0.5);
+    assert_non_null(strstr(memfit_last_error(), "slow.png: PNG: the decode took more than 1 ms"));
+    assert_null(img.rgb);
+    assert_int_equal(memfit_image_decode(png, size, "slow.png", NULL, &img), MEMFIT_OK);
+    memfit_image_free(&img);
+    memfit_free(png);
+
+    for (int progressive = 0; progressive < 2; progressive++) {
+        unsigned long n;
+        uint8_t *jpg = make_jpeg(3000, 3000, 3, false, progressive, NULL, 0, &n);
+        t0 = now_s();
+        assert_int_equal(memfit_image_decode(jpg, n, "slow.jpg", &lim, &img), MEMFIT_E_TIMEOUT);
+        assert_true(now_s() - t0 < 0.5);
+        assert_non_null(
+            strstr(memfit_last_error(), "slow.jpg: JPEG: the decode took more than 1 ms"));
+        assert_null(img.rgb);
+        assert_int_equal(memfit_image_decode(jpg, n, "slow.jpg", NULL, &img), MEMFIT_OK);
+        memfit_image_free(&img);
+        free(jpg); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
+    }
+}
+
+/* A progressive JPEG's whole-image coefficient buffer is bounded by the
+ * pixel limit (6 bytes a pixel) before libjpeg allocates it: the same
+ * 100 x 100 picture passes in 4:2:0 and is refused in 4:4:4 under a limit of
+ * 10000 pixels; a baseline 4:4:4 one (no such buffer) passes. */
+static void test_coefficient_limit(void **state)
+{
+    (void)state;
+    struct memfit_image img = {0};
+    struct memfit_image_limits lim = {.max_pixels = 10000, .max_dimension = 1000};
+    unsigned long n;
+    uint8_t *jpg = make_jpeg(100, 100, 3, true, true, NULL, 0, &n);
+    assert_int_equal(memfit_image_decode(jpg, n, "full.jpg", &lim, &img), MEMFIT_E_RANGE);
+    assert_non_null(strstr(memfit_last_error(), "full.jpg: JPEG: a progressive 100x100 image"));
+    assert_non_null(strstr(memfit_last_error(), "beyond the limit of 60000"));
+    free(jpg); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
+    jpg = make_jpeg(100, 100, 3, false, true, NULL, 0, &n);
+    assert_int_equal(memfit_image_decode(jpg, n, "sub.jpg", &lim, &img), MEMFIT_OK);
+    memfit_image_free(&img);
+    free(jpg); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
+    jpg = make_jpeg(100, 100, 3, true, false, NULL, 0, &n);
+    assert_int_equal(memfit_image_decode(jpg, n, "base.jpg", &lim, &img), MEMFIT_OK);
+    memfit_image_free(&img);
+    free(jpg); /* lint: allow: libjpeg's jpeg_mem_dest buffer */
 }
 
 struct walk_ctx {
@@ -537,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_decode_parity),       cmocka_unit_test(test_empty_and_tiny),
         cmocka_unit_test(test_truncated),           cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_scan_bomb),           cmocka_unit_test(test_idat_bombs),
+        cmocka_unit_test(test_time_budget),         cmocka_unit_test(test_coefficient_limit),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -575,6 +575,132 @@ static void *fetch_thread(void *p)
     return NULL;
 }
 
+/* Counts the files of `sub`/quarantine and their bytes. */
+static size_t count_quarantine(memfit_store *s, uint64_t *bytes)
+{
+    struct memfit_store_quarantined *q;
+    size_t n;
+    unsigned max_files;
+    uint64_t max_bytes;
+    assert_int_equal(memfit_store_quarantine_list(s, &q, &n, &max_files, &max_bytes), MEMFIT_OK);
+    *bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        *bytes += q[i].size_bytes;
+        assert_int_equal(strlen(q[i].digest), 64);
+        if (i > 0)
+            assert_true(q[i - 1].added_ns <= q[i].added_ns);
+    }
+    memfit_store_quarantine_free(q, n);
+    return n;
+}
+
+/* Mismatched downloads stay within the quarantine's bound, oldest out first;
+ * one larger than the whole bound is not kept; gc empties it. */
+static void test_quarantine_bound(void **state)
+{
+    (void)state;
+    char dir[512];
+    struct memfit_store_options o = memfit_store_options_default();
+    o.cache_dir = tmp_path("cacheq", dir, sizeof(dir));
+    o.offline = 0;
+    o.max_quarantine_files = 2;
+    o.max_quarantine_bytes = 500000;
+    memfit_store *s = NULL;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    char wrong_sha[65];
+    memset(wrong_sha, 'e', 64);
+    wrong_sha[64] = '\0';
+    struct memfit_fetch_options fo = {.sha256 = wrong_sha};
+    char paths[4][512];
+    const size_t sizes[] = {100000, 150000, 300000, 600000};
+    for (unsigned i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "q%u.bin", i);
+        make_file(name, sizes[i], 10 + i, paths[i], sizeof(paths[i]));
+    }
+    char *out = NULL;
+    uint64_t bytes;
+    for (unsigned i = 0; i < 3; i++) {
+        const char *src[] = {paths[i]};
+        assert_int_equal(memfit_store_fetch(s, src, 1, &fo, &out), MEMFIT_E_CHECKSUM);
+        assert_null(out);
+    }
+    /* 100000 went for the count; 150000 for the bytes (150000 + 300000 fit). */
+    assert_int_equal(count_quarantine(s, &bytes), 2);
+    assert_int_equal(bytes, 450000);
+    /* Larger than the whole bound: not kept, the others stay. */
+    const char *big[] = {paths[3]};
+    assert_int_equal(memfit_store_fetch(s, big, 1, &fo, &out), MEMFIT_E_CHECKSUM);
+    assert_non_null(strstr(memfit_last_error(), "not kept"));
+    assert_int_equal(count_quarantine(s, &bytes), 2);
+    assert_int_equal(bytes, 450000);
+    /* Nothing left in partial/. */
+    char part[512];
+    DIR *pd = opendir(tmp_path("cacheq/partial", part, sizeof(part)));
+    struct dirent *e;
+    int n_partial = 0;
+    while ((e = readdir(pd)))
+        n_partial += e->d_name[0] != '.';
+    closedir(pd);
+    assert_int_equal(n_partial, 0);
+
+    struct memfit_store_gc_result r;
+    assert_int_equal(memfit_store_gc(s, 0, &r), MEMFIT_OK);
+    assert_int_equal(r.n_quarantine_removed, 2);
+    assert_int_equal(r.quarantine_removed_bytes, 450000);
+    assert_int_equal(count_quarantine(s, &bytes), 0);
+    memfit_store_close(s);
+
+    /* The default bound: 4 files and at least 1 GiB. */
+    o = memfit_store_options_default();
+    o.cache_dir = dir;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    struct memfit_store_quarantined *q;
+    size_t n;
+    unsigned max_files;
+    uint64_t max_bytes;
+    assert_int_equal(memfit_store_quarantine_list(s, &q, &n, &max_files, &max_bytes), MEMFIT_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(max_files, 4);
+    assert_true(max_bytes >= (1ull << 30));
+    memfit_store_quarantine_free(q, n);
+    memfit_store_close(s);
+
+    /* verify's moves obey the bound too: two bad blobs, one kept. */
+    o.max_quarantine_files = 1;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    for (unsigned i = 0; i < 2; i++) {
+        const char *src[] = {paths[i]};
+        assert_int_equal(memfit_store_fetch(s, src, 1, NULL, &out), MEMFIT_OK);
+        chmod(out, 0644);
+        int fd = open(out, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "x", 1, 10), 1);
+        close(fd);
+        memfit_free(out);
+    }
+    struct memfit_store_verify_result vr;
+    assert_int_equal(memfit_store_verify(s, &vr), MEMFIT_E_CHECKSUM);
+    assert_int_equal(vr.n_bad, 2);
+    assert_int_equal(count_quarantine(s, &bytes), 1);
+    memfit_store_close(s);
+
+    /* The variables: a bad count is E_RANGE; "0" keeps nothing. */
+    o.max_quarantine_files = 0;
+    setenv("MEMFIT_QUARANTINE_MAX_FILES", "many", 1);
+    s = NULL;
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_E_RANGE);
+    assert_null(s);
+    assert_non_null(strstr(memfit_last_error(), "MEMFIT_QUARANTINE_MAX_FILES"));
+    setenv("MEMFIT_QUARANTINE_MAX_FILES", "0", 1);
+    assert_int_equal(memfit_store_open(&o, &s), MEMFIT_OK);
+    const char *src[] = {paths[0]};
+    assert_int_equal(memfit_store_fetch(s, src, 1, &fo, &out), MEMFIT_E_CHECKSUM);
+    assert_int_equal(count_quarantine(s, &bytes), 1); /* the one verify kept stays */
+    unsetenv("MEMFIT_QUARANTINE_MAX_FILES");
+    memfit_store_close(s);
+}
+
 static void test_fetch_threads(void **state)
 {
     (void)state;
@@ -749,8 +875,8 @@ int main(void)
         cmocka_unit_test(test_redaction),           cmocka_unit_test(test_ini),
         cmocka_unit_test(test_credentials),         cmocka_unit_test(test_sha256_streaming),
         cmocka_unit_test(test_lock_stale_recovery), cmocka_unit_test(test_ref_parse),
-        cmocka_unit_test(test_fetch_local),         cmocka_unit_test(test_fetch_threads),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_fetch_local),         cmocka_unit_test(test_quarantine_bound),
+        cmocka_unit_test(test_fetch_threads),       cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
