@@ -1,9 +1,9 @@
 /*
- * Test helper: maps FILE read-only after dropping its pages from the page
- * cache (so the pages it faults are charged to the caller's cgroup), reads
- * one byte of every page, prints "mapped N" and sleeps until killed. Used by
- * tests/integration/memory_mapped.sh to stand for a server with its model's
- * weights mapped.
+ * Test helper: maps FILE read-only (as a loaded model's weights are) after
+ * dropping its pages from the page cache (so the pages it faults are charged
+ * to the caller's cgroup), reads one byte of every page, prints "mapped N"
+ * and sleeps until killed. store_gc.sh checks that a mapped blob is never
+ * evicted; memory_mapped.sh that every tool counts mapped weights as in use.
  */
 #include <fcntl.h>
 #include <stdio.h>
