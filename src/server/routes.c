@@ -67,6 +67,22 @@ static enum MHD_Result queue(struct req *r, int status, struct MHD_Response *res
     return ret;
 }
 
+/* The answer when the answer itself could not be allocated: a static 503
+ * (libmicrohttpd's own allocation left; without it the connection closes). */
+static enum MHD_Result respond_no_memory(struct req *r)
+{
+    static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                               "\"server_error\",\"code\":\"out_of_memory\"}}\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return queue(r, 503, resp);
+}
+
 static enum MHD_Result respond(struct req *r, int status, const char *type, char *body, size_t len,
                                const char *h_name, const char *h_value)
 {
@@ -74,7 +90,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *type, char
         MHD_create_response_from_buffer_with_free_callback(len, body, memfit_free);
     if (!resp) {
         memfit_free(body);
-        return MHD_NO;
+        return respond_no_memory(r);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -88,7 +104,7 @@ static enum MHD_Result respond_text(struct req *r, int status, const char *type,
     size_t len;
     char *s = mf_text_take(t, &len);
     if (!s)
-        return MHD_NO;
+        return respond_no_memory(r);
     return respond(r, status, type, s, len, NULL, NULL);
 }
 
@@ -104,7 +120,7 @@ static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error
     char *body;
     size_t len;
     if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
-        return MHD_NO;
+        return respond_no_memory(r);
     if (e->status >= 500 || e->status == 429)
         memfit_log(MEMFIT_LOG_INFO, "%s -> %d: %s", mf_route_label(r->route), e->status,
                    e->message);
@@ -393,6 +409,8 @@ static enum MHD_Result route_memory(struct req *r)
     if (st == MEMFIT_OK)
         st = memfit_report_to_json(rep, &report);
     memfit_free(rep);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
         return fail(r, 500, "server_error", "report_failed", memfit_last_error());
     struct memfit_manager_status *s;
