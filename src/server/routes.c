@@ -40,7 +40,8 @@ struct req {
     char *body;
     size_t body_len, body_cap;
     bool too_large;
-    bool answered; /* an early answer (401, 413, ...) was queued */
+    bool no_memory; /* the body could not be kept: read and dropped, then 503 */
+    bool answered;  /* an early answer (401, 413, ...) was queued */
     /* An allowed cross-site Origin, echoed in Access-Control-Allow-Origin
      * (the connection's header value: valid until the request completes). */
     const char *cors_origin;
@@ -68,8 +69,9 @@ static enum MHD_Result queue(struct req *r, int status, struct MHD_Response *res
 }
 
 /* The answer when the answer itself could not be allocated: a static 503
- * (libmicrohttpd's own allocation left; without it the connection closes). */
-static enum MHD_Result respond_no_memory(struct req *r)
+ * (libmicrohttpd's own allocation left; without it the connection closes).
+ * `r` is NULL when the request's own record could not be allocated. */
+static enum MHD_Result respond_no_memory(struct MHD_Connection *conn, struct req *r)
 {
     static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
                                "\"server_error\",\"code\":\"out_of_memory\"}}\n";
@@ -80,7 +82,11 @@ static enum MHD_Result respond_no_memory(struct req *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    return queue(r, 503, resp);
+    if (r)
+        return queue(r, 503, resp);
+    enum MHD_Result ret = MHD_queue_response(conn, 503, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 static enum MHD_Result respond(struct req *r, int status, const char *type, char *body, size_t len,
@@ -90,7 +96,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *type, char
         MHD_create_response_from_buffer_with_free_callback(len, body, memfit_free);
     if (!resp) {
         memfit_free(body);
-        return respond_no_memory(r);
+        return respond_no_memory(r->conn, r);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -104,7 +110,7 @@ static enum MHD_Result respond_text(struct req *r, int status, const char *type,
     size_t len;
     char *s = mf_text_take(t, &len);
     if (!s)
-        return respond_no_memory(r);
+        return respond_no_memory(r->conn, r);
     return respond(r, status, type, s, len, NULL, NULL);
 }
 
@@ -120,7 +126,7 @@ static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error
     char *body;
     size_t len;
     if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
-        return respond_no_memory(r);
+        return respond_no_memory(r->conn, r);
     if (e->status >= 500 || e->status == 429)
         memfit_log(MEMFIT_LOG_INFO, "%s -> %d: %s", mf_route_label(r->route), e->status,
                    e->message);
@@ -1722,6 +1728,9 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
     return MHD_YES;
 }
 
+/* The record of a request whose own record could not be allocated. */
+static struct req no_memory_req;
+
 enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                      const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -1730,10 +1739,16 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
     (void)version;
     memfit_server *srv = cls;
     struct req *r = *con_cls;
+    if (r == &no_memory_req) { /* answered 503 at the headers: drop the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (!r) {
         r = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
+        if (!r) {
+            *con_cls = &no_memory_req;
+            return respond_no_memory(conn, NULL);
+        }
         r->srv = srv;
         r->conn = conn;
         r->start_ns = memfit_now_ns();
@@ -1758,7 +1773,7 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->too_large)
+        if (r->too_large || r->no_memory)
             return MHD_YES;
         size_t need;
         if (mf_add_overflow(r->body_len, n, &need) || need > srv->opt.max_body_bytes) {
@@ -1770,8 +1785,10 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
             while (cap < need + 1)
                 cap *= 2;
             char *grown = memfit_realloc(r->body, cap);
-            if (!grown)
-                return MHD_NO;
+            if (!grown) {
+                r->no_memory = true; /* read and drop the rest, then answer 503 */
+                return MHD_YES;
+            }
             r->body = grown;
             r->body_cap = cap;
         }
@@ -1787,6 +1804,8 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
                  (unsigned long long)srv->opt.max_body_bytes);
         return fail(r, 413, "invalid_request_error", "body_too_large", msg);
     }
+    if (r->no_memory)
+        return respond_no_memory(conn, r);
     return dispatch(r);
 }
 
@@ -1796,9 +1815,9 @@ void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_c
     (void)conn;
     memfit_server *srv = cls;
     struct req *r = *con_cls;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || r == &no_memory_req)
+        return;
     atomic_store(&r->cancelled, true);
     int status = r->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->route != MF_ROUTE_EVENTS) {
