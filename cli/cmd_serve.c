@@ -311,9 +311,10 @@ int cmd_serve(int argc, char **argv)
     memfit_server_run(srv, grace_ns / 1000000u);
     memfit_server_destroy(srv);
     if (with_faults) {
+        uint64_t injected = memfit_alloc_faults_injected();
         memfit_alloc_faults_arm(NULL);
         memfit_log(MEMFIT_LOG_INFO, "MEMFIT_FAULT_ALLOC: %llu allocation(s) failed on purpose",
-                   (unsigned long long)memfit_alloc_faults_injected());
+                   (unsigned long long)injected);
     }
     rc = CLI_EXIT_OK;
 out:
