@@ -1728,7 +1728,8 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
     return MHD_YES;
 }
 
-/* The record of a request whose own record could not be allocated. */
+/* Stands for the record of a request whose own record could not be
+ * allocated (its answer, a static 503, is queued at the headers). */
 static struct req no_memory_req;
 
 enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -786,8 +786,8 @@ static enum memfit_status record_ref(memfit_store *s, const char *name, const ch
 }
 
 /* Takes back the blob a download just made when no ref could be written for
- * it: no lookup would find it (best effort: the cache's GC removes it
- * otherwise). */
+ * it: no lookup would find it, and it would only take room until evicted
+ * (best effort: its path is allocated too). */
 static void remove_unnamed_blob(memfit_store *s, const char *digest, enum memfit_status st)
 {
     char message[512];

@@ -251,12 +251,15 @@ static void test_route_walks(void **state)
     struct fixture *fx = *state;
     static const struct route_walk walks[] = {
         {"GET", "/health", NULL, 0, 200, true, NULL},
+        {"GET", "/ready", NULL, 0, 200, true, NULL},
+        {"GET", "/", NULL, 0, 200, true, NULL},
         {"GET", "/v1/models", NULL, 0, 200, true, NULL},
         {"GET", "/api/models", NULL, 0, 200, true, NULL},
         {"GET", "/no/such/route", NULL, 0, 404, true, NULL},
         {"GET", "/metrics", NULL, 0, 200, false, NULL},
         {"GET", "/api/memory", NULL, 0, 200, false, NULL},
         {"POST", "/api/cleanup", "{}", 2, 200, false, NULL},
+        {"POST", "/api/models/vits_tiny/load", "{}", 2, 200, false, "/api/models/vits_tiny/unload"},
     };
     for (size_t i = 0; i < sizeof(walks) / sizeof(walks[0]); i++)
         assert_true(walk_route(fx, &walks[i]) >= 2);
