@@ -3,7 +3,10 @@
  * request.h): the embeddings, completions, chat and segmentation request
  * parsers (and the segmentation answer of a parsed request), the data: URL
  * split and the base64 decoder reached through it, base64 on the raw input with a
- * round-trip check (decode(encode(x)) == x), and the route matcher. Any
+ * round-trip check (decode(encode(x)) == x), the route matcher, and the
+ * streaming scan of bodies: the same result whole and in pieces, every
+ * object jansson reads accepted (within the depth limit), and what a
+ * lenient scan rewrote still read by jansson. Any
  * input must parse or fail with a message, never crash, leak or read out
  * of bounds.
  */
@@ -12,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "core/json.h"
 #include "memfit/core.h"
 #include "server/request.h"
 
@@ -53,8 +59,71 @@ static void decode_input(const char *s, size_t len)
     memfit_clear_error();
 }
 
+/* Scans a copy of data in pieces of `step` bytes (0: whole); the copy, rewritten, in *out. */
+static enum memfit_status scan_copy(const uint8_t *data, size_t size, size_t step,
+                                    const struct mf_json_schema *schema, char **out,
+                                    struct mf_http_error *err)
+{
+    *out = memfit_malloc(size + 1);
+    if (!*out)
+        return MEMFIT_E_NOMEM;
+    memcpy(*out, data, size);
+    (*out)[size] = '\0';
+    struct mf_json_scan s;
+    mf_json_scan_init(&s, schema);
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t end = step ? 0 : size; st == MEMFIT_OK; end += step) {
+        if (end > size)
+            end = size;
+        st = mf_json_scan_feed(&s, *out, end, err);
+        if (end == size)
+            break;
+    }
+    if (st == MEMFIT_OK)
+        st = mf_json_scan_finish(&s, err);
+    memfit_clear_error();
+    return st;
+}
+
+static void check_scan(const uint8_t *data, size_t size)
+{
+    static const char *const known[] = {"model", "input"};
+    static const struct mf_json_schema lenient = {known, 2, true, NULL};
+    struct mf_http_error err;
+    char *whole = NULL, *pieces = NULL;
+    enum memfit_status a = scan_copy(data, size, 0, &lenient, &whole, &err);
+    bool deep = a == MEMFIT_E_FORMAT && strstr(err.message, "nested too deeply");
+    enum memfit_status b =
+        scan_copy(data, size, size ? 1 + data[0] % 7 : 1, &lenient, &pieces, &err);
+    if (whole && pieces && (a != b || memcmp(whole, pieces, size) != 0))
+        abort(); /* the pieces must not matter */
+    mf_json_init();
+    json_error_t jerr;
+    json_t *orig = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
+    /* An object jansson reads must be accepted (jansson also lets a NUL byte
+     * after a number pass, which is not JSON: those are left out). */
+    bool nul = memchr(data, 0, size) != NULL;
+    if (orig && json_is_object(orig) && a != MEMFIT_OK && !deep && !nul && a != MEMFIT_E_NOMEM)
+        abort();
+    if (orig && a == MEMFIT_OK && whole) {
+        json_t *got = json_loadb(whole, size, JSON_REJECT_DUPLICATES, &jerr);
+        if (!got)
+            abort(); /* a rewrite must stay readable */
+        for (size_t i = 0; i < 2; i++) {
+            json_t *v = json_object_get(orig, known[i]);
+            if (v && !json_equal(v, json_object_get(got, known[i])))
+                abort(); /* known members untouched */
+        }
+        json_decref(got);
+    }
+    json_decref(orig);
+    memfit_free(whole);
+    memfit_free(pieces);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_scan(data, size);
     struct mf_embed_request req;
     struct mf_http_error err;
     if (mf_embed_request_parse((const char *)data, size, 8, &req, &err) == MEMFIT_OK) {

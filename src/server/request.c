@@ -1306,6 +1306,74 @@ const char *mf_route_label(enum mf_route route)
     return (unsigned)route < MF_ROUTE_COUNT ? route_labels[route] : "other";
 }
 
+static const char *const embed_fields[] = {"model", "input", "encoding_format", "dimensions",
+                                           "user"};
+/* Completions and chat: the fields the parser reads. Others (OpenAI's
+ * fields this server does not implement, clients' extensions) are skipped
+ * unread, as they always were. */
+static const char *const gen_fields[] = {"model",
+                                         "messages",
+                                         "prompt",
+                                         "max_tokens",
+                                         "max_completion_tokens",
+                                         "top_k",
+                                         "seed",
+                                         "n",
+                                         "temperature",
+                                         "top_p",
+                                         "min_p",
+                                         "repeat_penalty",
+                                         "repetition_penalty",
+                                         "frequency_penalty",
+                                         "presence_penalty",
+                                         "logit_bias",
+                                         "stream",
+                                         "stream_options",
+                                         "stop",
+                                         "user"};
+static const char *const segment_all_fields[] = {"model",
+                                                 "image",
+                                                 "auto",
+                                                 "output_mode",
+                                                 "points",
+                                                 "labels",
+                                                 "box",
+                                                 "mask_input",
+                                                 "multimask_output",
+                                                 "return_low_res",
+                                                 "points_per_side",
+                                                 "points_per_batch",
+                                                 "pred_iou_thresh",
+                                                 "stability_score_thresh",
+                                                 "stability_score_offset",
+                                                 "box_nms_thresh",
+                                                 "crop_n_layers",
+                                                 "crop_nms_thresh",
+                                                 "crop_overlap_ratio",
+                                                 "crop_n_points_downscale_factor",
+                                                 "min_mask_region_area"};
+
+const struct mf_json_schema *mf_route_schema(enum mf_route route)
+{
+    static const struct mf_json_schema embed = {embed_fields, N_OF(embed_fields), false, NULL};
+    static const struct mf_json_schema gen = {gen_fields, N_OF(gen_fields), true, NULL};
+    static const struct mf_json_schema segment = {
+        segment_all_fields, N_OF(segment_all_fields), false,
+        "model, image, points, labels, box, multimask_output, mask_input, return_low_res, auto, "
+        "output_mode and the automatic mask generator's parameters"};
+    switch (route) {
+    case MF_ROUTE_EMBEDDINGS:
+        return &embed;
+    case MF_ROUTE_COMPLETIONS:
+    case MF_ROUTE_CHAT:
+        return &gen;
+    case MF_ROUTE_SEGMENT:
+        return &segment;
+    default:
+        return NULL;
+    }
+}
+
 enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], const char **allowed)
 {
     static const struct {

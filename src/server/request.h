@@ -69,6 +69,60 @@ bool mf_text_base64(struct mf_text *t, const void *data, size_t len);
 enum memfit_status mf_data_url_split(const char *url, size_t len, const char **payload,
                                      size_t *payload_len);
 
+/* ---- Streaming scan of a JSON body ----------------------------------------------- */
+
+#define MF_JSON_MAX_DEPTH 64
+
+/* The top-level members a route reads; the others are refused (400) or,
+ * with skip_unknown, overwritten with null before the body is parsed. */
+struct mf_json_schema {
+    const char *const *fields;
+    size_t n_fields;
+    bool skip_unknown;
+    const char *expected; /* the fields as the refusal names them; NULL: the list */
+};
+
+/*
+ * The scan of a body as it arrives (json_scan.c): its structure is checked,
+ * its top-level member names are matched against the schema, and what
+ * parsing it will cost is counted before anything is built. The body must
+ * be one JSON object nested at most MF_JSON_MAX_DEPTH deep.
+ */
+struct mf_json_scan {
+    const struct mf_json_schema *schema; /* NULL: every member is known */
+    size_t pos;                          /* bytes scanned */
+    /* what the parser will build (skipped values not counted) */
+    uint64_t values, strings, containers, objects_n, elements, members, string_bytes, max_string;
+    uint64_t skipped; /* members overwritten */
+    /* state */
+    int state;
+    bool failed, in_key, key_overflow, skip_next, skipping;
+    size_t depth, skip_start, key_len;
+    uint64_t string_len;
+    const char *literal;
+    unsigned literal_at, unicode, unicode_digits;
+    uint8_t objects[MF_JSON_MAX_DEPTH / 8]; /* per depth: 1 object, 0 array */
+    char key[64];
+};
+
+void mf_json_scan_init(struct mf_json_scan *s, const struct mf_json_schema *schema);
+
+/*
+ * Scans buf[s->pos, len): `buf` holds the whole body received so far (it may
+ * have moved since the last call; offsets are kept, not pointers), and
+ * skipped members' values in it are overwritten once complete. E_FORMAT with
+ * *err (400: invalid_json, invalid_type, or invalid_value for an unknown
+ * member) at the first byte that cannot be accepted; every later call fails.
+ */
+enum memfit_status mf_json_scan_feed(struct mf_json_scan *s, char *buf, size_t len,
+                                     struct mf_http_error *err);
+
+/* The body is complete: E_FORMAT with *err unless it was one whole object. */
+enum memfit_status mf_json_scan_finish(struct mf_json_scan *s, struct mf_http_error *err);
+
+/* Bytes that parsing what was scanned so far will allocate, at most. */
+uint64_t mf_json_scan_cost(const struct mf_json_scan *s);
+
 /* ---- The embeddings request ---------------------------------------------------- */
 
 struct mf_embed_request {
@@ -224,6 +278,9 @@ enum mf_route {
 
 /* The route's label ("/api/models/{name}/load"). */
 const char *mf_route_label(enum mf_route route);
+
+/* The schema of a route that parses a JSON body; NULL for the others. */
+const struct mf_json_schema *mf_route_schema(enum mf_route route);
 
 #define MF_MODEL_NAME_MAX 128
 

@@ -39,9 +39,15 @@ struct req {
     int fd;
     char *body;
     size_t body_len, body_cap;
+    bool body_mapped; /* body is an anonymous mapping of body_cap bytes */
     bool too_large;
-    bool no_memory; /* the body could not be kept: read and dropped, then 503 */
-    bool answered;  /* an early answer (401, 413, ...) was queued */
+    bool answered; /* an early answer (401, 413, ...) was queued */
+    /* Request memory in the budget (see "Request memory" below). */
+    struct mf_json_scan scan;
+    const struct mf_json_schema *schema; /* NULL: the body is not parsed */
+    memfit_reservation *body_res, *parse_res, *input_res;
+    bool refused; /* refused while reading: `refusal` is answered once the body ends */
+    struct mf_http_error refusal;
     /* An allowed cross-site Origin, echoed in Access-Control-Allow-Origin
      * (the connection's header value: valid until the request completes). */
     const char *cors_origin;
@@ -150,6 +156,14 @@ static enum MHD_Result fail(struct req *r, int status, const char *type, const c
     return respond_error(r, &e);
 }
 
+/* An error answer; 429 and 503 carry Retry-After. */
+static enum MHD_Result answer_error(struct req *r, const struct mf_http_error *e)
+{
+    if (e->status == 429 || e->status == 503)
+        return respond_error_h(r, e, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return respond_error(r, e);
+}
+
 /* An error of the manager or an engine, as HTTP. */
 static enum MHD_Result fail_status(struct req *r, enum memfit_status st)
 {
@@ -179,6 +193,114 @@ static enum MHD_Result fail_status(struct req *r, enum memfit_status st)
     default:
         return fail(r, 503, "server_error", "model_unavailable", msg);
     }
+}
+
+/* ---- Request memory ---------------------------------------------------------------------------
+ *
+ * A request's memory is reserved from the model budget before it is used,
+ * like a model's (owner "requests"): the body's bytes before any is read
+ * (Content-Length; a chunked body as it grows), then what parsing it will
+ * allocate, counted by the streaming scan while the body arrives, before the
+ * parser runs. A scan that finds a syntax error or an unknown member refuses
+ * the request at that byte: the rest is read and dropped, nothing is built.
+ * Reservations take free room only (a body never unloads a model): 503
+ * insufficient_memory with the figures when the room is not there now, 413
+ * request_too_large when the whole budget could not hold it. Everything is
+ * given back when the request completes, and the heap is trimmed after a
+ * large one, so memory returns to where it was.
+ */
+
+#define BODY_MAP_BYTES   (256u * 1024)  /* larger bodies are mappings: freed at once */
+#define TRIM_AFTER_BYTES (1024u * 1024) /* a request that reserved more trims the heap */
+
+static memfit_budget *req_budget(struct req *r)
+{
+    return memfit_manager_budget(r->srv->mgr);
+}
+
+/* Reserves `bytes` of free room into *slot (replacing what it held), or fills *e. */
+static bool reserve_request(struct req *r, memfit_reservation **slot, uint64_t bytes,
+                            const char *what, struct mf_http_error *e)
+{
+    memfit_budget_release(*slot);
+    *slot = NULL;
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(req_budget(r), &u);
+    char need[32], free_b[32], size[32];
+    memfit_format_size(bytes, need, sizeof(need));
+    memfit_format_size(u.free_bytes, free_b, sizeof(free_b));
+    memfit_format_size(u.size_bytes, size, sizeof(size));
+    if (bytes > u.size_bytes) {
+        mf_http_error_set(e, 413, "invalid_request_error", "request_too_large",
+                          "this request needs %s of memory %s; the whole memory budget is %s", need,
+                          what, size);
+        return false;
+    }
+    enum memfit_status st = bytes > u.free_bytes
+                                ? MEMFIT_E_BUDGET
+                                : memfit_budget_reserve(req_budget(r), MEMFIT_BUDGET_WORKSPACE,
+                                                        bytes, "requests", 0, slot);
+    if (st == MEMFIT_E_NOMEM) { /* the reservation's record: not the budget's fault */
+        mf_http_error_set(e, 503, "server_error", "out_of_memory", "%s", memfit_last_error());
+        return false;
+    }
+    if (st != MEMFIT_OK) {
+        memfit_clear_error();
+        mf_http_error_set(e, 503, "server_error", "insufficient_memory",
+                          "this request needs %s of memory %s; the budget has %s free of %s now "
+                          "(models and other requests hold the rest)",
+                          need, what, free_b, size);
+        return false;
+    }
+    return true;
+}
+
+static uint64_t reserved(const struct req *r)
+{
+    return (r->body_res ? memfit_reservation_bytes(r->body_res) : 0) +
+           (r->parse_res ? memfit_reservation_bytes(r->parse_res) : 0) +
+           (r->input_res ? memfit_reservation_bytes(r->input_res) : 0);
+}
+
+static void free_body(struct req *r)
+{
+    if (r->body_mapped)
+        mf_unmap_anon(r->body, r->body_cap);
+    else
+        memfit_free(r->body);
+    r->body = NULL;
+    r->body_cap = 0;
+    r->body_mapped = false;
+}
+
+/* The body has been parsed (what the request needs is copied out): its
+ * bytes and their reservation go back at once. */
+static void body_parsed(struct req *r)
+{
+    free_body(r);
+    r->body_len = 0;
+    memfit_budget_release(r->body_res);
+    r->body_res = NULL;
+}
+
+/*
+ * Room for `more` bytes of decoded input (images) held until the request
+ * ends, or *e: 503 insufficient_memory naming the input.
+ */
+static bool reserve_input(struct req *r, uint64_t more, const char *name, struct mf_http_error *e)
+{
+    uint64_t have = r->input_res ? memfit_reservation_bytes(r->input_res) : 0;
+    char what[64];
+    snprintf(what, sizeof(what), "to decode %s", name);
+    return reserve_request(r, &r->input_res, have + more, what, e);
+}
+
+/* The pixels an image may have to fit in the budget's free room now (3 bytes each). */
+static uint64_t room_pixels(struct req *r)
+{
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(req_budget(r), &u);
+    return u.free_bytes / 3;
 }
 
 /* ---- Cancellation ------------------------------------------------------------------ */
@@ -690,16 +812,34 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
         }
         char name[32];
         snprintf(name, sizeof(name), "input[%zu]", i);
-        /* The request's pixels left bound this image, checked on its header. */
+        /* The request's pixels left and the budget's free room bound this
+         * image, checked on its header. */
         struct memfit_image_limits limits = defaults;
         bool request_bound = pixels_left < limits.max_pixels;
         if (request_bound)
             limits.max_pixels = pixels_left;
-        st = pixels_left ? memfit_image_decode(bytes, n_bytes, name, &limits, &w->images[i])
-                         : MEMFIT_E_RANGE;
+        uint64_t room = room_pixels(r);
+        bool room_bound = room < limits.max_pixels;
+        if (room_bound)
+            limits.max_pixels = room;
+        st = limits.max_pixels ? memfit_image_decode(bytes, n_bytes, name, &limits, &w->images[i])
+                               : memfit_fail(MEMFIT_E_RANGE, "no pixels allowed");
         memfit_free(bytes);
         if (st == MEMFIT_E_NOMEM)
             return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        struct mf_http_error e;
+        if (st == MEMFIT_E_RANGE && room_bound) {
+            mf_http_error_set(&e, 503, "server_error", "insufficient_memory",
+                              "%s: decoding this image needs more than the %llu pixels (3 bytes "
+                              "each) the memory budget has free room for now",
+                              name, (unsigned long long)room);
+            return answer_error(r, &e);
+        }
+        if (st == MEMFIT_OK &&
+            !reserve_input(r, (uint64_t)w->images[i].width * w->images[i].height * 3, name, &e)) {
+            memfit_image_free(&w->images[i]);
+            return answer_error(r, &e);
+        }
         if (st == MEMFIT_E_RANGE && request_bound) {
             snprintf(msg, sizeof(msg),
                      "input[%zu]: the images of one request may hold %llu pixels in all "
@@ -778,6 +918,7 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     struct mf_http_error err;
     enum memfit_status st = mf_embed_request_parse(r->body ? r->body : "", r->body_len,
                                                    srv->opt.max_inputs, &w->req, &err);
+    body_parsed(r);
     if (st == MEMFIT_E_NOMEM)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
@@ -897,6 +1038,10 @@ static enum MHD_Result decode_segment_image(struct req *r, struct segment_work *
     bool request_bound = r->srv->opt.max_request_pixels < limits.max_pixels;
     if (request_bound)
         limits.max_pixels = r->srv->opt.max_request_pixels;
+    uint64_t room = room_pixels(r);
+    bool room_bound = room < limits.max_pixels;
+    if (room_bound)
+        limits.max_pixels = room;
     enum memfit_status st =
         limits.max_pixels
             ? memfit_image_decode(w->req.image, w->req.image_bytes, "image", &limits, &w->image)
@@ -905,6 +1050,19 @@ static enum MHD_Result decode_segment_image(struct req *r, struct segment_work *
     w->req.image = NULL;
     if (st == MEMFIT_E_NOMEM)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_http_error e;
+    if (st == MEMFIT_E_RANGE && room_bound) {
+        mf_http_error_set(&e, 503, "server_error", "insufficient_memory",
+                          "image: decoding it needs more than the %llu pixels (3 bytes each) the "
+                          "memory budget has free room for now",
+                          (unsigned long long)room);
+        return answer_error(r, &e);
+    }
+    if (st == MEMFIT_OK &&
+        !reserve_input(r, (uint64_t)w->image.width * w->image.height * 3, "image", &e)) {
+        memfit_image_free(&w->image);
+        return answer_error(r, &e);
+    }
     if (st == MEMFIT_E_RANGE && request_bound) {
         char msg[300];
         snprintf(msg, sizeof(msg),
@@ -974,6 +1132,7 @@ static enum MHD_Result run_segment(struct req *r, struct segment_work *w)
     struct mf_http_error err;
     enum memfit_status st =
         mf_segment_request_parse(r->body ? r->body : "", r->body_len, &w->req, &err);
+    body_parsed(r);
     if (st == MEMFIT_E_NOMEM)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
@@ -1215,6 +1374,7 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     struct mf_http_error err;
     enum memfit_status st =
         mf_gen_request_parse(r->body ? r->body : "", r->body_len, chat, &w->req, &err);
+    body_parsed(r);
     if (st == MEMFIT_E_NOMEM)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
@@ -1732,6 +1892,137 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
  * allocated (its answer, a static 503, is queued at the headers). */
 static struct req no_memory_req;
 
+/* Refuses the request while its body arrives: the body is dropped now, the
+ * answer goes out when the client has sent all of it. */
+static void refuse(struct req *r, const struct mf_http_error *e)
+{
+    r->refused = true;
+    r->refusal = *e;
+    free_body(r);
+    r->body_len = 0;
+    memfit_budget_release(r->body_res);
+    r->body_res = NULL;
+}
+
+/* Room for `need` bytes plus the terminating NUL. False: r->refusal says why. */
+static bool grow_body(struct req *r, size_t need, bool declared)
+{
+    if (need + 1 <= r->body_cap)
+        return true;
+    size_t cap = need + 1;
+    if (!declared) { /* chunked: double, each step reserved */
+        cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < need + 1)
+            cap *= 2;
+        if (cap > r->srv->opt.max_body_bytes + 1)
+            cap = (size_t)r->srv->opt.max_body_bytes + 1;
+        struct mf_http_error e;
+        if (!reserve_request(r, &r->body_res, cap, "to read its body", &e)) {
+            refuse(r, &e);
+            return false;
+        }
+    }
+    bool mapped = cap >= BODY_MAP_BYTES;
+    char *grown = mapped ? mf_map_anon(cap) : memfit_malloc_in(MEMFIT_ALLOC_SERVER, cap);
+    if (!grown) {
+        struct mf_http_error e;
+        mf_http_error_set(&e, 503, "server_error", "out_of_memory",
+                          "no memory for a request body of %zu bytes", cap);
+        refuse(r, &e);
+        return false;
+    }
+    if (r->body_len)
+        memcpy(grown, r->body, r->body_len);
+    free_body(r);
+    r->body = grown;
+    r->body_cap = cap;
+    r->body_mapped = mapped;
+    return true;
+}
+
+/* At the headers: the declared body's bytes, reserved before any is read. */
+static enum MHD_Result reserve_declared(struct req *r)
+{
+    r->schema = mf_route_schema(r->route);
+    if (r->schema)
+        mf_json_scan_init(&r->scan, r->schema);
+    const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    long long n;
+    if (!cl || memfit_parse_int(cl, 1, INT64_MAX, &n) != MEMFIT_OK) {
+        memfit_clear_error();
+        return MHD_YES; /* none (or chunked): reserved as it grows */
+    }
+    struct mf_http_error e;
+    if (!reserve_request(r, &r->body_res, (uint64_t)n + 1, "to read its body", &e) ||
+        !grow_body(r, (size_t)n, true)) {
+        if (r->refused)
+            e = r->refusal;
+        r->answered = true;
+        return answer_error(r, &e);
+    }
+    return MHD_YES;
+}
+
+/* A piece of the body: kept, scanned, and refused as soon as it must be. */
+static void receive(struct req *r, const char *data, size_t n)
+{
+    memfit_server *srv = r->srv;
+    if (r->too_large || r->refused)
+        return;
+    size_t need;
+    if (mf_add_overflow(r->body_len, n, &need) || need > srv->opt.max_body_bytes) {
+        r->too_large = true; /* chunked upload past the limit: read and drop the rest */
+        free_body(r);
+        return;
+    }
+    if (!grow_body(r, need, false))
+        return;
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len = need;
+    r->body[need] = '\0';
+    if (!r->schema)
+        return;
+    struct mf_http_error e;
+    if (mf_json_scan_feed(&r->scan, r->body, r->body_len, &e) != MEMFIT_OK) {
+        memfit_clear_error();
+        refuse(r, &e);
+        return;
+    }
+    uint64_t cost = mf_json_scan_cost(&r->scan) + reserved(r);
+    struct memfit_budget_usage u;
+    memfit_budget_get_usage(req_budget(r), &u);
+    if (cost > u.size_bytes) {
+        char a[32], b[32];
+        mf_http_error_set(
+            &e, 413, "invalid_request_error", "request_too_large",
+            "reading and parsing this body would take more than %s of memory (at byte %zu); "
+            "the whole memory budget is %s",
+            memfit_format_size(cost, a, sizeof(a)), r->body_len,
+            memfit_format_size(u.size_bytes, b, sizeof(b)));
+        refuse(r, &e);
+    }
+}
+
+/* The body is complete: its scan finished and its parse reserved. False: answered. */
+static bool body_ready(struct req *r, enum MHD_Result *ret)
+{
+    struct mf_http_error e;
+    if (r->refused) {
+        *ret = answer_error(r, &r->refusal);
+        return false;
+    }
+    if (!r->schema)
+        return true;
+    if (mf_json_scan_feed(&r->scan, r->body ? r->body : (char *)"", r->body_len, &e) != MEMFIT_OK ||
+        mf_json_scan_finish(&r->scan, &e) != MEMFIT_OK ||
+        !reserve_request(r, &r->parse_res, mf_json_scan_cost(&r->scan), "to parse its body", &e)) {
+        memfit_clear_error();
+        *ret = answer_error(r, &e);
+        return false;
+    }
+    return true;
+}
+
 enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                      const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -1765,37 +2056,15 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
         enum MHD_Result ret = check_headers(r, method, allowed ? allowed : "GET");
         if (r->answered || ret != MHD_YES)
             return ret;
-        return MHD_YES;
+        return reserve_declared(r);
     }
     if (r->answered) { /* an early answer is queued: discard the body */
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        size_t n = *upload_data_size;
+        receive(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        if (r->too_large || r->no_memory)
-            return MHD_YES;
-        size_t need;
-        if (mf_add_overflow(r->body_len, n, &need) || need > srv->opt.max_body_bytes) {
-            r->too_large = true; /* chunked upload past the limit: read and drop the rest */
-            return MHD_YES;
-        }
-        if (need + 1 > r->body_cap) {
-            size_t cap = r->body_cap ? r->body_cap : 4096;
-            while (cap < need + 1)
-                cap *= 2;
-            char *grown = memfit_realloc(r->body, cap);
-            if (!grown) {
-                r->no_memory = true; /* read and drop the rest, then answer 503 */
-                return MHD_YES;
-            }
-            r->body = grown;
-            r->body_cap = cap;
-        }
-        memcpy(r->body + r->body_len, upload_data, n);
-        r->body_len = need;
-        r->body[need] = '\0';
         return MHD_YES;
     }
     r->answered = true;
@@ -1805,8 +2074,9 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
                  (unsigned long long)srv->opt.max_body_bytes);
         return fail(r, 413, "invalid_request_error", "body_too_large", msg);
     }
-    if (r->no_memory)
-        return respond_no_memory(conn, r);
+    enum MHD_Result ret;
+    if (!body_ready(r, &ret))
+        return ret;
     return dispatch(r);
 }
 
@@ -1829,7 +2099,13 @@ void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_c
     if (status)
         mf_metrics_observe(&srv->metrics, r->route, status, memfit_now_ns() - r->start_ns);
     mf_text_free(&r->pending);
-    memfit_free(r->body);
+    bool trim = reserved(r) >= TRIM_AFTER_BYTES;
+    free_body(r);
+    memfit_budget_release(r->body_res);
+    memfit_budget_release(r->parse_res);
+    memfit_budget_release(r->input_res);
     memfit_free(r);
+    if (trim)
+        memfit_heap_trim(); /* what the parser built lies in this thread's arena */
     atomic_fetch_sub(&srv->active, 1);
 }

@@ -225,7 +225,7 @@ static unsigned walk_route(struct fixture *fx, const struct route_walk *w)
         } else if (status != w->ok_status) {
             if ((status != 500 && status != 503) || !says_out_of_memory(&resp))
                 fail_msg("%s %s, allocation %u failed: answered %d: %s", w->method, w->path, n,
-                         status, resp.buf);
+                         status, resp.buf + resp.body_at);
             n_failed++;
         }
         /* The server lives on. */
