@@ -4,6 +4,7 @@
  * address it listens on (tests read it when --port 0 picks a free one) and
  * serves until SIGTERM or SIGINT.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,9 @@ const char cmd_serve_help[] =
     "The log goes to stderr, at MEMFIT_LOG_LEVEL (default info for serve: the\n"
     "budget and where it came from, downloads with their progress, loads, unloads).\n"
     "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
+    "MEMFIT_FAULT_ALLOC=every=N|after=N|random=PERCENT[,seed=S] (testing only) makes\n"
+    "allocations fail on that schedule once the server listens; SIGUSR2 turns it\n"
+    "off and on (docs/server.md).\n"
     "\n"
     "Exit status: 0 after a graceful stop, 1 failure, 2 usage error.\n";
 
@@ -104,10 +108,52 @@ static size_t count_commas(const char *name)
     return n;
 }
 
+static void on_sigusr2(int sig)
+{
+    (void)sig;
+    memfit_alloc_faults_toggle();
+}
+
+/*
+ * MEMFIT_FAULT_ALLOC, the allocation failure schedule for testing the daemon:
+ * 0 when unset, 1 when set (*faults filled), -1 when malformed (reported).
+ */
+static int fault_schedule(struct memfit_alloc_faults *faults)
+{
+    const char *v = memfit_config_get("MEMFIT_FAULT_ALLOC");
+    if (!v || !v[0])
+        return 0;
+    if (memfit_alloc_faults_parse(v, faults) != MEMFIT_OK) {
+        cli_usage("serve", "MEMFIT_FAULT_ALLOC: %s", memfit_last_error());
+        return -1;
+    }
+    return 1;
+}
+
+/* Arms the schedule once the server listens, so that the start itself succeeds. */
+static void arm_faults(const struct memfit_alloc_faults *faults)
+{
+    memfit_log(MEMFIT_LOG_WARN,
+               "MEMFIT_FAULT_ALLOC=%s: allocation failure injection is ON (testing only): "
+               "allocations fail on purpose from now on; SIGUSR2 toggles it",
+               memfit_config_get("MEMFIT_FAULT_ALLOC"));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigusr2;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR2, &sa, NULL);
+    memfit_alloc_faults_arm(faults);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_serve_help))
         return CLI_EXIT_OK;
+    struct memfit_alloc_faults faults;
+    int with_faults = fault_schedule(&faults);
+    if (with_faults < 0)
+        return CLI_EXIT_USAGE;
     struct memfit_server_options o;
     memfit_server_options_default(&o);
     uint64_t grace_ns = 10ull * 1000000000u;
@@ -272,8 +318,16 @@ int cmd_serve(int argc, char **argv)
     printf("listening on http://%s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
            (unsigned)memfit_server_port(srv));
     fflush(stdout);
+    if (with_faults)
+        arm_faults(&faults);
     memfit_server_run(srv, grace_ns / 1000000u);
     memfit_server_destroy(srv);
+    if (with_faults) {
+        uint64_t injected = memfit_alloc_faults_injected();
+        memfit_alloc_faults_arm(NULL);
+        memfit_log(MEMFIT_LOG_INFO, "MEMFIT_FAULT_ALLOC: %llu allocation(s) failed on purpose",
+                   (unsigned long long)injected);
+    }
     rc = CLI_EXIT_OK;
 out:
     for (size_t i = 0; i < n_owned; i++)

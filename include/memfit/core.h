@@ -241,6 +241,40 @@ MEMFIT_API void memfit_alloc_get_stats(struct memfit_alloc_stats *out);
 /* Returns freed heap memory to the system (glibc malloc_trim). */
 MEMFIT_API void memfit_heap_trim(void);
 
+/*
+ * An allocation failure schedule, to test that a running program (the
+ * daemon: MEMFIT_FAULT_ALLOC, docs/server.md) survives allocations that
+ * fail. One mode is set: `every` (the N-th, 2N-th, ... allocation after
+ * arming fails), `after` (only the N-th fails) or `random_percent` (each
+ * fails with that chance, drawn from `seed` and the allocation's number, so
+ * a run can be replayed as far as thread timing allows).
+ */
+struct memfit_alloc_faults {
+    uint64_t every;
+    uint64_t after;
+    double random_percent; /* (0, 100] */
+    uint64_t seed;
+};
+
+/*
+ * Parses "every=N", "after=N" or "random=PERCENT[,seed=S]" (items separated
+ * by commas; N >= 1, PERCENT as memfit_parse_percent, S >= 0, default 0).
+ * E_RANGE quoting the text and naming the bad item; *out written only on
+ * success.
+ */
+MEMFIT_API enum memfit_status memfit_alloc_faults_parse(const char *spec,
+                                                        struct memfit_alloc_faults *out);
+
+/* Arms the schedule from now on (counting restarts at 0); NULL disarms. */
+MEMFIT_API void memfit_alloc_faults_arm(const struct memfit_alloc_faults *faults);
+
+/* Turns an armed schedule off, or back on where it was; async-signal-safe
+ * (atomic stores only), for a signal handler. */
+MEMFIT_API void memfit_alloc_faults_toggle(void);
+
+/* Allocations failed by injection since the schedule was armed. */
+MEMFIT_API uint64_t memfit_alloc_faults_injected(void);
+
 /* ---- Clocks ------------------------------------------------------------ */
 
 /* Monotonic clock in nanoseconds. */

@@ -6,7 +6,8 @@
  * mf_alloc_fail_after(n), the n-th following allocation (1-based) fails,
  * and with `sticky` every one after it too. Tests walk n = 1, 2, ... over an
  * operation until it succeeds, requiring MEMFIT_E_NOMEM and no leak at each
- * step (mf_alloc_live_count() back where it started).
+ * step (mf_alloc_live_count() back where it started). The daemon's schedules
+ * (periodic, seeded random) are public: memfit_alloc_faults_parse in core.h.
  */
 #ifndef MF_CORE_ALLOC_H
 #define MF_CORE_ALLOC_H

@@ -74,6 +74,27 @@ static enum MHD_Result queue(struct req *r, int status, struct MHD_Response *res
     return ret;
 }
 
+/* The answer when the answer itself could not be allocated: a static 503
+ * (libmicrohttpd's own allocation left; without it the connection closes).
+ * `r` is NULL when the request's own record could not be allocated. */
+static enum MHD_Result respond_no_memory(struct MHD_Connection *conn, struct req *r)
+{
+    static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                               "\"server_error\",\"code\":\"out_of_memory\"}}\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (r)
+        return queue(r, 503, resp);
+    enum MHD_Result ret = MHD_queue_response(conn, 503, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result respond(struct req *r, int status, const char *type, char *body, size_t len,
                                const char *h_name, const char *h_value)
 {
@@ -81,7 +102,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *type, char
         MHD_create_response_from_buffer_with_free_callback(len, body, memfit_free);
     if (!resp) {
         memfit_free(body);
-        return MHD_NO;
+        return respond_no_memory(r->conn, r);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -95,7 +116,7 @@ static enum MHD_Result respond_text(struct req *r, int status, const char *type,
     size_t len;
     char *s = mf_text_take(t, &len);
     if (!s)
-        return MHD_NO;
+        return respond_no_memory(r->conn, r);
     return respond(r, status, type, s, len, NULL, NULL);
 }
 
@@ -111,7 +132,7 @@ static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error
     char *body;
     size_t len;
     if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
-        return MHD_NO;
+        return respond_no_memory(r->conn, r);
     if (e->status >= 500 || e->status == 429)
         memfit_log(MEMFIT_LOG_INFO, "%s -> %d: %s", mf_route_label(r->route), e->status,
                    e->message);
@@ -215,8 +236,15 @@ static bool reserve_request(struct req *r, memfit_reservation **slot, uint64_t b
                           what, size);
         return false;
     }
-    if (bytes > u.free_bytes || memfit_budget_reserve(req_budget(r), MEMFIT_BUDGET_WORKSPACE, bytes,
-                                                      "requests", 0, slot) != MEMFIT_OK) {
+    enum memfit_status st = bytes > u.free_bytes
+                                ? MEMFIT_E_BUDGET
+                                : memfit_budget_reserve(req_budget(r), MEMFIT_BUDGET_WORKSPACE,
+                                                        bytes, "requests", 0, slot);
+    if (st == MEMFIT_E_NOMEM) { /* the reservation's record: not the budget's fault */
+        mf_http_error_set(e, 503, "server_error", "out_of_memory", "%s", memfit_last_error());
+        return false;
+    }
+    if (st != MEMFIT_OK) {
         memfit_clear_error();
         mf_http_error_set(e, 503, "server_error", "insufficient_memory",
                           "this request needs %s of memory %s; the budget has %s free of %s now "
@@ -509,6 +537,8 @@ static enum MHD_Result route_memory(struct req *r)
     if (st == MEMFIT_OK)
         st = memfit_report_to_json(rep, &report);
     memfit_free(rep);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
         return fail(r, 500, "server_error", "report_failed", memfit_last_error());
     struct memfit_manager_status *s;
@@ -1862,6 +1892,10 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
     return MHD_YES;
 }
 
+/* Stands for the record of a request whose own record could not be
+ * allocated (its answer, a static 503, is queued at the headers). */
+static struct req no_memory_req;
+
 /* Refuses the request while its body arrives: the body is dropped now, the
  * answer goes out when the client has sent all of it. */
 static void refuse(struct req *r, const struct mf_http_error *e)
@@ -2001,10 +2035,16 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
     (void)version;
     memfit_server *srv = cls;
     struct req *r = *con_cls;
+    if (r == &no_memory_req) { /* answered 503 at the headers: drop the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (!r) {
         r = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
+        if (!r) {
+            *con_cls = &no_memory_req;
+            return respond_no_memory(conn, NULL);
+        }
         r->srv = srv;
         r->conn = conn;
         r->start_ns = memfit_now_ns();
@@ -2050,9 +2090,9 @@ void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_c
     (void)conn;
     memfit_server *srv = cls;
     struct req *r = *con_cls;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || r == &no_memory_req)
+        return;
     atomic_store(&r->cancelled, true);
     int status = r->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->route != MF_ROUTE_EVENTS) {

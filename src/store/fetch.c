@@ -82,6 +82,7 @@ struct download {
     uint64_t log_last_ns, log_next_bytes;   /* the next tenth of the file to log */
     bool log_started;                       /* the current attempt logged its start */
     char digest[MEMFIT_SHA256_HEX_LEN + 1]; /* the result */
+    bool created_blob;                      /* finish() moved the file into blobs/ */
 };
 
 /* ---- Progress, cancellation, heartbeat ----------------------------------- */
@@ -578,6 +579,8 @@ static enum memfit_status finish(struct download *d)
         unlink(d->partial_path); /* the same content came from elsewhere meanwhile */
     } else if (rename(d->partial_path, blob) != 0) {
         st = memfit_fail(MEMFIT_E_IO, "%s: rename into the cache: %s", blob, strerror(errno));
+    } else {
+        d->created_blob = true;
     }
     memfit_free(blob);
     if (st != MEMFIT_OK)
@@ -785,6 +788,20 @@ static enum memfit_status record_ref(memfit_store *s, const char *name, const ch
     return mf_ref_write(s, &ref);
 }
 
+/* Takes back the blob a download just made when no ref could be written for
+ * it: no lookup would find it, and it would only take room until evicted
+ * (best effort: its path is allocated too). */
+static void remove_unnamed_blob(memfit_store *s, const char *digest, enum memfit_status st)
+{
+    char message[512];
+    snprintf(message, sizeof(message), "%s", memfit_last_error());
+    char *blob = mf_blob_path(s, digest);
+    if (blob)
+        unlink(blob);
+    memfit_free(blob);
+    memfit_fail(st, "%s", message); /* the ref's error is the fetch's */
+}
+
 /* Looks in the cache; on a hit writes the digest and refreshes the refs' last use. */
 static bool lookup_cached(struct fetch *f, const char *name, const struct mf_source *srcs, size_t n,
                           char *digest)
@@ -911,6 +928,8 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
             download_cleanup(&d);
             if (!from_cache)
                 st = record_ref(store, srcs[i].uri, digest, srcs[i].display, etag[0] ? etag : NULL);
+            if (st != MEMFIT_OK && d.created_blob)
+                remove_unnamed_blob(store, digest, st);
             if (st == MEMFIT_OK && name)
                 st = record_ref(store, name, digest, srcs[i].display, etag[0] ? etag : NULL);
             break;

@@ -67,6 +67,71 @@ static void test_alloc_counts_and_injection(void **state)
     memfit_free(s);
 }
 
+/* How many of `n` allocations fail under the schedule armed now (a bitmask of the first 64). */
+static unsigned count_failures(unsigned n, uint64_t *mask)
+{
+    unsigned failed = 0;
+    *mask = 0;
+    for (unsigned i = 0; i < n; i++) {
+        void *p = memfit_malloc(8);
+        if (!p && i < 64)
+            *mask |= UINT64_C(1) << i;
+        failed += !p;
+        memfit_free(p);
+    }
+    return failed;
+}
+
+static void test_alloc_fault_schedules(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"",
+                                      "every",
+                                      "every=0",
+                                      "every=x",
+                                      "after=-1",
+                                      "random=0",
+                                      "random=101",
+                                      "seed=3",
+                                      "every=2,after=3",
+                                      "every=2,seed=1",
+                                      "bogus=1",
+                                      "every=2,",
+                                      "random=5,seed=1,seed=2"};
+    struct memfit_alloc_faults f;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(memfit_alloc_faults_parse(bad[i], &f), MEMFIT_E_RANGE);
+        assert_non_null(strstr(memfit_last_error(), "fault schedule"));
+    }
+    uint64_t mask;
+    assert_int_equal(memfit_alloc_faults_parse("every=3", &f), MEMFIT_OK);
+    memfit_alloc_faults_arm(&f);
+    assert_int_equal(count_failures(30, &mask), 10);
+    assert_int_equal(mask, 04444444444); /* the 3rd, 6th, ... */
+    assert_int_equal(memfit_alloc_faults_injected(), 10);
+    memfit_alloc_faults_toggle(); /* off */
+    assert_int_equal(count_failures(30, &mask), 0);
+    memfit_alloc_faults_toggle(); /* on again, where it was */
+    assert_int_equal(count_failures(3, &mask), 1);
+
+    assert_int_equal(memfit_alloc_faults_parse("after=5", &f), MEMFIT_OK);
+    memfit_alloc_faults_arm(&f);
+    assert_int_equal(count_failures(20, &mask), 1);
+    assert_int_equal(mask, 1u << 4);
+
+    /* random: about the share asked, the same for the same seed. */
+    assert_int_equal(memfit_alloc_faults_parse("random=10%,seed=7", &f), MEMFIT_OK);
+    memfit_alloc_faults_arm(&f);
+    uint64_t first;
+    unsigned n = count_failures(2000, &first);
+    assert_true(n > 120 && n < 280);
+    memfit_alloc_faults_arm(&f);
+    assert_int_equal(count_failures(2000, &mask), n);
+    assert_int_equal(mask, first);
+    memfit_alloc_faults_arm(NULL);
+    assert_int_equal(count_failures(100, &mask), 0);
+}
+
 static char log_seen[256];
 static void capture_sink(enum memfit_log_level level, const char *message, void *user)
 {
@@ -287,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_alloc_counts_and_injection),
+        cmocka_unit_test(test_alloc_fault_schedules),
         cmocka_unit_test(test_logging),
         cmocka_unit_test(test_dotenv_and_aliases),
         cmocka_unit_test(test_dotenv_alloc_failures),
