@@ -55,6 +55,7 @@ struct mf_conn {
 #define REFUSALS_LOG_NS   (10ull * NS_PER_S)
 #define MAX_BUCKETS       4096
 #define MIN_BUCKETS       16
+#define BURST_CONNECTIONS 64 /* open at once: the heap is trimmed when they are gone */
 #define FD_LIMIT_HEADROOM 64 /* descriptors beside the connections: listener, models, logs */
 
 /* ---- The table ------------------------------------------------------------------ */
@@ -146,7 +147,8 @@ struct mf_conn *mf_conns_open(struct mf_conns *t, const struct sockaddr *addr, i
     if (t->head)
         t->head->prev = c;
     t->head = c;
-    t->n_open++;
+    if (++t->n_open > t->n_peak)
+        t->n_peak = t->n_open;
     pthread_mutex_unlock(&t->lock);
     return c;
 }
@@ -353,7 +355,12 @@ static void *watchdog_main(void *arg)
         pthread_cond_timedwait(&t->wake, &t->lock, &ts);
         if (t->stop)
             break;
+        bool trim = t->n_peak >= BURST_CONNECTIONS && t->n_open <= t->n_peak / 8;
+        if (trim)
+            t->n_peak = t->n_open;
         pthread_mutex_unlock(&t->lock);
+        if (trim) /* a burst is over: its threads' malloc arenas keep its pages */
+            memfit_heap_trim();
         uint64_t now = memfit_now_ns();
         mf_conns_sweep(t, now);
         if (now - logged >= REFUSALS_LOG_NS) {

@@ -63,6 +63,7 @@ struct mf_conns {
     struct mf_conn_client **buckets; /* clients by address hash */
     size_t n_buckets;                /* a power of two */
     size_t n_open;
+    size_t n_peak; /* the most open since the last heap trim */
     struct mf_conn_limits limits;
     pthread_t watchdog;
     bool watchdog_started, stop;
