@@ -42,7 +42,7 @@ const char cmd_serve_help[] =
     "                         or 80% of the container limit / physical memory)\n"
     "  --max-body SIZE        largest request body (default 32MiB; larger: 413)\n"
     "  --max-header SIZE      memory per connection for headers (default 32KiB)\n"
-    "  --timeout DURATION     close idle or stalled connections (default 30s)\n"
+    "  --timeout DURATION     close connections idle that long (default 30s)\n"
     "  --header-timeout S     a request's line and headers must arrive within S\n"
     "                         seconds of the connection's start or of the previous\n"
     "                         request's end (default 10; slow clients are closed)\n"
