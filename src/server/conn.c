@@ -258,11 +258,25 @@ size_t mf_conns_sweep(struct mf_conns *t, uint64_t now_ns)
             continue;
         shutdown(c->fd, SHUT_RDWR); /* the fd is open: CLOSED takes this lock first */
         c->cut = true;
+        if (why == MF_CONN_CUT_HEADER)
+            t->n_cut_header++;
+        else
+            t->n_cut_request++;
         log_cut(t, c, why);
         n++;
     }
     pthread_mutex_unlock(&t->lock);
     return n;
+}
+
+void mf_conns_counts(struct mf_conns *t, uint64_t *n_open, uint64_t *n_cut_header,
+                     uint64_t *n_cut_request)
+{
+    pthread_mutex_lock(&t->lock);
+    *n_open = t->n_open;
+    *n_cut_header = t->n_cut_header;
+    *n_cut_request = t->n_cut_request;
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* ---- The server's side: notifications, marks, admission, the watchdog ------------ */

@@ -64,6 +64,7 @@ struct mf_conns {
     size_t n_buckets;                /* a power of two */
     size_t n_open;
     size_t n_peak; /* the most open since the last heap trim */
+    uint64_t n_cut_header, n_cut_request;
     struct mf_conn_limits limits;
     pthread_t watchdog;
     bool watchdog_started, stop;
@@ -96,6 +97,9 @@ const char *mf_conn_address(const struct mf_conn *c);
 /* The deadline missed by a request in `phase` for `elapsed_ns` since its clock started. */
 enum mf_conn_cut mf_conn_deadline(const struct mf_conn_limits *limits, enum mf_conn_phase phase,
                                   bool over_limit, uint64_t elapsed_ns);
+/* The connections open, and those cut by each deadline so far (/metrics). */
+void mf_conns_counts(struct mf_conns *t, uint64_t *n_open, uint64_t *n_cut_header,
+                     uint64_t *n_cut_request);
 /* Shuts down (SHUT_RDWR) every connection past a deadline at `now_ns`,
  * logging one line each; returns how many. */
 size_t mf_conns_sweep(struct mf_conns *t, uint64_t now_ns);

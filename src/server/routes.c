@@ -302,6 +302,7 @@ static void gauges(memfit_server *srv, struct mf_server_gauges *g)
     g->reloads = srv->reloads;
     g->reload_failures = srv->reload_failures;
     pthread_mutex_unlock(&srv->lock);
+    mf_conns_counts(&srv->conns, &g->connections_open, &g->cut_header_total, &g->cut_request_total);
 }
 
 static enum MHD_Result route_metrics(struct req *r)

@@ -115,6 +115,8 @@ check "slowloris: cut by the head deadline (10 s + the watchdog's 0.25 s)" \
     "$PY" -c "import sys; sys.exit(not 9.5 <= float(sys.argv[1]) <= 11.5 + 2 * ('$SANITIZED' == 'ON'))" "$(slow longest_s)"
 check "the log names the cuts (header_timeout_s): the first 64 at least" \
     test "$(grep -c 'connection from 127.0.0.1 cut: no complete request head within 10 s (header_timeout_s)' "$TMP/err")" -ge 64
+CUTS=$(metric 'memfit_http_connections_cut_total{deadline="header"}')
+check "/metrics counts the cuts ($CUTS)" test "$CUTS" -ge "$(slow cut)"
 check "the log names the cuts beyond the client's limit" \
     grep -q 'connection from 127.0.0.1 cut: no complete request head within 2 s (the deadline of a connection beyond max_client_connections 64)' "$TMP/err"
 

@@ -174,6 +174,11 @@ static void test_sweep(void **state)
     assert_true(peer_closed(body[1]));
     assert_int_equal(mf_conns_sweep(&t, 3600 * S), 0); /* an answer has no deadline */
     assert_false(peer_closed(answer[1]));
+    uint64_t n_open, n_header, n_request;
+    mf_conns_counts(&t, &n_open, &n_header, &n_request);
+    assert_int_equal(n_open, 5);
+    assert_int_equal(n_header, 3);
+    assert_int_equal(n_request, 1);
     mf_conns_close(&t, h);
     mf_conns_close(&t, o);
     mf_conns_destroy(&t);
