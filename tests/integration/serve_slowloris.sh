@@ -10,7 +10,8 @@
 # hold), none gets an answer, and the log names each cut. Then one address
 # opens 70 connections and completes a request on each: 64 are answered
 # 200, 6 get 429 too_many_connections with Retry-After and Connection:
-# close. About 45 s in all.
+# close. Then a body trickled past --request-timeout is cut, while an event
+# stream longer than it is not. About 45 s in all.
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
@@ -165,4 +166,34 @@ stop_server
 check "SIGTERM exits 0" test $? -eq 0
 check "the refusals are counted in the log (one line per 10 s)" \
     grep -q '6 request(s) answered 429 too_many_connections (over max_client_connections 64)' "$TMP/err"
+
+# The body's deadline: a body trickled a byte every 0.5 s is cut at
+# --request-timeout; an answer that streams longer than it is not.
+start_server --header-timeout 2 --request-timeout 3
+cat >"$TMP/slowbody.py" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+t0 = time.monotonic()
+s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+          b"Content-Length: 100\r\n\r\n")
+try:
+    for _ in range(100):
+        time.sleep(0.5)
+        s.sendall(b" ")
+    print("not cut")
+except OSError:
+    print("cut after %.1f s" % (time.monotonic() - t0))
+PY
+SLOWBODY=$("$PY" "$TMP/slowbody.py" "${URL#http://}")
+echo "slow body: $SLOWBODY"
+check "a trickled body is cut at the request deadline (3 s)" \
+    "$PY" -c "import sys; w = sys.argv[1].split(); sys.exit(not (w[0] == 'cut' and 2.9 <= float(w[2]) <= 5))" "$SLOWBODY"
+check "the log names it" grep -q 'cut: its request (head and body) was not complete within 3 s (request_timeout_s)' "$TMP/err"
+rc=0
+curl -s -N -m 5 -o "$TMP/events" "$URL/api/events" || rc=$?
+check "an event stream outlives the deadlines (curl's own 5 s limit ends it)" test "$rc" = 28
+check "it streamed samples all along" test "$(grep -c '^event: sample' "$TMP/events")" -ge 4
+stop_server
+check "SIGTERM exits 0" test $? -eq 0
 finish
