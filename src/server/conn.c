@@ -204,14 +204,21 @@ const char *mf_conn_address(const struct mf_conn *c)
     return c->addr; /* written once, before the record is shared */
 }
 
+/* The head deadline; 0 for none. */
+static uint64_t head_deadline_ns(const struct mf_conn_limits *limits, bool over_limit)
+{
+    uint64_t head = limits->header_timeout_ns;
+    if (over_limit && (head == 0 || head > MF_CONN_OVER_LIMIT_HEADER_NS))
+        head = MF_CONN_OVER_LIMIT_HEADER_NS;
+    return head;
+}
+
 enum mf_conn_cut mf_conn_deadline(const struct mf_conn_limits *limits, enum mf_conn_phase phase,
                                   bool over_limit, uint64_t elapsed_ns)
 {
     if (phase == MF_CONN_ANSWER)
         return MF_CONN_CUT_NONE;
-    uint64_t head = limits->header_timeout_ns;
-    if (over_limit && (head == 0 || head > MF_CONN_OVER_LIMIT_HEADER_NS))
-        head = MF_CONN_OVER_LIMIT_HEADER_NS;
+    uint64_t head = head_deadline_ns(limits, over_limit);
     if (phase == MF_CONN_HEAD && head && elapsed_ns >= head)
         return MF_CONN_CUT_HEADER;
     if (limits->request_timeout_ns && elapsed_ns >= limits->request_timeout_ns)
@@ -224,6 +231,11 @@ static unsigned seconds(uint64_t ns)
     return (unsigned)(ns / NS_PER_S);
 }
 
+/*
+ * One line per cut. A keep-alive connection left idle after its answers is
+ * cut by the head deadline too, which is how HTTP clients' connection pools
+ * normally end: that one goes to the debug level (the metric counts it).
+ */
 static void log_cut(const struct mf_conns *t, const struct mf_conn *c, enum mf_conn_cut why)
 {
     const char *after = c->n_requests ? " after its previous request" : "";
@@ -236,9 +248,9 @@ static void log_cut(const struct mf_conns *t, const struct mf_conn *c, enum mf_c
         memfit_log(MEMFIT_LOG_INFO,
                    "connection from %s cut: no complete request head within %u s (the deadline "
                    "of a connection beyond max_client_connections %u)",
-                   c->addr, seconds(MF_CONN_OVER_LIMIT_HEADER_NS), t->limits.max_per_client);
+                   c->addr, seconds(head_deadline_ns(&t->limits, true)), t->limits.max_per_client);
     } else {
-        memfit_log(MEMFIT_LOG_INFO,
+        memfit_log(c->n_requests ? MEMFIT_LOG_DEBUG : MEMFIT_LOG_INFO,
                    "connection from %s cut: no complete request head within %u s%s "
                    "(header_timeout_s)",
                    c->addr, seconds(t->limits.header_timeout_ns), after);
