@@ -43,8 +43,18 @@ const char cmd_serve_help[] =
     "                         or 80% of the container limit / physical memory)\n"
     "  --max-body SIZE        largest request body (default 32MiB; larger: 413)\n"
     "  --max-header SIZE      memory per connection for headers (default 32KiB)\n"
-    "  --timeout DURATION     close idle or stalled connections (default 30s)\n"
-    "  --max-connections N    connections at once (default 64)\n"
+    "  --timeout DURATION     close connections idle that long (default 30s)\n"
+    "  --header-timeout S     a request's line and headers must arrive within S\n"
+    "                         seconds of the connection's start or of the previous\n"
+    "                         request's end (default 10; slow clients are closed)\n"
+    "  --request-timeout S    its head and body within S seconds (default 60;\n"
+    "                         answers and streams have no deadline)\n"
+    "  --max-connections N    requests in progress at once (default 256); up to 2N\n"
+    "                         connections are accepted, requests beyond N get 503\n"
+    "                         (/health, /ready, /metrics are always answered)\n"
+    "  --max-client-connections N\n"
+    "                         connections of one client address (default 64; 0 = no\n"
+    "                         limit, e.g. behind a proxy); requests beyond get 429\n"
     "  --max-queue N          model requests admitted at once (default 64;\n"
     "                         more get 429 with Retry-After)\n"
     "  --max-inputs N         inputs per embedding request (default 256)\n"
@@ -213,6 +223,18 @@ int cmd_serve(int argc, char **argv)
                 goto out;
             o.connection_timeout_s =
                 (unsigned)(ns / 1000000000u) ? (unsigned)(ns / 1000000000u) : 1;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--header-timeout", &missing))) {
+            if (!cli_opt_int("serve", "--header-timeout", v, 1, 3600, &n))
+                goto out;
+            o.header_timeout_s = (unsigned)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--request-timeout", &missing))) {
+            if (!cli_opt_int("serve", "--request-timeout", v, 1, 86400, &n))
+                goto out;
+            o.request_timeout_s = (unsigned)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-client-connections", &missing))) {
+            if (!cli_opt_int("serve", "--max-client-connections", v, 0, 1000000, &n))
+                goto out;
+            o.max_client_connections = (unsigned)n;
         } else if ((v = cli_opt_value(argc, argv, &i, "--max-connections", &missing))) {
             if (!cli_opt_int("serve", "--max-connections", v, 1, 100000, &n))
                 goto out;
@@ -251,6 +273,13 @@ int cmd_serve(int argc, char **argv)
         } else {
             sources[n_sources++] = argv[i];
         }
+    }
+    if (o.request_timeout_s < o.header_timeout_s) {
+        cli_usage("serve",
+                  "--request-timeout %u is shorter than --header-timeout %u: the whole request "
+                  "(head and body) cannot have less time than its head",
+                  o.request_timeout_s, o.header_timeout_s);
+        goto out;
     }
     if (!o.manifest_path && access(MEMFIT_MANIFEST_DEFAULT_PATH, F_OK) == 0)
         o.manifest_path = MEMFIT_MANIFEST_DEFAULT_PATH;

@@ -22,9 +22,9 @@
  * family is unknown is an error at start (or at a reload) naming the
  * families this build has.
  *
- * Threads: libmicrohttpd runs one thread per connection (bounded by
- * max_connections), so a request that waits for a model load or runs a long
- * inference blocks only its own connection. A server handle may be used
+ * Threads: libmicrohttpd runs one thread per connection (at most
+ * 2 x max_connections, see below), so a request that waits for a model load
+ * or runs a long inference blocks only its own connection. A server handle may be used
  * from any thread; memfit_server_destroy must be the last call.
  */
 #ifndef MEMFIT_SERVER_H
@@ -62,9 +62,13 @@ struct memfit_server_options {
     uint64_t max_body_bytes; /* 32 MiB: larger bodies get 413 */
     size_t max_header_bytes; /* 32 KiB: per-connection memory for the request line and headers */
     unsigned connection_timeout_s; /* 30: an idle or too slow connection is closed */
-    unsigned max_connections;      /* 64 */
-    unsigned max_queue;            /* 64: model requests admitted at once; more get 429 */
-    unsigned max_inputs;           /* 256: inputs per embedding request */
+    /* 256: requests in progress at once. Connections are accepted up to
+     * 2 x max_connections (one thread each), so that a request beyond it is
+     * answered 503 server_busy (Retry-After, Connection: close) rather than
+     * reset; /health, /ready and /metrics are always answered. */
+    unsigned max_connections;
+    unsigned max_queue;  /* 64: model requests admitted at once; more get 429 */
+    unsigned max_inputs; /* 256: inputs per embedding request */
     /* 64e6: pixels of all the images of one request together. Decoded
      * images are held until the forward (3 bytes a pixel: 192 MB at the
      * default); a request past it gets 400 before the image that crosses it
@@ -93,6 +97,20 @@ struct memfit_server_options {
      * connection thread and a core for longer. Fixed rather than scaled by pixels, as
      * max_request_pixels already bounds the honest work. */
     uint32_t max_decode_ms;
+    /* Slow clients (docs/server.md, "Slow clients and limits"). A request's
+     * line and headers must be complete within header_timeout_s (10) of its
+     * connection's start, or of the end of the previous request on a
+     * keep-alive connection; its head and body within request_timeout_s
+     * (60) of the same start. Answers, streams included, have no deadline.
+     * A late connection is closed and logged. 0: no deadline. */
+    unsigned header_timeout_s;
+    unsigned request_timeout_s;
+    /* 64: connections of one client address at once (an IPv6 client: its
+     * /64); 0 = no limit. Requests on the ones beyond get 429
+     * too_many_connections (Retry-After, Connection: close) and their head
+     * must come within 2 s. Behind a reverse proxy every client has the
+     * proxy's address: set 0 there and limit clients in the proxy. */
+    unsigned max_client_connections;
 };
 
 /* Fills the defaults above. */

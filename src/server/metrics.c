@@ -53,6 +53,15 @@ static void family(struct mf_text *t, const char *name, const char *type, const 
     mf_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family of two samples told apart by one label (`key`). */
+static void counter_pair(struct mf_text *t, const char *name, const char *help, const char *key,
+                         const char *a, uint64_t va, const char *b, uint64_t vb)
+{
+    family(t, name, "counter", help);
+    mf_text_printf(t, "%s{%s=\"%s\"} %llu\n", name, key, a, (unsigned long long)va);
+    mf_text_printf(t, "%s{%s=\"%s\"} %llu\n", name, key, b, (unsigned long long)vb);
+}
+
 /* A label value with \, " and newline escaped (exposition format). */
 static void label_value(struct mf_text *t, const char *v)
 {
@@ -305,12 +314,12 @@ bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
                   g->queue_capacity);
         family(out, "memfit_uptime_seconds", "gauge", "Seconds since the server started.");
         mf_text_printf(out, "memfit_uptime_seconds %.3f\n", (double)g->uptime_ns / 1e9);
-        family(out, "memfit_manifest_reloads_total", "counter",
-               "Manifest reloads (SIGHUP), by result.");
-        mf_text_printf(out, "memfit_manifest_reloads_total{result=\"ok\"} %llu\n",
-                       (unsigned long long)g->reloads);
-        mf_text_printf(out, "memfit_manifest_reloads_total{result=\"error\"} %llu\n",
-                       (unsigned long long)g->reload_failures);
+        counter_pair(out, "memfit_manifest_reloads_total", "Manifest reloads (SIGHUP), by result.",
+                     "result", "ok", g->reloads, "error", g->reload_failures);
+        gauge_u64(out, "memfit_http_connections", "HTTP connections open.", g->connections_open);
+        counter_pair(out, "memfit_http_connections_cut_total",
+                     "Connections closed for a request not received in time, by deadline.",
+                     "deadline", "header", g->cut_header_total, "request", g->cut_request_total);
     }
     if (m)
         format_http(out, m);

@@ -57,6 +57,8 @@ struct mf_server_gauges {
     unsigned queue_capacity; /* max_queue of the server */
     uint64_t uptime_ns;
     uint64_t reloads, reload_failures;
+    uint64_t connections_open;                    /* accepted and not closed */
+    uint64_t cut_header_total, cut_request_total; /* closed by the deadlines */
 };
 
 /* Appends the whole exposition. `snap` and `sample` may be NULL (left out). */

@@ -8,8 +8,9 @@
  * Status codes: 400 bad request (JSON, types, base64, image), 401 API key,
  * 403 Host or Origin not allowed (browser safety), 415 not JSON,
  * 404 unknown route or model, 405 method, 409 model busy, 413 body too
- * large, 429 queue full (Retry-After), 501 no engine for the family,
- * 503 budget refusal / admission timeout / load failure / not ready.
+ * large, 429 queue full or too many connections of one client
+ * (Retry-After), 501 no engine for the family, 503 budget refusal /
+ * admission timeout / load failure / not ready / server busy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -126,17 +127,24 @@ static enum MHD_Result respond_json(struct req *r, int status, struct mf_text *t
     return respond_text(r, status, "application/json", t);
 }
 
-static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error *e,
-                                       const char *h_name, const char *h_value)
+/* The error with one more header, not logged (refusals that come in floods). */
+static enum MHD_Result respond_error_quiet(struct req *r, const struct mf_http_error *e,
+                                           const char *h_name, const char *h_value)
 {
     char *body;
     size_t len;
     if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
         return respond_no_memory(r->conn, r);
+    return respond(r, e->status, "application/json", body, len, h_name, h_value);
+}
+
+static enum MHD_Result respond_error_h(struct req *r, const struct mf_http_error *e,
+                                       const char *h_name, const char *h_value)
+{
     if (e->status >= 500 || e->status == 429)
         memfit_log(MEMFIT_LOG_INFO, "%s -> %d: %s", mf_route_label(r->route), e->status,
                    e->message);
-    return respond(r, e->status, "application/json", body, len, h_name, h_value);
+    return respond_error_quiet(r, e, h_name, h_value);
 }
 
 static enum MHD_Result respond_error(struct req *r, const struct mf_http_error *e)
@@ -438,6 +446,7 @@ static void gauges(memfit_server *srv, struct mf_server_gauges *g)
     g->reloads = srv->reloads;
     g->reload_failures = srv->reload_failures;
     pthread_mutex_unlock(&srv->lock);
+    mf_conns_counts(&srv->conns, &g->connections_open, &g->cut_header_total, &g->cut_request_total);
 }
 
 static enum MHD_Result route_metrics(struct req *r)
@@ -1841,6 +1850,32 @@ static enum MHD_Result check_framing(struct req *r, bool *refused)
     return MHD_YES;
 }
 
+/*
+ * The connection's limits (conn.c): 429 on a connection beyond its client's
+ * limit, 503 beyond max_connections requests at once. Queued while only the
+ * head was read, so libmicrohttpd reads no body and closes the connection
+ * after the answer (Connection: close). Counted and logged by conn.c once
+ * every 10 s rather than one line each.
+ */
+static enum MHD_Result check_connection(struct req *r)
+{
+    char msg[300];
+    struct mf_http_error e;
+    switch (mf_server_conn_admit(r->srv, r->conn, r->route, msg, sizeof(msg))) {
+    case MF_CONN_CLIENT_LIMIT:
+        mf_http_error_set(&e, 429, "rate_limit_error", "too_many_connections", "%s", msg);
+        break;
+    case MF_CONN_BUSY:
+        mf_http_error_set(&e, 503, "server_error", "server_busy", "%s", msg);
+        break;
+    case MF_CONN_SERVE:
+    default:
+        return MHD_YES;
+    }
+    r->answered = true;
+    return respond_error_quiet(r, &e, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+}
+
 /* Checks done on the headers, before any body is read. */
 static enum MHD_Result check_headers(struct req *r, const char *method, const char *allowed)
 {
@@ -2055,12 +2090,20 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
             r->fd = ci->connect_fd;
         *con_cls = r;
         atomic_fetch_add(&srv->active, 1);
+        mf_server_conn_mark(srv, conn, MF_CONN_BODY); /* the head deadline is met */
         const char *allowed;
         r->route = mf_route_match(url, r->name, &allowed);
         enum MHD_Result ret = check_headers(r, method, allowed ? allowed : "GET");
-        if (r->answered || ret != MHD_YES)
+        if (!r->answered && ret == MHD_YES)
+            ret = check_connection(r);
+        if (r->answered || ret != MHD_YES) {
+            mf_server_conn_mark(srv, conn, MF_CONN_ANSWER); /* no body will be read */
             return ret;
-        return reserve_declared(r);
+        }
+        ret = reserve_declared(r);
+        if (r->answered) /* refused before its body: none will be read */
+            mf_server_conn_mark(srv, conn, MF_CONN_ANSWER);
+        return ret;
     }
     if (r->answered) { /* an early answer is queued: discard the body */
         *upload_data_size = 0;
@@ -2072,6 +2115,7 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
         return MHD_YES;
     }
     r->answered = true;
+    mf_server_conn_mark(srv, conn, MF_CONN_ANSWER); /* the body is in: no more deadlines */
     if (r->too_large) {
         char msg[120];
         snprintf(msg, sizeof(msg), "the body is larger than the %llu bytes accepted",
@@ -2087,11 +2131,13 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
 void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                             enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     memfit_server *srv = cls;
     struct req *r = *con_cls;
+    if (!r)
+        return;
+    mf_server_conn_mark(srv, conn, MF_CONN_HEAD); /* the next request's head clock starts */
     *con_cls = NULL;
-    if (!r || r == &no_memory_req)
+    if (r == &no_memory_req)
         return;
     atomic_store(&r->cancelled, true);
     int status = r->status;

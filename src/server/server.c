@@ -4,7 +4,8 @@
  * reload, graceful shutdown, signals). The routes live in routes.c.
  *
  * DESIGN. Thread per connection (MHD_USE_THREAD_PER_CONNECTION), bounded by
- * max_connections and a per-connection timeout: a request may wait many
+ * 2 x max_connections, an idle timeout and the deadlines of conn.c (a
+ * request's head and body; slow clients): a request may wait many
  * seconds for a model load or run a long inference, and it then blocks its
  * own thread only; an event loop with a small worker pool would need every
  * such wait made asynchronous (suspend/resume) for no gain at the
@@ -40,13 +41,16 @@ void memfit_server_options_default(struct memfit_server_options *o)
     o->max_body_bytes = 32ull * 1024 * 1024;
     o->max_header_bytes = 32 * 1024;
     o->connection_timeout_s = 30;
-    o->max_connections = 64;
+    o->max_connections = 256;
     o->max_queue = 64;
     o->max_inputs = 256;
     o->max_request_pixels = 64000000;
     o->admission_timeout_ms = -1;
     o->reaper_thread = true;
     o->max_decode_ms = 2000;
+    o->header_timeout_s = 10;
+    o->request_timeout_s = 60;
+    o->max_client_connections = 64;
 }
 
 /* ---- The model list ----------------------------------------------------------- */
@@ -431,14 +435,17 @@ static enum memfit_status start_http(memfit_server *srv)
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_IPv6;
+    /* The logger first: libmicrohttpd reports a bad later option through
+     * whatever logger is set when it reads it (stderr before this one). */
     srv->daemon = MHD_start_daemon(
-        flags, srv->opt.port, NULL, NULL, mf_server_on_request, srv, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)srv->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        flags, srv->opt.port, NULL, NULL, mf_server_on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, srv, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, mf_server_connection_cap(&srv->opt),
+        MHD_OPTION_NOTIFY_CONNECTION, mf_server_on_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)srv->opt.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)srv->opt.max_header_bytes, MHD_OPTION_NOTIFY_COMPLETED, mf_server_on_completed, srv,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         int err = errno;
         return memfit_fail(MEMFIT_E_IO, "cannot listen on %s:%u: %s", srv->host,
@@ -446,6 +453,9 @@ static enum memfit_status start_http(memfit_server *srv)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->opt.port;
+    enum memfit_status wd = mf_server_conns_start(srv);
+    if (wd != MEMFIT_OK)
+        return wd;
     if (!srv->loopback && !srv->api_key) {
         bool v6 = strchr(srv->host, ':') != NULL && srv->host[0] != '[';
         memfit_log(MEMFIT_LOG_WARN,
@@ -473,6 +483,15 @@ static enum memfit_status load_manifest(memfit_server *srv, struct memfit_manife
         return memfit_manifest_load(srv->manifest_path, out);
     static const char empty[] = "models: []\n";
     return memfit_manifest_parse_string(empty, sizeof(empty) - 1, "(no manifest)", out);
+}
+
+void mf_server_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 static char *copy_or_null(const char *s)
@@ -504,13 +523,16 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     pthread_mutex_init(&srv->lock, NULL);
     pthread_mutex_init(&srv->sample_lock, NULL);
     pthread_mutex_init(&srv->reload_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&srv->cond, &ca);
-    pthread_condattr_destroy(&ca);
-
-    enum memfit_status st = MEMFIT_E_NOMEM;
+    mf_server_cond_init(&srv->cond);
+    struct mf_conn_limits limits = {
+        .header_timeout_ns = (uint64_t)options->header_timeout_s * 1000000000u,
+        .request_timeout_ns = (uint64_t)options->request_timeout_s * 1000000000u,
+        .max_per_client = options->max_client_connections,
+    };
+    enum memfit_status st = mf_conns_init(&srv->conns, &limits, mf_server_connection_cap(options));
+    if (st != MEMFIT_OK)
+        goto fail;
+    st = MEMFIT_E_NOMEM;
     srv->host = memfit_strdup(options->host ? options->host : "127.0.0.1");
     srv->manifest_path = copy_or_null(options->manifest_path);
     srv->api_key = options->api_key && options->api_key[0] ? memfit_strdup(options->api_key) : NULL;
@@ -698,6 +720,7 @@ unsigned memfit_server_shutdown(memfit_server *srv, uint64_t grace_ms)
     atomic_store(&srv->cancel_all, true);
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    mf_server_conns_stop(srv); /* after the daemon: deadlines hold through the grace period */
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
     return left;
@@ -721,6 +744,7 @@ void memfit_server_destroy(memfit_server *srv)
     memfit_free(srv->sources);
     free_list_strings(srv->allow_hosts, srv->n_allow_hosts);
     free_list_strings(srv->allow_origins, srv->n_allow_origins);
+    mf_conns_destroy(&srv->conns);
     memfit_free(srv->raw_sample);
     memfit_free(srv->host);
     memfit_free(srv->manifest_path);

@@ -101,24 +101,36 @@ bool mf_cancelled(const int *cancel)
 enum memfit_status mf_sha256_fd(struct mf_sha256 *h, int fd, uint64_t len, const char *path,
                                 const int *cancel)
 {
-    static _Thread_local unsigned char buf[1 << 16];
+    /* On the heap, not thread-local: a _Thread_local buffer is part of every
+     * thread's TLS block, which glibc zeroes at each thread's start, so it
+     * cost 64 KiB of resident memory per server connection thread. */
+    enum { BUF_BYTES = 1 << 16 };
+    unsigned char *buf = memfit_malloc_in(MEMFIT_ALLOC_STORE, BUF_BYTES);
+    if (!buf)
+        return MEMFIT_E_NOMEM;
+    enum memfit_status st = MEMFIT_OK;
     uint64_t off = 0;
-    while (off < len) {
-        if (mf_cancelled(cancel))
-            return memfit_fail(MEMFIT_E_CANCELLED, "%s: cancelled while hashing", path);
-        size_t want = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+    while (off < len && st == MEMFIT_OK) {
+        if (mf_cancelled(cancel)) {
+            st = memfit_fail(MEMFIT_E_CANCELLED, "%s: cancelled while hashing", path);
+            break;
+        }
+        size_t want = len - off < BUF_BYTES ? (size_t)(len - off) : BUF_BYTES;
         ssize_t n = pread(fd, buf, want, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return memfit_fail(MEMFIT_E_IO, "%s: read: %s", path, strerror(errno));
-        if (n == 0)
-            return memfit_fail(MEMFIT_E_IO, "%s: file ends at %llu bytes, expected %llu", path,
-                               (unsigned long long)off, (unsigned long long)len);
-        mf_sha256_update(h, buf, (size_t)n);
-        off += (uint64_t)n;
+            st = memfit_fail(MEMFIT_E_IO, "%s: read: %s", path, strerror(errno));
+        else if (n == 0)
+            st = memfit_fail(MEMFIT_E_IO, "%s: file ends at %llu bytes, expected %llu", path,
+                             (unsigned long long)off, (unsigned long long)len);
+        else {
+            mf_sha256_update(h, buf, (size_t)n);
+            off += (uint64_t)n;
+        }
     }
-    return MEMFIT_OK;
+    memfit_free(buf);
+    return st;
 }
 
 /* ---- Directories and atomic writes -------------------------------------- */
