@@ -14,6 +14,7 @@
 
 const char cmd_report_help[] =
     "Usage: memfit report [--json] [--pid PID] [--top N] [--root DIR] [--no-gpu]\n"
+    "                     [--warn PCT] [--critical PCT] [--danger-available SIZE]\n"
     "\n"
     "Shows the memory of this machine, of its container (cgroup v1 or v2: the\n"
     "effective limit, usage, memory in use, the kubelet's working set, the\n"
@@ -26,8 +27,10 @@ const char cmd_report_help[] =
     "limit it is the machine's MemTotal - MemAvailable.\n"
     "\n"
     "The level compares memory in use with the effective limit (the cgroup's\n"
-    "when it has one, else physical memory): ok below 80%, warning from 80%,\n"
-    "critical from 90%, danger when less than 50 MB (or 5% of the limit) is left.\n"
+    "when it has one, else physical memory): ok below --warn (80%), warning from\n"
+    "it, critical from --critical (90%), danger when less than --danger-available\n"
+    "is left (default: the smaller of 50 MB and half the room above critical, 5%\n"
+    "of the limit at 90). The same thresholds and rule as memfit monitor's.\n"
     "\n"
     "Options:\n"
     "  --json        print one JSON object (schema: docs/report-json.md)\n"
@@ -37,6 +40,8 @@ const char cmd_report_help[] =
     "  --root DIR    read DIR/proc and DIR/sys instead of the live machine\n"
     "                (for fixture trees; the GPU is then not read)\n"
     "  --no-gpu      do not load NVML\n"
+    "  --warn PCT, --critical PCT, --danger-available SIZE\n"
+    "                the level's thresholds (warning below critical, 0-100)\n"
     "\n"
     "Values that could not be read are shown as '-' (null in JSON); the notes\n"
     "at the end say why.\n"
@@ -260,6 +265,15 @@ int cmd_report(int argc, char **argv)
             opts.top_n = (unsigned)n;
         } else if ((v = cli_opt_value(argc, argv, &i, "--root", &missing))) {
             opts.root = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--warn", &missing))) {
+            if (!cli_opt_percent("report", "--warn", v, &opts.warning_percent))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--critical", &missing))) {
+            if (!cli_opt_percent("report", "--critical", v, &opts.critical_percent))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--danger-available", &missing))) {
+            if (!cli_opt_size("report", "--danger-available", v, &opts.danger_available_bytes))
+                return CLI_EXIT_USAGE;
         } else if (missing) {
             return cli_usage("report", "%s needs a value", argv[i]);
         } else {
@@ -269,6 +283,8 @@ int cmd_report(int argc, char **argv)
 
     static struct memfit_report report; /* ~40 KB: not on the stack */
     enum memfit_status st = memfit_report_collect(&opts, &report);
+    if (st == MEMFIT_E_RANGE)
+        return cli_usage("report", "%s", memfit_last_error());
     if (st == MEMFIT_E_NOT_FOUND && opts.pid > 0)
         return cli_usage("report", "%s", memfit_last_error());
     if (st != MEMFIT_OK)

@@ -307,9 +307,15 @@ struct memfit_report_options {
     unsigned top_n;   /* how many of the largest processes by RSS (<= MAX_TOP) */
     bool gpu;         /* read the GPUs (only ever on the live machine) */
     memfit_gpu *gpu_session; /* borrowed open session to reuse; NULL: open one for the call */
+    /* The level's thresholds, as `memfit monitor`'s: warning and critical in
+     * percent of the limit (80, 90), danger when less than
+     * danger_available_bytes is left (0: the smaller of 50 MB and half the
+     * room above critical, i.e. 5% of the limit at critical 90). */
+    double warning_percent, critical_percent;
+    uint64_t danger_available_bytes;
 };
 
-/* Fills the defaults: live machine, no pid, top 5, GPU on. */
+/* Fills the defaults: live machine, no pid, top 5, GPU on, thresholds 80/90/auto. */
 MEMFIT_API void memfit_report_options_default(struct memfit_report_options *opts);
 
 struct memfit_report {
@@ -333,7 +339,9 @@ struct memfit_report {
     uint64_t available_bytes;   /* limit - in use */
     double percent;             /* 100 * in use / limit; NaN when unknown */
     char level[16];             /* "ok", "warning", "critical", "danger" or "unknown" */
-    char reason[MEMFIT_SYS_REASON_MAX]; /* what could not be read (PSI, top, ...) */
+    double warning_percent, critical_percent; /* the thresholds judged with */
+    uint64_t danger_available_bytes;          /* in force (automatic resolved); UNKNOWN: no limit */
+    char reason[MEMFIT_SYS_REASON_MAX];       /* what could not be read (PSI, top, ...) */
 };
 
 /*

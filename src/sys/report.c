@@ -18,6 +18,8 @@ void memfit_report_options_default(struct memfit_report_options *opts)
     memset(opts, 0, sizeof(*opts));
     opts->top_n = 5;
     opts->gpu = true;
+    opts->warning_percent = MEMFIT_REPORT_WARNING_PERCENT;
+    opts->critical_percent = MEMFIT_REPORT_CRITICAL_PERCENT;
 }
 
 static bool live_root(const char *root)
@@ -25,10 +27,23 @@ static bool live_root(const char *root)
     return !root || !root[0] || strcmp(root, "/") == 0;
 }
 
-/* The summary fields. The level uses fixed thresholds on one sample; the
- * monitor's hysteresis only matters over time. */
-static void summarise(struct memfit_report *r)
+/* The danger headroom in force: the one asked, or the smaller of 50 MB and
+ * half the room above critical (memfit_alert_danger_bytes' rule). */
+static uint64_t danger_bytes(const struct memfit_report_options *o, uint64_t limit)
 {
+    if (o->danger_available_bytes)
+        return o->danger_available_bytes;
+    double room = (100.0 - o->critical_percent) / 200.0 * (double)limit;
+    return room < (double)MEMFIT_REPORT_DANGER_BYTES ? (uint64_t)room : MEMFIT_REPORT_DANGER_BYTES;
+}
+
+/* The summary fields. The level uses the thresholds on one sample; the
+ * monitor's hysteresis only matters over time. */
+static void summarise(struct memfit_report *r, const struct memfit_report_options *o)
+{
+    r->warning_percent = o->warning_percent;
+    r->critical_percent = o->critical_percent;
+    r->danger_available_bytes = MEMFIT_SYS_UNKNOWN;
     const struct memfit_meminfo *m = &r->system;
     struct memfit_limit limit;
     memfit_limit_choose(&r->cgroup, m, &limit);
@@ -51,15 +66,14 @@ static void summarise(struct memfit_report *r)
         return;
     }
     r->percent = 100.0 * (double)r->in_use_bytes / (double)r->limit_bytes;
-    uint64_t danger = r->limit_bytes / 20;
-    if (danger > MEMFIT_REPORT_DANGER_BYTES)
-        danger = MEMFIT_REPORT_DANGER_BYTES;
+    uint64_t danger = danger_bytes(o, r->limit_bytes);
+    r->danger_available_bytes = danger;
     const char *level = "ok";
     if (r->available_bytes < danger)
         level = "danger";
-    else if (r->percent >= MEMFIT_REPORT_CRITICAL_PERCENT)
+    else if (r->percent >= o->critical_percent)
         level = "critical";
-    else if (r->percent >= MEMFIT_REPORT_WARNING_PERCENT)
+    else if (r->percent >= o->warning_percent)
         level = "warning";
     mf_sys_copy(r->level, sizeof(r->level), level);
 }
@@ -105,7 +119,7 @@ static enum memfit_status collect(const struct memfit_report_options *opts, stru
         if (st != MEMFIT_OK)
             return st;
     }
-    summarise(r);
+    summarise(r, opts);
     return MEMFIT_OK;
 }
 
@@ -119,6 +133,12 @@ enum memfit_status memfit_report_collect(const struct memfit_report_options *opt
     }
     if (!out || opts->pid < 0 || opts->top_n > MEMFIT_REPORT_MAX_TOP)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_report_collect: bad arguments");
+    if (!(opts->warning_percent >= 0 && opts->critical_percent <= 100))
+        return memfit_fail(MEMFIT_E_RANGE, "thresholds must lie between 0 and 100 percent");
+    if (opts->warning_percent >= opts->critical_percent)
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "the warning threshold (%g%%) must be below the critical one (%g%%)",
+                           opts->warning_percent, opts->critical_percent);
     uint64_t start = memfit_now_ns();
     /* Built aside, so that a failed call leaves *out as it was. */
     struct memfit_report *r = memfit_calloc_in(MEMFIT_ALLOC_SYS, 1, sizeof(*r));
@@ -298,10 +318,6 @@ static bool gpu_json(json_t *o, const struct memfit_gpu_info *g)
 
 static bool summary_json(json_t *o, const struct memfit_report *r)
 {
-    uint64_t danger =
-        r->limit_bytes == MEMFIT_SYS_UNKNOWN ? MEMFIT_SYS_UNKNOWN : r->limit_bytes / 20;
-    if (danger != MEMFIT_SYS_UNKNOWN && danger > MEMFIT_REPORT_DANGER_BYTES)
-        danger = MEMFIT_REPORT_DANGER_BYTES;
     if (!(put_size(o, "limit_bytes", r->limit_bytes) &&
           put_text(o, "limit_source", r->limit_source) &&
           put_size(o, "working_set_bytes", r->working_set_bytes) &&
@@ -310,9 +326,9 @@ static bool summary_json(json_t *o, const struct memfit_report *r)
           put_real(o, "percent", r->percent) && put_text(o, "level", r->level)))
         return false;
     json_t *t = put_new(o, "thresholds", json_object());
-    return t && put(t, "warning_percent", json_real(MEMFIT_REPORT_WARNING_PERCENT)) &&
-           put(t, "critical_percent", json_real(MEMFIT_REPORT_CRITICAL_PERCENT)) &&
-           put_size(t, "danger_available_bytes", danger);
+    return t && put(t, "warning_percent", json_real(r->warning_percent)) &&
+           put(t, "critical_percent", json_real(r->critical_percent)) &&
+           put_size(t, "danger_available_bytes", r->danger_available_bytes);
 }
 
 static bool put_time(json_t *o, uint64_t wall_ns)

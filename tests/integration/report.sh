@@ -41,13 +41,28 @@ PY
 rc=$?
 [[ $rc -eq 2 ]] || fail "report --pid 999999999 exited $rc, not 2"
 grep -q "memfit report: no process with pid 999999999" "$tmp/err" || fail "message: $(cat "$tmp/err")"
-for bad in "--top -1" "--top 65" "--top x" "--pid 0" "--frobnicate" "--root"; do
+for bad in "--top -1" "--top 65" "--top x" "--pid 0" "--frobnicate" "--root" "--warn 95 --critical 90" \
+    "--warn x" "--critical 101" "--danger-available lots"; do
     # shellcheck disable=SC2086
     "$MEMFIT_BIN" report $bad >/dev/null 2>&1
     rc=$?
     [[ $rc -eq 2 ]] || fail "report $bad exited $rc, not 2"
 done
 "$MEMFIT_BIN" report --help | grep -q "^Usage: memfit report" || fail "report --help"
+
+# Thresholds: the level follows --warn/--critical/--danger-available, and the
+# JSON says which were judged with (default danger: 50 MB at most).
+"$MEMFIT_BIN" report --json >"$tmp/t0" || fail "report --json"
+"$MEMFIT_BIN" report --warn 0 --critical 0.001 --json >"$tmp/t1" || fail "report --warn 0 --critical 0.001"
+"$MEMFIT_BIN" report --danger-available 1TiB --json >"$tmp/t2" || fail "report --danger-available 1TiB"
+"$PY" - "$tmp/t0" "$tmp/t1" "$tmp/t2" <<'PY' || fail "thresholds"
+import json, sys
+t0, t1, t2 = (json.load(open(p))["summary"] for p in sys.argv[1:4])
+assert t0["thresholds"]["warning_percent"] == 80 and t0["thresholds"]["critical_percent"] == 90, t0
+assert 0 < t0["thresholds"]["danger_available_bytes"] <= 50_000_000, t0
+assert t1["level"] in ("critical", "danger") and t1["thresholds"]["critical_percent"] == 0.001, t1
+assert t2["level"] == "danger" and t2["thresholds"]["danger_available_bytes"] == 2**40, t2
+PY
 
 # Fixture trees: CASE LIMIT_BYTES LIMIT_SOURCE MODE
 while read -r case limit source mode; do
