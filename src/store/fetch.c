@@ -925,11 +925,14 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
             memcpy(digest, d.digest, sizeof(digest));
             char etag[256];
             snprintf(etag, sizeof(etag), "%s", d.etag);
-            download_cleanup(&d);
             if (!from_cache)
                 st = record_ref(store, srcs[i].uri, digest, srcs[i].display, etag[0] ? etag : NULL);
             if (st != MEMFIT_OK && d.created_blob)
                 remove_unnamed_blob(store, digest, st);
+            /* The download lock goes only once the source's ref names the blob:
+             * a pull that waited on it then finds the file cached (released
+             * before, the waiter found no ref and downloaded it again). */
+            download_cleanup(&d);
             if (st == MEMFIT_OK && name)
                 st = record_ref(store, name, digest, srcs[i].display, etag[0] ? etag : NULL);
             break;
