@@ -789,13 +789,55 @@ static void log_cancelled(const struct req *r, const struct embed_work *w, const
 }
 
 /* Decodes the data-URL images of the request. */
+/*
+ * Decodes one uploaded image with the server's limits, at most `max_pixels`
+ * (what --max-pixels leaves the request) and at most the pixels the
+ * budget's free room holds now (checked on its header, before the pixels
+ * are allocated), and reserves its pixels. False: *e is the answer (503 out
+ * of memory or no room, 400 `too_many` when max_pixels refused it, 400
+ * invalid_image).
+ */
+static bool decode_upload(struct req *r, const uint8_t *bytes, size_t n, const char *name,
+                          uint64_t max_pixels, const char *too_many, struct memfit_image *out,
+                          struct mf_http_error *e)
+{
+    struct memfit_image_limits limits = memfit_image_limits_default();
+    limits.max_decode_ms = r->srv->opt.max_decode_ms;
+    bool request_bound = max_pixels < limits.max_pixels;
+    if (request_bound)
+        limits.max_pixels = max_pixels;
+    uint64_t room = room_pixels(r);
+    bool room_bound = room < limits.max_pixels;
+    if (room_bound)
+        limits.max_pixels = room;
+    enum memfit_status st = limits.max_pixels ? memfit_image_decode(bytes, n, name, &limits, out)
+                                              : memfit_fail(MEMFIT_E_RANGE, "no pixels allowed");
+    if (st == MEMFIT_OK) {
+        if (reserve_input(r, (uint64_t)out->width * out->height * 3, name, e))
+            return true;
+        memfit_image_free(out);
+    } else if (st == MEMFIT_E_NOMEM) {
+        mf_http_error_set(e, 503, "server_error", "out_of_memory", "%s", memfit_last_error());
+    } else if (st == MEMFIT_E_RANGE && room_bound) {
+        mf_http_error_set(e, 503, "server_error", "insufficient_memory",
+                          "%s: decoding this image needs more than the %llu pixels (3 bytes "
+                          "each) the memory budget has free room for now",
+                          name, (unsigned long long)room);
+    } else if (st == MEMFIT_E_RANGE && request_bound) {
+        mf_http_error_set(e, 400, "invalid_request_error", "too_many_pixels", "%s", too_many);
+    } else {
+        mf_http_error_set(e, 400, "invalid_request_error", "invalid_image", "%s",
+                          memfit_last_error());
+    }
+    return false;
+}
+
 static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *ok)
 {
     *ok = false;
     w->images = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->images));
     if (!w->images)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    const struct memfit_image_limits defaults = memfit_image_limits_default();
     uint64_t pixels_left = r->srv->opt.max_request_pixels;
     for (size_t i = 0; i < w->req.n_inputs; i++) {
         const char *payload;
@@ -819,47 +861,19 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
             snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
             return fail(r, 400, "invalid_request_error", "invalid_base64", msg);
         }
-        char name[32];
+        char name[32], too_many[300];
         snprintf(name, sizeof(name), "input[%zu]", i);
-        /* The request's pixels left and the budget's free room bound this
-         * image, checked on its header. */
-        struct memfit_image_limits limits = defaults;
-        limits.max_decode_ms = r->srv->opt.max_decode_ms;
-        bool request_bound = pixels_left < limits.max_pixels;
-        if (request_bound)
-            limits.max_pixels = pixels_left;
-        uint64_t room = room_pixels(r);
-        bool room_bound = room < limits.max_pixels;
-        if (room_bound)
-            limits.max_pixels = room;
-        st = limits.max_pixels ? memfit_image_decode(bytes, n_bytes, name, &limits, &w->images[i])
-                               : memfit_fail(MEMFIT_E_RANGE, "no pixels allowed");
-        memfit_free(bytes);
-        if (st == MEMFIT_E_NOMEM)
-            return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        snprintf(too_many, sizeof(too_many),
+                 "input[%zu]: the images of one request may hold %llu pixels in all "
+                 "(--max-pixels); this one does not fit in the %llu left",
+                 i, (unsigned long long)r->srv->opt.max_request_pixels,
+                 (unsigned long long)pixels_left);
         struct mf_http_error e;
-        if (st == MEMFIT_E_RANGE && room_bound) {
-            mf_http_error_set(&e, 503, "server_error", "insufficient_memory",
-                              "%s: decoding this image needs more than the %llu pixels (3 bytes "
-                              "each) the memory budget has free room for now",
-                              name, (unsigned long long)room);
+        bool decoded =
+            decode_upload(r, bytes, n_bytes, name, pixels_left, too_many, &w->images[i], &e);
+        memfit_free(bytes);
+        if (!decoded)
             return answer_error(r, &e);
-        }
-        if (st == MEMFIT_OK &&
-            !reserve_input(r, (uint64_t)w->images[i].width * w->images[i].height * 3, name, &e)) {
-            memfit_image_free(&w->images[i]);
-            return answer_error(r, &e);
-        }
-        if (st == MEMFIT_E_RANGE && request_bound) {
-            snprintf(msg, sizeof(msg),
-                     "input[%zu]: the images of one request may hold %llu pixels in all "
-                     "(--max-pixels); this one does not fit in the %llu left",
-                     i, (unsigned long long)r->srv->opt.max_request_pixels,
-                     (unsigned long long)pixels_left);
-            return fail(r, 400, "invalid_request_error", "too_many_pixels", msg);
-        }
-        if (st != MEMFIT_OK)
-            return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
         w->n_images++;
         w->inputs[i] = &w->images[i];
         pixels_left -= (uint64_t)w->images[i].width * w->images[i].height;
@@ -1043,48 +1057,16 @@ static void log_segment_cancelled(const struct req *r, const struct segment_work
 /* Decodes the request's image within --max-pixels; the encoded bytes are freed. */
 static enum MHD_Result decode_segment_image(struct req *r, struct segment_work *w, bool *ok)
 {
-    *ok = false;
-    struct memfit_image_limits limits = memfit_image_limits_default();
-    limits.max_decode_ms = r->srv->opt.max_decode_ms;
-    bool request_bound = r->srv->opt.max_request_pixels < limits.max_pixels;
-    if (request_bound)
-        limits.max_pixels = r->srv->opt.max_request_pixels;
-    uint64_t room = room_pixels(r);
-    bool room_bound = room < limits.max_pixels;
-    if (room_bound)
-        limits.max_pixels = room;
-    enum memfit_status st =
-        limits.max_pixels
-            ? memfit_image_decode(w->req.image, w->req.image_bytes, "image", &limits, &w->image)
-            : memfit_fail(MEMFIT_E_RANGE, "no pixels allowed");
+    char too_many[300];
+    snprintf(too_many, sizeof(too_many),
+             "image: a request may hold %llu pixels (--max-pixels); this image has more",
+             (unsigned long long)r->srv->opt.max_request_pixels);
+    struct mf_http_error e;
+    *ok = decode_upload(r, w->req.image, w->req.image_bytes, "image",
+                        r->srv->opt.max_request_pixels, too_many, &w->image, &e);
     memfit_free(w->req.image);
     w->req.image = NULL;
-    if (st == MEMFIT_E_NOMEM)
-        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    struct mf_http_error e;
-    if (st == MEMFIT_E_RANGE && room_bound) {
-        mf_http_error_set(&e, 503, "server_error", "insufficient_memory",
-                          "image: decoding it needs more than the %llu pixels (3 bytes each) the "
-                          "memory budget has free room for now",
-                          (unsigned long long)room);
-        return answer_error(r, &e);
-    }
-    if (st == MEMFIT_OK &&
-        !reserve_input(r, (uint64_t)w->image.width * w->image.height * 3, "image", &e)) {
-        memfit_image_free(&w->image);
-        return answer_error(r, &e);
-    }
-    if (st == MEMFIT_E_RANGE && request_bound) {
-        char msg[300];
-        snprintf(msg, sizeof(msg),
-                 "image: a request may hold %llu pixels (--max-pixels); this image has more",
-                 (unsigned long long)r->srv->opt.max_request_pixels);
-        return fail(r, 400, "invalid_request_error", "too_many_pixels", msg);
-    }
-    if (st != MEMFIT_OK)
-        return fail(r, 400, "invalid_request_error", "invalid_image", memfit_last_error());
-    *ok = true;
-    return MHD_YES;
+    return *ok ? MHD_YES : answer_error(r, &e);
 }
 
 /* The segmentation parameters of the request on the acquired model; false
