@@ -315,6 +315,15 @@ struct memfit_report_options {
     uint64_t danger_available_bytes;
 };
 
+/*
+ * The danger headroom in force for a limit: `configured` when not 0, else
+ * the smaller of MEMFIT_REPORT_DANGER_BYTES (50 MB) and half the room above
+ * the critical threshold, so that danger lies above critical even for small
+ * limits. The rule of both the report and the monitor's levels.
+ */
+MEMFIT_API uint64_t memfit_danger_headroom_bytes(uint64_t configured, double critical_percent,
+                                                 uint64_t limit_bytes);
+
 /* Fills the defaults: live machine, no pid, top 5, GPU on, thresholds 80/90/auto. */
 MEMFIT_API void memfit_report_options_default(struct memfit_report_options *opts);
 

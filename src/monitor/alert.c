@@ -8,8 +8,6 @@
 
 #include "memfit/monitor.h"
 
-#define AUTO_DANGER_CAP_BYTES (50u * 1000u * 1000u)
-
 const char *memfit_level_name(enum memfit_level level)
 {
     switch (level) {
@@ -52,10 +50,8 @@ enum memfit_status memfit_alert_thresholds_check(const struct memfit_alert_thres
 
 uint64_t memfit_alert_danger_bytes(const struct memfit_alert_thresholds *t, uint64_t limit_bytes)
 {
-    if (t->danger_available_bytes)
-        return t->danger_available_bytes;
-    double room = (100.0 - t->critical_percent) / 200.0 * (double)limit_bytes;
-    return room < AUTO_DANGER_CAP_BYTES ? (uint64_t)room : AUTO_DANGER_CAP_BYTES;
+    return memfit_danger_headroom_bytes(t->danger_available_bytes, t->critical_percent,
+                                        limit_bytes);
 }
 
 /* The level a measurement reaches, with every threshold moved by `margin`

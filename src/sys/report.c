@@ -27,13 +27,12 @@ static bool live_root(const char *root)
     return !root || !root[0] || strcmp(root, "/") == 0;
 }
 
-/* The danger headroom in force: the one asked, or the smaller of 50 MB and
- * half the room above critical (memfit_alert_danger_bytes' rule). */
-static uint64_t danger_bytes(const struct memfit_report_options *o, uint64_t limit)
+uint64_t memfit_danger_headroom_bytes(uint64_t configured, double critical_percent,
+                                      uint64_t limit_bytes)
 {
-    if (o->danger_available_bytes)
-        return o->danger_available_bytes;
-    double room = (100.0 - o->critical_percent) / 200.0 * (double)limit;
+    if (configured)
+        return configured;
+    double room = (100.0 - critical_percent) / 200.0 * (double)limit_bytes;
     return room < (double)MEMFIT_REPORT_DANGER_BYTES ? (uint64_t)room : MEMFIT_REPORT_DANGER_BYTES;
 }
 
@@ -66,7 +65,8 @@ static void summarise(struct memfit_report *r, const struct memfit_report_option
         return;
     }
     r->percent = 100.0 * (double)r->in_use_bytes / (double)r->limit_bytes;
-    uint64_t danger = danger_bytes(o, r->limit_bytes);
+    uint64_t danger = memfit_danger_headroom_bytes(o->danger_available_bytes, o->critical_percent,
+                                                   r->limit_bytes);
     r->danger_available_bytes = danger;
     const char *level = "ok";
     if (r->available_bytes < danger)
