@@ -44,6 +44,7 @@ struct mf_conn {
     int fd;
     bool over_limit; /* beyond its client's limit when accepted: its requests get 429 */
     bool cut;        /* shut down by the watchdog */
+    bool released;   /* refused: no longer counted for its client */
     enum mf_conn_phase phase;
     uint64_t since_ns;   /* the start of the current request's clock */
     unsigned n_requests; /* finished on this connection */
@@ -171,6 +172,30 @@ static struct mf_conn_client **bucket(struct mf_conns *t, const uint8_t key[16])
     return &t->buckets[h & (t->n_buckets - 1)];
 }
 
+/*
+ * Stops counting the client's connections that its peer has closed (lock
+ * held). libmicrohttpd reports a closed connection only when its polling
+ * thread cleans up, up to a second later, and accepts new ones first: a
+ * client that closes its connections and opens as many again (a benchmark's
+ * next round, a pool's reconnect) would meet its own closed connections and
+ * be refused — those idle, and those whose request still runs after the
+ * client left (it is cancelled). Only run when the client is over its
+ * limit. The descriptors
+ * are still open (CLOSED is reported before libmicrohttpd closes them).
+ */
+static void release_closed(struct mf_conns *t, struct mf_conn_client *cl)
+{
+    for (struct mf_conn *o = t->head; o; o = o->next) {
+        char byte;
+        if (o->client != cl || o->released || o->fd < 0)
+            continue;
+        if (recv(o->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+            o->released = true;
+            cl->n_conns--;
+        }
+    }
+}
+
 struct mf_conn *mf_conns_open(struct mf_conns *t, const struct sockaddr *addr, int fd,
                               uint64_t now_ns)
 {
@@ -200,6 +225,8 @@ struct mf_conn *mf_conns_open(struct mf_conns *t, const struct sockaddr *addr, i
     }
     c->client = cl;
     cl->n_conns++;
+    if (t->limits.max_per_client && cl->n_conns > t->limits.max_per_client)
+        release_closed(t, cl);
     c->over_limit = t->limits.max_per_client && cl->n_conns > t->limits.max_per_client;
     c->next = t->head;
     if (t->head)
@@ -224,7 +251,9 @@ void mf_conns_close(struct mf_conns *t, struct mf_conn *c)
         c->next->prev = c->prev;
     t->n_open--;
     struct mf_conn_client *cl = c->client;
-    if (--cl->n_conns == 0) {
+    if (!c->released)
+        cl->n_conns--;
+    if (cl->n_conns == 0) {
         struct mf_conn_client **p = bucket(t, cl->key);
         while (*p != cl)
             p = &(*p)->next;
@@ -245,6 +274,18 @@ void mf_conns_mark(struct mf_conns *t, struct mf_conn *c, enum mf_conn_phase pha
         c->n_requests++;
     }
     c->phase = phase;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void mf_conns_release(struct mf_conns *t, struct mf_conn *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (!c->released) {
+        c->released = true;
+        c->client->n_conns--;
+    }
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -390,7 +431,7 @@ void mf_server_conn_mark(memfit_server *srv, struct MHD_Connection *conn, enum m
 enum mf_conn_verdict mf_server_conn_admit(memfit_server *srv, struct MHD_Connection *conn,
                                           enum mf_route route, char *msg, size_t cap)
 {
-    if (route == MF_ROUTE_HEALTH || route == MF_ROUTE_READY || route == MF_ROUTE_METRICS)
+    if (mf_route_is_probe(route))
         return MF_CONN_SERVE; /* probes never fail because of load */
     struct mf_conn *c = conn_of(conn);
     unsigned n_client;
@@ -400,15 +441,19 @@ enum mf_conn_verdict mf_server_conn_admit(memfit_server *srv, struct MHD_Connect
                  "(max_client_connections); retry once some have closed",
                  mf_conn_address(c), n_client, srv->conns.limits.max_per_client);
         atomic_fetch_add_explicit(&srv->conns.n_refused_client, 1, memory_order_relaxed);
+        mf_conns_release(&srv->conns, c); /* the 429 closes it */
         return MF_CONN_CLIENT_LIMIT;
     }
-    unsigned others = atomic_load(&srv->active) - 1; /* `active` counts this request */
+    /* `active` counts this request, and probes in progress that do not count */
+    unsigned active = atomic_load(&srv->active), probes = atomic_load(&srv->probes);
+    unsigned others = active > probes ? active - probes - 1 : 0;
     if (others >= srv->opt.max_connections) {
         snprintf(msg, cap,
                  "the server is busy: %u requests in progress, at most %u at once "
                  "(max_connections); retry in a second",
                  others, srv->opt.max_connections);
         atomic_fetch_add_explicit(&srv->conns.n_refused_busy, 1, memory_order_relaxed);
+        mf_conns_release(&srv->conns, c); /* the 503 closes it */
         return MF_CONN_BUSY;
     }
     return MF_CONN_SERVE;

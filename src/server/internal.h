@@ -98,6 +98,11 @@ void mf_conns_mark(struct mf_conns *t, struct mf_conn *c, enum mf_conn_phase pha
 /* Whether it was over its client's limit when accepted; *n_client: the client's open connections.
  */
 bool mf_conns_over_limit(struct mf_conns *t, struct mf_conn *c, unsigned *n_client);
+/* It was refused and closes after its answer: it stops counting for its
+ * client now rather than when libmicrohttpd gets to clean it up (a client
+ * that reconnects at once would otherwise meet its own closed connections
+ * and be refused again). NULL: no-op. */
+void mf_conns_release(struct mf_conns *t, struct mf_conn *c);
 /* Its client's address as text (valid while it is open). */
 const char *mf_conn_address(const struct mf_conn *c);
 /* The deadline missed by a request in `phase` for `elapsed_ns` since its clock started. */
@@ -176,6 +181,7 @@ struct memfit_server {
     struct mf_metrics metrics;
     struct mf_conns conns;
     _Atomic unsigned active;   /* requests in progress */
+    _Atomic unsigned probes;   /* of them, probes (mf_route_is_probe): never refused, not counted */
     _Atomic unsigned admitted; /* model requests waiting or running (max_queue) */
     _Atomic unsigned waiting, running;
     _Atomic bool stopping;   /* no new streams; event streams end */
@@ -187,6 +193,14 @@ struct memfit_server {
     struct mf_mem_sample sample;
     uint64_t sampled_ns;
 };
+
+/* /health, /ready and /metrics: always answered, and not counted against
+ * max_connections, so that load never fails a probe and probes never make
+ * the server refuse work. */
+static inline bool mf_route_is_probe(enum mf_route route)
+{
+    return route == MF_ROUTE_HEALTH || route == MF_ROUTE_READY || route == MF_ROUTE_METRICS;
+}
 
 /* The model named `name` (lock held), or NULL. */
 struct srv_model *mf_server_find_model(memfit_server *srv, const char *name);

@@ -2075,6 +2075,8 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
         mf_server_conn_mark(srv, conn, MF_CONN_BODY); /* the head deadline is met */
         const char *allowed;
         r->route = mf_route_match(url, r->name, &allowed);
+        if (mf_route_is_probe(r->route))
+            atomic_fetch_add(&srv->probes, 1);
         enum MHD_Result ret = check_headers(r, method, allowed ? allowed : "GET");
         if (!r->answered && ret == MHD_YES)
             ret = check_connection(r);
@@ -2121,6 +2123,8 @@ void mf_server_on_completed(void *cls, struct MHD_Connection *conn, void **con_c
     *con_cls = NULL;
     if (r == &no_memory_req)
         return;
+    if (mf_route_is_probe(r->route))
+        atomic_fetch_sub(&srv->probes, 1);
     atomic_store(&r->cancelled, true);
     int status = r->status;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->route != MF_ROUTE_EVENTS) {

@@ -90,6 +90,14 @@ static void test_per_client(void **state)
     assert_false(over(&t, m, &n));
     assert_int_equal(n, 2); /* with 127.0.0.2 */
     assert_int_equal(t.n_open, 8);
+    /* A refused connection stops counting at once, and only once. */
+    mf_conns_release(&t, c3);
+    mf_conns_release(&t, c3);
+    assert_false(over(&t, c1, &n));
+    assert_int_equal(n, 2);
+    mf_conns_close(&t, c3);
+    assert_false(over(&t, c1, &n));
+    assert_int_equal(n, 2);
     mf_conns_close(&t, c1);
     mf_conns_close(&t, c2);
     mf_conns_close(&t, NULL);
