@@ -35,7 +35,8 @@
 struct mf_conn_client {
     struct mf_conn_client *next; /* the bucket's chain */
     uint8_t key[16];             /* IPv4 as ::ffff:a.b.c.d */
-    unsigned n_conns;
+    unsigned n_conns;            /* counted against its limit (not released) */
+    unsigned n_refs;             /* records pointing at it, released ones too: freed at 0 */
 };
 
 struct mf_conn {
@@ -225,6 +226,7 @@ struct mf_conn *mf_conns_open(struct mf_conns *t, const struct sockaddr *addr, i
     }
     c->client = cl;
     cl->n_conns++;
+    cl->n_refs++;
     if (t->limits.max_per_client && cl->n_conns > t->limits.max_per_client)
         release_closed(t, cl);
     c->over_limit = t->limits.max_per_client && cl->n_conns > t->limits.max_per_client;
@@ -253,7 +255,7 @@ void mf_conns_close(struct mf_conns *t, struct mf_conn *c)
     struct mf_conn_client *cl = c->client;
     if (!c->released)
         cl->n_conns--;
-    if (cl->n_conns == 0) {
+    if (--cl->n_refs == 0) {
         struct mf_conn_client **p = bucket(t, cl->key);
         while (*p != cl)
             p = &(*p)->next;

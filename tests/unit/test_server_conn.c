@@ -98,6 +98,17 @@ static void test_per_client(void **state)
     mf_conns_close(&t, c3);
     assert_false(over(&t, c1, &n));
     assert_int_equal(n, 2);
+    /* A released connection outlives the counted ones of its client: the
+     * client stays until the last record is gone. */
+    struct mf_conn *r1 = open_from(&t, v4("192.0.2.9"), -1);
+    struct mf_conn *r2 = open_from(&t, v4("192.0.2.9"), -1);
+    mf_conns_release(&t, r1);
+    mf_conns_close(&t, r2);
+    mf_conns_close(&t, r1);
+    struct mf_conn *r3 = open_from(&t, v4("192.0.2.9"), -1);
+    assert_false(over(&t, r3, &n));
+    assert_int_equal(n, 1);
+    mf_conns_close(&t, r3);
     mf_conns_close(&t, c1);
     mf_conns_close(&t, c2);
     mf_conns_close(&t, NULL);
