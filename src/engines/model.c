@@ -1074,7 +1074,7 @@ enum memfit_status memfit_engine_embed_size(memfit_handle *h, const struct memfi
                                             uint32_t *out_dim)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     enum memfit_status st = loaded_for(h, f && f->embed_size, "embed images", &f, &inner);
     return st != MEMFIT_OK ? st : f->embed_size(inner, p, width, height, out_floats, out_dim);
 }
@@ -1084,7 +1084,7 @@ enum memfit_status memfit_engine_embed(memfit_handle *h, const struct memfit_ima
                                        size_t out_floats, uint64_t *out_tokens)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     enum memfit_status st = loaded_for(h, f && f->embed, "embed images", &f, &inner);
     return st != MEMFIT_OK ? st : f->embed(inner, images, n, p, out, out_floats, out_tokens);
 }
@@ -1100,7 +1100,7 @@ enum memfit_status memfit_engine_generate_start(memfit_handle *h,
                                                 uint32_t *out_prompt_tokens)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     enum memfit_status st = loaded_for(h, f && f->generate_start, "generate text", &f, &inner);
     if (st != MEMFIT_OK)
         return st;
@@ -1138,7 +1138,7 @@ enum memfit_status memfit_engine_llm(memfit_handle *h, memfit_llm **model,
                                      const memfit_tokenizer **tok, uint32_t *n_ctx)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     enum memfit_status st = loaded_for(h, f && f->llm, "generate text", &f, &inner);
     return st != MEMFIT_OK ? st : f->llm(inner, model, tok, n_ctx);
 }
@@ -1146,7 +1146,7 @@ enum memfit_status memfit_engine_llm(memfit_handle *h, memfit_llm **model,
 enum memfit_status memfit_engine_llm_session_acquire(memfit_handle *h, memfit_llm_session **out)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     enum memfit_status st = loaded_for(h, f && f->llm_session_acquire, "generate text", &f, &inner);
     return st != MEMFIT_OK ? st : f->llm_session_acquire(inner, out);
 }
@@ -1169,7 +1169,7 @@ enum memfit_status memfit_engine_segment(memfit_handle *h, const struct memfit_i
                                          struct memfit_segment_result *out)
 {
     const struct mf_family *f = family_of_handle(h);
-    void *inner;
+    void *inner = NULL;
     if (out)
         memset(out, 0, sizeof(*out));
     enum memfit_status st = loaded_for(h, f && f->segment, "segment images", &f, &inner);

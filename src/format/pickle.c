@@ -654,8 +654,8 @@ static enum memfit_status run(struct vm *vm, struct obj **result)
                 drop_to_mark(vm, start);
             break;
         case 'c': { /* GLOBAL */
-            const char *m, *n;
-            size_t ml, nl;
+            const char *m = NULL, *n = NULL;
+            size_t ml = 0, nl = 0;
             if ((st = read_line(vm, &m, &ml)) == MEMFIT_OK &&
                 (st = read_line(vm, &n, &nl)) == MEMFIT_OK)
                 st = push_global(vm, m, ml, n, nl);

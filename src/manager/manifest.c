@@ -201,7 +201,7 @@ static enum memfit_status check_keys(const struct parse *p, const yaml_node_t *m
     for (yaml_node_pair_t *a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top;
          a++) {
         yaml_node_t *ka = yaml_document_get_node(p->doc, a->key);
-        const char *key;
+        const char *key = NULL;
         enum memfit_status st = scalar(p, ka, "a key", where, "a plain name", &key);
         if (st != MEMFIT_OK)
             return st;

@@ -116,7 +116,7 @@ static enum memfit_status layout(const struct memfit_vit *m, uint32_t batch, uin
 enum memfit_status memfit_vit_plan(const memfit_vit *m, uint32_t batch, uint32_t height,
                                    uint32_t width, size_t *out_bytes)
 {
-    struct layout L;
+    struct layout L = {0};
     enum memfit_status st = layout(m, batch, height, width, &L);
     if (st == MEMFIT_OK)
         *out_bytes = L.total;
@@ -126,7 +126,7 @@ enum memfit_status memfit_vit_plan(const memfit_vit *m, uint32_t batch, uint32_t
 enum memfit_status memfit_vit_output_floats(const memfit_vit *m, enum memfit_vit_output output,
                                             uint32_t height, uint32_t width, size_t *out_floats)
 {
-    struct layout L;
+    struct layout L = {0};
     enum memfit_status st = layout(m, 1, height, width, &L);
     if (st != MEMFIT_OK)
         return st;
@@ -502,11 +502,11 @@ enum memfit_status memfit_vit_forward(memfit_vit *m, const float *pixels, uint32
                                       enum memfit_vit_output output, bool normalize, void *work,
                                       size_t work_bytes, float *out, size_t out_floats)
 {
-    struct layout L;
+    struct layout L = {0};
     enum memfit_status st = layout(m, batch, height, width, &L);
     if (st != MEMFIT_OK)
         return st;
-    size_t per_image;
+    size_t per_image = 0;
     if ((st = memfit_vit_output_floats(m, output, height, width, &per_image)) != MEMFIT_OK)
         return st;
     if (!pixels || !out || !work)

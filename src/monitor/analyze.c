@@ -469,7 +469,7 @@ static enum memfit_status on_sample(struct builder *b, const json_t *root, doubl
         return MEMFIT_OK;
     }
 
-    struct mf_run *r;
+    struct mf_run *r = NULL;
     enum memfit_status st = run_for_record(b, &r);
     if (st != MEMFIT_OK)
         return st;

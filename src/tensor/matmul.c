@@ -38,8 +38,8 @@ static enum memfit_status plan(enum memfit_type type, uint64_t n, uint64_t n_col
 enum memfit_status memfit_matmul_work_bytes(enum memfit_type type, uint64_t n, uint64_t n_cols,
                                             size_t *out_bytes)
 {
-    const struct mf_type_traits *t;
-    size_t act_row, work;
+    const struct mf_type_traits *t = NULL;
+    size_t act_row = 0, work = 0;
     enum memfit_status st = plan(type, n, n_cols, &t, &act_row, &work);
     if (st == MEMFIT_OK)
         *out_bytes = work;
@@ -50,8 +50,8 @@ enum memfit_status memfit_matmul(enum memfit_type type, const void *w, uint64_t 
                                  const float *x, uint64_t n_cols, float *y, void *work,
                                  size_t work_bytes)
 {
-    const struct mf_type_traits *t;
-    size_t act_row, need;
+    const struct mf_type_traits *t = NULL;
+    size_t act_row = 0, need = 0;
     enum memfit_status st = plan(type, n, n_cols, &t, &act_row, &need);
     if (st != MEMFIT_OK)
         return st;

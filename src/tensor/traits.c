@@ -243,7 +243,7 @@ static enum memfit_status check_row(enum memfit_type type, uint64_t n, const cha
 enum memfit_status memfit_type_dequantize_row(enum memfit_type type, const void *src, float *dst,
                                               uint64_t n)
 {
-    const struct memfit_type_info *info;
+    const struct memfit_type_info *info = NULL;
     enum memfit_status st = check_row(type, n, "dequantize", &info);
     if (st != MEMFIT_OK)
         return st;
@@ -257,7 +257,7 @@ enum memfit_status memfit_type_dequantize_row(enum memfit_type type, const void 
 enum memfit_status memfit_type_quantize_row(enum memfit_type type, const float *src, void *dst,
                                             uint64_t n)
 {
-    const struct memfit_type_info *info;
+    const struct memfit_type_info *info = NULL;
     enum memfit_status st = check_row(type, n, "quantize", &info);
     if (st != MEMFIT_OK)
         return st;
@@ -283,7 +283,7 @@ enum memfit_status memfit_type_dot_type(enum memfit_type type, enum memfit_type 
 enum memfit_status memfit_vec_dot(enum memfit_type type, uint64_t n, const void *w_row,
                                   const void *act_row, float *out)
 {
-    const struct memfit_type_info *info;
+    const struct memfit_type_info *info = NULL;
     enum memfit_status st = check_row(type, n, "dot", &info);
     if (st != MEMFIT_OK)
         return st;

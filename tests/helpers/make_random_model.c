@@ -18,11 +18,28 @@
  * numbers come from splitmix64, so a seed gives the same file everywhere.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "memfit/memfit.h"
+
+/* A tensor's name from PREFIX and a suffix; a name too long for the buffer
+ * is a bug in this helper, so it stops here rather than write a wrong name. */
+static void name_of(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void name_of(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "make_random_model: tensor name too long: %s...\n", buf);
+        exit(1);
+    }
+}
 
 enum init {
     INIT_UNIFORM, /* U(-bound, bound) */
@@ -77,10 +94,10 @@ static float fan_bound(int64_t fan_in)
 static void linear(struct model *m, const char *prefix, int64_t out, int64_t in, int bias)
 {
     char name[96];
-    snprintf(name, sizeof(name), "%s.weight", prefix);
+    name_of(name, sizeof(name), "%s.weight", prefix);
     add(m, name, INIT_UNIFORM, fan_bound(in), 2, out, in, 1, 1);
     if (bias) {
-        snprintf(name, sizeof(name), "%s.bias", prefix);
+        name_of(name, sizeof(name), "%s.bias", prefix);
         add(m, name, INIT_UNIFORM, fan_bound(in), 1, out, 1, 1, 1);
     }
 }
@@ -89,9 +106,9 @@ static void linear(struct model *m, const char *prefix, int64_t out, int64_t in,
 static void norm(struct model *m, const char *prefix, int64_t n)
 {
     char name[96];
-    snprintf(name, sizeof(name), "%s.weight", prefix);
+    name_of(name, sizeof(name), "%s.weight", prefix);
     add(m, name, INIT_CONST, 1.0f, 1, n, 1, 1, 1);
-    snprintf(name, sizeof(name), "%s.bias", prefix);
+    name_of(name, sizeof(name), "%s.bias", prefix);
     add(m, name, INIT_CONST, 0.0f, 1, n, 1, 1, 1);
 }
 
@@ -100,10 +117,10 @@ static void conv(struct model *m, const char *prefix, int64_t out, int64_t in, i
 {
     char name[96];
     float b = fan_bound(in * k * k);
-    snprintf(name, sizeof(name), "%s.weight", prefix);
+    name_of(name, sizeof(name), "%s.weight", prefix);
     add(m, name, INIT_UNIFORM, b, 4, out, in, k, k);
     if (bias) {
-        snprintf(name, sizeof(name), "%s.bias", prefix);
+        name_of(name, sizeof(name), "%s.bias", prefix);
         add(m, name, INIT_UNIFORM, b, 1, out, 1, 1, 1);
     }
 }
@@ -114,9 +131,9 @@ static void conv_t(struct model *m, const char *prefix, int64_t in, int64_t out,
 {
     char name[96];
     float b = fan_bound(out * k * k);
-    snprintf(name, sizeof(name), "%s.weight", prefix);
+    name_of(name, sizeof(name), "%s.weight", prefix);
     add(m, name, INIT_UNIFORM, b, 4, in, out, k, k);
-    snprintf(name, sizeof(name), "%s.bias", prefix);
+    name_of(name, sizeof(name), "%s.bias", prefix);
     add(m, name, INIT_UNIFORM, b, 1, out, 1, 1, 1);
 }
 
@@ -134,10 +151,10 @@ static void sam_attention(struct model *m, const char *prefix, int64_t dim, int6
     static const char *const proj[3] = {"q_proj", "k_proj", "v_proj"};
     char name[96];
     for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof(name), "%s.%s", prefix, proj[i]);
+        name_of(name, sizeof(name), "%s.%s", prefix, proj[i]);
         linear(m, name, inner, dim, 1);
     }
-    snprintf(name, sizeof(name), "%s.out_proj", prefix);
+    name_of(name, sizeof(name), "%s.out_proj", prefix);
     linear(m, name, dim, inner, 1);
 }
 
@@ -146,7 +163,7 @@ static void sam_mlp3(struct model *m, const char *prefix, int64_t in, int64_t hi
     int64_t rows[3] = {hidden, hidden, out}, cols[3] = {in, hidden, hidden};
     char name[96];
     for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof(name), "%s.layers.%d", prefix, i);
+        name_of(name, sizeof(name), "%s.layers.%d", prefix, i);
         linear(m, name, rows[i], cols[i], 1);
     }
 }
@@ -179,7 +196,7 @@ static void sam_vit_b(struct model *m)
     add(m, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", INIT_NORMAL, 1.0f, 2, 2,
         C / 2, 1, 1);
     for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof(name), "prompt_encoder.point_embeddings.%d.weight", i);
+        name_of(name, sizeof(name), "prompt_encoder.point_embeddings.%d.weight", i);
         add(m, name, INIT_NORMAL, 1.0f, 2, 1, C, 1, 1);
     }
     add(m, "prompt_encoder.not_a_point_embed.weight", INIT_NORMAL, 1.0f, 2, 1, C, 1, 1);

@@ -150,7 +150,7 @@ static struct cmp check_case(memfit_vit *m, const struct vcase *c, bool set_mode
     float *x = make_input(c->batch, c->height, c->width, c->seed);
     size_t n;
     float *cls = run(m, x, c->batch, c->height, c->width, MEMFIT_VIT_OUTPUT_CLS, &n);
-    char file[128];
+    char file[4096 + 32];
     snprintf(file, sizeof(file), "%s.cls.bin", c->name);
     float *ref = read_bin(file, n);
     struct cmp r = compare(cls, ref, n, info.dim);
