@@ -36,8 +36,9 @@ const char cmd_serve_help[] =
     "@FAMILIES@\n"
     "\n"
     "Options:\n"
-    "  --host ADDR            address to listen on (default 127.0.0.1)\n"
-    "  --port N               port (default 8080; 0 = any free port)\n"
+    "  --host ADDR            address to listen on (default 127.0.0.1; MEMFIT_HOST)\n"
+    "  --port N               port (default 8080; 0 = any free port; MEMFIT_PORT, else\n"
+    "                         PORT as Render/Cloud Run/Heroku set it, then on 0.0.0.0)\n"
     "  --manifest FILE        the manifest (default memfit.yaml when present)\n"
     "  --budget SIZE          memory budget (default: manifest, MEMFIT_MAX_MEMORY_MB,\n"
     "                         or 80% of the container limit / physical memory)\n"
@@ -156,6 +157,36 @@ static void arm_faults(const struct memfit_alloc_faults *faults)
     memfit_alloc_faults_arm(faults);
 }
 
+/*
+ * Where to listen, from the environment (flags still win): MEMFIT_HOST and
+ * MEMFIT_PORT, else PORT, which Render, Cloud Run and Heroku set for the
+ * one port they route to. A platform that sets PORT routes from outside the
+ * container, so then the default address is 0.0.0.0 rather than loopback.
+ */
+static int listen_from_env(struct memfit_server_options *o)
+{
+    const char *host = memfit_config_get("MEMFIT_HOST");
+    const char *port = memfit_config_get("MEMFIT_PORT");
+    const char *platform_port = getenv("PORT");
+    const char *name = "MEMFIT_PORT";
+    if ((!port || !port[0]) && platform_port && platform_port[0]) {
+        port = platform_port;
+        name = "PORT";
+        o->host = "0.0.0.0";
+    }
+    if (host && host[0])
+        o->host = host;
+    if (port && port[0]) {
+        long long n;
+        char what[32];
+        snprintf(what, sizeof(what), "%s (environment)", name);
+        if (!cli_opt_int("serve", what, port, 0, 65535, &n))
+            return CLI_EXIT_USAGE;
+        o->port = (uint16_t)n;
+    }
+    return CLI_EXIT_OK;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_serve_help))
@@ -166,6 +197,8 @@ int cmd_serve(int argc, char **argv)
         return CLI_EXIT_USAGE;
     struct memfit_server_options o;
     memfit_server_options_default(&o);
+    if (listen_from_env(&o) != CLI_EXIT_OK)
+        return CLI_EXIT_USAGE;
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
     char **owned = memfit_calloc((size_t)argc + 2, sizeof(*owned));
