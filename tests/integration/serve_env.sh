@@ -18,13 +18,7 @@ start_env() { # VAR=value... -- serve args...
     rm -f "$TMP/out"
     env "${envs[@]}" "$MEMFIT" serve "$@" >"$TMP/out" 2>"$TMP/err" &
     PID=$!
-    on_exit "kill -9 $PID 2>/dev/null"
-    for _ in $(seq 200); do
-        grep -q "listening on" "$TMP/out" 2>/dev/null && break
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    URL=$(sed -n 's/^listening on //p' "$TMP/out")
+    wait_listening
 }
 
 p=$(free_port)

@@ -17,6 +17,13 @@ start_server_in() {
         "$MEMFIT" serve --port 0 "$@" >"$TMP/out" 2>"$TMP/err" &
     fi
     PID=$!
+    wait_listening
+    [[ -n $URL ]] || { cat "$TMP/err"; fail "server did not start"; finish; }
+}
+
+# Waits (10 s at most) for the server PID to print its "listening on" line
+# to $TMP/out; sets URL from it ("" if it never did).
+wait_listening() {
     on_exit "kill -9 $PID 2>/dev/null"
     for _ in $(seq 200); do
         grep -q "listening on" "$TMP/out" 2>/dev/null && break
@@ -24,7 +31,6 @@ start_server_in() {
         sleep 0.05
     done
     URL=$(sed -n 's/^listening on //p' "$TMP/out")
-    [[ -n $URL ]] || { cat "$TMP/err"; fail "server did not start"; finish; }
 }
 
 # SIGTERM, then the exit status of the server.
