@@ -42,6 +42,9 @@ enum {
     X(run, "Run a manifest model on inputs through the model manager") \
     X(models, "List a manifest's models, their planned memory and whether they fit") \
     X(serve, "Serve models over HTTP within a memory budget (embeddings, metrics)") \
+    X(ps, "List a running memfit serve's models, their state and memory") \
+    X(load, "Ask a running memfit serve to load a model now") \
+    X(stop, "Ask a running memfit serve to unload a model now") \
     X(cleanup, "Ask a running memfit serve to unload idle models and free memory") \
     X(tokenize, "Encode text with a GGUF model's tokenizer; tokenizer.json to GGUF")
 /* clang-format on */
