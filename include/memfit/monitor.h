@@ -389,6 +389,48 @@ MEMFIT_API enum memfit_status memfit_plot_write_svg(const memfit_analysis *analy
 
 /* ==== end of analysis section ========================================== */
 
+/*
+ * Spacer: the sections are edited separately; keep this comment between
+ * them so their changes never touch the same lines.
+ */
+
+/* ==== Asking a process to clean up (docs/channel.md) ==================== */
+
+/* A process's answer to a cleanup request (its cleanup.done). */
+struct memfit_cleanup_answer {
+    char id[64];               /* the request's id, echoed */
+    uint64_t rss_before_bytes; /* as the process measured itself; MEMFIT_SYS_UNKNOWN if left out */
+    uint64_t rss_after_bytes;
+    uint64_t gpu_freed_bytes;
+    char actions[160]; /* what it did, comma-separated: "gc,malloc_trim" */
+};
+
+/*
+ * Finds the channel directory of process `pid` into out: the directory of
+ * MEMFIT_PRESSURE_FILE in ROOT/proc/PID/environ when that exists, else
+ * ${XDG_RUNTIME_DIR:-/tmp}/memfit-UID/pid-PID (XDG_RUNTIME_DIR from the
+ * process's environment, then /tmp; UID the process's owner) when that is a
+ * directory owned by the process's user. E_NOT_FOUND "no process with pid N"
+ * or naming the places looked at; E_PERMISSION when its environment cannot
+ * be read; E_RANGE when out is too small.
+ */
+MEMFIT_API enum memfit_status memfit_channel_find(const char *root, pid_t pid, char *out,
+                                                  size_t size);
+
+/*
+ * Writes cleanup.request (addressed to `pid`, with a fresh id) atomically
+ * into `channel_dir`, then waits up to `timeout_ns` for a cleanup.done
+ * with the same id and reads it into *out. E_TIMEOUT when no answer came
+ * (the request is then withdrawn), E_NOT_FOUND when the process exited
+ * meanwhile, E_FORMAT for an answer that is not the documented JSON, and
+ * the I/O errors of writing the request (naming the path).
+ */
+MEMFIT_API enum memfit_status memfit_cleanup_request(const char *channel_dir, pid_t pid,
+                                                     uint64_t timeout_ns,
+                                                     struct memfit_cleanup_answer *out);
+
+/* ==== end of cleanup request section ==================================== */
+
 #ifdef __cplusplus
 }
 #endif
