@@ -7,6 +7,10 @@
  *
  * The loop waits with sigtimedwait() so a child's exit or a Ctrl-C is seen
  * at once rather than at the next tick.
+ *
+ * With a command it also keeps the pressure channel (docs/channel.md): the
+ * state file rewritten after every sample, whose path the command finds in
+ * MEMFIT_PRESSURE_FILE, removed when the monitor ends.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,8 +32,10 @@ const char cmd_monitor_help[] =
     "Watch memory over time: the machine, the container (cgroup) and a process\n"
     "tree. Levels ok / warning / critical / danger are judged on the memory in use\n"
     "(cgroup usage minus the inactive file pages nobody maps: mapped weights count;\n"
-    "see memfit report --help) against the effective limit (the cgroup limit, or\n"
-    "physical memory when there is none).\n"
+    "see memfit report --help) against the effective limit: the cgroup limit;\n"
+    "without one, the watched process tree's RSS against that RSS plus the\n"
+    "machine's available memory (what it could grow to), or with no process\n"
+    "watched the machine's used memory against physical memory.\n"
     "\n"
     "Options:\n"
     "  -i, --interval D        time between samples (default 1s; e.g. 0.1, 100ms)\n"
@@ -46,16 +53,42 @@ const char cmd_monitor_help[] =
     "      --on-critical CMD   ... on entering critical\n"
     "      --on-danger CMD     ... on entering danger\n"
     "                          {pid} {level} {percent} are substituted\n"
+    "      --signal LEVEL=SIG  send SIG (USR1, SIGUSR1 or a number) to the command\n"
+    "                          or --pid on entering LEVEL (warning, critical or\n"
+    "                          danger); repeatable\n"
+    "      --repeat D          run hooks and send signals again every D while the\n"
+    "                          level (or a higher one) persists (default: only on\n"
+    "                          entering it)\n"
+    "      --no-channel        no state file (by default the command gets one)\n"
+    "      --channel           a state file without a command too (path printed)\n"
+    "      --channel-dir DIR   write the state file as DIR/state.json (DIR is made\n"
+    "                          if missing); implies --channel\n"
+    "      --status-every D    when stderr is not a terminal, print the live line's\n"
+    "                          figures every D (default 60s; 0 = never)\n"
     "      --no-gpu            do not read GPUs\n"
-    "  -q, --quiet             no live line and no level messages\n"
+    "  -q, --quiet             no live line, status lines or level messages\n"
     "\n"
     "On a terminal a live line shows the latest sample; level changes are printed\n"
     "on stderr. With a command, memfit exits with the command's status (128+N\n"
     "when killed by signal N) and says so when the kernel OOM-killed it.\n"
     "\n"
+    "The command (and hooks) get MEMFIT_PRESSURE_FILE, a JSON state file rewritten\n"
+    "after every sample (level, memory in use, headroom, a suggested batch-size\n"
+    "factor; docs/channel.md), and MEMFIT_MONITOR_PID. Its private directory is\n"
+    "removed when the monitor exits.\n"
+    "\n"
     "Examples:\n"
     "  memfit monitor -i 100ms -l run.jsonl -- python3 train.py\n"
-    "  memfit monitor --pid 1234 --warn 70 --on-warning 'kill -USR1 {pid}'\n";
+    "  memfit monitor --pid 1234 --warn 70 --on-warning 'kill -USR1 {pid}'\n"
+    "  memfit monitor --signal warning=USR1 --repeat 30s -- python3 train.py\n";
+
+/* --signal LEVEL=SIG */
+struct level_signal {
+    enum memfit_level level;
+    int sig;
+};
+
+#define MAX_SIGNALS 8
 
 struct monitor_opts {
     uint64_t interval_ns;
@@ -67,6 +100,12 @@ struct monitor_opts {
     bool gpu;
     bool quiet;
     char **command;
+    struct level_signal signals[MAX_SIGNALS];
+    unsigned n_signals;
+    uint64_t repeat_ns;       /* 0: hooks and signals only on entering a level */
+    int channel;              /* -1: default (with a command or --channel-dir); 0; 1 */
+    const char *channel_dir;  /* NULL: a private one */
+    uint64_t status_every_ns; /* off a terminal; 0: never */
 };
 
 /* Children started for actions, reaped without blocking the loop. */
@@ -96,7 +135,64 @@ struct monitor {
     bool live_line;
     bool stop;
     int stop_signal;
+    memfit_channel *channel;
+    bool channel_failed;          /* said once; the monitor goes on */
+    uint64_t level_since_wall_ns; /* when m->level was entered */
+    bool scope_shown;
+    enum memfit_scope scope; /* the one last announced */
+    uint64_t fired_ns[4];    /* per level: when hooks and signals last fired */
+    uint64_t status_ns;      /* when the last status line was printed */
 };
+
+/* SIG of --signal: a name with or without SIG (any case), or a number. */
+static int parse_signal_name(const char *text)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (end != text && !*end)
+        return errno == 0 && n >= 1 && n <= SIGRTMAX ? (int)n : 0;
+    if (strncasecmp(text, "SIG", 3) == 0)
+        text += 3;
+    for (int sig = 1; sig <= SIGRTMAX; sig++) {
+        const char *name = sigabbrev_np(sig);
+        if (name && strcasecmp(name, text) == 0)
+            return sig;
+    }
+    return 0;
+}
+
+/* LEVEL=SIG of --signal; prints the usage error itself. */
+static bool parse_level_signal(const char *text, struct level_signal *out)
+{
+    static const enum memfit_level levels[] = {MEMFIT_LEVEL_WARNING, MEMFIT_LEVEL_CRITICAL,
+                                               MEMFIT_LEVEL_DANGER};
+    const char *eq = strchr(text, '=');
+    if (!eq) {
+        cli_usage("monitor", "--signal: '%s' is not LEVEL=SIG (e.g. warning=USR1)", text);
+        return false;
+    }
+    size_t n = (size_t)(eq - text);
+    bool found = false;
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]) && !found; i++) {
+        const char *name = memfit_level_name(levels[i]);
+        if (strlen(name) == n && strncmp(text, name, n) == 0) {
+            out->level = levels[i];
+            found = true;
+        }
+    }
+    if (!found) {
+        cli_usage("monitor", "--signal: unknown level '%.*s' in '%s' (warning, critical or danger)",
+                  (int)n, text, text);
+        return false;
+    }
+    if (!(out->sig = parse_signal_name(eq + 1))) {
+        cli_usage("monitor", "--signal: unknown signal '%s' in '%s' (e.g. USR1, SIGUSR1, 10)",
+                  eq + 1, text);
+        return false;
+    }
+    return true;
+}
 
 static int parse_args(int argc, char **argv, struct monitor_opts *o)
 {
@@ -108,7 +204,13 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         OPT_ON_WARNING,
         OPT_ON_CRITICAL,
         OPT_ON_DANGER,
-        OPT_NO_GPU
+        OPT_NO_GPU,
+        OPT_SIGNAL,
+        OPT_REPEAT,
+        OPT_CHANNEL,
+        OPT_NO_CHANNEL,
+        OPT_CHANNEL_DIR,
+        OPT_STATUS_EVERY
     };
     static const struct option longopts[] = {
         {"interval", required_argument, NULL, 'i'},
@@ -125,11 +227,19 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         {"on-critical", required_argument, NULL, OPT_ON_CRITICAL},
         {"on-danger", required_argument, NULL, OPT_ON_DANGER},
         {"no-gpu", no_argument, NULL, OPT_NO_GPU},
+        {"signal", required_argument, NULL, OPT_SIGNAL},
+        {"repeat", required_argument, NULL, OPT_REPEAT},
+        {"channel", no_argument, NULL, OPT_CHANNEL},
+        {"no-channel", no_argument, NULL, OPT_NO_CHANNEL},
+        {"channel-dir", required_argument, NULL, OPT_CHANNEL_DIR},
+        {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
         {NULL, 0, NULL, 0},
     };
     o->interval_ns = 1000000000u;
     o->thresholds = memfit_alert_thresholds_default();
     o->gpu = true;
+    o->channel = -1;
+    o->status_every_ns = 60000000000ull;
     opterr = 0;
     optind = 1;
     int c;
@@ -187,6 +297,32 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         case OPT_NO_GPU:
             o->gpu = false;
             break;
+        case OPT_SIGNAL:
+            if (o->n_signals == MAX_SIGNALS)
+                return cli_usage("monitor", "--signal: at most %d", MAX_SIGNALS);
+            if (!parse_level_signal(optarg, &o->signals[o->n_signals]))
+                return CLI_EXIT_USAGE;
+            o->n_signals++;
+            break;
+        case OPT_REPEAT:
+            if (!cli_opt_duration("monitor", "--repeat", optarg, &o->repeat_ns))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_CHANNEL:
+            o->channel = 1;
+            break;
+        case OPT_NO_CHANNEL:
+            o->channel = 0;
+            break;
+        case OPT_CHANNEL_DIR:
+            if (!optarg[0])
+                return cli_usage("monitor", "--channel-dir: empty path");
+            o->channel_dir = optarg;
+            break;
+        case OPT_STATUS_EVERY:
+            if (!cli_opt_duration("monitor", "--status-every", optarg, &o->status_every_ns))
+                return CLI_EXIT_USAGE;
+            break;
         case ':':
             return cli_usage("monitor", "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -201,6 +337,12 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     }
     if (o->command && o->pid)
         return cli_usage("monitor", "--pid and a command exclude each other");
+    if (o->channel == 0 && o->channel_dir)
+        return cli_usage("monitor", "--channel-dir and --no-channel exclude each other");
+    if (o->channel < 0)
+        o->channel = o->command || o->channel_dir;
+    if (o->n_signals && !o->command && !o->pid)
+        return cli_usage("monitor", "--signal needs a command or --pid to send it to");
     if (memfit_alert_thresholds_check(&o->thresholds) != MEMFIT_OK)
         return cli_usage("monitor", "%s", memfit_last_error());
     if (o->pid && kill(o->pid, 0) != 0 && errno == ESRCH)
@@ -250,11 +392,14 @@ static char *expand_action(const char *tmpl, pid_t pid, enum memfit_level level,
     return out;
 }
 
-static void start_action(struct monitor *m, enum memfit_level level, double percent)
+static void start_action(struct monitor *m, enum memfit_level level, double percent, bool repeat)
 {
     const char *tmpl = m->o.on_level[level];
     if (!tmpl)
         return;
+    for (int i = 0; repeat && i < MAX_ACTIONS; i++)
+        if (m->actions[i].pid && m->actions[i].level == level)
+            return; /* the last run is still going: no pile-up of repeats */
     pid_t target = m->child ? m->child : m->o.pid;
     char *command = expand_action(tmpl, target, level, percent);
     if (!command) {
@@ -323,7 +468,23 @@ static void clear_live_line(struct monitor *m)
         fputs("\r\033[K", stderr);
 }
 
-static void show_live(struct monitor *m, const struct memfit_sample *s, double elapsed_s)
+/* What the figures of a sample are about, for messages. */
+static const char *scope_label(enum memfit_scope scope)
+{
+    switch (scope) {
+    case MEMFIT_SCOPE_CGROUP:
+        return "cgroup";
+    case MEMFIT_SCOPE_PROCESS:
+        return "process tree";
+    case MEMFIT_SCOPE_MACHINE:
+        return "machine";
+    }
+    return "?";
+}
+
+/* The live line's figures (also the status line off a terminal). */
+static void format_status(const struct monitor *m, const struct memfit_sample *s, double elapsed_s,
+                          char *buf, size_t cap)
 {
     char ws[32], lim[32], rss[32];
     memfit_format_size(s->in_use_bytes, ws, sizeof(ws));
@@ -332,10 +493,112 @@ static void show_live(struct monitor *m, const struct memfit_sample *s, double e
         memfit_format_size(s->process.rss_bytes, rss, sizeof(rss));
     else
         snprintf(rss, sizeof(rss), "-");
-    fprintf(stderr, "\r\033[K%7.1fs  in use %s / %s (%.1f%%)  rss %s  psi %.2f  [%s]", elapsed_s,
-            ws, lim, s->percent, rss, s->psi.present ? s->psi.some_avg10 : 0.0,
-            memfit_level_name(m->level));
+    snprintf(buf, cap, "%7.1fs  %s in use %s / %s (%.1f%%)  rss %s  psi %.2f  [%s]", elapsed_s,
+             scope_label(s->scope), ws, lim, s->percent, rss,
+             s->psi.present ? s->psi.some_avg10 : 0.0, memfit_level_name(m->level));
+}
+
+static void show_live(struct monitor *m, const struct memfit_sample *s, double elapsed_s)
+{
+    char line[256];
+    format_status(m, s, elapsed_s, line, sizeof(line));
+    fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
+}
+
+/* Off a terminal: the live line's figures as a plain line every --status-every. */
+static void show_status(struct monitor *m, const struct memfit_sample *s, uint64_t t0)
+{
+    if (m->o.quiet || m->live_line || !m->o.status_every_ns)
+        return;
+    if (!m->status_ns)
+        m->status_ns = t0;
+    if (s->t_ns - m->status_ns < m->o.status_every_ns)
+        return;
+    m->status_ns = s->t_ns;
+    char line[256];
+    format_status(m, s, (double)(s->t_ns - t0) / 1e9, line, sizeof(line));
+    fprintf(stderr, "memfit monitor: %s\n", line);
+    fflush(stderr);
+}
+
+/* Says what is judged: on the first sample, and again when that changes
+ * (a watched process gone, a cgroup limit set). */
+static void show_scope(struct monitor *m, const struct memfit_sample *s)
+{
+    if (m->o.quiet || (m->scope_shown && s->scope == m->scope))
+        return;
+    m->scope_shown = true;
+    m->scope = s->scope;
+    char lim[32];
+    memfit_format_size(s->limit_bytes, lim, sizeof(lim));
+    clear_live_line(m);
+    if (s->scope == MEMFIT_SCOPE_CGROUP)
+        fprintf(stderr, "memfit monitor: judging cgroup %s (memory in use against its limit, %s)\n",
+                s->cgroup.path, lim);
+    else if (s->scope == MEMFIT_SCOPE_PROCESS)
+        fprintf(stderr,
+                "memfit monitor: no cgroup limit; judging process tree of %d (RSS) against "
+                "available memory\n",
+                (int)s->process.pid);
+    else
+        fprintf(stderr,
+                "memfit monitor: no cgroup limit; judging the machine (memory in use against "
+                "physical memory, %s)\n",
+                lim);
+}
+
+static void send_signals(struct monitor *m, enum memfit_level level, uint64_t t_ns, bool repeat)
+{
+    pid_t target = m->child ? m->child : m->o.pid;
+    if (!target || (m->child && m->child_done))
+        return;
+    for (unsigned i = 0; i < m->o.n_signals; i++) {
+        const struct level_signal *ls = &m->o.signals[i];
+        if (ls->level != level)
+            continue;
+        struct memfit_log_signal rec = {
+            .level = level, .pid = target, .signal = ls->sig, .repeat = repeat};
+        if (kill(target, ls->sig) != 0) {
+            rec.error = strerror(errno);
+            if (!m->o.quiet) {
+                clear_live_line(m);
+                fprintf(stderr, "memfit monitor: cannot send signal %d to %d: %s\n", ls->sig,
+                        (int)target, rec.error);
+            }
+        }
+        if (m->log)
+            memfit_logfile_write_signal(m->log, t_ns, &rec);
+    }
+}
+
+/* Hooks and signals: for each level entered since `prev`, and with --repeat
+ * again for each level still reached, at most once per repeat interval. */
+static void fire(struct monitor *m, enum memfit_level prev, const struct memfit_sample *s)
+{
+    for (int l = MEMFIT_LEVEL_WARNING; l <= (int)m->level; l++) {
+        bool entering = l > (int)prev;
+        if (!entering && !(m->o.repeat_ns && s->t_ns - m->fired_ns[l] >= m->o.repeat_ns))
+            continue;
+        m->fired_ns[l] = s->t_ns;
+        start_action(m, (enum memfit_level)l, s->percent, !entering);
+        send_signals(m, (enum memfit_level)l, s->t_ns, !entering);
+    }
+}
+
+/* The state file; a failure to write it is said once and the monitor goes on. */
+static void update_channel(struct monitor *m, const struct memfit_sample *s)
+{
+    if (!m->channel)
+        return;
+    pid_t pid = m->child ? m->child : m->o.pid;
+    if (memfit_channel_update(m->channel, s, pid, m->level, m->level_since_wall_ns, NULL) ==
+            MEMFIT_OK ||
+        m->channel_failed)
+        return;
+    m->channel_failed = true;
+    clear_live_line(m);
+    fprintf(stderr, "memfit monitor: %s\n", memfit_last_error());
 }
 
 /* One tick: sample, judge, log, act. */
@@ -365,10 +628,14 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
                 return st;
         }
     }
+    show_scope(m, &s);
     enum memfit_level prev = m->level;
     m->level = memfit_alert_next(&m->o.thresholds, prev, s.in_use_bytes, s.limit_bytes);
+    if (m->level != prev || m->samples == 1)
+        m->level_since_wall_ns = s.wall_ns;
     if (m->log && (st = memfit_logfile_write_sample(m->log, &s, m->level)) != MEMFIT_OK)
         return st;
+    update_channel(m, &s);
 
     if (s.have_cgroup && s.cgroup.events_oom_kill != MEMFIT_SYS_UNKNOWN &&
         s.cgroup.events_oom_kill > m->oom_kill_seen) {
@@ -387,17 +654,16 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
         if (!m->o.quiet) {
             char ws[32], lim[32];
             clear_live_line(m);
-            fprintf(stderr, "memfit monitor: %s -> %s at %.1f%% (%s of %s)\n",
+            fprintf(stderr, "memfit monitor: %s -> %s at %.1f%% (%s: %s of %s)\n",
                     memfit_level_name(prev), memfit_level_name(m->level), s.percent,
-                    memfit_format_size(s.in_use_bytes, ws, sizeof(ws)),
+                    scope_label(s.scope), memfit_format_size(s.in_use_bytes, ws, sizeof(ws)),
                     memfit_format_size(s.limit_bytes, lim, sizeof(lim)));
         }
-        if (m->level > prev)
-            for (int l = prev + 1; l <= (int)m->level; l++)
-                start_action(m, (enum memfit_level)l, s.percent);
     }
+    fire(m, prev, &s);
     if (m->live_line)
         show_live(m, &s, (double)(s.t_ns - t0) / 1e9);
+    show_status(m, &s, t0);
     return MEMFIT_OK;
 }
 
@@ -547,6 +813,31 @@ out:
     return rc;
 }
 
+/* The state file's directory, and its path in the environment the command
+ * (and the hooks) inherit. */
+static int open_channel(struct monitor *m)
+{
+    struct memfit_channel_options co = memfit_channel_options_default();
+    co.dir = m->o.channel_dir;
+    co.interval_s = (double)m->o.interval_ns / 1e9;
+    co.thresholds = m->o.thresholds;
+    enum memfit_status st = memfit_channel_open(&co, &m->channel);
+    if (st != MEMFIT_OK)
+        return m->o.channel_dir ? cli_usage("monitor", "--channel-dir: %s", memfit_last_error())
+                                : cli_fail_status(st);
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    if (setenv("MEMFIT_PRESSURE_FILE", memfit_channel_state_path(m->channel), 1) != 0 ||
+        setenv("MEMFIT_MONITOR_PID", pid, 1) != 0) {
+        memfit_channel_close(m->channel);
+        m->channel = NULL;
+        return cli_fail("monitor: cannot set the environment: %s", strerror(errno));
+    }
+    if (!m->o.quiet && !m->o.command)
+        fprintf(stderr, "memfit monitor: state file %s\n", memfit_channel_state_path(m->channel));
+    return CLI_EXIT_OK;
+}
+
 int cmd_monitor(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_monitor_help))
@@ -567,7 +858,13 @@ int cmd_monitor(int argc, char **argv)
         return cli_usage("monitor", "--log: %s", memfit_last_error());
     }
     m.live_line = !m.o.quiet && cli_isatty(2);
+    if (m.o.channel && (rc = open_channel(&m)) != CLI_EXIT_OK) {
+        memfit_logfile_close(m.log);
+        memfit_sampler_destroy(m.sampler);
+        return rc;
+    }
     rc = run(&m);
+    memfit_channel_close(m.channel);
     memfit_logfile_close(m.log);
     memfit_sampler_destroy(m.sampler);
     return rc;

@@ -70,6 +70,18 @@ MEMFIT_API enum memfit_level memfit_alert_next(const struct memfit_alert_thresho
 
 /* ---- Samples ------------------------------------------------------------- */
 
+/* What the summary figures of a sample are about (docs/monitor-log.md). */
+enum memfit_scope {
+    MEMFIT_SCOPE_CGROUP = 0,  /* the cgroup's memory in use against its limit */
+    MEMFIT_SCOPE_PROCESS = 1, /* no cgroup limit: the watched tree's RSS against
+                                 that RSS plus the machine's MemAvailable */
+    MEMFIT_SCOPE_MACHINE = 2, /* no cgroup limit, no tree: MemTotal - MemAvailable
+                                 against MemTotal */
+};
+
+/* "cgroup", "process", "machine" (the log's and the state file's words). */
+MEMFIT_API const char *memfit_scope_name(enum memfit_scope scope);
+
 enum memfit_limit_source {
     MEMFIT_LIMIT_MEMORY = 0, /* physical memory: no cgroup limit */
     MEMFIT_LIMIT_CGROUP = 1,
@@ -90,10 +102,12 @@ struct memfit_sample {
     struct memfit_gpu_info gpu;
     /* Derived summary (docs/monitor-log.md): */
     enum memfit_limit_source limit_source;
+    enum memfit_scope scope; /* what in_use_bytes, limit_bytes and percent are about */
     uint64_t limit_bytes;
     uint64_t working_set_bytes; /* the kubelet's: cgroup usage - inactive_file, or the machine's */
     /* What levels judge: the cgroup's in_use_bytes (mapped file pages in use
-     * count, memfit/sys.h), or MemTotal - MemAvailable without a cgroup limit */
+     * count, memfit/sys.h); without a cgroup limit the watched tree's RSS
+     * (limit: that RSS + MemAvailable), or else MemTotal - MemAvailable */
     uint64_t in_use_bytes;
     uint64_t available_bytes; /* limit - in use, floored at 0 */
     double percent;           /* 100 * in use / limit */
@@ -157,6 +171,19 @@ MEMFIT_API enum memfit_status memfit_logfile_write_action(memfit_logfile *log, u
                                                           enum memfit_level level,
                                                           const char *command, int exit_code);
 
+/* A signal sent to the watched process on a level (`repeat`: again while
+ * the level persists, not on entering it). */
+struct memfit_log_signal {
+    enum memfit_level level;
+    pid_t pid;
+    int signal;
+    bool repeat;
+    const char *error; /* why kill() failed; NULL when it was sent */
+};
+
+MEMFIT_API enum memfit_status memfit_logfile_write_signal(memfit_logfile *log, uint64_t t_ns,
+                                                          const struct memfit_log_signal *sig);
+
 MEMFIT_API enum memfit_status memfit_logfile_write_oom(memfit_logfile *log, uint64_t t_ns,
                                                        uint64_t oom_kill_count);
 
@@ -175,6 +202,110 @@ MEMFIT_API enum memfit_status memfit_logfile_write_exit(memfit_logfile *log, uin
 
 /* Closes the file (flushing it); accepts NULL. */
 MEMFIT_API void memfit_logfile_close(memfit_logfile *log);
+
+/* ---- The pressure channel (docs/channel.md) ------------------------------ */
+
+/*
+ * `step_bytes` is the largest trough-to-peak rise of memory in use over the
+ * recent samples: the last MEMFIT_CHANNEL_WINDOW_S seconds or the last
+ * MEMFIT_CHANNEL_WINDOW_MIN samples, whichever is more samples (at most
+ * MEMFIT_CHANNEL_WINDOW_MAX). Rises below MEMFIT_CHANNEL_NOISE_BYTES are
+ * noise: the step is then 0 (not measured).
+ */
+#define MEMFIT_CHANNEL_WINDOW_S     10.0
+#define MEMFIT_CHANNEL_WINDOW_MIN   64
+#define MEMFIT_CHANNEL_WINDOW_MAX   4096
+#define MEMFIT_CHANNEL_NOISE_BYTES  (1024u * 1024u)
+#define MEMFIT_CHANNEL_FACTOR_MIN   0.125
+#define MEMFIT_CHANNEL_FACTOR_MAX   2.0
+#define MEMFIT_CHANNEL_FACTOR_ALERT 0.5 /* the most at warning and above */
+
+/* Samples in the step window for a sampling interval (see above). */
+MEMFIT_API size_t memfit_channel_window(double interval_s);
+
+/* The largest rise from a value to a later one in `in_use_bytes[0..n)`
+ * (oldest first), or 0 when below the noise floor. Pure. */
+MEMFIT_API uint64_t memfit_channel_step_bytes(const uint64_t *in_use_bytes, size_t n);
+
+/* Bytes left below the warning threshold (negative above it). Pure. */
+MEMFIT_API int64_t memfit_channel_headroom_bytes(const struct memfit_alert_thresholds *t,
+                                                 uint64_t in_use_bytes, uint64_t limit_bytes);
+
+/*
+ * What to multiply a batch size by (docs/channel.md): with a measured step,
+ * (step + headroom) / step bounded to [FACTOR_MIN, FACTOR_MAX], and at most
+ * FACTOR_ALERT at warning and above; without one (step 0), 1 at ok, 0.5 at
+ * warning, 0.25 at critical, 0.125 at danger. Pure.
+ */
+MEMFIT_API double memfit_channel_batch_factor(enum memfit_level level, uint64_t step_bytes,
+                                              int64_t headroom_bytes);
+
+/* One state of the channel: the fields of state.json. Sizes unknown to the
+ * sampler are MEMFIT_SYS_UNKNOWN (written as null). */
+struct memfit_channel_state {
+    uint64_t seq;     /* 1, 2, ... */
+    uint64_t wall_ns; /* the sample's wall clock */
+    double interval_s;
+    pid_t monitor_pid;
+    pid_t pid; /* the watched process; 0: none (null) */
+    enum memfit_scope scope;
+    enum memfit_level level;
+    uint64_t level_since_wall_ns;
+    double percent;
+    uint64_t in_use_bytes, limit_bytes, available_bytes;
+    int64_t headroom_bytes;
+    uint64_t step_bytes;
+    double batch_factor;
+};
+
+/*
+ * Formats `state` as state.json's line (one JSON object and a newline) into
+ * buf; returns its length, or 0 when it does not fit in `cap` bytes. Pure.
+ */
+MEMFIT_API size_t memfit_channel_format(const struct memfit_channel_state *state, char *buf,
+                                        size_t cap);
+
+/* Writes state.json in a channel directory after every sample. Not thread-safe. */
+typedef struct memfit_channel memfit_channel;
+
+struct memfit_channel_options {
+    /* The channel directory. NULL: a new private one (mode 0700) named
+     * memfit-channel-XXXXXX under $TMPDIR (else /tmp), removed with everything
+     * in it on close. A given directory is made (0700) when missing and then
+     * removed on close too; one that existed is left, less state.json. */
+    const char *dir;
+    double interval_s;                         /* the sampling interval, for the step window */
+    struct memfit_alert_thresholds thresholds; /* for the headroom */
+};
+
+MEMFIT_API struct memfit_channel_options memfit_channel_options_default(void);
+
+/* Makes or opens the directory. E_IO or E_PERMISSION naming the path, E_RANGE
+ * for a path too long, E_NOMEM. */
+MEMFIT_API enum memfit_status memfit_channel_open(const struct memfit_channel_options *opts,
+                                                  memfit_channel **out);
+
+/* The directory and the absolute path of state.json; valid until close. */
+MEMFIT_API const char *memfit_channel_dir(const memfit_channel *ch);
+MEMFIT_API const char *memfit_channel_state_path(const memfit_channel *ch);
+
+/*
+ * Adds a sample to the step window, derives headroom, step and batch factor,
+ * and replaces state.json atomically (a temporary file renamed over it).
+ * `pid` is the watched process (0: none), `level` the level after hysteresis,
+ * entered at `level_since_wall_ns`. Fills *out (may be NULL) with what was
+ * written. E_IO/E_NOSPACE naming the file when writing fails (the previous
+ * state stays in place).
+ */
+MEMFIT_API enum memfit_status memfit_channel_update(memfit_channel *ch,
+                                                    const struct memfit_sample *s, pid_t pid,
+                                                    enum memfit_level level,
+                                                    uint64_t level_since_wall_ns,
+                                                    struct memfit_channel_state *out);
+
+/* Removes what the channel made (see memfit_channel_options.dir) and frees it;
+ * accepts NULL. */
+MEMFIT_API void memfit_channel_close(memfit_channel *ch);
 
 /* ==== end of sampling section ========================================== */
 
@@ -388,6 +519,48 @@ MEMFIT_API enum memfit_status memfit_plot_write_svg(const memfit_analysis *analy
                                                     const char *path);
 
 /* ==== end of analysis section ========================================== */
+
+/*
+ * Spacer: the sections are edited separately; keep this comment between
+ * them so their changes never touch the same lines.
+ */
+
+/* ==== Asking a process to clean up (docs/channel.md) ==================== */
+
+/* A process's answer to a cleanup request (its cleanup.done). */
+struct memfit_cleanup_answer {
+    char id[64];               /* the request's id, echoed */
+    uint64_t rss_before_bytes; /* as the process measured itself; MEMFIT_SYS_UNKNOWN if left out */
+    uint64_t rss_after_bytes;
+    uint64_t gpu_freed_bytes;
+    char actions[160]; /* what it did, comma-separated: "gc,malloc_trim" */
+};
+
+/*
+ * Finds the channel directory of process `pid` into out: the directory of
+ * MEMFIT_PRESSURE_FILE in ROOT/proc/PID/environ when that exists, else
+ * ${XDG_RUNTIME_DIR:-/tmp}/memfit-UID/pid-PID (XDG_RUNTIME_DIR from the
+ * process's environment, then /tmp; UID the process's owner) when that is a
+ * directory owned by the process's user. E_NOT_FOUND "no process with pid N"
+ * or naming the places looked at; E_PERMISSION when its environment cannot
+ * be read; E_RANGE when out is too small.
+ */
+MEMFIT_API enum memfit_status memfit_channel_find(const char *root, pid_t pid, char *out,
+                                                  size_t size);
+
+/*
+ * Writes cleanup.request (addressed to `pid`, with a fresh id) atomically
+ * into `channel_dir`, then waits up to `timeout_ns` for a cleanup.done
+ * with the same id and reads it into *out. E_TIMEOUT when no answer came
+ * (the request is then withdrawn), E_NOT_FOUND when the process exited
+ * meanwhile, E_FORMAT for an answer that is not the documented JSON, and
+ * the I/O errors of writing the request (naming the path).
+ */
+MEMFIT_API enum memfit_status memfit_cleanup_request(const char *channel_dir, pid_t pid,
+                                                     uint64_t timeout_ns,
+                                                     struct memfit_cleanup_answer *out);
+
+/* ==== end of cleanup request section ==================================== */
 
 #ifdef __cplusplus
 }

@@ -135,6 +135,32 @@ MEMFIT_API const char *memfit_cgroup_mode_name(enum memfit_cgroup_mode mode);
  * in_use_bytes with it; made-up figures in tests go through it too). */
 MEMFIT_API uint64_t memfit_cgroup_in_use_bytes(const struct memfit_cgroup *cgroup);
 
+/* Figures of one cgroup before or after memfit_cgroup_reclaim_cache. */
+struct memfit_cgroup_figures {
+    uint64_t usage_bytes, in_use_bytes, file_bytes, anon_bytes, swap_bytes;
+};
+
+/* What memfit_cgroup_reclaim_cache did. */
+struct memfit_cgroup_reclaim {
+    char method[32];      /* the file written: "memory.reclaim" or "memory.force_empty" */
+    uint64_t asked_bytes; /* what memory.reclaim was asked for; 0 for force_empty */
+    struct memfit_cgroup_figures before, after;
+};
+
+/*
+ * Gives the page cache of the cgroup directory `dir` (memory controller
+ * `version` 1 or 2) back to the machine, without pushing its processes'
+ * memory to swap. v2: writes the cgroup's page cache not mapped by a
+ * process to memory.reclaim, with "swappiness=0" where the kernel takes it;
+ * where it does not and the cgroup may swap, refuses. v1: writes
+ * memory.force_empty, which reclaims everything it can: refused when the
+ * machine has swap and the cgroup's memory.swappiness is not 0. The root
+ * cgroup is refused (the kernel refuses it too). E_UNSUPPORTED with the
+ * reason for a refusal, E_NOT_FOUND / E_PERMISSION naming the file.
+ */
+MEMFIT_API enum memfit_status memfit_cgroup_reclaim_cache(const char *dir, int version,
+                                                          struct memfit_cgroup_reclaim *out);
+
 /* ---- The effective memory limit ------------------------------------------ */
 
 enum memfit_limit_kind {

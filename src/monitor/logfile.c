@@ -5,10 +5,11 @@
  *
  * Samples are the hot path (up to ten a second for hours), so they are
  * formatted straight into a stack buffer with no allocation; the rare
- * records (start, level, action, oom, exit) are built with jansson.
+ * records (start, level, action, signal, oom, exit) are built with jansson.
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -123,6 +124,7 @@ enum memfit_status memfit_logfile_write_start(memfit_logfile *log,
               mf_json_set_new(
                   r, "limit_source",
                   json_string(first->limit_source == MEMFIT_LIMIT_CGROUP ? "cgroup" : "memory")) &&
+              mf_json_set_new(r, "scope", json_string(memfit_scope_name(first->scope))) &&
               add_thresholds(r, &start->thresholds, first->limit_bytes);
     if (ok && start->command) {
         json_t *cmd = json_array();
@@ -301,6 +303,7 @@ enum memfit_status memfit_logfile_write_sample(memfit_logfile *log, const struct
     put_u64(&j, "limit_bytes", s->limit_bytes);
     put_f64(&j, "percent", s->percent);
     put_u64(&j, "available_bytes", s->available_bytes);
+    put_word(&j, "scope", memfit_scope_name(s->scope));
     put_u64(&j, "rss_bytes", s->have_process ? s->process.rss_bytes : MEMFIT_SYS_UNKNOWN);
     put_word(&j, "level", memfit_level_name(level));
     put_sample_details(&j, s);
@@ -325,7 +328,8 @@ enum memfit_status memfit_logfile_write_level(memfit_logfile *log, const struct 
               mf_json_set_new(r, "percent", json_real(s->percent)) &&
               mf_json_set_u64(r, "working_set_bytes", s->working_set_bytes) &&
               mf_json_set_u64(r, "in_use_bytes", s->in_use_bytes) &&
-              mf_json_set_u64(r, "limit_bytes", s->limit_bytes);
+              mf_json_set_u64(r, "limit_bytes", s->limit_bytes) &&
+              mf_json_set_new(r, "scope", json_string(memfit_scope_name(s->scope)));
     return emit(log, r, ok);
 }
 
@@ -339,6 +343,22 @@ enum memfit_status memfit_logfile_write_action(memfit_logfile *log, uint64_t t_n
     bool ok = mf_json_set_new(r, "level", json_string(memfit_level_name(level))) &&
               mf_json_set_new(r, "command", json_string(command)) &&
               mf_json_set_new(r, "exit_code", json_integer(exit_code));
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_signal(memfit_logfile *log, uint64_t t_ns,
+                                               const struct memfit_log_signal *sig)
+{
+    json_t *r = record(log, "signal", t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    const char *name = sigabbrev_np(sig->signal);
+    bool ok = mf_json_set_new(r, "level", json_string(memfit_level_name(sig->level))) &&
+              mf_json_set_new(r, "pid", json_integer(sig->pid)) &&
+              mf_json_set_new(r, "signal", json_integer(sig->signal)) &&
+              mf_json_set_new(r, "name", name ? json_string(name) : json_null()) &&
+              mf_json_set_new(r, "repeat", json_boolean(sig->repeat)) &&
+              (!sig->error || mf_json_set_new(r, "error", json_string(sig->error)));
     return emit(log, r, ok);
 }
 

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "monitor/analysis.h"
 
 #define FONT        "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -933,14 +934,6 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
     return MEMFIT_OK;
 }
 
-static enum memfit_status io_status(int e)
-{
-    return e == ENOSPC || e == EDQUOT                ? MEMFIT_E_NOSPACE
-           : e == EACCES || e == EPERM || e == EROFS ? MEMFIT_E_PERMISSION
-           : e == ENOENT                             ? MEMFIT_E_NOT_FOUND
-                                                     : MEMFIT_E_IO;
-}
-
 enum memfit_status memfit_plot_write_svg(const memfit_analysis *a,
                                          const struct memfit_plot_options *opts, const char *path)
 {
@@ -951,47 +944,7 @@ enum memfit_status memfit_plot_write_svg(const memfit_analysis *a,
     enum memfit_status st = memfit_plot_svg(a, opts, &svg, &len);
     if (st != MEMFIT_OK)
         return st;
-    /* The temporary name extends the target's, so it lives in the same
-     * folder and rename() replaces the target in one step. */
-    char *tmp = memfit_asprintf("%s.tmp.XXXXXX", path);
-    if (!tmp) {
-        memfit_free(svg);
-        return MEMFIT_E_NOMEM;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        st = memfit_fail(io_status(e), "%s: cannot create a temporary file: %s", path, strerror(e));
-        goto out;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, svg + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            st = memfit_fail(io_status(e), "%s: writing: %s", tmp, strerror(e));
-            break;
-        }
-        done += (size_t)n;
-    }
-    if (st == MEMFIT_OK && (fchmod(fd, 0644) != 0 || fsync(fd) != 0)) {
-        int e = errno;
-        st = memfit_fail(io_status(e), "%s: %s", tmp, strerror(e));
-    }
-    if (close(fd) != 0 && st == MEMFIT_OK) {
-        int e = errno;
-        st = memfit_fail(io_status(e), "%s: closing: %s", tmp, strerror(e));
-    }
-    if (st == MEMFIT_OK && rename(tmp, path) != 0) {
-        int e = errno;
-        st = memfit_fail(io_status(e), "%s: cannot rename %s to it: %s", path, tmp, strerror(e));
-    }
-    if (st != MEMFIT_OK)
-        unlink(tmp);
-out:
-    memfit_free(tmp);
+    st = mf_file_write_atomic(path, svg, len, 0644, true);
     memfit_free(svg);
     return st;
 }

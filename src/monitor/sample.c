@@ -1,8 +1,10 @@
 /*
  * The sampler: one call reads the system, the cgroup of the watched process
  * (or of memfit itself), the watched process tree, PSI and the GPU, and
- * derives the figures the alert levels judge: the working set against the
- * effective limit (memfit_limit_choose: the cgroup's, else physical memory).
+ * derives the figures the alert levels judge: memory in use against the
+ * effective limit (memfit_limit_choose: the cgroup's; without one, a watched
+ * tree's RSS against RSS + MemAvailable, else the machine's use against
+ * physical memory).
  *
  * Sampling every 100 ms must stay cheap, so two findings are cached: the
  * watched tree's pids (re-listed when processes come or go, and at least
@@ -103,8 +105,24 @@ static bool known(uint64_t v)
     return v != MEMFIT_SYS_UNKNOWN;
 }
 
-/* The summary fields of docs/monitor-log.md. The working set is measured in
- * the scope of the limit: the cgroup's against its limit, the machine's
+const char *memfit_scope_name(enum memfit_scope scope)
+{
+    switch (scope) {
+    case MEMFIT_SCOPE_CGROUP:
+        return "cgroup";
+    case MEMFIT_SCOPE_PROCESS:
+        return "process";
+    case MEMFIT_SCOPE_MACHINE:
+        return "machine";
+    }
+    return "unknown";
+}
+
+/* The summary fields of docs/monitor-log.md. Memory in use is measured in
+ * the scope of the limit: the cgroup's against its limit; without one, a
+ * watched tree's RSS against what it could grow to (its RSS plus what the
+ * machine has available), so that a leaking command is judged by its own
+ * memory and not by everything else the machine runs; else the machine's
  * (MemTotal - MemAvailable) against physical memory. */
 static void derive(struct memfit_sample *out)
 {
@@ -114,15 +132,23 @@ static void derive(struct memfit_sample *out)
     out->limit_bytes = limit.bytes;
     if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
         out->limit_source = MEMFIT_LIMIT_CGROUP;
+        out->scope = MEMFIT_SCOPE_CGROUP;
         out->working_set_bytes = out->cgroup.working_set_bytes;
         out->in_use_bytes = out->cgroup.in_use_bytes;
     } else {
         out->limit_source = MEMFIT_LIMIT_MEMORY;
+        out->scope = MEMFIT_SCOPE_MACHINE;
         out->working_set_bytes = MEMFIT_SYS_UNKNOWN;
         if (known(m->total_bytes) && known(m->available_bytes))
             out->working_set_bytes =
                 m->total_bytes > m->available_bytes ? m->total_bytes - m->available_bytes : 0;
         out->in_use_bytes = out->working_set_bytes;
+        uint64_t rss = out->have_process ? out->process.rss_bytes : MEMFIT_SYS_UNKNOWN;
+        if (known(rss) && known(m->available_bytes) && rss <= UINT64_MAX - 1 - m->available_bytes) {
+            out->scope = MEMFIT_SCOPE_PROCESS;
+            out->in_use_bytes = rss;
+            out->limit_bytes = rss + m->available_bytes;
+        }
     }
     if (known(out->limit_bytes) && known(out->in_use_bytes) && out->limit_bytes > 0) {
         out->available_bytes =
