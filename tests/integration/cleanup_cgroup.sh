@@ -10,7 +10,9 @@ CG=$(make_cgroup "memfit-reclaim-$$" $((1024 * 1024 * 1024))) ||
 on_exit "remove_cgroup '$CG'"
 
 head -c $((150 * MB)) /dev/urandom >"$TMP/data.bin"
-# Drop the file's pages (charged to whoever wrote it), then read it inside the cgroup.
+# Drop the file's pages (charged to whoever wrote it; written back first, as
+# dirty pages cannot be dropped), then read it inside the cgroup.
+sync "$TMP/data.bin"
 dd if="$TMP/data.bin" iflag=nocache count=0 status=none 2>/dev/null
 run_in_cgroup "$CG" cat "$TMP/data.bin" >/dev/null
 run_in_cgroup "$CG" cat "$TMP/data.bin" >/dev/null
