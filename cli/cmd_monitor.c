@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "monitor_gpu.h"
 
 const char cmd_monitor_help[] =
     "Usage: memfit monitor [OPTIONS] [--pid PID | -- COMMAND [ARGS...]]\n"
@@ -41,12 +42,16 @@ const char cmd_monitor_help[] =
     "      --danger-available SIZE\n"
     "                          danger when less than SIZE is left (default: the\n"
     "                          smaller of 50MB and half the room above critical)\n"
-    "      --hysteresis PCT    margin to leave a level (default 2)\n"
+    "      --hysteresis PCT    margin to leave a level (default 2; GPU levels too)\n"
     "      --on-warning CMD    run CMD (with /bin/sh) on entering warning\n"
     "      --on-critical CMD   ... on entering critical\n"
     "      --on-danger CMD     ... on entering danger\n"
     "                          {pid} {level} {percent} are substituted\n"
     "      --no-gpu            do not read GPUs\n"
+    "      --gpu-warn PCT      each GPU's warning level, percent of its memory\n"
+    "                          (default 80); also --gpu-critical PCT (90) and\n"
+    "                          --gpu-danger PCT (95). Changes are printed and\n"
+    "                          logged (gpu_level); they run no --on-* action\n"
     "  -q, --quiet             no live line and no level messages\n"
     "\n"
     "On a terminal a live line shows the latest sample; level changes are printed\n"
@@ -67,6 +72,7 @@ struct monitor_opts {
     bool gpu;
     bool quiet;
     char **command;
+    struct memfit_gpu_thresholds gpu_thresholds;
 };
 
 /* Children started for actions, reaped without blocking the loop. */
@@ -93,6 +99,7 @@ struct monitor {
     uint64_t peak_ws;
     uint64_t samples;
     struct action actions[MAX_ACTIONS];
+    enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES];
     bool live_line;
     bool stop;
     int stop_signal;
@@ -108,7 +115,10 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         OPT_ON_WARNING,
         OPT_ON_CRITICAL,
         OPT_ON_DANGER,
-        OPT_NO_GPU
+        OPT_NO_GPU,
+        OPT_GPU_WARN,
+        OPT_GPU_CRITICAL,
+        OPT_GPU_DANGER
     };
     static const struct option longopts[] = {
         {"interval", required_argument, NULL, 'i'},
@@ -125,11 +135,15 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         {"on-critical", required_argument, NULL, OPT_ON_CRITICAL},
         {"on-danger", required_argument, NULL, OPT_ON_DANGER},
         {"no-gpu", no_argument, NULL, OPT_NO_GPU},
+        {"gpu-warn", required_argument, NULL, OPT_GPU_WARN},
+        {"gpu-critical", required_argument, NULL, OPT_GPU_CRITICAL},
+        {"gpu-danger", required_argument, NULL, OPT_GPU_DANGER},
         {NULL, 0, NULL, 0},
     };
     o->interval_ns = 1000000000u;
     o->thresholds = memfit_alert_thresholds_default();
     o->gpu = true;
+    o->gpu_thresholds = memfit_gpu_thresholds_default();
     opterr = 0;
     optind = 1;
     int c;
@@ -187,6 +201,21 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         case OPT_NO_GPU:
             o->gpu = false;
             break;
+        case OPT_GPU_WARN:
+            if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
+                                 &o->gpu_thresholds.warning_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_GPU_CRITICAL:
+            if (!cli_opt_percent("monitor", "--gpu-critical", optarg,
+                                 &o->gpu_thresholds.critical_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_GPU_DANGER:
+            if (!cli_opt_percent("monitor", "--gpu-danger", optarg,
+                                 &o->gpu_thresholds.danger_percent))
+                return CLI_EXIT_USAGE;
+            break;
         case ':':
             return cli_usage("monitor", "option '%s' needs a value", argv[optind - 1]);
         default:
@@ -202,6 +231,9 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     if (o->command && o->pid)
         return cli_usage("monitor", "--pid and a command exclude each other");
     if (memfit_alert_thresholds_check(&o->thresholds) != MEMFIT_OK)
+        return cli_usage("monitor", "%s", memfit_last_error());
+    o->gpu_thresholds.hysteresis_percent = o->thresholds.hysteresis_percent;
+    if (memfit_gpu_thresholds_check(&o->gpu_thresholds) != MEMFIT_OK)
         return cli_usage("monitor", "%s", memfit_last_error());
     if (o->pid && kill(o->pid, 0) != 0 && errno == ESRCH)
         return cli_usage("monitor", "no process with pid %d", (int)o->pid);
@@ -367,6 +399,9 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
     }
     enum memfit_level prev = m->level;
     m->level = memfit_alert_next(&m->o.thresholds, prev, s.in_use_bytes, s.limit_bytes);
+    if ((st = monitor_gpu_judge(&m->o.gpu_thresholds, m->gpu_level, &s, m->log, m->o.quiet,
+                                m->live_line)) != MEMFIT_OK)
+        return st;
     if (m->log && (st = memfit_logfile_write_sample(m->log, &s, m->level)) != MEMFIT_OK)
         return st;
 
