@@ -215,9 +215,12 @@ static void print_gpu(const struct memfit_report *r)
            t->danger_percent);
     for (unsigned i = 0; i < g->n_devices; i++) {
         const struct memfit_gpu_device *d = &g->devices[i];
-        printf("  %u %-24.24s %s: used %s of %s (%.1f%%), free %s, reserved %s\n", d->index,
-               d->name, gpu_level_name(r->gpu_level[i]), sz(d->used_bytes), sz(d->total_bytes),
-               r->gpu_percent[i], sz(d->free_bytes), sz(d->reserved_bytes));
+        char pct[24] = "-";
+        if (!isnan(r->gpu_percent[i]))
+            snprintf(pct, sizeof(pct), "%.1f%%", r->gpu_percent[i]);
+        printf("  %u %-24.24s %s: used %s of %s (%s), free %s, reserved %s\n", d->index, d->name,
+               gpu_level_name(r->gpu_level[i]), sz(d->used_bytes), sz(d->total_bytes), pct,
+               sz(d->free_bytes), sz(d->reserved_bytes));
     }
     if (g->n_processes == 0)
         return;
@@ -308,7 +311,7 @@ int cmd_report(int argc, char **argv)
         }
     }
 
-    static struct memfit_report report; /* ~45 KB: not on the stack */
+    static struct memfit_report report; /* ~40 KB: not on the stack */
     enum memfit_status st = memfit_report_collect(&opts, &report);
     if (st == MEMFIT_E_RANGE)
         return cli_usage("report", "%s", memfit_last_error());
