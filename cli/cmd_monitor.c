@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "monitor_gpu.h"
 
 const char cmd_monitor_help[] =
     "Usage: memfit monitor [OPTIONS] [--pid PID | -- COMMAND [ARGS...]]\n"
@@ -48,7 +49,7 @@ const char cmd_monitor_help[] =
     "      --danger-available SIZE\n"
     "                          danger when less than SIZE is left (default: the\n"
     "                          smaller of 50MB and half the room above critical)\n"
-    "      --hysteresis PCT    margin to leave a level (default 2)\n"
+    "      --hysteresis PCT    margin to leave a level (default 2; GPU levels too)\n"
     "      --on-warning CMD    run CMD (with /bin/sh) on entering warning\n"
     "      --on-critical CMD   ... on entering critical\n"
     "      --on-danger CMD     ... on entering danger\n"
@@ -66,6 +67,10 @@ const char cmd_monitor_help[] =
     "      --status-every D    when stderr is not a terminal, print the live line's\n"
     "                          figures every D (default 60s; 0 = never)\n"
     "      --no-gpu            do not read GPUs\n"
+    "      --gpu-warn PCT      each GPU's warning level, percent of its memory\n"
+    "                          (default 80); also --gpu-critical PCT (90) and\n"
+    "                          --gpu-danger PCT (95). Changes are printed and\n"
+    "                          logged (gpu_level); they run no --on-* action\n"
     "  -q, --quiet             no live line, status lines or level messages\n"
     "\n"
     "On a terminal a live line shows the latest sample; level changes are printed\n"
@@ -106,6 +111,7 @@ struct monitor_opts {
     int channel;              /* -1: default (with a command or --channel-dir); 0; 1 */
     const char *channel_dir;  /* NULL: a private one */
     uint64_t status_every_ns; /* off a terminal; 0: never */
+    struct memfit_gpu_thresholds gpu_thresholds;
 };
 
 /* Children started for actions, reaped without blocking the loop. */
@@ -132,6 +138,7 @@ struct monitor {
     uint64_t peak_ws;
     uint64_t samples;
     struct action actions[MAX_ACTIONS];
+    enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES];
     bool live_line;
     bool stop;
     int stop_signal;
@@ -210,7 +217,10 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         OPT_CHANNEL,
         OPT_NO_CHANNEL,
         OPT_CHANNEL_DIR,
-        OPT_STATUS_EVERY
+        OPT_STATUS_EVERY,
+        OPT_GPU_WARN,
+        OPT_GPU_CRITICAL,
+        OPT_GPU_DANGER
     };
     static const struct option longopts[] = {
         {"interval", required_argument, NULL, 'i'},
@@ -233,6 +243,9 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         {"no-channel", no_argument, NULL, OPT_NO_CHANNEL},
         {"channel-dir", required_argument, NULL, OPT_CHANNEL_DIR},
         {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
+        {"gpu-warn", required_argument, NULL, OPT_GPU_WARN},
+        {"gpu-critical", required_argument, NULL, OPT_GPU_CRITICAL},
+        {"gpu-danger", required_argument, NULL, OPT_GPU_DANGER},
         {NULL, 0, NULL, 0},
     };
     o->interval_ns = 1000000000u;
@@ -240,6 +253,7 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     o->gpu = true;
     o->channel = -1;
     o->status_every_ns = 60000000000ull;
+    o->gpu_thresholds = memfit_gpu_thresholds_default();
     opterr = 0;
     optind = 1;
     int c;
@@ -321,6 +335,19 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
             break;
         case OPT_STATUS_EVERY:
             if (!cli_opt_duration("monitor", "--status-every", optarg, &o->status_every_ns))
+        case OPT_GPU_WARN:
+            if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
+                                 &o->gpu_thresholds.warning_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_GPU_CRITICAL:
+            if (!cli_opt_percent("monitor", "--gpu-critical", optarg,
+                                 &o->gpu_thresholds.critical_percent))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_GPU_DANGER:
+            if (!cli_opt_percent("monitor", "--gpu-danger", optarg,
+                                 &o->gpu_thresholds.danger_percent))
                 return CLI_EXIT_USAGE;
             break;
         case ':':
@@ -344,6 +371,9 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     if (o->n_signals && !o->command && !o->pid)
         return cli_usage("monitor", "--signal needs a command or --pid to send it to");
     if (memfit_alert_thresholds_check(&o->thresholds) != MEMFIT_OK)
+        return cli_usage("monitor", "%s", memfit_last_error());
+    o->gpu_thresholds.hysteresis_percent = o->thresholds.hysteresis_percent;
+    if (memfit_gpu_thresholds_check(&o->gpu_thresholds) != MEMFIT_OK)
         return cli_usage("monitor", "%s", memfit_last_error());
     if (o->pid && kill(o->pid, 0) != 0 && errno == ESRCH)
         return cli_usage("monitor", "no process with pid %d", (int)o->pid);
@@ -633,6 +663,9 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
     m->level = memfit_alert_next(&m->o.thresholds, prev, s.in_use_bytes, s.limit_bytes);
     if (m->level != prev || m->samples == 1)
         m->level_since_wall_ns = s.wall_ns;
+    if ((st = monitor_gpu_judge(&m->o.gpu_thresholds, m->gpu_level, &s, m->log, m->o.quiet,
+                                m->live_line)) != MEMFIT_OK)
+        return st;
     if (m->log && (st = memfit_logfile_write_sample(m->log, &s, m->level)) != MEMFIT_OK)
         return st;
     update_channel(m, &s);

@@ -15,6 +15,7 @@
 const char cmd_report_help[] =
     "Usage: memfit report [--json] [--pid PID] [--top N] [--root DIR] [--no-gpu]\n"
     "                     [--warn PCT] [--critical PCT] [--danger-available SIZE]\n"
+    "                     [--gpu-warn PCT] [--gpu-critical PCT] [--gpu-danger PCT]\n"
     "\n"
     "Shows the memory of this machine, of its container (cgroup v1 or v2: the\n"
     "effective limit, usage, memory in use, the kubelet's working set, the\n"
@@ -42,6 +43,9 @@ const char cmd_report_help[] =
     "  --no-gpu      do not load NVML\n"
     "  --warn PCT, --critical PCT, --danger-available SIZE\n"
     "                the level's thresholds (warning below critical, 0-100)\n"
+    "  --gpu-warn PCT, --gpu-critical PCT, --gpu-danger PCT\n"
+    "                each GPU's level, in percent of its own memory in use\n"
+    "                (default 80, 90, 95; rising), as memfit monitor judges it\n"
     "\n"
     "Values that could not be read are shown as '-' (null in JSON); the notes\n"
     "at the end say why.\n"
@@ -193,22 +197,38 @@ static void print_top(const struct memfit_report *r)
     }
 }
 
-static void print_gpu(const struct memfit_gpu_info *g)
+static const char *gpu_level_name(int level)
 {
+    return level == MEMFIT_GPU_LEVEL_UNKNOWN ? "unknown" : memfit_level_name(level);
+}
+
+static void print_gpu(const struct memfit_report *r)
+{
+    const struct memfit_gpu_info *g = &r->gpu;
     if (!g->available) {
         printf("\nGPU            %s\n", g->state);
         return;
     }
-    printf("\nGPU            %s, driver %s\n", g->state,
-           g->driver_version[0] ? g->driver_version : "-");
+    const struct memfit_gpu_thresholds *t = &r->gpu_thresholds;
+    printf("\nGPU            %s, driver %s; levels at %g/%g/%g%% of each GPU's memory\n", g->state,
+           g->driver_version[0] ? g->driver_version : "-", t->warning_percent, t->critical_percent,
+           t->danger_percent);
     for (unsigned i = 0; i < g->n_devices; i++) {
         const struct memfit_gpu_device *d = &g->devices[i];
-        printf("  %u %-24.24s used %s of %s, free %s, reserved %s\n", d->index, d->name,
-               sz(d->used_bytes), sz(d->total_bytes), sz(d->free_bytes), sz(d->reserved_bytes));
+        char pct[24] = "-";
+        if (!isnan(r->gpu_percent[i]))
+            snprintf(pct, sizeof(pct), "%.1f%%", r->gpu_percent[i]);
+        printf("  %u %-24.24s %s: used %s of %s (%s), free %s, reserved %s\n", d->index, d->name,
+               gpu_level_name(r->gpu_level[i]), sz(d->used_bytes), sz(d->total_bytes), pct,
+               sz(d->free_bytes), sz(d->reserved_bytes));
     }
+    if (g->n_processes == 0)
+        return;
+    printf("  %8s  %-16s %4s %10s\n", "PID", "NAME", "GPU", "USED");
     for (unsigned i = 0; i < g->n_processes; i++) {
         const struct memfit_gpu_process *p = &g->processes[i];
-        printf("  pid %-8d on GPU %u: %s\n", (int)p->pid, p->device, sz(p->used_bytes));
+        const char *name = r->gpu_process_name[i][0] ? r->gpu_process_name[i] : "-";
+        printf("  %8d  %-16.16s %4u %10s\n", (int)p->pid, name, p->device, sz(p->used_bytes));
     }
 }
 
@@ -236,7 +256,7 @@ static void print_human(const struct memfit_report *r)
         print_process(r);
     if (r->n_top > 0)
         print_top(r);
-    print_gpu(&r->gpu);
+    print_gpu(r);
     print_notes(r);
 }
 
@@ -273,6 +293,16 @@ int cmd_report(int argc, char **argv)
                 return CLI_EXIT_USAGE;
         } else if ((v = cli_opt_value(argc, argv, &i, "--danger-available", &missing))) {
             if (!cli_opt_size("report", "--danger-available", v, &opts.danger_available_bytes))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-warn", &missing))) {
+            if (!cli_opt_percent("report", "--gpu-warn", v, &opts.gpu_thresholds.warning_percent))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-critical", &missing))) {
+            if (!cli_opt_percent("report", "--gpu-critical", v,
+                                 &opts.gpu_thresholds.critical_percent))
+                return CLI_EXIT_USAGE;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-danger", &missing))) {
+            if (!cli_opt_percent("report", "--gpu-danger", v, &opts.gpu_thresholds.danger_percent))
                 return CLI_EXIT_USAGE;
         } else if (missing) {
             return cli_usage("report", "%s needs a value", argv[i]);

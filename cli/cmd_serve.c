@@ -64,7 +64,7 @@ const char cmd_serve_help[] =
     "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
     "                         0: none); past it: 400 invalid_image\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
-    "  --gpu                  include GPUs (NVML) in /api/memory\n"
+    "  --gpu                  include GPUs (NVML) in /api/memory and /metrics\n"
     "  --allow-host NAME      also answer Host: NAME when bound to loopback (repeatable;\n"
     "                         MEMFIT_ALLOW_HOSTS=a,b); others get 403 (DNS rebinding)\n"
     "  --allow-origin ORIGIN  let pages of ORIGIN (e.g. http://app.example:3000, or *)\n"

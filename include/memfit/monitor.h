@@ -68,6 +68,16 @@ MEMFIT_API enum memfit_level memfit_alert_next(const struct memfit_alert_thresho
                                                enum memfit_level current,
                                                uint64_t working_set_bytes, uint64_t limit_bytes);
 
+/*
+ * The next level of one GPU (memfit/sys.h's GPU thresholds), from its
+ * current one and a new reading of its memory: entered as soon as a
+ * threshold is reached, left once the percent is hysteresis_percent below
+ * it. Unknown or zero figures keep the current level. Pure function.
+ */
+MEMFIT_API enum memfit_level memfit_gpu_level_next(const struct memfit_gpu_thresholds *t,
+                                                   enum memfit_level current, uint64_t used_bytes,
+                                                   uint64_t total_bytes);
+
 /* ---- Samples ------------------------------------------------------------- */
 
 /* What the summary figures of a sample are about (docs/monitor-log.md). */
@@ -111,6 +121,9 @@ struct memfit_sample {
     uint64_t in_use_bytes;
     uint64_t available_bytes; /* limit - in use, floored at 0 */
     double percent;           /* 100 * in use / limit */
+    /* Each GPU's level, per gpu.devices[i], as judged by the caller with
+     * memfit_gpu_level_next (the sampler leaves them ok); the log writes them. */
+    enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES];
 };
 
 struct memfit_sampler_options {
@@ -166,6 +179,11 @@ MEMFIT_API enum memfit_status memfit_logfile_write_level(memfit_logfile *log,
                                                          const struct memfit_sample *s,
                                                          enum memfit_level from,
                                                          enum memfit_level to);
+
+/* A `gpu_level` record: device gpu.devices[device] of `s` changed level. */
+MEMFIT_API enum memfit_status
+memfit_logfile_write_gpu_level(memfit_logfile *log, const struct memfit_sample *s, unsigned device,
+                               enum memfit_level from, enum memfit_level to);
 
 MEMFIT_API enum memfit_status memfit_logfile_write_action(memfit_logfile *log, uint64_t t_ns,
                                                           enum memfit_level level,

@@ -318,6 +318,41 @@ MEMFIT_API enum memfit_status memfit_gpu_read(memfit_gpu *gpu, struct memfit_gpu
 /* Shuts NVML down and unloads it; accepts NULL. */
 MEMFIT_API void memfit_gpu_close(memfit_gpu *gpu);
 
+/*
+ * GPU levels. Each device is judged on its own: the percent of its memory
+ * in use (NVML's `used`) against warning, critical and danger thresholds.
+ * One rule for the report (one reading), `memfit monitor` and /metrics
+ * (which add hysteresis over time: memfit_gpu_level_next in memfit/monitor.h).
+ */
+#define MEMFIT_GPU_WARNING_PERCENT  80.0
+#define MEMFIT_GPU_CRITICAL_PERCENT 90.0
+#define MEMFIT_GPU_DANGER_PERCENT   95.0
+#define MEMFIT_GPU_LEVEL_UNKNOWN    (-1)
+
+struct memfit_gpu_thresholds {
+    double warning_percent;    /* 80 */
+    double critical_percent;   /* 90 */
+    double danger_percent;     /* 95 */
+    double hysteresis_percent; /* 2: a level is left once the value is this far below it */
+};
+
+/* The defaults above. */
+MEMFIT_API struct memfit_gpu_thresholds memfit_gpu_thresholds_default(void);
+
+/* E_RANGE naming the problem unless 0 <= warning < critical < danger <= 100
+ * and 0 <= hysteresis < 50. */
+MEMFIT_API enum memfit_status memfit_gpu_thresholds_check(const struct memfit_gpu_thresholds *t);
+
+/* 100 * used / total of one device; NaN when either is unknown or total is 0. */
+MEMFIT_API double memfit_gpu_device_percent(const struct memfit_gpu_device *d);
+
+/*
+ * The level of one reading, without hysteresis, as the numbers of enum
+ * memfit_level (0 ok, 1 warning, 2 critical, 3 danger: the level whose
+ * threshold `percent` reaches); MEMFIT_GPU_LEVEL_UNKNOWN for NaN.
+ */
+MEMFIT_API int memfit_gpu_level_at(const struct memfit_gpu_thresholds *t, double percent);
+
 /* ---- Report: one snapshot of all of the above ----------------------------- */
 
 #define MEMFIT_REPORT_MAX_TOP 64
@@ -339,6 +374,7 @@ struct memfit_report_options {
      * room above critical, i.e. 5% of the limit at critical 90). */
     double warning_percent, critical_percent;
     uint64_t danger_available_bytes;
+    struct memfit_gpu_thresholds gpu_thresholds; /* each GPU's level (default 80/90/95) */
 };
 
 /*
@@ -350,7 +386,8 @@ struct memfit_report_options {
 MEMFIT_API uint64_t memfit_danger_headroom_bytes(uint64_t configured, double critical_percent,
                                                  uint64_t limit_bytes);
 
-/* Fills the defaults: live machine, no pid, top 5, GPU on, thresholds 80/90/auto. */
+/* Fills the defaults: live machine, no pid, top 5, GPU on, thresholds 80/90/auto,
+ * GPU thresholds 80/90/95. */
 MEMFIT_API void memfit_report_options_default(struct memfit_report_options *opts);
 
 struct memfit_report {
@@ -377,6 +414,12 @@ struct memfit_report {
     double warning_percent, critical_percent; /* the thresholds judged with */
     uint64_t danger_available_bytes;          /* in force (automatic resolved); UNKNOWN: no limit */
     char reason[MEMFIT_SYS_REASON_MAX];       /* what could not be read (PSI, top, ...) */
+    /* Each GPU's level on this one reading (no hysteresis), per gpu.devices[i]: */
+    struct memfit_gpu_thresholds gpu_thresholds; /* judged with */
+    double gpu_percent[MEMFIT_GPU_MAX_DEVICES];  /* memfit_gpu_device_percent; NaN: unknown */
+    int gpu_level[MEMFIT_GPU_MAX_DEVICES];       /* memfit_gpu_level_at; LEVEL_UNKNOWN */
+    char gpu_process_name[MEMFIT_GPU_MAX_PROCESSES][64]; /* per gpu.processes[i]: /proc/PID/comm,
+                                                            "" when no such process is seen */
 };
 
 /*

@@ -2,7 +2,8 @@
  * Alert levels with hysteresis: ok < warning < critical < danger, judged on
  * the working set against the effective limit. Entering a level is
  * immediate; leaving it needs the value back by a margin, so a measurement
- * hovering at a threshold does not flap between two levels.
+ * hovering at a threshold does not flap between two levels. GPUs get the
+ * same treatment on the percent of their own memory.
  */
 #include <math.h>
 
@@ -86,4 +87,18 @@ enum memfit_level memfit_alert_next(const struct memfit_alert_thresholds *t,
     /* Going down: only as far as the level reached with the margin allows. */
     enum memfit_level down = level_at(t, percent, available, limit, t->hysteresis_percent);
     return down < current ? down : current;
+}
+
+enum memfit_level memfit_gpu_level_next(const struct memfit_gpu_thresholds *t,
+                                        enum memfit_level current, uint64_t used_bytes,
+                                        uint64_t total_bytes)
+{
+    struct memfit_gpu_device d = {.used_bytes = used_bytes, .total_bytes = total_bytes};
+    double percent = memfit_gpu_device_percent(&d);
+    int up = memfit_gpu_level_at(t, percent);
+    if (up == MEMFIT_GPU_LEVEL_UNKNOWN || up >= (int)current)
+        return up == MEMFIT_GPU_LEVEL_UNKNOWN ? current : (enum memfit_level)up;
+    /* Going down: as far as the reading plus the margin allows. */
+    int down = memfit_gpu_level_at(t, percent + t->hysteresis_percent);
+    return down < (int)current ? (enum memfit_level)down : current;
 }

@@ -573,7 +573,8 @@ static enum memfit_status on_line(struct builder *b, const char *line, size_t le
             st = on_oom(b, t);
         else if (strcmp(name, "exit") == 0)
             st = on_exit_record(b, root, t);
-        else if (strcmp(name, "level") == 0 || strcmp(name, "action") == 0)
+        else if (strcmp(name, "level") == 0 || strcmp(name, "action") == 0 ||
+                 strcmp(name, "gpu_level") == 0)
             ; /* the samples' levels are the one source for the level times */
         else
             b->a->info.n_unknown_types++;

@@ -220,6 +220,49 @@ static void close_object(struct jline *j)
     j->first = false;
 }
 
+static void open_array(struct jline *j, const char *key)
+{
+    put_key(j, key);
+    put_raw(j, "[", 1);
+    j->first = true;
+}
+
+static void close_array(struct jline *j)
+{
+    put_raw(j, "]", 1);
+    j->first = false;
+}
+
+/* Each GPU with its percent, level and every process NVML lists on it (the
+ * whole machine's: NVML's pids are the host's, which a monitor in a
+ * container could not match with the tree it watches). */
+static void put_gpus(struct jline *j, const struct memfit_sample *s)
+{
+    open_array(j, "gpu");
+    for (unsigned i = 0; i < s->gpu.n_devices; i++) {
+        const struct memfit_gpu_device *d = &s->gpu.devices[i];
+        open_object(j, NULL);
+        put_u64(j, "index", d->index);
+        put_u64(j, "used_bytes", d->used_bytes);
+        put_u64(j, "total_bytes", d->total_bytes);
+        put_f64(j, "percent", memfit_gpu_device_percent(d));
+        put_word(j, "level", memfit_level_name(s->gpu_level[i]));
+        open_array(j, "processes");
+        for (unsigned k = 0; k < s->gpu.n_processes; k++) {
+            const struct memfit_gpu_process *p = &s->gpu.processes[k];
+            if (p->device != d->index)
+                continue;
+            open_object(j, NULL);
+            put_u64(j, "pid", (uint64_t)p->pid);
+            put_u64(j, "used_bytes", p->used_bytes);
+            close_object(j);
+        }
+        close_array(j);
+        close_object(j);
+    }
+    close_array(j);
+}
+
 static void put_sample_details(struct jline *j, const struct memfit_sample *s)
 {
     const struct memfit_meminfo *m = &s->system;
@@ -271,21 +314,8 @@ static void put_sample_details(struct jline *j, const struct memfit_sample *s)
         put_u64(j, "full_total_us", s->psi.full_total_us);
         close_object(j);
     }
-    if (s->have_gpu) {
-        put_key(j, "gpu");
-        put_raw(j, "[", 1);
-        j->first = true;
-        for (unsigned i = 0; i < s->gpu.n_devices; i++) {
-            const struct memfit_gpu_device *d = &s->gpu.devices[i];
-            open_object(j, NULL);
-            put_u64(j, "index", d->index);
-            put_u64(j, "used_bytes", d->used_bytes);
-            put_u64(j, "total_bytes", d->total_bytes);
-            close_object(j);
-        }
-        put_raw(j, "]", 1);
-        j->first = false;
-    }
+    if (s->have_gpu)
+        put_gpus(j, s);
 }
 
 enum memfit_status memfit_logfile_write_sample(memfit_logfile *log, const struct memfit_sample *s,
@@ -330,6 +360,26 @@ enum memfit_status memfit_logfile_write_level(memfit_logfile *log, const struct 
               mf_json_set_u64(r, "in_use_bytes", s->in_use_bytes) &&
               mf_json_set_u64(r, "limit_bytes", s->limit_bytes) &&
               mf_json_set_new(r, "scope", json_string(memfit_scope_name(s->scope)));
+    return emit(log, r, ok);
+}
+
+enum memfit_status memfit_logfile_write_gpu_level(memfit_logfile *log,
+                                                  const struct memfit_sample *s, unsigned device,
+                                                  enum memfit_level from, enum memfit_level to)
+{
+    if (device >= s->gpu.n_devices)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_logfile_write_gpu_level: no device %u", device);
+    const struct memfit_gpu_device *d = &s->gpu.devices[device];
+    json_t *r = record(log, "gpu_level", s->t_ns);
+    if (!r)
+        return emit(log, NULL, false);
+    double percent = memfit_gpu_device_percent(d);
+    bool ok = mf_json_set_new(r, "index", json_integer(d->index)) &&
+              mf_json_set_new(r, "from", json_string(memfit_level_name(from))) &&
+              mf_json_set_new(r, "to", json_string(memfit_level_name(to))) &&
+              mf_json_set_new(r, "percent", isfinite(percent) ? json_real(percent) : json_null()) &&
+              mf_json_set_u64(r, "used_bytes", d->used_bytes) &&
+              mf_json_set_u64(r, "total_bytes", d->total_bytes);
     return emit(log, r, ok);
 }
 

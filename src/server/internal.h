@@ -192,6 +192,7 @@ struct memfit_server {
     struct memfit_sample *raw_sample;
     struct mf_mem_sample sample;
     uint64_t sampled_ns;
+    enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES]; /* per device, judged each sample */
 };
 
 /* /health, /ready and /metrics: always answered, and not counted against

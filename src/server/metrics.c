@@ -298,6 +298,37 @@ static void format_sample(struct mf_text *t, const struct mf_mem_sample *s)
     }
 }
 
+/* Each GPU's memory and level, and the processes using them (serve --gpu). */
+static void format_gpus(struct mf_text *t, const struct mf_mem_sample *s)
+{
+    static const struct {
+        const char *name, *help;
+    } families[] = {
+        {"memfit_gpu_memory_used_bytes", "GPU memory in use (NVML), by GPU index."},
+        {"memfit_gpu_memory_total_bytes", "GPU memory in all (NVML), by GPU index."},
+        {"memfit_gpu_level",
+         "Each GPU's memory level: 0 ok, 1 warning (80%), 2 critical (90%), 3 danger (95%)."},
+    };
+    for (unsigned f = 0; f < sizeof(families) / sizeof(*families); f++) {
+        family(t, families[f].name, "gauge", families[f].help);
+        for (unsigned i = 0; i < s->n_gpus; i++) {
+            const struct mf_gpu_sample *g = &s->gpus[i];
+            uint64_t v = f == 0 ? g->used_bytes : f == 1 ? g->total_bytes : (uint64_t)g->level;
+            if (v != UINT64_MAX)
+                mf_text_printf(t, "%s{gpu=\"%u\"} %llu\n", families[f].name, g->index,
+                               (unsigned long long)v);
+        }
+    }
+    family(t, "memfit_gpu_process_memory_bytes", "gauge",
+           "GPU memory of each process NVML lists (host pids), by GPU index and pid.");
+    for (unsigned i = 0; i < s->n_gpu_processes; i++) {
+        const struct mf_gpu_process_sample *p = &s->gpu_processes[i];
+        if (p->used_bytes != UINT64_MAX)
+            mf_text_printf(t, "memfit_gpu_process_memory_bytes{gpu=\"%u\",pid=\"%d\"} %llu\n",
+                           p->device, (int)p->pid, (unsigned long long)p->used_bytes);
+    }
+}
+
 bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
                        const struct memfit_manager_status *snap, const struct mf_mem_sample *sample,
                        const struct mf_server_gauges *g)
@@ -327,5 +358,7 @@ bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
         format_manager(out, snap);
     if (sample)
         format_sample(out, sample);
+    if (sample && sample->n_gpus)
+        format_gpus(out, sample);
     return !out->failed;
 }

@@ -44,6 +44,19 @@ struct mf_mem_sample {
     bool have_psi;
     double psi_some_avg10, psi_full_avg10; /* percent */
     uint64_t psi_some_total_us, psi_full_total_us;
+    /* GPUs (serve --gpu): each device's memory and level (with hysteresis,
+     * default thresholds), and the processes NVML lists on them. */
+    unsigned n_gpus, n_gpu_processes;
+    struct mf_gpu_sample {
+        unsigned index;
+        uint64_t used_bytes, total_bytes;
+        enum memfit_level level;
+    } gpus[MEMFIT_GPU_MAX_DEVICES];
+    struct mf_gpu_process_sample {
+        unsigned device;
+        pid_t pid;
+        uint64_t used_bytes; /* UNKNOWN when the driver does not say */
+    } gpu_processes[MEMFIT_GPU_MAX_PROCESSES];
 };
 
 /* Records one answered request (status: the HTTP status sent). */

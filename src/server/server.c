@@ -246,6 +246,30 @@ static void on_manager_event(const struct memfit_manager_event *e, void *user)
 
 /* ---- Memory sample ---------------------------------------------------------------- */
 
+/* The GPUs of a sample, each judged with hysteresis (sample_lock held). */
+static void gpu_sample(memfit_server *srv, const struct memfit_sample *s, struct mf_mem_sample *m)
+{
+    if (!s->have_gpu)
+        return;
+    struct memfit_gpu_thresholds t = memfit_gpu_thresholds_default();
+    for (unsigned i = 0; i < s->gpu.n_devices && i < MEMFIT_GPU_MAX_DEVICES; i++) {
+        const struct memfit_gpu_device *d = &s->gpu.devices[i];
+        srv->gpu_level[i] =
+            memfit_gpu_level_next(&t, srv->gpu_level[i], d->used_bytes, d->total_bytes);
+        m->gpus[m->n_gpus++] = (struct mf_gpu_sample){
+            .index = d->index,
+            .used_bytes = d->used_bytes,
+            .total_bytes = d->total_bytes,
+            .level = srv->gpu_level[i],
+        };
+    }
+    for (unsigned i = 0; i < s->gpu.n_processes && i < MEMFIT_GPU_MAX_PROCESSES; i++) {
+        const struct memfit_gpu_process *p = &s->gpu.processes[i];
+        m->gpu_processes[m->n_gpu_processes++] = (struct mf_gpu_process_sample){
+            .device = p->device, .pid = p->pid, .used_bytes = p->used_bytes};
+    }
+}
+
 void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
 {
     pthread_mutex_lock(&srv->sample_lock);
@@ -278,6 +302,7 @@ void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out)
             m.psi_full_avg10 = psi->full_avg10;
             m.psi_some_total_us = psi->some_total_us;
             m.psi_full_total_us = psi->full_total_us;
+            gpu_sample(srv, s, &m);
             srv->sample = m;
             srv->sampled_ns = now;
         }
@@ -589,7 +614,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
 
     struct memfit_sampler_options so = memfit_sampler_options_default();
     so.pid = getpid();
-    so.gpu = false;
+    so.gpu = options->gpu; /* one NVML session for the server's life, not one per scrape */
     if (memfit_sampler_create(&so, &srv->sampler) != MEMFIT_OK)
         srv->sampler = NULL; /* samples are then empty: the server still serves */
 

@@ -20,6 +20,55 @@ void memfit_report_options_default(struct memfit_report_options *opts)
     opts->gpu = true;
     opts->warning_percent = MEMFIT_REPORT_WARNING_PERCENT;
     opts->critical_percent = MEMFIT_REPORT_CRITICAL_PERCENT;
+    opts->gpu_thresholds = memfit_gpu_thresholds_default();
+}
+
+struct memfit_gpu_thresholds memfit_gpu_thresholds_default(void)
+{
+    return (struct memfit_gpu_thresholds){
+        .warning_percent = MEMFIT_GPU_WARNING_PERCENT,
+        .critical_percent = MEMFIT_GPU_CRITICAL_PERCENT,
+        .danger_percent = MEMFIT_GPU_DANGER_PERCENT,
+        .hysteresis_percent = 2.0,
+    };
+}
+
+enum memfit_status memfit_gpu_thresholds_check(const struct memfit_gpu_thresholds *t)
+{
+    if (!t)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_gpu_thresholds_check: NULL thresholds");
+    if (!(t->warning_percent >= 0 && t->danger_percent <= 100))
+        return memfit_fail(MEMFIT_E_RANGE, "GPU thresholds must lie between 0 and 100 percent");
+    if (!(t->warning_percent < t->critical_percent && t->critical_percent < t->danger_percent))
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "the GPU thresholds must rise: warning %g%% < critical %g%% < "
+                           "danger %g%%",
+                           t->warning_percent, t->critical_percent, t->danger_percent);
+    if (!(t->hysteresis_percent >= 0 && t->hysteresis_percent < 50))
+        return memfit_fail(MEMFIT_E_RANGE, "GPU hysteresis %g%% out of range [0, 50)",
+                           t->hysteresis_percent);
+    return MEMFIT_OK;
+}
+
+double memfit_gpu_device_percent(const struct memfit_gpu_device *d)
+{
+    if (d->used_bytes == MEMFIT_SYS_UNKNOWN || d->total_bytes == MEMFIT_SYS_UNKNOWN ||
+        d->total_bytes == 0)
+        return NAN;
+    return 100.0 * (double)d->used_bytes / (double)d->total_bytes;
+}
+
+int memfit_gpu_level_at(const struct memfit_gpu_thresholds *t, double percent)
+{
+    if (isnan(percent))
+        return MEMFIT_GPU_LEVEL_UNKNOWN;
+    if (percent >= t->danger_percent)
+        return 3;
+    if (percent >= t->critical_percent)
+        return 2;
+    if (percent >= t->warning_percent)
+        return 1;
+    return 0;
 }
 
 static bool live_root(const char *root)
@@ -78,6 +127,28 @@ static void summarise(struct memfit_report *r, const struct memfit_report_option
     mf_sys_copy(r->level, sizeof(r->level), level);
 }
 
+/* Each GPU's percent and level, and the names of the processes using them. */
+static void judge_gpus(struct memfit_report *r, const struct memfit_report_options *o)
+{
+    r->gpu_thresholds = o->gpu_thresholds;
+    for (unsigned i = 0; i < MEMFIT_GPU_MAX_DEVICES; i++) {
+        r->gpu_percent[i] = NAN;
+        r->gpu_level[i] = MEMFIT_GPU_LEVEL_UNKNOWN;
+    }
+    for (unsigned i = 0; i < r->gpu.n_devices; i++) {
+        r->gpu_percent[i] = memfit_gpu_device_percent(&r->gpu.devices[i]);
+        r->gpu_level[i] = memfit_gpu_level_at(&o->gpu_thresholds, r->gpu_percent[i]);
+    }
+    /* NVML's pids are the host's: in another pid namespace they may name
+     * nothing here (the name stays ""). */
+    for (unsigned i = 0; i < r->gpu.n_processes; i++) {
+        struct memfit_proc_mem p;
+        if (memfit_proc_read_ex(o->root, r->gpu.processes[i].pid, MEMFIT_PROC_STATUS_ONLY, &p) ==
+            MEMFIT_OK)
+            mf_sys_copy(r->gpu_process_name[i], sizeof(r->gpu_process_name[i]), p.name);
+    }
+}
+
 /* Collects into r (zeroed); the public function copies it out on success. */
 static enum memfit_status collect(const struct memfit_report_options *opts, struct memfit_report *r)
 {
@@ -120,6 +191,7 @@ static enum memfit_status collect(const struct memfit_report_options *opts, stru
             return st;
     }
     summarise(r, opts);
+    judge_gpus(r, opts);
     return MEMFIT_OK;
 }
 
@@ -139,12 +211,15 @@ enum memfit_status memfit_report_collect(const struct memfit_report_options *opt
         return memfit_fail(MEMFIT_E_RANGE,
                            "the warning threshold (%g%%) must be below the critical one (%g%%)",
                            opts->warning_percent, opts->critical_percent);
+    enum memfit_status st = memfit_gpu_thresholds_check(&opts->gpu_thresholds);
+    if (st != MEMFIT_OK)
+        return st;
     uint64_t start = memfit_now_ns();
     /* Built aside, so that a failed call leaves *out as it was. */
     struct memfit_report *r = memfit_calloc_in(MEMFIT_ALLOC_SYS, 1, sizeof(*r));
     if (!r)
         return MEMFIT_E_NOMEM;
-    enum memfit_status st = collect(opts, r);
+    st = collect(opts, r);
     if (st == MEMFIT_OK) {
         r->collect_ns = memfit_now_ns() - start;
         *out = *r;
@@ -285,10 +360,24 @@ static json_t *put_new(json_t *obj, const char *key, json_t *child)
     return put(obj, key, child) ? child : NULL;
 }
 
-static bool gpu_json(json_t *o, const struct memfit_gpu_info *g)
+/* The names of enum memfit_level's numbers (memfit/monitor.h, a layer above). */
+static json_t *level_json(int level)
 {
+    static const char *const names[] = {"ok", "warning", "critical", "danger"};
+    return level >= 0 && level <= 3 ? json_string(names[level]) : json_null();
+}
+
+static bool gpu_json(json_t *o, const struct memfit_report *r)
+{
+    const struct memfit_gpu_info *g = &r->gpu;
+    const struct memfit_gpu_thresholds *t = &r->gpu_thresholds;
     if (!put(o, "available", json_boolean(g->available)) || !put_text(o, "state", g->state) ||
         !put_text(o, "driver_version", g->driver_version))
+        return false;
+    json_t *th = put_new(o, "thresholds", json_object());
+    if (!th || !put(th, "warning_percent", json_real(t->warning_percent)) ||
+        !put(th, "critical_percent", json_real(t->critical_percent)) ||
+        !put(th, "danger_percent", json_real(t->danger_percent)))
         return false;
     json_t *devices = put_new(o, "devices", json_array());
     json_t *procs = put_new(o, "processes", json_array());
@@ -302,7 +391,9 @@ static bool gpu_json(json_t *o, const struct memfit_gpu_info *g)
             !put_size(dj, "total_bytes", d->total_bytes) ||
             !put_size(dj, "used_bytes", d->used_bytes) ||
             !put_size(dj, "free_bytes", d->free_bytes) ||
-            !put_size(dj, "reserved_bytes", d->reserved_bytes))
+            !put_size(dj, "reserved_bytes", d->reserved_bytes) ||
+            !put_real(dj, "percent", r->gpu_percent[i]) ||
+            !put(dj, "level", level_json(r->gpu_level[i])))
             return false;
     }
     for (unsigned i = 0; i < g->n_processes; i++) {
@@ -310,6 +401,7 @@ static bool gpu_json(json_t *o, const struct memfit_gpu_info *g)
         json_t *pj = json_object();
         if (!pj || json_array_append_new(procs, pj) != 0 ||
             !put(pj, "device", json_integer(p->device)) || !put(pj, "pid", json_integer(p->pid)) ||
+            !put_text(pj, "name", r->gpu_process_name[i]) ||
             !put_size(pj, "used_bytes", p->used_bytes))
             return false;
     }
@@ -366,7 +458,7 @@ static bool report_json(json_t *o, const struct memfit_report *r)
         if (json_array_append_new(top, proc_json(&r->top[i], false)) != 0)
             return false;
     json_t *gpu = put_new(o, "gpu", json_object());
-    return gpu && gpu_json(gpu, &r->gpu) && put_text(o, "reason", r->reason) &&
+    return gpu && gpu_json(gpu, r) && put_text(o, "reason", r->reason) &&
            put_real(o, "collect_ms", (double)r->collect_ns / 1e6);
 }
 

@@ -88,3 +88,15 @@ run_in_cgroup() {
     shift
     bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$dir" "$@"
 }
+
+# Builds the fake NVML library (tests/fixtures/gpu/fake_nvml.c, steered by
+# the file FAKE_NVML_STATE names) with the system compiler and prints its
+# path, or returns 1 with a reason on stderr.
+build_fake_nvml() {
+    local lib=$TMP/libfake-nvml.so
+    command -v cc >/dev/null 2>&1 || { echo "no C compiler (cc) to build the fake NVML library" >&2; return 1; }
+    # Sanitizer options of the test's environment must not reach the compiler.
+    env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u TSAN_OPTIONS cc -shared -fPIC -o "$lib" \
+        "$MEMFIT_FIXTURES/gpu/fake_nvml.c" >&2 || { echo "cc could not build a shared library" >&2; return 1; }
+    echo "$lib"
+}
