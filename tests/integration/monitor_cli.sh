@@ -17,6 +17,18 @@ check "warn >= critical -> exit 2" expect_usage "must be below" monitor --warn 9
 check "bad interval -> exit 2" expect_usage "invalid duration" monitor -i soon
 check "unwritable log -> exit 2" expect_usage "/nonexistent/dir/x.jsonl" monitor -l /nonexistent/dir/x.jsonl -d 1
 check "unknown option -> exit 2" expect_usage "unknown option" monitor --bogus
+check "--signal without = -> exit 2" expect_usage "is not LEVEL=SIG" monitor --signal USR1 -- true
+check "--signal bad level -> exit 2" expect_usage "unknown level 'ok'" monitor --signal ok=USR1 -- true
+check "--signal bad signal -> exit 2" expect_usage "unknown signal 'USR9'" monitor --signal warning=USR9 -- true
+check "--signal number out of range -> exit 2" expect_usage "unknown signal '0'" monitor --signal danger=0 -- true
+check "--signal with nobody to signal -> exit 2" expect_usage "needs a command or --pid" monitor --signal warning=USR1 -d 1
+check "bad --repeat -> exit 2" expect_usage "--repeat: invalid duration" monitor --repeat often -- true
+check "bad --status-every -> exit 2" expect_usage "--status-every: invalid duration" monitor --status-every -3 -- true
+check "--channel-dir and --no-channel -> exit 2" expect_usage "exclude each other" \
+    monitor --no-channel --channel-dir "$TMP/c" -- true
+touch "$TMP/a-file"
+check "unusable --channel-dir -> exit 2" expect_usage "--channel-dir: $TMP/a-file: not a directory" \
+    monitor --channel-dir "$TMP/a-file" -- true
 
 "$MEMFIT" monitor -i 50ms -d 300ms --no-gpu -l "$TMP/m.jsonl"
 check "plain run exits 0" [ $? -eq 0 ]
@@ -39,4 +51,42 @@ check "missing program -> 127" [ $? -eq 127 ]
 check "action ran with substitutions" grep -Eq '^warning [0-9]+$' "$TMP/action"
 check "action logged with exit code" \
     [ "$(jq_py "$TMP/a.jsonl" "[r['exit_code'] for r in d if r['type']=='action'][:1]")" = "[0]" ]
+
+# --signal and --repeat: a process counting USR1 in a trap gets one on
+# entering warning, then one per --repeat while warning persists; the hook
+# repeats the same way. (--pid: the trap is in place before the first sample.)
+bash -c 'n=0; trap "n=\$((n+1)); echo \$n > \"\$0/usr1\"" USR1; touch "$0/ready"
+         while :; do sleep 0.02; done' "$TMP" &
+counter=$!
+on_exit "kill $counter 2>/dev/null"
+for _ in $(seq 100); do [ -f "$TMP/ready" ] && break; sleep 0.02; done
+"$MEMFIT" monitor --pid $counter -i 50ms -d 1s -q --no-gpu --warn 0.0001 --critical 99 \
+    --signal warning=SIGUSR1 --repeat 200ms --on-warning "echo {level} >> $TMP/hooks" \
+    -l "$TMP/sig.jsonl"
+sleep 0.1
+kill $counter
+got=$(cat "$TMP/usr1" 2>/dev/null || echo 0)
+echo "USR1 received: $got; hooks run: $(wc -l <"$TMP/hooks")"
+check "several USR1 received with --repeat 200ms over 1s (3..7)" [ "$got" -ge 3 ] && [ "$got" -le 7 ]
+check "each signal logged: first on entering, then repeats" \
+    [ "$(jq_py "$TMP/sig.jsonl" "(lambda s: (len(s), s[0]['repeat'], all(r['repeat'] for r in s[1:]), {(r['name'], r['signal'], r['level'], r['pid']) for r in s}))([r for r in d if r['type']=='signal'])")" = "($got, False, True, {('USR1', 10, 'warning', $counter)})" ]
+check "hook repeated too (3..7 runs)" [ "$(wc -l <"$TMP/hooks")" -ge 3 ] && [ "$(wc -l <"$TMP/hooks")" -le 7 ]
+sleep 30 &
+sleeper2=$!
+"$MEMFIT" monitor --pid $sleeper2 -i 50ms -d 500ms -q --no-gpu --warn 0.0001 --critical 99 \
+    --signal warning=28 --signal critical=USR1 -l "$TMP/once.jsonl" 2>/dev/null
+kill $sleeper2
+check "without --repeat: once on entering" \
+    [ "$(jq_py "$TMP/once.jsonl" "[r['signal'] for r in d if r['type']=='signal']")" = "[28]" ]
+
+# Off a terminal: a plain status line every --status-every, none with 0 or -q.
+"$MEMFIT" monitor -i 50ms -d 1s --no-gpu --status-every 250ms 2>"$TMP/status"
+status_line="^memfit monitor: +[0-9.]+s  machine in use .* / .*%\).*\[ok\]$"
+n=$(grep -Ec "$status_line" "$TMP/status")
+echo "status lines: $n"
+check "status line every 250ms over 1s (3..5)" [ "$n" -ge 3 ] && [ "$n" -le 5 ]
+"$MEMFIT" monitor -i 50ms -d 400ms --no-gpu --status-every 0 2>"$TMP/status0"
+check "--status-every 0: no status line" [ "$(grep -Ec "$status_line" "$TMP/status0")" = 0 ]
+"$MEMFIT" monitor -i 50ms -d 400ms --no-gpu -q --status-every 100ms 2>"$TMP/statusq"
+check "-q: no status line" [ ! -s "$TMP/statusq" ]
 finish
