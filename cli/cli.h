@@ -31,7 +31,7 @@ enum {
     X(inspect, "Show what a GGUF, safetensors or .pth model file holds") \
     X(convert, "Convert a model file to GGUF or safetensors") \
     X(analyze, "Report statistics and the leak trend of a monitor log") \
-    X(plot, "Draw a monitor log as an SVG chart") \
+    X(plot, "Draw a monitor log as an SVG or PNG chart, once or live") \
     X(quantize, "Convert a model's weights to F16/BF16, a ggml quant or NF4") \
     X(pull, "Fetch a model file into the cache (S3, HTTP(S), Hugging Face, path)") \
     X(cache, "List, verify, remove and evict cached model files") \

@@ -192,6 +192,16 @@ MEMFIT_API enum memfit_status memfit_parse_int(const char *text, long long min, 
 /* Writes a human size ("1.5 GiB", "512 KiB", "37 B") into buf; returns buf. */
 MEMFIT_API char *memfit_format_size(uint64_t bytes, char *buf, size_t size);
 
+/*
+ * Encodes 8-bit pixels (row-major, `channels` 1 = gray or 3 = RGB per
+ * pixel) as a PNG into a buffer allocated with memfit_malloc (*out, freed
+ * by the caller with memfit_free). E_MISUSE for an empty image or another
+ * channel count, E_NOMEM, E_IO for a libpng failure.
+ */
+MEMFIT_API enum memfit_status memfit_image_encode_png(const uint8_t *pixels, uint32_t width,
+                                                      uint32_t height, uint32_t channels,
+                                                      uint8_t **out, size_t *out_len);
+
 /* ---- Memory ------------------------------------------------------------ */
 
 /*

@@ -76,15 +76,7 @@ MEMFIT_API enum memfit_status memfit_image_load(const char *path,
 /* Frees the pixels; accepts an image already freed or zeroed. */
 MEMFIT_API void memfit_image_free(struct memfit_image *img);
 
-/*
- * Encodes 8-bit pixels (row-major, `channels` 1 = gray or 3 = RGB per
- * pixel) as a PNG into a buffer allocated with memfit_malloc (*out, freed
- * by the caller with memfit_free). E_MISUSE for an empty image or another
- * channel count, E_NOMEM, E_IO for a libpng failure.
- */
-MEMFIT_API enum memfit_status memfit_image_encode_png(const uint8_t *pixels, uint32_t width,
-                                                      uint32_t height, uint32_t channels,
-                                                      uint8_t **out, size_t *out_len);
+/* memfit_image_encode_png() is in memfit/core.h (the monitor's charts use it too). */
 
 /* How an image becomes the model's input tensor. */
 enum memfit_image_resize {

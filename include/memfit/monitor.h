@@ -507,10 +507,18 @@ MEMFIT_API enum memfit_status memfit_analysis_write_report(const memfit_analysis
 MEMFIT_API enum memfit_status memfit_analysis_write_json(const memfit_analysis *analysis,
                                                          FILE *out);
 
+/* What a chart is written as. */
+enum memfit_plot_format {
+    MEMFIT_PLOT_FORMAT_AUTO = 0, /* from the path: PNG for a name ending in .png, else SVG */
+    MEMFIT_PLOT_FORMAT_SVG = 1,
+    MEMFIT_PLOT_FORMAT_PNG = 2,
+};
+
 struct memfit_plot_options {
-    const char *title; /* NULL: "Memory of <command>" (or of the log's name) */
-    unsigned width;    /* pixels, 320 to 10000: 1000 */
-    unsigned height;   /* pixels, 240 to 10000: 500 */
+    const char *title;              /* NULL: "Memory of <command>" (or of the log's name) */
+    unsigned width;                 /* pixels, 320 to 10000: 1000 */
+    unsigned height;                /* pixels, 240 to 10000: 500 */
+    enum memfit_plot_format format; /* for memfit_plot_write(): AUTO */
 };
 
 /* The defaults above. */
@@ -528,13 +536,67 @@ MEMFIT_API enum memfit_status memfit_plot_svg(const memfit_analysis *analysis,
                                               char **out_svg, size_t *out_len);
 
 /*
- * memfit_plot_svg() written to `path` through a temporary file in the same
- * folder renamed at the end, so `path` is never left half-written. E_IO,
- * E_PERMISSION or E_NOSPACE naming the path, and the errors above.
+ * The same chart painted into pixels: *out_rgb (width x height x 3 bytes,
+ * row-major RGB, owned by the caller: memfit_free()). Text is a built-in
+ * 5x7 bitmap font. Errors as memfit_plot_svg().
  */
+MEMFIT_API enum memfit_status memfit_plot_rgb(const memfit_analysis *analysis,
+                                              const struct memfit_plot_options *opts,
+                                              uint8_t **out_rgb);
+
+/* memfit_plot_rgb() encoded as a PNG in memory (*out_png owned by the
+ * caller: memfit_free()). Errors as memfit_plot_rgb(), E_IO from libpng. */
+MEMFIT_API enum memfit_status memfit_plot_png(const memfit_analysis *analysis,
+                                              const struct memfit_plot_options *opts,
+                                              uint8_t **out_png, size_t *out_len);
+
+/* "svg" or "png" (any case) as a format; E_RANGE naming the text otherwise. */
+MEMFIT_API enum memfit_status memfit_plot_format_parse(const char *name,
+                                                       enum memfit_plot_format *out);
+
+/* The format a path asks for: PNG when it ends in ".png" (any case), else SVG. */
+MEMFIT_API enum memfit_plot_format memfit_plot_format_of_path(const char *path);
+
+/*
+ * The chart written to `path` in opts->format (AUTO: from the path's
+ * extension) through a temporary file in the same folder renamed at the
+ * end, so `path` is never left half-written and a failure leaves no file
+ * behind. E_IO, E_PERMISSION or E_NOSPACE naming the path, E_RANGE for an
+ * unknown format, and the errors of memfit_plot_svg()/memfit_plot_png().
+ */
+MEMFIT_API enum memfit_status memfit_plot_write(const memfit_analysis *analysis,
+                                                const struct memfit_plot_options *opts,
+                                                const char *path);
+
+/* memfit_plot_write() as SVG whatever opts->format and the path say. */
 MEMFIT_API enum memfit_status memfit_plot_write_svg(const memfit_analysis *analysis,
                                                     const struct memfit_plot_options *opts,
                                                     const char *path);
+
+/* What one redraw found. */
+struct memfit_plot_redraw_info {
+    uint64_t n_samples;   /* in the selected run; 0: nothing was drawn yet */
+    bool written;         /* the chart was (re)written */
+    bool ended;           /* the selected run has its `exit` record */
+    double last_sample_s; /* t of its last sample; NaN without samples */
+};
+
+/*
+ * One step of a live chart: reads the monitor log at `log_path` again,
+ * analyzes it with `analyze` (NULL: defaults) and rewrites the chart at
+ * `path` with memfit_plot_write(). A log without samples yet is not an
+ * error: nothing is written and info.n_samples is 0. `out` (may be NULL)
+ * is filled on success. The whole log is read each time: about 0.35 s of
+ * CPU for a day of 1 s samples (86,400 lines, 15 MB), nearly all of it
+ * parsing JSON, drawing included; call it every several seconds, not in a
+ * tight loop. Errors of memfit_analysis_open() and
+ * memfit_plot_write().
+ */
+MEMFIT_API enum memfit_status memfit_plot_redraw(const char *log_path,
+                                                 const struct memfit_analyze_options *analyze,
+                                                 const struct memfit_plot_options *opts,
+                                                 const char *path,
+                                                 struct memfit_plot_redraw_info *out);
 
 /* ==== end of analysis section ========================================== */
 

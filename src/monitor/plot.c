@@ -16,11 +16,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
 #include "monitor/analysis.h"
+#include "monitor/raster.h"
 
 #define FONT        "DejaVu Sans, Helvetica, Arial, sans-serif"
 #define CHAR_WIDTH  0.6 /* of the font size: a generous estimate, to avoid overlap */
@@ -41,7 +43,8 @@ static const char *const level_colors[MEMFIT_ANALYSIS_N_LEVELS] = {"#2f9e44", "#
 
 struct memfit_plot_options memfit_plot_options_default(void)
 {
-    struct memfit_plot_options o = {.title = NULL, .width = 1000, .height = 500};
+    struct memfit_plot_options o = {
+        .title = NULL, .width = 1000, .height = 500, .format = MEMFIT_PLOT_FORMAT_AUTO};
     return o;
 }
 
@@ -104,21 +107,10 @@ static void sb_putc(struct sbuf *b, char c)
 /* Length of the valid UTF-8 sequence at s that XML 1.0 allows, or 0. */
 static size_t xml_char_len(const unsigned char *s)
 {
-    unsigned c = s[0];
-    if (c < 0x80)
-        return (c >= 0x20 || c == '\t' || c == '\n' || c == '\r') ? 1 : 0;
-    size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (n == 0 || c > 0xF4)
-        return 0;
-    unsigned cp = c & (0x3F >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF)
+    uint32_t cp;
+    size_t n = mf_utf8_next(s, &cp);
+    if (n == 0 || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0xFFFE ||
+        cp == 0xFFFF)
         return 0;
     return n;
 }
@@ -269,10 +261,201 @@ static void time_axis(struct axis *a, double lo, double hi, double px_left, doub
     a->px_hi = px_right;
 }
 
+/* ---- The canvas: one chart, two back ends ------------------------------- */
+
+/*
+ * The drawing functions below describe the chart once, in SVG's
+ * coordinates, through these few primitives; each writes SVG text or
+ * paints pixels (raster.c), whichever back end the canvas has.
+ */
+struct canvas {
+    struct sbuf *svg;      /* writing SVG, or NULL */
+    struct mf_raster *ras; /* painting pixels, or NULL */
+    double clip[4];        /* the plot area (x0, y0, x1, y1) clip-path="url(#plot)" names */
+    /* raster: the path and the text being drawn */
+    struct stroke_style {
+        const char *color;
+        double width;
+        const char *dash; /* "7 5"; NULL: solid */
+        bool clip;        /* to the plot area */
+        bool round;       /* round joins and caps */
+    } path;
+    double pen_x, pen_y, span_x, span_y;
+};
+
+struct text_style {
+    double size; /* font size, px */
+    bool bold;
+    enum mf_text_anchor anchor;
+    const char *color;
+    bool halo; /* a white outline, for text over the data */
+};
+
+static void cv_clip(struct canvas *cv, bool clip)
+{
+    mf_raster_clip(cv->ras, clip, cv->clip[0], cv->clip[1], cv->clip[2], cv->clip[3]);
+}
+
+static const char *svg_clip(bool clip)
+{
+    return clip ? " clip-path=\"url(#plot)\"" : "";
+}
+
+/* A filled rectangle; opacity 1 is opaque. */
+static void cv_rect(struct canvas *cv, double x, double y, double w, double h, const char *fill,
+                    double opacity, bool clip)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%s\"",
+                  x, y, w, h, fill);
+        if (opacity < 1.0)
+            sb_printf(cv->svg, " fill-opacity=\"%.2f\"", opacity);
+        sb_printf(cv->svg, "%s/>\n", svg_clip(clip));
+        return;
+    }
+    cv_clip(cv, clip);
+    mf_raster_fill_rect(cv->ras, x, y, x + w, y + h, mf_color_parse(fill), opacity);
+    cv_clip(cv, false);
+}
+
+/* A straight line; `tooltip` (SVG only) may be NULL. */
+static void cv_line(struct canvas *cv, double x1, double y1, double x2, double y2,
+                    const struct stroke_style *st, const char *tooltip)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                  "stroke-width=\"%.1f\"",
+                  x1, y1, x2, y2, st->color, st->width);
+        if (st->dash)
+            sb_printf(cv->svg, " stroke-dasharray=\"%s\"", st->dash);
+        sb_printf(cv->svg, "%s", svg_clip(st->clip));
+        if (tooltip)
+            sb_printf(cv->svg, "><title>%s</title></line>\n", tooltip);
+        else
+            sb_printf(cv->svg, "/>\n");
+        return;
+    }
+    cv_clip(cv, st->clip);
+    mf_raster_stroke_begin(cv->ras);
+    mf_raster_stroke_segment(cv->ras, x1, y1, x2, y2, st->width, st->round, st->dash);
+    mf_raster_stroke_end(cv->ras, mf_color_parse(st->color), 1.0);
+    cv_clip(cv, false);
+}
+
+/* An open path of straight pieces: begin, points (move starts a new piece), end. */
+static void cv_path_begin(struct canvas *cv, const struct stroke_style *st)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\"%s d=\"",
+                  st->color, st->width,
+                  st->round ? " stroke-linejoin=\"round\" stroke-linecap=\"round\"" : "");
+        return;
+    }
+    cv->path = *st;
+    mf_raster_stroke_begin(cv->ras);
+}
+
+static void cv_path_point(struct canvas *cv, double x, double y, bool move)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "%s%.1f %.1f", move ? "M" : "L", x, y);
+        return;
+    }
+    if (!move)
+        mf_raster_stroke_segment(cv->ras, cv->pen_x, cv->pen_y, x, y, cv->path.width,
+                                 cv->path.round, cv->path.dash);
+    cv->pen_x = x;
+    cv->pen_y = y;
+}
+
+static void cv_path_end(struct canvas *cv)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "\"/>\n");
+        return;
+    }
+    cv_clip(cv, cv->path.clip);
+    mf_raster_stroke_end(cv->ras, mf_color_parse(cv->path.color), 1.0);
+    cv_clip(cv, false);
+}
+
+/* A filled triangle (the OOM marks). */
+static void cv_triangle(struct canvas *cv, const double xy[6], const char *fill)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "<path d=\"M%.1f %.1fL%.1f %.1fL%.1f %.1fZ\" fill=\"%s\"/>\n", xy[0],
+                  xy[1], xy[2], xy[3], xy[4], xy[5], fill);
+        return;
+    }
+    mf_raster_fill_polygon(cv->ras, xy, 3, mf_color_parse(fill), 1.0);
+}
+
+static void cv_circle(struct canvas *cv, double x, double y, double r, const char *fill)
+{
+    if (cv->svg) {
+        sb_printf(cv->svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\"/>\n", x, y, r,
+                  fill);
+        return;
+    }
+    mf_raster_fill_circle(cv->ras, x, y, r, mf_color_parse(fill), 1.0);
+}
+
+/*
+ * Text in pieces: begin at (x, y) in a style, then spans (each at most
+ * max_chars characters, SIZE_MAX: all; a span may change the colour and
+ * the weight, NULL and false keep the text's), then end.
+ */
+static void cv_text_begin(struct canvas *cv, double x, double y, const struct text_style *ts)
+{
+    if (cv->svg) {
+        static const char *const anchors[] = {"", " text-anchor=\"middle\"",
+                                              " text-anchor=\"end\""};
+        sb_printf(cv->svg, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%g\"%s%s fill=\"%s\"%s>", x, y,
+                  ts->size, ts->bold ? " font-weight=\"bold\"" : "", anchors[ts->anchor], ts->color,
+                  ts->halo ? " " HALO : "");
+        return;
+    }
+    cv->span_x = x;
+    cv->span_y = y;
+}
+
+static void cv_text_span(struct canvas *cv, const struct text_style *ts, const char *text,
+                         size_t max_chars, const char *color, bool bold)
+{
+    if (cv->svg) {
+        if (color || bold)
+            sb_printf(cv->svg, "<tspan%s fill=\"%s\">", bold ? " font-weight=\"bold\"" : "",
+                      color ? color : ts->color);
+        sb_text(cv->svg, text, max_chars);
+        if (color || bold)
+            sb_printf(cv->svg, "</tspan>");
+        return;
+    }
+    cv->span_x +=
+        mf_raster_text(cv->ras, cv->span_x, cv->span_y, ts->size, ts->bold || bold, ts->halo,
+                       ts->anchor, mf_color_parse(color ? color : ts->color), text, max_chars);
+}
+
+static void cv_text_end(struct canvas *cv)
+{
+    if (cv->svg)
+        sb_printf(cv->svg, "</text>\n");
+}
+
+/* One piece of text. */
+static void cv_text(struct canvas *cv, double x, double y, const struct text_style *ts,
+                    const char *text)
+{
+    cv_text_begin(cv, x, y, ts);
+    cv_text_span(cv, ts, text, SIZE_MAX, NULL, false);
+    cv_text_end(cv);
+}
+
 /* ---- The chart ---------------------------------------------------------- */
 
 struct chart {
-    struct sbuf *b;
+    struct canvas *cv;
     const memfit_analysis *a;
     const struct memfit_run_summary *s;
     const struct mf_series *ser;
@@ -307,22 +490,23 @@ static double xpx(const struct chart *c, double t)
 
 static void draw_title(struct chart *c, const struct memfit_plot_options *o)
 {
-    struct sbuf *b = c->b;
+    struct canvas *cv = c->cv;
     const struct memfit_run_summary *s = c->s;
     size_t max_chars = (size_t)((c->w - 40.0) / (18.0 * CHAR_WIDTH));
-    sb_printf(b, "<text x=\"20\" y=\"30\" font-size=\"18\" font-weight=\"bold\" fill=\"%s\">",
-              COLOR_TEXT);
+    struct text_style ts = {18.0, true, MF_TEXT_START, COLOR_TEXT, false};
+    cv_text_begin(cv, 20.0, 30.0, &ts);
     if (o->title) {
-        sb_text(b, o->title, max_chars);
+        cv_text_span(cv, &ts, o->title, max_chars, NULL, false);
     } else if (s->command[0]) {
-        sb_printf(b, "Memory of ");
-        sb_text(b, s->command, max_chars > 10 ? max_chars - 10 : 1);
+        cv_text_span(cv, &ts, "Memory of ", SIZE_MAX, NULL, false);
+        cv_text_span(cv, &ts, s->command, max_chars > 10 ? max_chars - 10 : 1, NULL, false);
     } else {
         const char *slash = strrchr(c->a->name, '/');
-        sb_printf(b, "Memory of ");
-        sb_text(b, slash ? slash + 1 : c->a->name, max_chars > 10 ? max_chars - 10 : 1);
+        cv_text_span(cv, &ts, "Memory of ", SIZE_MAX, NULL, false);
+        cv_text_span(cv, &ts, slash ? slash + 1 : c->a->name, max_chars > 10 ? max_chars - 10 : 1,
+                     NULL, false);
     }
-    sb_printf(b, "</text>\n");
+    cv_text_end(cv);
 
     /* First subtitle line: the verdict, the one thing to take away. Both
      * lines are cut with an ellipsis where the chart is too narrow. */
@@ -350,11 +534,11 @@ static void draw_title(struct chart *c, const struct memfit_plot_options *o)
     }
     const char *verdict = verdict_text[t->verdict];
     double room = c->w - 40.0 - text_width(verdict, 13.0 * 1.1);
-    sb_printf(b, "<text x=\"20\" y=\"52\" font-size=\"13\" fill=\"%s\">", COLOR_TEXT);
-    sb_printf(b, "<tspan font-weight=\"bold\" fill=\"%s\">%s</tspan>", verdict_colors[t->verdict],
-              verdict);
-    sb_text(b, line, room > 0.0 ? (size_t)(room / (13.0 * CHAR_WIDTH)) : 0);
-    sb_printf(b, "</text>\n");
+    ts = (struct text_style){13.0, false, MF_TEXT_START, COLOR_TEXT, false};
+    cv_text_begin(cv, 20.0, 52.0, &ts);
+    cv_text_span(cv, &ts, verdict, SIZE_MAX, verdict_colors[t->verdict], true);
+    cv_text_span(cv, &ts, line, room > 0.0 ? (size_t)(room / (13.0 * CHAR_WIDTH)) : 0, NULL, false);
+    cv_text_end(cv);
 
     /* Second line: when, where, how much. */
     n = 0;
@@ -383,9 +567,10 @@ static void draw_title(struct chart *c, const struct memfit_plot_options *o)
     if (s->n_oom_events)
         snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %llu OOM kill%s",
                  (unsigned long long)s->n_oom_events, s->n_oom_events == 1 ? "" : "s");
-    sb_printf(b, "<text x=\"20\" y=\"71\" font-size=\"12\" fill=\"%s\">", COLOR_MUTED);
-    sb_text(b, line, (size_t)((c->w - 40.0) / (12.0 * CHAR_WIDTH)));
-    sb_printf(b, "</text>\n");
+    ts = (struct text_style){12.0, false, MF_TEXT_START, COLOR_MUTED, false};
+    cv_text_begin(cv, 20.0, 71.0, &ts);
+    cv_text_span(cv, &ts, line, (size_t)((c->w - 40.0) / (12.0 * CHAR_WIDTH)), NULL, false);
+    cv_text_end(cv);
 }
 
 /* A horizontal band between two byte values, with its name at the right. */
@@ -395,15 +580,10 @@ static void draw_band(struct chart *c, double lo, double hi, const char *fill, d
     if (!(hi > lo))
         return;
     double y0 = ypx(c, hi), y1 = ypx(c, lo);
-    sb_printf(c->b,
-              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" "
-              "fill-opacity=\"%.2f\" clip-path=\"url(#plot)\"/>\n",
-              c->left, y0, c->right - c->left, y1 - y0, fill, opacity);
+    cv_rect(c->cv, c->left, y0, c->right - c->left, y1 - y0, fill, opacity, true);
+    struct text_style ts = {10.0, false, MF_TEXT_END, label_color, true};
     if (label && y1 - y0 >= 13.0)
-        sb_printf(c->b,
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\" "
-                  "fill=\"%s\" " HALO ">%s</text>\n",
-                  c->right - 6.0, y1 - 3.0, label_color, label);
+        cv_text(c->cv, c->right - 6.0, y1 - 3.0, &ts, label);
 }
 
 static void draw_bands(struct chart *c)
@@ -430,53 +610,43 @@ static void draw_bands(struct chart *c)
 
 static void draw_grid_and_axes(struct chart *c)
 {
-    struct sbuf *b = c->b;
+    struct canvas *cv = c->cv;
     char label[64];
+    struct text_style ts = {11.0, false, MF_TEXT_END, COLOR_MUTED, false};
+    struct stroke_style grid = {"#dee2e6", 1.0, NULL, false, false};
     /* Horizontal grid and the byte labels. */
     for (int i = 0; i <= 1000; i++) {
         double v = (double)i * c->y.step * c->y.unit;
         if (v > c->y.hi * (1.0 + 1e-9))
             break;
         double y = axis_px(&c->y, v);
-        sb_printf(b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#dee2e6\" "
-                  "stroke-width=\"1\"/>\n",
-                  c->left, y, c->right, y);
+        cv_line(cv, c->left, y, c->right, y, &grid, NULL);
         snprintf(label, sizeof(label), "%.*f %s", c->y.decimals, (double)i * c->y.step,
                  c->y.unit_name);
-        sb_printf(b,
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\" "
-                  "fill=\"%s\">%s</text>\n",
-                  c->left - 8.0, y + 4.0, COLOR_MUTED, label);
+        cv_text(cv, c->left - 8.0, y + 4.0, &ts, label);
     }
     /* Vertical ticks and the time labels. */
+    struct stroke_style vgrid = {"#f1f3f5", 1.0, NULL, false, false};
+    struct stroke_style tick = {COLOR_MUTED, 1.0, NULL, false, false};
+    ts.anchor = MF_TEXT_MIDDLE;
     for (int i = 0; i <= 1000; i++) {
         double v = (c->x.first_tick + (double)i * c->x.step) * c->x.unit;
         if (v > c->x.hi * (1.0 + 1e-9) + 1e-9)
             break;
         double x = xpx(c, v);
-        sb_printf(b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f1f3f5\" "
-                  "stroke-width=\"1\"/>\n",
-                  x, c->top, x, c->bottom);
-        sb_printf(b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                  "stroke-width=\"1\"/>\n",
-                  x, c->bottom, x, c->bottom + 5.0, COLOR_MUTED);
+        cv_line(cv, x, c->top, x, c->bottom, &vgrid, NULL);
+        cv_line(cv, x, c->bottom, x, c->bottom + 5.0, &tick, NULL);
         snprintf(label, sizeof(label), "%.*f", c->x.decimals, v / c->x.unit);
-        sb_printf(b,
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
-                  "fill=\"%s\">%s</text>\n",
-                  x, c->bottom + 18.0, COLOR_MUTED, label);
+        cv_text(cv, x, c->bottom + 18.0, &ts, label);
     }
-    sb_printf(b,
-              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-              "fill=\"%s\">time since start (%s)</text>\n",
-              (c->left + c->right) / 2.0, c->bottom + 36.0, COLOR_TEXT, c->x.unit_name);
-    sb_printf(b,
-              "<path d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" stroke=\"%s\" "
-              "stroke-width=\"1\"/>\n",
-              c->left, c->top, c->bottom, c->right, COLOR_MUTED);
+    ts = (struct text_style){12.0, false, MF_TEXT_MIDDLE, COLOR_TEXT, false};
+    snprintf(label, sizeof(label), "time since start (%s)", c->x.unit_name);
+    cv_text(cv, (c->left + c->right) / 2.0, c->bottom + 36.0, &ts, label);
+    cv_path_begin(cv, &tick);
+    cv_path_point(cv, c->left, c->top, true);
+    cv_path_point(cv, c->left, c->bottom, false);
+    cv_path_point(cv, c->right, c->bottom, false);
+    cv_path_end(cv);
 }
 
 /* Gaps: shaded columns where no sample was taken. */
@@ -487,38 +657,35 @@ static void draw_gaps(struct chart *c)
         if (!ser->samples[i].gap_before)
             continue;
         double x0 = xpx(c, ser->samples[i - 1].t_s), x1 = xpx(c, ser->samples[i].t_s);
-        sb_printf(c->b,
-                  "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#adb5bd\" "
-                  "fill-opacity=\"0.18\"/>\n",
-                  x0, c->top, x1 - x0, c->bottom - c->top);
+        cv_rect(c->cv, x0, c->top, x1 - x0, c->bottom - c->top, "#adb5bd", 0.18, false);
+        struct text_style ts = {10.0, false, MF_TEXT_MIDDLE, COLOR_MUTED, false};
         if (x1 - x0 >= 30.0)
-            sb_printf(c->b,
-                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
-                      "fill=\"%s\">gap</text>\n",
-                      (x0 + x1) / 2.0, c->bottom - 6.0, COLOR_MUTED);
+            cv_text(c->cv, (x0 + x1) / 2.0, c->bottom - 6.0, &ts, "gap");
     }
 }
 
 /*
  * A series as one path, broken at gaps and unknown values. Many samples per
  * pixel column are reduced to that column's first, lowest, highest and
- * last value. A lone point becomes a dot.
+ * last value. A lone point becomes a dot: a second pass over the samples
+ * draws the dots after the path.
  */
 struct line_state {
     struct chart *c;
+    bool dots;  /* this pass draws the dots, not the path */
     double col; /* current pixel column (floor of x) */
     double first, lo, hi, last;
     double t_first, t_lo, t_hi, t_last;
     size_t n_col;        /* values in the column */
     size_t n_seg;        /* points in the current segment */
     double seg_x, seg_y; /* its first point, for a lone dot */
-    struct sbuf *dots;
 };
 
 static void line_point(struct line_state *ls, double t, double v)
 {
     double x = xpx(ls->c, t), y = ypx(ls->c, v);
-    sb_printf(ls->c->b, "%s%.1f %.1f", ls->n_seg ? "L" : "M", x, y);
+    if (!ls->dots)
+        cv_path_point(ls->c->cv, x, y, ls->n_seg == 0);
     if (!ls->n_seg) {
         ls->seg_x = x;
         ls->seg_y = y;
@@ -544,21 +711,15 @@ static void line_flush_column(struct line_state *ls)
 static void line_break(struct line_state *ls, const char *color)
 {
     line_flush_column(ls);
-    if (ls->n_seg == 1)
-        sb_printf(ls->dots, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", ls->seg_x,
-                  ls->seg_y, color);
+    if (ls->n_seg == 1 && ls->dots)
+        cv_circle(ls->c->cv, ls->seg_x, ls->seg_y, 2.5, color);
     ls->n_seg = 0;
 }
 
-static void draw_series(struct chart *c, bool rss, const char *color, double width)
+static void draw_series_pass(struct chart *c, bool rss, const char *color, bool dots)
 {
     const struct mf_series *ser = c->ser;
-    struct sbuf dots = {0};
-    struct line_state ls = {.c = c, .dots = &dots};
-    sb_printf(c->b,
-              "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" "
-              "stroke-linejoin=\"round\" stroke-linecap=\"round\" d=\"",
-              color, width);
+    struct line_state ls = {.c = c, .dots = dots};
     for (size_t i = 0; i < ser->n_samples; i++) {
         const struct mf_sample *x = &ser->samples[i];
         double v = rss ? x->rss_bytes : x->working_set_bytes;
@@ -587,12 +748,15 @@ static void draw_series(struct chart *c, bool rss, const char *color, double wid
         ls.n_col++;
     }
     line_break(&ls, color);
-    sb_printf(c->b, "\"/>\n");
-    if (dots.failed)
-        c->b->failed = true;
-    else if (dots.len)
-        sb_printf(c->b, "%s", dots.p);
-    memfit_free(dots.p);
+}
+
+static void draw_series(struct chart *c, bool rss, const char *color, double width)
+{
+    struct stroke_style st = {color, width, NULL, false, true};
+    cv_path_begin(c->cv, &st);
+    draw_series_pass(c, rss, color, false);
+    cv_path_end(c->cv);
+    draw_series_pass(c, rss, color, true);
 }
 
 static void draw_trend(struct chart *c)
@@ -602,11 +766,9 @@ static void draw_trend(struct chart *c)
         return;
     double y0 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_from_s;
     double y1 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_to_s;
-    sb_printf(c->b,
-              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-              "stroke-width=\"1.8\" stroke-dasharray=\"7 5\" clip-path=\"url(#plot)\"/>\n",
-              xpx(c, t->fit_from_s), axis_px(&c->y, y0), xpx(c, t->fit_to_s), axis_px(&c->y, y1),
-              COLOR_TREND);
+    struct stroke_style st = {COLOR_TREND, 1.8, "7 5", true, false};
+    cv_line(c->cv, xpx(c, t->fit_from_s), axis_px(&c->y, y0), xpx(c, t->fit_to_s),
+            axis_px(&c->y, y1), &st, NULL);
 }
 
 static void draw_limit(struct chart *c)
@@ -615,15 +777,11 @@ static void draw_limit(struct chart *c)
     if (!c->limit_shown)
         return;
     double y = ypx(c, (double)c->s->limit_bytes);
-    sb_printf(c->b,
-              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-              "stroke-width=\"1.8\"/>\n",
-              c->left, y, c->right, y, COLOR_LIMIT);
+    struct stroke_style st = {COLOR_LIMIT, 1.8, NULL, false, false};
+    cv_line(c->cv, c->left, y, c->right, y, &st, NULL);
     snprintf(label, sizeof(label), "limit %s", memfit_format_size(c->s->limit_bytes, sz, 32));
-    sb_printf(c->b,
-              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\" "
-              "fill=\"%s\" " HALO ">%s</text>\n",
-              c->left + 6.0, y - 5.0, COLOR_LIMIT, label);
+    struct text_style ts = {11.0, true, MF_TEXT_START, COLOR_LIMIT, true};
+    cv_text(c->cv, c->left + 6.0, y - 5.0, &ts, label);
 }
 
 /* The level ribbon: a strip over the plot coloured by the level of each
@@ -651,9 +809,7 @@ static void draw_level_ribbon(struct chart *c)
         double x0 = xpx(c, x->t_s), x1 = xpx(c, ser->samples[i + 1].t_s);
         unsigned lv = x->level;
         if (!isnan(from) && (x0 > to + 0.01 || (lv != level && to - from >= 0.5))) {
-            sb_printf(c->b,
-                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"6\" fill=\"%s\"/>\n",
-                      from, y, to - from, level_colors[level]);
+            cv_rect(c->cv, from, y, to - from, 6.0, level_colors[level], 1.0, false);
             from = NAN;
         }
         if (isnan(from)) {
@@ -665,8 +821,7 @@ static void draw_level_ribbon(struct chart *c)
         to = x1;
     }
     if (!isnan(from))
-        sb_printf(c->b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"6\" fill=\"%s\"/>\n",
-                  from, y, to - from, level_colors[level]);
+        cv_rect(c->cv, from, y, to - from, 6.0, level_colors[level], 1.0, false);
 }
 
 /*
@@ -711,11 +866,10 @@ static void draw_levels(struct chart *c)
         }
         i = j;
         const char *color = level_colors[lv];
-        sb_printf(c->b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                  "stroke-width=\"1.2\"%s><title>%u level change%s</title></line>\n",
-                  x, c->top, x, dense ? c->top + 6.0 : c->bottom, color,
-                  dense ? "" : " stroke-dasharray=\"2 3\"", n, n == 1 ? "" : "s");
+        struct stroke_style st = {color, 1.2, dense ? NULL : "2 3", false, false};
+        char tip[48];
+        snprintf(tip, sizeof(tip), "%u level change%s", n, n == 1 ? "" : "s");
+        cv_line(c->cv, x, c->top, x, dense ? c->top + 6.0 : c->bottom, &st, tip);
         if (dense)
             continue;
         const char *name = memfit_analysis_level_name(lv);
@@ -724,10 +878,8 @@ static void draw_levels(struct chart *c)
         for (int row = 0; row < 2; row++) {
             if (lx <= row_end[row])
                 continue;
-            sb_printf(c->b,
-                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"%s\" " HALO
-                      ">%s</text>\n",
-                      lx, c->top + 13.0 + 12.0 * row, color, name);
+            struct text_style ts = {10.0, false, MF_TEXT_START, color, true};
+            cv_text(c->cv, lx, c->top + 13.0 + 12.0 * row, &ts, name);
             row_end[row] = lx + w;
             break;
         }
@@ -743,18 +895,15 @@ static void draw_ooms(struct chart *c)
     double label_end = -1e9;
     for (size_t i = 0; i < ser->n_oom; i++) {
         double x = clampd(xpx(c, ser->oom_t_s[i]), c->left, c->right);
-        sb_printf(c->b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                  "stroke-width=\"2\"/>\n"
-                  "<path d=\"M%.1f %.1fl-7 -11h14z\" fill=\"%s\"/>\n",
-                  x, c->top, x, c->bottom, COLOR_OOM, x, c->top + 11.0, COLOR_OOM);
+        struct stroke_style st = {COLOR_OOM, 2.0, NULL, false, false};
+        cv_line(c->cv, x, c->top, x, c->bottom, &st, NULL);
+        double mark[6] = {x, c->top + 11.0, x - 7.0, c->top, x + 7.0, c->top};
+        cv_triangle(c->cv, mark, COLOR_OOM);
         double w = text_width("OOM kill", 11.0);
         double lx = x + 9.0 + w > c->right ? x - 9.0 - w : x + 9.0;
         if (lx > label_end) {
-            sb_printf(c->b,
-                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" font-weight=\"bold\" "
-                      "fill=\"%s\" " HALO ">OOM kill</text>\n",
-                      lx, c->bottom - 8.0, COLOR_OOM);
+            struct text_style ts = {11.0, true, MF_TEXT_START, COLOR_OOM, true};
+            cv_text(c->cv, lx, c->bottom - 8.0, &ts, "OOM kill");
             label_end = lx + w + 4.0;
         }
     }
@@ -818,28 +967,21 @@ static int draw_legend(struct chart *c, bool draw)
             x += w;
             continue;
         }
-        if (strcmp(k, "levels") == 0)
+        if (strcmp(k, "levels") == 0) {
             for (int j = 0; j < 4; j++)
-                sb_printf(c->b,
-                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"5\" height=\"6\" "
-                          "fill=\"%s\"/>\n",
-                          x + 5.0 * j, y - 7.0, level_colors[j]);
-        else if (strcmp(k, "box") == 0)
-            sb_printf(c->b,
-                      "<rect x=\"%.1f\" y=\"%.1f\" width=\"20\" height=\"10\" fill=\"%s\" "
-                      "fill-opacity=\"0.5\"/>\n",
-                      x, y - 9.0, items[i].color);
-        else if (strcmp(k, "mark") == 0)
-            sb_printf(c->b, "<path d=\"M%.1f %.1fl-6 -9h12z\" fill=\"%s\"/>\n", x + 10.0, y + 1.0,
-                      items[i].color);
-        else
-            sb_printf(c->b,
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                      "stroke-width=\"2.2\"%s/>\n",
-                      x, y - 4.0, x + 20.0, y - 4.0, items[i].color,
-                      strcmp(k, "dash") == 0 ? " stroke-dasharray=\"5 3\"" : "");
-        sb_printf(c->b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\">%s</text>\n",
-                  x + 26.0, y, COLOR_TEXT, items[i].label);
+                cv_rect(c->cv, x + 5.0 * j, y - 7.0, 5.0, 6.0, level_colors[j], 1.0, false);
+        } else if (strcmp(k, "box") == 0) {
+            cv_rect(c->cv, x, y - 9.0, 20.0, 10.0, items[i].color, 0.5, false);
+        } else if (strcmp(k, "mark") == 0) {
+            double mark[6] = {x + 10.0, y + 1.0, x + 4.0, y - 8.0, x + 16.0, y - 8.0};
+            cv_triangle(c->cv, mark, items[i].color);
+        } else {
+            struct stroke_style st = {items[i].color, 2.2, strcmp(k, "dash") == 0 ? "5 3" : NULL,
+                                      false, false};
+            cv_line(c->cv, x, y - 4.0, x + 20.0, y - 4.0, &st, NULL);
+        }
+        struct text_style ts = {11.0, false, MF_TEXT_START, COLOR_TEXT, false};
+        cv_text(c->cv, x + 26.0, y, &ts, items[i].label);
         x += w;
     }
     return rows;
@@ -863,30 +1005,26 @@ static double y_top(struct chart *c)
     return top * 1.04;
 }
 
-enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit_plot_options *opts,
-                                   char **out_svg, size_t *out_len)
+/* Checks the options and lays the chart out (scales, margins) for `cv`. */
+static enum memfit_status chart_layout(struct chart *c, const memfit_analysis *a,
+                                       const struct memfit_plot_options *o, struct canvas *cv)
 {
-    if (!a || !out_svg || !out_len)
-        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_svg: NULL argument");
-    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
-    if (o.width < 320 || o.width > 10000 || o.height < 240 || o.height > 10000)
+    if (o->width < 320 || o->width > 10000 || o->height < 240 || o->height > 10000)
         return memfit_fail(MEMFIT_E_RANGE, "chart size %ux%u outside 320x240 to 10000x10000",
-                           o.width, o.height);
+                           o->width, o->height);
     const struct memfit_run_summary *s = mf_analysis_selected(a);
     const struct mf_series *ser = mf_analysis_series(a);
     if (!s || ser->n_samples == 0)
         return memfit_fail(MEMFIT_E_NOT_FOUND, "%s: no samples to draw%s", a->info.name,
                            s ? " in the selected run" : "");
-
-    struct sbuf b = {0};
-    struct chart c = {.b = &b, .a = a, .s = s, .ser = ser, .w = o.width, .h = o.height};
-    c.left = 84.0;
-    c.right = c.w - 28.0;
-    c.top = 100.0;
-    double y_max = y_top(&c); /* also decides whether the limit is on the scale */
-    c.bottom = c.h - 68.0 - 18.0 * (draw_legend(&c, false) - 1);
-    if (c.bottom - c.top < 60.0)
-        c.bottom = c.top + 60.0;
+    *c = (struct chart){.cv = cv, .a = a, .s = s, .ser = ser, .w = o->width, .h = o->height};
+    c->left = 84.0;
+    c->right = c->w - 28.0;
+    c->top = 100.0;
+    double y_max = y_top(c); /* also decides whether the limit is on the scale */
+    c->bottom = c->h - 68.0 - 18.0 * (draw_legend(c, false) - 1);
+    if (c->bottom - c->top < 60.0)
+        c->bottom = c->top + 60.0;
     double t0 = s->start_line ? 0.0 : s->first_sample_s;
     double t1 = s->last_sample_s;
     for (size_t i = 0; i < ser->n_oom; i++)
@@ -895,10 +1033,46 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
         t0 = fmax(0.0, t0 - 0.5);
         t1 = t0 + 1.0;
     }
-    int x_target = (int)fmax(2.0, (c.right - c.left) / 110.0);
-    time_axis(&c.x, t0, t1, c.left, c.right, x_target);
-    byte_axis(&c.y, y_max, c.bottom, c.top);
+    int x_target = (int)fmax(2.0, (c->right - c->left) / 110.0);
+    time_axis(&c->x, t0, t1, c->left, c->right, x_target);
+    byte_axis(&c->y, y_max, c->bottom, c->top);
+    cv->clip[0] = c->left;
+    cv->clip[1] = c->top;
+    cv->clip[2] = c->right;
+    cv->clip[3] = c->bottom;
+    return MEMFIT_OK;
+}
 
+/* Everything on the white background, back to front. */
+static void chart_draw(struct chart *c, const struct memfit_plot_options *o)
+{
+    draw_title(c, o);
+    draw_bands(c);
+    draw_grid_and_axes(c);
+    draw_gaps(c);
+    draw_limit(c);
+    if (c->s->rss.n)
+        draw_series(c, true, COLOR_RSS, 1.6);
+    draw_series(c, false, COLOR_WS, 2.2);
+    draw_trend(c);
+    draw_level_ribbon(c);
+    draw_levels(c);
+    draw_ooms(c);
+    draw_legend(c, true);
+}
+
+enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit_plot_options *opts,
+                                   char **out_svg, size_t *out_len)
+{
+    if (!a || !out_svg || !out_len)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_svg: NULL argument");
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    struct sbuf b = {0};
+    struct canvas cv = {.svg = &b};
+    struct chart c;
+    enum memfit_status st = chart_layout(&c, a, &o, &cv);
+    if (st != MEMFIT_OK)
+        return st;
     sb_printf(&b,
               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" "
@@ -911,19 +1085,7 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
               "width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
               c.left, c.top, c.right - c.left, c.bottom - c.top);
     sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n");
-    draw_title(&c, &o);
-    draw_bands(&c);
-    draw_grid_and_axes(&c);
-    draw_gaps(&c);
-    draw_limit(&c);
-    if (s->rss.n)
-        draw_series(&c, true, COLOR_RSS, 1.6);
-    draw_series(&c, false, COLOR_WS, 2.2);
-    draw_trend(&c);
-    draw_level_ribbon(&c);
-    draw_levels(&c);
-    draw_ooms(&c);
-    draw_legend(&c, true);
+    chart_draw(&c, &o);
     sb_printf(&b, "</svg>\n");
     if (b.failed) {
         memfit_free(b.p);
@@ -934,17 +1096,123 @@ enum memfit_status memfit_plot_svg(const memfit_analysis *a, const struct memfit
     return MEMFIT_OK;
 }
 
+enum memfit_status memfit_plot_rgb(const memfit_analysis *a, const struct memfit_plot_options *opts,
+                                   uint8_t **out_rgb)
+{
+    if (!a || !out_rgb)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_rgb: NULL argument");
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    struct mf_raster ras;
+    struct canvas cv = {.ras = &ras};
+    struct chart c;
+    enum memfit_status st = chart_layout(&c, a, &o, &cv);
+    if (st != MEMFIT_OK)
+        return st;
+    if ((st = mf_raster_init(&ras, o.width, o.height, 0xFFFFFF)) != MEMFIT_OK)
+        return st;
+    chart_draw(&c, &o);
+    *out_rgb = ras.rgb;
+    ras.rgb = NULL;
+    mf_raster_release(&ras);
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_plot_png(const memfit_analysis *a, const struct memfit_plot_options *opts,
+                                   uint8_t **out_png, size_t *out_len)
+{
+    if (!a || !out_png || !out_len)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_png: NULL argument");
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    uint8_t *rgb;
+    enum memfit_status st = memfit_plot_rgb(a, &o, &rgb);
+    if (st != MEMFIT_OK)
+        return st;
+    st = memfit_image_encode_png(rgb, o.width, o.height, 3, out_png, out_len);
+    memfit_free(rgb);
+    if (st == MEMFIT_E_NOMEM)
+        return memfit_fail(st, "%s: out of memory encoding the chart", a->info.name);
+    return st;
+}
+
+enum memfit_status memfit_plot_format_parse(const char *name, enum memfit_plot_format *out)
+{
+    if (!name || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_format_parse: NULL argument");
+    if (strcasecmp(name, "svg") == 0)
+        *out = MEMFIT_PLOT_FORMAT_SVG;
+    else if (strcasecmp(name, "png") == 0)
+        *out = MEMFIT_PLOT_FORMAT_PNG;
+    else
+        return memfit_fail(MEMFIT_E_RANGE, "chart format '%s': expected svg or png", name);
+    return MEMFIT_OK;
+}
+
+enum memfit_plot_format memfit_plot_format_of_path(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    const char *dot = path ? strrchr(slash ? slash : path, '.') : NULL;
+    return dot && strcasecmp(dot, ".png") == 0 ? MEMFIT_PLOT_FORMAT_PNG : MEMFIT_PLOT_FORMAT_SVG;
+}
+
+enum memfit_status memfit_plot_write(const memfit_analysis *a,
+                                     const struct memfit_plot_options *opts, const char *path)
+{
+    if (!a || !path || !path[0])
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_write: no path");
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    enum memfit_plot_format format =
+        o.format == MEMFIT_PLOT_FORMAT_AUTO ? memfit_plot_format_of_path(path) : o.format;
+    void *data = NULL;
+    size_t len = 0;
+    enum memfit_status st;
+    if (format == MEMFIT_PLOT_FORMAT_PNG) {
+        uint8_t *png;
+        st = memfit_plot_png(a, &o, &png, &len);
+        data = png;
+    } else if (format == MEMFIT_PLOT_FORMAT_SVG) {
+        char *svg;
+        st = memfit_plot_svg(a, &o, &svg, &len);
+        data = svg;
+    } else {
+        return memfit_fail(MEMFIT_E_RANGE, "%s: unknown chart format %d", path, (int)format);
+    }
+    if (st != MEMFIT_OK)
+        return st;
+    st = mf_file_write_atomic(path, data, len, 0644, true);
+    memfit_free(data);
+    return st;
+}
+
 enum memfit_status memfit_plot_write_svg(const memfit_analysis *a,
                                          const struct memfit_plot_options *opts, const char *path)
 {
-    if (!a || !path || !path[0])
-        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_write_svg: no path");
-    char *svg;
-    size_t len;
-    enum memfit_status st = memfit_plot_svg(a, opts, &svg, &len);
+    struct memfit_plot_options o = opts ? *opts : memfit_plot_options_default();
+    o.format = MEMFIT_PLOT_FORMAT_SVG;
+    return memfit_plot_write(a, &o, path);
+}
+
+enum memfit_status memfit_plot_redraw(const char *log_path,
+                                      const struct memfit_analyze_options *analyze,
+                                      const struct memfit_plot_options *opts, const char *path,
+                                      struct memfit_plot_redraw_info *out)
+{
+    if (!log_path || !path)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_plot_redraw: NULL argument");
+    memfit_analysis *a;
+    enum memfit_status st = memfit_analysis_open(log_path, analyze, &a);
     if (st != MEMFIT_OK)
         return st;
-    st = mf_file_write_atomic(path, svg, len, 0644, true);
-    memfit_free(svg);
+    struct memfit_plot_redraw_info info = {0};
+    const struct memfit_run_summary *s = mf_analysis_selected(a);
+    info.n_samples = s ? s->n_samples : 0;
+    info.ended = s && s->has_exit;
+    info.last_sample_s = info.n_samples ? s->last_sample_s : NAN;
+    if (info.n_samples) { /* none yet: nothing to draw, not an error */
+        st = memfit_plot_write(a, opts, path);
+        info.written = st == MEMFIT_OK;
+    }
+    memfit_analysis_close(a);
+    if (out && st == MEMFIT_OK)
+        *out = info;
     return st;
 }

@@ -1,13 +1,15 @@
 /*
  * PNG encoding into memory (libpng), for the pictures memfit hands back:
- * segmentation masks (grayscale) and overlays (RGB). Errors come back
- * through libpng's longjmp into one place that frees what was taken.
+ * segmentation masks (grayscale) and overlays (RGB), and the monitor's
+ * charts. It sits in core because both the monitor and the models layer
+ * use it. Errors come back through libpng's longjmp into one place that
+ * frees what was taken.
  */
 #include <png.h>
 #include <setjmp.h>
 #include <string.h>
 
-#include "memfit/models.h"
+#include "memfit/core.h"
 
 struct sink {
     uint8_t *data;
