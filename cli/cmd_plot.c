@@ -11,7 +11,8 @@
 
 const char cmd_plot_help[] =
     "Usage: memfit plot FILE.jsonl -o CHART.svg [--title TEXT] [--width PX] [--height PX]\n"
-    "                   [--warmup PERCENT] [--run N]\n"
+    "                   [--warmup PERCENT] [--run N] [--since D|TIME] [--until D|TIME]\n"
+    "                   [--period D|auto|off]\n"
     "\n"
     "Draws the last run of a `memfit monitor --log` file that has samples (or run N)\n"
     "as an SVG chart: memory in use and RSS over time, the limit with the warning and\n"
@@ -27,8 +28,7 @@ const char cmd_plot_help[] =
     "  --width PX         width, 320 to 10000 (default 1000)\n"
     "  --height PX        height, 240 to 10000 (default 500)\n"
     "  --warmup PERCENT   share of the sampled span left out of the trend (default 10%)\n"
-    "  --run N            draw run N (1 = the first run of the log)\n"
-    "\n"
+    "  --run N            draw run N (1 = the first run of the log)\n" ANALYZE_WINDOW_HELP "\n"
     "See `memfit help analyze` for the leak rules.\n"
     "\n"
     "Exit status: 0 chart written, 1 the log holds no samples or the chart could not\n"
