@@ -234,8 +234,10 @@ static void report_run(FILE *out, const memfit_analysis *a, const struct memfit_
     report_trend(out, "RSS", &s->rss_trend);
     report_period(out, s->judged_rss ? &s->rss_trend : &s->working_set_trend);
     if (s->working_set_trend.n_points || s->rss_trend.n_points) {
-        mf_format_judged(s, b1, sizeof(b1));
-        fprintf(out, "  %-13s %s: %s%s\n", "verdict", verdict_words(s->judged_trend.verdict), b1,
+        char judged[160];
+        mf_format_judged(s, judged, sizeof(judged));
+        fprintf(out, "  %-13s %s: %s%s\n", "verdict", verdict_words(s->judged_trend.verdict),
+                judged,
                 s->scope_inferred && s->scope != MEMFIT_ANALYSIS_SCOPE_UNKNOWN
                     ? " (inferred: the log names no scope)"
                     : "");
