@@ -63,6 +63,29 @@ static bool takes_value(const char *option)
     return false;
 }
 
+/*
+ * "memfit pull: NAME" for the progress lines: the --name, else the last
+ * segment of the first source's path, never its host (user:password@) or
+ * its query (signed URLs carry secrets there).
+ */
+static void progress_label(const char *what, char *buf, size_t size)
+{
+    const char *path = what ? strstr(what, "://") : NULL;
+    if (path) {
+        path = strchr(path + 3, '/'); /* past the host */
+    } else {
+        path = what;
+    }
+    size_t len = path ? strcspn(path, "?#") : 0, start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    if (len > start)
+        snprintf(buf, size, "memfit pull: %.*s", (int)(len - start > 200 ? 200 : len - start),
+                 path + start);
+    else
+        snprintf(buf, size, "memfit pull: the file");
+}
+
 int cmd_pull(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, cmd_pull_help))
@@ -124,9 +147,7 @@ int cmd_pull(int argc, char **argv)
     struct cli_progress bar;
     cli_fetch_prepare(&fo, &bar, quiet);
     char label[300];
-    const char *what = fo.name ? fo.name : n_sources ? sources[0] : fo.sha256;
-    const char *slash = strrchr(what, '/');
-    snprintf(label, sizeof(label), "memfit pull: %.200s", slash && slash[1] ? slash + 1 : what);
+    progress_label(fo.name ? fo.name : n_sources ? sources[0] : NULL, label, sizeof(label));
     bar.label = label;
     char *path = NULL;
     st = memfit_store_fetch(store, sources, n_sources, &fo, &path);
