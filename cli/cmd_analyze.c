@@ -12,6 +12,7 @@
 
 const char cmd_analyze_help[] =
     "Usage: memfit analyze FILE.jsonl [--json] [--warmup PERCENT] [--all-runs] [--run N]\n"
+    "                      [--since D|TIME] [--until D|TIME] [--period D|auto|off]\n"
     "\n"
     "Reads a log written by `memfit monitor --log` and reports, for the last run\n"
     "that has samples (or run N, or every run with --all-runs): duration, samples,\n"
@@ -21,10 +22,10 @@ const char cmd_analyze_help[] =
     "growth trend with a leak verdict. FILE - reads standard input.\n"
     "\n"
     "Options:\n"
-    "  --json            one JSON document (schema in docs/analyze.md)\n"
-    "  --warmup PERCENT  share of the sampled span left out of the trend (default 10%)\n"
-    "  --all-runs        report every run of the log\n"
-    "  --run N           report run N (1 = the first run of the log)\n"
+    "  --json             one JSON document (schema in docs/analyze.md)\n"
+    "  --warmup PERCENT   share of the sampled span left out of the trend (default 10%)\n"
+    "  --all-runs         report every run of the log\n"
+    "  --run N            report run N (1 = the first run of the log)\n" ANALYZE_WINDOW_HELP
     "\n" ANALYZE_RULES_HELP "\n"
     "Exit status: 0 report written, 1 the log holds no samples (or another failure),\n"
     "2 usage error or the file cannot be read.\n";

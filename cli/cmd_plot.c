@@ -20,7 +20,8 @@
 const char cmd_plot_help[] =
     "Usage: memfit plot FILE.jsonl -o CHART.svg|CHART.png [--format svg|png]\n"
     "                   [--title TEXT] [--width PX] [--height PX] [--warmup PERCENT]\n"
-    "                   [--run N] [--every DURATION [--idle DURATION]]\n"
+    "                   [--run N] [--since D|TIME] [--until D|TIME] [--period D|auto|off]\n"
+    "                   [--every DURATION [--idle DURATION]]\n"
     "\n"
     "Draws the last run of a `memfit monitor --log` file that has samples (or run N)\n"
     "as a chart: memory in use and RSS over time, the limit with the warning and\n"
@@ -46,7 +47,7 @@ const char cmd_plot_help[] =
     "  --width PX         width, 320 to 10000 (default 1000)\n"
     "  --height PX        height, 240 to 10000 (default 500)\n"
     "  --warmup PERCENT   share of the sampled span left out of the trend (default 10%)\n"
-    "  --run N            draw run N (1 = the first run of the log)\n"
+    "  --run N            draw run N (1 = the first run of the log)\n" ANALYZE_WINDOW_HELP
     "  --every DURATION   redraw every DURATION (100ms to 1d: 500ms, 5s, 1m)\n"
     "  --idle DURATION    with --every, stop when the log has not changed for this\n"
     "                     long (default: 10 x --every, at least 5m; 0: never)\n"

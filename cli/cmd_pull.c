@@ -1,7 +1,7 @@
 /*
  * `memfit pull`: fetches a model file into the cache (trying several sources
- * in order) and prints its cached path. A progress bar goes to stderr when
- * it is a terminal; otherwise the command is quiet. Ctrl-C cancels cleanly
+ * in order) and prints its cached path. Progress goes to stderr: a bar on
+ * a terminal, else a plain line every 5 s and one at the end. Ctrl-C cancels cleanly
  * (the partial download is kept and resumed next time).
  */
 #include <stdio.h>
@@ -34,8 +34,11 @@ const char cmd_pull_help[] =
     "  --connect-timeout D   connect timeout (default 15s)\n"
     "  --stall-timeout D     give up on a transfer slower than 1 KiB/s for D (default 30s)\n"
     "  --lock-timeout D      wait at most D for another process downloading the same file\n"
-    "  -q, --quiet           no progress bar\n"
+    "  -q, --quiet           no progress\n"
     "\n"
+    "Progress goes to stderr: a live bar on a terminal; otherwise (logs, CI, kubectl\n"
+    "logs) a line every 5 s (MEMFIT_PROGRESS_INTERVAL, a duration, changes it) and\n"
+    "one at the end, e.g. \"memfit pull: model.gguf 120 MiB of 335 MiB (36 %), 40 MiB/s\".\n"
     "MEMFIT_CACHE_MAX_GB limits the cache size (least recently used files go first).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
@@ -58,6 +61,29 @@ static bool takes_value(const char *option)
         if (strcmp(option, names[i]) == 0)
             return true;
     return false;
+}
+
+/*
+ * "memfit pull: NAME" for the progress lines: the --name, else the last
+ * segment of the first source's path, never its host (user:password@) or
+ * its query (signed URLs carry secrets there).
+ */
+static void progress_label(const char *what, char *buf, size_t size)
+{
+    const char *path = what ? strstr(what, "://") : NULL;
+    if (path) {
+        path = strchr(path + 3, '/'); /* past the host */
+    } else {
+        path = what;
+    }
+    size_t len = path ? strcspn(path, "?#") : 0, start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    if (len > start)
+        snprintf(buf, size, "memfit pull: %.*s", (int)(len - start > 200 ? 200 : len - start),
+                 path + start);
+    else
+        snprintf(buf, size, "memfit pull: the file");
 }
 
 int cmd_pull(int argc, char **argv)
@@ -120,6 +146,9 @@ int cmd_pull(int argc, char **argv)
 
     struct cli_progress bar;
     cli_fetch_prepare(&fo, &bar, quiet);
+    char label[300];
+    progress_label(fo.name ? fo.name : n_sources ? sources[0] : NULL, label, sizeof(label));
+    bar.label = label;
     char *path = NULL;
     st = memfit_store_fetch(store, sources, n_sources, &fo, &path);
     cli_fetch_done(&bar);

@@ -11,7 +11,7 @@
 
 const char cmd_quantize_help[] =
     "Usage: memfit quantize IN OUT --type TYPE [--keep PATTERN]... [--threads N]\n"
-    "                       [--double-quant] [--force]\n"
+    "                       [--double-quant] [--force] [--quiet]\n"
     "\n"
     "Rewrites a model file (.gguf, .safetensors or .pth with F32/F16/BF16 tensors;\n"
     "quantized GGUF tensors are dequantized, then requantized) with its weights\n"
@@ -36,12 +36,15 @@ const char cmd_quantize_help[] =
     "  --threads N       worker threads (default: the CPUs this process may use)\n"
     "  --double-quant    nf4: quantize the absmax values too (blocks of 256)\n"
     "  --force           overwrite an existing OUT (never the input)\n"
+    "  -q, --quiet       no progress (a live bar on a terminal; otherwise a line\n"
+    "                    every 5 s, MEMFIT_PROGRESS_INTERVAL, and one at the end)\n"
     "  -h, --help\n";
-/* The display: a bar on a terminal, else a line every 5 s or 10 %. */
+/* The display: a bar on a terminal, else a plain line every 5 s
+ * (MEMFIT_PROGRESS_INTERVAL) and one at the end. */
 struct display {
     bool tty, drawn;
-    uint64_t start_ns, last_ns;
-    int last_tenth;
+    uint64_t start_ns, last_ns, interval_ns;
+    char label[300]; /* "memfit quantize: OUT" */
 };
 
 static void show_progress(const struct memfit_quantize_progress *p, void *user)
@@ -49,7 +52,6 @@ static void show_progress(const struct memfit_quantize_progress *p, void *user)
     struct display *d = user;
     uint64_t now = memfit_now_ns();
     bool done = p->tensors_done == p->tensors_total;
-    int tenth = p->bytes_total ? (int)(p->bytes_done * 10 / p->bytes_total) : 10;
     if (d->tty) {
         if (d->drawn && now - d->last_ns < 100000000ull && !done)
             return;
@@ -59,19 +61,19 @@ static void show_progress(const struct memfit_quantize_progress *p, void *user)
         cli_progress_draw_bar(p->bytes_done, p->bytes_total,
                               secs > 0 ? (double)p->bytes_done / secs : 0, extra);
     } else {
-        /* A short run prints nothing; a long one, its first line after 2 s. */
-        if (now - d->start_ns < 2000000000ull ||
-            (d->drawn && tenth == d->last_tenth && (done || now - d->last_ns < 5000000000ull)))
+        if (!done && now - (d->drawn ? d->last_ns : d->start_ns) < d->interval_ns)
             return;
-        char a[32], b[32];
-        fprintf(stderr, "quantize: %3d%% %s / %s, %zu/%zu tensors\n", tenth * 10,
-                memfit_format_size(p->bytes_done, a, sizeof(a)),
-                memfit_format_size(p->bytes_total, b, sizeof(b)), p->tensors_done,
-                p->tensors_total);
+        double secs = (double)(now - d->start_ns) / 1e9;
+        char extra[96];
+        int n =
+            snprintf(extra, sizeof(extra), "%zu/%zu tensors", p->tensors_done, p->tensors_total);
+        if (done && n > 0 && (size_t)n < sizeof(extra))
+            snprintf(extra + n, sizeof(extra) - (size_t)n, ", done in %.1f s", secs);
+        cli_progress_print_line(d->label, p->bytes_done, p->bytes_total,
+                                secs > 0 ? (double)p->bytes_done / secs : 0, extra);
     }
     d->drawn = true;
     d->last_ns = now;
-    d->last_tenth = tenth;
 }
 
 static void print_summary(const char *out, const struct memfit_quantize_report *r)
@@ -132,7 +134,7 @@ static void print_summary(const char *out, const struct memfit_quantize_report *
 }
 
 static int parse_args(int argc, char **argv, const char **paths, const char **keep,
-                      struct memfit_quantize_options *o)
+                      struct memfit_quantize_options *o, bool *quiet)
 {
     bool have_type = false;
     for (int i = 1; i < argc; i++) {
@@ -159,6 +161,8 @@ static int parse_args(int argc, char **argv, const char **paths, const char **ke
             o->double_quant = true;
         } else if (strcmp(a, "--force") == 0) {
             o->overwrite = true;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            *quiet = true;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage("quantize", "unknown option '%s'", a);
         } else if (!paths[0]) {
@@ -187,14 +191,20 @@ int cmd_quantize(int argc, char **argv)
     if (!keep)
         return cli_fail_status(MEMFIT_E_NOMEM);
     o.keep = keep;
-    int rc = parse_args(argc, argv, paths, keep, &o);
+    bool quiet = false;
+    int rc = parse_args(argc, argv, paths, keep, &o, &quiet);
     if (rc != CLI_EXIT_OK) {
         memfit_free(keep);
         return rc;
     }
-    struct display d = {.tty = cli_isatty(2), .start_ns = memfit_now_ns(), .last_tenth = -1};
-    o.progress = show_progress;
-    o.progress_user = &d;
+    struct display d = {.tty = cli_isatty(2),
+                        .start_ns = memfit_now_ns(),
+                        .interval_ns = cli_progress_interval_ns()};
+    snprintf(d.label, sizeof(d.label), "memfit quantize: %.200s", paths[1]);
+    if (!quiet) {
+        o.progress = show_progress;
+        o.progress_user = &d;
+    }
     struct cli_progress signals; /* Ctrl-C cancels: the temporary file is removed */
     o.cancel = cli_cancel_on_signals(&signals);
     struct memfit_quantize_report report;

@@ -367,6 +367,23 @@ MEMFIT_API const char *memfit_leak_verdict_name(enum memfit_leak_verdict verdict
 /* "ok", "warning", "critical", "danger", "unknown"; NULL outside [0, N_LEVELS). */
 MEMFIT_API const char *memfit_analysis_level_name(unsigned level);
 
+/* What the monitor judged (its log's `scope`, docs/monitor-log.md). */
+enum memfit_analysis_scope {
+    MEMFIT_ANALYSIS_SCOPE_UNKNOWN = 0, /* neither scope nor limit_source in the log */
+    MEMFIT_ANALYSIS_SCOPE_CGROUP = 1,  /* the cgroup's memory in use against its limit */
+    MEMFIT_ANALYSIS_SCOPE_PROCESS = 2, /* no cgroup limit: the watched process tree's RSS */
+    MEMFIT_ANALYSIS_SCOPE_MACHINE = 3, /* the machine's memory in use */
+};
+
+/* "unknown", "cgroup", "process", "machine" (the JSON ids); never NULL. */
+MEMFIT_API const char *memfit_analysis_scope_name(enum memfit_analysis_scope scope);
+
+/*
+ * Parses an RFC 3339 time ("2026-11-23T19:40:00.123Z", "...+02:00") into
+ * seconds since the epoch. E_INVALID naming the text when it is not one.
+ */
+MEMFIT_API enum memfit_status memfit_analysis_parse_time(const char *text, double *out_unix_s);
+
 /* How many malformed lines, pid restarts, ... are listed one by one. */
 #define MEMFIT_ANALYSIS_MAX_LISTED 5
 
@@ -381,6 +398,17 @@ struct memfit_analyze_options {
     double gap_factor;              /* a step > factor x interval is a gap: 3 */
     unsigned run;                   /* 0: the last run with samples; N: run N (1-based) */
     bool all_runs;                  /* reports show every run, not only the selected one */
+    /* Periodic series (docs/analyze.md): 0 detects the period of each fitted
+     * series; > 0 takes this period in seconds; < 0 never fits per period. */
+    double period_s;
+    uint64_t leak_min_periods; /* per-period minima needed to judge on them: 4 */
+    /* The window: records of each run with since_s <= t <= until_s are read,
+     * the others skipped (defaults 0 and INFINITY). The wall-clock bounds
+     * (seconds since the epoch, NaN: none) are placed in each run by its
+     * start record's `time` (else its first sample's `time` - t); a run
+     * whose time is unknown has no records in a wall-clock window. */
+    double since_s, until_s;
+    double since_unix_s, until_unix_s;
 };
 
 /* The defaults above. */
@@ -405,6 +433,19 @@ struct memfit_trend {
     double mean_bytes;           /* mean of the fitted values */
     double limit_eta_s;          /* rising trend: seconds from the last sample to the
                                     limit at this slope (0: already there); else NaN */
+    /* The periodic case. With per_period the fit above (slope, intercept,
+     * r2, growth, mean) is of the lowest value of each full period window
+     * in the fitted span, and the verdict rests on it; n_points stays the
+     * samples in the span. */
+    double period_s;            /* detected or given period; NaN: none */
+    bool period_given;          /* from the options, not detected */
+    double period_strength;     /* autocorrelation of the detrended series at the
+                                   period (0..1); NaN when given */
+    uint64_t n_periods;         /* full period windows with samples in the span */
+    bool per_period;            /* the fit is of the per-period minima (n_periods >=
+                                   leak_min_periods) */
+    double period_growth_bytes; /* slope x period_s; NaN unless per_period */
+    double amplitude_bytes;     /* mean highest - lowest value of the windows; NaN */
 };
 
 struct memfit_pid_restart {
@@ -450,6 +491,13 @@ struct memfit_run_summary {
     uint64_t n_pid_restarts; /* process.pid changing between samples */
     struct memfit_pid_restart pid_restarts[MEMFIT_ANALYSIS_MAX_LISTED]; /* the first ones */
     struct memfit_trend working_set_trend, rss_trend;
+    /* What the verdict judges: what the monitor judged (its `scope`), or
+     * for logs without one, inferred from limit_source and the process. */
+    enum memfit_analysis_scope scope;
+    bool scope_inferred;               /* the log had no `scope` */
+    bool judged_rss;                   /* the verdict is rss_trend's (else working_set_trend's) */
+    struct memfit_trend judged_trend;  /* a copy of the trend the verdict rests on */
+    double window_from_s, window_to_s; /* the window in this run's t (0, INFINITY: none) */
 };
 
 /* What was read, over the whole log. */
@@ -461,9 +509,10 @@ struct memfit_log_info {
     uint64_t malformed_lines[MEMFIT_ANALYSIS_MAX_LISTED]; /* the first ones (1-based) */
     const char *first_malformed_reason; /* "line 4: working_set_bytes is not a number"; "" */
     uint64_t n_unknown_types;           /* objects with a type this reader does not know */
-    uint64_t n_samples;                 /* over all runs */
+    uint64_t n_samples;                 /* over all runs (in the window) */
     unsigned n_runs;
-    unsigned selected_run; /* 0-based index of the run reports and charts use */
+    unsigned selected_run;     /* 0-based index of the run reports and charts use */
+    uint64_t n_outside_window; /* samples skipped as outside the window */
 };
 
 /*

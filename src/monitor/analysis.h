@@ -26,8 +26,10 @@ struct mf_sample {
 /* A run being read or already summarized. */
 struct mf_run {
     struct memfit_run_summary summary; /* its strings point at the fields below */
-    char *start_time, *hostname, *command, *limit_source;
-    double last_t_s; /* last t of any record of the run */
+    char *start_time, *hostname, *command, *limit_source, *scope;
+    double last_t_s;  /* last t of any record of the run (in the window) */
+    double unix_t0_s; /* wall clock at t = 0 (seconds since the epoch); NaN: unknown */
+    bool has_process; /* a sample named a process */
     uint64_t n_oom_records;
 };
 
@@ -60,6 +62,10 @@ static inline const struct memfit_run_summary *mf_analysis_selected(const memfit
 {
     return a->n_runs ? &a->runs[a->info.selected_run].summary : NULL;
 }
+
+/* What the verdict judges, for people: "process tree of pid 1234 (RSS), no
+ * cgroup limit", "memory in use of the cgroup", ... (report and chart). */
+void mf_format_judged(const struct memfit_run_summary *s, char *buf, size_t size);
 
 /* "1 h 3 min", "4 min 12 s", "12.3 s": a duration for people. */
 void mf_format_duration(double seconds, char *buf, size_t size);

@@ -52,6 +52,92 @@ const char *memfit_leak_verdict_name(enum memfit_leak_verdict verdict)
     return "unknown";
 }
 
+const char *memfit_analysis_scope_name(enum memfit_analysis_scope scope)
+{
+    switch (scope) {
+    case MEMFIT_ANALYSIS_SCOPE_UNKNOWN:
+        break;
+    case MEMFIT_ANALYSIS_SCOPE_CGROUP:
+        return "cgroup";
+    case MEMFIT_ANALYSIS_SCOPE_PROCESS:
+        return "process";
+    case MEMFIT_ANALYSIS_SCOPE_MACHINE:
+        return "machine";
+    }
+    return "unknown";
+}
+
+/* Reads `width` digits at *p into *out and moves past them. */
+static bool read_digits(const char **p, int width, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < width; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *p += width;
+    *out = v;
+    return true;
+}
+
+/* RFC 3339 to seconds since the epoch; false when `text` is not one. */
+static bool parse_rfc3339(const char *text, double *out_unix_s)
+{
+    const char *p = text;
+    int year, mon, day, hour, min, sec;
+    bool ok = read_digits(&p, 4, &year) && *p++ == '-' && read_digits(&p, 2, &mon) && *p++ == '-' &&
+              read_digits(&p, 2, &day) && (*p == 'T' || *p == 't' || *p == ' ');
+    if (ok)
+        p++;
+    ok = ok && read_digits(&p, 2, &hour) && *p++ == ':' && read_digits(&p, 2, &min) &&
+         *p++ == ':' && read_digits(&p, 2, &sec);
+    double frac = 0.0;
+    if (ok && *p == '.') {
+        double scale = 0.1;
+        p++;
+        ok = *p >= '0' && *p <= '9';
+        for (; *p >= '0' && *p <= '9'; p++, scale /= 10.0)
+            frac += (*p - '0') * scale;
+    }
+    int offset_min = 0;
+    if (ok && (*p == 'Z' || *p == 'z')) {
+        p++;
+    } else if (ok && (*p == '+' || *p == '-')) {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        ok =
+            read_digits(&p, 2, &oh) && *p++ == ':' && read_digits(&p, 2, &om) && oh < 24 && om < 60;
+        offset_min = sign * (oh * 60 + om);
+    } else {
+        ok = false;
+    }
+    ok = ok && *p == '\0' && mon >= 1 && mon <= 12 && day >= 1 && day <= 31 && hour < 24 &&
+         min < 60 && sec <= 60;
+    if (!ok)
+        return false;
+    /* Days from the civil date (proleptic Gregorian), without the C library's
+     * time zone state. */
+    int y = year - (mon <= 2);
+    int era = y / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (mon + (mon > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    double days = (double)era * 146097.0 + (double)doe - 719468.0;
+    *out_unix_s = days * 86400.0 + hour * 3600.0 + min * 60.0 + sec + frac - offset_min * 60.0;
+    return true;
+}
+
+enum memfit_status memfit_analysis_parse_time(const char *text, double *out_unix_s)
+{
+    if (!text || !out_unix_s)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_analysis_parse_time: NULL argument");
+    if (!parse_rfc3339(text, out_unix_s))
+        return memfit_fail(MEMFIT_E_INVALID,
+                           "'%s' is not an RFC 3339 time (like 2026-11-23T19:40:00Z)", text);
+    return MEMFIT_OK;
+}
+
 struct memfit_analyze_options memfit_analyze_options_default(void)
 {
     struct memfit_analyze_options o = {
@@ -65,6 +151,12 @@ struct memfit_analyze_options memfit_analyze_options_default(void)
         .gap_factor = 3.0,
         .run = 0,
         .all_runs = false,
+        .period_s = 0.0,
+        .leak_min_periods = 4,
+        .since_s = 0.0,
+        .until_s = INFINITY,
+        .since_unix_s = NAN,
+        .until_unix_s = NAN,
     };
     return o;
 }
@@ -86,6 +178,15 @@ static enum memfit_status check_options(const struct memfit_analyze_options *o)
     if (!(o->leak_min_growth_percent >= 0.0 && isfinite(o->leak_min_growth_percent)))
         return memfit_fail(MEMFIT_E_RANGE, "leak minimum growth %g %% is negative",
                            o->leak_min_growth_percent);
+    if (!isfinite(o->period_s))
+        return memfit_fail(MEMFIT_E_RANGE, "period %g s is not a number of seconds", o->period_s);
+    if (o->leak_min_periods < 3)
+        return memfit_fail(MEMFIT_E_RANGE, "%llu periods cannot show a trend (3 at least)",
+                           (unsigned long long)o->leak_min_periods);
+    if (isnan(o->since_s) || isnan(o->until_s) || !(o->since_s <= o->until_s) ||
+        (!isnan(o->since_unix_s) && !isnan(o->until_unix_s) &&
+         !(o->since_unix_s <= o->until_unix_s)))
+        return memfit_fail(MEMFIT_E_RANGE, "the window ends before it begins");
     return MEMFIT_OK;
 }
 
@@ -229,6 +330,9 @@ static void run_init_summary(struct mf_run *r, unsigned number)
     s->warning_percent = s->critical_percent = NAN;
     s->first_oom_s = NAN;
     s->start_time = s->hostname = s->command = s->limit_source = "";
+    s->window_from_s = 0.0;
+    s->window_to_s = INFINITY;
+    r->unix_t0_s = NAN;
 }
 
 static void run_free_strings(struct mf_run *r)
@@ -237,6 +341,7 @@ static void run_free_strings(struct mf_run *r)
     memfit_free(r->hostname);
     memfit_free(r->command);
     memfit_free(r->limit_source);
+    memfit_free(r->scope);
 }
 
 /* Appends an empty run; its strings are filled by the caller. */
@@ -338,7 +443,7 @@ static enum memfit_status finish_run(struct builder *b);
 
 /* A `start` record: a new run. Optional fields of the wrong type are
  * ignored, so one odd field does not merge two runs. */
-static enum memfit_status on_start(struct builder *b, const json_t *root)
+static enum memfit_status on_start(struct builder *b, const json_t *root, double t)
 {
     enum memfit_status st = finish_run(b);
     if (st != MEMFIT_OK)
@@ -352,6 +457,7 @@ static enum memfit_status on_start(struct builder *b, const json_t *root)
     r->start_time = dup_string(root, "time", &st);
     r->hostname = dup_string(root, "hostname", &st);
     r->limit_source = dup_string(root, "limit_source", &st);
+    r->scope = dup_string(root, "scope", &st);
     r->command = join_command(json_object_get(root, "command"), &st);
     if (st != MEMFIT_OK)
         return st;
@@ -363,6 +469,8 @@ static enum memfit_status on_start(struct builder *b, const json_t *root)
     if (get_integer(root, "pid", &pid) == FIELD_OK && pid >= 0)
         s->pid = pid;
     double v;
+    if (r->start_time && parse_rfc3339(r->start_time, &v))
+        r->unix_t0_s = v - t;
     if (get_number(root, "interval_s", &v) == FIELD_OK && v > 0.0 && v <= MAX_T_S)
         s->interval_s = v;
     if (get_number(root, "limit_bytes", &v) == FIELD_OK && v > 0.0 && v < MAX_BYTES)
@@ -377,6 +485,26 @@ static enum memfit_status on_start(struct builder *b, const json_t *root)
             s->danger_available_bytes = (uint64_t)v;
     }
     return MEMFIT_OK;
+}
+
+/* The window of run r in its own t: the options' bounds, the wall-clock
+ * ones placed by the run's time (nothing fits them when it is unknown). */
+static void run_window(const struct memfit_analyze_options *o, const struct mf_run *r, double *from,
+                       double *to)
+{
+    *from = o->since_s;
+    *to = o->until_s;
+    if (!isnan(o->since_unix_s))
+        *from = fmax(*from, isnan(r->unix_t0_s) ? INFINITY : o->since_unix_s - r->unix_t0_s);
+    if (!isnan(o->until_unix_s))
+        *to = fmin(*to, isnan(r->unix_t0_s) ? -INFINITY : o->until_unix_s - r->unix_t0_s);
+}
+
+static bool in_window(const struct builder *b, const struct mf_run *r, double t)
+{
+    double from, to;
+    run_window(&b->a->opts, r, &from, &to);
+    return t >= from && t <= to;
 }
 
 /* The run a record without a `start` before it belongs to. */
@@ -477,6 +605,23 @@ static enum memfit_status on_sample(struct builder *b, const json_t *root, doubl
         malformed(b, "t %g goes back before the previous sample's %g", t, b->cur_last_sample_t);
         return MEMFIT_OK;
     }
+    b->cur_last_sample_t = t;
+    double wall;
+    if (isnan(r->unix_t0_s) && json_is_string(json_object_get(root, "time")) &&
+        parse_rfc3339(json_string_value(json_object_get(root, "time")), &wall))
+        r->unix_t0_s = wall - t;
+    if (!in_window(b, r, t)) {
+        b->a->info.n_outside_window++;
+        return MEMFIT_OK;
+    }
+    const json_t *scope = json_object_get(root, "scope");
+    if (json_is_string(scope) && !r->scope) {
+        r->scope = memfit_strdup(json_string_value(scope));
+        if (!r->scope)
+            return MEMFIT_E_NOMEM;
+    }
+    if (smp.pid >= 0)
+        r->has_process = true;
     struct mf_series *s = &b->cur;
     if (s->n_samples == s->cap_samples) {
         size_t cap = s->cap_samples ? s->cap_samples * 2 : 256, bytes;
@@ -489,7 +634,6 @@ static enum memfit_status on_sample(struct builder *b, const json_t *root, doubl
         s->cap_samples = cap;
     }
     s->samples[s->n_samples++] = smp;
-    b->cur_last_sample_t = t;
     b->a->info.n_samples++;
     r->last_t_s = fmax(r->last_t_s, t);
     return MEMFIT_OK;
@@ -513,7 +657,7 @@ static enum memfit_status on_oom(struct builder *b, double t)
 {
     struct mf_run *r;
     enum memfit_status st = run_for_record(b, &r);
-    if (st != MEMFIT_OK)
+    if (st != MEMFIT_OK || !in_window(b, r, t))
         return st;
     r->n_oom_records++;
     r->last_t_s = fmax(r->last_t_s, t);
@@ -536,6 +680,8 @@ static enum memfit_status on_exit_record(struct builder *b, const json_t *root, 
     if (get_integer(root, "signal", &v) == FIELD_OK && v > 0 && v <= INT32_MAX)
         s->exit_signal = (int)v;
     s->oom_killed = json_is_true(json_object_get(root, "oom_killed"));
+    if (!in_window(b, r, t))
+        return MEMFIT_OK;
     r->last_t_s = fmax(r->last_t_s, t);
     /* An OOM kill the sampler only learned from the exit still gets a mark. */
     if (s->oom_killed && r->n_oom_records == 0 && b->cur.n_oom == 0)
@@ -566,7 +712,7 @@ static enum memfit_status on_line(struct builder *b, const char *line, size_t le
         const char *name = json_string_value(type);
         uint64_t bad_before = b->a->info.n_malformed, unknown_before = b->a->info.n_unknown_types;
         if (strcmp(name, "start") == 0)
-            st = on_start(b, root);
+            st = on_start(b, root, t);
         else if (strcmp(name, "sample") == 0)
             st = on_sample(b, root, t);
         else if (strcmp(name, "oom") == 0)
@@ -664,10 +810,252 @@ static enum memfit_status median_step(const struct mf_sample *s, size_t n, doubl
     return MEMFIT_OK;
 }
 
-/* Least squares of the series against t over t >= from_t, and the verdict. */
-static void fit_trend(const struct mf_sample *s, size_t n, bool rss, double from_t,
-                      const struct memfit_analyze_options *o, uint64_t limit_bytes,
-                      struct memfit_trend *out)
+/* ---- Trend and leak verdict --------------------------------------------- */
+
+/* An ordinary least-squares line through (t, y). */
+struct ols {
+    double slope, intercept, r2, mean_t, mean_y, sxx;
+};
+
+static struct ols ols_fit(const double *t, const double *y, size_t n)
+{
+    struct ols f = {NAN, NAN, NAN, NAN, NAN, 0.0};
+    if (n == 0)
+        return f;
+    double st = 0.0, sy = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        st += t[i];
+        sy += y[i];
+    }
+    f.mean_t = st / (double)n;
+    f.mean_y = sy / (double)n;
+    double sxy = 0.0, syy = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double dt = t[i] - f.mean_t, dy = y[i] - f.mean_y;
+        f.sxx += dt * dt;
+        sxy += dt * dy;
+        syy += dy * dy;
+    }
+    if (f.sxx > 0.0) {
+        f.slope = sxy / f.sxx;
+        f.intercept = f.mean_y - f.slope * f.mean_t;
+        if (syy > 0.0)
+            f.r2 = fmin(1.0, (sxy * sxy) / (f.sxx * syy));
+    }
+    return f;
+}
+
+/*
+ * Period detection (docs/analyze.md): the fitted points are resampled on a
+ * uniform grid (the nominal interval, at most PERIOD_GRID points, linear
+ * between samples), detrended by their least-squares line, and
+ * autocorrelated. The period is the first local maximum of the
+ * autocorrelation after it first goes below zero that reaches 80 % of the
+ * highest value there, with lags up to a quarter of the span (so at least
+ * four periods are seen), when that value is at least PERIOD_MIN_ACF and
+ * the lag at least PERIOD_MIN_STEPS (an alternation between two samples is
+ * no period: its multiples are not taken instead). It is
+ * then refined on the peak near its largest multiple within half the span
+ * (parabolic interpolation), which divides the grid's rounding error by
+ * that multiple. O(grid^2 / 2) multiply-adds: a few million at most.
+ */
+#define PERIOD_GRID      4096
+#define PERIOD_MIN_ACF   0.4
+#define PERIOD_MIN_STEPS 4 /* a shorter fundamental is not told from sampling noise */
+
+static double parabolic_peak(const double *r, size_t k, size_t n)
+{
+    if (k == 0 || k + 1 >= n)
+        return (double)k;
+    double den = r[k - 1] - 2.0 * r[k] + r[k + 1];
+    if (!(den < 0.0))
+        return (double)k;
+    double d = 0.5 * (r[k - 1] - r[k + 1]) / den;
+    return (double)k + fmax(-0.5, fmin(0.5, d));
+}
+
+static enum memfit_status detect_period(const double *t, const double *y, size_t n,
+                                        double interval_s, double *period_s, double *strength)
+{
+    *period_s = NAN;
+    *strength = NAN;
+    if (n < 32)
+        return MEMFIT_OK;
+    double span = t[n - 1] - t[0];
+    double dt = span / (PERIOD_GRID - 1);
+    if (interval_s > dt)
+        dt = interval_s;
+    if (!(dt > 0.0))
+        return MEMFIT_OK;
+    size_t m = (size_t)(span / dt) + 1;
+    if (m < 32)
+        return MEMFIT_OK;
+    size_t half = m / 2;
+    double *x = memfit_malloc((m + half) * sizeof(*x));
+    if (!x)
+        return MEMFIT_E_NOMEM;
+    double *r = x + m;
+    size_t j = 0;
+    for (size_t g = 0; g < m; g++) {
+        double tg = t[0] + (double)g * dt;
+        while (j + 1 < n && t[j + 1] <= tg)
+            j++;
+        double v = y[j];
+        if (j + 1 < n && t[j + 1] > t[j])
+            v += (y[j + 1] - y[j]) * (tg - t[j]) / (t[j + 1] - t[j]);
+        x[g] = v;
+    }
+    /* Detrend against the grid index (the same line as against t). */
+    double mg = (double)(m - 1) / 2.0, mx = 0.0, sgx = 0.0, sgg = 0.0;
+    for (size_t g = 0; g < m; g++)
+        mx += x[g];
+    mx /= (double)m;
+    for (size_t g = 0; g < m; g++) {
+        sgx += ((double)g - mg) * (x[g] - mx);
+        sgg += ((double)g - mg) * ((double)g - mg);
+    }
+    double b = sgx / sgg, var = 0.0;
+    for (size_t g = 0; g < m; g++) {
+        x[g] -= mx + b * ((double)g - mg);
+        var += x[g] * x[g];
+    }
+    if (!(var > 0.0)) {
+        memfit_free(x);
+        return MEMFIT_OK;
+    }
+    for (size_t k = 0; k < half; k++) {
+        double acc = 0.0;
+        for (size_t g = 0; g + k < m; g++)
+            acc += x[g] * x[g + k];
+        r[k] = acc / var;
+    }
+    size_t kmax = m / 4, k0 = 1;
+    while (k0 <= kmax && r[k0] >= 0.0)
+        k0++;
+    double best = -1.0;
+    size_t kmin = k0 < 2 ? 2 : k0;
+    for (size_t k = kmin; k <= kmax; k++)
+        best = fmax(best, r[k]);
+    size_t k1 = 0;
+    if (best >= PERIOD_MIN_ACF)
+        for (size_t k = kmin; k <= kmax && !k1; k++)
+            if (r[k] >= 0.8 * best && r[k] >= r[k - 1] && r[k] >= r[k + 1])
+                k1 = k;
+    if (k1 >= PERIOD_MIN_STEPS) {
+        size_t mult = (half - 1) / k1, peak = k1;
+        if (mult >= 2) {
+            size_t lo = mult * k1 - k1 / 2, hi = mult * k1 + k1 / 2;
+            if (hi > half - 2)
+                hi = half - 2;
+            peak = lo;
+            for (size_t k = lo; k <= hi; k++)
+                if (r[k] > r[peak])
+                    peak = k;
+            if (!(r[peak] > 0.0)) {
+                mult = 1;
+                peak = k1;
+            }
+        } else {
+            mult = 1;
+        }
+        *period_s = parabolic_peak(r, peak, half) * dt / (double)mult;
+        *strength = r[k1];
+    }
+    memfit_free(x);
+    return MEMFIT_OK;
+}
+
+/*
+ * The lowest value of each full period window in [t[0], t[n-1]]. The windows
+ * are placed so that the troughs fall in their middle: the detrended points
+ * folded on the period into bins, the lowest bin's mean marks the trough's
+ * phase, and windows start half a period before it. A window without a
+ * sample (a gap) is skipped. Writes the minima to (mt, my), which hold n.
+ */
+static void period_minima(const double *t, const double *y, size_t n, double period,
+                          const struct ols *line, double *mt, double *my, size_t *n_min,
+                          double *amplitude)
+{
+    enum { BINS = 32 };
+    double sum[BINS] = {0}, cnt[BINS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        double ph = fmod(t[i] - t[0], period) / period;
+        size_t bin = (size_t)(ph * BINS);
+        if (bin >= BINS)
+            bin = BINS - 1;
+        sum[bin] += y[i] - (line->intercept + line->slope * t[i]);
+        cnt[bin] += 1.0;
+    }
+    size_t low = BINS;
+    for (size_t bin = 0; bin < BINS; bin++)
+        if (cnt[bin] > 0.0 && (low == BINS || sum[bin] / cnt[bin] < sum[low] / cnt[low]))
+            low = bin;
+    double start = t[0] + ((double)low + 0.5) / BINS * period - 0.5 * period;
+    if (start < t[0])
+        start += period;
+    size_t k = 0, i = 0;
+    double amp_sum = 0.0;
+    /* A tiny slack keeps a window ending on the last sample. */
+    for (double w = start; w + period <= t[n - 1] + 1e-9 * period; w += period) {
+        while (i < n && t[i] < w)
+            i++;
+        size_t lo = i, best = i;
+        double hi = -INFINITY;
+        for (; i < n && t[i] < w + period; i++) {
+            if (y[i] < y[best])
+                best = i;
+            hi = fmax(hi, y[i]);
+        }
+        if (i == lo) {
+            /* Over a gap, go straight to the window of the next sample. */
+            double skip = i < n ? floor((t[i] - w) / period) - 1.0 : 0.0;
+            if (skip > 0.0)
+                w += skip * period;
+            continue;
+        }
+        mt[k] = t[best];
+        my[k] = y[best];
+        amp_sum += hi - y[best];
+        k++;
+        if (k == n)
+            break;
+    }
+    *n_min = k;
+    *amplitude = k ? amp_sum / (double)k : NAN;
+}
+
+/* The fitted points: the known values of the series with t >= from_t. */
+static enum memfit_status fitted_points(const struct mf_sample *s, size_t n, bool rss,
+                                        double from_t, double **out, size_t *k)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += !isnan(sample_value(&s[i], rss)) && s[i].t_s >= from_t;
+    *out = NULL;
+    *k = c;
+    if (c == 0)
+        return MEMFIT_OK;
+    double *p = memfit_malloc(4 * c * sizeof(*p)); /* t, y, and room for the minima */
+    if (!p)
+        return MEMFIT_E_NOMEM;
+    c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double y = sample_value(&s[i], rss);
+        if (isnan(y) || s[i].t_s < from_t)
+            continue;
+        p[c] = s[i].t_s;
+        p[*k + c] = y;
+        c++;
+    }
+    *out = p;
+    return MEMFIT_OK;
+}
+
+/* The least-squares trend of the series over t >= from_t (per period when
+ * the series is periodic), and the verdict. */
+static enum memfit_status fit_trend(const struct mf_sample *s, size_t n, bool rss, double from_t,
+                                    const struct memfit_analyze_options *o,
+                                    const struct memfit_run_summary *sum, struct memfit_trend *out)
 {
     struct memfit_trend tr = {
         .verdict = MEMFIT_LEAK_INSUFFICIENT_DATA,
@@ -679,64 +1067,78 @@ static void fit_trend(const struct mf_sample *s, size_t n, bool rss, double from
         .growth_bytes = NAN,
         .mean_bytes = NAN,
         .limit_eta_s = NAN,
+        .period_s = NAN,
+        .period_strength = NAN,
+        .period_growth_bytes = NAN,
+        .amplitude_bytes = NAN,
     };
-    double st = 0.0, sy = 0.0;
-    uint64_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        double y = sample_value(&s[i], rss);
-        if (isnan(y) || s[i].t_s < from_t)
-            continue;
-        if (k == 0)
-            tr.fit_from_s = s[i].t_s;
-        tr.fit_to_s = s[i].t_s;
-        st += s[i].t_s;
-        sy += y;
-        k++;
+    double *p;
+    size_t k;
+    enum memfit_status st = fitted_points(s, n, rss, from_t, &p, &k);
+    if (st != MEMFIT_OK || k == 0) {
+        *out = tr;
+        return st;
     }
+    double *t = p, *y = p + k, *mt = p + 2 * k, *my = p + 3 * k;
     tr.n_points = k;
-    if (k == 0) {
-        *out = tr;
-        return;
-    }
-    double mt = st / (double)k, my = sy / (double)k;
-    double sxx = 0.0, sxy = 0.0, syy = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double y = sample_value(&s[i], rss);
-        if (isnan(y) || s[i].t_s < from_t)
-            continue;
-        double dt = s[i].t_s - mt, dy = y - my;
-        sxx += dt * dt;
-        sxy += dt * dy;
-        syy += dy * dy;
-    }
-    tr.mean_bytes = my;
+    tr.fit_from_s = t[0];
+    tr.fit_to_s = t[k - 1];
+    struct ols line = ols_fit(t, y, k), fit = line;
     double span = tr.fit_to_s - tr.fit_from_s;
-    if (sxx > 0.0) {
-        tr.slope_bytes_per_s = sxy / sxx;
-        tr.intercept_bytes = my - tr.slope_bytes_per_s * mt;
-        tr.growth_bytes = tr.slope_bytes_per_s * span;
-        if (syy > 0.0)
-            tr.r2 = fmin(1.0, (sxy * sxy) / (sxx * syy));
+    if (o->period_s > 0.0) {
+        tr.period_s = o->period_s;
+        tr.period_given = true;
+    } else if (o->period_s == 0.0 && line.sxx > 0.0) {
+        st = detect_period(t, y, k, sum->interval_s, &tr.period_s, &tr.period_strength);
+        if (st != MEMFIT_OK) {
+            memfit_free(p);
+            return st;
+        }
     }
-    if (k < o->leak_min_samples || !(span >= o->leak_min_span_s) || sxx <= 0.0) {
+    if (!isnan(tr.period_s) && line.sxx > 0.0) {
+        size_t n_min;
+        period_minima(t, y, k, tr.period_s, &line, mt, my, &n_min, &tr.amplitude_bytes);
+        tr.n_periods = n_min;
+        if (n_min >= o->leak_min_periods) {
+            fit = ols_fit(mt, my, n_min);
+            tr.per_period = fit.sxx > 0.0;
+            if (!tr.per_period)
+                fit = line;
+        }
+    }
+    memfit_free(p);
+    tr.mean_bytes = fit.mean_y;
+    if (fit.sxx > 0.0) {
+        tr.slope_bytes_per_s = fit.slope;
+        tr.intercept_bytes = fit.intercept;
+        tr.growth_bytes = fit.slope * span;
+        tr.r2 = fit.r2;
+        if (tr.per_period)
+            tr.period_growth_bytes = fit.slope * tr.period_s;
+    }
+    if (k < o->leak_min_samples || !(span >= o->leak_min_span_s) || line.sxx <= 0.0) {
         *out = tr;
-        return;
+        return MEMFIT_OK;
     }
     tr.verdict = MEMFIT_LEAK_NONE;
     bool grows = tr.slope_bytes_per_s > 0.0 && !isnan(tr.r2) &&
-                 tr.growth_bytes >= o->leak_min_growth_percent / 100.0 * my &&
+                 tr.growth_bytes >= o->leak_min_growth_percent / 100.0 * tr.mean_bytes &&
                  tr.growth_bytes >= (double)o->leak_min_growth_bytes;
     if (grows && tr.r2 >= o->leak_min_r2)
         tr.verdict = MEMFIT_LEAK_LIKELY;
     else if (grows && tr.r2 >= o->possible_leak_min_r2)
         tr.verdict = MEMFIT_LEAK_POSSIBLE;
-    if (tr.verdict >= MEMFIT_LEAK_POSSIBLE && limit_bytes > 0) {
+    if (tr.verdict >= MEMFIT_LEAK_POSSIBLE && sum->limit_bytes > 0) {
+        /* Per period, the peaks meet the limit first: the minima's line
+         * plus the mean amplitude. */
         double now = tr.intercept_bytes + tr.slope_bytes_per_s * tr.fit_to_s;
-        tr.limit_eta_s = fmax(0.0, ((double)limit_bytes - now) / tr.slope_bytes_per_s);
+        if (tr.per_period)
+            now += tr.amplitude_bytes;
+        tr.limit_eta_s = fmax(0.0, ((double)sum->limit_bytes - now) / tr.slope_bytes_per_s);
     }
     *out = tr;
+    return MEMFIT_OK;
 }
-
 /* Everything one pass over the samples gives: gaps, levels, pids, limits. */
 static void walk_samples(struct mf_series *ser, struct memfit_run_summary *s, double gap_s)
 {
@@ -778,6 +1180,61 @@ static void walk_samples(struct mf_series *ser, struct memfit_run_summary *s, do
         s->peak_percent = 100.0 * s->working_set.max / (double)s->limit_bytes;
 }
 
+/*
+ * What the verdict judges: what the monitor judged. Logs written before
+ * `scope` existed are read by their limit: a cgroup limit judged the
+ * cgroup; physical memory judged the machine, where memfit now judges the
+ * watched process tree when there is one (its RSS: in_use_bytes of those
+ * logs was the machine's).
+ */
+static void judge(struct mf_run *r)
+{
+    struct memfit_run_summary *s = &r->summary;
+    static const struct {
+        const char *name;
+        enum memfit_analysis_scope scope;
+    } names[] = {{"cgroup", MEMFIT_ANALYSIS_SCOPE_CGROUP},
+                 {"process", MEMFIT_ANALYSIS_SCOPE_PROCESS},
+                 {"machine", MEMFIT_ANALYSIS_SCOPE_MACHINE}};
+    s->scope = MEMFIT_ANALYSIS_SCOPE_UNKNOWN;
+    s->scope_inferred = true;
+    for (size_t i = 0; r->scope && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(r->scope, names[i].name) == 0) {
+            s->scope = names[i].scope;
+            s->scope_inferred = false;
+        }
+    if (s->scope_inferred) {
+        if (strcmp(s->limit_source, "cgroup") == 0)
+            s->scope = MEMFIT_ANALYSIS_SCOPE_CGROUP;
+        else if (strcmp(s->limit_source, "memory") == 0)
+            s->scope = (r->has_process || s->pid >= 0) && s->rss.n ? MEMFIT_ANALYSIS_SCOPE_PROCESS
+                                                                   : MEMFIT_ANALYSIS_SCOPE_MACHINE;
+    }
+    s->judged_rss = s->scope_inferred && s->scope == MEMFIT_ANALYSIS_SCOPE_PROCESS;
+    s->judged_trend = s->judged_rss ? s->rss_trend : s->working_set_trend;
+}
+
+void mf_format_judged(const struct memfit_run_summary *s, char *buf, size_t size)
+{
+    char pid[32] = "";
+    if (s->pid >= 0)
+        snprintf(pid, sizeof(pid), " of pid %lld", (long long)s->pid);
+    switch (s->scope) {
+    case MEMFIT_ANALYSIS_SCOPE_CGROUP:
+        snprintf(buf, size, "memory in use of the cgroup, against its limit");
+        break;
+    case MEMFIT_ANALYSIS_SCOPE_PROCESS:
+        snprintf(buf, size, "process tree%s (RSS), no cgroup limit", pid);
+        break;
+    case MEMFIT_ANALYSIS_SCOPE_MACHINE:
+        snprintf(buf, size, "memory in use of the machine, no cgroup limit");
+        break;
+    case MEMFIT_ANALYSIS_SCOPE_UNKNOWN:
+        snprintf(buf, size, "memory in use");
+        break;
+    }
+}
+
 static enum memfit_status summarize(memfit_analysis *a, struct mf_run *r, struct mf_series *ser)
 {
     struct memfit_run_summary *s = &r->summary;
@@ -785,10 +1242,11 @@ static enum memfit_status summarize(memfit_analysis *a, struct mf_run *r, struct
     size_t n = ser->n_samples;
     s->n_samples = n;
     s->duration_s = r->last_t_s;
+    run_window(&a->opts, r, &s->window_from_s, &s->window_to_s);
     if (n) {
         s->first_sample_s = smp[0].t_s;
         s->last_sample_s = smp[n - 1].t_s;
-        if (s->start_line == 0)
+        if (s->start_line == 0 || s->window_from_s > 0.0)
             s->duration_s = r->last_t_s - smp[0].t_s;
     }
     enum memfit_status st = MEMFIT_OK;
@@ -808,8 +1266,12 @@ static enum memfit_status summarize(memfit_analysis *a, struct mf_run *r, struct
     double from_t = NAN;
     if (n)
         from_t = smp[0].t_s + a->opts.warmup_percent / 100.0 * (smp[n - 1].t_s - smp[0].t_s);
-    fit_trend(smp, n, false, from_t, &a->opts, s->limit_bytes, &s->working_set_trend);
-    fit_trend(smp, n, true, from_t, &a->opts, s->limit_bytes, &s->rss_trend);
+    st = fit_trend(smp, n, false, from_t, &a->opts, s, &s->working_set_trend);
+    if (st == MEMFIT_OK)
+        st = fit_trend(smp, n, true, from_t, &a->opts, s, &s->rss_trend);
+    if (st != MEMFIT_OK)
+        return st;
+    judge(r);
     return MEMFIT_OK;
 }
 

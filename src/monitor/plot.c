@@ -508,19 +508,28 @@ static void draw_title(struct chart *c, const struct memfit_plot_options *o)
     }
     cv_text_end(cv);
 
-    /* First subtitle line: the verdict, the one thing to take away. Both
-     * lines are cut with an ellipsis where the chart is too narrow. */
-    const struct memfit_trend *t = &s->working_set_trend;
+    /* First subtitle line: the verdict on what the monitor judged (the
+     * process tree's RSS where no cgroup limit applied), the one thing to
+     * take away. Both lines are cut with an ellipsis where the chart is too
+     * narrow. */
+    const struct memfit_trend *t = &s->judged_trend;
     static const char *const verdict_colors[] = {COLOR_MUTED, "#2f9e44", "#e8590c", "#c92a2a"};
     static const char *const verdict_text[] = {"insufficient data for a trend", "no leak",
                                                "possible leak", "leak"};
     char line[512], part[160];
     size_t n = 0;
     line[0] = '\0';
-    if (!isnan(t->slope_bytes_per_s)) {
+    char judged[160];
+    mf_format_judged(s, judged, sizeof(judged));
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " \xC2\xB7 %s", judged);
+    if (!isnan(t->slope_bytes_per_s) && n < sizeof(line)) {
         n += (size_t)snprintf(line + n, sizeof(line) - n,
-                              " \xC2\xB7 in use %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
+                              " \xC2\xB7 %+.1f MB/h (MB = 10\xE2\x81\xB6 bytes)",
                               t->slope_bytes_per_s * 3600.0 / 1e6);
+        if (t->per_period && n < sizeof(line)) {
+            mf_format_duration(t->period_s, part, sizeof(part));
+            n += (size_t)snprintf(line + n, sizeof(line) - n, " of the lows per %s period", part);
+        }
         if (!isnan(t->r2) && n < sizeof(line))
             n += (size_t)snprintf(line + n, sizeof(line) - n, ", R\xC2\xB2 %.3f", t->r2);
     }
@@ -761,7 +770,7 @@ static void draw_series(struct chart *c, bool rss, const char *color, double wid
 
 static void draw_trend(struct chart *c)
 {
-    const struct memfit_trend *t = &c->s->working_set_trend;
+    const struct memfit_trend *t = &c->s->judged_trend;
     if (isnan(t->slope_bytes_per_s) || t->verdict == MEMFIT_LEAK_INSUFFICIENT_DATA)
         return;
     double y0 = t->intercept_bytes + t->slope_bytes_per_s * t->fit_from_s;
@@ -932,7 +941,7 @@ static int draw_legend(struct chart *c, bool draw)
                  c->limit_shown ? "" : " (off the scale)");
         n++;
     }
-    const struct memfit_trend *t = &s->working_set_trend;
+    const struct memfit_trend *t = &s->judged_trend;
     if (!isnan(t->slope_bytes_per_s) && t->verdict != MEMFIT_LEAK_INSUFFICIENT_DATA) {
         items[n] = (struct item){"dash", COLOR_TREND, ""};
         snprintf(items[n].label, sizeof(items[n].label), "trend %+.1f MB/h",
@@ -995,7 +1004,7 @@ static double y_top(struct chart *c)
     double top = s->working_set.max;
     if (s->rss.n)
         top = fmax(top, s->rss.max);
-    const struct memfit_trend *t = &s->working_set_trend;
+    const struct memfit_trend *t = &s->judged_trend;
     if (!isnan(t->slope_bytes_per_s) && t->verdict != MEMFIT_LEAK_INSUFFICIENT_DATA)
         top = fmax(top, t->intercept_bytes + t->slope_bytes_per_s * t->fit_to_s);
     if (s->limit_bytes && (double)s->limit_bytes <= 4.0 * top) {

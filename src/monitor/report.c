@@ -63,7 +63,16 @@ static void report_trend(FILE *out, const char *label, const struct memfit_trend
                 (unsigned long long)t->n_points, t->n_points == 1 ? "" : "s");
         return;
     }
-    fprintf(out, "%+.1f MB/h, R\xC2\xB2 ", t->slope_bytes_per_s * 3600.0 / MB);
+    fprintf(out, "%+.1f MB/h", t->slope_bytes_per_s * 3600.0 / MB);
+    if (t->per_period) {
+        char g[32], p[48];
+        double growth = fabs(t->period_growth_bytes);
+        mf_format_duration(t->period_s, p, sizeof(p));
+        fprintf(out, " of the per-period lows (%c%s per %s period, %llu periods)",
+                t->period_growth_bytes < 0.0 ? '-' : '+', size_text(growth, g, sizeof(g)), p,
+                (unsigned long long)t->n_periods);
+    }
+    fprintf(out, ", R\xC2\xB2 ");
     if (isnan(t->r2))
         fprintf(out, "n/a (flat)");
     else
@@ -77,6 +86,27 @@ static void report_trend(FILE *out, const char *label, const struct memfit_trend
         else
             fprintf(out, "; at this rate the limit is reached in %s", eta);
     }
+    fputc('\n', out);
+}
+
+/* The period of the judged series, found or given, and what came of it. */
+static void report_period(FILE *out, const struct memfit_trend *t)
+{
+    if (isnan(t->period_s))
+        return;
+    char p[48], amp[32];
+    mf_format_duration(t->period_s, p, sizeof(p));
+    fprintf(out, "  %-13s %s", "period", p);
+    if (t->period_given)
+        fprintf(out, " (given)");
+    else
+        fprintf(out, " (detected, autocorrelation %.2f)", t->period_strength);
+    fprintf(out, ", %llu full period%s in the fit", (unsigned long long)t->n_periods,
+            t->n_periods == 1 ? "" : "s");
+    if (!isnan(t->amplitude_bytes))
+        fprintf(out, ", swing %s", size_text(t->amplitude_bytes, amp, sizeof(amp)));
+    if (!t->per_period)
+        fprintf(out, "; too few periods: the whole series is fitted");
     fputc('\n', out);
 }
 
@@ -140,6 +170,12 @@ static void report_run(FILE *out, const memfit_analysis *a, const struct memfit_
         fprintf(out, ", no gaps");
     }
     fputc('\n', out);
+    if (s->window_from_s > 0.0 || s->window_to_s < INFINITY) {
+        mf_format_duration(s->window_from_s, b1, sizeof(b1));
+        mf_format_duration(s->window_to_s, b2, sizeof(b2));
+        fprintf(out, "  %-13s t = %s .. %s (--since/--until)\n", "window", b1,
+                isfinite(s->window_to_s) ? b2 : "the end");
+    }
     fprintf(out, "  %-13s ", "limit");
     if (s->limit_bytes) {
         fprintf(out, "%s", memfit_format_size(s->limit_bytes, b1, sizeof(b1)));
@@ -196,6 +232,16 @@ static void report_run(FILE *out, const memfit_analysis *a, const struct memfit_
     }
     report_trend(out, "in use", &s->working_set_trend);
     report_trend(out, "RSS", &s->rss_trend);
+    report_period(out, s->judged_rss ? &s->rss_trend : &s->working_set_trend);
+    if (s->working_set_trend.n_points || s->rss_trend.n_points) {
+        char judged[160];
+        mf_format_judged(s, judged, sizeof(judged));
+        fprintf(out, "  %-13s %s: %s%s\n", "verdict", verdict_words(s->judged_trend.verdict),
+                judged,
+                s->scope_inferred && s->scope != MEMFIT_ANALYSIS_SCOPE_UNKNOWN
+                    ? " (inferred: the log names no scope)"
+                    : "");
+    }
 }
 
 enum memfit_status memfit_analysis_write_report(const memfit_analysis *a, FILE *out)
@@ -287,6 +333,18 @@ static json_t *json_trend(struct jbuild *jb, const struct memfit_trend *t)
     jset(jb, o, "growth_bytes", jbytes(t->growth_bytes));
     jset(jb, o, "mean_bytes", jbytes(t->mean_bytes));
     jset(jb, o, "limit_eta_s", jreal(t->limit_eta_s));
+    jset(jb, o, "basis", json_string(t->per_period ? "period_minima" : "samples"));
+    json_t *p = json_null();
+    if (!isnan(t->period_s)) {
+        p = json_object();
+        jset(jb, p, "period_s", json_real(t->period_s));
+        jset(jb, p, "given", json_boolean(t->period_given));
+        jset(jb, p, "strength", jreal(t->period_strength));
+        jset(jb, p, "periods", json_integer((json_int_t)t->n_periods));
+        jset(jb, p, "growth_per_period_bytes", jreal(t->period_growth_bytes));
+        jset(jb, p, "amplitude_bytes", jbytes(t->amplitude_bytes));
+    }
+    jset(jb, o, "period", p);
     return o;
 }
 
@@ -344,6 +402,22 @@ static json_t *json_run(struct jbuild *jb, const struct memfit_run_summary *s)
     jset(jb, trend, "working_set", json_trend(jb, &s->working_set_trend));
     jset(jb, trend, "rss", json_trend(jb, &s->rss_trend));
     jset(jb, o, "trend", trend);
+    char judged[160];
+    mf_format_judged(s, judged, sizeof(judged));
+    json_t *v = json_object();
+    jset(jb, v, "verdict", json_string(memfit_leak_verdict_name(s->judged_trend.verdict)));
+    jset(jb, v, "scope", json_string(memfit_analysis_scope_name(s->scope)));
+    jset(jb, v, "scope_inferred", json_boolean(s->scope_inferred));
+    jset(jb, v, "series", json_string(s->judged_rss ? "rss" : "working_set"));
+    jset(jb, v, "text", json_string(judged));
+    jset(jb, o, "judged", v);
+    json_t *w = json_null();
+    if (s->window_from_s > 0.0 || s->window_to_s < INFINITY) {
+        w = json_object();
+        jset(jb, w, "since_s", jreal(s->window_from_s));
+        jset(jb, w, "until_s", jreal(s->window_to_s));
+    }
+    jset(jb, o, "window", w);
     return o;
 }
 
@@ -366,6 +440,7 @@ enum memfit_status memfit_analysis_write_json(const memfit_analysis *a, FILE *ou
          a->first_malformed_reason ? json_string(a->first_malformed_reason) : json_null());
     jset(&jb, root, "unknown_type_lines", json_integer((json_int_t)info->n_unknown_types));
     jset(&jb, root, "samples", json_integer((json_int_t)info->n_samples));
+    jset(&jb, root, "samples_outside_window", json_integer((json_int_t)info->n_outside_window));
     jset(&jb, root, "runs_found", json_integer(info->n_runs));
     jset(&jb, root, "selected_run", a->n_runs ? json_integer(info->selected_run + 1) : json_null());
     jset(&jb, root, "warmup_percent", json_real(a->opts.warmup_percent));

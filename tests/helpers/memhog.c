@@ -6,6 +6,9 @@
  *   memhog --step 4MiB --every 50ms                     grows until killed
  *   memhog --steady 20MiB --duration 6s                 holds 20 MiB, churning
  *   memhog --step 2MiB --every 50ms --max 40MiB --cycle frees at max, repeats
+ *   memhog --epoch 100MiB --keep 12MiB --every 400ms    a trainer: each epoch takes
+ *       100 MiB for 70 % of it and gives them back, and keeps 12 MiB (a leak
+ *       under a sawtooth)
  *
  * It prints nothing unless asked (--verbose), so its output never mixes
  * with the monitor's.
@@ -48,10 +51,17 @@ static void sleep_ns(uint64_t ns)
     }
 }
 
+static void sleep_until(uint64_t t_ns)
+{
+    uint64_t now = memfit_now_ns();
+    if (t_ns > now)
+        sleep_ns(t_ns - now);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: memhog [--step SIZE] [--every D] [--max SIZE] [--cycle] "
-                    "[--steady SIZE] [--duration D] [--verbose]\n");
+                    "[--steady SIZE] [--epoch SIZE [--keep SIZE]] [--duration D] [--verbose]\n");
     return 2;
 }
 
@@ -61,9 +71,11 @@ int main(int argc, char **argv)
         {"step", required_argument, NULL, 's'},   {"every", required_argument, NULL, 'e'},
         {"max", required_argument, NULL, 'm'},    {"cycle", no_argument, NULL, 'c'},
         {"steady", required_argument, NULL, 'S'}, {"duration", required_argument, NULL, 'd'},
-        {"verbose", no_argument, NULL, 'v'},      {NULL, 0, NULL, 0},
+        {"verbose", no_argument, NULL, 'v'},      {"epoch", required_argument, NULL, 'E'},
+        {"keep", required_argument, NULL, 'k'},   {NULL, 0, NULL, 0},
     };
     uint64_t step = 1 << 20, every_ns = 100000000u, max = 0, steady = 0, duration_ns = 0;
+    uint64_t epoch = 0, keep = 0;
     bool cycle = false, verbose = false;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -84,6 +96,12 @@ int main(int argc, char **argv)
         case 'd':
             st = memfit_parse_duration(optarg, &duration_ns);
             break;
+        case 'E':
+            st = memfit_parse_size(optarg, &epoch);
+            break;
+        case 'k':
+            st = memfit_parse_size(optarg, &keep);
+            break;
         case 'c':
             cycle = true;
             break;
@@ -101,6 +119,24 @@ int main(int argc, char **argv)
     if (step == 0 || every_ns == 0)
         return usage();
     uint64_t t0 = memfit_now_ns();
+    if (epoch) {
+        /* Epoch k runs from t0 + k x every, whatever the allocations cost,
+         * so the period is exact; the pages are faulted in by the kernel
+         * (MAP_POPULATE), which is faster than touching them one by one. */
+        for (uint64_t k = 0; !duration_ns || k * every_ns < duration_ns; k++) {
+            void *work = mmap(NULL, epoch, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+            if (work == MAP_FAILED ||
+                (keep && (n_chunks == MAX_CHUNKS || !(chunks[n_chunks++] = take(keep))))) {
+                fprintf(stderr, "memhog: cannot allocate more\n");
+                return 1;
+            }
+            sleep_until(t0 + k * every_ns + every_ns / 10 * 7);
+            munmap(work, epoch);
+            sleep_until(t0 + (k + 1) * every_ns);
+        }
+        return 0;
+    }
     if (steady) {
         /* Hold `steady` bytes; replace one step of it each interval. */
         while (n_chunks * step < steady && n_chunks < MAX_CHUNKS)

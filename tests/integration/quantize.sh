@@ -86,6 +86,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 check "no partial or temporary file left" test -z "$(ls -A ro; ls x.gguf* x.safetensors* 2>/dev/null)"
 
+# Progress without a terminal: plain lines (every MEMFIT_PROGRESS_INTERVAL) and a
+# last one; --quiet prints none.
+MEMFIT_PROGRESS_INTERVAL=1ms "$MEMFIT" quantize in.gguf prog.gguf --type q8_0 >/dev/null 2>prog.err
+check "progress lines, then the last one" grep -qE \
+    '^memfit quantize: prog\.gguf [0-9.]+ [KM]iB of [0-9.]+ MiB \(100 %\), [0-9.]+ [KMG]iB/s, ([0-9]+)/\1 tensors, done in [0-9.]+ s$' prog.err
+check "no carriage return in a log" test "$(tr -cd '\r' <prog.err | wc -c)" -eq 0
+"$MEMFIT" quantize in.gguf progq.gguf --type q8_0 --quiet >/dev/null 2>progq.err
+check "--quiet prints no progress" test ! -s progq.err
+
 if /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null; then
     check "nf4 dequantized as bitsandbytes does" /usr/bin/python3 "$MEMFIT_SOURCE/tests/integration/nf4_check.py" in32.safetensors nf4.safetensors
     check "nf4 double quant, bitsandbytes' way" /usr/bin/python3 "$MEMFIT_SOURCE/tests/integration/nf4_check.py" in32.safetensors nf4dq.safetensors

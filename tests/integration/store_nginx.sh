@@ -9,14 +9,33 @@ make_file mid.bin 24M
 make_file big.bin 200M
 log="$T/nginx/access.log"
 
-echo "== download, quiet without a terminal, then a cache hit"
-out=$(pull "$NGINX/small.bin" 2>"$T/err") || fail "pull: $(cat "$T/err")"
+echo "== download, --quiet silent without a terminal, then a cache hit"
+out=$(pull -q "$NGINX/small.bin" 2>"$T/err") || fail "pull: $(cat "$T/err")"
 cmp "$out" "$T/www/small.bin" || fail "cached file differs"
 [[ ! -s "$T/err" ]] || fail "stderr not quiet: $(cat "$T/err")"
 [[ "$out" == "$MEMFIT_CACHE_DIR/blobs/sha256/$(sha "$T/www/small.bin")" ]] || fail "path $out"
 out2=$(pull "$NGINX/small.bin") || fail "second pull"
 [[ "$out2" == "$out" ]] || fail "second pull gave $out2"
 [[ $(grep -c "GET /small.bin " "$log") -eq 1 ]] || fail "cache hit made a request"
+
+echo "== progress without a terminal: plain lines at the interval, and a last one"
+make_file prog.bin 2M # at 2 MB/s: about 1 s
+out=$(MEMFIT_DOWNLOAD_MAX_RATE=2MB MEMFIT_PROGRESS_INTERVAL=100ms pull "$NGINX/prog.bin" 2>"$T/err") ||
+    fail "pull: $(cat "$T/err")"
+cat "$T/err"
+cmp "$out" "$T/www/prog.bin" || fail "cached file differs"
+n=$(grep -cE '^memfit pull: prog\.bin [0-9.]+ [KM]iB of 2\.00 MiB \([0-9]+ %\), [0-9.]+ [KM]iB/s$' "$T/err" || true)
+[[ $n -ge 2 && $n -le 20 ]] || fail "$n progress lines at 100 ms over ~1 s"
+tail -n 1 "$T/err" | grep -qE '^memfit pull: prog\.bin 2\.00 MiB of 2\.00 MiB \(100 %\), [0-9.]+ [KM]iB/s, done in [0-9.]+ s$' ||
+    fail "no last line"
+if grep -q $'\r' "$T/err"; then fail "carriage returns in a log"; fi
+make_file prog2.bin 1M
+out=$(MEMFIT_DOWNLOAD_MAX_RATE=2MB pull "$NGINX/prog2.bin" 2>"$T/err") || fail "pull: $(cat "$T/err")"
+[[ $(wc -l <"$T/err") -eq 1 ]] || fail "a short pull prints one line at 5 s: $(cat "$T/err")"
+make_file prog3.bin 1M
+out=$(MEMFIT_DOWNLOAD_MAX_RATE=2MB MEMFIT_PROGRESS_INTERVAL=100ms pull --quiet "$NGINX/prog3.bin" 2>"$T/err") ||
+    fail "pull"
+[[ ! -s "$T/err" ]] || fail "--quiet printed: $(cat "$T/err")"
 
 echo "== HEAD"
 size=$("$MEMFIT_BUILD/store_head" "$NGINX/mid.bin") || fail "store_head"

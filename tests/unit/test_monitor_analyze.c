@@ -561,6 +561,220 @@ static void test_alloc_failures(void **state)
     assert_true(n > 10);
 }
 
+/* ---- Periodic workloads, scope and windows -------------------------------- */
+
+#define MIB (1024.0 * 1024.0)
+
+/*
+ * A trainer without a cgroup limit: every `period` s an epoch takes 100 MiB
+ * for 70 % of the period and gives it back, and keeps `leak` bytes; RSS has
+ * +-2 MiB noise. The machine's memory (in_use_bytes) wanders around 30 GB.
+ * `scope` NULL leaves it out (a log written before it existed).
+ */
+static const char *trainer_log(const char *name, double period, double phase, double leak,
+                               double seconds, const char *scope, char *buf, size_t size)
+{
+    FILE *f = gen_open(name, buf, size);
+    fprintf(f,
+            "{\"type\":\"start\",\"t\":0,\"time\":\"2026-11-23T19:40:00.000Z\",\"pid\":42,"
+            "\"command\":[\"python3\",\"train.py\"],\"interval_s\":0.05,"
+            "\"limit_bytes\":68719476736,\"limit_source\":\"memory\"%s%s%s}\n",
+            scope ? ",\"scope\":\"" : "", scope ? scope : "", scope ? "\"" : "");
+    for (int i = 1; i <= (int)(seconds / 0.05); i++) {
+        double t = 0.05 * i, x = t / period + phase;
+        double rss = 50 * MIB + leak * floor(x) + (x - floor(x) < 0.7 ? 100 * MIB : 0.0) +
+                     2 * MIB * gen_noise();
+        double machine = 30e9 + 1e8 * gen_noise();
+        fprintf(f,
+                "{\"type\":\"sample\",\"t\":%.3f,\"time\":\"x\",\"working_set_bytes\":%.0f,"
+                "\"in_use_bytes\":%.0f,\"limit_bytes\":68719476736,\"rss_bytes\":%.0f,"
+                "\"level\":\"ok\",\"process\":{\"pid\":42,\"rss_bytes\":%.0f}%s%s%s}\n",
+                t, machine, scope && strcmp(scope, "process") == 0 ? rss : machine, rss, rss,
+                scope ? ",\"scope\":\"" : "", scope ? scope : "", scope ? "\"" : "");
+    }
+    fclose(f);
+    return buf;
+}
+
+static void test_periodic_leak(void **state)
+{
+    (void)state;
+    char path[300];
+    memfit_analysis *a = open_ok(
+        trainer_log("epochs.jsonl", 2.0, 0.0, 12 * MIB, 60.0, NULL, path, sizeof(path)), NULL);
+    struct memfit_run_summary s;
+    selected(a, &s);
+    /* The log names no scope: no cgroup limit and a process, so RSS is judged. */
+    assert_int_equal(s.scope, MEMFIT_ANALYSIS_SCOPE_PROCESS);
+    assert_true(s.scope_inferred);
+    assert_true(s.judged_rss);
+    const struct memfit_trend *t = &s.judged_trend;
+    assert_int_equal(t->verdict, MEMFIT_LEAK_LIKELY);
+    assert_true(t->per_period);
+    assert_false(t->period_given);
+    assert_true(fabs(t->period_s - 2.0) < 0.05 * 2.0);
+    assert_true(t->n_periods >= 20 && t->n_periods <= 27);
+    assert_true(fabs(t->period_growth_bytes - 12 * MIB) < 0.2 * 12 * MIB);
+    assert_true(fabs(t->amplitude_bytes - 100 * MIB) < 0.2 * 100 * MIB);
+    assert_true(t->period_strength > 0.5);
+    /* The whole samples alone give a poor fit: the case of issue 16. */
+    struct memfit_analyze_options o = memfit_analyze_options_default();
+    o.period_s = -1.0;
+    memfit_analysis *b = open_ok(path, &o);
+    struct memfit_run_summary sb;
+    selected(b, &sb);
+    assert_false(sb.judged_trend.per_period);
+    assert_true(isnan(sb.judged_trend.period_s));
+    assert_true(sb.judged_trend.r2 < t->r2);
+    memfit_analysis_close(b);
+    memfit_analysis_close(a);
+
+    /* The same epochs without a leak. */
+    a = open_ok(trainer_log("epochs0.jsonl", 2.0, 0.0, 0.0, 60.0, NULL, path, sizeof(path)), NULL);
+    selected(a, &s);
+    assert_true(s.judged_trend.per_period);
+    assert_int_equal(s.judged_trend.verdict, MEMFIT_LEAK_NONE);
+    memfit_analysis_close(a);
+
+    /* A period given by the user is used as it is. */
+    o = memfit_analyze_options_default();
+    o.period_s = 2.0;
+    a = open_ok(trainer_log("epochs1.jsonl", 2.0, 0.4, 12 * MIB, 60.0, NULL, path, sizeof(path)),
+                &o);
+    selected(a, &s);
+    assert_true(s.judged_trend.period_given);
+    assert_true(s.judged_trend.period_s == 2.0);
+    assert_int_equal(s.judged_trend.verdict, MEMFIT_LEAK_LIKELY);
+    assert_true(fabs(s.judged_trend.period_growth_bytes - 12 * MIB) < 0.2 * 12 * MIB);
+    memfit_analysis_close(a);
+}
+
+static void test_period_detection(void **state)
+{
+    (void)state;
+    static const double periods[] = {0.4, 1.0, 2.5, 7.3};
+    static const double phases[] = {0.0, 0.3, 0.77};
+    for (size_t i = 0; i < sizeof(periods) / sizeof(periods[0]); i++) {
+        for (size_t j = 0; j < sizeof(phases) / sizeof(phases[0]); j++) {
+            char path[300];
+            memfit_analysis *a =
+                open_ok(trainer_log("period.jsonl", periods[i], phases[j], 12 * MIB,
+                                    40.0 * periods[i] + 5.0, NULL, path, sizeof(path)),
+                        NULL);
+            struct memfit_run_summary s;
+            selected(a, &s);
+            const struct memfit_trend *t = &s.rss_trend;
+            if (!(fabs(t->period_s - periods[i]) < 0.03 * periods[i]) ||
+                t->verdict != MEMFIT_LEAK_LIKELY ||
+                !(fabs(t->period_growth_bytes - 12 * MIB) < 0.2 * 12 * MIB))
+                fail_msg("period %g phase %g: found %g, %s, %g MiB per period", periods[i],
+                         phases[j], t->period_s, memfit_leak_verdict_name(t->verdict),
+                         t->period_growth_bytes / MIB);
+            /* The machine's noise has no period. */
+            assert_true(isnan(s.working_set_trend.period_s));
+            assert_int_equal(s.working_set_trend.verdict, MEMFIT_LEAK_NONE);
+            memfit_analysis_close(a);
+        }
+    }
+    /* A linear leak and a flat series: no period, verdicts as before. */
+    char path[300];
+    memfit_analysis *a = open_ok(shape_log(GEN_LEAK, 600, "lin.jsonl", path, sizeof(path)), NULL);
+    struct memfit_run_summary s;
+    selected(a, &s);
+    assert_false(s.working_set_trend.per_period);
+    assert_int_equal(s.working_set_trend.verdict, MEMFIT_LEAK_LIKELY);
+    memfit_analysis_close(a);
+    a = open_ok(shape_log(GEN_STEADY, 600, "flat.jsonl", path, sizeof(path)), NULL);
+    selected(a, &s);
+    assert_true(isnan(s.working_set_trend.period_s));
+    assert_int_equal(s.working_set_trend.verdict, MEMFIT_LEAK_NONE);
+    memfit_analysis_close(a);
+}
+
+static void test_scope(void **state)
+{
+    (void)state;
+    char path[300];
+    struct memfit_run_summary s;
+    /* A log that names its scope: in_use_bytes is what the monitor judged. */
+    memfit_analysis *a = open_ok(
+        trainer_log("proc.jsonl", 2.0, 0.0, 12 * MIB, 30.0, "process", path, sizeof(path)), NULL);
+    selected(a, &s);
+    assert_int_equal(s.scope, MEMFIT_ANALYSIS_SCOPE_PROCESS);
+    assert_false(s.scope_inferred);
+    assert_false(s.judged_rss);
+    assert_int_equal(s.judged_trend.verdict, MEMFIT_LEAK_LIKELY);
+    assert_true(s.judged_trend.slope_bytes_per_s == s.working_set_trend.slope_bytes_per_s);
+    memfit_analysis_close(a);
+    a = open_ok(trainer_log("mach.jsonl", 2.0, 0.0, 12 * MIB, 30.0, "machine", path, sizeof(path)),
+                NULL);
+    selected(a, &s);
+    assert_int_equal(s.scope, MEMFIT_ANALYSIS_SCOPE_MACHINE);
+    assert_int_equal(s.judged_trend.verdict, MEMFIT_LEAK_NONE);
+    memfit_analysis_close(a);
+    /* A cgroup log without scope judges the cgroup's memory in use. */
+    a = open_ok(shape_log(GEN_LEAK, 300, "cg.jsonl", path, sizeof(path)), NULL);
+    selected(a, &s);
+    assert_int_equal(s.scope, MEMFIT_ANALYSIS_SCOPE_CGROUP);
+    assert_true(s.scope_inferred);
+    assert_false(s.judged_rss);
+    assert_string_equal(memfit_analysis_scope_name(s.scope), "cgroup");
+    memfit_analysis_close(a);
+    char text[160];
+    s.scope = MEMFIT_ANALYSIS_SCOPE_PROCESS;
+    s.pid = 42;
+    mf_format_judged(&s, text, sizeof(text));
+    assert_string_equal(text, "process tree of pid 42 (RSS), no cgroup limit");
+}
+
+static void test_window(void **state)
+{
+    (void)state;
+    char path[300];
+    shape_log(GEN_LEAK, 300, "win.jsonl", path, sizeof(path)); /* t = 0.1 .. 30.0 */
+    struct memfit_analyze_options o = memfit_analyze_options_default();
+    o.since_s = 5.0;
+    o.until_s = 25.0;
+    memfit_analysis *a = open_ok(path, &o);
+    struct memfit_run_summary s;
+    struct memfit_log_info info;
+    selected(a, &s);
+    memfit_analysis_get_info(a, &info);
+    assert_int_equal(s.n_samples, 201);
+    assert_int_equal(info.n_outside_window, 99);
+    assert_true(fabs(s.first_sample_s - 5.0) < 1e-9 && fabs(s.last_sample_s - 25.0) < 1e-9);
+    assert_true(fabs(s.duration_s - 20.0) < 1e-9);
+    assert_true(s.window_from_s == 5.0 && s.window_to_s == 25.0);
+    assert_int_equal(s.working_set_trend.verdict, MEMFIT_LEAK_LIKELY);
+    memfit_analysis_close(a);
+
+    /* Wall-clock bounds are placed by the start's time (19:40:00.123). */
+    o = memfit_analyze_options_default();
+    assert_int_equal(memfit_analysis_parse_time("2026-11-23T20:40:05.123+01:00", &o.since_unix_s),
+                     MEMFIT_OK);
+    a = open_ok(path, &o);
+    selected(a, &s);
+    assert_int_equal(s.n_samples, 251);
+    assert_true(fabs(s.window_from_s - 5.0) < 1e-6);
+    memfit_analysis_close(a);
+
+    double u;
+    assert_int_equal(memfit_analysis_parse_time("1970-01-02T00:00:01Z", &u), MEMFIT_OK);
+    assert_true(u == 86401.0);
+    assert_int_equal(memfit_analysis_parse_time("2000-03-01T00:00:00.5Z", &u), MEMFIT_OK);
+    assert_true(u == 951868800.5);
+    assert_int_equal(memfit_analysis_parse_time("2026-11-23", &u), MEMFIT_E_INVALID);
+    assert_int_equal(memfit_analysis_parse_time("2026-13-01T00:00:00Z", &u), MEMFIT_E_INVALID);
+    assert_int_equal(memfit_analysis_parse_time("2026-11-23T19:40:00", &u), MEMFIT_E_INVALID);
+
+    o = memfit_analyze_options_default();
+    o.since_s = 5.0;
+    o.until_s = 1.0;
+    a = NULL;
+    assert_int_equal(memfit_analysis_open(path, &o, &a), MEMFIT_E_RANGE);
+    assert_null(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,6 +791,10 @@ int main(void)
         cmocka_unit_test(test_open_errors_and_options),
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_periodic_leak),
+        cmocka_unit_test(test_period_detection),
+        cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_window),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gen_cleanup();
