@@ -46,7 +46,7 @@ check "period, 12 MiB per epoch within 20 %, leak" true
 if [[ $limit_source == memory ]]; then
     check "analyze says: leak of the process tree" \
         grep -q "verdict       leak: process tree of pid [0-9]* (RSS), no cgroup limit" "$TMP/epochs.txt"
-    headline=$(grep -o '<text x="20" y="52".*</text>' "$TMP/epochs.svg" | sed 's/<[^>]*>//g')
+    headline=$(grep -o '<text x="20.0" y="52.0".*</text>' "$TMP/epochs.svg" | sed 's/<[^>]*>//g')
     echo "plot headline: $headline"
     check "plot headline agrees: leak of the process tree" \
         grep -q '^leak · process tree of pid' <<<"$headline"
