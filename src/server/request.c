@@ -1329,8 +1329,14 @@ enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_s
 enum memfit_status mf_v2_error_json(const struct mf_http_error *e, char **out, size_t *out_len)
 {
     struct mf_text t = {0};
+    /* The shape has no code: an allocation failure says so in the message
+     * (a library's "no memory for 61x37 pixels" would not, alone). */
+    bool oom =
+        e->code && strcmp(e->code, "out_of_memory") == 0 && !strstr(e->message, "out of memory");
+    char message[sizeof(e->message) + 16];
+    snprintf(message, sizeof(message), "%s%s", oom ? "out of memory: " : "", e->message);
     mf_text_puts(&t, "{\"error\":");
-    mf_text_json_string(&t, e->message, strlen(e->message));
+    mf_text_json_string(&t, message, strlen(message));
     mf_text_puts(&t, "}\n");
     return take_body(&t, out, out_len);
 }

@@ -2450,7 +2450,7 @@ static bool grow_body(struct req *r, size_t need, bool declared)
     if (!grown) {
         struct mf_http_error e;
         mf_http_error_set(&e, 503, "server_error", "out_of_memory",
-                          "no memory for a request body of %zu bytes", cap);
+                          "out of memory for a request body of %zu bytes", cap);
         refuse(r, &e);
         return false;
     }

@@ -283,6 +283,15 @@ static void test_v2_error_json(void **state)
     assert_string_equal(json, "{\"error\":\"no \\\"x\\\"\\n\"}\n");
     assert_int_equal(len, strlen(json));
     memfit_free(json);
+    /* No code in this shape: an allocation failure says so in its message. */
+    mf_http_error_set(&e, 503, "server_error", "out_of_memory", "no memory for 3x3 pixels");
+    assert_int_equal(mf_v2_error_json(&e, &json, &len), MEMFIT_OK);
+    assert_string_equal(json, "{\"error\":\"out of memory: no memory for 3x3 pixels\"}\n");
+    memfit_free(json);
+    mf_http_error_set(&e, 503, "server_error", "out_of_memory", "out of memory");
+    assert_int_equal(mf_v2_error_json(&e, &json, &len), MEMFIT_OK);
+    assert_string_equal(json, "{\"error\":\"out of memory\"}\n");
+    memfit_free(json);
 }
 
 static struct mf_infer_request walk_req;
