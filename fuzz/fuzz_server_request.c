@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the request side of the HTTP server (src/server/
  * request.h): the embeddings, completions, chat and segmentation request
- * parsers (and the segmentation answer of a parsed request), the data: URL
+ * parsers (and the segmentation answer of a parsed request), the Open
+ * Inference Protocol's inference and repository bodies, the data: URL
  * split and the base64 decoder reached through it, base64 on the raw input with a
  * round-trip check (decode(encode(x)) == x), the route matcher, and the
  * streaming scan of bodies: the same result whole and in pieces, every
@@ -147,6 +148,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memfit_clear_error();
     }
 
+    /* The Open Inference Protocol's bodies. */
+    struct mf_infer_request v2;
+    if (mf_infer_request_parse((const char *)data, size, 8, &v2, &err) == MEMFIT_OK) {
+        if (v2.n_items == 0 || v2.n_items > 8 || !v2.input_name || v2.gen.n_stop > MF_GEN_MAX_STOP)
+            abort();
+        for (size_t i = 0; i < v2.n_items; i++)
+            if (!v2.items[i] || v2.items[i][v2.item_lens[i]] != '\0')
+                abort();
+        mf_infer_request_free(&v2);
+    } else {
+        char *json;
+        size_t json_len;
+        if (mf_v2_error_json(&err, &json, &json_len) == MEMFIT_OK)
+            memfit_free(json);
+    }
+    memfit_clear_error();
+    bool ready_only;
+    (void)mf_repo_request_parse((const char *)data, size, size & 1, &ready_only, &err);
+    memfit_clear_error();
+
     struct mf_segment_request q;
     if (mf_segment_request_parse((const char *)data, size, &q, &err) == MEMFIT_OK) {
         if ((q.automatic && (q.n_points || q.has_box || q.mask_input)) ||
@@ -187,7 +208,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         path[size] = '\0';
         char name[MF_MODEL_NAME_MAX];
         const char *allowed;
-        (void)mf_route_match(path, name, &allowed);
+        char version[MF_MODEL_VERSION_MAX];
+        enum mf_route route = mf_route_match_version(path, name, version, &allowed);
+        if (route != MF_ROUTE_OTHER && (!allowed || strlen(name) >= MF_MODEL_NAME_MAX ||
+                                        strlen(version) >= MF_MODEL_VERSION_MAX))
+            abort();
         memfit_free(path);
     }
     memfit_clear_error();

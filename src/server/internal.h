@@ -195,12 +195,13 @@ struct memfit_server {
     enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES]; /* per device, judged each sample */
 };
 
-/* /health, /ready and /metrics: always answered, and not counted against
+/* /health, /ready, /metrics and their /v2/health twins: always answered, and not counted against
  * max_connections, so that load never fails a probe and probes never make
  * the server refuse work. */
 static inline bool mf_route_is_probe(enum mf_route route)
 {
-    return route == MF_ROUTE_HEALTH || route == MF_ROUTE_READY || route == MF_ROUTE_METRICS;
+    return route == MF_ROUTE_HEALTH || route == MF_ROUTE_READY || route == MF_ROUTE_METRICS ||
+           route == MF_ROUTE_V2_LIVE || route == MF_ROUTE_V2_READY;
 }
 
 /* The model named `name` (lock held), or NULL. */

@@ -156,6 +156,18 @@ void mf_http_error_set(struct mf_http_error *e, int status, const char *type, co
     va_end(ap);
 }
 
+/* Hands over a built error body: E_NOMEM when building it failed. */
+static enum memfit_status take_body(struct mf_text *t, char **out, size_t *out_len)
+{
+    size_t len;
+    char *s = mf_text_take(t, &len);
+    if (!s)
+        return MEMFIT_E_NOMEM;
+    *out = s;
+    *out_len = len;
+    return MEMFIT_OK;
+}
+
 enum memfit_status mf_http_error_json(const struct mf_http_error *e, char **out, size_t *out_len)
 {
     struct mf_text t = {0};
@@ -169,13 +181,7 @@ enum memfit_status mf_http_error_json(const struct mf_http_error *e, char **out,
     else
         mf_text_puts(&t, "null");
     mf_text_puts(&t, "}}\n");
-    size_t len;
-    char *s = mf_text_take(&t, &len);
-    if (!s)
-        return MEMFIT_E_NOMEM;
-    *out = s;
-    *out_len = len;
-    return MEMFIT_OK;
+    return take_body(&t, out, out_len);
 }
 
 /* ---- base64 ------------------------------------------------------------------- */
@@ -291,14 +297,20 @@ enum memfit_status mf_data_url_split(const char *url, size_t len, const char **p
 
 /* ---- The embeddings request ---------------------------------------------------- */
 
+/* Frees n strings, their array and the array of their lengths. */
+static void free_strings(char **v, size_t *lens, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        memfit_free(v[i]);
+    memfit_free(v);
+    memfit_free(lens);
+}
+
 void mf_embed_request_free(struct mf_embed_request *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; r->inputs && i < r->n_inputs; i++)
-        memfit_free(r->inputs[i]);
-    memfit_free(r->inputs);
-    memfit_free(r->input_lens);
+    free_strings(r->inputs, r->input_lens, r->n_inputs);
     memfit_free(r->model);
     memset(r, 0, sizeof(*r));
 }
@@ -602,6 +614,81 @@ done:
     return st;
 }
 
+/*
+ * The sampling and length fields of a completions body, or of the
+ * parameters of an Open Inference Protocol request: max_tokens
+ * (max_completion_tokens), top_k, seed, n (1), temperature, top_p, min_p,
+ * repeat_penalty (repetition_penalty), neutral frequency/presence_penalty
+ * and logit_bias, stop. E_FORMAT with *err; E_NOMEM.
+ */
+static enum memfit_status gen_sampling(const json_t *root, struct mf_gen_request *out,
+                                       struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    struct mf_gen_request r = *out;
+    bool has = false;
+    uint64_t u = 0;
+    if ((st = integer_field(root, "max_tokens", 1u << 24, &r.has_max_tokens, &r.max_tokens, err)) !=
+            MEMFIT_OK ||
+        (st = integer_field(root, "max_completion_tokens", 1u << 24, &r.has_max_tokens,
+                            &r.max_tokens, err)) != MEMFIT_OK ||
+        (st = integer_field(root, "top_k", 1u << 24, &r.has_top_k, &r.top_k, err)) != MEMFIT_OK ||
+        (st = integer_field(root, "seed", UINT64_MAX >> 1, &r.has_seed, &r.seed, err)) !=
+            MEMFIT_OK ||
+        (st = integer_field(root, "n", 1, &has, &u, err)) != MEMFIT_OK)
+        goto done;
+    if (has && u != 1)
+        BAD("invalid_value", "'n' must be 1 (one choice per request)");
+    if ((st = number_field(root, "temperature", 0, 2, &r.has_temperature, &r.temperature, err)) !=
+            MEMFIT_OK ||
+        (st = number_field(root, "top_p", 0, 1, &r.has_top_p, &r.top_p, err)) != MEMFIT_OK ||
+        (st = number_field(root, "min_p", 0, 1, &r.has_min_p, &r.min_p, err)) != MEMFIT_OK ||
+        (st = number_field(root, "repeat_penalty", 0.01, 10, &r.has_repeat_penalty,
+                           &r.repeat_penalty, err)) != MEMFIT_OK ||
+        (st = number_field(root, "repetition_penalty", 0.01, 10, &r.has_repeat_penalty,
+                           &r.repeat_penalty, err)) != MEMFIT_OK)
+        goto done;
+    if (r.has_top_p && r.top_p == 0)
+        BAD("invalid_value", "'top_p' must be above 0");
+    static const char *const neutral[] = {"frequency_penalty", "presence_penalty"};
+    for (size_t i = 0; i < 2; i++) {
+        double x = 0;
+        bool h = false;
+        if ((st = number_field(root, neutral[i], -2, 2, &h, &x, err)) != MEMFIT_OK)
+            goto done;
+        if (h && x != 0)
+            BAD("invalid_value", "'%s' is not supported (use repeat_penalty)", neutral[i]);
+    }
+    json_t *bias = json_object_get(root, "logit_bias");
+    if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
+        BAD("invalid_value", "'logit_bias' is not supported");
+    json_t *stop = json_object_get(root, "stop");
+    if (stop && !json_is_null(stop)) {
+        size_t n = json_is_array(stop) ? json_array_size(stop) : 1;
+        if (!json_is_array(stop) && !json_is_string(stop))
+            BAD("invalid_type", "'stop' must be a string or an array of strings, not %s",
+                json_type_name(stop));
+        if (n > MF_GEN_MAX_STOP)
+            BAD("invalid_value", "'stop' has %zu strings; at most %d", n, MF_GEN_MAX_STOP);
+        for (size_t i = 0; i < n; i++) {
+            json_t *sv = json_is_array(stop) ? json_array_get(stop, i) : stop;
+            if (!json_is_string(sv))
+                BAD("invalid_type", "'stop[%zu]' must be a string, not %s", i, json_type_name(sv));
+            if (json_string_length(sv) == 0 || json_string_length(sv) > 256 ||
+                strlen(json_string_value(sv)) != json_string_length(sv))
+                BAD("invalid_value", "'stop[%zu]' must be 1 to 256 bytes", i);
+            if (!(r.stop[i] = json_strdup(sv, NULL))) {
+                st = MEMFIT_E_NOMEM;
+                goto done;
+            }
+            r.n_stop++;
+        }
+    }
+done:
+    *out = r; /* the stop strings copied so far are freed with the request */
+    return st;
+}
+
 enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                                         struct mf_gen_request *out, struct mf_http_error *err)
 {
@@ -685,42 +772,8 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
         }
     }
 
-    bool has = false;
-    uint64_t u = 0;
-    if ((st = integer_field(root, "max_tokens", 1u << 24, &r.has_max_tokens, &r.max_tokens, err)) !=
-            MEMFIT_OK ||
-        (st = integer_field(root, "max_completion_tokens", 1u << 24, &r.has_max_tokens,
-                            &r.max_tokens, err)) != MEMFIT_OK ||
-        (st = integer_field(root, "top_k", 1u << 24, &r.has_top_k, &r.top_k, err)) != MEMFIT_OK ||
-        (st = integer_field(root, "seed", UINT64_MAX >> 1, &r.has_seed, &r.seed, err)) !=
-            MEMFIT_OK ||
-        (st = integer_field(root, "n", 1, &has, &u, err)) != MEMFIT_OK)
+    if ((st = gen_sampling(root, &r, err)) != MEMFIT_OK)
         goto done;
-    if (has && u != 1)
-        BAD("invalid_value", "'n' must be 1 (one choice per request)");
-    if ((st = number_field(root, "temperature", 0, 2, &r.has_temperature, &r.temperature, err)) !=
-            MEMFIT_OK ||
-        (st = number_field(root, "top_p", 0, 1, &r.has_top_p, &r.top_p, err)) != MEMFIT_OK ||
-        (st = number_field(root, "min_p", 0, 1, &r.has_min_p, &r.min_p, err)) != MEMFIT_OK ||
-        (st = number_field(root, "repeat_penalty", 0.01, 10, &r.has_repeat_penalty,
-                           &r.repeat_penalty, err)) != MEMFIT_OK ||
-        (st = number_field(root, "repetition_penalty", 0.01, 10, &r.has_repeat_penalty,
-                           &r.repeat_penalty, err)) != MEMFIT_OK)
-        goto done;
-    if (r.has_top_p && r.top_p == 0)
-        BAD("invalid_value", "'top_p' must be above 0");
-    static const char *const neutral[] = {"frequency_penalty", "presence_penalty"};
-    for (size_t i = 0; i < 2; i++) {
-        double x = 0;
-        bool h = false;
-        if ((st = number_field(root, neutral[i], -2, 2, &h, &x, err)) != MEMFIT_OK)
-            goto done;
-        if (h && x != 0)
-            BAD("invalid_value", "'%s' is not supported (use repeat_penalty)", neutral[i]);
-    }
-    json_t *bias = json_object_get(root, "logit_bias");
-    if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
-        BAD("invalid_value", "'logit_bias' is not supported");
     json_t *stream = json_object_get(root, "stream");
     if (stream && !json_is_null(stream)) {
         if (!json_is_boolean(stream))
@@ -733,28 +786,6 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
         if (!json_is_object(so) || (iu && !json_is_boolean(iu)))
             BAD("invalid_type", "'stream_options' must be {\"include_usage\": bool}");
         r.include_usage = json_is_true(iu);
-    }
-    json_t *stop = json_object_get(root, "stop");
-    if (stop && !json_is_null(stop)) {
-        size_t n = json_is_array(stop) ? json_array_size(stop) : 1;
-        if (!json_is_array(stop) && !json_is_string(stop))
-            BAD("invalid_type", "'stop' must be a string or an array of strings, not %s",
-                json_type_name(stop));
-        if (n > MF_GEN_MAX_STOP)
-            BAD("invalid_value", "'stop' has %zu strings; at most %d", n, MF_GEN_MAX_STOP);
-        for (size_t i = 0; i < n; i++) {
-            json_t *sv = json_is_array(stop) ? json_array_get(stop, i) : stop;
-            if (!json_is_string(sv))
-                BAD("invalid_type", "'stop[%zu]' must be a string, not %s", i, json_type_name(sv));
-            if (json_string_length(sv) == 0 || json_string_length(sv) > 256 ||
-                strlen(json_string_value(sv)) != json_string_length(sv))
-                BAD("invalid_value", "'stop[%zu]' must be 1 to 256 bytes", i);
-            if (!(r.stop[i] = json_strdup(sv, NULL))) {
-                st = MEMFIT_E_NOMEM;
-                goto done;
-            }
-            r.n_stop++;
-        }
     }
     json_t *user = json_object_get(root, "user");
     if (user && !json_is_string(user) && !json_is_null(user))
@@ -1293,6 +1324,360 @@ enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_s
     return t->failed ? MEMFIT_E_NOMEM : MEMFIT_OK;
 }
 
+/* ---- The Open Inference Protocol (KServe v2) -------------------------------------------- */
+
+enum memfit_status mf_v2_error_json(const struct mf_http_error *e, char **out, size_t *out_len)
+{
+    struct mf_text t = {0};
+    /* The shape has no code: an allocation failure says so in the message
+     * (a library's "no memory for 61x37 pixels" would not, alone). */
+    bool oom =
+        e->code && strcmp(e->code, "out_of_memory") == 0 && !strstr(e->message, "out of memory");
+    char message[sizeof(e->message) + 16];
+    snprintf(message, sizeof(message), "%s%s", oom ? "out of memory: " : "", e->message);
+    mf_text_puts(&t, "{\"error\":");
+    mf_text_json_string(&t, message, strlen(message));
+    mf_text_puts(&t, "}\n");
+    return take_body(&t, out, out_len);
+}
+
+void mf_infer_request_free(struct mf_infer_request *r)
+{
+    if (!r)
+        return;
+    free_strings(r->items, r->item_lens, r->n_items);
+    memfit_free(r->id);
+    memfit_free(r->input_name);
+    memfit_free(r->output_name);
+    mf_gen_request_free(&r->gen);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Refuses a member of `obj` not in `names`, naming it and `where`. */
+static enum memfit_status known_members(const json_t *obj, const char *where,
+                                        const char *const *names, size_t n, const char *expected,
+                                        struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        if (!name_in(key, names, n))
+            BAD("invalid_value", "unknown field '%.64s' in %s (expected %s)", key, where, expected);
+    }
+done:
+    return st;
+}
+
+/* A member that must be an object when present; *out NULL when absent or null. */
+static enum memfit_status object_member(const json_t *obj, const char *key, const char *where,
+                                        json_t **out, struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (v && !json_is_null(v) && !json_is_object(v))
+        BAD("invalid_type", "'%s' must be an object, not %s", where, json_type_name(v));
+    if (v && json_is_object(v))
+        *out = v;
+done:
+    return st;
+}
+
+/* A string member of 1..cap-1 bytes without NUL, copied to *out (NULL when absent and optional). */
+static enum memfit_status name_member(const json_t *obj, const char *key, const char *where,
+                                      bool required, size_t cap, char **out,
+                                      struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *v = json_object_get(obj, key);
+    if (!v && !required)
+        return MEMFIT_OK;
+    if (!v)
+        BAD("missing_field", "missing field '%s'", where);
+    if (!json_is_string(v))
+        BAD("invalid_type", "'%s' must be a string, not %s", where, json_type_name(v));
+    if (json_string_length(v) == 0 || json_string_length(v) >= cap ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        BAD("invalid_value", "'%s' must be 1 to %zu characters", where, cap - 1);
+    if (!(*out = json_strdup(v, NULL)))
+        st = MEMFIT_E_NOMEM;
+done:
+    return st;
+}
+
+#define V2_MAX_DIMS  16
+#define V2_MAX_DEPTH 64
+
+/* Counts the strings of a (nested) data array; anything else is refused. */
+static enum memfit_status count_items(const json_t *v, size_t depth, size_t max, size_t *n,
+                                      struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (json_is_string(v)) {
+        if (++*n > max)
+            BAD("too_many_inputs",
+                "'inputs[0].data' has more than %zu elements; at most %zu per "
+                "request",
+                max, max);
+        return MEMFIT_OK;
+    }
+    if (!json_is_array(v))
+        BAD("invalid_type", "'inputs[0].data' holds %s: the elements of a BYTES tensor are strings",
+            json_type_name(v));
+    if (depth >= V2_MAX_DEPTH)
+        BAD("invalid_value", "'inputs[0].data' is nested more than %d deep", V2_MAX_DEPTH);
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item)
+    {
+        if ((st = count_items(item, depth + 1, max, n, err)) != MEMFIT_OK)
+            return st;
+    }
+done:
+    return st;
+}
+
+/* Copies the strings of a data array counted by count_items, row-major. */
+static enum memfit_status copy_items(const json_t *v, struct mf_infer_request *r, size_t *at)
+{
+    if (json_is_string(v)) {
+        size_t i = (*at)++;
+        r->items[i] = json_strdup(v, &r->item_lens[i]);
+        return r->items[i] ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item)
+    {
+        enum memfit_status st = copy_items(item, r, at);
+        if (st != MEMFIT_OK)
+            return st;
+    }
+    return MEMFIT_OK;
+}
+
+/* The product of a shape: dimensions are integers >= 0, at most V2_MAX_DIMS of them. */
+static enum memfit_status shape_elements(const json_t *shape, uint64_t *n,
+                                         struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!shape)
+        BAD("missing_field", "missing field 'inputs[0].shape'");
+    if (!json_is_array(shape))
+        BAD("invalid_type", "'inputs[0].shape' must be an array of integers, not %s",
+            json_type_name(shape));
+    if (json_array_size(shape) == 0 || json_array_size(shape) > V2_MAX_DIMS)
+        BAD("invalid_value", "'inputs[0].shape' must have 1 to %d dimensions", V2_MAX_DIMS);
+    uint64_t product = 1;
+    size_t i;
+    json_t *d;
+    json_array_foreach(shape, i, d)
+    {
+        if (!json_is_integer(d) || json_integer_value(d) < 0)
+            BAD("invalid_value", "'inputs[0].shape[%zu]' must be an integer >= 0", i);
+        uint64_t x = (uint64_t)json_integer_value(d);
+        if (x && product > UINT64_MAX / x)
+            BAD("invalid_value", "'inputs[0].shape' holds more than 2^64 elements");
+        product *= x;
+    }
+    *n = product;
+done:
+    return st;
+}
+
+/* The input tensor: one BYTES tensor whose data matches its shape. */
+static enum memfit_status infer_input(const json_t *inputs, size_t max_items,
+                                      struct mf_infer_request *r, struct mf_http_error *err)
+{
+    static const char *const fields[] = {"name", "shape", "datatype", "parameters", "data"};
+    static const char *const params[] = {"content_type", "binary_data_size"};
+    enum memfit_status st = MEMFIT_OK;
+    if (!inputs)
+        BAD("missing_field", "missing field 'inputs'");
+    if (!json_is_array(inputs))
+        BAD("invalid_type", "'inputs' must be an array, not %s", json_type_name(inputs));
+    if (json_array_size(inputs) != 1)
+        BAD("invalid_value", "'inputs' has %zu tensors; memfit's models take one input",
+            json_array_size(inputs));
+    json_t *in = json_array_get(inputs, 0);
+    if (!json_is_object(in))
+        BAD("invalid_type", "'inputs[0]' must be an object, not %s", json_type_name(in));
+    if ((st = known_members(in, "'inputs[0]'", fields, N_OF(fields),
+                            "name, shape, datatype, parameters, data", err)) != MEMFIT_OK ||
+        (st = name_member(in, "name", "inputs[0].name", true, MF_MODEL_NAME_MAX, &r->input_name,
+                          err)) != MEMFIT_OK)
+        goto done;
+    json_t *type = json_object_get(in, "datatype");
+    if (!type)
+        BAD("missing_field", "missing field 'inputs[0].datatype'");
+    if (!json_is_string(type))
+        BAD("invalid_type", "'inputs[0].datatype' must be a string, not %s", json_type_name(type));
+    if (strcmp(json_string_value(type), "BYTES") != 0)
+        BAD("invalid_value",
+            "input '%s' has datatype '%.32s'; memfit's models take BYTES (images as base64, "
+            "text as UTF-8)",
+            r->input_name, json_string_value(type));
+    json_t *p;
+    if ((st = object_member(in, "parameters", "inputs[0].parameters", &p, err)) != MEMFIT_OK ||
+        (p && (st = known_members(p, "'inputs[0].parameters'", params, N_OF(params), "content_type",
+                                  err)) != MEMFIT_OK))
+        goto done;
+    if (p && json_object_get(p, "binary_data_size"))
+        BAD("invalid_value", "'inputs[0].parameters.binary_data_size': the binary tensor data "
+                             "extension is not supported (send the data in the JSON)");
+    json_t *ct = p ? json_object_get(p, "content_type") : NULL;
+    if (ct && !json_is_null(ct)) {
+        if (!json_is_string(ct) || (strcmp(json_string_value(ct), "base64") != 0 &&
+                                    strcmp(json_string_value(ct), "str") != 0))
+            BAD("invalid_value", "'inputs[0].parameters.content_type' must be \"base64\" or "
+                                 "\"str\"");
+        r->base64 = strcmp(json_string_value(ct), "base64") == 0;
+    }
+    uint64_t want = 0;
+    if ((st = shape_elements(json_object_get(in, "shape"), &want, err)) != MEMFIT_OK)
+        goto done;
+    json_t *data = json_object_get(in, "data");
+    if (!data)
+        BAD("missing_field", "missing field 'inputs[0].data'");
+    size_t n = 0;
+    if ((st = count_items(data, 0, max_items, &n, err)) != MEMFIT_OK)
+        goto done;
+    if (n != want)
+        BAD("invalid_value", "'inputs[0].data' has %zu elements; its shape says %" PRIu64, n, want);
+    if (n == 0)
+        BAD("invalid_value", "'inputs[0].data' is empty");
+    r->items = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r->items));
+    r->item_lens = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r->item_lens));
+    if (!r->items || !r->item_lens)
+        return MEMFIT_E_NOMEM;
+    r->n_items = n;
+    size_t at = 0;
+    st = copy_items(data, r, &at);
+done:
+    return st;
+}
+
+/* The outputs asked for: at most one, by name. */
+static enum memfit_status infer_outputs(const json_t *outputs, struct mf_infer_request *r,
+                                        struct mf_http_error *err)
+{
+    static const char *const fields[] = {"name", "parameters"};
+    static const char *const params[] = {"binary_data"};
+    enum memfit_status st = MEMFIT_OK;
+    if (!outputs || json_is_null(outputs))
+        return MEMFIT_OK;
+    if (!json_is_array(outputs))
+        BAD("invalid_type", "'outputs' must be an array, not %s", json_type_name(outputs));
+    if (json_array_size(outputs) > 1)
+        BAD("invalid_value", "'outputs' asks for %zu tensors; memfit's models have one output",
+            json_array_size(outputs));
+    json_t *out = json_array_get(outputs, 0);
+    if (!out)
+        return MEMFIT_OK;
+    if (!json_is_object(out))
+        BAD("invalid_type", "'outputs[0]' must be an object, not %s", json_type_name(out));
+    json_t *p;
+    if ((st = known_members(out, "'outputs[0]'", fields, N_OF(fields), "name, parameters", err)) !=
+            MEMFIT_OK ||
+        (st = name_member(out, "name", "outputs[0].name", true, MF_MODEL_NAME_MAX, &r->output_name,
+                          err)) != MEMFIT_OK ||
+        (st = object_member(out, "parameters", "outputs[0].parameters", &p, err)) != MEMFIT_OK ||
+        (p && (st = known_members(p, "'outputs[0].parameters'", params, N_OF(params), "binary_data",
+                                  err)) != MEMFIT_OK))
+        goto done;
+    json_t *binary = p ? json_object_get(p, "binary_data") : NULL;
+    if (binary && !json_is_boolean(binary))
+        BAD("invalid_type", "'outputs[0].parameters.binary_data' must be a boolean");
+done:
+    return st;
+}
+
+/* The request's parameters: the completions' sampling fields and content_type. */
+static enum memfit_status infer_parameters(const json_t *root, struct mf_infer_request *r,
+                                           struct mf_http_error *err)
+{
+    static const char *const params[] = {
+        "max_tokens",     "temperature",        "top_p",       "top_k", "min_p", "seed", "stop",
+        "repeat_penalty", "repetition_penalty", "content_type"};
+    enum memfit_status st;
+    json_t *p;
+    if ((st = object_member(root, "parameters", "parameters", &p, err)) != MEMFIT_OK || !p)
+        return st;
+    if ((st = known_members(p, "'parameters'", params, N_OF(params),
+                            "max_tokens, temperature, top_p, top_k, min_p, seed, stop, "
+                            "repeat_penalty, content_type",
+                            err)) != MEMFIT_OK ||
+        (st = gen_sampling(p, &r->gen, err)) != MEMFIT_OK)
+        return st;
+    const struct mf_gen_request *g = &r->gen;
+    r->has_gen_params = g->has_max_tokens || g->has_temperature || g->has_top_p || g->has_top_k ||
+                        g->has_min_p || g->has_repeat_penalty || g->has_seed || g->n_stop;
+    return MEMFIT_OK;
+}
+
+enum memfit_status mf_infer_request_parse(const char *body, size_t len, size_t max_items,
+                                          struct mf_infer_request *out, struct mf_http_error *err)
+{
+    static const char *const fields[] = {"id", "parameters", "inputs", "outputs"};
+    struct mf_infer_request r = {0};
+    json_t *root;
+    enum memfit_status st = load_object(body, len, JSON_ALLOW_NUL, &root, err);
+    if (st != MEMFIT_OK)
+        return st;
+    if ((st = known_members(root, "the request", fields, N_OF(fields),
+                            "id, parameters, inputs, outputs", err)) != MEMFIT_OK ||
+        (st = name_member(root, "id", "id", false, 257, &r.id, err)) != MEMFIT_OK ||
+        (st = infer_parameters(root, &r, err)) != MEMFIT_OK ||
+        (st = infer_input(json_object_get(root, "inputs"), max_items, &r, err)) != MEMFIT_OK ||
+        (st = infer_outputs(json_object_get(root, "outputs"), &r, err)) != MEMFIT_OK)
+        goto done;
+done:
+    json_decref(root);
+    if (st != MEMFIT_OK) {
+        mf_infer_request_free(&r);
+        return st;
+    }
+    *out = r;
+    return MEMFIT_OK;
+}
+
+enum memfit_status mf_repo_request_parse(const char *body, size_t len, bool index, bool *ready_only,
+                                         struct mf_http_error *err)
+{
+    static const char *const index_fields[] = {"ready"};
+    static const char *const control_fields[] = {"parameters"};
+    *ready_only = false;
+    if (len == 0)
+        return MEMFIT_OK;
+    json_t *root;
+    enum memfit_status st = load_object(body, len, 0, &root, err);
+    if (st != MEMFIT_OK)
+        return st;
+    json_t *v;
+    if (index) {
+        if ((st = known_members(root, "the request", index_fields, 1, "ready", err)) != MEMFIT_OK)
+            goto done;
+        v = json_object_get(root, "ready");
+        if (v && !json_is_boolean(v) && !json_is_null(v))
+            BAD("invalid_type", "'ready' must be a boolean, not %s", json_type_name(v));
+        *ready_only = json_is_true(v);
+    } else if ((st = known_members(root, "the request", control_fields, 1, "parameters", err)) !=
+                   MEMFIT_OK ||
+               (st = object_member(root, "parameters", "parameters", &v, err)) != MEMFIT_OK) {
+        goto done;
+    } else if (v && json_object_size(v) > 0) {
+        BAD("invalid_value",
+            "parameter '%.64s' is not supported (memfit takes a model's "
+            "configuration from its manifest)",
+            json_object_iter_key(json_object_iter(v)));
+    }
+done:
+    json_decref(root);
+    return st;
+}
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 static const char *const route_labels[] = {
@@ -1353,6 +1738,10 @@ static const char *const segment_all_fields[] = {"model",
                                                  "crop_n_points_downscale_factor",
                                                  "min_mask_region_area"};
 
+static const char *const v2_infer_fields[] = {"id", "parameters", "inputs", "outputs"};
+static const char *const v2_index_fields[] = {"ready"};
+static const char *const v2_control_fields[] = {"parameters"};
+
 const struct mf_json_schema *mf_route_schema(enum mf_route route)
 {
     static const struct mf_json_schema embed = {embed_fields, N_OF(embed_fields), false, NULL};
@@ -1361,6 +1750,12 @@ const struct mf_json_schema *mf_route_schema(enum mf_route route)
         segment_all_fields, N_OF(segment_all_fields), false,
         "model, image, points, labels, box, multimask_output, mask_input, return_low_res, auto, "
         "output_mode and the automatic mask generator's parameters"};
+    static const struct mf_json_schema infer = {v2_infer_fields, N_OF(v2_infer_fields), false,
+                                                NULL};
+    static const struct mf_json_schema index = {v2_index_fields, N_OF(v2_index_fields), false,
+                                                NULL};
+    static const struct mf_json_schema control = {v2_control_fields, N_OF(v2_control_fields), false,
+                                                  NULL};
     switch (route) {
     case MF_ROUTE_EMBEDDINGS:
         return &embed;
@@ -1369,12 +1764,90 @@ const struct mf_json_schema *mf_route_schema(enum mf_route route)
         return &gen;
     case MF_ROUTE_SEGMENT:
         return &segment;
+    case MF_ROUTE_V2_INFER:
+        return &infer;
+    case MF_ROUTE_V2_REPO_INDEX:
+        return &index;
+    case MF_ROUTE_V2_REPO_LOAD:
+    case MF_ROUTE_V2_REPO_UNLOAD:
+        return &control;
     default:
         return NULL;
     }
 }
 
+/* "{name}" then "/load" or "/unload" after `prefix` (a path of the form PREFIX{name}/load). */
+static enum mf_route control_route(const char *path, const char *prefix, enum mf_route load,
+                                   enum mf_route unload, char name[MF_MODEL_NAME_MAX],
+                                   const char **allowed)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0)
+        return MF_ROUTE_OTHER;
+    const char *p = path + n;
+    const char *slash = strchr(p, '/');
+    if (!slash || slash == p || (size_t)(slash - p) >= MF_MODEL_NAME_MAX)
+        return MF_ROUTE_OTHER;
+    enum mf_route route;
+    if (strcmp(slash, "/load") == 0)
+        route = load;
+    else if (strcmp(slash, "/unload") == 0)
+        route = unload;
+    else
+        return MF_ROUTE_OTHER;
+    memcpy(name, p, (size_t)(slash - p));
+    name[slash - p] = '\0';
+    *allowed = "POST";
+    return route;
+}
+
+/* Copies the segment at *p (up to '/' or the end) into out[cap]; false when empty or too long. */
+static bool path_segment(const char **p, char *out, size_t cap)
+{
+    size_t n = strcspn(*p, "/");
+    if (n == 0 || n >= cap)
+        return false;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p += n;
+    return true;
+}
+
+/* /v2/models/{name}[/versions/{version}][/ready|/infer] */
+static enum mf_route v2_model_route(const char *path, char name[MF_MODEL_NAME_MAX],
+                                    char version[MF_MODEL_VERSION_MAX], const char **allowed)
+{
+    static const char prefix[] = "/v2/models/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return MF_ROUTE_OTHER;
+    const char *p = path + sizeof(prefix) - 1;
+    if (!path_segment(&p, name, MF_MODEL_NAME_MAX))
+        return MF_ROUTE_OTHER;
+    if (strncmp(p, "/versions/", 10) == 0) {
+        p += 10;
+        if (!path_segment(&p, version, MF_MODEL_VERSION_MAX))
+            return MF_ROUTE_OTHER;
+    }
+    *allowed = "GET";
+    if (*p == '\0')
+        return MF_ROUTE_V2_MODEL;
+    if (strcmp(p, "/ready") == 0)
+        return MF_ROUTE_V2_MODEL_READY;
+    *allowed = "POST";
+    if (strcmp(p, "/infer") == 0)
+        return MF_ROUTE_V2_INFER;
+    *allowed = NULL;
+    return MF_ROUTE_OTHER;
+}
+
 enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], const char **allowed)
+{
+    char version[MF_MODEL_VERSION_MAX];
+    return mf_route_match_version(path, name, version, allowed);
+}
+
+enum mf_route mf_route_match_version(const char *path, char name[MF_MODEL_NAME_MAX],
+                                     char version[MF_MODEL_VERSION_MAX], const char **allowed)
 {
     static const struct {
         const char *path;
@@ -1394,32 +1867,31 @@ enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], con
         {"/ready", MF_ROUTE_READY, "GET"},
         {"/metrics", MF_ROUTE_METRICS, "GET"},
         {"/", MF_ROUTE_DASHBOARD, "GET"},
+        {"/v2/health/live", MF_ROUTE_V2_LIVE, "GET"},
+        {"/v2/health/ready", MF_ROUTE_V2_READY, "GET"},
+        {"/v2", MF_ROUTE_V2_SERVER, "GET"},
+        {"/v2/repository/index", MF_ROUTE_V2_REPO_INDEX, "POST"},
     };
     *allowed = NULL;
     name[0] = '\0';
+    version[0] = '\0';
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (strcmp(path, fixed[i].path) == 0) {
             *allowed = fixed[i].method;
             return fixed[i].route;
         }
     }
-    static const char prefix[] = "/api/models/";
-    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
-        return MF_ROUTE_OTHER;
-    const char *p = path + sizeof(prefix) - 1;
-    const char *slash = strchr(p, '/');
-    if (!slash || slash == p || (size_t)(slash - p) >= MF_MODEL_NAME_MAX)
-        return MF_ROUTE_OTHER;
-    enum mf_route route;
-    if (strcmp(slash, "/load") == 0)
-        route = MF_ROUTE_MODEL_LOAD;
-    else if (strcmp(slash, "/unload") == 0)
-        route = MF_ROUTE_MODEL_UNLOAD;
-    else
-        return MF_ROUTE_OTHER;
-    memcpy(name, p, (size_t)(slash - p));
-    name[slash - p] = '\0';
-    *allowed = "POST";
+    enum mf_route route = control_route(path, "/api/models/", MF_ROUTE_MODEL_LOAD,
+                                        MF_ROUTE_MODEL_UNLOAD, name, allowed);
+    if (route == MF_ROUTE_OTHER)
+        route = control_route(path, "/v2/repository/models/", MF_ROUTE_V2_REPO_LOAD,
+                              MF_ROUTE_V2_REPO_UNLOAD, name, allowed);
+    if (route == MF_ROUTE_OTHER)
+        route = v2_model_route(path, name, version, allowed);
+    if (route == MF_ROUTE_OTHER) {
+        name[0] = '\0';
+        version[0] = '\0';
+    }
     return route;
 }
 

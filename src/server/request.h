@@ -132,6 +132,7 @@ struct mf_embed_request {
     size_t *input_lens;
     bool base64_output;  /* encoding_format "base64" (the openai clients' default) */
     uint64_t dimensions; /* 0 = not given */
+    bool bare_base64;    /* an input may be bare base64 as well as a data: URL (/v2 infer) */
 };
 
 /*
@@ -248,6 +249,49 @@ void mf_segment_request_free(struct mf_segment_request *r);
 enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_segment_request *req,
                                             const struct memfit_segment_result *res);
 
+/* ---- The Open Inference Protocol (KServe v2) -------------------------------------------- */
+
+/* The error body of the /v2 routes, {"error": "message"} (newline-terminated). E_NOMEM. */
+enum memfit_status mf_v2_error_json(const struct mf_http_error *e, char **out, size_t *out_len);
+
+/* An inference request of /v2/models/{name}/infer: memfit's models take one BYTES input. */
+struct mf_infer_request {
+    char *id;         /* NULL: none given */
+    char *input_name; /* as sent: the route checks it against the model's */
+    size_t n_items;   /* the elements of its data, flattened row-major (= the product of shape) */
+    char **items;     /* each NUL-terminated; may contain NULs (item_lens is exact) */
+    size_t *item_lens;
+    bool base64;       /* the input's parameters.content_type is "base64" */
+    char *output_name; /* the one output asked for, or NULL (all) */
+    /* Generation parameters (request-level `parameters`), in the completions' fields. */
+    struct mf_gen_request gen;
+    bool has_gen_params; /* any of them given */
+};
+
+/*
+ * Parses {"id"?, "parameters"?, "inputs": [one {"name", "shape", "datatype":
+ * "BYTES", "parameters"?, "data"}], "outputs"?: [at most one {"name",
+ * "parameters"?}]}. `data` is an array of strings, flat or nested, whose
+ * count is the product of `shape` and at most max_items. Request
+ * parameters: max_tokens, temperature, top_p, top_k, min_p, repeat_penalty
+ * (repetition_penalty), seed, stop as in the completions request, and
+ * content_type (ignored). Input parameters: content_type ("base64" or
+ * "str"). Output parameters: binary_data (accepted, the answer is JSON).
+ * Other members and parameters are refused by name. Client mistakes are
+ * E_FORMAT with *err (400); E_NOMEM. *out written only on success.
+ */
+enum memfit_status mf_infer_request_parse(const char *body, size_t len, size_t max_items,
+                                          struct mf_infer_request *out, struct mf_http_error *err);
+void mf_infer_request_free(struct mf_infer_request *r);
+
+/*
+ * The body of the repository extension's routes: index takes {"ready"?:
+ * bool} (*ready_only), load and unload {"parameters"?: {}} (no parameter is
+ * taken). An empty body is {}. E_FORMAT with *err (400).
+ */
+enum memfit_status mf_repo_request_parse(const char *body, size_t len, bool index, bool *ready_only,
+                                         struct mf_http_error *err);
+
 /* ---- Routes ------------------------------------------------------------------- */
 
 /* The routes, in the order /metrics lists them. */
@@ -267,6 +311,15 @@ enum memfit_status mf_segment_response_json(struct mf_text *t, const struct mf_s
     X(READY, "/ready")                                                                             \
     X(METRICS, "/metrics")                                                                         \
     X(DASHBOARD, "/")                                                                              \
+    X(V2_LIVE, "/v2/health/live")                                                                  \
+    X(V2_READY, "/v2/health/ready")                                                                \
+    X(V2_SERVER, "/v2")                                                                            \
+    X(V2_MODEL, "/v2/models/{name}")                                                               \
+    X(V2_MODEL_READY, "/v2/models/{name}/ready")                                                   \
+    X(V2_INFER, "/v2/models/{name}/infer")                                                         \
+    X(V2_REPO_INDEX, "/v2/repository/index")                                                       \
+    X(V2_REPO_LOAD, "/v2/repository/models/{name}/load")                                           \
+    X(V2_REPO_UNLOAD, "/v2/repository/models/{name}/unload")                                       \
     X(OTHER, "other")
 
 enum mf_route {
@@ -275,6 +328,12 @@ enum mf_route {
 #undef MF_ROUTE_ENUM
         MF_ROUTE_COUNT
 };
+
+/* The Open Inference Protocol's routes (/v2/...): their errors are {"error": "message"}. */
+static inline bool mf_route_is_v2(enum mf_route route)
+{
+    return route >= MF_ROUTE_V2_LIVE && route <= MF_ROUTE_V2_REPO_UNLOAD;
+}
 
 /* The route's label ("/api/models/{name}/load"). */
 const char *mf_route_label(enum mf_route route);
@@ -290,6 +349,16 @@ const struct mf_json_schema *mf_route_schema(enum mf_route route);
  * receives the method the route takes ("GET" or "POST"), NULL for OTHER.
  */
 enum mf_route mf_route_match(const char *path, char name[MF_MODEL_NAME_MAX], const char **allowed);
+
+#define MF_MODEL_VERSION_MAX 32
+
+/*
+ * The same, with the version of the Open Inference Protocol's model routes
+ * (/v2/models/{name}/versions/{version}[/ready|/infer]) copied to `version`
+ * (1..MF_MODEL_VERSION_MAX-1 bytes, no '/'; "" when the path names none).
+ */
+enum mf_route mf_route_match_version(const char *path, char name[MF_MODEL_NAME_MAX],
+                                     char version[MF_MODEL_VERSION_MAX], const char **allowed);
 
 /* ---- Authentication ------------------------------------------------------------- */
 

@@ -35,6 +35,7 @@ struct req {
     struct MHD_Connection *conn;
     enum mf_route route;
     char name[MF_MODEL_NAME_MAX];
+    char version[MF_MODEL_VERSION_MAX]; /* /v2/models/{name}/versions/{version}; "" if none */
     uint64_t start_ns;
     int status; /* the status queued; 0 = none yet */
     int fd;
@@ -82,8 +83,11 @@ static enum MHD_Result respond_no_memory(struct MHD_Connection *conn, struct req
 {
     static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
                                "\"server_error\",\"code\":\"out_of_memory\"}}\n";
+    static const char v2_body[] = "{\"error\":\"out of memory\"}\n";
+    bool v2 = r && mf_route_is_v2(r->route);
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer(v2 ? sizeof(v2_body) - 1 : sizeof(body) - 1,
+                                        (void *)(v2 ? v2_body : body), MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -133,7 +137,10 @@ static enum MHD_Result respond_error_quiet(struct req *r, const struct mf_http_e
 {
     char *body;
     size_t len;
-    if (mf_http_error_json(e, &body, &len) != MEMFIT_OK)
+    /* The Open Inference Protocol's errors are {"error": "message"}. */
+    enum memfit_status st = mf_route_is_v2(r->route) ? mf_v2_error_json(e, &body, &len)
+                                                     : mf_http_error_json(e, &body, &len);
+    if (st != MEMFIT_OK)
         return respond_no_memory(r->conn, r);
     return respond(r, e->status, "application/json", body, len, h_name, h_value);
 }
@@ -400,21 +407,33 @@ static void model_json(struct mf_text *t, const struct memfit_model_status *m, u
 
 /* ---- Routes -------------------------------------------------------------------------- */
 
-static enum MHD_Result route_health(struct req *r)
+static enum MHD_Result respond_literal(struct req *r, const char *json)
 {
     struct mf_text t = {0};
-    mf_text_puts(&t, "{\"status\":\"ok\"}");
+    mf_text_puts(&t, json);
     return respond_json(r, 200, &t);
 }
 
-static enum MHD_Result route_ready(struct req *r)
+/* /health and /v2/health/live. */
+static enum MHD_Result route_health(struct req *r)
+{
+    return respond_literal(r, r->route == MF_ROUTE_V2_LIVE ? "{\"live\":true}"
+                                                           : "{\"status\":\"ok\"}");
+}
+
+/* Whether the server takes work now (/ready, /v2/health/ready); false with a 503 queued. */
+static bool server_ready(struct req *r, enum MHD_Result *ret)
 {
     memfit_server *srv = r->srv;
-    if (atomic_load(&srv->stopping))
-        return fail(r, 503, "server_error", "not_ready", "the server is shutting down");
+    if (atomic_load(&srv->stopping)) {
+        *ret = fail(r, 503, "server_error", "not_ready", "the server is shutting down");
+        return false;
+    }
     struct memfit_manager_status *s;
-    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK)
-        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK) {
+        *ret = fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+        return false;
+    }
     bool room = s->budget.free_bytes > 0;
     for (size_t i = 0; !room && i < s->n_models; i++)
         room = s->unloading_enabled && s->models[i].state == MEMFIT_MODEL_READY &&
@@ -427,11 +446,20 @@ static enum MHD_Result route_ready(struct req *r)
         snprintf(msg, sizeof(msg),
                  "the budget is exhausted (%s reserved of %s) and no idle model can be unloaded",
                  memfit_format_size(used, a, sizeof(a)), memfit_format_size(size, b, sizeof(b)));
-        return fail(r, 503, "server_error", "not_ready", msg);
+        *ret = fail(r, 503, "server_error", "not_ready", msg);
+        return false;
     }
-    struct mf_text t = {0};
-    mf_text_puts(&t, "{\"status\":\"ready\"}");
-    return respond_json(r, 200, &t);
+    return true;
+}
+
+/* /ready and /v2/health/ready. */
+static enum MHD_Result route_ready(struct req *r)
+{
+    enum MHD_Result ret;
+    if (!server_ready(r, &ret))
+        return ret;
+    return respond_literal(r, r->route == MF_ROUTE_V2_READY ? "{\"ready\":true}"
+                                                            : "{\"status\":\"ready\"}");
 }
 
 static void gauges(memfit_server *srv, struct mf_server_gauges *g)
@@ -507,16 +535,25 @@ static enum MHD_Result route_models(struct req *r)
     return respond_json(r, 200, &t);
 }
 
+/* Loads (waiting) or unloads the model r->name; false with the error queued (409 while in use). */
+static bool control_model(struct req *r, bool load, enum MHD_Result *ret)
+{
+    memfit_server *srv = r->srv;
+    enum memfit_status st = load ? memfit_manager_load(srv->mgr, r->name, -1)
+                                 : memfit_manager_unload(srv->mgr, r->name);
+    if (st == MEMFIT_E_BUSY && !load)
+        *ret = fail(r, 409, "invalid_request_error", "model_busy", memfit_last_error());
+    else if (st != MEMFIT_OK)
+        *ret = fail_status(r, st);
+    return st == MEMFIT_OK;
+}
+
 static enum MHD_Result route_model_control(struct req *r)
 {
     memfit_server *srv = r->srv;
-    enum memfit_status st = r->route == MF_ROUTE_MODEL_LOAD
-                                ? memfit_manager_load(srv->mgr, r->name, -1)
-                                : memfit_manager_unload(srv->mgr, r->name);
-    if (st == MEMFIT_E_BUSY && r->route == MF_ROUTE_MODEL_UNLOAD)
-        return fail(r, 409, "invalid_request_error", "model_busy", memfit_last_error());
-    if (st != MEMFIT_OK)
-        return fail_status(r, st);
+    enum MHD_Result ret;
+    if (!control_model(r, r->route == MF_ROUTE_MODEL_LOAD, &ret))
+        return ret;
     struct memfit_manager_status *s;
     if (memfit_manager_snapshot(srv->mgr, &s) != MEMFIT_OK)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
@@ -716,7 +753,8 @@ static bool known_model(struct req *r, const char *name,
     if (*family)
         return true;
     char msg[300];
-    snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)", name);
+    snprintf(msg, sizeof(msg), "The model '%s' does not exist (%s lists them)", name,
+             mf_route_is_v2(r->route) ? "POST /v2/repository/index" : "GET /v1/models");
     *ret = fail(r, 404, "invalid_request_error", "model_not_found", msg);
     return false;
 }
@@ -762,6 +800,8 @@ struct embed_work {
     float *out;
     memfit_handle *handle;
     bool admitted, running;
+    size_t dim;      /* of each embedding in `out` */
+    uint64_t tokens; /* the tokens the model saw */
 };
 
 static void embed_work_free(memfit_server *srv, struct embed_work *w)
@@ -847,8 +887,11 @@ static enum MHD_Result decode_images(struct req *r, struct embed_work *w, bool *
             log_cancelled(r, w, "decoding");
             return MHD_NO;
         }
-        if (mf_data_url_split(w->req.inputs[i], w->req.input_lens[i], &payload, &payload_len) !=
-            MEMFIT_OK) {
+        if (w->req.bare_base64 && strncmp(w->req.inputs[i], "data:", 5) != 0) {
+            payload = w->req.inputs[i]; /* /v2: bare base64 */
+            payload_len = w->req.input_lens[i];
+        } else if (mf_data_url_split(w->req.inputs[i], w->req.input_lens[i], &payload,
+                                     &payload_len) != MEMFIT_OK) {
             snprintf(msg, sizeof(msg), "input[%zu]: %s", i, memfit_last_error());
             return fail(r, 400, "invalid_request_error", "invalid_image_url", msg);
         }
@@ -911,6 +954,13 @@ static enum memfit_status acquire(struct req *r, const char *name, memfit_handle
     return st;
 }
 
+/* Appends n floats, comma-separated (9 significant digits: a float32 exactly; not finite: 0). */
+static void floats_json(struct mf_text *t, const float *v, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        mf_text_printf(t, k ? ",%.9g" : "%.9g", isfinite(v[k]) ? (double)v[k] : 0.0);
+}
+
 static void embeddings_json(struct mf_text *t, const struct embed_work *w, size_t dim,
                             uint64_t tokens)
 {
@@ -926,8 +976,7 @@ static void embeddings_json(struct mf_text *t, const struct embed_work *w, size_
             continue;
         }
         mf_text_puts(t, "[");
-        for (size_t k = 0; k < dim; k++)
-            mf_text_printf(t, k ? ",%.9g" : "%.9g", isfinite(v[k]) ? (double)v[k] : 0.0);
+        floats_json(t, v, dim);
         mf_text_puts(t, "]}");
     }
     mf_text_puts(t, "],\"model\":");
@@ -936,18 +985,15 @@ static void embeddings_json(struct mf_text *t, const struct embed_work *w, size_
                    tokens, tokens);
 }
 
-static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
+/*
+ * Embeds the images of w->req (parsed): the model admitted, the images
+ * decoded within the request's limits and reserved, the model acquired, the
+ * forwards run into w->out (w->dim floats each). *ok false: the answer is
+ * queued (or the request was cancelled).
+ */
+static enum MHD_Result embed_inputs(struct req *r, struct embed_work *w, bool *ok)
 {
-    memfit_server *srv = r->srv;
-    struct mf_http_error err;
-    enum memfit_status st = mf_embed_request_parse(r->body ? r->body : "", r->body_len,
-                                                   srv->opt.max_inputs, &w->req, &err);
-    body_parsed(r);
-    if (st == MEMFIT_E_NOMEM)
-        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    if (st != MEMFIT_OK)
-        return respond_error(r, &err);
-
+    *ok = false;
     enum MHD_Result ret;
     if (!begin_model_request(r, w->req.model, MEMFIT_ENGINE_OP_EMBED_IMAGE,
                              "does not make embeddings", &ret))
@@ -957,12 +1003,12 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     w->inputs = memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_inputs, sizeof(*w->inputs));
     if (!w->inputs)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    bool ok;
-    ret = decode_images(r, w, &ok);
-    if (!ok)
+    bool decoded;
+    ret = decode_images(r, w, &decoded);
+    if (!decoded)
         return ret;
 
-    st = acquire(r, w->req.model, &w->handle);
+    enum memfit_status st = acquire(r, w->req.model, &w->handle);
     if (st == MEMFIT_E_CANCELLED) {
         log_cancelled(r, w, "waiting for the model with");
         return MHD_NO;
@@ -997,9 +1043,8 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     w->out = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n_floats / sizeof(float), sizeof(float));
     if (!w->out)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    uint64_t tokens = 0;
     st = memfit_engine_embed(w->handle, w->inputs, w->req.n_inputs, &params, w->out,
-                             n_floats / sizeof(float), &tokens);
+                             n_floats / sizeof(float), &w->tokens);
     memfit_manager_release(w->handle);
     w->handle = NULL;
     if (st == MEMFIT_E_CANCELLED || (st != MEMFIT_OK && req_cancelled(r))) {
@@ -1008,8 +1053,28 @@ static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
     }
     if (st != MEMFIT_OK)
         return fail_status(r, st);
+    w->dim = dim;
+    *ok = true;
+    return MHD_YES;
+}
+
+static enum MHD_Result run_embeddings(struct req *r, struct embed_work *w)
+{
+    memfit_server *srv = r->srv;
+    struct mf_http_error err;
+    enum memfit_status st = mf_embed_request_parse(r->body ? r->body : "", r->body_len,
+                                                   srv->opt.max_inputs, &w->req, &err);
+    body_parsed(r);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return respond_error(r, &err);
+    bool ok;
+    enum MHD_Result ret = embed_inputs(r, w, &ok);
+    if (!ok)
+        return ret;
     struct mf_text t = {0};
-    embeddings_json(&t, w, dim, tokens);
+    embeddings_json(&t, w, w->dim, w->tokens);
     return respond_json(r, 200, &t);
 }
 
@@ -1360,6 +1425,8 @@ static void gen_stream_free(void *cls)
     gen_work_free(cls);
 }
 
+static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok);
+
 /* Parses, admits, acquires and starts; on success *out holds a started generation. */
 static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, bool *ok)
 {
@@ -1372,7 +1439,15 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
     if (st != MEMFIT_OK)
         return respond_error(r, &err);
+    return gen_start(r, w, ok);
+}
 
+/* Admits, acquires and starts the generation of w->req (parsed); *ok: started. */
+static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
+{
+    bool chat = w->req.chat;
+    enum memfit_status st;
+    *ok = false;
     enum MHD_Result ret;
     if (!begin_model_request(r, w->req.model, MEMFIT_ENGINE_OP_GENERATE, "does not generate text",
                              &ret))
@@ -1442,6 +1517,38 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     return MHD_YES;
 }
 
+/*
+ * Runs a started generation to its end, its text appended to *text (which
+ * the caller frees). *ok false: the answer is queued, or the client left.
+ */
+static enum MHD_Result gen_collect(struct req *r, struct gen_work *w, struct mf_text *text,
+                                   bool *ok)
+{
+    *ok = false;
+    mf_text_puts(text, "");
+    enum memfit_status st = MEMFIT_OK;
+    for (bool done = false; !done && st == MEMFIT_OK;) {
+        if (req_cancelled(r)) {
+            memfit_log(MEMFIT_LOG_INFO, "%s: model %s: generation cancelled: %s",
+                       mf_route_label(r->route), w->req.model,
+                       atomic_load(&r->srv->cancel_all) ? "the server is stopping"
+                                                        : "the client went away");
+            return MHD_NO;
+        }
+        const char *piece = NULL;
+        size_t len = 0;
+        st = memfit_engine_generate_next(w->gen, &piece, &len, &done);
+        if (st == MEMFIT_OK && len)
+            mf_text_append(text, piece, len);
+    }
+    memfit_engine_generate_end(w->gen, &w->result);
+    w->ended = true;
+    if (st != MEMFIT_OK)
+        return fail_status(r, st);
+    *ok = true;
+    return MHD_YES;
+}
+
 static enum MHD_Result route_generate(struct req *r, bool chat)
 {
     struct gen_work *w = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*w));
@@ -1468,29 +1575,9 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         return queue(r, 200, resp);
     }
     struct mf_text text = {0};
-    mf_text_puts(&text, "");
-    enum memfit_status st = MEMFIT_OK;
-    for (bool done = false; !done && st == MEMFIT_OK;) {
-        if (req_cancelled(r)) {
-            memfit_log(MEMFIT_LOG_INFO, "%s: model %s: generation cancelled: %s",
-                       mf_route_label(r->route), w->req.model,
-                       atomic_load(&r->srv->cancel_all) ? "the server is stopping"
-                                                        : "the client went away");
-            mf_text_free(&text);
-            gen_work_free(w);
-            return MHD_NO;
-        }
-        const char *piece = NULL;
-        size_t len = 0;
-        st = memfit_engine_generate_next(w->gen, &piece, &len, &done);
-        if (st == MEMFIT_OK && len)
-            mf_text_append(&text, piece, len);
-    }
-    memfit_engine_generate_end(w->gen, &w->result);
-    w->ended = true;
-    if (st != MEMFIT_OK) {
+    ret = gen_collect(r, w, &text, &ok);
+    if (!ok) {
         mf_text_free(&text);
-        ret = fail_status(r, st);
         gen_work_free(w);
         return ret;
     }
@@ -1600,6 +1687,406 @@ static enum MHD_Result route_events(struct req *r)
     return queue(r, 200, resp);
 }
 
+/* ---- The Open Inference Protocol (KServe v2) ------------------------------------------------
+ *
+ * memfit has no model versions: each model is version "1". A model's one
+ * input and one output depend on its family: images (BYTES, each element
+ * an image as base64) to embeddings (FP32 [n, D]), or a prompt (BYTES [1])
+ * to its completion (BYTES [1]). Inference goes through the routes' own
+ * code paths (embed_inputs, gen_start/gen_collect): the same admission,
+ * limits and memory reservations as /v1/embeddings and /v1/completions.
+ */
+
+#define V2_VERSION "1"
+
+/* A family's tensors as the model metadata describes them. */
+struct v2_tensors {
+    const char *input, *input_shape;
+    const char *output, *output_type, *output_shape;
+};
+
+/* The tensors of a family, or NULL when it serves no /v2 inference (SAM). */
+static const struct v2_tensors *v2_tensors_of(const struct memfit_engine_family_info *f)
+{
+    static const struct v2_tensors images = {"image", "[-1]", "embedding", "FP32", "[-1,-1]"};
+    static const struct v2_tensors text = {"text", "[1]", "text_output", "BYTES", "[1]"};
+    if (f->ops & MEMFIT_ENGINE_OP_EMBED_IMAGE)
+        return &images;
+    if (f->ops & MEMFIT_ENGINE_OP_GENERATE)
+        return &text;
+    return NULL;
+}
+
+/* The Triton repository state of a manager state. */
+static const char *v2_state(enum memfit_model_state state)
+{
+    switch (state) {
+    case MEMFIT_MODEL_READY:
+    case MEMFIT_MODEL_BUSY:
+        return "READY";
+    case MEMFIT_MODEL_FETCHING:
+    case MEMFIT_MODEL_LOADING:
+        return "LOADING";
+    case MEMFIT_MODEL_UNLOADING:
+        return "UNLOADING";
+    case MEMFIT_MODEL_UNLOADED:
+    case MEMFIT_MODEL_FAILED:
+    default:
+        return "UNAVAILABLE";
+    }
+}
+
+static bool v2_loaded(enum memfit_model_state state)
+{
+    return state == MEMFIT_MODEL_READY || state == MEMFIT_MODEL_BUSY;
+}
+
+/* The model's family (known), or false with 404 queued; also a version other than "1". */
+static bool v2_model(struct req *r, const struct memfit_engine_family_info **family,
+                     enum MHD_Result *ret)
+{
+    if (!known_model(r, r->name, family, ret))
+        return false;
+    if (r->version[0] && strcmp(r->version, V2_VERSION) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "model '%s' has no version '%s' (memfit serves one version of each model, "
+                 "\"" V2_VERSION "\")",
+                 r->name, r->version);
+        *ret = fail(r, 404, "invalid_request_error", "model_not_found", msg);
+        return false;
+    }
+    return true;
+}
+
+/* The model's status in a snapshot, or NULL. */
+static const struct memfit_model_status *find_status(const struct memfit_manager_status *s,
+                                                     const char *name)
+{
+    for (size_t i = 0; i < s->n_models; i++)
+        if (strcmp(s->models[i].name, name) == 0)
+            return &s->models[i];
+    return NULL;
+}
+
+/* A repository index entry {"name", "version", "state", "reason"}. */
+static void v2_index_entry(struct mf_text *t, const struct memfit_model_status *m)
+{
+    mf_text_puts(t, "{");
+    json_key_string(t, "name", m->name);
+    mf_text_puts(t, ",\"version\":\"" V2_VERSION "\",");
+    json_key_string(t, "state", v2_state(m->state));
+    mf_text_puts(t, ",");
+    if (m->state == MEMFIT_MODEL_FAILED)
+        json_key_string(t, "reason", m->last_error);
+    else if (m->state == MEMFIT_MODEL_UNLOADED)
+        json_key_string(t, "reason", "not loaded: loads on its first inference request");
+    else
+        json_key_string(t, "reason", "");
+    mf_text_puts(t, "}");
+}
+
+static enum MHD_Result route_v2_server(struct req *r)
+{
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{\"name\":\"memfit\",");
+    json_key_string(&t, "version", memfit_version());
+    mf_text_puts(&t, ",\"extensions\":[\"model_repository\"]}");
+    return respond_json(r, 200, &t);
+}
+
+static void v2_tensor_json(struct mf_text *t, const char *name, const char *type, const char *shape)
+{
+    mf_text_puts(t, "[{");
+    json_key_string(t, "name", name);
+    mf_text_printf(t, ",\"datatype\":\"%s\",\"shape\":%s}]", type, shape);
+}
+
+static enum MHD_Result route_v2_model(struct req *r)
+{
+    const struct memfit_engine_family_info *family;
+    enum MHD_Result ret;
+    if (!v2_model(r, &family, &ret))
+        return ret;
+    const struct v2_tensors *io = v2_tensors_of(family);
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{");
+    json_key_string(&t, "name", r->name);
+    mf_text_printf(&t, ",\"versions\":[\"" V2_VERSION "\"],\"platform\":\"memfit-%s\",\"inputs\":",
+                   family->name);
+    if (io)
+        v2_tensor_json(&t, io->input, "BYTES", io->input_shape);
+    else
+        mf_text_puts(&t, "[]");
+    mf_text_puts(&t, ",\"outputs\":");
+    if (io)
+        v2_tensor_json(&t, io->output, io->output_type, io->output_shape);
+    else
+        mf_text_puts(&t, "[]");
+    mf_text_puts(&t, "}");
+    return respond_json(r, 200, &t);
+}
+
+/* Ready = loaded: it answers without a load first. A model that is not
+ * loaded is still served (it loads on its first request): 503 says so. */
+static enum MHD_Result route_v2_model_ready(struct req *r)
+{
+    const struct memfit_engine_family_info *family;
+    enum MHD_Result ret;
+    if (!v2_model(r, &family, &ret))
+        return ret;
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    const struct memfit_model_status *m = find_status(s, r->name);
+    char msg[400];
+    bool ready = m && v2_loaded(m->state);
+    snprintf(msg, sizeof(msg),
+             "model '%s' is not loaded (%s): it loads on its first inference request, or on "
+             "POST /v2/repository/models/%s/load",
+             r->name, m ? memfit_model_state_name(m->state) : "unknown", r->name);
+    memfit_free(s);
+    if (!ready)
+        return fail(r, 503, "server_error", "not_ready", msg);
+    struct mf_text t = {0};
+    mf_text_puts(&t, "{");
+    json_key_string(&t, "name", r->name);
+    mf_text_puts(&t, ",\"ready\":true}");
+    return respond_json(r, 200, &t);
+}
+
+/* The head of an inference answer: {"model_name", "model_version", "id"?, */
+static void v2_answer_head(struct mf_text *t, const struct req *r, const struct mf_infer_request *q)
+{
+    mf_text_puts(t, "{");
+    json_key_string(t, "model_name", r->name);
+    mf_text_puts(t, ",\"model_version\":\"" V2_VERSION "\",");
+    if (q->id) {
+        json_key_string(t, "id", q->id);
+        mf_text_puts(t, ",");
+    }
+}
+
+/* The images of q through the embeddings' path; the answer is FP32 [n, D]. */
+static enum MHD_Result v2_infer_images(struct req *r, struct mf_infer_request *q,
+                                       const struct v2_tensors *io)
+{
+    struct embed_work w;
+    memset(&w, 0, sizeof(w));
+    /* The items move into the embeddings request. */
+    w.req.model = memfit_strdup(r->name);
+    if (!w.req.model)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    w.req.inputs = q->items;
+    w.req.input_lens = q->item_lens;
+    w.req.n_inputs = q->n_items;
+    w.req.bare_base64 = true;
+    q->items = NULL;
+    q->item_lens = NULL;
+    q->n_items = 0;
+    bool ok;
+    enum MHD_Result ret = embed_inputs(r, &w, &ok);
+    if (ok) {
+        struct mf_text t = {0};
+        v2_answer_head(&t, r, q);
+        mf_text_puts(&t, "\"outputs\":[{");
+        json_key_string(&t, "name", io->output);
+        mf_text_printf(&t, ",\"datatype\":\"FP32\",\"shape\":[%zu,%zu],\"data\":[", w.req.n_inputs,
+                       w.dim);
+        floats_json(&t, w.out, w.req.n_inputs * w.dim);
+        mf_text_puts(&t, "]}]}");
+        ret = respond_json(r, 200, &t);
+    }
+    embed_work_free(r->srv, &w);
+    return ret;
+}
+
+/* The prompt of q through the completions' path (not streamed); the answer is BYTES [1]. */
+static enum MHD_Result v2_infer_text(struct req *r, struct mf_infer_request *q,
+                                     const struct v2_tensors *io)
+{
+    if (q->n_items != 1)
+        return fail(r, 400, "invalid_request_error", "invalid_value",
+                    "a text model takes one prompt: input 'text' must hold one element (shape "
+                    "[1])");
+    struct gen_work *w = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*w));
+    if (!w)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    w->srv = r->srv;
+    w->fd = -1;
+    w->req = q->gen; /* the sampling parameters and stop strings move */
+    memset(&q->gen, 0, sizeof(q->gen));
+    w->req.chat = false;
+    w->req.model = memfit_strdup(r->name);
+    enum MHD_Result ret;
+    if (q->base64) {
+        uint8_t *bytes = NULL;
+        size_t n = 0;
+        enum memfit_status st = mf_base64_decode(q->items[0], q->item_lens[0], &bytes, &n);
+        if (st == MEMFIT_E_NOMEM) {
+            ret = fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+            goto done;
+        }
+        if (st != MEMFIT_OK) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "input 'text': %s", memfit_last_error());
+            ret = fail(r, 400, "invalid_request_error", "invalid_base64", msg);
+            goto done;
+        }
+        w->req.prompt = memfit_malloc_in(MEMFIT_ALLOC_SERVER, n + 1);
+        if (w->req.prompt) {
+            memcpy(w->req.prompt, bytes, n);
+            w->req.prompt[n] = '\0';
+        }
+        w->req.prompt_len = n;
+        memfit_free(bytes);
+    } else {
+        w->req.prompt = q->items[0]; /* moves */
+        w->req.prompt_len = q->item_lens[0];
+        q->items[0] = NULL;
+    }
+    if (!w->req.model || !w->req.prompt) {
+        ret = fail(r, 503, "server_error", "out_of_memory", "out of memory");
+        goto done;
+    }
+    bool ok;
+    ret = gen_start(r, w, &ok);
+    if (!ok)
+        goto done;
+    struct mf_text text = {0};
+    ret = gen_collect(r, w, &text, &ok);
+    if (ok) {
+        struct mf_text t = {0};
+        v2_answer_head(&t, r, q);
+        mf_text_printf(&t,
+                       "\"parameters\":{\"prompt_tokens\":%" PRIu32
+                       ",\"completion_tokens\":%" PRIu32 ",\"finish_reason\":\"%s\"},",
+                       w->prompt_tokens, w->result.n_generated, finish_name(w->result.finish));
+        mf_text_puts(&t, "\"outputs\":[{");
+        json_key_string(&t, "name", io->output);
+        mf_text_puts(&t, ",\"datatype\":\"BYTES\",\"shape\":[1],\"data\":[");
+        mf_text_json_string(&t, text.data ? text.data : "", text.len);
+        mf_text_puts(&t, "]}]}");
+        ret = respond_json(r, 200, &t);
+    }
+    mf_text_free(&text);
+done:
+    gen_work_free(w);
+    return ret;
+}
+
+static enum MHD_Result run_v2_infer(struct req *r, struct mf_infer_request *q)
+{
+    struct mf_http_error err;
+    enum memfit_status st = mf_infer_request_parse(r->body ? r->body : "", r->body_len,
+                                                   r->srv->opt.max_inputs, q, &err);
+    body_parsed(r);
+    if (st == MEMFIT_E_NOMEM)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    if (st != MEMFIT_OK)
+        return respond_error(r, &err);
+    const struct memfit_engine_family_info *family;
+    enum MHD_Result ret;
+    if (!v2_model(r, &family, &ret))
+        return ret;
+    const struct v2_tensors *io = v2_tensors_of(family);
+    char msg[400];
+    if (!io) {
+        snprintf(msg, sizeof(msg), "model '%s' (%s) has no /v2 inference; %s", r->name,
+                 family->name, family_use(family));
+        return fail(r, 400, "invalid_request_error", "model_not_supported", msg);
+    }
+    if (strcmp(q->input_name, io->input) != 0) {
+        snprintf(msg, sizeof(msg), "model '%s' has no input '%s'; its input is '%s'", r->name,
+                 q->input_name, io->input);
+        return fail(r, 400, "invalid_request_error", "invalid_value", msg);
+    }
+    if (q->output_name && strcmp(q->output_name, io->output) != 0) {
+        snprintf(msg, sizeof(msg), "model '%s' has no output '%s'; its output is '%s'", r->name,
+                 q->output_name, io->output);
+        return fail(r, 400, "invalid_request_error", "invalid_value", msg);
+    }
+    if (family->ops & MEMFIT_ENGINE_OP_EMBED_IMAGE) {
+        if (q->has_gen_params) {
+            snprintf(msg, sizeof(msg),
+                     "model '%s' makes embeddings: the generation parameters do not apply",
+                     r->name);
+            return fail(r, 400, "invalid_request_error", "invalid_value", msg);
+        }
+        return v2_infer_images(r, q, io);
+    }
+    return v2_infer_text(r, q, io);
+}
+
+static enum MHD_Result route_v2_infer(struct req *r)
+{
+    struct mf_infer_request q;
+    memset(&q, 0, sizeof(q));
+    enum MHD_Result ret = run_v2_infer(r, &q);
+    mf_infer_request_free(&q);
+    return ret;
+}
+
+/* The body of a repository route; false with a 400 queued. */
+static bool v2_repo_body(struct req *r, bool *ready_only, enum MHD_Result *ret)
+{
+    struct mf_http_error err;
+    enum memfit_status st = mf_repo_request_parse(
+        r->body ? r->body : "", r->body_len, r->route == MF_ROUTE_V2_REPO_INDEX, ready_only, &err);
+    body_parsed(r);
+    if (st == MEMFIT_E_NOMEM)
+        *ret = fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    else if (st != MEMFIT_OK)
+        *ret = respond_error(r, &err);
+    return st == MEMFIT_OK;
+}
+
+static enum MHD_Result route_v2_repo_index(struct req *r)
+{
+    bool ready_only;
+    enum MHD_Result ret;
+    if (!v2_repo_body(r, &ready_only, &ret))
+        return ret;
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_text t = {0};
+    mf_text_puts(&t, "[");
+    bool first = true;
+    for (size_t i = 0; i < s->n_models; i++) {
+        if (ready_only && !v2_loaded(s->models[i].state))
+            continue;
+        if (!first)
+            mf_text_puts(&t, ",");
+        v2_index_entry(&t, &s->models[i]);
+        first = false;
+    }
+    mf_text_puts(&t, "]");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+/* Load (waits for it) and unload: /api/models/{name}/load|unload; the answer is the index entry. */
+static enum MHD_Result route_v2_repo_control(struct req *r)
+{
+    bool ready_only;
+    enum MHD_Result ret;
+    if (!v2_repo_body(r, &ready_only, &ret) ||
+        !control_model(r, r->route == MF_ROUTE_V2_REPO_LOAD, &ret))
+        return ret;
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    struct mf_text t = {0};
+    const struct memfit_model_status *m = find_status(s, r->name);
+    if (m)
+        v2_index_entry(&t, m);
+    else
+        mf_text_puts(&t, "{}");
+    memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
 /* ---- Dispatch -------------------------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(struct req *r)
@@ -1627,13 +2114,28 @@ static enum MHD_Result dispatch(struct req *r)
     case MF_ROUTE_EVENTS:
         return route_events(r);
     case MF_ROUTE_HEALTH:
+    case MF_ROUTE_V2_LIVE:
         return route_health(r);
     case MF_ROUTE_READY:
+    case MF_ROUTE_V2_READY:
         return route_ready(r);
     case MF_ROUTE_METRICS:
         return route_metrics(r);
     case MF_ROUTE_DASHBOARD:
         return route_dashboard(r);
+    case MF_ROUTE_V2_SERVER:
+        return route_v2_server(r);
+    case MF_ROUTE_V2_MODEL:
+        return route_v2_model(r);
+    case MF_ROUTE_V2_MODEL_READY:
+        return route_v2_model_ready(r);
+    case MF_ROUTE_V2_INFER:
+        return route_v2_infer(r);
+    case MF_ROUTE_V2_REPO_INDEX:
+        return route_v2_repo_index(r);
+    case MF_ROUTE_V2_REPO_LOAD:
+    case MF_ROUTE_V2_REPO_UNLOAD:
+        return route_v2_repo_control(r);
     case MF_ROUTE_OTHER:
     case MF_ROUTE_COUNT:
         break;
@@ -1873,7 +2375,7 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
     if (r->route == MF_ROUTE_OTHER)
         return fail(r, 404, "invalid_request_error", "not_found",
                     "no such route (see GET / for the dashboard, /v1/models, /api/models, "
-                    "/api/memory, /metrics)");
+                    "/api/memory, /metrics, /v2)");
     bool head = strcmp(method, "HEAD") == 0 && strcmp(allowed, "GET") == 0;
     if (strcmp(method, allowed) != 0 && !head) {
         char msg[100];
@@ -1882,7 +2384,7 @@ static enum MHD_Result check_headers(struct req *r, const char *method, const ch
         mf_http_error_set(&e, 405, "invalid_request_error", "method_not_allowed", "%s", msg);
         return respond_error_h(r, &e, MHD_HTTP_HEADER_ALLOW, allowed);
     }
-    if (srv->api_key && r->route != MF_ROUTE_HEALTH &&
+    if (srv->api_key && r->route != MF_ROUTE_HEALTH && r->route != MF_ROUTE_V2_LIVE &&
         !mf_bearer_ok(
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
             srv->api_key))
@@ -1948,7 +2450,7 @@ static bool grow_body(struct req *r, size_t need, bool declared)
     if (!grown) {
         struct mf_http_error e;
         mf_http_error_set(&e, 503, "server_error", "out_of_memory",
-                          "no memory for a request body of %zu bytes", cap);
+                          "out of memory for a request body of %zu bytes", cap);
         refuse(r, &e);
         return false;
     }
@@ -2032,7 +2534,10 @@ static bool body_ready(struct req *r, enum MHD_Result *ret)
         *ret = answer_error(r, &r->refusal);
         return false;
     }
-    if (!r->schema)
+    /* The repository extension's bodies may be empty (read as {}). */
+    bool may_be_empty = r->route == MF_ROUTE_V2_REPO_INDEX || r->route == MF_ROUTE_V2_REPO_LOAD ||
+                        r->route == MF_ROUTE_V2_REPO_UNLOAD;
+    if (!r->schema || (may_be_empty && r->body_len == 0))
         return true;
     if (mf_json_scan_feed(&r->scan, r->body ? r->body : (char *)"", r->body_len, &e) != MEMFIT_OK ||
         mf_json_scan_finish(&r->scan, &e) != MEMFIT_OK ||
@@ -2074,7 +2579,7 @@ enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, con
         atomic_fetch_add(&srv->active, 1);
         mf_server_conn_mark(srv, conn, MF_CONN_BODY); /* the head deadline is met */
         const char *allowed;
-        r->route = mf_route_match(url, r->name, &allowed);
+        r->route = mf_route_match_version(url, r->name, r->version, &allowed);
         if (mf_route_is_probe(r->route))
             atomic_fetch_add(&srv->probes, 1);
         enum MHD_Result ret = check_headers(r, method, allowed ? allowed : "GET");

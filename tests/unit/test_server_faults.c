@@ -142,13 +142,16 @@ struct fixture {
     uint16_t port;
     char *embed_body; /* the POST /v1/embeddings body: the fixture image as a data URL */
     size_t embed_len;
+    char *infer_body; /* the same image for POST /v2/models/vits_tiny/infer */
+    size_t infer_len;
 };
 
 static const char *const b64_digits =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* The embeddings request for `model` with the image file `path`, allocated (before any walk). */
-static char *embed_request(const char *model, const char *path, size_t *len)
+/* The fixture image in a /v1/embeddings body, or (v2) a /v2/models/{name}/infer one. */
+static char *embed_request(const char *model, const char *path, bool v2, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -160,8 +163,11 @@ static char *embed_request(const char *model, const char *path, size_t *len)
     size_t cap = 200 + 4 * ((n + 2) / 3);
     char *out = memfit_malloc(cap);
     assert_non_null(out);
-    size_t o =
-        (size_t)snprintf(out, cap, "{\"model\":\"%s\",\"input\":\"data:image/png;base64,", model);
+    size_t o = v2 ? (size_t)snprintf(out, cap,
+                                     "{\"inputs\":[{\"name\":\"image\",\"shape\":[1],"
+                                     "\"datatype\":\"BYTES\",\"data\":[\"")
+                  : (size_t)snprintf(out, cap,
+                                     "{\"model\":\"%s\",\"input\":\"data:image/png;base64,", model);
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)img[i] << 16 | (i + 1 < n ? (uint32_t)img[i + 1] << 8 : 0) |
                      (i + 2 < n ? img[i + 2] : 0);
@@ -170,7 +176,7 @@ static char *embed_request(const char *model, const char *path, size_t *len)
         out[o++] = i + 1 < n ? b64_digits[v >> 6 & 63] : '=';
         out[o++] = i + 2 < n ? b64_digits[v & 63] : '=';
     }
-    o += (size_t)snprintf(out + o, cap - o, "\"}");
+    o += (size_t)snprintf(out + o, cap - o, v2 ? "\"]}]}" : "\"}");
     *len = o;
     return out;
 }
@@ -260,6 +266,13 @@ static void test_route_walks(void **state)
         {"GET", "/api/memory", NULL, 0, 200, false, NULL},
         {"POST", "/api/cleanup", "{}", 2, 200, false, NULL},
         {"POST", "/api/models/vits_tiny/load", "{}", 2, 200, false, "/api/models/vits_tiny/unload"},
+        {"GET", "/v2", NULL, 0, 200, true, NULL},
+        {"GET", "/v2/health/ready", NULL, 0, 200, true, NULL},
+        {"GET", "/v2/models/vits_tiny", NULL, 0, 200, true, NULL},
+        {"GET", "/v2/models/nope/versions/1", NULL, 0, 404, true, NULL},
+        {"POST", "/v2/repository/index", "{\"ready\":false}", 15, 200, false, NULL},
+        {"POST", "/v2/repository/models/vits_tiny/load", "", 0, 200, false,
+         "/v2/repository/models/vits_tiny/unload"},
     };
     for (size_t i = 0; i < sizeof(walks) / sizeof(walks[0]); i++)
         assert_true(walk_route(fx, &walks[i]) >= 2);
@@ -275,6 +288,11 @@ static void test_route_walks(void **state)
     /* And once loaded: the request alone. */
     embed.reset = "/api/models/vits_tiny/load";
     assert_true(walk_route(fx, &embed) > 5);
+    /* The same through the Open Inference Protocol. */
+    struct route_walk infer = {
+        "POST", "/v2/models/vits_tiny/infer",  fx->infer_body, fx->infer_len, 200,
+        false,  "/api/models/vits_tiny/unload"};
+    assert_true(walk_route(fx, &infer) > 20);
 }
 
 /* ---- The /metrics rendering ----------------------------------------------------------- */
@@ -349,7 +367,8 @@ static int setup(void **state)
     struct stat sb;
     if (stat(model, &sb) != 0 || stat(image, &sb) != 0)
         MF_TEST_SKIP_ALL("fixtures not found (%s)", model);
-    fx.embed_body = embed_request("vits_tiny", image, &fx.embed_len);
+    fx.embed_body = embed_request("vits_tiny", image, false, &fx.embed_len);
+    fx.infer_body = embed_request("vits_tiny", image, true, &fx.infer_len);
     struct memfit_server_options o;
     memfit_server_options_default(&o);
     o.port = 0;
@@ -380,6 +399,7 @@ static int teardown(void **state)
     struct fixture *fx = *state;
     memfit_server_destroy(fx->srv);
     memfit_free(fx->embed_body);
+    memfit_free(fx->infer_body);
     /* Every allocation of the server, its threads and the walks was given back. */
     uint64_t live = mf_alloc_live_count();
     if (live != live_at_start)
