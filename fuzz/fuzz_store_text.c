@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!text)
         return 0;
 
-    struct mf_source_env env = {NULL, NULL, NULL};
+    struct mf_source_env env = {NULL, NULL, NULL, false};
     struct mf_source src;
     if (mf_source_parse(text, &env, &src) == MEMFIT_OK)
         mf_source_clear(&src);

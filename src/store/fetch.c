@@ -50,8 +50,7 @@ struct fetch {
     const int *cancel;
     bool has_expected;
     char expected[MEMFIT_SHA256_HEX_LEN + 1];
-    struct mf_aws_credentials creds;
-    bool creds_loaded;
+    struct mf_aws_credentials creds; /* of the current attempt at an S3 source */
 };
 
 /* One source's download, kept across its attempts. */
@@ -419,10 +418,14 @@ static enum memfit_status attempt_http(struct download *d, bool *retryable)
         if ((st = truncate_partial(d)) != MEMFIT_OK)
             return st;
     }
-    if (d->src->kind == MF_SOURCE_S3 && !f->creds_loaded) {
-        if ((st = mf_aws_credentials_load(&f->creds)) != MEMFIT_OK)
+    if (d->src->kind == MF_SOURCE_S3) {
+        /* Each attempt asks again: temporary credentials may have been renewed
+         * (the cache of aws_remote.c makes this cheap). */
+        mf_aws_credentials_clear(&f->creds);
+        if ((st = mf_aws_credentials_load(&f->creds)) != MEMFIT_OK) {
+            *retryable = st == MEMFIT_E_NETWORK || st == MEMFIT_E_TIMEOUT;
             return st;
-        f->creds_loaded = true;
+        }
     }
     struct mf_http_params params = mf_store_http_params(f->store);
     struct mf_http_request req;

@@ -342,3 +342,42 @@ bool mf_sleep_cancellable(unsigned ms, const int *cancel)
     }
     return !mf_cancelled(cancel);
 }
+
+enum memfit_status mf_read_token_file(const char *path, const char *what, char **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    enum memfit_status st = mf_read_small_file(path, 64 * 1024, &text, &len);
+    if (st != MEMFIT_OK) {
+        /* The message names the path already; say what the file was for. */
+        if (st != MEMFIT_E_NOMEM)
+            st = memfit_fail(st, "%s: %s", what, memfit_last_error());
+        return st;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+                       text[len - 1] == '\t'))
+        len--;
+    text[len] = '\0';
+    if (len == 0)
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s: %s is empty", what, path);
+    else if (!mf_token_is_clean(text, len))
+        st = memfit_fail(MEMFIT_E_FORMAT, "%s: %s: control character or NUL byte in the token",
+                         what, path);
+    if (st != MEMFIT_OK) {
+        explicit_bzero(text, len);
+        memfit_free(text);
+        return st;
+    }
+    *out = text;
+    return MEMFIT_OK;
+}
+
+bool mf_token_is_clean(const char *token, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}

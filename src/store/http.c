@@ -243,14 +243,18 @@ enum memfit_status mf_http_request_init(struct mf_http_request *req, const struc
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     }
-    if (src->kind == MF_SOURCE_HF) {
-        const char *token = memfit_config_get("HF_TOKEN");
-        if (token && token[0]) {
-            /* curl drops a custom Authorization header on a redirect to another
-             * host, so the token never reaches the CDN. */
-            int n = snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
-            ok = ok && n > 0 && (size_t)n < sizeof(line) && add_header(req, line);
-        }
+    char *token = NULL;
+    if (src->kind == MF_SOURCE_HF && (st = mf_hf_token_load(&token)) != MEMFIT_OK) {
+        mf_http_request_cleanup(req);
+        return st;
+    }
+    if (token) {
+        /* curl drops a custom Authorization header on a redirect to another
+         * host, so the token never reaches the CDN. */
+        int n = snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+        ok = ok && n > 0 && (size_t)n < sizeof(line) && add_header(req, line);
+        explicit_bzero(token, strlen(token));
+        memfit_free(token);
     }
     explicit_bzero(line, sizeof(line));
     if (req->headers)
@@ -260,6 +264,41 @@ enum memfit_status mf_http_request_init(struct mf_http_request *req, const struc
         return memfit_fail(MEMFIT_E_NOMEM, "%s: out of memory preparing the request", src->display);
     }
     return MEMFIT_OK;
+}
+
+enum memfit_status mf_hf_token_load(char **out)
+{
+    *out = NULL;
+    const char *token = memfit_config_get("HF_TOKEN");
+    if (token && token[0]) {
+        if (!mf_token_is_clean(token, strlen(token)))
+            return memfit_fail(MEMFIT_E_FORMAT, "HF_TOKEN holds a control character");
+        return (*out = memfit_strdup(token)) ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    }
+    /* Where `huggingface-cli login` keeps it: HF_TOKEN_PATH, else $HF_HOME/token,
+     * HF_HOME defaulting to $XDG_CACHE_HOME/huggingface, then ~/.cache/huggingface. */
+    const char *path = memfit_config_get("HF_TOKEN_PATH");
+    const char *hf_home = memfit_config_get("HF_HOME");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char *owned = NULL;
+    if (path && path[0])
+        owned = memfit_strdup(path);
+    else if (hf_home && hf_home[0])
+        owned = memfit_asprintf("%s/token", hf_home);
+    else if (xdg && xdg[0])
+        owned = memfit_asprintf("%s/huggingface/token", xdg);
+    else if (home && home[0])
+        owned = memfit_asprintf("%s/.cache/huggingface/token", home);
+    else
+        return MEMFIT_OK;
+    if (!owned)
+        return MEMFIT_E_NOMEM;
+    enum memfit_status st = MEMFIT_OK;
+    if (access(owned, F_OK) == 0)
+        st = mf_read_token_file(owned, "Hugging Face token file", out);
+    memfit_free(owned);
+    return st;
 }
 
 void mf_http_request_cleanup(struct mf_http_request *req)
@@ -292,7 +331,7 @@ enum memfit_status mf_http_result(struct mf_http_request *req, int curl_code, co
             return memfit_fail(MEMFIT_E_PERMISSION, "%s: HTTP %ld (access denied; check %s)",
                                display, status,
                                strncmp(display, "s3:", 3) == 0   ? "the AWS credentials"
-                               : strncmp(display, "hf:", 3) == 0 ? "HF_TOKEN"
+                               : strncmp(display, "hf:", 3) == 0 ? "HF_TOKEN or the token file"
                                                                  : "the URL");
         *retryable = status == 408 || status == 425 || status == 429 || status >= 500;
         return memfit_fail(MEMFIT_E_NETWORK, "%s: HTTP %ld", display, status);

@@ -33,8 +33,11 @@ enum mf_source_kind {
 /* Settings a source URI is resolved with (from the configuration, or set by tests). */
 struct mf_source_env {
     const char *hf_endpoint; /* HF_ENDPOINT or NULL (https://huggingface.co) */
-    const char *aws_region;  /* AWS_REGION / AWS_DEFAULT_REGION or NULL (us-east-1) */
-    const char *s3_endpoint; /* AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or NULL (AWS) */
+    const char *aws_region;  /* a fixed region or NULL (us-east-1) */
+    const char *s3_endpoint; /* a fixed S3 endpoint or NULL (AWS) */
+    /* Instead of the two above, the environment's and the AWS config file's
+     * (mf_aws_region, mf_aws_endpoint), read when an s3:// source is parsed. */
+    bool aws_from_files;
 };
 
 struct mf_source {
@@ -45,7 +48,7 @@ struct mf_source {
     char *region;  /* S3: the signing region */
 };
 
-/* Reads the settings above through memfit_config_get(). */
+/* HF_ENDPOINT through memfit_config_get(), and aws_from_files. */
 void mf_source_env_from_config(struct mf_source_env *out);
 
 /*
@@ -56,6 +59,13 @@ void mf_source_env_from_config(struct mf_source_env *out);
 enum memfit_status mf_source_parse(const char *uri, const struct mf_source_env *env,
                                    struct mf_source *out);
 void mf_source_clear(struct mf_source *src);
+
+/* True when `url` is http(s)://HOST[:PORT][/PATH] with no query, fragment,
+ * user info, space or control character (an endpoint setting). */
+bool mf_endpoint_is_valid(const char *url);
+
+/* True when `region` is 1 to 64 of a-z 0-9 '-'. */
+bool mf_region_is_valid(const char *region);
 
 /*
  * Percent-encodes `text` (RFC 3986 unreserved characters kept, and '/' when
@@ -91,34 +101,145 @@ char *mf_ref_filename(const char *name);
 /* True when `hex` is exactly 64 hex digits (either case). */
 bool mf_is_sha256_hex(const char *hex);
 
-/* ---- AWS (aws.c) ------------------------------------------------------- */
+/* ---- AWS (aws.c, aws_remote.c) ------------------------------------------ */
 
 struct mf_aws_credentials {
     char *access_key;
     char *secret_key;
     char *session_token; /* or NULL */
+    const char *origin;  /* where they came from, for messages (static text) */
 };
 
 /*
- * Looks up `key` in `section` of an INI text (credentials file syntax:
- * [section], key = value, '#' and ';' comments, surrounding spaces trimmed).
- * *out is a new string. E_NOT_FOUND when absent; E_FORMAT for a line longer
- * than 4096 bytes or a NUL byte; E_NOMEM.
+ * Looks up `key` in `section` of an INI text (the AWS files' syntax:
+ * [section], key = value, '#' and ';' comments, surrounding spaces trimmed;
+ * a line indented deeper than the property above it continues that
+ * property). *out is a new string. E_NOT_FOUND when absent; E_FORMAT for a
+ * line longer than 4096 bytes, a NUL byte or an unterminated '['; E_NOMEM.
  */
 enum memfit_status mf_ini_get(const char *text, size_t len, const char *section, const char *key,
                               char **out);
 
+/* The same for a nested sub-property: "parent =" followed by indented
+ * "key = value" lines (the AWS config file's "s3 =\n  endpoint_url = ..."). */
+enum memfit_status mf_ini_get_nested(const char *text, size_t len, const char *section,
+                                     const char *parent, const char *key, char **out);
+
+/* The AWS profile in use and the text of its two files (NULL when absent). */
+struct mf_aws_profile {
+    char *name;             /* AWS_PROFILE, else "default" */
+    char *config_section;   /* "default" or "profile NAME" */
+    char *credentials_path; /* AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials; or NULL */
+    char *config_path;      /* AWS_CONFIG_FILE, else ~/.aws/config; or NULL */
+    char *credentials_text;
+    size_t credentials_len;
+    char *config_text;
+    size_t config_len;
+};
+
+/* Reads both files (a missing one is no error). E_IO, E_RANGE (over 1 MiB), E_NOMEM. */
+enum memfit_status mf_aws_profile_open(struct mf_aws_profile *out);
+void mf_aws_profile_close(struct mf_aws_profile *p);
+
+/* A setting of the profile's section of the config file ([default] or
+ * [profile NAME]), nested under `parent` unless NULL. *out is new, or NULL
+ * when absent. E_FORMAT naming the file, E_NOMEM. */
+enum memfit_status mf_aws_config_get(const struct mf_aws_profile *p, const char *parent,
+                                     const char *key, char **out);
+
 /*
- * Credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
- * AWS_SESSION_TOKEN), else from the shared credentials file
- * (AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials) section
- * AWS_PROFILE (default "default"). None found: MEMFIT_OK with all fields
- * NULL (anonymous requests). E_FORMAT for a malformed file, E_NOMEM.
+ * The region: AWS_REGION, AWS_DEFAULT_REGION, then `region` in the config
+ * file. *out is new, or NULL when none is set; *origin names where it came
+ * from (static text).
+ */
+enum memfit_status mf_aws_region(const struct mf_aws_profile *p, char **out, const char **origin);
+
+/*
+ * The endpoint of `service` ("s3", "sts"): AWS_ENDPOINT_URL_<SERVICE>,
+ * AWS_ENDPOINT_URL, then the config file (the [services NAME] section the
+ * profile's `services` names, a nested "<service> =\n  endpoint_url" in the
+ * profile, the profile's `endpoint_url`); none when
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS (or the config's
+ * ignore_configured_endpoint_urls) is true. *out new or NULL, *origin as above.
+ */
+enum memfit_status mf_aws_endpoint(const struct mf_aws_profile *p, const char *service, char **out,
+                                   const char **origin);
+
+/*
+ * Credentials, from the first source that has them:
+ *   1. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN);
+ *   2. web identity: AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN (STS);
+ *   3. the shared credentials file, section AWS_PROFILE (default "default");
+ *   4. the config file, [default] or [profile NAME];
+ *   5. the container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI).
+ * None found: MEMFIT_OK with all fields NULL (anonymous requests). A source
+ * that is configured but fails fails the call, naming the source and why:
+ * E_FORMAT (malformed file or answer), E_PERMISSION (refused), E_NETWORK,
+ * E_TIMEOUT, E_RANGE (a bad setting), E_NOMEM. Thread-safe.
  */
 enum memfit_status mf_aws_credentials_load(struct mf_aws_credentials *out);
 
 /* Wipes and frees the secrets. */
 void mf_aws_credentials_clear(struct mf_aws_credentials *creds);
+
+/* A copy of `src` (which must hold a key pair). E_NOMEM. */
+enum memfit_status mf_aws_credentials_copy(struct mf_aws_credentials *dst,
+                                           const struct mf_aws_credentials *src);
+
+/* Sources 2 and 5 above, through the cache below (aws_remote.c). */
+enum memfit_status mf_aws_web_identity_load(struct mf_aws_credentials *out);
+enum memfit_status mf_aws_container_load(struct mf_aws_credentials *out);
+
+/*
+ * "2024-05-01T12:00:00Z" (fraction of a second and a +HH:MM offset
+ * allowed) to Unix seconds. False when malformed.
+ */
+bool mf_aws_parse_time(const char *text, size_t len, int64_t *out_s);
+
+/*
+ * The Credentials of an STS AssumeRoleWithWebIdentity answer: AccessKeyId,
+ * SecretAccessKey, SessionToken and Expiration, each exactly once, with
+ * XML's five entities decoded. E_FORMAT saying what is missing or wrong
+ * (never quoting a secret), E_NOMEM. `out` is written only on success.
+ */
+enum memfit_status mf_aws_parse_sts_xml(const char *text, size_t len,
+                                        struct mf_aws_credentials *out, int64_t *expires_s);
+
+/*
+ * A container endpoint's JSON: AccessKeyId, SecretAccessKey, Token
+ * (optional), Expiration (optional: then INT64_MAX). E_FORMAT, E_NOMEM.
+ */
+enum memfit_status mf_aws_parse_container_json(const char *text, size_t len,
+                                               struct mf_aws_credentials *out, int64_t *expires_s);
+
+/*
+ * True when a container credentials URL may be used: https to any host, or
+ * http to a loopback address (127.0.0.0/8, ::1, localhost) or the ECS and
+ * EKS agents (169.254.170.2, 169.254.170.23, fd00:ec2::23).
+ */
+bool mf_aws_container_url_allowed(const char *url);
+
+/* Temporary credentials are fetched again this long before they expire. */
+#define MF_AWS_REFRESH_BEFORE_S 300
+
+/* One provider of temporary credentials, for the cache. */
+struct mf_aws_provider {
+    const char *key; /* identifies the provider's settings: another key fetches again */
+    enum memfit_status (*fetch)(void *ctx, struct mf_aws_credentials *out, int64_t *expires_s);
+    void *ctx;
+};
+
+/*
+ * Credentials of `p` from the process-wide cache, fetched when there are
+ * none for p->key or they expire within MF_AWS_REFRESH_BEFORE_S of `now_s`.
+ * A failed refresh while the cached ones are still valid for a minute keeps
+ * them (logged at WARN). One fetch at a time; thread-safe.
+ */
+enum memfit_status mf_aws_cache_get(const struct mf_aws_provider *p, int64_t now_s,
+                                    struct mf_aws_credentials *out);
+
+/* Forgets the cached credentials (tests). */
+void mf_aws_cache_reset(void);
 
 /* ---- Files and hashing (fsutil.c) -------------------------------------- */
 
@@ -182,6 +303,18 @@ enum memfit_status mf_write_atomic(const char *dir, const char *name, const void
  */
 enum memfit_status mf_read_small_file(const char *path, size_t max_bytes, char **out,
                                       size_t *out_len);
+
+/*
+ * A secret token kept in a file (a Hub token, a web identity or container
+ * authorization token): at most 64 KiB, trailing newline and blanks
+ * stripped. E_FORMAT when empty or holding a control character (it goes
+ * into a header), the file's errors otherwise; messages start with `what`
+ * and never quote the token. *out is new (wipe it when done).
+ */
+enum memfit_status mf_read_token_file(const char *path, const char *what, char **out);
+
+/* True when `token` has no control character or NUL in its `len` bytes. */
+bool mf_token_is_clean(const char *token, size_t len);
 
 /* This machine's host name (cached; "localhost" when unknown). */
 const char *mf_hostname(void);
@@ -296,14 +429,24 @@ enum memfit_status mf_http_global_init(void);
 /*
  * Prepares a GET (or HEAD with `head`) of `src` with TLS verification, the
  * CA bundle, timeouts, redirects, SigV4 for S3 with credentials, a bearer
- * token for the Hub (HF_TOKEN), `range_from` (MEMFIT_STORE_SIZE_UNKNOWN for
+ * token for the Hub (mf_hf_token_load), `range_from` (MEMFIT_STORE_SIZE_UNKNOWN for
  * none; a one-byte range when range_one) and If-Range `if_range` (or NULL).
- * Header parsing fills req->meta. E_NOMEM, E_NETWORK.
+ * Header parsing fills req->meta. E_NOMEM, E_NETWORK; for the Hub, the
+ * errors of mf_hf_token_load.
  */
 enum memfit_status mf_http_request_init(struct mf_http_request *req, const struct mf_source *src,
                                         const struct mf_aws_credentials *creds,
                                         const struct mf_http_params *params, bool head,
                                         uint64_t range_from, bool range_one, const char *if_range);
+
+/*
+ * The Hugging Face Hub token: HF_TOKEN, else the file of `huggingface-cli
+ * login` (HF_TOKEN_PATH, else $HF_HOME/token, HF_HOME defaulting to
+ * $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface). *out is new (wipe
+ * it), or NULL when there is none. E_FORMAT for a token with a control
+ * character or an empty file, the file's read errors, E_NOMEM.
+ */
+enum memfit_status mf_hf_token_load(char **out);
 
 /* Frees the handle and wipes the copy of the credentials. */
 void mf_http_request_cleanup(struct mf_http_request *req);

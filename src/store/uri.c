@@ -304,7 +304,7 @@ static bool valid_bucket(const char *b, size_t n)
     return isalnum((unsigned char)b[0]) && isalnum((unsigned char)b[n - 1]);
 }
 
-static bool valid_region(const char *r)
+bool mf_region_is_valid(const char *r)
 {
     if (!*r || strlen(r) > 64)
         return false;
@@ -315,7 +315,7 @@ static bool valid_region(const char *r)
 }
 
 /* An endpoint override: http(s)://host[:port][/prefix], no query, no userinfo. */
-static bool valid_endpoint(const char *e)
+bool mf_endpoint_is_valid(const char *e)
 {
     if (!(starts_with(e, "http://") || starts_with(e, "https://")))
         return false;
@@ -334,6 +334,49 @@ static bool valid_hub_name(const char *s, size_t n)
     return true;
 }
 
+/* The region and endpoint of an S3 source: fixed ones, or the environment's and
+ * the AWS config file's (env->aws_from_files). New strings or NULL in *region
+ * and *endpoint; E_RANGE naming where a bad value came from. */
+static enum memfit_status s3_settings(const struct mf_source_env *env, char **region,
+                                      char **endpoint)
+{
+    *region = *endpoint = NULL;
+    const char *region_origin = "AWS_REGION", *endpoint_origin = "AWS_ENDPOINT_URL_S3";
+    enum memfit_status st = MEMFIT_OK;
+    if (env->aws_from_files) {
+        struct mf_aws_profile p;
+        if ((st = mf_aws_profile_open(&p)) != MEMFIT_OK)
+            return st;
+        st = mf_aws_region(&p, region, &region_origin);
+        if (st == MEMFIT_OK)
+            st = mf_aws_endpoint(&p, "s3", endpoint, &endpoint_origin);
+        mf_aws_profile_close(&p);
+    } else {
+        if (env->aws_region && env->aws_region[0] && !(*region = memfit_strdup(env->aws_region)))
+            st = MEMFIT_E_NOMEM;
+        if (env->s3_endpoint && env->s3_endpoint[0] &&
+            !(*endpoint = memfit_strdup(env->s3_endpoint)))
+            st = MEMFIT_E_NOMEM;
+    }
+    if (st == MEMFIT_OK && !*region && !(*region = memfit_strdup("us-east-1")))
+        st = MEMFIT_E_NOMEM;
+    if (st == MEMFIT_OK && !mf_region_is_valid(*region)) {
+        st = memfit_fail(MEMFIT_E_RANGE, "region '%.64s' (%s) is not a region name", *region,
+                         region_origin);
+    } else if (st == MEMFIT_OK && *endpoint && !mf_endpoint_is_valid(*endpoint)) {
+        char shown[256];
+        mf_redact_into(*endpoint, shown, sizeof(shown));
+        st = memfit_fail(MEMFIT_E_RANGE, "S3 endpoint '%s' (%s) must be http(s)://HOST[:PORT]",
+                         shown, endpoint_origin);
+    }
+    if (st != MEMFIT_OK) {
+        memfit_free(*region);
+        memfit_free(*endpoint);
+        *region = *endpoint = NULL;
+    }
+    return st;
+}
+
 static enum memfit_status parse_s3(const char *uri, const struct mf_source_env *env,
                                    struct mf_source *s)
 {
@@ -347,22 +390,14 @@ static enum memfit_status parse_s3(const char *uri, const struct mf_source_env *
     const char *key = slash + 1;
     if (!mf_path_is_safe(key))
         return bad_source(uri, "key must be a relative path without '.' or '..' parts");
-    const char *region = env->aws_region && env->aws_region[0] ? env->aws_region : "us-east-1";
-    if (!valid_region(region))
-        return memfit_fail(MEMFIT_E_RANGE, "AWS_REGION '%s' is not a region name", region);
+    char *region, *ep;
+    enum memfit_status st = s3_settings(env, &region, &ep);
+    if (st != MEMFIT_OK)
+        return st;
     char *enc = mf_percent_encode(key, true);
-    if (!enc)
-        return MEMFIT_E_NOMEM;
-    const char *ep = env->s3_endpoint && env->s3_endpoint[0] ? env->s3_endpoint : NULL;
-    if (ep && !valid_endpoint(ep)) {
-        memfit_free(enc);
-        char shown[256];
-        mf_redact_into(ep, shown, sizeof(shown));
-        return memfit_fail(MEMFIT_E_RANGE,
-                           "S3 endpoint '%s' must be http(s)://HOST[:PORT] (AWS_ENDPOINT_URL_S3)",
-                           shown);
-    }
-    if (ep) {
+    if (!enc) {
+        s->url = NULL;
+    } else if (ep) {
         size_t n = strlen(ep);
         while (n > 0 && ep[n - 1] == '/')
             n--;
@@ -375,8 +410,9 @@ static enum memfit_status parse_s3(const char *uri, const struct mf_source_env *
         s->url = memfit_asprintf("https://%.*s.s3.%s.amazonaws.com/%s", (int)nb, rest, region, enc);
     }
     memfit_free(enc);
-    s->region = memfit_strdup(region);
-    return s->url && s->region ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    memfit_free(ep);
+    s->region = region;
+    return s->url ? MEMFIT_OK : MEMFIT_E_NOMEM;
 }
 
 static enum memfit_status parse_hf(const char *uri, const struct mf_source_env *env,
@@ -434,7 +470,7 @@ static enum memfit_status parse_hf(const char *uri, const struct mf_source_env *
         goto done;
     const char *ep =
         env->hf_endpoint && env->hf_endpoint[0] ? env->hf_endpoint : "https://huggingface.co";
-    if (!valid_endpoint(ep)) {
+    if (!mf_endpoint_is_valid(ep)) {
         st = memfit_fail(MEMFIT_E_RANGE, "HF_ENDPOINT must be http(s)://HOST[:PORT]");
         goto done;
     }
@@ -525,10 +561,7 @@ void mf_source_clear(struct mf_source *src)
 void mf_source_env_from_config(struct mf_source_env *out)
 {
     out->hf_endpoint = memfit_config_get("HF_ENDPOINT");
-    out->aws_region = memfit_config_get("AWS_REGION");
-    if (!out->aws_region || !out->aws_region[0])
-        out->aws_region = memfit_config_get("AWS_DEFAULT_REGION");
-    out->s3_endpoint = memfit_config_get("AWS_ENDPOINT_URL_S3");
-    if (!out->s3_endpoint || !out->s3_endpoint[0])
-        out->s3_endpoint = memfit_config_get("AWS_ENDPOINT_URL");
+    out->aws_region = NULL;
+    out->s3_endpoint = NULL;
+    out->aws_from_files = true;
 }

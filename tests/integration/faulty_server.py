@@ -26,6 +26,8 @@ import socketserver
 import threading
 import time
 
+import loopback
+
 hits = {}
 hits_lock = threading.Lock()
 
@@ -171,11 +173,7 @@ def main():
     server = Server(("127.0.0.1", 0), Handler)
     server.root = args.root
     server.log_path = args.log
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.rename(tmp, args.port_file)
-    server.serve_forever()
+    loopback.serve(server, args.port_file)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
 #                              buckets (default: models); exports AWS_ENDPOINT_URL_S3,
 #                              AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
 #                              sets S3_ENDPOINT and S3_LOG. Skips (77) without it.
+#                              S3_EXTRA_KEYS="KEY:SECRET ..." adds key pairs it accepts
+#                              (e.g. the temporary ones a credentials stand-in hands out).
 #   s3_put BUCKET KEY FILE     a SigV4-signed PUT (curl --aws-sigv4)
 #   stop_s3                    SIGKILL of the S3 server (e.g. mid-download)
 #   start_s3_slow RATE         a rate-limited proxy in front of it (a file smaller
@@ -90,6 +92,10 @@ const S3rver = require(mod);
 const account = require(mod + "/lib/models/account");
 account.DUMMY_ACCOUNT.revokeAccessKey("S3RVER");
 account.DUMMY_ACCOUNT.createKeyPair(key, secret);
+for (const pair of (process.env.S3_EXTRA_KEYS || "").split(" ").filter(Boolean)) {
+    const i = pair.indexOf(":");
+    account.DUMMY_ACCOUNT.createKeyPair(pair.slice(0, i), pair.slice(i + 1));
+}
 const server = new S3rver({address: "127.0.0.1", port: 0, directory: dir, silent: false,
     vhostBuckets: false, configureBuckets: buckets.map((name) => ({name, configs: []}))});
 server.run((err, addr) => {

@@ -5,7 +5,8 @@ path and headers as one JSON line to --out. The port goes to --port-file."""
 import argparse
 import http.server
 import json
-import os
+
+import loopback
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,10 +37,7 @@ def main():
     args = ap.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.out = args.out
-    with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(server.server_address[1]))
-    os.rename(args.port_file + ".tmp", args.port_file)
-    server.serve_forever()
+    loopback.serve(server, args.port_file)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ static void write_bytes(const char *path, const void *data, size_t len)
 
 /* ---- Sources ------------------------------------------------------------ */
 
-static const struct mf_source_env no_env = {NULL, NULL, NULL};
+static const struct mf_source_env no_env = {NULL, NULL, NULL, false};
 
 static void expect_url(const char *uri, const struct mf_source_env *env, enum mf_source_kind kind,
                        const char *url)
@@ -65,10 +65,10 @@ static void test_source_parse(void **state)
     expect_url("https://example.com/x?y=1", &no_env, MF_SOURCE_HTTP, "https://example.com/x?y=1");
     expect_url("s3://my-bucket/dir/model v1.gguf", &no_env, MF_SOURCE_S3,
                "https://my-bucket.s3.us-east-1.amazonaws.com/dir/model%20v1.gguf");
-    struct mf_source_env eu = {NULL, "eu-west-1", NULL};
+    struct mf_source_env eu = {NULL, "eu-west-1", NULL, false};
     expect_url("s3://my.bucket/k", &eu, MF_SOURCE_S3,
                "https://s3.eu-west-1.amazonaws.com/my.bucket/k");
-    struct mf_source_env minio = {NULL, NULL, "http://127.0.0.1:9000/"};
+    struct mf_source_env minio = {NULL, NULL, "http://127.0.0.1:9000/", false};
     expect_url("s3://bkt/a/b.bin", &minio, MF_SOURCE_S3, "http://127.0.0.1:9000/bkt/a/b.bin");
     expect_url("hf://Qwen/Qwen2-0.5B/model.safetensors", &no_env, MF_SOURCE_HF,
                "https://huggingface.co/Qwen/Qwen2-0.5B/resolve/main/model.safetensors");
@@ -76,7 +76,7 @@ static void test_source_parse(void **state)
                "https://huggingface.co/org/repo/resolve/refs%2Fpr%2F1/sub/dir/w.gguf");
     expect_url("hf://org/repo@v2/w.gguf", &no_env, MF_SOURCE_HF,
                "https://huggingface.co/org/repo/resolve/v2/w.gguf");
-    struct mf_source_env hub = {"http://127.0.0.1:8080", NULL, NULL};
+    struct mf_source_env hub = {"http://127.0.0.1:8080", NULL, NULL, false};
     expect_url("hf://datasets/org/data/x.bin", &hub, MF_SOURCE_HF,
                "http://127.0.0.1:8080/datasets/org/data/resolve/main/x.bin");
 
@@ -99,9 +99,9 @@ static void test_source_parse(void **state)
     expect_bad("/path/with\nnewline", &no_env);
     expect_bad("file://relative/path", &no_env);
     expect_bad("file:///a%00b", &no_env);
-    struct mf_source_env bad_ep = {NULL, NULL, "ftp://x"};
+    struct mf_source_env bad_ep = {NULL, NULL, "ftp://x", false};
     expect_bad("s3://bkt/k", &bad_ep);
-    struct mf_source_env bad_region = {NULL, "../x", NULL};
+    struct mf_source_env bad_region = {NULL, "../x", NULL, false};
     expect_bad("s3://bkt/k", &bad_region);
     /* A rejected presigned source does not echo its signature. */
     expect_bad("gopher://h/x?X-Amz-Signature=deadbeef", &no_env);
@@ -739,7 +739,7 @@ struct walk {
 static enum memfit_status parse_op(void *ctx)
 {
     struct walk *w = ctx;
-    struct mf_source_env env = {"http://127.0.0.1:1", "eu-west-1", "http://127.0.0.1:2"};
+    struct mf_source_env env = {"http://127.0.0.1:1", "eu-west-1", "http://127.0.0.1:2", false};
     static const char *const uris[] = {"s3://bkt/a b/c", "hf://o/r/p/q.bin@refs/pr/1",
                                        "file:///x%20y", "https://h/x?sig=1"};
     return mf_source_parse(uris[w->round % 4], &env, &w->src);
