@@ -335,10 +335,10 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
             break;
         case OPT_STATUS_EVERY:
             if (!cli_opt_duration("monitor", "--status-every", optarg, &o->status_every_ns))
-        case OPT_GPU_WARN:
-            if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
-                                 &o->gpu_thresholds.warning_percent))
-                return CLI_EXIT_USAGE;
+            case OPT_GPU_WARN:
+                if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
+                                     &o->gpu_thresholds.warning_percent))
+                    return CLI_EXIT_USAGE;
             break;
         case OPT_GPU_CRITICAL:
             if (!cli_opt_percent("monitor", "--gpu-critical", optarg,
