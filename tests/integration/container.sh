@@ -5,8 +5,9 @@
 # root filesystem, a manifest at the default path and a random DINOv2 model,
 # and checks: /health, /v1/models, the HEALTHCHECK, the process's user (not
 # root), the budget (80 % of the 512 MiB cgroup limit), the cache volume
-# writable, an embedding, the JSON log, and a graceful stop on SIGTERM
-# (exit 0). Prints the RSS figures docs/deploy.md quotes.
+# writable, an embedding, the JSON log, PORT as Render sets it, and a
+# graceful stop on SIGTERM (exit 0). Prints the RSS figures docs/deploy.md
+# quotes.
 # Needs root, podman with a runtime that works here (crun, or runc where
 # crun refuses a hybrid cgroup tree) and debootstrap plus Debian's mirror
 # for the base: scripts/install-deps --container. MEMFIT_CONTAINER_BASE=IMAGE
@@ -35,7 +36,7 @@ mirror() { # the Debian mirror apt uses here
     local m
     m=$(grep -hoE '^(deb|URIs:) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
         /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -oE 'https?://[^ ]+' |
-        grep -vE 'security|updates|nodesource|google' | head -1)
+        grep -E '/debian/?$' | head -1)
     echo "${m:-http://deb.debian.org/debian}"
 }
 if [[ -n ${MEMFIT_CONTAINER_BASE:-} ]]; then
@@ -175,6 +176,20 @@ print("figures: idle RSS %.1f MiB (cgroup working set %.1f MiB); after an embedd
          mib(b["process"]["rss_bytes"]), mib(b["budget"]["reserved_bytes"]),
          mib(b["budget"]["size_bytes"]), mib(b["summary"]["working_set_bytes"])))
 PY
+
+# ---- PORT, as Render and Cloud Run set it -----------------------------------------------------
+port2=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+on_exit "podman rm -f -t 0 $NAME-port >/dev/null 2>&1"
+podman run -d --name "$NAME-port" --runtime "$RT" "${LIMITS[@]}" --network host --memory 256m \
+    -e PORT="$port2" "$IMAGE" >/dev/null 2>>"$TMP/podman.log" || fail "podman run with PORT"
+for _ in $(seq 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port2/health" && break
+    sleep 0.1
+done
+check "with PORT=$port2 it listens there, and its HEALTHCHECK follows" \
+    bash -c "curl -fs -o /dev/null http://127.0.0.1:$port2/health &&
+             podman healthcheck run $NAME-port 2>>'$TMP/podman.log'"
+podman rm -f -t 0 "$NAME-port" >/dev/null 2>&1
 
 # ---- Graceful stop --------------------------------------------------------------------------
 # (podman's complaints that it has no systemd for timed health checks: in podman.log)
