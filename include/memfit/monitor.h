@@ -274,6 +274,15 @@ struct memfit_channel_state {
     int64_t headroom_bytes;
     uint64_t step_bytes;
     double batch_factor;
+    /* The GPUs as the sample read them, each with its level (hysteresis in
+     * memfit_gpu_level_next); n_gpus 0: none read ("gpu" left out). */
+    unsigned n_gpus;
+    struct memfit_channel_gpu {
+        unsigned index;
+        uint64_t used_bytes, total_bytes;
+        double percent;
+        enum memfit_level level;
+    } gpus[MEMFIT_GPU_MAX_DEVICES];
 };
 
 /*

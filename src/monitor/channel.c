@@ -156,7 +156,23 @@ size_t memfit_channel_format(const struct memfit_channel_state *st, char *buf, s
     add_size(&t, "available_bytes", st->available_bytes);
     add(&t, ",\"headroom_bytes\":%lld", (long long)st->headroom_bytes);
     add_size(&t, "step_bytes", st->step_bytes);
-    add(&t, ",\"batch_factor\":%.4g}\n", st->batch_factor);
+    add(&t, ",\"batch_factor\":%.4g", st->batch_factor);
+    if (st->n_gpus) {
+        add(&t, ",\"gpu\":[");
+        for (unsigned i = 0; i < st->n_gpus; i++) {
+            const struct memfit_channel_gpu *g = &st->gpus[i];
+            add(&t, "%s{\"index\":%u", i ? "," : "", g->index);
+            add_size(&t, "used_bytes", g->used_bytes);
+            add_size(&t, "total_bytes", g->total_bytes);
+            if (isfinite(g->percent))
+                add(&t, ",\"percent\":%.2f", g->percent);
+            else
+                add(&t, ",\"percent\":null");
+            add(&t, ",\"level\":\"%s\"}", memfit_level_name(g->level));
+        }
+        add(&t, "]");
+    }
+    add(&t, "}\n");
     return t.full ? 0 : t.len;
 }
 
@@ -318,7 +334,19 @@ enum memfit_status memfit_channel_update(memfit_channel *ch, const struct memfit
     const uint64_t *recent = ch->window + ch->pos + ch->n_window + 1 - ch->filled;
     st.step_bytes = memfit_channel_step_bytes(recent, ch->filled);
     st.batch_factor = memfit_channel_batch_factor(level, st.step_bytes, st.headroom_bytes);
-    char line[1024];
+    if (s->have_gpu) {
+        for (unsigned i = 0; i < s->gpu.n_devices && i < MEMFIT_GPU_MAX_DEVICES; i++) {
+            const struct memfit_gpu_device *d = &s->gpu.devices[i];
+            st.gpus[st.n_gpus++] = (struct memfit_channel_gpu){
+                .index = d->index,
+                .used_bytes = d->used_bytes,
+                .total_bytes = d->total_bytes,
+                .percent = memfit_gpu_device_percent(d),
+                .level = s->gpu_level[i],
+            };
+        }
+    }
+    char line[4096];
     size_t len = memfit_channel_format(&st, line, sizeof(line));
     if (len == 0)
         return memfit_fail(MEMFIT_E_RANGE, "the channel state outgrew its %zu-byte line",

@@ -73,11 +73,12 @@ check "report --gpu-warn 90: the message" grep -q "GPU thresholds must rise: war
 
 # ---- monitor -----------------------------------------------------------------
 state 50
-"$MEMFIT" monitor -i 50ms -l "$TMP/m.jsonl" -- bash -c '
+TMP_STATE=$TMP/state91.json "$MEMFIT" monitor -i 50ms -l "$TMP/m.jsonl" -- bash -c '
     state 50 "0 $$ $((3 * GIB))"
     sleep 0.6
     state 91 "0 $$ $((3 * GIB))"
     sleep 0.6
+    cp "$MEMFIT_PRESSURE_FILE" "$TMP_STATE"
     state 89 "0 $$ $((3 * GIB))"
     sleep 0.6
     state 85 "0 $$ $((3 * GIB))"
@@ -95,6 +96,11 @@ check "monitor: GPU 1 stays ok with no processes" jsonl_holds "$TMP/m.jsonl" \
     "all(r['gpu'][1]['level'] == 'ok' and r['gpu'][1]['processes'] == [] and r['gpu'][1]['percent'] == 5 for r in d if r['type'] == 'sample')"
 check "monitor: at 89% GPU 0 stays critical" jsonl_holds "$TMP/m.jsonl" \
     "any(round(r['gpu'][0]['percent']) == 89 and r['gpu'][0]['level'] == 'critical' for r in d if r['type'] == 'sample')"
+check "monitor: the channel's state file carries each GPU with its level" $PY -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["gpu"]
+assert [(x["index"], x["level"], round(x["percent"])) for x in g] == [(0, "critical", 91), (1, "ok", 5)], g
+assert g[0]["used_bytes"] > 0 and g[0]["total_bytes"] > g[0]["used_bytes"]' "$TMP/state91.json"
 check "monitor: the change said on stderr" grep -q "memfit monitor: GPU 0 ok -> critical at 91.0% (9.10 GiB of 10.0 GiB)" "$TMP/m.err"
 "$MEMFIT" analyze "$TMP/m.jsonl" >"$TMP/a.txt" 2>&1
 check "analyze: gpu_level is a known record" bash -c "! grep -q 'unknown type' '$TMP/a.txt'"
