@@ -64,6 +64,9 @@ const char cmd_monitor_help[] =
     "      --channel           a state file without a command too (path printed)\n"
     "      --channel-dir DIR   write the state file as DIR/state.json (DIR is made\n"
     "                          if missing); implies --channel\n"
+    "      --plot FILE         redraw FILE (.svg, or .png) from the --log file every\n"
+    "                          --plot-every while running, and once at the end\n"
+    "      --plot-every D      (default 60s; at least 100ms; memfit plot --help)\n"
     "      --status-every D    when stderr is not a terminal, print the live line's\n"
     "                          figures every D (default 60s; 0 = never)\n"
     "      --no-gpu            do not read GPUs\n"
@@ -111,6 +114,8 @@ struct monitor_opts {
     int channel;              /* -1: default (with a command or --channel-dir); 0; 1 */
     const char *channel_dir;  /* NULL: a private one */
     uint64_t status_every_ns; /* off a terminal; 0: never */
+    const char *plot_path;    /* --plot: a chart redrawn from the log */
+    uint64_t plot_every_ns;
     struct memfit_gpu_thresholds gpu_thresholds;
 };
 
@@ -149,6 +154,9 @@ struct monitor {
     enum memfit_scope scope; /* the one last announced */
     uint64_t fired_ns[4];    /* per level: when hooks and signals last fired */
     uint64_t status_ns;      /* when the last status line was printed */
+    pid_t plot_pid;          /* the process redrawing the chart; 0: none */
+    uint64_t plot_next_ns;   /* when to redraw it next */
+    bool plot_failed;        /* said once */
 };
 
 /* SIG of --signal: a name with or without SIG (any case), or a number. */
@@ -218,6 +226,8 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         OPT_NO_CHANNEL,
         OPT_CHANNEL_DIR,
         OPT_STATUS_EVERY,
+        OPT_PLOT,
+        OPT_PLOT_EVERY,
         OPT_GPU_WARN,
         OPT_GPU_CRITICAL,
         OPT_GPU_DANGER
@@ -243,6 +253,8 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         {"no-channel", no_argument, NULL, OPT_NO_CHANNEL},
         {"channel-dir", required_argument, NULL, OPT_CHANNEL_DIR},
         {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
+        {"plot", required_argument, NULL, OPT_PLOT},
+        {"plot-every", required_argument, NULL, OPT_PLOT_EVERY},
         {"gpu-warn", required_argument, NULL, OPT_GPU_WARN},
         {"gpu-critical", required_argument, NULL, OPT_GPU_CRITICAL},
         {"gpu-danger", required_argument, NULL, OPT_GPU_DANGER},
@@ -253,6 +265,7 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     o->gpu = true;
     o->channel = -1;
     o->status_every_ns = 60000000000ull;
+    o->plot_every_ns = 0;
     o->gpu_thresholds = memfit_gpu_thresholds_default();
     opterr = 0;
     optind = 1;
@@ -335,10 +348,23 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
             break;
         case OPT_STATUS_EVERY:
             if (!cli_opt_duration("monitor", "--status-every", optarg, &o->status_every_ns))
-            case OPT_GPU_WARN:
-                if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
-                                     &o->gpu_thresholds.warning_percent))
-                    return CLI_EXIT_USAGE;
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_PLOT:
+            if (!optarg[0])
+                return cli_usage("monitor", "--plot: empty path");
+            o->plot_path = optarg;
+            break;
+        case OPT_PLOT_EVERY:
+            if (!cli_opt_duration("monitor", "--plot-every", optarg, &o->plot_every_ns))
+                return CLI_EXIT_USAGE;
+            if (o->plot_every_ns < 100000000u)
+                return cli_usage("monitor", "--plot-every: '%s' is below 100ms", optarg);
+            break;
+        case OPT_GPU_WARN:
+            if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
+                                 &o->gpu_thresholds.warning_percent))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_GPU_CRITICAL:
             if (!cli_opt_percent("monitor", "--gpu-critical", optarg,
@@ -368,6 +394,12 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         return cli_usage("monitor", "--channel-dir and --no-channel exclude each other");
     if (o->channel < 0)
         o->channel = o->command || o->channel_dir;
+    if (o->plot_every_ns && !o->plot_path)
+        return cli_usage("monitor", "--plot-every goes with --plot FILE");
+    if (o->plot_path && (!o->log_path || strcmp(o->log_path, "-") == 0))
+        return cli_usage("monitor", "--plot draws from the log: give --log FILE.jsonl too");
+    if (o->plot_path && !o->plot_every_ns)
+        o->plot_every_ns = 60000000000ull;
     if (o->n_signals && !o->command && !o->pid)
         return cli_usage("monitor", "--signal needs a command or --pid to send it to");
     if (memfit_alert_thresholds_check(&o->thresholds) != MEMFIT_OK)
@@ -474,6 +506,12 @@ static void finish_action(struct monitor *m, struct action *a, int status)
     *a = (struct action){0};
 }
 
+static void clear_live_line(struct monitor *m)
+{
+    if (m->live_line)
+        fputs("\r\033[K", stderr);
+}
+
 /* Reaps finished actions and the wrapped command without blocking. */
 static void reap(struct monitor *m, bool wait_actions)
 {
@@ -483,6 +521,18 @@ static void reap(struct monitor *m, bool wait_actions)
         if (a->pid && waitpid(a->pid, &status, wait_actions ? 0 : WNOHANG) == a->pid)
             finish_action(m, a, status);
     }
+    int plot_status;
+    if (m->plot_pid &&
+        waitpid(m->plot_pid, &plot_status, wait_actions ? 0 : WNOHANG) == m->plot_pid) {
+        m->plot_pid = 0;
+        if (!(WIFEXITED(plot_status) && WEXITSTATUS(plot_status) == 0) && !m->plot_failed) {
+            m->plot_failed = true; /* the redraw said why on stderr */
+            clear_live_line(m);
+            fprintf(stderr,
+                    "memfit monitor: the chart %s could not be drawn; the monitor goes on\n",
+                    m->o.plot_path);
+        }
+    }
     if (m->child && !m->child_done) {
         int status;
         if (wait4(m->child, &status, WNOHANG, &m->child_usage) == m->child) {
@@ -490,12 +540,6 @@ static void reap(struct monitor *m, bool wait_actions)
             m->child_status = status;
         }
     }
-}
-
-static void clear_live_line(struct monitor *m)
-{
-    if (m->live_line)
-        fputs("\r\033[K", stderr);
 }
 
 /* What the figures of a sample are about, for messages. */
@@ -631,6 +675,38 @@ static void update_channel(struct monitor *m, const struct memfit_sample *s)
     fprintf(stderr, "memfit monitor: %s\n", memfit_last_error());
 }
 
+/* --plot: the chart redrawn from the log by a child process (a day of 1 s
+ * samples takes ~0.35 s of CPU to read again), so sampling never waits; one
+ * redraw at a time, at most every --plot-every. */
+static void maybe_plot(struct monitor *m, uint64_t now)
+{
+    if (!m->o.plot_path || m->plot_pid || now < m->plot_next_ns)
+        return;
+    m->plot_next_ns = now + m->o.plot_every_ns;
+    pid_t pid = fork();
+    if (pid == 0) {
+        enum memfit_status st = memfit_plot_redraw(m->o.log_path, NULL, NULL, m->o.plot_path, NULL);
+        if (st != MEMFIT_OK)
+            fprintf(stderr, "memfit monitor: --plot: %s\n", memfit_last_error());
+        _exit(st == MEMFIT_OK ? 0 : 1);
+    }
+    if (pid > 0)
+        m->plot_pid = pid;
+}
+
+/* The last chart, once the log holds the whole run. */
+static void final_plot(struct monitor *m)
+{
+    if (!m->o.plot_path)
+        return;
+    struct memfit_plot_redraw_info info;
+    if (memfit_plot_redraw(m->o.log_path, NULL, NULL, m->o.plot_path, &info) != MEMFIT_OK)
+        fprintf(stderr, "memfit monitor: --plot: %s\n", memfit_last_error());
+    else if (!m->o.quiet && info.written)
+        fprintf(stderr, "memfit monitor: chart %s (%llu samples)\n", m->o.plot_path,
+                (unsigned long long)info.n_samples);
+}
+
 /* One tick: sample, judge, log, act. */
 static enum memfit_status tick(struct monitor *m, uint64_t t0)
 {
@@ -638,6 +714,15 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
     enum memfit_status st = memfit_sampler_read(m->sampler, &s);
     if (st != MEMFIT_OK)
         return st;
+    if (m->child && !m->child_done && m->samples > 0 &&
+        (!s.have_process || s.process.rss_bytes == 0)) {
+        /* It exited while being read (a zombie has no memory): this sample
+         * would show its memory gone, not freed; the loop reaps it next. */
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)m->child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == m->child)
+            return MEMFIT_OK;
+    }
     m->samples++;
     if (s.have_process && s.process.rss_bytes != MEMFIT_SYS_UNKNOWN &&
         s.process.rss_bytes > m->peak_rss)
@@ -779,7 +864,9 @@ static int run(struct monitor *m)
     uint64_t term_sent_at = 0;
     for (;;) {
         /* No sample after the command is gone: its memory has been freed,
-         * and such a point would only distort the trend. */
+         * and such a point would only distort the trend. A child that has
+         * exited but is not yet reaped (a zombie, RSS 0) counts as gone. */
+        reap(m, false);
         if (m->child_done && m->samples > 0)
             break;
         enum memfit_status st = tick(m, t0);
@@ -794,6 +881,7 @@ static int run(struct monitor *m)
         if (m->child_done || (m->stop && !m->child))
             break;
         uint64_t now = memfit_now_ns();
+        maybe_plot(m, now);
         if (m->o.duration_ns && now - t0 >= m->o.duration_ns) {
             if (!m->child)
                 break;
@@ -899,6 +987,7 @@ int cmd_monitor(int argc, char **argv)
     rc = run(&m);
     memfit_channel_close(m.channel);
     memfit_logfile_close(m.log);
+    final_plot(&m);
     memfit_sampler_destroy(m.sampler);
     return rc;
 }

@@ -89,4 +89,20 @@ check "status line every 250ms over 1s (3..5)" [ "$n" -ge 3 ] && [ "$n" -le 5 ]
 check "--status-every 0: no status line" [ "$(grep -Ec "$status_line" "$TMP/status0")" = 0 ]
 "$MEMFIT" monitor -i 50ms -d 400ms --no-gpu -q --status-every 100ms 2>"$TMP/statusq"
 check "-q: no status line" [ ! -s "$TMP/statusq" ]
+
+# --plot: a live chart redrawn from the log, and the last one at the end.
+check "--plot without --log -> exit 2" expect_usage "give --log FILE.jsonl too" monitor --plot "$TMP/c.png" -- true
+check "--plot with --log - -> exit 2" expect_usage "give --log FILE.jsonl too" monitor -l - --plot "$TMP/c.png" -- true
+check "--plot-every without --plot -> exit 2" expect_usage "--plot-every goes with --plot" monitor --plot-every 1s -- true
+check "--plot-every below 100ms -> exit 2" expect_usage "below 100ms" monitor -l "$TMP/p.jsonl" --plot "$TMP/c.png" --plot-every 10ms -- true
+"$MEMFIT" monitor -i 50ms --no-gpu --plot "$TMP/live.png" --plot-every 200ms -l "$TMP/live.jsonl" -- \
+    bash -c "sleep 0.5; test -s '$TMP/live.png' && cp '$TMP/live.png' '$TMP/during.png'; sleep 0.4" 2>"$TMP/plot.err"
+check "--plot: the chart exists while the command runs" test -s "$TMP/during.png"
+check "--plot: a PNG (by its name)" bash -c "head -c 8 '$TMP/live.png' | od -An -tx1 | grep -q '89 50 4e 47 0d 0a 1a 0a'"
+check "--plot: the last chart is said at the end, with every sample" \
+    bash -c "n=\$(grep -c '\"type\":\"sample\"' '$TMP/live.jsonl'); grep -q \"chart $TMP/live.png (\$n samples)\" '$TMP/plot.err'"
+"$MEMFIT" monitor -i 50ms --no-gpu --plot "$TMP/bad/x.svg" -l "$TMP/bad.jsonl" -- sleep 0.3 2>"$TMP/plotbad.err"
+check "--plot into a missing folder: the command still runs (exit 0)" test $? -eq 0
+check "--plot into a missing folder: said once on stderr" \
+    bash -c "[ \$(grep -c 'could not be drawn' '$TMP/plotbad.err') = 1 ]"
 finish

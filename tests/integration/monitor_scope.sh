@@ -27,6 +27,8 @@ check "percent = in use / limit" \
     [ "$(jq_py "$log" "all(abs(r['percent'] - 100 * r['in_use_bytes'] / r['limit_bytes']) < 1e-3 for r in d if r['type'] == 'sample')")" = True ]
 check "in use follows the helper's growth (+80 MiB or more)" \
     [ "$(jq_py "$log" "(lambda u: u[-1] - u[0] >= 80 * 2**20)([r['in_use_bytes'] for r in d if r['type'] == 'sample'])")" = True ]
+check "no sample after the command exited (its memory would read 0)" \
+    [ "$(jq_py "$log" "[r['in_use_bytes'] for r in d if r['type'] == 'sample'][-1] > 0")" = True ]
 check "stderr says the process tree is judged" \
     grep -q "no cgroup limit; judging process tree of [0-9]* (RSS) against available memory" "$TMP/err"
 
