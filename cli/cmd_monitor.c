@@ -715,14 +715,11 @@ static enum memfit_status tick(struct monitor *m, uint64_t t0)
     if (st != MEMFIT_OK)
         return st;
     if (m->child && !m->child_done && m->samples > 0 &&
-        (!s.have_process || s.process.rss_bytes == 0)) {
-        /* It exited while being read (a zombie has no memory): this sample
-         * would show its memory gone, not freed; the loop reaps it next. */
-        siginfo_t si = {0};
-        if (waitid(P_PID, (id_t)m->child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            si.si_pid == m->child)
-            return MEMFIT_OK;
-    }
+        (!s.have_process || s.process.rss_bytes == 0))
+        /* It is exiting (its memory already torn down, a zombie, or gone):
+         * such a sample would show the memory gone, not freed. A running
+         * program always has some RSS; the loop reaps it soon. */
+        return MEMFIT_OK;
     m->samples++;
     if (s.have_process && s.process.rss_bytes != MEMFIT_SYS_UNKNOWN &&
         s.process.rss_bytes > m->peak_rss)

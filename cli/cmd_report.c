@@ -25,7 +25,9 @@ const char cmd_report_help[] =
     "In use = usage minus the inactive file pages nobody maps: weights mapped from\n"
     "a file count, though the kubelet's working set (usage - inactive file) leaves\n"
     "them out until they are touched twice (docs/memory.md). Without a cgroup\n"
-    "limit it is the machine's MemTotal - MemAvailable.\n"
+    "limit it is the --pid process tree's RSS, judged against that RSS plus the\n"
+    "machine's available memory (as memfit monitor judges it), or else the\n"
+    "machine's MemTotal - MemAvailable.\n"
     "\n"
     "The level compares memory in use with the effective limit (the cgroup's\n"
     "when it has one, else physical memory): ok below --warn (80%), warning from\n"
@@ -106,8 +108,9 @@ static void print_summary(const struct memfit_report *r)
         printf("Level          unknown (the memory in use could not be read)\n");
         return;
     }
-    const char *from = strcmp(r->limit_source, "cgroup") == 0
-                           ? "cgroup limit"
+    const char *from = r->scope == MEMFIT_SCOPE_CGROUP ? "cgroup limit"
+                       : r->scope == MEMFIT_SCOPE_PROCESS
+                           ? "no cgroup limit: the process tree's RSS, of its RSS + available"
                            : "physical memory, no lower cgroup limit";
     printf("Level          %s: in use %s = %.1f%% of %s (%s), %s left\n", r->level,
            sz(r->in_use_bytes), r->percent, sz(r->limit_bytes), from, sz(r->available_bytes));

@@ -80,18 +80,6 @@ MEMFIT_API enum memfit_level memfit_gpu_level_next(const struct memfit_gpu_thres
 
 /* ---- Samples ------------------------------------------------------------- */
 
-/* What the summary figures of a sample are about (docs/monitor-log.md). */
-enum memfit_scope {
-    MEMFIT_SCOPE_CGROUP = 0,  /* the cgroup's memory in use against its limit */
-    MEMFIT_SCOPE_PROCESS = 1, /* no cgroup limit: the watched tree's RSS against
-                                 that RSS plus the machine's MemAvailable */
-    MEMFIT_SCOPE_MACHINE = 2, /* no cgroup limit, no tree: MemTotal - MemAvailable
-                                 against MemTotal */
-};
-
-/* "cgroup", "process", "machine" (the log's and the state file's words). */
-MEMFIT_API const char *memfit_scope_name(enum memfit_scope scope);
-
 enum memfit_limit_source {
     MEMFIT_LIMIT_MEMORY = 0, /* physical memory: no cgroup limit */
     MEMFIT_LIMIT_CGROUP = 1,

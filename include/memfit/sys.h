@@ -278,6 +278,42 @@ MEMFIT_API enum memfit_status memfit_proc_tree_read_ex(const char *root, pid_t p
 MEMFIT_API enum memfit_status memfit_proc_top(const char *root, struct memfit_proc_mem *out,
                                               unsigned max, unsigned *n);
 
+/* ---- What memory levels judge (docs/memory.md) ------------------------- */
+
+/* What the judged figures are about (the monitor log's and state file's "scope"). */
+enum memfit_scope {
+    MEMFIT_SCOPE_CGROUP = 0,  /* the cgroup's memory in use against its limit */
+    MEMFIT_SCOPE_PROCESS = 1, /* no cgroup limit: a watched tree's RSS against
+                                 that RSS plus the machine's MemAvailable */
+    MEMFIT_SCOPE_MACHINE = 2, /* no cgroup limit, no tree: MemTotal - MemAvailable
+                                 against MemTotal */
+};
+
+/* "cgroup", "process", "machine". */
+MEMFIT_API const char *memfit_scope_name(enum memfit_scope scope);
+
+struct memfit_judged {
+    enum memfit_scope scope;
+    struct memfit_limit limit;  /* memfit_limit_choose's (the cgroup's, or physical memory) */
+    uint64_t working_set_bytes; /* the kubelet's (cgroup), or MemTotal - MemAvailable */
+    uint64_t in_use_bytes;      /* what levels judge, in the scope */
+    uint64_t limit_bytes;       /* what it is judged against, in the scope */
+    uint64_t available_bytes;   /* limit - in use, floored at 0; UNKNOWN when either is */
+    double percent;             /* 100 * in use / limit; NaN when unknown */
+};
+
+/*
+ * The one rule for what memory levels judge (report, monitor and its
+ * channel): with a cgroup limit, the cgroup's memory in use (mapped file
+ * pages count) against it; without one, a watched process tree (`tree`, may
+ * be NULL) by its RSS against that RSS plus MemAvailable, so a leaking
+ * program is judged by its own memory, not the machine's; else the machine's
+ * MemTotal - MemAvailable against MemTotal. Pure; cgroup may be NULL.
+ */
+MEMFIT_API void memfit_judge(const struct memfit_cgroup *cgroup,
+                             const struct memfit_meminfo *system,
+                             const struct memfit_proc_mem *tree, struct memfit_judged *out);
+
 /* ---- GPU --------------------------------------------------------------- */
 
 struct memfit_gpu_device {
@@ -403,11 +439,14 @@ struct memfit_report {
     unsigned n_top;
     struct memfit_proc_mem top[MEMFIT_REPORT_MAX_TOP]; /* largest RSS first */
     struct memfit_gpu_info gpu;
-    /* The summary: how close the working set is to the effective limit. */
-    uint64_t limit_bytes;       /* the cgroup's effective limit, or MemTotal when none is lower */
+    /* The summary: how close memory in use is to the limit (memfit_judge). */
+    enum memfit_scope scope;    /* cgroup; process (--pid, no cgroup limit); machine */
+    uint64_t limit_bytes;       /* the cgroup's effective limit, or MemTotal when none is lower;
+                                   in process scope the tree's RSS + MemAvailable */
     char limit_source[16];      /* "cgroup" or "memory" */
     uint64_t working_set_bytes; /* cgroup working set (the kubelet's), or MemTotal - MemAvailable */
-    uint64_t in_use_bytes;      /* what levels judge: cgroup in_use_bytes, or the working set */
+    uint64_t in_use_bytes;      /* what levels judge: cgroup in_use_bytes, the tree's RSS, or
+                                   the machine's MemTotal - MemAvailable */
     uint64_t available_bytes;   /* limit - in use */
     double percent;             /* 100 * in use / limit; NaN when unknown */
     char level[16];             /* "ok", "warning", "critical", "danger" or "unknown" */

@@ -15,6 +15,7 @@
  * and carried between.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -100,24 +101,6 @@ void memfit_sampler_destroy(memfit_sampler *s)
     memfit_free(s);
 }
 
-static bool known(uint64_t v)
-{
-    return v != MEMFIT_SYS_UNKNOWN;
-}
-
-const char *memfit_scope_name(enum memfit_scope scope)
-{
-    switch (scope) {
-    case MEMFIT_SCOPE_CGROUP:
-        return "cgroup";
-    case MEMFIT_SCOPE_PROCESS:
-        return "process";
-    case MEMFIT_SCOPE_MACHINE:
-        return "machine";
-    }
-    return "unknown";
-}
-
 /* The summary fields of docs/monitor-log.md. Memory in use is measured in
  * the scope of the limit: the cgroup's against its limit; without one, a
  * watched tree's RSS against what it could grow to (its RSS plus what the
@@ -126,38 +109,17 @@ const char *memfit_scope_name(enum memfit_scope scope)
  * (MemTotal - MemAvailable) against physical memory. */
 static void derive(struct memfit_sample *out)
 {
-    const struct memfit_meminfo *m = &out->system;
-    struct memfit_limit limit;
-    memfit_limit_choose(out->have_cgroup ? &out->cgroup : NULL, m, &limit);
-    out->limit_bytes = limit.bytes;
-    if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
-        out->limit_source = MEMFIT_LIMIT_CGROUP;
-        out->scope = MEMFIT_SCOPE_CGROUP;
-        out->working_set_bytes = out->cgroup.working_set_bytes;
-        out->in_use_bytes = out->cgroup.in_use_bytes;
-    } else {
-        out->limit_source = MEMFIT_LIMIT_MEMORY;
-        out->scope = MEMFIT_SCOPE_MACHINE;
-        out->working_set_bytes = MEMFIT_SYS_UNKNOWN;
-        if (known(m->total_bytes) && known(m->available_bytes))
-            out->working_set_bytes =
-                m->total_bytes > m->available_bytes ? m->total_bytes - m->available_bytes : 0;
-        out->in_use_bytes = out->working_set_bytes;
-        uint64_t rss = out->have_process ? out->process.rss_bytes : MEMFIT_SYS_UNKNOWN;
-        if (known(rss) && known(m->available_bytes) && rss <= UINT64_MAX - 1 - m->available_bytes) {
-            out->scope = MEMFIT_SCOPE_PROCESS;
-            out->in_use_bytes = rss;
-            out->limit_bytes = rss + m->available_bytes;
-        }
-    }
-    if (known(out->limit_bytes) && known(out->in_use_bytes) && out->limit_bytes > 0) {
-        out->available_bytes =
-            out->in_use_bytes >= out->limit_bytes ? 0 : out->limit_bytes - out->in_use_bytes;
-        out->percent = 100.0 * (double)out->in_use_bytes / (double)out->limit_bytes;
-    } else {
-        out->available_bytes = MEMFIT_SYS_UNKNOWN;
-        out->percent = 0.0;
-    }
+    struct memfit_judged j;
+    memfit_judge(out->have_cgroup ? &out->cgroup : NULL, &out->system,
+                 out->have_process ? &out->process : NULL, &j);
+    out->limit_source =
+        j.limit.kind == MEMFIT_LIMIT_KIND_CGROUP ? MEMFIT_LIMIT_CGROUP : MEMFIT_LIMIT_MEMORY;
+    out->scope = j.scope;
+    out->working_set_bytes = j.working_set_bytes;
+    out->in_use_bytes = j.in_use_bytes;
+    out->limit_bytes = j.limit_bytes;
+    out->available_bytes = j.available_bytes;
+    out->percent = isnan(j.percent) ? 0.0 : j.percent;
 }
 
 /* The cgroup of the watched process (or of memfit): located now and then,

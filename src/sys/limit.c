@@ -4,6 +4,7 @@
  * that is smaller or there is none. The report, the monitor's samples and the
  * default budget all take it from here, so they cannot disagree about it.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,4 +64,48 @@ enum memfit_status memfit_limit_read(const char *root, pid_t pid, struct memfit_
         memfit_clear_error();
     memfit_limit_choose(have_cgroup ? &cgroup : NULL, have_system ? &system : NULL, out);
     return MEMFIT_OK;
+}
+
+const char *memfit_scope_name(enum memfit_scope scope)
+{
+    switch (scope) {
+    case MEMFIT_SCOPE_CGROUP:
+        return "cgroup";
+    case MEMFIT_SCOPE_PROCESS:
+        return "process";
+    case MEMFIT_SCOPE_MACHINE:
+        return "machine";
+    }
+    return "unknown";
+}
+
+void memfit_judge(const struct memfit_cgroup *cgroup, const struct memfit_meminfo *system,
+                  const struct memfit_proc_mem *tree, struct memfit_judged *out)
+{
+    memset(out, 0, sizeof(*out));
+    memfit_limit_choose(cgroup, system, &out->limit);
+    out->limit_bytes = out->limit.bytes;
+    uint64_t total = system ? system->total_bytes : MEMFIT_SYS_UNKNOWN;
+    uint64_t avail = system ? system->available_bytes : MEMFIT_SYS_UNKNOWN;
+    if (out->limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
+        out->scope = MEMFIT_SCOPE_CGROUP;
+        out->working_set_bytes = cgroup->working_set_bytes;
+        out->in_use_bytes = cgroup->in_use_bytes;
+    } else {
+        out->scope = MEMFIT_SCOPE_MACHINE;
+        out->working_set_bytes = mf_sys_sub_floor(total, avail);
+        out->in_use_bytes = out->working_set_bytes;
+        uint64_t rss = tree ? tree->rss_bytes : MEMFIT_SYS_UNKNOWN;
+        if (rss != MEMFIT_SYS_UNKNOWN && avail != MEMFIT_SYS_UNKNOWN &&
+            rss <= UINT64_MAX - 1 - avail) {
+            out->scope = MEMFIT_SCOPE_PROCESS;
+            out->in_use_bytes = rss;
+            out->limit_bytes = rss + avail;
+        }
+    }
+    out->available_bytes = mf_sys_sub_floor(out->limit_bytes, out->in_use_bytes);
+    out->percent = NAN;
+    if (out->in_use_bytes != MEMFIT_SYS_UNKNOWN && out->limit_bytes != MEMFIT_SYS_UNKNOWN &&
+        out->limit_bytes > 0)
+        out->percent = 100.0 * (double)out->in_use_bytes / (double)out->limit_bytes;
 }

@@ -92,28 +92,20 @@ static void summarise(struct memfit_report *r, const struct memfit_report_option
     r->warning_percent = o->warning_percent;
     r->critical_percent = o->critical_percent;
     r->danger_available_bytes = MEMFIT_SYS_UNKNOWN;
-    const struct memfit_meminfo *m = &r->system;
-    struct memfit_limit limit;
-    memfit_limit_choose(&r->cgroup, m, &limit);
-    r->limit_bytes = limit.bytes;
-    /* The working set in the scope of the limit. */
-    if (limit.kind == MEMFIT_LIMIT_KIND_CGROUP) {
-        r->working_set_bytes = r->cgroup.working_set_bytes;
-        r->in_use_bytes = r->cgroup.in_use_bytes;
-        mf_sys_copy(r->limit_source, sizeof(r->limit_source), "cgroup");
-    } else {
-        r->working_set_bytes = mf_sys_sub_floor(m->total_bytes, m->available_bytes);
-        r->in_use_bytes = r->working_set_bytes;
-        mf_sys_copy(r->limit_source, sizeof(r->limit_source), "memory");
-    }
-    r->available_bytes = mf_sys_sub_floor(r->limit_bytes, r->in_use_bytes);
-    if (r->in_use_bytes == MEMFIT_SYS_UNKNOWN || r->limit_bytes == MEMFIT_SYS_UNKNOWN ||
-        r->limit_bytes == 0) {
-        r->percent = NAN;
+    struct memfit_judged j;
+    memfit_judge(&r->cgroup, &r->system, r->has_process ? &r->process : NULL, &j);
+    r->scope = j.scope;
+    r->limit_bytes = j.limit_bytes;
+    r->working_set_bytes = j.working_set_bytes;
+    r->in_use_bytes = j.in_use_bytes;
+    r->available_bytes = j.available_bytes;
+    r->percent = j.percent;
+    mf_sys_copy(r->limit_source, sizeof(r->limit_source),
+                j.limit.kind == MEMFIT_LIMIT_KIND_CGROUP ? "cgroup" : "memory");
+    if (isnan(r->percent)) {
         mf_sys_copy(r->level, sizeof(r->level), "unknown");
         return;
     }
-    r->percent = 100.0 * (double)r->in_use_bytes / (double)r->limit_bytes;
     uint64_t danger = memfit_danger_headroom_bytes(o->danger_available_bytes, o->critical_percent,
                                                    r->limit_bytes);
     r->danger_available_bytes = danger;
@@ -410,7 +402,8 @@ static bool gpu_json(json_t *o, const struct memfit_report *r)
 
 static bool summary_json(json_t *o, const struct memfit_report *r)
 {
-    if (!(put_size(o, "limit_bytes", r->limit_bytes) &&
+    if (!(put_text(o, "scope", memfit_scope_name(r->scope)) &&
+          put_size(o, "limit_bytes", r->limit_bytes) &&
           put_text(o, "limit_source", r->limit_source) &&
           put_size(o, "working_set_bytes", r->working_set_bytes) &&
           put_size(o, "in_use_bytes", r->in_use_bytes) &&

@@ -34,7 +34,17 @@ d = json.load(open(sys.argv[1]))
 p = d["process"]
 assert p["pid"] == int(sys.argv[2]) and p["n_procs"] >= 1 and p["rss_bytes"] > 0, p
 assert len(d["top"]) == 2
+s = d["summary"]
+# The rule monitor uses (memfit_judge): without a cgroup limit the tree is judged.
+if s["limit_source"] == "memory":
+    assert s["scope"] == "process" and s["in_use_bytes"] == p["rss_bytes"], s
+    assert s["limit_bytes"] == p["rss_bytes"] + d["system"]["available_bytes"], s
+else:
+    assert s["scope"] == "cgroup", s
 PY
+"$MEMFIT_BIN" report --json >"$tmp/nopid" || fail "report --json"
+"$PY" -c 'import json, sys; s = json.load(open(sys.argv[1]))["summary"]; assert s["scope"] in ("machine", "cgroup") and (s["scope"] == "cgroup") == (s["limit_source"] == "cgroup"), s' "$tmp/nopid" ||
+    fail "report without --pid: the scope is the machine's or the cgroup's"
 "$MEMFIT_BIN" report --pid $$ | grep -q "^Process" || fail "report --pid: no Process section"
 
 "$MEMFIT_BIN" report --pid 999999999 >"$tmp/out" 2>"$tmp/err"
