@@ -70,7 +70,7 @@ const char cmd_serve_help[] =
     "  --grpc-port N          also serve gRPC on --host:N (0 = any free port): KServe\n"
     "                         ModelMesh's model runtime (mmesh.ModelRuntime) and the\n"
     "                         v2 inference service (inference.GRPCInferenceService);\n"
-    "                         needs libgrpc29 (docs/server.md, \"ModelMesh\")\n"
+    "                         needs libgrpc29 (docs/server.md, \"ModelMesh (gRPC)\")\n"
     "  --grpc-socket PATH     the same on a unix socket (ModelMesh's sidecar)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory and /metrics\n"
     "  --allow-host NAME      also answer Host: NAME when bound to loopback (repeatable;\n"
