@@ -18,7 +18,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         cmake make gcc libc6-dev pkg-config \
         libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev \
-        libpcre2-dev libjpeg62-turbo-dev libpng-dev libzip-dev zlib1g-dev \
+        libpcre2-dev libjpeg62-turbo-dev libpng-dev libzip-dev zlib1g-dev libgrpc-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt LICENSE NOTICE ./

@@ -67,6 +67,11 @@ const char cmd_serve_help[] =
     "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
     "                         0: none); past it: 400 invalid_image\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
+    "  --grpc-port N          also serve gRPC on --host:N (0 = any free port): KServe\n"
+    "                         ModelMesh's model runtime (mmesh.ModelRuntime) and the\n"
+    "                         v2 inference service (inference.GRPCInferenceService);\n"
+    "                         needs libgrpc29 (docs/server.md, \"ModelMesh (gRPC)\")\n"
+    "  --grpc-socket PATH     the same on a unix socket (ModelMesh's sidecar)\n"
     "  --gpu                  include GPUs (NVML) in /api/memory and /metrics\n"
     "  --allow-host NAME      also answer Host: NAME when bound to loopback (repeatable;\n"
     "                         MEMFIT_ALLOW_HOSTS=a,b); others get 403 (DNS rebinding)\n"
@@ -205,7 +210,7 @@ int cmd_serve(int argc, char **argv)
         return CLI_EXIT_USAGE;
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
-    char **owned = memfit_calloc((size_t)argc + 2, sizeof(*owned));
+    char **owned = memfit_calloc((size_t)argc + 3, sizeof(*owned));
     const char **hosts =
         memfit_calloc((size_t)argc + count_commas("MEMFIT_ALLOW_HOSTS") + 1, sizeof(*hosts));
     const char **origins =
@@ -219,6 +224,8 @@ int cmd_serve(int argc, char **argv)
     }
     size_t n_sources = 0, n_owned = 0, n_hosts = 0, n_origins = 0;
     bool require_key = false;
+    int grpc_port = -1;
+    const char *grpc_socket = NULL;
     int rc = CLI_EXIT_USAGE;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -239,6 +246,12 @@ int cmd_serve(int argc, char **argv)
             if (!cli_opt_int("serve", "--port", v, 0, 65535, &n))
                 goto out;
             o.port = (uint16_t)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--grpc-port", &missing))) {
+            if (!cli_opt_int("serve", "--grpc-port", v, 0, 65535, &n))
+                goto out;
+            grpc_port = (int)n;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--grpc-socket", &missing))) {
+            grpc_socket = v;
         } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
             o.manifest_path = v;
         } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
@@ -318,6 +331,22 @@ int cmd_serve(int argc, char **argv)
                   o.request_timeout_s, o.header_timeout_s);
         goto out;
     }
+    if (grpc_port >= 0 && grpc_socket) {
+        cli_usage("serve", "--grpc-port and --grpc-socket: give one of them");
+        goto out;
+    }
+    if (grpc_port >= 0 || grpc_socket) {
+        bool v6 = strchr(o.host, ':') != NULL && o.host[0] != '[';
+        char *address = grpc_socket ? memfit_asprintf("unix:%s", grpc_socket)
+                                    : memfit_asprintf("%s%s%s:%d", v6 ? "[" : "", o.host,
+                                                      v6 ? "]" : "", grpc_port);
+        if (!address) {
+            rc = cli_fail_status(MEMFIT_E_NOMEM);
+            goto out;
+        }
+        owned[n_owned++] = address;
+        o.grpc_address = address;
+    }
     if (!o.manifest_path && access(MEMFIT_MANIFEST_DEFAULT_PATH, F_OK) == 0)
         o.manifest_path = MEMFIT_MANIFEST_DEFAULT_PATH;
     /* Model files named here are relative to this directory, not the manifest's. */
@@ -383,6 +412,11 @@ int cmd_serve(int argc, char **argv)
     bool v6 = strchr(o.host, ':') != NULL;
     printf("listening on http://%s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
            (unsigned)memfit_server_port(srv));
+    if (grpc_socket)
+        printf("grpc on unix:%s\n", grpc_socket);
+    else if (grpc_port >= 0)
+        printf("grpc on %s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
+               (unsigned)memfit_server_grpc_port(srv));
     fflush(stdout);
     if (with_faults)
         arm_faults(&faults);

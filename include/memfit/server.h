@@ -111,6 +111,12 @@ struct memfit_server_options {
      * must come within 2 s. Behind a reverse proxy every client has the
      * proxy's address: set 0 there and limit clients in the proxy. */
     unsigned max_client_connections;
+    /* gRPC (docs/server.md, "ModelMesh"): ModelMesh's model-runtime SPI
+     * (mmesh.ModelRuntime) and KServe's v2 inference service
+     * (inference.GRPCInferenceService) on "HOST:PORT" (PORT 0: any free
+     * one, see memfit_server_grpc_port) or "unix:PATH". NULL or "": no
+     * gRPC. Needs libgrpc29 at run time (loaded on start). */
+    const char *grpc_address;
 };
 
 /* Fills the defaults above. */
@@ -138,6 +144,9 @@ MEMFIT_API bool memfit_server_host_is_loopback(const char *host);
 
 /* The port the server listens on (the one chosen when options.port was 0). */
 MEMFIT_API uint16_t memfit_server_port(const memfit_server *server);
+
+/* The port the gRPC front end listens on; 0 when it is off or on a unix socket. */
+MEMFIT_API uint16_t memfit_server_grpc_port(const memfit_server *server);
 
 /* The server's manager (borrowed; valid until memfit_server_destroy). */
 MEMFIT_API memfit_manager *memfit_server_manager(memfit_server *server);

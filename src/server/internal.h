@@ -140,7 +140,9 @@ struct srv_model {
     char **files;               /* local source files (page cache cleanup) */
     size_t n_files;
     bool from_manifest;
-    bool kept; /* reload scratch */
+    bool dynamic;     /* added at run time (gRPC loadModel): a reload keeps it */
+    bool kept;        /* reload scratch */
+    int fetch_cancel; /* non-zero: its download stops (the engine reads it while fetching) */
     struct srv_model *next;
 };
 
@@ -161,6 +163,10 @@ struct memfit_server {
     size_t n_allow_hosts, n_allow_origins;
     bool loopback; /* bound to a loopback address: Host headers are checked */
     memfit_manager *mgr;
+    /* The manifest read last (models added at run time take its cache_dir);
+     * replaced by a reload, under reload_lock. */
+    struct memfit_manifest *manifest;
+    struct mf_grpc *grpc; /* the gRPC front end (grpc.c); NULL when off */
     struct MHD_Daemon *daemon;
     uint16_t port;
     uint64_t start_ns, start_wall_ns;
@@ -206,6 +212,45 @@ static inline bool mf_route_is_probe(enum mf_route route)
 
 /* The model named `name` (lock held), or NULL. */
 struct srv_model *mf_server_find_model(memfit_server *srv, const char *name);
+
+/* ---- Models added at run time (the gRPC model runtime) ----------------------------- */
+
+/*
+ * Adds and registers model `name` from one `source` (a path or source URI)
+ * of family `family` ("auto": detected from its header), pinned (the
+ * budget's eviction leaves it alone: whoever added it unloads it) and never
+ * unloaded by keep_alive. *existed: a dynamic model of that name and source
+ * was there already (nothing changed). E_EXISTS for a model of that name
+ * from elsewhere or another source; memfit_engine_model_create's failures.
+ */
+enum memfit_status mf_server_add_model(memfit_server *srv, const char *name, const char *family,
+                                       const char *source, bool *existed);
+
+/*
+ * Removes a dynamic model: stops its download, unregisters it (unloaded
+ * once idle) and keeps its record until the server goes. E_NOT_FOUND when
+ * there is no dynamic model of that name.
+ */
+enum memfit_status mf_server_remove_model(memfit_server *srv, const char *name);
+
+/* Plans a model from `source` without registering or loading it (a header
+ * read, no download). Failures as memfit_engine_model_create/plan. */
+enum memfit_status mf_server_plan_source(memfit_server *srv, const char *name, const char *family,
+                                         const char *source, struct memfit_engine_plan *out);
+
+/* ---- gRPC (grpc.c) ------------------------------------------------------------------- */
+
+struct mf_grpc;
+
+/* Starts the gRPC front end on `address` ("HOST:PORT" or "unix:PATH");
+ * E_UNSUPPORTED when libgrpc is missing, E_IO when it cannot listen. */
+enum memfit_status mf_grpc_start(memfit_server *srv, const char *address, struct mf_grpc **out);
+/* The port it listens on (0 for a unix socket). */
+uint16_t mf_grpc_port(const struct mf_grpc *g);
+/* Stops taking calls (shutdown's first step); idempotent; NULL: no-op. */
+void mf_grpc_quiesce(struct mf_grpc *g);
+/* Cancels the calls still running, waits for them and frees everything; NULL: no-op. */
+void mf_grpc_stop(struct mf_grpc *g);
 
 /* A condition variable whose timed waits take CLOCK_MONOTONIC (memfit_now_ns) times. */
 void mf_server_cond_init(pthread_cond_t *cond);

@@ -193,6 +193,97 @@ struct srv_model *mf_server_find_model(memfit_server *srv, const char *name)
     return NULL;
 }
 
+/* The manifest entry of a model added at run time. */
+static struct memfit_manifest_model run_time_entry(const char *name, const char *family,
+                                                   char **source)
+{
+    return (struct memfit_manifest_model){
+        .name = (char *)name,
+        .family = (char *)(family && family[0] ? family : "auto"),
+        .sources = source,
+        .n_sources = 1,
+        .keep_alive_s = MEMFIT_KEEP_ALIVE_NEVER_UNLOAD,
+        .pin = true,
+    };
+}
+
+enum memfit_status mf_server_add_model(memfit_server *srv, const char *name, const char *family,
+                                       const char *source, bool *existed)
+{
+    *existed = false;
+    char *sources[1] = {(char *)source};
+    struct memfit_manifest_model e = run_time_entry(name, family, sources);
+    pthread_mutex_lock(&srv->reload_lock);
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model *old = mf_server_find_model(srv, name);
+    char *signature = model_signature(&e);
+    bool same = old && old->dynamic && signature && strcmp(old->signature, signature) == 0;
+    pthread_mutex_unlock(&srv->lock);
+    memfit_free(signature);
+    enum memfit_status st = MEMFIT_OK;
+    struct srv_model *m = NULL;
+    if (same)
+        *existed = true;
+    else if (old)
+        st = memfit_fail(MEMFIT_E_EXISTS,
+                         "a model named '%s' is already served (%s); unload it first or use "
+                         "another id",
+                         name, old->dynamic ? "from another path" : "from the manifest");
+    else if ((st = make_model(srv, srv->manifest, &e, false, &m)) == MEMFIT_OK) {
+        m->dynamic = true;
+        memfit_engine_model_set_fetch(m->model, NULL, NULL, &m->fetch_cancel);
+        if ((st = register_model(srv, m)) != MEMFIT_OK) {
+            free_model(m);
+        } else {
+            pthread_mutex_lock(&srv->lock);
+            m->next = srv->models;
+            srv->models = m;
+            pthread_mutex_unlock(&srv->lock);
+        }
+    }
+    pthread_mutex_unlock(&srv->reload_lock);
+    return st;
+}
+
+enum memfit_status mf_server_remove_model(memfit_server *srv, const char *name)
+{
+    pthread_mutex_lock(&srv->reload_lock);
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model **link = &srv->models;
+    while (*link && strcmp((*link)->name, name) != 0)
+        link = &(*link)->next;
+    struct srv_model *m = *link;
+    if (m && m->dynamic) {
+        *link = m->next;
+        __atomic_store_n(&m->fetch_cancel, 1, __ATOMIC_RELAXED);
+        m->next = srv->graveyard; /* the manager may unload it later through its config */
+        srv->graveyard = m;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    enum memfit_status st = m && m->dynamic ? memfit_manager_unregister(srv->mgr, name)
+                                            : memfit_fail(MEMFIT_E_NOT_FOUND,
+                                                          "no model named '%s' was loaded at "
+                                                          "run time",
+                                                          name);
+    pthread_mutex_unlock(&srv->reload_lock);
+    return st;
+}
+
+enum memfit_status mf_server_plan_source(memfit_server *srv, const char *name, const char *family,
+                                         const char *source, struct memfit_engine_plan *out)
+{
+    char *sources[1] = {(char *)source};
+    struct memfit_manifest_model e = run_time_entry(name, family, sources);
+    memfit_engine_model *model = NULL;
+    pthread_mutex_lock(&srv->reload_lock);
+    enum memfit_status st = memfit_engine_model_create(srv->manifest, &e, &model);
+    pthread_mutex_unlock(&srv->reload_lock);
+    if (st == MEMFIT_OK)
+        st = memfit_engine_model_plan(model, out);
+    memfit_engine_model_destroy(model);
+    return st;
+}
+
 /* ---- Budget -------------------------------------------------------------------- */
 
 static enum memfit_status resolve_budget(const memfit_server *srv, const struct memfit_manifest *mf,
@@ -585,6 +676,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     srv->opt.model_sources = NULL;
     srv->opt.allow_hosts = NULL; /* srv->allow_hosts holds them */
     srv->opt.allow_origins = NULL;
+    srv->opt.grpc_address = NULL; /* used only here, in memfit_server_create */
 
     struct memfit_manifest *mf = NULL;
     st = load_manifest(srv, &mf);
@@ -608,7 +700,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     srv->admission_timeout_ms = mo.admission_timeout_ms;
     for (struct srv_model *m = srv->models; m && st == MEMFIT_OK; m = m->next)
         st = register_model(srv, m);
-    memfit_manifest_free(mf);
+    srv->manifest = mf;
     if (st != MEMFIT_OK)
         goto fail;
 
@@ -619,6 +711,9 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
         srv->sampler = NULL; /* samples are then empty: the server still serves */
 
     if ((st = start_http(srv)) != MEMFIT_OK)
+        goto fail;
+    if (options->grpc_address && options->grpc_address[0] &&
+        (st = mf_grpc_start(srv, options->grpc_address, &srv->grpc)) != MEMFIT_OK)
         goto fail;
     srv->check_started = pthread_create(&srv->check_thread, NULL, check_models_main, srv) == 0;
     if (memfit_manager_load_pinned(srv->mgr, -1) != MEMFIT_OK)
@@ -636,6 +731,11 @@ fail : {
 uint16_t memfit_server_port(const memfit_server *srv)
 {
     return srv->port;
+}
+
+uint16_t memfit_server_grpc_port(const memfit_server *srv)
+{
+    return srv->grpc ? mf_grpc_port(srv->grpc) : 0;
 }
 
 memfit_manager *memfit_server_manager(memfit_server *srv)
@@ -672,7 +772,14 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
         for (struct srv_model *f = fresh; f; f = f->next)
             if (strcmp(f->name, m->name) == 0)
                 twin = f;
-        if (twin && strcmp(twin->signature, m->signature) == 0) {
+        if (m->dynamic && twin) { /* the manifest's model of that name loses */
+            memfit_log(MEMFIT_LOG_WARN,
+                       "reload: model %s is kept as loaded at run time; the manifest's entry of "
+                       "that name is ignored until it is unloaded",
+                       m->name);
+            twin->kept = true;
+        }
+        if (m->dynamic || (twin && strcmp(twin->signature, m->signature) == 0)) {
             twin->kept = true;
             *keep_tail = m;
             keep_tail = &m->next;
@@ -717,7 +824,8 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
         memfit_log(MEMFIT_LOG_ERROR, "reload: budget kept: %s", memfit_last_error());
     memfit_log(MEMFIT_LOG_INFO, "manifest reloaded: %u model(s) kept, %u added, %u removed", kept,
                added, removed);
-    memfit_manifest_free(mf);
+    memfit_manifest_free(srv->manifest);
+    srv->manifest = mf;
     pthread_mutex_unlock(&srv->reload_lock);
     memfit_manager_load_pinned(srv->mgr, -1);
     return MEMFIT_OK;
@@ -732,6 +840,7 @@ unsigned memfit_server_shutdown(memfit_server *srv, uint64_t grace_ms)
     pthread_cond_broadcast(&srv->cond); /* event streams end */
     pthread_mutex_unlock(&srv->lock);
     MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
+    mf_grpc_quiesce(srv->grpc);
     uint64_t deadline = memfit_now_ns() + grace_ms * 1000000u;
     while (atomic_load(&srv->active) > 0 && memfit_now_ns() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
@@ -743,6 +852,8 @@ unsigned memfit_server_shutdown(memfit_server *srv, uint64_t grace_ms)
                    "shutdown: %u request(s) still running after %llu ms: cancelled", left,
                    (unsigned long long)grace_ms);
     atomic_store(&srv->cancel_all, true);
+    mf_grpc_stop(srv->grpc); /* its inference calls go through HTTP: stopped first */
+    srv->grpc = NULL;
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
     mf_server_conns_stop(srv); /* after the daemon: deadlines hold through the grace period */
@@ -758,7 +869,9 @@ void memfit_server_destroy(memfit_server *srv)
     memfit_server_shutdown(srv, 0);
     if (srv->check_started)
         pthread_join(srv->check_thread, NULL);
+    mf_grpc_stop(srv->grpc);          /* a server that never listened on HTTP */
     memfit_manager_destroy(srv->mgr); /* unloads through the configs freed below */
+    memfit_manifest_free(srv->manifest);
     free_list(srv->models);
     free_list(srv->graveyard);
     memfit_sampler_destroy(srv->sampler);
