@@ -923,6 +923,19 @@ struct memfit_generate_params {
     struct memfit_sampling sampling;
     const char *const *stop; /* stop strings (not emitted), n_stop of them */
     size_t n_stop;
+    /* With sampling.logprobs: each sampled token's log-probability and its
+     * top_logprobs (0 to MEMFIT_MAX_TOP_LOGPROBS) likeliest alternatives. */
+    uint32_t top_logprobs;
+};
+
+/* A token the generation sampled (end-of-generation tokens are not listed). */
+struct memfit_sampled_token {
+    int32_t token;
+    uint64_t t_ns; /* memfit_now_ns() when it was sampled */
+    /* With sampling.logprobs (else 0): memfit_token_sampler_logprobs's figures */
+    float logprob;
+    uint32_t n_top;
+    struct memfit_token_logprob top[MEMFIT_MAX_TOP_LOGPROBS];
 };
 
 /*
@@ -961,6 +974,11 @@ MEMFIT_API enum memfit_status memfit_generation_next(memfit_generation *g, const
                                                      size_t *len, bool *done);
 MEMFIT_API void memfit_generation_result(const memfit_generation *g,
                                          struct memfit_generate_result *out);
+/* The tokens the last memfit_generation_next call sampled, in order (their
+ * text is in that call's text, or held for a later one, or was cut by a stop
+ * string); owned by the generation, valid until the next call. */
+MEMFIT_API void memfit_generation_tokens(const memfit_generation *g,
+                                         const struct memfit_sampled_token **tokens, size_t *n);
 MEMFIT_API void memfit_generation_free(memfit_generation *g);
 
 /*
