@@ -2132,6 +2132,13 @@ enum mf_route mf_route_match_version(const char *path, char name[MF_MODEL_NAME_M
                               MF_ROUTE_V2_REPO_UNLOAD, name, allowed);
     if (route == MF_ROUTE_OTHER)
         route = v2_model_route(path, name, version, allowed);
+    if (route == MF_ROUTE_OTHER && strncmp(path, "/v1/models/", 11) == 0) {
+        const char *p = path + 11;
+        if (path_segment(&p, name, MF_MODEL_NAME_MAX) && *p == '\0') {
+            *allowed = "GET";
+            route = MF_ROUTE_V1_MODEL;
+        }
+    }
     if (route == MF_ROUTE_OTHER) {
         name[0] = '\0';
         version[0] = '\0';

@@ -317,6 +317,7 @@ enum memfit_status mf_repo_request_parse(const char *body, size_t len, bool inde
     X(CHAT, "/v1/chat/completions")                                                                \
     X(SEGMENT, "/api/segment")                                                                     \
     X(V1_MODELS, "/v1/models")                                                                     \
+    X(V1_MODEL, "/v1/models/{name}")                                                               \
     X(MODELS, "/api/models")                                                                       \
     X(MODEL_LOAD, "/api/models/{name}/load")                                                       \
     X(MODEL_UNLOAD, "/api/models/{name}/unload")                                                   \

@@ -761,6 +761,7 @@ void memfit_server_destroy(memfit_server *srv)
     memfit_manager_destroy(srv->mgr); /* unloads through the configs freed below */
     free_list(srv->models);
     free_list(srv->graveyard);
+    mf_metrics_free(&srv->metrics);
     memfit_sampler_destroy(srv->sampler);
     for (size_t i = 0; i < MF_SERVER_EVENTS; i++)
         memfit_free(srv->events[i].json);
