@@ -21,7 +21,7 @@ const char cmd_serve_help[] =
     "Serves models over HTTP within a memory budget: OpenAI embeddings\n"
     "(POST /v1/embeddings), completions and chat (POST /v1/completions,\n"
     "/v1/chat/completions), SAM segmentation (POST /api/segment), GET\n"
-    "/v1/models, model control (GET /api/models,\n"
+    "/v1/models[/NAME], model control (GET /api/models,\n"
     "POST /api/models/NAME/load|unload), memory (GET /api/memory, POST\n"
     "/api/cleanup, GET /api/events), GET /health, GET /ready, GET /metrics\n"
     "(Prometheus), a dashboard at GET /, and KServe's Open Inference Protocol v2\n"

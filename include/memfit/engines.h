@@ -290,6 +290,12 @@ MEMFIT_API enum memfit_status memfit_engine_generate_next(memfit_engine_generati
                                                           const char **text, size_t *len,
                                                           bool *done);
 
+/* The tokens the last memfit_engine_generate_next call sampled (with their
+ * logprobs when params.sampling.logprobs): see memfit_generation_tokens. */
+MEMFIT_API void memfit_engine_generate_tokens(const memfit_engine_generation *gen,
+                                              const struct memfit_sampled_token **tokens,
+                                              size_t *n);
+
 /* Ends a generation (finished or not), gives its session back and says how it
  * went (`result` may be NULL). NULL is a no-op. */
 MEMFIT_API void memfit_engine_generate_end(memfit_engine_generation *gen,

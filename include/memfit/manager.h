@@ -489,6 +489,19 @@ MEMFIT_API const char *memfit_handle_name(const memfit_handle *handle);
 MEMFIT_API void memfit_manager_release(memfit_handle *handle);
 
 /*
+ * memfit_manager_release with the keep_alive of the idle time that follows
+ * (Ollama's per-request keep_alive): 0 unloads the model as soon as it is
+ * idle (here, when this was its last handle), -1 keeps it loaded until it is
+ * evicted or unloaded, N keeps it N seconds; MEMFIT_KEEP_ALIVE_DEFAULT is
+ * the model's own. Of handles released in turn, the last one's keep_alive
+ * holds; the model's own applies again from its next plain release. Pinned
+ * models are never unloaded by it. The handle is released in every case;
+ * E_RANGE (and the model's keep_alive) for a value below -1.
+ */
+MEMFIT_API enum memfit_status memfit_manager_release_keep_alive(memfit_handle *handle,
+                                                                int64_t keep_alive_s);
+
+/*
  * Loads a model now (as an acquire followed by a release that keeps it
  * loaded until its keep_alive runs out). Errors as memfit_manager_acquire.
  */

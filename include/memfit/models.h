@@ -466,6 +466,38 @@ struct memfit_sampling {
     float repeat_penalty;   /* 1: off; default 1.0; range (0, 10] */
     uint32_t repeat_last_n; /* tokens the penalty looks back on; default 64 */
     uint64_t seed;          /* same seed, same output; default 0 (a fixed seed, not random) */
+    /* OpenAI's penalties over the tokens this sampler picked (the prompt not
+     * included): logit -= count x frequency_penalty + (count > 0) x
+     * presence_penalty. 0: off (the default); range [-2, 2]. */
+    float presence_penalty;
+    float frequency_penalty;
+    /* Added to the logits of the tokens named (borrowed: copied by
+     * memfit_token_sampler_create); a bias of -100 or less bans the token
+     * (-inf). Each bias in [-100, 100]. Default none. */
+    const struct memfit_logit_bias *logit_bias;
+    size_t n_logit_bias;
+    /* Per-request constraint on the next token (grammar-constrained output),
+     * or NULL (the default). Borrowed: it must outlive the sampler. */
+    const struct memfit_token_constraint *constraint;
+    /* The sampler keeps the scratch memfit_token_sampler_logprobs needs. */
+    bool logprobs;
+};
+
+struct memfit_logit_bias {
+    int32_t token;
+    float bias;
+};
+
+/*
+ * A hook that decides which tokens may come next: `mask` gets the logits
+ * after the penalties and the logit bias and sets those of forbidden tokens
+ * to -inf (any status but OK stops the sampling with it); `accept` (may be
+ * NULL) is told the token picked. Both run on the sampling thread.
+ */
+struct memfit_token_constraint {
+    enum memfit_status (*mask)(void *ctx, float *logits, uint32_t n_vocab);
+    enum memfit_status (*accept)(void *ctx, int32_t token);
+    void *ctx;
 };
 
 /* The defaults above (seed 0). */
@@ -504,12 +536,39 @@ MEMFIT_API void memfit_token_sampler_free(memfit_token_sampler *smp);
  * probability), and a draw from softmax(logit / temperature) over the
  * survivors with the sampler's own PRNG (xoshiro256**): the same seed and
  * logits give the same tokens. NaN logits never win; +inf ones are taken as
- * the largest finite value. E_INVALID when all logits are -inf or NaN,
- * E_RANGE for a history token outside the vocabulary (nothing changed).
+ * the largest finite value. Before the choice, after the repetition
+ * penalty: the presence and frequency penalties, the logit bias, then the
+ * constraint's mask (all in place); after it, the token is counted for the
+ * penalties and passed to the constraint's accept. E_INVALID when all
+ * logits are -inf or NaN, E_RANGE for a history token outside the
+ * vocabulary (nothing changed), a constraint's failure.
  */
 MEMFIT_API enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float *logits,
                                                           const int32_t *history, size_t n_history,
                                                           int32_t *out);
+
+#define MEMFIT_MAX_TOP_LOGPROBS 20
+
+struct memfit_token_logprob {
+    int32_t token;
+    float logprob; /* natural log of its probability; -inf for a banned token */
+};
+
+/*
+ * The log-probability of `token` and the n_top (at most
+ * MEMFIT_MAX_TOP_LOGPROBS) likeliest tokens, best first (ties: the lower
+ * id), as the log-softmax of `logits` as memfit_token_sampler_sample left
+ * them: after the penalties, the logit bias and the constraint, before
+ * temperature and the top-k/top-p/min-p filters (OpenAI's logprobs: the
+ * model's distribution, not the sampler's). `top` holds n_top entries
+ * (fewer are written when the vocabulary is smaller: *n_written). Needs a
+ * sampler created with s->logprobs (E_MISUSE otherwise); never allocates.
+ */
+MEMFIT_API enum memfit_status memfit_token_sampler_logprobs(memfit_token_sampler *smp,
+                                                            const float *logits, int32_t token,
+                                                            uint32_t n_top, float *logprob,
+                                                            struct memfit_token_logprob *top,
+                                                            uint32_t *n_written);
 
 /* ==== LLMs: Qwen2 and LLaMA (src/models/llm*.c) ============================ */
 /*
@@ -864,6 +923,19 @@ struct memfit_generate_params {
     struct memfit_sampling sampling;
     const char *const *stop; /* stop strings (not emitted), n_stop of them */
     size_t n_stop;
+    /* With sampling.logprobs: each sampled token's log-probability and its
+     * top_logprobs (0 to MEMFIT_MAX_TOP_LOGPROBS) likeliest alternatives. */
+    uint32_t top_logprobs;
+};
+
+/* A token the generation sampled (end-of-generation tokens are not listed). */
+struct memfit_sampled_token {
+    int32_t token;
+    uint64_t t_ns; /* memfit_now_ns() when it was sampled */
+    /* With sampling.logprobs (else 0): memfit_token_sampler_logprobs's figures */
+    float logprob;
+    uint32_t n_top;
+    struct memfit_token_logprob top[MEMFIT_MAX_TOP_LOGPROBS];
 };
 
 /*
@@ -902,6 +974,11 @@ MEMFIT_API enum memfit_status memfit_generation_next(memfit_generation *g, const
                                                      size_t *len, bool *done);
 MEMFIT_API void memfit_generation_result(const memfit_generation *g,
                                          struct memfit_generate_result *out);
+/* The tokens the last memfit_generation_next call sampled, in order (their
+ * text is in that call's text, or held for a later one, or was cut by a stop
+ * string); owned by the generation, valid until the next call. */
+MEMFIT_API void memfit_generation_tokens(const memfit_generation *g,
+                                         const struct memfit_sampled_token **tokens, size_t *n);
 MEMFIT_API void memfit_generation_free(memfit_generation *g);
 
 /*

@@ -1126,6 +1126,15 @@ enum memfit_status memfit_engine_generate_next(memfit_engine_generation *g, cons
     return g->family->generate_next(g->gen, text, len, done);
 }
 
+void memfit_engine_generate_tokens(const memfit_engine_generation *g,
+                                   const struct memfit_sampled_token **tokens, size_t *n)
+{
+    *tokens = NULL;
+    *n = 0;
+    if (g->family->generate_tokens)
+        g->family->generate_tokens(g->gen, tokens, n);
+}
+
 void memfit_engine_generate_end(memfit_engine_generation *g, struct memfit_generate_result *result)
 {
     if (!g)

@@ -53,6 +53,9 @@ struct mf_model {
     const struct memfit_model_driver *driver;
     void *config;
     int64_t keep_alive_s; /* resolved */
+    /* The keep_alive of the idle time that runs now: the model's, or the one
+     * the last release asked for (memfit_manager_release_keep_alive). */
+    int64_t idle_keep_alive_s;
     bool pin;
     unsigned max_concurrency;
 
@@ -610,6 +613,7 @@ enum memfit_status memfit_manager_register(memfit_manager *mgr,
     m->config = o->config;
     m->keep_alive_s = o->keep_alive_s == MEMFIT_KEEP_ALIVE_DEFAULT ? mgr->opt.default_keep_alive_s
                                                                    : o->keep_alive_s;
+    m->idle_keep_alive_s = m->keep_alive_s;
     m->pin = o->pin;
     m->max_concurrency = o->max_concurrency;
     m->state = MEMFIT_MODEL_UNLOADED;
@@ -1026,12 +1030,14 @@ const char *memfit_handle_name(const memfit_handle *handle)
 
 /* Drops a reference; `apply_zero_keep_alive` = false keeps a keep_alive-0
  * model loaded until the next tick (an explicit load). */
-static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive)
+static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive, int64_t keep_alive_s)
 {
     struct mf_model *m = handle->model;
     memfit_manager *mgr = m->mgr;
     bool idle = false;
     pthread_mutex_lock(&mgr->lock);
+    m->idle_keep_alive_s =
+        keep_alive_s == MEMFIT_KEEP_ALIVE_DEFAULT ? m->keep_alive_s : keep_alive_s;
     m->refcount--;
     m->last_used_ns = clock_now(mgr);
     m->lru_seq = ++mgr->seq;
@@ -1043,8 +1049,8 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive)
             m->state = MEMFIT_MODEL_UNLOADING;
             unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "removed");
             idle = false;
-        } else if (apply_zero_keep_alive && m->keep_alive_s == 0 && mgr->opt.unloading_enabled &&
-                   !m->pin && is_idle(m)) {
+        } else if (apply_zero_keep_alive && m->idle_keep_alive_s == 0 &&
+                   mgr->opt.unloading_enabled && !m->pin && is_idle(m)) {
             m->state = MEMFIT_MODEL_UNLOADING;
             unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "keep_alive");
             idle = false;
@@ -1060,7 +1066,20 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive)
 void memfit_manager_release(memfit_handle *handle)
 {
     if (handle)
-        release_handle(handle, true);
+        release_handle(handle, true, MEMFIT_KEEP_ALIVE_DEFAULT);
+}
+
+enum memfit_status memfit_manager_release_keep_alive(memfit_handle *handle, int64_t keep_alive_s)
+{
+    if (!handle)
+        return MEMFIT_OK;
+    if (keep_alive_s < -1 && keep_alive_s != MEMFIT_KEEP_ALIVE_DEFAULT) {
+        release_handle(handle, true, MEMFIT_KEEP_ALIVE_DEFAULT);
+        return memfit_fail(MEMFIT_E_RANGE, "keep_alive %lld (expected -1, 0 or more)",
+                           (long long)keep_alive_s);
+    }
+    release_handle(handle, true, keep_alive_s);
+    return MEMFIT_OK;
 }
 
 /* ---- Explicit control ---------------------------------------------------------- */
@@ -1070,7 +1089,7 @@ enum memfit_status memfit_manager_load(memfit_manager *mgr, const char *name, in
     memfit_handle *h;
     enum memfit_status st = memfit_manager_acquire(mgr, name, timeout_ms, &h);
     if (st == MEMFIT_OK)
-        release_handle(h, false);
+        release_handle(h, false, MEMFIT_KEEP_ALIVE_DEFAULT);
     return st;
 }
 
@@ -1180,8 +1199,8 @@ static uint64_t unload_where_kind(memfit_manager *mgr, uint64_t now, bool keep_a
         if ((m->pin && !pinned) || !is_idle(m))
             continue;
         if (keep_alive_only) {
-            if (m->keep_alive_s < 0 || now < m->idle_since_ns ||
-                now - m->idle_since_ns < seconds_to_ns(m->keep_alive_s))
+            if (m->idle_keep_alive_s < 0 || now < m->idle_since_ns ||
+                now - m->idle_since_ns < seconds_to_ns(m->idle_keep_alive_s))
                 continue;
         }
         m->state = MEMFIT_MODEL_UNLOADING;
@@ -1448,11 +1467,11 @@ enum memfit_status memfit_manager_snapshot(memfit_manager *mgr, struct memfit_ma
         ms->load_time_ns = m->load_time_ns;
         ms->loaded_at_ns = m->loaded_at_ns;
         ms->last_used_ns = m->last_used_ns;
-        if (m->state == MEMFIT_MODEL_READY && !m->pin && m->keep_alive_s >= 0 &&
+        if (m->state == MEMFIT_MODEL_READY && !m->pin && m->idle_keep_alive_s >= 0 &&
             mgr->opt.unloading_enabled)
-            ms->expires_at_ns = seconds_to_ns(m->keep_alive_s) > UINT64_MAX - m->idle_since_ns
+            ms->expires_at_ns = seconds_to_ns(m->idle_keep_alive_s) > UINT64_MAX - m->idle_since_ns
                                     ? UINT64_MAX
-                                    : m->idle_since_ns + seconds_to_ns(m->keep_alive_s);
+                                    : m->idle_since_ns + seconds_to_ns(m->idle_keep_alive_s);
         ms->retry_at_ns = m->state == MEMFIT_MODEL_FAILED ? m->retry_at_ns : 0;
         ms->n_requests = m->n_requests;
         ms->n_loads = m->n_loads;

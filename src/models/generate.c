@@ -7,7 +7,8 @@
  * Memory: everything a generation needs is allocated at its start (the
  * logits row, the sampler's scratch, the token history for the repetition
  * penalty, the text filter's buffers), so the loop itself allocates only
- * when the text filter holds back a long possible stop string.
+ * when the text filter holds back a long possible stop string, or when one
+ * step samples more tokens than the token list holds (text held back).
  */
 #include <string.h>
 
@@ -30,6 +31,8 @@ struct memfit_generation {
     size_t out_len, out_cap;
     bool out_failed;
     bool prompt_done, done;
+    struct memfit_sampled_token *toks; /* sampled by the current step */
+    size_t n_toks, cap_toks;
     uint64_t t_start, t_prompt_end;
     struct memfit_generate_result result;
 };
@@ -62,6 +65,7 @@ void memfit_generation_free(memfit_generation *g)
     memfit_free(g->logits);
     memfit_free(g->history);
     memfit_free(g->out);
+    memfit_free(g->toks);
     memfit_free(g);
 }
 
@@ -74,6 +78,11 @@ enum memfit_status memfit_generation_start(memfit_llm_session *s, const memfit_t
         return st;
     if (params->n_prompt == 0)
         return memfit_fail(MEMFIT_E_INVALID, "generate: the prompt has no tokens");
+    if (params->top_logprobs > MEMFIT_MAX_TOP_LOGPROBS ||
+        (params->top_logprobs && !params->sampling.logprobs))
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "generate: top_logprobs %u needs logprobs and is at most %d",
+                           params->top_logprobs, MEMFIT_MAX_TOP_LOGPROBS);
     struct memfit_llm_info info;
     memfit_llm_get_info(memfit_llm_session_model(s), &info);
     struct memfit_tokenizer_info ti;
@@ -102,7 +111,9 @@ enum memfit_status memfit_generation_start(memfit_llm_session *s, const memfit_t
     g->prompt = memfit_malloc_in(MEMFIT_ALLOC_MODEL, params->n_prompt * sizeof(int32_t));
     g->logits = memfit_malloc_in(MEMFIT_ALLOC_MODEL, (size_t)info.n_vocab * sizeof(float));
     g->history = memfit_malloc_in(MEMFIT_ALLOC_MODEL, g->cap_history * sizeof(int32_t));
-    st = g->prompt && g->logits && g->history ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    g->cap_toks = 8;
+    g->toks = memfit_malloc_in(MEMFIT_ALLOC_MODEL, g->cap_toks * sizeof(*g->toks));
+    st = g->prompt && g->logits && g->history && g->toks ? MEMFIT_OK : MEMFIT_E_NOMEM;
     if (st == MEMFIT_OK)
         st = memfit_token_sampler_create(&params->sampling, info.n_vocab, &g->smp);
     if (st == MEMFIT_OK)
@@ -141,6 +152,32 @@ static enum memfit_status finish(memfit_generation *g, enum memfit_finish why)
     return st == MEMFIT_E_CANCELLED && g->out_failed ? MEMFIT_E_NOMEM : st;
 }
 
+/* Lists a sampled token, with its logprobs when asked (the logits as the sampler left them). */
+static enum memfit_status record(memfit_generation *g, int32_t id)
+{
+    if (g->n_toks == g->cap_toks) {
+        size_t cap = g->cap_toks * 2;
+        struct memfit_sampled_token *grown = memfit_realloc(g->toks, cap * sizeof(*grown));
+        if (!grown)
+            return MEMFIT_E_NOMEM;
+        g->toks = grown;
+        g->cap_toks = cap;
+    }
+    struct memfit_sampled_token *t = &g->toks[g->n_toks];
+    t->token = id;
+    t->t_ns = memfit_now_ns();
+    t->logprob = 0.0f;
+    t->n_top = 0;
+    if (g->p.sampling.logprobs) {
+        enum memfit_status st = memfit_token_sampler_logprobs(
+            g->smp, g->logits, id, g->p.top_logprobs, &t->logprob, t->top, &t->n_top);
+        if (st != MEMFIT_OK)
+            return st;
+    }
+    g->n_toks++;
+    return MEMFIT_OK;
+}
+
 /* One token: sample it, stream its text, and evaluate it unless the end came. */
 static enum memfit_status step(memfit_generation *g)
 {
@@ -151,6 +188,8 @@ static enum memfit_status step(memfit_generation *g)
         return st;
     if (memfit_tokenizer_is_eog(g->tok, id))
         return finish(g, MEMFIT_FINISH_STOP);
+    if ((st = record(g, id)) != MEMFIT_OK)
+        return st;
     g->result.n_generated++;
     remember(g, id);
     const char *piece;
@@ -178,6 +217,7 @@ enum memfit_status memfit_generation_next(memfit_generation *g, const char **tex
                                           bool *done)
 {
     g->out_len = 0;
+    g->n_toks = 0;
     enum memfit_status st = MEMFIT_OK;
     if (!g->prompt_done && !g->done) {
         g->t_start = memfit_now_ns();
@@ -202,6 +242,13 @@ enum memfit_status memfit_generation_next(memfit_generation *g, const char **tex
 void memfit_generation_result(const memfit_generation *g, struct memfit_generate_result *out)
 {
     *out = g->result;
+}
+
+void memfit_generation_tokens(const memfit_generation *g,
+                              const struct memfit_sampled_token **tokens, size_t *n)
+{
+    *tokens = g->toks;
+    *n = g->n_toks;
 }
 
 enum memfit_status memfit_llm_generate(memfit_llm_session *s, const memfit_tokenizer *tok,

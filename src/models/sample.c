@@ -16,6 +16,11 @@
  *   nucleus mass is reached; only the band where it is reached is sorted.
  *   With no top-p and no min-p, the draw runs over the row directly.
  * Scratch for all of it is allocated at create; sampling allocates nothing.
+ *
+ * Around the choice sit the request-level adjustments of OpenAI's API
+ * (presence/frequency penalties over the tokens picked so far, logit_bias),
+ * a per-request constraint hook (grammar-constrained output masks the
+ * logits there), and the log-probabilities of the distribution they leave.
  */
 #include <float.h>
 #include <math.h>
@@ -37,6 +42,9 @@ struct memfit_token_sampler {
     struct cand *cand;   /* [top_k] or [n_vocab] candidates (none for greedy, no filter) */
     float *work;         /* [top_k] or [n_vocab] exponentials (none for greedy) */
     uint64_t *penalized; /* [n_vocab / 64] bitset: tokens already penalized this call */
+    uint32_t *counts;    /* [n_vocab] times each token was picked (presence/frequency) */
+    struct memfit_logit_bias *bias; /* [params.n_logit_bias], a copy */
+    float *lp_work;                 /* [n_vocab] exponentials for logprobs */
 };
 
 void memfit_sampling_default(struct memfit_sampling *s)
@@ -48,6 +56,12 @@ void memfit_sampling_default(struct memfit_sampling *s)
     s->repeat_penalty = 1.0f;
     s->repeat_last_n = 64;
     s->seed = 0;
+    s->presence_penalty = 0.0f;
+    s->frequency_penalty = 0.0f;
+    s->logit_bias = NULL;
+    s->n_logit_bias = 0;
+    s->constraint = NULL;
+    s->logprobs = false;
 }
 
 enum memfit_status memfit_sampling_check(const struct memfit_sampling *s)
@@ -67,6 +81,22 @@ enum memfit_status memfit_sampling_check(const struct memfit_sampling *s)
     if (!(s->repeat_penalty > 0.0f && s->repeat_penalty <= 10.0f))
         return memfit_fail(MEMFIT_E_RANGE, "sampling: repeat_penalty %g out of range (0, 10]",
                            (double)s->repeat_penalty);
+    if (!(s->presence_penalty >= -2.0f && s->presence_penalty <= 2.0f))
+        return memfit_fail(MEMFIT_E_RANGE, "sampling: presence_penalty %g out of range [-2, 2]",
+                           (double)s->presence_penalty);
+    if (!(s->frequency_penalty >= -2.0f && s->frequency_penalty <= 2.0f))
+        return memfit_fail(MEMFIT_E_RANGE, "sampling: frequency_penalty %g out of range [-2, 2]",
+                           (double)s->frequency_penalty);
+    if (s->n_logit_bias && !s->logit_bias)
+        return memfit_fail(MEMFIT_E_MISUSE, "sampling: %zu logit biases and no array",
+                           s->n_logit_bias);
+    for (size_t i = 0; i < s->n_logit_bias; i++)
+        if (!(s->logit_bias[i].bias >= -100.0f && s->logit_bias[i].bias <= 100.0f))
+            return memfit_fail(MEMFIT_E_RANGE,
+                               "sampling: logit_bias of token %d is %g; out of range [-100, 100]",
+                               (int)s->logit_bias[i].token, (double)s->logit_bias[i].bias);
+    if (s->constraint && !s->constraint->mask)
+        return memfit_fail(MEMFIT_E_MISUSE, "sampling: a constraint without a mask function");
     return MEMFIT_OK;
 }
 
@@ -118,10 +148,18 @@ enum memfit_status memfit_token_sampler_create(const struct memfit_sampling *s, 
         return memfit_fail(MEMFIT_E_RANGE, "sampler: vocabulary of %u tokens out of range [1, %d]",
                            n_vocab, INT32_MAX);
 
+    for (size_t i = 0; i < s->n_logit_bias; i++)
+        if (s->logit_bias[i].token < 0 || (uint32_t)s->logit_bias[i].token >= n_vocab)
+            return memfit_fail(MEMFIT_E_RANGE,
+                               "sampler: logit_bias names token %d, outside the vocabulary of %u "
+                               "tokens",
+                               (int)s->logit_bias[i].token, n_vocab);
+
     memfit_token_sampler *smp = memfit_calloc_in(MEMFIT_ALLOC_MODEL, 1, sizeof(*smp));
     if (!smp)
         return MEMFIT_E_NOMEM;
     smp->params = *s;
+    smp->params.logit_bias = NULL; /* the copy below, or none */
     smp->n_vocab = n_vocab;
     uint64_t x = s->seed;
     for (int i = 0; i < 4; i++)
@@ -150,6 +188,23 @@ enum memfit_status memfit_token_sampler_create(const struct memfit_sampling *s, 
         if (!smp->penalized)
             goto nomem;
     }
+    if (s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f) {
+        smp->counts = memfit_calloc_in(MEMFIT_ALLOC_MODEL, n_vocab, sizeof(uint32_t));
+        if (!smp->counts)
+            goto nomem;
+    }
+    if (s->n_logit_bias) {
+        smp->bias = memfit_malloc_in(MEMFIT_ALLOC_MODEL, s->n_logit_bias * sizeof(*smp->bias));
+        if (!smp->bias)
+            goto nomem;
+        memcpy(smp->bias, s->logit_bias, s->n_logit_bias * sizeof(*smp->bias));
+        smp->params.logit_bias = smp->bias;
+    }
+    if (s->logprobs) {
+        smp->lp_work = memfit_malloc_in(MEMFIT_ALLOC_MODEL, (size_t)n_vocab * sizeof(float));
+        if (!smp->lp_work)
+            goto nomem;
+    }
     *out = smp;
     return MEMFIT_OK;
 nomem:
@@ -164,6 +219,9 @@ void memfit_token_sampler_free(memfit_token_sampler *smp)
     memfit_free(smp->cand);
     memfit_free(smp->work);
     memfit_free(smp->penalized);
+    memfit_free(smp->counts);
+    memfit_free(smp->bias);
+    memfit_free(smp->lp_work);
     memfit_free(smp);
 }
 
@@ -581,16 +639,27 @@ static int32_t draw_all(memfit_token_sampler *smp, const float *logits, float mx
     return (int32_t)(i == SIZE_MAX ? first_equal(logits, smp->n_vocab, mx) : i);
 }
 
-enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float *logits,
-                                               const int32_t *history, size_t n_history,
-                                               int32_t *out)
+/* OpenAI's presence and frequency penalties, then the logit bias (-100: a ban). */
+static void adjust(memfit_token_sampler *smp, float *logits)
 {
-    if (!smp || !logits || !out || (n_history && !history))
-        return memfit_fail(MEMFIT_E_MISUSE, "sampler: NULL argument");
-    enum memfit_status st = apply_penalty(smp, logits, history, n_history);
-    if (st != MEMFIT_OK)
-        return st;
+    const struct memfit_sampling *p = &smp->params;
+    if (smp->counts) {
+        float fp = p->frequency_penalty, pp = p->presence_penalty;
+        const uint32_t *counts = smp->counts;
+        for (uint32_t i = 0; i < smp->n_vocab; i++) {
+            float c = (float)counts[i];
+            logits[i] -= c * fp + (c > 0.0f ? pp : 0.0f);
+        }
+    }
+    for (size_t i = 0; i < p->n_logit_bias; i++) {
+        const struct memfit_logit_bias *b = &p->logit_bias[i];
+        logits[b->token] = b->bias <= -100.0f ? -INFINITY : logits[b->token] + b->bias;
+    }
+}
 
+/* The choice itself: greedy, or the filters and the draw. */
+static enum memfit_status choose(memfit_token_sampler *smp, const float *logits, int32_t *out)
+{
     const struct memfit_sampling *p = &smp->params;
     uint32_t n_vocab = smp->n_vocab;
     if (p->top_k > 0 && p->top_k < n_vocab && p->temperature > 0.0f) {
@@ -611,5 +680,97 @@ enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float 
         *out = draw_all(smp, logits, mx);
     else
         *out = draw(smp, select_bands(smp, logits, sanitize(mx)), sanitize(mx));
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *smp, float *logits,
+                                               const int32_t *history, size_t n_history,
+                                               int32_t *out)
+{
+    if (!smp || !logits || !out || (n_history && !history))
+        return memfit_fail(MEMFIT_E_MISUSE, "sampler: NULL argument");
+    enum memfit_status st = apply_penalty(smp, logits, history, n_history);
+    if (st != MEMFIT_OK)
+        return st;
+    adjust(smp, logits);
+    const struct memfit_token_constraint *c = smp->params.constraint;
+    if (c && (st = c->mask(c->ctx, logits, smp->n_vocab)) != MEMFIT_OK)
+        return st;
+    int32_t id = 0;
+    if ((st = choose(smp, logits, &id)) != MEMFIT_OK)
+        return st;
+    if (c && c->accept && (st = c->accept(c->ctx, id)) != MEMFIT_OK)
+        return st;
+    if (smp->counts && smp->counts[id] < UINT32_MAX)
+        smp->counts[id]++;
+    *out = id;
+    return MEMFIT_OK;
+}
+
+/* ---- log-probabilities ------------------------------------------------------ */
+
+/* Inserts (x, id) into the best-first list top[0..*n) of at most k entries. */
+static void top_insert(struct memfit_token_logprob *top, uint32_t *n, uint32_t k, float x,
+                       int32_t id)
+{
+    uint32_t j = *n < k ? (*n)++ : k - 1;
+    /* ids rise, so an equal logit is never better than one already kept */
+    while (j > 0 && top[j - 1].logprob < x) {
+        top[j] = top[j - 1];
+        j--;
+    }
+    top[j] = (struct memfit_token_logprob){id, x};
+}
+
+enum memfit_status memfit_token_sampler_logprobs(memfit_token_sampler *smp, const float *logits,
+                                                 int32_t token, uint32_t n_top, float *logprob,
+                                                 struct memfit_token_logprob *top,
+                                                 uint32_t *n_written)
+{
+    if (!smp || !logits || !logprob || (n_top && (!top || !n_written)))
+        return memfit_fail(MEMFIT_E_MISUSE, "sampler logprobs: NULL argument");
+    if (!smp->lp_work)
+        return memfit_fail(MEMFIT_E_MISUSE,
+                           "sampler logprobs: the sampler was created without logprobs");
+    if (token < 0 || (uint32_t)token >= smp->n_vocab)
+        return memfit_fail(MEMFIT_E_RANGE, "sampler logprobs: token %d outside the vocabulary",
+                           (int)token);
+    if (n_top > MEMFIT_MAX_TOP_LOGPROBS)
+        return memfit_fail(MEMFIT_E_RANGE, "sampler logprobs: %u top tokens; at most %d", n_top,
+                           MEMFIT_MAX_TOP_LOGPROBS);
+    uint32_t n_vocab = smp->n_vocab;
+    float mx = sanitize(max_lanes(logits, n_vocab));
+    if (mx == -INFINITY)
+        return fail_all_invalid(n_vocab);
+    float *e = smp->lp_work;
+    shifted(e, logits, n_vocab, mx, 1.0f);
+    memfit_exp(e, n_vocab);
+    /* exp's clamp gives a -inf (banned) token about 1e-38: far below float's resolution of z */
+    double z = 0.0;
+    for (uint32_t i = 0; i < n_vocab; i += CHUNK)
+        z += sum_lanes(e + i, n_vocab - i < CHUNK ? n_vocab - i : CHUNK);
+    float lse = mx + (float)log(z);
+    float x = sanitize(logits[token]);
+    *logprob = x == -INFINITY ? -INFINITY : x - lse;
+    if (n_top == 0) {
+        if (n_written)
+            *n_written = 0;
+        return MEMFIT_OK;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < n_vocab; i++) {
+        if (n == n_top && i % LANES == 0 && i + LANES <= n_vocab &&
+            !any_above(logits + i, top[n - 1].logprob)) {
+            i += LANES - 1;
+            continue;
+        }
+        float v = sanitize(logits[i]);
+        if (v == -INFINITY || (n == n_top && !(v > top[n - 1].logprob)))
+            continue;
+        top_insert(top, &n, n_top, v, (int32_t)i);
+    }
+    for (uint32_t j = 0; j < n; j++)
+        top[j].logprob -= lse;
+    *n_written = n;
     return MEMFIT_OK;
 }

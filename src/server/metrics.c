@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "server/metrics.h"
 
 static const int status_codes[] = {
@@ -19,6 +20,64 @@ static const int status_codes[] = {
 
 static const double bucket_bounds[MF_N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+/* Time to first token (includes waiting for the model and the prompt), and between tokens. */
+static const double ttft_bounds[MF_N_GEN_BUCKETS] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                     1,    2.5,   5,    10,  30,   60};
+static const double itl_bounds[MF_N_GEN_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+
+struct mf_gen_stats *mf_metrics_gen(struct mf_metrics *m, const char *model)
+{
+    struct mf_gen_stats *head = atomic_load(&m->gen);
+    for (;;) {
+        for (struct mf_gen_stats *g = head; g; g = g->next)
+            if (strcmp(g->model, model) == 0)
+                return g;
+        struct mf_gen_stats *g = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*g));
+        if (!g)
+            return NULL;
+        snprintf(g->model, sizeof(g->model), "%s", model);
+        g->next = head;
+        if (atomic_compare_exchange_strong(&m->gen, &head, g))
+            return g;
+        memfit_free(g); /* another thread pushed first: look again from the new head */
+    }
+}
+
+void mf_metrics_free(struct mf_metrics *m)
+{
+    struct mf_gen_stats *g = atomic_exchange(&m->gen, NULL);
+    while (g) {
+        struct mf_gen_stats *next = g->next;
+        memfit_free(g);
+        g = next;
+    }
+}
+
+static void histogram_observe(struct mf_histogram *h, const double *bounds, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, ns / 1000, memory_order_relaxed);
+    double seconds = (double)ns / 1e9;
+    unsigned b = 0;
+    while (b < MF_N_GEN_BUCKETS && seconds > bounds[b])
+        b++;
+    if (b < MF_N_GEN_BUCKETS)
+        atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+}
+
+void mf_metrics_observe_ttft(struct mf_gen_stats *g, uint64_t ns)
+{
+    if (g)
+        histogram_observe(&g->ttft, ttft_bounds, ns);
+}
+
+void mf_metrics_observe_itl(struct mf_gen_stats *g, uint64_t ns)
+{
+    if (g)
+        histogram_observe(&g->itl, itl_bounds, ns);
+}
 
 static unsigned status_slot(int status)
 {
@@ -165,6 +224,71 @@ static void format_http(struct mf_text *t, const struct mf_metrics *m)
     family(t, "memfit_queue_rejected_total", "counter",
            "Embedding requests refused with 429 because the queue was full.");
     sample_u64(t, "memfit_queue_rejected_total", load(&m->queue_rejected));
+}
+
+/* One model's histogram: cumulative buckets, +Inf, _sum and _count. */
+static void histogram_model(struct mf_text *t, const char *name, const char *model,
+                            const struct mf_histogram *h, const double *bounds)
+{
+    uint64_t c = load(&h->count), cumulative = 0;
+    for (unsigned b = 0; b < MF_N_GEN_BUCKETS; b++) {
+        cumulative += load(&h->buckets[b]);
+        mf_text_printf(t, "%s_bucket{model=", name);
+        label_value(t, model);
+        mf_text_printf(t, ",le=\"%g\"} %llu\n", bounds[b], (unsigned long long)cumulative);
+    }
+    c = c > cumulative ? c : cumulative; /* the count was read before racing buckets */
+    mf_text_printf(t, "%s_bucket{model=", name);
+    label_value(t, model);
+    mf_text_printf(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)c);
+    mf_text_printf(t, "%s_sum{model=", name);
+    label_value(t, model);
+    mf_text_printf(t, "} %.6f\n", (double)load(&h->sum_us) / 1e6);
+    mf_text_printf(t, "%s_count{model=", name);
+    label_value(t, model);
+    mf_text_printf(t, "} %llu\n", (unsigned long long)c);
+}
+
+/* Text generation per model: tokens, latencies, sequences. */
+static void format_gen(struct mf_text *t, const struct mf_metrics *m)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } counters[] = {
+        {"memfit_llm_prompt_tokens_total", "counter", "Prompt tokens evaluated, by model.",
+         offsetof(struct mf_gen_stats, prompt_tokens)},
+        {"memfit_llm_generated_tokens_total", "counter", "Tokens generated, by model.",
+         offsetof(struct mf_gen_stats, generated_tokens)},
+        {"memfit_llm_sequences_active", "gauge",
+         "Sequences generating now (each holds one of the model's sessions), by model.",
+         offsetof(struct mf_gen_stats, active)},
+        {"memfit_llm_sequences_queued", "gauge",
+         "Generation requests admitted and waiting for the model or a free session, by model.",
+         offsetof(struct mf_gen_stats, queued)},
+    };
+    const struct mf_gen_stats *head = atomic_load(&((struct mf_metrics *)m)->gen);
+    for (size_t i = 0; i < sizeof(counters) / sizeof(*counters); i++) {
+        family(t, counters[i].name, counters[i].type, counters[i].help);
+        for (const struct mf_gen_stats *g = head; g; g = g->next) {
+            mf_text_printf(t, "%s{model=", counters[i].name);
+            label_value(t, g->model);
+            mf_text_printf(
+                t, "} %llu\n",
+                (unsigned long long)load((
+                    const _Atomic uint64_t *)(const void *)((const char *)g + counters[i].offset)));
+        }
+    }
+    family(t, "memfit_llm_time_to_first_token_seconds", "histogram",
+           "Time from a generation request's arrival to its first token (waiting for the model, "
+           "the prompt), by model.");
+    for (const struct mf_gen_stats *g = head; g; g = g->next)
+        histogram_model(t, "memfit_llm_time_to_first_token_seconds", g->model, &g->ttft,
+                        ttft_bounds);
+    family(t, "memfit_llm_inter_token_latency_seconds", "histogram",
+           "Time between two tokens of one sequence, by model.");
+    for (const struct mf_gen_stats *g = head; g; g = g->next)
+        histogram_model(t, "memfit_llm_inter_token_latency_seconds", g->model, &g->itl, itl_bounds);
 }
 
 static void per_model_u64(struct mf_text *t, const struct memfit_manager_status *snap,
@@ -352,8 +476,10 @@ bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
                      "Connections closed for a request not received in time, by deadline.",
                      "deadline", "header", g->cut_header_total, "request", g->cut_request_total);
     }
-    if (m)
+    if (m) {
         format_http(out, m);
+        format_gen(out, m);
+    }
     if (snap)
         format_manager(out, snap);
     if (sample)

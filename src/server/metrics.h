@@ -24,7 +24,27 @@ enum { MF_N_STATUS_SLOTS = 13 }; /* the list above plus "other" */
 /* Latency bucket upper bounds, seconds (+Inf implied). */
 #define MF_N_BUCKETS 14
 
+/* Latency histograms of text generation, per model. */
+#define MF_N_GEN_BUCKETS 12
+
+struct mf_histogram {
+    _Atomic uint64_t count, sum_us;
+    _Atomic uint64_t buckets[MF_N_GEN_BUCKETS]; /* not cumulative */
+};
+
+/* One model's generation figures (by name: they outlive a manifest reload). */
+struct mf_gen_stats {
+    struct mf_gen_stats *next;
+    char model[MF_MODEL_NAME_MAX];
+    _Atomic uint64_t prompt_tokens, generated_tokens;
+    _Atomic uint64_t active;  /* sequences generating (holding a session) */
+    _Atomic uint64_t queued;  /* admitted, waiting for the model or a session */
+    struct mf_histogram ttft; /* request received -> first token sampled */
+    struct mf_histogram itl;  /* between two tokens of one sequence */
+};
+
 struct mf_metrics {
+    _Atomic(struct mf_gen_stats *) gen; /* a list: pushed, never removed until freed */
     _Atomic uint64_t count[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS];
     _Atomic uint64_t sum_us[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS];
     _Atomic uint64_t buckets[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS][MF_N_BUCKETS]; /* not cumulative */
@@ -58,6 +78,13 @@ struct mf_mem_sample {
         uint64_t used_bytes; /* UNKNOWN when the driver does not say */
     } gpu_processes[MEMFIT_GPU_MAX_PROCESSES];
 };
+
+/* The generation figures of `model`, made on first use; NULL when out of memory. */
+struct mf_gen_stats *mf_metrics_gen(struct mf_metrics *m, const char *model);
+void mf_metrics_observe_ttft(struct mf_gen_stats *g, uint64_t ns);
+void mf_metrics_observe_itl(struct mf_gen_stats *g, uint64_t ns);
+/* Frees the generation figures (the server's end). */
+void mf_metrics_free(struct mf_metrics *m);
 
 /* Records one answered request (status: the HTTP status sent). */
 void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns);

@@ -337,6 +337,8 @@ static const char *json_type_name(const json_t *v)
     return "unknown";
 }
 
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 #define BAD(code, ...)                                                                             \
     do {                                                                                           \
         mf_http_error_set(err, 400, "invalid_request_error", code, __VA_ARGS__);                   \
@@ -512,6 +514,7 @@ void mf_gen_request_free(struct mf_gen_request *r)
     memfit_free(r->contents);
     for (size_t i = 0; i < r->n_stop; i++)
         memfit_free(r->stop[i]);
+    memfit_free(r->logit_bias);
     memset(r, 0, sizeof(*r));
 }
 
@@ -617,28 +620,21 @@ done:
 /*
  * The sampling and length fields of a completions body, or of the
  * parameters of an Open Inference Protocol request: max_tokens
- * (max_completion_tokens), top_k, seed, n (1), temperature, top_p, min_p,
- * repeat_penalty (repetition_penalty), neutral frequency/presence_penalty
- * and logit_bias, stop. E_FORMAT with *err; E_NOMEM.
+ * (max_completion_tokens), top_k, seed, temperature, top_p, min_p,
+ * repeat_penalty (repetition_penalty), stop. E_FORMAT with *err; E_NOMEM.
  */
 static enum memfit_status gen_sampling(const json_t *root, struct mf_gen_request *out,
                                        struct mf_http_error *err)
 {
     enum memfit_status st = MEMFIT_OK;
     struct mf_gen_request r = *out;
-    bool has = false;
-    uint64_t u = 0;
     if ((st = integer_field(root, "max_tokens", 1u << 24, &r.has_max_tokens, &r.max_tokens, err)) !=
             MEMFIT_OK ||
         (st = integer_field(root, "max_completion_tokens", 1u << 24, &r.has_max_tokens,
                             &r.max_tokens, err)) != MEMFIT_OK ||
         (st = integer_field(root, "top_k", 1u << 24, &r.has_top_k, &r.top_k, err)) != MEMFIT_OK ||
-        (st = integer_field(root, "seed", UINT64_MAX >> 1, &r.has_seed, &r.seed, err)) !=
-            MEMFIT_OK ||
-        (st = integer_field(root, "n", 1, &has, &u, err)) != MEMFIT_OK)
+        (st = integer_field(root, "seed", UINT64_MAX >> 1, &r.has_seed, &r.seed, err)) != MEMFIT_OK)
         goto done;
-    if (has && u != 1)
-        BAD("invalid_value", "'n' must be 1 (one choice per request)");
     if ((st = number_field(root, "temperature", 0, 2, &r.has_temperature, &r.temperature, err)) !=
             MEMFIT_OK ||
         (st = number_field(root, "top_p", 0, 1, &r.has_top_p, &r.top_p, err)) != MEMFIT_OK ||
@@ -650,18 +646,6 @@ static enum memfit_status gen_sampling(const json_t *root, struct mf_gen_request
         goto done;
     if (r.has_top_p && r.top_p == 0)
         BAD("invalid_value", "'top_p' must be above 0");
-    static const char *const neutral[] = {"frequency_penalty", "presence_penalty"};
-    for (size_t i = 0; i < 2; i++) {
-        double x = 0;
-        bool h = false;
-        if ((st = number_field(root, neutral[i], -2, 2, &h, &x, err)) != MEMFIT_OK)
-            goto done;
-        if (h && x != 0)
-            BAD("invalid_value", "'%s' is not supported (use repeat_penalty)", neutral[i]);
-    }
-    json_t *bias = json_object_get(root, "logit_bias");
-    if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
-        BAD("invalid_value", "'logit_bias' is not supported");
     json_t *stop = json_object_get(root, "stop");
     if (stop && !json_is_null(stop)) {
         size_t n = json_is_array(stop) ? json_array_size(stop) : 1;
@@ -689,6 +673,283 @@ done:
     return st;
 }
 
+/* The top-level fields of each route (also the streaming scan's schema). */
+static const char *const completion_fields[] = {"model",
+                                                "prompt",
+                                                "max_tokens",
+                                                "max_completion_tokens",
+                                                "top_k",
+                                                "seed",
+                                                "n",
+                                                "temperature",
+                                                "top_p",
+                                                "min_p",
+                                                "repeat_penalty",
+                                                "repetition_penalty",
+                                                "stream",
+                                                "stream_options",
+                                                "stop",
+                                                "user",
+                                                "keep_alive",
+                                                "frequency_penalty",
+                                                "presence_penalty",
+                                                "logit_bias",
+                                                "logprobs",
+                                                "echo",
+                                                "suffix",
+                                                "best_of",
+                                                "service_tier",
+                                                "store",
+                                                "metadata"};
+static const char *const chat_fields[] = {"model",
+                                          "messages",
+                                          "max_tokens",
+                                          "max_completion_tokens",
+                                          "top_k",
+                                          "seed",
+                                          "n",
+                                          "temperature",
+                                          "top_p",
+                                          "min_p",
+                                          "repeat_penalty",
+                                          "repetition_penalty",
+                                          "stream",
+                                          "stream_options",
+                                          "stop",
+                                          "user",
+                                          "keep_alive",
+                                          "frequency_penalty",
+                                          "presence_penalty",
+                                          "logit_bias",
+                                          "logprobs",
+                                          "top_logprobs",
+                                          "tools",
+                                          "tool_choice",
+                                          "parallel_tool_calls",
+                                          "functions",
+                                          "function_call",
+                                          "response_format",
+                                          "modalities",
+                                          "audio",
+                                          "prediction",
+                                          "reasoning_effort",
+                                          "web_search_options",
+                                          "service_tier",
+                                          "store",
+                                          "metadata"};
+#define COMPLETION_FIELDS_TEXT "the /v1/completions fields of docs/server.md"
+#define CHAT_FIELDS_TEXT       "the /v1/chat/completions fields of docs/server.md"
+
+static enum memfit_status known_members(const json_t *obj, const char *where,
+                                        const char *const *names, size_t n, const char *expected,
+                                        struct mf_http_error *err);
+
+/* A field this server does not honour, given a value other than its neutral one. */
+#define UNSUPPORTED(...) BAD("unsupported_field", __VA_ARGS__)
+
+/* Whether `v` is absent, null, or equals one of the neutral strings (NULL-terminated list). */
+static bool neutral_string(const json_t *v, const char *const *ok)
+{
+    if (!v || json_is_null(v))
+        return true;
+    for (; json_is_string(v) && *ok; ok++)
+        if (strcmp(json_string_value(v), *ok) == 0)
+            return true;
+    return false;
+}
+
+/* Whether `v` is absent, null, an empty array or an empty object. */
+static bool neutral_empty(const json_t *v)
+{
+    return !v || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0) ||
+           (json_is_object(v) && json_object_size(v) == 0);
+}
+
+/* "logit_bias": {"token id": bias in [-100, 100], ...}. */
+static enum memfit_status gen_logit_bias(const json_t *bias, struct mf_gen_request *r,
+                                         struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!bias || json_is_null(bias))
+        return MEMFIT_OK;
+    if (!json_is_object(bias))
+        BAD("invalid_type", "'logit_bias' must be an object of token id: bias, not %s",
+            json_type_name(bias));
+    size_t n = json_object_size(bias);
+    if (n > MF_GEN_MAX_LOGIT_BIAS)
+        BAD("invalid_value", "'logit_bias' has %zu entries; at most %d", n, MF_GEN_MAX_LOGIT_BIAS);
+    if (n == 0)
+        return MEMFIT_OK;
+    r->logit_bias = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r->logit_bias));
+    if (!r->logit_bias)
+        return MEMFIT_E_NOMEM;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)bias, key, v)
+    {
+        long long id;
+        if (memfit_parse_int(key, 0, INT32_MAX, &id) != MEMFIT_OK)
+            BAD("invalid_value", "'logit_bias': key '%.32s' is not a token id (0 or more)", key);
+        if (!json_is_number(v))
+            BAD("invalid_type", "'logit_bias[\"%s\"]' must be a number, not %s", key,
+                json_type_name(v));
+        double b = json_number_value(v);
+        if (!(b >= -100 && b <= 100))
+            BAD("invalid_value", "'logit_bias[\"%s\"]' is %g; it must be -100 to 100", key, b);
+        r->logit_bias[r->n_logit_bias++] = (struct memfit_logit_bias){(int32_t)id, (float)b};
+    }
+done:
+    return st;
+}
+
+/* Ollama's keep_alive: seconds (a number), or a duration string ("5m", "0", "-1"); negative
+ * keeps the model loaded. */
+static enum memfit_status gen_keep_alive(const json_t *v, struct mf_gen_request *r,
+                                         struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    if (!v || json_is_null(v))
+        return MEMFIT_OK;
+    double seconds;
+    if (json_is_number(v)) {
+        seconds = json_number_value(v);
+    } else if (json_is_string(v)) {
+        const char *text = json_string_value(v);
+        uint64_t ns;
+        if (text[0] == '-' && memfit_parse_duration(text + 1, &ns) == MEMFIT_OK)
+            seconds = -1;
+        else if (memfit_parse_duration(text, &ns) == MEMFIT_OK)
+            seconds = (double)ns / 1e9;
+        else
+            BAD("invalid_value",
+                "'keep_alive' is '%.32s'; expected seconds or a duration (\"5m\", \"0\", "
+                "\"-1\")",
+                text);
+    } else {
+        BAD("invalid_type", "'keep_alive' must be a number of seconds or a duration string, not %s",
+            json_type_name(v));
+    }
+    if (!(seconds < 1e15) || seconds != seconds)
+        BAD("invalid_value", "'keep_alive' is %g s: too long (use -1 to keep the model loaded)",
+            seconds);
+    r->has_keep_alive = true;
+    r->keep_alive_s = seconds < 0 ? -1 : (int64_t)ceil(seconds);
+done:
+    return st;
+}
+
+/* logprobs / top_logprobs: chat takes a boolean and a count, completions a count. */
+static enum memfit_status gen_logprobs(const json_t *root, bool chat, struct mf_gen_request *r,
+                                       struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *lp = json_object_get(root, "logprobs");
+    bool has = false;
+    uint64_t top = 0;
+    if (chat) {
+        if (lp && !json_is_null(lp) && !json_is_boolean(lp))
+            BAD("invalid_type", "'logprobs' must be a boolean, not %s", json_type_name(lp));
+        r->logprobs = json_is_true(lp);
+        if ((st = integer_field(root, "top_logprobs", MEMFIT_MAX_TOP_LOGPROBS, &has, &top, err)) !=
+            MEMFIT_OK)
+            goto done;
+        if (has && !r->logprobs)
+            BAD("invalid_value", "'top_logprobs' needs 'logprobs': true");
+    } else {
+        if ((st = integer_field(root, "logprobs", MEMFIT_MAX_TOP_LOGPROBS, &has, &top, err)) !=
+            MEMFIT_OK)
+            goto done;
+        r->logprobs = has;
+    }
+    r->top_logprobs = (uint32_t)top;
+done:
+    return st;
+}
+
+/*
+ * The fields of OpenAI's API beyond the sampling ones: n, the penalties,
+ * logit_bias, logprobs, echo, keep_alive, tools; and those this server does
+ * not honour, taken only at their neutral values.
+ */
+static enum memfit_status gen_openai_fields(const json_t *root, bool chat, struct mf_gen_request *r,
+                                            struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    bool has = false;
+    uint64_t u = 1;
+    if ((st = integer_field(root, "n", MF_GEN_MAX_CHOICES, &has, &u, err)) != MEMFIT_OK)
+        goto done;
+    if (u == 0)
+        BAD("invalid_value", "'n' is 0; it must be 1 to %d", MF_GEN_MAX_CHOICES);
+    r->n = (uint32_t)u;
+    if ((st = number_field(root, "presence_penalty", -2, 2, &has, &r->presence_penalty, err)) !=
+            MEMFIT_OK ||
+        (st = number_field(root, "frequency_penalty", -2, 2, &has, &r->frequency_penalty, err)) !=
+            MEMFIT_OK ||
+        (st = gen_logit_bias(json_object_get(root, "logit_bias"), r, err)) != MEMFIT_OK ||
+        (st = gen_logprobs(root, chat, r, err)) != MEMFIT_OK ||
+        (st = gen_keep_alive(json_object_get(root, "keep_alive"), r, err)) != MEMFIT_OK)
+        goto done;
+
+    static const char *const tiers[] = {"auto", "default", NULL};
+    static const char *const none_auto[] = {"none", "auto", NULL};
+    static const char *const no_strings[] = {NULL};
+    json_t *v = json_object_get(root, "store");
+    if (v && !json_is_null(v) && !json_is_false(v))
+        UNSUPPORTED("'store' is not supported (nothing is stored): leave it out or false");
+    if (!neutral_empty(json_object_get(root, "metadata")))
+        UNSUPPORTED("'metadata' is not supported (nothing is stored)");
+    if (!neutral_string(json_object_get(root, "service_tier"), tiers))
+        UNSUPPORTED("'service_tier' is not supported: leave it out, \"auto\" or \"default\"");
+    if (!chat) {
+        if ((v = json_object_get(root, "echo")) && !json_is_null(v) && !json_is_boolean(v))
+            BAD("invalid_type", "'echo' must be a boolean, not %s", json_type_name(v));
+        r->echo = json_is_true(v);
+        if (r->echo && r->logprobs)
+            UNSUPPORTED("'echo' with 'logprobs' is not supported (the prompt's logprobs are not "
+                        "computed)");
+        v = json_object_get(root, "suffix");
+        if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
+            UNSUPPORTED("'suffix' is not supported (no fill-in-the-middle)");
+        json_t *best = json_object_get(root, "best_of");
+        if (best && !json_is_null(best) &&
+            !(json_is_integer(best) && (uint64_t)json_integer_value(best) == r->n))
+            UNSUPPORTED("'best_of' is not supported (only best_of equal to n)");
+        goto done;
+    }
+    if ((v = json_object_get(root, "tools")) && !json_is_null(v) && !json_is_array(v))
+        BAD("invalid_type", "'tools' must be an array, not %s", json_type_name(v));
+    r->has_tools = !neutral_empty(v);
+    if (!neutral_empty(json_object_get(root, "functions")))
+        UNSUPPORTED("'functions' is not supported (function calling)");
+    if (!neutral_string(json_object_get(root, "function_call"), none_auto))
+        UNSUPPORTED("'function_call' is not supported (function calling)");
+    if (!r->has_tools && !neutral_string(json_object_get(root, "tool_choice"), none_auto))
+        UNSUPPORTED("'tool_choice' needs 'tools'");
+    if ((v = json_object_get(root, "parallel_tool_calls")) && !json_is_null(v) &&
+        !json_is_boolean(v))
+        BAD("invalid_type", "'parallel_tool_calls' must be a boolean, not %s", json_type_name(v));
+    /* json_object and json_schema need grammar-constrained sampling. */
+    v = json_object_get(root, "response_format");
+    if (v && !json_is_null(v) &&
+        !(json_is_object(v) && json_object_size(v) == 1 &&
+          neutral_string(json_object_get(v, "type"), (const char *const[]){"text", NULL}) &&
+          json_object_get(v, "type")))
+        UNSUPPORTED("response_format is not supported yet");
+    v = json_object_get(root, "modalities");
+    if (v && !json_is_null(v) &&
+        !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
+          strcmp(json_string_value(json_array_get(v, 0)), "text") == 0))
+        UNSUPPORTED("'modalities' is not supported: text only");
+    static const char *const unsupported[] = {"audio", "prediction", "reasoning_effort",
+                                              "web_search_options"};
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(*unsupported); i++)
+        if (!neutral_string(json_object_get(root, unsupported[i]), no_strings))
+            UNSUPPORTED("'%s' is not supported", unsupported[i]);
+done:
+    return st;
+}
+
 enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                                         struct mf_gen_request *out, struct mf_http_error *err)
 {
@@ -699,7 +960,10 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
     if (st != MEMFIT_OK)
         return st;
     json_t *model = json_object_get(root, "model");
-    if ((st = model_field(root, err)) != MEMFIT_OK)
+    if ((st = known_members(root, "the request", chat ? chat_fields : completion_fields,
+                            chat ? N_OF(chat_fields) : N_OF(completion_fields),
+                            chat ? CHAT_FIELDS_TEXT : COMPLETION_FIELDS_TEXT, err)) != MEMFIT_OK ||
+        (st = model_field(root, err)) != MEMFIT_OK)
         goto done;
     if (!(r.model = json_strdup(model, NULL))) {
         st = MEMFIT_E_NOMEM;
@@ -772,7 +1036,8 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
         }
     }
 
-    if ((st = gen_sampling(root, &r, err)) != MEMFIT_OK)
+    if ((st = gen_sampling(root, &r, err)) != MEMFIT_OK ||
+        (st = gen_openai_fields(root, chat, &r, err)) != MEMFIT_OK)
         goto done;
     json_t *stream = json_object_get(root, "stream");
     if (stream && !json_is_null(stream)) {
@@ -812,8 +1077,6 @@ static const char *const amg_fields[] = {"points_per_side",        "points_per_b
 static const char *const prompt_fields[] = {"points",     "labels",           "box",
                                             "mask_input", "multimask_output", "return_low_res"};
 static const char *const segment_fields[] = {"model", "image", "auto", "output_mode"};
-
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static bool name_in(const char *key, const char *const *names, size_t n)
 {
@@ -1693,29 +1956,6 @@ const char *mf_route_label(enum mf_route route)
 
 static const char *const embed_fields[] = {"model", "input", "encoding_format", "dimensions",
                                            "user"};
-/* Completions and chat: the fields the parser reads. Others (OpenAI's
- * fields this server does not implement, clients' extensions) are skipped
- * unread, as they always were. */
-static const char *const gen_fields[] = {"model",
-                                         "messages",
-                                         "prompt",
-                                         "max_tokens",
-                                         "max_completion_tokens",
-                                         "top_k",
-                                         "seed",
-                                         "n",
-                                         "temperature",
-                                         "top_p",
-                                         "min_p",
-                                         "repeat_penalty",
-                                         "repetition_penalty",
-                                         "frequency_penalty",
-                                         "presence_penalty",
-                                         "logit_bias",
-                                         "stream",
-                                         "stream_options",
-                                         "stop",
-                                         "user"};
 static const char *const segment_all_fields[] = {"model",
                                                  "image",
                                                  "auto",
@@ -1745,7 +1985,10 @@ static const char *const v2_control_fields[] = {"parameters"};
 const struct mf_json_schema *mf_route_schema(enum mf_route route)
 {
     static const struct mf_json_schema embed = {embed_fields, N_OF(embed_fields), false, NULL};
-    static const struct mf_json_schema gen = {gen_fields, N_OF(gen_fields), true, NULL};
+    static const struct mf_json_schema completions = {completion_fields, N_OF(completion_fields),
+                                                      false, COMPLETION_FIELDS_TEXT};
+    static const struct mf_json_schema chat = {chat_fields, N_OF(chat_fields), false,
+                                               CHAT_FIELDS_TEXT};
     static const struct mf_json_schema segment = {
         segment_all_fields, N_OF(segment_all_fields), false,
         "model, image, points, labels, box, multimask_output, mask_input, return_low_res, auto, "
@@ -1760,8 +2003,9 @@ const struct mf_json_schema *mf_route_schema(enum mf_route route)
     case MF_ROUTE_EMBEDDINGS:
         return &embed;
     case MF_ROUTE_COMPLETIONS:
+        return &completions;
     case MF_ROUTE_CHAT:
-        return &gen;
+        return &chat;
     case MF_ROUTE_SEGMENT:
         return &segment;
     case MF_ROUTE_V2_INFER:
@@ -1888,6 +2132,13 @@ enum mf_route mf_route_match_version(const char *path, char name[MF_MODEL_NAME_M
                               MF_ROUTE_V2_REPO_UNLOAD, name, allowed);
     if (route == MF_ROUTE_OTHER)
         route = v2_model_route(path, name, version, allowed);
+    if (route == MF_ROUTE_OTHER && strncmp(path, "/v1/models/", 11) == 0) {
+        const char *p = path + 11;
+        if (path_segment(&p, name, MF_MODEL_NAME_MAX) && *p == '\0') {
+            *allowed = "GET";
+            route = MF_ROUTE_V1_MODEL;
+        }
+    }
     if (route == MF_ROUTE_OTHER) {
         name[0] = '\0';
         version[0] = '\0';

@@ -148,8 +148,10 @@ void mf_embed_request_free(struct mf_embed_request *r);
 
 /* ---- The completions and chat requests ----------------------------------------------- */
 
-#define MF_GEN_MAX_STOP     4 /* as OpenAI */
-#define MF_GEN_MAX_MESSAGES 256
+#define MF_GEN_MAX_STOP       4 /* as OpenAI */
+#define MF_GEN_MAX_MESSAGES   256
+#define MF_GEN_MAX_CHOICES    16   /* n: generated one after the other */
+#define MF_GEN_MAX_LOGIT_BIAS 1024 /* OpenAI's limit is 300 */
 
 struct mf_gen_request {
     char *model;
@@ -170,6 +172,17 @@ struct mf_gen_request {
     double temperature, top_p, min_p, repeat_penalty;
     uint64_t top_k;
     uint64_t seed;
+    /* OpenAI's fields (not in the /v2 parameters) */
+    double presence_penalty, frequency_penalty; /* 0: off */
+    struct memfit_logit_bias *logit_bias;       /* n_logit_bias, ids unchecked (the route checks) */
+    size_t n_logit_bias;
+    uint32_t n;            /* choices, 1 to MF_GEN_MAX_CHOICES */
+    bool logprobs;         /* chat: logprobs true; completions: logprobs a number */
+    uint32_t top_logprobs; /* chat: top_logprobs; completions: the number */
+    bool echo;             /* completions: the prompt is put before each choice's text */
+    bool has_tools;        /* chat: a non-empty `tools` (the route refuses it by the template) */
+    bool has_keep_alive;
+    int64_t keep_alive_s; /* Ollama's: -1 keep loaded, 0 unload after the answer, else seconds */
 };
 
 /*
@@ -177,13 +190,16 @@ struct mf_gen_request {
  * completions ({"model", "messages": [{"role", "content"}], ...}) body.
  * Taken: max_tokens / max_completion_tokens, temperature, top_p, stop
  * (string or up to 4 strings), stream, stream_options.include_usage, seed,
- * n (1 only), user, and the common extensions top_k, min_p,
- * repeat_penalty (also repetition_penalty); frequency/presence_penalty and
- * logit_bias are accepted only when neutral (0 / empty). A message content
- * is a string or an array of {"type": "text", "text"} parts. Other fields
- * are ignored, as OpenAI's server does with ones it does not know. Client
- * mistakes are E_FORMAT with *err (400: invalid_json, invalid_type,
- * missing_field, invalid_value); E_NOMEM.
+ * n, presence/frequency_penalty, logit_bias, logprobs (chat: with
+ * top_logprobs), echo (completions), user, keep_alive (Ollama's), and the
+ * common extensions top_k, min_p, repeat_penalty (also
+ * repetition_penalty). OpenAI's fields this server does not honour are
+ * taken only at their neutral value (docs/server.md lists them) and refused
+ * otherwise, naming them (400 unsupported_field); unknown fields are
+ * refused (400 invalid_value). A message content is a string or an array
+ * of {"type": "text", "text"} parts. Client mistakes are E_FORMAT with *err
+ * (400: invalid_json, invalid_type, missing_field, invalid_value,
+ * unsupported_field); E_NOMEM.
  */
 enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                                         struct mf_gen_request *out, struct mf_http_error *err);
@@ -301,6 +317,7 @@ enum memfit_status mf_repo_request_parse(const char *body, size_t len, bool inde
     X(CHAT, "/v1/chat/completions")                                                                \
     X(SEGMENT, "/api/segment")                                                                     \
     X(V1_MODELS, "/v1/models")                                                                     \
+    X(V1_MODEL, "/v1/models/{name}")                                                               \
     X(MODELS, "/api/models")                                                                       \
     X(MODEL_LOAD, "/api/models/{name}/load")                                                       \
     X(MODEL_UNLOAD, "/api/models/{name}/unload")                                                   \

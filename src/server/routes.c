@@ -493,6 +493,15 @@ static enum MHD_Result route_metrics(struct req *r)
     return respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", &t);
 }
 
+/* OpenAI's model object. */
+static void v1_model_json(struct mf_text *t, const struct req *r, const char *name)
+{
+    mf_text_puts(t, "{");
+    json_key_string(t, "id", name);
+    mf_text_printf(t, ",\"object\":\"model\",\"created\":%" PRIu64 ",\"owned_by\":\"memfit\"}",
+                   r->srv->start_wall_ns / 1000000000u);
+}
+
 static enum MHD_Result route_v1_models(struct req *r)
 {
     struct memfit_manager_status *s;
@@ -501,13 +510,32 @@ static enum MHD_Result route_v1_models(struct req *r)
     struct mf_text t = {0};
     mf_text_puts(&t, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < s->n_models; i++) {
-        mf_text_puts(&t, i ? ",{" : "{");
-        json_key_string(&t, "id", s->models[i].name);
-        mf_text_printf(&t, ",\"object\":\"model\",\"created\":%" PRIu64 ",\"owned_by\":\"memfit\"}",
-                       r->srv->start_wall_ns / 1000000000u);
+        mf_text_puts(&t, i ? "," : "");
+        v1_model_json(&t, r, s->models[i].name);
     }
     mf_text_puts(&t, "]}");
     memfit_free(s);
+    return respond_json(r, 200, &t);
+}
+
+/* GET /v1/models/{name}: the model object, or 404 model_not_found. */
+static enum MHD_Result route_v1_model(struct req *r)
+{
+    struct memfit_manager_status *s;
+    if (memfit_manager_snapshot(r->srv->mgr, &s) != MEMFIT_OK)
+        return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+    bool found = false;
+    for (size_t i = 0; i < s->n_models && !found; i++)
+        found = strcmp(s->models[i].name, r->name) == 0;
+    memfit_free(s);
+    if (!found) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "The model '%s' does not exist (GET /v1/models lists them)",
+                 r->name);
+        return fail(r, 404, "invalid_request_error", "model_not_found", msg);
+    }
+    struct mf_text t = {0};
+    v1_model_json(&t, r, r->name);
     return respond_json(r, 200, &t);
 }
 
@@ -1267,38 +1295,104 @@ static size_t drain_pending(struct mf_text *t, size_t *off, char *buf, size_t ma
 
 /* ---- Completions and chat ------------------------------------------------------------------ */
 
+/*
+ * The logprobs of the tokens of one chunk (streaming) or one choice, kept
+ * as the items of the arrays of the route's shape: chat's
+ * {"content": [{"token", "logprob", "bytes", "top_logprobs"}], "refusal"},
+ * completions' {"tokens", "token_logprobs", "top_logprobs", "text_offset"}.
+ */
+struct gen_logprobs {
+    struct mf_text content;                      /* chat */
+    struct mf_text tokens, values, top, offsets; /* completions */
+    size_t n;
+};
+
 /* A generation in flight: owned by the route, or, when streaming, by the
- * response (freed by gen_stream_free when libmicrohttpd is done with it). */
+ * response (freed by gen_stream_free when libmicrohttpd is done with it).
+ * The request's n choices are generated one after the other, each with a
+ * generation of its own (seed + its index). */
 struct gen_work {
     memfit_server *srv;
     struct mf_gen_request req;
     struct memfit_chat_message *messages;
+    struct memfit_generation_request g; /* started once per choice */
+    uint64_t seed;
     memfit_handle *handle;
+    const memfit_tokenizer *tok;
     memfit_engine_generation *gen;
+    struct mf_gen_stats *stats; /* NULL when it could not be allocated */
     uint32_t prompt_tokens;
+    uint32_t choice, n_choices;
+    uint32_t completion_tokens; /* of the choices ended */
+    uint64_t start_ns;          /* the request's arrival */
+    uint64_t last_token_ns;     /* this choice's last token; 0 before its first */
+    bool first_token;           /* the request's first token was seen (time to first token) */
+    size_t text_bytes;          /* this choice's text so far (completions' text_offset) */
     char id[40];
     uint64_t created;
     int fd;
-    bool admitted, running, role_sent, finished, ended;
-    struct memfit_generate_result result;
+    bool admitted, queued, running, role_sent, finished;
+    struct memfit_generate_result result; /* the last choice ended */
+    struct gen_logprobs lp;
     struct mf_text pending;
     size_t pending_off;
 };
 
+static void gen_logprobs_clear(struct gen_logprobs *lp)
+{
+    lp->content.len = lp->tokens.len = lp->values.len = lp->top.len = lp->offsets.len = 0;
+    lp->n = 0;
+}
+
+static void gen_logprobs_free(struct gen_logprobs *lp)
+{
+    mf_text_free(&lp->content);
+    mf_text_free(&lp->tokens);
+    mf_text_free(&lp->values);
+    mf_text_free(&lp->top);
+    mf_text_free(&lp->offsets);
+}
+
+/* Ends the current choice's generation: its session goes back to the model. */
+static void gen_end_choice(struct gen_work *w)
+{
+    if (!w->gen)
+        return;
+    memfit_engine_generate_end(w->gen, &w->result);
+    w->gen = NULL;
+    w->completion_tokens += w->result.n_generated;
+    if (w->stats)
+        atomic_fetch_sub(&w->stats->active, 1);
+}
+
+/* Gives the model back, with the request's keep_alive (0: unloaded here, once idle). */
+static void gen_release(struct gen_work *w)
+{
+    gen_end_choice(w);
+    if (w->handle) {
+        if (w->req.has_keep_alive)
+            (void)memfit_manager_release_keep_alive(w->handle, w->req.keep_alive_s);
+        else
+            memfit_manager_release(w->handle);
+        w->handle = NULL;
+    }
+    if (w->running)
+        atomic_fetch_sub(&w->srv->running, 1);
+    w->running = false;
+}
+
 static void gen_work_free(struct gen_work *w)
 {
     memfit_server *srv = w->srv;
-    if (w->gen && !w->ended)
-        memfit_engine_generate_end(w->gen, &w->result);
-    if (w->handle)
-        memfit_manager_release(w->handle);
-    if (w->running)
-        atomic_fetch_sub(&srv->running, 1);
+    gen_release(w);
+    if (w->queued && w->stats)
+        atomic_fetch_sub(&w->stats->queued, 1);
     if (w->admitted)
         atomic_fetch_sub(&srv->admitted, 1);
     memfit_free(w->messages);
     mf_gen_request_free(&w->req);
     mf_text_free(&w->pending);
+    gen_logprobs_free(&w->lp);
     memfit_free(w);
 }
 
@@ -1309,11 +1403,11 @@ static const char *finish_name(enum memfit_finish f)
 
 static void gen_usage(struct mf_text *t, const struct gen_work *w)
 {
+    uint32_t done = w->completion_tokens; /* of the choices ended: all, once answered */
     mf_text_printf(t,
                    "\"usage\":{\"prompt_tokens\":%" PRIu32 ",\"completion_tokens\":%" PRIu32
                    ",\"total_tokens\":%" PRIu32 "}",
-                   w->prompt_tokens, w->result.n_generated,
-                   w->prompt_tokens + w->result.n_generated);
+                   w->prompt_tokens, done, w->prompt_tokens + done);
 }
 
 static void gen_head(struct mf_text *t, const struct gen_work *w, const char *object)
@@ -1323,14 +1417,184 @@ static void gen_head(struct mf_text *t, const struct gen_work *w, const char *ob
     mf_text_json_string(t, w->req.model, strlen(w->req.model));
 }
 
-/* One server-sent event with a piece of text (or the finish, text NULL). */
+/* The length of the valid UTF-8 character at s[0..n), or 0. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t need = c < 0x80                 ? 1
+                  : c >= 0xC2 && c <= 0xDF ? 2
+                  : c >= 0xE0 && c <= 0xEF ? 3
+                  : c >= 0xF0 && c <= 0xF4 ? 4
+                                           : 0;
+    if (need == 0 || need > n)
+        return 0;
+    unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+    if (need > 1 && (s[1] < lo || s[1] > hi))
+        return 0;
+    for (size_t k = 2; k < need; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+    return need;
+}
+
+/* A token's text as a JSON string: a byte that is no whole UTF-8 character (a
+ * token may hold part of one) becomes U+FFFD; "bytes" has the exact bytes. */
+static void json_token_text(struct mf_text *t, const char *s, size_t n)
+{
+    struct mf_text clean = {0};
+    const unsigned char *u = (const unsigned char *)s;
+    mf_text_puts(&clean, "");
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_char(u + i, n - i);
+        mf_text_append(&clean, k ? s + i : "\xEF\xBF\xBD", k ? k : 3);
+        i += k ? k : 1;
+    }
+    mf_text_json_string(t, clean.data ? clean.data : "", clean.len);
+    t->failed |= clean.failed;
+    mf_text_free(&clean);
+}
+
+static void json_bytes(struct mf_text *t, const char *s, size_t n)
+{
+    mf_text_puts(t, "[");
+    for (size_t i = 0; i < n; i++)
+        mf_text_printf(t, "%s%u", i ? "," : "", (unsigned char)s[i]);
+    mf_text_puts(t, "]");
+}
+
+/* A log-probability as JSON: -9999 for a banned token (-inf), as OpenAI writes it. */
+static void json_logprob(struct mf_text *t, float x)
+{
+    mf_text_printf(t, "%.7g", isfinite(x) ? (double)x : -9999.0);
+}
+
+/* The text of token `id`: its bytes (none for a control token). */
+static void token_piece(const struct gen_work *w, int32_t id, const char **s, size_t *n)
+{
+    if (memfit_tokenizer_piece(w->tok, id, false, s, n) != MEMFIT_OK) {
+        *s = "";
+        *n = 0;
+    }
+}
+
+/* One chat "content" entry: {"token", "logprob", "bytes"} (and "top_logprobs" when `top`). */
+static void chat_logprob_entry(struct mf_text *t, const struct gen_work *w, int32_t id, float lp,
+                               const struct memfit_sampled_token *top)
+{
+    const char *s;
+    size_t n;
+    token_piece(w, id, &s, &n);
+    mf_text_puts(t, "{\"token\":");
+    json_token_text(t, s, n);
+    mf_text_puts(t, ",\"logprob\":");
+    json_logprob(t, lp);
+    mf_text_puts(t, ",\"bytes\":");
+    json_bytes(t, s, n);
+    if (top) {
+        mf_text_puts(t, ",\"top_logprobs\":[");
+        for (uint32_t j = 0; j < top->n_top; j++) {
+            if (j)
+                mf_text_puts(t, ",");
+            chat_logprob_entry(t, w, top->top[j].token, top->top[j].logprob, NULL);
+        }
+        mf_text_puts(t, "]");
+    }
+    mf_text_puts(t, "}");
+}
+
+/* Adds a sampled token to the logprobs of the current chunk or choice. */
+static void gen_logprobs_add(struct gen_work *w, const struct memfit_sampled_token *tk)
+{
+    struct gen_logprobs *lp = &w->lp;
+    const char *sep = lp->n ? "," : "";
+    if (w->req.chat) {
+        mf_text_puts(&lp->content, sep);
+        chat_logprob_entry(&lp->content, w, tk->token, tk->logprob, tk);
+    } else {
+        const char *s;
+        size_t n;
+        token_piece(w, tk->token, &s, &n);
+        mf_text_puts(&lp->tokens, sep);
+        json_token_text(&lp->tokens, s, n);
+        mf_text_puts(&lp->values, sep);
+        json_logprob(&lp->values, tk->logprob);
+        mf_text_printf(&lp->offsets, "%s%zu", sep, w->text_bytes);
+        w->text_bytes += n;
+        mf_text_printf(&lp->top, "%s{", sep);
+        for (uint32_t j = 0; j < tk->n_top; j++) {
+            token_piece(w, tk->top[j].token, &s, &n);
+            if (j)
+                mf_text_puts(&lp->top, ",");
+            json_token_text(&lp->top, s, n);
+            mf_text_puts(&lp->top, ":");
+            json_logprob(&lp->top, tk->top[j].logprob);
+        }
+        mf_text_puts(&lp->top, "}");
+    }
+    lp->n++;
+}
+
+/* "logprobs": the object for what was gathered (then cleared), or null without logprobs. */
+static void gen_logprobs_json(struct mf_text *t, struct gen_work *w)
+{
+    struct gen_logprobs *lp = &w->lp;
+    mf_text_puts(t, "\"logprobs\":");
+    if (!w->req.logprobs) {
+        mf_text_puts(t, "null");
+        return;
+    }
+    if (w->req.chat) {
+        mf_text_puts(t, "{\"content\":[");
+        mf_text_append(t, lp->content.data, lp->content.len);
+        mf_text_puts(t, "],\"refusal\":null}");
+    } else {
+        mf_text_puts(t, "{\"tokens\":[");
+        mf_text_append(t, lp->tokens.data, lp->tokens.len);
+        mf_text_puts(t, "],\"token_logprobs\":[");
+        mf_text_append(t, lp->values.data, lp->values.len);
+        mf_text_puts(t, "],\"top_logprobs\":[");
+        mf_text_append(t, lp->top.data, lp->top.len);
+        mf_text_puts(t, "],\"text_offset\":[");
+        mf_text_append(t, lp->offsets.data, lp->offsets.len);
+        mf_text_puts(t, "]}");
+    }
+    bool failed = lp->content.failed || lp->tokens.failed || lp->values.failed || lp->top.failed ||
+                  lp->offsets.failed;
+    t->failed |= failed;
+    gen_logprobs_clear(lp);
+}
+
+/* The tokens the last step sampled: counted, timed, and their logprobs gathered. */
+static void gen_observe_tokens(struct gen_work *w)
+{
+    const struct memfit_sampled_token *toks;
+    size_t n;
+    memfit_engine_generate_tokens(w->gen, &toks, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!w->first_token) {
+            w->first_token = true;
+            mf_metrics_observe_ttft(w->stats, toks[i].t_ns - w->start_ns);
+        }
+        if (w->last_token_ns)
+            mf_metrics_observe_itl(w->stats, toks[i].t_ns - w->last_token_ns);
+        w->last_token_ns = toks[i].t_ns;
+        if (w->req.logprobs)
+            gen_logprobs_add(w, &toks[i]);
+    }
+    if (w->stats)
+        atomic_fetch_add_explicit(&w->stats->generated_tokens, n, memory_order_relaxed);
+}
+
+/* One server-sent event with a piece of the current choice's text (or its finish, text NULL). */
 static void gen_chunk(struct gen_work *w, const char *text, size_t len, const char *finish)
 {
     struct mf_text *t = &w->pending;
     mf_text_puts(t, "data: ");
     gen_head(t, w, w->req.chat ? "chat.completion.chunk" : "text_completion");
+    mf_text_printf(t, ",\"choices\":[{\"index\":%" PRIu32 ",", w->choice);
     if (w->req.chat) {
-        mf_text_puts(t, ",\"choices\":[{\"index\":0,\"delta\":{");
+        mf_text_puts(t, "\"delta\":{");
         if (!w->role_sent) {
             mf_text_puts(t, "\"role\":\"assistant\"");
             w->role_sent = true;
@@ -1341,26 +1605,33 @@ static void gen_chunk(struct gen_work *w, const char *text, size_t len, const ch
             mf_text_puts(t, "\"content\":");
             mf_text_json_string(t, text, len);
         }
-        mf_text_puts(t, "},\"logprobs\":null,\"finish_reason\":");
+        mf_text_puts(t, "},");
     } else {
-        mf_text_puts(t, ",\"choices\":[{\"index\":0,\"text\":");
+        mf_text_puts(t, "\"text\":");
         mf_text_json_string(t, text ? text : "", text ? len : 0);
-        mf_text_puts(t, ",\"logprobs\":null,\"finish_reason\":");
+        mf_text_puts(t, ",");
     }
-    if (finish)
-        mf_text_printf(t, "\"%s\"", finish);
-    else
-        mf_text_puts(t, "null");
-    mf_text_puts(t, "}]");
-    if (finish && w->req.include_usage) {
-        mf_text_puts(t, "}\n\ndata: ");
+    if (finish) {
+        mf_text_printf(t, "\"logprobs\":null,\"finish_reason\":\"%s\"}]", finish);
+    } else {
+        gen_logprobs_json(t, w);
+        mf_text_puts(t, ",\"finish_reason\":null}]");
+    }
+    mf_text_puts(t, "}\n\n");
+}
+
+/* The end of the stream: the usage (when asked) and [DONE]. */
+static void gen_stream_end(struct gen_work *w)
+{
+    struct mf_text *t = &w->pending;
+    if (w->req.include_usage) {
+        mf_text_puts(t, "data: ");
         gen_head(t, w, w->req.chat ? "chat.completion.chunk" : "text_completion");
         mf_text_puts(t, ",\"choices\":[],");
         gen_usage(t, w);
+        mf_text_puts(t, "}\n\n");
     }
-    mf_text_puts(t, "}\n\n");
-    if (finish)
-        mf_text_puts(t, "data: [DONE]\n\n");
+    mf_text_puts(t, "data: [DONE]\n\n");
 }
 
 static bool fd_closed(int fd)
@@ -1368,6 +1639,45 @@ static bool fd_closed(int fd)
     char c;
     ssize_t n = fd >= 0 ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Starts choice w->choice: a generation of its own, seeded seed + index. */
+static enum memfit_status gen_start_choice(struct gen_work *w)
+{
+    w->g.params.sampling.seed = w->seed + w->choice;
+    uint32_t n_prompt = 0;
+    enum memfit_status st = memfit_engine_generate_start(w->handle, &w->g, &w->gen, &n_prompt);
+    if (st != MEMFIT_OK)
+        return st;
+    w->prompt_tokens = n_prompt;
+    w->last_token_ns = 0;
+    w->text_bytes = w->req.echo ? w->req.prompt_len : 0;
+    w->role_sent = false;
+    if (w->stats) {
+        if (w->queued)
+            atomic_fetch_sub(&w->stats->queued, 1);
+        atomic_fetch_add(&w->stats->active, 1);
+        atomic_fetch_add_explicit(&w->stats->prompt_tokens, n_prompt, memory_order_relaxed);
+    }
+    w->queued = false;
+    return MEMFIT_OK;
+}
+
+/* Writes an error into a stream whose headers are gone, as OpenAI does. */
+static void gen_stream_error(struct gen_work *w)
+{
+    struct mf_http_error e;
+    mf_http_error_set(&e, 500, "server_error", "generation_failed", "%s", memfit_last_error());
+    char *body = NULL;
+    size_t body_len = 0;
+    if (mf_http_error_json(&e, &body, &body_len) == MEMFIT_OK) {
+        mf_text_puts(&w->pending, "data: ");
+        mf_text_append(&w->pending, body, body_len ? body_len - 1 : 0);
+        mf_text_puts(&w->pending, "\n\n");
+        memfit_free(body);
+    }
+    w->finished = true;
+    gen_release(w);
 }
 
 static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -1389,33 +1699,33 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                                                         : "the client went away");
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        if (!w->gen) { /* the next choice */
+            if (gen_start_choice(w) != MEMFIT_OK) {
+                gen_stream_error(w);
+                continue;
+            }
+            if (w->req.echo)
+                gen_chunk(w, w->req.prompt, w->req.prompt_len, NULL);
+        }
         const char *text = NULL;
         size_t len = 0;
         bool done = false;
         enum memfit_status st = memfit_engine_generate_next(w->gen, &text, &len, &done);
         if (st != MEMFIT_OK) {
-            /* Headers are gone: say it in the stream, as OpenAI does. */
-            struct mf_http_error e;
-            mf_http_error_set(&e, 500, "server_error", "generation_failed", "%s",
-                              memfit_last_error());
-            char *body = NULL;
-            size_t body_len = 0;
-            if (mf_http_error_json(&e, &body, &body_len) == MEMFIT_OK) {
-                mf_text_puts(&w->pending, "data: ");
-                mf_text_append(&w->pending, body, body_len ? body_len - 1 : 0);
-                mf_text_puts(&w->pending, "\n\n");
-                memfit_free(body);
-            }
-            w->finished = true;
+            gen_stream_error(w);
             continue;
         }
-        if (len)
+        gen_observe_tokens(w);
+        if (len || w->lp.n)
             gen_chunk(w, text, len, NULL);
         if (done) {
-            memfit_engine_generate_end(w->gen, &w->result);
-            w->ended = true;
-            w->finished = true;
+            gen_end_choice(w);
             gen_chunk(w, NULL, 0, finish_name(w->result.finish));
+            if (++w->choice == w->n_choices) {
+                gen_release(w); /* before [DONE]: a keep_alive 0 model is gone when it arrives */
+                gen_stream_end(w);
+                w->finished = true;
+            }
         }
     }
 }
@@ -1442,6 +1752,62 @@ static enum MHD_Result gen_begin(struct req *r, bool chat, struct gen_work *w, b
     return gen_start(r, w, ok);
 }
 
+/* The request's sampling parameters, in the library's terms. */
+static void gen_params(struct gen_work *w, struct memfit_generate_params *p)
+{
+    const struct mf_gen_request *q = &w->req;
+    memfit_sampling_default(&p->sampling);
+    w->seed = q->has_seed ? q->seed : memfit_now_ns();
+    if (q->has_temperature)
+        p->sampling.temperature = (float)q->temperature;
+    if (q->has_top_p)
+        p->sampling.top_p = (float)q->top_p;
+    if (q->has_top_k)
+        p->sampling.top_k = (uint32_t)q->top_k;
+    if (q->has_min_p)
+        p->sampling.min_p = (float)q->min_p;
+    if (q->has_repeat_penalty)
+        p->sampling.repeat_penalty = (float)q->repeat_penalty;
+    p->sampling.presence_penalty = (float)q->presence_penalty;
+    p->sampling.frequency_penalty = (float)q->frequency_penalty;
+    p->sampling.logit_bias = q->logit_bias;
+    p->sampling.n_logit_bias = q->n_logit_bias;
+    p->sampling.logprobs = q->logprobs;
+    p->top_logprobs = q->top_logprobs;
+    /* OpenAI's defaults: 16 tokens for completions, the context for chat. */
+    p->max_tokens = q->has_max_tokens ? (uint32_t)q->max_tokens : q->chat ? 0 : 16;
+    p->stop = (const char *const *)q->stop;
+    p->n_stop = q->n_stop;
+}
+
+/* What the loaded model refuses of the request: tools without a template for them, a
+ * logit_bias token beyond its vocabulary. NULL when fine; else the message in msg. */
+static const char *gen_model_refusal(struct gen_work *w, memfit_llm *model, char *msg, size_t cap)
+{
+    if (w->req.has_tools) {
+        const char *tmpl = memfit_tokenizer_chat_template(w->tok);
+        if (tmpl && strstr(tmpl, "tools"))
+            snprintf(msg, cap,
+                     "'tools' is not supported for model '%s' yet: its chat template defines "
+                     "tools, but memfit renders only plain conversations",
+                     w->req.model);
+        else
+            snprintf(msg, cap,
+                     "'tools' is not supported by model '%s': its chat template defines no tools",
+                     w->req.model);
+        return msg;
+    }
+    struct memfit_llm_info info;
+    memfit_llm_get_info(model, &info);
+    for (size_t i = 0; i < w->req.n_logit_bias; i++)
+        if ((uint32_t)w->req.logit_bias[i].token >= info.n_vocab) {
+            snprintf(msg, cap, "'logit_bias' names token %d; model '%s' has %u tokens",
+                     (int)w->req.logit_bias[i].token, w->req.model, info.n_vocab);
+            return msg;
+        }
+    return NULL;
+}
+
 /* Admits, acquires and starts the generation of w->req (parsed); *ok: started. */
 static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
 {
@@ -1453,9 +1819,10 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
                              &ret))
         return ret;
     w->admitted = true;
+    w->start_ns = r->start_ns;
+    w->n_choices = w->req.n ? w->req.n : 1;
 
-    struct memfit_generation_request g;
-    memset(&g, 0, sizeof(g));
+    struct memfit_generation_request *g = &w->g;
     if (chat) {
         w->messages =
             memfit_calloc_in(MEMFIT_ALLOC_SERVER, w->req.n_messages, sizeof(*w->messages));
@@ -1465,32 +1832,21 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
             w->messages[i].role = w->req.roles[i];
             w->messages[i].content = w->req.contents[i];
         }
-        g.messages = w->messages;
-        g.n_messages = w->req.n_messages;
+        g->messages = w->messages;
+        g->n_messages = w->req.n_messages;
     } else {
-        g.prompt = w->req.prompt;
-        g.prompt_len = w->req.prompt_len;
+        g->prompt = w->req.prompt;
+        g->prompt_len = w->req.prompt_len;
     }
-    struct memfit_generate_params *p = &g.params;
-    memfit_sampling_default(&p->sampling);
-    p->sampling.seed = w->req.has_seed ? w->req.seed : memfit_now_ns();
-    if (w->req.has_temperature)
-        p->sampling.temperature = (float)w->req.temperature;
-    if (w->req.has_top_p)
-        p->sampling.top_p = (float)w->req.top_p;
-    if (w->req.has_top_k)
-        p->sampling.top_k = (uint32_t)w->req.top_k;
-    if (w->req.has_min_p)
-        p->sampling.min_p = (float)w->req.min_p;
-    if (w->req.has_repeat_penalty)
-        p->sampling.repeat_penalty = (float)w->req.repeat_penalty;
-    /* OpenAI's defaults: 16 tokens for completions, the context for chat. */
-    p->max_tokens = w->req.has_max_tokens ? (uint32_t)w->req.max_tokens : chat ? 0 : 16;
-    p->stop = (const char *const *)w->req.stop;
-    p->n_stop = w->req.n_stop;
-    if ((st = memfit_sampling_check(&p->sampling)) != MEMFIT_OK)
+    gen_params(w, &g->params);
+    if ((st = memfit_sampling_check(&g->params.sampling)) != MEMFIT_OK)
         return fail(r, 400, "invalid_request_error", "invalid_value", memfit_last_error());
 
+    w->stats = mf_metrics_gen(&r->srv->metrics, w->req.model);
+    if (w->stats) {
+        atomic_fetch_add(&w->stats->queued, 1);
+        w->queued = true;
+    }
     st = acquire(r, w->req.model, &w->handle);
     if (st == MEMFIT_E_CANCELLED) {
         memfit_log(MEMFIT_LOG_INFO, "%s: model %s: the client went away while waiting",
@@ -1500,7 +1856,13 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     w->running = true;
-    st = memfit_engine_generate_start(w->handle, &g, &w->gen, &w->prompt_tokens);
+    memfit_llm *model = NULL;
+    if ((st = memfit_engine_llm(w->handle, &model, &w->tok, NULL)) != MEMFIT_OK)
+        return fail_status(r, st);
+    char msg[400];
+    if (gen_model_refusal(w, model, msg, sizeof(msg)))
+        return fail(r, 400, "invalid_request_error", "unsupported_field", msg);
+    st = gen_start_choice(w);
     if (st == MEMFIT_E_RANGE)
         return fail(r, 400, "invalid_request_error", "context_length_exceeded",
                     memfit_last_error());
@@ -1518,8 +1880,9 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
 }
 
 /*
- * Runs a started generation to its end, its text appended to *text (which
- * the caller frees). *ok false: the answer is queued, or the client left.
+ * Runs the current choice (started) to its end, its text appended to *text
+ * (which the caller frees) and its logprobs gathered in w->lp; the choice is
+ * then ended. *ok false: the answer is queued, or the client left.
  */
 static enum MHD_Result gen_collect(struct req *r, struct gen_work *w, struct mf_text *text,
                                    bool *ok)
@@ -1538,15 +1901,43 @@ static enum MHD_Result gen_collect(struct req *r, struct gen_work *w, struct mf_
         const char *piece = NULL;
         size_t len = 0;
         st = memfit_engine_generate_next(w->gen, &piece, &len, &done);
-        if (st == MEMFIT_OK && len)
-            mf_text_append(text, piece, len);
+        if (st == MEMFIT_OK) {
+            gen_observe_tokens(w);
+            if (len)
+                mf_text_append(text, piece, len);
+        }
     }
-    memfit_engine_generate_end(w->gen, &w->result);
-    w->ended = true;
+    gen_end_choice(w);
     if (st != MEMFIT_OK)
         return fail_status(r, st);
     *ok = true;
     return MHD_YES;
+}
+
+/* Appends the current choice's object to `choices` (a comma first after the first). */
+static void gen_choice_json(struct mf_text *t, struct gen_work *w, const struct mf_text *text)
+{
+    mf_text_printf(t, "%s{\"index\":%" PRIu32 ",", w->choice ? "," : "", w->choice);
+    if (w->req.chat) {
+        mf_text_puts(t, "\"message\":{\"role\":\"assistant\",\"content\":");
+        mf_text_json_string(t, text->data ? text->data : "", text->len);
+        mf_text_puts(t, "},");
+    } else {
+        mf_text_puts(t, "\"text\":");
+        if (w->req.echo) { /* one string: the prompt, then the completion */
+            struct mf_text both = {0};
+            mf_text_append(&both, w->req.prompt, w->req.prompt_len);
+            mf_text_append(&both, text->data ? text->data : "", text->len);
+            mf_text_json_string(t, both.data ? both.data : "", both.len);
+            t->failed |= both.failed;
+            mf_text_free(&both);
+        } else {
+            mf_text_json_string(t, text->data ? text->data : "", text->len);
+        }
+        mf_text_puts(t, ",");
+    }
+    gen_logprobs_json(t, w);
+    mf_text_printf(t, ",\"finish_reason\":\"%s\"}", finish_name(w->result.finish));
 }
 
 static enum MHD_Result route_generate(struct req *r, bool chat)
@@ -1563,6 +1954,8 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         return ret;
     }
     if (w->req.stream) {
+        if (w->req.echo)
+            gen_chunk(w, w->req.prompt, w->req.prompt_len, NULL);
         struct MHD_Response *resp = MHD_create_response_from_callback(
             MHD_SIZE_UNKNOWN, 4096, gen_stream_read, w, gen_stream_free);
         if (!resp) {
@@ -1574,26 +1967,37 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         return queue(r, 200, resp);
     }
-    struct mf_text text = {0};
-    ret = gen_collect(r, w, &text, &ok);
-    if (!ok) {
+    struct mf_text choices = {0};
+    for (;;) {
+        struct mf_text text = {0};
+        ret = gen_collect(r, w, &text, &ok);
+        if (ok)
+            gen_choice_json(&choices, w, &text);
         mf_text_free(&text);
+        if (!ok || ++w->choice == w->n_choices)
+            break;
+        enum memfit_status st = gen_start_choice(w);
+        if (st != MEMFIT_OK) {
+            ret = fail_status(r, st);
+            ok = false;
+            break;
+        }
+    }
+    if (!ok) {
+        mf_text_free(&choices);
         gen_work_free(w);
         return ret;
     }
+    gen_release(w); /* before the answer: a keep_alive 0 model is gone when it arrives */
     struct mf_text t = {0};
     gen_head(&t, w, chat ? "chat.completion" : "text_completion");
-    if (chat)
-        mf_text_puts(&t, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                         "\"content\":");
-    else
-        mf_text_puts(&t, ",\"choices\":[{\"index\":0,\"text\":");
-    mf_text_json_string(&t, text.data ? text.data : "", text.len);
-    mf_text_printf(&t, "%s,\"logprobs\":null,\"finish_reason\":\"%s\"}],", chat ? "}" : "",
-                   finish_name(w->result.finish));
+    mf_text_puts(&t, ",\"choices\":[");
+    mf_text_append(&t, choices.data, choices.len);
+    t.failed |= choices.failed;
+    mf_text_puts(&t, "],");
     gen_usage(&t, w);
     mf_text_puts(&t, "}");
-    mf_text_free(&text);
+    mf_text_free(&choices);
     gen_work_free(w);
     return respond_json(r, 200, &t);
 }
@@ -2102,6 +2506,8 @@ static enum MHD_Result dispatch(struct req *r)
         return route_segment(r);
     case MF_ROUTE_V1_MODELS:
         return route_v1_models(r);
+    case MF_ROUTE_V1_MODEL:
+        return route_v1_model(r);
     case MF_ROUTE_MODELS:
         return route_models(r);
     case MF_ROUTE_MODEL_LOAD:

@@ -874,6 +874,7 @@ void memfit_server_destroy(memfit_server *srv)
     memfit_manifest_free(srv->manifest);
     free_list(srv->models);
     free_list(srv->graveyard);
+    mf_metrics_free(&srv->metrics);
     memfit_sampler_destroy(srv->sampler);
     for (size_t i = 0; i < MF_SERVER_EVENTS; i++)
         memfit_free(srv->events[i].json);

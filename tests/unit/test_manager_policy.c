@@ -884,6 +884,53 @@ static void test_snapshot_and_events(void **state)
     memfit_manager_destroy(mgr);
 }
 
+/* A release's own keep_alive (Ollama's per-request field) for the idle time that follows. */
+static void test_release_keep_alive(void **state)
+{
+    (void)state;
+    memfit_manager *mgr = make_manager(1000 * MIB, true);
+    struct fake_model a = {.weights_bytes = MIB}, pinned = a;
+    add_model(mgr, "a", &a, 10, false);
+    add_model(mgr, "pinned", &pinned, 10, true);
+    memfit_handle *h, *h2;
+    /* 0: unloaded by this release. */
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, 0), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);
+    /* 0 while another handle is out: the last release's keep_alive holds. */
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h2), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, 0), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_BUSY);
+    assert_int_equal(memfit_manager_release_keep_alive(h2, 0), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_UNLOADED);
+    /* -1: never expires; the model's own 10 s is back after a plain release. */
+    uint64_t t = atomic_load(&fake_clock_ns);
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, -1), MEMFIT_OK);
+    assert_int_equal(model_status(mgr, "a").expires_at_ns, 0);
+    assert_int_equal(memfit_manager_tick(mgr, t + 1000 * SEC), 0);
+    assert_int_equal(state_of(mgr, "a"), MEMFIT_MODEL_READY);
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h), MEMFIT_OK);
+    memfit_manager_release(h);
+    assert_int_equal(model_status(mgr, "a").keep_alive_s, 10);
+    assert_int_equal(memfit_manager_tick(mgr, atomic_load(&fake_clock_ns) + 11 * SEC), 1);
+    /* N seconds. */
+    t = atomic_load(&fake_clock_ns);
+    assert_int_equal(memfit_manager_acquire(mgr, "a", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, 100), MEMFIT_OK);
+    assert_int_equal(memfit_manager_tick(mgr, t + 50 * SEC), 0);
+    assert_int_equal(memfit_manager_tick(mgr, t + 101 * SEC), 1);
+    /* A pinned model stays; a bad value is refused and the handle released all the same. */
+    assert_int_equal(memfit_manager_acquire(mgr, "pinned", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, 0), MEMFIT_OK);
+    assert_int_equal(state_of(mgr, "pinned"), MEMFIT_MODEL_READY);
+    assert_int_equal(memfit_manager_acquire(mgr, "pinned", 0, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_release_keep_alive(h, -5), MEMFIT_E_RANGE);
+    assert_int_equal(model_status(mgr, "pinned").in_use, 0);
+    memfit_manager_destroy(mgr);
+}
+
 /* The reaper thread applies keep_alive on its own. */
 static void test_reaper_thread(void **state)
 {
@@ -922,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_acquire_times_out_beside_busy_model),
         cmocka_unit_test(test_acquire_cancelled_while_waiting),
         cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_release_keep_alive),
         cmocka_unit_test(test_unloading_disabled),
         cmocka_unit_test(test_identity_mismatch),
         cmocka_unit_test(test_failed_backoff_and_retry),

@@ -2,7 +2,9 @@
  * per seed, the distribution the draw follows (chi-square on a 4-token
  * vocabulary), the effect of each filter on both selection paths (top_k on
  * and off) against a sort-based reference, the repetition penalty, odd
- * logits (NaN, +inf, all -inf) and allocation failures at create. */
+ * logits (NaN, +inf, all -inf) and allocation failures at create; OpenAI's
+ * presence/frequency penalties, logit_bias, the constraint hook, seeded
+ * determinism with all of them, and logprobs (log-softmax, top ordering). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -439,6 +441,253 @@ static void test_infinities(void **state)
     memfit_token_sampler_free(smp);
 }
 
+/* Presence and frequency penalties count the tokens this sampler picked. */
+static void test_openai_penalties(void **state)
+{
+    (void)state;
+    struct memfit_sampling s = plain(0);
+    s.temperature = 0.0f;
+    s.frequency_penalty = 0.5f;
+    s.presence_penalty = 0.25f;
+    memfit_token_sampler *smp = make(&s, 3);
+    const float base[3] = {3.0f, 2.5f, 0.0f};
+    float l[3];
+    int32_t tok = -1;
+    memcpy(l, base, sizeof(l));
+    assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &tok), MEMFIT_OK);
+    assert_int_equal(tok, 0);
+    assert_true(l[0] == 3.0f && l[1] == 2.5f); /* nothing picked yet: no penalty */
+    memcpy(l, base, sizeof(l));
+    assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &tok), MEMFIT_OK);
+    assert_true(l[0] == 3.0f - 0.5f - 0.25f); /* picked once: 2.25 */
+    assert_int_equal(tok, 1);                 /* 2.5 now wins */
+    memcpy(l, base, sizeof(l));
+    assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &tok), MEMFIT_OK);
+    assert_true(l[0] == 2.25f && l[1] == 1.75f && l[2] == 0.0f);
+    assert_int_equal(tok, 0);
+    memfit_token_sampler_free(smp);
+
+    s.frequency_penalty = 1.0f;
+    s.presence_penalty = 0.0f;
+    smp = make(&s, 3);
+    int32_t picked[4];
+    for (int i = 0; i < 4; i++) {
+        memcpy(l, base, sizeof(l));
+        assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &picked[i]), MEMFIT_OK);
+    }
+    /* 3 -> 0; then 2 vs 2.5 -> 1; then 2 vs 1.5 -> 0; then 1 vs 1.5 -> 1. */
+    assert_int_equal(picked[0], 0);
+    assert_int_equal(picked[1], 1);
+    assert_int_equal(picked[2], 0);
+    assert_int_equal(picked[3], 1);
+    memfit_token_sampler_free(smp);
+
+    /* Negative penalties encourage repeats; out of range is refused. */
+    s.frequency_penalty = -2.0f;
+    smp = make(&s, 3);
+    for (int i = 0; i < 5; i++) {
+        memcpy(l, base, sizeof(l));
+        assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &tok), MEMFIT_OK);
+        assert_int_equal(tok, 0);
+    }
+    memfit_token_sampler_free(smp);
+    s.presence_penalty = 2.5f;
+    assert_int_equal(memfit_sampling_check(&s), MEMFIT_E_RANGE);
+    assert_non_null(strstr(memfit_last_error(), "presence_penalty"));
+}
+
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    const float base[4] = {1.0f, 3.0f, 2.0f, 0.5f};
+    struct memfit_logit_bias bias[] = {{1, -100.0f}, {3, 1.75f}};
+    struct memfit_sampling s = plain(5);
+    s.temperature = 0.0f;
+    s.logit_bias = bias;
+    s.n_logit_bias = 2;
+    memfit_token_sampler *smp = make(&s, 4);
+    bias[1].bias = 0.0f; /* copied at create: later changes do not count */
+    float l[4];
+    memcpy(l, base, sizeof(l));
+    int32_t tok = -1;
+    assert_int_equal(memfit_token_sampler_sample(smp, l, NULL, 0, &tok), MEMFIT_OK);
+    assert_int_equal(tok, 3); /* 1 banned, 3 at 2.25 beats 2 */
+    assert_true(l[1] == -INFINITY && l[3] == 2.25f && l[0] == 1.0f);
+    memfit_token_sampler_free(smp);
+
+    /* A ban holds at any temperature. */
+    bias[1].bias = 0.0f;
+    s.temperature = 50.0f;
+    s.n_logit_bias = 1;
+    smp = make(&s, 4);
+    for (int i = 0; i < 200; i++)
+        assert_int_not_equal(sample1(smp, base, 4), 1);
+    memfit_token_sampler_free(smp);
+
+    /* Out of the vocabulary or of [-100, 100]: E_RANGE naming it. */
+    struct memfit_logit_bias far[] = {{4, 1.0f}};
+    s.logit_bias = far;
+    memfit_token_sampler *none = NULL;
+    assert_int_equal(memfit_token_sampler_create(&s, 4, &none), MEMFIT_E_RANGE);
+    assert_non_null(strstr(memfit_last_error(), "token 4"));
+    far[0] = (struct memfit_logit_bias){0, 101.0f};
+    assert_int_equal(memfit_sampling_check(&s), MEMFIT_E_RANGE);
+    assert_null(none);
+}
+
+/* A constraint that allows only even tokens and records what was accepted. */
+struct even_only {
+    int n_mask, n_accept;
+    int32_t last;
+};
+
+static enum memfit_status even_mask(void *ctx, float *logits, uint32_t n_vocab)
+{
+    struct even_only *e = ctx;
+    e->n_mask++;
+    for (uint32_t i = 1; i < n_vocab; i += 2)
+        logits[i] = -INFINITY;
+    return MEMFIT_OK;
+}
+
+static enum memfit_status even_accept(void *ctx, int32_t token)
+{
+    struct even_only *e = ctx;
+    e->n_accept++;
+    e->last = token;
+    return MEMFIT_OK;
+}
+
+static void test_constraint(void **state)
+{
+    (void)state;
+    struct even_only e = {0, 0, -1};
+    const struct memfit_token_constraint c = {even_mask, even_accept, &e};
+    struct memfit_sampling s = plain(8);
+    s.temperature = 2.0f;
+    s.constraint = &c;
+    memfit_token_sampler *smp = make(&s, 6);
+    const float base[6] = {0.0f, 5.0f, 0.5f, 4.0f, 0.2f, 6.0f};
+    for (int i = 0; i < 100; i++) {
+        int32_t t = sample1(smp, base, 6);
+        assert_true(t % 2 == 0);
+        assert_int_equal(e.last, t);
+    }
+    assert_int_equal(e.n_mask, 100);
+    assert_int_equal(e.n_accept, 100);
+    memfit_token_sampler_free(smp);
+}
+
+/* The same seed gives the same tokens with every adjustment on. */
+static void test_determinism_adjusted(void **state)
+{
+    (void)state;
+    enum { N = 500, STEPS = 40 };
+    static float base[N];
+    for (int i = 0; i < N; i++)
+        base[i] = (float)((i * 7919) % 101) / 25.0f;
+    struct memfit_logit_bias bias[] = {{3, -100.0f}, {17, 2.0f}};
+    int32_t runs[3][STEPS];
+    for (int r = 0; r < 3; r++) {
+        struct memfit_sampling s;
+        memfit_sampling_default(&s);
+        s.seed = r == 2 ? 1235 : 1234;
+        s.presence_penalty = 0.3f;
+        s.frequency_penalty = 0.2f;
+        s.logit_bias = bias;
+        s.n_logit_bias = 2;
+        s.top_k = 0;
+        s.temperature = 1.5f;
+        memfit_token_sampler *smp = make(&s, N);
+        for (int k = 0; k < STEPS; k++)
+            runs[r][k] = sample1(smp, base, N);
+        memfit_token_sampler_free(smp);
+    }
+    assert_memory_equal(runs[0], runs[1], sizeof(runs[0]));
+    assert_memory_not_equal(runs[0], runs[2], sizeof(runs[0]));
+}
+
+static void test_logprobs(void **state)
+{
+    (void)state;
+    enum { N = 70 };
+    float logits[N];
+    for (int i = 0; i < N; i++)
+        logits[i] = (float)((i * 37) % 23) * 0.3f - 2.0f;
+    logits[5] = logits[12]; /* a tie among the best: the lower id first */
+    logits[40] = -INFINITY;
+    logits[41] = NAN;
+    struct memfit_sampling s = plain(2);
+    s.temperature = 0.0f;
+    s.logprobs = true;
+    memfit_token_sampler *smp = make(&s, N);
+    double z = 0.0;
+    float mx = -INFINITY;
+    for (int i = 0; i < N; i++)
+        if (isfinite(logits[i]) && logits[i] > mx)
+            mx = logits[i];
+    for (int i = 0; i < N; i++)
+        if (isfinite(logits[i]))
+            z += exp((double)logits[i] - mx);
+    double lse = mx + log(z);
+    for (int32_t t = 0; t < N; t++) {
+        float lp;
+        struct memfit_token_logprob top[MEMFIT_MAX_TOP_LOGPROBS];
+        uint32_t n = 0;
+        assert_int_equal(memfit_token_sampler_logprobs(smp, logits, t, 20, &lp, top, &n),
+                         MEMFIT_OK);
+        if (t == 40 || t == 41) {
+            assert_true(lp == -INFINITY);
+        } else if (fabs(lp - (logits[t] - lse)) > 1e-5) {
+            fail_msg("token %d: logprob %g, log-softmax %g", t, (double)lp, logits[t] - lse);
+        }
+        assert_int_equal(n, 20);
+        for (uint32_t j = 0; j < n; j++) {
+            assert_true(fabs(top[j].logprob - (logits[top[j].token] - lse)) < 1e-5);
+            if (j > 0)
+                assert_true(
+                    top[j - 1].logprob > top[j].logprob ||
+                    (top[j - 1].logprob == top[j].logprob && top[j - 1].token < top[j].token));
+        }
+        /* no token outside the list beats its last entry */
+        for (int i = 0; i < N; i++) {
+            bool in = false;
+            for (uint32_t j = 0; j < n; j++)
+                in |= top[j].token == i;
+            if (!in && isfinite(logits[i]))
+                assert_true(logits[i] - lse <= top[n - 1].logprob + 1e-6);
+        }
+    }
+    /* The probabilities sum to 1. */
+    double sum = 0.0;
+    for (int32_t t = 0; t < N; t++) {
+        float lp;
+        assert_int_equal(memfit_token_sampler_logprobs(smp, logits, t, 0, &lp, NULL, NULL),
+                         MEMFIT_OK);
+        sum += exp((double)lp);
+    }
+    assert_true(fabs(sum - 1.0) < 1e-4);
+    /* Fewer tokens than asked: all of the finite ones. */
+    float small[3] = {0.0f, -INFINITY, 1.0f};
+    memfit_token_sampler_free(smp);
+    smp = make(&s, 3);
+    struct memfit_token_logprob top[MEMFIT_MAX_TOP_LOGPROBS];
+    uint32_t n = 99;
+    float lp;
+    assert_int_equal(memfit_token_sampler_logprobs(smp, small, 2, 5, &lp, top, &n), MEMFIT_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(top[0].token, 2);
+    assert_int_equal(top[1].token, 0);
+    assert_true(fabs(lp - (1.0 - log(1.0 + exp(1.0)))) < 1e-5);
+    memfit_token_sampler_free(smp);
+    /* Without s.logprobs: E_MISUSE. */
+    s.logprobs = false;
+    smp = make(&s, 3);
+    assert_int_equal(memfit_token_sampler_logprobs(smp, small, 2, 0, &lp, NULL, NULL),
+                     MEMFIT_E_MISUSE);
+    memfit_token_sampler_free(smp);
+}
+
 struct create_ctx {
     struct memfit_sampling s;
     memfit_token_sampler *smp;
@@ -483,6 +732,9 @@ int main(void)
         cmocka_unit_test(test_distribution),       cmocka_unit_test(test_filters_small),
         cmocka_unit_test(test_filters_large),      cmocka_unit_test(test_penalty),
         cmocka_unit_test(test_infinities),         cmocka_unit_test(test_create_fault_injection),
+        cmocka_unit_test(test_openai_penalties),   cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_constraint),         cmocka_unit_test(test_determinism_adjusted),
+        cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,17 +179,105 @@ static void test_gen_parse(void **state)
                      "invalid_value");
     expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"max_tokens\":1.5}", false,
                      "invalid_type");
-    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"n\":2}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"n\":17}", false, "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"n\":0}", false, "invalid_value");
     expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
                      false, "invalid_value");
     expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stop\":[\"\"]}", false, "invalid_value");
     expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"stream\":\"yes\"}", false,
                      "invalid_type");
-    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"presence_penalty\":0.5}", false,
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"presence_penalty\":2.5}", false,
                      "invalid_value");
-    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"logit_bias\":{\"1\":2}}", false,
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"logit_bias\":{\"x\":2}}", false,
                      "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"logit_bias\":{\"1\":-101}}", false,
+                     "invalid_value");
+    expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\",\"logit_bias\":[1]}", false,
+                     "invalid_type");
     expect_gen_error("{\"model\":\"q\",\"prompt\":\"a\\u0000b\"}", false, "invalid_json");
+}
+
+/* Each field is honoured or refused by name; unknown ones are refused. */
+static void test_gen_openai_fields(void **state)
+{
+    (void)state;
+    struct mf_gen_request r;
+    struct mf_http_error e;
+    const char *chat = "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                       "\"n\":3,\"presence_penalty\":0.5,\"frequency_penalty\":-1,"
+                       "\"logit_bias\":{\"7\":-100,\"12\":2.5},\"logprobs\":true,"
+                       "\"top_logprobs\":4,\"keep_alive\":\"5m\",\"response_format\":{\"type\":"
+                       "\"text\"},\"store\":false,\"service_tier\":\"auto\",\"tool_choice\":"
+                       "\"none\",\"parallel_tool_calls\":true,\"modalities\":[\"text\"]}";
+    assert_int_equal(mf_gen_request_parse(chat, strlen(chat), true, &r, &e), MEMFIT_OK);
+    assert_int_equal(r.n, 3);
+    assert_true(r.presence_penalty == 0.5 && r.frequency_penalty == -1);
+    assert_int_equal(r.n_logit_bias, 2);
+    assert_int_equal(r.logit_bias[0].token, 7);
+    assert_true(r.logit_bias[0].bias == -100.0f && r.logit_bias[1].bias == 2.5f);
+    assert_true(r.logprobs && r.top_logprobs == 4);
+    assert_true(r.has_keep_alive && r.keep_alive_s == 300);
+    assert_false(r.has_tools);
+    mf_gen_request_free(&r);
+    const char *tools = "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                        "\"tools\":[{\"type\":\"function\"}],\"keep_alive\":-1}";
+    assert_int_equal(mf_gen_request_parse(tools, strlen(tools), true, &r, &e), MEMFIT_OK);
+    assert_true(r.has_tools); /* refused by the route, which knows the template */
+    assert_true(r.has_keep_alive && r.keep_alive_s == -1);
+    mf_gen_request_free(&r);
+    const char *cmpl = "{\"model\":\"q\",\"prompt\":\"x\",\"logprobs\":2,\"keep_alive\":0,"
+                       "\"best_of\":2,\"n\":2,\"suffix\":\"\"}";
+    assert_int_equal(mf_gen_request_parse(cmpl, strlen(cmpl), false, &r, &e), MEMFIT_OK);
+    assert_true(r.logprobs && r.top_logprobs == 2 && !r.echo);
+    assert_true(r.has_keep_alive && r.keep_alive_s == 0);
+    mf_gen_request_free(&r);
+    const char *echo = "{\"model\":\"q\",\"prompt\":\"x\",\"echo\":true,\"keep_alive\":1.5}";
+    assert_int_equal(mf_gen_request_parse(echo, strlen(echo), false, &r, &e), MEMFIT_OK);
+    assert_true(r.echo && !r.logprobs && r.n == 1 && r.keep_alive_s == 2);
+    mf_gen_request_free(&r);
+
+#define CHAT_WITH(extra)                                                                           \
+    "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]," extra "}"
+#define CMPL_WITH(extra) "{\"model\":\"q\",\"prompt\":\"x\"," extra "}"
+    static const struct {
+        const char *body;
+        bool chat;
+        const char *code, *names;
+    } refused[] = {
+        {CHAT_WITH("\"response_format\":{\"type\":\"json_object\"}"), true, "unsupported_field",
+         "response_format"},
+        {CHAT_WITH("\"frobnicate\":1"), true, "invalid_value", "frobnicate"},
+        {CMPL_WITH("\"messages\":[]"), false, "invalid_value", "messages"},
+        {CHAT_WITH("\"echo\":true"), true, "invalid_value", "echo"},
+        {CMPL_WITH("\"top_logprobs\":2"), false, "invalid_value", "top_logprobs"},
+        {CHAT_WITH("\"top_logprobs\":2"), true, "invalid_value", "top_logprobs"},
+        {CHAT_WITH("\"logprobs\":2"), true, "invalid_type", "logprobs"},
+        {CHAT_WITH("\"logprobs\":true,\"top_logprobs\":21"), true, "invalid_value", "top_logprobs"},
+        {CMPL_WITH("\"echo\":true,\"logprobs\":1"), false, "unsupported_field", "echo"},
+        {CMPL_WITH("\"suffix\":\"end\""), false, "unsupported_field", "suffix"},
+        {CMPL_WITH("\"best_of\":3"), false, "unsupported_field", "best_of"},
+        {CHAT_WITH("\"store\":true"), true, "unsupported_field", "store"},
+        {CHAT_WITH("\"metadata\":{\"a\":\"b\"}"), true, "unsupported_field", "metadata"},
+        {CHAT_WITH("\"service_tier\":\"flex\""), true, "unsupported_field", "service_tier"},
+        {CHAT_WITH("\"tool_choice\":\"required\""), true, "unsupported_field", "tool_choice"},
+        {CHAT_WITH("\"functions\":[{}]"), true, "unsupported_field", "functions"},
+        {CHAT_WITH("\"audio\":{\"voice\":\"x\"}"), true, "unsupported_field", "audio"},
+        {CHAT_WITH("\"modalities\":[\"text\",\"audio\"]"), true, "unsupported_field", "modalities"},
+        {CHAT_WITH("\"reasoning_effort\":\"low\""), true, "unsupported_field", "reasoning_effort"},
+        {CHAT_WITH("\"keep_alive\":\"soon\""), true, "invalid_value", "keep_alive"},
+        {CHAT_WITH("\"keep_alive\":true"), true, "invalid_type", "keep_alive"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        expect_gen_error(refused[i].body, refused[i].chat, refused[i].code);
+        assert_int_equal(
+            mf_gen_request_parse(refused[i].body, strlen(refused[i].body), refused[i].chat, &r, &e),
+            MEMFIT_E_FORMAT);
+        if (!strstr(e.message, refused[i].names))
+            fail_msg("%s: the message does not name %s: %s", refused[i].body, refused[i].names,
+                     e.message);
+    }
+#undef CHAT_WITH
+#undef CMPL_WITH
 }
 
 static struct mf_gen_request walk_gen;
@@ -710,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_metrics_format),
         cmocka_unit_test(test_gen_parse),
+        cmocka_unit_test(test_gen_openai_fields),
         cmocka_unit_test(test_segment_parse),
         cmocka_unit_test(test_segment_response),
         cmocka_unit_test(test_segment_fault_walks),

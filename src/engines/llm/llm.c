@@ -438,6 +438,12 @@ static enum memfit_status llm_generate_next(void *gen, const char **text, size_t
     return memfit_generation_next(((struct llm_gen *)gen)->gen, text, len, done);
 }
 
+static void llm_generate_tokens(const void *gen, const struct memfit_sampled_token **tokens,
+                                size_t *n)
+{
+    memfit_generation_tokens(((const struct llm_gen *)gen)->gen, tokens, n);
+}
+
 static void llm_generate_end(void *gen, struct memfit_generate_result *result)
 {
     struct llm_gen *g = gen;
@@ -466,7 +472,7 @@ static void llm_generate_end(void *gen, struct memfit_generate_result *result)
         .convert_estimate = llm_convert_estimate, .plan = llm_plan, .load = llm_load,              \
         .unload = llm_unload, .embed_size = NULL, .embed = NULL,                                   \
         .generate_start = llm_generate_start, .generate_next = llm_generate_next,                  \
-        .generate_end = llm_generate_end, .llm = llm_llm,                                          \
+        .generate_end = llm_generate_end, .generate_tokens = llm_generate_tokens, .llm = llm_llm,  \
         .llm_session_acquire = llm_session_acquire, .llm_session_release = llm_session_release,    \
         .vit = NULL,                                                                               \
     }
