@@ -112,7 +112,7 @@ enum memfit_status memfit_channel_find(const char *root, pid_t pid, char *out, s
         return st;
     const char *state = env_value(env, len, "MEMFIT_PRESSURE_FILE");
     const char *slash = state ? strrchr(state, '/') : NULL;
-    char tried[3][MEMFIT_SYS_PATH_MAX];
+    char tried[3][MEMFIT_SYS_PATH_MAX + 32];
     unsigned n_tried = 0;
     if (slash && (size_t)(slash - state) < sizeof(dir)) {
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - state), state);
