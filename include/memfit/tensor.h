@@ -347,7 +347,7 @@ MEMFIT_API enum memfit_status memfit_nf4_matrix_check(const struct memfit_nf4_ma
 MEMFIT_API void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out);
 
 /*
- * y[r] = (row r) . act for row_begin <= r < row_end, act being a row of cols
+ * y[r - row_begin] = (row r) . act for row_begin <= r < row_end, act a row of cols
  * elements quantized to Q8_0 (memfit_type_quantize_row). The kernel sums
  * in integers against the NF4 levels times 127 rounded to int8 (at most
  * 0.5/127 of a block's absmax from the exact level), then in float per

@@ -319,7 +319,7 @@ void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begi
         memfit_nf4_row_absmax(m, r, absmax);
         for (size_t j = 0; j < n / MF_QK; j++)
             scales[j] = absmax[j / per_block] * (1.0f / 127.0f);
-        y[r] = dot(n, m->codes + r * (n / 2), scales, act);
+        y[r - row_begin] = dot(n, m->codes + r * (n / 2), scales, act);
     }
 }
 
