@@ -286,8 +286,10 @@ enum memfit_status memfit_nf4_matrix_check(const struct memfit_nf4_matrix *m)
         if (!m->nested_absmax || !m->nested_map)
             return memfit_fail(MEMFIT_E_MISUSE, "nf4 matrix: double quantization without its "
                                                 "nested absmax or map");
-        if (m->nested_blocksize == 0 || m->nested_blocksize > 4096)
-            return memfit_fail(MEMFIT_E_FORMAT, "nf4 matrix: nested blocksize %u: expected 1..4096",
+        if (m->nested_blocksize == 0 || m->nested_blocksize > 4096 ||
+            (m->nested_blocksize & (m->nested_blocksize - 1)) != 0)
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "nf4 matrix: nested blocksize %u: expected a power of two 1..4096",
                                m->nested_blocksize);
     }
     return MEMFIT_OK;
@@ -301,11 +303,11 @@ void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float 
         return;
     }
     const uint8_t *q = m->absmax;
+    /* A power of two (memfit_nf4_matrix_check): a shift, not a division, in this hot loop. */
+    unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize);
     for (uint64_t i = 0; i < per_row; i++) {
         uint64_t b = b0 + i;
-        out[i] =
-            load_f32(m->nested_map, q[b]) * load_f32(m->nested_absmax, b / m->nested_blocksize) +
-            m->offset;
+        out[i] = load_f32(m->nested_map, q[b]) * load_f32(m->nested_absmax, b >> shift) + m->offset;
     }
 }
 
@@ -317,8 +319,9 @@ void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begi
     size_t n = (size_t)m->cols, per_block = m->blocksize / MF_QK;
     for (uint64_t r = row_begin; r < row_end; r++) {
         memfit_nf4_row_absmax(m, r, absmax);
-        for (size_t j = 0; j < n / MF_QK; j++)
-            scales[j] = absmax[j / per_block] * (1.0f / 127.0f);
+        for (size_t b = 0, j = 0; b < n / m->blocksize; b++)
+            for (size_t k = 0; k < per_block; k++)
+                scales[j++] = absmax[b] * (1.0f / 127.0f);
         y[r - row_begin] = dot(n, m->codes + r * (n / 2), scales, act);
     }
 }
@@ -333,8 +336,9 @@ void memfit_nf4_matmul_rows(const struct memfit_nf4_matrix *m, uint64_t row_begi
     for (uint64_t r = row_begin; r < row_end; r++) {
         memfit_nf4_row_absmax(m, r, absmax);
         const uint8_t *c = m->codes + r * (n / 2);
+        unsigned shift = (unsigned)__builtin_ctz(m->blocksize);
         for (size_t i = 0; i < n / 2; i++) {
-            float a = absmax[2 * i / m->blocksize];
+            float a = absmax[(2 * i) >> shift];
             scratch[2 * i] = nf4_codes[c[i] >> 4] * a;
             scratch[2 * i + 1] = nf4_codes[c[i] & 0xf] * a;
         }
