@@ -9,9 +9,11 @@
 #ifndef MF_TEST_UTIL_H
 #define MF_TEST_UTIL_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 
@@ -61,5 +63,33 @@ static inline const char *mf_test_fixture(const char *rel, char *buf, size_t siz
         printf("\n");                                                                              \
         exit(77);                                                                                  \
     } while (0)
+
+/* A new directory $TMPDIR/<prefix>_XXXXXX (path freed by mf_test_remove_dir). */
+static inline char *mf_test_tmp_dir(const char *prefix)
+{
+    const char *base = getenv("TMPDIR");
+    char *t = memfit_asprintf("%s/%s_XXXXXX", base ? base : "/tmp", prefix);
+    assert_non_null(t);
+    assert_non_null(mkdtemp(t));
+    return t;
+}
+
+/* Removes a flat directory (its files, then itself) and frees its path. */
+static inline void mf_test_remove_dir(char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *p = memfit_asprintf("%s/%s", dir, e->d_name);
+        unlink(p);
+        memfit_free(p);
+    }
+    closedir(d);
+    rmdir(dir);
+    memfit_free(dir);
+}
 
 #endif

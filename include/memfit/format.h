@@ -232,6 +232,49 @@ MEMFIT_API enum memfit_status memfit_tensors_find(const memfit_tensors *set, con
                                                   struct memfit_tensor_info *out,
                                                   size_t *out_index);
 
+/* ---- Composite sets ---------------------------------------------------- */
+/*
+ * A set assembled from other sets: their tensors under new names (bytes used
+ * in place) and the metadata of one of them, for a model stored as several
+ * files (a Hugging Face repository: safetensors shards and JSON). `path`
+ * names the whole (a directory) in messages; `format` is what
+ * memfit_tensors_format() will say. memfit_tensors_file_bytes() is the sum
+ * of the adopted sets'. Build it with begin, adopt each part (the composite
+ * owns it from then on, even when adopt fails), compose_meta /
+ * compose_tensor, then finish (the name index; duplicate names fail with
+ * E_FORMAT); close it with memfit_tensors_close (which closes the parts).
+ * On a failure close the unfinished set.
+ */
+MEMFIT_API enum memfit_status
+memfit_tensors_compose_begin(const char *path, enum memfit_format format, memfit_tensors **out);
+MEMFIT_API enum memfit_status memfit_tensors_compose_adopt(memfit_tensors *set,
+                                                           memfit_tensors *part);
+/* Copies every metadata entry of `from` (an adopted part: values stay in its mapping). */
+MEMFIT_API enum memfit_status memfit_tensors_compose_meta(memfit_tensors *set,
+                                                          const memfit_tensors *from);
+/* Adds tensor `index` of `from` (an adopted part) under `name`. */
+MEMFIT_API enum memfit_status memfit_tensors_compose_tensor(memfit_tensors *set, const char *name,
+                                                            const memfit_tensors *from,
+                                                            size_t index);
+MEMFIT_API enum memfit_status memfit_tensors_compose_finish(memfit_tensors *set);
+
+/* ---- bitsandbytes NF4 ---------------------------------------------------- */
+/*
+ * The NF4 matrix stored under `name` the way bitsandbytes'
+ * Linear4bit._save_to_state_dict writes it: `name` U8 packed codes,
+ * `name.absmax` (F32, or U8 with double quantization plus
+ * `name.nested_absmax` F32 and `name.nested_quant_map` F32[256]),
+ * optionally `name.quant_map` F32[16], and `name.quant_state.bitsandbytes__nf4`,
+ * a U8 tensor of JSON: quant_type, blocksize, shape [rows, cols] (and
+ * nested_blocksize, nested_offset). Every size is checked against the shape;
+ * *out points into the set's mapping (valid until it is closed) and has
+ * passed memfit_nf4_matrix_check. E_NOT_FOUND when `name` has no NF4 quant
+ * state, E_UNSUPPORTED for FP4 or a quant_map other than NF4's, E_FORMAT
+ * naming the tensor and field for anything inconsistent.
+ */
+MEMFIT_API enum memfit_status memfit_tensors_nf4(const memfit_tensors *set, const char *name,
+                                                 struct memfit_nf4_matrix *out);
+
 /* ---- Metadata ---------------------------------------------------------- */
 
 /* Value types: GGUF's ids. safetensors' __metadata__ values are all STRING. */

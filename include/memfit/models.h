@@ -651,6 +651,20 @@ MEMFIT_API enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *
  * memfit_tensors_open and memfit_llm_detect, E_NOMEM. */
 MEMFIT_API enum memfit_status memfit_llm_open(const char *path, memfit_llm **out);
 
+/*
+ * The tensor set an LLM at `path` is read from: a file as memfit_tensors_open
+ * opens it, or, for a directory, a Hugging Face repository (config.json,
+ * model.safetensors or the shards model.safetensors.index.json names,
+ * tokenizer.json and tokenizer_config.json when present) seen in place as a
+ * composite set: GGUF metadata made from config.json and the tokenizer (a
+ * metadata-only GGUF in $TMPDIR, unlinked once mapped), the tensors under
+ * llama.cpp's names with their bytes used from the safetensors mappings
+ * (F32, F16, BF16, and bitsandbytes NF4 with its quant state, read by
+ * memfit_tensors_nf4). Errors as memfit_llm_convert_hf's checks, plus the
+ * NF4 ones. Close it with memfit_tensors_close.
+ */
+MEMFIT_API enum memfit_status memfit_llm_open_set(const char *path, memfit_tensors **out);
+
 /* Closes the file. Every session must be freed first. NULL is a no-op. */
 MEMFIT_API void memfit_llm_close(memfit_llm *model);
 

@@ -312,6 +312,61 @@ MEMFIT_API enum memfit_status memfit_nf4_unpack_absmax(const uint8_t *qabsmax,
                                                        const float *nested_map, float offset,
                                                        uint64_t n_blocks, float *absmax);
 
+/*
+ * An NF4 weight matrix used in place, as bitsandbytes stores it (the codes
+ * and scales straight from a file mapping): rows x cols elements, row r's
+ * codes at codes + r * cols / 2, blocks of `blocksize` over the flat tensor.
+ * The absmax of block b is absmax[b] (F32) or, with double quantization,
+ * nested_map[qabsmax[b]] * nested_absmax[b / nested_blocksize] + offset.
+ * Float arrays may be unaligned (safetensors only aligns the data start).
+ */
+struct memfit_nf4_matrix {
+    const uint8_t *codes; /* rows * cols / 2 bytes */
+    uint64_t rows, cols;
+    uint32_t blocksize;
+    bool double_quant;
+    const void *absmax;        /* F32 [n_blocks], or U8 codes when double_quant */
+    const void *nested_absmax; /* F32 [ceil(n_blocks / nested_blocksize)] */
+    const void *nested_map;    /* F32 [256] */
+    uint32_t nested_blocksize;
+    float offset;
+};
+
+/* The longest row the NF4 matrix functions take. */
+#define MEMFIT_NF4_MAX_COLS 65536
+
+/*
+ * Checks what the row functions rely on: cols a multiple of blocksize and of
+ * 32 (the activation blocks), blocks that do not straddle rows, cols at most
+ * MEMFIT_NF4_MAX_COLS, a blocksize and nested_blocksize bitsandbytes
+ * accepts, and no NULL pointer. E_FORMAT (or E_RANGE) naming what is wrong.
+ */
+MEMFIT_API enum memfit_status memfit_nf4_matrix_check(const struct memfit_nf4_matrix *m);
+
+/* Row r's absmax values (cols / blocksize floats) into out. */
+MEMFIT_API void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out);
+
+/*
+ * y[r - row_begin] = (row r) . act for row_begin <= r < row_end, act a row of cols
+ * elements quantized to Q8_0 (memfit_type_quantize_row). The kernel sums
+ * in integers against the NF4 levels times 127 rounded to int8 (at most
+ * 0.5/127 of a block's absmax from the exact level), then in float per
+ * 32 elements: AVX2 where active (MEMFIT_NO_SIMD=1: the scalar reference).
+ * m must have passed memfit_nf4_matrix_check. Never allocates; thread-safe.
+ */
+MEMFIT_API void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
+                                       uint64_t row_end, const void *act, float *y);
+
+/*
+ * y[c * ldy + r] = (row r) . (x row c) for row_begin <= r < row_end and
+ * c < n_cols, x rows of cols floats, ldx floats apart: each weight row is
+ * dequantized with the exact levels into `scratch` (cols floats) and dotted
+ * in F32 with every activation row. For prompts (many activation rows).
+ */
+MEMFIT_API void memfit_nf4_matmul_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
+                                       uint64_t row_end, const float *x, size_t ldx,
+                                       uint64_t n_cols, float *y, size_t ldy, float *scratch);
+
 #ifdef __cplusplus
 }
 #endif

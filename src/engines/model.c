@@ -451,7 +451,12 @@ static enum memfit_status detect_family(memfit_engine_model *m)
     if (!set) {
         struct memfit_tensors_options to;
         memfit_tensors_options_default(&to);
-        if ((st = memfit_tensors_open(m->path, &to, &set)) != MEMFIT_OK)
+        /* A directory is a Hugging Face repository, which only the LLM families read. */
+        struct stat sb;
+        st = stat(m->path, &sb) == 0 && S_ISDIR(sb.st_mode)
+                 ? memfit_llm_open_set(m->path, &set)
+                 : memfit_tensors_open(m->path, &to, &set);
+        if (st != MEMFIT_OK)
             return st;
     }
     const struct memfit_engine_family_info *info = NULL;
@@ -753,7 +758,8 @@ static enum memfit_status plan_file(memfit_engine_model *m, const char *path, bo
     if (st != MEMFIT_OK)
         return st;
     p.family = m->family->info.name;
-    p.file_bytes = file_bytes;
+    if (!p.file_bytes) /* a family reading a directory says what its files hold */
+        p.file_bytes = file_bytes;
     p.plan_source = "file";
     if (is_source && convert_type(m) && m->family->convert_estimate) {
         if ((st = m->family->convert_estimate(m->cfg, path, &p)) != MEMFIT_OK)

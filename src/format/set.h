@@ -76,6 +76,10 @@ struct memfit_tensors {
      */
     struct mf_piece *pieces;
     size_t n_pieces;
+    /* A composite set (memfit_tensors_compose_*): the sets whose tensors and
+     * metadata it shows, closed with it; `map` is NULL. */
+    memfit_tensors **parts;
+    size_t n_parts;
 };
 
 /*

@@ -94,6 +94,9 @@ static void free_set(memfit_tensors *set)
     for (size_t i = 0; i < set->n_pieces; i++)
         memfit_free(set->pieces[i].bytes);
     memfit_free(set->pieces);
+    for (size_t i = 0; i < set->n_parts; i++)
+        memfit_tensors_close(set->parts[i]);
+    memfit_free(set->parts);
     if (set->owns_map && set->map)
         munmap((void *)set->map, set->map_bytes);
     memfit_free(set->path);
@@ -971,4 +974,78 @@ enum memfit_status mf_set_finish(memfit_tensors *set, bool check_overlap)
     set->tensor_by_name = names;
     set->meta_by_key = keys;
     return MEMFIT_OK;
+}
+
+/* ---- Composite sets ------------------------------------------------------------------ */
+
+enum memfit_status memfit_tensors_compose_begin(const char *path, enum memfit_format format,
+                                                memfit_tensors **out)
+{
+    if (!path || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_compose_begin: NULL argument");
+    memfit_tensors *set = memfit_calloc(1, sizeof(*set));
+    if (!set)
+        return MEMFIT_E_NOMEM;
+    set->path = memfit_strdup(path);
+    if (!set->path) {
+        memfit_free(set);
+        return MEMFIT_E_NOMEM;
+    }
+    set->format = format;
+    *out = set;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_tensors_compose_adopt(memfit_tensors *set, memfit_tensors *part)
+{
+    if (!set || !part) {
+        memfit_tensors_close(part);
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_compose_adopt: NULL argument");
+    }
+    memfit_tensors **grown = memfit_realloc(set->parts, (set->n_parts + 1) * sizeof(*grown));
+    if (!grown) {
+        memfit_tensors_close(part);
+        return MEMFIT_E_NOMEM;
+    }
+    set->parts = grown;
+    set->parts[set->n_parts++] = part;
+    set->file_bytes += part->file_bytes;
+    set->map_bytes = (size_t)set->file_bytes;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_tensors_compose_meta(memfit_tensors *set, const memfit_tensors *from)
+{
+    if (!set || !from)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_compose_meta: NULL argument");
+    for (size_t i = 0; i < from->n_meta; i++) {
+        const struct mf_meta *m = &from->meta[i];
+        enum memfit_status st = mf_set_add_meta(set, m->key, strlen(m->key), &m->value, NULL);
+        if (st != MEMFIT_OK)
+            return st;
+    }
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_tensors_compose_tensor(memfit_tensors *set, const char *name,
+                                                 const memfit_tensors *from, size_t index)
+{
+    struct memfit_tensor_info t;
+    if (!set || !name || !from)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_compose_tensor: NULL argument");
+    enum memfit_status st = memfit_tensors_get(from, index, &t);
+    if (st != MEMFIT_OK)
+        return st;
+    if (!t.data)
+        return memfit_fail(MEMFIT_E_MISUSE, "%s: tensor %s has no data (a header-only set)",
+                           from->path, t.name);
+    return mf_set_add_tensor_owned(set, name, strlen(name), t.type, t.n_dims, t.shape, t.data,
+                                   t.n_bytes);
+}
+
+enum memfit_status memfit_tensors_compose_finish(memfit_tensors *set)
+{
+    if (!set)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_tensors_compose_finish: NULL argument");
+    return mf_set_finish(set, false);
 }

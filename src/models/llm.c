@@ -138,7 +138,13 @@ static enum memfit_status read_hparams(struct loader *ld)
                            "and llama)",
                            ld->path, arch);
     memcpy(in->arch, arch, strlen(arch) + 1); /* "qwen2" or "llama" fits */
-    in->rope_neox = strcmp(arch, "qwen2") == 0;
+    /* memfit.rope.neox: a Hugging Face directory in place, whose LLaMA q/k rows are not
+     * permuted (memfit_llm_open_set) */
+    struct memfit_meta_value neox;
+    in->rope_neox = strcmp(arch, "qwen2") == 0 ||
+                    (memfit_tensors_meta_find(ld->set, "memfit.rope.neox", &neox) == MEMFIT_OK &&
+                     neox.type == MEMFIT_META_BOOL && neox.v.u);
+    memfit_clear_error();
     enum memfit_status st;
 #define TRY(x)                                                                                     \
     do {                                                                                           \
@@ -275,6 +281,57 @@ static enum memfit_status get_opt_vec(struct loader *ld, const char *name, uint6
     return get_vec(ld, name, n, out);
 }
 
+/* Bytes of an NF4 weight and its quant state. */
+static uint64_t nf4_bytes(const struct loader *ld, const char *name)
+{
+    static const char *const suffixes[] = {"",
+                                           ".absmax",
+                                           ".quant_map",
+                                           ".nested_absmax",
+                                           ".nested_quant_map",
+                                           ".quant_state.bitsandbytes__nf4"};
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char full[160];
+        struct memfit_tensor_info t;
+        snprintf(full, sizeof(full), "%s%s", name, suffixes[i]);
+        if (memfit_tensors_find(ld->set, full, &t, NULL) == MEMFIT_OK)
+            bytes += t.n_bytes;
+    }
+    memfit_clear_error();
+    return bytes;
+}
+
+/* A bitsandbytes NF4 weight [rows, cols] (rows 0: any), used in place against Q8_0 activations. */
+static enum memfit_status get_nf4(struct loader *ld, const char *name, uint64_t rows, uint64_t cols,
+                                  bool count_bytes, struct llm_mat *out)
+{
+    struct memfit_nf4_matrix m;
+    enum memfit_status st = memfit_tensors_nf4(ld->set, name, &m);
+    if (st != MEMFIT_OK)
+        return st;
+    if (m.cols != cols || (rows && m.rows != rows) || m.rows > (uint64_t)1 << 24 ||
+        cols % 32 != 0) {
+        char exp[64];
+        snprintf(exp, sizeof(exp), "[%llu, %llu]", (unsigned long long)(rows ? rows : m.rows),
+                 (unsigned long long)cols);
+        return memfit_fail(MEMFIT_E_FORMAT, "%s: tensor %s: NF4 shape [%llu, %llu], expected %s",
+                           ld->path, name, (unsigned long long)m.rows, (unsigned long long)m.cols,
+                           exp);
+    }
+    if (count_bytes)
+        ld->info->weight_bytes += nf4_bytes(ld, name);
+    memset(out, 0, sizeof(*out));
+    out->type = MEMFIT_TYPE_NF4;
+    out->dot_type = MEMFIT_TYPE_Q8_0;
+    out->data = m.codes;
+    out->row_bytes = (size_t)(cols / 2);
+    out->rows = (uint32_t)m.rows;
+    out->cols = (uint32_t)cols;
+    out->nf4 = m;
+    return MEMFIT_OK;
+}
+
 /* A weight matrix [rows, cols] the dot products and the matmul can use in place. */
 static enum memfit_status get_mat(struct loader *ld, const char *name, uint64_t rows, uint64_t cols,
                                   bool count_bytes, struct llm_mat *out)
@@ -283,6 +340,8 @@ static enum memfit_status get_mat(struct loader *ld, const char *name, uint64_t 
     enum memfit_status st = find(ld, name, &t);
     if (st != MEMFIT_OK)
         return st;
+    if (t.type == MEMFIT_TYPE_U8)
+        return get_nf4(ld, name, rows, cols, count_bytes, out);
     if (t.n_dims != 2 || t.shape[1] != (int64_t)cols || (rows && t.shape[0] != (int64_t)rows)) {
         char exp[64];
         if (rows)
@@ -401,6 +460,10 @@ static enum memfit_status load_all(struct loader *ld)
     in->converted_bytes = 0;
     ld->n_floats = 0;
     TRY(get_mat(ld, "token_embd.weight", 0, in->n_embd, true, &embd));
+    if (embd.type == MEMFIT_TYPE_NF4)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "%s: token_embd.weight: an NF4 token embedding is not supported",
+                           ld->path);
     TRY(check_vocab(ld, &embd));
     in->tied_output = !has_tensor(ld, "output.weight");
     if (in->tied_output)
@@ -420,7 +483,7 @@ static enum memfit_status load_all(struct loader *ld)
         TRY(load_layer(ld, l, m ? &m->layers[l] : &scratch));
     struct memfit_tensor_info t;
     TRY(find(ld, "blk.0.attn_q.weight", &t));
-    in->weight_type = t.type;
+    in->weight_type = t.type == MEMFIT_TYPE_U8 ? MEMFIT_TYPE_NF4 : t.type; /* get_mat took it */
     return MEMFIT_OK;
 }
 
@@ -467,7 +530,7 @@ enum memfit_status memfit_llm_open(const char *path, memfit_llm **out)
     struct memfit_llm *m = memfit_calloc_in(MEMFIT_ALLOC_MODEL, 1, sizeof(*m));
     if (!m)
         return MEMFIT_E_NOMEM;
-    enum memfit_status st = memfit_tensors_open(path, NULL, &m->set);
+    enum memfit_status st = memfit_llm_open_set(path, &m->set); /* a file or an HF directory */
     if (st != MEMFIT_OK) {
         memfit_free(m);
         return st;
@@ -592,6 +655,7 @@ enum memfit_status mf_llm_layout(const struct memfit_llm_info *in,
     L->t_qrow = t, t += align_up(row_bytes(MEMFIT_TYPE_Q8_0, hd));
     L->t_acc = t, t += align_up(hd * sizeof(float));
     L->t_vrow = t, t += align_up(hd * sizeof(float));
+    L->t_wrow = t, t += align_up(maxdim * sizeof(float));
     L->thread_bytes = t;
     L->threads = o, o += t * threads;
     L->work_bytes = o;

@@ -13,13 +13,14 @@
 
 /* A weight matrix used in place: `rows` rows of `cols` elements of `type`. */
 struct llm_mat {
-    enum memfit_type type;
+    enum memfit_type type;     /* MEMFIT_TYPE_NF4: bitsandbytes' layout, in `nf4` */
     enum memfit_type dot_type; /* the activation row type of its dot product */
-    mf_vec_dot_fn dot;         /* the kernel in use (the traits' vec_dot) */
+    mf_vec_dot_fn dot;         /* the kernel in use (the traits' vec_dot); NULL for NF4 */
     const void *data;
     size_t row_bytes;
     uint32_t rows;
     uint32_t cols;
+    struct memfit_nf4_matrix nf4; /* NF4 only: codes and scales in the mapping */
 };
 
 struct llm_layer {
@@ -55,6 +56,7 @@ struct llm_layout {
     /* Workspace, after the KV cache; offsets from the start of the workspace. */
     size_t x, xn, q, kv, att, ffn, rope, act_q8_0, act_q8_k, threads, thread_bytes;
     size_t t_scores, t_qrow, t_acc, t_vrow; /* inside one thread's area */
+    size_t t_wrow; /* an NF4 weight row dequantized for a prompt (maxdim floats) */
     size_t work_bytes;
 };
 

@@ -199,7 +199,29 @@ struct conv {
     struct slot *slots;
     size_t n_slots;
     const struct memfit_llm_convert_options *opts;
+    bool in_place; /* memfit_llm_open_set: NF4 weights allowed, nothing converted */
 };
+
+/* What bitsandbytes saves beside an NF4 weight `P.weight` (P.weight<suffix>). */
+static const char *const NF4_SUFFIXES[] = {".absmax",
+                                           ".quant_map",
+                                           ".nested_absmax",
+                                           ".nested_quant_map",
+                                           ".quant_state.bitsandbytes__nf4",
+                                           ".quant_state.bitsandbytes__fp4"};
+#define N_NF4_SUFFIXES (sizeof(NF4_SUFFIXES) / sizeof(NF4_SUFFIXES[0]))
+
+/* True for a bitsandbytes quant-state tensor (it goes with its weight). */
+static bool is_nf4_aux(const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < N_NF4_SUFFIXES; i++) {
+        size_t n = strlen(NF4_SUFFIXES[i]);
+        if (len > n && strcmp(name + len - n, NF4_SUFFIXES[i]) == 0)
+            return true;
+    }
+    return false;
+}
 
 static bool is_slot_optional(const struct conv *c, size_t s)
 {
@@ -216,6 +238,8 @@ static enum memfit_status slot_of(const struct conv *c, const char *set_path, co
                                   size_t *out)
 {
     *out = SIZE_MAX;
+    if (is_nf4_aux(name))
+        return MEMFIT_OK; /* found again through its weight's name */
     if (strcmp(name, "model.embed_tokens.weight") == 0) {
         *out = S_EMBD;
         return MEMFIT_OK;
@@ -342,6 +366,14 @@ static enum memfit_status map_tensors(struct conv *c)
         slot_info(c, s, &t);
         uint64_t want[2];
         slot_spec(c, s, gguf, sizeof(gguf), want);
+        if (t.type == MEMFIT_TYPE_U8 && want[1]) {
+            if (c->in_place)
+                continue; /* bitsandbytes 4-bit: checked by memfit_tensors_nf4 once composed */
+            return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                               "%s: tensor %s: U8 (a bitsandbytes 4-bit weight): convert does not "
+                               "dequantize it; run the directory as it is (memfit generate %s)",
+                               memfit_tensors_path(c->sets[c->slots[s].set]), hf, c->dir);
+        }
         bool ok = want[1] ? t.n_dims == 2 && (uint64_t)t.shape[0] == want[0] &&
                                 (uint64_t)t.shape[1] == want[1]
                           : t.n_dims == 1 && (uint64_t)t.shape[0] == want[0];
@@ -841,7 +873,8 @@ static char *base_name(const char *dir)
     return memfit_asprintf("%.*s", (int)(len - start), dir + start);
 }
 
-static enum memfit_status convert(struct conv *c, const char *out_path)
+/* config.json read, the safetensors opened and every tensor in its slot, checked. */
+static enum memfit_status prepare(struct conv *c)
 {
     char *config = memfit_asprintf("%s/config.json", c->dir);
     if (!config)
@@ -854,7 +887,15 @@ static enum memfit_status convert(struct conv *c, const char *out_path)
     c->slots = memfit_calloc(c->n_slots, sizeof(*c->slots));
     if (!c->slots)
         return MEMFIT_E_NOMEM;
-    if ((st = open_sets(c)) != MEMFIT_OK || (st = map_tensors(c)) != MEMFIT_OK)
+    if ((st = open_sets(c)) != MEMFIT_OK)
+        return st;
+    return map_tensors(c);
+}
+
+static enum memfit_status convert(struct conv *c, const char *out_path)
+{
+    enum memfit_status st = prepare(c);
+    if (st != MEMFIT_OK)
         return st;
     char *name = base_name(c->dir);
     memfit_writer *w = NULL;
@@ -887,6 +928,179 @@ enum memfit_status memfit_llm_convert_hf(const char *dir, const char *out_path,
         return st;
     struct conv c = {.dir = dir, .opts = opts};
     st = convert(&c, out_path);
+    for (size_t i = 0; i < c.n_sets; i++)
+        memfit_tensors_close(c.sets[i]);
+    memfit_free(c.sets);
+    memfit_free(c.slots);
+    return st;
+}
+
+/* ---- The directory in place (memfit_llm_open_set) ------------------------------------ */
+
+/*
+ * The metadata the engine reads (hparams, tokenizer, and memfit.rope.neox:
+ * HF's q/k rows are in rotate-half order, so in place both architectures
+ * take NEOX rotary) as a metadata-only GGUF: written to a temporary file,
+ * mapped, and unlinked at once, so it lives as long as the set.
+ */
+static enum memfit_status open_meta(struct conv *c, memfit_tensors **out)
+{
+    static unsigned counter;
+    const char *tmpdir = getenv("TMPDIR");
+    char *tmp = memfit_asprintf("%s/memfit-hf-%ld-%u.gguf", tmpdir && *tmpdir ? tmpdir : "/tmp",
+                                (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+    char *name = base_name(c->dir);
+    memfit_writer *w = NULL;
+    enum memfit_status st = tmp && name ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    if (st == MEMFIT_OK)
+        st = memfit_writer_create(tmp, MEMFIT_FORMAT_GGUF, &w);
+    if (st == MEMFIT_OK)
+        st = write_hparams(c, w, name);
+    struct memfit_meta_value neox = {.type = MEMFIT_META_BOOL, .v.u = 1};
+    if (st == MEMFIT_OK)
+        st = memfit_writer_set_meta(w, "memfit.rope.neox", &neox);
+    bool have_tok = false;
+    if (st == MEMFIT_OK)
+        have_tok = file_exists(c->dir, "tokenizer.json", &st);
+    if (st == MEMFIT_OK && have_tok)
+        st = write_tokenizer(c, tmp, w);
+    bool committed = false;
+    if (st == MEMFIT_OK)
+        committed = (st = memfit_writer_commit(w)) == MEMFIT_OK;
+    memfit_writer_destroy(w);
+    if (committed) {
+        struct memfit_tensors_options o;
+        memfit_tensors_options_default(&o);
+        o.format = MEMFIT_FORMAT_GGUF;
+        st = memfit_tensors_open(tmp, &o, out);
+        unlink(tmp);
+    }
+    memfit_free(tmp);
+    memfit_free(name);
+    return st;
+}
+
+/* The tensor `name` in any of the directory's files. */
+static bool find_any(const struct conv *c, const char *name, size_t *set, size_t *index)
+{
+    for (size_t f = 0; f < c->n_sets; f++) {
+        struct memfit_tensor_info t;
+        if (memfit_tensors_find(c->sets[f], name, &t, index) == MEMFIT_OK) {
+            *set = f;
+            return true;
+        }
+    }
+    memfit_clear_error();
+    return false;
+}
+
+/* Slot s under its GGUF name, with its bitsandbytes quant state when it has one. */
+static enum memfit_status compose_slot(const struct conv *c, size_t s, memfit_tensors *set)
+{
+    char hf[160], gguf[160], aux[200];
+    uint64_t want[2];
+    slot_hf_name(c, s, hf, sizeof(hf));
+    slot_spec(c, s, gguf, sizeof(gguf), want);
+    enum memfit_status st =
+        memfit_tensors_compose_tensor(set, gguf, c->sets[c->slots[s].set], c->slots[s].index);
+    for (size_t i = 0; st == MEMFIT_OK && i < N_NF4_SUFFIXES; i++) {
+        size_t f, index;
+        snprintf(aux, sizeof(aux), "%s%s", hf, NF4_SUFFIXES[i]);
+        if (!find_any(c, aux, &f, &index))
+            continue;
+        snprintf(aux, sizeof(aux), "%s%s", gguf, NF4_SUFFIXES[i]);
+        st = memfit_tensors_compose_tensor(set, aux, c->sets[f], index);
+    }
+    return st;
+}
+
+/* The U8 slots (bitsandbytes 4-bit) read as NF4 and checked against config.json. */
+static enum memfit_status check_nf4_slots(const struct conv *c, const memfit_tensors *set)
+{
+    for (size_t s = 0; s < c->n_slots; s++) {
+        char hf[160], gguf[160];
+        uint64_t want[2];
+        slot_hf_name(c, s, hf, sizeof(hf));
+        slot_spec(c, s, gguf, sizeof(gguf), want);
+        struct memfit_tensor_info t; /* the shards now belong to the composite */
+        if (!c->slots[s].found || memfit_tensors_find(set, gguf, &t, NULL) != MEMFIT_OK ||
+            t.type != MEMFIT_TYPE_U8)
+            continue;
+        struct memfit_nf4_matrix m;
+        enum memfit_status st = memfit_tensors_nf4(set, gguf, &m);
+        if (st == MEMFIT_E_NOT_FOUND)
+            return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                               "%s: tensor %s: U8 without a bitsandbytes quant state (memfit runs "
+                               "F32, F16, BF16 and bitsandbytes NF4 weights)",
+                               c->dir, hf);
+        if (st != MEMFIT_OK)
+            return st;
+        if (s == S_EMBD)
+            return memfit_fail(
+                MEMFIT_E_UNSUPPORTED,
+                "%s: tensor %s: an NF4 token embedding is not supported (transformers "
+                "keeps it in float)",
+                c->dir, hf);
+        if (m.rows != want[0] || m.cols != want[1])
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "%s: tensor %s: NF4 shape [%llu, %llu], but config.json makes it "
+                               "[%llu, %llu]",
+                               c->dir, hf, (unsigned long long)m.rows, (unsigned long long)m.cols,
+                               (unsigned long long)want[0], (unsigned long long)want[1]);
+    }
+    return MEMFIT_OK;
+}
+
+static enum memfit_status open_in_place(struct conv *c, memfit_tensors **out)
+{
+    enum memfit_status st = prepare(c);
+    if (st != MEMFIT_OK)
+        return st;
+    memfit_tensors *meta = NULL, *set = NULL;
+    if ((st = open_meta(c, &meta)) != MEMFIT_OK)
+        return st;
+    if ((st = memfit_tensors_compose_begin(c->dir, MEMFIT_FORMAT_GGUF, &set)) != MEMFIT_OK) {
+        memfit_tensors_close(meta);
+        return st;
+    }
+    st = memfit_tensors_compose_adopt(set, meta);
+    if (st == MEMFIT_OK)
+        st = memfit_tensors_compose_meta(set, meta);
+    for (size_t s = 0; st == MEMFIT_OK && s < c->n_slots; s++)
+        if (c->slots[s].found)
+            st = compose_slot(c, s, set);
+    /* The shards go to the composite last: until then conv owns them. */
+    for (size_t f = 0; f < c->n_sets; f++) {
+        enum memfit_status a = st == MEMFIT_OK ? memfit_tensors_compose_adopt(set, c->sets[f])
+                                               : (memfit_tensors_close(c->sets[f]), st);
+        c->sets[f] = NULL;
+        if (st == MEMFIT_OK)
+            st = a;
+    }
+    if (st == MEMFIT_OK)
+        st = memfit_tensors_compose_finish(set);
+    if (st == MEMFIT_OK)
+        st = check_nf4_slots(c, set);
+    if (st != MEMFIT_OK) {
+        memfit_tensors_close(set);
+        return st;
+    }
+    *out = set;
+    return MEMFIT_OK;
+}
+
+enum memfit_status memfit_llm_open_set(const char *path, memfit_tensors **out)
+{
+    if (!path || !out)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_llm_open_set: NULL argument");
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return memfit_tensors_open(path, NULL, out);
+    struct conv c = {.dir = path, .in_place = true};
+    struct memfit_llm_convert_options o;
+    memfit_llm_convert_options_default(&o);
+    c.opts = &o;
+    enum memfit_status st = open_in_place(&c, out);
     for (size_t i = 0; i < c.n_sets; i++)
         memfit_tensors_close(c.sets[i]);
     memfit_free(c.sets);

@@ -277,11 +277,61 @@ struct mm_job {
     int n;
     uint64_t off[4]; /* first row of each part in the group's row numbering */
     size_t n_cols;
+    uint8_t *threads; /* the per-thread areas (NF4 weight-row scratch at t_wrow) */
+    size_t thread_bytes, t_wrow;
 };
 
-static void mm_part_rows(const struct mm_part *p, size_t n_cols, size_t r0, size_t r1)
+/* Stores (or adds) rows [r0, r1) of one token's products v[0..r1-r0) with the bias. */
+static void mm_store(const struct mm_part *p, size_t r0, size_t r1, const float *v)
+{
+    for (size_t r = r0; r < r1; r++) {
+        float x = v[r - r0] + (p->bias ? p->bias[r] : 0.0f);
+        p->y[r] = p->residual ? p->y[r] + x : x;
+    }
+}
+
+/* Several tokens: the products in dst (y itself, or tmp for a residual) plus the bias into y. */
+static void mm_finish_cols(const struct mm_part *p, size_t n_cols, size_t r0, size_t r1,
+                           const float *dst)
+{
+    for (size_t c = 0; c < n_cols; c++) {
+        float *y = p->y + c * p->ldy;
+        const float *t = dst + c * p->ldy;
+        for (size_t r = r0; r < r1; r++) {
+            float v = t[r] + (p->bias ? p->bias[r] : 0.0f);
+            y[r] = p->residual ? y[r] + v : v;
+        }
+    }
+}
+
+/* An NF4 matrix (bitsandbytes' layout in place): its own row kernel, or for several tokens
+ * each weight row dequantized into the thread's scratch. */
+static void mm_part_rows_nf4(const struct mm_part *p, size_t n_cols, size_t r0, size_t r1,
+                             float *scratch)
 {
     const struct llm_mat *w = p->w;
+    if (n_cols == 1 && p->act) {
+        float v[64];
+        for (size_t r = r0; r < r1; r += 64) {
+            size_t e = r + 64 < r1 ? r + 64 : r1;
+            memfit_nf4_matvec_rows(&w->nf4, r, e, p->act, v);
+            mm_store(p, r, e, v);
+        }
+        return;
+    }
+    float *dst = p->residual ? p->tmp : p->y;
+    memfit_nf4_matmul_rows(&w->nf4, r0, r1, p->x, p->ldx, n_cols, dst, p->ldy, scratch);
+    mm_finish_cols(p, n_cols, r0, r1, dst);
+}
+
+static void mm_part_rows(const struct mm_part *p, size_t n_cols, size_t r0, size_t r1,
+                         float *scratch)
+{
+    const struct llm_mat *w = p->w;
+    if (w->type == MEMFIT_TYPE_NF4) {
+        mm_part_rows_nf4(p, n_cols, r0, r1, scratch);
+        return;
+    }
     if (n_cols == 1 && p->act) {
         const uint8_t *wd = w->data;
         size_t rb = w->row_bytes, n = w->cols;
@@ -301,24 +351,19 @@ static void mm_part_rows(const struct mm_part *p, size_t n_cols, size_t r0, size
     /* Shapes and types were checked at open: this cannot fail. */
     memfit_matmul_rows(w->type, w->data, w->row_bytes, w->cols, r0, r1, p->x,
                        p->ldx * sizeof(float), n_cols, dst, p->ldy);
-    for (size_t c = 0; c < n_cols; c++) {
-        float *y = p->y + c * p->ldy, *t = dst + c * p->ldy;
-        for (size_t r = r0; r < r1; r++) {
-            float v = t[r] + (p->bias ? p->bias[r] : 0.0f);
-            y[r] = p->residual ? y[r] + v : v;
-        }
-    }
+    mm_finish_cols(p, n_cols, r0, r1, dst);
 }
 
 static void mm_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     const struct mm_job *j = ctx;
-    (void)thread;
+    float *scratch = (float *)(j->threads + (size_t)thread * j->thread_bytes + j->t_wrow);
     for (int i = 0; i < j->n; i++) {
         uint64_t lo = begin > j->off[i] ? begin : j->off[i];
         uint64_t hi = end < j->off[i + 1] ? end : j->off[i + 1];
         if (lo < hi)
-            mm_part_rows(&j->p[i], j->n_cols, (size_t)(lo - j->off[i]), (size_t)(hi - j->off[i]));
+            mm_part_rows(&j->p[i], j->n_cols, (size_t)(lo - j->off[i]), (size_t)(hi - j->off[i]),
+                         scratch);
     }
 }
 
@@ -346,6 +391,9 @@ static void mm_add(struct mm_job *j, const struct llm_mat *w, float *y, size_t l
 static void mm_group(struct fwd *f, struct mm_job *j, const float *src, size_t ldx, size_t n_cols)
 {
     j->n_cols = n_cols;
+    j->threads = f->s->work + f->L->threads;
+    j->thread_bytes = f->L->thread_bytes;
+    j->t_wrow = f->L->t_wrow;
     bool have_q8_0 = false, have_q8_k = false;
     for (int i = 0; i < j->n; i++) {
         struct mm_part *p = &j->p[i];

@@ -211,6 +211,22 @@ void mf_layer_norm_with(const struct mf_nn_ops *ops, const float *x, size_t ldx,
 enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct memfit_attention *a,
                                      void *work, size_t work_bytes);
 
+/*
+ * NF4 rows against Q8_0 activations (nf4.c, x86/nf4.c): n codes (the first
+ * element of a pair in the high nibble) that stand for mf_nf4_q8[code] (the
+ * NF4 levels x 127, rounded), scales[j] the factor of elements 32j..32j+31
+ * (absmax / 127). Sums each 32 in integers, then scales[j] * d_act * isum in
+ * float; the AVX2 kernel only orders the float sums differently.
+ */
+typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *scales,
+                               const void *act);
+extern const int8_t mf_nf4_q8[16];
+float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, const void *act);
+/* The NF4 kernel in use (AVX2 where active), and the AVX2 one whatever
+ * MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C). */
+mf_nf4_dot_fn mf_nf4_dot_kernel(void);
+mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void);
+
 /* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
 
 #if defined(__x86_64__)
@@ -234,6 +250,7 @@ float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
+float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *scales, const void *act);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
  * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,

@@ -8,12 +8,21 @@
  * tensor rather than per row. So it has its own entry points; the packed
  * code bytes are what the type table's NF4 size (64 elements, 32 bytes)
  * describes.
+ *
+ * The matrix functions at the end run an NF4 matrix in place (codes and
+ * scales as stored, double quantization included): a row's absmax values
+ * are decoded into a small stack array, then the row kernel (scalar here,
+ * AVX2 in x86/nf4.c) sums each 32 codes against a Q8_0 activation block in
+ * integers, using the levels times 127 rounded to int8, as llama.cpp's
+ * IQ4_NL does with its own non-linear levels.
  */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "memfit/tensor.h"
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
 
 /* bitsandbytes' NF4 table (functional.py get_4bit_type("nf4")), ascending. */
 static const float nf4_codes[16] = {
@@ -224,4 +233,116 @@ enum memfit_status memfit_nf4_unpack_absmax(const uint8_t *qabsmax, const float 
     for (uint64_t i = 0; i < n_blocks; i++)
         absmax[i] = nested_map[qabsmax[i]] * nested_absmax[i / NESTED_BLOCK] + offset;
     return MEMFIT_OK;
+}
+
+/* ---- Matrices used in place --------------------------------------------------------- */
+
+/* round(127 * nf4_codes[i]); test_tensor_nf4 checks the rounding. */
+const int8_t mf_nf4_q8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
+                              10,   20,  31,  43,  56,  71,  92,  127};
+
+float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, const void *act)
+{
+    const struct mf_block_q8_0 *y = act;
+    float sum = 0;
+    for (size_t j = 0; j < n / MF_QK; j++) {
+        const uint8_t *c = codes + j * (MF_QK / 2);
+        int isum = 0;
+        for (int i = 0; i < MF_QK / 2; i++) {
+            isum += mf_nf4_q8[c[i] >> 4] * y[j].qs[2 * i];
+            isum += mf_nf4_q8[c[i] & 0xf] * y[j].qs[2 * i + 1];
+        }
+        sum += (float)isum * (scales[j] * mf_fp16_to_fp32(y[j].d));
+    }
+    return sum;
+}
+
+static float load_f32(const void *base, uint64_t i)
+{
+    float v;
+    memcpy(&v, (const uint8_t *)base + i * sizeof(float), sizeof(v));
+    return v;
+}
+
+enum memfit_status memfit_nf4_matrix_check(const struct memfit_nf4_matrix *m)
+{
+    if (!m || !m->codes || !m->absmax)
+        return memfit_fail(MEMFIT_E_MISUSE, "nf4 matrix: NULL codes or absmax");
+    enum memfit_status st = check_blocksize(m->blocksize);
+    if (st != MEMFIT_OK)
+        return st;
+    if (m->cols == 0 || m->rows == 0 || m->cols > MEMFIT_NF4_MAX_COLS)
+        return memfit_fail(MEMFIT_E_RANGE,
+                           "nf4 matrix: %llu x %llu: expected rows >= 1 and 1..%u "
+                           "columns",
+                           (unsigned long long)m->rows, (unsigned long long)m->cols,
+                           MEMFIT_NF4_MAX_COLS);
+    if (m->cols % m->blocksize != 0 || m->cols % MF_QK != 0)
+        return memfit_fail(MEMFIT_E_FORMAT,
+                           "nf4 matrix: rows of %llu elements: not a multiple of the blocksize %u "
+                           "and of 32 (blocks would straddle rows)",
+                           (unsigned long long)m->cols, m->blocksize);
+    if (m->double_quant) {
+        if (!m->nested_absmax || !m->nested_map)
+            return memfit_fail(MEMFIT_E_MISUSE, "nf4 matrix: double quantization without its "
+                                                "nested absmax or map");
+        if (m->nested_blocksize == 0 || m->nested_blocksize > 4096 ||
+            (m->nested_blocksize & (m->nested_blocksize - 1)) != 0)
+            return memfit_fail(MEMFIT_E_FORMAT,
+                               "nf4 matrix: nested blocksize %u: expected a power of two 1..4096",
+                               m->nested_blocksize);
+    }
+    return MEMFIT_OK;
+}
+
+void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out)
+{
+    uint64_t per_row = m->cols / m->blocksize, b0 = r * per_row;
+    if (!m->double_quant) {
+        memcpy(out, (const uint8_t *)m->absmax + b0 * sizeof(float), per_row * sizeof(float));
+        return;
+    }
+    const uint8_t *q = m->absmax;
+    /* A power of two (memfit_nf4_matrix_check): a shift, not a division, in this hot loop. */
+    unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize);
+    for (uint64_t i = 0; i < per_row; i++) {
+        uint64_t b = b0 + i;
+        out[i] = load_f32(m->nested_map, q[b]) * load_f32(m->nested_absmax, b >> shift) + m->offset;
+    }
+}
+
+void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin, uint64_t row_end,
+                            const void *act, float *y)
+{
+    float absmax[MEMFIT_NF4_MAX_COLS / 32], scales[MEMFIT_NF4_MAX_COLS / MF_QK];
+    mf_nf4_dot_fn dot = mf_nf4_dot_kernel();
+    size_t n = (size_t)m->cols, per_block = m->blocksize / MF_QK;
+    for (uint64_t r = row_begin; r < row_end; r++) {
+        memfit_nf4_row_absmax(m, r, absmax);
+        for (size_t b = 0, j = 0; b < n / m->blocksize; b++)
+            for (size_t k = 0; k < per_block; k++)
+                scales[j++] = absmax[b] * (1.0f / 127.0f);
+        y[r - row_begin] = dot(n, m->codes + r * (n / 2), scales, act);
+    }
+}
+
+void memfit_nf4_matmul_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin, uint64_t row_end,
+                            const float *x, size_t ldx, uint64_t n_cols, float *y, size_t ldy,
+                            float *scratch)
+{
+    float absmax[MEMFIT_NF4_MAX_COLS / 32];
+    const struct mf_type_traits *f32 = mf_type_traits(MEMFIT_TYPE_F32);
+    size_t n = (size_t)m->cols;
+    for (uint64_t r = row_begin; r < row_end; r++) {
+        memfit_nf4_row_absmax(m, r, absmax);
+        const uint8_t *c = m->codes + r * (n / 2);
+        unsigned shift = (unsigned)__builtin_ctz(m->blocksize);
+        for (size_t i = 0; i < n / 2; i++) {
+            float a = absmax[(2 * i) >> shift];
+            scratch[2 * i] = nf4_codes[c[i] >> 4] * a;
+            scratch[2 * i + 1] = nf4_codes[c[i] & 0xf] * a;
+        }
+        for (uint64_t k = 0; k < n_cols; k++)
+            y[k * ldy + r] = f32->vec_dot(n, scratch, x + k * ldx);
+    }
 }

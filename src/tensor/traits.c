@@ -213,6 +213,25 @@ bool mf_tensor_avx512_active(void)
     return avx512_active;
 }
 
+mf_nf4_dot_fn mf_nf4_dot_kernel(void)
+{
+#if defined(__x86_64__)
+    if (mf_tensor_simd_active())
+        return mf_avx2_nf4_dot;
+#endif
+    return mf_nf4_dot_scalar;
+}
+
+mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+#if defined(__x86_64__)
+    if (simd_available)
+        return mf_avx2_nf4_dot;
+#endif
+    return NULL;
+}
+
 const char *memfit_tensor_isa(void)
 {
     if (!mf_tensor_simd_active())

@@ -54,11 +54,7 @@ static char *fixture_abs(const char *name)
 
 static char *make_tmp_dir(void)
 {
-    const char *base = getenv("TMPDIR");
-    char *t = memfit_asprintf("%s/memfit_llmconv_XXXXXX", base ? base : "/tmp");
-    assert_non_null(t);
-    assert_non_null(mkdtemp(t));
-    return t;
+    return mf_test_tmp_dir("memfit_llmconv");
 }
 
 /* Entries in a directory ("." and ".." aside). */
@@ -74,22 +70,9 @@ static size_t dir_entries(const char *dir)
     return n;
 }
 
-/* Removes a flat temporary directory and frees its path. */
 static void remove_dir(char *dir)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char *p = memfit_asprintf("%s/%s", dir, e->d_name);
-        unlink(p);
-        memfit_free(p);
-    }
-    closedir(d);
-    rmdir(dir);
-    memfit_free(dir);
+    mf_test_remove_dir(dir);
 }
 
 static void write_text(const char *dir, const char *file, const char *text)

@@ -1,6 +1,8 @@
 /*
- * The LLM families: Qwen2 and LLaMA GGUF models (memfit_llm runs both),
- * planned from the GGUF header and generating for completions and chat.
+ * The LLM families: Qwen2 and LLaMA GGUF models, or Hugging Face directories
+ * run in place (F16/BF16/F32 or bitsandbytes NF4 safetensors;
+ * memfit_llm_open_set), planned from the header and generating for
+ * completions and chat.
  *
  * A loaded model owns a fixed set of sessions, each with its KV cache and
  * workspace in one anonymous mapping, all of them reserved with the model:
@@ -211,10 +213,8 @@ static enum memfit_status llama_config_create(const struct mf_family_entry *e, v
 static enum memfit_status llm_plan(void *config, const char *path, struct memfit_engine_plan *out)
 {
     struct llm_config *cfg = config;
-    struct memfit_tensors_options to;
-    memfit_tensors_options_default(&to);
     memfit_tensors *set;
-    enum memfit_status st = memfit_tensors_open(path, &to, &set);
+    enum memfit_status st = memfit_llm_open_set(path, &set); /* a file or an HF directory */
     if (st != MEMFIT_OK)
         return memfit_fail(st, "model '%s': %s", cfg->name, memfit_last_error());
     struct memfit_llm_info info;
@@ -232,6 +232,7 @@ static enum memfit_status llm_plan(void *config, const char *path, struct memfit
     out->cost.bytes[MEMFIT_BUDGET_WORKSPACE] = plan.work_bytes * cfg->n_sessions;
     out->max_batch = 0;
     out->max_image_size = 0;
+    out->file_bytes = info.file_bytes;
     /* As memfit_llm_plan_for decides it (plan_for refused 0 above). */
     out->n_ctx =
         cfg->opts.n_ctx ? cfg->opts.n_ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
