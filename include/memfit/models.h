@@ -527,7 +527,7 @@ MEMFIT_API enum memfit_status memfit_token_sampler_sample(memfit_token_sampler *
  * cannot run away: no whitespace before the value or after it, at most 20
  * whitespace bytes in a row, integer parts of at most 20 digits, fractions
  * of at most 20, exponents of at most 2 digits; no \u escape of a surrogate or of
- * U+0000; strings are valid UTF-8; nesting at most 31 containers deep (any
+ * U+0000; strings are valid UTF-8; nesting at most 63 containers deep (any
  * JSON: deeper values are scalars). Object keys with declared properties are
  * written without escapes. See docs/llm.md, "JSON output", for the schema
  * keywords supported.

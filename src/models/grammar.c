@@ -927,7 +927,8 @@ struct memfit_grammar_matcher {
     const memfit_grammar *g;
     const memfit_grammar_vocab *v;
     struct gstate cur;
-    struct gstate *walk; /* [max_len + 1]: the state at each depth of the trie walk */
+    struct gstate *walk;      /* [max_len + 1]: the state at each depth of the trie walk */
+    const struct gstate **at; /* [max_len + 1]: the state in force at each depth */
     size_t n_words;
     uint64_t tick;
     struct cache_slot *slots; /* [CACHE_SLOTS] */
@@ -941,6 +942,7 @@ void memfit_grammar_matcher_free(memfit_grammar_matcher *m)
         memfit_free(m->slots[i].bits);
     memfit_free(m->slots);
     memfit_free(m->walk);
+    memfit_free(m->at);
     memfit_free(m);
 }
 
@@ -958,7 +960,8 @@ enum memfit_status memfit_grammar_matcher_create(const memfit_grammar *g,
     state_init(g, &m->cur);
     size_t depth = v ? v->max_len : 0;
     m->walk = memfit_malloc_in(MEMFIT_ALLOC_MODEL, (depth + 1) * sizeof(struct gstate));
-    if (!m->walk)
+    m->at = memfit_malloc_in(MEMFIT_ALLOC_MODEL, (depth + 1) * sizeof(*m->at));
+    if (!m->walk || !m->at)
         goto nomem;
     if (v) {
         m->n_words = (v->n_vocab + 63) / 64;
@@ -1045,28 +1048,49 @@ static uint64_t hash_bytes(const void *p, size_t n)
     return h;
 }
 
+/* Whether byte b leaves state s as it is: printable ASCII other than the
+ * quote and the backslash inside a string that counts nothing. Most of the
+ * trie's bytes are such in a string, where they cost a test, not a copy. */
+static inline bool string_noop(const memfit_grammar *g, const struct gstate *s, uint8_t b)
+{
+    const struct frame *f = &s->f[s->n - 1];
+    if (f->state != S_IN || b < 0x20 || b > 0x7f || b == '"' || b == '\\')
+        return false;
+    if (f->kind == F_STRING)
+        return g->nodes[f->node].min == 0 && g->nodes[f->node].max == MF_G_NONE;
+    return f->kind == F_KEY_FREE && f->mask == 0;
+}
+
 /* The allowed set of the current state, computed into `bits`: the trie
- * walked with one automaton state per depth. */
+ * walked with one automaton state per depth (at[d], which is w[d] or, when
+ * the byte changed nothing, the state above it). */
 static size_t walk_trie(memfit_grammar_matcher *m, uint64_t *bits)
 {
     const memfit_grammar_vocab *v = m->v;
     const struct trie_node *t = v->nodes;
     const int32_t *ids = v->ids;
     struct gstate *w = m->walk;
+    const struct gstate **at = m->at;
     memset(bits, 0, m->n_words * sizeof(uint64_t));
     size_t n_allowed = 0;
-    memcpy(&w[0], &m->cur, state_bytes(&m->cur));
+    at[0] = &m->cur;
     for (size_t i = 0; i < v->n_nodes;) {
-        const struct gstate *prev = &w[t[i].depth - 1];
-        struct gstate *s = &w[t[i].depth];
+        uint32_t d = t[i].depth;
+        const struct gstate *prev = at[d - 1];
         if (prev->n == 0) {
             i = t[i].skip;
             continue;
         }
-        memcpy(s, prev, state_bytes(prev));
-        if (!step(m->g, s, t[i].byte)) {
-            i = t[i].skip;
-            continue;
+        if (string_noop(m->g, prev, t[i].byte)) {
+            at[d] = prev;
+        } else {
+            struct gstate *s = &w[d];
+            memcpy(s, prev, state_bytes(prev));
+            if (!step(m->g, s, t[i].byte)) {
+                i = t[i].skip;
+                continue;
+            }
+            at[d] = s;
         }
         for (uint32_t k = 0; k < t[i].n_tok; k++) {
             uint32_t id = (uint32_t)ids[t[i].tok + k];
@@ -1130,6 +1154,11 @@ enum memfit_status memfit_grammar_matcher_mask_logits(memfit_grammar_matcher *m,
         if (keep == ~0ull)
             continue;
         uint32_t end = (w + 1) * 64 < n_vocab ? (w + 1) * 64 : n_vocab;
+        if (keep == 0) { /* the common case outside strings: a plain fill */
+            for (uint32_t i = w * 64; i < end; i++)
+                logits[i] = -INFINITY;
+            continue;
+        }
         for (uint32_t i = w * 64; i < end; i++)
             if (!(keep >> (i % 64) & 1))
                 logits[i] = -INFINITY;

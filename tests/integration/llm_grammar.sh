@@ -12,18 +12,26 @@ MODEL=$MEMFIT_FIXTURES/llm/qwen2_gqa.gguf
 CHECKER=$MEMFIT_SOURCE/tests/integration/json_schema_check.py
 GEN=("$MEMFIT" generate "$MODEL" -p "Answer in JSON" --ctx 2048 -n 2000)
 
-gen_all() { # name, generate options...
-    local name=$1 s
-    shift
+gen_all() { # name, minimum complete, generate options...: outputs of 20 seeds in $TMP/name.*.json
+    local name=$1 min=$2 s done=0
+    shift 2
     for s in $(seq 1 20); do
-        "${GEN[@]}" --seed "$s" "$@" >"$TMP/$name.$s.json" 2>"$TMP/$name.$s.err" || return 1
-        grep -q "token limit" "$TMP/$name.$s.err" && return 1
+        "${GEN[@]}" --seed "$s" "$@" >"$TMP/$name.$s.out" 2>"$TMP/$name.$s.err" || return 1
+        if grep -q "token limit came before" "$TMP/$name.$s.err"; then
+            echo "seed $s: stopped by the token limit (the output may be incomplete)"
+        else
+            mv "$TMP/$name.$s.out" "$TMP/$name.$s.json"
+            done=$((done + 1))
+        fi
     done
-    return 0
+    echo "$done of 20 complete"
+    [[ $done -ge $min ]]
 }
 
-check "json_object: 20 seeds generate to completion" gen_all obj --json
-check "json_object: every output is a JSON object" $PY "$CHECKER" "$TMP"/obj.*.json
+# Any JSON object: strings are unbounded, so a seed could in principle reach
+# the token limit (none does at present); every complete output must parse.
+check "json_object: 20 seeds generate, at least 18 to completion" gen_all obj 18 --json
+check "json_object: every complete output is a JSON object" $PY "$CHECKER" "$TMP"/obj.*.json
 greedy_and_hot() {
     "${GEN[@]}" --json --temp 0 >"$TMP/g.json" &&
         "${GEN[@]}" --json --temp 2 --top-k 0 --top-p 1 --min-p 0 --seed 3 >"$TMP/h.json" &&
@@ -47,7 +55,9 @@ cat >"$TMP/schema.json" <<'JSON'
  "required": ["name", "age", "tags", "nested"],
  "additionalProperties": false}
 JSON
-check "json_schema: 20 seeds generate to completion" gen_all sch --json-schema "$TMP/schema.json"
+# This schema bounds the output's length (strings, items, digits and
+# whitespace runs are bounded): every seed must complete within 2000 tokens.
+check "json_schema: 20 seeds generate to completion" gen_all sch 20 --json-schema "$TMP/schema.json"
 check "json_schema: every output validates" \
     $PY "$CHECKER" --schema "$TMP/schema.json" "$TMP"/sch.*.json
 
