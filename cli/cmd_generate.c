@@ -28,8 +28,12 @@ const char cmd_generate_help[] =
     "                         the model has none memfit knows), and say which\n"
     "  --system TEXT          with --chat: a system message first\n"
     "  --special              read special-token text in the prompt (\"<|im_start|>\")\n"
-    "                         as those tokens (always on with --chat)\n" CLI_LLM_OPTIONS_HELP
-    "  -h, --help\n"
+    "                         as those tokens (always on with --chat)\n"
+    "  --json                 the output is one JSON object (sampling constrained by\n"
+    "                         a grammar; OpenAI's response_format json_object)\n"
+    "  --json-schema FILE     the output is JSON valid against the JSON Schema in\n"
+    "                         FILE (the subset in docs/llm.md; others are "
+    "refused)\n" CLI_LLM_OPTIONS_HELP "  -h, --help\n"
     "\n"
     "Exit status: 0 done, 1 failure (the message says why), 2 usage error.\n";
 
@@ -75,7 +79,8 @@ int cmd_generate(int argc, char **argv)
     struct cli_llm_opts o;
     cli_llm_opts_default(&o);
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
-    bool chat = false, special = false;
+    const char *schema_file = NULL;
+    bool chat = false, special = false, json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool taken;
@@ -94,6 +99,12 @@ int cmd_generate(int argc, char **argv)
                 file = argv[++i];
             else
                 system = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--json-schema") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage("generate", "%s needs a value", a);
+            schema_file = argv[++i];
         } else if (strcmp(a, "--chat") == 0) {
             chat = true;
         } else if (strcmp(a, "--special") == 0) {
@@ -115,18 +126,36 @@ int cmd_generate(int argc, char **argv)
         return cli_usage("generate", "--system needs --chat");
     if (memfit_sampling_check(&o.sampling) != MEMFIT_OK)
         return cli_usage("generate", "%s", memfit_last_error());
+    if (json && schema_file)
+        return cli_usage("generate", "--json and --json-schema exclude each other");
+    memfit_grammar *grammar = NULL;
+    if (json && memfit_grammar_json_object(&grammar) != MEMFIT_OK)
+        return cli_fail("generate: %s", memfit_last_error());
+    if (schema_file) {
+        size_t schema_len;
+        char *schema = read_all(schema_file, &schema_len);
+        if (!schema)
+            return cli_fail("generate: cannot read the JSON schema from %s", schema_file);
+        enum memfit_status gst = memfit_grammar_from_json_schema(schema, schema_len, &grammar);
+        memfit_free(schema);
+        if (gst != MEMFIT_OK)
+            return cli_fail("generate: %s: %s", schema_file, memfit_last_error());
+    }
 
     size_t prompt_len = prompt ? strlen(prompt) : 0;
     char *owned = NULL;
     if (file) {
         owned = read_all(file, &prompt_len);
-        if (!owned)
+        if (!owned) {
+            memfit_grammar_free(grammar);
             return cli_fail("generate: cannot read the prompt from %s", file);
+        }
         prompt = owned;
     }
     struct cli_llm m;
     int rc = cli_llm_open("generate", model_path, &o, &m);
     if (rc != CLI_EXIT_OK) {
+        memfit_grammar_free(grammar);
         memfit_free(owned);
         return rc;
     }
@@ -155,6 +184,13 @@ int cmd_generate(int argc, char **argv)
                                      &n_ids);
     struct memfit_generate_result result;
     memset(&result, 0, sizeof(result));
+    memfit_grammar_vocab *vocab = NULL;
+    memfit_grammar_matcher *matcher = NULL;
+    if (st == MEMFIT_OK && grammar) {
+        st = memfit_grammar_vocab_create(m.tok, &vocab);
+        if (st == MEMFIT_OK)
+            st = memfit_grammar_matcher_create(grammar, vocab, &matcher);
+    }
     if (st == MEMFIT_OK) {
         struct memfit_generate_params p = {
             .prompt = ids,
@@ -163,6 +199,7 @@ int cmd_generate(int argc, char **argv)
             .sampling = o.sampling,
             .stop = o.stop,
             .n_stop = o.n_stop,
+            .grammar = matcher,
         };
         st = memfit_llm_generate(m.session, m.tok, &p, cli_llm_print, NULL, &result);
     }
@@ -171,8 +208,13 @@ int cmd_generate(int argc, char **argv)
         fflush(stdout);
         if (o.stats)
             cli_llm_stats(&result);
+        if (matcher && !memfit_grammar_matcher_is_complete(matcher))
+            fprintf(stderr, "generate: the token limit came before the JSON was complete\n");
     }
     int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
+    memfit_grammar_matcher_free(matcher);
+    memfit_grammar_vocab_free(vocab);
+    memfit_grammar_free(grammar);
     memfit_free(ids);
     memfit_free(rendered);
     memfit_free(owned);

@@ -266,8 +266,12 @@ struct memfit_generation_request {
     const struct memfit_chat_message *messages; /* chat: the conversation */
     size_t n_messages;
     /* Sampling, max_tokens (0: until the context is full) and stop strings;
-     * prompt and n_prompt are the engine's to fill. */
+     * prompt, n_prompt and grammar are the engine's to fill. */
     struct memfit_generate_params params;
+    /* NULL, or the grammar the output must follow (memfit_grammar_*): the
+     * engine makes the generation's matcher over the model's vocabulary,
+     * whose trie it builds on first use and keeps until the model unloads. */
+    const memfit_grammar *grammar;
 };
 
 typedef struct memfit_engine_generation memfit_engine_generation;

@@ -570,6 +570,118 @@ MEMFIT_API enum memfit_status memfit_token_sampler_logprobs(memfit_token_sampler
                                                             struct memfit_token_logprob *top,
                                                             uint32_t *n_written);
 
+/* ==== Grammar-constrained sampling (src/models/grammar*.c) ================== */
+/*
+ * JSON output that always parses (OpenAI's response_format json_object) and
+ * always validates against a JSON Schema (json_schema), by masking at each
+ * step the tokens whose bytes would leave the language. Three objects:
+ * - memfit_grammar: a compiled grammar (a JSON Schema subset, or "any JSON
+ *   object"), a pushdown automaton over bytes; immutable, thread-safe.
+ * - memfit_grammar_vocab: the vocabulary of a tokenizer as a byte trie,
+ *   built once per model and shared by every generation (immutable,
+ *   thread-safe; borrows the tokenizer, which must outlive it).
+ * - memfit_grammar_matcher: one generation's position in the grammar; not
+ *   thread-safe. It borrows the grammar and the vocabulary.
+ * The language is JSON (RFC 8259) with these limits, so that a generation
+ * cannot run away: no whitespace before the value or after it, at most 20
+ * whitespace bytes in a row, integer parts of at most 20 digits, fractions
+ * of at most 20, exponents of at most 2 digits; no \u escape of a surrogate or of
+ * U+0000; strings are valid UTF-8; nesting at most 63 containers deep (any
+ * JSON: deeper values are scalars). Object keys with declared properties are
+ * written without escapes. See docs/llm.md, "JSON output", for the schema
+ * keywords supported.
+ */
+typedef struct memfit_grammar memfit_grammar;
+typedef struct memfit_grammar_vocab memfit_grammar_vocab;
+typedef struct memfit_grammar_matcher memfit_grammar_matcher;
+
+/* Any JSON object (response_format {"type": "json_object"}). E_NOMEM. */
+MEMFIT_API enum memfit_status memfit_grammar_json_object(memfit_grammar **out);
+
+/*
+ * A JSON Schema (len bytes of JSON text, the "schema" member of OpenAI's
+ * json_schema) compiled to a grammar whose every complete output validates
+ * against it. E_FORMAT for text that is not JSON, E_UNSUPPORTED naming the
+ * keyword and its place ("/properties/age: keyword \"minimum\" is not
+ * supported") for what memfit does not implement, E_INVALID naming the place
+ * for a schema that is wrong or that no value satisfies (minItems above
+ * maxItems, an empty enum, a required property additionalProperties false
+ * forbids), E_NOMEM. The message is what a 400 answer should say.
+ */
+MEMFIT_API enum memfit_status memfit_grammar_from_json_schema(const char *schema, size_t len,
+                                                              memfit_grammar **out);
+
+/* NULL is a no-op. */
+MEMFIT_API void memfit_grammar_free(memfit_grammar *g);
+
+/*
+ * The byte trie of tok's vocabulary (each token's bytes as
+ * memfit_tokenizer_piece gives them; tokens of no bytes are never allowed,
+ * end-of-generation tokens only where the output is complete). About 12
+ * bytes per trie node (1.1 M nodes, 13 MiB, for Qwen's 151k tokens). E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_grammar_vocab_create(const memfit_tokenizer *tok,
+                                                          memfit_grammar_vocab **out);
+
+/* NULL is a no-op. */
+MEMFIT_API void memfit_grammar_vocab_free(memfit_grammar_vocab *v);
+
+/*
+ * A matcher at the start of g's language. v may be NULL for a matcher fed
+ * bytes only (memfit_grammar_matcher_accept_bytes). Its scratch and a cache
+ * of the allowed sets of the last 8 states (one bit per token each) are
+ * allocated here. E_NOMEM.
+ */
+MEMFIT_API enum memfit_status memfit_grammar_matcher_create(const memfit_grammar *g,
+                                                            const memfit_grammar_vocab *v,
+                                                            memfit_grammar_matcher **out);
+
+/* NULL is a no-op. */
+MEMFIT_API void memfit_grammar_matcher_free(memfit_grammar_matcher *m);
+
+/*
+ * Advances over len bytes. E_INVALID naming the byte offset when they leave
+ * the language (the matcher is then unchanged).
+ */
+MEMFIT_API enum memfit_status memfit_grammar_matcher_accept_bytes(memfit_grammar_matcher *m,
+                                                                  const char *bytes, size_t len);
+
+/*
+ * Advances over token id's bytes; an end-of-generation token is accepted
+ * only where the output is complete (and changes nothing). E_INVALID when
+ * the token is not allowed (matcher unchanged), E_RANGE for an id outside
+ * the vocabulary, E_MISUSE without a vocabulary.
+ */
+MEMFIT_API enum memfit_status memfit_grammar_matcher_accept_token(memfit_grammar_matcher *m,
+                                                                  int32_t id);
+
+/* Whether the bytes so far are a whole value of the language. */
+MEMFIT_API bool memfit_grammar_matcher_is_complete(const memfit_grammar_matcher *m);
+
+/*
+ * The sampler hook: sets logits[i] to -inf for every token i < n_logits the
+ * grammar does not allow next (ids beyond the tokenizer's vocabulary
+ * included); end-of-generation tokens keep theirs only when the output is
+ * complete. *must_end is set when the output is complete and no token can
+ * extend it (the generation should end without sampling). E_INVALID when no
+ * token at all is allowed (a vocabulary lacking the bytes the grammar needs),
+ * E_MISUSE without a vocabulary. Cost: a walk of the trie pruned by the
+ * automaton, or a cache hit for a state seen recently (docs/llm.md).
+ */
+MEMFIT_API enum memfit_status memfit_grammar_matcher_mask_logits(memfit_grammar_matcher *m,
+                                                                 float *logits, uint32_t n_logits,
+                                                                 bool *must_end);
+
+/*
+ * The allowed set of the current state, one bit per token of the
+ * tokenizer's vocabulary (bit i of word i / 64; end-of-generation tokens as
+ * for mask_logits), owned by the matcher and valid until its next call;
+ * *n_allowed counts the set bits. E_MISUSE without a vocabulary, E_INVALID
+ * as mask_logits.
+ */
+MEMFIT_API enum memfit_status
+memfit_grammar_matcher_allowed(memfit_grammar_matcher *m, const uint64_t **bits, size_t *n_allowed);
+
 /* ==== LLMs: Qwen2 and LLaMA (src/models/llm*.c) ============================ */
 /*
  * Decoder-only transformers from GGUF, general.architecture "qwen2" (q/k/v
@@ -940,6 +1052,12 @@ struct memfit_generate_params {
     /* With sampling.logprobs: each sampled token's log-probability and its
      * top_logprobs (0 to MEMFIT_MAX_TOP_LOGPROBS) likeliest alternatives. */
     uint32_t top_logprobs;
+    /* NULL, or the grammar the output must follow: before each token is
+     * sampled, memfit_grammar_matcher_mask_logits (the generation ends with
+     * STOP when the output is complete and nothing may follow); after, the
+     * token is fed to the matcher. Borrowed; it must outlive the generation.
+     * With LENGTH (max_tokens or a full context) the output may be incomplete. */
+    memfit_grammar_matcher *grammar;
 };
 
 /* A token the generation sampled (end-of-generation tokens are not listed). */

@@ -182,12 +182,22 @@ static enum memfit_status record(memfit_generation *g, int32_t id)
 static enum memfit_status step(memfit_generation *g)
 {
     int32_t id;
-    enum memfit_status st =
-        memfit_token_sampler_sample(g->smp, g->logits, g->history, g->n_history, &id);
+    enum memfit_status st;
+    if (g->p.grammar) { /* the grammar hook: forbidden tokens at -inf before sampling */
+        bool must_end;
+        st = memfit_grammar_matcher_mask_logits(g->p.grammar, g->logits, g->n_vocab, &must_end);
+        if (st != MEMFIT_OK)
+            return st;
+        if (must_end)
+            return finish(g, MEMFIT_FINISH_STOP);
+    }
+    st = memfit_token_sampler_sample(g->smp, g->logits, g->history, g->n_history, &id);
     if (st != MEMFIT_OK)
         return st;
     if (memfit_tokenizer_is_eog(g->tok, id))
         return finish(g, MEMFIT_FINISH_STOP);
+    if (g->p.grammar && (st = memfit_grammar_matcher_accept_token(g->p.grammar, id)) != MEMFIT_OK)
+        return st;
     if ((st = record(g, id)) != MEMFIT_OK)
         return st;
     g->result.n_generated++;

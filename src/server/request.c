@@ -515,6 +515,7 @@ void mf_gen_request_free(struct mf_gen_request *r)
     for (size_t i = 0; i < r->n_stop; i++)
         memfit_free(r->stop[i]);
     memfit_free(r->logit_bias);
+    memfit_grammar_free(r->grammar);
     memset(r, 0, sizeof(*r));
 }
 
@@ -867,6 +868,73 @@ done:
 }
 
 /*
+ * OpenAI's response_format: {"type":"text"} (free text), {"type":
+ * "json_object"} (any JSON object) or {"type":"json_schema","json_schema":
+ * {"name", "schema", "strict", "description"}}, the schema compiled here so
+ * that what memfit does not support is a 400 naming the keyword.
+ */
+#define NO_MEMORY(...)                                                                             \
+    do {                                                                                           \
+        mf_http_error_set(err, 503, "server_error", "out_of_memory", __VA_ARGS__);                 \
+        st = MEMFIT_E_NOMEM;                                                                       \
+        goto done;                                                                                 \
+    } while (0)
+
+static enum memfit_status response_format(json_t *v, struct mf_gen_request *r,
+                                          struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    char *text = NULL;
+    const char *type = json_string_value(json_object_get(v, "type"));
+    if (!json_is_object(v) || !type)
+        BAD("invalid_type", "'response_format' must be an object with a string 'type'");
+    const char *key;
+    json_t *member;
+    json_object_foreach(v, key, member)
+    {
+        if (strcmp(key, "type") != 0 && strcmp(key, "json_schema") != 0)
+            BAD("invalid_value", "'response_format' has an unknown member '%.64s'", key);
+    }
+    if (strcmp(type, "text") == 0)
+        return MEMFIT_OK;
+    if (strcmp(type, "json_object") == 0) {
+        if ((st = memfit_grammar_json_object(&r->grammar)) != MEMFIT_OK)
+            NO_MEMORY("no memory for the JSON grammar");
+        return MEMFIT_OK;
+    }
+    if (strcmp(type, "json_schema") != 0)
+        BAD("invalid_value",
+            "'response_format.type' '%.32s' is not one of text, json_object, json_schema", type);
+    json_t *js = json_object_get(v, "json_schema");
+    if (!json_is_object(js))
+        BAD("invalid_type", "'response_format.json_schema' must be an object");
+    json_object_foreach(js, key, member)
+    {
+        static const char *const known[] = {"name", "schema", "strict", "description"};
+        bool ok = false;
+        for (size_t i = 0; i < N_OF(known) && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok)
+            BAD("invalid_value", "'response_format.json_schema' has an unknown member '%.64s'",
+                key);
+    }
+    json_t *schema = json_object_get(js, "schema");
+    if (!json_is_object(schema))
+        BAD("invalid_type", "'response_format.json_schema.schema' must be an object");
+    if (!(text = json_dumps(schema, JSON_COMPACT)))
+        NO_MEMORY("no memory for the JSON schema");
+    if ((st = memfit_grammar_from_json_schema(text, strlen(text), &r->grammar)) != MEMFIT_OK) {
+        if (st == MEMFIT_E_NOMEM)
+            NO_MEMORY("no memory to compile the JSON schema");
+        BAD("unsupported_schema", "response_format.json_schema: %s", memfit_last_error());
+    }
+done:
+    memfit_free(text); /* json_dumps allocates with memfit's allocator (mf_json_init) */
+    return st;
+}
+#undef NO_MEMORY
+
+/*
  * The fields of OpenAI's API beyond the sampling ones: n, the penalties,
  * logit_bias, logprobs, echo, keep_alive, tools; and those this server does
  * not honour, taken only at their neutral values.
@@ -929,13 +997,10 @@ static enum memfit_status gen_openai_fields(const json_t *root, bool chat, struc
     if ((v = json_object_get(root, "parallel_tool_calls")) && !json_is_null(v) &&
         !json_is_boolean(v))
         BAD("invalid_type", "'parallel_tool_calls' must be a boolean, not %s", json_type_name(v));
-    /* json_object and json_schema need grammar-constrained sampling. */
+    /* json_object and json_schema: grammar-constrained sampling (docs/llm.md). */
     v = json_object_get(root, "response_format");
-    if (v && !json_is_null(v) &&
-        !(json_is_object(v) && json_object_size(v) == 1 &&
-          neutral_string(json_object_get(v, "type"), (const char *const[]){"text", NULL}) &&
-          json_object_get(v, "type")))
-        UNSUPPORTED("response_format is not supported yet");
+    if (v && !json_is_null(v) && (st = response_format(v, r, err)) != MEMFIT_OK)
+        goto done;
     v = json_object_get(root, "modalities");
     if (v && !json_is_null(v) &&
         !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&

@@ -183,6 +183,8 @@ struct mf_gen_request {
     bool has_tools;        /* chat: a non-empty `tools` (the route refuses it by the template) */
     bool has_keep_alive;
     int64_t keep_alive_s; /* Ollama's: -1 keep loaded, 0 unload after the answer, else seconds */
+    /* response_format json_object / json_schema, compiled; NULL: free text */
+    memfit_grammar *grammar;
 };
 
 /*

@@ -1839,6 +1839,7 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
         g->prompt_len = w->req.prompt_len;
     }
     gen_params(w, &g->params);
+    g->grammar = w->req.grammar; /* response_format */
     if ((st = memfit_sampling_check(&g->params.sampling)) != MEMFIT_OK)
         return fail(r, 400, "invalid_request_error", "invalid_value", memfit_last_error());
 

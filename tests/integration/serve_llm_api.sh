@@ -28,7 +28,8 @@ refused() {
 # ---- refusals -------------------------------------------------------------------------------
 refused chat/completions "{$M,$MSG,\"frobnicate\":1}" invalid_value frobnicate
 refused completions "{$M,\"prompt\":\"a\",\"messages\":[]}" invalid_value messages
-refused chat/completions "{$M,$MSG,\"response_format\":{\"type\":\"json_object\"}}" unsupported_field response_format
+refused chat/completions "{$M,$MSG,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\",\"schema\":{\"type\":\"string\",\"pattern\":\"a+\"}}}}" unsupported_schema pattern
+refused chat/completions "{$M,$MSG,\"response_format\":{\"type\":\"yaml\"}}" invalid_value yaml
 refused chat/completions "{$M,$MSG,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}" unsupported_field "defines no tools"
 refused chat/completions "{$M,$MSG,\"tool_choice\":\"required\"}" unsupported_field tool_choice
 refused chat/completions "{$M,$MSG,\"store\":true}" unsupported_field store
@@ -156,6 +157,26 @@ other=$(lp_tokens)
 check "logit_bias -100 bans it (another one forced instead)" "$PY" -c "import json; a=json.loads('$forced'); b=json.loads('$other'); assert a[0] not in b and b[0]==b[1]==b[2], (a, b)"
 c=$(post "$URL/v1/completions" -d "{$M,\"prompt\":\"a\",\"max_tokens\":12,\"temperature\":0,\"frequency_penalty\":2,\"presence_penalty\":1}")
 check "penalties: 200" test "$c" = 200
+
+# ---- response_format: grammar-constrained output (random weights: garbage
+# text, which is what makes the constraint visible) --------------------------------
+SCHEMA='{"type":"object","properties":{"name":{"type":"string","maxLength":12},"n":{"type":"integer"},"ok":{"type":"boolean"}},"required":["name","n","ok"],"additionalProperties":false}'
+echo "$SCHEMA" >"$TMP/schema.json"
+objects=0 stopped=0 valid=0
+for seed in 1 2 3 4 5 6; do
+    post "$URL/v1/chat/completions" -d "{$M,$MSG,\"max_tokens\":1000,\"seed\":$seed,\"temperature\":1,\"response_format\":{\"type\":\"json_object\"}}" >/dev/null
+    if "$PY" -c 'import json,sys; c=json.load(open(sys.argv[1]))["choices"][0]; sys.exit(c["finish_reason"] != "stop")' "$TMP/body"; then
+        stopped=$((stopped + 1))
+        "$PY" -c 'import json,sys; o=json.loads(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"]); assert isinstance(o, dict)' "$TMP/body" && objects=$((objects + 1))
+    fi
+    post "$URL/v1/chat/completions" -d "{$M,$MSG,\"max_tokens\":200,\"seed\":$seed,\"temperature\":1,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"rec\",\"strict\":true,\"schema\":$SCHEMA}}}" >/dev/null
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$TMP/body" >"$TMP/out$seed.json" 2>/dev/null &&
+        "$PY" "$MEMFIT_SOURCE/tests/integration/json_schema_check.py" --schema "$TMP/schema.json" "$TMP/out$seed.json" >/dev/null && valid=$((valid + 1))
+done
+check "response_format json_object: some answers finish (stop; random weights write endless strings) ($stopped of 6)" test "$stopped" -ge 2
+check "response_format json_object: every finished answer is one JSON object ($objects of $stopped)" test "$objects" = "$stopped"
+check "response_format json_schema: 6 of 6 answers validate against the schema ($valid)" test "$valid" = 6
+
 
 # ---- keep_alive, /v1/models/{id} --------------------------------------------------------------
 state() { curl -s "$URL/api/models" | "$PY" -c "import json,sys; print([m['state'] for m in json.load(sys.stdin)['data'] if m['name']=='qwen2_gqa'][0])"; }

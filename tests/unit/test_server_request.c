@@ -244,8 +244,14 @@ static void test_gen_openai_fields(void **state)
         bool chat;
         const char *code, *names;
     } refused[] = {
-        {CHAT_WITH("\"response_format\":{\"type\":\"json_object\"}"), true, "unsupported_field",
-         "response_format"},
+        {CHAT_WITH("\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{"
+                   "\"type\":\"integer\",\"minimum\":3}}}"),
+         true, "unsupported_schema", "minimum"},
+        {CHAT_WITH("\"response_format\":{\"type\":\"xml\"}"), true, "invalid_value", "xml"},
+        {CHAT_WITH("\"response_format\":{\"type\":\"json_object\",\"x\":1}"), true, "invalid_value",
+         "'x'"},
+        {CHAT_WITH("\"response_format\":{\"type\":\"json_schema\"}"), true, "invalid_type",
+         "json_schema"},
         {CHAT_WITH("\"frobnicate\":1"), true, "invalid_value", "frobnicate"},
         {CMPL_WITH("\"messages\":[]"), false, "invalid_value", "messages"},
         {CHAT_WITH("\"echo\":true"), true, "invalid_value", "echo"},

@@ -38,6 +38,9 @@ struct llm_loaded {
     uint32_t n_ctx; /* tokens each session holds */
     pthread_mutex_t lock;
     pthread_cond_t freed; /* a session was released */
+    /* The vocabulary's trie for grammar-constrained generations, built on
+     * the first one (under lock) and kept until the model unloads. */
+    memfit_grammar_vocab *vocab;
 };
 
 /* A generation in progress: it holds one session until it ends. */
@@ -45,7 +48,8 @@ struct llm_gen {
     struct llm_loaded *loaded;
     memfit_llm_session *session;
     memfit_generation *gen;
-    int32_t *ids; /* the prompt's tokens */
+    int32_t *ids;                    /* the prompt's tokens */
+    memfit_grammar_matcher *matcher; /* with a grammar */
 };
 
 /* ---- Detection ---------------------------------------------------------------------------- */
@@ -247,6 +251,7 @@ static void loaded_free(struct llm_loaded *L)
         memfit_llm_session_free(L->sessions[i]);
     memfit_free(L->sessions);
     memfit_free(L->in_use);
+    memfit_grammar_vocab_free(L->vocab); /* borrows the tokenizer: first */
     memfit_tokenizer_free(L->tok);
     memfit_llm_close(L->model);
     memfit_free(L->path);
@@ -370,6 +375,7 @@ static void gen_free(struct llm_gen *g)
     memfit_generation_free(g->gen);
     if (g->session)
         session_give(g->loaded, g->session);
+    memfit_grammar_matcher_free(g->matcher);
     memfit_free(g->ids);
     memfit_free(g);
 }
@@ -419,10 +425,23 @@ static enum memfit_status llm_generate_start(void *loaded,
         gen_free(g);
         return st;
     }
+    if (req->grammar) {
+        pthread_mutex_lock(&L->lock);
+        if (!L->vocab)
+            st = memfit_grammar_vocab_create(L->tok, &L->vocab);
+        pthread_mutex_unlock(&L->lock);
+        if (st == MEMFIT_OK)
+            st = memfit_grammar_matcher_create(req->grammar, L->vocab, &g->matcher);
+        if (st != MEMFIT_OK) {
+            gen_free(g);
+            return st;
+        }
+    }
     g->session = session_take(L);
     struct memfit_generate_params p = req->params;
     p.prompt = g->ids;
     p.n_prompt = n_ids;
+    p.grammar = g->matcher;
     st = memfit_generation_start(g->session, L->tok, &p, &g->gen);
     if (st != MEMFIT_OK) {
         gen_free(g);
