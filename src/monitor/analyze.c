@@ -105,7 +105,7 @@ static bool parse_rfc3339(const char *text, double *out_unix_s)
     if (ok && (*p == 'Z' || *p == 'z')) {
         p++;
     } else if (ok && (*p == '+' || *p == '-')) {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        int sign = *p++ == '-' ? -1 : 1, oh = 0, om = 0;
         ok =
             read_digits(&p, 2, &oh) && *p++ == ':' && read_digits(&p, 2, &om) && oh < 24 && om < 60;
         offset_min = sign * (oh * 60 + om);

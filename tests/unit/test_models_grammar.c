@@ -90,7 +90,7 @@ static void test_json_object(void **state)
     memset(deep + 5, '[', 62);
     deep[67] = '\0';
     assert_int_equal(judge(g, deep), PARTIAL);
-    char deeper[200];
+    char deeper[sizeof(deep) + 2];
     snprintf(deeper, sizeof(deeper), "%s[", deep);
     assert_int_equal(judge(g, deeper), BAD);
     snprintf(deeper, sizeof(deeper), "%s1", deep);
