@@ -228,8 +228,9 @@ enum memfit_status mf_server_add_model(memfit_server *srv, const char *name, con
 
 /*
  * Removes a dynamic model: stops its download, unregisters it (unloaded
- * once idle) and keeps its record until the server goes. E_NOT_FOUND when
- * there is no dynamic model of that name.
+ * once idle) and keeps its record in the graveyard until the manager
+ * releases it (on_released). E_NOT_FOUND when there is no dynamic model of
+ * that name.
  */
 enum memfit_status mf_server_remove_model(memfit_server *srv, const char *name);
 

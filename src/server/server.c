@@ -16,9 +16,10 @@
  * stopping from a flag, through the memfit_cancel_fn engines call.
  *
  * Models: the manager knows them by name; the server keeps, per name, the
- * engine that runs it and the engine's config. A reload replaces that list;
- * entries it drops move to a graveyard that lives as long as the server,
- * since the manager may still unload them through their config.
+ * engine that runs it and the engine's config. A reload (or gRPC's
+ * unloadModel) drops entries into a graveyard, since the manager may still
+ * unload them through their config; the manager's on_released frees each one
+ * when it is done with it, so ModelMesh's load/unload cycles leave nothing.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -301,6 +302,22 @@ static enum memfit_status resolve_budget(const memfit_server *srv, const struct 
         memfit_log(MEMFIT_LOG_INFO, "budget: %s (%s)", memfit_format_size(*out, size, sizeof(size)),
                    source);
     return st;
+}
+
+/* The manager is done with a removed model: its graveyard entry goes. */
+static void on_model_released(const char *name, void *config, void *user)
+{
+    memfit_server *srv = user;
+    (void)name;
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model **link = &srv->graveyard;
+    while (*link && (*link)->model != config)
+        link = &(*link)->next;
+    struct srv_model *m = *link;
+    if (m)
+        *link = m->next;
+    pthread_mutex_unlock(&srv->lock);
+    free_model(m);
 }
 
 /* ---- Manager events -> the event ring ------------------------------------------ */
@@ -690,6 +707,8 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     mo.reaper_thread = options->reaper_thread;
     mo.on_event = on_manager_event;
     mo.event_user = srv;
+    mo.on_released = on_model_released;
+    mo.released_user = srv;
     if ((st = memfit_manager_options_from_config(&mo)) != MEMFIT_OK ||
         (st = resolve_budget(srv, mf, &mo.budget_bytes)) != MEMFIT_OK ||
         (st = memfit_manager_create(&mo, &srv->mgr)) != MEMFIT_OK ||
@@ -780,17 +799,18 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
             twin->kept = true;
         }
         if (m->dynamic || (twin && strcmp(twin->signature, m->signature) == 0)) {
-            twin->kept = true;
+            if (twin)
+                twin->kept = true;
             *keep_tail = m;
             keep_tail = &m->next;
             kept++;
             continue;
         }
-        memfit_manager_unregister(srv->mgr, m->name);
-        pthread_mutex_lock(&srv->lock);
+        pthread_mutex_lock(&srv->lock); /* first: unregister may release it at once */
         m->next = srv->graveyard;
         srv->graveyard = m;
         pthread_mutex_unlock(&srv->lock);
+        memfit_manager_unregister(srv->mgr, m->name);
         removed++;
     }
     /* New and changed ones: register. */
