@@ -877,17 +877,7 @@ static void put_tensor_metadata(struct mf_text *t, uint32_t number, const json_t
         mf_pb_put_string(&m, 2, json_string_value(v));
     json_array_foreach(json_object_get(tensor, "shape"), i, v)
     {
-        uint64_t d = (uint64_t)json_integer_value(v);
-        char b[10];
-        size_t n = 0;
-        do {
-            b[n] = (char)(d & 0x7f);
-            d >>= 7;
-            if (d)
-                b[n] |= (char)0x80;
-            n++;
-        } while (d);
-        mf_text_append(&shape, b, n);
+        mf_pb_put_raw_varint(&shape, (uint64_t)json_integer_value(v));
     }
     if (shape.len || shape.failed)
         mf_pb_put_bytes(&m, 3, shape.data, shape.len);
@@ -1087,11 +1077,7 @@ static void infer_answer(json_t *root, struct answer *a)
         mf_pb_put_string(&m, 2, type ? type : "");
         json_array_foreach(json_object_get(out, "shape"), k, v)
         {
-            struct mf_text one = {0};
-            mf_pb_put_varint(&one, 1, (uint64_t)json_integer_value(v));
-            if (one.len > 1)
-                mf_text_append(&shape, one.data + 1, one.len - 1); /* the bare varint */
-            mf_text_free(&one);
+            mf_pb_put_raw_varint(&shape, (uint64_t)json_integer_value(v));
         }
         mf_pb_put_bytes(&m, 3, shape.data ? shape.data : "", shape.len);
         json_t *data = json_object_get(out, "data");
