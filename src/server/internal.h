@@ -191,6 +191,7 @@ struct memfit_server {
     _Atomic unsigned admitted; /* model requests waiting or running (max_queue) */
     _Atomic unsigned waiting, running;
     _Atomic bool stopping;   /* no new streams; event streams end */
+    _Atomic bool draining;   /* not ready, still serving (memfit_server_drain) */
     _Atomic bool cancel_all; /* the grace period is over */
 
     pthread_mutex_t sample_lock;

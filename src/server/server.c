@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -937,6 +938,33 @@ enum memfit_status memfit_server_block_signals(void)
     return MEMFIT_OK;
 }
 
+void memfit_server_drain(memfit_server *srv)
+{
+    if (srv)
+        atomic_store(&srv->draining, true);
+}
+
+/* Drains for the options' delay; a SIGTERM/SIGINT in `set` ends it early. */
+static void drain_for_delay(memfit_server *srv, const sigset_t *set, int sig)
+{
+    uint64_t delay_ms = srv->opt.drain_delay_ms;
+    memfit_server_drain(srv);
+    memfit_log(MEMFIT_LOG_INFO,
+               "%s: draining for %llu ms (/ready answers 503, requests are still served; "
+               "another signal stops at once), then shutting down",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)delay_ms);
+    uint64_t deadline = memfit_now_ns() + delay_ms * 1000000u;
+    for (uint64_t now; (now = memfit_now_ns()) < deadline;) {
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        int got = sigtimedwait(set, NULL, &ts);
+        if (got == SIGTERM || got == SIGINT) {
+            memfit_log(MEMFIT_LOG_INFO, "second signal: the drain ends now");
+            return;
+        }
+    }
+}
+
 int memfit_server_run(memfit_server *srv, uint64_t grace_ms)
 {
     sigset_t set;
@@ -951,6 +979,8 @@ int memfit_server_run(memfit_server *srv, uint64_t grace_ms)
                            memfit_last_error());
             continue;
         }
+        if (srv->opt.drain_delay_ms)
+            drain_for_delay(srv, &set, sig);
         memfit_log(MEMFIT_LOG_INFO, "%s: shutting down (grace %llu ms)",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)grace_ms);
         memfit_server_shutdown(srv, grace_ms);
