@@ -32,13 +32,15 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMEMFIT_TESTS=OFF \
 
 # ---- runtime: the libraries memfit links (jansson, yaml, pcre2, jpeg, png,
 # zlib) and those it loads with dlopen when first needed (curl, libcrypto,
-# microhttpd, libzip); curl for the HEALTHCHECK (memfit has no HTTP client
-# command, and Debian's curl adds only its binary to libcurl4) ----
+# microhttpd, libzip, and libgrpc29 for `serve --grpc-port`: ~15 MB, kept
+# because the image is the ModelMesh ServingRuntime of deploy/kserve); curl
+# for the HEALTHCHECK (memfit has no HTTP client command, and Debian's curl
+# adds only its binary to libcurl4) ----
 FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libjansson4 libyaml-0-2 libpcre2-8-0 libjpeg62-turbo libpng16-16 zlib1g \
-        libcurl4 libssl3 libmicrohttpd12 libzip4 ca-certificates curl \
+        libcurl4 libssl3 libmicrohttpd12 libzip4 libgrpc29 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/memfit \
         --shell /usr/sbin/nologin memfit \
@@ -65,6 +67,10 @@ EXPOSE 8080
 USER 10001:10001
 # serve stops accepting connections on SIGTERM and gives the requests in
 # progress --grace (10 s) to finish; give the container at least that.
+# Behind a load balancer that follows /ready but sends no preStop hook
+# (Render, Knative), set MEMFIT_DRAIN_DELAY (e.g. 5s): /ready turns 503 at
+# once and requests are still served that long before the graceful stop.
+# Plain `docker run` has no such balancer: the default stays 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD curl -fsS -o /dev/null "http://127.0.0.1:${MEMFIT_PORT:-${PORT:-8080}}/health" || exit 1

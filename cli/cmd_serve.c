@@ -67,6 +67,8 @@ const char cmd_serve_help[] =
     "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
     "                         0: none); past it: 400 invalid_image\n"
     "  --grace DURATION       on SIGTERM/SIGINT, time to finish requests (default 10s)\n"
+    "  --drain-delay D        on SIGTERM/SIGINT, first answer /ready 503 and keep serving\n"
+    "                         for D (default 0; MEMFIT_DRAIN_DELAY), then --grace\n"
     "  --grpc-port N          also serve gRPC on --host:N (0 = any free port): KServe\n"
     "                         ModelMesh's model runtime (mmesh.ModelRuntime) and the\n"
     "                         v2 inference service (inference.GRPCInferenceService);\n"
@@ -208,6 +210,10 @@ int cmd_serve(int argc, char **argv)
     memfit_server_options_default(&o);
     if (listen_from_env(&o) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
+    uint64_t drain_ns = 0;
+    const char *drain = memfit_config_get("MEMFIT_DRAIN_DELAY");
+    if (drain && !cli_opt_duration("serve", "MEMFIT_DRAIN_DELAY", drain, &drain_ns))
+        return CLI_EXIT_USAGE;
     uint64_t grace_ns = 10ull * 1000000000u;
     const char **sources = memfit_calloc((size_t)argc, sizeof(*sources));
     char **owned = memfit_calloc((size_t)argc + 3, sizeof(*owned));
@@ -314,6 +320,9 @@ int cmd_serve(int argc, char **argv)
         } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
             if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
                 goto out;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--drain-delay", &missing))) {
+            if (!cli_opt_duration("serve", "--drain-delay", v, &drain_ns))
+                goto out;
         } else if (missing) {
             cli_usage("serve", "%s needs a value", argv[i]);
             goto out;
@@ -401,6 +410,7 @@ int cmd_serve(int argc, char **argv)
      * flat under load (tests/integration/serve_load.sh). */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
+    o.drain_delay_ms = drain_ns / 1000000u;
     enum memfit_status st = memfit_server_block_signals();
     memfit_server *srv = NULL;
     if (st == MEMFIT_OK)

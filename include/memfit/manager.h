@@ -348,6 +348,16 @@ struct memfit_manager_event {
  * may call the manager's query functions. Must be thread-safe. */
 typedef void (*memfit_manager_event_fn)(const struct memfit_manager_event *event, void *user);
 
+/*
+ * Called once the record of a model removed by memfit_manager_unregister is
+ * freed: nothing of the model is loaded, no handle, load or unload of it is
+ * in progress, and the manager will never use its driver or `config` again
+ * (the owner may free them now). Called on the thread that let it go, with
+ * no manager lock held; it must not call memfit_manager_destroy. Not called
+ * by memfit_manager_destroy: once it returns, every config is free to go.
+ */
+typedef void (*memfit_model_released_fn)(const char *name, void *config, void *user);
+
 /* A clock for policy (keep_alive, last use, back-off): nanoseconds, monotonic. */
 typedef uint64_t (*memfit_clock_fn)(void *user);
 
@@ -387,8 +397,10 @@ struct memfit_manager_options {
      * stalling on reclaim). 0 turns that signal off. It falls back below
      * the threshold less the hysteresis (in points, at most half of it).
      */
-    double pressure_psi_some_percent; /* 10 */
-    double pressure_psi_full_percent; /* 5 */
+    double pressure_psi_some_percent;     /* 10 */
+    double pressure_psi_full_percent;     /* 5 */
+    memfit_model_released_fn on_released; /* NULL: none */
+    void *released_user;
 };
 
 /* Fills the defaults above (budget_bytes = 0, which create rejects). */
@@ -479,7 +491,8 @@ MEMFIT_API enum memfit_status memfit_manager_acquire_identity(memfit_manager *mg
 /* The loaded model (the driver's pointer); valid while the handle is held. */
 MEMFIT_API void *memfit_handle_model(const memfit_handle *handle);
 
-/* The model's registered name; valid while the manager lives. */
+/* The model's registered name; valid while the handle is held (for a model
+ * never unregistered, while the manager lives). */
 MEMFIT_API const char *memfit_handle_name(const memfit_handle *handle);
 
 /*
@@ -524,9 +537,11 @@ MEMFIT_API enum memfit_status memfit_manager_unload(memfit_manager *mgr, const c
  * snapshots no longer list it, and the name may be registered again at once.
  * A loaded idle model is unloaded here (event UNLOAD, reason "removed"); one
  * with handles out, or loading, is unloaded when its last handle is released.
- * Its driver and config must stay valid until then (keeping them until the
- * manager is destroyed is always enough). The record itself (a few hundred
- * bytes) is freed with the manager. E_NOT_FOUND, E_MISUSE.
+ * Its driver and config must stay valid until then: the options'
+ * on_released says when (keeping them until the manager is destroyed is
+ * always enough). The record itself is freed then too, so a process that
+ * registers and unregisters models forever (ModelMesh) keeps no trace of
+ * the removed ones. E_NOT_FOUND, E_MISUSE.
  */
 MEMFIT_API enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *name);
 

@@ -117,6 +117,11 @@ struct memfit_server_options {
      * one, see memfit_server_grpc_port) or "unix:PATH". NULL or "": no
      * gRPC. Needs libgrpc29 at run time (loaded on start). */
     const char *grpc_address;
+    /* 0: on SIGTERM/SIGINT, memfit_server_run first drains for this long
+     * (memfit_server_drain: not ready, still serving) before the graceful
+     * stop, for platforms whose load balancer follows /ready but that have
+     * no preStop hook (Docker, Render, Knative). */
+    uint64_t drain_delay_ms;
 };
 
 /* Fills the defaults above. */
@@ -167,6 +172,14 @@ MEMFIT_API enum memfit_status memfit_server_reload(memfit_server *server);
  */
 MEMFIT_API unsigned memfit_server_shutdown(memfit_server *server, uint64_t grace_ms);
 
+/*
+ * Marks the server not ready: /ready and /v2/health/ready answer 503 and
+ * gRPC's ServerReady false, while every other route and call is served as
+ * before (load balancers take the replica out before it stops). Idempotent;
+ * memfit_server_shutdown ends it.
+ */
+MEMFIT_API void memfit_server_drain(memfit_server *server);
+
 /* Shuts down (grace 0) if not done, unloads every model, frees everything; NULL is a no-op. */
 MEMFIT_API void memfit_server_destroy(memfit_server *server);
 
@@ -179,7 +192,9 @@ MEMFIT_API enum memfit_status memfit_server_block_signals(void);
 
 /*
  * Serves until SIGTERM or SIGINT: SIGHUP reloads the manifest (logging the
- * result); SIGTERM/SIGINT shut down with `grace_ms` (memfit_server_shutdown).
+ * result); SIGTERM/SIGINT drain for the options' drain_delay_ms (a second
+ * SIGTERM/SIGINT cuts it short), then shut down with `grace_ms`
+ * (memfit_server_shutdown).
  * Returns the signal that stopped it. Needs memfit_server_block_signals().
  */
 MEMFIT_API int memfit_server_run(memfit_server *server, uint64_t grace_ms);

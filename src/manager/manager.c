@@ -65,8 +65,10 @@ struct mf_model {
     struct memfit_budget_cost cost; /* last plan */
     unsigned refcount;
     unsigned waiting;
-    bool victim;  /* chosen by the evictor, being unloaded */
-    bool retired; /* unregistered: invisible to lookups, unloaded when idle */
+    bool victim;    /* chosen by the evictor, being unloaded */
+    bool retired;   /* unregistered: invisible to lookups, unloaded when idle */
+    unsigned users; /* threads using the record with the lock released (besides handles) */
+    struct mf_model *next_swept; /* sweep_locked's list */
 
     uint64_t lru_seq; /* manager-wide order of last use (clock ties are common) */
     uint64_t last_used_ns, loaded_at_ns, load_time_ns, idle_since_ns, retry_at_ns;
@@ -81,8 +83,11 @@ struct memfit_manager {
     pthread_cond_t cond; /* model state changes, for waiting acquires */
     memfit_budget *budget;
     struct memfit_manager_options opt;
-    struct mf_model **models; /* never removed, so indices stay valid across unlocks */
+    /* Retired records leave the array only while no walker runs, so the
+     * indices of a loop that unlocks stay valid (sweep_locked). */
+    struct mf_model **models;
     size_t n_models, cap_models;
+    unsigned walkers;   /* loops over `models` that release the lock inside */
     unsigned n_waiting; /* the admission queue's depth */
     uint64_t seq;
 
@@ -298,6 +303,7 @@ static uint64_t unload_locked(memfit_manager *mgr, struct mf_model *m,
     uint64_t loaded_for = 0;
     m->loaded = NULL;
     m->reservation = NULL;
+    m->users++;
     pthread_mutex_unlock(&mgr->lock);
 
     m->driver->unload(m->config, loaded);
@@ -321,6 +327,7 @@ static uint64_t unload_locked(memfit_manager *mgr, struct mf_model *m,
                            .reason = reason};
     emit(mgr, &e);
     pthread_mutex_lock(&mgr->lock);
+    m->users--;
     return bytes;
 }
 
@@ -381,6 +388,7 @@ static uint64_t evict_for(void *user, uint64_t needed, const char *requester)
         if (mgr->models[i]->victim)
             mgr->models[i]->state = MEMFIT_MODEL_UNLOADING;
     uint64_t freed = 0;
+    mgr->walkers++;
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct mf_model *m = mgr->models[i];
         if (!m->victim)
@@ -388,6 +396,7 @@ static uint64_t evict_for(void *user, uint64_t needed, const char *requester)
         m->victim = false;
         freed += unload_locked(mgr, m, MEMFIT_EVENT_EVICT, requester);
     }
+    mgr->walkers--;
     pthread_mutex_unlock(&mgr->lock);
     return freed;
 }
@@ -542,6 +551,62 @@ static void free_model(struct mf_model *m)
     memfit_free(m);
 }
 
+/* An unregistered record nothing refers to any more: no handle, no waiting
+ * acquire, no thread inside a load, an unload or an event of it. */
+static bool forgotten(const struct mf_model *m)
+{
+    return m->retired && m->refcount == 0 && m->waiting == 0 && m->users == 0 && !m->loaded &&
+           !m->reservation &&
+           (m->state == MEMFIT_MODEL_UNLOADED || m->state == MEMFIT_MODEL_FAILED);
+}
+
+/*
+ * Takes the forgotten records out of the array (lock held) and returns them
+ * as a list for free_swept, to be called once the lock is released. Nothing
+ * moves while a walker runs: the next sweep takes them.
+ */
+static struct mf_model *sweep_locked(memfit_manager *mgr)
+{
+    struct mf_model *swept = NULL;
+    if (mgr->walkers > 0)
+        return NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct mf_model *m = mgr->models[i];
+        if (forgotten(m)) {
+            m->next_swept = swept;
+            swept = m;
+        } else {
+            mgr->models[kept++] = m;
+        }
+    }
+    mgr->n_models = kept;
+    return swept;
+}
+
+/* Tells the owner that each swept model's driver and config are free to go
+ * (no lock held), and frees the records. */
+static void free_swept(memfit_manager *mgr, struct mf_model *swept)
+{
+    while (swept) {
+        struct mf_model *next = swept->next_swept;
+        if (mgr->opt.on_released)
+            mgr->opt.on_released(swept->name, swept->config, mgr->opt.released_user);
+        free_model(swept);
+        swept = next;
+    }
+}
+
+/* Drops a thread's use of `m` (lock not held) and frees what is forgotten. */
+static void unuse(memfit_manager *mgr, struct mf_model *m)
+{
+    pthread_mutex_lock(&mgr->lock);
+    m->users--;
+    struct mf_model *swept = m->retired ? sweep_locked(mgr) : NULL;
+    pthread_mutex_unlock(&mgr->lock);
+    free_swept(mgr, swept);
+}
+
 void memfit_manager_destroy(memfit_manager *mgr)
 {
     if (!mgr)
@@ -624,11 +689,13 @@ enum memfit_status memfit_manager_register(memfit_manager *mgr,
         free_model(m);
         return memfit_fail(MEMFIT_E_EXISTS, "model %s is already registered", o->name);
     }
+    struct mf_model *swept = sweep_locked(mgr); /* what a busy unregister left */
     if (mgr->n_models == mgr->cap_models) {
         size_t cap = mgr->cap_models ? mgr->cap_models * 2 : 8;
         struct mf_model **grown = memfit_realloc(mgr->models, cap * sizeof(*grown));
         if (!grown) {
             pthread_mutex_unlock(&mgr->lock);
+            free_swept(mgr, swept);
             free_model(m);
             return MEMFIT_E_NOMEM;
         }
@@ -637,6 +704,7 @@ enum memfit_status memfit_manager_register(memfit_manager *mgr,
     }
     mgr->models[mgr->n_models++] = m;
     pthread_mutex_unlock(&mgr->lock);
+    free_swept(mgr, swept);
     return MEMFIT_OK;
 }
 
@@ -709,6 +777,7 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
 {
     const struct memfit_model_driver *d = m->driver;
     m->state = d->fetch ? MEMFIT_MODEL_FETCHING : MEMFIT_MODEL_LOADING;
+    m->users++; /* until the event is out, even when unregistered meanwhile */
     pthread_mutex_unlock(&mgr->lock);
 
     struct memfit_budget_cost cost = {{0}};
@@ -760,6 +829,7 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
                                .bytes = memfit_reservation_bytes(res),
                                .duration_ns = t1 - t0};
         emit(mgr, &e);
+        unuse(mgr, m);
         return MEMFIT_OK;
     }
 
@@ -778,7 +848,9 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
         m->state = MEMFIT_MODEL_UNLOADED;
         wake_waiters_locked(mgr);
         pthread_mutex_unlock(&mgr->lock);
-        return memfit_fail(st, "model %s: %s", m->name, memfit_last_error());
+        memfit_fail(st, "model %s: %s", m->name, memfit_last_error());
+        unuse(mgr, m);
+        return st;
     }
     bool transient = is_transient(st);
     memcpy(m->last_error, message, sizeof(m->last_error));
@@ -808,6 +880,7 @@ static enum memfit_status load_and_take(memfit_manager *mgr, struct mf_model *m,
                            .bytes = memfit_budget_cost_total(&cost),
                            .message = message};
     emit(mgr, &e);
+    unuse(mgr, m);
     return memfit_fail(st, "%s", message);
 }
 
@@ -844,10 +917,12 @@ static enum memfit_status refuse_unlock(memfit_manager *mgr, struct mf_model *m,
     m->n_refusals++;
     m->last_status = st;
     snprintf(m->last_error, sizeof(m->last_error), "%s", message);
+    m->users++;
     pthread_mutex_unlock(&mgr->lock);
     struct event_args e = {
         .kind = MEMFIT_EVENT_REFUSE, .model = m->name, .status = st, .message = message};
     emit(mgr, &e);
+    unuse(mgr, m);
     return memfit_fail(st, "%s", message);
 }
 
@@ -1035,6 +1110,7 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive, in
     struct mf_model *m = handle->model;
     memfit_manager *mgr = m->mgr;
     bool idle = false;
+    struct mf_model *swept = NULL;
     pthread_mutex_lock(&mgr->lock);
     m->idle_keep_alive_s =
         keep_alive_s == MEMFIT_KEEP_ALIVE_DEFAULT ? m->keep_alive_s : keep_alive_s;
@@ -1049,6 +1125,7 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive, in
             m->state = MEMFIT_MODEL_UNLOADING;
             unload_locked(mgr, m, MEMFIT_EVENT_UNLOAD, "removed");
             idle = false;
+            swept = sweep_locked(mgr);
         } else if (apply_zero_keep_alive && m->idle_keep_alive_s == 0 &&
                    mgr->opt.unloading_enabled && !m->pin && is_idle(m)) {
             m->state = MEMFIT_MODEL_UNLOADING;
@@ -1058,6 +1135,7 @@ static void release_handle(memfit_handle *handle, bool apply_zero_keep_alive, in
     }
     wake_waiters_locked(mgr);
     pthread_mutex_unlock(&mgr->lock);
+    free_swept(mgr, swept);
     /* A reservation waiting for room may now evict this model. */
     if (idle)
         mf_budget_notify(mgr->budget);
@@ -1098,6 +1176,7 @@ enum memfit_status memfit_manager_load_pinned(memfit_manager *mgr, int64_t timeo
     enum memfit_status first = MEMFIT_OK;
     char first_error[512] = "";
     pthread_mutex_lock(&mgr->lock);
+    mgr->walkers++;
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct mf_model *m = mgr->models[i];
         if (!m->pin || m->retired)
@@ -1110,7 +1189,10 @@ enum memfit_status memfit_manager_load_pinned(memfit_manager *mgr, int64_t timeo
         }
         pthread_mutex_lock(&mgr->lock);
     }
+    mgr->walkers--;
+    struct mf_model *swept = sweep_locked(mgr);
     pthread_mutex_unlock(&mgr->lock);
+    free_swept(mgr, swept);
     if (first != MEMFIT_OK)
         return memfit_fail(first, "%s", first_error);
     return MEMFIT_OK;
@@ -1126,11 +1208,13 @@ enum memfit_status memfit_manager_unload(memfit_manager *mgr, const char *name)
         pthread_mutex_unlock(&mgr->lock);
         return memfit_fail(MEMFIT_E_NOT_FOUND, "no model named %s", name);
     }
+    m->users++; /* kept while this thread waits */
     while (m->state == MEMFIT_MODEL_UNLOADING) {
         mgr->n_waiting++;
         pthread_cond_wait(&mgr->cond, &mgr->lock);
         mgr->n_waiting--;
     }
+    m->users--;
     enum memfit_status st = MEMFIT_OK;
     switch (m->state) {
     case MEMFIT_MODEL_UNLOADED:
@@ -1167,8 +1251,8 @@ enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *na
         pthread_mutex_unlock(&mgr->lock);
         return memfit_fail(MEMFIT_E_NOT_FOUND, "no model named %s", name);
     }
-    /* From here no lookup finds it; the entry itself stays in the array
-     * (indices must stay valid across unlocks) until the manager goes. */
+    /* From here no lookup finds it; the record goes once nothing refers to
+     * it (now, or at a later release, register or unregister). */
     m->retired = true;
     if (is_idle(m)) {
         m->state = MEMFIT_MODEL_UNLOADING;
@@ -1176,7 +1260,9 @@ enum memfit_status memfit_manager_unregister(memfit_manager *mgr, const char *na
     }
     /* Waiters on it wake up to find it gone. */
     pthread_cond_broadcast(&mgr->cond);
+    struct mf_model *swept = sweep_locked(mgr);
     pthread_mutex_unlock(&mgr->lock);
+    free_swept(mgr, swept);
     return MEMFIT_OK;
 }
 
@@ -1194,6 +1280,7 @@ static uint64_t unload_where_kind(memfit_manager *mgr, uint64_t now, bool keep_a
         pthread_mutex_unlock(&mgr->lock);
         return 0;
     }
+    mgr->walkers++;
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct mf_model *m = mgr->models[i];
         if ((m->pin && !pinned) || !is_idle(m))
@@ -1207,6 +1294,7 @@ static uint64_t unload_where_kind(memfit_manager *mgr, uint64_t now, bool keep_a
         freed += unload_locked(mgr, m, kind, reason);
         (*n)++;
     }
+    mgr->walkers--;
     pthread_mutex_unlock(&mgr->lock);
     return freed;
 }

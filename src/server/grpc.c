@@ -539,8 +539,13 @@ static void h_load_model(struct gcall *c, const uint8_t *msg, size_t len, struct
                        family, source, memfit_format_size(bytes, size, sizeof(size)),
                        (double)(memfit_now_ns() - start) / 1e6);
             mf_mm_size_encode(bytes, 0, &a->body);
+            atomic_fetch_add_explicit(&srv->metrics.mm_loads[MF_MM_OK], 1, memory_order_relaxed);
         } else {
-            if (st == MEMFIT_E_CANCELLED || call_cancelled(c))
+            bool cancelled = st == MEMFIT_E_CANCELLED || call_cancelled(c);
+            atomic_fetch_add_explicit(
+                &srv->metrics.mm_loads[cancelled ? MF_MM_CANCELLED : MF_MM_FAILED], 1,
+                memory_order_relaxed);
+            if (cancelled)
                 answer_fail(a, GRPC_STATUS_CANCELLED, "loadModel %s: cancelled", r.model_id);
             else
                 answer_status(a, st, "loadModel");
@@ -563,6 +568,9 @@ static void h_unload_model(struct gcall *c, const uint8_t *msg, size_t len, stru
         return;
     uint64_t start = memfit_now_ns();
     enum memfit_status st = unload_model(c->g, r.model_id);
+    atomic_fetch_add_explicit(
+        &c->g->srv->metrics.mm_unloads[st == MEMFIT_OK ? MF_MM_OK : MF_MM_FAILED], 1,
+        memory_order_relaxed);
     if (st != MEMFIT_OK)
         answer_status(a, st, "unloadModel");
     else
@@ -877,17 +885,7 @@ static void put_tensor_metadata(struct mf_text *t, uint32_t number, const json_t
         mf_pb_put_string(&m, 2, json_string_value(v));
     json_array_foreach(json_object_get(tensor, "shape"), i, v)
     {
-        uint64_t d = (uint64_t)json_integer_value(v);
-        char b[10];
-        size_t n = 0;
-        do {
-            b[n] = (char)(d & 0x7f);
-            d >>= 7;
-            if (d)
-                b[n] |= (char)0x80;
-            n++;
-        } while (d);
-        mf_text_append(&shape, b, n);
+        mf_pb_put_raw_varint(&shape, (uint64_t)json_integer_value(v));
     }
     if (shape.len || shape.failed)
         mf_pb_put_bytes(&m, 3, shape.data, shape.len);
@@ -1087,11 +1085,7 @@ static void infer_answer(json_t *root, struct answer *a)
         mf_pb_put_string(&m, 2, type ? type : "");
         json_array_foreach(json_object_get(out, "shape"), k, v)
         {
-            struct mf_text one = {0};
-            mf_pb_put_varint(&one, 1, (uint64_t)json_integer_value(v));
-            if (one.len > 1)
-                mf_text_append(&shape, one.data + 1, one.len - 1); /* the bare varint */
-            mf_text_free(&one);
+            mf_pb_put_raw_varint(&shape, (uint64_t)json_integer_value(v));
         }
         mf_pb_put_bytes(&m, 3, shape.data ? shape.data : "", shape.len);
         json_t *data = json_object_get(out, "data");
@@ -1204,8 +1198,9 @@ enum method {
     M_INFER,
     M_UNKNOWN
 };
+_Static_assert(M_UNKNOWN + 1 == MF_GRPC_METHODS, "metrics.h counts every method");
 
-static const char *const method_names[] = {
+const char *const mf_grpc_method_names[MF_GRPC_METHODS] = {
     "/mmesh.ModelRuntime/runtimeStatus",
     "/mmesh.ModelRuntime/loadModel",
     "/mmesh.ModelRuntime/unloadModel",
@@ -1217,14 +1212,15 @@ static const char *const method_names[] = {
     "/inference.GRPCInferenceService/ServerMetadata",
     "/inference.GRPCInferenceService/ModelMetadata",
     "/inference.GRPCInferenceService/ModelInfer",
+    NULL,
 };
 
 static enum method method_of(const grpc_slice *s)
 {
     size_t n = GRPC_SLICE_LENGTH(*s);
-    for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++)
-        if (strlen(method_names[i]) == n &&
-            memcmp(GRPC_SLICE_START_PTR(*s), method_names[i], n) == 0)
+    for (size_t i = 0; i < M_UNKNOWN; i++)
+        if (strlen(mf_grpc_method_names[i]) == n &&
+            memcmp(GRPC_SLICE_START_PTR(*s), mf_grpc_method_names[i], n) == 0)
             return (enum method)i;
     return M_UNKNOWN;
 }
@@ -1232,6 +1228,8 @@ static enum method method_of(const grpc_slice *s)
 /* Runs a call's handler and sends its answer (on the call's own thread). */
 static void handle(struct gcall *c)
 {
+    uint64_t start = memfit_now_ns();
+    struct mf_metrics *metrics = &c->g->srv->metrics; /* c may be gone once answered */
     struct answer a = {.code = GRPC_STATUS_OK};
     enum method m = method_of(&c->details.method);
     grpc_slice whole = {0};
@@ -1294,6 +1292,7 @@ static void handle(struct gcall *c)
         mf_grpc.slice_unref(whole);
     memfit_clear_error();
     send_answer(c, &a);
+    mf_metrics_observe_grpc(metrics, m, (unsigned)a.code, memfit_now_ns() - start);
     mf_text_free(&a.body);
 }
 
@@ -1337,7 +1336,8 @@ static void dispatch(struct gcall *c)
     struct answer a = {0};
     answer_fail(&a, GRPC_STATUS_RESOURCE_EXHAUSTED,
                 "%u calls in progress (max_connections): retry later", g->srv->opt.max_connections);
-    send_answer(c, &a);
+    mf_metrics_observe_grpc(&g->srv->metrics, method_of(&c->details.method), (unsigned)a.code, 0);
+    send_answer(c, &a); /* c may be gone after it */
 }
 
 /* A new call: read its message, and learn when it ends (or is cancelled). */

@@ -65,7 +65,7 @@ int mf_pb_next(struct mf_pb_reader *r, struct mf_pb_field *f)
     }
 }
 
-static bool put_raw_varint(struct mf_text *t, uint64_t v)
+bool mf_pb_put_raw_varint(struct mf_text *t, uint64_t v)
 {
     char buf[10];
     size_t n = 0;
@@ -81,13 +81,34 @@ static bool put_raw_varint(struct mf_text *t, uint64_t v)
 
 bool mf_pb_put_varint(struct mf_text *t, uint32_t number, uint64_t value)
 {
-    return put_raw_varint(t, (uint64_t)number << 3 | MF_PB_VARINT) && put_raw_varint(t, value);
+    return mf_pb_put_raw_varint(t, (uint64_t)number << 3 | MF_PB_VARINT) &&
+           mf_pb_put_raw_varint(t, value);
+}
+
+/* A fixed-size field: `n` bytes of `value`, little-endian. */
+static bool put_fixed(struct mf_text *t, uint32_t number, enum mf_pb_wire wire, uint64_t value,
+                      size_t n)
+{
+    char le[8];
+    for (size_t i = 0; i < n; i++)
+        le[i] = (char)(value >> (8 * i));
+    return mf_pb_put_raw_varint(t, (uint64_t)number << 3 | wire) && mf_text_append(t, le, n);
+}
+
+bool mf_pb_put_i64(struct mf_text *t, uint32_t number, uint64_t value)
+{
+    return put_fixed(t, number, MF_PB_I64, value, 8);
+}
+
+bool mf_pb_put_i32(struct mf_text *t, uint32_t number, uint32_t value)
+{
+    return put_fixed(t, number, MF_PB_I32, value, 4);
 }
 
 bool mf_pb_put_bytes(struct mf_text *t, uint32_t number, const void *data, size_t len)
 {
-    return put_raw_varint(t, (uint64_t)number << 3 | MF_PB_LEN) && put_raw_varint(t, len) &&
-           (len == 0 || mf_text_append(t, data, len));
+    return mf_pb_put_raw_varint(t, (uint64_t)number << 3 | MF_PB_LEN) &&
+           mf_pb_put_raw_varint(t, len) && (len == 0 || mf_text_append(t, data, len));
 }
 
 bool mf_pb_put_string(struct mf_text *t, uint32_t number, const char *s)
@@ -179,6 +200,22 @@ enum memfit_status mf_mm_model_request_parse(const uint8_t *data, size_t len,
     }
     *out = r;
     return MEMFIT_OK;
+}
+
+/* Appends string field `number` when `s` is set. */
+static void put_optional(struct mf_text *t, uint32_t number, const char *s)
+{
+    if (s)
+        mf_pb_put_string(t, number, s);
+}
+
+bool mf_mm_model_request_encode(const struct mf_mm_model_request *r, struct mf_text *t)
+{
+    put_optional(t, 1, r->model_id);
+    put_optional(t, 2, r->model_type);
+    put_optional(t, 3, r->model_path);
+    put_optional(t, 4, r->model_key);
+    return !t->failed;
 }
 
 bool mf_mm_runtime_status_encode(const struct mf_mm_runtime_status *s, struct mf_text *t)
@@ -331,21 +368,21 @@ static enum memfit_status parse_input(const struct mf_pb_field *msg, size_t *ite
             st = take_string(&f, where, "datatype", &in->datatype);
             break;
         case 3: { /* repeated int64, packed or not */
-            struct mf_pb_reader sr = {f.data, f.data + f.len};
             uint64_t v = f.value;
             bool packed = f.wire == MF_PB_LEN;
             if (!packed && f.wire != MF_PB_VARINT)
                 return bad(where, "shape");
+            struct mf_pb_reader sr = {f.data, packed ? f.data + f.len : NULL};
             do {
-                if (packed && (sr.p >= sr.end || !read_varint(&sr, &v)))
+                if (packed && sr.p >= sr.end)
                     break;
+                if (packed && !read_varint(&sr, &v))
+                    return bad(where, "shape"); /* a packed run cut inside a varint */
                 if (in->n_shape >= sizeof(in->shape) / sizeof(in->shape[0]))
                     return memfit_fail(MEMFIT_E_FORMAT, "%s: shape has more than 8 dimensions",
                                        where);
                 in->shape[in->n_shape++] = (int64_t)v;
             } while (packed);
-            if (packed && sr.p != sr.end)
-                return bad(where, "shape");
             break;
         }
         case 4:
@@ -495,6 +532,122 @@ enum memfit_status mf_v2_name_request_parse(const uint8_t *data, size_t len, cha
     return MEMFIT_OK;
 }
 
+bool mf_v2_name_request_encode(const char *name, const char *version, struct mf_text *t)
+{
+    put_optional(t, 1, name);
+    put_optional(t, 2, version);
+    return !t->failed;
+}
+
+static void put_input(struct mf_text *t, const struct mf_v2_input *in)
+{
+    struct mf_text m = {0}, shape = {0}, contents = {0};
+    put_optional(&m, 1, in->name);
+    put_optional(&m, 2, in->datatype);
+    for (size_t i = 0; i < in->n_shape; i++)
+        mf_pb_put_raw_varint(&shape, (uint64_t)in->shape[i]);
+    if (in->n_shape)
+        put_message(&m, 3, &shape);
+    for (size_t i = 0; i < in->n_params; i++)
+        mf_v2_put_param(&m, 4, &in->params[i]);
+    for (size_t i = 0; i < in->n_elements; i++)
+        mf_pb_put_bytes(&contents, 8, in->elements[i].data, in->elements[i].len);
+    if (in->n_elements)
+        put_message(&m, 5, &contents);
+    mf_text_free(&shape);
+    mf_text_free(&contents);
+    put_message(t, 5, &m);
+}
+
+bool mf_v2_infer_request_encode(const struct mf_v2_infer_request *r, struct mf_text *t)
+{
+    put_optional(t, 1, r->model_name);
+    put_optional(t, 2, r->model_version);
+    put_optional(t, 3, r->id);
+    for (size_t i = 0; i < r->n_params; i++)
+        mf_v2_put_param(t, 4, &r->params[i]);
+    for (size_t i = 0; i < r->n_inputs; i++)
+        put_input(t, &r->inputs[i]);
+    for (size_t i = 0; i < r->n_outputs; i++) {
+        struct mf_text o = {0};
+        mf_pb_put_string(&o, 1, r->outputs[i]);
+        put_message(t, 6, &o);
+    }
+    for (size_t i = 0; i < r->n_raw; i++)
+        mf_pb_put_bytes(t, 7, r->raw[i].data, r->raw[i].len);
+    return !t->failed;
+}
+
+static bool same_string(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_bytes(const struct mf_v2_bytes *a, const struct mf_v2_bytes *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].len != b[i].len || (a[i].len && memcmp(a[i].data, b[i].data, a[i].len) != 0))
+            return false;
+    return true;
+}
+
+static bool same_params(const struct mf_v2_param *a, size_t na, const struct mf_v2_param *b,
+                        size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        const struct mf_v2_param *x = &a[i], *y = &b[i];
+        if (!same_string(x->key, y->key) || x->kind != y->kind)
+            return false;
+        bool same = true;
+        switch (x->kind) {
+        case MF_V2_PARAM_BOOL:
+            same = x->b == y->b;
+            break;
+        case MF_V2_PARAM_INT64:
+            same = x->i == y->i;
+            break;
+        case MF_V2_PARAM_STRING:
+            same = same_string(x->s ? x->s : "", y->s ? y->s : "");
+            break;
+        case MF_V2_PARAM_DOUBLE:
+            same = memcmp(&x->d, &y->d, sizeof(x->d)) == 0;
+            break;
+        case MF_V2_PARAM_UINT64:
+            same = x->u == y->u;
+            break;
+        }
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+bool mf_v2_infer_request_same(const struct mf_v2_infer_request *a,
+                              const struct mf_v2_infer_request *b)
+{
+    if (!same_string(a->model_name, b->model_name) ||
+        !same_string(a->model_version, b->model_version) || !same_string(a->id, b->id) ||
+        !same_params(a->params, a->n_params, b->params, b->n_params) ||
+        a->n_inputs != b->n_inputs || a->n_outputs != b->n_outputs || a->n_raw != b->n_raw ||
+        !same_bytes(a->raw, b->raw, a->n_raw))
+        return false;
+    for (size_t i = 0; i < a->n_outputs; i++)
+        if (!same_string(a->outputs[i], b->outputs[i]))
+            return false;
+    for (size_t i = 0; i < a->n_inputs; i++) {
+        const struct mf_v2_input *x = &a->inputs[i], *y = &b->inputs[i];
+        if (!same_string(x->name, y->name) || !same_string(x->datatype, y->datatype) ||
+            x->n_shape != y->n_shape ||
+            memcmp(x->shape, y->shape, x->n_shape * sizeof(x->shape[0])) != 0 ||
+            !same_params(x->params, x->n_params, y->params, y->n_params) ||
+            x->n_elements != y->n_elements || !same_bytes(x->elements, y->elements, x->n_elements))
+            return false;
+    }
+    return true;
+}
+
 bool mf_v2_put_param(struct mf_text *t, uint32_t number, const struct mf_v2_param *p)
 {
     struct mf_text value = {0}, entry = {0};
@@ -511,11 +664,7 @@ bool mf_v2_put_param(struct mf_text *t, uint32_t number, const struct mf_v2_para
     case MF_V2_PARAM_DOUBLE: {
         uint64_t bits;
         memcpy(&bits, &p->d, sizeof(bits));
-        char le[9];
-        le[0] = (char)(4u << 3 | MF_PB_I64);
-        for (int i = 0; i < 8; i++)
-            le[1 + i] = (char)(bits >> (8 * i));
-        mf_text_append(&value, le, sizeof(le));
+        mf_pb_put_i64(&value, 4, bits);
         break;
     }
     case MF_V2_PARAM_UINT64:

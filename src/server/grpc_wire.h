@@ -52,8 +52,12 @@ int mf_pb_next(struct mf_pb_reader *r, struct mf_pb_field *f);
 
 /* Appends a field; false once an append failed (sticky in `t`). */
 bool mf_pb_put_varint(struct mf_text *t, uint32_t number, uint64_t value);
+bool mf_pb_put_i64(struct mf_text *t, uint32_t number, uint64_t value);
+bool mf_pb_put_i32(struct mf_text *t, uint32_t number, uint32_t value);
 bool mf_pb_put_bytes(struct mf_text *t, uint32_t number, const void *data, size_t len);
 bool mf_pb_put_string(struct mf_text *t, uint32_t number, const char *s);
+/* A bare varint, no key: the items of a packed repeated field. */
+bool mf_pb_put_raw_varint(struct mf_text *t, uint64_t value);
 
 /* ---- ModelMesh's model runtime (package mmesh) --------------------------------------- */
 
@@ -68,6 +72,9 @@ struct mf_mm_model_request {
 enum memfit_status mf_mm_model_request_parse(const uint8_t *data, size_t len,
                                              struct mf_mm_model_request *out);
 void mf_mm_model_request_free(struct mf_mm_model_request *r);
+/* The request as ModelMesh sends it (NULL strings left out): for tests, the
+ * fuzz target's round trip and tools. False when out of memory. */
+bool mf_mm_model_request_encode(const struct mf_mm_model_request *r, struct mf_text *t);
 
 /* RuntimeStatusResponse. */
 enum mf_mm_status {
@@ -153,11 +160,19 @@ struct mf_v2_infer_request {
 enum memfit_status mf_v2_infer_request_parse(const uint8_t *data, size_t len, size_t max_items,
                                              struct mf_v2_infer_request *out);
 void mf_v2_infer_request_free(struct mf_v2_infer_request *r);
+/* The request as a client sends it (shape packed, NULL strings left out);
+ * what it decodes to equals `r`. False when out of memory. */
+bool mf_v2_infer_request_encode(const struct mf_v2_infer_request *r, struct mf_text *t);
+/* Whether two requests hold the same values (a parameter's by its kind;
+ * doubles bit for bit): the round-trip check of the tests and fuzz target. */
+bool mf_v2_infer_request_same(const struct mf_v2_infer_request *a,
+                              const struct mf_v2_infer_request *b);
 
 /* ModelReadyRequest / ModelMetadataRequest: the name (field 1, copied) and
  * version (field 2). */
 enum memfit_status mf_v2_name_request_parse(const uint8_t *data, size_t len, char **name,
                                             char **version);
+bool mf_v2_name_request_encode(const char *name, const char *version, struct mf_text *t);
 
 /* Appends an InferParameter entry of a map field `number` (key, value). */
 bool mf_v2_put_param(struct mf_text *t, uint32_t number, const struct mf_v2_param *p);

@@ -191,6 +191,7 @@ struct memfit_server {
     _Atomic unsigned admitted; /* model requests waiting or running (max_queue) */
     _Atomic unsigned waiting, running;
     _Atomic bool stopping;   /* no new streams; event streams end */
+    _Atomic bool draining;   /* not ready, still serving (memfit_server_drain) */
     _Atomic bool cancel_all; /* the grace period is over */
 
     pthread_mutex_t sample_lock;
@@ -228,8 +229,9 @@ enum memfit_status mf_server_add_model(memfit_server *srv, const char *name, con
 
 /*
  * Removes a dynamic model: stops its download, unregisters it (unloaded
- * once idle) and keeps its record until the server goes. E_NOT_FOUND when
- * there is no dynamic model of that name.
+ * once idle) and keeps its record in the graveyard until the manager
+ * releases it (on_released). E_NOT_FOUND when there is no dynamic model of
+ * that name.
  */
 enum memfit_status mf_server_remove_model(memfit_server *srv, const char *name);
 

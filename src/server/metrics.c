@@ -87,19 +87,42 @@ static unsigned status_slot(int status)
     return MF_N_STATUS_SLOTS - 1;
 }
 
-void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns)
+static const char *const grpc_code_names[MF_GRPC_CODES] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
+/* One observation into a histogram's count, sum and (not cumulative) buckets. */
+static void observe(_Atomic uint64_t *count, _Atomic uint64_t *sum_us, _Atomic uint64_t *buckets,
+                    uint64_t ns)
 {
-    if ((unsigned)route >= MF_ROUTE_COUNT)
-        route = MF_ROUTE_OTHER;
-    unsigned s = status_slot(status);
-    atomic_fetch_add_explicit(&m->count[route][s], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->sum_us[route][s], ns / 1000, memory_order_relaxed);
+    atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(sum_us, ns / 1000, memory_order_relaxed);
     double seconds = (double)ns / 1e9;
     unsigned b = 0;
     while (b < MF_N_BUCKETS && seconds > bucket_bounds[b])
         b++;
     if (b < MF_N_BUCKETS)
-        atomic_fetch_add_explicit(&m->buckets[route][s][b], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&buckets[b], 1, memory_order_relaxed);
+}
+
+void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns)
+{
+    if ((unsigned)route >= MF_ROUTE_COUNT)
+        route = MF_ROUTE_OTHER;
+    unsigned s = status_slot(status);
+    observe(&m->count[route][s], &m->sum_us[route][s], m->buckets[route][s], ns);
+}
+
+void mf_metrics_observe_grpc(struct mf_metrics *m, unsigned method, unsigned code, uint64_t ns)
+{
+    if (method >= MF_GRPC_METHODS)
+        method = MF_GRPC_METHODS - 1;
+    if (code >= MF_GRPC_CODES)
+        code = 2; /* UNKNOWN */
+    observe(&m->grpc_count[method][code], &m->grpc_sum_us[method][code],
+            m->grpc_buckets[method][code], ns);
 }
 
 static uint64_t load(const _Atomic uint64_t *v)
@@ -159,6 +182,80 @@ static void status_label(struct mf_text *t, unsigned slot)
         mf_text_puts(t, "code=\"other\"");
 }
 
+/* The samples of one histogram series: `labels` (already escaped, without
+ * braces) on each; count read first, buckets not cumulative. */
+static void histogram_series(struct mf_text *t, const char *name, const char *labels,
+                             uint64_t count, const _Atomic uint64_t *buckets, uint64_t sum_us)
+{
+    uint64_t cumulative = 0;
+    for (unsigned b = 0; b < MF_N_BUCKETS; b++) {
+        cumulative += load(&buckets[b]);
+        mf_text_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bucket_bounds[b],
+                       (unsigned long long)cumulative);
+    }
+    /* +Inf must not be below the finite buckets a racing request just bumped. */
+    if (count < cumulative)
+        count = cumulative;
+    mf_text_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)count);
+    mf_text_printf(t, "%s_sum{%s} %.6f\n", name, labels, (double)sum_us / 1e6);
+    mf_text_printf(t, "%s_count{%s} %llu\n", name, labels, (unsigned long long)count);
+}
+
+/* A label value escaped into `buf` (label_value's rules), as `key="value"`. */
+static const char *labels_of(struct mf_text *buf, const char *key, const char *value,
+                             const char *rest)
+{
+    buf->len = 0;
+    if (buf->data)
+        buf->data[0] = '\0';
+    mf_text_printf(buf, "%s=", key);
+    label_value(buf, value);
+    mf_text_printf(buf, ",%s", rest);
+    return buf->failed || !buf->data ? NULL : buf->data;
+}
+
+static void format_grpc(struct mf_text *t, const struct mf_metrics *m)
+{
+    /* One pass: the counters into t, the histograms into `hist`, appended after. */
+    struct mf_text labels = {0}, hist = {0};
+    family(t, "memfit_grpc_requests_total", "counter",
+           "gRPC calls answered, by method and gRPC status code.");
+    family(&hist, "memfit_grpc_request_duration_seconds", "histogram",
+           "Time from a gRPC call's message to its answer, by method and gRPC status code.");
+    for (unsigned i = 0; i < MF_GRPC_METHODS; i++)
+        for (unsigned c = 0; c < MF_GRPC_CODES; c++) {
+            uint64_t n = load(&m->grpc_count[i][c]);
+            if (!n)
+                continue;
+            char code[48];
+            snprintf(code, sizeof(code), "code=\"%s\"", grpc_code_names[c]);
+            const char *l =
+                labels_of(&labels, "method",
+                          mf_grpc_method_names[i] ? mf_grpc_method_names[i] + 1 : "other", code);
+            if (!l)
+                continue;
+            mf_text_printf(t, "memfit_grpc_requests_total{%s} %llu\n", l, (unsigned long long)n);
+            histogram_series(&hist, "memfit_grpc_request_duration_seconds", l, n,
+                             m->grpc_buckets[i][c], load(&m->grpc_sum_us[i][c]));
+        }
+    if (labels.failed || hist.failed)
+        t->failed = true;
+    else
+        mf_text_append(t, hist.data, hist.len);
+    mf_text_free(&labels);
+    mf_text_free(&hist);
+    static const char *const results[MF_MM_RESULTS] = {"ok", "failed", "cancelled"};
+    family(t, "memfit_modelmesh_loads_total", "counter", "ModelMesh loadModel calls, by result.");
+    for (unsigned r = 0; r < MF_MM_RESULTS; r++)
+        mf_text_printf(t, "memfit_modelmesh_loads_total{result=\"%s\"} %llu\n", results[r],
+                       (unsigned long long)load(&m->mm_loads[r]));
+    family(t, "memfit_modelmesh_unloads_total", "counter",
+           "ModelMesh unloadModel calls, by result.");
+    for (unsigned r = 0; r < MF_MM_RESULTS - 1; r++)
+        mf_text_printf(t, "memfit_modelmesh_unloads_total{result=\"%s\"} %llu\n", results[r],
+                       (unsigned long long)load(&m->mm_unloads[r]));
+}
+
 static void format_http(struct mf_text *t, const struct mf_metrics *m)
 {
     family(t, "memfit_http_requests_total", "counter",
@@ -176,41 +273,24 @@ static void format_http(struct mf_text *t, const struct mf_metrics *m)
         }
     family(t, "memfit_http_request_duration_seconds", "histogram",
            "Time from the request's headers to its answer, by route and status.");
+    struct mf_text labels = {0};
     for (unsigned r = 0; r < MF_ROUTE_COUNT; r++)
         for (unsigned s = 0; s < MF_N_STATUS_SLOTS; s++) {
             uint64_t c = load(&m->count[r][s]);
             if (!c)
                 continue;
-            uint64_t cumulative = 0;
-            for (unsigned b = 0; b <= MF_N_BUCKETS; b++) {
-                if (b < MF_N_BUCKETS)
-                    cumulative += load(&m->buckets[r][s][b]);
-                /* The count is read before the buckets; +Inf must not be
-                 * below the finite buckets a racing request just bumped. */
-                uint64_t value = b < MF_N_BUCKETS ? cumulative : (c > cumulative ? c : cumulative);
-                mf_text_puts(t, "memfit_http_request_duration_seconds_bucket{route=");
-                label_value(t, mf_route_label(r));
-                mf_text_puts(t, ",");
-                status_label(t, s);
-                if (b < MF_N_BUCKETS)
-                    mf_text_printf(t, ",le=\"%g\"} %llu\n", bucket_bounds[b],
-                                   (unsigned long long)value);
-                else
-                    mf_text_printf(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)value);
-                if (b == MF_N_BUCKETS)
-                    c = value;
-            }
-            mf_text_puts(t, "memfit_http_request_duration_seconds_sum{route=");
-            label_value(t, mf_route_label(r));
-            mf_text_puts(t, ",");
-            status_label(t, s);
-            mf_text_printf(t, "} %.6f\n", (double)load(&m->sum_us[r][s]) / 1e6);
-            mf_text_puts(t, "memfit_http_request_duration_seconds_count{route=");
-            label_value(t, mf_route_label(r));
-            mf_text_puts(t, ",");
-            status_label(t, s);
-            mf_text_printf(t, "} %llu\n", (unsigned long long)c);
+            struct mf_text code = {0};
+            status_label(&code, s);
+            const char *l =
+                code.data ? labels_of(&labels, "route", mf_route_label(r), code.data) : NULL;
+            if (l)
+                histogram_series(t, "memfit_http_request_duration_seconds", l, c, m->buckets[r][s],
+                                 load(&m->sum_us[r][s]));
+            else
+                t->failed = true;
+            mf_text_free(&code);
         }
+    mf_text_free(&labels);
     family(t, "memfit_http_requests_cancelled_total", "counter",
            "Requests whose client went away before the answer, by route.");
     for (unsigned r = 0; r < MF_ROUTE_COUNT; r++) {
@@ -479,6 +559,7 @@ bool mf_metrics_format(struct mf_text *out, const struct mf_metrics *m,
     if (m) {
         format_http(out, m);
         format_gen(out, m);
+        format_grpc(out, m);
     }
     if (snap)
         format_manager(out, snap);

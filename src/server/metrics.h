@@ -43,6 +43,16 @@ struct mf_gen_stats {
     struct mf_histogram itl;  /* between two tokens of one sequence */
 };
 
+/* gRPC calls: by method (grpc.c's list, in this order, then "other") and
+ * status code (the 17 gRPC codes, OK = 0 ... UNAUTHENTICATED = 16). */
+#define MF_GRPC_METHODS 12
+#define MF_GRPC_CODES   17
+/* grpc.c: "/package.Service/method" each, the last NULL ("other"). */
+extern const char *const mf_grpc_method_names[MF_GRPC_METHODS];
+
+/* ModelMesh's loadModel and unloadModel, by result. */
+enum mf_mm_result { MF_MM_OK = 0, MF_MM_FAILED = 1, MF_MM_CANCELLED = 2, MF_MM_RESULTS = 3 };
+
 struct mf_metrics {
     _Atomic(struct mf_gen_stats *) gen; /* a list: pushed, never removed until freed */
     _Atomic uint64_t count[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS];
@@ -50,6 +60,10 @@ struct mf_metrics {
     _Atomic uint64_t buckets[MF_ROUTE_COUNT][MF_N_STATUS_SLOTS][MF_N_BUCKETS]; /* not cumulative */
     _Atomic uint64_t cancelled[MF_ROUTE_COUNT];
     _Atomic uint64_t queue_rejected; /* 429 by the server's own queue */
+    _Atomic uint64_t grpc_count[MF_GRPC_METHODS][MF_GRPC_CODES];
+    _Atomic uint64_t grpc_sum_us[MF_GRPC_METHODS][MF_GRPC_CODES];
+    _Atomic uint64_t grpc_buckets[MF_GRPC_METHODS][MF_GRPC_CODES][MF_N_BUCKETS];
+    _Atomic uint64_t mm_loads[MF_MM_RESULTS], mm_unloads[MF_MM_RESULTS];
 };
 
 /* One memory reading for /metrics, the dashboard and the SSE stream. */
@@ -88,6 +102,10 @@ void mf_metrics_free(struct mf_metrics *m);
 
 /* Records one answered request (status: the HTTP status sent). */
 void mf_metrics_observe(struct mf_metrics *m, enum mf_route route, int status, uint64_t ns);
+
+/* Records one answered gRPC call (method: index in mf_grpc_method_names;
+ * code: its gRPC status). */
+void mf_metrics_observe_grpc(struct mf_metrics *m, unsigned method, unsigned code, uint64_t ns);
 
 /* Server-wide gauges /metrics shows besides the snapshot. */
 struct mf_server_gauges {

@@ -425,7 +425,7 @@ static enum MHD_Result route_health(struct req *r)
 static bool server_ready(struct req *r, enum MHD_Result *ret)
 {
     memfit_server *srv = r->srv;
-    if (atomic_load(&srv->stopping)) {
+    if (atomic_load(&srv->stopping) || atomic_load(&srv->draining)) {
         *ret = fail(r, 503, "server_error", "not_ready", "the server is shutting down");
         return false;
     }

@@ -16,14 +16,16 @@
  * stopping from a flag, through the memfit_cancel_fn engines call.
  *
  * Models: the manager knows them by name; the server keeps, per name, the
- * engine that runs it and the engine's config. A reload replaces that list;
- * entries it drops move to a graveyard that lives as long as the server,
- * since the manager may still unload them through their config.
+ * engine that runs it and the engine's config. A reload (or gRPC's
+ * unloadModel) drops entries into a graveyard, since the manager may still
+ * unload them through their config; the manager's on_released frees each one
+ * when it is done with it, so ModelMesh's load/unload cycles leave nothing.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -301,6 +303,22 @@ static enum memfit_status resolve_budget(const memfit_server *srv, const struct 
         memfit_log(MEMFIT_LOG_INFO, "budget: %s (%s)", memfit_format_size(*out, size, sizeof(size)),
                    source);
     return st;
+}
+
+/* The manager is done with a removed model: its graveyard entry goes. */
+static void on_model_released(const char *name, void *config, void *user)
+{
+    memfit_server *srv = user;
+    (void)name;
+    pthread_mutex_lock(&srv->lock);
+    struct srv_model **link = &srv->graveyard;
+    while (*link && (*link)->model != config)
+        link = &(*link)->next;
+    struct srv_model *m = *link;
+    if (m)
+        *link = m->next;
+    pthread_mutex_unlock(&srv->lock);
+    free_model(m);
 }
 
 /* ---- Manager events -> the event ring ------------------------------------------ */
@@ -690,6 +708,8 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     mo.reaper_thread = options->reaper_thread;
     mo.on_event = on_manager_event;
     mo.event_user = srv;
+    mo.on_released = on_model_released;
+    mo.released_user = srv;
     if ((st = memfit_manager_options_from_config(&mo)) != MEMFIT_OK ||
         (st = resolve_budget(srv, mf, &mo.budget_bytes)) != MEMFIT_OK ||
         (st = memfit_manager_create(&mo, &srv->mgr)) != MEMFIT_OK ||
@@ -780,17 +800,18 @@ enum memfit_status memfit_server_reload(memfit_server *srv)
             twin->kept = true;
         }
         if (m->dynamic || (twin && strcmp(twin->signature, m->signature) == 0)) {
-            twin->kept = true;
+            if (twin)
+                twin->kept = true;
             *keep_tail = m;
             keep_tail = &m->next;
             kept++;
             continue;
         }
-        memfit_manager_unregister(srv->mgr, m->name);
-        pthread_mutex_lock(&srv->lock);
+        pthread_mutex_lock(&srv->lock); /* first: unregister may release it at once */
         m->next = srv->graveyard;
         srv->graveyard = m;
         pthread_mutex_unlock(&srv->lock);
+        memfit_manager_unregister(srv->mgr, m->name);
         removed++;
     }
     /* New and changed ones: register. */
@@ -918,6 +939,33 @@ enum memfit_status memfit_server_block_signals(void)
     return MEMFIT_OK;
 }
 
+void memfit_server_drain(memfit_server *srv)
+{
+    if (srv)
+        atomic_store(&srv->draining, true);
+}
+
+/* Drains for the options' delay; a SIGTERM/SIGINT in `set` ends it early. */
+static void drain_for_delay(memfit_server *srv, const sigset_t *set, int sig)
+{
+    uint64_t delay_ms = srv->opt.drain_delay_ms;
+    memfit_server_drain(srv);
+    memfit_log(MEMFIT_LOG_INFO,
+               "%s: draining for %llu ms (/ready answers 503, requests are still served; "
+               "another signal stops at once), then shutting down",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)delay_ms);
+    uint64_t deadline = memfit_now_ns() + delay_ms * 1000000u;
+    for (uint64_t now; (now = memfit_now_ns()) < deadline;) {
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        int got = sigtimedwait(set, NULL, &ts);
+        if (got == SIGTERM || got == SIGINT) {
+            memfit_log(MEMFIT_LOG_INFO, "second signal: the drain ends now");
+            return;
+        }
+    }
+}
+
 int memfit_server_run(memfit_server *srv, uint64_t grace_ms)
 {
     sigset_t set;
@@ -932,6 +980,8 @@ int memfit_server_run(memfit_server *srv, uint64_t grace_ms)
                            memfit_last_error());
             continue;
         }
+        if (srv->opt.drain_delay_ms)
+            drain_for_delay(srv, &set, sig);
         memfit_log(MEMFIT_LOG_INFO, "%s: shutting down (grace %llu ms)",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)grace_ms);
         memfit_server_shutdown(srv, grace_ms);

@@ -8,6 +8,9 @@ rest is the file:
   /cut/F     first request: headers for the whole answer, half the body, then
              the connection is cut; later requests behave like /plain
   /slow/F    10 bytes every 0.5 s, forever (a stalled transfer)
+  /stall/F   ranged requests (header reads) at once; a whole-file GET sends
+             half of F at once, then 10 bytes every 0.5 s (a download that
+             stalls mid-way)
   /flaky/F   503 for the first two requests, then like /plain
   /wrong/F   the right length, wrong bytes
   /etag/F    first request: F with ETag "v1", cut halfway; later requests:
@@ -140,7 +143,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if mode == "slow":
+        if mode == "stall" and status == 200:
+            half = len(body) // 2
+            try:
+                self.wfile.write(body[:half])
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+                return
+            body = body[half:]
+        if mode == "slow" or (mode == "stall" and status == 200):
             try:
                 for i in range(0, len(body), 10):
                     self.wfile.write(body[i:i + 10])

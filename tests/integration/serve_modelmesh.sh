@@ -11,8 +11,11 @@
 # that touches every weight) within 5 %; a load past the capacity is refused
 # RESOURCE_EXHAUSTED with the figures; a load cancelled mid-way (waiting for
 # room) followed by unloadModel leaves nothing (reservations back to the two
-# models, no entry); everything unloads (budget at 0, RSS back) with zero
-# OOM kills. Skipped without node and the npm packages (scripts/install-deps
+# models, no entry); the LLM path (the tiny Qwen2 fixture: text in, text
+# out); a remote model whose download stalls half-way (a loopback server),
+# its loadModel cancelled mid-download then unloaded: no blob (only the
+# store's resumable partial), no cache lock held, nothing reserved; the gRPC and ModelMesh counters in /metrics;
+# everything unloads (budget at 0, RSS back) with zero OOM kills. Skipped without node and the npm packages (scripts/install-deps
 # --browser), libgrpc29, a memory cgroup, or in a sanitized build.
 source "$(dirname "$0")/lib.bash"
 SRC=${MEMFIT_SOURCE:?MEMFIT_SOURCE not set}
@@ -55,6 +58,7 @@ for p in sys.argv[1:]:
 
 # Two replicas: a 230 MiB budget holds two of the models, not three.
 printf 'budget: 230MiB\nadmission_timeout: 2s\nmodels: []\n' >"$TMP/replica.yaml"
+export MEMFIT_CACHE_DIR=$TMP/cache
 start_replica() { # name cgroup: sets PID_<name>, HTTP_<name>, GRPC_<name>
     local name=$1 cg=$2 pid
     bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$MEMFIT" serve --port 0 \
@@ -153,6 +157,79 @@ check "A: nothing left of m3: reservations are m1 + m2 exactly" \
 check "A: no m3 in the model table" bash -c "! curl -s '$HTTP_A/api/models' | grep -q '\"m3\"'"
 check "A: no mapping of m3 and no file of it open" \
     bash -c "! grep -q m3.gguf /proc/$PID_A/maps && ! ls -l /proc/$PID_A/fd | grep -q m3.gguf"
+
+# ---- The LLM path on B: a prompt in, a completion out (BYTES both ways).
+LLM=$MEMFIT_FIXTURES/llm/qwen2_gqa.gguf
+l=$(mm "$GRPC_B" loadModel "{\"modelId\":\"qwen\",\"modelType\":\"\",\"modelPath\":\"$LLM\"}")
+check "qwen: loadModel (family detected) OK with a size" \
+    [ -z "$(field "$l" error)" -a -n "$(field "$l" sizeInBytes)" ]
+PROMPT=$(printf 'Hello, world' | base64 -w0)
+t=$(mm "$GRPC_B" ModelInfer "{\"model_name\":\"qwen\",\"parameters\":{\"max_tokens\":{\"int64_param\":8},\"temperature\":{\"double_param\":0}},\"inputs\":[{\"name\":\"text\",\"datatype\":\"BYTES\",\"shape\":[1],\"contents\":{\"bytes_contents\":[\"$PROMPT\"]}}]}")
+echo "qwen: $t"
+check "qwen: ModelInfer: text_output BYTES [1], a completion of at most 8 tokens" "$PY" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+o = d["outputs"][0]
+assert o["name"] == "text_output" and o["datatype"] == "BYTES" and o["shape"] == ["1"], d
+text = o["contents"]["bytes_contents"][0]
+assert isinstance(text, str) and text, d
+p = d["parameters"]
+assert 0 < int(p["completion_tokens"]["int64_param"]) <= 8, p' "$t"
+t2=$(mm "$GRPC_B" ModelInfer "{\"model_name\":\"qwen\",\"parameters\":{\"max_tokens\":{\"int64_param\":8},\"temperature\":{\"double_param\":0}},\"inputs\":[{\"name\":\"text\",\"datatype\":\"BYTES\",\"shape\":[1],\"contents\":{\"bytes_contents\":[\"$PROMPT\"]}}]}")
+check "qwen: the same prompt at temperature 0 gives the same text" "$PY" -c '
+import json, sys
+a, b = (json.loads(x)["outputs"][0]["contents"]["bytes_contents"] for x in sys.argv[1:])
+assert a == b, (a, b)' "$t" "$t2"
+check "qwen: unloadModel OK" [ -z "$(field "$(mm "$GRPC_B" unloadModel '{"modelId":"qwen"}')" error)" ]
+
+# ---- A remote model whose download stalls half-way: ModelMesh cancels the
+# load mid-download, then unloads it. Nothing stays but the store's
+# resumable partial: no blob, no cache lock held, nothing reserved.
+mkdir -p "$TMP/www"
+cp "$LLM" "$TMP/www/remote.gguf"
+"$PY" "$SRC/tests/integration/faulty_server.py" --root "$TMP/www" --log "$TMP/www.log" \
+    --port-file "$TMP/www.port" &
+on_exit "kill $! 2>/dev/null"
+for _ in $(seq 100); do [[ -s $TMP/www.port ]] && break; sleep 0.05; done
+before_b=$(reserved "$HTTP_B")
+c=$(mm "$GRPC_B" loadModel "{\"modelId\":\"remote\",\"modelType\":\"\",\"modelPath\":\"http://127.0.0.1:$(cat "$TMP/www.port")/stall/remote.gguf\"}" 1500)
+echo "remote: $c; the server saw:"
+cat "$TMP/www.log"
+check "remote: the load is cancelled" [ "$(field "$c" error)" = CANCELLED ]
+check "remote: cancelled mid-download (the whole-file GET had begun)" \
+    grep -q "^GET /stall/remote.gguf status=200" "$TMP/www.log"
+u=$(mm "$GRPC_B" unloadModel '{"modelId":"remote"}')
+check "remote: unloadModel after the cancel: OK" [ -z "$(field "$u" error)" ]
+echo "cache after the cancel:"
+find "$MEMFIT_CACHE_DIR" -type f 2>/dev/null | sed "s|$MEMFIT_CACHE_DIR/||"
+# The store keeps an interrupted download for resume (partial/<hash> and its
+# .meta): only that, smaller than the file, nothing in the blobs.
+check "remote: only the resumable partial of this download, no blob" bash -c "
+[ \$(find '$MEMFIT_CACHE_DIR' -type f ! -name '*.lock' ! -path '*/partial/*' -size +0 | wc -l) -eq 0 ] &&
+[ \$(find '$MEMFIT_CACHE_DIR/partial' -type f ! -name '*.lock' ! -name '*.meta' | wc -l) -le 1 ] &&
+! find '$MEMFIT_CACHE_DIR/partial' -type f -size +$(($(stat -c %s "$LLM") / 1024))k | grep -q ."
+check "remote: no cache lock held" bash -c "
+for l in \$(find '$MEMFIT_CACHE_DIR' -name '*.lock' 2>/dev/null); do flock -n \"\$l\" true || exit 1; done"
+check "remote: nothing reserved for it" [ "$(reserved "$HTTP_B")" -eq "$before_b" ]
+check "remote: no entry in the model table" bash -c "! curl -s '$HTTP_B/api/models' | grep -q '\"remote\"'"
+
+# ---- gRPC and ModelMesh counters in /metrics.
+curl -s "$HTTP_A/metrics" >"$TMP/metrics_a"
+curl -s "$HTTP_B/metrics" >"$TMP/metrics_b"
+grep -E '^memfit_(grpc_requests_total|modelmesh)' "$TMP/metrics_a"
+sample() { awk -v k="$2" 'index($0, k) == 1 {print $NF; f = 1; exit} END {if (!f) print 0}' "$1"; }
+check "A: loadModel OK counted (2)" \
+    [ "$(sample "$TMP/metrics_a" 'memfit_grpc_requests_total{method="mmesh.ModelRuntime/loadModel",code="OK"}')" = 2 ]
+check "A: the refused and the cancelled loads counted" [ \
+    "$(sample "$TMP/metrics_a" 'memfit_grpc_requests_total{method="mmesh.ModelRuntime/loadModel",code="RESOURCE_EXHAUSTED"}')" = 1 -a \
+    "$(sample "$TMP/metrics_a" 'memfit_modelmesh_loads_total{result="cancelled"}')" = 1 ]
+check "A: ModelMesh loads ok 2, unloads ok 1" [ \
+    "$(sample "$TMP/metrics_a" 'memfit_modelmesh_loads_total{result="ok"}')" = 2 -a \
+    "$(sample "$TMP/metrics_a" 'memfit_modelmesh_unloads_total{result="ok"}')" = 1 ]
+check "B: ModelInfer latency histogram (3 calls: m3 and qwen twice)" \
+    [ "$(sample "$TMP/metrics_b" 'memfit_grpc_request_duration_seconds_count{method="inference.GRPCInferenceService/ModelInfer",code="OK"}')" = 3 ]
+check "B: the cancelled download counted" \
+    [ "$(sample "$TMP/metrics_b" 'memfit_modelmesh_loads_total{result="cancelled"}')" = 1 ]
 
 # ---- Everything unloads: budgets at 0, memory back.
 for i in 1 2 3; do

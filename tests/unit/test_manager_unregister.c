@@ -1,7 +1,10 @@
 /* Unit tests of memfit_manager_unregister (what a manifest reload uses to drop
  * a model): an idle loaded model is unloaded at once, a busy one when its
  * last handle is released, lookups and waiting acquires see E_NOT_FOUND, the
- * name can be registered again at once, snapshots no longer list it, and a
+ * name can be registered again at once, snapshots no longer list it, the
+ * record is freed (on_released) once nothing refers to it — at once when
+ * idle, at the last release when busy, after a load that was in flight —
+ * so 2000 register/load/unregister cycles leave the heap where it was, and a
  * thread race of unregister against acquire/release stays consistent (run
  * under the tsan preset too). */
 #include <setjmp.h>
@@ -11,10 +14,21 @@
 #include <cmocka.h>
 #include <pthread.h>
 
+#include "core/alloc.h"
 #include "test_util.h"
 #include "unit/manager_fake.h"
 
 static _Atomic int n_removed_events;
+static _Atomic int n_released;
+static void *_Atomic last_released;
+
+static void on_released(const char *name, void *config, void *user)
+{
+    (void)user;
+    assert_non_null(name);
+    atomic_store(&last_released, config);
+    atomic_fetch_add(&n_released, 1);
+}
 
 static void on_event(const struct memfit_manager_event *e, void *user)
 {
@@ -30,9 +44,12 @@ static memfit_manager *make_manager(void)
     o.budget_bytes = 100 * MIB;
     o.reaper_thread = false;
     o.on_event = on_event;
+    o.on_released = on_released;
     memfit_manager *mgr;
     assert_int_equal(memfit_manager_create(&o, &mgr), MEMFIT_OK);
     atomic_store(&n_removed_events, 0);
+    atomic_store(&n_released, 0);
+    atomic_store(&last_released, NULL);
     return mgr;
 }
 
@@ -208,6 +225,107 @@ static void test_race(void **state)
     }
 }
 
+/* The record goes when nothing refers to it: at once, at the last release,
+ * or when a load in flight ends; never while a handle is out. */
+static void test_record_released(void **state)
+{
+    (void)state;
+    memfit_manager *mgr = make_manager();
+    struct fake_model a = {.weights_bytes = MIB}, b = {.weights_bytes = MIB};
+    add(mgr, "a", &a, 0);
+    assert_int_equal(memfit_manager_load(mgr, "a", 1000), MEMFIT_OK);
+    assert_int_equal(memfit_manager_unregister(mgr, "a"), MEMFIT_OK);
+    assert_int_equal(atomic_load(&n_released), 1);
+    assert_ptr_equal(atomic_load(&last_released), &a);
+
+    add(mgr, "b", &b, 0);
+    memfit_handle *h;
+    assert_int_equal(memfit_manager_acquire(mgr, "b", 1000, &h), MEMFIT_OK);
+    assert_int_equal(memfit_manager_unregister(mgr, "b"), MEMFIT_OK);
+    assert_int_equal(atomic_load(&n_released), 1); /* the handle holds it */
+    assert_string_equal(memfit_handle_name(h), "b");
+    memfit_manager_release(h);
+    assert_int_equal(atomic_load(&n_released), 2);
+    assert_ptr_equal(atomic_load(&last_released), &b);
+    assert_int_equal(atomic_load(&b.loaded), 0);
+    memfit_manager_destroy(mgr);
+    assert_int_equal(atomic_load(&n_released), 2); /* destroy does not call it */
+}
+
+struct loader {
+    memfit_manager *mgr;
+    enum memfit_status st;
+};
+
+static void *slow_load(void *arg)
+{
+    struct loader *l = arg;
+    l->st = memfit_manager_load(l->mgr, "a", 5000);
+    return NULL;
+}
+
+static void test_released_after_load_in_flight(void **state)
+{
+    (void)state;
+    memfit_manager *mgr = make_manager();
+    struct fake_model a = {.weights_bytes = MIB};
+    atomic_store(&a.load_delay_ms, 100);
+    add(mgr, "a", &a, 0);
+    struct loader l = {.mgr = mgr};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_load, &l), 0);
+    while (atomic_load(&a.n_load) == 0)
+        fake_sleep_ms(1);
+    assert_int_equal(memfit_manager_unregister(mgr, "a"), MEMFIT_OK);
+    assert_int_equal(atomic_load(&n_released), 0); /* loading: kept */
+    pthread_join(t, NULL);
+    assert_int_equal(l.st, MEMFIT_OK); /* the load itself ran to its end */
+    assert_int_equal(atomic_load(&a.loaded), 0);
+    assert_int_equal(atomic_load(&n_released), 1);
+    memfit_manager_destroy(mgr);
+}
+
+/* ModelMesh's loop: register, load, unregister, 2000 times. The heap the
+ * manager holds must not grow with the cycles. */
+static void test_cycles_leave_nothing(void **state)
+{
+    (void)state;
+    enum { CYCLES = 2000, WARM = 20 };
+    memfit_manager *mgr = make_manager();
+    struct fake_model f = {.weights_bytes = MIB};
+    struct memfit_alloc_stats before, after;
+    char name[64];
+    for (int i = 0; i < CYCLES + WARM; i++) {
+        if (i == WARM)
+            memfit_alloc_get_stats(&before);
+        snprintf(name, sizeof(name), "model-%d-%08x", i, (unsigned)i * 2654435761u);
+        add(mgr, name, &f, 0);
+        assert_int_equal(memfit_manager_load(mgr, name, 1000), MEMFIT_OK);
+        if (i % 3 == 0) { /* a request in flight at the unregister */
+            memfit_handle *h;
+            assert_int_equal(memfit_manager_acquire(mgr, name, 1000, &h), MEMFIT_OK);
+            assert_int_equal(memfit_manager_unregister(mgr, name), MEMFIT_OK);
+            memfit_manager_release(h);
+        } else {
+            assert_int_equal(memfit_manager_unregister(mgr, name), MEMFIT_OK);
+        }
+    }
+    memfit_alloc_get_stats(&after);
+    print_message("manager: %d register/load/unregister cycles: %llu allocation(s), %llu "
+                  "byte(s) live before, %llu, %llu after\n",
+                  CYCLES, (unsigned long long)before.total_live_count,
+                  (unsigned long long)before.total_live_bytes,
+                  (unsigned long long)after.total_live_count,
+                  (unsigned long long)after.total_live_bytes);
+    assert_int_equal(atomic_load(&n_released), CYCLES + WARM);
+    assert_int_equal(after.live_count[MEMFIT_ALLOC_MANAGER],
+                     before.live_count[MEMFIT_ALLOC_MANAGER]);
+    assert_int_equal(after.total_live_count, before.total_live_count);
+    assert_int_equal(after.total_live_bytes, before.total_live_bytes);
+    assert_int_equal(n_listed(mgr), 0);
+    memfit_manager_destroy(mgr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +333,9 @@ int main(void)
         cmocka_unit_test(test_busy_unloaded_on_release),
         cmocka_unit_test(test_waiter_sees_removal),
         cmocka_unit_test(test_race),
+        cmocka_unit_test(test_record_released),
+        cmocka_unit_test(test_released_after_load_in_flight),
+        cmocka_unit_test(test_cycles_leave_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
