@@ -147,7 +147,7 @@ static enum memfit_status add_literals(memfit_grammar *g, const char *const *tex
     struct mf_gnode node = {
         .kind = MF_G_LITERALS, .n = (uint16_t)n, .max = MF_G_NONE, .sub = MF_G_NONE};
     for (size_t i = 0; i < n; i++) {
-        uint32_t lit;
+        uint32_t lit = 0;
         enum memfit_status st = mf_grammar_add_literal(g, texts[i], strlen(texts[i]), &lit);
         if (st != MEMFIT_OK)
             return st;
