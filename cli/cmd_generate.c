@@ -5,6 +5,7 @@
  * memory (weights mapped, KV cache for the context, workspace) planned and
  * checked against the budget before anything is allocated.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,8 +29,13 @@ const char cmd_generate_help[] =
     "                         the model has none memfit knows), and say which\n"
     "  --system TEXT          with --chat: a system message first\n"
     "  --special              read special-token text in the prompt (\"<|im_start|>\")\n"
-    "                         as those tokens (always on with --chat)\n" CLI_LLM_OPTIONS_HELP
-    "  -h, --help\n"
+    "                         as those tokens (always on with --chat)\n"
+    "  --json                 print one JSON object at the end instead of streaming\n"
+    "                         the text: {\"model\", \"text\", \"finish_reason\" (stop,\n"
+    "                         length), \"tokens\": {\"prompt\", \"generated\"},\n"
+    "                         \"timings\": {\"prompt_s\", \"generate_s\",\n"
+    "                         \"prompt_tokens_per_s\", "
+    "\"generate_tokens_per_s\"}}\n" CLI_LLM_OPTIONS_HELP "  -h, --help\n"
     "\n"
     "Exit status: 0 done, 1 failure (the message says why), 2 usage error.\n";
 
@@ -68,45 +74,78 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
+enum { OPT_PROMPT = 'p', OPT_FILE = 'f', OPT_CHAT = 1, OPT_SYSTEM, OPT_SPECIAL, OPT_JSON };
+
+static const struct cli_option options[] = {
+    {"prompt", 'p', CLI_ARG_REQUIRED, OPT_PROMPT},
+    {"file", 'f', CLI_ARG_REQUIRED, OPT_FILE},
+    {"chat", 0, CLI_ARG_NONE, OPT_CHAT},
+    {"system", 0, CLI_ARG_REQUIRED, OPT_SYSTEM},
+    {"special", 0, CLI_ARG_NONE, OPT_SPECIAL},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {0},
+};
+
+static double per_second(uint32_t n, double seconds)
+{
+    return seconds > 0 ? n / seconds : 0.0;
+}
+
+/* The --json object of one generation. */
+static json_t *result_json(const char *model, const struct cli_llm_text *t,
+                           const struct memfit_generate_result *r)
+{
+    static const char *const finish[] = {"stop", "length", "cancelled"};
+    return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}, s:{s:f, s:f, s:f, s:f}}", "model", model,
+                     "text", cli_json_text(t->text ? t->text : "", t->len), "finish_reason",
+                     (unsigned)r->finish < 3 ? finish[r->finish] : "?", "tokens", "prompt",
+                     (json_int_t)r->n_prompt, "generated", (json_int_t)r->n_generated, "timings",
+                     "prompt_s", r->prompt_seconds, "generate_s", r->generate_seconds,
+                     "prompt_tokens_per_s", per_second(r->n_prompt, r->prompt_seconds),
+                     "generate_tokens_per_s", per_second(r->n_generated, r->generate_seconds));
+}
+
 int cmd_generate(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_generate_help))
-        return CLI_EXIT_OK;
     struct cli_llm_opts o;
     cli_llm_opts_default(&o);
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
-    bool chat = false, special = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool taken;
-        int rc = cli_llm_opt("generate", argc, argv, &i, &o, &taken);
-        if (rc != CLI_EXIT_OK)
-            return rc;
-        if (taken)
-            continue;
-        if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-f") == 0 ||
-            strcmp(a, "--file") == 0 || strcmp(a, "--system") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage("generate", "%s needs a value", a);
-            if (a[1] == 'p' || a[2] == 'p')
-                prompt = argv[++i];
-            else if (a[1] == 'f' || a[2] == 'f')
-                file = argv[++i];
-            else
-                system = argv[++i];
-        } else if (strcmp(a, "--chat") == 0) {
+    bool chat = false, special = false, json = false;
+    struct cli_args a;
+    cli_args_init(&a, "generate", cmd_generate_help, argc, argv, 0,
+                  CLI_TABLES(options, cli_llm_options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        switch (id) {
+        case OPT_PROMPT:
+            prompt = a.value;
+            break;
+        case OPT_FILE:
+            file = a.value;
+            break;
+        case OPT_SYSTEM:
+            system = a.value;
+            break;
+        case OPT_CHAT:
             chat = true;
-        } else if (strcmp(a, "--special") == 0) {
+            break;
+        case OPT_SPECIAL:
             special = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("generate", "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage("generate", "unexpected argument '%s' (quote the prompt: -p \"...\")",
-                             a);
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        default:
+            if (cli_llm_option("generate", &a, id, &o) != CLI_EXIT_OK)
+                return CLI_EXIT_USAGE;
         }
     }
+    if (id < 0)
+        return a.status;
+    if (a.n_operands > 1)
+        return cli_usage("generate", "unexpected argument '%s' (quote the prompt: -p \"...\")",
+                         a.operands[1]);
+    model_path = cli_args_operand(&a, 0);
     if (!model_path)
         return cli_usage("generate", "needs a MODEL");
     if (!prompt == !file)
@@ -155,6 +194,7 @@ int cmd_generate(int argc, char **argv)
                                      &n_ids);
     struct memfit_generate_result result;
     memset(&result, 0, sizeof(result));
+    struct cli_llm_text text = {0};
     if (st == MEMFIT_OK) {
         struct memfit_generate_params p = {
             .prompt = ids,
@@ -164,15 +204,21 @@ int cmd_generate(int argc, char **argv)
             .stop = o.stop,
             .n_stop = o.n_stop,
         };
-        st = memfit_llm_generate(m.session, m.tok, &p, cli_llm_print, NULL, &result);
+        st = json ? memfit_llm_generate(m.session, m.tok, &p, cli_llm_collect, &text, &result)
+                  : memfit_llm_generate(m.session, m.tok, &p, cli_llm_print, NULL, &result);
     }
-    if (st == MEMFIT_OK) {
+    if (st == MEMFIT_OK && text.failed)
+        st = memfit_fail(MEMFIT_E_NOMEM, "out of memory for the text");
+    int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
+    if (st == MEMFIT_OK && json) {
+        ret = cli_json_print("generate", result_json(model_path, &text, &result));
+    } else if (st == MEMFIT_OK) {
         fputs("\n", stdout);
         fflush(stdout);
-        if (o.stats)
-            cli_llm_stats(&result);
     }
-    int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
+    if (st == MEMFIT_OK && o.stats)
+        cli_llm_stats(&result);
+    memfit_free(text.text);
     memfit_free(ids);
     memfit_free(rendered);
     memfit_free(owned);
