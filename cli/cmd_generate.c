@@ -5,7 +5,6 @@
  * memory (weights mapped, KV cache for the context, workspace) planned and
  * checked against the budget before anything is allocated.
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -85,25 +84,6 @@ static const struct cli_option options[] = {
     {"json", 0, CLI_ARG_NONE, OPT_JSON},
     {0},
 };
-
-static double per_second(uint32_t n, double seconds)
-{
-    return seconds > 0 ? n / seconds : 0.0;
-}
-
-/* The --json object of one generation. */
-static json_t *result_json(const char *model, const struct cli_llm_text *t,
-                           const struct memfit_generate_result *r)
-{
-    static const char *const finish[] = {"stop", "length", "cancelled"};
-    return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}, s:{s:f, s:f, s:f, s:f}}", "model", model,
-                     "text", cli_json_text(t->text ? t->text : "", t->len), "finish_reason",
-                     (unsigned)r->finish < 3 ? finish[r->finish] : "?", "tokens", "prompt",
-                     (json_int_t)r->n_prompt, "generated", (json_int_t)r->n_generated, "timings",
-                     "prompt_s", r->prompt_seconds, "generate_s", r->generate_seconds,
-                     "prompt_tokens_per_s", per_second(r->n_prompt, r->prompt_seconds),
-                     "generate_tokens_per_s", per_second(r->n_generated, r->generate_seconds));
-}
 
 int cmd_generate(int argc, char **argv)
 {
@@ -211,7 +191,7 @@ int cmd_generate(int argc, char **argv)
         st = memfit_fail(MEMFIT_E_NOMEM, "out of memory for the text");
     int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
     if (st == MEMFIT_OK && json) {
-        ret = cli_json_print("generate", result_json(model_path, &text, &result));
+        ret = cli_json_print("generate", cli_llm_result_json("model", model_path, &text, &result));
     } else if (st == MEMFIT_OK) {
         fputs("\n", stdout);
         fflush(stdout);

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "embed_common.h"
 #include "engines_common.h"
+#include "llm_common.h"
 
 const char cmd_run_help[] =
     "Usage: memfit run MANIFEST MODEL INPUT... [options]\n"
@@ -27,7 +28,9 @@ const char cmd_run_help[] =
     "Options:\n"
     "  --budget SIZE    the memory budget (default: MEMFIT_MAX_MEMORY_MB, else the\n"
     "                   manifest's budget, else 80% of the cgroup limit or memory)\n"
-    "  --json           one JSON object per image (as memfit embed --json)\n"
+    "  --json           one JSON object per INPUT: an image's as memfit embed --json;\n"
+    "                   a prompt's as memfit generate --json, with \"input\" (the\n"
+    "                   prompt) in place of \"model\"\n"
     "  --output KIND    cls (default), mean, both or patches\n"
     "  --normalize      scale each embedding to unit L2 norm\n"
     "  --crop N         centre crop side (default 224; the shorter side is first\n"
@@ -160,7 +163,7 @@ static int embed_one(const struct run_opts *o, memfit_engines *e, memfit_engine_
     return rc;
 }
 
-/* One prompt: acquire, generate (printed as it comes), release. */
+/* One prompt: acquire, generate (printed as it comes, or with --json at the end), release. */
 static int generate_one(const struct run_opts *o, memfit_engines *e, memfit_engine_model *m,
                         const char *prompt)
 {
@@ -171,22 +174,30 @@ static int generate_one(const struct run_opts *o, memfit_engines *e, memfit_engi
     struct memfit_generation_request req = {
         .prompt = prompt, .prompt_len = strlen(prompt), .params = o->gen};
     memfit_engine_generation *gen = NULL;
+    struct cli_llm_text all = {0};
     enum memfit_status st = memfit_engine_generate_start(handle, &req, &gen, NULL);
     for (bool done = false; st == MEMFIT_OK && !done;) {
         const char *text;
         size_t len;
         st = memfit_engine_generate_next(gen, &text, &len, &done);
-        if (st == MEMFIT_OK && len) {
-            fwrite(text, 1, len, stdout);
-            fflush(stdout);
-        }
+        if (st == MEMFIT_OK && len && o->json)
+            cli_llm_collect(&all, text, len);
+        else if (st == MEMFIT_OK && len)
+            cli_llm_print(NULL, text, len);
     }
-    memfit_engine_generate_end(gen, NULL);
+    struct memfit_generate_result result = {0};
+    memfit_engine_generate_end(gen, &result);
     memfit_manager_release(handle);
+    if (st == MEMFIT_OK && all.failed)
+        st = memfit_fail(MEMFIT_E_NOMEM, "out of memory for the text");
     if (st != MEMFIT_OK)
-        return cli_fail("run: %s", memfit_last_error());
-    putchar('\n');
-    return CLI_EXIT_OK;
+        rc = cli_fail("run: %s", memfit_last_error());
+    else if (o->json)
+        rc = cli_json_print("run", cli_llm_result_json("input", prompt, &all, &result));
+    else
+        putchar('\n');
+    memfit_free(all.text);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv)

@@ -2,6 +2,7 @@
  * Options, opening (through the engines and the manager) and statistics
  * shared by `memfit generate` and `memfit chat`.
  */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -243,6 +244,24 @@ bool cli_llm_collect(void *ctx, const char *text, size_t len)
         t->text[t->len] = '\0';
     }
     return true;
+}
+
+static double per_second(uint32_t n, double seconds)
+{
+    return seconds > 0 ? n / seconds : 0.0;
+}
+
+json_t *cli_llm_result_json(const char *key, const char *value, const struct cli_llm_text *text,
+                            const struct memfit_generate_result *r)
+{
+    static const char *const finish[] = {"stop", "length", "cancelled"};
+    return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}, s:{s:f, s:f, s:f, s:f}}", key, value, "text",
+                     cli_json_text(text->text ? text->text : "", text->len), "finish_reason",
+                     (unsigned)r->finish < 3 ? finish[r->finish] : "?", "tokens", "prompt",
+                     (json_int_t)r->n_prompt, "generated", (json_int_t)r->n_generated, "timings",
+                     "prompt_s", r->prompt_seconds, "generate_s", r->generate_seconds,
+                     "prompt_tokens_per_s", per_second(r->n_prompt, r->prompt_seconds),
+                     "generate_tokens_per_s", per_second(r->n_generated, r->generate_seconds));
 }
 
 void cli_llm_stats(const struct memfit_generate_result *r)

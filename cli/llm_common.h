@@ -119,6 +119,15 @@ struct cli_llm_text {
 /* A memfit_llm_generate callback that appends to a struct cli_llm_text. */
 bool cli_llm_collect(void *ctx, const char *text, size_t len);
 
+/*
+ * The --json object of one generation (docs/llm.md): {KEY: value, "text",
+ * "finish_reason", "tokens": {"prompt", "generated"}, "timings": {...}};
+ * KEY is "model" for generate, "input" for run. NULL when out of memory.
+ */
+struct json_t *cli_llm_result_json(const char *key, const char *value,
+                                   const struct cli_llm_text *text,
+                                   const struct memfit_generate_result *r);
+
 /* The --stats line for one generation. */
 void cli_llm_stats(const struct memfit_generate_result *r);
 
