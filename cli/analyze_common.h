@@ -36,9 +36,9 @@
     "For a leak or possible leak with a known limit, the time until the fitted line\n"             \
     "reaches the limit is shown (\"at this rate the limit is reached in ~N min\").\n"
 
-/* The ids of analyze_window_options (the command's own ids stay below 200). */
+/* The ids of analyze_window_options (a command's own ids stay below 1000: letters are ids too). */
 enum {
-    ANALYZE_OPT_WARMUP = 200,
+    ANALYZE_OPT_WARMUP = 1200,
     ANALYZE_OPT_RUN,
     ANALYZE_OPT_PERIOD,
     ANALYZE_OPT_SINCE,

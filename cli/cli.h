@@ -107,7 +107,10 @@ struct cli_option {
     const char *name; /* the long name, without "--" */
     int letter;       /* the short option ('n' for -n), or 0 */
     enum cli_arg arg;
-    int id; /* what cli_args_next returns: > 0, unique among a command's tables */
+    /* What cli_args_next returns: > 0 and unique among a command's tables (a
+     * letter is a good id for an option that has one). A command's own ids
+     * stay below 1000; the shared fragments use 1100.., 1200.., 1300... */
+    int id;
 };
 
 /* A NULL-terminated list of tables for cli_args_init. */
@@ -133,6 +136,7 @@ struct cli_args {
     int argc;
     char **argv;
     const struct cli_option *table[CLI_ARGS_MAX];
+    unsigned char table_of[CLI_ARGS_MAX]; /* which of the tables (0: the help) */
     size_t n;
     struct option longopts[CLI_ARGS_MAX + 2];
     char shortopts[3 * CLI_ARGS_MAX + 8];

@@ -214,7 +214,7 @@ enum {
     OPT_PID = 'p',
     OPT_LOG = 'l',
     OPT_QUIET = 'q',
-    OPT_WARN = 1000,
+    OPT_WARN = 256,
     OPT_CRITICAL,
     OPT_DANGER,
     OPT_HYST,

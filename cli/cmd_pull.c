@@ -180,6 +180,7 @@ int cmd_pull(int argc, char **argv)
     int rc = parse(argc, argv, &so, &fo, &quiet, &json, &a);
     if (rc >= 0)
         return rc;
+    rc = CLI_EXIT_OK;
     const char *const *sources = (const char *const *)a.operands;
     size_t n_sources = (size_t)a.n_operands;
 

@@ -111,7 +111,7 @@ void cli_print_help(const char *help)
 
 static const struct cli_option help_options[] = {{"help", 'h', CLI_ARG_NONE, HELP_ID}, {0}};
 
-static bool add_option(struct cli_args *a, const struct cli_option *o)
+static bool add_option(struct cli_args *a, const struct cli_option *o, size_t table)
 {
     size_t s = strlen(a->shortopts);
     if (a->n == CLI_ARGS_MAX || s + 4 > sizeof(a->shortopts))
@@ -119,6 +119,7 @@ static bool add_option(struct cli_args *a, const struct cli_option *o)
     static const int has_arg[] = {no_argument, required_argument, optional_argument};
     /* getopt_long gives a long option's val back: 256 + its index is never a letter. */
     a->longopts[a->n] = (struct option){o->name, has_arg[o->arg], NULL, 256 + (int)a->n};
+    a->table_of[a->n] = (unsigned char)table;
     a->table[a->n++] = o;
     if (o->letter)
         snprintf(a->shortopts + s, sizeof(a->shortopts) - s, "%c%s", o->letter,
@@ -138,10 +139,15 @@ void cli_args_init(struct cli_args *a, const char *command, const char *help, in
     a->argv = argv;
     /* '+': stop at the first operand; ':': a missing value returns ':'. */
     snprintf(a->shortopts, sizeof(a->shortopts), "%s:", flags & CLI_ARGS_IN_ORDER ? "+" : "");
-    bool fits = add_option(a, help_options);
+    bool fits = add_option(a, help_options, 0);
     for (size_t t = 0; tables[t]; t++)
         for (const struct cli_option *o = tables[t]; o->name && fits; o++)
-            fits = add_option(a, o);
+            fits = add_option(a, o, t + 1);
+    /* Options of two tables with one id would be taken for each other: a
+     * programming error (within a table, one id for two names is an alias). */
+    for (size_t i = 0; i < a->n && fits; i++)
+        for (size_t j = i + 1; j < a->n && fits; j++)
+            fits = a->table[i]->id != a->table[j]->id || a->table_of[i] == a->table_of[j];
     a->overflow = !fits;
     optind = 0; /* glibc: start again, reading the flags of shortopts anew */
     opterr = 0;
@@ -165,7 +171,8 @@ static const char *bad_option_name(struct cli_args *a)
 int cli_args_next(struct cli_args *a)
 {
     if (a->overflow) {
-        a->status = cli_usage(a->command, "internal error: more than %d options", CLI_ARGS_MAX);
+        a->status = cli_usage(
+            a->command, "internal error: more than %d options, or two with one id", CLI_ARGS_MAX);
         return -1;
     }
     int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);

@@ -32,9 +32,9 @@ struct cli_llm_opts {
 
 void cli_llm_opts_default(struct cli_llm_opts *o);
 
-/* The ids of cli_llm_options (the command's own ids stay below 100). */
+/* The ids of cli_llm_options (a command's own ids stay below 1000: letters are ids too). */
 enum {
-    CLI_LLM_OPT_MAX_TOKENS = 100,
+    CLI_LLM_OPT_MAX_TOKENS = 1100,
     CLI_LLM_OPT_CTX,
     CLI_LLM_OPT_KV,
     CLI_LLM_OPT_BATCH,

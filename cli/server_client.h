@@ -47,8 +47,8 @@ struct cli_server_opts {
     "  --json               print the server's JSON\n"                                             \
     "  --timeout DURATION   give up after this long (default " default_timeout ")\n"
 
-/* The ids of cli_server_options (the command's own ids stay below 300). */
-enum { CLI_SERVER_OPT_URL = 300, CLI_SERVER_OPT_JSON, CLI_SERVER_OPT_TIMEOUT };
+/* The ids of cli_server_options (a command's own ids stay below 1000: letters are ids too). */
+enum { CLI_SERVER_OPT_URL = 1300, CLI_SERVER_OPT_JSON, CLI_SERVER_OPT_TIMEOUT };
 
 /* --url, --json, --timeout: a fragment of the tables of these commands. */
 extern const struct cli_option cli_server_options[];

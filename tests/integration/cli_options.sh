@@ -137,8 +137,11 @@ sys.exit(0 if ok else 1)" "$1"
 }
 size=$(stat -c %s "$Q")
 "$MEMFIT" pull --cache-dir c --name tiny --json -q "$Q" >pull1.json
+check "pull --json exits 0" test $? -eq 0
 check "pull --json (a download)" has_fields pull1.json \
     "d['name']=='tiny' and len(d['digest'])==64 and d['size_bytes']==$size and d['from_cache'] is False and d['source'] and __import__('os').path.isfile(d['path'])"
+"$MEMFIT" pull --cache-dir=c -q "$Q" >pull.txt
+check "pull without --json exits 0 and prints the path" test $? -eq 0 -a -f "$(cat pull.txt)"
 "$MEMFIT" pull --cache-dir=c --json -q "$Q" >pull2.json
 check "pull --json again: from the cache, same digest" has_fields pull2.json \
     "d['from_cache'] is True and d['digest']==json.load(open('pull1.json'))['digest'] and d['name'] is None"
