@@ -23,68 +23,64 @@ static bool window_bound(const char *command, const char *option, const char *te
     return true;
 }
 
-int analyze_common_option(int argc, char **argv, int i, const char *command,
+const struct cli_option analyze_window_options[] = {
+    {"warmup", 0, CLI_ARG_REQUIRED, ANALYZE_OPT_WARMUP},
+    {"run", 0, CLI_ARG_REQUIRED, ANALYZE_OPT_RUN},
+    {"period", 0, CLI_ARG_REQUIRED, ANALYZE_OPT_PERIOD},
+    {"since", 0, CLI_ARG_REQUIRED, ANALYZE_OPT_SINCE},
+    {"until", 0, CLI_ARG_REQUIRED, ANALYZE_OPT_UNTIL},
+    {0},
+};
+
+int analyze_window_option(const char *command, const struct cli_args *a, int id,
                           struct memfit_analyze_options *opts)
 {
-    static const char *const names[] = {"--warmup", "--run", "--period", "--since", "--until"};
-    const char *arg = argv[i];
-    size_t which = 0;
-    while (which < sizeof(names) / sizeof(names[0]) && strcmp(arg, names[which]) != 0)
-        which++;
-    if (which == sizeof(names) / sizeof(names[0]))
-        return 0;
-    if (i + 1 >= argc) {
-        cli_usage(command, "%s needs a value", arg);
-        return -1;
-    }
-    const char *value = argv[i + 1];
+    const char *arg = a->name, *value = a->value;
     long long n;
     uint64_t ns;
-    switch (which) {
-    case 0: /* --warmup */
+    switch (id) {
+    case ANALYZE_OPT_WARMUP:
         if (!cli_opt_percent(command, arg, value, &opts->warmup_percent))
-            return -1;
-        if (opts->warmup_percent > 90.0) {
-            cli_usage(command, "--warmup %s: at most 90%%", value);
-            return -1;
-        }
+            return CLI_EXIT_USAGE;
+        if (opts->warmup_percent > 90.0)
+            return cli_usage(command, "--warmup %s: at most 90%%", value);
         break;
-    case 1: /* --run */
+    case ANALYZE_OPT_RUN:
         if (!cli_opt_int(command, arg, value, 1, 1000000000, &n))
-            return -1;
+            return CLI_EXIT_USAGE;
         opts->run = (unsigned)n;
         break;
-    case 2: /* --period */
+    case ANALYZE_OPT_PERIOD:
         if (strcmp(value, "off") == 0) {
             opts->period_s = -1.0;
         } else if (strcmp(value, "auto") == 0) {
             opts->period_s = 0.0;
         } else {
             if (!cli_opt_duration(command, arg, value, &ns))
-                return -1;
-            if (ns == 0) {
-                cli_usage(command, "--period %s: a period longer than 0, or auto, or off", value);
-                return -1;
-            }
+                return CLI_EXIT_USAGE;
+            if (ns == 0)
+                return cli_usage(command, "--period %s: a period longer than 0, or auto, or off",
+                                 value);
             opts->period_s = (double)ns / 1e9;
         }
         break;
-    case 3: /* --since */
+    case ANALYZE_OPT_SINCE:
         if (!window_bound(command, arg, value, &opts->since_s, &opts->since_unix_s))
-            return -1;
+            return CLI_EXIT_USAGE;
         break;
-    default: /* --until */
+    case ANALYZE_OPT_UNTIL:
         if (!window_bound(command, arg, value, &opts->until_s, &opts->until_unix_s))
-            return -1;
+            return CLI_EXIT_USAGE;
         break;
+    default:
+        return cli_usage(command, "internal error: option %d", id);
     }
-    if (which >= 3 && (opts->since_s > opts->until_s ||
-                       (!isnan(opts->since_unix_s) && !isnan(opts->until_unix_s) &&
-                        opts->since_unix_s > opts->until_unix_s))) {
-        cli_usage(command, "--until is before --since");
-        return -1;
-    }
-    return 2;
+    if ((id == ANALYZE_OPT_SINCE || id == ANALYZE_OPT_UNTIL) &&
+        (opts->since_s > opts->until_s ||
+         (!isnan(opts->since_unix_s) && !isnan(opts->until_unix_s) &&
+          opts->since_unix_s > opts->until_unix_s)))
+        return cli_usage(command, "--until is before --since");
+    return CLI_EXIT_OK;
 }
 
 int analyze_common_open(const char *path, const struct memfit_analyze_options *opts,

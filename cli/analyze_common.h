@@ -6,7 +6,7 @@
 #ifndef MEMFIT_CLI_ANALYZE_COMMON_H
 #define MEMFIT_CLI_ANALYZE_COMMON_H
 
-#include "memfit/memfit.h"
+#include "cli.h"
 
 /* The options both commands take besides --warmup and --run. */
 #define ANALYZE_WINDOW_HELP                                                                        \
@@ -36,11 +36,23 @@
     "For a leak or possible leak with a known limit, the time until the fitted line\n"             \
     "reaches the limit is shown (\"at this rate the limit is reached in ~N min\").\n"
 
+/* The ids of analyze_window_options (a command's own ids stay below 1000: letters are ids too). */
+enum {
+    ANALYZE_OPT_WARMUP = 1200,
+    ANALYZE_OPT_RUN,
+    ANALYZE_OPT_PERIOD,
+    ANALYZE_OPT_SINCE,
+    ANALYZE_OPT_UNTIL,
+};
+
+/* --warmup, --run, --period, --since, --until: a fragment of both commands' tables. */
+extern const struct cli_option analyze_window_options[];
+
 /*
- * Parses --warmup, --run, --period, --since or --until at argv[i]: returns how many arguments it
- * used (0: not one of them), or -1 after printing a usage error.
+ * Takes option `id` of analyze_window_options (its value in a->value) into
+ * *opts. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing why.
  */
-int analyze_common_option(int argc, char **argv, int i, const char *command,
+int analyze_window_option(const char *command, const struct cli_args *a, int id,
                           struct memfit_analyze_options *opts);
 
 /*

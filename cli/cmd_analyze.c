@@ -30,32 +30,36 @@ const char cmd_analyze_help[] =
     "Exit status: 0 report written, 1 the log holds no samples (or another failure),\n"
     "2 usage error or the file cannot be read.\n";
 
+enum { OPT_JSON = 1, OPT_ALL_RUNS };
+
+static const struct cli_option options[] = {
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"all-runs", 0, CLI_ARG_NONE, OPT_ALL_RUNS},
+    {0},
+};
+
 int cmd_analyze(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_analyze_help))
-        return CLI_EXIT_OK;
     struct memfit_analyze_options opts = memfit_analyze_options_default();
-    const char *path = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int used = analyze_common_option(argc, argv, i, "analyze", &opts);
-        if (used < 0)
-            return CLI_EXIT_USAGE;
-        if (used > 0) {
-            i += used - 1;
-        } else if (strcmp(arg, "--json") == 0) {
+    struct cli_args args;
+    cli_args_init(&args, "analyze", cmd_analyze_help, argc, argv, 0,
+                  CLI_TABLES(options, analyze_window_options));
+    int id;
+    while ((id = cli_args_next(&args)) > 0) {
+        if (id == OPT_JSON)
             json = true;
-        } else if (strcmp(arg, "--all-runs") == 0) {
+        else if (id == OPT_ALL_RUNS)
             opts.all_runs = true;
-        } else if (arg[0] == '-' && arg[1] != '\0') {
-            return cli_usage("analyze", "unknown option '%s'", arg);
-        } else if (path) {
-            return cli_usage("analyze", "one log file only ('%s' and '%s')", path, arg);
-        } else {
-            path = arg;
-        }
+        else if (analyze_window_option("analyze", &args, id, &opts) != CLI_EXIT_OK)
+            return CLI_EXIT_USAGE;
     }
+    if (id < 0)
+        return args.status;
+    if (args.n_operands > 1)
+        return cli_usage("analyze", "one log file only ('%s' and '%s')", args.operands[0],
+                         args.operands[1]);
+    const char *path = cli_args_operand(&args, 0);
     if (!path)
         return cli_usage("analyze", "missing the log file");
 

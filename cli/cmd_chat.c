@@ -61,61 +61,39 @@ static void convo_truncate(struct convo *c, size_t n)
 }
 
 /* Collects the answer while printing it. */
-struct answer {
-    char *text;
-    size_t len, cap;
-    bool failed;
-};
-
 static bool on_text(void *ctx, const char *text, size_t len)
 {
-    struct answer *a = ctx;
-    if (!a->failed && a->len + len + 1 > a->cap) {
-        size_t cap = (a->len + len + 1) * 2;
-        char *grown = memfit_realloc(a->text, cap);
-        if (grown) {
-            a->text = grown;
-            a->cap = cap;
-        } else {
-            a->failed = true;
-        }
-    }
-    if (!a->failed) {
-        memcpy(a->text + a->len, text, len);
-        a->len += len;
-        a->text[a->len] = '\0';
-    }
+    cli_llm_collect(ctx, text, len);
     return cli_llm_print(NULL, text, len);
 }
 
+enum { OPT_SYSTEM = 1 };
+
+static const struct cli_option options[] = {
+    {"system", 0, CLI_ARG_REQUIRED, OPT_SYSTEM},
+    {0},
+};
+
 int cmd_chat(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_chat_help))
-        return CLI_EXIT_OK;
     struct cli_llm_opts o;
     cli_llm_opts_default(&o);
     o.max_tokens = 0;
     const char *model_path = NULL, *system = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool taken;
-        int rc = cli_llm_opt("chat", argc, argv, &i, &o, &taken);
-        if (rc != CLI_EXIT_OK)
-            return rc;
-        if (taken)
-            continue;
-        if (strcmp(a, "--system") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage("chat", "--system needs a TEXT");
-            system = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("chat", "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage("chat", "unexpected argument '%s'", a);
-        }
+    struct cli_args a;
+    cli_args_init(&a, "chat", cmd_chat_help, argc, argv, 0, CLI_TABLES(options, cli_llm_options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        if (id == OPT_SYSTEM)
+            system = a.value;
+        else if (cli_llm_option("chat", &a, id, &o) != CLI_EXIT_OK)
+            return CLI_EXIT_USAGE;
     }
+    if (id < 0)
+        return a.status;
+    if (!cli_args_at_most(&a, 1))
+        return CLI_EXIT_USAGE;
+    model_path = cli_args_operand(&a, 0);
     if (!model_path)
         return cli_usage("chat", "needs a MODEL");
     if (memfit_sampling_check(&o.sampling) != MEMFIT_OK)
@@ -199,7 +177,7 @@ int cmd_chat(int argc, char **argv)
         if (common == n_ids)
             common = n_ids - 1; /* at least one token to evaluate */
         st = memfit_llm_session_truncate(m.session, (uint32_t)common);
-        struct answer ans = {0};
+        struct cli_llm_text ans = {0};
         struct memfit_generate_result result;
         memset(&result, 0, sizeof(result));
         if (st == MEMFIT_OK) {

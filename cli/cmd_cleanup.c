@@ -221,39 +221,48 @@ static int cleanup_cgroup(const char *dir, pid_t pid, bool json)
     return CLI_EXIT_OK;
 }
 
+enum { OPT_PID = 1, OPT_CGROUP };
+
+static const struct cli_option options[] = {
+    {"pid", 0, CLI_ARG_REQUIRED, OPT_PID},
+    {"cgroup", 0, CLI_ARG_OPTIONAL, OPT_CGROUP},
+    {0},
+};
+
 int cmd_cleanup(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_cleanup_help))
-        return CLI_EXIT_OK;
-    const char *url = NULL, *cgroup_dir = NULL, *v;
-    uint64_t timeout_ns = 0;
+    /* --timeout's default depends on what is asked: UINT64_MAX until given. */
+    struct cli_server_opts so = {NULL, UINT64_MAX, false};
+    const char *cgroup_dir = NULL;
     long long pid = 0;
-    bool json = false, cgroup = false, timeout_set = false, missing = false;
-    for (int i = 1; i < argc; i++) {
-        if ((v = cli_opt_value(argc, argv, &i, "--url", &missing))) {
-            url = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", &missing))) {
-            if (!cli_opt_duration("cleanup", "--timeout", v, &timeout_ns))
+    bool cgroup = false;
+    struct cli_args a;
+    cli_args_init(&a, "cleanup", cmd_cleanup_help, argc, argv, 0,
+                  CLI_TABLES(options, cli_server_options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        if (id == OPT_PID) {
+            if (!cli_opt_int("cleanup", a.name, a.value, 1, INT32_MAX, &pid))
                 return CLI_EXIT_USAGE;
-            timeout_set = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--pid", &missing))) {
-            if (!cli_opt_int("cleanup", "--pid", v, 1, INT32_MAX, &pid))
-                return CLI_EXIT_USAGE;
-        } else if (strncmp(argv[i], "--cgroup=", 9) == 0) {
+        } else if (id == OPT_CGROUP) {
             cgroup = true;
-            cgroup_dir = argv[i] + 9;
-        } else if (strcmp(argv[i], "--cgroup") == 0) {
-            cgroup = true; /* its directory is optional: a next word not an option */
-            if (i + 1 < argc && argv[i + 1][0] != '-')
-                cgroup_dir = argv[++i];
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (missing) {
-            return cli_usage("cleanup", "%s needs a value", argv[i]);
-        } else {
-            return cli_usage("cleanup", "unknown argument '%s'", argv[i]);
+            cgroup_dir = a.value;
+        } else if (cli_server_option("cleanup", &a, id, &so) != CLI_EXIT_OK) {
+            return CLI_EXIT_USAGE;
         }
     }
+    if (id < 0)
+        return a.status;
+    /* --cgroup's directory is optional: "--cgroup DIR" gives it as the one operand. */
+    if (cgroup && !cgroup_dir && a.n_operands == 1) {
+        cgroup_dir = a.operands[0];
+        a.n_operands = 0;
+    }
+    if (!cli_args_at_most(&a, 0))
+        return CLI_EXIT_USAGE;
+    const char *url = so.url;
+    bool json = so.json, timeout_set = so.timeout_ns != UINT64_MAX;
+    uint64_t timeout_ns = so.timeout_ns;
     if (cgroup_dir && !cgroup_dir[0])
         return cli_usage("cleanup", "--cgroup=: empty directory");
     if (!pid && !cgroup) {

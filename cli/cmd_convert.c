@@ -165,47 +165,55 @@ static int convert_hf(const char *dir, const char *out_path,
     return CLI_EXIT_OK;
 }
 
+enum { OPT_RENAME = 1, OPT_TYPE, OPT_THREADS, OPT_NO_TOKENIZER };
+
+static const struct cli_option options[] = {
+    {"rename", 0, CLI_ARG_REQUIRED, OPT_RENAME},
+    {"type", 0, CLI_ARG_REQUIRED, OPT_TYPE},
+    {"threads", 0, CLI_ARG_REQUIRED, OPT_THREADS},
+    {"no-tokenizer", 0, CLI_ARG_NONE, OPT_NO_TOKENIZER},
+    {0},
+};
+
 int cmd_convert(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_convert_help))
-        return CLI_EXIT_OK;
-    const char *in_path = NULL, *out_path = NULL, *rename_path = NULL;
+    const char *rename_path = NULL;
     struct memfit_llm_convert_options llm;
     memfit_llm_convert_options_default(&llm);
     bool llm_options = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--rename") == 0) {
-            if (++i >= argc)
-                return cli_usage("convert", "--rename needs a FILE");
-            rename_path = argv[i];
-        } else if (strcmp(argv[i], "--type") == 0) {
-            if (++i >= argc)
-                return cli_usage("convert", "--type needs a TYPE");
-            int rc = parse_llm_type(argv[i], &llm.type);
-            if (rc != CLI_EXIT_OK)
+    struct cli_args a;
+    cli_args_init(&a, "convert", cmd_convert_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        long long n;
+        int rc;
+        switch (id) {
+        case OPT_RENAME:
+            rename_path = a.value;
+            break;
+        case OPT_TYPE:
+            if ((rc = parse_llm_type(a.value, &llm.type)) != CLI_EXIT_OK)
                 return rc;
             llm.convert_types = llm_options = true;
-        } else if (strcmp(argv[i], "--threads") == 0) {
-            long long n;
-            if (++i >= argc)
-                return cli_usage("convert", "--threads needs a number");
-            if (!cli_opt_int("convert", "--threads", argv[i], 1, 1024, &n))
+            break;
+        case OPT_THREADS:
+            if (!cli_opt_int("convert", a.name, a.value, 1, 1024, &n))
                 return CLI_EXIT_USAGE;
             llm.n_threads = (unsigned)n;
             llm_options = true;
-        } else if (strcmp(argv[i], "--no-tokenizer") == 0) {
+            break;
+        default: /* OPT_NO_TOKENIZER */
             llm.tokenizer = false;
             llm_options = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage("convert", "unknown option '%s'", argv[i]);
-        } else if (!in_path) {
-            in_path = argv[i];
-        } else if (!out_path) {
-            out_path = argv[i];
-        } else {
-            return cli_usage("convert", "unexpected argument '%s'", argv[i]);
+            break;
         }
     }
+    if (id < 0)
+        return a.status;
+    if (!cli_args_at_most(&a, 2))
+        return CLI_EXIT_USAGE;
+    const char *in_path = cli_args_operand(&a, 0);
+    const char *out_path = cli_args_operand(&a, 1);
     if (!in_path || !out_path)
         return cli_usage("convert", "needs IN and OUT");
     struct stat in_st;

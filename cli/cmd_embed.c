@@ -77,60 +77,98 @@ static void add_option(struct embed_opts *o, const char *flag, const char *value
              flag);
 }
 
+enum {
+    OPT_NORMALIZE = 1,
+    OPT_JSON,
+    OPT_NO_CROP,
+    OPT_STATS,
+    OPT_OUTPUT,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_INTERPOLATION,
+    OPT_MANIFEST,
+    OPT_BUDGET,
+};
+
+static const struct cli_option options[] = {
+    {"normalize", 0, CLI_ARG_NONE, OPT_NORMALIZE},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"no-crop", 0, CLI_ARG_NONE, OPT_NO_CROP},
+    {"stats", 0, CLI_ARG_NONE, OPT_STATS},
+    {"output", 0, CLI_ARG_REQUIRED, OPT_OUTPUT},
+    {"batch", 0, CLI_ARG_REQUIRED, OPT_BATCH},
+    {"threads", 0, CLI_ARG_REQUIRED, OPT_THREADS},
+    {"interpolation", 0, CLI_ARG_REQUIRED, OPT_INTERPOLATION},
+    {"manifest", 0, CLI_ARG_REQUIRED, OPT_MANIFEST},
+    {"budget", 0, CLI_ARG_REQUIRED, OPT_BUDGET},
+    {0},
+};
+
+/* Returns -1 to go on (MODEL and the images in *paths), else the exit code. */
 static int parse_opts(int argc, char **argv, struct embed_opts *o, char ***paths, int *n_paths)
 {
     *o = (struct embed_opts){.output = MEMFIT_VIT_OUTPUT_CLS, .batch = 1};
-    *n_paths = 0;
     bool have_threads = false, have_interp = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        bool missing = false;
+    struct cli_args a;
+    cli_args_init(&a, "embed", cmd_embed_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        const char *v = a.value;
         long long n;
-        if (strcmp(a, "--normalize") == 0) {
+        enum memfit_vit_interpolation mode;
+        switch (id) {
+        case OPT_NORMALIZE:
             o->normalize = true;
-        } else if (strcmp(a, "--json") == 0) {
+            break;
+        case OPT_JSON:
             o->json = true;
-        } else if (strcmp(a, "--no-crop") == 0) {
+            break;
+        case OPT_NO_CROP:
             o->no_crop = true;
-        } else if (strcmp(a, "--stats") == 0) {
+            break;
+        case OPT_STATS:
             o->stats = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--output", &missing))) {
+            break;
+        case OPT_OUTPUT:
             if (!cli_opt_vit_output("embed", v, &o->output))
                 return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--batch", &missing))) {
-            if (!cli_opt_int("embed", "--batch", v, 1, 1024, &n))
+            break;
+        case OPT_BATCH:
+            if (!cli_opt_int("embed", a.name, v, 1, 1024, &n))
                 return CLI_EXIT_USAGE;
             o->batch = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
-            if (!cli_opt_int("embed", "--threads", v, 0, 1024, &n))
+            break;
+        case OPT_THREADS:
+            if (!cli_opt_int("embed", a.name, v, 0, 1024, &n))
                 return CLI_EXIT_USAGE;
             if (n > 0 && !have_threads) /* 0: the default */
                 add_option(o, "--threads", v);
             have_threads = have_threads || n > 0;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--interpolation", &missing))) {
-            enum memfit_vit_interpolation mode;
+            break;
+        case OPT_INTERPOLATION:
             if (memfit_vit_interpolation_parse(v, &mode) != MEMFIT_OK)
                 return cli_usage("embed", "--interpolation: %s", memfit_last_error());
             if (!have_interp)
                 add_option(o, "--interpolation", v);
             have_interp = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
+            break;
+        case OPT_MANIFEST:
             o->manifest = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
-            if (!cli_opt_size("embed", "--budget", v, &o->budget))
+            break;
+        default: /* OPT_BUDGET */
+            if (!cli_opt_size("embed", a.name, v, &o->budget))
                 return CLI_EXIT_USAGE;
             o->budget_text = v;
-        } else if (missing) {
-            return cli_usage("embed", "%s needs a value", a);
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("embed", "unknown option '%s'", a);
-        } else {
-            (*paths)[(*n_paths)++] = argv[i];
+            break;
         }
     }
-    if (*n_paths < 2)
+    if (id < 0)
+        return a.status;
+    if (a.n_operands < 2)
         return cli_usage("embed", "needs MODEL and at least one IMAGE");
-    return CLI_EXIT_OK;
+    *paths = a.operands;
+    *n_paths = a.n_operands;
+    return -1;
 }
 
 /* Timings and sizes for --stats. */
@@ -222,18 +260,12 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
 
 int cmd_embed(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_embed_help))
-        return CLI_EXIT_OK;
-    char **paths = memfit_calloc((size_t)argc, sizeof(char *));
-    if (!paths)
-        return cli_fail_status(MEMFIT_E_NOMEM);
     struct embed_opts o;
-    int n_paths;
+    char **paths = NULL;
+    int n_paths = 0;
     int rc = parse_opts(argc, argv, &o, &paths, &n_paths);
-    if (rc != CLI_EXIT_OK) {
-        memfit_free(paths);
+    if (rc >= 0)
         return rc;
-    }
     struct cli_model_spec spec = {
         .command = "embed",
         .model = paths[0],
@@ -279,6 +311,5 @@ int cmd_embed(int argc, char **argv)
         print_stats(e, m, h, n_images, &stats);
     memfit_manager_release(h);
     memfit_engines_close(e);
-    memfit_free(paths);
     return rc;
 }

@@ -29,11 +29,16 @@ const char cmd_generate_help[] =
     "  --system TEXT          with --chat: a system message first\n"
     "  --special              read special-token text in the prompt (\"<|im_start|>\")\n"
     "                         as those tokens (always on with --chat)\n"
-    "  --json                 the output is one JSON object (sampling constrained by\n"
+    "  --json-object          the text is one JSON object (sampling constrained by\n"
     "                         a grammar; OpenAI's response_format json_object)\n"
-    "  --json-schema FILE     the output is JSON valid against the JSON Schema in\n"
-    "                         FILE (the subset in docs/llm.md; others are "
-    "refused)\n" CLI_LLM_OPTIONS_HELP "  -h, --help\n"
+    "  --json-schema FILE     the text is JSON valid against the JSON Schema in\n"
+    "                         FILE (the subset in docs/llm.md; others are refused)\n"
+    "  --json                 print one JSON object at the end instead of streaming\n"
+    "                         the text: {\"model\", \"text\", \"finish_reason\" (stop,\n"
+    "                         length), \"tokens\": {\"prompt\", \"generated\"},\n"
+    "                         \"timings\": {\"prompt_s\", \"generate_s\",\n"
+    "                         \"prompt_tokens_per_s\", "
+    "\"generate_tokens_per_s\"}}\n" CLI_LLM_OPTIONS_HELP "  -h, --help\n"
     "\n"
     "Exit status: 0 done, 1 failure (the message says why), 2 usage error.\n";
 
@@ -72,52 +77,77 @@ static char *read_all(const char *path, size_t *len)
     return buf;
 }
 
+enum {
+    OPT_PROMPT = 'p',
+    OPT_FILE = 'f',
+    OPT_CHAT = 1,
+    OPT_SYSTEM,
+    OPT_SPECIAL,
+    OPT_JSON,
+    OPT_JSON_OBJECT,
+    OPT_JSON_SCHEMA
+};
+
+static const struct cli_option options[] = {
+    {"prompt", 'p', CLI_ARG_REQUIRED, OPT_PROMPT},
+    {"file", 'f', CLI_ARG_REQUIRED, OPT_FILE},
+    {"chat", 0, CLI_ARG_NONE, OPT_CHAT},
+    {"system", 0, CLI_ARG_REQUIRED, OPT_SYSTEM},
+    {"special", 0, CLI_ARG_NONE, OPT_SPECIAL},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"json-object", 0, CLI_ARG_NONE, OPT_JSON_OBJECT},
+    {"json-schema", 0, CLI_ARG_REQUIRED, OPT_JSON_SCHEMA},
+    {0},
+};
+
 int cmd_generate(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_generate_help))
-        return CLI_EXIT_OK;
     struct cli_llm_opts o;
     cli_llm_opts_default(&o);
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *system = NULL;
+    bool chat = false, special = false, json = false, json_object = false;
     const char *schema_file = NULL;
-    bool chat = false, special = false, json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool taken;
-        int rc = cli_llm_opt("generate", argc, argv, &i, &o, &taken);
-        if (rc != CLI_EXIT_OK)
-            return rc;
-        if (taken)
-            continue;
-        if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-f") == 0 ||
-            strcmp(a, "--file") == 0 || strcmp(a, "--system") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage("generate", "%s needs a value", a);
-            if (a[1] == 'p' || a[2] == 'p')
-                prompt = argv[++i];
-            else if (a[1] == 'f' || a[2] == 'f')
-                file = argv[++i];
-            else
-                system = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--json-schema") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage("generate", "%s needs a value", a);
-            schema_file = argv[++i];
-        } else if (strcmp(a, "--chat") == 0) {
+    struct cli_args a;
+    cli_args_init(&a, "generate", cmd_generate_help, argc, argv, 0,
+                  CLI_TABLES(options, cli_llm_options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        switch (id) {
+        case OPT_PROMPT:
+            prompt = a.value;
+            break;
+        case OPT_FILE:
+            file = a.value;
+            break;
+        case OPT_SYSTEM:
+            system = a.value;
+            break;
+        case OPT_CHAT:
             chat = true;
-        } else if (strcmp(a, "--special") == 0) {
+            break;
+        case OPT_SPECIAL:
             special = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("generate", "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage("generate", "unexpected argument '%s' (quote the prompt: -p \"...\")",
-                             a);
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_JSON_OBJECT:
+            json_object = true;
+            break;
+        case OPT_JSON_SCHEMA:
+            schema_file = a.value;
+            break;
+        default:
+            if (cli_llm_option("generate", &a, id, &o) != CLI_EXIT_OK)
+                return CLI_EXIT_USAGE;
         }
     }
+    if (id < 0)
+        return a.status;
+    if (a.n_operands > 1)
+        return cli_usage("generate", "unexpected argument '%s' (quote the prompt: -p \"...\")",
+                         a.operands[1]);
+    model_path = cli_args_operand(&a, 0);
     if (!model_path)
         return cli_usage("generate", "needs a MODEL");
     if (!prompt == !file)
@@ -126,10 +156,10 @@ int cmd_generate(int argc, char **argv)
         return cli_usage("generate", "--system needs --chat");
     if (memfit_sampling_check(&o.sampling) != MEMFIT_OK)
         return cli_usage("generate", "%s", memfit_last_error());
-    if (json && schema_file)
-        return cli_usage("generate", "--json and --json-schema exclude each other");
+    if (json_object && schema_file)
+        return cli_usage("generate", "--json-object and --json-schema exclude each other");
     memfit_grammar *grammar = NULL;
-    if (json && memfit_grammar_json_object(&grammar) != MEMFIT_OK)
+    if (json_object && memfit_grammar_json_object(&grammar) != MEMFIT_OK)
         return cli_fail("generate: %s", memfit_last_error());
     if (schema_file) {
         size_t schema_len;
@@ -184,6 +214,7 @@ int cmd_generate(int argc, char **argv)
                                      &n_ids);
     struct memfit_generate_result result;
     memset(&result, 0, sizeof(result));
+    struct cli_llm_text text = {0};
     memfit_grammar_vocab *vocab = NULL;
     memfit_grammar_matcher *matcher = NULL;
     if (st == MEMFIT_OK && grammar) {
@@ -201,20 +232,26 @@ int cmd_generate(int argc, char **argv)
             .n_stop = o.n_stop,
             .grammar = matcher,
         };
-        st = memfit_llm_generate(m.session, m.tok, &p, cli_llm_print, NULL, &result);
+        st = json ? memfit_llm_generate(m.session, m.tok, &p, cli_llm_collect, &text, &result)
+                  : memfit_llm_generate(m.session, m.tok, &p, cli_llm_print, NULL, &result);
     }
-    if (st == MEMFIT_OK) {
+    if (st == MEMFIT_OK && text.failed)
+        st = memfit_fail(MEMFIT_E_NOMEM, "out of memory for the text");
+    int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
+    if (st == MEMFIT_OK && json) {
+        ret = cli_json_print("generate", cli_llm_result_json("model", model_path, &text, &result));
+    } else if (st == MEMFIT_OK) {
         fputs("\n", stdout);
         fflush(stdout);
-        if (o.stats)
-            cli_llm_stats(&result);
-        if (matcher && !memfit_grammar_matcher_is_complete(matcher))
-            fprintf(stderr, "generate: the token limit came before the JSON was complete\n");
     }
-    int ret = st == MEMFIT_OK ? CLI_EXIT_OK : cli_fail("generate: %s", memfit_last_error());
+    if (st == MEMFIT_OK && o.stats)
+        cli_llm_stats(&result);
+    if (st == MEMFIT_OK && matcher && !memfit_grammar_matcher_is_complete(matcher))
+        fprintf(stderr, "generate: the token limit came before the JSON was complete\n");
     memfit_grammar_matcher_free(matcher);
     memfit_grammar_vocab_free(vocab);
     memfit_grammar_free(grammar);
+    memfit_free(text.text);
     memfit_free(ids);
     memfit_free(rendered);
     memfit_free(owned);

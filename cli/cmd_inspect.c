@@ -146,24 +146,31 @@ struct type_total {
     uint64_t count, elements, bytes;
 };
 
+enum { OPT_JSON = 1, OPT_ALL };
+
+static const struct cli_option options[] = {
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"all", 0, CLI_ARG_NONE, OPT_ALL},
+    {0},
+};
+
 int cmd_inspect(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_inspect_help))
-        return CLI_EXIT_OK;
-    const char *path = NULL;
     bool json = false, all = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    struct cli_args a;
+    cli_args_init(&a, "inspect", cmd_inspect_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        if (id == OPT_JSON)
             json = true;
-        else if (strcmp(argv[i], "--all") == 0)
-            all = true;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage("inspect", "unknown option '%s'", argv[i]);
-        else if (path)
-            return cli_usage("inspect", "one FILE only ('%s' is extra)", argv[i]);
         else
-            path = argv[i];
+            all = true;
     }
+    if (id < 0)
+        return a.status;
+    if (a.n_operands > 1)
+        return cli_usage("inspect", "one FILE only ('%s' is extra)", a.operands[1]);
+    const char *path = cli_args_operand(&a, 0);
     if (!path)
         return cli_usage("inspect", "missing FILE");
     memfit_tensors *set;

@@ -106,32 +106,36 @@ static void print_row(memfit_engines *e, size_t index, const struct memfit_manif
                p->plan_source);
 }
 
+enum { OPT_JSON = 1, OPT_BUDGET };
+
+static const struct cli_option options[] = {
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"budget", 0, CLI_ARG_REQUIRED, OPT_BUDGET},
+    {0},
+};
+
 int cmd_models(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_models_help))
-        return CLI_EXIT_OK;
-    const char *path = NULL, *budget_text = NULL;
+    const char *budget_text = NULL;
     bool json = false;
     uint64_t budget = 0;
-    for (int i = 1; i < argc; i++) {
-        bool missing = false;
-        const char *v;
-        if (strcmp(argv[i], "--json") == 0) {
+    struct cli_args a;
+    cli_args_init(&a, "models", cmd_models_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        if (id == OPT_JSON) {
             json = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
-            if (!cli_opt_size("models", "--budget", v, &budget))
-                return CLI_EXIT_USAGE;
-            budget_text = v;
-        } else if (missing) {
-            return cli_usage("models", "%s needs a size", argv[i]);
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage("models", "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
         } else {
-            return cli_usage("models", "unexpected argument '%s'", argv[i]);
+            if (!cli_opt_size("models", a.name, a.value, &budget))
+                return CLI_EXIT_USAGE;
+            budget_text = a.value;
         }
     }
+    if (id < 0)
+        return a.status;
+    if (!cli_args_at_most(&a, 1))
+        return CLI_EXIT_USAGE;
+    const char *path = cli_args_operand(&a, 0);
     if (!path)
         return cli_usage("models", "needs MANIFEST");
     memfit_engines *e;

@@ -13,7 +13,6 @@
  * MEMFIT_PRESSURE_FILE, removed when the monitor ends.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,57 +208,65 @@ static bool parse_level_signal(const char *text, struct level_signal *out)
     return true;
 }
 
+enum {
+    OPT_INTERVAL = 'i',
+    OPT_DURATION = 'd',
+    OPT_PID = 'p',
+    OPT_LOG = 'l',
+    OPT_QUIET = 'q',
+    OPT_WARN = 256,
+    OPT_CRITICAL,
+    OPT_DANGER,
+    OPT_HYST,
+    OPT_ON_WARNING,
+    OPT_ON_CRITICAL,
+    OPT_ON_DANGER,
+    OPT_NO_GPU,
+    OPT_SIGNAL,
+    OPT_REPEAT,
+    OPT_CHANNEL,
+    OPT_NO_CHANNEL,
+    OPT_CHANNEL_DIR,
+    OPT_STATUS_EVERY,
+    OPT_PLOT,
+    OPT_PLOT_EVERY,
+    OPT_GPU_WARN,
+    OPT_GPU_CRITICAL,
+    OPT_GPU_DANGER
+};
+
+static const struct cli_option options[] = {
+    {"interval", 'i', CLI_ARG_REQUIRED, OPT_INTERVAL},
+    {"duration", 'd', CLI_ARG_REQUIRED, OPT_DURATION},
+    {"pid", 'p', CLI_ARG_REQUIRED, OPT_PID},
+    {"log", 'l', CLI_ARG_REQUIRED, OPT_LOG},
+    {"quiet", 'q', CLI_ARG_NONE, OPT_QUIET},
+    {"warn", 0, CLI_ARG_REQUIRED, OPT_WARN},
+    {"warning", 0, CLI_ARG_REQUIRED, OPT_WARN},
+    {"critical", 0, CLI_ARG_REQUIRED, OPT_CRITICAL},
+    {"danger-available", 0, CLI_ARG_REQUIRED, OPT_DANGER},
+    {"hysteresis", 0, CLI_ARG_REQUIRED, OPT_HYST},
+    {"on-warning", 0, CLI_ARG_REQUIRED, OPT_ON_WARNING},
+    {"on-critical", 0, CLI_ARG_REQUIRED, OPT_ON_CRITICAL},
+    {"on-danger", 0, CLI_ARG_REQUIRED, OPT_ON_DANGER},
+    {"no-gpu", 0, CLI_ARG_NONE, OPT_NO_GPU},
+    {"signal", 0, CLI_ARG_REQUIRED, OPT_SIGNAL},
+    {"repeat", 0, CLI_ARG_REQUIRED, OPT_REPEAT},
+    {"channel", 0, CLI_ARG_NONE, OPT_CHANNEL},
+    {"no-channel", 0, CLI_ARG_NONE, OPT_NO_CHANNEL},
+    {"channel-dir", 0, CLI_ARG_REQUIRED, OPT_CHANNEL_DIR},
+    {"status-every", 0, CLI_ARG_REQUIRED, OPT_STATUS_EVERY},
+    {"plot", 0, CLI_ARG_REQUIRED, OPT_PLOT},
+    {"plot-every", 0, CLI_ARG_REQUIRED, OPT_PLOT_EVERY},
+    {"gpu-warn", 0, CLI_ARG_REQUIRED, OPT_GPU_WARN},
+    {"gpu-critical", 0, CLI_ARG_REQUIRED, OPT_GPU_CRITICAL},
+    {"gpu-danger", 0, CLI_ARG_REQUIRED, OPT_GPU_DANGER},
+    {0},
+};
+
+/* Returns -1 to go on, else the exit code (after the help or a usage error). */
 static int parse_args(int argc, char **argv, struct monitor_opts *o)
 {
-    enum {
-        OPT_WARN = 1000,
-        OPT_CRITICAL,
-        OPT_DANGER,
-        OPT_HYST,
-        OPT_ON_WARNING,
-        OPT_ON_CRITICAL,
-        OPT_ON_DANGER,
-        OPT_NO_GPU,
-        OPT_SIGNAL,
-        OPT_REPEAT,
-        OPT_CHANNEL,
-        OPT_NO_CHANNEL,
-        OPT_CHANNEL_DIR,
-        OPT_STATUS_EVERY,
-        OPT_PLOT,
-        OPT_PLOT_EVERY,
-        OPT_GPU_WARN,
-        OPT_GPU_CRITICAL,
-        OPT_GPU_DANGER
-    };
-    static const struct option longopts[] = {
-        {"interval", required_argument, NULL, 'i'},
-        {"duration", required_argument, NULL, 'd'},
-        {"pid", required_argument, NULL, 'p'},
-        {"log", required_argument, NULL, 'l'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"warn", required_argument, NULL, OPT_WARN},
-        {"warning", required_argument, NULL, OPT_WARN},
-        {"critical", required_argument, NULL, OPT_CRITICAL},
-        {"danger-available", required_argument, NULL, OPT_DANGER},
-        {"hysteresis", required_argument, NULL, OPT_HYST},
-        {"on-warning", required_argument, NULL, OPT_ON_WARNING},
-        {"on-critical", required_argument, NULL, OPT_ON_CRITICAL},
-        {"on-danger", required_argument, NULL, OPT_ON_DANGER},
-        {"no-gpu", no_argument, NULL, OPT_NO_GPU},
-        {"signal", required_argument, NULL, OPT_SIGNAL},
-        {"repeat", required_argument, NULL, OPT_REPEAT},
-        {"channel", no_argument, NULL, OPT_CHANNEL},
-        {"no-channel", no_argument, NULL, OPT_NO_CHANNEL},
-        {"channel-dir", required_argument, NULL, OPT_CHANNEL_DIR},
-        {"status-every", required_argument, NULL, OPT_STATUS_EVERY},
-        {"plot", required_argument, NULL, OPT_PLOT},
-        {"plot-every", required_argument, NULL, OPT_PLOT_EVERY},
-        {"gpu-warn", required_argument, NULL, OPT_GPU_WARN},
-        {"gpu-critical", required_argument, NULL, OPT_GPU_CRITICAL},
-        {"gpu-danger", required_argument, NULL, OPT_GPU_DANGER},
-        {NULL, 0, NULL, 0},
-    };
     o->interval_ns = 1000000000u;
     o->thresholds = memfit_alert_thresholds_default();
     o->gpu = true;
@@ -267,31 +274,33 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     o->status_every_ns = 60000000000ull;
     o->plot_every_ns = 0;
     o->gpu_thresholds = memfit_gpu_thresholds_default();
-    opterr = 0;
-    optind = 1;
+    struct cli_args a;
+    cli_args_init(&a, "monitor", cmd_monitor_help, argc, argv, CLI_ARGS_IN_ORDER,
+                  CLI_TABLES(options));
     int c;
     long long n;
-    while ((c = getopt_long(argc, argv, "+i:d:p:l:q", longopts, NULL)) != -1) {
+    while ((c = cli_args_next(&a)) > 0) {
+        const char *optarg = a.value;
         switch (c) {
-        case 'i':
+        case OPT_INTERVAL:
             if (!cli_opt_duration("monitor", "--interval", optarg, &o->interval_ns))
                 return CLI_EXIT_USAGE;
             if (o->interval_ns < 1000000u)
                 return cli_usage("monitor", "--interval: '%s' is below 1ms", optarg);
             break;
-        case 'd':
+        case OPT_DURATION:
             if (!cli_opt_duration("monitor", "--duration", optarg, &o->duration_ns))
                 return CLI_EXIT_USAGE;
             break;
-        case 'p':
+        case OPT_PID:
             if (!cli_opt_int("monitor", "--pid", optarg, 1, 0x7fffffff, &n))
                 return CLI_EXIT_USAGE;
             o->pid = (pid_t)n;
             break;
-        case 'l':
+        case OPT_LOG:
             o->log_path = optarg;
             break;
-        case 'q':
+        case OPT_QUIET:
             o->quiet = true;
             break;
         case OPT_WARN:
@@ -371,22 +380,20 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
                                  &o->gpu_thresholds.critical_percent))
                 return CLI_EXIT_USAGE;
             break;
-        case OPT_GPU_DANGER:
+        default: /* OPT_GPU_DANGER */
             if (!cli_opt_percent("monitor", "--gpu-danger", optarg,
                                  &o->gpu_thresholds.danger_percent))
                 return CLI_EXIT_USAGE;
             break;
-        case ':':
-            return cli_usage("monitor", "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage("monitor", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        if (strcmp(argv[optind - 1], "--") != 0)
+    if (c < 0)
+        return a.status;
+    if (a.n_operands > 0) {
+        if (!a.dashdash)
             return cli_usage("monitor", "unexpected argument '%s' (a command goes after --)",
-                             argv[optind]);
-        o->command = argv + optind;
+                             a.operands[0]);
+        o->command = a.operands;
     }
     if (o->command && o->pid)
         return cli_usage("monitor", "--pid and a command exclude each other");
@@ -409,7 +416,7 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         return cli_usage("monitor", "%s", memfit_last_error());
     if (o->pid && kill(o->pid, 0) != 0 && errno == ESRCH)
         return cli_usage("monitor", "no process with pid %d", (int)o->pid);
-    return CLI_EXIT_OK;
+    return -1;
 }
 
 /* Replaces {pid}, {level} and {percent} in an action command. */
@@ -958,11 +965,9 @@ static int open_channel(struct monitor *m)
 
 int cmd_monitor(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_monitor_help))
-        return CLI_EXIT_OK;
     struct monitor m = {0};
     int rc = parse_args(argc, argv, &m.o);
-    if (rc != CLI_EXIT_OK)
+    if (rc >= 0)
         return rc;
 
     struct memfit_sampler_options so = memfit_sampler_options_default();

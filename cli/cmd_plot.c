@@ -204,63 +204,72 @@ static int plot_live(const char *path, const struct memfit_analyze_options *opts
     return rc;
 }
 
+enum { OPT_OUTPUT = 'o', OPT_TITLE = 1, OPT_WIDTH, OPT_HEIGHT, OPT_FORMAT, OPT_EVERY, OPT_IDLE };
+
+static const struct cli_option options[] = {
+    {"output", 'o', CLI_ARG_REQUIRED, OPT_OUTPUT}, {"title", 0, CLI_ARG_REQUIRED, OPT_TITLE},
+    {"width", 0, CLI_ARG_REQUIRED, OPT_WIDTH},     {"height", 0, CLI_ARG_REQUIRED, OPT_HEIGHT},
+    {"format", 0, CLI_ARG_REQUIRED, OPT_FORMAT},   {"every", 0, CLI_ARG_REQUIRED, OPT_EVERY},
+    {"idle", 0, CLI_ARG_REQUIRED, OPT_IDLE},       {0},
+};
+
 int cmd_plot(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_plot_help))
-        return CLI_EXIT_OK;
     struct memfit_analyze_options opts = memfit_analyze_options_default();
     struct memfit_plot_options plot = memfit_plot_options_default();
-    const char *path = NULL, *output = NULL;
+    const char *output = NULL;
     uint64_t every_ns = 0, idle_ns = 0;
     bool idle_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int used = analyze_common_option(argc, argv, i, "plot", &opts);
-        if (used < 0)
-            return CLI_EXIT_USAGE;
-        if (used > 0) {
-            i += used - 1;
-            continue;
-        }
-        bool takes_value = strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0 ||
-                           strcmp(arg, "--title") == 0 || strcmp(arg, "--width") == 0 ||
-                           strcmp(arg, "--height") == 0 || strcmp(arg, "--format") == 0 ||
-                           strcmp(arg, "--every") == 0 || strcmp(arg, "--idle") == 0;
-        if (takes_value && i + 1 >= argc)
-            return cli_usage("plot", "%s needs a value", arg);
+    struct cli_args args;
+    cli_args_init(&args, "plot", cmd_plot_help, argc, argv, 0,
+                  CLI_TABLES(options, analyze_window_options));
+    int id;
+    while ((id = cli_args_next(&args)) > 0) {
+        const char *v = args.value;
         long long n;
-        if (strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0) {
-            output = argv[++i];
-        } else if (strcmp(arg, "--title") == 0) {
-            plot.title = argv[++i];
-        } else if (strcmp(arg, "--width") == 0) {
-            if (!cli_opt_int("plot", arg, argv[++i], 320, 10000, &n))
+        switch (id) {
+        case OPT_OUTPUT:
+            output = v;
+            break;
+        case OPT_TITLE:
+            plot.title = v;
+            break;
+        case OPT_WIDTH:
+            if (!cli_opt_int("plot", args.name, v, 320, 10000, &n))
                 return CLI_EXIT_USAGE;
             plot.width = (unsigned)n;
-        } else if (strcmp(arg, "--height") == 0) {
-            if (!cli_opt_int("plot", arg, argv[++i], 240, 10000, &n))
+            break;
+        case OPT_HEIGHT:
+            if (!cli_opt_int("plot", args.name, v, 240, 10000, &n))
                 return CLI_EXIT_USAGE;
             plot.height = (unsigned)n;
-        } else if (strcmp(arg, "--format") == 0) {
-            if (memfit_plot_format_parse(argv[++i], &plot.format) != MEMFIT_OK)
+            break;
+        case OPT_FORMAT:
+            if (memfit_plot_format_parse(v, &plot.format) != MEMFIT_OK)
                 return cli_usage("plot", "--format: %s", memfit_last_error());
-        } else if (strcmp(arg, "--every") == 0) {
-            if (!cli_opt_duration("plot", arg, argv[++i], &every_ns))
+            break;
+        case OPT_EVERY:
+            if (!cli_opt_duration("plot", args.name, v, &every_ns))
                 return CLI_EXIT_USAGE;
             if (every_ns < 100000000ULL || every_ns > 86400000000000ULL)
-                return cli_usage("plot", "--every %s: expected 100ms to 1d", argv[i]);
-        } else if (strcmp(arg, "--idle") == 0) {
-            if (!cli_opt_duration("plot", arg, argv[++i], &idle_ns))
+                return cli_usage("plot", "--every %s: expected 100ms to 1d", v);
+            break;
+        case OPT_IDLE:
+            if (!cli_opt_duration("plot", args.name, v, &idle_ns))
                 return CLI_EXIT_USAGE;
             idle_given = true;
-        } else if (arg[0] == '-' && arg[1] != '\0') {
-            return cli_usage("plot", "unknown option '%s'", arg);
-        } else if (path) {
-            return cli_usage("plot", "one log file only ('%s' and '%s')", path, arg);
-        } else {
-            path = arg;
+            break;
+        default:
+            if (analyze_window_option("plot", &args, id, &opts) != CLI_EXIT_OK)
+                return CLI_EXIT_USAGE;
         }
     }
+    if (id < 0)
+        return args.status;
+    if (args.n_operands > 1)
+        return cli_usage("plot", "one log file only ('%s' and '%s')", args.operands[0],
+                         args.operands[1]);
+    const char *path = cli_args_operand(&args, 0);
     if (!path)
         return cli_usage("plot", "missing the log file");
     if (!output || !output[0])

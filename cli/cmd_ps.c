@@ -77,16 +77,17 @@ static void print_table(json_t *root)
 
 int cmd_ps(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_ps_help))
-        return CLI_EXIT_OK;
     struct cli_server_opts o = {cli_server_default_url(), 10ull * 1000000000u, false};
-    for (int i = 1; i < argc; i++) {
-        int taken = cli_server_option("ps", argc, argv, &i, &o);
-        if (taken < 0)
+    struct cli_args args;
+    cli_args_init(&args, "ps", cmd_ps_help, argc, argv, 0, CLI_TABLES(cli_server_options));
+    int id;
+    while ((id = cli_args_next(&args)) > 0)
+        if (cli_server_option("ps", &args, id, &o) != CLI_EXIT_OK)
             return CLI_EXIT_USAGE;
-        if (!taken)
-            return cli_usage("ps", "unknown argument '%s'", argv[i]);
-    }
+    if (id < 0)
+        return args.status;
+    if (!cli_args_at_most(&args, 0))
+        return CLI_EXIT_USAGE;
     struct cli_answer a;
     int rc = cli_server_call("ps", o.url, "GET", "/api/models", NULL, o.timeout_ns, &a);
     if (rc != CLI_EXIT_OK)

@@ -4,6 +4,7 @@
  * a terminal, else a plain line every 5 s and one at the end. Ctrl-C cancels cleanly
  * (the partial download is kept and resumed next time).
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 const char cmd_pull_help[] =
     "Usage: memfit pull SOURCE... [--sha256 HEX] [--name NAME] [--cache-dir DIR] [--offline]\n"
+    "                   [--json]\n"
     "\n"
     "Fetches one model file into the cache and prints its path. The sources are\n"
     "tried in order; each is retried on network errors with back-off.\n"
@@ -40,6 +42,10 @@ const char cmd_pull_help[] =
     "  --stall-timeout D     give up on a transfer slower than 1 KiB/s for D (default 30s)\n"
     "  --lock-timeout D      wait at most D for another process downloading the same file\n"
     "  -q, --quiet           no progress\n"
+    "  --json                print one JSON object instead of the path (docs/store.md):\n"
+    "                        {\"name\" (--name or null), \"digest\", \"size_bytes\",\n"
+    "                        \"path\", \"source\" (the one used, redacted; null when\n"
+    "                        found by name or digest), \"from_cache\" (nothing downloaded)}\n"
     "\n"
     "Progress goes to stderr: a live bar on a terminal; otherwise (logs, CI, kubectl\n"
     "logs) a line every 5 s (MEMFIT_PROGRESS_INTERVAL, a duration, changes it) and\n"
@@ -55,17 +61,6 @@ static bool opt_ms(const char *option, const char *text, unsigned *out)
     uint64_t ms = ns / 1000000u;
     *out = ms > 0xffffffffu ? 0xffffffffu : (unsigned)ms;
     return true;
-}
-
-static bool takes_value(const char *option)
-{
-    static const char *const names[] = {
-        "--sha256",          "--name",          "--cache-dir",   "--attempts",
-        "--connect-timeout", "--stall-timeout", "--lock-timeout"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(option, names[i]) == 0)
-            return true;
-    return false;
 }
 
 /*
@@ -91,58 +86,103 @@ static void progress_label(const char *what, char *buf, size_t size)
         snprintf(buf, size, "memfit pull: the file");
 }
 
-int cmd_pull(int argc, char **argv)
+enum {
+    OPT_QUIET = 'q',
+    OPT_SHA256 = 1,
+    OPT_NAME,
+    OPT_CACHE_DIR,
+    OPT_OFFLINE,
+    OPT_ATTEMPTS,
+    OPT_CONNECT_TIMEOUT,
+    OPT_STALL_TIMEOUT,
+    OPT_LOCK_TIMEOUT,
+    OPT_JSON,
+};
+
+static const struct cli_option options[] = {
+    {"quiet", 'q', CLI_ARG_NONE, OPT_QUIET},
+    {"sha256", 0, CLI_ARG_REQUIRED, OPT_SHA256},
+    {"name", 0, CLI_ARG_REQUIRED, OPT_NAME},
+    {"cache-dir", 0, CLI_ARG_REQUIRED, OPT_CACHE_DIR},
+    {"offline", 0, CLI_ARG_NONE, OPT_OFFLINE},
+    {"attempts", 0, CLI_ARG_REQUIRED, OPT_ATTEMPTS},
+    {"connect-timeout", 0, CLI_ARG_REQUIRED, OPT_CONNECT_TIMEOUT},
+    {"stall-timeout", 0, CLI_ARG_REQUIRED, OPT_STALL_TIMEOUT},
+    {"lock-timeout", 0, CLI_ARG_REQUIRED, OPT_LOCK_TIMEOUT},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {0},
+};
+
+/* Returns -1 to go on with the pull, else the exit code (after the help or a usage error). */
+static int parse(int argc, char **argv, struct memfit_store_options *so,
+                 struct memfit_fetch_options *fo, bool *quiet, bool *json, struct cli_args *a)
 {
-    if (cli_wants_help(argc, argv, cmd_pull_help))
-        return CLI_EXIT_OK;
-    struct memfit_store_options so = memfit_store_options_default();
-    struct memfit_fetch_options fo = {0};
-    const char *sources[64];
-    size_t n_sources = 0;
-    bool quiet = false, only_sources = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!only_sources && takes_value(a) && !next)
-            return cli_usage("pull", "%s needs a value", a);
-        if (only_sources || a[0] != '-' || strcmp(a, "-") == 0) {
-            if (n_sources == sizeof(sources) / sizeof(sources[0]))
-                return cli_usage("pull", "at most %zu sources", n_sources);
-            sources[n_sources++] = a;
-        } else if (strcmp(a, "--") == 0) {
-            only_sources = true;
-        } else if (strcmp(a, "--offline") == 0) {
-            so.offline = 1;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
-            quiet = true;
-        } else if (strcmp(a, "--sha256") == 0) {
-            fo.sha256 = argv[++i];
-        } else if (strcmp(a, "--name") == 0) {
-            fo.name = argv[++i];
-        } else if (strcmp(a, "--cache-dir") == 0) {
-            so.cache_dir = argv[++i];
-        } else if (strcmp(a, "--attempts") == 0) {
-            long long n;
-            if (!cli_opt_int("pull", a, argv[++i], 1, 100, &n))
+    cli_args_init(a, "pull", cmd_pull_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(a)) > 0) {
+        const char *v = a->value;
+        long long n;
+        unsigned ms;
+        switch (id) {
+        case OPT_QUIET:
+            *quiet = true;
+            break;
+        case OPT_JSON:
+            *json = true;
+            break;
+        case OPT_OFFLINE:
+            so->offline = 1;
+            break;
+        case OPT_SHA256:
+            fo->sha256 = v;
+            break;
+        case OPT_NAME:
+            fo->name = v;
+            break;
+        case OPT_CACHE_DIR:
+            so->cache_dir = v;
+            break;
+        case OPT_ATTEMPTS:
+            if (!cli_opt_int("pull", a->name, v, 1, 100, &n))
                 return CLI_EXIT_USAGE;
-            so.max_attempts = (unsigned)n;
-        } else if (strcmp(a, "--connect-timeout") == 0) {
-            if (!opt_ms(a, argv[++i], &so.connect_timeout_ms))
+            so->max_attempts = (unsigned)n;
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            if (!opt_ms(a->name, v, &so->connect_timeout_ms))
                 return CLI_EXIT_USAGE;
-        } else if (strcmp(a, "--stall-timeout") == 0) {
-            unsigned ms;
-            if (!opt_ms(a, argv[++i], &ms))
+            break;
+        case OPT_STALL_TIMEOUT:
+            if (!opt_ms(a->name, v, &ms))
                 return CLI_EXIT_USAGE;
-            so.stall_timeout_s = ms < 1000 ? 1 : ms / 1000;
-        } else if (strcmp(a, "--lock-timeout") == 0) {
-            if (!opt_ms(a, argv[++i], &so.lock_wait_timeout_ms))
+            so->stall_timeout_s = ms < 1000 ? 1 : ms / 1000;
+            break;
+        default: /* OPT_LOCK_TIMEOUT */
+            if (!opt_ms(a->name, v, &so->lock_wait_timeout_ms))
                 return CLI_EXIT_USAGE;
-        } else {
-            return cli_usage("pull", "unknown option '%s'", a);
+            break;
         }
     }
-    if (n_sources == 0 && !fo.name && !fo.sha256)
+    if (id < 0)
+        return a->status;
+    if (a->n_operands > 64)
+        return cli_usage("pull", "at most 64 sources");
+    if (a->n_operands == 0 && !fo->name && !fo->sha256)
         return cli_usage("pull", "no SOURCE given");
+    return -1;
+}
+
+int cmd_pull(int argc, char **argv)
+{
+    struct memfit_store_options so = memfit_store_options_default();
+    struct memfit_fetch_options fo = {0};
+    bool quiet = false, json = false;
+    struct cli_args a;
+    int rc = parse(argc, argv, &so, &fo, &quiet, &json, &a);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    const char *const *sources = (const char *const *)a.operands;
+    size_t n_sources = (size_t)a.n_operands;
 
     memfit_store *store;
     enum memfit_status st = memfit_store_open(&so, &store);
@@ -154,13 +194,19 @@ int cmd_pull(int argc, char **argv)
     char label[300];
     progress_label(fo.name ? fo.name : n_sources ? sources[0] : NULL, label, sizeof(label));
     bar.label = label;
-    char *path = NULL;
-    st = memfit_store_fetch(store, sources, n_sources, &fo, &path);
+    struct memfit_fetch_result r;
+    st = memfit_store_fetch_detailed(store, sources, n_sources, &fo, &r);
     cli_fetch_done(&bar);
     memfit_store_close(store);
     if (st != MEMFIT_OK)
         return cli_fail_status(st);
-    printf("%s\n", path);
-    memfit_free(path);
-    return CLI_EXIT_OK;
+    if (json)
+        rc = cli_json_print("pull",
+                            json_pack("{s:s?, s:s, s:I, s:s, s:s?, s:b}", "name", fo.name, "digest",
+                                      r.digest, "size_bytes", (json_int_t)r.size_bytes, "path",
+                                      r.path, "source", r.source, "from_cache", r.from_cache));
+    else
+        printf("%s\n", r.path);
+    memfit_fetch_result_clear(&r);
+    return rc;
 }

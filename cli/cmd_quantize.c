@@ -3,15 +3,17 @@
  * the summary around memfit_quantize_file (src/models/quantize.c), which
  * does the conversion and picks each tensor's type.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "fetch_common.h"
 
 const char cmd_quantize_help[] =
     "Usage: memfit quantize IN OUT --type TYPE [--keep PATTERN]... [--threads N]\n"
-    "                       [--double-quant] [--force] [--quiet]\n"
+    "                       [--double-quant] [--force] [--quiet] [--json]\n"
     "\n"
     "Rewrites a model file (.gguf, .safetensors or .pth with F32/F16/BF16 tensors;\n"
     "quantized GGUF tensors are dequantized, then requantized) with its weights\n"
@@ -38,6 +40,12 @@ const char cmd_quantize_help[] =
     "  --force           overwrite an existing OUT (never the input)\n"
     "  -q, --quiet       no progress (a live bar on a terminal; otherwise a line\n"
     "                    every 5 s, MEMFIT_PROGRESS_INTERVAL, and one at the end)\n"
+    "  --json            print one JSON object instead of the summary\n"
+    "                    (docs/quantization.md): {\"input\", \"output\", \"format\",\n"
+    "                    \"in_file_bytes\", \"out_file_bytes\", \"in_tensor_bytes\",\n"
+    "                    \"out_tensor_bytes\", \"seconds\", \"threads\", \"n_tensors\",\n"
+    "                    \"tensors_by_type\": {TYPE: N}, \"tensors\": [{\"name\", \"from\",\n"
+    "                    \"to\", \"why\"}]}\n"
     "  -h, --help\n";
 /* The display: a bar on a terminal, else a plain line every 5 s
  * (MEMFIT_PROGRESS_INTERVAL) and one at the end. */
@@ -76,6 +84,72 @@ static void show_progress(const struct memfit_quantize_progress *p, void *user)
     d->last_ns = now;
 }
 
+/* The output types of the tensors (at most 64) and how many tensors each; returns how many types.
+ */
+static size_t count_types(const struct memfit_quantize_report *r, enum memfit_type seen[64],
+                          size_t counts[64])
+{
+    size_t n_seen = 0;
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        size_t k = 0;
+        while (k < n_seen && seen[k] != r->tensors[i].to)
+            k++;
+        if (k == n_seen && n_seen < 64) {
+            seen[n_seen] = r->tensors[i].to;
+            counts[n_seen++] = 0;
+        }
+        if (k < n_seen)
+            counts[k]++;
+    }
+    return n_seen;
+}
+
+static const char *type_name(enum memfit_type type)
+{
+    const struct memfit_type_info *info = memfit_type_get_info(type);
+    return info ? info->name : "?";
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The --json object (docs/quantization.md). */
+static json_t *report_json(const char *in, const char *out, const struct memfit_quantize_report *r)
+{
+    static const char *const why_key[MEMFIT_QUANTIZE_REASON_COUNT] = {
+        [MEMFIT_QUANTIZE_REASON_TARGET] = "target",
+        [MEMFIT_QUANTIZE_REASON_SMALL] = "small",
+        [MEMFIT_QUANTIZE_REASON_KEEP] = "keep",
+        [MEMFIT_QUANTIZE_REASON_BLOCK] = "block",
+        [MEMFIT_QUANTIZE_REASON_COPY] = "copy",
+        [MEMFIT_QUANTIZE_REASON_MORE_BITS] = "more_bits",
+    };
+    enum memfit_type seen[64];
+    size_t counts[64], n_seen = count_types(r, seen, counts);
+    json_t *by_type = json_object(), *tensors = json_array();
+    for (size_t k = 0; k < n_seen; k++)
+        json_object_set_new(by_type, type_name(seen[k]), json_integer((json_int_t)counts[k]));
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const struct memfit_quantize_tensor *t = &r->tensors[i];
+        const char *why = (unsigned)t->why < MEMFIT_QUANTIZE_REASON_COUNT && why_key[t->why]
+                              ? why_key[t->why]
+                              : "?";
+        json_array_append_new(tensors,
+                              json_pack("{s:s, s:s, s:s, s:s}", "name", t->name, "from",
+                                        type_name(t->from), "to", type_name(t->to), "why", why));
+    }
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:o, s:o}", "input", in,
+                     "output", out, "format", memfit_format_name(r->format), "in_file_bytes",
+                     (json_int_t)file_size(in), "out_file_bytes", (json_int_t)file_size(out),
+                     "in_tensor_bytes", (json_int_t)r->in_bytes, "out_tensor_bytes",
+                     (json_int_t)r->out_bytes, "seconds", r->seconds, "threads",
+                     (json_int_t)r->n_threads, "n_tensors", (json_int_t)r->n_tensors,
+                     "tensors_by_type", by_type, "tensors", tensors);
+}
+
 static void print_summary(const char *out, const struct memfit_quantize_report *r)
 {
     static const char *const why_text[MEMFIT_QUANTIZE_REASON_COUNT] = {
@@ -90,22 +164,9 @@ static void print_summary(const char *out, const struct memfit_quantize_report *
     printf("%s: %zu tensors -> %s\n", out, r->n_tensors, memfit_format_name(r->format));
     /* Tensors per output type, then per reason. */
     enum memfit_type seen[64];
-    size_t counts[64], n_seen = 0;
-    for (size_t i = 0; i < r->n_tensors; i++) {
-        size_t k = 0;
-        while (k < n_seen && seen[k] != r->tensors[i].to)
-            k++;
-        if (k == n_seen && n_seen < 64) {
-            seen[n_seen] = r->tensors[i].to;
-            counts[n_seen++] = 0;
-        }
-        if (k < n_seen)
-            counts[k]++;
-    }
-    for (size_t k = 0; k < n_seen; k++) {
-        const struct memfit_type_info *info = memfit_type_get_info(seen[k]);
-        printf("  %-6s %zu tensors\n", info ? info->name : "?", counts[k]);
-    }
+    size_t counts[64], n_seen = count_types(r, seen, counts);
+    for (size_t k = 0; k < n_seen; k++)
+        printf("  %-6s %zu tensors\n", type_name(seen[k]), counts[k]);
     for (int why = MEMFIT_QUANTIZE_REASON_SMALL; why < MEMFIT_QUANTIZE_REASON_COUNT; why++) {
         size_t n = 0, shown = 0;
         for (size_t i = 0; i < r->n_tensors; i++)
@@ -133,57 +194,83 @@ static void print_summary(const char *out, const struct memfit_quantize_report *
                memfit_format_name(r->format));
 }
 
+enum {
+    OPT_QUIET = 'q',
+    OPT_TYPE = 1,
+    OPT_KEEP,
+    OPT_THREADS,
+    OPT_DOUBLE_QUANT,
+    OPT_FORCE,
+    OPT_JSON
+};
+
+static const struct cli_option options[] = {
+    {"quiet", 'q', CLI_ARG_NONE, OPT_QUIET},
+    {"type", 0, CLI_ARG_REQUIRED, OPT_TYPE},
+    {"keep", 0, CLI_ARG_REQUIRED, OPT_KEEP},
+    {"threads", 0, CLI_ARG_REQUIRED, OPT_THREADS},
+    {"double-quant", 0, CLI_ARG_NONE, OPT_DOUBLE_QUANT},
+    {"force", 0, CLI_ARG_NONE, OPT_FORCE},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {0},
+};
+
+/* Returns -1 to go on, else the exit code (after the help or a usage error). */
 static int parse_args(int argc, char **argv, const char **paths, const char **keep,
-                      struct memfit_quantize_options *o, bool *quiet)
+                      struct memfit_quantize_options *o, bool *quiet, bool *json)
 {
     bool have_type = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--type") == 0 || strcmp(a, "--keep") == 0 || strcmp(a, "--threads") == 0) {
-            if (++i >= argc)
-                return cli_usage("quantize", "%s needs a value", a);
-            if (strcmp(a, "--type") == 0) {
-                if (memfit_quantize_target_parse(argv[i], &o->target) != MEMFIT_OK)
-                    return cli_usage("quantize",
-                                     "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_k, "
-                                     "q6_k, q4_k_m, nf4)",
-                                     argv[i]);
-                have_type = true;
-            } else if (strcmp(a, "--keep") == 0) {
-                keep[o->n_keep++] = argv[i];
-            } else {
-                long long n;
-                if (!cli_opt_int("quantize", "--threads", argv[i], 1, 256, &n))
-                    return CLI_EXIT_USAGE;
-                o->n_threads = (unsigned)n;
-            }
-        } else if (strcmp(a, "--double-quant") == 0) {
+    struct cli_args a;
+    cli_args_init(&a, "quantize", cmd_quantize_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        long long n;
+        switch (id) {
+        case OPT_TYPE:
+            if (memfit_quantize_target_parse(a.value, &o->target) != MEMFIT_OK)
+                return cli_usage("quantize",
+                                 "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_k, "
+                                 "q6_k, q4_k_m, nf4)",
+                                 a.value);
+            have_type = true;
+            break;
+        case OPT_KEEP:
+            keep[o->n_keep++] = a.value;
+            break;
+        case OPT_THREADS:
+            if (!cli_opt_int("quantize", a.name, a.value, 1, 256, &n))
+                return CLI_EXIT_USAGE;
+            o->n_threads = (unsigned)n;
+            break;
+        case OPT_DOUBLE_QUANT:
             o->double_quant = true;
-        } else if (strcmp(a, "--force") == 0) {
+            break;
+        case OPT_FORCE:
             o->overwrite = true;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            break;
+        case OPT_JSON:
+            *json = true;
+            break;
+        default: /* OPT_QUIET */
             *quiet = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("quantize", "unknown option '%s'", a);
-        } else if (!paths[0]) {
-            paths[0] = a;
-        } else if (!paths[1]) {
-            paths[1] = a;
-        } else {
-            return cli_usage("quantize", "unexpected argument '%s'", a);
+            break;
         }
     }
-    if (!paths[0] || !paths[1])
+    if (id < 0)
+        return a.status;
+    if (!cli_args_at_most(&a, 2))
+        return CLI_EXIT_USAGE;
+    if (a.n_operands < 2)
         return cli_usage("quantize", "needs IN and OUT");
+    paths[0] = a.operands[0];
+    paths[1] = a.operands[1];
     if (!have_type)
         return cli_usage("quantize", "needs --type");
-    return CLI_EXIT_OK;
+    return -1;
 }
 
 int cmd_quantize(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_quantize_help))
-        return CLI_EXIT_OK;
     struct memfit_quantize_options o;
     memfit_quantize_options_default(&o);
     const char *paths[2] = {NULL, NULL};
@@ -191,12 +278,13 @@ int cmd_quantize(int argc, char **argv)
     if (!keep)
         return cli_fail_status(MEMFIT_E_NOMEM);
     o.keep = keep;
-    bool quiet = false;
-    int rc = parse_args(argc, argv, paths, keep, &o, &quiet);
-    if (rc != CLI_EXIT_OK) {
+    bool quiet = false, json = false;
+    int rc = parse_args(argc, argv, paths, keep, &o, &quiet, &json);
+    if (rc >= 0) {
         memfit_free(keep);
         return rc;
     }
+    rc = CLI_EXIT_OK;
     struct display d = {.tty = cli_isatty(2),
                         .start_ns = memfit_now_ns(),
                         .interval_ns = cli_progress_interval_ns()};
@@ -213,7 +301,10 @@ int cmd_quantize(int argc, char **argv)
     if (d.tty && d.drawn)
         fputc('\n', stderr);
     if (st == MEMFIT_OK) {
-        print_summary(paths[1], &report);
+        if (json)
+            rc = cli_json_print("quantize", report_json(paths[0], paths[1], &report));
+        else
+            print_summary(paths[1], &report);
         memfit_quantize_report_free(&report);
     } else if (st == MEMFIT_E_INVALID) { /* an option that does not fit the output */
         rc = cli_usage("quantize", "%s", memfit_last_error());

@@ -263,56 +263,91 @@ static void print_human(const struct memfit_report *r)
     print_notes(r);
 }
 
+enum {
+    OPT_JSON = 1,
+    OPT_NO_GPU,
+    OPT_PID,
+    OPT_TOP,
+    OPT_ROOT,
+    OPT_WARN,
+    OPT_CRITICAL,
+    OPT_DANGER,
+    OPT_GPU_WARN,
+    OPT_GPU_CRITICAL,
+    OPT_GPU_DANGER,
+};
+
+static const struct cli_option options[] = {
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"no-gpu", 0, CLI_ARG_NONE, OPT_NO_GPU},
+    {"pid", 0, CLI_ARG_REQUIRED, OPT_PID},
+    {"top", 0, CLI_ARG_REQUIRED, OPT_TOP},
+    {"root", 0, CLI_ARG_REQUIRED, OPT_ROOT},
+    {"warn", 0, CLI_ARG_REQUIRED, OPT_WARN},
+    {"critical", 0, CLI_ARG_REQUIRED, OPT_CRITICAL},
+    {"danger-available", 0, CLI_ARG_REQUIRED, OPT_DANGER},
+    {"gpu-warn", 0, CLI_ARG_REQUIRED, OPT_GPU_WARN},
+    {"gpu-critical", 0, CLI_ARG_REQUIRED, OPT_GPU_CRITICAL},
+    {"gpu-danger", 0, CLI_ARG_REQUIRED, OPT_GPU_DANGER},
+    {0},
+};
+
 int cmd_report(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_report_help))
-        return CLI_EXIT_OK;
     struct memfit_report_options opts;
     memfit_report_options_default(&opts);
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        bool missing = false;
-        const char *v;
+    struct cli_args a;
+    cli_args_init(&a, "report", cmd_report_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        const char *v = a.value, *name = a.name;
         long long n;
-        if (strcmp(argv[i], "--json") == 0) {
+        bool ok = true;
+        switch (id) {
+        case OPT_JSON:
             json = true;
-        } else if (strcmp(argv[i], "--no-gpu") == 0) {
+            break;
+        case OPT_NO_GPU:
             opts.gpu = false;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--pid", &missing))) {
-            if (!cli_opt_int("report", "--pid", v, 1, INT32_MAX, &n))
-                return CLI_EXIT_USAGE;
-            opts.pid = (pid_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--top", &missing))) {
-            if (!cli_opt_int("report", "--top", v, 0, MEMFIT_REPORT_MAX_TOP, &n))
-                return CLI_EXIT_USAGE;
-            opts.top_n = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--root", &missing))) {
+            break;
+        case OPT_PID:
+            if ((ok = cli_opt_int("report", name, v, 1, INT32_MAX, &n)))
+                opts.pid = (pid_t)n;
+            break;
+        case OPT_TOP:
+            if ((ok = cli_opt_int("report", name, v, 0, MEMFIT_REPORT_MAX_TOP, &n)))
+                opts.top_n = (unsigned)n;
+            break;
+        case OPT_ROOT:
             opts.root = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--warn", &missing))) {
-            if (!cli_opt_percent("report", "--warn", v, &opts.warning_percent))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--critical", &missing))) {
-            if (!cli_opt_percent("report", "--critical", v, &opts.critical_percent))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--danger-available", &missing))) {
-            if (!cli_opt_size("report", "--danger-available", v, &opts.danger_available_bytes))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-warn", &missing))) {
-            if (!cli_opt_percent("report", "--gpu-warn", v, &opts.gpu_thresholds.warning_percent))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-critical", &missing))) {
-            if (!cli_opt_percent("report", "--gpu-critical", v,
-                                 &opts.gpu_thresholds.critical_percent))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--gpu-danger", &missing))) {
-            if (!cli_opt_percent("report", "--gpu-danger", v, &opts.gpu_thresholds.danger_percent))
-                return CLI_EXIT_USAGE;
-        } else if (missing) {
-            return cli_usage("report", "%s needs a value", argv[i]);
-        } else {
-            return cli_usage("report", "unknown argument '%s'", argv[i]);
+            break;
+        case OPT_WARN:
+            ok = cli_opt_percent("report", name, v, &opts.warning_percent);
+            break;
+        case OPT_CRITICAL:
+            ok = cli_opt_percent("report", name, v, &opts.critical_percent);
+            break;
+        case OPT_DANGER:
+            ok = cli_opt_size("report", name, v, &opts.danger_available_bytes);
+            break;
+        case OPT_GPU_WARN:
+            ok = cli_opt_percent("report", name, v, &opts.gpu_thresholds.warning_percent);
+            break;
+        case OPT_GPU_CRITICAL:
+            ok = cli_opt_percent("report", name, v, &opts.gpu_thresholds.critical_percent);
+            break;
+        default: /* OPT_GPU_DANGER */
+            ok = cli_opt_percent("report", name, v, &opts.gpu_thresholds.danger_percent);
+            break;
         }
+        if (!ok)
+            return CLI_EXIT_USAGE;
     }
+    if (id < 0)
+        return a.status;
+    if (!cli_args_at_most(&a, 0))
+        return CLI_EXIT_USAGE;
 
     static struct memfit_report report; /* ~40 KB: not on the stack */
     enum memfit_status st = memfit_report_collect(&opts, &report);

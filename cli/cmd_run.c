@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "embed_common.h"
 #include "engines_common.h"
+#include "llm_common.h"
 
 const char cmd_run_help[] =
     "Usage: memfit run MANIFEST MODEL INPUT... [options]\n"
@@ -27,7 +28,9 @@ const char cmd_run_help[] =
     "Options:\n"
     "  --budget SIZE    the memory budget (default: MEMFIT_MAX_MEMORY_MB, else the\n"
     "                   manifest's budget, else 80% of the cgroup limit or memory)\n"
-    "  --json           one JSON object per image (as memfit embed --json)\n"
+    "  --json           one JSON object per INPUT: an image's as memfit embed --json;\n"
+    "                   a prompt's as memfit generate --json, with \"input\" (the\n"
+    "                   prompt) in place of \"model\"\n"
     "  --output KIND    cls (default), mean, both or patches\n"
     "  --normalize      scale each embedding to unit L2 norm\n"
     "  --crop N         centre crop side (default 224; the shorter side is first\n"
@@ -47,54 +50,82 @@ struct run_opts {
     struct memfit_generate_params gen;
 };
 
+enum {
+    OPT_MAX_TOKENS = 'n',
+    OPT_JSON = 1,
+    OPT_NORMALIZE,
+    OPT_STATS,
+    OPT_BUDGET,
+    OPT_CROP,
+    OPT_OUTPUT,
+    OPT_TEMP,
+};
+
+static const struct cli_option options[] = {
+    {"max-tokens", 'n', CLI_ARG_REQUIRED, OPT_MAX_TOKENS},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"normalize", 0, CLI_ARG_NONE, OPT_NORMALIZE},
+    {"stats", 0, CLI_ARG_NONE, OPT_STATS},
+    {"budget", 0, CLI_ARG_REQUIRED, OPT_BUDGET},
+    {"crop", 0, CLI_ARG_REQUIRED, OPT_CROP},
+    {"output", 0, CLI_ARG_REQUIRED, OPT_OUTPUT},
+    {"temp", 0, CLI_ARG_REQUIRED, OPT_TEMP},
+    {0},
+};
+
+/* Returns -1 to go on, else the exit code (after the help or a usage error). */
 static int parse(int argc, char **argv, struct run_opts *o)
 {
-    int n_pos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        bool missing = false;
+    struct cli_args a;
+    cli_args_init(&a, "run", cmd_run_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        const char *v = a.value;
         long long n;
-        if (strcmp(a, "--json") == 0) {
+        bool ok = true;
+        switch (id) {
+        case OPT_JSON:
             o->json = true;
-        } else if (strcmp(a, "--normalize") == 0) {
+            break;
+        case OPT_NORMALIZE:
             o->embed.normalize = true;
-        } else if (strcmp(a, "--stats") == 0) {
+            break;
+        case OPT_STATS:
             o->stats = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
-            if (!cli_opt_size("run", "--budget", v, &o->budget))
-                return CLI_EXIT_USAGE;
+            break;
+        case OPT_BUDGET:
+            ok = cli_opt_size("run", a.name, v, &o->budget);
             o->budget_text = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--crop", &missing))) {
-            if (!cli_opt_int("run", "--crop", v, 14, 8192, &n))
-                return CLI_EXIT_USAGE;
-            o->embed.transform.crop = (uint32_t)n;
-            o->embed.transform.resize = (uint32_t)(((uint64_t)n * 256 + 112) / 224);
-        } else if ((v = cli_opt_value(argc, argv, &i, "--output", &missing))) {
-            if (!cli_opt_vit_output("run", v, &o->embed.output))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "-n", &missing)) ||
-                   (v = cli_opt_value(argc, argv, &i, "--max-tokens", &missing))) {
-            if (!cli_opt_int("run", "--max-tokens", v, 0, 1 << 24, &n))
-                return CLI_EXIT_USAGE;
-            o->gen.max_tokens = (uint32_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--temp", &missing))) {
-            if (!cli_opt_float("run", "--temp", v, 0, 100, &o->gen.sampling.temperature))
-                return CLI_EXIT_USAGE;
-        } else if (missing) {
-            return cli_usage("run", "%s needs a value", a);
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage("run", "unknown option '%s'", a);
-        } else if (n_pos == 0) {
-            o->manifest = a, n_pos++;
-        } else if (n_pos == 1) {
-            o->model = a, n_pos++;
-        } else {
-            o->inputs[o->n_inputs++] = argv[i];
+            break;
+        case OPT_CROP:
+            if ((ok = cli_opt_int("run", a.name, v, 14, 8192, &n))) {
+                o->embed.transform.crop = (uint32_t)n;
+                o->embed.transform.resize = (uint32_t)(((uint64_t)n * 256 + 112) / 224);
+            }
+            break;
+        case OPT_OUTPUT:
+            ok = cli_opt_vit_output("run", v, &o->embed.output);
+            break;
+        case OPT_MAX_TOKENS:
+            if ((ok = cli_opt_int("run", a.name, v, 0, 1 << 24, &n)))
+                o->gen.max_tokens = (uint32_t)n;
+            break;
+        default: /* OPT_TEMP */
+            ok = cli_opt_float("run", a.name, v, 0, 100, &o->gen.sampling.temperature);
+            break;
         }
+        if (!ok)
+            return CLI_EXIT_USAGE;
     }
-    if (!o->model || o->n_inputs == 0)
+    if (id < 0)
+        return a.status;
+    if (a.n_operands < 3)
         return cli_usage("run", "needs MANIFEST, MODEL and at least one INPUT");
-    return CLI_EXIT_OK;
+    o->manifest = a.operands[0];
+    o->model = a.operands[1];
+    o->inputs = a.operands + 2;
+    o->n_inputs = a.n_operands - 2;
+    return -1;
 }
 
 /* One image: decode, acquire, embed (the transform inside), release, print. */
@@ -132,7 +163,7 @@ static int embed_one(const struct run_opts *o, memfit_engines *e, memfit_engine_
     return rc;
 }
 
-/* One prompt: acquire, generate (printed as it comes), release. */
+/* One prompt: acquire, generate (printed as it comes, or with --json at the end), release. */
 static int generate_one(const struct run_opts *o, memfit_engines *e, memfit_engine_model *m,
                         const char *prompt)
 {
@@ -143,45 +174,47 @@ static int generate_one(const struct run_opts *o, memfit_engines *e, memfit_engi
     struct memfit_generation_request req = {
         .prompt = prompt, .prompt_len = strlen(prompt), .params = o->gen};
     memfit_engine_generation *gen = NULL;
+    struct cli_llm_text all = {0};
     enum memfit_status st = memfit_engine_generate_start(handle, &req, &gen, NULL);
     for (bool done = false; st == MEMFIT_OK && !done;) {
         const char *text;
         size_t len;
         st = memfit_engine_generate_next(gen, &text, &len, &done);
-        if (st == MEMFIT_OK && len) {
-            fwrite(text, 1, len, stdout);
-            fflush(stdout);
-        }
+        if (st == MEMFIT_OK && len && o->json)
+            cli_llm_collect(&all, text, len);
+        else if (st == MEMFIT_OK && len)
+            cli_llm_print(NULL, text, len);
     }
-    memfit_engine_generate_end(gen, NULL);
+    struct memfit_generate_result result = {0};
+    memfit_engine_generate_end(gen, &result);
     memfit_manager_release(handle);
+    if (st == MEMFIT_OK && all.failed)
+        st = memfit_fail(MEMFIT_E_NOMEM, "out of memory for the text");
     if (st != MEMFIT_OK)
-        return cli_fail("run: %s", memfit_last_error());
-    putchar('\n');
-    return CLI_EXIT_OK;
+        rc = cli_fail("run: %s", memfit_last_error());
+    else if (o->json)
+        rc = cli_json_print("run", cli_llm_result_json("input", prompt, &all, &result));
+    else
+        putchar('\n');
+    memfit_free(all.text);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_run_help))
-        return CLI_EXIT_OK;
     struct run_opts o = {.json = false};
     memfit_embed_params_default(&o.embed);
     o.embed.transform.crop = 224;
     o.embed.transform.resize = 256;
     memfit_sampling_default(&o.gen.sampling);
     o.gen.max_tokens = 256;
-    o.inputs = memfit_calloc((size_t)argc, sizeof(char *));
-    if (!o.inputs)
-        return cli_fail_status(MEMFIT_E_NOMEM);
     int rc = parse(argc, argv, &o);
-    memfit_engines *e = NULL;
-    if (rc == CLI_EXIT_OK)
-        rc = cli_open_manifest(o.manifest, o.budget, o.budget_text, &e);
-    if (rc != CLI_EXIT_OK) {
-        memfit_free(o.inputs);
+    if (rc >= 0)
         return rc;
-    }
+    memfit_engines *e = NULL;
+    rc = cli_open_manifest(o.manifest, o.budget, o.budget_text, &e);
+    if (rc != CLI_EXIT_OK)
+        return rc;
     cli_print_budget(e);
     memfit_engine_model *m = memfit_engines_find(e, o.model);
     unsigned ops = m ? memfit_engine_model_family(m)->ops : 0;
@@ -207,6 +240,5 @@ int cmd_run(int argc, char **argv)
                 memfit_format_size(u.size_bytes, b, sizeof(b)), (unsigned long long)u.n_refused);
     }
     memfit_engines_close(e);
-    memfit_free(o.inputs);
     return rc;
 }

@@ -119,89 +119,168 @@ static bool amg_float(const char *flag, const char *v, double min, double max, d
     return true;
 }
 
+enum {
+    OPT_JSON = 1,
+    OPT_STATS,
+    OPT_AUTO,
+    OPT_MULTIMASK,
+    OPT_SINGLE,
+    OPT_POINT,
+    OPT_BOX,
+    OPT_POINTS_PER_SIDE,
+    OPT_POINTS_PER_BATCH,
+    OPT_PRED_IOU_THRESH,
+    OPT_STABILITY_SCORE_THRESH,
+    OPT_STABILITY_SCORE_OFFSET,
+    OPT_BOX_NMS_THRESH,
+    OPT_CROP_N_LAYERS,
+    OPT_CROP_NMS_THRESH,
+    OPT_CROP_OVERLAP_RATIO,
+    OPT_CROP_N_POINTS_DOWNSCALE_FACTOR,
+    OPT_MIN_MASK_REGION_AREA,
+    OPT_OUTPUT_MODE,
+    OPT_OUT,
+    OPT_DUMP,
+    OPT_MANIFEST,
+    OPT_BUDGET,
+    OPT_THREADS,
+};
+
+static const struct cli_option options[] = {
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"stats", 0, CLI_ARG_NONE, OPT_STATS},
+    {"auto", 0, CLI_ARG_NONE, OPT_AUTO},
+    {"multimask", 0, CLI_ARG_NONE, OPT_MULTIMASK},
+    {"single", 0, CLI_ARG_NONE, OPT_SINGLE},
+    {"point", 0, CLI_ARG_REQUIRED, OPT_POINT},
+    {"box", 0, CLI_ARG_REQUIRED, OPT_BOX},
+    {"points-per-side", 0, CLI_ARG_REQUIRED, OPT_POINTS_PER_SIDE},
+    {"points-per-batch", 0, CLI_ARG_REQUIRED, OPT_POINTS_PER_BATCH},
+    {"pred-iou-thresh", 0, CLI_ARG_REQUIRED, OPT_PRED_IOU_THRESH},
+    {"stability-score-thresh", 0, CLI_ARG_REQUIRED, OPT_STABILITY_SCORE_THRESH},
+    {"stability-score-offset", 0, CLI_ARG_REQUIRED, OPT_STABILITY_SCORE_OFFSET},
+    {"box-nms-thresh", 0, CLI_ARG_REQUIRED, OPT_BOX_NMS_THRESH},
+    {"crop-n-layers", 0, CLI_ARG_REQUIRED, OPT_CROP_N_LAYERS},
+    {"crop-nms-thresh", 0, CLI_ARG_REQUIRED, OPT_CROP_NMS_THRESH},
+    {"crop-overlap-ratio", 0, CLI_ARG_REQUIRED, OPT_CROP_OVERLAP_RATIO},
+    {"crop-n-points-downscale-factor", 0, CLI_ARG_REQUIRED, OPT_CROP_N_POINTS_DOWNSCALE_FACTOR},
+    {"min-mask-region-area", 0, CLI_ARG_REQUIRED, OPT_MIN_MASK_REGION_AREA},
+    {"output-mode", 0, CLI_ARG_REQUIRED, OPT_OUTPUT_MODE},
+    {"out", 0, CLI_ARG_REQUIRED, OPT_OUT},
+    {"dump", 0, CLI_ARG_REQUIRED, OPT_DUMP},
+    {"manifest", 0, CLI_ARG_REQUIRED, OPT_MANIFEST},
+    {"budget", 0, CLI_ARG_REQUIRED, OPT_BUDGET},
+    {"threads", 0, CLI_ARG_REQUIRED, OPT_THREADS},
+    {0},
+};
+
+/* --point X,Y[,LABEL] */
+static int add_point(struct seg_opts *o, const char *v, size_t *n_points)
+{
+    double xyz[3] = {0, 0, 1};
+    int k = parse_numbers("--point", v, xyz, 2, 3);
+    if (k < 0)
+        return CLI_EXIT_USAGE;
+    if (k == 3 && xyz[2] != 0 && xyz[2] != 1)
+        return cli_usage("segment", "--point '%s': the label is 1 (foreground) or 0 (background)",
+                         v);
+    o->points[2 * *n_points] = (float)xyz[0];
+    o->points[2 * *n_points + 1] = (float)xyz[1];
+    o->labels[(*n_points)++] = (int32_t)xyz[2];
+    return CLI_EXIT_OK;
+}
+
+/* One option of the automatic mask generator (--points-per-side ... --min-mask-region-area). */
+static bool amg_option(int id, const char *f, const char *v, struct seg_opts *o)
+{
+    struct memfit_sam_amg_params *a = &o->p.amg;
+    long long n = 0;
+    switch (id) {
+    case OPT_POINTS_PER_SIDE:
+        if (!cli_opt_int("segment", f, v, 1, 1024, &n))
+            return false;
+        a->points_per_side = (uint32_t)n;
+        return true;
+    case OPT_POINTS_PER_BATCH:
+        if (strcmp(v, "auto") == 0) {
+            o->p.batch_auto = true;
+            return true;
+        }
+        if (!cli_opt_int("segment", f, v, 1, 1 << 20, &n))
+            return false;
+        a->points_per_batch = (uint32_t)n;
+        return true;
+    case OPT_PRED_IOU_THRESH:
+        return amg_float(f, v, -1e9, 1e9, &a->pred_iou_thresh);
+    case OPT_STABILITY_SCORE_THRESH:
+        return amg_float(f, v, -1e9, 1e9, &a->stability_score_thresh);
+    case OPT_STABILITY_SCORE_OFFSET:
+        return amg_float(f, v, -1e9, 1e9, &a->stability_score_offset);
+    case OPT_BOX_NMS_THRESH:
+        return amg_float(f, v, 0, 1, &a->box_nms_thresh);
+    case OPT_CROP_N_LAYERS:
+        if (!cli_opt_int("segment", f, v, 0, 8, &n))
+            return false;
+        a->crop_n_layers = (uint32_t)n;
+        return true;
+    case OPT_CROP_NMS_THRESH:
+        return amg_float(f, v, 0, 1, &a->crop_nms_thresh);
+    case OPT_CROP_OVERLAP_RATIO:
+        return amg_float(f, v, 0, 1, &a->crop_overlap_ratio);
+    case OPT_CROP_N_POINTS_DOWNSCALE_FACTOR:
+        if (!cli_opt_int("segment", f, v, 1, 1024, &n))
+            return false;
+        a->crop_n_points_downscale_factor = (uint32_t)n;
+        return true;
+    default: /* OPT_MIN_MASK_REGION_AREA */
+        if (!cli_opt_int("segment", f, v, 0, 1LL << 40, &n))
+            return false;
+        a->min_mask_region_area = (uint64_t)n;
+        return true;
+    }
+}
+
+/* Returns -1 to go on, else the exit code (after the help or a usage error). */
 static int parse_opts(int argc, char **argv, struct seg_opts *o)
 {
     memfit_segment_params_default(&o->p);
     o->p.multimask = false;
     size_t n_points = 0;
-    struct memfit_sam_amg_params *a = &o->p.amg;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v;
-        bool missing = false;
+    struct cli_args a;
+    cli_args_init(&a, "segment", cmd_segment_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        const char *f = a.name, *v = a.value;
         long long n;
-        if (strcmp(f, "--json") == 0) {
+        switch (id) {
+        case OPT_JSON:
             o->json = true;
-        } else if (strcmp(f, "--stats") == 0) {
+            break;
+        case OPT_STATS:
             o->stats = true;
-        } else if (strcmp(f, "--auto") == 0) {
+            break;
+        case OPT_AUTO:
             o->p.automatic = true;
-        } else if (strcmp(f, "--multimask") == 0 || strcmp(f, "--single") == 0) {
+            break;
+        case OPT_MULTIMASK:
+        case OPT_SINGLE:
             o->multimask_set = true;
-            o->multimask = strcmp(f, "--multimask") == 0;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--point", &missing))) {
-            double xyz[3] = {0, 0, 1};
-            int k = parse_numbers("--point", v, xyz, 2, 3);
-            if (k < 0)
+            o->multimask = id == OPT_MULTIMASK;
+            break;
+        case OPT_POINT:
+            if (add_point(o, v, &n_points) != CLI_EXIT_OK)
                 return CLI_EXIT_USAGE;
-            if (k == 3 && xyz[2] != 0 && xyz[2] != 1)
-                return cli_usage("segment",
-                                 "--point '%s': the label is 1 (foreground) or 0 "
-                                 "(background)",
-                                 v);
-            o->points[2 * n_points] = (float)xyz[0];
-            o->points[2 * n_points + 1] = (float)xyz[1];
-            o->labels[n_points++] = (int32_t)xyz[2];
-        } else if ((v = cli_opt_value(argc, argv, &i, "--box", &missing))) {
+            break;
+        case OPT_BOX: {
             double b[4];
             if (parse_numbers("--box", v, b, 4, 4) < 0)
                 return CLI_EXIT_USAGE;
             o->p.has_box = true;
             for (int k = 0; k < 4; k++)
                 o->p.box[k] = (float)b[k];
-        } else if ((v = cli_opt_value(argc, argv, &i, "--points-per-side", &missing))) {
-            if (!cli_opt_int("segment", f, v, 1, 1024, &n))
-                return CLI_EXIT_USAGE;
-            a->points_per_side = (uint32_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--points-per-batch", &missing))) {
-            if (strcmp(v, "auto") == 0) {
-                o->p.batch_auto = true;
-            } else {
-                if (!cli_opt_int("segment", f, v, 1, 1 << 20, &n))
-                    return CLI_EXIT_USAGE;
-                a->points_per_batch = (uint32_t)n;
-            }
-        } else if ((v = cli_opt_value(argc, argv, &i, "--pred-iou-thresh", &missing))) {
-            if (!amg_float(f, v, -1e9, 1e9, &a->pred_iou_thresh))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--stability-score-thresh", &missing))) {
-            if (!amg_float(f, v, -1e9, 1e9, &a->stability_score_thresh))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--stability-score-offset", &missing))) {
-            if (!amg_float(f, v, -1e9, 1e9, &a->stability_score_offset))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--box-nms-thresh", &missing))) {
-            if (!amg_float(f, v, 0, 1, &a->box_nms_thresh))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--crop-n-layers", &missing))) {
-            if (!cli_opt_int("segment", f, v, 0, 8, &n))
-                return CLI_EXIT_USAGE;
-            a->crop_n_layers = (uint32_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--crop-nms-thresh", &missing))) {
-            if (!amg_float(f, v, 0, 1, &a->crop_nms_thresh))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--crop-overlap-ratio", &missing))) {
-            if (!amg_float(f, v, 0, 1, &a->crop_overlap_ratio))
-                return CLI_EXIT_USAGE;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--crop-n-points-downscale-factor",
-                                      &missing))) {
-            if (!cli_opt_int("segment", f, v, 1, 1024, &n))
-                return CLI_EXIT_USAGE;
-            a->crop_n_points_downscale_factor = (uint32_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--min-mask-region-area", &missing))) {
-            if (!cli_opt_int("segment", f, v, 0, 1LL << 40, &n))
-                return CLI_EXIT_USAGE;
-            a->min_mask_region_area = (uint64_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--output-mode", &missing))) {
+            break;
+        }
+        case OPT_OUTPUT_MODE:
             if (strcmp(v, "binary_mask") == 0)
                 o->mode = OUT_BINARY;
             else if (strcmp(v, "uncompressed_rle") == 0)
@@ -213,35 +292,40 @@ static int parse_opts(int argc, char **argv, struct seg_opts *o)
                                  "--output-mode '%s': expected binary_mask, "
                                  "uncompressed_rle or coco_rle",
                                  v);
-        } else if ((v = cli_opt_value(argc, argv, &i, "--out", &missing))) {
+            break;
+        case OPT_OUT:
             o->out_dir = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--dump", &missing))) {
+            break;
+        case OPT_DUMP:
             o->dump_dir = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
+            break;
+        case OPT_MANIFEST:
             o->manifest = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
+            break;
+        case OPT_BUDGET:
             if (!cli_opt_size("segment", f, v, &o->budget))
                 return CLI_EXIT_USAGE;
             o->budget_text = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
+            break;
+        case OPT_THREADS:
             if (!cli_opt_int("segment", f, v, 0, 1024, &n))
                 return CLI_EXIT_USAGE;
             if (n > 0 && !o->n_options) {
                 snprintf(o->option_text, sizeof(o->option_text), "threads=%s", v);
                 o->options[o->n_options++] = o->option_text;
             }
-        } else if (missing) {
-            return cli_usage("segment", "%s needs a value", f);
-        } else if (f[0] == '-' && f[1]) {
-            return cli_usage("segment", "unknown option '%s'", f);
-        } else if (!o->model) {
-            o->model = f;
-        } else if (!o->image) {
-            o->image = f;
-        } else {
-            return cli_usage("segment", "one MODEL and one IMAGE (extra '%s')", f);
+            break;
+        default:
+            if (!amg_option(id, f, v, o))
+                return CLI_EXIT_USAGE;
         }
     }
+    if (id < 0)
+        return a.status;
+    if (a.n_operands > 2)
+        return cli_usage("segment", "one MODEL and one IMAGE (extra '%s')", a.operands[2]);
+    o->model = cli_args_operand(&a, 0);
+    o->image = cli_args_operand(&a, 1);
     if (!o->model || !o->image)
         return cli_usage("segment", "needs MODEL and IMAGE");
     o->p.n_points = n_points;
@@ -255,7 +339,7 @@ static int parse_opts(int argc, char **argv, struct seg_opts *o)
     o->p.multimask = o->multimask_set ? o->multimask : (n_points == 1 && !o->p.has_box);
     o->p.want_low_res = o->dump_dir != NULL;
     o->p.want_embedding = o->dump_dir != NULL;
-    return CLI_EXIT_OK;
+    return -1;
 }
 
 /* ---- Files ------------------------------------------------------------------------------ */
@@ -540,8 +624,6 @@ static void print_stats(memfit_engines *e, memfit_engine_model *m, memfit_handle
 
 int cmd_segment(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_segment_help))
-        return CLI_EXIT_OK;
     struct seg_opts o = {0};
     o.points = memfit_calloc((size_t)argc * 2 + 2, sizeof(float));
     o.labels = memfit_calloc((size_t)argc + 1, sizeof(int32_t));
@@ -551,6 +633,12 @@ int cmd_segment(int argc, char **argv)
         return cli_fail_status(MEMFIT_E_NOMEM);
     }
     int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) {
+        memfit_free(o.points);
+        memfit_free(o.labels);
+        return rc;
+    }
+    rc = CLI_EXIT_OK;
     struct memfit_image img = {0};
     struct memfit_image_limits limits = memfit_image_limits_default();
     if (rc == CLI_EXIT_OK && memfit_image_load(o.image, &limits, &img) != MEMFIT_OK)

@@ -198,10 +198,61 @@ static int listen_from_env(struct memfit_server_options *o)
     return CLI_EXIT_OK;
 }
 
+enum {
+    OPT_GPU = 1,
+    OPT_REQUIRE_KEY,
+    OPT_ALLOW_HOST,
+    OPT_ALLOW_ORIGIN,
+    OPT_HOST,
+    OPT_PORT,
+    OPT_GRPC_PORT,
+    OPT_GRPC_SOCKET,
+    OPT_MANIFEST,
+    OPT_BUDGET,
+    OPT_MAX_BODY,
+    OPT_MAX_HEADER,
+    OPT_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_REQUEST_TIMEOUT,
+    OPT_MAX_CLIENT_CONNECTIONS,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_QUEUE,
+    OPT_MAX_INPUTS,
+    OPT_MAX_PIXELS,
+    OPT_MAX_DECODE_TIME,
+    OPT_GRACE,
+    OPT_DRAIN_DELAY,
+};
+
+static const struct cli_option options[] = {
+    {"gpu", 0, CLI_ARG_NONE, OPT_GPU},
+    {"require-key", 0, CLI_ARG_NONE, OPT_REQUIRE_KEY},
+    {"allow-host", 0, CLI_ARG_REQUIRED, OPT_ALLOW_HOST},
+    {"allow-origin", 0, CLI_ARG_REQUIRED, OPT_ALLOW_ORIGIN},
+    {"host", 0, CLI_ARG_REQUIRED, OPT_HOST},
+    {"port", 0, CLI_ARG_REQUIRED, OPT_PORT},
+    {"grpc-port", 0, CLI_ARG_REQUIRED, OPT_GRPC_PORT},
+    {"grpc-socket", 0, CLI_ARG_REQUIRED, OPT_GRPC_SOCKET},
+    {"manifest", 0, CLI_ARG_REQUIRED, OPT_MANIFEST},
+    {"budget", 0, CLI_ARG_REQUIRED, OPT_BUDGET},
+    {"max-body", 0, CLI_ARG_REQUIRED, OPT_MAX_BODY},
+    {"max-header", 0, CLI_ARG_REQUIRED, OPT_MAX_HEADER},
+    {"timeout", 0, CLI_ARG_REQUIRED, OPT_TIMEOUT},
+    {"header-timeout", 0, CLI_ARG_REQUIRED, OPT_HEADER_TIMEOUT},
+    {"request-timeout", 0, CLI_ARG_REQUIRED, OPT_REQUEST_TIMEOUT},
+    {"max-client-connections", 0, CLI_ARG_REQUIRED, OPT_MAX_CLIENT_CONNECTIONS},
+    {"max-connections", 0, CLI_ARG_REQUIRED, OPT_MAX_CONNECTIONS},
+    {"max-queue", 0, CLI_ARG_REQUIRED, OPT_MAX_QUEUE},
+    {"max-inputs", 0, CLI_ARG_REQUIRED, OPT_MAX_INPUTS},
+    {"max-pixels", 0, CLI_ARG_REQUIRED, OPT_MAX_PIXELS},
+    {"max-decode-time", 0, CLI_ARG_REQUIRED, OPT_MAX_DECODE_TIME},
+    {"grace", 0, CLI_ARG_REQUIRED, OPT_GRACE},
+    {"drain-delay", 0, CLI_ARG_REQUIRED, OPT_DRAIN_DELAY},
+    {0},
+};
+
 int cmd_serve(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_serve_help))
-        return CLI_EXIT_OK;
     struct memfit_alloc_faults faults;
     int with_faults = fault_schedule(&faults);
     if (with_faults < 0)
@@ -233,82 +284,105 @@ int cmd_serve(int argc, char **argv)
     int grpc_port = -1;
     const char *grpc_socket = NULL;
     int rc = CLI_EXIT_USAGE;
-    for (int i = 1; i < argc; i++) {
-        bool missing = false;
-        const char *v;
+    struct cli_args a;
+    cli_args_init(&a, "serve", cmd_serve_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        const char *v = a.value, *name = a.name;
         long long n;
         uint64_t size, ns;
-        if (strcmp(argv[i], "--gpu") == 0) {
+        switch (id) {
+        case OPT_GPU:
             o.gpu = true;
-        } else if (strcmp(argv[i], "--require-key") == 0) {
+            break;
+        case OPT_REQUIRE_KEY:
             require_key = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--allow-host", &missing))) {
+            break;
+        case OPT_ALLOW_HOST:
             hosts[n_hosts++] = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--allow-origin", &missing))) {
+            break;
+        case OPT_ALLOW_ORIGIN:
             origins[n_origins++] = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--host", &missing))) {
+            break;
+        case OPT_HOST:
             o.host = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--port", &missing))) {
-            if (!cli_opt_int("serve", "--port", v, 0, 65535, &n))
+            break;
+        case OPT_PORT:
+            if (!cli_opt_int("serve", name, v, 0, 65535, &n))
                 goto out;
             o.port = (uint16_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--grpc-port", &missing))) {
-            if (!cli_opt_int("serve", "--grpc-port", v, 0, 65535, &n))
+            break;
+        case OPT_GRPC_PORT:
+            if (!cli_opt_int("serve", name, v, 0, 65535, &n))
                 goto out;
             grpc_port = (int)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--grpc-socket", &missing))) {
+            break;
+        case OPT_GRPC_SOCKET:
             grpc_socket = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--manifest", &missing))) {
+            break;
+        case OPT_MANIFEST:
             o.manifest_path = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--budget", &missing))) {
-            if (!cli_opt_size("serve", "--budget", v, &o.budget_bytes))
+            break;
+        case OPT_BUDGET:
+            if (!cli_opt_size("serve", name, v, &o.budget_bytes))
                 goto out;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-body", &missing))) {
-            if (!cli_opt_size("serve", "--max-body", v, &o.max_body_bytes))
+            break;
+        case OPT_MAX_BODY:
+            if (!cli_opt_size("serve", name, v, &o.max_body_bytes))
                 goto out;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-header", &missing))) {
-            if (!cli_opt_size("serve", "--max-header", v, &size))
+            break;
+        case OPT_MAX_HEADER:
+            if (!cli_opt_size("serve", name, v, &size))
                 goto out;
             if (size < 4096 || size > 16u * 1024 * 1024) {
                 cli_usage("serve", "--max-header: %s is outside 4KiB..16MiB", v);
                 goto out;
             }
             o.max_header_bytes = (size_t)size;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", &missing))) {
-            if (!cli_opt_duration("serve", "--timeout", v, &ns))
+            break;
+        case OPT_TIMEOUT:
+            if (!cli_opt_duration("serve", name, v, &ns))
                 goto out;
             o.connection_timeout_s =
                 (unsigned)(ns / 1000000000u) ? (unsigned)(ns / 1000000000u) : 1;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--header-timeout", &missing))) {
-            if (!cli_opt_int("serve", "--header-timeout", v, 1, 3600, &n))
+            break;
+        case OPT_HEADER_TIMEOUT:
+            if (!cli_opt_int("serve", name, v, 1, 3600, &n))
                 goto out;
             o.header_timeout_s = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--request-timeout", &missing))) {
-            if (!cli_opt_int("serve", "--request-timeout", v, 1, 86400, &n))
+            break;
+        case OPT_REQUEST_TIMEOUT:
+            if (!cli_opt_int("serve", name, v, 1, 86400, &n))
                 goto out;
             o.request_timeout_s = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-client-connections", &missing))) {
-            if (!cli_opt_int("serve", "--max-client-connections", v, 0, 1000000, &n))
+            break;
+        case OPT_MAX_CLIENT_CONNECTIONS:
+            if (!cli_opt_int("serve", name, v, 0, 1000000, &n))
                 goto out;
             o.max_client_connections = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-connections", &missing))) {
-            if (!cli_opt_int("serve", "--max-connections", v, 1, 100000, &n))
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (!cli_opt_int("serve", name, v, 1, 100000, &n))
                 goto out;
             o.max_connections = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-queue", &missing))) {
-            if (!cli_opt_int("serve", "--max-queue", v, 1, 1000000, &n))
+            break;
+        case OPT_MAX_QUEUE:
+            if (!cli_opt_int("serve", name, v, 1, 1000000, &n))
                 goto out;
             o.max_queue = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-inputs", &missing))) {
-            if (!cli_opt_int("serve", "--max-inputs", v, 1, 100000, &n))
+            break;
+        case OPT_MAX_INPUTS:
+            if (!cli_opt_int("serve", name, v, 1, 100000, &n))
                 goto out;
             o.max_inputs = (unsigned)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-pixels", &missing))) {
-            if (!cli_opt_int("serve", "--max-pixels", v, 1, 1000000000000LL, &n))
+            break;
+        case OPT_MAX_PIXELS:
+            if (!cli_opt_int("serve", name, v, 1, 1000000000000LL, &n))
                 goto out;
             o.max_request_pixels = (uint64_t)n;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--max-decode-time", &missing))) {
-            if (!cli_opt_duration("serve", "--max-decode-time", v, &ns))
+            break;
+        case OPT_MAX_DECODE_TIME:
+            if (!cli_opt_duration("serve", name, v, &ns))
                 goto out;
             if (ns / 1000000u > 3600000u) {
                 cli_usage("serve", "--max-decode-time: %s is more than an hour", v);
@@ -317,22 +391,23 @@ int cmd_serve(int argc, char **argv)
             o.max_decode_ms = (uint32_t)(ns / 1000000u);
             if (ns > 0 && o.max_decode_ms == 0)
                 o.max_decode_ms = 1;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--grace", &missing))) {
-            if (!cli_opt_duration("serve", "--grace", v, &grace_ns))
+            break;
+        case OPT_DRAIN_DELAY:
+            if (!cli_opt_duration("serve", name, v, &drain_ns))
                 goto out;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--drain-delay", &missing))) {
-            if (!cli_opt_duration("serve", "--drain-delay", v, &drain_ns))
+            break;
+        default: /* OPT_GRACE */
+            if (!cli_opt_duration("serve", name, v, &grace_ns))
                 goto out;
-        } else if (missing) {
-            cli_usage("serve", "%s needs a value", argv[i]);
-            goto out;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            cli_usage("serve", "unknown option '%s'", argv[i]);
-            goto out;
-        } else {
-            sources[n_sources++] = argv[i];
+            break;
         }
     }
+    if (id < 0) {
+        rc = a.status;
+        goto out;
+    }
+    for (int k = 0; k < a.n_operands; k++)
+        sources[n_sources++] = a.operands[k];
     if (o.request_timeout_s < o.header_timeout_s) {
         cli_usage("serve",
                   "--request-timeout %u is shorter than --header-timeout %u: the whole request "

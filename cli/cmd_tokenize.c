@@ -5,6 +5,7 @@
  * to text, and `--from-json` to turn a Hugging Face tokenizer.json into a
  * metadata-only GGUF that the rest of memfit reads like a model's.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,11 @@ const char cmd_tokenize_help[] =
     "\n"
     "Options:\n"
     "  --ids-only      print only the ids, space-separated, on one line\n"
-    "  --json          print {\"ids\": [...], \"pieces\": [...]} (--lines: one\n"
-    "                  object per line, with \"decoded\")\n"
+    "  --json          print {\"n_tokens\", \"ids\": [...], \"pieces\": [...]} (--lines:\n"
+    "                  one object per line, with \"decoded\" and \"round_trip\");\n"
+    "                  --decode: {\"n_tokens\", \"text\"}; --info: {\"kind\", \"model\",\n"
+    "                  \"pre\", \"n_vocab\", \"bos\", \"eos\", \"eot\", \"pad\", \"unk\",\n"
+    "                  \"add_bos\", \"add_eos\", \"chat_template\" (true/false)}\n"
     "  --no-special    plain text: add no BOS/EOS and read special-token text as text\n"
     "  --no-add        add no BOS/EOS (special-token text still parsed)\n"
     "  --file FILE     encode the contents of FILE instead of TEXT\n"
@@ -191,7 +195,7 @@ static int from_json(const char *json, const char *config, const char *out)
     return CLI_EXIT_OK;
 }
 
-static int decode_args(const memfit_tokenizer *tok, int n_text, char **text)
+static int decode_args(const memfit_tokenizer *tok, int n_text, char **text, bool json)
 {
     int32_t *ids = memfit_malloc(sizeof(*ids) * (size_t)(n_text > 0 ? n_text : 1));
     if (!ids)
@@ -223,21 +227,37 @@ static int decode_args(const memfit_tokenizer *tok, int n_text, char **text)
     memfit_free(ids);
     if (st != MEMFIT_OK)
         return cli_fail_status(st);
-    fwrite(out, 1, len, stdout);
-    putchar('\n');
+    int rc = CLI_EXIT_OK;
+    if (json) {
+        rc = cli_json_print("tokenize", json_pack("{s:I, s:o}", "n_tokens", (json_int_t)n, "text",
+                                                  cli_json_text(out, len)));
+    } else {
+        fwrite(out, 1, len, stdout);
+        putchar('\n');
+    }
     memfit_free(out);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
-static void print_info(const memfit_tokenizer *tok)
+static int print_info(const memfit_tokenizer *tok, bool json)
 {
     struct memfit_tokenizer_info in;
     memfit_tokenizer_get_info(tok, &in);
+    const char *kind = in.kind == MEMFIT_TOKENIZER_BPE ? "byte-level BPE" : "SentencePiece BPE";
+    if (json)
+        return cli_json_print(
+            "tokenize",
+            json_pack("{s:s, s:s?, s:s?, s:I, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:b}", "kind",
+                      kind, "model", in.model, "pre", in.pre, "n_vocab", (json_int_t)in.n_vocab,
+                      "bos", (int)in.bos, "eos", (int)in.eos, "eot", (int)in.eot, "pad",
+                      (int)in.pad, "unk", (int)in.unk, "add_bos", in.add_bos, "add_eos", in.add_eos,
+                      "chat_template", memfit_tokenizer_chat_template(tok) != NULL));
     printf("kind: %s\nmodel: %s\npre: %s\nn_vocab: %u\nbos: %d\neos: %d\neot: %d\npad: %d\n"
            "unk: %d\nadd_bos: %s\nadd_eos: %s\nchat_template: %s\n",
-           in.kind == MEMFIT_TOKENIZER_BPE ? "byte-level BPE" : "SentencePiece BPE", in.model,
-           in.pre, in.n_vocab, in.bos, in.eos, in.eot, in.pad, in.unk, in.add_bos ? "yes" : "no",
-           in.add_eos ? "yes" : "no", memfit_tokenizer_chat_template(tok) ? "yes" : "no");
+           kind, in.model, in.pre, in.n_vocab, in.bos, in.eos, in.eot, in.pad, in.unk,
+           in.add_bos ? "yes" : "no", in.add_eos ? "yes" : "no",
+           memfit_tokenizer_chat_template(tok) ? "yes" : "no");
+    return CLI_EXIT_OK;
 }
 
 static int run(const char *model, int n_text, char **text, const struct opts *o, const char *file,
@@ -254,9 +274,9 @@ static int run(const char *model, int n_text, char **text, const struct opts *o,
         return cli_fail_status(st);
     int rc = CLI_EXIT_OK;
     if (o->info) {
-        print_info(tok);
+        rc = print_info(tok, o->json);
     } else if (o->decode) {
-        rc = decode_args(tok, n_text, text);
+        rc = decode_args(tok, n_text, text, o->json);
     } else if (file || lines) {
         size_t len;
         char *buf = read_file(file ? file : lines, &len);
@@ -296,80 +316,103 @@ static int run(const char *model, int n_text, char **text, const struct opts *o,
     return rc;
 }
 
+enum {
+    OPT_IDS_ONLY = 1,
+    OPT_JSON,
+    OPT_NO_SPECIAL,
+    OPT_NO_ADD,
+    OPT_DECODE,
+    OPT_NUL,
+    OPT_INFO,
+    OPT_FILE,
+    OPT_LINES,
+    OPT_FROM_JSON,
+    OPT_CONFIG,
+    OPT_WRITE_GGUF,
+};
+
+static const struct cli_option options[] = {
+    {"ids-only", 0, CLI_ARG_NONE, OPT_IDS_ONLY},
+    {"json", 0, CLI_ARG_NONE, OPT_JSON},
+    {"no-special", 0, CLI_ARG_NONE, OPT_NO_SPECIAL},
+    {"no-add", 0, CLI_ARG_NONE, OPT_NO_ADD},
+    {"decode", 0, CLI_ARG_NONE, OPT_DECODE},
+    {"nul", 0, CLI_ARG_NONE, OPT_NUL},
+    {"info", 0, CLI_ARG_NONE, OPT_INFO},
+    {"file", 0, CLI_ARG_REQUIRED, OPT_FILE},
+    {"lines", 0, CLI_ARG_REQUIRED, OPT_LINES},
+    {"from-json", 0, CLI_ARG_REQUIRED, OPT_FROM_JSON},
+    {"config", 0, CLI_ARG_REQUIRED, OPT_CONFIG},
+    {"write-gguf", 0, CLI_ARG_REQUIRED, OPT_WRITE_GGUF},
+    {0},
+};
+
 int cmd_tokenize(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, cmd_tokenize_help))
-        return CLI_EXIT_OK;
     struct opts o = {.add = true, .parse = true};
-    const char *model = NULL, *file = NULL, *lines = NULL;
+    const char *file = NULL, *lines = NULL;
     const char *from_json_path = NULL, *config = NULL, *write_gguf = NULL;
-    char **text = memfit_calloc((size_t)argc, sizeof(*text));
-    if (!text)
-        return cli_fail_status(MEMFIT_E_NOMEM);
-    int n_text = 0, rc = CLI_EXIT_OK;
-    bool only_args = false;
-    for (int i = 1; i < argc; i++) {
-        bool missing = false;
-        const char *v;
-        if (only_args || argv[i][0] != '-' || argv[i][1] == '\0') {
-            if (!model && !from_json_path)
-                model = argv[i];
-            else
-                text[n_text++] = argv[i];
-        } else if (strcmp(argv[i], "--") == 0) {
-            only_args = true;
-        } else if (strcmp(argv[i], "--ids-only") == 0) {
+    struct cli_args a;
+    cli_args_init(&a, "tokenize", cmd_tokenize_help, argc, argv, 0, CLI_TABLES(options));
+    int id;
+    while ((id = cli_args_next(&a)) > 0) {
+        switch (id) {
+        case OPT_IDS_ONLY:
             o.ids_only = true;
-        } else if (strcmp(argv[i], "--json") == 0) {
+            break;
+        case OPT_JSON:
             o.json = true;
-        } else if (strcmp(argv[i], "--no-special") == 0) {
+            break;
+        case OPT_NO_SPECIAL:
             o.add = o.parse = false;
-        } else if (strcmp(argv[i], "--no-add") == 0) {
+            break;
+        case OPT_NO_ADD:
             o.add = false;
-        } else if (strcmp(argv[i], "--decode") == 0) {
+            break;
+        case OPT_DECODE:
             o.decode = true;
-        } else if (strcmp(argv[i], "--nul") == 0) {
+            break;
+        case OPT_NUL:
             o.nul = true;
-        } else if (strcmp(argv[i], "--info") == 0) {
+            break;
+        case OPT_INFO:
             o.info = true;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--file", &missing)) != NULL) {
-            file = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--lines", &missing)) != NULL) {
-            lines = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--from-json", &missing)) != NULL) {
-            from_json_path = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--config", &missing)) != NULL) {
-            config = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--write-gguf", &missing)) != NULL) {
-            write_gguf = v;
-        } else {
-            rc = cli_usage("tokenize", missing ? "%s needs a value" : "unknown option %s", argv[i]);
-            goto done;
-        }
-        if (missing) {
-            rc = cli_usage("tokenize", "%s needs a value", argv[i]);
-            goto done;
+            break;
+        case OPT_FILE:
+            file = a.value;
+            break;
+        case OPT_LINES:
+            lines = a.value;
+            break;
+        case OPT_FROM_JSON:
+            from_json_path = a.value;
+            break;
+        case OPT_CONFIG:
+            config = a.value;
+            break;
+        default: /* OPT_WRITE_GGUF */
+            write_gguf = a.value;
+            break;
         }
     }
+    if (id < 0)
+        return a.status;
     if (from_json_path || write_gguf) {
-        if (!from_json_path || !write_gguf || model || n_text)
-            rc = cli_usage("tokenize", "--from-json and --write-gguf go together, without a "
-                                       "model or text");
-        else
-            rc = from_json(from_json_path, config, write_gguf);
-        goto done;
+        if (!from_json_path || !write_gguf || a.n_operands)
+            return cli_usage("tokenize", "--from-json and --write-gguf go together, without a "
+                                         "model or text");
+        return from_json(from_json_path, config, write_gguf);
     }
+    const char *model = cli_args_operand(&a, 0);
+    char **text = a.n_operands ? a.operands + 1 : NULL;
+    int n_text = a.n_operands ? a.n_operands - 1 : 0;
     if (!model)
-        rc = cli_usage("tokenize", "a MODEL.gguf is needed");
-    else if (file && lines)
-        rc = cli_usage("tokenize", "--file and --lines exclude each other");
-    else if ((file || lines) && n_text)
-        rc = cli_usage("tokenize", "TEXT and --file/--lines exclude each other");
-    else if (!file && !lines && !n_text && !o.info)
-        rc = cli_usage("tokenize", "no TEXT to encode");
-    else
-        rc = run(model, n_text, text, &o, file, lines);
-done:
-    memfit_free(text);
-    return rc;
+        return cli_usage("tokenize", "a MODEL.gguf is needed");
+    if (file && lines)
+        return cli_usage("tokenize", "--file and --lines exclude each other");
+    if ((file || lines) && n_text)
+        return cli_usage("tokenize", "TEXT and --file/--lines exclude each other");
+    if (!file && !lines && !n_text && !o.info)
+        return cli_usage("tokenize", "no TEXT to encode");
+    return run(model, n_text, text, &o, file, lines);
 }

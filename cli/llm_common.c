@@ -2,6 +2,7 @@
  * Options, opening (through the engines and the manager) and statistics
  * shared by `memfit generate` and `memfit chat`.
  */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,81 +34,98 @@ static void model_option(struct cli_llm_opts *o, const char *flag, const char *v
     o->options[i] = o->option_text[i];
 }
 
-int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_llm_opts *o,
-                bool *taken)
+const struct cli_option cli_llm_options[] = {
+    {"max-tokens", 'n', CLI_ARG_REQUIRED, CLI_LLM_OPT_MAX_TOKENS},
+    {"ctx", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_CTX},
+    {"kv", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_KV},
+    {"batch", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_BATCH},
+    {"threads", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_THREADS},
+    {"temp", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_TEMP},
+    {"top-k", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_TOP_K},
+    {"top-p", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_TOP_P},
+    {"min-p", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_MIN_P},
+    {"repeat-penalty", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_REPEAT_PENALTY},
+    {"seed", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_SEED},
+    {"stop", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_STOP},
+    {"budget", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_BUDGET},
+    {"manifest", 0, CLI_ARG_REQUIRED, CLI_LLM_OPT_MANIFEST},
+    {"stats", 0, CLI_ARG_NONE, CLI_LLM_OPT_STATS},
+    {0},
+};
+
+int cli_llm_option(const char *command, const struct cli_args *a, int id, struct cli_llm_opts *o)
 {
-    const char *a = argv[*i];
-    *taken = true;
-    static const char *const with_value[] = {
-        "-n",     "--max-tokens", "--ctx",     "--kv",    "--batch",          "--threads",
-        "--temp", "--top-k",      "--top-p",   "--min-p", "--repeat-penalty", "--seed",
-        "--stop", "--budget",     "--manifest"};
-    bool known = false;
-    for (size_t k = 0; k < sizeof(with_value) / sizeof(*with_value); k++)
-        known = known || strcmp(a, with_value[k]) == 0;
-    if (strcmp(a, "--stats") == 0) {
-        o->stats = true;
-        return CLI_EXIT_OK;
-    }
-    if (!known) {
-        *taken = false;
-        return CLI_EXIT_OK;
-    }
-    if (*i + 1 >= argc)
-        return cli_usage(command, "%s needs a value", a);
-    const char *v = argv[++*i];
+    const char *flag = a->name, *v = a->value;
     long long n;
-    if (strcmp(a, "-n") == 0 || strcmp(a, "--max-tokens") == 0) {
-        if (!cli_opt_int(command, a, v, 0, 1 << 24, &n))
+    switch (id) {
+    case CLI_LLM_OPT_MAX_TOKENS:
+        if (!cli_opt_int(command, flag, v, 0, 1 << 24, &n))
             return CLI_EXIT_USAGE;
         o->max_tokens = (uint32_t)n;
-    } else if (strcmp(a, "--ctx") == 0 || strcmp(a, "--batch") == 0 ||
-               strcmp(a, "--threads") == 0) {
-        bool ctx = a[2] == 'c', batch = a[2] == 'b';
-        if (!cli_opt_int(command, a, v, ctx || batch ? 1 : 0,
-                         ctx     ? 1 << 24
-                         : batch ? 4096
-                                 : 1024,
+        break;
+    case CLI_LLM_OPT_CTX:
+    case CLI_LLM_OPT_BATCH:
+    case CLI_LLM_OPT_THREADS:
+        if (!cli_opt_int(command, flag, v, id == CLI_LLM_OPT_THREADS ? 0 : 1,
+                         id == CLI_LLM_OPT_CTX     ? 1 << 24
+                         : id == CLI_LLM_OPT_BATCH ? 4096
+                                                   : 1024,
                          &n))
             return CLI_EXIT_USAGE;
         if (n > 0) /* --threads 0: the default */
-            model_option(o, a, v);
-    } else if (strcmp(a, "--kv") == 0) {
+            model_option(o, flag, v);
+        break;
+    case CLI_LLM_OPT_KV:
         if (strcasecmp(v, "f16") != 0 && strcasecmp(v, "q8_0") != 0)
             return cli_usage(command, "--kv '%s': expected f16 or q8_0", v);
-        model_option(o, a, v);
-    } else if (strcmp(a, "--manifest") == 0) {
+        model_option(o, flag, v);
+        break;
+    case CLI_LLM_OPT_MANIFEST:
         o->manifest = v;
-    } else if (strcmp(a, "--temp") == 0) {
-        if (!cli_opt_float(command, a, v, 0, 100, &o->sampling.temperature))
+        break;
+    case CLI_LLM_OPT_TEMP:
+        if (!cli_opt_float(command, flag, v, 0, 100, &o->sampling.temperature))
             return CLI_EXIT_USAGE;
-    } else if (strcmp(a, "--top-k") == 0) {
-        if (!cli_opt_int(command, a, v, 0, 1 << 24, &n))
+        break;
+    case CLI_LLM_OPT_TOP_K:
+        if (!cli_opt_int(command, flag, v, 0, 1 << 24, &n))
             return CLI_EXIT_USAGE;
         o->sampling.top_k = (uint32_t)n;
-    } else if (strcmp(a, "--top-p") == 0) {
-        if (!cli_opt_float(command, a, v, 1e-6, 1, &o->sampling.top_p))
+        break;
+    case CLI_LLM_OPT_TOP_P:
+        if (!cli_opt_float(command, flag, v, 1e-6, 1, &o->sampling.top_p))
             return CLI_EXIT_USAGE;
-    } else if (strcmp(a, "--min-p") == 0) {
-        if (!cli_opt_float(command, a, v, 0, 1, &o->sampling.min_p))
+        break;
+    case CLI_LLM_OPT_MIN_P:
+        if (!cli_opt_float(command, flag, v, 0, 1, &o->sampling.min_p))
             return CLI_EXIT_USAGE;
-    } else if (strcmp(a, "--repeat-penalty") == 0) {
-        if (!cli_opt_float(command, a, v, 0.01, 10, &o->sampling.repeat_penalty))
+        break;
+    case CLI_LLM_OPT_REPEAT_PENALTY:
+        if (!cli_opt_float(command, flag, v, 0.01, 10, &o->sampling.repeat_penalty))
             return CLI_EXIT_USAGE;
-    } else if (strcmp(a, "--seed") == 0) {
-        if (!cli_opt_int(command, a, v, 0, INT64_MAX, &n))
+        break;
+    case CLI_LLM_OPT_SEED:
+        if (!cli_opt_int(command, flag, v, 0, INT64_MAX, &n))
             return CLI_EXIT_USAGE;
         o->sampling.seed = (uint64_t)n;
-    } else if (strcmp(a, "--stop") == 0) {
+        break;
+    case CLI_LLM_OPT_STOP:
         if (o->n_stop == CLI_LLM_MAX_STOP)
             return cli_usage(command, "at most %d --stop strings", CLI_LLM_MAX_STOP);
         if (!v[0])
             return cli_usage(command, "--stop needs a non-empty TEXT");
         o->stop[o->n_stop++] = v;
-    } else if (strcmp(a, "--budget") == 0) {
-        if (!cli_opt_size(command, a, v, &o->budget_bytes))
+        break;
+    case CLI_LLM_OPT_BUDGET:
+        if (!cli_opt_size(command, flag, v, &o->budget_bytes))
             return CLI_EXIT_USAGE;
         o->budget_text = v;
+        break;
+    case CLI_LLM_OPT_STATS:
+        o->stats = true;
+        break;
+    default:
+        return cli_usage(command, "internal error: option %d", id);
     }
     return CLI_EXIT_OK;
 }
@@ -205,6 +223,45 @@ bool cli_llm_print(void *ctx, const char *text, size_t len)
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return !ferror(stdout);
+}
+
+bool cli_llm_collect(void *ctx, const char *text, size_t len)
+{
+    struct cli_llm_text *t = ctx;
+    if (!t->failed && t->len + len + 1 > t->cap) {
+        size_t cap = (t->len + len + 1) * 2;
+        char *grown = memfit_realloc(t->text, cap);
+        if (grown) {
+            t->text = grown;
+            t->cap = cap;
+        } else {
+            t->failed = true;
+        }
+    }
+    if (!t->failed) {
+        memcpy(t->text + t->len, text, len);
+        t->len += len;
+        t->text[t->len] = '\0';
+    }
+    return true;
+}
+
+static double per_second(uint32_t n, double seconds)
+{
+    return seconds > 0 ? n / seconds : 0.0;
+}
+
+json_t *cli_llm_result_json(const char *key, const char *value, const struct cli_llm_text *text,
+                            const struct memfit_generate_result *r)
+{
+    static const char *const finish[] = {"stop", "length", "cancelled"};
+    return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}, s:{s:f, s:f, s:f, s:f}}", key, value, "text",
+                     cli_json_text(text->text ? text->text : "", text->len), "finish_reason",
+                     (unsigned)r->finish < 3 ? finish[r->finish] : "?", "tokens", "prompt",
+                     (json_int_t)r->n_prompt, "generated", (json_int_t)r->n_generated, "timings",
+                     "prompt_s", r->prompt_seconds, "generate_s", r->generate_seconds,
+                     "prompt_tokens_per_s", per_second(r->n_prompt, r->prompt_seconds),
+                     "generate_tokens_per_s", per_second(r->n_generated, r->generate_seconds));
 }
 
 void cli_llm_stats(const struct memfit_generate_result *r)

@@ -32,13 +32,33 @@ struct cli_llm_opts {
 
 void cli_llm_opts_default(struct cli_llm_opts *o);
 
+/* The ids of cli_llm_options (a command's own ids stay below 1000: letters are ids too). */
+enum {
+    CLI_LLM_OPT_MAX_TOKENS = 1100,
+    CLI_LLM_OPT_CTX,
+    CLI_LLM_OPT_KV,
+    CLI_LLM_OPT_BATCH,
+    CLI_LLM_OPT_THREADS,
+    CLI_LLM_OPT_TEMP,
+    CLI_LLM_OPT_TOP_K,
+    CLI_LLM_OPT_TOP_P,
+    CLI_LLM_OPT_MIN_P,
+    CLI_LLM_OPT_REPEAT_PENALTY,
+    CLI_LLM_OPT_SEED,
+    CLI_LLM_OPT_STOP,
+    CLI_LLM_OPT_BUDGET,
+    CLI_LLM_OPT_MANIFEST,
+    CLI_LLM_OPT_STATS,
+};
+
+/* The model and sampling options of generate and chat: a fragment of their tables. */
+extern const struct cli_option cli_llm_options[];
+
 /*
- * Takes argv[*i] (and its value, advancing *i) when it is one of the common
- * options; *taken says whether it was. Returns CLI_EXIT_OK or
- * CLI_EXIT_USAGE (after printing why).
+ * Takes option `id` of cli_llm_options (its value in a->value) into *o.
+ * Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing why.
  */
-int cli_llm_opt(const char *command, int argc, char **argv, int *i, struct cli_llm_opts *o,
-                bool *taken);
+int cli_llm_option(const char *command, const struct cli_args *a, int id, struct cli_llm_opts *o);
 
 /* The option lines of the help texts. */
 #define CLI_LLM_OPTIONS_HELP                                                                       \
@@ -88,6 +108,25 @@ void cli_llm_close(struct cli_llm *m);
 
 /* Writes generated text to stdout as it comes (flushed). */
 bool cli_llm_print(void *ctx, const char *text, size_t len);
+
+/* Generated text kept whole (chat's history, generate --json). */
+struct cli_llm_text {
+    char *text; /* NUL-terminated; memfit_free it */
+    size_t len, cap;
+    bool failed; /* out of memory: the text is incomplete */
+};
+
+/* A memfit_llm_generate callback that appends to a struct cli_llm_text. */
+bool cli_llm_collect(void *ctx, const char *text, size_t len);
+
+/*
+ * The --json object of one generation (docs/llm.md): {KEY: value, "text",
+ * "finish_reason", "tokens": {"prompt", "generated"}, "timings": {...}};
+ * KEY is "model" for generate, "input" for run. NULL when out of memory.
+ */
+struct json_t *cli_llm_result_json(const char *key, const char *value,
+                                   const struct cli_llm_text *text,
+                                   const struct memfit_generate_result *r);
 
 /* The --stats line for one generation. */
 void cli_llm_stats(const struct memfit_generate_result *r);

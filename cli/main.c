@@ -34,6 +34,9 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-10s %s\n", c->name, c->summary);
     fputs("  help CMD   Show the help of a command\n"
           "\n"
+          "Options read the same way in every command: --name=VALUE or --name VALUE,\n"
+          "-n2 or -n 2, options before or after the operands (monitor's command starts\n"
+          "after --), and -- ends the options. Commands that print data have --json.\n"
           "Exit status: 0 success, 1 failure, 2 usage error (bad option or argument).\n"
           "Settings are read from flags, then MEMFIT_* environment variables (some\n"
           "older names are aliases, e.g. LOG_LEVEL), then a .env file in the\n"

@@ -216,24 +216,29 @@ int cli_server_failed(const char *command, const char *url, const struct cli_ans
     return rc;
 }
 
-int cli_server_option(const char *command, int argc, char **argv, int *i, struct cli_server_opts *o)
+const struct cli_option cli_server_options[] = {
+    {"url", 0, CLI_ARG_REQUIRED, CLI_SERVER_OPT_URL},
+    {"json", 0, CLI_ARG_NONE, CLI_SERVER_OPT_JSON},
+    {"timeout", 0, CLI_ARG_REQUIRED, CLI_SERVER_OPT_TIMEOUT},
+    {0},
+};
+
+int cli_server_option(const char *command, const struct cli_args *a, int id,
+                      struct cli_server_opts *o)
 {
-    bool missing = false;
-    const char *v;
-    if (strcmp(argv[*i], "--json") == 0) {
+    switch (id) {
+    case CLI_SERVER_OPT_URL:
+        o->url = a->value;
+        return CLI_EXIT_OK;
+    case CLI_SERVER_OPT_JSON:
         o->json = true;
-    } else if ((v = cli_opt_value(argc, argv, i, "--url", &missing))) {
-        o->url = v;
-    } else if ((v = cli_opt_value(argc, argv, i, "--timeout", &missing))) {
-        if (!cli_opt_duration(command, "--timeout", v, &o->timeout_ns))
-            return -1;
-    } else if (missing) {
-        cli_usage(command, "option '%s' needs a value", argv[*i]);
-        return -1;
-    } else {
-        return 0;
+        return CLI_EXIT_OK;
+    case CLI_SERVER_OPT_TIMEOUT:
+        return cli_opt_duration(command, a->name, a->value, &o->timeout_ns) ? CLI_EXIT_OK
+                                                                            : CLI_EXIT_USAGE;
+    default:
+        return cli_usage(command, "internal error: option %d", id);
     }
-    return 1;
 }
 
 /* PATH-safe copy of a model name: unreserved characters kept, the rest %XX. */
@@ -256,24 +261,20 @@ static char *escape_name(const char *name)
 int cli_model_control(const char *command, const char *action, const char *help, int argc,
                       char **argv)
 {
-    if (cli_wants_help(argc, argv, help))
-        return CLI_EXIT_OK;
-    const char *name = NULL;
     /* a load may download first */
     struct cli_server_opts o = {cli_server_default_url(), 600ull * 1000000000u, false};
-    for (int i = 1; i < argc; i++) {
-        int taken = cli_server_option(command, argc, argv, &i, &o);
-        if (taken < 0)
+    struct cli_args args;
+    cli_args_init(&args, command, help, argc, argv, 0, CLI_TABLES(cli_server_options));
+    int id;
+    while ((id = cli_args_next(&args)) > 0)
+        if (cli_server_option(command, &args, id, &o) != CLI_EXIT_OK)
             return CLI_EXIT_USAGE;
-        if (taken)
-            continue;
-        if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage(command, "unknown option '%s'", argv[i]);
-        else if (name)
-            return cli_usage(command, "one model at a time ('%s' and '%s')", name, argv[i]);
-        else
-            name = argv[i];
-    }
+    if (id < 0)
+        return args.status;
+    if (args.n_operands > 1)
+        return cli_usage(command, "one model at a time ('%s' and '%s')", args.operands[0],
+                         args.operands[1]);
+    const char *name = cli_args_operand(&args, 0);
     if (!name || !name[0])
         return cli_usage(command, "which model? (memfit ps lists them)");
     char *escaped = escape_name(name);

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h"
+
 struct cli_answer {
     int status;    /* the HTTP status */
     char *body;    /* NUL-terminated (chunked bodies decoded); memfit_free it */
@@ -45,12 +47,17 @@ struct cli_server_opts {
     "  --json               print the server's JSON\n"                                             \
     "  --timeout DURATION   give up after this long (default " default_timeout ")\n"
 
+/* The ids of cli_server_options (a command's own ids stay below 1000: letters are ids too). */
+enum { CLI_SERVER_OPT_URL = 1300, CLI_SERVER_OPT_JSON, CLI_SERVER_OPT_TIMEOUT };
+
+/* --url, --json, --timeout: a fragment of the tables of these commands. */
+extern const struct cli_option cli_server_options[];
+
 /*
- * Takes --url, --json or --timeout at argv[*i] into *o. Returns 1 when taken,
- * 0 when argv[*i] is something else (for the caller), or -1 after a usage
- * error was printed (a missing or bad value).
+ * Takes option `id` of cli_server_options (its value in a->value) into *o.
+ * Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing why.
  */
-int cli_server_option(const char *command, int argc, char **argv, int *i,
+int cli_server_option(const char *command, const struct cli_args *a, int id,
                       struct cli_server_opts *o);
 
 /*

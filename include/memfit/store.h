@@ -168,6 +168,30 @@ MEMFIT_API enum memfit_status memfit_store_fetch(memfit_store *store, const char
                                                  const struct memfit_fetch_options *opts,
                                                  char **out_path);
 
+/* What memfit_store_fetch_detailed() found; clear it with memfit_fetch_result_clear(). */
+struct memfit_fetch_result {
+    char *path;       /* the file in the cache */
+    char *source;     /* the source that gave it (redacted), NULL when found by name or digest */
+    int source_index; /* that source's index in `sources`, or -1 */
+    char digest[MEMFIT_SHA256_HEX_LEN + 1];
+    uint64_t size_bytes;
+    bool from_cache; /* nothing was downloaded: the file was in the cache already */
+};
+
+/*
+ * memfit_store_fetch() that also says what it found: the digest, the size,
+ * the source used and whether the file came from the cache. *out is written
+ * only on success. The same failures.
+ */
+MEMFIT_API enum memfit_status memfit_store_fetch_detailed(memfit_store *store,
+                                                          const char *const *sources,
+                                                          size_t n_sources,
+                                                          const struct memfit_fetch_options *opts,
+                                                          struct memfit_fetch_result *out);
+
+/* Frees what a memfit_fetch_result holds and zeroes it; accepts NULL. */
+MEMFIT_API void memfit_fetch_result_clear(struct memfit_fetch_result *r);
+
 /*
  * The size of a file without downloading it: a local file's size; the
  * cached copy's when the source was fetched before; otherwise HEAD, or a

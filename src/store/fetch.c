@@ -805,9 +805,10 @@ static void remove_unnamed_blob(memfit_store *s, const char *digest, enum memfit
     memfit_fail(st, "%s", message); /* the ref's error is the fetch's */
 }
 
-/* Looks in the cache; on a hit writes the digest and refreshes the refs' last use. */
+/* Looks in the cache; on a hit writes the digest (and *hit_source: the
+ * index of the source whose ref matched, or -1) and refreshes the refs' last use. */
 static bool lookup_cached(struct fetch *f, const char *name, const struct mf_source *srcs, size_t n,
-                          char *digest)
+                          char *digest, int *hit_source)
 {
     memfit_store *s = f->store;
     struct mf_ref ref = {0};
@@ -827,6 +828,7 @@ static bool lookup_cached(struct fetch *f, const char *name, const struct mf_sou
                 (!f->has_expected || strcmp(ref.digest, f->expected) == 0) &&
                 (srcs[i].kind != MF_SOURCE_FILE || local_unchanged(&srcs[i], &ref));
         hit_name = srcs[i].uri;
+        *hit_source = found ? (int)i : -1;
         if (!found)
             mf_ref_clear(&ref);
     }
@@ -867,7 +869,33 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
                                       size_t n_sources, const struct memfit_fetch_options *opts,
                                       char **out_path)
 {
-    if (!store || !out_path || (n_sources > 0 && !sources) || n_sources > 64)
+    if (!out_path)
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_store_fetch: bad arguments");
+    struct memfit_fetch_result r;
+    enum memfit_status st = memfit_store_fetch_detailed(store, sources, n_sources, opts, &r);
+    if (st != MEMFIT_OK)
+        return st;
+    *out_path = r.path;
+    r.path = NULL;
+    memfit_fetch_result_clear(&r);
+    return MEMFIT_OK;
+}
+
+void memfit_fetch_result_clear(struct memfit_fetch_result *r)
+{
+    if (!r)
+        return;
+    memfit_free(r->path);
+    memfit_free(r->source);
+    memset(r, 0, sizeof(*r));
+}
+
+enum memfit_status memfit_store_fetch_detailed(memfit_store *store, const char *const *sources,
+                                               size_t n_sources,
+                                               const struct memfit_fetch_options *opts,
+                                               struct memfit_fetch_result *out)
+{
+    if (!store || !out || (n_sources > 0 && !sources) || n_sources > 64)
         return memfit_fail(MEMFIT_E_MISUSE, "memfit_store_fetch: bad arguments");
     const char *name = opts && opts->name ? opts->name : NULL;
     struct fetch f = {.store = store, .opts = opts, .cancel = opts ? opts->cancel : NULL};
@@ -903,7 +931,9 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
     }
 
     char digest[MEMFIT_SHA256_HEX_LEN + 1] = {0};
-    if (lookup_cached(&f, name, srcs, n_sources, digest))
+    int used = -1;          /* the source that gave the file */
+    bool from_cache = true; /* nothing downloaded */
+    if (lookup_cached(&f, name, srcs, n_sources, digest, &used))
         goto found;
     if (store->opts.offline) {
         char shown[300];
@@ -922,9 +952,10 @@ enum memfit_status memfit_store_fetch(memfit_store *store, const char *const *so
     st = MEMFIT_E_NOT_FOUND;
     for (size_t i = 0; i < n_sources; i++) {
         struct download d = {0};
-        bool from_cache = false;
+        from_cache = false;
         st = fetch_source(&f, &srcs[i], &d, &from_cache);
         if (st == MEMFIT_OK) {
+            used = (int)i;
             memcpy(digest, d.digest, sizeof(digest));
             char etag[256];
             snprintf(etag, sizeof(etag), "%s", d.etag);
@@ -954,11 +985,23 @@ found:
         mf_store_gc(store, store->opts.max_cache_bytes, digest, false, NULL) != MEMFIT_OK)
         memfit_log(MEMFIT_LOG_WARN, "cache size limit: %s", memfit_last_error());
     char *path = mf_blob_path(store, digest);
-    if (!path) {
+    char *source = used >= 0 ? memfit_strdup(srcs[used].display) : NULL;
+    uint64_t size = 0;
+    if (!path || (used >= 0 && !source)) {
+        memfit_free(path);
+        memfit_free(source);
         st = MEMFIT_E_NOMEM;
         goto done;
     }
-    *out_path = path;
+    mf_blob_exists(store, digest, &size);
+    *out = (struct memfit_fetch_result){
+        .path = path,
+        .source = source,
+        .source_index = used,
+        .size_bytes = size,
+        .from_cache = from_cache,
+    };
+    memcpy(out->digest, digest, sizeof(out->digest));
     st = MEMFIT_OK;
 done:
     for (size_t i = 0; i < parsed; i++)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Grammar-constrained generation end to end (`memfit generate --json` and
+# Grammar-constrained generation end to end (`memfit generate --json-object` and
 # `--json-schema`, src/models/grammar*.c) on the tiny random-weight Qwen2
 # fixture, whose unconstrained text is garbage: with 20 seeds each, every
-# output must parse with Python's json module (an object for --json) and
+# output must parse with Python's json module (an object for --json-object) and
 # validate against the schema (json_schema_check.py, an independent
 # validator for the subset); unsupported and wrong schemas are refused with
 # the keyword or place named; a token limit that comes first is reported.
@@ -30,11 +30,11 @@ gen_all() { # name, minimum complete, generate options...: outputs of 20 seeds i
 
 # Any JSON object: strings are unbounded, so a seed could in principle reach
 # the token limit (none does at present); every complete output must parse.
-check "json_object: 20 seeds generate, at least 18 to completion" gen_all obj 18 --json
+check "json_object: 20 seeds generate, at least 18 to completion" gen_all obj 18 --json-object
 check "json_object: every complete output is a JSON object" $PY "$CHECKER" "$TMP"/obj.*.json
 greedy_and_hot() {
-    "${GEN[@]}" --json --temp 0 >"$TMP/g.json" &&
-        "${GEN[@]}" --json --temp 2 --top-k 0 --top-p 1 --min-p 0 --seed 3 >"$TMP/h.json" &&
+    "${GEN[@]}" --json-object --temp 0 >"$TMP/g.json" &&
+        "${GEN[@]}" --json-object --temp 2 --top-k 0 --top-p 1 --min-p 0 --seed 3 >"$TMP/h.json" &&
         $PY "$CHECKER" "$TMP/g.json" "$TMP/h.json"
 }
 check "json_object, greedy and hot: still objects" greedy_and_hot
@@ -82,12 +82,12 @@ check "alternatives that start alike" refused 'can start like an earlier one' \
 check "not JSON" refused 'json schema: line 1' '{"type":'
 
 limited() {
-    "${GEN[@]}" --json -n 3 --seed 1 >"$TMP/lim.out" 2>"$TMP/lim.err" &&
+    "${GEN[@]}" --json-object -n 3 --seed 1 >"$TMP/lim.out" 2>"$TMP/lim.err" &&
         grep -q "token limit came before the JSON was complete" "$TMP/lim.err"
 }
 check "a token limit before the end is reported" limited
 both() {
-    "${GEN[@]}" --json --json-schema x >/dev/null 2>&1
+    "${GEN[@]}" --json-object --json-schema x >/dev/null 2>&1
     [[ $? -eq 2 ]]
 }
 check "--json with --json-schema is a usage error" both
