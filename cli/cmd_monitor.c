@@ -280,55 +280,54 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
     int c;
     long long n;
     while ((c = cli_args_next(&a)) > 0) {
-        const char *optarg = a.value;
+        const char *arg = a.value;
         switch (c) {
         case OPT_INTERVAL:
-            if (!cli_opt_duration("monitor", "--interval", optarg, &o->interval_ns))
+            if (!cli_opt_duration("monitor", "--interval", arg, &o->interval_ns))
                 return CLI_EXIT_USAGE;
             if (o->interval_ns < 1000000u)
-                return cli_usage("monitor", "--interval: '%s' is below 1ms", optarg);
+                return cli_usage("monitor", "--interval: '%s' is below 1ms", arg);
             break;
         case OPT_DURATION:
-            if (!cli_opt_duration("monitor", "--duration", optarg, &o->duration_ns))
+            if (!cli_opt_duration("monitor", "--duration", arg, &o->duration_ns))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_PID:
-            if (!cli_opt_int("monitor", "--pid", optarg, 1, 0x7fffffff, &n))
+            if (!cli_opt_int("monitor", "--pid", arg, 1, 0x7fffffff, &n))
                 return CLI_EXIT_USAGE;
             o->pid = (pid_t)n;
             break;
         case OPT_LOG:
-            o->log_path = optarg;
+            o->log_path = arg;
             break;
         case OPT_QUIET:
             o->quiet = true;
             break;
         case OPT_WARN:
-            if (!cli_opt_percent("monitor", "--warn", optarg, &o->thresholds.warning_percent))
+            if (!cli_opt_percent("monitor", "--warn", arg, &o->thresholds.warning_percent))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_CRITICAL:
-            if (!cli_opt_percent("monitor", "--critical", optarg, &o->thresholds.critical_percent))
+            if (!cli_opt_percent("monitor", "--critical", arg, &o->thresholds.critical_percent))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_DANGER:
-            if (!cli_opt_size("monitor", "--danger-available", optarg,
+            if (!cli_opt_size("monitor", "--danger-available", arg,
                               &o->thresholds.danger_available_bytes))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_HYST:
-            if (!cli_opt_percent("monitor", "--hysteresis", optarg,
-                                 &o->thresholds.hysteresis_percent))
+            if (!cli_opt_percent("monitor", "--hysteresis", arg, &o->thresholds.hysteresis_percent))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_ON_WARNING:
-            o->on_level[MEMFIT_LEVEL_WARNING] = optarg;
+            o->on_level[MEMFIT_LEVEL_WARNING] = arg;
             break;
         case OPT_ON_CRITICAL:
-            o->on_level[MEMFIT_LEVEL_CRITICAL] = optarg;
+            o->on_level[MEMFIT_LEVEL_CRITICAL] = arg;
             break;
         case OPT_ON_DANGER:
-            o->on_level[MEMFIT_LEVEL_DANGER] = optarg;
+            o->on_level[MEMFIT_LEVEL_DANGER] = arg;
             break;
         case OPT_NO_GPU:
             o->gpu = false;
@@ -336,12 +335,12 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
         case OPT_SIGNAL:
             if (o->n_signals == MAX_SIGNALS)
                 return cli_usage("monitor", "--signal: at most %d", MAX_SIGNALS);
-            if (!parse_level_signal(optarg, &o->signals[o->n_signals]))
+            if (!parse_level_signal(arg, &o->signals[o->n_signals]))
                 return CLI_EXIT_USAGE;
             o->n_signals++;
             break;
         case OPT_REPEAT:
-            if (!cli_opt_duration("monitor", "--repeat", optarg, &o->repeat_ns))
+            if (!cli_opt_duration("monitor", "--repeat", arg, &o->repeat_ns))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_CHANNEL:
@@ -351,38 +350,36 @@ static int parse_args(int argc, char **argv, struct monitor_opts *o)
             o->channel = 0;
             break;
         case OPT_CHANNEL_DIR:
-            if (!optarg[0])
+            if (!arg[0])
                 return cli_usage("monitor", "--channel-dir: empty path");
-            o->channel_dir = optarg;
+            o->channel_dir = arg;
             break;
         case OPT_STATUS_EVERY:
-            if (!cli_opt_duration("monitor", "--status-every", optarg, &o->status_every_ns))
+            if (!cli_opt_duration("monitor", "--status-every", arg, &o->status_every_ns))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_PLOT:
-            if (!optarg[0])
+            if (!arg[0])
                 return cli_usage("monitor", "--plot: empty path");
-            o->plot_path = optarg;
+            o->plot_path = arg;
             break;
         case OPT_PLOT_EVERY:
-            if (!cli_opt_duration("monitor", "--plot-every", optarg, &o->plot_every_ns))
+            if (!cli_opt_duration("monitor", "--plot-every", arg, &o->plot_every_ns))
                 return CLI_EXIT_USAGE;
             if (o->plot_every_ns < 100000000u)
-                return cli_usage("monitor", "--plot-every: '%s' is below 100ms", optarg);
+                return cli_usage("monitor", "--plot-every: '%s' is below 100ms", arg);
             break;
         case OPT_GPU_WARN:
-            if (!cli_opt_percent("monitor", "--gpu-warn", optarg,
-                                 &o->gpu_thresholds.warning_percent))
+            if (!cli_opt_percent("monitor", "--gpu-warn", arg, &o->gpu_thresholds.warning_percent))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_GPU_CRITICAL:
-            if (!cli_opt_percent("monitor", "--gpu-critical", optarg,
+            if (!cli_opt_percent("monitor", "--gpu-critical", arg,
                                  &o->gpu_thresholds.critical_percent))
                 return CLI_EXIT_USAGE;
             break;
         default: /* OPT_GPU_DANGER */
-            if (!cli_opt_percent("monitor", "--gpu-danger", optarg,
-                                 &o->gpu_thresholds.danger_percent))
+            if (!cli_opt_percent("monitor", "--gpu-danger", arg, &o->gpu_thresholds.danger_percent))
                 return CLI_EXIT_USAGE;
             break;
         }
