@@ -144,8 +144,15 @@ struct memfit_fetch_options {
     const char *name;               /* also record the result under this ref name, or NULL */
     memfit_fetch_progress progress; /* or NULL */
     void *progress_user;
-    const int *cancel; /* or NULL; non-zero (read atomically) cancels, e.g. from a signal */
+    /* NULL, or read atomically while fetching: MEMFIT_FETCH_CANCEL (any
+     * non-zero value) cancels, keeping what was downloaded to resume it later
+     * (Ctrl-C of a pull); MEMFIT_FETCH_CANCEL_DISCARD cancels and deletes it
+     * (the model it was for is dropped). */
+    const int *cancel;
 };
+
+#define MEMFIT_FETCH_CANCEL         1
+#define MEMFIT_FETCH_CANCEL_DISCARD 2
 
 /*
  * Makes a local, verified copy of one file and returns its path in the

@@ -142,7 +142,7 @@ struct srv_model {
     bool from_manifest;
     bool dynamic;     /* added at run time (gRPC loadModel): a reload keeps it */
     bool kept;        /* reload scratch */
-    int fetch_cancel; /* non-zero: its download stops (the engine reads it while fetching) */
+    int fetch_cancel; /* MEMFIT_FETCH_CANCEL_DISCARD: dropped, its download stops and is deleted */
     struct srv_model *next;
 };
 

@@ -257,7 +257,7 @@ enum memfit_status mf_server_remove_model(memfit_server *srv, const char *name)
     struct srv_model *m = *link;
     if (m && m->dynamic) {
         *link = m->next;
-        __atomic_store_n(&m->fetch_cancel, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&m->fetch_cancel, MEMFIT_FETCH_CANCEL_DISCARD, __ATOMIC_RELAXED);
         m->next = srv->graveyard; /* the manager may unload it later through its config */
         srv->graveyard = m;
     }

@@ -760,8 +760,14 @@ static void download_cleanup(struct download *d)
     if (d->fd >= 0) {
         close(d->fd);
         /* A download that failed before its first byte (refused for space, say)
-         * leaves no empty partial file and no .meta behind (the lock is held). */
-        if (d->have == 0 && d->partial_path) {
+         * leaves no empty partial file and no .meta behind (the lock is held).
+         * Nor does one its caller cancelled with MEMFIT_FETCH_CANCEL_DISCARD:
+         * the model it was for has been dropped (ModelMesh's unloadModel
+         * after a cancelled loadModel). Any other failure or cancellation
+         * (Ctrl-C of a pull) keeps it: the next attempt resumes it. */
+        bool discard = d->f->cancel && __atomic_load_n(d->f->cancel, __ATOMIC_RELAXED) ==
+                                           MEMFIT_FETCH_CANCEL_DISCARD;
+        if ((d->have == 0 || discard) && d->partial_path) {
             unlink(d->partial_path);
             if (d->meta_name)
                 remove_meta(d);

@@ -13,8 +13,8 @@
 # room) followed by unloadModel leaves nothing (reservations back to the two
 # models, no entry); the LLM path (the tiny Qwen2 fixture: text in, text
 # out); a remote model whose download stalls half-way (a loopback server),
-# its loadModel cancelled mid-download then unloaded: no blob (only the
-# store's resumable partial), no cache lock held, nothing reserved; the gRPC and ModelMesh counters in /metrics;
+# its loadModel cancelled mid-download then unloaded: no blob, no partial
+# file, no cache lock held, nothing reserved; the gRPC and ModelMesh counters in /metrics;
 # everything unloads (budget at 0, RSS back) with zero OOM kills. Skipped without node and the npm packages (scripts/install-deps
 # --browser), libgrpc29, a memory cgroup, or in a sanitized build.
 source "$(dirname "$0")/lib.bash"
@@ -183,8 +183,8 @@ assert a == b, (a, b)' "$t" "$t2"
 check "qwen: unloadModel OK" [ -z "$(field "$(mm "$GRPC_B" unloadModel '{"modelId":"qwen"}')" error)" ]
 
 # ---- A remote model whose download stalls half-way: ModelMesh cancels the
-# load mid-download, then unloads it. Nothing stays but the store's
-# resumable partial: no blob, no cache lock held, nothing reserved.
+# load mid-download, then unloads it. Nothing stays: no blob, no partial
+# file, no cache lock held, nothing reserved.
 mkdir -p "$TMP/www"
 cp "$LLM" "$TMP/www/remote.gguf"
 "$PY" "$SRC/tests/integration/faulty_server.py" --root "$TMP/www" --log "$TMP/www.log" \
@@ -202,12 +202,10 @@ u=$(mm "$GRPC_B" unloadModel '{"modelId":"remote"}')
 check "remote: unloadModel after the cancel: OK" [ -z "$(field "$u" error)" ]
 echo "cache after the cancel:"
 find "$MEMFIT_CACHE_DIR" -type f 2>/dev/null | sed "s|$MEMFIT_CACHE_DIR/||"
-# The store keeps an interrupted download for resume (partial/<hash> and its
-# .meta): only that, smaller than the file, nothing in the blobs.
-check "remote: only the resumable partial of this download, no blob" bash -c "
-[ \$(find '$MEMFIT_CACHE_DIR' -type f ! -name '*.lock' ! -path '*/partial/*' -size +0 | wc -l) -eq 0 ] &&
-[ \$(find '$MEMFIT_CACHE_DIR/partial' -type f ! -name '*.lock' ! -name '*.meta' | wc -l) -le 1 ] &&
-! find '$MEMFIT_CACHE_DIR/partial' -type f -size +$(($(stat -c %s "$LLM") / 1024))k | grep -q ."
+# A cancelled download keeps nothing: no blob, no partial file, no .meta
+# (only lock files, which hold no data and no lock).
+check "remote: no file of the download is left in the cache" bash -c "
+[ \$(find '$MEMFIT_CACHE_DIR' -type f ! -name '*.lock' -size +0 | wc -l) -eq 0 ]"
 check "remote: no cache lock held" bash -c "
 for l in \$(find '$MEMFIT_CACHE_DIR' -name '*.lock' 2>/dev/null); do flock -n \"\$l\" true || exit 1; done"
 check "remote: nothing reserved for it" [ "$(reserved "$HTTP_B")" -eq "$before_b" ]
