@@ -10,6 +10,7 @@
  * missing, twice, or with control characters is an error, never a guess.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,8 +105,10 @@ bool mf_aws_parse_time(const char *text, size_t len, int64_t *out_s)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = s;
+    /* -1 is also 1969-12-31T23:59:59Z: only errno tells an overflow. */
+    errno = 0;
     time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    if (t == (time_t)-1 && errno)
         return false;
     *out_s = (int64_t)t - offset_s;
     return true;
