@@ -10,6 +10,7 @@
  * missing, twice, or with control characters is an error, never a guess.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,8 +105,10 @@ bool mf_aws_parse_time(const char *text, size_t len, int64_t *out_s)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = s;
+    /* -1 is also 1969-12-31T23:59:59Z: only errno tells an overflow. */
+    errno = 0;
     time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    if (t == (time_t)-1 && errno)
         return false;
     *out_s = (int64_t)t - offset_s;
     return true;
@@ -563,8 +566,7 @@ static bool valid_session_name(const char *s)
     return true;
 }
 
-/* The Code and Message of an STS error answer, for the failure message. */
-static void sts_error_text(const char *text, size_t len, char *buf, size_t size)
+void mf_aws_sts_error_text(const char *text, size_t len, char *buf, size_t size)
 {
     const char *cs, *ce, *ms, *me, *why;
     char code[64] = "", msg[200] = "";
@@ -602,7 +604,7 @@ static enum memfit_status web_identity_fetch(void *ctx, struct mf_aws_credential
     if (!form)
         st = MEMFIT_E_NOMEM;
     else
-        st = ask(w->endpoint, w->what, NULL, form, sts_error_text, mf_aws_parse_sts_xml, out,
+        st = ask(w->endpoint, w->what, NULL, form, mf_aws_sts_error_text, mf_aws_parse_sts_xml, out,
                  expires_s);
     if (st == MEMFIT_OK)
         memfit_log(MEMFIT_LOG_INFO,
@@ -699,8 +701,7 @@ struct container {
     char *what; /* "AWS credentials from the container endpoint URL (VAR)" */
 };
 
-/* The "code" and "message" of a JSON error answer. */
-static void container_error_text(const char *text, size_t len, char *buf, size_t size)
+void mf_aws_container_error_text(const char *text, size_t len, char *buf, size_t size)
 {
     buf[0] = '\0';
     json_t *root = json_loadb(text, len, 0, NULL);
@@ -736,8 +737,8 @@ static enum memfit_status container_fetch(void *ctx, struct mf_aws_credentials *
         if (!(auth = memfit_strdup(token)))
             return MEMFIT_E_NOMEM;
     }
-    st = ask(k->url, k->what, auth, NULL, container_error_text, mf_aws_parse_container_json, out,
-             expires_s);
+    st = ask(k->url, k->what, auth, NULL, mf_aws_container_error_text, mf_aws_parse_container_json,
+             out, expires_s);
     if (st == MEMFIT_OK && *expires_s == INT64_MAX)
         *expires_s = now_s() + NO_EXPIRY_REFETCH_S + MF_AWS_REFRESH_BEFORE_S;
     if (st == MEMFIT_OK)

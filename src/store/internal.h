@@ -213,6 +213,15 @@ enum memfit_status mf_aws_parse_container_json(const char *text, size_t len,
                                                struct mf_aws_credentials *out, int64_t *expires_s);
 
 /*
+ * What an error answer says, for the failure message: the Code and Message
+ * of an STS answer (XML), the "code" and "message" of a container
+ * endpoint's (JSON). Into buf (always NUL-terminated, truncated to size),
+ * with control characters turned into spaces; "" when it says nothing.
+ */
+void mf_aws_sts_error_text(const char *text, size_t len, char *buf, size_t size);
+void mf_aws_container_error_text(const char *text, size_t len, char *buf, size_t size);
+
+/*
  * True when a container credentials URL may be used: https to any host, or
  * http to a loopback address (127.0.0.0/8, ::1, localhost) or the ECS and
  * EKS agents (169.254.170.2, 169.254.170.23, fd00:ec2::23).

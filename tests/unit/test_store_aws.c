@@ -403,6 +403,9 @@ static void test_times(void **state)
     (void)state;
     int64_t t = 0;
     assert_true(mf_aws_parse_time("1970-01-01T00:00:00Z", 20, &t) && t == 0);
+    /* timegm's answer -1 is a time, not only its error (found by fuzz_aws). */
+    assert_true(mf_aws_parse_time("1969-12-31T23:59:59Z", 20, &t) && t == -1);
+    assert_true(mf_aws_parse_time("1970-01-01T01:00:00+01:00", 25, &t) && t == 0);
     assert_true(mf_aws_parse_time("2024-05-01T12:00:00.5Z", 22, &t) && t == 1714564800);
     assert_true(mf_aws_parse_time("2024-05-01T12:00:00-01:30", 25, &t) && t == 1714564800 + 5400);
     static const char *const bad[] = {"2024-05-01 12:00:00Z",
