@@ -112,7 +112,13 @@ static void test_cycles(void **state)
      * at either moment; growth with the cycles would be thousands. */
     assert_true(after.total_live_count <= before.total_live_count + 16);
     assert_true(after.total_live_bytes <= before.total_live_bytes + 64 * 1024);
+#ifdef MEMFIT_SANITIZED
+    /* ASan keeps freed memory in its quarantine (hundreds of MiB over 2000
+     * cycles): RSS says nothing here; the live allocations above still do. */
+    fprintf(stderr, "server: RSS not checked in a sanitized build\n");
+#else
     assert_true(rss_after <= rss_before + 4 * 1048576);
+#endif
     struct memfit_budget_usage u;
     memfit_budget_get_usage(memfit_manager_budget(memfit_server_manager(srv)), &u);
     assert_int_equal(u.reserved_bytes, 0);
