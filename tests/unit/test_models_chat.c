@@ -98,6 +98,7 @@ static void test_rendered_like_jinja(void **state)
 
         json_t *msgs = json_object_get(c, "messages");
         struct memfit_chat_message m[16];
+        memset(m, 0, sizeof(m));
         size_t n = json_array_size(msgs);
         assert_true(n <= 16);
         for (size_t k = 0; k < n; k++) {
@@ -128,15 +129,18 @@ static void test_errors(void **state)
 {
     (void)state;
     char *out = NULL;
-    struct memfit_chat_message tool[] = {{"user", "a"}, {"tool", "b"}};
+    struct memfit_chat_message tool[] = {{.role = "user", .content = "a"},
+                                         {.role = "tool", .content = "b"}};
     assert_int_equal(memfit_chat_render(MEMFIT_CHAT_CHATML, tool, 2, true, &out), MEMFIT_E_INVALID);
     assert_non_null(strstr(memfit_last_error(), "message 2: role \"tool\""));
-    struct memfit_chat_message twice[] = {{"system", "s"}, {"user", "a"}, {"user", "b"}};
+    struct memfit_chat_message twice[] = {{.role = "system", .content = "s"},
+                                          {.role = "user", .content = "a"},
+                                          {.role = "user", .content = "b"}};
     assert_int_equal(memfit_chat_render(MEMFIT_CHAT_LLAMA2, twice, 3, true, &out),
                      MEMFIT_E_INVALID);
     assert_non_null(
         strstr(memfit_last_error(), "message 3: user where the template needs assistant"));
-    struct memfit_chat_message null_content[] = {{"user", NULL}};
+    struct memfit_chat_message null_content[] = {{.role = "user", .content = NULL}};
     assert_int_equal(memfit_chat_render(MEMFIT_CHAT_LLAMA3, null_content, 1, true, &out),
                      MEMFIT_E_INVALID);
     assert_int_equal(memfit_chat_render((enum memfit_chat_template)5, tool, 1, true, &out),
@@ -153,13 +157,14 @@ static void test_errors(void **state)
 static void test_strip_odd_bytes(void **state)
 {
     (void)state;
-    struct memfit_chat_message m[] = {{"user", "\xe3\x80 x \xe3\x80\x80\x80"}};
+    struct memfit_chat_message m[] = {{.role = "user", .content = "\xe3\x80 x \xe3\x80\x80\x80"}};
     char *out = NULL;
     assert_int_equal(memfit_chat_render(MEMFIT_CHAT_LLAMA3, m, 1, false, &out), MEMFIT_OK);
     assert_string_equal(out, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
                              "\xe3\x80 x \xe3\x80\x80\x80<|eot_id|>");
     memfit_free(out);
-    struct memfit_chat_message n[] = {{"user", " \xe3\x80\x80x\xc2\xa0\xe2\x80\x80"}};
+    struct memfit_chat_message n[] = {
+        {.role = "user", .content = " \xe3\x80\x80x\xc2\xa0\xe2\x80\x80"}};
     assert_int_equal(memfit_chat_render(MEMFIT_CHAT_LLAMA2, n, 1, false, &out), MEMFIT_OK);
     assert_string_equal(out, "<s>[INST] x [/INST]");
     memfit_free(out);
@@ -173,7 +178,9 @@ struct render_ctx {
 static enum memfit_status render_op(void *p)
 {
     struct render_ctx *c = p;
-    struct memfit_chat_message m[] = {{"system", "s"}, {"user", "u"}, {"assistant", "a"}};
+    struct memfit_chat_message m[] = {{.role = "system", .content = "s"},
+                                      {.role = "user", .content = "u"},
+                                      {.role = "assistant", .content = "a"}};
     return memfit_chat_render(c->t, m, 3, true, &c->out);
 }
 
