@@ -393,7 +393,8 @@ static enum memfit_status prompt_tokens(const memfit_tokenizer *tok,
     bool recognised; /* an unknown template falls back to ChatML */
     memfit_chat_template_detect(memfit_tokenizer_chat_template(tok), &tmpl, &recognised);
     char *text = NULL;
-    enum memfit_status st = memfit_chat_render(tmpl, req->messages, req->n_messages, true, &text);
+    enum memfit_status st = memfit_chat_render_tools(tmpl, req->messages, req->n_messages,
+                                                     req->tools_json, true, &text);
     if (st == MEMFIT_OK)
         st = memfit_tokenizer_encode(tok, text, strlen(text), false, true, ids, n_ids);
     memfit_free(text);
