@@ -842,6 +842,15 @@ MEMFIT_API enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *
                                                   const struct memfit_llm_options *opts,
                                                   struct memfit_llm_plan *out);
 
+/* The plan for a group of n_sessions sessions (memfit_llm_group_create):
+ * kv_bytes is one session's cache (the group holds n_sessions of them),
+ * work_bytes the one workspace they share. E_RANGE for n_sessions outside
+ * 1..64, else as memfit_llm_plan_for. */
+MEMFIT_API enum memfit_status memfit_llm_plan_group(const struct memfit_llm_info *info,
+                                                    const struct memfit_llm_options *opts,
+                                                    uint32_t n_sessions,
+                                                    struct memfit_llm_plan *out);
+
 /* Opens the GGUF at `path` (mapped, never copied). Failures: those of
  * memfit_tensors_open and memfit_llm_detect, E_NOMEM. */
 MEMFIT_API enum memfit_status memfit_llm_open(const char *path, memfit_llm **out);
@@ -904,6 +913,45 @@ MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s,
  */
 MEMFIT_API enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
                                               size_t n, float *logits, bool all_logits);
+
+/*
+ * A group: n_sessions sessions of one model whose evaluations are batched
+ * (continuous batching). Each session has its own KV cache; the group has one
+ * workspace and one thread pool, laid out as memfit_llm_plan_group() reports.
+ * memfit_llm_eval() on a group's session may be called from several threads
+ * at once (one per session): the calls that are waiting when a forward starts
+ * go through it together, so a decoding step reads the weights once for all
+ * of them, and a prompt's chunk rides along with the others' tokens. A
+ * sequence's logits are those it would get alone. A forward waits briefly
+ * (a fraction of the last forward's time, at most 10 ms) for the tokens of
+ * joined sessions (memfit_llm_session_join) that have not yet asked, so that
+ * sequences generating in lockstep stay together; a session that leaves is
+ * never waited for. E_RANGE (as the plan), E_NOMEM.
+ */
+typedef struct memfit_llm_group memfit_llm_group;
+
+MEMFIT_API enum memfit_status memfit_llm_group_create(memfit_llm *model,
+                                                      const struct memfit_llm_options *opts,
+                                                      uint32_t n_sessions, memfit_llm_group **out);
+
+/* Frees the group and its sessions; no call may be running on them. NULL is a no-op. */
+MEMFIT_API void memfit_llm_group_free(memfit_llm_group *g);
+
+/* Session i (< n_sessions) of the group, owned by it (memfit_llm_session_free ignores it). */
+MEMFIT_API memfit_llm_session *memfit_llm_group_session(const memfit_llm_group *g, uint32_t i);
+
+/* Forwards run and the rows (tokens) they carried, since the group was created. */
+struct memfit_llm_group_stats {
+    uint64_t steps, rows;
+};
+
+MEMFIT_API void memfit_llm_group_get_stats(memfit_llm_group *g, struct memfit_llm_group_stats *out);
+
+/* A group's session starts (join) or stops (leave) generating: a forward waits
+ * briefly for the next token of joined sessions only. Thread-safe; no-ops on
+ * a session of its own. */
+MEMFIT_API void memfit_llm_session_join(memfit_llm_session *s);
+MEMFIT_API void memfit_llm_session_leave(memfit_llm_session *s);
 
 /* ---- Assembling a GGUF from a Hugging Face directory (src/models/llm_convert.c) */
 
