@@ -263,7 +263,10 @@ float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
 float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                       const void *act);
-/* The AVX-512BW NF4 row kernel (x86/nf4_avx512.c, -mavx512f -mavx512bw). */
+/* The AVX-512BW NF4 row kernel (x86/nf4_avx512.c, -mavx512f -mavx512bw), and its
+ * decoder of count double-quantized absmax values from block b0 (what
+ * mf_nf4_block_absmax gives, bit for bit). */
+void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
 float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                         const void *act);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract

@@ -316,6 +316,12 @@ void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float 
         memcpy(out, (const uint8_t *)m->absmax + b0 * sizeof(float), per_row * sizeof(float));
         return;
     }
+#if defined(__x86_64__)
+    if (mf_nf4_dot_kernel() == mf_avx512_nf4_dot) {
+        mf_avx512_nf4_absmax(m, b0, per_row, out);
+        return;
+    }
+#endif
     const uint8_t *q = m->absmax;
     /* A power of two (memfit_nf4_matrix_check): a shift, not a division, in this hot loop. */
     unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize);

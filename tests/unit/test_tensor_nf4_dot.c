@@ -229,6 +229,37 @@ static void test_matrices(void **state)
     check_matrix(11, 352, 32, false);   /* k not a multiple of the tile's 256 */
 }
 
+/* memfit_nf4_row_absmax (AVX-512's gather decoder where active) gives the floats of the
+ * one-block decoder, bit for bit, also where 16 blocks straddle nested blocks. */
+static void check_row_absmax(const struct memfit_nf4_matrix *m)
+{
+    uint64_t per_row = m->cols / m->blocksize;
+    float out[MEMFIT_NF4_MAX_COLS / 32];
+    for (uint64_t r = 0; r < m->rows; r++) {
+        memfit_nf4_row_absmax(m, r, out);
+        for (uint64_t i = 0; i < per_row; i++) {
+            float want = mf_nf4_block_absmax(m, r * per_row + i);
+            assert_memory_equal(&out[i], &want, sizeof(float));
+        }
+    }
+}
+
+static void test_row_absmax(void **state)
+{
+    (void)state;
+    struct mf_rng rng = {11};
+    struct nf4_fixture f;
+    make_matrix(&f, &rng, 40, 2048, 64, true); /* 32 blocks a row, nested blocks of 256 */
+    check_row_absmax(&f.m);
+    f.m.nested_blocksize = 8;     /* every 16 straddle (the nested array has nb / 256 + 1 */
+    f.m.nested_absmax = f.absmax; /* entries; the absmax array is long enough) */
+    check_row_absmax(&f.m);
+    free_matrix(&f);
+    make_matrix(&f, &rng, 9, 352, 32, true); /* 11 blocks a row: a tail */
+    check_row_absmax(&f.m);
+    free_matrix(&f);
+}
+
 static void test_check(void **state)
 {
     (void)state;
@@ -255,9 +286,8 @@ int main(void)
 {
     printf("isa: %s\n", memfit_tensor_isa());
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_levels),
-        cmocka_unit_test(test_simd_vs_scalar),
-        cmocka_unit_test(test_matrices),
+        cmocka_unit_test(test_levels),   cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_matrices), cmocka_unit_test(test_row_absmax),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
