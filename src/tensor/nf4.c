@@ -305,8 +305,8 @@ float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b)
     if (!m->double_quant)
         return load_f32(m->absmax, b);
     uint8_t q = ((const uint8_t *)m->absmax)[b];
-    return load_f32(m->nested_map, q) * load_f32(m->nested_absmax, b / m->nested_blocksize) +
-           m->offset;
+    unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize); /* a power of two */
+    return load_f32(m->nested_map, q) * load_f32(m->nested_absmax, b >> shift) + m->offset;
 }
 
 void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out)

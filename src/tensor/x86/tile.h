@@ -88,7 +88,8 @@ static inline void mf_q8_tile_block(const struct mf_q8_src *src, size_t rb, size
             const struct memfit_nf4_matrix *m = src->nf4;
             uint64_t e = (rb + i) * m->cols + k0 + b * MF_QK; /* the block's first element */
             q = mf_nf4_levels32(m->codes + e / 2);
-            d[i] = mf_nf4_block_absmax(m, e / m->blocksize) * (1.0f / 127.0f);
+            unsigned shift = (unsigned)__builtin_ctz(m->blocksize); /* a power of two */
+            d[i] = mf_nf4_block_absmax(m, e >> shift) * (1.0f / 127.0f);
         } else if (i < nr) {
             const uint8_t *row = src->w + (rb + i) * src->w_stride;
             if (src->type == MEMFIT_TYPE_Q4_0) {
