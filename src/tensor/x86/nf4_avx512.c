@@ -3,15 +3,17 @@
  * -mavx512bw and called only when CPUID reports both (mf_nf4_dot_kernel).
  *
  * 64 codes (32 bytes) per step: each byte is widened to a 16-bit lane, and
- * (c >> 4) | (c & 15) << 8 puts the pair back in element order (the first
- * element sits in the high nibble), so no cross-lane shuffle is needed. The
- * codes look up the 16 int8 levels with vpshufb (the table in every 128-bit
- * lane); the level's sign moves onto the activation (negated under the mask
- * of negative levels: AVX-512 has no vpsignb; Q8_0 never holds -128) and
- * maddubs multiplies it with |level|. The two 32-element halves are the two
- * Q8_0 activation blocks: lanes 0-7 and 8-15 of the int32 sums, scaled by
- * their own absmax * d. Each 32 elements' integer sum is exact, as in the
- * scalar reference; only the order of the float sums differs.
+ * (c >> 4 | c << 8) & 0x0f0f (one vpternlogd) puts the pair back in element
+ * order (the first element sits in the high nibble), so no cross-lane
+ * shuffle is needed. The codes look up |level| with vpshufb (the table in
+ * every 128-bit lane); codes 0-6 (the negative levels) negate the
+ * activation under a compare mask (AVX-512 has no vpsignb; Q8_0 never
+ * holds -128) and maddubs multiplies. The two 32-element halves are the
+ * two Q8_0 activation blocks: lanes 0-7 and 8-15 of the int32 sums, scaled
+ * by their own absmax * d. Each 32 elements' integer sum is exact, as in
+ * the scalar reference; only the order of the float sums differs. (Forming
+ * a row's absmax * d first, with gathers, and spreading it by permutes
+ * measured slower than the two broadcasts per step.)
  *
  * mf_avx512_nf4_absmax decodes double-quantized absmax 16 at a time (the
  * nested map looked up by a gather), the floats of the scalar decoder.
@@ -23,7 +25,7 @@
 #include "tensor/kernels.h"
 
 struct nf4_consts {
-    __m512i table, low4, ones, zero;
+    __m512i table, low4, ones, zero, seven;
 };
 
 /* 64 codes (32 bytes) against 64 activation quants a, the int32 sums of each half times
@@ -31,11 +33,13 @@ struct nf4_consts {
 static inline __m512 step64(const struct nf4_consts *k, __m256i c, __m512i a, __m512 s, __m512 acc)
 {
     __m512i w16 = _mm512_cvtepu8_epi16(c);
-    __m512i e = _mm512_or_si512(_mm512_srli_epi16(w16, 4),
-                                _mm512_slli_epi16(_mm512_and_si512(w16, k->low4), 8));
-    __m512i w = _mm512_shuffle_epi8(k->table, e);
-    __m512i sa = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), k->zero, a);
-    __m512i p32 = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w), sa), k->ones);
+    /* (w16 >> 4 | w16 << 8) & 0x0f0f: the high nibble in the low byte, the low in the high */
+    __m512i e = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w16, 4), _mm512_slli_epi16(w16, 8),
+                                          k->low4, 0xa8);
+    __m512i u = _mm512_shuffle_epi8(k->table, e); /* |level| */
+    /* codes 0-6 stand for negative levels */
+    __m512i sa = _mm512_mask_sub_epi8(a, _mm512_cmplt_epu8_mask(e, k->seven), k->zero, a);
+    __m512i p32 = _mm512_madd_epi16(_mm512_maddubs_epi16(u, sa), k->ones);
     return _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p32), acc);
 }
 
@@ -55,8 +59,9 @@ float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, uns
                         const void *act)
 {
     const struct mf_block_q8_0 *y = act;
-    struct nf4_consts k = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mf_nf4_q8)),
-                           _mm512_set1_epi16(0x0f), _mm512_set1_epi16(1), _mm512_setzero_si512()};
+    __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mf_nf4_q8));
+    struct nf4_consts k = {_mm512_abs_epi8(table), _mm512_set1_epi16(0x0f0f), _mm512_set1_epi16(1),
+                           _mm512_setzero_si512(), _mm512_set1_epi8(7)};
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t nb = n / MF_QK, j = 0;
     for (; j + 4 <= nb; j += 4) {
