@@ -24,7 +24,7 @@
 #include "tensor/kernels.h"
 #include "unit/tensor_testing.h"
 
-#define MAX_COLS 9
+#define MAX_COLS   9
 #define MAX_BLOCKS 64
 
 static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};

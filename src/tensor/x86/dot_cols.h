@@ -57,9 +57,8 @@ static inline __attribute__((always_inline)) __m256 col_block(__m256 acc, __m256
 }
 
 /* nc (a constant after inlining, 1..COLS_MAX) columns over nb blocks. */
-static inline __attribute__((always_inline)) void cols_pass(bool q4, size_t nb, const void *w,
-                                                            const void *const *a, size_t nc,
-                                                            float *out)
+static inline __attribute__((always_inline)) void
+cols_pass(bool q4, size_t nb, const void *w, const void *const *a, size_t nc, float *out)
 {
     __m256 acc0[COLS_MAX], acc1[COLS_MAX];
     for (size_t c = 0; c < nc; c++) {
@@ -86,9 +85,8 @@ static inline __attribute__((always_inline)) void cols_pass(bool q4, size_t nb, 
         out[c] = mf_hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
 }
 
-static inline __attribute__((always_inline)) void cols_all(bool q4, size_t n, const void *w,
-                                                           const void *const *a, size_t n_cols,
-                                                           float *out)
+static inline __attribute__((always_inline)) void
+cols_all(bool q4, size_t n, const void *w, const void *const *a, size_t n_cols, float *out)
 {
     size_t nb = n / MF_QK, c = 0;
     for (; c + COLS_MAX <= n_cols; c += COLS_MAX)
