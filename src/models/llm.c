@@ -377,6 +377,7 @@ static enum memfit_status get_mat(struct loader *ld, const char *name, uint64_t 
     out->type = t.type;
     out->dot_type = dot;
     out->dot = tr->vec_dot;
+    out->dot_cols = mf_type_dot_cols(t.type);
     out->data = t.data;
     out->row_bytes = (size_t)row_bytes;
     out->rows = (uint32_t)t.shape[0];

@@ -13,9 +13,10 @@
 
 /* A weight matrix used in place: `rows` rows of `cols` elements of `type`. */
 struct llm_mat {
-    enum memfit_type type;     /* MEMFIT_TYPE_NF4: bitsandbytes' layout, in `nf4` */
-    enum memfit_type dot_type; /* the activation row type of its dot product */
-    mf_vec_dot_fn dot;         /* the kernel in use (the traits' vec_dot); NULL for NF4 */
+    enum memfit_type type;       /* MEMFIT_TYPE_NF4: bitsandbytes' layout, in `nf4` */
+    enum memfit_type dot_type;   /* the activation row type of its dot product */
+    mf_vec_dot_fn dot;           /* the kernel in use (the traits' vec_dot); NULL for NF4 */
+    mf_vec_dot_cols_fn dot_cols; /* its multi-column kernel, or NULL: dot per column */
     const void *data;
     size_t row_bytes;
     uint32_t rows;

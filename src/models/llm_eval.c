@@ -453,10 +453,18 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
     const uint8_t *wd = w->data;
     size_t rb = w->row_bytes, n = w->cols;
     mf_vec_dot_fn dot = w->dot;
+    mf_vec_dot_cols_fn dot_cols = w->dot_cols;
+    float vs[LLM_MAX_SEQ];
     for (size_t r = r0; r < r1; r++) {
         float b = p->bias ? p->bias[r] : 0.0f;
+        /* Every dot row's value is what it would be alone (dot_cols' contract). */
+        if (dot_cols)
+            dot_cols(n, wd + r * rb, p->act, n_dot, vs);
+        else
+            for (uint32_t i = 0; i < n_dot; i++)
+                vs[i] = dot(n, wd + r * rb, p->act[i]);
         for (uint32_t i = 0; i < n_dot; i++) {
-            float v = dot(n, wd + r * rb, p->act[i]);
+            float v = vs[i];
             if (p->bias)
                 v += b;
             if (p->residual)

@@ -57,6 +57,30 @@ static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, con
         out[r] = t->vec_dot(n, (const uint8_t *)w + r * w_stride, a);
 }
 
+/*
+ * Multi-column dots (dot_cols.c, x86/dot_cols*.c): out[c] = the dot of the
+ * weight row w with activation row a[c] (rows of the type's vec_dot_type) for
+ * c < n_cols, each weight block loaded and unpacked once for all columns.
+ * What a column gets depends only on n, w and a[c]: never on n_cols, the other
+ * columns or the column's place (each column runs the same operations in the
+ * same order), so a sequence decoded beside others gets the logits it gets
+ * alone. Against vec_dot: the scalar kernels are bit-identical; the SIMD ones
+ * keep the SIMD vec_dot's tolerance (exact integer block sums, float sums in
+ * another order). n_cols may be 0.
+ */
+typedef void (*mf_vec_dot_cols_fn)(size_t n, const void *w, const void *const *a, size_t n_cols,
+                                   float *out);
+
+/* The multi-column kernel in use for a weight type, the scalar one, and the SIMD one
+ * whatever MEMFIT_NO_SIMD says; NULL where the type has none (then loop over vec_dot,
+ * which has the same column independence). */
+mf_vec_dot_cols_fn mf_type_dot_cols(enum memfit_type type);
+mf_vec_dot_cols_fn mf_type_dot_cols_scalar(enum memfit_type type);
+mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type);
+
+void mf_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols, float *out);
+void mf_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols, float *out);
+
 /* The traits in use (SIMD where detected and not disabled), NULL for a type without any. */
 const struct mf_type_traits *mf_type_traits(enum memfit_type type);
 
@@ -282,6 +306,16 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
  * activation to float rounding. */
 void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
                        size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+/* Multi-column Q4_0 and Q8_0 dots against Q8_0 (x86/dot_cols.c; x86/dot_cols_vnni.c with
+ * vpdpbusd, only after mf_tensor_vnni_active()): identical floats from both. */
+void mf_avx2_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                           float *out);
+void mf_avx2_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                           float *out);
+void mf_avxvnni_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                              float *out);
+void mf_avxvnni_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                              float *out);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):
  * nc <= MF_GEMM_AVX512_MR activations (rows of kc floats at x, stride xs)
  * against a k-major panel of 16 rows; same arithmetic as the AVX2 kernel. */

@@ -227,6 +227,46 @@ bool mf_tensor_avx512_active(void)
     return avx512_active;
 }
 
+/* The multi-column dots: scalar, AVX2, AVX-VNNI (in that order), by weight type. */
+static const struct {
+    enum memfit_type type;
+    mf_vec_dot_cols_fn fn[3];
+} cols_rows[] = {
+#if defined(__x86_64__)
+    {MEMFIT_TYPE_Q4_0, {mf_dot_cols_q4_0, mf_avx2_dot_cols_q4_0, mf_avxvnni_dot_cols_q4_0}},
+    {MEMFIT_TYPE_Q8_0, {mf_dot_cols_q8_0, mf_avx2_dot_cols_q8_0, mf_avxvnni_dot_cols_q8_0}},
+#else
+    {MEMFIT_TYPE_Q4_0, {mf_dot_cols_q4_0, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_0, {mf_dot_cols_q8_0, NULL, NULL}},
+#endif
+};
+
+/* Kernel `which` (0 scalar, 1 AVX2, 2 AVX-VNNI) for a type, NULL where it has none. */
+static mf_vec_dot_cols_fn dot_cols(enum memfit_type type, int which)
+{
+    for (size_t i = 0; i < sizeof(cols_rows) / sizeof(cols_rows[0]); i++)
+        if (cols_rows[i].type == type)
+            return cols_rows[i].fn[which];
+    return NULL;
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return dot_cols(type, vnni_active ? 2 : simd_active ? 1 : 0);
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols_scalar(enum memfit_type type)
+{
+    return dot_cols(type, 0);
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return simd_available ? dot_cols(type, 1) : NULL;
+}
+
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
 {
 #if defined(__x86_64__)
