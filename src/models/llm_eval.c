@@ -333,17 +333,16 @@ static void mm_part_rows(const struct mm_part *p, size_t n_cols, size_t r0, size
         return;
     }
     if (n_cols == 1 && p->act) {
+        /* The type's multi-row kernel where it has one (the activation prepared once per
+         * chunk), bit for bit what w->dot gives each row. */
+        const struct mf_type_traits *t = mf_type_traits(w->type);
         const uint8_t *wd = w->data;
-        size_t rb = w->row_bytes, n = w->cols;
-        mf_vec_dot_fn dot = w->dot;
-        for (size_t r = r0; r < r1; r++) {
-            float v = dot(n, wd + r * rb, p->act);
-            if (p->bias)
-                v += p->bias[r];
-            if (p->residual)
-                p->y[r] += v;
-            else
-                p->y[r] = v;
+        size_t rb = w->row_bytes;
+        float v[128];
+        for (size_t r = r0; r < r1; r += 128) {
+            size_t e = r + 128 < r1 ? r + 128 : r1;
+            mf_vec_dot_rows(t, w->cols, wd + r * rb, rb, p->act, v, e - r);
+            mm_store(p, r, e, v);
         }
         return;
     }
