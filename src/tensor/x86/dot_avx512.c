@@ -83,7 +83,8 @@ INLINE __m512 scales34(const uint8_t *x, bool partial, size_t avail)
 {
     const __m512i idx = _mm512_loadu_si512(idx34);
     __m512i h = _mm512_setzero_si512();
-    for (int w = 0; w < 4; w++) {
+    _Pragma("GCC unroll 4") for (int w = 0; w < 4; w++)
+    {
         size_t o = 136 * (size_t)w;
         __m512i p = _mm512_maskz_permutex2var_epi8(mask34[w], load64(x, o, partial, avail), idx,
                                                    load64(x, o + 64, partial, avail));
@@ -121,7 +122,8 @@ INLINE void act_load(const struct mf_block_q8_0 *y, bool partial, size_t n_blk, 
                      struct act_step *s)
 {
     const __m512i cv = _mm512_set1_epi8((char)c), zero = _mm512_setzero_si512();
-    for (int g = 0; g < 4; g++) {
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
         q8_group(y, g, partial, n_blk, &s->a0[g], &s->a1[g]);
         __m512i o = _mm512_dpbusd_epi32(zero, cv, s->a0[g]);
         o = _mm512_dpbusd_epi32(o, cv, s->a1[g]);
@@ -140,21 +142,40 @@ INLINE __m512i reduce4(const __m512i acc[4])
     return _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));
 }
 
+/* The 16 quant bytes of each of 4 consecutive Q4_0 blocks (72 bytes at x), one block per lane. */
+static const uint8_t idx_q4[64] = {2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
+                                   20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+                                   38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53,
+                                   56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71};
+
+/* Blocks 4g..4g+3 of a step: one 64-byte load, 8 more bytes and a vpermt2b; in the partial
+ * step block by block (the missing ones pointed at the last real one). */
+INLINE __m512i q4_0_group(const struct mf_block_q4_0 *x, int g, bool partial, size_t n_blk)
+{
+    if (!partial) {
+        const uint8_t *p = (const uint8_t *)(x + 4 * g);
+        __m512i tail = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(p + 64)));
+        return _mm512_permutex2var_epi8(_mm512_loadu_si512(p), _mm512_loadu_si512(idx_q4), tail);
+    }
+    __m512i z = _mm512_castsi128_si512(
+        _mm_loadu_si128((const __m128i *)x[blk(4 * (size_t)g, partial, n_blk)].qs));
+    z = _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)x[blk(4 * (size_t)g + 1, partial, n_blk)].qs), 1);
+    z = _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)x[blk(4 * (size_t)g + 2, partial, n_blk)].qs), 2);
+    return _mm512_inserti32x4(
+        z, _mm_loadu_si128((const __m128i *)x[blk(4 * (size_t)g + 3, partial, n_blk)].qs), 3);
+}
+
 /* One step of one Q4_0 row into its float lanes. */
 INLINE __m512 q4_0_step(const struct mf_block_q4_0 *x, const struct act_step *s, bool partial,
                         size_t n_blk, __m512 facc)
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512i acc[4];
-    for (int g = 0; g < 4; g++) {
-        const struct mf_block_q4_0 *b0 = x + blk(4 * (size_t)g, partial, n_blk),
-                                   *b1 = x + blk(4 * (size_t)g + 1, partial, n_blk),
-                                   *b2 = x + blk(4 * (size_t)g + 2, partial, n_blk),
-                                   *b3 = x + blk(4 * (size_t)g + 3, partial, n_blk);
-        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)b0->qs));
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)b1->qs), 1);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)b2->qs), 2);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)b3->qs), 3);
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
+        __m512i z = q4_0_group(x, g, partial, n_blk);
         __m512i lo = _mm512_and_si512(z, low4);
         __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
         acc[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s->off[g], lo, s->a0[g]), hi, s->a1[g]);
@@ -169,7 +190,8 @@ INLINE __m512 q8_0_step(const struct mf_block_q8_0 *x, const struct act_step *s,
 {
     const __m512i sign = _mm512_set1_epi8((char)0x80);
     __m512i acc[4];
-    for (int g = 0; g < 4; g++) {
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
         __m512i w0, w1;
         q8_group(x, g, partial, n_blk, &w0, &w1);
         w0 = _mm512_xor_si512(w0, sign); /* w + 128, unsigned */
