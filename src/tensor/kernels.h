@@ -214,20 +214,31 @@ enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct m
                                      void *work, size_t work_bytes);
 
 /*
- * NF4 rows against Q8_0 activations (nf4.c, x86/nf4.c): n codes (the first
- * element of a pair in the high nibble) that stand for mf_nf4_q8[code] (the
- * NF4 levels x 127, rounded), scales[j] the factor of elements 32j..32j+31
- * (absmax / 127). Sums each 32 in integers, then scales[j] * d_act * isum in
- * float; the AVX2 kernel only orders the float sums differently.
+ * NF4 rows against Q8_0 activations (nf4.c, x86/nf4.c, x86/nf4_avx512.c): n
+ * codes (the first element of a pair in the high nibble) that stand for
+ * mf_nf4_q8[code] (the NF4 levels x 127, rounded); elements 32j..32j+31
+ * have the absmax absmax[j >> shift] (blocks of 32 << shift elements).
+ * Sums each 32 in integers, then absmax * d_act * isum in float, and the
+ * total times 1/127; the SIMD kernels only order the float sums differently.
  */
-typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *scales,
+typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                                const void *act);
 extern const int8_t mf_nf4_q8[16];
-float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, const void *act);
-/* The NF4 kernel in use (AVX2 where active), and the AVX2 one whatever
- * MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C). */
+float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                        const void *act);
+/* The NF4 kernel in use (AVX-512BW, else AVX2, where active), the AVX2 one
+ * whatever MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C), and the
+ * AVX-512BW one whatever MEMFIT_NO_SIMD/MEMFIT_NO_AVX512 say (NULL without
+ * AVX-512F/BW). */
 mf_nf4_dot_fn mf_nf4_dot_kernel(void);
 mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void);
+mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void);
+/* The absmax of the matrix's block b (counted over the flat tensor), double
+ * quantization decoded. */
+float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b);
+/* memfit_nf4_matvec_rows with the given row kernel. */
+void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m,
+                             uint64_t row_begin, uint64_t row_end, const void *act, float *y);
 
 /* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
 
@@ -252,7 +263,14 @@ float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
-float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *scales, const void *act);
+float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                      const void *act);
+/* The AVX-512BW NF4 row kernel (x86/nf4_avx512.c, -mavx512f -mavx512bw), and its
+ * decoder of count double-quantized absmax values from block b0 (what
+ * mf_nf4_block_absmax gives, bit for bit). */
+void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
+float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                        const void *act);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
  * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,
@@ -260,7 +278,10 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
                   size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 /* Q8_0 or Q4_0 weights through the integer panel kernel (x86/gemm_q8.c),
  * activations quantized to Q8_0: for Q8_0 the result of mf_gemm_q8_0_scalar
- * to float rounding, for Q4_0 that of mf_dot_q4_0 per row and activation. */
+ * to float rounding, for Q4_0 that of mf_dot_q4_0 per row and activation.
+ * Type NF4: w is a checked const struct memfit_nf4_matrix * (w_stride
+ * unused, n its cols), the result that of mf_nf4_dot_scalar per row and
+ * activation to float rounding. */
 void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
                        size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 /* Q4_0 and Q8_0 rows against a Q8_0 activation with AVX-512 VNNI (x86/dot_avx512.c,

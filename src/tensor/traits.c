@@ -9,10 +9,11 @@
  * -mavx2 are never reached before that check. AVX-VNNI (vpdpbusd) is one
  * more check on top, for the Q8_0 integer tile (MEMFIT_NO_VNNI=1 turns it
  * off, so benchmarks can show the AVX2 figure on the same machine), and
- * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1).
- * With AVX-512 BW, VL, VNNI and VBMI as well (and MEMFIT_NO_AVX512 not 1)
- * the Q4_0 and Q8_0 dot products (x86/dot_avx512.c: one and several rows)
- * are laid over the x86 table: the decode path's matrix-vector kernels.
+ * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1);
+ * with AVX-512BW as well, the NF4 row kernel uses 512-bit vectors too.
+ * With AVX-512 BW, VL, VNNI and VBMI (and MEMFIT_NO_AVX512 not 1) the Q4_0
+ * and Q8_0 dot products (x86/dot_avx512.c: one and several rows) are laid
+ * over the x86 table: the decode path's matrix-vector kernels.
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -74,6 +75,7 @@ static bool simd_available;
 static bool simd_active;
 static bool vnni_active;
 static bool avx512_active;
+static bool avx512bw_available; /* AVX-512F and BW, whatever the environment says */
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -138,6 +140,17 @@ static bool cpu_has_avx512f(void)
 #endif
 }
 
+/* AVX-512BW (CPUID leaf 7 EBX bit 30); call after cpu_has_avx512f said yes. */
+static bool cpu_has_avx512bw(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 30));
+#else
+    return false;
+#endif
+}
+
 /* What x86/dot_avx512.c is compiled for: AVX-512F (with the OS's ZMM state)
  * plus BW and VL (leaf 7 EBX bits 30, 31), VBMI and VNNI (ECX bits 1, 11). */
 static bool cpu_has_avx512_dot(void)
@@ -192,6 +205,7 @@ static void dispatch_init(void)
     /* Read once: tests and benches set it before the first kernel call. */
     simd_active = simd_available && not_disabled("MEMFIT_NO_SIMD");
     vnni_active = simd_active && cpu_has_avx_vnni() && not_disabled("MEMFIT_NO_VNNI");
+    avx512bw_available = simd_available && cpu_has_avx512f() && cpu_has_avx512bw();
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
 }
 
@@ -243,6 +257,8 @@ bool mf_tensor_avx512_active(void)
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
 {
 #if defined(__x86_64__)
+    if (mf_tensor_avx512_active() && avx512bw_available)
+        return mf_avx512_nf4_dot;
     if (mf_tensor_simd_active())
         return mf_avx2_nf4_dot;
 #endif
@@ -255,6 +271,16 @@ mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void)
 #if defined(__x86_64__)
     if (simd_available)
         return mf_avx2_nf4_dot;
+#endif
+    return NULL;
+}
+
+mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+#if defined(__x86_64__)
+    if (avx512bw_available)
+        return mf_avx512_nf4_dot;
 #endif
     return NULL;
 }

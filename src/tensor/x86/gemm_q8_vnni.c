@@ -42,13 +42,14 @@ struct act {
     float d[KB];
 };
 
-/* Packs nr <= 8 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
-static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 8 rows from rb (missing rows zero) of kb blocks from element k0. */
+static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
+                 size_t kb)
 {
     const __m256i ones = _mm256_set1_epi8(1);
     for (size_t b = 0; b < kb; b++) {
         __m256i v[8], sum = _mm256_setzero_si256();
-        mf_q8_tile_block(q4, w, w_stride, nr, b, v, p->d[b]);
+        mf_q8_tile_block(src, rb, k0, nr, b, v, p->d[b]);
         for (size_t g = 0; g < 8; g++) {
             _mm256_store_si256((__m256i *)p->w[b][g], v[g]);
             sum = _mm256_dpbusd_avx_epi32(sum, ones, v[g]); /* each row's quants summed */
@@ -108,21 +109,20 @@ void mf_avxvnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride,
                           size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
                           size_t ldy)
 {
-    bool q4 = type == MEMFIT_TYPE_Q4_0;
-    size_t block_bytes = q4 ? sizeof(struct mf_block_q4_0) : sizeof(struct mf_block_q8_0);
+    struct mf_q8_src src = {type, w, w_stride, NULL};
+    if (type == MEMFIT_TYPE_NF4)
+        src = (struct mf_q8_src){type, NULL, 0, w};
     struct act acts[MF_GEMM_Q8_TB];
     struct panel p;
-    const uint8_t *wb = w;
     for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
         size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
         for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
             size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            size_t k_bytes = k0 / MF_QK * block_bytes;
             for (size_t c = c0; c < c1; c++)
                 quantize(x + c * xs + k0, kc, &acts[c - c0]);
             for (size_t rb = r0; rb < r1; rb += NR) {
                 size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                pack(&p, &src, rb, k0, nr, kb);
                 for (size_t c = c0; c < c1; c += MR)
                     kernel(&p, kb, &acts[c - c0], c + MR < c1 ? MR : c1 - c, y + c * ldy + rb, ldy,
                            nr, k0 > 0);
