@@ -217,6 +217,18 @@ int main(int argc, char **argv)
     if (n_gen)
         printf("generation: %u tokens in %.3f s = %.2f t/s (%.1f ms/token)\n", n_gen, gen_s,
                n_gen / gen_s, gen_s * 1e3 / n_gen);
+    if (n_gen) {
+        /* Each generated token reads every weight but the embedding matrix (one row of it);
+         * that matrix is taken as n_vocab rows of the layers' type (exact for files quantized
+         * to one type, like bench/llm_bench.sh's). */
+        uint64_t embd = 0;
+        if (!info.tied_output &&
+            memfit_type_bytes(info.weight_type, info.n_embd, &embd) == MEMFIT_OK)
+            embd *= info.n_vocab;
+        double read_mb = (double)(info.weight_bytes - embd) / 1e6;
+        printf("decode reads %.1f MB of weights per token: %.2f GB/s at the generation rate\n",
+               read_mb, read_mb * n_gen / gen_s / 1e3);
+    }
     printf("peak RSS (VmHWM): %.1f MiB\n", (double)peak_rss_bytes() / 1048576.0);
     /* One line for scripts (bench/llm_bench.sh). */
     printf("prompt_tps=%.2f gen_tps=%.2f peak_rss_mb=%.1f\n", n_prompt / prompt_s,

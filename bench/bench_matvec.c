@@ -17,10 +17,16 @@
  * Usage: bench_matvec [--layers N] [--threads N[,N...]] [--types t1,t2,...]
  *                     [--scalar] (also time the scalar kernels, 1 thread)
  *                     [--one-row] (vec_dot row by row instead of mf_vec_dot_rows)
+ *                     [--bandwidth] (also the machine's read bandwidth: a 1 GiB buffer summed
+ *                                    with 16-byte loads, split across each thread count; the
+ *                                    denominator of "% of bandwidth" for decode)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "memfit/memfit.h"
 #include "tensor/kernels.h"
@@ -142,6 +148,78 @@ static double time_passes(memfit_threadpool *pool, const struct mf_type_traits *
     return best;
 }
 
+/* ---- Read bandwidth ---- */
+
+#define BW_BYTES ((size_t)1 << 30)
+
+struct bw_job {
+    const uint8_t *buf;
+    uint64_t sums[64]; /* per thread, 8 apart so no two threads share a line */
+};
+
+/* Sums 4 KiB chunks [begin, end) of the buffer: four independent 16-byte lanes per 64 bytes. */
+static void bw_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
+{
+    struct bw_job *j = ctx;
+    const uint8_t *p = j->buf + begin * 4096, *e = j->buf + end * 4096;
+#if defined(__x86_64__)
+    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
+    for (; p < e; p += 64) {
+        a0 = _mm_add_epi64(a0, _mm_loadu_si128((const __m128i *)p));
+        a1 = _mm_add_epi64(a1, _mm_loadu_si128((const __m128i *)(p + 16)));
+        a2 = _mm_add_epi64(a2, _mm_loadu_si128((const __m128i *)(p + 32)));
+        a3 = _mm_add_epi64(a3, _mm_loadu_si128((const __m128i *)(p + 48)));
+    }
+    uint64_t lanes[2];
+    _mm_storeu_si128((__m128i *)lanes, _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3)));
+    j->sums[(thread % 8) * 8] += lanes[0] + lanes[1];
+#else
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (; p < e; p += 32) {
+        const uint64_t *q = (const uint64_t *)p;
+        s0 += q[0], s1 += q[1], s2 += q[2], s3 += q[3];
+    }
+    j->sums[(thread % 8) * 8] += s0 + s1 + s2 + s3;
+#endif
+}
+
+/* Prints the best of PASSES read rates of a 1 GiB buffer for each thread count. */
+static int bandwidth(char thread_list[][16], int n_threads)
+{
+    uint8_t *buf = memfit_malloc(BW_BYTES);
+    if (!buf) {
+        fprintf(stderr, "bench_matvec: %s\n", memfit_last_error());
+        return 1;
+    }
+    for (size_t i = 0; i < BW_BYTES; i += 8) {
+        uint64_t r = next_rand();
+        memcpy(buf + i, &r, 8);
+    }
+    struct bw_job j = {.buf = buf};
+    for (int k = 0; k < n_threads; k++) {
+        unsigned nt = (unsigned)strtoul(thread_list[k], NULL, 10);
+        memfit_threadpool *pool = NULL;
+        if (nt > 1 && memfit_threadpool_create(nt, &pool) != MEMFIT_OK) {
+            fprintf(stderr, "bench_matvec: %s\n", memfit_last_error());
+            memfit_free(buf);
+            return 1;
+        }
+        double best = 1e30;
+        for (int p = 0; p < PASSES; p++) {
+            uint64_t t0 = memfit_now_ns();
+            memfit_threadpool_parallel_for(pool, BW_BYTES / 4096, bw_fn, &j);
+            double s = (double)(memfit_now_ns() - t0) / 1e9;
+            best = s < best ? s : best;
+        }
+        printf("read bandwidth: %u thread%s %.2f GB/s\n", nt, nt > 1 ? "s" : "",
+               (double)BW_BYTES / best / 1e9);
+        memfit_threadpool_destroy(pool);
+    }
+    printf("(bandwidth checksum %llu)\n", (unsigned long long)(j.sums[0] + j.sums[8]));
+    memfit_free(buf);
+    return 0;
+}
+
 static int parse_list(const char *s, char out[][16], int max)
 {
     int k = 0;
@@ -162,7 +240,7 @@ int main(int argc, char **argv)
     char thread_list[8][16] = {"1", "2"},
          type_list[8][16] = {"f16", "q8_0", "q4_0", "q4_k", "q6_k"};
     int n_threads = 2, n_types = 5;
-    bool scalar = false;
+    bool scalar = false, bw = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc)
             layers = (unsigned)strtoul(argv[++i], NULL, 10);
@@ -174,9 +252,12 @@ int main(int argc, char **argv)
             one_row = true;
         else if (!strcmp(argv[i], "--scalar"))
             scalar = true;
+        else if (!strcmp(argv[i], "--bandwidth"))
+            bw = true;
         else {
             fprintf(stderr, "usage: bench_matvec [--layers N] [--threads 1,2] [--types "
-                            "f16,q8_0,q4_0,q4_k,q6_k] [--scalar] [--one-row]\n");
+                            "f16,q8_0,q4_0,q4_k,q6_k] [--scalar] [--one-row] "
+                            "[--bandwidth]\n");
             return 2;
         }
     }
@@ -186,6 +267,8 @@ int main(int argc, char **argv)
     }
     printf("bench_matvec: %u Qwen1.5-1.8B-shaped layers, kernels %s, best of %d passes\n", layers,
            memfit_tensor_isa(), PASSES);
+    if (bw && bandwidth(thread_list, n_threads) != 0)
+        return 1;
     printf("%-6s %4s %9s %9s %9s %12s\n", "type", "thr", "MB/pass", "ms/pass", "GB/s", "model t/s");
     float *x = memfit_malloc(N_FF * sizeof(float));
     float *y = memfit_malloc(N_VOCAB * sizeof(float));

@@ -8,7 +8,10 @@
 # llama.cpp build (its bin/llama-bench), llama-bench -p 128 -n 32 -t 2 runs
 # on the same files and the ratios memfit / llama.cpp are printed, and, when
 # the build has bin/llama-simple (greedy), the greedy continuation of the
-# same prompt by both is compared.
+# same prompt by both is compared. The machine's read bandwidth on 2 threads
+# (bench_matvec --bandwidth) is measured first, and "bw %" says what share of
+# it generation uses (weight bytes read per token x tokens/s / bandwidth; for
+# llama.cpp the same bytes per token at its rate).
 #
 # The files are cached in $MEMFIT_LLM_DIR (default /tmp/memfit_llm_bench):
 # the F16 file is ~3.7 GB and the quantized ones 1-2 GB each; free space is
@@ -52,28 +55,39 @@ llama_rates() {
                  END {printf "%s %s\n", pp, tg}'
 }
 
-printf '%-8s %9s %10s %10s %11s' type "file MB" "prompt t/s" "gen t/s" "peak RSS MB"
-[[ -n ${LLAMA_CPP_DIR:-} ]] && printf ' %12s %12s %8s %8s' "llama pp t/s" "llama tg t/s" "pp x" "tg x"
+bw=
+if [[ -x $bench_llm ]]; then
+    bw=$("$matvec" --bandwidth --threads 2 --types q4_0 --layers 1 |
+        awk '/^read bandwidth: 2 threads/ {print $5}')
+    echo "read bandwidth, 2 threads: $bw GB/s"
+fi
+printf '%-8s %9s %10s %10s %11s %6s' type "file MB" "prompt t/s" "gen t/s" "peak RSS MB" "bw %"
+[[ -n ${LLAMA_CPP_DIR:-} ]] && printf ' %12s %12s %8s %8s %8s' "llama pp t/s" "llama tg t/s" "pp x" "tg x" "llama bw %"
 echo
+# Share of the bandwidth that generating at $2 tokens/s with $1 MB read per token uses.
+bw_pct() { awk -v mb="$1" -v t="$2" -v bw="$bw" 'BEGIN {if (mb + 0 > 0 && t + 0 > 0 && bw + 0 > 0) printf "%.0f", 100 * mb * t / 1000 / bw; else print "-"}'; }
 for t in "${types[@]}"; do
     f=$base-$t.gguf
     mb=$(($(stat -c %s "$f") / 1000000))
     if [[ -x $bench_llm ]]; then
         # bench_llm prints "prompt_tps=X gen_tps=Y peak_rss_mb=Z" on its last line.
-        read -r pp tg rss < <("$bench_llm" "$f" --threads 2 --prompt 128 --gen 32 | tail -n 1 |
+        out=$("$bench_llm" "$f" --threads 2 --prompt 128 --gen 32)
+        read -r pp tg rss < <(tail -n 1 <<<"$out" |
             sed -E 's/.*prompt_tps=([0-9.]+).*gen_tps=([0-9.]+).*peak_rss_mb=([0-9.]+).*/\1 \2 \3/')
+        read_mb=$(sed -nE 's/^decode reads ([0-9.]+) MB.*/\1/p' <<<"$out")
     else
-        pp=- rss=-
+        pp=- rss=- read_mb=
         # Stand-in: the t/s that bench_matvec's 2-thread bandwidth gives this file's weights.
         mt=$t
         [[ $t == q4_k_m ]] && mt=q4_k
         tg=$("$matvec" --threads 2 --types "$mt" | awk -v mb="$mb" '$2 == "2" {printf "%.1f*", $5 * 1000 / mb}')
     fi
-    printf '%-8s %9s %10s %10s %11s' "$t" "$mb" "$pp" "$tg" "$rss"
+    printf '%-8s %9s %10s %10s %11s %6s' "$t" "$mb" "$pp" "$tg" "$rss" "$(bw_pct "$read_mb" "$tg")"
     if [[ -n ${LLAMA_CPP_DIR:-} ]]; then
         read -r lpp ltg < <(llama_rates "$f")
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-"}'; }
-        printf ' %12s %12s %8s %8s' "$lpp" "$ltg" "$(ratio "$pp" "$lpp")" "$(ratio "${tg%\*}" "$ltg")"
+        printf ' %12s %12s %8s %8s %8s' "$lpp" "$ltg" "$(ratio "$pp" "$lpp")" "$(ratio "${tg%\*}" "$ltg")" \
+            "$(bw_pct "$read_mb" "$ltg")"
     fi
     echo
 done

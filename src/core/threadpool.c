@@ -5,6 +5,16 @@
  * caller and waits for the others. No job queue: the model forward issues one
  * parallel_for per kernel and every chunk is about the same work.
  *
+ * LLM decoding issues about 170 parallel_fors per token, a few hundred
+ * microseconds apart. A worker asleep on a condition variable takes tens of
+ * microseconds to wake (more in a VM), and the caller then waits that long
+ * for its chunk: so after each job the workers (and the caller, waiting for
+ * them) poll the counters for a while (SPIN_ROUNDS polls, some tens of
+ * microseconds on an idle host) before they sleep; the mutex and condition variables stay
+ * for the sleepers, who are woken only when someone sleeps. MEMFIT_POOL_SPIN=0
+ * turns the polling off (every wait sleeps at once: less CPU burnt on a busy
+ * host, slower decoding).
+ *
  * memfit_cpu_count() is what "all the CPUs" means in a container: the
  * affinity mask capped by the cgroup CPU quota, so a pod limited to 2 CPUs on
  * a 64-core node starts 2 threads, not 64.
@@ -12,28 +22,53 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 
+/* Polls of a counter before sleeping: the first SPIN_PAUSES with a pause instruction (about
+ * 20 ns each), the rest with sched_yield(), which on an idle core returns at once but on a
+ * busy host lets the other runnable threads go first (so waiting does not starve them). */
+#define SPIN_ROUNDS 256
+#define SPIN_PAUSES 64
+
 struct memfit_threadpool {
     unsigned n_threads; /* the caller's included */
+    int spin_rounds;    /* SPIN_ROUNDS, or 0 under MEMFIT_POOL_SPIN=0 */
     pthread_t *workers; /* n_threads - 1 */
     unsigned n_started;
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* workers wait for a new generation */
-    pthread_cond_t done; /* the caller waits for pending == 0 */
-    uint64_t generation;
-    unsigned pending;
-    bool stop;
-    /* The current job. */
+    pthread_cond_t wake;         /* sleeping workers wait for a new generation */
+    pthread_cond_t done;         /* a sleeping caller waits for pending == 0 */
+    _Atomic uint64_t generation; /* changed under lock; polled without it */
+    _Atomic unsigned pending;    /* workers still on the current job */
+    _Atomic bool stop;           /* set under lock */
+    unsigned sleepers;           /* workers waiting on `wake` (under lock) */
+    bool caller_asleep;          /* the caller waits on `done` (under lock) */
+    /* The current job: written before the generation is bumped (release), read after it is
+     * seen (acquire). */
     memfit_parallel_fn fn;
     void *ctx;
     uint64_t n;
 };
+
+static inline void cpu_relax(int round)
+{
+    if (round >= SPIN_PAUSES) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+}
 
 struct worker_arg {
     struct memfit_threadpool *pool;
@@ -54,25 +89,35 @@ static void *worker_main(void *p)
     unsigned index = ((struct worker_arg *)p)->index;
     memfit_free(p);
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!pool->stop && pool->generation == seen)
-            pthread_cond_wait(&pool->wake, &pool->lock);
-        if (pool->stop)
+        uint64_t g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        for (int i = 0; i < pool->spin_rounds && g == seen && !atomic_load(&pool->stop); i++) {
+            cpu_relax(i);
+            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&pool->lock);
+            pool->sleepers++;
+            while (!atomic_load(&pool->stop) && atomic_load(&pool->generation) == seen)
+                pthread_cond_wait(&pool->wake, &pool->lock);
+            pool->sleepers--;
+            pthread_mutex_unlock(&pool->lock);
+            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        }
+        if (atomic_load(&pool->stop))
             break;
-        seen = pool->generation;
-        memfit_parallel_fn fn = pool->fn;
-        void *ctx = pool->ctx;
+        seen = g;
         uint64_t begin, end;
         chunk(pool->n, pool->n_threads, index, &begin, &end);
-        pthread_mutex_unlock(&pool->lock);
         if (begin < end)
-            fn(ctx, begin, end, index);
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0)
-            pthread_cond_signal(&pool->done);
+            pool->fn(pool->ctx, begin, end, index);
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool->lock);
+            if (pool->caller_asleep)
+                pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
-    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -175,7 +220,7 @@ void memfit_threadpool_destroy(memfit_threadpool *pool)
     if (!pool)
         return;
     pthread_mutex_lock(&pool->lock);
-    pool->stop = true;
+    atomic_store(&pool->stop, true);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     for (unsigned i = 0; i < pool->n_started; i++)
@@ -197,6 +242,8 @@ enum memfit_status memfit_threadpool_create(unsigned n_threads, memfit_threadpoo
     if (!pool)
         return MEMFIT_E_NOMEM;
     pool->n_threads = n_threads;
+    const char *spin = memfit_config_get("MEMFIT_POOL_SPIN");
+    pool->spin_rounds = spin && strcmp(spin, "0") == 0 ? 0 : SPIN_ROUNDS;
     if (n_threads > 1) {
         pool->workers = memfit_calloc(n_threads - 1, sizeof(pthread_t));
         if (!pool->workers) {
@@ -242,20 +289,28 @@ void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n, memfit_
         fn(ctx, 0, n, 0);
         return;
     }
-    pthread_mutex_lock(&pool->lock);
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
-    pool->pending = pool->n_threads - 1;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->wake);
+    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    if (pool->sleepers)
+        pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     uint64_t begin, end;
     chunk(n, pool->n_threads, 0, &begin, &end);
     if (begin < end)
         fn(ctx, begin, end, 0);
+    for (int i = 0; i < pool->spin_rounds; i++) {
+        if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0)
+            return;
+        cpu_relax(i);
+    }
     pthread_mutex_lock(&pool->lock);
-    while (pool->pending > 0)
+    pool->caller_asleep = true;
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
         pthread_cond_wait(&pool->done, &pool->lock);
+    pool->caller_asleep = false;
     pthread_mutex_unlock(&pool->lock);
 }

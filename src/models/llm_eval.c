@@ -452,21 +452,31 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
     }
     const uint8_t *wd = w->data;
     size_t rb = w->row_bytes, n = w->cols;
-    mf_vec_dot_fn dot = w->dot;
+    const struct mf_type_traits *t = mf_type_traits(w->type);
     mf_vec_dot_cols_fn dot_cols = w->dot_cols;
+    if (t->vec_dot_rows || !dot_cols) {
+        /* The type's multi-row kernel (the activation prepared once per chunk), or its
+         * vec_dot row by row: each sequence in turn over a chunk of 128 rows, which the
+         * later sequences read from cache. A row's value is what it is alone. */
+        float v[128];
+        for (size_t r = r0; r < r1; r += 128) {
+            size_t e = r + 128 < r1 ? r + 128 : r1;
+            for (uint32_t i = 0; i < n_dot; i++) {
+                mf_vec_dot_rows(t, n, wd + r * rb, rb, p->act[i], v, e - r);
+                mm_store(p, ys[i], r, e, v);
+            }
+        }
+        return;
+    }
+    /* The multi-column kernel: each weight block unpacked once for every sequence; a
+     * column's value is what it would be alone (dot_cols' contract), so one sequence
+     * takes it too. */
     float vs[LLM_MAX_SEQ];
     for (size_t r = r0; r < r1; r++) {
         float b = p->bias ? p->bias[r] : 0.0f;
-        /* Every dot row's value is what it would be alone (dot_cols' contract). */
-        if (dot_cols)
-            dot_cols(n, wd + r * rb, p->act, n_dot, vs);
-        else
-            for (uint32_t i = 0; i < n_dot; i++)
-                vs[i] = dot(n, wd + r * rb, p->act[i]);
+        dot_cols(n, wd + r * rb, p->act, n_dot, vs);
         for (uint32_t i = 0; i < n_dot; i++) {
-            float v = vs[i];
-            if (p->bias)
-                v += b;
+            float v = vs[i] + b;
             if (p->residual)
                 ys[i][r] += v;
             else

@@ -44,7 +44,9 @@ struct mf_type_traits {
  * thread's range of rows of a matrix-vector product. (A four-row Q4_0
  * kernel sharing activation loads and scale conversions was tried and ran
  * slower than the one-row kernel under AVX2's 16 registers: accumulators
- * spilled. So none is registered yet; the entry point stays for one.)
+ * spilled; with AVX-512, four rows streamed side by side ran slower from
+ * memory than one at a time. The AVX-512 Q4_0/Q8_0 ones arrange the
+ * activation once per call and then take the rows one by one.)
  */
 static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, const void *w,
                                    size_t w_stride, const void *a, float *out, size_t n_rows)
@@ -316,6 +318,15 @@ void mf_avxvnni_dot_cols_q4_0(size_t n, const void *w, const void *const *a, siz
                               float *out);
 void mf_avxvnni_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols,
                               float *out);
+/* Q4_0 and Q8_0 rows against a Q8_0 activation with AVX-512 VNNI (x86/dot_avx512.c,
+ * -mavx512f/bw/vl/vnni/vbmi): the scalar reference's exact block sums, float lanes summed in
+ * another order; the _rows kernels give each row bit for bit what the one-row kernel gives. */
+float mf_avx512_dot_q4_0(size_t n, const void *w, const void *a);
+float mf_avx512_dot_q8_0(size_t n, const void *w, const void *a);
+void mf_avx512_dot_q4_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                             size_t n_rows);
+void mf_avx512_dot_q8_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                             size_t n_rows);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):
  * nc <= MF_GEMM_AVX512_MR activations (rows of kc floats at x, stride xs)
  * against a k-major panel of 16 rows; same arithmetic as the AVX2 kernel. */

@@ -11,6 +11,9 @@
  * off, so benchmarks can show the AVX2 figure on the same machine), and
  * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1);
  * with AVX-512BW as well, the NF4 row kernel uses 512-bit vectors too.
+ * With AVX-512 BW, VL, VNNI and VBMI (and MEMFIT_NO_AVX512 not 1) the Q4_0
+ * and Q8_0 dot products (x86/dot_avx512.c: one and several rows) are laid
+ * over the x86 table: the decode path's matrix-vector kernels.
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -57,6 +60,12 @@ static const struct traits_row x86_rows[] = {
     {MEMFIT_TYPE_Q4_K, {NULL, NULL, mf_avx2_dot_q4_k, MEMFIT_TYPE_Q8_K, NULL}},
     {MEMFIT_TYPE_Q6_K, {NULL, NULL, mf_avx2_dot_q6_k, MEMFIT_TYPE_Q8_K, NULL}},
     {MEMFIT_TYPE_Q8_K, {NULL, mf_avx2_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K, NULL}},
+};
+
+/* Laid over x86_rows where the AVX-512 dot kernels run (cpu_has_avx512_dot). */
+static const struct traits_row avx512_rows[] = {
+    {MEMFIT_TYPE_Q4_0, {NULL, NULL, mf_avx512_dot_q4_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q4_0_rows}},
+    {MEMFIT_TYPE_Q8_0, {NULL, NULL, mf_avx512_dot_q8_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q8_0_rows}},
 };
 #endif
 
@@ -142,6 +151,20 @@ static bool cpu_has_avx512bw(void)
 #endif
 }
 
+/* What x86/dot_avx512.c is compiled for: AVX-512F (with the OS's ZMM state)
+ * plus BW and VL (leaf 7 EBX bits 30, 31), VBMI and VNNI (ECX bits 1, 11). */
+static bool cpu_has_avx512_dot(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!cpu_has_avx512f() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return (b & (1u << 30)) && (b & (1u << 31)) && (c & (1u << 1)) && (c & (1u << 11));
+#else
+    return false;
+#endif
+}
+
 /* True unless the environment variable is "1". */
 static bool not_disabled(const char *name)
 {
@@ -174,6 +197,10 @@ static void dispatch_init(void)
 #if defined(__x86_64__)
     if (simd_available)
         fill(simd_table, x86_rows, sizeof(x86_rows) / sizeof(x86_rows[0]));
+    /* Also under MEMFIT_NO_SIMD (the SIMD table is what tests compare), not under
+     * MEMFIT_NO_AVX512 (so the AVX2 kernels can be tested and timed here). */
+    if (simd_available && cpu_has_avx512_dot() && not_disabled("MEMFIT_NO_AVX512"))
+        fill(simd_table, avx512_rows, sizeof(avx512_rows) / sizeof(avx512_rows[0]));
 #endif
     /* Read once: tests and benches set it before the first kernel call. */
     simd_active = simd_available && not_disabled("MEMFIT_NO_SIMD");

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -347,6 +348,59 @@ static void test_dynlib_release_pages(void **state)
     assert_int_equal(mf_dl_release_clean_pages(none, 1), 0);
 }
 
+/* Each parallel_for job adds 1 to every slot of its range: after all jobs every slot must hold
+ * the job count, and each call must see the previous call's writes. */
+struct pool_job {
+    uint32_t *slots;
+    uint32_t round;
+    unsigned bad;
+};
+
+static void pool_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
+{
+    struct pool_job *j = ctx;
+    (void)thread;
+    for (uint64_t i = begin; i < end; i++) {
+        if (j->slots[i] != j->round) /* the previous job's write is visible */
+            __atomic_fetch_add(&j->bad, 1, __ATOMIC_RELAXED);
+        j->slots[i]++;
+    }
+}
+
+/* Back-to-back jobs (the polling path), jobs with pauses between them (the sleeping path), with
+ * polling on and off (MEMFIT_POOL_SPIN=0), and sizes below and above the thread count. */
+static void test_threadpool(void **state)
+{
+    (void)state;
+    static const unsigned threads[] = {1, 2, 3, 8};
+    static const uint64_t sizes[] = {1, 2, 7, 1000};
+    uint32_t *slots = calloc(1000, sizeof(uint32_t));
+    assert_non_null(slots);
+    for (int spin = 0; spin < 2; spin++) {
+        setenv("MEMFIT_POOL_SPIN", spin ? "1" : "0", 1);
+        for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
+            memfit_threadpool *pool = NULL;
+            assert_int_equal(memfit_threadpool_create(threads[t], &pool), MEMFIT_OK);
+            assert_int_equal(memfit_threadpool_size(pool), threads[t]);
+            for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+                memset(slots, 0, 1000 * sizeof(uint32_t));
+                struct pool_job j = {.slots = slots};
+                for (j.round = 0; j.round < 300; j.round++) {
+                    memfit_threadpool_parallel_for(pool, sizes[k], pool_fn, &j);
+                    if (j.round % 100 == 99)
+                        usleep(2000); /* long enough for the workers to sleep */
+                }
+                assert_int_equal(j.bad, 0);
+                for (uint64_t i = 0; i < sizes[k]; i++)
+                    assert_int_equal(slots[i], 300);
+            }
+            memfit_threadpool_destroy(pool);
+        }
+    }
+    unsetenv("MEMFIT_POOL_SPIN");
+    free(slots);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration_percent_int),
         cmocka_unit_test(test_anon_mapping),
+        cmocka_unit_test(test_threadpool),
         cmocka_unit_test(test_dynlib),
         cmocka_unit_test(test_dynlib_release_pages),
     };

@@ -5,7 +5,11 @@
  * - Q4_K and Q6_K dots: identical floats (integer super-block sums, same
  *   float combination order);
  * - Q8_0 and Q4_0 dots: |simd - scalar| <= 1e-5 * sum |w_i a_i| (exact
- *   integer block sums, float lanes summed in another order);
+ *   integer block sums, float lanes summed in another order); with AVX-512
+ *   VNNI/VBMI these are x86/dot_avx512.c's kernels (the AVX2 ones under
+ *   MEMFIT_NO_AVX512=1);
+ * - multi-row dots (mf_vec_dot_rows): identical floats to the one-row
+ *   kernel of the same table for every row, at any stride and row count;
  * - F32, F16, BF16 dots: the same bound (float lanes vs double reference);
  *   infinities and NaNs must come out the same class;
  * - the integer Q8_0 matrix path (x86/gemm_q8.c vs mf_gemm_q8_0_scalar):
@@ -169,6 +173,70 @@ static void test_quant_dots(void **state)
     free(src);
     free(x);
     free(w);
+}
+
+/* mf_vec_dot_rows over strided rows: each row bit for bit the table's one-row kernel, and within
+ * the scalar bound; row lengths around the AVX-512 kernel's 16-block step (partial steps, and
+ * rows too long for its prepared activation), random bytes included (quants -128, Q4_0 0/15). */
+static void test_dot_rows(void **state)
+{
+    (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};
+    static const size_t blocks[] = {1, 4, 15, 16, 17, 33, 64, 172, 600};
+    const size_t rows = 7, pad = 6, max_n = 600 * 32; /* pad: rows 2-byte aligned, as blocks need */
+    struct mf_rng rng = {29};
+#if defined(__x86_64__)
+    printf("dot rows: %s kernels\n", simd(MEMFIT_TYPE_Q4_0)->vec_dot == mf_avx512_dot_q4_0
+                                         ? "AVX-512 VNNI"
+                                         : "AVX2 (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)");
+#endif
+    float *src = malloc(max_n * sizeof(float)), *x = malloc(max_n * sizeof(float));
+    float *wf = malloc(max_n * sizeof(float)), *af = malloc(max_n * sizeof(float));
+    uint8_t *w = malloc(rows * (mf_row_bytes(MEMFIT_TYPE_Q8_0, max_n) + pad));
+    uint8_t *act = malloc(mf_row_bytes(MEMFIT_TYPE_Q8_0, max_n));
+    float y[7];
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
+        for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+            size_t n = blocks[k] * 32, rb = mf_row_bytes(types[t], n), ws = rb + pad;
+            for (size_t r = 0; r < rows; r++) {
+                if (r == 3) { /* every bit pattern, with finite scales */
+                    for (size_t i = 0; i < rb; i++)
+                        w[r * ws + i] = (uint8_t)mf_rng_u32(&rng);
+                    uint32_t ts = memfit_type_get_info(types[t])->type_size;
+                    for (size_t b = 0; b < rb / ts; b++)
+                        w[r * ws + b * ts + 1] &= 0x3b;
+                } else {
+                    mf_fill_gauss(&rng, src, n, 0.05f);
+                    sc->from_float(src, w + r * ws, n);
+                }
+            }
+            mf_fill_gauss(&rng, x, n, 2.0f);
+            scalar(MEMFIT_TYPE_Q8_0)->from_float(x, act, n);
+            scalar(MEMFIT_TYPE_Q8_0)->to_float(act, af, n);
+            for (size_t nr = 1; nr <= rows; nr += 3) { /* 1, 4, 7 rows */
+                mf_vec_dot_rows(v, n, w, ws, act, y, nr);
+                for (size_t r = 0; r < nr; r++) {
+                    float one = v->vec_dot(n, w + r * ws, act);
+                    float ref = sc->vec_dot(n, w + r * ws, act);
+                    sc->to_float(w + r * ws, wf, n);
+                    double bound = 1e-5 * mf_abs_dot(wf, af, n);
+                    if (memcmp(&one, &y[r], sizeof(float)) != 0 ||
+                        fabs((double)one - (double)ref) > bound) {
+                        fprintf(stderr, "%s n=%zu row %zu of %zu: rows %.9g one %.9g scalar %.9g\n",
+                                memfit_type_get_info(types[t])->name, n, r, nr, y[r], one, ref);
+                        fail();
+                    }
+                }
+            }
+        }
+    }
+    free(src);
+    free(x);
+    free(wf);
+    free(af);
+    free(w);
+    free(act);
 }
 
 /* Both quantizers on the same input must write the same bytes. */
@@ -452,13 +520,10 @@ int main(void)
     if (!mf_type_traits_simd(MEMFIT_TYPE_F32))
         MF_TEST_SKIP_ALL("this CPU lacks AVX2/FMA/F16C (or this is not an x86 build)");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_float_dots),
-        cmocka_unit_test(test_quant_dots),
-        cmocka_unit_test(test_activation_quantizers),
-        cmocka_unit_test(test_matmul_rows),
-        cmocka_unit_test(test_gemm_q8_0),
-        cmocka_unit_test(test_gemm_q4_0),
-        cmocka_unit_test(test_gemm_f32_exact),
+        cmocka_unit_test(test_float_dots),  cmocka_unit_test(test_quant_dots),
+        cmocka_unit_test(test_dot_rows),    cmocka_unit_test(test_activation_quantizers),
+        cmocka_unit_test(test_matmul_rows), cmocka_unit_test(test_gemm_q8_0),
+        cmocka_unit_test(test_gemm_q4_0),   cmocka_unit_test(test_gemm_f32_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
