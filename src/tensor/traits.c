@@ -65,6 +65,7 @@ static bool simd_available;
 static bool simd_active;
 static bool vnni_active;
 static bool avx512_active;
+static bool avx512vnni_active;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -129,6 +130,20 @@ static bool cpu_has_avx512f(void)
 #endif
 }
 
+/* AVX-512BW (leaf 7 EBX bit 30) and AVX-512 VNNI (ECX bit 11); call after
+ * cpu_has_avx512f said yes. */
+static bool cpu_has_avx512vnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return (b & (1u << 30)) && (c & (1u << 11));
+#else
+    return false;
+#endif
+}
+
 /* True unless the environment variable is "1". */
 static bool not_disabled(const char *name)
 {
@@ -166,6 +181,7 @@ static void dispatch_init(void)
     simd_active = simd_available && not_disabled("MEMFIT_NO_SIMD");
     vnni_active = simd_active && cpu_has_avx_vnni() && not_disabled("MEMFIT_NO_VNNI");
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
+    avx512vnni_active = avx512_active && cpu_has_avx512vnni();
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -211,6 +227,12 @@ bool mf_tensor_avx512_active(void)
 {
     pthread_once(&dispatch_once, dispatch_init);
     return avx512_active;
+}
+
+bool mf_tensor_avx512vnni_active(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return avx512vnni_active;
 }
 
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
