@@ -2,8 +2,8 @@
  * bench_gemm: one thread's matrix tile (memfit_matmul_rows' kernels) at a
  * ViT-B/14 shape, 257 tokens x 768 -> 3072 (fc1), for F32 weights, Q8_0
  * through the dequantized F32 panel, and Q8_0 and Q4_0 through the integer
- * tile (activations quantized to Q8_0) with AVX2 and, where the CPU has it,
- * AVX-VNNI; Q4_K and Q6_K through the dequantized panel and their integer
+ * tile (activations quantized to Q8_0) with AVX2 and, where the CPU has
+ * them, AVX-VNNI and AVX-512 VNNI; Q4_K and Q6_K through the dequantized panel and their integer
  * tile (activations quantized to Q8_K) with AVX2, AVX-VNNI and AVX-512
  * VNNI. Prints GFLOP/s (2 x MACs), best of
  * several runs, so the integer tile's gain is seen without the rest of the
@@ -42,7 +42,7 @@ struct job {
     const float *x;
     float *y;
     int path; /* 0 memfit_matmul_rows, 1 dequantized panel, 2 integer tile, 3 with AVX-VNNI,
-                 4 + isa: the K-quant tile's kernel isa */
+                 4 + isa: the K-quant tile's kernel isa, 7 integer tile avx512vnni */
 };
 
 static void run(void *ctx)
@@ -64,6 +64,11 @@ static void run(void *ctx)
     if (j->path == 3) {
         mf_avxvnni_gemm_int8(j->type, j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens,
                              j->y, j->rows);
+        return;
+    }
+    if (j->path == 7) {
+        mf_avx512vnni_gemm_int8(j->type, j->w, j->w_stride, j->n, 0, j->rows, j->x, j->n, j->tokens,
+                                j->y, j->rows);
         return;
     }
     if (j->path >= 4) {
@@ -117,8 +122,10 @@ int main(int argc, char **argv)
         JOB(0, 1),
         JOB(0, 2),
         JOB(0, 3),
+        JOB(0, 7),
         JOB(1, 2),
         JOB(1, 3),
+        JOB(1, 7),
         JOB(2, 1),
         JOB(2, 4),
         JOB(2, 5),
@@ -142,7 +149,7 @@ int main(int argc, char **argv)
             continue; /* the AVX2 paths need AVX2 (and an x86 build) */
         if ((path == 3 || path == 5) && !mf_tensor_vnni_active())
             continue;
-        if (path == 6 && !mf_tensor_avx512vnni_active())
+        if ((path == 6 || path == 7) && !mf_tensor_avx512vnni_active())
             continue;
         char name[64];
         snprintf(name, sizeof(name), "%s %s", memfit_type_get_info(jobs[i].type)->name,

@@ -183,9 +183,11 @@ enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size
 #if defined(__x86_64__)
     if (mf_tensor_simd_active() && (type == MEMFIT_TYPE_Q8_0 || type == MEMFIT_TYPE_Q4_0) &&
         n_cols >= MF_GEMM_Q8_MIN_COLS) {
-        (mf_tensor_vnni_active() ? mf_avxvnni_gemm_int8 : mf_avx2_gemm_int8)(
-            type, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
-            act_stride / sizeof(float), (size_t)n_cols, y, ldy);
+        (mf_tensor_avx512vnni_active() ? mf_avx512vnni_gemm_int8
+         : mf_tensor_vnni_active()
+             ? mf_avxvnni_gemm_int8
+             : mf_avx2_gemm_int8)(type, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end,
+                                  act, act_stride / sizeof(float), (size_t)n_cols, y, ldy);
         return MEMFIT_OK;
     }
     if (mf_tensor_simd_active() && (type == MEMFIT_TYPE_Q4_K || type == MEMFIT_TYPE_Q6_K) &&

@@ -282,6 +282,11 @@ void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, si
 #define MF_GEMM_AVX512_MR 12
 void mf_avx512_gemm_kernel(const float *panel, const float *x, size_t xs, size_t nc, size_t kc,
                            float *y, size_t ldy, size_t nr, bool acc);
+/* The same with AVX-512 VNNI, 16 rows per panel (x86/gemm_q8_avx512.c): the
+ * same results again; only after mf_tensor_avx512vnni_active(). */
+void mf_avx512vnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
+                             size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols,
+                             float *y, size_t ldy);
 /*
  * Q4_K or Q6_K weights through the K-quant integer tile (x86/gemm_k.c):
  * activations quantized to Q8_K a super-block at a time, 16-row panels of

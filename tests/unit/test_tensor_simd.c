@@ -11,7 +11,7 @@
  * - the integer Q8_0 matrix path (x86/gemm_q8.c vs mf_gemm_q8_0_scalar):
  *   |simd - scalar| <= 1e-6 * sum |w_i a_i| (same activation bytes and
  *   integer block sums; d_w * d_x and the float adds rounded differently);
- *   the AVX-VNNI tile: identical floats to the AVX2 tile; Q4_0 weights in the
+ *   the AVX-VNNI and AVX-512 VNNI tiles: identical floats to the AVX2 tile; Q4_0 weights in the
  *   same tiles: the same bound against mf_dot_q4_0 per row;
  * - the K-quant integer tiles (x86/gemm_k*.c, Q4_K and Q6_K): identical
  *   floats to mf_gemm_k_scalar, which is the scalar dot bit for bit (see
@@ -269,6 +269,16 @@ static bool vnni_to_check(const char *what)
     return mf_tensor_vnni_active();
 }
 
+/* True when the AVX-512 VNNI tiles can be compared; says so when they cannot. */
+static bool avx512vnni_to_check(const char *what)
+{
+    if (!mf_tensor_avx512vnni_active())
+        printf("gemm %s: AVX-512 VNNI tile not checked (no AVX-512 VNNI on this CPU, or "
+               "MEMFIT_NO_AVX512=1)\n",
+               what);
+    return mf_tensor_avx512vnni_active();
+}
+
 /* The integer Q8_0 path against its scalar reference: rows not a multiple of
  * the panel (8), activations not a multiple of the kernel (4) or the tile
  * (128), k not a multiple of MF_GEMM_KC, strided rows, and the extreme quant
@@ -335,6 +345,20 @@ static void test_gemm_q8_0(void **state)
             assert_memory_equal(y1, y2, rows * nc * sizeof(float));
         }
     }
+    /* The AVX-512 VNNI tile (16-row panels): the AVX2 tile's floats again. */
+    if (avx512vnni_to_check("q8_0")) {
+        mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y1, rows);
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 5, 21, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        for (size_t nc = 1; nc <= 9; nc += 8) {
+            mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y1, rows);
+            mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y2, rows);
+            assert_memory_equal(y1, y2, rows * nc * sizeof(float));
+        }
+    }
     free(wf);
     free(x);
     free(wd);
@@ -383,6 +407,11 @@ static void test_gemm_q4_0(void **state)
     assert_true(worst <= 1e-6);
     if (vnni_to_check("q4_0")) {
         mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+    }
+    if (avx512vnni_to_check("q4_0")) {
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
         assert_memory_equal(y1, y2, rows * cols * sizeof(float));
     }
     free(wf);
@@ -454,12 +483,11 @@ static void test_gemm_f32_exact(void **state)
 /* Whether the K-quant tile's kernel `isa` (0 AVX2, 1 AVX-VNNI, 2 AVX-512 VNNI) can run here. */
 static bool k_isa_ok(int isa)
 {
-    if (isa == 2 && !mf_tensor_avx512vnni_active())
-        printf("gemm K: AVX-512 VNNI kernel not checked (no AVX-512 VNNI on this CPU, or "
-               "MEMFIT_NO_AVX512=1)\n");
+    if (isa == 2)
+        return avx512vnni_to_check("K");
     if (isa == 1)
         return vnni_to_check("K");
-    return isa == 0 || mf_tensor_avx512vnni_active();
+    return true;
 }
 
 /* Q4_K or Q6_K weights through the K-quant integer tile (x86/gemm_k*.c):

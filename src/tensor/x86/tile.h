@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "tensor/blocks.h"
+#include "tensor/kernels.h"
 
 /* The 32 quants of a Q4_0 block as unsigned nibbles 0..15, in element order
  * (the low nibbles of its 16 bytes are elements 0..15, the high ones 16..31). */
@@ -99,6 +100,26 @@ static inline void mf_q8_store8(float *y, __m256 acc, size_t nr, bool add)
     _mm256_storeu_ps(t, acc);
     for (size_t i = 0; i < nr; i++)
         y[i] = add ? y[i] + t[i] : t[i];
+}
+
+/* One activation's slice of MF_GEMM_KC for the vpdpbusd tiles (gemm_q8_vnni.c,
+ * gemm_q8_avx512.c): quants offset by 128 (unsigned) and block scales. */
+struct mf_q8_act {
+    _Alignas(64) uint8_t u[MF_GEMM_KC];
+    float d[MF_GEMM_KC / MF_QK];
+};
+
+/* Quantizes kc floats (the bytes mf_avx2_quant_q8_0 gives) into a's offset form. */
+static inline void mf_q8_act_quantize(const float *x, size_t kc, struct mf_q8_act *a)
+{
+    struct mf_block_q8_0 blocks[MF_GEMM_KC / MF_QK];
+    mf_avx2_quant_q8_0(x, blocks, kc);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (size_t b = 0; b < kc / MF_QK; b++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)blocks[b].qs);
+        _mm256_store_si256((__m256i *)(a->u + b * MF_QK), _mm256_xor_si256(q, flip));
+        a->d[b] = _cvtsh_ss(blocks[b].d);
+    }
 }
 
 /*
