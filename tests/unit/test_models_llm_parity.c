@@ -4,12 +4,11 @@
  * biases, untied output; 4 layers of 512, vocabulary 4096), drawn like
  * bench/make_llm_model.py's (weights and biases N(0, 0.02), norms 1), is
  * written in F32, quantized by memfit_quantize_file to Q8_0, Q4_0 and
- * Q4_K_M, and
- * 64 token positions are evaluated through the prompt path (matrix-matrix,
- * one call) and the generation path (one token per call). Per position the
- * log-probabilities are compared with the F32 model's: the largest
- * |difference| over every position and token, its mean per position, top-1
- * agreement and top-5 overlap.
+ * Q4_K_M, and 64 token positions are evaluated through the prompt path
+ * (matrix-matrix, one call) and the generation path (one token per call).
+ * Per position the log-probabilities are compared with the F32 model's: the
+ * largest |difference| over every position and token, its mean per
+ * position, top-1 agreement and top-5 overlap.
  *
  * The bounds come from llama.cpp (b4754, ggml-org/llama.cpp c392e50, AVX-512
  * build) on a model of this shape from bench/make_llm_model.py, quantized by
