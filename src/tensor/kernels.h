@@ -178,6 +178,10 @@ void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, siz
 #define MF_GEMM_Q8_MIN_COLS 8
 /* Activation rows per quantized tile (MF_GEMM_KC of k each, 34 KiB on the stack). */
 #define MF_GEMM_Q8_TB 128
+/* Weight rows per pass of the integer tiles over k: the outputs of MF_GEMM_Q8_TB activations
+ * by this many rows (128 KiB) stay in L2 while every k slice adds to them (all of a thread's
+ * rows at once went out to L3 on the 1.8B FFN); the activations are quantized again per pass. */
+#define MF_GEMM_Q8_RC 256
 
 /* Elementwise (act.c): e^x to about 1 ulp (e^-87.3 below -87.3, saturating above 88.7),
  * exact-erf GELU in place. */

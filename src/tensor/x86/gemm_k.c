@@ -131,13 +131,17 @@ void mf_avx2_gemm_k(enum memfit_type type, int isa, const void *w, size_t w_stri
     const uint8_t *wb = w;
     for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
         size_t nc = c0 + MF_GEMM_Q8_TB < n_cols ? MF_GEMM_Q8_TB : n_cols - c0;
-        for (size_t sb = 0; sb < n / MF_QK_K; sb++) {
-            for (size_t c = 0; c < nc; c++)
-                mf_avx2_quant_q8_k(x + (c0 + c) * xs + sb * MF_QK_K, &xq[c], MF_QK_K);
-            for (size_t rb = r0; rb < r1; rb += MF_KP_NR) {
-                size_t nr = rb + MF_KP_NR < r1 ? MF_KP_NR : r1 - rb;
-                pack(&p, q6, wb + rb * w_stride + sb * block_bytes, w_stride, nr);
-                kernel(&p, q6, xq, nc, y + c0 * ldy + rb, ldy, nr, sb > 0);
+        /* MF_GEMM_Q8_RC rows at a time, so their outputs stay in cache across k. */
+        for (size_t q0 = r0; q0 < r1; q0 += MF_GEMM_Q8_RC) {
+            size_t q1 = q0 + MF_GEMM_Q8_RC < r1 ? q0 + MF_GEMM_Q8_RC : r1;
+            for (size_t sb = 0; sb < n / MF_QK_K; sb++) {
+                for (size_t c = 0; c < nc; c++)
+                    mf_avx2_quant_q8_k(x + (c0 + c) * xs + sb * MF_QK_K, &xq[c], MF_QK_K);
+                for (size_t rb = q0; rb < q1; rb += MF_KP_NR) {
+                    size_t nr = rb + MF_KP_NR < q1 ? MF_KP_NR : q1 - rb;
+                    pack(&p, q6, wb + rb * w_stride + sb * block_bytes, w_stride, nr);
+                    kernel(&p, q6, xq, nc, y + c0 * ldy + rb, ldy, nr, sb > 0);
+                }
             }
         }
     }

@@ -107,17 +107,21 @@ void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, si
     const uint8_t *wb = w;
     for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
         size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
-        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
-            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            size_t k_bytes = k0 / MF_QK * block_bytes;
-            for (size_t c = c0; c < c1; c++)
-                mf_avx2_quant_q8_0(x + c * xs + k0, xq + (c - c0) * ROW, kc);
-            for (size_t rb = r0; rb < r1; rb += NR) {
-                size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
-                for (size_t c = c0; c < c1; c += 4)
-                    kernel(&p, kb, xq + (c - c0) * ROW, c + 4 < c1 ? 4 : c1 - c, y + c * ldy + rb,
-                           ldy, nr, k0 > 0);
+        /* MF_GEMM_Q8_RC rows at a time, so their outputs stay in cache across k. */
+        for (size_t q0 = r0; q0 < r1; q0 += MF_GEMM_Q8_RC) {
+            size_t q1 = q0 + MF_GEMM_Q8_RC < r1 ? q0 + MF_GEMM_Q8_RC : r1;
+            for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
+                size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
+                size_t k_bytes = k0 / MF_QK * block_bytes;
+                for (size_t c = c0; c < c1; c++)
+                    mf_avx2_quant_q8_0(x + c * xs + k0, xq + (c - c0) * ROW, kc);
+                for (size_t rb = q0; rb < q1; rb += NR) {
+                    size_t nr = rb + NR < q1 ? NR : q1 - rb;
+                    pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
+                    for (size_t c = c0; c < c1; c += 4)
+                        kernel(&p, kb, xq + (c - c0) * ROW, c + 4 < c1 ? 4 : c1 - c,
+                               y + c * ldy + rb, ldy, nr, k0 > 0);
+                }
             }
         }
     }
