@@ -117,32 +117,49 @@ static void pack(struct mf_k_panel *p, bool q6, const uint8_t *w, size_t w_strid
 #define K_KERNEL mf_avx2_k_kernel
 #include "tensor/x86/gemm_k_ymm.h"
 
+/* One call's state for the shared loop (mf_tile_run). */
+struct run {
+    struct mf_k_panel p;
+    struct mf_block_q8_k xq[MF_GEMM_Q8_TB];
+    const uint8_t *w;
+    size_t w_stride, block_bytes;
+    bool q6;
+    mf_k_kernel_fn kernel;
+};
+
+static void quantize_cb(void *ctx, size_t c, const float *x, size_t kc)
+{
+    struct run *r = ctx;
+    mf_avx2_quant_q8_k(x, &r->xq[c], kc);
+}
+
+static void pack_cb(void *ctx, size_t rb, size_t nr, size_t k0, size_t kc)
+{
+    struct run *r = ctx;
+    (void)kc;
+    pack(&r->p, r->q6, r->w + rb * r->w_stride + k0 / MF_QK_K * r->block_bytes, r->w_stride, nr);
+}
+
+static void kernel_cb(void *ctx, size_t c, size_t nc, float *y, size_t ldy, size_t nr, bool add)
+{
+    struct run *r = ctx;
+    r->kernel(&r->p, r->q6, &r->xq[c], nc, y, ldy, nr, add);
+}
+
 void mf_avx2_gemm_k(enum memfit_type type, int isa, const void *w, size_t w_stride, size_t n,
                     size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
                     size_t ldy)
 {
-    bool q6 = type == MEMFIT_TYPE_Q6_K;
-    size_t block_bytes = q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
-    mf_k_kernel_fn kernel = isa == 2   ? mf_avx512vnni_k_kernel
-                            : isa == 1 ? mf_avxvnni_k_kernel
-                                       : mf_avx2_k_kernel;
-    struct mf_block_q8_k xq[MF_GEMM_Q8_TB];
-    struct mf_k_panel p;
-    const uint8_t *wb = w;
-    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
-        size_t nc = c0 + MF_GEMM_Q8_TB < n_cols ? MF_GEMM_Q8_TB : n_cols - c0;
-        /* MF_GEMM_Q8_RC rows at a time, so their outputs stay in cache across k. */
-        for (size_t q0 = r0; q0 < r1; q0 += MF_GEMM_Q8_RC) {
-            size_t q1 = q0 + MF_GEMM_Q8_RC < r1 ? q0 + MF_GEMM_Q8_RC : r1;
-            for (size_t sb = 0; sb < n / MF_QK_K; sb++) {
-                for (size_t c = 0; c < nc; c++)
-                    mf_avx2_quant_q8_k(x + (c0 + c) * xs + sb * MF_QK_K, &xq[c], MF_QK_K);
-                for (size_t rb = q0; rb < q1; rb += MF_KP_NR) {
-                    size_t nr = rb + MF_KP_NR < q1 ? MF_KP_NR : q1 - rb;
-                    pack(&p, q6, wb + rb * w_stride + sb * block_bytes, w_stride, nr);
-                    kernel(&p, q6, xq, nc, y + c0 * ldy + rb, ldy, nr, sb > 0);
-                }
-            }
-        }
-    }
+    struct run r; /* (not zeroed: its buffers are written before they are read) */
+    r.w = w;
+    r.w_stride = w_stride;
+    r.q6 = type == MEMFIT_TYPE_Q6_K;
+    r.block_bytes = r.q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
+    r.kernel = isa == 2   ? mf_avx512vnni_k_kernel
+               : isa == 1 ? mf_avxvnni_k_kernel
+                          : mf_avx2_k_kernel;
+    /* One super-block per slice; the kernels take every activation of the tile at once. */
+    const struct mf_tile_loop l = {MF_KP_NR,    MF_GEMM_Q8_TB, MF_QK_K,  &r,
+                                   quantize_cb, pack_cb,       kernel_cb};
+    mf_tile_run(&l, n, r0, r1, x, xs, n_cols, y, ldy);
 }

@@ -91,33 +91,7 @@ static void kernel(const struct panel *p, size_t kb, const struct mf_q8_act *a, 
     }
 }
 
-void mf_avx512vnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
-                             size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols,
-                             float *y, size_t ldy)
-{
-    bool q4 = type == MEMFIT_TYPE_Q4_0;
-    size_t block_bytes = q4 ? sizeof(struct mf_block_q4_0) : sizeof(struct mf_block_q8_0);
-    struct mf_q8_act acts[MF_GEMM_Q8_TB];
-    struct panel p;
-    const uint8_t *wb = w;
-    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
-        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
-        /* MF_GEMM_Q8_RC rows at a time, so their outputs stay in cache across k. */
-        for (size_t q0 = r0; q0 < r1; q0 += MF_GEMM_Q8_RC) {
-            size_t q1 = q0 + MF_GEMM_Q8_RC < r1 ? q0 + MF_GEMM_Q8_RC : r1;
-            for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
-                size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-                size_t k_bytes = k0 / MF_QK * block_bytes;
-                for (size_t c = c0; c < c1; c++)
-                    mf_q8_act_quantize(x + c * xs + k0, kc, &acts[c - c0]);
-                for (size_t rb = q0; rb < q1; rb += NR) {
-                    size_t nr = rb + NR < q1 ? NR : q1 - rb;
-                    pack(&p, q4, wb + rb * w_stride + k_bytes, w_stride, nr, kb);
-                    for (size_t c = c0; c < c1; c += MR)
-                        kernel(&p, kb, &acts[c - c0], c + MR < c1 ? MR : c1 - c, y + c * ldy + rb,
-                               ldy, nr, k0 > 0);
-                }
-            }
-        }
-    }
-}
+#define q8_act          mf_q8_act
+#define q8_act_quantize mf_q8_act_quantize
+#define Q8_ENTRY        mf_avx512vnni_gemm_int8
+#include "tensor/x86/gemm_q8_entry.h"

@@ -102,6 +102,47 @@ static inline void mf_q8_store8(float *y, __m256 acc, size_t nr, bool add)
         y[i] = add ? y[i] + t[i] : t[i];
 }
 
+/*
+ * The loop nest the integer tiles share: MF_GEMM_Q8_TB activations at a
+ * time, MF_GEMM_Q8_RC weight rows per pass over k (so the outputs stay in
+ * L2 while every slice adds to them), kc of k per slice. Per slice the
+ * activations are quantized once (quantize: tile activation c from kc
+ * floats at x), every nr rows are packed once (pack: rows rb.. of the slice
+ * at k0) and multiplied with every mr activations (kernel: tile
+ * activations c..c+nc, outputs at y for activation c and row rb; add for
+ * every slice after the first).
+ */
+struct mf_tile_loop {
+    size_t nr, mr, kc;
+    void *ctx;
+    void (*quantize)(void *ctx, size_t c, const float *x, size_t kc);
+    void (*pack)(void *ctx, size_t rb, size_t nr, size_t k0, size_t kc);
+    void (*kernel)(void *ctx, size_t c, size_t nc, float *y, size_t ldy, size_t nr, bool add);
+};
+
+static inline void mf_tile_run(const struct mf_tile_loop *l, size_t n, size_t r0, size_t r1,
+                               const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+{
+    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
+        size_t nc = n_cols - c0 < MF_GEMM_Q8_TB ? n_cols - c0 : MF_GEMM_Q8_TB;
+        for (size_t q0 = r0; q0 < r1; q0 += MF_GEMM_Q8_RC) {
+            size_t q1 = r1 - q0 < MF_GEMM_Q8_RC ? r1 : q0 + MF_GEMM_Q8_RC;
+            for (size_t k0 = 0; k0 < n; k0 += l->kc) {
+                size_t kc = n - k0 < l->kc ? n - k0 : l->kc;
+                for (size_t c = 0; c < nc; c++)
+                    l->quantize(l->ctx, c, x + (c0 + c) * xs + k0, kc);
+                for (size_t rb = q0; rb < q1; rb += l->nr) {
+                    size_t nr = q1 - rb < l->nr ? q1 - rb : l->nr;
+                    l->pack(l->ctx, rb, nr, k0, kc);
+                    for (size_t c = 0; c < nc; c += l->mr)
+                        l->kernel(l->ctx, c, nc - c < l->mr ? nc - c : l->mr,
+                                  y + (c0 + c) * ldy + rb, ldy, nr, k0 > 0);
+                }
+            }
+        }
+    }
+}
+
 /* One activation's slice of MF_GEMM_KC for the vpdpbusd tiles (gemm_q8_vnni.c,
  * gemm_q8_avx512.c): quants offset by 128 (unsigned) and block scales. */
 struct mf_q8_act {
