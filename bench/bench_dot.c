@@ -106,6 +106,59 @@ static double time_quantize(mf_from_float_fn q, const float *x, size_t n, void *
     return best;
 }
 
+/* Seconds for the best of RUNS NF4 matrix-vector products with the given row kernel. */
+static double time_nf4(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m, const void *act,
+                       float *y, float *sink)
+{
+    double best = 1e30;
+    for (int r = 0; r < RUNS; r++) {
+        uint64_t t0 = memfit_now_ns();
+        mf_nf4_matvec_rows_with(dot, m, 0, m->rows, act, y);
+        double s = (double)(memfit_now_ns() - t0) / 1e9;
+        *sink += y[0];
+        best = s < best ? s : best;
+    }
+    return best;
+}
+
+/* NF4 as bitsandbytes stores it (blocks of 64, double-quantized absmax): the row
+ * kernels through the matrix function, GB/s of codes and absmax bytes. */
+static void nf4_rows(uint8_t *w, size_t bytes, const float *x, uint8_t *act, float *sink)
+{
+    size_t rows = bytes / (ROW / 2 + ROW / 64), nb = rows * (ROW / 64);
+    static float nested[1 << 16], map[256];
+    float *y = memfit_malloc(rows * sizeof(float));
+    if (!y || nb / 256 + 1 > sizeof(nested) / sizeof(nested[0]))
+        return;
+    for (size_t i = 0; i < rows * (ROW / 2 + ROW / 64); i++)
+        w[i] = (uint8_t)rnd();
+    for (size_t i = 0; i <= nb / 256; i++)
+        nested[i] = 0.01f + 0.001f * rnd_float();
+    memfit_nf4_dynamic_map(map);
+    struct memfit_nf4_matrix m = {.codes = w,
+                                  .rows = rows,
+                                  .cols = ROW,
+                                  .blocksize = 64,
+                                  .double_quant = true,
+                                  .absmax = w + rows * (ROW / 2),
+                                  .nested_absmax = nested,
+                                  .nested_map = map,
+                                  .nested_blocksize = 256,
+                                  .offset = 0.02f};
+    mf_type_traits_scalar(MEMFIT_TYPE_Q8_0)->from_float(x, act, ROW);
+    double gb = (double)(rows * (ROW / 2 + ROW / 64)) / 1e9;
+    double ts = time_nf4(mf_nf4_dot_scalar, &m, act, y, sink);
+    mf_nf4_dot_fn k[2] = {mf_nf4_dot_kernel_simd(), mf_nf4_dot_kernel_avx512()};
+    const char *names[2] = {"nf4", "nf4/512"};
+    for (int i = 0; i < 2; i++) {
+        if (!k[i])
+            continue;
+        double tv = time_nf4(k[i], &m, act, y, sink);
+        printf("%-7s %9s %12.2f %12.2f %7.1fx\n", names[i], "q8_0", gb / ts, gb / tv, ts / tv);
+    }
+    memfit_free(y);
+}
+
 int main(int argc, char **argv)
 {
     size_t mb = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 64;
@@ -149,6 +202,8 @@ int main(int argc, char **argv)
                    act_name, gb / ts, "-", "-");
         }
     }
+
+    nf4_rows(w, bytes, x, act, &sink);
 
     static const enum memfit_type qtypes[] = {MEMFIT_TYPE_F16,  MEMFIT_TYPE_BF16, MEMFIT_TYPE_Q8_0,
                                               MEMFIT_TYPE_Q8_K, MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q4_K,

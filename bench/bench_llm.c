@@ -5,9 +5,15 @@
  * and the process's peak RSS (VmHWM). No tokenizer is needed, so any Qwen2 /
  * LLaMA GGUF works, e.g. one from scripts/make_llm_reference.py --bench.
  *
+ * --chats N: then N chats at once on a group of N sessions (continuous
+ * batching, one thread each): each evaluates its own prompt, then all
+ * generate N tokens; prints their aggregate generation tokens/s and its ratio
+ * to the one chat's above (issue 18's goal: >= 2.5 for 4 chats).
+ *
  *   bench_llm MODEL.gguf [--threads N] [--prompt 128] [--gen 32] [--kv f16|q8_0|f32]
- *                        [--batch 64] [--ctx N]
+ *                        [--batch 64] [--ctx N] [--chats N]
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +31,7 @@ static uint64_t peak_rss_bytes(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: bench_llm MODEL.gguf [--threads N] [--prompt 128] [--gen 32] "
-                    "[--kv f16|q8_0|f32] [--batch 64] [--ctx N]\n");
+                    "[--kv f16|q8_0|f32] [--batch 64] [--ctx N] [--chats N]\n");
     return 2;
 }
 
@@ -35,11 +41,98 @@ static int fail(const char *what)
     return 1;
 }
 
+/* One chat of a group: its prompt, then (all prompts done) its greedy tokens. */
+struct chat {
+    memfit_llm_session *s;
+    uint32_t n_vocab;
+    unsigned n_prompt, n_gen, index;
+    pthread_barrier_t *ready;
+    uint64_t end_ns;
+    enum memfit_status st;
+};
+
+static void *chat_main(void *p)
+{
+    struct chat *c = p;
+    int32_t *tokens = memfit_malloc(((size_t)c->n_prompt + 1) * sizeof(int32_t));
+    float *logits = memfit_malloc((size_t)c->n_vocab * sizeof(float));
+    c->st = tokens && logits ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    uint32_t seed = 777u + c->index * 7919u;
+    for (unsigned i = 0; tokens && i < c->n_prompt; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        tokens[i] = (int32_t)((seed >> 8) % c->n_vocab);
+    }
+    memfit_llm_session_join(c->s);
+    if (c->st == MEMFIT_OK)
+        c->st = memfit_llm_eval(c->s, tokens, c->n_prompt, logits, false);
+    pthread_barrier_wait(c->ready);
+    for (unsigned g = 0; g < c->n_gen && c->st == MEMFIT_OK; g++) {
+        int32_t best = 0;
+        for (uint32_t v = 1; v < c->n_vocab; v++)
+            if (logits[v] > logits[best])
+                best = (int32_t)v;
+        c->st = memfit_llm_eval(c->s, &best, 1, logits, false);
+    }
+    c->end_ns = memfit_now_ns();
+    memfit_llm_session_leave(c->s);
+    memfit_free(tokens);
+    memfit_free(logits);
+    return NULL;
+}
+
+/* n chats at once on a group: their aggregate generation tokens/s. */
+static int run_chats(memfit_llm *m, const struct memfit_llm_options *o, unsigned n,
+                     unsigned n_prompt, unsigned n_gen, double *agg_tps)
+{
+    struct memfit_llm_info info;
+    memfit_llm_get_info(m, &info);
+    struct memfit_llm_plan plan;
+    memfit_llm_group *g;
+    if (memfit_llm_plan_group(&info, o, n, &plan) != MEMFIT_OK ||
+        memfit_llm_group_create(m, o, n, &g) != MEMFIT_OK)
+        return 1;
+    printf("group: %u sessions; plan: kv %.1f MiB each, work %.1f MiB shared\n", n,
+           (double)plan.kv_bytes / 1048576.0, (double)plan.work_bytes / 1048576.0);
+    struct chat c[64];
+    pthread_t th[64];
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, n + 1);
+    for (unsigned i = 0; i < n; i++) {
+        c[i] = (struct chat){.s = memfit_llm_group_session(g, i),
+                             .n_vocab = info.n_vocab,
+                             .n_prompt = n_prompt,
+                             .n_gen = n_gen,
+                             .index = i,
+                             .ready = &ready};
+        pthread_create(&th[i], NULL, chat_main, &c[i]);
+    }
+    pthread_barrier_wait(&ready);
+    uint64_t t0 = memfit_now_ns(), t1 = t0;
+    struct memfit_llm_group_stats before, after;
+    memfit_llm_group_get_stats(g, &before);
+    int rc = 0;
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        t1 = c[i].end_ns > t1 ? c[i].end_ns : t1;
+        rc |= c[i].st != MEMFIT_OK;
+    }
+    memfit_llm_group_get_stats(g, &after);
+    pthread_barrier_destroy(&ready);
+    memfit_llm_group_free(g);
+    double s = (double)(t1 - t0) / 1e9;
+    *agg_tps = (double)n * n_gen / s;
+    printf("chats: %u x %u tokens in %.3f s; %llu forwards, %.2f rows each\n", n, n_gen, s,
+           (unsigned long long)(after.steps - before.steps),
+           (double)(after.rows - before.rows) /
+               (double)(after.steps - before.steps ? after.steps - before.steps : 1));
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-')
         return usage();
-    unsigned threads = 0, n_prompt = 128, n_gen = 32, n_batch = 64, n_ctx = 0;
+    unsigned threads = 0, n_prompt = 128, n_gen = 32, n_batch = 64, n_ctx = 0, n_chats = 0;
     enum memfit_type kv = MEMFIT_TYPE_F16;
     for (int i = 2; i < argc; i += 2) {
         if (i + 1 >= argc)
@@ -63,6 +156,8 @@ int main(int argc, char **argv)
             n_batch = (unsigned)v;
         else if (strcmp(opt, "--ctx") == 0)
             n_ctx = (unsigned)v;
+        else if (strcmp(opt, "--chats") == 0 && v <= 64)
+            n_chats = (unsigned)v;
         else
             return usage();
     }
@@ -129,6 +224,17 @@ int main(int argc, char **argv)
     memfit_free(tokens);
     memfit_free(logits);
     memfit_llm_session_free(s);
+    if (n_chats && n_gen) {
+        double agg = 0;
+        if (run_chats(m, &o, n_chats, n_prompt, n_gen, &agg) != 0)
+            return fail("chats");
+        double one = n_gen / gen_s;
+        printf("chats: 1 chat %.2f t/s; %u chats at once %.2f t/s aggregate (%.2f t/s each); "
+               "ratio %.2fx\n",
+               one, n_chats, agg, agg / n_chats, agg / one);
+        printf("chats_one_tps=%.2f chats_n=%u chats_agg_tps=%.2f chats_ratio=%.2f\n", one, n_chats,
+               agg, agg / one);
+    }
     memfit_llm_close(m);
     return 0;
 }

@@ -48,7 +48,9 @@ for name, shp, dt, _ in specs:
     off += n
 h = json.dumps(header).encode()
 h += b" " * (-len(h) % 8)
-with open(out + "/model.safetensors", "wb") as f:
+import os
+tmp = out + "/model.safetensors.part%d" % os.getpid()
+with open(tmp, "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h)
     for name, shp, dt, std in specs:
         if std < 0:
@@ -56,6 +58,7 @@ with open(out + "/model.safetensors", "wb") as f:
         else:
             a = rng.standard_normal(shp, dtype=np.float32) * std
         f.write(a.astype(np.float16 if dt == "F16" else np.float32).tobytes())
+os.replace(tmp, out + "/model.safetensors")
 json.dump({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": E,
            "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": H,
            "num_key_value_heads": H, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
@@ -64,14 +67,25 @@ json.dump({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden
 PY
 fi
 cp "$hf/config.json" "$nf4/"
-[[ -f $nf4/model.safetensors ]] ||
-    "$bin" quantize "$hf/model.safetensors" "$nf4/model.safetensors" --type nf4 --double-quant --threads 2 >/dev/null
-[[ -f $dir/$shape-f16.gguf ]] || "$bin" convert "$hf" "$dir/$shape-f16.gguf" --no-tokenizer >/dev/null
-[[ -f $dir/$shape-q4_0.gguf ]] ||
-    "$bin" quantize "$dir/$shape-f16.gguf" "$dir/$shape-q4_0.gguf" --type q4_0 --threads 2 >/dev/null
-[[ -f $dir/$shape-q4_0-f16head.gguf ]] ||
-    "$bin" quantize "$dir/$shape-f16.gguf" "$dir/$shape-q4_0-f16head.gguf" --type q4_0 \
-        --keep output.weight --threads 2 >/dev/null
+# Each file is written under a temporary name and renamed, so a concurrent run never reads
+# half a file.
+part=part$$
+[[ -f $nf4/model.safetensors ]] || {
+    "$bin" quantize "$hf/model.safetensors" "$nf4/$part.safetensors" --type nf4 --double-quant \
+        --threads 2 >/dev/null && mv "$nf4/$part.safetensors" "$nf4/model.safetensors"
+}
+[[ -f $dir/$shape-f16.gguf ]] || {
+    "$bin" convert "$hf" "$dir/$part.gguf" --no-tokenizer >/dev/null &&
+        mv "$dir/$part.gguf" "$dir/$shape-f16.gguf"
+}
+[[ -f $dir/$shape-q4_0.gguf ]] || {
+    "$bin" quantize "$dir/$shape-f16.gguf" "$dir/$part.gguf" --type q4_0 --threads 2 >/dev/null &&
+        mv "$dir/$part.gguf" "$dir/$shape-q4_0.gguf"
+}
+[[ -f $dir/$shape-q4_0-f16head.gguf ]] || {
+    "$bin" quantize "$dir/$shape-f16.gguf" "$dir/$part.gguf" --type q4_0 --keep output.weight \
+        --threads 2 >/dev/null && mv "$dir/$part.gguf" "$dir/$shape-q4_0-f16head.gguf"
+}
 for m in "$nf4" "$dir/$shape-q4_0-f16head.gguf" "$dir/$shape-q4_0.gguf" "$nf4" \
     "$dir/$shape-q4_0-f16head.gguf"; do
     size=$(du -cbL "$m" | tail -1 | cut -f1)

@@ -48,8 +48,7 @@ static bool convo_add(struct convo *c, const char *role, const char *text, size_
     if (!copy)
         return false;
     c->owned[c->n] = copy;
-    c->msgs[c->n].role = role;
-    c->msgs[c->n].content = copy;
+    c->msgs[c->n] = (struct memfit_chat_message){.role = role, .content = copy};
     c->n++;
     return true;
 }

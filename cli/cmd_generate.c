@@ -200,7 +200,8 @@ int cmd_generate(int argc, char **argv)
                 : memfit_tokenizer_chat_template(m.tok)
                     ? "the model's template is not one memfit knows: fallback"
                     : "the model has none: fallback");
-        struct memfit_chat_message msgs[2] = {{"system", system}, {"user", prompt}};
+        struct memfit_chat_message msgs[2] = {{.role = "system", .content = system},
+                                              {.role = "user", .content = prompt}};
         st = memfit_chat_render(tmpl, system ? msgs : msgs + 1, system ? 2 : 1, true, &rendered);
         if (st == MEMFIT_OK) {
             prompt = rendered;

@@ -62,6 +62,9 @@ const char cmd_serve_help[] =
     "  --max-queue N          model requests admitted at once (default 64;\n"
     "                         more get 429 with Retry-After)\n"
     "  --max-inputs N         inputs per embedding request (default 256)\n"
+    "  --parallel N           requests each model named on the command line runs at\n"
+    "                         once (its max_concurrency; default unlimited): for an\n"
+    "                         LLM, N sessions whose decoding steps are batched\n"
     "  --max-pixels N         pixels of all the images of one request (default\n"
     "                         64000000; decoded images take 3 bytes a pixel)\n"
     "  --max-decode-time T    wall-clock budget of decoding one image (default 2s;\n"
@@ -222,6 +225,7 @@ enum {
     OPT_MAX_DECODE_TIME,
     OPT_GRACE,
     OPT_DRAIN_DELAY,
+    OPT_PARALLEL,
 };
 
 static const struct cli_option options[] = {
@@ -248,6 +252,7 @@ static const struct cli_option options[] = {
     {"max-decode-time", 0, CLI_ARG_REQUIRED, OPT_MAX_DECODE_TIME},
     {"grace", 0, CLI_ARG_REQUIRED, OPT_GRACE},
     {"drain-delay", 0, CLI_ARG_REQUIRED, OPT_DRAIN_DELAY},
+    {"parallel", 0, CLI_ARG_REQUIRED, OPT_PARALLEL},
     {0},
 };
 
@@ -370,6 +375,11 @@ int cmd_serve(int argc, char **argv)
             if (!cli_opt_int("serve", name, v, 1, 1000000, &n))
                 goto out;
             o.max_queue = (unsigned)n;
+            break;
+        case OPT_PARALLEL:
+            if (!cli_opt_int("serve", name, v, 1, 64, &n))
+                goto out;
+            o.model_parallel = (unsigned)n;
             break;
         case OPT_MAX_INPUTS:
             if (!cli_opt_int("serve", name, v, 1, 100000, &n))

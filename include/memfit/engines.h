@@ -272,6 +272,9 @@ struct memfit_generation_request {
      * engine makes the generation's matcher over the model's vocabulary,
      * whose trie it builds on first use and keeps until the model unloads. */
     const memfit_grammar *grammar;
+    /* chat: the JSON text of OpenAI's `tools` array the template renders
+     * (memfit_chat_render_tools), or NULL */
+    const char *tools_json;
 };
 
 typedef struct memfit_engine_generation memfit_engine_generation;

@@ -425,14 +425,33 @@ enum memfit_chat_template {
     MEMFIT_CHAT_CHATML = 0, /* <|im_start|>role\n...<|im_end|>\n (Qwen); the fallback */
     MEMFIT_CHAT_LLAMA2 = 1, /* <s>[INST] <<SYS>>...<</SYS>> ... [/INST] ... </s> */
     MEMFIT_CHAT_LLAMA3 = 2, /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    /* ChatML as Qwen2.5 writes it: its own default system message, tools in
+     * <tools></tools>, calls in <tool_call></tool_call>, results in
+     * <tool_response></tool_response>. */
+    MEMFIT_CHAT_QWEN25 = 3,
+    /* LLaMA 3.1: a system block with "Environment: ipython" and the dates,
+     * tools in the first user message, a call as {"name", "parameters"}
+     * JSON, results in an ipython turn. */
+    MEMFIT_CHAT_LLAMA31 = 4,
+};
+
+/* A function call an assistant message made (templates with tools). */
+struct memfit_chat_tool_call {
+    const char *id;        /* the client's id, or NULL (these templates do not render it) */
+    const char *name;      /* the function */
+    const char *arguments; /* its arguments: JSON text of an object */
 };
 
 struct memfit_chat_message {
-    const char *role; /* "system", "user", "assistant" */
-    const char *content;
+    const char *role;    /* "system", "user", "assistant"; "tool" where the template has tools */
+    const char *content; /* NULL only for an assistant message with tool calls */
+    /* assistant: the calls it made (n_tool_calls 0: none) */
+    const struct memfit_chat_tool_call *tool_calls;
+    size_t n_tool_calls;
+    const char *tool_call_id; /* tool: the call it answers (not rendered), or NULL */
 };
 
-/* "chatml", "llama2", "llama3". */
+/* "chatml", "llama2", "llama3", "qwen2.5", "llama3.1". */
 MEMFIT_API const char *memfit_chat_template_name(enum memfit_chat_template tmpl);
 
 /*
@@ -443,6 +462,10 @@ MEMFIT_API const char *memfit_chat_template_name(enum memfit_chat_template tmpl)
  */
 MEMFIT_API void memfit_chat_template_detect(const char *template_text,
                                             enum memfit_chat_template *out, bool *recognised);
+
+/* Whether memfit renders tools, tool calls and tool results for the template
+ * (QWEN25, LLAMA31). */
+MEMFIT_API bool memfit_chat_template_has_tools(enum memfit_chat_template tmpl);
 
 /*
  * The prompt text of a conversation as the template renders it (with the
@@ -455,6 +478,47 @@ MEMFIT_API enum memfit_status memfit_chat_render(enum memfit_chat_template tmpl,
                                                  const struct memfit_chat_message *messages,
                                                  size_t n_messages, bool add_generation_prompt,
                                                  char **out);
+
+/*
+ * memfit_chat_render with the functions the model may call: tools_json is
+ * the JSON text of OpenAI's `tools` array ([{"type": "function", "function":
+ * {"name", "description", "parameters"}}]), NULL or "[]" for none; each is
+ * written as the template's tojson writes it (Python's json.dumps: ", " and
+ * ": ", UTF-8 as is, LLaMA 3.1's with indent 4). Tool calls' arguments are
+ * written as JSON values, as the templates expect them. E_INVALID also for
+ * tools with a template of none (has_tools false), tools_json that is not a
+ * JSON array, or a conversation the template cannot express with them
+ * (LLaMA 3.1: no user message to put the tools in, more than one call in a
+ * message).
+ */
+MEMFIT_API enum memfit_status memfit_chat_render_tools(enum memfit_chat_template tmpl,
+                                                       const struct memfit_chat_message *messages,
+                                                       size_t n_messages, const char *tools_json,
+                                                       bool add_generation_prompt, char **out);
+
+/* The tool calls found in a model's answer. */
+struct memfit_chat_tool_calls {
+    size_t n_calls;
+    struct memfit_chat_tool_call *calls; /* id NULL; arguments compact JSON of an object */
+    char *content; /* the text around the calls, whitespace trimmed; NULL when none */
+};
+
+/*
+ * Finds the tool calls in generated text as the template's model writes
+ * them: QWEN25 `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`
+ * (one or more, text around them is content); LLAMA31 the whole answer one
+ * {"name": ..., "parameters": {...}} object (after an optional
+ * <|python_tag|>). Text that is not a well-formed call (bad JSON, no name,
+ * arguments not an object, an unclosed tag) is no call: out->n_calls is
+ * then 0 and the text stays content. E_INVALID for a template without tools,
+ * E_NOMEM. *out (memfit_chat_tool_calls_free) written only on success.
+ */
+MEMFIT_API enum memfit_status memfit_chat_parse_tool_calls(enum memfit_chat_template tmpl,
+                                                           const char *text, size_t len,
+                                                           struct memfit_chat_tool_calls *out);
+
+/* Frees what memfit_chat_parse_tool_calls wrote (the struct is zeroed). NULL is a no-op. */
+MEMFIT_API void memfit_chat_tool_calls_free(struct memfit_chat_tool_calls *calls);
 
 /* ==== Sampling (src/models/sample.c) ======================================== */
 
@@ -611,6 +675,25 @@ MEMFIT_API enum memfit_status memfit_grammar_json_object(memfit_grammar **out);
 MEMFIT_API enum memfit_status memfit_grammar_from_json_schema(const char *schema, size_t len,
                                                               memfit_grammar **out);
 
+/* One alternative of memfit_grammar_from_alternatives. */
+struct memfit_grammar_alternative {
+    const char *prefix; /* literal text before the value; not empty */
+    const char *schema; /* JSON Schema text of the value; NULL: any JSON object */
+    const char *suffix; /* literal text after it; NULL or "" for none */
+};
+
+/*
+ * The language of n (1 to 64) alternatives, each literal text, a JSON value
+ * of its schema (no whitespace around it), then literal text: a tool call
+ * such as `<tool_call>\n{"name": "f", "arguments": ` ARGS `}\n</tool_call>`,
+ * the model committing to one function by the bytes it writes. No prefix may
+ * begin another (E_INVALID). Schema errors as memfit_grammar_from_json_schema,
+ * naming the alternative. E_NOMEM.
+ */
+MEMFIT_API enum memfit_status
+memfit_grammar_from_alternatives(const struct memfit_grammar_alternative *alts, size_t n,
+                                 memfit_grammar **out);
+
 /* NULL is a no-op. */
 MEMFIT_API void memfit_grammar_free(memfit_grammar *g);
 
@@ -759,6 +842,15 @@ MEMFIT_API enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *
                                                   const struct memfit_llm_options *opts,
                                                   struct memfit_llm_plan *out);
 
+/* The plan for a group of n_sessions sessions (memfit_llm_group_create):
+ * kv_bytes is one session's cache (the group holds n_sessions of them),
+ * work_bytes the one workspace they share. E_RANGE for n_sessions outside
+ * 1..64, else as memfit_llm_plan_for. */
+MEMFIT_API enum memfit_status memfit_llm_plan_group(const struct memfit_llm_info *info,
+                                                    const struct memfit_llm_options *opts,
+                                                    uint32_t n_sessions,
+                                                    struct memfit_llm_plan *out);
+
 /* Opens the GGUF at `path` (mapped, never copied). Failures: those of
  * memfit_tensors_open and memfit_llm_detect, E_NOMEM. */
 MEMFIT_API enum memfit_status memfit_llm_open(const char *path, memfit_llm **out);
@@ -821,6 +913,45 @@ MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s,
  */
 MEMFIT_API enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
                                               size_t n, float *logits, bool all_logits);
+
+/*
+ * A group: n_sessions sessions of one model whose evaluations are batched
+ * (continuous batching). Each session has its own KV cache; the group has one
+ * workspace and one thread pool, laid out as memfit_llm_plan_group() reports.
+ * memfit_llm_eval() on a group's session may be called from several threads
+ * at once (one per session): the calls that are waiting when a forward starts
+ * go through it together, so a decoding step reads the weights once for all
+ * of them, and a prompt's chunk rides along with the others' tokens. A
+ * sequence's logits are those it would get alone. A forward waits briefly
+ * (a fraction of the last forward's time, at most 10 ms) for the tokens of
+ * joined sessions (memfit_llm_session_join) that have not yet asked, so that
+ * sequences generating in lockstep stay together; a session that leaves is
+ * never waited for. E_RANGE (as the plan), E_NOMEM.
+ */
+typedef struct memfit_llm_group memfit_llm_group;
+
+MEMFIT_API enum memfit_status memfit_llm_group_create(memfit_llm *model,
+                                                      const struct memfit_llm_options *opts,
+                                                      uint32_t n_sessions, memfit_llm_group **out);
+
+/* Frees the group and its sessions; no call may be running on them. NULL is a no-op. */
+MEMFIT_API void memfit_llm_group_free(memfit_llm_group *g);
+
+/* Session i (< n_sessions) of the group, owned by it (memfit_llm_session_free ignores it). */
+MEMFIT_API memfit_llm_session *memfit_llm_group_session(const memfit_llm_group *g, uint32_t i);
+
+/* Forwards run and the rows (tokens) they carried, since the group was created. */
+struct memfit_llm_group_stats {
+    uint64_t steps, rows;
+};
+
+MEMFIT_API void memfit_llm_group_get_stats(memfit_llm_group *g, struct memfit_llm_group_stats *out);
+
+/* A group's session starts (join) or stops (leave) generating: a forward waits
+ * briefly for the next token of joined sessions only. Thread-safe; no-ops on
+ * a session of its own. */
+MEMFIT_API void memfit_llm_session_join(memfit_llm_session *s);
+MEMFIT_API void memfit_llm_session_leave(memfit_llm_session *s);
 
 /* ---- Assembling a GGUF from a Hugging Face directory (src/models/llm_convert.c) */
 

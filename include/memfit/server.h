@@ -122,6 +122,10 @@ struct memfit_server_options {
      * stop, for platforms whose load balancer follows /ready but that have
      * no preStop hook (Docker, Render, Knative). */
     uint64_t drain_delay_ms;
+    /* Quick start: the max_concurrency of the model_sources models (0:
+     * unlimited). For an LLM, that many sessions whose decoding steps are
+     * batched together (`serve --parallel N`). */
+    unsigned model_parallel;
 };
 
 /* Fills the defaults above. */

@@ -359,9 +359,12 @@ MEMFIT_API void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64
 
 /*
  * y[c * ldy + r] = (row r) . (x row c) for row_begin <= r < row_end and
- * c < n_cols, x rows of cols floats, ldx floats apart: each weight row is
- * dequantized with the exact levels into `scratch` (cols floats) and dotted
- * in F32 with every activation row. For prompts (many activation rows).
+ * c < n_cols, x rows of cols floats, ldx floats apart. For prompts (many
+ * activation rows). With AVX2 active and at least 8 activation rows, the
+ * activations are quantized to Q8_0 and summed against the int8 levels as
+ * memfit_nf4_matvec_rows does, in the integer tiles; otherwise each
+ * weight row is dequantized with the exact levels into `scratch` (cols
+ * floats) and dotted in F32 with every activation row.
  */
 MEMFIT_API void memfit_nf4_matmul_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
                                        uint64_t row_end, const float *x, size_t ldx,

@@ -69,6 +69,7 @@ void memfit_grammar_free(memfit_grammar *g)
     memfit_free(g->lits);
     memfit_free(g->members);
     memfit_free(g->pool);
+    memfit_free(g->alts);
     memfit_free(g);
 }
 
@@ -236,6 +237,8 @@ enum frame_kind {
     F_KEY_FREE, /* any name (string states), mask/count the declared ones still matching */
     F_NUMBER,   /* state: N_*; count: digits of the current part */
     F_LITERAL,  /* mask = candidates, count = bytes matched */
+    F_PREFIX,   /* the prefix of an alternative: mask = candidates, count = bytes matched */
+    F_SUFFIX,   /* the suffix of alternative aux: count = bytes matched */
 };
 
 enum { O_FIRST, O_NEXT, O_COLON, O_AFTER };
@@ -273,8 +276,10 @@ static void state_init(const memfit_grammar *g, struct gstate *s)
 {
     memset(s, 0, offsetof(struct gstate, f) + sizeof(struct frame));
     s->n = 1;
-    s->f[0].kind = F_VALUE;
+    s->f[0].kind = g->n_alts ? F_PREFIX : F_VALUE;
     s->f[0].node = (uint16_t)g->root;
+    if (g->n_alts)
+        s->f[0].mask = (g->n_alts >= 64 ? ~0ull : (1ull << g->n_alts) - 1);
 }
 
 enum { R_REJECT, R_OK, R_POP_RETRY, R_RETRY };
@@ -724,6 +729,51 @@ static bool state_complete(const memfit_grammar *g, const struct gstate *s)
     return s->n == 0 || (s->n == 1 && frame_can_end(g, &s->f[0]));
 }
 
+/* A byte of the prefixes still matching; the one completed becomes its value
+ * (under its suffix). No prefix begins another, so the first complete is the one. */
+static int prefix_step(const memfit_grammar *g, struct gstate *s, struct frame *f, uint8_t b)
+{
+    uint64_t next = 0;
+    for (uint64_t m = f->mask; m; m &= m - 1) {
+        int i = __builtin_ctzll(m);
+        const struct mf_glit *l = lit_of(g, g->alts[i].prefix);
+        if (l->len > f->count && (uint8_t)g->pool[l->off + f->count] == b)
+            next |= 1ull << i;
+    }
+    if (!next)
+        return R_REJECT;
+    f->mask = next;
+    f->count++;
+    for (uint64_t m = next; m; m &= m - 1) {
+        int i = __builtin_ctzll(m);
+        if (lit_of(g, g->alts[i].prefix)->len != f->count)
+            continue;
+        const struct mf_galt *a = &g->alts[i];
+        memset(f, 0, sizeof(*f));
+        if (a->suffix == MF_G_NONE) {
+            f->kind = F_VALUE;
+            f->node = (uint16_t)a->root;
+        } else {
+            f->kind = F_SUFFIX;
+            f->aux = (uint8_t)i;
+            push(s, F_VALUE, a->root);
+        }
+        break;
+    }
+    return R_OK;
+}
+
+/* A byte of the suffix after the value (whitespace only as the suffix has it). */
+static int suffix_step(const memfit_grammar *g, struct gstate *s, struct frame *f, uint8_t b)
+{
+    const struct mf_glit *l = lit_of(g, g->alts[f->aux].suffix);
+    if ((uint8_t)g->pool[l->off + f->count] != b)
+        return R_REJECT;
+    if (++f->count == l->len)
+        s->n--;
+    return R_OK;
+}
+
 /* Advances s over byte b; false (s then undefined) when b is refused. */
 static bool step(const memfit_grammar *g, struct gstate *s, uint8_t b)
 {
@@ -736,8 +786,8 @@ static bool step(const memfit_grammar *g, struct gstate *s, uint8_t b)
         int r;
         switch (f->kind) {
         case F_VALUE:
-            if (is_ws(b))
-                r = s->n == 1 ? R_REJECT : take_ws(s);
+            if (is_ws(b)) /* none before the whole value, nor before an alternative's */
+                r = s->n == 1 || s->f[s->n - 2].kind == F_SUFFIX ? R_REJECT : take_ws(s);
             else
                 r = start_value(g, s, f, b);
             break;
@@ -756,6 +806,12 @@ static bool step(const memfit_grammar *g, struct gstate *s, uint8_t b)
             break;
         case F_NUMBER:
             r = number_step(g, f, b);
+            break;
+        case F_PREFIX:
+            r = prefix_step(g, s, f, b);
+            break;
+        case F_SUFFIX:
+            r = suffix_step(g, s, f, b);
             break;
         default:
             r = literal_step(g, s, f, b);

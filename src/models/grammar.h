@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json.h"
 #include "memfit/models.h"
 
 enum mf_gnode_kind {
@@ -62,6 +63,13 @@ struct mf_glit {
     uint32_t off, len; /* bytes in the pool */
 };
 
+/* One alternative of a grammar of alternatives: literal text, a JSON value, literal text. */
+struct mf_galt {
+    uint32_t prefix; /* literal (never empty) */
+    uint32_t suffix; /* literal, or MF_G_NONE for none */
+    uint32_t root;   /* the value's node */
+};
+
 struct memfit_grammar {
     struct mf_gnode *nodes;
     size_t n_nodes, cap_nodes;
@@ -75,6 +83,10 @@ struct memfit_grammar {
     size_t n_pool, cap_pool;
     uint32_t root;
     uint32_t any; /* the "any JSON value" choice once made, else MF_G_NONE */
+    /* n_alts > 0: the language is one of the alternatives (prefix, value,
+     * suffix), not the value at root alone; no prefix is a prefix of another. */
+    struct mf_galt *alts;
+    size_t n_alts;
 };
 
 /* An empty grammar (no nodes). NULL on allocation failure. */
@@ -95,6 +107,10 @@ enum memfit_status mf_grammar_add_members(memfit_grammar *g, const uint32_t *ids
 /* Appends a property (index in *out). E_NOMEM. */
 enum memfit_status mf_grammar_add_prop(memfit_grammar *g, uint32_t name, uint32_t node,
                                        uint32_t *out);
+
+/* Compiles a parsed JSON Schema into g (more nodes; the value's node in
+ * *root); errors as memfit_grammar_from_json_schema. */
+enum memfit_status mf_grammar_compile_schema(memfit_grammar *g, json_t *schema, uint32_t *root);
 
 /* The node of any JSON value, made on first use. */
 enum memfit_status mf_grammar_any(memfit_grammar *g, uint32_t *out);

@@ -456,29 +456,120 @@ static enum memfit_status compile(struct compiler *c, json_t *schema, uint32_t *
     return st;
 }
 
+enum memfit_status mf_grammar_compile_schema(memfit_grammar *g, json_t *schema, uint32_t *root)
+{
+    struct compiler c = {.g = g, .path = "#", .path_len = 1};
+    return compile(&c, schema, root);
+}
+
+/* Parses len bytes of JSON text; E_FORMAT naming the place, E_NOMEM. */
+static enum memfit_status load_schema(const char *text, size_t len, const char *what, json_t **out)
+{
+    mf_json_init();
+    mf_json_clear_alloc_failure();
+    json_error_t err;
+    *out = json_loadb(text, len, JSON_DECODE_ANY, &err);
+    if (*out)
+        return MEMFIT_OK;
+    return mf_json_alloc_failed() ? MEMFIT_E_NOMEM
+                                  : memfit_fail(MEMFIT_E_FORMAT, "%s: line %d column %d: %s", what,
+                                                err.line, err.column, err.text);
+}
+
 enum memfit_status memfit_grammar_from_json_schema(const char *text, size_t len,
                                                    memfit_grammar **out)
 {
     if (!text || !out)
         return memfit_fail(MEMFIT_E_MISUSE, "json schema: NULL argument");
-    mf_json_init();
-    mf_json_clear_alloc_failure();
-    json_error_t err;
-    json_t *schema = json_loadb(text, len, JSON_DECODE_ANY, &err);
-    if (!schema)
-        return mf_json_alloc_failed()
-                   ? MEMFIT_E_NOMEM
-                   : memfit_fail(MEMFIT_E_FORMAT, "json schema: line %d column %d: %s", err.line,
-                                 err.column, err.text);
-    struct compiler c = {.g = mf_grammar_new(), .path = "#", .path_len = 1};
-    enum memfit_status st = c.g ? compile(&c, schema, &c.g->root) : MEMFIT_E_NOMEM;
+    json_t *schema;
+    enum memfit_status st = load_schema(text, len, "json schema", &schema);
+    if (st != MEMFIT_OK)
+        return st;
+    memfit_grammar *g = mf_grammar_new();
+    st = g ? mf_grammar_compile_schema(g, schema, &g->root) : MEMFIT_E_NOMEM;
     json_decref(schema);
     if (st == MEMFIT_OK && mf_json_alloc_failed())
         st = MEMFIT_E_NOMEM;
     if (st != MEMFIT_OK) {
-        memfit_grammar_free(c.g);
+        memfit_grammar_free(g);
         return st;
     }
-    *out = c.g;
+    *out = g;
+    return MEMFIT_OK;
+}
+
+/* Whether a is a prefix of b (or equal). */
+static bool is_prefix(const char *a, const char *b)
+{
+    return strncmp(a, b, strlen(a)) == 0;
+}
+
+static enum memfit_status add_alternative(memfit_grammar *g,
+                                          const struct memfit_grammar_alternative *a, size_t i)
+{
+    struct mf_galt *alt = &g->alts[i];
+    alt->suffix = MF_G_NONE;
+    enum memfit_status st = mf_grammar_add_literal(g, a->prefix, strlen(a->prefix), &alt->prefix);
+    if (st == MEMFIT_OK && a->suffix && a->suffix[0])
+        st = mf_grammar_add_literal(g, a->suffix, strlen(a->suffix), &alt->suffix);
+    if (st != MEMFIT_OK)
+        return st;
+    json_t *schema = NULL;
+    if (a->schema) {
+        char what[48];
+        snprintf(what, sizeof(what), "alternative %zu: json schema", i);
+        if ((st = load_schema(a->schema, strlen(a->schema), what, &schema)) != MEMFIT_OK)
+            return st;
+    }
+    if (!schema) { /* any JSON object */
+        uint32_t any;
+        st = mf_grammar_any(g, &any);
+        if (st == MEMFIT_OK)
+            alt->root = g->members[g->nodes[any].first];
+        return st;
+    }
+    st = mf_grammar_compile_schema(g, schema, &alt->root);
+    json_decref(schema);
+    if (st != MEMFIT_OK && st != MEMFIT_E_NOMEM)
+        return memfit_fail(st, "alternative %zu: %s", i, memfit_last_error());
+    return st;
+}
+
+enum memfit_status memfit_grammar_from_alternatives(const struct memfit_grammar_alternative *alts,
+                                                    size_t n, memfit_grammar **out)
+{
+    if (!alts || !out || n == 0)
+        return memfit_fail(MEMFIT_E_MISUSE, "grammar alternatives: NULL argument or none");
+    if (n > MF_G_MAX_SET)
+        return memfit_fail(MEMFIT_E_UNSUPPORTED, "grammar: %zu alternatives; at most %d", n,
+                           MF_G_MAX_SET);
+    for (size_t i = 0; i < n; i++) {
+        if (!alts[i].prefix || !alts[i].prefix[0])
+            return memfit_fail(MEMFIT_E_INVALID, "grammar: alternative %zu has no prefix", i);
+        for (size_t j = 0; j < n; j++)
+            if (j != i && is_prefix(alts[i].prefix, alts[j].prefix))
+                return memfit_fail(MEMFIT_E_INVALID,
+                                   "grammar: the prefix of alternative %zu begins that of %zu", i,
+                                   j);
+    }
+    memfit_grammar *g = mf_grammar_new();
+    if (!g)
+        return MEMFIT_E_NOMEM;
+    enum memfit_status st = MEMFIT_OK;
+    g->alts = memfit_calloc_in(MEMFIT_ALLOC_MODEL, n, sizeof(*g->alts));
+    if (!g->alts)
+        st = MEMFIT_E_NOMEM;
+    for (size_t i = 0; i < n && st == MEMFIT_OK; i++) {
+        g->n_alts = i + 1;
+        st = add_alternative(g, &alts[i], i);
+    }
+    if (st == MEMFIT_OK && mf_json_alloc_failed())
+        st = MEMFIT_E_NOMEM;
+    if (st != MEMFIT_OK) {
+        memfit_grammar_free(g);
+        return st;
+    }
+    g->root = g->alts[0].root; /* a grammar with a root is a built one */
+    *out = g;
     return MEMFIT_OK;
 }

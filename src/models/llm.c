@@ -377,6 +377,7 @@ static enum memfit_status get_mat(struct loader *ld, const char *name, uint64_t 
     out->type = t.type;
     out->dot_type = dot;
     out->dot = tr->vec_dot;
+    out->dot_cols = mf_type_dot_cols(t.type);
     out->data = t.data;
     out->row_bytes = (size_t)row_bytes;
     out->rows = (uint32_t)t.shape[0];
@@ -594,9 +595,13 @@ static size_t row_bytes(enum memfit_type type, size_t n)
 }
 
 enum memfit_status mf_llm_layout(const struct memfit_llm_info *in,
-                                 const struct memfit_llm_options *opts, struct llm_layout *L)
+                                 const struct memfit_llm_options *opts, uint32_t n_seq,
+                                 struct llm_layout *L)
 {
     memset(L, 0, sizeof(*L));
+    if (n_seq == 0 || n_seq > LLM_MAX_SEQ)
+        return memfit_fail(MEMFIT_E_RANGE, "llm: %u sessions sharing a forward: expected 1..%d",
+                           n_seq, LLM_MAX_SEQ);
     uint64_t max_ctx = (uint64_t)in->n_ctx_train * 8;
     uint32_t n_ctx = opts->n_ctx;
     if (n_ctx == 0)
@@ -627,7 +632,10 @@ enum memfit_status mf_llm_layout(const struct memfit_llm_info *in,
     L->n_batch = opts->n_batch < n_ctx ? opts->n_batch : n_ctx;
     L->n_threads = threads;
     L->kv_type = opts->kv_type;
-    size_t hd = in->head_dim, B = L->n_batch, E = in->n_embd;
+    L->n_seq = n_seq;
+    /* A group's forward: up to n_batch prompt rows and one token of every session. */
+    L->n_rows = L->n_batch + (n_seq > 1 ? n_seq : 0);
+    size_t hd = in->head_dim, B = L->n_rows, E = in->n_embd;
     size_t Q = (size_t)in->n_head * hd, KV = (size_t)in->n_head_kv * hd, F = in->n_ff;
     /* Sizes stay far below 2^64 with the limits read_hparams enforces, but the
      * context times the layers can still be asked beyond the address space. */
@@ -648,8 +656,12 @@ enum memfit_status mf_llm_layout(const struct memfit_llm_info *in,
     L->att = o, o += align_up(B * Q * sizeof(float));
     L->ffn = o, o += align_up(B * 2 * F * sizeof(float));
     L->rope = o, o += align_up(B * in->n_rot * sizeof(float)); /* cos, sin per pair */
-    L->act_q8_0 = o, o += align_up(row_bytes(MEMFIT_TYPE_Q8_0, maxdim));
-    L->act_q8_k = o, o += align_up(row_bytes(MEMFIT_TYPE_Q8_K, maxdim));
+    /* Rows through the dot products (one per sequence) quantized to each dot type. */
+    L->act_q8_0_bytes = align_up(row_bytes(MEMFIT_TYPE_Q8_0, maxdim));
+    L->act_q8_k_bytes = align_up(row_bytes(MEMFIT_TYPE_Q8_K, maxdim));
+    L->act_q8_0 = o, o += L->act_q8_0_bytes * n_seq;
+    L->act_q8_k = o, o += L->act_q8_k_bytes * n_seq;
+    L->rows = o, o += align_up(B * sizeof(struct llm_row));
     size_t t = 0;
     L->t_scores = t, t += align_up((size_t)n_ctx * sizeof(float));
     L->t_qrow = t, t += align_up(row_bytes(MEMFIT_TYPE_Q8_0, hd));
@@ -662,9 +674,9 @@ enum memfit_status mf_llm_layout(const struct memfit_llm_info *in,
     return MEMFIT_OK;
 }
 
-enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
-                                       const struct memfit_llm_options *opts,
-                                       struct memfit_llm_plan *out)
+static enum memfit_status plan_n(const struct memfit_llm_info *info,
+                                 const struct memfit_llm_options *opts, uint32_t n_seq,
+                                 struct memfit_llm_plan *out)
 {
     struct memfit_llm_options defaults;
     if (!info || !out)
@@ -674,7 +686,7 @@ enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
         opts = &defaults;
     }
     struct llm_layout L;
-    enum memfit_status st = mf_llm_layout(info, opts, &L);
+    enum memfit_status st = mf_llm_layout(info, opts, n_seq, &L);
     if (st != MEMFIT_OK)
         return st;
     out->weight_bytes = info->weight_bytes;
@@ -682,4 +694,18 @@ enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
     out->kv_bytes = L.kv_bytes;
     out->work_bytes = L.work_bytes;
     return MEMFIT_OK;
+}
+
+enum memfit_status memfit_llm_plan_for(const struct memfit_llm_info *info,
+                                       const struct memfit_llm_options *opts,
+                                       struct memfit_llm_plan *out)
+{
+    return plan_n(info, opts, 1, out);
+}
+
+enum memfit_status memfit_llm_plan_group(const struct memfit_llm_info *info,
+                                         const struct memfit_llm_options *opts, uint32_t n_sessions,
+                                         struct memfit_llm_plan *out)
+{
+    return plan_n(info, opts, n_sessions, out);
 }

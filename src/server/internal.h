@@ -159,6 +159,7 @@ struct memfit_server {
     char *host, *manifest_path, *api_key;
     char **sources;
     size_t n_sources;
+    unsigned sources_parallel;           /* the quick-start models' max_concurrency */
     char **allow_hosts, **allow_origins; /* copies of the options' lists */
     size_t n_allow_hosts, n_allow_origins;
     bool loopback; /* bound to a loopback address: Host headers are checked */

@@ -510,6 +510,24 @@ void mf_gen_request_free(struct mf_gen_request *r)
         memfit_free(r->roles ? r->roles[i] : NULL);
         memfit_free(r->contents ? r->contents[i] : NULL);
     }
+    for (size_t i = 0; i < r->n_messages; i++) {
+        for (size_t k = 0; r->tool_calls && r->tool_calls[i] && k < r->n_tool_calls[i]; k++) {
+            memfit_free((char *)r->tool_calls[i][k].id);
+            memfit_free((char *)r->tool_calls[i][k].name);
+            memfit_free((char *)r->tool_calls[i][k].arguments);
+        }
+        memfit_free(r->tool_calls ? r->tool_calls[i] : NULL);
+        memfit_free(r->tool_call_ids ? r->tool_call_ids[i] : NULL);
+    }
+    memfit_free(r->tool_calls);
+    memfit_free(r->n_tool_calls);
+    memfit_free(r->tool_call_ids);
+    for (size_t i = 0; i < r->n_tools; i++) {
+        memfit_free(r->tools[i].name);
+        memfit_free(r->tools[i].parameters);
+    }
+    memfit_free(r->tools);
+    memfit_free(r->tools_json);
     memfit_free(r->roles);
     memfit_free(r->contents);
     for (size_t i = 0; i < r->n_stop; i++)
@@ -674,70 +692,63 @@ done:
     return st;
 }
 
-/* The top-level fields of each route (also the streaming scan's schema). */
-static const char *const completion_fields[] = {"model",
-                                                "prompt",
-                                                "max_tokens",
-                                                "max_completion_tokens",
-                                                "top_k",
-                                                "seed",
-                                                "n",
-                                                "temperature",
-                                                "top_p",
-                                                "min_p",
-                                                "repeat_penalty",
-                                                "repetition_penalty",
-                                                "stream",
-                                                "stream_options",
-                                                "stop",
-                                                "user",
-                                                "keep_alive",
-                                                "frequency_penalty",
-                                                "presence_penalty",
-                                                "logit_bias",
-                                                "logprobs",
-                                                "echo",
-                                                "suffix",
-                                                "best_of",
-                                                "service_tier",
-                                                "store",
-                                                "metadata"};
-static const char *const chat_fields[] = {"model",
-                                          "messages",
-                                          "max_tokens",
-                                          "max_completion_tokens",
-                                          "top_k",
-                                          "seed",
-                                          "n",
-                                          "temperature",
-                                          "top_p",
-                                          "min_p",
-                                          "repeat_penalty",
-                                          "repetition_penalty",
-                                          "stream",
-                                          "stream_options",
-                                          "stop",
-                                          "user",
-                                          "keep_alive",
-                                          "frequency_penalty",
-                                          "presence_penalty",
-                                          "logit_bias",
-                                          "logprobs",
-                                          "top_logprobs",
-                                          "tools",
-                                          "tool_choice",
-                                          "parallel_tool_calls",
-                                          "functions",
-                                          "function_call",
-                                          "response_format",
-                                          "modalities",
-                                          "audio",
-                                          "prediction",
-                                          "reasoning_effort",
-                                          "web_search_options",
-                                          "service_tier",
-                                          "store",
-                                          "metadata"};
+/*
+ * The top-level fields of the completions and chat bodies (also the
+ * streaming scan's schemas), each once with the routes that take it: BOTH,
+ * COMPL (/v1/completions) or CHAT (/v1/chat/completions).
+ */
+#define GEN_FIELDS(X)                                                                              \
+    X("model", BOTH)                                                                               \
+    X("prompt", COMPL)                                                                             \
+    X("messages", CHAT)                                                                            \
+    X("max_tokens", BOTH)                                                                          \
+    X("max_completion_tokens", BOTH)                                                               \
+    X("top_k", BOTH)                                                                               \
+    X("seed", BOTH)                                                                                \
+    X("n", BOTH)                                                                                   \
+    X("temperature", BOTH)                                                                         \
+    X("top_p", BOTH)                                                                               \
+    X("min_p", BOTH)                                                                               \
+    X("repeat_penalty", BOTH)                                                                      \
+    X("repetition_penalty", BOTH)                                                                  \
+    X("stream", BOTH)                                                                              \
+    X("stream_options", BOTH)                                                                      \
+    X("stop", BOTH)                                                                                \
+    X("user", BOTH)                                                                                \
+    X("keep_alive", BOTH)                                                                          \
+    X("frequency_penalty", BOTH)                                                                   \
+    X("presence_penalty", BOTH)                                                                    \
+    X("logit_bias", BOTH)                                                                          \
+    X("logprobs", BOTH)                                                                            \
+    X("top_logprobs", CHAT)                                                                        \
+    X("echo", COMPL)                                                                               \
+    X("suffix", COMPL)                                                                             \
+    X("best_of", COMPL)                                                                            \
+    X("tools", CHAT)                                                                               \
+    X("tool_choice", CHAT)                                                                         \
+    X("parallel_tool_calls", CHAT)                                                                 \
+    X("functions", CHAT)                                                                           \
+    X("function_call", CHAT)                                                                       \
+    X("response_format", CHAT)                                                                     \
+    X("modalities", CHAT)                                                                          \
+    X("audio", CHAT)                                                                               \
+    X("prediction", CHAT)                                                                          \
+    X("reasoning_effort", CHAT)                                                                    \
+    X("web_search_options", CHAT)                                                                  \
+    X("service_tier", BOTH)                                                                        \
+    X("store", BOTH)                                                                               \
+    X("metadata", BOTH)
+
+#define IN_COMPL_BOTH(name)  name,
+#define IN_COMPL_COMPL(name) name,
+#define IN_COMPL_CHAT(name)
+#define IN_CHAT_BOTH(name) name,
+#define IN_CHAT_COMPL(name)
+#define IN_CHAT_CHAT(name)        name,
+#define COMPL_FIELD(name, routes) IN_COMPL_##routes(name)
+#define CHAT_FIELD(name, routes)  IN_CHAT_##routes(name)
+static const char *const completion_fields[] = {GEN_FIELDS(COMPL_FIELD)};
+static const char *const chat_fields[] = {GEN_FIELDS(CHAT_FIELD)};
 #define COMPLETION_FIELDS_TEXT "the /v1/completions fields of docs/server.md"
 #define CHAT_FIELDS_TEXT       "the /v1/chat/completions fields of docs/server.md"
 
@@ -934,6 +945,232 @@ done:
 }
 #undef NO_MEMORY
 
+/* OpenAI's fields this server does not honour: taken only at their neutral value. */
+enum neutral {
+    NEUTRAL_FALSE,        /* absent, null or false */
+    NEUTRAL_EMPTY,        /* absent, null, [] or {} */
+    NEUTRAL_EMPTY_STRING, /* absent, null or "" */
+    NEUTRAL_STRINGS,      /* absent, null or one of `ok` */
+    NEUTRAL_TEXT_ONLY,    /* absent, null or ["text"] */
+    NEUTRAL_NULL,         /* absent or null */
+};
+
+enum { ROUTE_COMPL = 1, ROUTE_CHAT = 2, ROUTE_BOTH = 3 };
+
+static const char *const tiers[] = {"auto", "default", NULL};
+static const char *const none_auto[] = {"none", "auto", NULL};
+
+static const struct neutral_field {
+    const char *name;
+    unsigned routes;
+    enum neutral kind;
+    const char *const *ok;
+    const char *refusal; /* NULL: "'name' is not supported" */
+} neutral_fields_table[] = {
+    {"store", ROUTE_BOTH, NEUTRAL_FALSE, NULL,
+     "'store' is not supported (nothing is stored): leave it out or false"},
+    {"metadata", ROUTE_BOTH, NEUTRAL_EMPTY, NULL,
+     "'metadata' is not supported (nothing is stored)"},
+    {"service_tier", ROUTE_BOTH, NEUTRAL_STRINGS, tiers,
+     "'service_tier' is not supported: leave it out, \"auto\" or \"default\""},
+    {"suffix", ROUTE_COMPL, NEUTRAL_EMPTY_STRING, NULL,
+     "'suffix' is not supported (no fill-in-the-middle)"},
+    {"functions", ROUTE_CHAT, NEUTRAL_EMPTY, NULL,
+     "'functions' is not supported (the deprecated function calling): use 'tools'"},
+    {"function_call", ROUTE_CHAT, NEUTRAL_STRINGS, none_auto,
+     "'function_call' is not supported (the deprecated function calling): use 'tool_choice'"},
+    {"modalities", ROUTE_CHAT, NEUTRAL_TEXT_ONLY, NULL, "'modalities' is not supported: text only"},
+    {"audio", ROUTE_CHAT, NEUTRAL_NULL, NULL, NULL},
+    {"prediction", ROUTE_CHAT, NEUTRAL_NULL, NULL, NULL},
+    {"reasoning_effort", ROUTE_CHAT, NEUTRAL_NULL, NULL, NULL},
+    {"web_search_options", ROUTE_CHAT, NEUTRAL_NULL, NULL, NULL},
+};
+
+static bool is_neutral(const json_t *v, const struct neutral_field *f)
+{
+    static const char *const no_strings[] = {NULL};
+    switch (f->kind) {
+    case NEUTRAL_FALSE:
+        return !v || json_is_null(v) || json_is_false(v);
+    case NEUTRAL_EMPTY:
+        return neutral_empty(v);
+    case NEUTRAL_EMPTY_STRING:
+        return !v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0);
+    case NEUTRAL_STRINGS:
+        return neutral_string(v, f->ok);
+    case NEUTRAL_TEXT_ONLY:
+        return !v || json_is_null(v) ||
+               (json_is_array(v) && json_array_size(v) == 1 &&
+                json_is_string(json_array_get(v, 0)) &&
+                strcmp(json_string_value(json_array_get(v, 0)), "text") == 0);
+    default:
+        return neutral_string(v, no_strings);
+    }
+}
+
+/* Refuses, naming it, the first field of the route's that is not at its neutral value. */
+static enum memfit_status neutral_fields(const json_t *root, bool chat, struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    for (size_t i = 0; i < N_OF(neutral_fields_table); i++) {
+        const struct neutral_field *f = &neutral_fields_table[i];
+        if (!(f->routes & (chat ? ROUTE_CHAT : ROUTE_COMPL)) ||
+            is_neutral(json_object_get(root, f->name), f))
+            continue;
+        if (f->refusal)
+            UNSUPPORTED("%s", f->refusal);
+        UNSUPPORTED("'%s' is not supported", f->name);
+    }
+done:
+    return st;
+}
+
+/* A function name as OpenAI takes it: 1 to 64 of a-z, A-Z, 0-9, _ and -. */
+static bool function_name_ok(const json_t *name)
+{
+    if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 64)
+        return false;
+    for (const char *p = json_string_value(name); *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return false;
+    return strlen(json_string_value(name)) == json_string_length(name);
+}
+
+/* tools[i]: {"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}.
+ */
+static enum memfit_status gen_tool(json_t *tool, size_t i, struct mf_gen_request *r,
+                                   struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    static const char *const tool_keys[] = {"type", "function"};
+    static const char *const function_keys[] = {"name", "description", "parameters", "strict"};
+    char where[48];
+    snprintf(where, sizeof(where), "'tools[%zu]'", i);
+    if (!json_is_object(tool))
+        BAD("invalid_type", "'tools[%zu]' must be an object, not %s", i, json_type_name(tool));
+    if ((st = known_members(tool, where, tool_keys, N_OF(tool_keys), "type, function", err)) !=
+        MEMFIT_OK)
+        goto done;
+    json_t *type = json_object_get(tool, "type");
+    if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0)
+        UNSUPPORTED("'tools[%zu].type' must be \"function\" (the only tools this server calls)", i);
+    json_t *fn = json_object_get(tool, "function");
+    if (!json_is_object(fn))
+        BAD(fn ? "invalid_type" : "missing_field", "'tools[%zu].function' must be an object", i);
+    snprintf(where, sizeof(where), "'tools[%zu].function'", i);
+    if ((st = known_members(fn, where, function_keys, N_OF(function_keys),
+                            "name, description, parameters, strict", err)) != MEMFIT_OK)
+        goto done;
+    json_t *name = json_object_get(fn, "name");
+    if (!function_name_ok(name))
+        BAD(name ? "invalid_value" : "missing_field",
+            "'tools[%zu].function.name' must be 1 to 64 of a-z, A-Z, 0-9, _ and -", i);
+    json_t *desc = json_object_get(fn, "description"), *strict = json_object_get(fn, "strict");
+    if (desc && !json_is_string(desc) && !json_is_null(desc))
+        BAD("invalid_type", "'tools[%zu].function.description' must be a string", i);
+    if (strict && !json_is_boolean(strict) && !json_is_null(strict))
+        BAD("invalid_type", "'tools[%zu].function.strict' must be a boolean", i);
+    json_t *params = json_object_get(fn, "parameters");
+    if (params && !json_is_null(params) && !json_is_object(params))
+        BAD("invalid_type", "'tools[%zu].function.parameters' must be a JSON Schema object", i);
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(r->tools[k].name, json_string_value(name)) == 0)
+            BAD("invalid_value", "'tools[%zu]': function '%s' is also tools[%zu]", i,
+                json_string_value(name), k);
+    struct mf_gen_tool *t = &r->tools[i];
+    if (!(t->name = json_strdup(name, NULL)) ||
+        (json_is_object(params) && !(t->parameters = json_dumps(params, JSON_COMPACT))))
+        st = MEMFIT_E_NOMEM;
+done:
+    return st;
+}
+
+/* tool_choice: "none", "auto", "required" or {"type": "function", "function": {"name"}}. */
+static enum memfit_status gen_tool_choice(const json_t *v, struct mf_gen_request *r, bool *none,
+                                          struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    *none = false;
+    if (!v || json_is_null(v))
+        return MEMFIT_OK;
+    if (json_is_string(v)) {
+        const char *c = json_string_value(v);
+        if (strcmp(c, "none") == 0)
+            *none = true;
+        else if (strcmp(c, "required") == 0)
+            r->tool_choice = MF_TOOL_CHOICE_REQUIRED;
+        else if (strcmp(c, "auto") != 0)
+            BAD("invalid_value",
+                "'tool_choice' is '%.32s'; expected none, auto, required or "
+                "{\"type\": \"function\", \"function\": {\"name\": ...}}",
+                c);
+        if (!*none && !r->n_tools && r->tool_choice == MF_TOOL_CHOICE_REQUIRED)
+            UNSUPPORTED("'tool_choice' needs 'tools'");
+        return MEMFIT_OK;
+    }
+    json_t *type = json_object_get(v, "type");
+    json_t *name = json_object_get(json_object_get(v, "function"), "name");
+    if (!json_is_object(v) || !json_is_string(type) ||
+        strcmp(json_string_value(type), "function") != 0 || !json_is_string(name))
+        BAD("invalid_type", "'tool_choice' must be none, auto, required or {\"type\": "
+                            "\"function\", \"function\": {\"name\": ...}}");
+    if (!r->n_tools)
+        UNSUPPORTED("'tool_choice' needs 'tools'");
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (strcmp(r->tools[i].name, json_string_value(name)) == 0) {
+            r->tool_choice = MF_TOOL_CHOICE_NAMED;
+            r->tool_choice_index = i;
+            return MEMFIT_OK;
+        }
+    BAD("invalid_value", "'tool_choice' names function '%.64s', which is not in 'tools'",
+        json_string_value(name));
+done:
+    return st;
+}
+
+/* The chat body's tools, tool_choice and parallel_tool_calls. */
+static enum memfit_status gen_tools(const json_t *root, struct mf_gen_request *r,
+                                    struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    json_t *tools = json_object_get(root, "tools");
+    json_t *v = json_object_get(root, "parallel_tool_calls");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        BAD("invalid_type", "'parallel_tool_calls' must be a boolean, not %s", json_type_name(v));
+    r->parallel_tool_calls = !json_is_false(v);
+    if (tools && !json_is_null(tools) && !json_is_array(tools))
+        BAD("invalid_type", "'tools' must be an array, not %s", json_type_name(tools));
+    size_t n = tools && json_is_array(tools) ? json_array_size(tools) : 0;
+    if (n > MF_GEN_MAX_TOOLS)
+        BAD("invalid_value", "'tools' has %zu functions; at most %d", n, MF_GEN_MAX_TOOLS);
+    if (n) {
+        if (!(r->tools = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r->tools))))
+            return MEMFIT_E_NOMEM;
+        for (size_t i = 0; i < n; i++) {
+            r->n_tools = i + 1;
+            if ((st = gen_tool(json_array_get(tools, i), i, r, err)) != MEMFIT_OK)
+                goto done;
+        }
+    }
+    bool none;
+    if ((st = gen_tool_choice(json_object_get(root, "tool_choice"), r, &none, err)) != MEMFIT_OK)
+        goto done;
+    if (none) { /* the model is not told of the tools: a plain answer */
+        for (size_t i = 0; i < r->n_tools; i++) {
+            memfit_free(r->tools[i].name);
+            memfit_free(r->tools[i].parameters);
+        }
+        memfit_free(r->tools);
+        r->tools = NULL;
+        r->n_tools = 0;
+    }
+    if (r->n_tools && !(r->tools_json = json_dumps(tools, JSON_COMPACT)))
+        st = MEMFIT_E_NOMEM;
+done:
+    return st;
+}
+
 /*
  * The fields of OpenAI's API beyond the sampling ones: n, the penalties,
  * logit_bias, logprobs, echo, keep_alive, tools; and those this server does
@@ -959,16 +1196,9 @@ static enum memfit_status gen_openai_fields(const json_t *root, bool chat, struc
         (st = gen_keep_alive(json_object_get(root, "keep_alive"), r, err)) != MEMFIT_OK)
         goto done;
 
-    static const char *const tiers[] = {"auto", "default", NULL};
-    static const char *const none_auto[] = {"none", "auto", NULL};
-    static const char *const no_strings[] = {NULL};
-    json_t *v = json_object_get(root, "store");
-    if (v && !json_is_null(v) && !json_is_false(v))
-        UNSUPPORTED("'store' is not supported (nothing is stored): leave it out or false");
-    if (!neutral_empty(json_object_get(root, "metadata")))
-        UNSUPPORTED("'metadata' is not supported (nothing is stored)");
-    if (!neutral_string(json_object_get(root, "service_tier"), tiers))
-        UNSUPPORTED("'service_tier' is not supported: leave it out, \"auto\" or \"default\"");
+    if ((st = neutral_fields(root, chat, err)) != MEMFIT_OK)
+        goto done;
+    json_t *v;
     if (!chat) {
         if ((v = json_object_get(root, "echo")) && !json_is_null(v) && !json_is_boolean(v))
             BAD("invalid_type", "'echo' must be a boolean, not %s", json_type_name(v));
@@ -976,41 +1206,95 @@ static enum memfit_status gen_openai_fields(const json_t *root, bool chat, struc
         if (r->echo && r->logprobs)
             UNSUPPORTED("'echo' with 'logprobs' is not supported (the prompt's logprobs are not "
                         "computed)");
-        v = json_object_get(root, "suffix");
-        if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
-            UNSUPPORTED("'suffix' is not supported (no fill-in-the-middle)");
         json_t *best = json_object_get(root, "best_of");
         if (best && !json_is_null(best) &&
             !(json_is_integer(best) && (uint64_t)json_integer_value(best) == r->n))
             UNSUPPORTED("'best_of' is not supported (only best_of equal to n)");
         goto done;
     }
-    if ((v = json_object_get(root, "tools")) && !json_is_null(v) && !json_is_array(v))
-        BAD("invalid_type", "'tools' must be an array, not %s", json_type_name(v));
-    r->has_tools = !neutral_empty(v);
-    if (!neutral_empty(json_object_get(root, "functions")))
-        UNSUPPORTED("'functions' is not supported (function calling)");
-    if (!neutral_string(json_object_get(root, "function_call"), none_auto))
-        UNSUPPORTED("'function_call' is not supported (function calling)");
-    if (!r->has_tools && !neutral_string(json_object_get(root, "tool_choice"), none_auto))
-        UNSUPPORTED("'tool_choice' needs 'tools'");
-    if ((v = json_object_get(root, "parallel_tool_calls")) && !json_is_null(v) &&
-        !json_is_boolean(v))
-        BAD("invalid_type", "'parallel_tool_calls' must be a boolean, not %s", json_type_name(v));
+    if ((st = gen_tools(root, r, err)) != MEMFIT_OK)
+        goto done;
     /* json_object and json_schema: grammar-constrained sampling (docs/llm.md). */
     v = json_object_get(root, "response_format");
     if (v && !json_is_null(v) && (st = response_format(v, r, err)) != MEMFIT_OK)
         goto done;
-    v = json_object_get(root, "modalities");
-    if (v && !json_is_null(v) &&
-        !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
-          strcmp(json_string_value(json_array_get(v, 0)), "text") == 0))
-        UNSUPPORTED("'modalities' is not supported: text only");
-    static const char *const unsupported[] = {"audio", "prediction", "reasoning_effort",
-                                              "web_search_options"};
-    for (size_t i = 0; i < sizeof(unsupported) / sizeof(*unsupported); i++)
-        if (!neutral_string(json_object_get(root, unsupported[i]), no_strings))
-            UNSUPPORTED("'%s' is not supported", unsupported[i]);
+    if (r->grammar && r->n_tools)
+        UNSUPPORTED("'response_format' with 'tools' is not supported (one grammar per answer): "
+                    "leave one out, or set 'tool_choice' to \"none\"");
+done:
+    return st;
+}
+
+/* messages[i]'s tool_calls (assistant) and tool_call_id (tool), and no other member. */
+static enum memfit_status message_tools(const json_t *m, size_t i, const char *role,
+                                        struct mf_gen_request *r, struct mf_http_error *err)
+{
+    enum memfit_status st = MEMFIT_OK;
+    static const char *const keys[] = {"role",       "content",      "name",
+                                       "tool_calls", "tool_call_id", "refusal"};
+    char where[40];
+    snprintf(where, sizeof(where), "'messages[%zu]'", i);
+    if ((st = known_members(m, where, keys, N_OF(keys),
+                            "role, content, name, tool_calls, tool_call_id", err)) != MEMFIT_OK)
+        goto done;
+    json_t *name = json_object_get(m, "name"), *refusal = json_object_get(m, "refusal");
+    if (name && !json_is_null(name))
+        UNSUPPORTED("'messages[%zu].name' is not supported (the templates have no participant "
+                    "names)",
+                    i);
+    if (refusal && !json_is_null(refusal))
+        UNSUPPORTED("'messages[%zu].refusal' is not supported", i);
+    json_t *id = json_object_get(m, "tool_call_id");
+    if (strcmp(role, "tool") == 0) {
+        if (!json_is_string(id))
+            BAD(id ? "invalid_type" : "missing_field",
+                "'messages[%zu].tool_call_id' must be a string (the call a tool message answers)",
+                i);
+        if (!(r->tool_call_ids[i] = json_strdup(id, NULL)))
+            return MEMFIT_E_NOMEM;
+    } else if (id && !json_is_null(id)) {
+        BAD("invalid_value", "'messages[%zu].tool_call_id' belongs to tool messages only", i);
+    }
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (!calls || json_is_null(calls))
+        return MEMFIT_OK;
+    if (strcmp(role, "assistant") != 0)
+        BAD("invalid_value", "'messages[%zu].tool_calls' belongs to assistant messages only", i);
+    if (!json_is_array(calls))
+        BAD("invalid_type", "'messages[%zu].tool_calls' must be an array", i);
+    size_t n = json_array_size(calls);
+    if (n > MF_GEN_MAX_TOOLS)
+        BAD("invalid_value", "'messages[%zu].tool_calls' has %zu calls; at most %d", i, n,
+            MF_GEN_MAX_TOOLS);
+    if (n &&
+        !(r->tool_calls[i] = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(**r->tool_calls))))
+        return MEMFIT_E_NOMEM;
+    for (size_t k = 0; k < n; k++) {
+        json_t *c = json_array_get(calls, k);
+        json_t *cid = json_object_get(c, "id"), *type = json_object_get(c, "type");
+        json_t *fn = json_object_get(c, "function");
+        json_t *fname = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+        if (!json_is_object(c) || !json_is_string(cid) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "function") != 0 || !function_name_ok(fname) ||
+            !json_is_string(args))
+            BAD("invalid_value",
+                "'messages[%zu].tool_calls[%zu]' must be {\"id\": string, \"type\": \"function\", "
+                "\"function\": {\"name\": string, \"arguments\": JSON text}}",
+                i, k);
+        json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+        bool object = json_is_object(parsed);
+        json_decref(parsed);
+        if (!object)
+            BAD("invalid_value",
+                "'messages[%zu].tool_calls[%zu].function.arguments' must be the JSON text of an "
+                "object",
+                i, k);
+        struct memfit_chat_tool_call *t = &r->tool_calls[i][k];
+        r->n_tool_calls[i] = k + 1;
+        if (!(t->id = json_strdup(cid, NULL)) || !(t->name = json_strdup(fname, NULL)) ||
+            !(t->arguments = json_strdup(args, NULL)))
+            return MEMFIT_E_NOMEM;
+    }
 done:
     return st;
 }
@@ -1048,7 +1332,10 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
             BAD("invalid_value", "'messages' has %zu items; at most %d", n, MF_GEN_MAX_MESSAGES);
         r.roles = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.roles));
         r.contents = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.contents));
-        if (!r.roles || !r.contents) {
+        r.tool_calls = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.tool_calls));
+        r.n_tool_calls = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.n_tool_calls));
+        r.tool_call_ids = memfit_calloc_in(MEMFIT_ALLOC_SERVER, n, sizeof(*r.tool_call_ids));
+        if (!r.roles || !r.contents || !r.tool_calls || !r.n_tool_calls || !r.tool_call_ids) {
             st = MEMFIT_E_NOMEM;
             goto done;
         }
@@ -1066,10 +1353,11 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                     "'messages[%zu].role' must be a string", i);
             const char *rv = json_string_value(role);
             if (strcmp(rv, "system") != 0 && strcmp(rv, "user") != 0 &&
-                strcmp(rv, "assistant") != 0 && strcmp(rv, "developer") != 0)
+                strcmp(rv, "assistant") != 0 && strcmp(rv, "developer") != 0 &&
+                strcmp(rv, "tool") != 0)
                 BAD("invalid_value",
-                    "'messages[%zu].role' is '%.32s'; expected system, developer, user or "
-                    "assistant",
+                    "'messages[%zu].role' is '%.32s'; expected system, developer, user, "
+                    "assistant or tool",
                     i, rv);
             /* "developer" is the newer name of "system" in OpenAI's API. */
             r.roles[i] = memfit_strdup(strcmp(rv, "developer") == 0 ? "system" : rv);
@@ -1077,10 +1365,13 @@ enum memfit_status mf_gen_request_parse(const char *body, size_t len, bool chat,
                 st = MEMFIT_E_NOMEM;
                 goto done;
             }
+            if ((st = message_tools(m, i, rv, &r, err)) != MEMFIT_OK)
+                goto done;
             json_t *content = json_object_get(m, "content");
-            if (!content)
+            if (!content && !r.n_tool_calls[i])
                 BAD("missing_field", "missing field 'messages[%zu].content'", i);
-            if ((st = message_content(content, i, &r.contents[i], err)) != MEMFIT_OK)
+            if ((st = message_content(content ? content : json_null(), i, &r.contents[i], err)) !=
+                MEMFIT_OK)
                 goto done;
         }
     } else {

@@ -153,6 +153,20 @@ void mf_embed_request_free(struct mf_embed_request *r);
 #define MF_GEN_MAX_CHOICES    16   /* n: generated one after the other */
 #define MF_GEN_MAX_LOGIT_BIAS 1024 /* OpenAI's limit is 300 */
 
+#define MF_GEN_MAX_TOOLS 64 /* the grammar's alternatives */
+
+/* A function the model may call (chat `tools`). */
+struct mf_gen_tool {
+    char *name;
+    char *parameters; /* its JSON Schema as compact JSON; NULL: none given (any object) */
+};
+
+enum mf_tool_choice {
+    MF_TOOL_CHOICE_AUTO = 0,     /* the model may call: the answer is parsed */
+    MF_TOOL_CHOICE_REQUIRED = 1, /* one call of any tool, forced by a grammar */
+    MF_TOOL_CHOICE_NAMED = 2,    /* one call of the named tool, forced by a grammar */
+};
+
 struct mf_gen_request {
     char *model;
     bool chat;    /* /v1/chat/completions: `messages`; else `prompt` */
@@ -180,7 +194,17 @@ struct mf_gen_request {
     bool logprobs;         /* chat: logprobs true; completions: logprobs a number */
     uint32_t top_logprobs; /* chat: top_logprobs; completions: the number */
     bool echo;             /* completions: the prompt is put before each choice's text */
-    bool has_tools;        /* chat: a non-empty `tools` (the route refuses it by the template) */
+    /* chat: tools (tool_choice "none" drops them: n_tools 0) */
+    struct mf_gen_tool *tools;
+    size_t n_tools;
+    char *tools_json; /* the tools array as compact JSON (the template renders it); NULL: none */
+    enum mf_tool_choice tool_choice;
+    size_t tool_choice_index; /* MF_TOOL_CHOICE_NAMED: the tool named */
+    bool parallel_tool_calls; /* false: at most one call per answer */
+    /* chat: per message, its tool calls (assistant) and the call it answers (tool) */
+    struct memfit_chat_tool_call **tool_calls; /* n_messages of each (NULL: none) */
+    size_t *n_tool_calls;
+    char **tool_call_ids;
     bool has_keep_alive;
     int64_t keep_alive_s; /* Ollama's: -1 keep loaded, 0 unload after the answer, else seconds */
     /* response_format json_object / json_schema, compiled; NULL: free text */
@@ -193,7 +217,9 @@ struct mf_gen_request {
  * Taken: max_tokens / max_completion_tokens, temperature, top_p, stop
  * (string or up to 4 strings), stream, stream_options.include_usage, seed,
  * n, presence/frequency_penalty, logit_bias, logprobs (chat: with
- * top_logprobs), echo (completions), user, keep_alive (Ollama's), and the
+ * top_logprobs), echo (completions), user, keep_alive (Ollama's), tools,
+ * tool_choice, parallel_tool_calls and messages with tool_calls or the tool
+ * role (chat), and the
  * common extensions top_k, min_p, repeat_penalty (also
  * repetition_penalty). OpenAI's fields this server does not honour are
  * taken only at their neutral value (docs/server.md lists them) and refused

@@ -1336,6 +1336,12 @@ struct gen_work {
     struct gen_logprobs lp;
     struct mf_text pending;
     size_t pending_off;
+    /* tools: the template's conventions, the grammar of a forced call, and
+     * (streaming) the text held back while it may still be a call */
+    enum memfit_chat_template tmpl;
+    memfit_grammar *tool_grammar;
+    struct mf_text held;
+    bool streaming_content; /* this choice is not a call: its text streams */
 };
 
 static void gen_logprobs_clear(struct gen_logprobs *lp)
@@ -1390,6 +1396,8 @@ static void gen_work_free(struct gen_work *w)
     if (w->admitted)
         atomic_fetch_sub(&srv->admitted, 1);
     memfit_free(w->messages);
+    memfit_grammar_free(w->tool_grammar);
+    mf_text_free(&w->held);
     mf_gen_request_free(&w->req);
     mf_text_free(&w->pending);
     gen_logprobs_free(&w->lp);
@@ -1399,6 +1407,90 @@ static void gen_work_free(struct gen_work *w)
 static const char *finish_name(enum memfit_finish f)
 {
     return f == MEMFIT_FINISH_LENGTH ? "length" : "stop";
+}
+
+/* ---- Tool calls ------------------------------------------------------------------------------ */
+
+/* The calls in a choice's text that name the request's tools (at most one
+ * without parallel_tool_calls); none when any call names another function,
+ * the text then being content. E_NOMEM. */
+static enum memfit_status gen_tool_calls(const struct gen_work *w, const char *text, size_t len,
+                                         struct memfit_chat_tool_calls *out)
+{
+    enum memfit_status st = memfit_chat_parse_tool_calls(w->tmpl, text, len, out);
+    if (st != MEMFIT_OK)
+        return st;
+    for (size_t i = 0; i < out->n_calls; i++) {
+        bool known = false;
+        for (size_t k = 0; k < w->req.n_tools && !known; k++)
+            known = strcmp(out->calls[i].name, w->req.tools[k].name) == 0;
+        if (known)
+            continue;
+        memfit_chat_tool_calls_free(out);
+        out->content = memfit_malloc_in(MEMFIT_ALLOC_SERVER, len + 1);
+        if (!out->content)
+            return MEMFIT_E_NOMEM;
+        memcpy(out->content, text, len);
+        out->content[len] = '\0';
+        return MEMFIT_OK;
+    }
+    if (!w->req.parallel_tool_calls && out->n_calls > 1) {
+        for (size_t i = 1; i < out->n_calls; i++) {
+            memfit_free((char *)out->calls[i].name);
+            memfit_free((char *)out->calls[i].arguments);
+        }
+        out->n_calls = 1;
+    }
+    return MEMFIT_OK;
+}
+
+/* "tool_calls":[...] (streaming: each with its index). */
+static void tool_calls_json(struct mf_text *t, const struct memfit_chat_tool_calls *c, bool stream)
+{
+    static _Atomic uint64_t counter;
+    mf_text_puts(t, "\"tool_calls\":[");
+    for (size_t i = 0; i < c->n_calls; i++) {
+        uint64_t id =
+            memfit_now_ns() ^ (atomic_fetch_add(&counter, 1) * UINT64_C(0x9E3779B97F4A7C15));
+        mf_text_printf(t, "%s{", i ? "," : "");
+        if (stream)
+            mf_text_printf(t, "\"index\":%zu,", i);
+        mf_text_printf(
+            t, "\"id\":\"call_%016" PRIx64 "\",\"type\":\"function\",\"function\":{\"name\":", id);
+        mf_text_json_string(t, c->calls[i].name, strlen(c->calls[i].name));
+        mf_text_puts(t, ",\"arguments\":");
+        mf_text_json_string(t, c->calls[i].arguments, strlen(c->calls[i].arguments));
+        mf_text_puts(t, "}}");
+    }
+    mf_text_puts(t, "]");
+}
+
+/* The grammar of one call of the tools tool_choice allows, in the template's words. */
+static enum memfit_status gen_tool_grammar(struct gen_work *w)
+{
+    const struct mf_gen_request *q = &w->req;
+    size_t first = q->tool_choice == MF_TOOL_CHOICE_NAMED ? q->tool_choice_index : 0;
+    size_t n = q->tool_choice == MF_TOOL_CHOICE_NAMED ? 1 : q->n_tools;
+    struct memfit_grammar_alternative alts[MF_GEN_MAX_TOOLS];
+    char *prefixes[MF_GEN_MAX_TOOLS] = {0};
+    enum memfit_status st = MEMFIT_OK;
+    bool qwen = w->tmpl == MEMFIT_CHAT_QWEN25;
+    for (size_t i = 0; i < n && st == MEMFIT_OK; i++) {
+        const struct mf_gen_tool *t = &q->tools[first + i];
+        struct mf_text p = {0};
+        mf_text_printf(&p, "%s{\"name\": \"%s\", \"%s\": ", qwen ? "<tool_call>\n" : "", t->name,
+                       qwen ? "arguments" : "parameters");
+        if (!(prefixes[i] = mf_text_take(&p, NULL)))
+            st = MEMFIT_E_NOMEM;
+        alts[i] = (struct memfit_grammar_alternative){
+            prefixes[i], t->parameters ? t->parameters : "{\"type\":\"object\"}",
+            qwen ? "}\n</tool_call>" : "}"};
+    }
+    if (st == MEMFIT_OK)
+        st = memfit_grammar_from_alternatives(alts, n, &w->tool_grammar);
+    for (size_t i = 0; i < n; i++)
+        memfit_free(prefixes[i]);
+    return st;
 }
 
 static void gen_usage(struct mf_text *t, const struct gen_work *w)
@@ -1587,7 +1679,8 @@ static void gen_observe_tokens(struct gen_work *w)
 }
 
 /* One server-sent event with a piece of the current choice's text (or its finish, text NULL). */
-static void gen_chunk(struct gen_work *w, const char *text, size_t len, const char *finish)
+static void gen_chunk_calls(struct gen_work *w, const char *text, size_t len, const char *finish,
+                            const struct memfit_chat_tool_calls *calls)
 {
     struct mf_text *t = &w->pending;
     mf_text_puts(t, "data: ");
@@ -1598,12 +1691,16 @@ static void gen_chunk(struct gen_work *w, const char *text, size_t len, const ch
         if (!w->role_sent) {
             mf_text_puts(t, "\"role\":\"assistant\"");
             w->role_sent = true;
-            if (text)
+            if (text || calls)
                 mf_text_puts(t, ",");
         }
         if (text) {
             mf_text_puts(t, "\"content\":");
             mf_text_json_string(t, text, len);
+        }
+        if (calls) {
+            mf_text_puts(t, text ? "," : "");
+            tool_calls_json(t, calls, true);
         }
         mf_text_puts(t, "},");
     } else {
@@ -1618,6 +1715,59 @@ static void gen_chunk(struct gen_work *w, const char *text, size_t len, const ch
         mf_text_puts(t, ",\"finish_reason\":null}]");
     }
     mf_text_puts(t, "}\n\n");
+}
+
+static void gen_chunk(struct gen_work *w, const char *text, size_t len, const char *finish)
+{
+    gen_chunk_calls(w, text, len, finish, NULL);
+}
+
+/* Whether held text (whitespace first skipped) may still grow into a call
+ * of the template's form: a start of "<tool_call>" (Qwen2.5), a JSON object
+ * or "<|python_tag|>" (LLaMA 3.1). */
+static bool may_be_call(const struct gen_work *w)
+{
+    size_t i = 0, n = w->held.len;
+    const char *s = w->held.data;
+    while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
+        i++;
+    if (i == n)
+        return true;
+    const char *tag = w->tmpl == MEMFIT_CHAT_QWEN25 ? "<tool_call>" : "<|python_tag|>";
+    size_t k = strlen(tag), m = n - i < k ? n - i : k;
+    return memcmp(s + i, tag, m) == 0 || (w->tmpl == MEMFIT_CHAT_LLAMA31 && s[i] == '{');
+}
+
+/* Streaming with tools: text is held while it may be a call, then streamed as content. */
+static void gen_hold(struct gen_work *w, const char *text, size_t len)
+{
+    mf_text_append(&w->held, text, len);
+    if (may_be_call(w))
+        return;
+    w->streaming_content = true;
+    gen_chunk(w, w->held.data ? w->held.data : "", w->held.len, NULL);
+    w->held.len = 0;
+}
+
+/* The held text at the end of a choice: its calls (the finish reason becomes
+ * "tool_calls"), or content. */
+static const char *gen_flush_held(struct gen_work *w, const char *finish)
+{
+    struct memfit_chat_tool_calls c = {0};
+    if (w->held.failed ||
+        gen_tool_calls(w, w->held.data ? w->held.data : "", w->held.len, &c) != MEMFIT_OK) {
+        w->pending.failed = true;
+        return finish;
+    }
+    if (c.n_calls) {
+        gen_chunk_calls(w, c.content, c.content ? strlen(c.content) : 0, NULL, &c);
+        finish = "tool_calls";
+    } else if (c.content) {
+        gen_chunk(w, c.content, strlen(c.content), NULL);
+    }
+    memfit_chat_tool_calls_free(&c);
+    w->held.len = 0;
+    return finish;
 }
 
 /* The end of the stream: the usage (when asked) and [DONE]. */
@@ -1653,6 +1803,8 @@ static enum memfit_status gen_start_choice(struct gen_work *w)
     w->last_token_ns = 0;
     w->text_bytes = w->req.echo ? w->req.prompt_len : 0;
     w->role_sent = false;
+    w->held.len = 0;
+    w->streaming_content = false;
     if (w->stats) {
         if (w->queued)
             atomic_fetch_sub(&w->stats->queued, 1);
@@ -1716,11 +1868,17 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             continue;
         }
         gen_observe_tokens(w);
-        if (len || w->lp.n)
+        bool hold = w->req.n_tools && !w->streaming_content;
+        if (hold)
+            gen_hold(w, text, len);
+        else if (len || w->lp.n)
             gen_chunk(w, text, len, NULL);
         if (done) {
             gen_end_choice(w);
-            gen_chunk(w, NULL, 0, finish_name(w->result.finish));
+            const char *finish = finish_name(w->result.finish);
+            if (w->req.n_tools && !w->streaming_content)
+                finish = gen_flush_held(w, finish);
+            gen_chunk(w, NULL, 0, finish);
             if (++w->choice == w->n_choices) {
                 gen_release(w); /* before [DONE]: a keep_alive 0 model is gone when it arrives */
                 gen_stream_end(w);
@@ -1784,17 +1942,13 @@ static void gen_params(struct gen_work *w, struct memfit_generate_params *p)
  * logit_bias token beyond its vocabulary. NULL when fine; else the message in msg. */
 static const char *gen_model_refusal(struct gen_work *w, memfit_llm *model, char *msg, size_t cap)
 {
-    if (w->req.has_tools) {
+    if (w->req.n_tools && !memfit_chat_template_has_tools(w->tmpl)) {
         const char *tmpl = memfit_tokenizer_chat_template(w->tok);
-        if (tmpl && strstr(tmpl, "tools"))
-            snprintf(msg, cap,
-                     "'tools' is not supported for model '%s' yet: its chat template defines "
-                     "tools, but memfit renders only plain conversations",
-                     w->req.model);
-        else
-            snprintf(msg, cap,
-                     "'tools' is not supported by model '%s': its chat template defines no tools",
-                     w->req.model);
+        snprintf(msg, cap, "'tools': model '%s': its chat template does not support tools%s",
+                 w->req.model,
+                 tmpl && strstr(tmpl, "tools")
+                     ? " (it defines them, but not in the Qwen2.5 or LLaMA 3.1 form memfit renders)"
+                     : "");
         return msg;
     }
     struct memfit_llm_info info;
@@ -1831,6 +1985,9 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
         for (size_t i = 0; i < w->req.n_messages; i++) {
             w->messages[i].role = w->req.roles[i];
             w->messages[i].content = w->req.contents[i];
+            w->messages[i].tool_calls = w->req.tool_calls[i];
+            w->messages[i].n_tool_calls = w->req.n_tool_calls[i];
+            w->messages[i].tool_call_id = w->req.tool_call_ids[i];
         }
         g->messages = w->messages;
         g->n_messages = w->req.n_messages;
@@ -1860,9 +2017,22 @@ static enum MHD_Result gen_start(struct req *r, struct gen_work *w, bool *ok)
     memfit_llm *model = NULL;
     if ((st = memfit_engine_llm(w->handle, &model, &w->tok, NULL)) != MEMFIT_OK)
         return fail_status(r, st);
+    memfit_chat_template_detect(memfit_tokenizer_chat_template(w->tok), &w->tmpl, NULL);
     char msg[400];
     if (gen_model_refusal(w, model, msg, sizeof(msg)))
         return fail(r, 400, "invalid_request_error", "unsupported_field", msg);
+    if (w->req.n_tools) {
+        g->tools_json = w->req.tools_json;
+        if (w->req.tool_choice != MF_TOOL_CHOICE_AUTO) {
+            st = gen_tool_grammar(w);
+            if (st == MEMFIT_E_NOMEM)
+                return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
+            if (st != MEMFIT_OK)
+                return fail(r, 400, "invalid_request_error", "unsupported_schema",
+                            memfit_last_error());
+            g->grammar = w->tool_grammar;
+        }
+    }
     st = gen_start_choice(w);
     if (st == MEMFIT_E_RANGE)
         return fail(r, 400, "invalid_request_error", "context_length_exceeded",
@@ -1919,7 +2089,26 @@ static enum MHD_Result gen_collect(struct req *r, struct gen_work *w, struct mf_
 static void gen_choice_json(struct mf_text *t, struct gen_work *w, const struct mf_text *text)
 {
     mf_text_printf(t, "%s{\"index\":%" PRIu32 ",", w->choice ? "," : "", w->choice);
-    if (w->req.chat) {
+    const char *finish = finish_name(w->result.finish);
+    if (w->req.chat && w->req.n_tools) {
+        struct memfit_chat_tool_calls c = {0};
+        if (gen_tool_calls(w, text->data ? text->data : "", text->len, &c) != MEMFIT_OK) {
+            t->failed = true;
+            return;
+        }
+        mf_text_puts(t, "\"message\":{\"role\":\"assistant\",\"content\":");
+        if (c.content)
+            mf_text_json_string(t, c.content, strlen(c.content));
+        else
+            mf_text_puts(t, c.n_calls ? "null" : "\"\"");
+        if (c.n_calls) {
+            mf_text_puts(t, ",");
+            tool_calls_json(t, &c, false);
+            finish = "tool_calls";
+        }
+        mf_text_puts(t, "},");
+        memfit_chat_tool_calls_free(&c);
+    } else if (w->req.chat) {
         mf_text_puts(t, "\"message\":{\"role\":\"assistant\",\"content\":");
         mf_text_json_string(t, text->data ? text->data : "", text->len);
         mf_text_puts(t, "},");
@@ -1938,7 +2127,7 @@ static void gen_choice_json(struct mf_text *t, struct gen_work *w, const struct 
         mf_text_puts(t, ",");
     }
     gen_logprobs_json(t, w);
-    mf_text_printf(t, ",\"finish_reason\":\"%s\"}", finish_name(w->result.finish));
+    mf_text_printf(t, ",\"finish_reason\":\"%s\"}", finish);
 }
 
 static enum MHD_Result route_generate(struct req *r, bool chat)

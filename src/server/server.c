@@ -172,6 +172,7 @@ static enum memfit_status build_models(memfit_server *srv, const struct memfit_m
             .sources = sources,
             .n_sources = 1,
             .keep_alive_s = MEMFIT_KEEP_ALIVE_DEFAULT,
+            .max_concurrency = srv->sources_parallel,
         };
         if (st == MEMFIT_OK)
             st = make_model(srv, mf, &e, false, tail);
@@ -682,6 +683,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
             goto fail;
         srv->n_sources++;
     }
+    srv->sources_parallel = options->model_parallel;
     if (!copy_list(options->allow_hosts, options->n_allow_hosts, &srv->allow_hosts,
                    &srv->n_allow_hosts) ||
         !copy_list(options->allow_origins, options->n_allow_origins, &srv->allow_origins,

@@ -57,6 +57,30 @@ static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, con
         out[r] = t->vec_dot(n, (const uint8_t *)w + r * w_stride, a);
 }
 
+/*
+ * Multi-column dots (dot_cols.c, x86/dot_cols*.c): out[c] = the dot of the
+ * weight row w with activation row a[c] (rows of the type's vec_dot_type) for
+ * c < n_cols, each weight block loaded and unpacked once for all columns.
+ * What a column gets depends only on n, w and a[c]: never on n_cols, the other
+ * columns or the column's place (each column runs the same operations in the
+ * same order), so a sequence decoded beside others gets the logits it gets
+ * alone. Against vec_dot: the scalar kernels are bit-identical; the SIMD ones
+ * keep the SIMD vec_dot's tolerance (exact integer block sums, float sums in
+ * another order). n_cols may be 0.
+ */
+typedef void (*mf_vec_dot_cols_fn)(size_t n, const void *w, const void *const *a, size_t n_cols,
+                                   float *out);
+
+/* The multi-column kernel in use for a weight type, the scalar one, and the SIMD one
+ * whatever MEMFIT_NO_SIMD says; NULL where the type has none (then loop over vec_dot,
+ * which has the same column independence). */
+mf_vec_dot_cols_fn mf_type_dot_cols(enum memfit_type type);
+mf_vec_dot_cols_fn mf_type_dot_cols_scalar(enum memfit_type type);
+mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type);
+
+void mf_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols, float *out);
+void mf_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols, float *out);
+
 /* The traits in use (SIMD where detected and not disabled), NULL for a type without any. */
 const struct mf_type_traits *mf_type_traits(enum memfit_type type);
 
@@ -231,20 +255,31 @@ enum memfit_status mf_attention_with(const struct mf_nn_ops *ops, const struct m
                                      void *work, size_t work_bytes);
 
 /*
- * NF4 rows against Q8_0 activations (nf4.c, x86/nf4.c): n codes (the first
- * element of a pair in the high nibble) that stand for mf_nf4_q8[code] (the
- * NF4 levels x 127, rounded), scales[j] the factor of elements 32j..32j+31
- * (absmax / 127). Sums each 32 in integers, then scales[j] * d_act * isum in
- * float; the AVX2 kernel only orders the float sums differently.
+ * NF4 rows against Q8_0 activations (nf4.c, x86/nf4.c, x86/nf4_avx512.c): n
+ * codes (the first element of a pair in the high nibble) that stand for
+ * mf_nf4_q8[code] (the NF4 levels x 127, rounded); elements 32j..32j+31
+ * have the absmax absmax[j >> shift] (blocks of 32 << shift elements).
+ * Sums each 32 in integers, then absmax * d_act * isum in float, and the
+ * total times 1/127; the SIMD kernels only order the float sums differently.
  */
-typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *scales,
+typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                                const void *act);
 extern const int8_t mf_nf4_q8[16];
-float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, const void *act);
-/* The NF4 kernel in use (AVX2 where active), and the AVX2 one whatever
- * MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C). */
+float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                        const void *act);
+/* The NF4 kernel in use (AVX-512BW, else AVX2, where active), the AVX2 one
+ * whatever MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C), and the
+ * AVX-512BW one whatever MEMFIT_NO_SIMD/MEMFIT_NO_AVX512 say (NULL without
+ * AVX-512F/BW). */
 mf_nf4_dot_fn mf_nf4_dot_kernel(void);
 mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void);
+mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void);
+/* The absmax of the matrix's block b (counted over the flat tensor), double
+ * quantization decoded. */
+float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b);
+/* memfit_nf4_matvec_rows with the given row kernel. */
+void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m,
+                             uint64_t row_begin, uint64_t row_end, const void *act, float *y);
 
 /* ---- x86 kernels (src/tensor/x86, AVX2+FMA+F16C) --------------------- */
 
@@ -269,7 +304,14 @@ float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
-float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *scales, const void *act);
+float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                      const void *act);
+/* The AVX-512BW NF4 row kernel (x86/nf4_avx512.c, -mavx512f -mavx512bw), and its
+ * decoder of count double-quantized absmax values from block b0 (what
+ * mf_nf4_block_absmax gives, bit for bit). */
+void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
+float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                        const void *act);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
  * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,
@@ -277,9 +319,22 @@ void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block
                   size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 /* Q8_0 or Q4_0 weights through the integer panel kernel (x86/gemm_q8.c),
  * activations quantized to Q8_0: for Q8_0 the result of mf_gemm_q8_0_scalar
- * to float rounding, for Q4_0 that of mf_dot_q4_0 per row and activation. */
+ * to float rounding, for Q4_0 that of mf_dot_q4_0 per row and activation.
+ * Type NF4: w is a checked const struct memfit_nf4_matrix * (w_stride
+ * unused, n its cols), the result that of mf_nf4_dot_scalar per row and
+ * activation to float rounding. */
 void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
                        size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+/* Multi-column Q4_0 and Q8_0 dots against Q8_0 (x86/dot_cols.c; x86/dot_cols_vnni.c with
+ * vpdpbusd, only after mf_tensor_vnni_active()): identical floats from both. */
+void mf_avx2_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                           float *out);
+void mf_avx2_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                           float *out);
+void mf_avxvnni_dot_cols_q4_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                              float *out);
+void mf_avxvnni_dot_cols_q8_0(size_t n, const void *w, const void *const *a, size_t n_cols,
+                              float *out);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):
  * nc <= MF_GEMM_AVX512_MR activations (rows of kc floats at x, stride xs)
  * against a k-major panel of 16 rows; same arithmetic as the AVX2 kernel. */

@@ -12,9 +12,13 @@
  * The matrix functions at the end run an NF4 matrix in place (codes and
  * scales as stored, double quantization included): a row's absmax values
  * are decoded into a small stack array, then the row kernel (scalar here,
- * AVX2 in x86/nf4.c) sums each 32 codes against a Q8_0 activation block in
- * integers, using the levels times 127 rounded to int8, as llama.cpp's
- * IQ4_NL does with its own non-linear levels.
+ * AVX2 in x86/nf4.c, AVX-512BW in x86/nf4_avx512.c) sums each 32 codes
+ * against a Q8_0 activation block in integers, using the levels times 127
+ * rounded to int8, as llama.cpp's IQ4_NL does with its own non-linear
+ * levels. Prompts (many activation rows) go through the x86 integer tiles
+ * with the same levels (x86/tile.h: 8 rows' codes looked up once per panel
+ * and shared by up to 128 activations); the scalar path dequantizes a
+ * row at a time and sums in float.
  */
 #include <float.h>
 #include <math.h>
@@ -241,7 +245,8 @@ enum memfit_status memfit_nf4_unpack_absmax(const uint8_t *qabsmax, const float 
 const int8_t mf_nf4_q8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
                               10,   20,  31,  43,  56,  71,  92,  127};
 
-float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, const void *act)
+float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                        const void *act)
 {
     const struct mf_block_q8_0 *y = act;
     float sum = 0;
@@ -252,9 +257,9 @@ float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *scales, con
             isum += mf_nf4_q8[c[i] >> 4] * y[j].qs[2 * i];
             isum += mf_nf4_q8[c[i] & 0xf] * y[j].qs[2 * i + 1];
         }
-        sum += (float)isum * (scales[j] * mf_fp16_to_fp32(y[j].d));
+        sum += (float)isum * (absmax[j >> shift] * mf_fp16_to_fp32(y[j].d));
     }
-    return sum;
+    return sum * (1.0f / 127.0f);
 }
 
 static float load_f32(const void *base, uint64_t i)
@@ -295,6 +300,15 @@ enum memfit_status memfit_nf4_matrix_check(const struct memfit_nf4_matrix *m)
     return MEMFIT_OK;
 }
 
+float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b)
+{
+    if (!m->double_quant)
+        return load_f32(m->absmax, b);
+    uint8_t q = ((const uint8_t *)m->absmax)[b];
+    unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize); /* a power of two */
+    return load_f32(m->nested_map, q) * load_f32(m->nested_absmax, b >> shift) + m->offset;
+}
+
 void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out)
 {
     uint64_t per_row = m->cols / m->blocksize, b0 = r * per_row;
@@ -302,6 +316,12 @@ void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float 
         memcpy(out, (const uint8_t *)m->absmax + b0 * sizeof(float), per_row * sizeof(float));
         return;
     }
+#if defined(__x86_64__)
+    if (mf_nf4_dot_kernel() == mf_avx512_nf4_dot) {
+        mf_avx512_nf4_absmax(m, b0, per_row, out);
+        return;
+    }
+#endif
     const uint8_t *q = m->absmax;
     /* A power of two (memfit_nf4_matrix_check): a shift, not a division, in this hot loop. */
     unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize);
@@ -311,32 +331,43 @@ void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float 
     }
 }
 
+void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m,
+                             uint64_t row_begin, uint64_t row_end, const void *act, float *y)
+{
+    float absmax[MEMFIT_NF4_MAX_COLS / 32];
+    size_t n = (size_t)m->cols;
+    unsigned shift = (unsigned)__builtin_ctz(m->blocksize / MF_QK);
+    for (uint64_t r = row_begin; r < row_end; r++) {
+        memfit_nf4_row_absmax(m, r, absmax);
+        y[r - row_begin] = dot(n, m->codes + r * (n / 2), absmax, shift, act);
+    }
+}
+
 void memfit_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin, uint64_t row_end,
                             const void *act, float *y)
 {
-    float absmax[MEMFIT_NF4_MAX_COLS / 32], scales[MEMFIT_NF4_MAX_COLS / MF_QK];
-    mf_nf4_dot_fn dot = mf_nf4_dot_kernel();
-    size_t n = (size_t)m->cols, per_block = m->blocksize / MF_QK;
-    for (uint64_t r = row_begin; r < row_end; r++) {
-        memfit_nf4_row_absmax(m, r, absmax);
-        for (size_t b = 0, j = 0; b < n / m->blocksize; b++)
-            for (size_t k = 0; k < per_block; k++)
-                scales[j++] = absmax[b] * (1.0f / 127.0f);
-        y[r - row_begin] = dot(n, m->codes + r * (n / 2), scales, act);
-    }
+    mf_nf4_matvec_rows_with(mf_nf4_dot_kernel(), m, row_begin, row_end, act, y);
 }
 
 void memfit_nf4_matmul_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin, uint64_t row_end,
                             const float *x, size_t ldx, uint64_t n_cols, float *y, size_t ldy,
                             float *scratch)
 {
+    size_t n = (size_t)m->cols;
+#if defined(__x86_64__)
+    if (mf_tensor_simd_active() && n_cols >= MF_GEMM_Q8_MIN_COLS) {
+        (mf_tensor_vnni_active() ? mf_avxvnni_gemm_int8 : mf_avx2_gemm_int8)(
+            MEMFIT_TYPE_NF4, m, 0, n, (size_t)row_begin, (size_t)row_end, x, ldx, (size_t)n_cols, y,
+            ldy);
+        return;
+    }
+#endif
     float absmax[MEMFIT_NF4_MAX_COLS / 32];
     const struct mf_type_traits *f32 = mf_type_traits(MEMFIT_TYPE_F32);
-    size_t n = (size_t)m->cols;
+    unsigned shift = (unsigned)__builtin_ctz(m->blocksize);
     for (uint64_t r = row_begin; r < row_end; r++) {
         memfit_nf4_row_absmax(m, r, absmax);
         const uint8_t *c = m->codes + r * (n / 2);
-        unsigned shift = (unsigned)__builtin_ctz(m->blocksize);
         for (size_t i = 0; i < n / 2; i++) {
             float a = absmax[(2 * i) >> shift];
             scratch[2 * i] = nf4_codes[c[i] >> 4] * a;

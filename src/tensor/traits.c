@@ -9,7 +9,8 @@
  * -mavx2 are never reached before that check. AVX-VNNI (vpdpbusd) is one
  * more check on top, for the Q8_0 integer tile (MEMFIT_NO_VNNI=1 turns it
  * off, so benchmarks can show the AVX2 figure on the same machine), and
- * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1).
+ * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1);
+ * with AVX-512BW as well, the NF4 row kernel uses 512-bit vectors too.
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -66,6 +67,7 @@ static bool simd_active;
 static bool vnni_active;
 static bool avx512_active;
 static bool avx512vnni_active;
+static bool avx512bw_available; /* AVX-512F and BW, whatever the environment says */
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -144,6 +146,17 @@ static bool cpu_has_avx512vnni(void)
 #endif
 }
 
+/* AVX-512BW (CPUID leaf 7 EBX bit 30); call after cpu_has_avx512f said yes. */
+static bool cpu_has_avx512bw(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 30));
+#else
+    return false;
+#endif
+}
+
 /* True unless the environment variable is "1". */
 static bool not_disabled(const char *name)
 {
@@ -180,6 +193,7 @@ static void dispatch_init(void)
     /* Read once: tests and benches set it before the first kernel call. */
     simd_active = simd_available && not_disabled("MEMFIT_NO_SIMD");
     vnni_active = simd_active && cpu_has_avx_vnni() && not_disabled("MEMFIT_NO_VNNI");
+    avx512bw_available = simd_available && cpu_has_avx512f() && cpu_has_avx512bw();
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
     avx512vnni_active = avx512_active && cpu_has_avx512vnni();
 }
@@ -235,9 +249,51 @@ bool mf_tensor_avx512vnni_active(void)
     return avx512vnni_active;
 }
 
+/* The multi-column dots: scalar, AVX2, AVX-VNNI (in that order), by weight type. */
+static const struct {
+    enum memfit_type type;
+    mf_vec_dot_cols_fn fn[3];
+} cols_rows[] = {
+#if defined(__x86_64__)
+    {MEMFIT_TYPE_Q4_0, {mf_dot_cols_q4_0, mf_avx2_dot_cols_q4_0, mf_avxvnni_dot_cols_q4_0}},
+    {MEMFIT_TYPE_Q8_0, {mf_dot_cols_q8_0, mf_avx2_dot_cols_q8_0, mf_avxvnni_dot_cols_q8_0}},
+#else
+    {MEMFIT_TYPE_Q4_0, {mf_dot_cols_q4_0, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_0, {mf_dot_cols_q8_0, NULL, NULL}},
+#endif
+};
+
+/* Kernel `which` (0 scalar, 1 AVX2, 2 AVX-VNNI) for a type, NULL where it has none. */
+static mf_vec_dot_cols_fn dot_cols(enum memfit_type type, int which)
+{
+    for (size_t i = 0; i < sizeof(cols_rows) / sizeof(cols_rows[0]); i++)
+        if (cols_rows[i].type == type)
+            return cols_rows[i].fn[which];
+    return NULL;
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return dot_cols(type, vnni_active ? 2 : simd_active ? 1 : 0);
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols_scalar(enum memfit_type type)
+{
+    return dot_cols(type, 0);
+}
+
+mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return simd_available ? dot_cols(type, 1) : NULL;
+}
+
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
 {
 #if defined(__x86_64__)
+    if (mf_tensor_avx512_active() && avx512bw_available)
+        return mf_avx512_nf4_dot;
     if (mf_tensor_simd_active())
         return mf_avx2_nf4_dot;
 #endif
@@ -250,6 +306,16 @@ mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void)
 #if defined(__x86_64__)
     if (simd_available)
         return mf_avx2_nf4_dot;
+#endif
+    return NULL;
+}
+
+mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+#if defined(__x86_64__)
+    if (avx512bw_available)
+        return mf_avx512_nf4_dot;
 #endif
     return NULL;
 }

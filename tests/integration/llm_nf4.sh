@@ -3,8 +3,10 @@
 # fixture quantized by `memfit quantize --type nf4 --double-quant`) run as
 # stored: `memfit generate DIR`, `memfit models` planning a manifest entry
 # whose source is the directory (its files' bytes, not the directory's),
-# `memfit serve` with that manifest giving the greedy text of `generate`,
-# and a directory without config.json refused naming it. The numbers are
+# `memfit serve` with that manifest giving the greedy text of `generate`
+# for completions and of `generate --chat` for chat completions, the same
+# chat answer from `memfit serve DIR` (quick start, the model named after
+# the directory), and a directory without config.json refused naming it. The numbers are
 # checked against a dequantize-then-F32 reference in
 # tests/unit/test_models_llm_nf4.c.
 source "$(dirname "$0")/lib.bash"
@@ -49,6 +51,32 @@ check "serve: completions 200" test "$c" = 200
 "$PY" -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1]))["choices"][0]["text"])' \
     "$TMP/body" >"$TMP/served.txt"
 check "serve: the greedy text of generate" cmp -s "$TMP/served.txt" "$TMP/cli-trim.txt"
+
+# Chat: the prompt through the fixture's ChatML template, 8 tokens (no end of turn before).
+"$MEMFIT" generate "$D" --chat -p "Hello, world" -n 8 --temp 0 >"$TMP/chat-cli.txt" 2>/dev/null
+check "generate --chat runs" test $? -eq 0
+chat='{"model":"MODEL","messages":[{"role":"user","content":"Hello, world"}],"max_tokens":8,"temperature":0}'
+# check_chat NAME: the chat answer in $TMP/body is the text of generate --chat, 8 tokens.
+check_chat() {
+    check "$1: the text of generate --chat, 8 tokens" "$PY" -c 'import json, sys
+b = json.load(open(sys.argv[1]))
+assert b["object"] == "chat.completion", b
+c = b["choices"][0]
+assert c["finish_reason"] == "length" and b["usage"]["completion_tokens"] == 8, b
+want = open(sys.argv[2], "rb").read()[:-1].decode("utf-8", "replace")
+assert c["message"]["content"] == want, (c["message"]["content"], want)' "$TMP/body" "$TMP/chat-cli.txt"
+}
+c=$(post "$URL/v1/chat/completions" -d "${chat/MODEL/qwen-nf4}")
+check "serve (manifest): chat completions 200" test "$c" = 200
+check_chat "serve (manifest)"
+stop_server >/dev/null
+
+start_server "$D"
+c=$(post "$URL/v1/chat/completions" -d "${chat/MODEL/qwen-nf4}")
+check "serve DIR: chat completions 200 under the directory's name" test "$c" = 200
+check_chat "serve DIR"
+c=$(code "$URL/v1/models/qwen-nf4")
+check "serve DIR: GET /v1/models/qwen-nf4 200" test "$c" = 200
 stop_server >/dev/null
 
 mkdir "$TMP/bad"

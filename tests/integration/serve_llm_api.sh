@@ -30,7 +30,7 @@ refused chat/completions "{$M,$MSG,\"frobnicate\":1}" invalid_value frobnicate
 refused completions "{$M,\"prompt\":\"a\",\"messages\":[]}" invalid_value messages
 refused chat/completions "{$M,$MSG,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\",\"schema\":{\"type\":\"string\",\"pattern\":\"a+\"}}}}" unsupported_schema pattern
 refused chat/completions "{$M,$MSG,\"response_format\":{\"type\":\"yaml\"}}" invalid_value yaml
-refused chat/completions "{$M,$MSG,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}" unsupported_field "defines no tools"
+refused chat/completions "{$M,$MSG,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}" unsupported_field "does not support tools"
 refused chat/completions "{$M,$MSG,\"tool_choice\":\"required\"}" unsupported_field tool_choice
 refused chat/completions "{$M,$MSG,\"store\":true}" unsupported_field store
 refused chat/completions "{$M,$MSG,\"audio\":{\"voice\":\"alloy\"}}" unsupported_field audio

@@ -364,7 +364,7 @@ static void test_llm(void **state)
     assert_int_equal(memfit_engine_model_plan(m, &p), MEMFIT_OK);
     assert_int_equal(p.n_ctx, 128);
     assert_int_equal(p.n_sessions, 2);
-    /* The figures are the engine's own plan, per session. */
+    /* The figures are the engine's own plan. */
     memfit_llm *llm;
     assert_int_equal(memfit_llm_open(q, &llm), MEMFIT_OK);
     struct memfit_llm_info info;
@@ -373,12 +373,13 @@ static void test_llm(void **state)
     memfit_llm_options_default(&lo);
     lo.n_ctx = 128;
     lo.n_threads = 1;
+    /* Two sessions are a group (continuous batching): a cache each, one shared workspace. */
     struct memfit_llm_plan lp;
-    assert_int_equal(memfit_llm_plan_for(&info, &lo, &lp), MEMFIT_OK);
+    assert_int_equal(memfit_llm_plan_group(&info, &lo, 2, &lp), MEMFIT_OK);
     memfit_llm_close(llm);
     assert_int_equal(p.cost.bytes[MEMFIT_BUDGET_WEIGHTS], lp.weight_bytes);
     assert_int_equal(p.cost.bytes[MEMFIT_BUDGET_KV_CACHE], 2 * lp.kv_bytes);
-    assert_int_equal(p.cost.bytes[MEMFIT_BUDGET_WORKSPACE], 2 * lp.work_bytes);
+    assert_int_equal(p.cost.bytes[MEMFIT_BUDGET_WORKSPACE], lp.work_bytes);
     assert_true(lp.kv_bytes > 0 && lp.weight_bytes > 0);
 
     /* Too small a budget: refused before the load, with the plan's figures. */

@@ -403,6 +403,52 @@ static void cleanup_compile(void *ctx)
     memset(c, 0, sizeof(*c));
 }
 
+/* Alternatives: literal prefix, a value of its schema, literal suffix (tool calls). */
+static void test_alternatives(void **state)
+{
+    (void)state;
+    const struct memfit_grammar_alternative alts[] = {
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\": ",
+         "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+         "\"required\":[\"city\"],\"additionalProperties\":false}",
+         "}\n</tool_call>"},
+        {"<tool_call>\n{\"name\": \"getall\", \"arguments\": ", NULL, "}\n</tool_call>"},
+        {"{\"name\": \"x\", \"parameters\": ", "{\"type\":\"integer\"}", NULL},
+    };
+    memfit_grammar *g;
+    assert_int_equal(memfit_grammar_from_alternatives(alts, 3, &g), MEMFIT_OK);
+    const struct judged cases[] = {
+        {"", PARTIAL},
+        {"<tool", PARTIAL},
+        {"<tool_call>\n{\"name\": \"ge", PARTIAL},
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\": {\"city\": \"Paris\"}", PARTIAL},
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+         WHOLE},
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\": {\"town\": \"Paris\"}", BAD},
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\":  {", BAD}, /* no extra space */
+        {"<tool_call>\n{\"name\": \"get\", \"arguments\": {\"city\": \"P\"} }", BAD},
+        {"<tool_call>\n{\"name\": \"getall\", \"arguments\": {\"a\": [1]}}\n</tool_call>", WHOLE},
+        {"<tool_call>\n{\"name\": \"getall\", \"arguments\": 3", BAD}, /* an object */
+        {"<tool_call>\n{\"name\": \"other\"", BAD},
+        {"{\"name\": \"x\", \"parameters\": 42", WHOLE}, /* no suffix: ends with the value */
+        {"{\"name\": \"x\", \"parameters\": 42}", BAD},
+        {"{\"name\": \"x\", \"parameters\": 4.5", BAD},
+        {"plain text", BAD},
+    };
+    judge_all(g, cases, sizeof(cases) / sizeof(cases[0]));
+    memfit_grammar_free(g);
+
+    /* A prefix that begins another, no prefix, a bad schema: refused. */
+    const struct memfit_grammar_alternative clash[] = {{"ab", NULL, NULL}, {"abc", NULL, NULL}};
+    assert_int_equal(memfit_grammar_from_alternatives(clash, 2, &g), MEMFIT_E_INVALID);
+    const struct memfit_grammar_alternative empty[] = {{"", NULL, NULL}};
+    assert_int_equal(memfit_grammar_from_alternatives(empty, 1, &g), MEMFIT_E_INVALID);
+    const struct memfit_grammar_alternative bad[] = {{"a", "{\"minimum\": 3}", NULL}};
+    assert_int_equal(memfit_grammar_from_alternatives(bad, 1, &g), MEMFIT_E_UNSUPPORTED);
+    assert_non_null(strstr(memfit_last_error(), "alternative 0"));
+    assert_int_equal(memfit_grammar_from_alternatives(alts, 0, &g), MEMFIT_E_MISUSE);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -416,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_json_object),   cmocka_unit_test(test_schema),
         cmocka_unit_test(test_schema_errors), cmocka_unit_test(test_masks),
         cmocka_unit_test(test_generate),      cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_alternatives),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -217,13 +217,42 @@ static void test_gen_openai_fields(void **state)
     assert_true(r.logit_bias[0].bias == -100.0f && r.logit_bias[1].bias == 2.5f);
     assert_true(r.logprobs && r.top_logprobs == 4);
     assert_true(r.has_keep_alive && r.keep_alive_s == 300);
-    assert_false(r.has_tools);
+    assert_int_equal(r.n_tools, 0);
     mf_gen_request_free(&r);
-    const char *tools = "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
-                        "\"tools\":[{\"type\":\"function\"}],\"keep_alive\":-1}";
+    /* tools (refused by the route when the template has none), a named choice,
+     * and a conversation with a call and its result */
+    const char *tools =
+        "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":"
+        "\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\":1}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"42\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":"
+        "{\"type\":\"object\"}}},{\"type\":\"function\",\"function\":{\"name\":\"put\","
+        "\"description\":\"d\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":"
+        "{\"name\":\"put\"}},\"parallel_tool_calls\":false,\"keep_alive\":-1}";
     assert_int_equal(mf_gen_request_parse(tools, strlen(tools), true, &r, &e), MEMFIT_OK);
-    assert_true(r.has_tools); /* refused by the route, which knows the template */
+    assert_int_equal(r.n_tools, 2);
+    assert_string_equal(r.tools[0].name, "get");
+    assert_string_equal(r.tools[0].parameters, "{\"type\":\"object\"}");
+    assert_null(r.tools[1].parameters);
+    assert_int_equal(r.tool_choice, MF_TOOL_CHOICE_NAMED);
+    assert_int_equal(r.tool_choice_index, 1);
+    assert_false(r.parallel_tool_calls);
+    assert_non_null(strstr(r.tools_json, "\"name\":\"put\""));
+    assert_int_equal(r.n_tool_calls[1], 1);
+    assert_string_equal(r.tool_calls[1][0].name, "get");
+    assert_string_equal(r.tool_calls[1][0].arguments, "{\"a\":1}");
+    assert_string_equal(r.contents[1], "");
+    assert_string_equal(r.roles[2], "tool");
+    assert_string_equal(r.tool_call_ids[2], "call_1");
     assert_true(r.has_keep_alive && r.keep_alive_s == -1);
+    mf_gen_request_free(&r);
+    /* tool_choice "none": the tools are dropped */
+    const char *none = "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                       "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+                       "\"tool_choice\":\"none\"}";
+    assert_int_equal(mf_gen_request_parse(none, strlen(none), true, &r, &e), MEMFIT_OK);
+    assert_true(r.n_tools == 0 && !r.tools_json && r.parallel_tool_calls);
     mf_gen_request_free(&r);
     const char *cmpl = "{\"model\":\"q\",\"prompt\":\"x\",\"logprobs\":2,\"keep_alive\":0,"
                        "\"best_of\":2,\"n\":2,\"suffix\":\"\"}";
@@ -267,6 +296,31 @@ static void test_gen_openai_fields(void **state)
         {CHAT_WITH("\"service_tier\":\"flex\""), true, "unsupported_field", "service_tier"},
         {CHAT_WITH("\"tool_choice\":\"required\""), true, "unsupported_field", "tool_choice"},
         {CHAT_WITH("\"functions\":[{}]"), true, "unsupported_field", "functions"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\"}]"), true, "missing_field", "function"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"web\",\"function\":{}}]"), true, "unsupported_field",
+         "tools[0].type"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]"), true,
+         "invalid_value", "tools[0].function.name"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"x\":1}}]"),
+         true, "invalid_value", "'x'"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+                   "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]"),
+         true, "invalid_value", "tools[1]"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+                   "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}"),
+         true, "invalid_value", "'g'"},
+        {CHAT_WITH("\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+                   "\"response_format\":{\"type\":\"json_object\"}"),
+         true, "unsupported_field", "response_format"},
+        {"{\"model\":\"q\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", true,
+         "missing_field", "tool_call_id"},
+        {"{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}",
+         true, "invalid_value", "tool_calls"},
+        {"{\"model\":\"q\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
+         "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"[1]\"}}]}]}",
+         true, "invalid_value", "arguments"},
+        {"{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":\"bob\"}]}",
+         true, "unsupported_field", "name"},
         {CHAT_WITH("\"audio\":{\"voice\":\"x\"}"), true, "unsupported_field", "audio"},
         {CHAT_WITH("\"modalities\":[\"text\",\"audio\"]"), true, "unsupported_field", "modalities"},
         {CHAT_WITH("\"reasoning_effort\":\"low\""), true, "unsupported_field", "reasoning_effort"},

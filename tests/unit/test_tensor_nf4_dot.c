@@ -1,14 +1,17 @@
 /* NF4 matrices used in place (src/tensor/nf4.c, x86/nf4.c). Tolerances
  * (docs/quantization.md, "NF4 in place"):
  * - the int8 levels are round(127 * codebook);
- * - AVX2 row kernel vs the scalar reference: |simd - scalar| <= 1e-5 *
+ * - AVX2 and AVX-512 row kernels vs the scalar reference: |simd - scalar| <= 1e-5 *
  *   sum |w_i a_i| (exact integer sums per 32, float sums in another order);
  * - memfit_nf4_matvec_rows vs the double dot of the exactly dequantized
  *   weights (double quantization included) with the dequantized Q8_0
  *   activations: |y - ref| <= sum_i |a_i| absmax_i 0.5/127 + 1e-5 sum |w_i a_i|
  *   (the level rounding, element by element, and float order);
- * - memfit_nf4_matmul_rows vs the double dot with F32 activations:
- *   1e-5 * sum |w_i a_i|.
+ * - memfit_nf4_matmul_rows below 8 activation rows (or scalar) vs the double
+ *   dot with F32 activations: 1e-5 * sum |w_i a_i|; from 8 rows with SIMD
+ *   (the integer tiles, activations quantized to Q8_0) as the matvec bound
+ *   against each row's Q8_0 activations, and within 1e-5 * (sum |w_i a_i| +
+ *   the level bound) of the scalar row kernel on those activations.
  * CTest runs it as found and with MEMFIT_NO_SIMD=1 (unit/test_tensor_nf4_dot_scalar). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,34 +87,104 @@ static void free_matrix(struct nf4_fixture *f)
     memfit_free(f->nested);
 }
 
+/* One kernel against the scalar reference, blocks of 32 << shift for each shift that fits. */
+static void compare_kernel(mf_nf4_dot_fn simd)
+{
+    struct mf_rng rng = {7};
+    static const size_t lengths[] = {32, 64, 96, 160, 2048, 5504};
+    for (size_t t = 0; t < sizeof(lengths) / sizeof(lengths[0]); t++)
+        for (unsigned shift = 0; shift < 3; shift++) {
+            size_t n = lengths[t];
+            if ((n / 32) % (1u << shift) != 0)
+                continue;
+            uint8_t codes[5504 / 2];
+            float absmax[5504 / 32], x[5504], wabs = 0;
+            uint8_t act[5504 / 32 * 34];
+            for (size_t i = 0; i < n / 2; i++)
+                codes[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t j = 0; j < n / 32; j++)
+                absmax[j] = (float)mf_rng_unit(&rng) * 0.1f;
+            mf_fill_gauss(&rng, x, n, 1.0f);
+            assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x, act, n), MEMFIT_OK);
+            for (size_t i = 0; i < n; i++) {
+                int code = i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4;
+                wabs += fabsf(absmax[(i / 32) >> shift] / 127 * mf_nf4_q8[code] * x[i]);
+            }
+            float a = mf_nf4_dot_scalar(n, codes, absmax, shift, act);
+            float b = simd(n, codes, absmax, shift, act);
+            assert_true(wabs > 0);
+            assert_true(fabsf(a - b) <= 1e-5f * wabs);
+        }
+}
+
 static void test_simd_vs_scalar(void **state)
 {
     (void)state;
-    mf_nf4_dot_fn simd = mf_nf4_dot_kernel_simd();
-    if (!simd) {
+    mf_nf4_dot_fn avx2 = mf_nf4_dot_kernel_simd(), avx512 = mf_nf4_dot_kernel_avx512();
+    if (avx2)
+        compare_kernel(avx2);
+    else
         printf("no AVX2 on this CPU: the AVX2 kernel is not compared\n");
-        return;
+    if (avx512)
+        compare_kernel(avx512);
+    else
+        printf("no AVX-512F/BW on this CPU: the AVX-512 kernel is not compared\n");
+}
+
+/* Row r of the dequantized weights w (cols wide) against the activation a: the double
+ * dot, the sum of |products|, and the bound of the level rounding against a. */
+static void row_ref(const struct nf4_fixture *f, const float *w, uint64_t r, const float *a,
+                    double out[3])
+{
+    uint64_t cols = f->m.cols;
+    out[0] = out[1] = out[2] = 0;
+    for (uint64_t i = 0; i < cols; i++) {
+        out[0] += (double)w[r * cols + i] * a[i];
+        out[1] += fabs((double)w[r * cols + i] * a[i]);
+        out[2] += fabs((double)a[i]) * f->absmax[(r * cols + i) / f->m.blocksize] * (0.5 / 127);
     }
-    struct mf_rng rng = {7};
-    static const size_t lengths[] = {32, 64, 96, 2048, 5504};
-    for (size_t t = 0; t < sizeof(lengths) / sizeof(lengths[0]); t++) {
-        size_t n = lengths[t];
-        uint8_t codes[5504 / 2];
-        float scales[5504 / 32], x[5504], wabs = 0;
-        uint8_t act[5504 / 32 * 34];
-        for (size_t i = 0; i < n / 2; i++)
-            codes[i] = (uint8_t)mf_rng_u32(&rng);
-        for (size_t j = 0; j < n / 32; j++)
-            scales[j] = (float)mf_rng_unit(&rng) * 0.001f;
-        mf_fill_gauss(&rng, x, n, 1.0f);
-        assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x, act, n), MEMFIT_OK);
-        for (size_t i = 0; i < n; i++) {
-            int code = i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4;
-            wabs += fabsf(scales[i / 32] * mf_nf4_q8[code] * x[i]);
+}
+
+/*
+ * Several tokens, F32 activations, a row range: n_cols below MF_GEMM_Q8_MIN_COLS (or
+ * the scalar path) dequantizes exactly and sums in float; from there with SIMD the
+ * integer tiles give, per activation, what the scalar row kernel gives for its Q8_0 form.
+ */
+static void check_matmul(const struct nf4_fixture *f, const float *w, struct mf_rng *rng,
+                         uint64_t n_cols)
+{
+    uint64_t rows = f->m.rows, cols = f->m.cols, r0 = rows / 3, r1 = rows;
+    float *x = memfit_malloc(n_cols * cols * sizeof(float)), *xq = memfit_malloc(cols * 4);
+    float *y = memfit_malloc(n_cols * rows * sizeof(float)), *scratch = memfit_malloc(cols * 4);
+    float *yq = memfit_malloc(rows * sizeof(float));
+    uint8_t *act = memfit_malloc(cols / 32 * 34);
+    assert_true(x && xq && y && scratch && yq && act);
+    mf_fill_gauss(rng, x, n_cols * cols, 1.0f);
+    memfit_nf4_matmul_rows(&f->m, r0, r1, x, cols, n_cols, y, rows, scratch);
+    bool int8 = mf_tensor_simd_active() && n_cols >= MF_GEMM_Q8_MIN_COLS;
+    for (uint64_t c = 0; c < n_cols; c++) {
+        const float *xc = x + c * cols;
+        assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, xc, act, cols), MEMFIT_OK);
+        assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, act, xq, cols), MEMFIT_OK);
+        mf_nf4_matvec_rows_with(mf_nf4_dot_scalar, &f->m, r0, r1, act, yq);
+        for (uint64_t r = r0; r < r1; r++) {
+            double v = y[c * rows + r], ref[3];
+            if (int8) {
+                row_ref(f, w, r, xq, ref);
+                assert_true(fabs(v - yq[r - r0]) <= 1e-5 * (ref[1] + ref[2]) + 1e-30);
+                assert_true(fabs(v - ref[0]) <= ref[2] + 1e-5 * ref[1] + 1e-30);
+            } else {
+                row_ref(f, w, r, xc, ref);
+                assert_true(fabs(v - ref[0]) <= 1e-5 * ref[1] + 1e-30);
+            }
         }
-        float a = mf_nf4_dot_scalar(n, codes, scales, act), b = simd(n, codes, scales, act);
-        assert_true(fabsf(a - b) <= 1e-5f * wabs);
     }
+    memfit_free(x);
+    memfit_free(xq);
+    memfit_free(y);
+    memfit_free(scratch);
+    memfit_free(yq);
+    memfit_free(act);
 }
 
 static void check_matrix(uint64_t rows, uint64_t cols, uint32_t bs, bool dq)
@@ -119,43 +192,27 @@ static void check_matrix(uint64_t rows, uint64_t cols, uint32_t bs, bool dq)
     struct mf_rng rng = {rows * 31 + cols + bs + dq};
     struct nf4_fixture f;
     make_matrix(&f, &rng, rows, cols, bs, dq);
-    float *x = memfit_malloc(3 * cols * sizeof(float)), *xq = memfit_malloc(cols * sizeof(float));
-    float *w = memfit_malloc(rows * cols * sizeof(float)), *y = memfit_malloc(3 * rows * 4);
-    float *scratch = memfit_malloc(cols * sizeof(float));
+    float *x = memfit_malloc(cols * sizeof(float)), *xq = memfit_malloc(cols * sizeof(float));
+    float *w = memfit_malloc(rows * cols * sizeof(float)), *y = memfit_malloc(rows * 4);
     uint8_t *act = memfit_malloc(cols / 32 * 34);
-    assert_true(x && xq && w && y && scratch && act);
-    mf_fill_gauss(&rng, x, 3 * cols, 1.0f);
+    assert_true(x && xq && w && y && act);
+    mf_fill_gauss(&rng, x, cols, 1.0f);
     assert_int_equal(memfit_nf4_dequantize(f.codes, f.absmax, rows * cols, bs, w), MEMFIT_OK);
     assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x, act, cols), MEMFIT_OK);
     assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, act, xq, cols), MEMFIT_OK);
     /* one token: against the dequantized activations */
     memfit_nf4_matvec_rows(&f.m, 0, rows, act, y);
     for (uint64_t r = 0; r < rows; r++) {
-        double ref = 0, mag = 0, lev = 0;
-        for (uint64_t i = 0; i < cols; i++) {
-            ref += (double)w[r * cols + i] * xq[i];
-            mag += fabs((double)w[r * cols + i] * xq[i]);
-            lev += fabs((double)xq[i]) * f.absmax[(r * cols + i) / bs] * (0.5 / 127);
-        }
-        assert_true(fabs(y[r] - ref) <= lev + 1e-5 * mag + 1e-30);
+        double ref[3];
+        row_ref(&f, w, r, xq, ref);
+        assert_true(fabs(y[r] - ref[0]) <= ref[2] + 1e-5 * ref[1] + 1e-30);
     }
-    /* several tokens, F32 activations, a row range */
-    uint64_t r0 = rows / 3, r1 = rows;
-    memfit_nf4_matmul_rows(&f.m, r0, r1, x, cols, 3, y, rows, scratch);
-    for (uint64_t c = 0; c < 3; c++)
-        for (uint64_t r = r0; r < r1; r++) {
-            double ref = 0, mag = 0;
-            for (uint64_t i = 0; i < cols; i++) {
-                ref += (double)w[r * cols + i] * x[c * cols + i];
-                mag += fabs((double)w[r * cols + i] * x[c * cols + i]);
-            }
-            assert_true(fabs(y[c * rows + r] - ref) <= 1e-5 * mag + 1e-30);
-        }
+    check_matmul(&f, w, &rng, 3);
+    check_matmul(&f, w, &rng, 13);
     memfit_free(x);
     memfit_free(xq);
     memfit_free(w);
     memfit_free(y);
-    memfit_free(scratch);
     memfit_free(act);
     free_matrix(&f);
 }
@@ -168,6 +225,39 @@ static void test_matrices(void **state)
     check_matrix(40, 2048, 64, true); /* more than 256 blocks: several nested blocks */
     check_matrix(9, 128, 32, true);
     check_matrix(5, 512, 256, false);
+    check_matrix(17, 4096, 4096, true); /* a block longer than the tile's 256 of k */
+    check_matrix(11, 352, 32, false);   /* k not a multiple of the tile's 256 */
+}
+
+/* memfit_nf4_row_absmax (AVX-512's gather decoder where active) gives the floats of the
+ * one-block decoder, bit for bit, also where 16 blocks straddle nested blocks. */
+static void check_row_absmax(const struct memfit_nf4_matrix *m)
+{
+    uint64_t per_row = m->cols / m->blocksize;
+    float out[MEMFIT_NF4_MAX_COLS / 32];
+    for (uint64_t r = 0; r < m->rows; r++) {
+        memfit_nf4_row_absmax(m, r, out);
+        for (uint64_t i = 0; i < per_row; i++) {
+            float want = mf_nf4_block_absmax(m, r * per_row + i);
+            assert_memory_equal(&out[i], &want, sizeof(float));
+        }
+    }
+}
+
+static void test_row_absmax(void **state)
+{
+    (void)state;
+    struct mf_rng rng = {11};
+    struct nf4_fixture f;
+    make_matrix(&f, &rng, 40, 2048, 64, true); /* 32 blocks a row, nested blocks of 256 */
+    check_row_absmax(&f.m);
+    f.m.nested_blocksize = 8;     /* every 16 straddle (the nested array has nb / 256 + 1 */
+    f.m.nested_absmax = f.absmax; /* entries; the absmax array is long enough) */
+    check_row_absmax(&f.m);
+    free_matrix(&f);
+    make_matrix(&f, &rng, 9, 352, 32, true); /* 11 blocks a row: a tail */
+    check_row_absmax(&f.m);
+    free_matrix(&f);
 }
 
 static void test_check(void **state)
@@ -196,9 +286,8 @@ int main(void)
 {
     printf("isa: %s\n", memfit_tensor_isa());
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_levels),
-        cmocka_unit_test(test_simd_vs_scalar),
-        cmocka_unit_test(test_matrices),
+        cmocka_unit_test(test_levels),   cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_matrices), cmocka_unit_test(test_row_absmax),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

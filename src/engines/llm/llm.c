@@ -8,14 +8,21 @@
  * workspace in one anonymous mapping, all of them reserved with the model:
  * a request never allocates, so a generation that was admitted cannot fail
  * half-way for memory, and unloading gives everything back. The number of
- * sessions is the model's max_concurrency (1 when it is unlimited: requests
- * then take turns on the one session).
+ * sessions is the model's max_concurrency, or its `parallel` option (1 when
+ * both are unlimited: requests then take turns on the one session). Several
+ * sessions are a memfit_llm_group: their decoding steps are batched
+ * (continuous batching), the weights read once per step for all of them; a
+ * generation joins the group when it takes a session and leaves when it
+ * gives it back (ended or cancelled), so a step never waits for it.
  */
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
 #include "engines/family.h"
+
+/* Sessions of one model at most (a group's limit). */
+#define LLM_MAX_SESSIONS 64
 
 extern const struct mf_family mf_family_qwen2;
 extern const struct mf_family mf_family_llama;
@@ -32,6 +39,7 @@ struct llm_loaded {
     char *path; /* the mapped file, for its page cache at unload */
     memfit_llm *model;
     memfit_tokenizer *tok;
+    memfit_llm_group *group;       /* with more than one session: they are its */
     memfit_llm_session **sessions; /* n_sessions */
     bool *in_use;                  /* n_sessions; under lock */
     uint32_t n_sessions;
@@ -95,6 +103,13 @@ static enum memfit_status parse_option(struct llm_config *cfg, const struct mf_f
         return mf_engine_option_u32(e, o, 1u << 24, &cfg->opts.n_ctx);
     if (strcmp(o->key, "batch") == 0)
         return mf_engine_option_u32(e, o, 4096, &cfg->opts.n_batch);
+    if (strcmp(o->key, "parallel") == 0) {
+        enum memfit_status st = mf_engine_option_u32(e, o, LLM_MAX_SESSIONS, &cfg->n_sessions);
+        if (st == MEMFIT_OK && cfg->n_sessions == 0)
+            st = memfit_fail(MEMFIT_E_FORMAT, "%s: model '%s': parallel 0: expected 1..%d",
+                             e->where, e->name, LLM_MAX_SESSIONS);
+        return st;
+    }
     if (strcmp(o->key, "threads") == 0) {
         uint32_t n;
         enum memfit_status st = mf_engine_option_u32(e, o, 1024, &n);
@@ -142,7 +157,11 @@ static enum memfit_status config_create(const struct mf_family_entry *e,
         cfg->opts.n_ctx = model->limits.max_context > (1u << 24)
                               ? (1u << 24)
                               : (uint32_t)model->limits.max_context;
+    /* max_concurrency first: a `parallel` option overrides it. Beyond a group's
+     * sessions, requests wait for one. */
     cfg->n_sessions = model->max_concurrency ? model->max_concurrency : 1;
+    if (cfg->n_sessions > LLM_MAX_SESSIONS)
+        cfg->n_sessions = LLM_MAX_SESSIONS;
     cfg->name = memfit_strdup(e->name);
     enum memfit_status st = cfg->name ? MEMFIT_OK : MEMFIT_E_NOMEM;
     for (size_t i = 0; st == MEMFIT_OK && i < model->n_options; i++)
@@ -226,14 +245,15 @@ static enum memfit_status llm_plan(void *config, const char *path, struct memfit
     st = memfit_llm_detect(set, &info);
     memfit_tensors_close(set);
     if (st == MEMFIT_OK)
-        st = memfit_llm_plan_for(&info, &cfg->opts, &plan);
+        st = memfit_llm_plan_group(&info, &cfg->opts, cfg->n_sessions, &plan);
     if (st != MEMFIT_OK)
         return memfit_fail(st, "model '%s': %s", cfg->name, memfit_last_error());
     memset(&out->cost, 0, sizeof(out->cost));
     out->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = plan.weight_bytes;
     out->cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] = plan.converted_bytes;
     out->cost.bytes[MEMFIT_BUDGET_KV_CACHE] = plan.kv_bytes * cfg->n_sessions;
-    out->cost.bytes[MEMFIT_BUDGET_WORKSPACE] = plan.work_bytes * cfg->n_sessions;
+    /* One session's workspace, or the group's that its sessions share. */
+    out->cost.bytes[MEMFIT_BUDGET_WORKSPACE] = plan.work_bytes;
     out->max_batch = 0;
     out->max_image_size = 0;
     out->file_bytes = info.file_bytes;
@@ -248,7 +268,8 @@ static enum memfit_status llm_plan(void *config, const char *path, struct memfit
 static void loaded_free(struct llm_loaded *L)
 {
     for (uint32_t i = 0; L->sessions && i < L->n_sessions; i++)
-        memfit_llm_session_free(L->sessions[i]);
+        memfit_llm_session_free(L->sessions[i]); /* a group's: no-op */
+    memfit_llm_group_free(L->group);
     memfit_free(L->sessions);
     memfit_free(L->in_use);
     memfit_grammar_vocab_free(L->vocab); /* borrows the tokenizer: first */
@@ -280,8 +301,12 @@ static enum memfit_status llm_load(void *config, const char *path,
         if (!L->sessions || !L->in_use)
             st = MEMFIT_E_NOMEM;
     }
-    for (uint32_t i = 0; st == MEMFIT_OK && i < cfg->n_sessions; i++) {
-        st = memfit_llm_session_create(L->model, &cfg->opts, &L->sessions[i]);
+    if (st == MEMFIT_OK && cfg->n_sessions > 1) {
+        st = memfit_llm_group_create(L->model, &cfg->opts, cfg->n_sessions, &L->group);
+        for (uint32_t i = 0; st == MEMFIT_OK && i < cfg->n_sessions; i++)
+            L->sessions[L->n_sessions++] = memfit_llm_group_session(L->group, i);
+    } else if (st == MEMFIT_OK) {
+        st = memfit_llm_session_create(L->model, &cfg->opts, &L->sessions[0]);
         L->n_sessions += st == MEMFIT_OK;
     }
     if (st == MEMFIT_OK)
@@ -326,6 +351,7 @@ static memfit_llm_session *session_take(struct llm_loaded *L)
                 L->in_use[i] = true;
                 pthread_mutex_unlock(&L->lock);
                 (void)memfit_llm_session_truncate(L->sessions[i], 0); /* 0 is always held */
+                memfit_llm_session_join(L->sessions[i]);
                 return L->sessions[i];
             }
         }
@@ -335,6 +361,7 @@ static memfit_llm_session *session_take(struct llm_loaded *L)
 
 static void session_give(struct llm_loaded *L, memfit_llm_session *s)
 {
+    memfit_llm_session_leave(s); /* the group's next step does not wait for it */
     pthread_mutex_lock(&L->lock);
     for (uint32_t i = 0; i < L->n_sessions; i++)
         if (L->sessions[i] == s)
@@ -393,7 +420,8 @@ static enum memfit_status prompt_tokens(const memfit_tokenizer *tok,
     bool recognised; /* an unknown template falls back to ChatML */
     memfit_chat_template_detect(memfit_tokenizer_chat_template(tok), &tmpl, &recognised);
     char *text = NULL;
-    enum memfit_status st = memfit_chat_render(tmpl, req->messages, req->n_messages, true, &text);
+    enum memfit_status st = memfit_chat_render_tools(tmpl, req->messages, req->n_messages,
+                                                     req->tools_json, true, &text);
     if (st == MEMFIT_OK)
         st = memfit_tokenizer_encode(tok, text, strlen(text), false, true, ids, n_ids);
     memfit_free(text);
@@ -484,7 +512,7 @@ static void llm_generate_end(void *gen, struct memfit_generate_result *result)
                 .name = family_name,                                                               \
                 .aliases = family_aliases,                                                         \
                 .summary = family_summary,                                                         \
-                .options = "ctx, kv, threads, batch, quantize",                                    \
+                .options = "ctx, kv, threads, batch, parallel, quantize",                          \
                 .ops = MEMFIT_ENGINE_OP_GENERATE,                                                  \
             },                                                                                     \
         .detect = detect_fn, .config_create = config_create_fn, .config_free = llm_config_free,    \

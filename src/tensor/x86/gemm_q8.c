@@ -49,12 +49,13 @@ static void q8_act_quantize(const float *x, size_t kc, struct q8_act *a)
     mf_avx2_quant_q8_0(x, a->b, kc);
 }
 
-/* Packs nr <= 8 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
-static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 8 rows from rb (missing rows zero) of kb blocks from element k0. */
+static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
+                 size_t kb)
 {
     for (size_t b = 0; b < kb; b++) {
         __m256i v[8];
-        mf_q8_tile_block(q4, w, w_stride, nr, b, v, p->d[b]);
+        mf_q8_tile_block(src, rb, k0, nr, b, v, p->d[b]);
         for (size_t g = 0; g < 8; g++) {
             _mm256_store_si256((__m256i *)p->w[b][g], v[g]);
             _mm256_store_si256((__m256i *)p->u[b][g], _mm256_abs_epi8(v[g]));

@@ -26,15 +26,15 @@ struct panel {
     _Alignas(64) float d[KB][NR];      /* the rows' block scales */
 };
 
-/* Packs nr <= 16 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
-static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 16 rows from rb (missing rows zero) of kb blocks from element k0. */
+static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
+                 size_t kb)
 {
     for (size_t b = 0; b < kb; b++) {
         for (size_t h = 0; h < 2; h++) {
             __m256i v[8];
             size_t n8 = nr > 8 * h ? nr - 8 * h : 0;
-            mf_q8_tile_block(q4, n8 ? w + 8 * h * w_stride : w, w_stride, n8 < 8 ? n8 : 8, b, v,
-                             p->d[b] + 8 * h);
+            mf_q8_tile_block(src, rb + 8 * h, k0, n8 < 8 ? n8 : 8, b, v, p->d[b] + 8 * h);
             for (size_t g = 0; g < 8; g++)
                 _mm256_store_si256((__m256i *)(p->w[b][g] + 32 * h), v[g]);
         }

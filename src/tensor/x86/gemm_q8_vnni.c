@@ -36,13 +36,14 @@ struct panel {
     _Alignas(32) float d[KB][NR];      /* the rows' block scales */
 };
 
-/* Packs nr <= 8 rows (missing rows zero) of kb Q8_0 (or, q4, Q4_0) blocks. */
-static void pack(struct panel *p, bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t kb)
+/* Packs nr <= 8 rows from rb (missing rows zero) of kb blocks from element k0. */
+static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
+                 size_t kb)
 {
     const __m256i ones = _mm256_set1_epi8(1);
     for (size_t b = 0; b < kb; b++) {
         __m256i v[8], sum = _mm256_setzero_si256();
-        mf_q8_tile_block(q4, w, w_stride, nr, b, v, p->d[b]);
+        mf_q8_tile_block(src, rb, k0, nr, b, v, p->d[b]);
         for (size_t g = 0; g < 8; g++) {
             _mm256_store_si256((__m256i *)p->w[b][g], v[g]);
             sum = _mm256_dpbusd_avx_epi32(sum, ones, v[g]); /* each row's quants summed */

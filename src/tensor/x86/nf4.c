@@ -11,6 +11,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/tile.h"
 #include "tensor/x86/vmath.h"
 
 static inline __m256 block_sum(__m256i w, const struct mf_block_q8_0 *y, float scale, __m256 acc)
@@ -21,7 +22,8 @@ static inline __m256 block_sum(__m256i w, const struct mf_block_q8_0 *y, float s
     return _mm256_fmadd_ps(_mm256_set1_ps(scale * _cvtsh_ss(y->d)), _mm256_cvtepi32_ps(p32), acc);
 }
 
-float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *scales, const void *act)
+float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                      const void *act)
 {
     const struct mf_block_q8_0 *y = act;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mf_nf4_q8));
@@ -36,15 +38,10 @@ float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *scales, const
         __m256i u0 = _mm256_unpacklo_epi8(hi, lo), u1 = _mm256_unpackhi_epi8(hi, lo);
         __m256i e0 = _mm256_permute2x128_si256(u0, u1, 0x20);
         __m256i e1 = _mm256_permute2x128_si256(u0, u1, 0x31);
-        acc0 = block_sum(_mm256_shuffle_epi8(table, e0), y + j, scales[j], acc0);
-        acc1 = block_sum(_mm256_shuffle_epi8(table, e1), y + j + 1, scales[j + 1], acc1);
+        acc0 = block_sum(_mm256_shuffle_epi8(table, e0), y + j, absmax[j >> shift], acc0);
+        acc1 = block_sum(_mm256_shuffle_epi8(table, e1), y + j + 1, absmax[(j + 1) >> shift], acc1);
     }
-    if (j < nb) {
-        __m128i b = _mm_loadu_si128((const __m128i *)(codes + j * (MF_QK / 2)));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(low4));
-        __m128i lo = _mm_and_si128(b, _mm256_castsi256_si128(low4));
-        __m256i e = _mm256_set_m128i(_mm_unpackhi_epi8(hi, lo), _mm_unpacklo_epi8(hi, lo));
-        acc0 = block_sum(_mm256_shuffle_epi8(table, e), y + j, scales[j], acc0);
-    }
-    return mf_hsum_ps(_mm256_add_ps(acc0, acc1));
+    if (j < nb)
+        acc0 = block_sum(mf_nf4_levels32(codes + j * (MF_QK / 2)), y + j, absmax[j >> shift], acc0);
+    return mf_hsum_ps(_mm256_add_ps(acc0, acc1)) * (1.0f / 127.0f);
 }

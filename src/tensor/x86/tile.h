@@ -1,10 +1,10 @@
 /*
  * Helpers shared by the x86 matrix tiles: an 8 x 8 register transpose (the
  * float panels of gemm.c), and for the two integer tiles (gemm_q8.c with
- * AVX2, gemm_q8_vnni.c with AVX-VNNI) for Q8_0 or Q4_0 weights against Q8_0
- * activations, which both hold 8 weight rows per panel as int8 quants
- * (Q4_0's unpacked at packing) and give each activation one vector of 8 row
- * sums.
+ * AVX2, gemm_q8_vnni.c with AVX-VNNI) for Q8_0, Q4_0 or NF4 weights against
+ * Q8_0 activations, which both hold 8 weight rows per panel as int8 quants
+ * (Q4_0's unpacked, NF4's levels looked up at packing) and give each
+ * activation one vector of 8 row sums.
  */
 #ifndef MEMFIT_TENSOR_X86_TILE_H
 #define MEMFIT_TENSOR_X86_TILE_H
@@ -47,27 +47,59 @@ static inline void mf_transpose8(__m256 r[8])
     }
 }
 
+/* The 32 NF4 codes of 16 bytes (the first element of a pair in the high
+ * nibble) as their int8 levels (mf_nf4_q8), in element order. */
+static inline __m256i mf_nf4_levels32(const uint8_t *codes)
+{
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    __m128i b = _mm_loadu_si128((const __m128i *)codes);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), low4), lo = _mm_and_si128(b, low4);
+    __m256i e = _mm256_set_m128i(_mm_unpackhi_epi8(hi, lo), _mm_unpacklo_epi8(hi, lo));
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mf_nf4_q8));
+    return _mm256_shuffle_epi8(table, e);
+}
+
 /*
- * Block b of nr <= 8 weight rows (Q8_0, or Q4_0 when q4, whose nibbles are
- * unpacked to quants - 8), rows beyond nr zero, laid out for the integer
- * tiles: v[g] holds quants 4g..4g+3 of each row (row i in bytes 4i..4i+3),
- * d[i] the row's block scale.
+ * The weights of an integer tile: Q8_0 or Q4_0 rows of w_stride bytes at w,
+ * or (type NF4) the NF4 matrix nf4, whose codes become their int8 levels
+ * and whose block scale is absmax / 127.
  */
-static inline void mf_q8_tile_block(bool q4, const uint8_t *w, size_t w_stride, size_t nr, size_t b,
-                                    __m256i v[8], float d[8])
+struct mf_q8_src {
+    enum memfit_type type;
+    const uint8_t *w;
+    size_t w_stride;
+    const struct memfit_nf4_matrix *nf4;
+};
+
+/*
+ * Block b (elements k0 + 32b ..) of nr <= 8 weight rows from row rb, rows
+ * beyond nr zero (Q4_0's nibbles are unpacked to quants - 8), laid out for
+ * the integer tiles: v[g] holds quants 4g..4g+3 of each row (row i in bytes
+ * 4i..4i+3), d[i] the row's block scale.
+ */
+static inline void mf_q8_tile_block(const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
+                                    size_t b, __m256i v[8], float d[8])
 {
     __m256 r[8];
     for (size_t i = 0; i < 8; i++) {
         __m256i q = _mm256_setzero_si256();
         d[i] = 0.0f;
-        if (i < nr) {
-            const uint8_t *row = w + i * w_stride;
-            if (q4) {
-                const struct mf_block_q4_0 *blk = (const struct mf_block_q4_0 *)row + b;
+        if (i < nr && src->type == MEMFIT_TYPE_NF4) {
+            const struct memfit_nf4_matrix *m = src->nf4;
+            uint64_t e = (rb + i) * m->cols + k0 + b * MF_QK; /* the block's first element */
+            q = mf_nf4_levels32(m->codes + e / 2);
+            unsigned shift = (unsigned)__builtin_ctz(m->blocksize); /* a power of two */
+            d[i] = mf_nf4_block_absmax(m, e >> shift) * (1.0f / 127.0f);
+        } else if (i < nr) {
+            const uint8_t *row = src->w + (rb + i) * src->w_stride;
+            if (src->type == MEMFIT_TYPE_Q4_0) {
+                const struct mf_block_q4_0 *blk =
+                    (const struct mf_block_q4_0 *)row + k0 / MF_QK + b;
                 q = _mm256_sub_epi8(mf_q4_0_nibbles(blk), _mm256_set1_epi8(8));
                 d[i] = _cvtsh_ss(blk->d);
             } else {
-                const struct mf_block_q8_0 *blk = (const struct mf_block_q8_0 *)row + b;
+                const struct mf_block_q8_0 *blk =
+                    (const struct mf_block_q8_0 *)row + k0 / MF_QK + b;
                 q = _mm256_loadu_si256((const __m256i *)blk->qs);
                 d[i] = _cvtsh_ss(blk->d);
             }
