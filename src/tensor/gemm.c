@@ -14,7 +14,9 @@
  * Q8_0 weights with enough activation rows (and AVX2) take an integer path
  * instead: the activations are quantized to Q8_0 a tile at a time and
  * multiplied in int8 (x86/gemm_q8.c), as ggml does for its quantized
- * matmuls; mf_gemm_q8_0_scalar below is that path's reference.
+ * matmuls; mf_gemm_q8_0_scalar below is that path's reference. Q4_K and
+ * Q6_K weights likewise, against Q8_K activations (x86/gemm_k.c, reference
+ * mf_gemm_k_scalar).
  */
 #include "core/alloc.h"
 #include "tensor/blocks.h"
@@ -136,6 +138,23 @@ void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, si
     }
 }
 
+void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
+                      size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
+{
+    const struct mf_type_traits *t = mf_type_traits_scalar(type);
+    size_t block_bytes = memfit_type_get_info(type)->type_size;
+    const uint8_t *wb = w;
+    struct mf_block_q8_k xq;
+    for (size_t c = 0; c < n_cols; c++)
+        for (size_t sb = 0; sb < n / MF_QK_K; sb++) {
+            mf_quant_q8_k(x + c * xs + sb * MF_QK_K, &xq, MF_QK_K);
+            for (size_t r = r0; r < r1; r++) {
+                float v = t->vec_dot(MF_QK_K, wb + r * w_stride + sb * block_bytes, &xq);
+                y[c * ldy + r] = sb ? y[c * ldy + r] + v : v;
+            }
+        }
+}
+
 enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size_t w_stride,
                                       uint64_t n, uint64_t row_begin, uint64_t row_end,
                                       const float *act, size_t act_stride, uint64_t n_cols,
@@ -164,9 +183,18 @@ enum memfit_status memfit_matmul_rows(enum memfit_type type, const void *w, size
 #if defined(__x86_64__)
     if (mf_tensor_simd_active() && (type == MEMFIT_TYPE_Q8_0 || type == MEMFIT_TYPE_Q4_0) &&
         n_cols >= MF_GEMM_Q8_MIN_COLS) {
-        (mf_tensor_vnni_active() ? mf_avxvnni_gemm_int8 : mf_avx2_gemm_int8)(
-            type, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
-            act_stride / sizeof(float), (size_t)n_cols, y, ldy);
+        (mf_tensor_avx512vnni_active() ? mf_avx512vnni_gemm_int8
+         : mf_tensor_vnni_active()
+             ? mf_avxvnni_gemm_int8
+             : mf_avx2_gemm_int8)(type, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end,
+                                  act, act_stride / sizeof(float), (size_t)n_cols, y, ldy);
+        return MEMFIT_OK;
+    }
+    if (mf_tensor_simd_active() && (type == MEMFIT_TYPE_Q4_K || type == MEMFIT_TYPE_Q6_K) &&
+        n_cols >= MF_GEMM_Q8_MIN_COLS) {
+        int isa = mf_tensor_avx512vnni_active() ? 2 : mf_tensor_vnni_active() ? 1 : 0;
+        mf_avx2_gemm_k(type, isa, w, w_stride, (size_t)n, (size_t)row_begin, (size_t)row_end, act,
+                       act_stride / sizeof(float), (size_t)n_cols, y, ldy);
         return MEMFIT_OK;
     }
     if (mf_tensor_simd_active()) {

@@ -101,6 +101,9 @@ bool mf_tensor_simd_active(void);
 /* True when the SIMD kernels are active and the CPU has AVX-VNNI (and
  * MEMFIT_NO_VNNI is not 1): the Q8_0 integer tile uses vpdpbusd. */
 bool mf_tensor_vnni_active(void);
+/* True when the AVX-512F kernels are active and the CPU also has AVX-512BW
+ * and AVX-512 VNNI: the K-quant integer tile uses 512-bit vpdpbusd. */
+bool mf_tensor_avx512vnni_active(void);
 /* True when the SIMD kernels are active and the CPU (and OS) have AVX-512F
  * (and MEMFIT_NO_AVX512 is not 1): the float panels use 512-bit FMAs. */
 bool mf_tensor_avx512_active(void);
@@ -184,11 +187,27 @@ mf_gemm_fn mf_gemm_kernel(enum memfit_type type);
 void mf_gemm_q8_0_scalar(const void *w, size_t w_stride, size_t n, size_t r0, size_t r1,
                          const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
 
+/*
+ * Q4_K or Q6_K weights by float activations in integers (the scalar
+ * reference of x86/gemm_k*.c): each 256-element slice of every activation
+ * is quantized to one Q8_K block (mf_quant_q8_k, the bytes of the AVX2
+ * quantizer) and y[c*ldy + r] is the sum over super-blocks of the scalar
+ * vec_dot's super-block terms, in the same order: mf_dot_q4_k / mf_dot_q6_k
+ * of the row with the activation's Q8_K row, bit for bit. Same contract as
+ * mf_gemm_q8_0_scalar; n a multiple of 256.
+ */
+void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
+                      size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy);
+
 /* Activation rows from which memfit_matmul_rows uses the integer path for Q8_0 and Q4_0
  * (below, quantizing the activations costs more than it saves). */
 #define MF_GEMM_Q8_MIN_COLS 8
 /* Activation rows per quantized tile (MF_GEMM_KC of k each, 34 KiB on the stack). */
 #define MF_GEMM_Q8_TB 128
+/* Weight rows per pass of the integer tiles over k: the outputs of MF_GEMM_Q8_TB activations
+ * by this many rows (128 KiB) stay in L2 while every k slice adds to them (all of a thread's
+ * rows at once went out to L3 on the 1.8B FFN); the activations are quantized again per pass. */
+#define MF_GEMM_Q8_RC 256
 
 /* Elementwise (act.c): e^x to about 1 ulp (e^-87.3 below -87.3, saturating above 88.7),
  * exact-erf GELU in place. */
@@ -333,6 +352,37 @@ void mf_avx512_dot_q8_0_rows(size_t n, const void *w, size_t w_stride, const voi
 #define MF_GEMM_AVX512_MR 12
 void mf_avx512_gemm_kernel(const float *panel, const float *x, size_t xs, size_t nc, size_t kc,
                            float *y, size_t ldy, size_t nr, bool acc);
+/* The same with AVX-512 VNNI, 16 rows per panel (x86/gemm_q8_avx512.c): the
+ * same results again; only after mf_tensor_avx512vnni_active(). */
+void mf_avx512vnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
+                             size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols,
+                             float *y, size_t ldy);
+/*
+ * Q4_K or Q6_K weights through the K-quant integer tile (x86/gemm_k.c):
+ * activations quantized to Q8_K a super-block at a time, 16-row panels of
+ * unpacked quants, integer sums per sub-block scaled by the 6-bit (Q6_K
+ * 8-bit) scales, the mins (Q6_K: the -32 offset) through the activation's
+ * bsums. isa 0: AVX2 (maddubs), 1: AVX-VNNI (only after
+ * mf_tensor_vnni_active), 2: AVX-512 VNNI (only after
+ * mf_tensor_avx512vnni_active). Every isa gives mf_gemm_k_scalar's floats
+ * exactly (same integer sums, same float steps).
+ */
+void mf_avx2_gemm_k(enum memfit_type type, int isa, const void *w, size_t w_stride, size_t n,
+                    size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
+                    size_t ldy);
+/* The tile's kernels: nc activations' Q8_K blocks x[0..nc) against the
+ * first nr rows of a panel (struct mf_k_panel, x86/tile.h), written (or,
+ * add, added) at y + c * ldy. */
+struct mf_k_panel;
+struct mf_block_q8_k;
+typedef void (*mf_k_kernel_fn)(const struct mf_k_panel *p, bool q6, const struct mf_block_q8_k *x,
+                               size_t nc, float *y, size_t ldy, size_t nr, bool add);
+void mf_avx2_k_kernel(const struct mf_k_panel *p, bool q6, const struct mf_block_q8_k *x, size_t nc,
+                      float *y, size_t ldy, size_t nr, bool add);
+void mf_avxvnni_k_kernel(const struct mf_k_panel *p, bool q6, const struct mf_block_q8_k *x,
+                         size_t nc, float *y, size_t ldy, size_t nr, bool add);
+void mf_avx512vnni_k_kernel(const struct mf_k_panel *p, bool q6, const struct mf_block_q8_k *x,
+                            size_t nc, float *y, size_t ldy, size_t nr, bool add);
 /* The integer tile with AVX-VNNI (x86/gemm_q8_vnni.c, -mavxvnni): the same
  * results as mf_avx2_gemm_int8; only after mf_tensor_vnni_active(). */
 void mf_avxvnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,

@@ -75,6 +75,7 @@ static bool simd_available;
 static bool simd_active;
 static bool vnni_active;
 static bool avx512_active;
+static bool avx512vnni_active;
 static bool avx512bw_available; /* AVX-512F and BW, whatever the environment says */
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
@@ -135,6 +136,20 @@ static bool cpu_has_avx512f(void)
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)))
         return false;
     return (xcr0() & 0xe6u) == 0xe6u;
+#else
+    return false;
+#endif
+}
+
+/* AVX-512BW (leaf 7 EBX bit 30) and AVX-512 VNNI (ECX bit 11); call after
+ * cpu_has_avx512f said yes. */
+static bool cpu_has_avx512vnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return (b & (1u << 30)) && (c & (1u << 11));
 #else
     return false;
 #endif
@@ -207,6 +222,7 @@ static void dispatch_init(void)
     vnni_active = simd_active && cpu_has_avx_vnni() && not_disabled("MEMFIT_NO_VNNI");
     avx512bw_available = simd_available && cpu_has_avx512f() && cpu_has_avx512bw();
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
+    avx512vnni_active = avx512_active && cpu_has_avx512vnni();
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -252,6 +268,12 @@ bool mf_tensor_avx512_active(void)
 {
     pthread_once(&dispatch_once, dispatch_init);
     return avx512_active;
+}
+
+bool mf_tensor_avx512vnni_active(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return avx512vnni_active;
 }
 
 /* The multi-column dots: scalar, AVX2, AVX-VNNI (in that order), by weight type. */

@@ -15,8 +15,11 @@
  * - the integer Q8_0 matrix path (x86/gemm_q8.c vs mf_gemm_q8_0_scalar):
  *   |simd - scalar| <= 1e-6 * sum |w_i a_i| (same activation bytes and
  *   integer block sums; d_w * d_x and the float adds rounded differently);
- *   the AVX-VNNI tile: identical floats to the AVX2 tile; Q4_0 weights in the
+ *   the AVX-VNNI and AVX-512 VNNI tiles: identical floats to the AVX2 tile; Q4_0 weights in the
  *   same tiles: the same bound against mf_dot_q4_0 per row;
+ * - the K-quant integer tiles (x86/gemm_k*.c, Q4_K and Q6_K): identical
+ *   floats to mf_gemm_k_scalar, which is the scalar dot bit for bit (see
+ *   check_gemm_k for its bounds against the dequantized references);
  * - the F32 matrix tile (x86/gemm.c, AVX2 or AVX-512 micro-kernel): identical
  *   floats to a scalar fmaf chain over each MF_GEMM_KC slice of k, slices added.
  * CTest runs this file twice: as found, and with MEMFIT_NO_AVX512=1 and
@@ -32,6 +35,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tensor/blocks.h"
 #include "tensor/kernels.h"
 #include "test_util.h"
 #include "unit/tensor_testing.h"
@@ -333,6 +337,16 @@ static bool vnni_to_check(const char *what)
     return mf_tensor_vnni_active();
 }
 
+/* True when the AVX-512 VNNI tiles can be compared; says so when they cannot. */
+static bool avx512vnni_to_check(const char *what)
+{
+    if (!mf_tensor_avx512vnni_active())
+        printf("gemm %s: AVX-512 VNNI tile not checked (no AVX-512 VNNI on this CPU, or "
+               "MEMFIT_NO_AVX512=1)\n",
+               what);
+    return mf_tensor_avx512vnni_active();
+}
+
 /* The integer Q8_0 path against its scalar reference: rows not a multiple of
  * the panel (8), activations not a multiple of the kernel (4) or the tile
  * (128), k not a multiple of MF_GEMM_KC, strided rows, and the extreme quant
@@ -399,6 +413,20 @@ static void test_gemm_q8_0(void **state)
             assert_memory_equal(y1, y2, rows * nc * sizeof(float));
         }
     }
+    /* The AVX-512 VNNI tile (16-row panels): the AVX2 tile's floats again. */
+    if (avx512vnni_to_check("q8_0")) {
+        mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y1, rows);
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 5, 21, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+        for (size_t nc = 1; nc <= 9; nc += 8) {
+            mf_avx2_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y1, rows);
+            mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q8_0, w, ws, n, 0, rows, x, n, nc, y2, rows);
+            assert_memory_equal(y1, y2, rows * nc * sizeof(float));
+        }
+    }
     free(wf);
     free(x);
     free(wd);
@@ -447,6 +475,11 @@ static void test_gemm_q4_0(void **state)
     assert_true(worst <= 1e-6);
     if (vnni_to_check("q4_0")) {
         mf_avxvnni_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        assert_memory_equal(y1, y2, rows * cols * sizeof(float));
+    }
+    if (avx512vnni_to_check("q4_0")) {
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avx512vnni_gemm_int8(MEMFIT_TYPE_Q4_0, w, ws, n, 0, rows, x, n, cols, y2, rows);
         assert_memory_equal(y1, y2, rows * cols * sizeof(float));
     }
     free(wf);
@@ -515,6 +548,135 @@ static void test_gemm_f32_exact(void **state)
 #endif
 }
 
+/* Whether the K-quant tile's kernel `isa` (0 AVX2, 1 AVX-VNNI, 2 AVX-512 VNNI) can run here. */
+static bool k_isa_ok(int isa)
+{
+    if (isa == 2)
+        return avx512vnni_to_check("K");
+    if (isa == 1)
+        return vnni_to_check("K");
+    return true;
+}
+
+/* Q4_K or Q6_K weights through the K-quant integer tile (x86/gemm_k*.c):
+ * - mf_gemm_k_scalar equals the scalar vec_dot of each row with the
+ *   activation's Q8_K row (bit for bit) and the double dot of the
+ *   dequantized rows within 1e-5 * sum|w a|; against the float activations
+ *   (the dequantize-then-F32 reference) within the Q8_K rounding, sum_i
+ *   |w_i| * |d_x| / 2, plus that;
+ * - every kernel (AVX2, AVX-VNNI, AVX-512 VNNI where the CPU has them) gives
+ *   mf_gemm_k_scalar's floats exactly, for rows not a multiple of the panel
+ *   (16) or of a ymm half (8), activations not a multiple of the kernels'
+ *   steps or of the tile (128), a middle row range and 1 or 9 activations,
+ *   with the largest scales, mins and quants in some rows;
+ * - memfit_matmul_rows takes the tile (the same floats). */
+static void check_gemm_k(enum memfit_type type, uint32_t seed)
+{
+    struct mf_rng rng = {seed};
+    const size_t n = 768, rows = 37, cols = 139;
+    const size_t ws = mf_row_bytes(type, n) + 10, ab = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
+    const struct mf_type_traits *t = scalar(type), *q8k = scalar(MEMFIT_TYPE_Q8_K);
+    float *wf = malloc(n * sizeof(float)), *x = malloc(cols * n * sizeof(float));
+    float *wd = malloc(rows * n * sizeof(float)), *xd = malloc(n * sizeof(float));
+    float *y1 = malloc(rows * cols * sizeof(float)), *y2 = malloc(rows * cols * sizeof(float));
+    uint8_t *w = calloc(rows, ws), *xq = malloc(ab);
+    for (size_t r = 0; r < rows; r++) {
+        mf_fill_gauss(&rng, wf, n, 1.0f);
+        t->from_float(wf, w + r * ws, n);
+    }
+    /* Extremes: row 3's first super-block all largest quants and scales (Q4_K mins too),
+     * row 20's (the second panel) Q6_K scales -128 and 127. */
+    if (type == MEMFIT_TYPE_Q4_K) {
+        struct mf_block_q4_k *b = (void *)(w + 3 * ws);
+        memset(b->scales, 0xff, sizeof(b->scales));
+        memset(b->qs, 0xff, sizeof(b->qs));
+    } else {
+        struct mf_block_q6_k *b = (void *)(w + 3 * ws);
+        memset(b->ql, 0xff, sizeof(b->ql));
+        memset(b->qh, 0xff, sizeof(b->qh));
+        memset(b->scales, 0x7f, sizeof(b->scales));
+        b = (void *)(w + 20 * ws);
+        b->scales[0] = -128;
+        b->scales[15] = 127;
+    }
+    for (size_t r = 0; r < rows; r++)
+        t->to_float(w + r * ws, wd + r * n, n);
+    mf_fill_gauss(&rng, x, cols * n, 2.0f);
+    mf_gemm_k_scalar(type, w, ws, n, 0, rows, x, n, cols, y1, rows);
+    double worst = 0, worst_f32 = 0;
+    for (size_t c = 0; c < cols; c++) {
+        q8k->from_float(x + c * n, xq, n);
+        q8k->to_float(xq, xd, n);
+        for (size_t r = 0; r < rows; r++) {
+            const float *wr = wd + r * n;
+            float ref = t->vec_dot(n, w + r * ws, xq);
+            assert_true(ref == y1[c * rows + r]);
+            double mag = mf_abs_dot(wr, xd, n);
+            double d = fabs(mf_dot_double(wr, xd, n) - y1[c * rows + r]);
+            assert_true(d <= 1e-5 * mag);
+            worst = d / mag > worst ? d / mag : worst;
+            /* Against the float activations: Q8_K rounds each to within |d_x| / 2. */
+            double q_err = 0;
+            for (size_t i = 0; i < n; i++) {
+                const struct mf_block_q8_k *blk =
+                    (const void *)(xq + i / MF_QK_K * sizeof(struct mf_block_q8_k));
+                q_err += fabs((double)wr[i]) * fabs((double)blk->d) * 0.5;
+            }
+            double e = fabs(mf_dot_double(wr, x + c * n, n) - y1[c * rows + r]);
+            assert_true(e <= q_err * (1 + 1e-4) + 1e-5 * mag);
+            worst_f32 = e / q_err > worst_f32 ? e / q_err : worst_f32;
+        }
+    }
+    const char *name = memfit_type_get_info(type)->name;
+    printf("gemm %s: scalar tile = scalar dot; |tile - exact| / sum|w a| <= %.2e; "
+           "|tile - f32 dot| / Q8_K bound <= %.2f\n",
+           name, worst, worst_f32);
+    for (int isa = 0; isa < 3; isa++) {
+        if (!k_isa_ok(isa))
+            continue;
+        memset(y2, 0, rows * cols * sizeof(float));
+        mf_avx2_gemm_k(type, isa, w, ws, n, 0, rows, x, n, cols, y2, rows);
+        for (size_t i = 0; i < rows * cols; i++)
+            assert_true(y1[i] == y2[i]);
+        mf_avx2_gemm_k(type, isa, w, ws, n, 5, 29, x, n, cols, y2, rows);
+        for (size_t i = 0; i < rows * cols; i++)
+            assert_true(y1[i] == y2[i]);
+        for (size_t nc = 1; nc <= 9; nc += 8) {
+            mf_avx2_gemm_k(type, isa, w, ws, n, 0, rows, x, n, nc, y2, rows);
+            for (size_t i = 0; i < rows * nc; i++)
+                assert_true(y1[i] == y2[i]);
+        }
+        printf("gemm %s: kernel %d gives the scalar tile's floats\n", name, isa);
+    }
+    if (mf_tensor_simd_active()) { /* (without it memfit_matmul_rows takes the float panel) */
+        memset(y2, 0, rows * cols * sizeof(float));
+        assert_int_equal(
+            memfit_matmul_rows(type, w, ws, n, 0, rows, x, n * sizeof(float), cols, y2, rows),
+            MEMFIT_OK);
+        for (size_t i = 0; i < rows * cols; i++)
+            assert_true(y1[i] == y2[i]);
+    }
+    free(wf);
+    free(x);
+    free(wd);
+    free(xd);
+    free(y1);
+    free(y2);
+    free(w);
+    free(xq);
+}
+
+static void test_gemm_k(void **state)
+{
+    (void)state;
+#if !defined(__x86_64__)
+    skip();
+#else
+    check_gemm_k(MEMFIT_TYPE_Q4_K, 31);
+    check_gemm_k(MEMFIT_TYPE_Q6_K, 37);
+#endif
+}
+
 int main(void)
 {
     if (!mf_type_traits_simd(MEMFIT_TYPE_F32))
@@ -524,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_dot_rows),    cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows), cmocka_unit_test(test_gemm_q8_0),
         cmocka_unit_test(test_gemm_q4_0),   cmocka_unit_test(test_gemm_f32_exact),
+        cmocka_unit_test(test_gemm_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,15 +29,25 @@
 #include "tensor/kernels.h"
 #include "tensor/x86/tile.h"
 
-#define NR  8 /* weight rows per panel */
-#define KB  (MF_GEMM_KC / MF_QK)
-#define ROW (KB * sizeof(struct mf_block_q8_0)) /* bytes of one quantized activation tile row */
+#define NR 8 /* weight rows per panel */
+#define KB (MF_GEMM_KC / MF_QK)
+#define MR 4 /* activations per kernel call */
 
 struct panel {
     _Alignas(32) int8_t w[KB][8][32]; /* [block][k group of 4][row * 4 + j] */
     _Alignas(32) int8_t u[KB][8][32]; /* |w| */
     _Alignas(32) float d[KB][NR];     /* the rows' block scales */
 };
+
+/* One activation's MF_GEMM_KC slice, quantized. */
+struct q8_act {
+    struct mf_block_q8_0 b[KB];
+};
+
+static void q8_act_quantize(const float *x, size_t kc, struct q8_act *a)
+{
+    mf_avx2_quant_q8_0(x, a->b, kc);
+}
 
 /* Packs nr <= 8 rows from rb (missing rows zero) of kb blocks from element k0. */
 static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
@@ -59,14 +69,14 @@ static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t
         _mm256_madd_epi16(                                                                         \
             _mm256_maddubs_epi16(u, _mm256_sign_epi8(mf_q8_bcast4((xr)[b].qs + 4 * g), w)), ones))
 
-/* nc <= 4 activations (quantized rows at xq + c * ROW) against the panel. */
-static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t nc, float *y,
+/* nc <= 4 activations (a[0..nc)) against the panel. */
+static void kernel(const struct panel *p, size_t kb, const struct q8_act *a, size_t nc, float *y,
                    size_t ldy, size_t nr, bool add)
 {
-    const struct mf_block_q8_0 *x0 = (const void *)xq;
-    const struct mf_block_q8_0 *x1 = (const void *)(xq + (nc > 1 ? 1 : 0) * ROW);
-    const struct mf_block_q8_0 *x2 = (const void *)(xq + (nc > 2 ? 2 : 0) * ROW);
-    const struct mf_block_q8_0 *x3 = (const void *)(xq + (nc > 3 ? 3 : 0) * ROW);
+    const struct mf_block_q8_0 *x0 = a[0].b;
+    const struct mf_block_q8_0 *x1 = a[nc > 1 ? 1 : 0].b;
+    const struct mf_block_q8_0 *x2 = a[nc > 2 ? 2 : 0].b;
+    const struct mf_block_q8_0 *x3 = a[nc > 3 ? 3 : 0].b;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
     for (size_t b = 0; b < kb; b++) {
@@ -98,27 +108,5 @@ static void kernel(const struct panel *p, size_t kb, const uint8_t *xq, size_t n
         mf_q8_store8(y + 3 * ldy, f3, nr, add);
 }
 
-void mf_avx2_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n, size_t r0,
-                       size_t r1, const float *x, size_t xs, size_t n_cols, float *y, size_t ldy)
-{
-    struct mf_q8_src src = {type, w, w_stride, NULL};
-    if (type == MEMFIT_TYPE_NF4)
-        src = (struct mf_q8_src){type, NULL, 0, w};
-    _Alignas(64) uint8_t xq[MF_GEMM_Q8_TB * ROW];
-    struct panel p;
-    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
-        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
-        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
-            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            for (size_t c = c0; c < c1; c++)
-                mf_avx2_quant_q8_0(x + c * xs + k0, xq + (c - c0) * ROW, kc);
-            for (size_t rb = r0; rb < r1; rb += NR) {
-                size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, &src, rb, k0, nr, kb);
-                for (size_t c = c0; c < c1; c += 4)
-                    kernel(&p, kb, xq + (c - c0) * ROW, c + 4 < c1 ? 4 : c1 - c, y + c * ldy + rb,
-                           ldy, nr, k0 > 0);
-            }
-        }
-    }
-}
+#define Q8_ENTRY mf_avx2_gemm_int8
+#include "tensor/x86/gemm_q8_entry.h"

@@ -36,12 +36,6 @@ struct panel {
     _Alignas(32) float d[KB][NR];      /* the rows' block scales */
 };
 
-/* One activation's slice of MF_GEMM_KC: offset quants and block scales. */
-struct act {
-    _Alignas(32) uint8_t u[MF_GEMM_KC];
-    float d[KB];
-};
-
 /* Packs nr <= 8 rows from rb (missing rows zero) of kb blocks from element k0. */
 static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t k0, size_t nr,
                  size_t kb)
@@ -58,24 +52,11 @@ static void pack(struct panel *p, const struct mf_q8_src *src, size_t rb, size_t
     }
 }
 
-/* Quantizes kc floats (the bytes mf_avx2_quant_q8_0 gives) into a's offset form. */
-static void quantize(const float *x, size_t kc, struct act *a)
-{
-    struct mf_block_q8_0 blocks[KB];
-    mf_avx2_quant_q8_0(x, blocks, kc);
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (size_t b = 0; b < kc / MF_QK; b++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)blocks[b].qs);
-        _mm256_store_si256((__m256i *)(a->u + b * MF_QK), _mm256_xor_si256(q, flip));
-        a->d[b] = _cvtsh_ss(blocks[b].d);
-    }
-}
-
 /* nc <= MR activations (a[0..nc)) against the panel. */
-static void kernel(const struct panel *p, size_t kb, const struct act *a, size_t nc, float *y,
+static void kernel(const struct panel *p, size_t kb, const struct mf_q8_act *a, size_t nc, float *y,
                    size_t ldy, size_t nr, bool add)
 {
-    const struct act *x[MR];
+    const struct mf_q8_act *x[MR];
     for (size_t c = 0; c < MR; c++)
         x[c] = a + (c < nc ? c : 0); /* the missing ones repeat the first, unstored */
     __m256 f[MR];
@@ -105,28 +86,7 @@ static void kernel(const struct panel *p, size_t kb, const struct act *a, size_t
         mf_q8_store8(y + c * ldy, f[c], nr, add);
 }
 
-void mf_avxvnni_gemm_int8(enum memfit_type type, const void *w, size_t w_stride, size_t n,
-                          size_t r0, size_t r1, const float *x, size_t xs, size_t n_cols, float *y,
-                          size_t ldy)
-{
-    struct mf_q8_src src = {type, w, w_stride, NULL};
-    if (type == MEMFIT_TYPE_NF4)
-        src = (struct mf_q8_src){type, NULL, 0, w};
-    struct act acts[MF_GEMM_Q8_TB];
-    struct panel p;
-    for (size_t c0 = 0; c0 < n_cols; c0 += MF_GEMM_Q8_TB) {
-        size_t c1 = c0 + MF_GEMM_Q8_TB < n_cols ? c0 + MF_GEMM_Q8_TB : n_cols;
-        for (size_t k0 = 0; k0 < n; k0 += MF_GEMM_KC) {
-            size_t kc = k0 + MF_GEMM_KC < n ? MF_GEMM_KC : n - k0, kb = kc / MF_QK;
-            for (size_t c = c0; c < c1; c++)
-                quantize(x + c * xs + k0, kc, &acts[c - c0]);
-            for (size_t rb = r0; rb < r1; rb += NR) {
-                size_t nr = rb + NR < r1 ? NR : r1 - rb;
-                pack(&p, &src, rb, k0, nr, kb);
-                for (size_t c = c0; c < c1; c += MR)
-                    kernel(&p, kb, &acts[c - c0], c + MR < c1 ? MR : c1 - c, y + c * ldy + rb, ldy,
-                           nr, k0 > 0);
-            }
-        }
-    }
-}
+#define q8_act          mf_q8_act
+#define q8_act_quantize mf_q8_act_quantize
+#define Q8_ENTRY        mf_avxvnni_gemm_int8
+#include "tensor/x86/gemm_q8_entry.h"
