@@ -33,6 +33,19 @@ wait_listening() {
     URL=$(sed -n 's/^listening on //p' "$TMP/out")
 }
 
+# Starts the server on a manifest of one model, "dino" ($TMP/vits_tiny.pth),
+# under a 1 MB budget it can never fit in: the budget refusals.
+start_small_budget_server() {
+    cat >"$TMP/small.yaml" <<Y
+budget: 1MB
+models:
+  - name: dino
+    family: dinov2
+    sources: [$TMP/vits_tiny.pth]
+Y
+    start_server --manifest "$TMP/small.yaml"
+}
+
 # SIGTERM, then the exit status of the server.
 stop_server() {
     kill -TERM "$PID"
