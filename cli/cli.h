@@ -47,6 +47,7 @@ enum {
     X(load, "Ask a running memfit serve to load a model now") \
     X(stop, "Ask a running memfit serve to unload a model now") \
     X(cleanup, "Ask a running memfit serve to unload idle models and free memory") \
+    X(health, "Ask a running memfit serve whether it is alive or ready (exit 0/1/2)") \
     X(tokenize, "Encode text with a GGUF model's tokenizer; tokenizer.json to GGUF")
 /* clang-format on */
 
