@@ -601,13 +601,8 @@ static enum MHD_Result route_memory(struct req *r)
     struct memfit_report *rep = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*rep));
     if (!rep)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    struct memfit_report_options o;
-    memfit_report_options_default(&o);
-    o.pid = getpid();
-    o.gpu = srv->opt.gpu;
-    o.top_n = 0;
     char *report = NULL;
-    enum memfit_status st = memfit_report_collect(&o, rep);
+    enum memfit_status st = mf_server_report(srv, rep);
     if (st == MEMFIT_OK)
         st = memfit_report_to_json(rep, &report);
     memfit_free(rep);
