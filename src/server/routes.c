@@ -2209,6 +2209,13 @@ static void sample_event(struct req *r, struct mf_text *t)
     if (s.have_psi)
         mf_text_printf(t, ",\"psi_some_avg10\":%.2f,\"psi_full_avg10\":%.2f", s.psi_some_avg10,
                        s.psi_full_avg10);
+    for (unsigned i = 0; i < s.n_gpus; i++) /* serve --gpu: each GPU's memory and level */
+        mf_text_printf(t,
+                       "%s{\"index\":%u,\"used_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64
+                       ",\"level\":\"%s\"}%s",
+                       i ? "," : ",\"gpus\":[", s.gpus[i].index, s.gpus[i].used_bytes,
+                       s.gpus[i].total_bytes, memfit_level_name(s.gpus[i].level),
+                       i + 1 == s.n_gpus ? "]" : "");
     mf_text_printf(t, ",\"queue_depth\":%u,\"running\":%u,\"budget\":", atomic_load(&srv->waiting),
                    atomic_load(&srv->running));
     budget_json(t, &snap->budget);
