@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm_common.h"
 #include "memfit/memfit.h"
 
 /* The process's peak RSS (VmHWM) in bytes, 0 when unreadable. */
@@ -37,8 +38,7 @@ static int usage(void)
 
 static int fail(const char *what)
 {
-    fprintf(stderr, "bench_llm: %s: %s\n", what, memfit_last_error());
-    return 1;
+    return bench_llm_fail("bench_llm", what);
 }
 
 /* One chat of a group: its prompt, then (all prompts done) its greedy tokens. */
@@ -67,10 +67,7 @@ static void *chat_main(void *p)
         c->st = memfit_llm_eval(c->s, tokens, c->n_prompt, logits, false);
     pthread_barrier_wait(c->ready);
     for (unsigned g = 0; g < c->n_gen && c->st == MEMFIT_OK; g++) {
-        int32_t best = 0;
-        for (uint32_t v = 1; v < c->n_vocab; v++)
-            if (logits[v] > logits[best])
-                best = (int32_t)v;
+        int32_t best = bench_llm_argmax(logits, c->n_vocab);
         c->st = memfit_llm_eval(c->s, &best, 1, logits, false);
     }
     c->end_ns = memfit_now_ns();
@@ -132,35 +129,17 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-')
         return usage();
-    unsigned threads = 0, n_prompt = 128, n_gen = 32, n_batch = 64, n_ctx = 0, n_chats = 0;
-    enum memfit_type kv = MEMFIT_TYPE_F16;
-    for (int i = 2; i < argc; i += 2) {
-        if (i + 1 >= argc)
-            return usage();
-        const char *opt = argv[i], *val = argv[i + 1];
-        long long v = 0;
-        if (strcmp(opt, "--kv") == 0) {
-            if (memfit_type_from_name(val, &kv) != MEMFIT_OK)
-                return usage();
-            continue;
-        }
-        if (memfit_parse_int(val, 0, 1 << 24, &v) != MEMFIT_OK)
-            return usage();
-        if (strcmp(opt, "--threads") == 0)
-            threads = (unsigned)v;
-        else if (strcmp(opt, "--prompt") == 0 && v > 0)
-            n_prompt = (unsigned)v;
-        else if (strcmp(opt, "--gen") == 0)
-            n_gen = (unsigned)v;
-        else if (strcmp(opt, "--batch") == 0 && v > 0)
-            n_batch = (unsigned)v;
-        else if (strcmp(opt, "--ctx") == 0)
-            n_ctx = (unsigned)v;
-        else if (strcmp(opt, "--chats") == 0 && v <= 64)
-            n_chats = (unsigned)v;
-        else
-            return usage();
-    }
+    struct bench_llm_args a = bench_llm_args_default();
+    long long prompt = 128, gen = 32, ctx = 0, chats = 0;
+    const struct bench_llm_int_option own[] = {{"--prompt", 1, 1 << 24, &prompt},
+                                               {"--gen", 0, 1 << 24, &gen},
+                                               {"--ctx", 0, 1 << 24, &ctx},
+                                               {"--chats", 0, 64, &chats},
+                                               {NULL, 0, 0, NULL}};
+    if (!bench_llm_parse(argc, argv, 2, &a, own))
+        return usage();
+    unsigned n_prompt = (unsigned)prompt, n_gen = (unsigned)gen, n_ctx = (unsigned)ctx,
+             n_chats = (unsigned)chats;
     uint64_t t0 = memfit_now_ns();
     memfit_llm *m;
     if (memfit_llm_open(argv[1], &m) != MEMFIT_OK)
@@ -168,12 +147,7 @@ int main(int argc, char **argv)
     double open_s = (double)(memfit_now_ns() - t0) / 1e9;
     struct memfit_llm_info info;
     memfit_llm_get_info(m, &info);
-    struct memfit_llm_options o;
-    memfit_llm_options_default(&o);
-    o.n_threads = threads;
-    o.n_batch = n_batch;
-    o.kv_type = kv;
-    o.n_ctx = n_ctx ? n_ctx : n_prompt + n_gen;
+    struct memfit_llm_options o = bench_llm_options(&a, n_ctx ? n_ctx : n_prompt + n_gen);
     struct memfit_llm_plan plan;
     if (memfit_llm_plan_for(&info, &o, &plan) != MEMFIT_OK)
         return fail("plan");
@@ -196,8 +170,8 @@ int main(int argc, char **argv)
            (double)info.weight_bytes / 1048576.0, open_s);
     printf("session: ctx %u, batch %u, kv %s, threads %u (%s); plan: kv %.1f MiB, work %.1f "
            "MiB\n",
-           o.n_ctx, o.n_batch, memfit_type_get_info(kv)->name,
-           threads ? threads : memfit_cpu_count(), memfit_tensor_isa(),
+           o.n_ctx, o.n_batch, memfit_type_get_info(a.kv)->name,
+           a.threads ? a.threads : memfit_cpu_count(), memfit_tensor_isa(),
            (double)plan.kv_bytes / 1048576.0, (double)plan.work_bytes / 1048576.0);
     t0 = memfit_now_ns();
     if (memfit_llm_eval(s, tokens, n_prompt, logits, false) != MEMFIT_OK)
@@ -205,10 +179,7 @@ int main(int argc, char **argv)
     double prompt_s = (double)(memfit_now_ns() - t0) / 1e9;
     t0 = memfit_now_ns();
     for (unsigned g = 0; g < n_gen; g++) {
-        int32_t best = 0;
-        for (uint32_t v = 1; v < info.n_vocab; v++)
-            if (logits[v] > logits[best])
-                best = (int32_t)v;
+        int32_t best = bench_llm_argmax(logits, info.n_vocab);
         if (memfit_llm_eval(s, &best, 1, logits, false) != MEMFIT_OK)
             return fail("generate");
     }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm_common.h"
 #include "memfit/memfit.h"
 
 static int usage(void)
@@ -29,8 +30,7 @@ static int usage(void)
 
 static int fail(const char *what)
 {
-    fprintf(stderr, "llm_logits: %s: %s\n", what, memfit_last_error());
-    return 1;
+    return bench_llm_fail("llm_logits", what);
 }
 
 /* The int32 ids of PATH into *out (memfit_malloc'd), their count into *n. */
@@ -70,34 +70,13 @@ int main(int argc, char **argv)
 {
     if (argc < 4 || argv[1][0] == '-')
         return usage();
-    unsigned threads = 0, n_batch = 64, n_gen = 0;
-    long long n_prompt = -1;
-    enum memfit_type kv = MEMFIT_TYPE_F16;
-    for (int i = 4; i < argc; i++) {
-        const char *opt = argv[i];
-        long long v = 0;
-        if (i + 1 >= argc)
-            return usage();
-        const char *val = argv[++i];
-        if (strcmp(opt, "--kv") == 0) {
-            if (memfit_type_from_name(val, &kv) != MEMFIT_OK)
-                return usage();
-        } else if (memfit_parse_int(val, 0, 1 << 24, &v) != MEMFIT_OK) {
-            return usage();
-        } else if (strcmp(opt, "--prompt") == 0) {
-            n_prompt = v;
-        } else if (strcmp(opt, "--gen") == 0) {
-            n_gen = (unsigned)v;
-        } else if (v == 0) {
-            return usage();
-        } else if (strcmp(opt, "--threads") == 0) {
-            threads = (unsigned)v;
-        } else if (strcmp(opt, "--batch") == 0) {
-            n_batch = (unsigned)v;
-        } else {
-            return usage();
-        }
-    }
+    struct bench_llm_args a = bench_llm_args_default();
+    long long n_prompt = -1, gen = 0;
+    const struct bench_llm_int_option own[] = {
+        {"--prompt", 0, 1 << 24, &n_prompt}, {"--gen", 0, 1 << 24, &gen}, {NULL, 0, 0, NULL}};
+    if (!bench_llm_parse(argc, argv, 4, &a, own))
+        return usage();
+    unsigned n_gen = (unsigned)gen;
     int32_t *tokens;
     size_t n;
     if (read_tokens(argv[2], &tokens, &n))
@@ -107,12 +86,7 @@ int main(int argc, char **argv)
         return fail("open");
     struct memfit_llm_info info;
     memfit_llm_get_info(m, &info);
-    struct memfit_llm_options o;
-    memfit_llm_options_default(&o);
-    o.n_threads = threads;
-    o.n_batch = n_batch;
-    o.kv_type = kv;
-    o.n_ctx = (uint32_t)(n + n_gen);
+    struct memfit_llm_options o = bench_llm_options(&a, (uint32_t)(n + n_gen));
     memfit_llm_session *s;
     if (memfit_llm_session_create(m, &o, &s) != MEMFIT_OK)
         return fail("session");
@@ -131,10 +105,7 @@ int main(int argc, char **argv)
     /* Greedy continuation: each token is the argmax of the previous row. */
     for (size_t i = n; i < n + n_gen; i++) {
         const float *prev = logits + (i - 1) * info.n_vocab;
-        int32_t best = 0;
-        for (uint32_t v = 1; v < info.n_vocab; v++)
-            if (prev[v] > prev[best])
-                best = (int32_t)v;
+        int32_t best = bench_llm_argmax(prev, info.n_vocab);
         tokens[i] = best;
         printf("%s%d", i == n ? "greedy:" : " ", (int)best);
         if (memfit_llm_eval(s, &best, 1, logits + i * info.n_vocab, false) != MEMFIT_OK)

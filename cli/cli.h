@@ -47,6 +47,7 @@ enum {
     X(load, "Ask a running memfit serve to load a model now") \
     X(stop, "Ask a running memfit serve to unload a model now") \
     X(cleanup, "Ask a running memfit serve to unload idle models and free memory") \
+    X(health, "Ask a running memfit serve whether it is alive or ready (exit 0/1/2)") \
     X(tokenize, "Encode text with a GGUF model's tokenizer; tokenizer.json to GGUF")
 /* clang-format on */
 
@@ -61,6 +62,12 @@ int cli_fail(const char *fmt, ...) MEMFIT_PRINTF(1, 2);
 
 /* Prints "memfit CMD: <message>" and a pointer to the help; returns CLI_EXIT_USAGE. */
 int cli_usage(const char *command, const char *fmt, ...) MEMFIT_PRINTF(2, 3);
+
+/* Prints a line scripts wait for ("listening on URL") to stdout: as it is,
+ * or with MEMFIT_LOG_FORMAT=json as a JSON log record of level info whose
+ * "msg" is the line, so that a log collector reading stdout and stderr sees
+ * JSON only. */
+void cli_print_record(const char *fmt, ...) MEMFIT_PRINTF(1, 2);
 
 /* Prints "memfit: <memfit_last_error()>"; returns CLI_EXIT_FAILURE. */
 int cli_fail_status(enum memfit_status status);

@@ -38,8 +38,10 @@ const char cmd_quantize_help[] =
     "  --threads N       worker threads (default: the CPUs this process may use)\n"
     "  --double-quant    nf4: quantize the absmax values too (blocks of 256)\n"
     "  --force           overwrite an existing OUT (never the input)\n"
-    "  -q, --quiet       no progress (a live bar on a terminal; otherwise a line\n"
-    "                    every 5 s, MEMFIT_PROGRESS_INTERVAL, and one at the end)\n"
+    "  -q, --quiet       print nothing on success: no progress (a live bar on a\n"
+    "                    terminal; otherwise a line every 5 s, MEMFIT_PROGRESS_INTERVAL,\n"
+    "                    and one at the end) and no summary; errors still go to\n"
+    "                    stderr, and --json still prints its object\n"
     "  --json            print one JSON object instead of the summary\n"
     "                    (docs/quantization.md): {\"input\", \"output\", \"format\",\n"
     "                    \"in_file_bytes\", \"out_file_bytes\", \"in_tensor_bytes\",\n"
@@ -303,7 +305,7 @@ int cmd_quantize(int argc, char **argv)
     if (st == MEMFIT_OK) {
         if (json)
             rc = cli_json_print("quantize", report_json(paths[0], paths[1], &report));
-        else
+        else if (!quiet)
             print_summary(paths[1], &report);
         memfit_quantize_report_free(&report);
     } else if (st == MEMFIT_E_INVALID) { /* an option that does not fit the output */

@@ -91,7 +91,8 @@ const char cmd_serve_help[] =
     "POST routes need \"Content-Type: application/json\" (otherwise 415).\n"
     "The log goes to stderr, at MEMFIT_LOG_LEVEL (default info for serve: the\n"
     "budget and where it came from, downloads with their progress, loads, unloads).\n"
-    "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready.\n"
+    "SIGHUP reloads the manifest. Prints \"listening on http://HOST:PORT\" once ready\n"
+    "(with MEMFIT_LOG_FORMAT=json: a JSON log record whose \"msg\" is that line).\n"
     "MEMFIT_FAULT_ALLOC=every=N|after=N|random=PERCENT[,seed=S] (testing only) makes\n"
     "allocations fail on that schedule once the server listens; SIGUSR2 turns it\n"
     "off and on (docs/server.md).\n"
@@ -505,13 +506,13 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     bool v6 = strchr(o.host, ':') != NULL;
-    printf("listening on http://%s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
-           (unsigned)memfit_server_port(srv));
+    cli_print_record("listening on http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "",
+                     (unsigned)memfit_server_port(srv));
     if (grpc_socket)
-        printf("grpc on unix:%s\n", grpc_socket);
+        cli_print_record("grpc on unix:%s", grpc_socket);
     else if (grpc_port >= 0)
-        printf("grpc on %s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
-               (unsigned)memfit_server_grpc_port(srv));
+        cli_print_record("grpc on %s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "",
+                         (unsigned)memfit_server_grpc_port(srv));
     fflush(stdout);
     if (with_faults)
         arm_faults(&faults);

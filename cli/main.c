@@ -3,6 +3,8 @@
  * top-level help and version, installs the log sink (stderr) and loads the
  * `.env` file of the working directory before any subcommand runs.
  */
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,9 +66,8 @@ static void stderr_sink(enum memfit_log_level level, const char *message, void *
  * {"time":"2026-12-07T10:00:00.123Z","level":"info","pid":1,"msg":"..."}.
  * The line is built whole and written with one call, so lines from
  * different threads never interleave. */
-static void json_sink(enum memfit_log_level level, const char *message, void *user)
+static void json_record(FILE *f, enum memfit_log_level level, const char *message)
 {
-    (void)user;
     char line[4096 + 256];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -95,7 +96,28 @@ static void json_sink(enum memfit_log_level level, const char *message, void *us
         }
     }
     memcpy(line + len, "\"}\n", 3);
-    fwrite(line, 1, len + 3, stderr);
+    fwrite(line, 1, len + 3, f);
+}
+
+static void json_sink(enum memfit_log_level level, const char *message, void *user)
+{
+    (void)user;
+    json_record(stderr, level, message);
+}
+
+static bool log_json; /* MEMFIT_LOG_FORMAT=json */
+
+void cli_print_record(const char *fmt, ...)
+{
+    char message[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (log_json)
+        json_record(stdout, MEMFIT_LOG_INFO, message);
+    else
+        printf("%s\n", message);
 }
 
 /* The sink MEMFIT_LOG_FORMAT asks for: text (default) or json. */
@@ -104,9 +126,10 @@ static int install_log_sink(const char *command)
     const char *format = memfit_config_get("MEMFIT_LOG_FORMAT");
     if (!format || !format[0] || strcmp(format, "text") == 0)
         memfit_log_set_sink(stderr_sink, NULL);
-    else if (strcmp(format, "json") == 0)
+    else if (strcmp(format, "json") == 0) {
         memfit_log_set_sink(json_sink, NULL);
-    else
+        log_json = true;
+    } else
         return cli_usage(command, "MEMFIT_LOG_FORMAT: unknown format '%s' (expected text or json)",
                          format);
     return CLI_EXIT_OK;

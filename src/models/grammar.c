@@ -879,6 +879,22 @@ void memfit_grammar_vocab_free(memfit_grammar_vocab *v)
 
 #define MAX_TOKEN_BYTES 1024 /* longer tokens are never allowed */
 
+/* Trie nodes per token a plan counts. A BPE token is a merge of two tokens,
+ * the first of them its prefix, so each adds few nodes: Qwen3's 151,669
+ * tokens make ~330 k (2.2 a token; grammar_vocab_check prints the bytes). 4
+ * leaves room for vocabularies that share fewer prefixes. */
+#define PLAN_NODES_PER_TOKEN 4
+
+uint64_t memfit_grammar_vocab_plan_bytes(uint32_t n_vocab)
+{
+    /* What memfit_grammar_vocab_create holds at its peak, when the nodes are
+     * allocated: the pieces being sorted, the ids, the end-of-generation
+     * tokens and the nodes (each array one entry longer than its count). */
+    uint64_t n = (uint64_t)n_vocab + 1;
+    return sizeof(struct memfit_grammar_vocab) + n * (sizeof(struct piece) + 2 * sizeof(int32_t)) +
+           (PLAN_NODES_PER_TOKEN * (uint64_t)n_vocab + 1) * sizeof(struct trie_node);
+}
+
 /* Writes the trie nodes of the sorted pieces into v->nodes, or only counts
  * them when v->nodes is NULL. */
 static size_t build_trie(memfit_grammar_vocab *v, const struct piece *p, size_t n)

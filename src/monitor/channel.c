@@ -5,7 +5,8 @@
  * whenever it likes, without a signal handler.
  *
  * The file is replaced by rename() of a temporary file in the same
- * directory, so a reader never sees half of one. It is not fsync'ed: it is
+ * directory (mf_file_write_atomic), so a reader never sees half of one. It
+ * is not fsync'ed: it is
  * read live by another process, never after a crash, and a sync per sample
  * (up to a thousand a second) would cost far more than the state is worth.
  *
@@ -26,15 +27,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "memfit/monitor.h"
 
 #define STATE_NAME "state.json"
-#define TEMP_NAME  ".state.json.tmp"
 
 struct memfit_channel {
     char dir[PATH_MAX];
     char state_path[PATH_MAX];
-    char temp_path[PATH_MAX];
     bool made_dir; /* remove the directory (and what is in it) on close */
     double interval_s;
     struct memfit_alert_thresholds thresholds;
@@ -187,10 +187,7 @@ struct memfit_channel_options memfit_channel_options_default(void)
 
 static enum memfit_status io_error(int err, const char *what, const char *path)
 {
-    enum memfit_status st = err == EACCES || err == EPERM    ? MEMFIT_E_PERMISSION
-                            : err == ENOSPC || err == EDQUOT ? MEMFIT_E_NOSPACE
-                                                             : MEMFIT_E_IO;
-    return memfit_fail(st, "%s: %s: %s", path, what, strerror(err));
+    return memfit_fail(mf_io_status(err), "%s: %s: %s", path, what, strerror(err));
 }
 
 /* Makes (or checks) the directory and fills in the paths. */
@@ -229,9 +226,7 @@ static enum memfit_status make_dir(memfit_channel *ch, const char *dir)
         memcpy(ch->dir, abs, sizeof(ch->dir));
     }
     if ((size_t)snprintf(ch->state_path, sizeof(ch->state_path), "%s/" STATE_NAME, ch->dir) >=
-            sizeof(ch->state_path) ||
-        (size_t)snprintf(ch->temp_path, sizeof(ch->temp_path), "%s/" TEMP_NAME, ch->dir) >=
-            sizeof(ch->temp_path)) {
+        sizeof(ch->state_path)) {
         if (ch->made_dir)
             rmdir(ch->dir);
         return memfit_fail(MEMFIT_E_RANGE, "channel directory path too long: %s", ch->dir);
@@ -276,31 +271,6 @@ const char *memfit_channel_dir(const memfit_channel *ch)
 const char *memfit_channel_state_path(const memfit_channel *ch)
 {
     return ch->state_path;
-}
-
-/* Replaces state.json with `len` bytes of `text` by way of the temporary file. */
-static enum memfit_status replace_state(memfit_channel *ch, const char *text, size_t len)
-{
-    int fd = open(ch->temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return io_error(errno, "cannot create", ch->temp_path);
-    size_t done = 0;
-    int err = 0;
-    while (done < len && !err) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n > 0)
-            done += (size_t)n;
-        else if (n == 0 || errno != EINTR)
-            err = n == 0 ? EIO : errno;
-    }
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (!err && rename(ch->temp_path, ch->state_path) != 0)
-        err = errno;
-    if (!err)
-        return MEMFIT_OK;
-    unlink(ch->temp_path);
-    return io_error(err, "cannot write the state file", ch->state_path);
 }
 
 enum memfit_status memfit_channel_update(memfit_channel *ch, const struct memfit_sample *s,
@@ -351,7 +321,7 @@ enum memfit_status memfit_channel_update(memfit_channel *ch, const struct memfit
     if (len == 0)
         return memfit_fail(MEMFIT_E_RANGE, "the channel state outgrew its %zu-byte line",
                            sizeof(line));
-    enum memfit_status rc = replace_state(ch, line, len);
+    enum memfit_status rc = mf_file_write_atomic(ch->state_path, line, len, 0644, false);
     if (rc != MEMFIT_OK)
         return rc;
     ch->seq = st.seq;
@@ -384,7 +354,6 @@ void memfit_channel_close(memfit_channel *ch)
         remove_dir(ch->dir);
     } else {
         unlink(ch->state_path);
-        unlink(ch->temp_path);
     }
     memfit_free(ch->window);
     memfit_free(ch);

@@ -8,6 +8,10 @@
  * The API key, when the server has one, is asked once and kept in the
  * page's sessionStorage; EventSource cannot send headers, so the stream is
  * read with fetch() and parsed here.
+ *
+ * With `serve --gpu` a GPU panel shows each GPU's memory used of total and
+ * its level: names from /api/memory's "gpu", figures from it and then from
+ * each sample's "gpus". Without GPUs the panel stays hidden.
  */
 #include <stddef.h>
 
@@ -28,7 +32,8 @@ const char mf_dashboard_html[] =
 "h1{font-size:18px;margin:0}h2{font-size:13px;margin:0 0 8px;color:var(--dim);font-weight:600;\n"
 "text-transform:uppercase;letter-spacing:.05em}\n"
 "#status{color:var(--dim)}#level{padding:2px 8px;border-radius:10px;font-weight:600}\n"
-".ok{background:#1b5e20}.warning{background:#8d6e00}.critical{background:#b71c1c}\n"
+".ok{background:#1b5e20}.warning{background:#8d6e00}.critical{background:#b71c1c}.danger{background:#880e4f}\n"
+".bar{height:8px;background:var(--line);border-radius:4px;overflow:hidden;min-width:80px}.bar i{display:block;height:100%;background:var(--ws)}\n"
 "main{display:grid;grid-template-columns:3fr 2fr;gap:14px;padding:14px 20px}\n"
 ".panel{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:12px;min-width:0}\n"
 ".wide{grid-column:1/-1}canvas{width:100%;display:block}\n"
@@ -62,6 +67,8 @@ const char mf_dashboard_html[] =
 "<section class=\"panel\"><h2>memfit process: RSS and memory per model</h2><canvas id=\"permodel\" height=\"220\"></canvas>\n"
 "<div class=\"legend\"><span><i style=\"background:var(--rss)\"></i>RSS</span>\n"
 "<span><i style=\"background:var(--res)\"></i>budget reserved</span><span id=\"model-legend\"></span></div></section>\n"
+"<section class=\"panel wide\" id=\"gpu-panel\" hidden><h2>GPUs</h2><table><thead><tr><th>GPU</th><th>name</th>\n"
+"<th>used / total</th><th></th><th>level</th></tr></thead><tbody id=\"gpus\"></tbody></table></section>\n"
 "<section class=\"panel\"><h2>Recent events</h2><div id=\"events\"><div class=\"empty\">no loads, evictions or refusals yet</div></div></section>\n"
 "<section class=\"panel wide\"><h2>Model states</h2><canvas id=\"states\" height=\"60\"></canvas>\n"
 "<div class=\"legend\"><span><i style=\"background:#37474f\"></i>unloaded</span><span><i style=\"background:#8d6e00\"></i>loading</span>\n"
@@ -75,7 +82,7 @@ const char mf_dashboard_html[] =
 "'use strict';\n"
 "const N=300,hist=[],palette=['#4fc3f7','#81c784','#f06292','#4db6ac','#aed581','#e57373','#ffd54f','#9575cd'];\n"
 "const stateColor={unloaded:'#37474f',fetching:'#8d6e00',loading:'#8d6e00',ready:'#2e7d32',busy:'#1565c0',unloading:'#6a1b9a',failed:'#c62828'};\n"
-"let key=sessionStorage.getItem('memfit-key')||'',events=[],names=[],samples=0;\n"
+"let key=sessionStorage.getItem('memfit-key')||'',events=[],names=[],samples=0,gpuNames={};\n"
 "const $=id=>document.getElementById(id);\n"
 "function fmt(b){if(b==null||isNaN(b))return '-';const u=['B','KiB','MiB','GiB','TiB'];let i=0;\n"
 "while(b>=1024&&i<u.length-1){b/=1024;i++}return (i?b.toFixed(b<10?2:1):b)+' '+u[i]}\n"
@@ -139,6 +146,11 @@ const char mf_dashboard_html[] =
 "else if(e.kind==='evict')t+=' for '+esc(e.reason)+': freed '+fmt(e.bytes);\n"
 "else if(e.kind==='unload')t+=' ('+esc(e.reason)+'): freed '+fmt(e.bytes);\n"
 "else t+=': '+esc(e.message);return '<div class=\"ev-'+esc(e.kind)+'\"><time>'+new Date(e.time_ms).toLocaleTimeString()+'</time>'+t+'</div>'}).join('')}\n"
+"/* One row per GPU: index, name, used / total, a bar and the level; the panel shows once a GPU does. */\n"
+"function showGpus(gs){if(!gs||!gs.length)return;$('gpu-panel').hidden=false;\n"
+"$('gpus').innerHTML=gs.map(g=>{const pct=g.total_bytes?100*g.used_bytes/g.total_bytes:0,lv=esc(g.level||'unknown');\n"
+"return '<tr class=\"gpu\"><td>'+g.index+'</td><td>'+esc(gpuNames[g.index]||'')+'</td><td class=\"gpu-mem\">'+fmt(g.used_bytes)+' / '+fmt(g.total_bytes)+\n"
+"'</td><td><div class=\"bar\"><i style=\"width:'+Math.min(100,pct).toFixed(1)+'%\"></i></div></td><td><span class=\"st '+lv+' gpu-level\">'+lv+' '+pct.toFixed(1)+'%</span></td></tr>'}).join('')}\n"
 "function draw(){drawMem();drawModels();drawStates()}\n"
 "function push(p){if(hist.length&&p.t<=hist[hist.length-1].t)hist.pop();hist.push(p);if(hist.length>N)hist.shift();\n"
 "for(const n of Object.keys(p.models))if(!names.includes(n))names.push(n)}\n"
@@ -150,11 +162,12 @@ const char mf_dashboard_html[] =
 "$('s-queue').textContent=s.queue_depth+' / '+s.running;\n"
 "const pct=s.limit_bytes?100*u/s.limit_bytes:NaN,lv=$('level');\n"
 "const level=isNaN(pct)?'ok':pct>=90?'critical':pct>=80?'warning':'ok';lv.className=level;\n"
-"lv.textContent=isNaN(pct)?'-':level+' '+pct.toFixed(1)+'%';showModels(s.models);draw();\n"
+"lv.textContent=isNaN(pct)?'-':level+' '+pct.toFixed(1)+'%';showModels(s.models);showGpus(s.gpus);draw();\n"
 "if(++samples===1)document.title='memfit \\u00b7 live'}\n"
 "function onEvent(e){events.push(e);if(events.length>100)events.shift();showEvents()}\n"
 "/* The first point, from /api/memory, before the stream's first sample. */\n"
-"function onMemory(m){if(!m||!m.summary||hist.length)return;const models={};for(const x of m.models||[])models[x.name]={bytes:x.bytes,state:x.state};\n"
+"function onMemory(m){if(m&&m.gpu&&m.gpu.devices){for(const g of m.gpu.devices)gpuNames[g.index]=g.name;showGpus(m.gpu.devices)}\n"
+"if(!m||!m.summary||hist.length)return;const models={};for(const x of m.models||[])models[x.name]={bytes:x.bytes,state:x.state};\n"
 "push({t:Date.now(),ws:m.summary.in_use_bytes!=null?m.summary.in_use_bytes:m.summary.working_set_bytes,limit:m.summary.limit_bytes,rss:m.process?m.process.rss_bytes:null,\n"
 "budget:m.budget.size_bytes,res:m.budget.reserved_bytes,models});draw()}\n"
 "async function stream(){for(;;){try{const r=await fetch('/api/events',{headers:headers()});\n"

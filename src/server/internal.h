@@ -201,6 +201,9 @@ struct memfit_server {
     struct mf_mem_sample sample;
     uint64_t sampled_ns;
     enum memfit_level gpu_level[MEMFIT_GPU_MAX_DEVICES]; /* per device, judged each sample */
+
+    pthread_mutex_t gpu_lock; /* guards gpu: a memfit_gpu is not thread-safe */
+    memfit_gpu *gpu;          /* /api/memory's NVML session: opened on its first use, kept */
 };
 
 /* /health, /ready, /metrics and their /v2/health twins: always answered, and not counted against
@@ -260,6 +263,12 @@ void mf_server_cond_init(pthread_cond_t *cond);
 
 /* A memory reading at most 0.5 s old. */
 void mf_server_sample(memfit_server *srv, struct mf_mem_sample *out);
+
+/* /api/memory's report of this process (no top list). With --gpu its GPUs
+ * are read through srv->gpu, one NVML session opened (dlopen'd) on the first
+ * call and kept until memfit_server_destroy; calls take turns on it.
+ * memfit_report_collect's errors. */
+enum memfit_status mf_server_report(memfit_server *srv, struct memfit_report *out);
 
 /* libmicrohttpd callbacks (routes.c). */
 enum MHD_Result mf_server_on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -601,13 +601,8 @@ static enum MHD_Result route_memory(struct req *r)
     struct memfit_report *rep = memfit_calloc_in(MEMFIT_ALLOC_SERVER, 1, sizeof(*rep));
     if (!rep)
         return fail(r, 503, "server_error", "out_of_memory", memfit_last_error());
-    struct memfit_report_options o;
-    memfit_report_options_default(&o);
-    o.pid = getpid();
-    o.gpu = srv->opt.gpu;
-    o.top_n = 0;
     char *report = NULL;
-    enum memfit_status st = memfit_report_collect(&o, rep);
+    enum memfit_status st = mf_server_report(srv, rep);
     if (st == MEMFIT_OK)
         st = memfit_report_to_json(rep, &report);
     memfit_free(rep);
@@ -2214,6 +2209,13 @@ static void sample_event(struct req *r, struct mf_text *t)
     if (s.have_psi)
         mf_text_printf(t, ",\"psi_some_avg10\":%.2f,\"psi_full_avg10\":%.2f", s.psi_some_avg10,
                        s.psi_full_avg10);
+    for (unsigned i = 0; i < s.n_gpus; i++) /* serve --gpu: each GPU's memory and level */
+        mf_text_printf(t,
+                       "%s{\"index\":%u,\"used_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64
+                       ",\"level\":\"%s\"}%s",
+                       i ? "," : ",\"gpus\":[", s.gpus[i].index, s.gpus[i].used_bytes,
+                       s.gpus[i].total_bytes, memfit_level_name(s.gpus[i].level),
+                       i + 1 == s.n_gpus ? "]" : "");
     mf_text_printf(t, ",\"queue_depth\":%u,\"running\":%u,\"budget\":", atomic_load(&srv->waiting),
                    atomic_load(&srv->running));
     budget_json(t, &snap->budget);

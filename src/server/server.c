@@ -657,6 +657,7 @@ enum memfit_status memfit_server_create(const struct memfit_server_options *opti
     srv->start_wall_ns = memfit_wall_ns();
     pthread_mutex_init(&srv->lock, NULL);
     pthread_mutex_init(&srv->sample_lock, NULL);
+    pthread_mutex_init(&srv->gpu_lock, NULL);
     pthread_mutex_init(&srv->reload_lock, NULL);
     mf_server_cond_init(&srv->cond);
     struct mf_conn_limits limits = {
@@ -885,6 +886,27 @@ unsigned memfit_server_shutdown(memfit_server *srv, uint64_t grace_ms)
     return left;
 }
 
+enum memfit_status mf_server_report(memfit_server *srv, struct memfit_report *out)
+{
+    struct memfit_report_options o;
+    memfit_report_options_default(&o);
+    o.pid = getpid();
+    o.gpu = srv->opt.gpu;
+    o.top_n = 0;
+    if (!o.gpu)
+        return memfit_report_collect(&o, out);
+    /* One session for the server's life: NVML's init per request costs
+     * milliseconds, and the dlopen'd library stays loaded anyway. */
+    pthread_mutex_lock(&srv->gpu_lock);
+    enum memfit_status st = srv->gpu ? MEMFIT_OK : memfit_gpu_open(&srv->gpu);
+    if (st == MEMFIT_OK) {
+        o.gpu_session = srv->gpu;
+        st = memfit_report_collect(&o, out);
+    }
+    pthread_mutex_unlock(&srv->gpu_lock);
+    return st;
+}
+
 void memfit_server_destroy(memfit_server *srv)
 {
     if (!srv)
@@ -899,6 +921,7 @@ void memfit_server_destroy(memfit_server *srv)
     free_list(srv->graveyard);
     mf_metrics_free(&srv->metrics);
     memfit_sampler_destroy(srv->sampler);
+    memfit_gpu_close(srv->gpu);
     for (size_t i = 0; i < MF_SERVER_EVENTS; i++)
         memfit_free(srv->events[i].json);
     for (size_t i = 0; i < srv->n_sources; i++)
@@ -916,6 +939,7 @@ void memfit_server_destroy(memfit_server *srv)
     }
     pthread_cond_destroy(&srv->cond);
     pthread_mutex_destroy(&srv->reload_lock);
+    pthread_mutex_destroy(&srv->gpu_lock);
     pthread_mutex_destroy(&srv->sample_lock);
     pthread_mutex_destroy(&srv->lock);
     memfit_free(srv);

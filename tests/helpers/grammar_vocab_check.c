@@ -90,6 +90,8 @@ int main(int argc, char **argv)
     }
     struct memfit_tokenizer_info info;
     memfit_tokenizer_get_info(tok, &info);
+    struct memfit_alloc_stats before;
+    memfit_alloc_get_stats(&before);
     uint64_t t0 = memfit_now_ns();
     memfit_grammar_vocab *v;
     if (memfit_grammar_vocab_create(tok, &v) != MEMFIT_OK) {
@@ -99,9 +101,21 @@ int main(int argc, char **argv)
     uint64_t t_vocab = memfit_now_ns() - t0;
     struct memfit_alloc_stats as;
     memfit_alloc_get_stats(&as);
-    printf("vocabulary: %u tokens, trie built in %.1f ms, model-category memory %.1f MiB\n",
+    /* The trie kept plus the sort's scratch (16 bytes a token, freed): what
+     * a memory plan counts with memfit_grammar_vocab_plan_bytes. */
+    uint64_t built = as.live_bytes[MEMFIT_ALLOC_MODEL] - before.live_bytes[MEMFIT_ALLOC_MODEL] +
+                     16 * (uint64_t)info.n_vocab;
+    uint64_t planned = memfit_grammar_vocab_plan_bytes(info.n_vocab);
+    printf("vocabulary: %u tokens, trie built in %.1f ms, model-category memory %.1f MiB; "
+           "trie at its peak %.1f MiB, planned %.1f MiB\n",
            info.n_vocab, (double)t_vocab / 1e6,
-           (double)as.live_bytes[MEMFIT_ALLOC_MODEL] / (1 << 20));
+           (double)as.live_bytes[MEMFIT_ALLOC_MODEL] / (1 << 20), (double)built / (1 << 20),
+           (double)planned / (1 << 20));
+    if (built > planned) {
+        fprintf(stderr, "the planned bytes of the trie (%llu) are below its peak (%llu)\n",
+                (unsigned long long)planned, (unsigned long long)built);
+        return 1;
+    }
 
     /* The cost of a cache miss (a fresh matcher each time) in typical states. */
     static const char *const prefixes[] = {

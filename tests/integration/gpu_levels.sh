@@ -6,7 +6,8 @@
 # names; `memfit monitor` logs percent, level and processes per GPU and a
 # gpu_level record when the fake's usage rises (and falls back only past
 # the hysteresis); `memfit serve --gpu` /metrics carries the GPU series
-# from one NVML session.
+# from one NVML session, and /api/memory answers from one more, opened on its
+# first request and kept (sequential and concurrent requests alike).
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 LIB=$(build_fake_nvml) || skip "$(build_fake_nvml 2>&1 >/dev/null)"
@@ -128,6 +129,25 @@ for _ in 1 2 3; do
     curl -s "$URL/metrics" >/dev/null
 done
 check "metrics: one NVML session for all scrapes" test "$(wc -l <"$FAKE_NVML_INIT_LOG")" = 1
+# /api/memory: its own session, opened by the first request, then reused.
+for i in 1 2 3 4 5; do
+    code "$URL/api/memory" >"$TMP/mem.code"
+    cp "$TMP/body" "$TMP/mem$i.json"
+    check "api/memory $i: 200" test "$(cat "$TMP/mem.code")" = 200
+    check "api/memory $i: GPU 0 critical at 92%, GPU 1 ok, the server's process" json_holds "$TMP/mem$i.json" \
+        "[(g['index'], g['name'], g['used_bytes'], g['total_bytes'], g['level']) for g in d['gpu']['devices']] == [(0, 'Fake A100', 92 * $GIB // 10, 10 * $GIB, 'critical'), (1, 'Fake H100', $GIB, 20 * $GIB, 'ok')] and [(p['device'], p['pid']) for p in d['gpu']['processes']] == [(0, $PID)]"
+done
+check "api/memory: the same GPUs in every answer" bash -c "for i in 2 3 4 5; do
+    $PY -c 'import json,sys; a,b=(json.load(open(f))[\"gpu\"][\"devices\"] for f in sys.argv[1:]); assert a==b' '$TMP/mem1.json' '$TMP/mem'\$i.json || exit 1; done"
+check "api/memory: one NVML session for five requests" test "$(wc -l <"$FAKE_NVML_INIT_LOG")" = 2
+CURLS=()
+for i in $(seq 8); do
+    curl -s -o /dev/null -w '%{http_code}\n' "$URL/api/memory" >"$TMP/par$i" &
+    CURLS+=($!)
+done
+wait "${CURLS[@]}"
+check "api/memory: 8 at once all 200" test "$(cat "$TMP"/par* | sort -u)" = 200
+check "api/memory: still one session after concurrent requests" test "$(wc -l <"$FAKE_NVML_INIT_LOG")" = 2
 stop_server
 start_server
 curl -s "$URL/metrics" >"$TMP/metrics"

@@ -87,13 +87,21 @@ fi
 check "no partial or temporary file left" test -z "$(ls -A ro; ls x.gguf* x.safetensors* 2>/dev/null)"
 
 # Progress without a terminal: plain lines (every MEMFIT_PROGRESS_INTERVAL) and a
-# last one; --quiet prints none.
+# last one; --quiet prints none, and no summary either.
 MEMFIT_PROGRESS_INTERVAL=1ms "$MEMFIT" quantize in.gguf prog.gguf --type q8_0 >/dev/null 2>prog.err
 check "progress lines, then the last one" grep -qE \
     '^memfit quantize: prog\.gguf [0-9.]+ [KM]iB of [0-9.]+ MiB \(100 %\), [0-9.]+ [KMG]iB/s, ([0-9]+)/\1 tensors, done in [0-9.]+ s$' prog.err
 check "no carriage return in a log" test "$(tr -cd '\r' <prog.err | wc -c)" -eq 0
-"$MEMFIT" quantize in.gguf progq.gguf --type q8_0 --quiet >/dev/null 2>progq.err
+"$MEMFIT" quantize in.gguf prog.gguf --type q8_0 --force >progs.out 2>/dev/null
+check "without --quiet: the summary" grep -q "prog.gguf" progs.out
+"$MEMFIT" quantize in.gguf progq.gguf --type q8_0 --quiet >progq.out 2>progq.err
+check "--quiet: exit 0" test $? -eq 0
 check "--quiet prints no progress" test ! -s progq.err
+check "--quiet prints no summary" test ! -s progq.out
+check "--quiet wrote the file" test -s progq.gguf
+"$MEMFIT" quantize in.gguf progq.gguf --type q8_0 -q >progq.out 2>progq.err
+check "-q: an error still goes to stderr (exit 1)" test $? -eq 1
+check "-q: the error names the file" grep -q "progq.gguf" progq.err
 
 if /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null; then
     check "nf4 dequantized as bitsandbytes does" /usr/bin/python3 "$MEMFIT_SOURCE/tests/integration/nf4_check.py" in32.safetensors nf4.safetensors

@@ -4,7 +4,9 @@
 # page must log no uncaught exception and no console message, and must have
 # received data (the script sets the title to "memfit · live" on the first
 # sample of the event stream, read back with --dump-dom). A screenshot is
-# left in $MEMFIT_BUILD/serve_dashboard.png for a person to look at.
+# left in $MEMFIT_BUILD/serve_dashboard.png for a person to look at. Then
+# `serve --gpu` over a fake NVML (tests/fixtures/gpu/fake_nvml.c): the GPU
+# panel lists each GPU's name, memory used / total and level.
 # Skipped, with the reason, when chromium is absent (scripts/install-deps --browser).
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
@@ -37,5 +39,24 @@ check "no console message" bash -c "! grep 'CONSOLE' '$TMP/dom.log'"
 chrome --screenshot="$BUILD/serve_dashboard.png" "$TMP/shot.log" >/dev/null
 check "screenshot taken" test -s "$BUILD/serve_dashboard.png"
 check "no console message (screenshot run)" bash -c "! grep -E 'CONSOLE|Uncaught' '$TMP/shot.log'"
+check "no GPU read: the GPU panel stays hidden" grep -q 'id="gpu-panel" hidden' "$TMP/dom.html"
+stop_server
+
+# ---- GPUs (serve --gpu), from a fake libnvidia-ml.
+LIB=$(build_fake_nvml) || { echo "SKIPPED part: $(build_fake_nvml 2>&1 >/dev/null)"; finish; }
+GIB=1073741824
+printf 'gpu %s %s Fake A100\ngpu %s %s Fake H100\n' $((10 * GIB)) $((92 * GIB / 10)) $((20 * GIB)) $GIB \
+    >"$TMP/nvml.state"
+MEMFIT_NVML_LIBRARY=$LIB FAKE_NVML_STATE=$TMP/nvml.state start_server --gpu "$TMP/vits_tiny.pth"
+chrome --dump-dom "$TMP/gdom.log" >"$TMP/gdom.html"
+check "gpu: the page received a sample" grep -q "<title>memfit · live</title>" "$TMP/gdom.html"
+check "gpu: the panel is shown" bash -c "grep -q 'id=\"gpu-panel\"' '$TMP/gdom.html' && ! grep -q 'id=\"gpu-panel\" hidden' '$TMP/gdom.html'"
+check "gpu: one row per GPU" test "$(grep -o '<tbody id="gpus">.*</tbody>' "$TMP/gdom.html" | grep -o '<tr class="gpu">' | wc -l)" = 2
+check "gpu: names" bash -c "grep -q '<td>Fake A100</td>' '$TMP/gdom.html' && grep -q '<td>Fake H100</td>' '$TMP/gdom.html'"
+check "gpu: GPU 0 used / total" grep -q 'class="gpu-mem">9.20 GiB / 10.0 GiB<' "$TMP/gdom.html"
+check "gpu: GPU 1 used / total" grep -q 'class="gpu-mem">1.00 GiB / 20.0 GiB<' "$TMP/gdom.html"
+check "gpu: GPU 0 critical" grep -q 'gpu-level">critical 92.0%<' "$TMP/gdom.html"
+check "gpu: GPU 1 ok" grep -q 'gpu-level">ok 5.0%<' "$TMP/gdom.html"
+check "gpu: no uncaught exception or console message" bash -c "! grep -E 'CONSOLE|Uncaught' '$TMP/gdom.log'"
 stop_server
 finish

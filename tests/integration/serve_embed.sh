@@ -133,14 +133,7 @@ check "client gone: nothing left running" test "$(metric memfit_queue_running)" 
 stop_server
 
 # ---- A budget smaller than the model: 503 model_too_large with the figures, no Retry-After.
-cat >"$TMP/small.yaml" <<Y
-budget: 1MB
-models:
-  - name: dino
-    family: dinov2
-    sources: [$TMP/vits_tiny.pth]
-Y
-start_server --manifest "$TMP/small.yaml"
+start_small_budget_server
 make_request dino float "${IMAGES[0]}"
 check "budget refusal: 503" test "$(post -D "$TMP/headers" -d @"$TMP/req.json" "$URL/v1/embeddings")" = 503
 check "budget refusal: code model_too_large" is_error model_too_large

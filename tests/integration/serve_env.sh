@@ -41,8 +41,19 @@ start_env MEMFIT_PORT="$p2" -- --port 0
 check "--port wins over MEMFIT_PORT" bash -c "[[ '$URL' == http://127.0.0.1:* && '$URL' != *:$p2 ]]"
 stop_server
 
+start_env MEMFIT_PORT=0 --
+check "text log: stdout's first line is plain \"listening on URL\"" \
+    bash -c "head -1 '$TMP/out' | grep -qx 'listening on http://127.0.0.1:[0-9]*'"
+stop_server
+
 start_env MEMFIT_LOG_FORMAT=json MEMFIT_PORT=0 --
 check "json log: the server starts" test -n "$URL"
+check "json log: stdout is JSON log records, \"listening on\" one of them" $PY -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert lines and all(set(o) == {"time", "level", "pid", "msg"} for o in lines), lines
+assert lines[0]["level"] == "info" and lines[0]["msg"] == "listening on " + sys.argv[2], lines
+' "$TMP/out" "$URL"
 code "$URL/v1/models" >/dev/null
 stop_server
 check "json log: every line on stderr is one JSON object with time, level, pid and msg" \

@@ -22,7 +22,7 @@ start_server_in() {
 }
 
 # Waits (10 s at most) for the server PID to print its "listening on" line
-# to $TMP/out; sets URL from it ("" if it never did).
+# (plain, or a JSON log record) to $TMP/out; sets URL from it ("" if it never did).
 wait_listening() {
     on_exit "kill -9 $PID 2>/dev/null"
     for _ in $(seq 200); do
@@ -30,7 +30,21 @@ wait_listening() {
         kill -0 "$PID" 2>/dev/null || break
         sleep 0.05
     done
-    URL=$(sed -n 's/^listening on //p' "$TMP/out")
+    # The plain line, or (MEMFIT_LOG_FORMAT=json) the record whose msg it is.
+    URL=$(sed -n 's/^listening on //p; s/^{.*"msg":"listening on \([^"]*\)"}$/\1/p' "$TMP/out")
+}
+
+# Starts the server on a manifest of one model, "dino" ($TMP/vits_tiny.pth),
+# under a 1 MB budget it can never fit in: the budget refusals.
+start_small_budget_server() {
+    cat >"$TMP/small.yaml" <<Y
+budget: 1MB
+models:
+  - name: dino
+    family: dinov2
+    sources: [$TMP/vits_tiny.pth]
+Y
+    start_server --manifest "$TMP/small.yaml"
 }
 
 # SIGTERM, then the exit status of the server.

@@ -2,7 +2,8 @@
 # `memfit ps`, `memfit load MODEL` and `memfit stop MODEL` against a running
 # `memfit serve` (Ollama's habits): the table and --json, a load then an
 # unload seen in both, errors (unknown model, no server, bad option), the API
-# key and MEMFIT_URL; `memfit cleanup` through the same client.
+# key and MEMFIT_URL; `memfit cleanup` through the same client; `memfit
+# health [--ready]` alive, ready, not ready while draining, and unreachable.
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
@@ -58,7 +59,41 @@ check "load without a model: usage error (exit 2)" test $? -eq 2
 check "ps --bogus: usage error (exit 2)" test $? -eq 2
 "$MEMFIT" ps --url ftp://x >/dev/null 2>"$TMP/err5"
 check "ps --url ftp://x: usage error (exit 2)" test $? -eq 2
+
+"$MEMFIT" health "$URL" >"$TMP/h1"
+check "health URL: exit 0" test $? -eq 0
+check "health: prints ok" test "$(cat "$TMP/h1")" = ok
+MEMFIT_URL=$URL "$MEMFIT" health --ready >"$TMP/h2"
+check "health --ready (via MEMFIT_URL): exit 0" test $? -eq 0
+check "health --ready: prints ready" test "$(cat "$TMP/h2")" = ready
+"$MEMFIT" health --url "$URL" --json >"$TMP/h3"
+check "health --json: the server's answer" \
+    $PY -c 'import json,sys; assert json.load(open(sys.argv[1])) == {"status": "ok"}' "$TMP/h3"
+"$MEMFIT" health "$URL" extra >/dev/null 2>&1
+check "health with two URLs: usage error (exit 2)" test $? -eq 2
+"$MEMFIT" health --help >"$TMP/hhelp"
+check "health --help: exit 0, the exit statuses" grep -q "2 unreachable" "$TMP/hhelp"
+check "health is in memfit --help" bash -c "'$MEMFIT' --help | grep -Eq '^  health +'"
 stop_server
+
+# Draining (SIGTERM with --drain-delay): alive, yet not ready, with the reason.
+start_server --manifest "$TMP/m.yaml" --drain-delay 5s
+kill -TERM "$PID"
+for _ in $(seq 100); do [[ $(code -H "Authorization: Bearer $MEMFIT_API_KEY" "$URL/ready") == 503 ]] && break; sleep 0.05; done
+"$MEMFIT" health --ready "$URL" >"$TMP/h4" 2>"$TMP/h4.err"
+check "health --ready while draining: exit 1" test $? -eq 1
+check "health --ready while draining: the reason" grep -q "shutting down" "$TMP/h4"
+"$MEMFIT" health "$URL" >"$TMP/h5"
+check "health while draining: still alive (exit 0)" test $? -eq 0
+"$MEMFIT" health --ready --json "$URL" >"$TMP/h6"
+check "health --ready --json while draining: exit 1" test $? -eq 1
+check "health --ready --json while draining: the error answer" \
+    $PY -c 'import json,sys; assert json.load(open(sys.argv[1]))["error"]["message"]' "$TMP/h6"
+wait "$PID"
+"$MEMFIT" health "$URL" >"$TMP/h7" 2>"$TMP/h7.err"
+check "health without a server: exit 2" test $? -eq 2
+check "health without a server: says so on stderr, nothing on stdout" \
+    bash -c "grep -q 'is \`memfit serve\` running?' '$TMP/h7.err' && test ! -s '$TMP/h7'"
 "$MEMFIT" ps --url "$URL" >/dev/null 2>"$TMP/err6"
 check "no server: exit 1" test $? -eq 1
 check "no server: says so" grep -q "is \`memfit serve\` running?" "$TMP/err6"

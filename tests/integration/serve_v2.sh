@@ -170,14 +170,7 @@ check "key: metadata with it 200" test "$(get -H 'Authorization: Bearer sekret' 
 stop_server
 
 # ---- A budget too small for the model: 503 with the figures.
-cat >"$TMP/small.yaml" <<Y
-budget: 1MB
-models:
-  - name: dino
-    family: dinov2
-    sources: [$TMP/vits_tiny.pth]
-Y
-start_server --manifest "$TMP/small.yaml"
+start_small_budget_server
 v2_images "${IMAGES[0]}"
 check "budget refusal: 503" test "$(post -d @"$TMP/v2.json" "$URL/v2/models/dino/infer")" = 503
 check "budget refusal: the figures" bash -c "grep -Eq '[0-9.]+ ?[kKMG]i?B.*[0-9.]+ ?[kKMG]i?B' '$TMP/body'"

@@ -245,6 +245,28 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The planned bytes of the vocabulary trie cover what building it holds:
+ * the trie kept (measured by the allocator's counters) and the scratch of
+ * the sort freed at the end (16 bytes a token). */
+static void test_vocab_plan_bytes(void **state)
+{
+    (void)state;
+    struct memfit_tokenizer_info info;
+    memfit_tokenizer_get_info(M.tok, &info);
+    struct memfit_alloc_stats before, after;
+    memfit_alloc_get_stats(&before);
+    memfit_grammar_vocab *v;
+    assert_int_equal(memfit_grammar_vocab_create(M.tok, &v), MEMFIT_OK);
+    memfit_alloc_get_stats(&after);
+    uint64_t kept = after.live_bytes[MEMFIT_ALLOC_MODEL] - before.live_bytes[MEMFIT_ALLOC_MODEL];
+    uint64_t planned = memfit_grammar_vocab_plan_bytes(info.n_vocab);
+    assert_true(kept > 0);
+    assert_true(kept + 16 * (uint64_t)info.n_vocab <= planned);
+    memfit_grammar_vocab_free(v);
+    assert_true(memfit_grammar_vocab_plan_bytes(2 * info.n_vocab) > planned);
+    assert_true(memfit_grammar_vocab_plan_bytes(0) > 0);
+}
+
 /* The mask of every state a random walk reaches equals brute force. */
 static void test_masks(void **state)
 {
@@ -462,7 +484,7 @@ int main(void)
         cmocka_unit_test(test_json_object),   cmocka_unit_test(test_schema),
         cmocka_unit_test(test_schema_errors), cmocka_unit_test(test_masks),
         cmocka_unit_test(test_generate),      cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_alternatives),
+        cmocka_unit_test(test_alternatives),  cmocka_unit_test(test_vocab_plan_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,9 +8,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,10 +222,17 @@ static void test_channel_writes_and_cleans_up(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "monitor_pid")), getpid());
     assert_string_equal(json_string_value(json_object_get(j, "scope")), "process");
     json_decref(j);
-    /* No temporary file is left beside it. */
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s/.state.json.tmp", dir);
-    assert_int_not_equal(access(tmp, F_OK), 0);
+    /* No temporary file is left beside it: state.json is all there is. */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n_entries = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            assert_string_equal(e->d_name, "state.json");
+            n_entries++;
+        }
+    closedir(d);
+    assert_int_equal(n_entries, 1);
 
     /* Files others left in it go too. */
     char extra[PATH_MAX];

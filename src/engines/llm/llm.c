@@ -252,8 +252,10 @@ static enum memfit_status llm_plan(void *config, const char *path, struct memfit
     out->cost.bytes[MEMFIT_BUDGET_WEIGHTS] = plan.weight_bytes;
     out->cost.bytes[MEMFIT_BUDGET_CONVERTED_WEIGHTS] = plan.converted_bytes;
     out->cost.bytes[MEMFIT_BUDGET_KV_CACHE] = plan.kv_bytes * cfg->n_sessions;
-    /* One session's workspace, or the group's that its sessions share. */
-    out->cost.bytes[MEMFIT_BUDGET_WORKSPACE] = plan.work_bytes;
+    /* One session's workspace, or the group's that its sessions share, and
+     * the grammar's vocabulary trie (built on the first constrained generation). */
+    out->cost.bytes[MEMFIT_BUDGET_WORKSPACE] =
+        plan.work_bytes + memfit_grammar_vocab_plan_bytes(info.n_vocab);
     out->max_batch = 0;
     out->max_image_size = 0;
     out->file_bytes = info.file_bytes;
