@@ -71,7 +71,8 @@ for t in "${types[@]}"; do
     mb=$(($(stat -c %s "$f") / 1000000))
     if [[ -x $bench_llm ]]; then
         # bench_llm prints "prompt_tps=X gen_tps=Y peak_rss_mb=Z" on its last line.
-        out=$("$bench_llm" "$f" --threads 2 --prompt 128 --gen 32)
+        # --batch 128: the whole prompt in one batch, as llama-bench takes it.
+        out=$("$bench_llm" "$f" --threads 2 --prompt 128 --gen 32 --batch 128)
         read -r pp tg rss < <(tail -n 1 <<<"$out" |
             sed -E 's/.*prompt_tps=([0-9.]+).*gen_tps=([0-9.]+).*peak_rss_mb=([0-9.]+).*/\1 \2 \3/')
         read_mb=$(sed -nE 's/^decode reads ([0-9.]+) MB.*/\1/p' <<<"$out")
@@ -106,4 +107,31 @@ if [[ -n ${LLAMA_CPP_DIR:-} && -x $LLAMA_CPP_DIR/bin/llama-simple ]]; then
             printf 'greedy %s: DIFFERENT\n  memfit:    %q\n  llama.cpp: %q\n' "$t" "$mine" "$theirs"
         fi
     done
+fi
+
+# Peak RSS of generating 32 tokens with a 512-token context, against the
+# issue's bound (file + KV cache + 64 MB) and llama.cpp's (llama-simple, mmap).
+if [[ -x /usr/bin/time ]]; then
+    prompt="The quick brown fox"
+    for t in "${types[@]}"; do
+        f=$base-$t.gguf
+        kv_mib=$("$bin" generate "$f" -p "$prompt" -n 1 --ctx 512 --stats --threads 2 2>&1 |
+            sed -nE 's/.*KV cache ([0-9.]+) MiB.*/\1/p' | head -n 1)
+        /usr/bin/time -f '%M' -o "$dir/rss.txt" "$bin" generate "$f" -p "$prompt" -n 32 --ctx 512 \
+            --temp 0 --threads 2 >/dev/null 2>&1
+        mine=$(tail -n 1 "$dir/rss.txt")
+        line="rss $t: memfit generate -n 32 --ctx 512: $((mine / 1024)) MiB"
+        if [[ -n $kv_mib ]]; then
+            bound=$(awk -v f="$(stat -c %s "$f")" -v kv="$kv_mib" 'BEGIN {printf "%.0f", f / 1048576 + kv + 64}')
+            line+=" (file + KV + 64 MB = $bound MiB)"
+        fi
+        if [[ -n ${LLAMA_CPP_DIR:-} && -x $LLAMA_CPP_DIR/bin/llama-simple ]]; then
+            /usr/bin/time -f '%M' -o "$dir/rss.txt" "$LLAMA_CPP_DIR/bin/llama-simple" -m "$f" \
+                -n 32 "$prompt" >/dev/null 2>&1
+            theirs=$(tail -n 1 "$dir/rss.txt")
+            line+="; llama-simple: $((theirs / 1024)) MiB"
+        fi
+        echo "$line"
+    done
+    rm -f "$dir/rss.txt"
 fi
