@@ -2,7 +2,8 @@
 # `memfit serve --parallel 4` with an LLM (continuous batching): four chats
 # streamed at once each get the greedy text they get alone; the sequence
 # gauges are in /metrics and back to 0 after; clients that leave mid-stream
-# free their sessions (the requests after them all complete).
+# free their sessions (the requests after them all complete). The same
+# through a manifest's max_concurrency.
 source "$(dirname "$0")/lib.bash"
 source "$(dirname "$0")/serve_lib.bash"
 command -v curl >/dev/null || skip "curl is needed"
@@ -57,5 +58,24 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 check "every session given back" test "$(metric 'memfit_llm_sequences_active{model="qwen2_gqa"}')" = 0
+stop_server
+
+# ---- The same through a manifest: max_concurrency 3 sessions, batched.
+cat >"$TMP/m.yaml" <<Y
+models:
+  - name: qwen2_gqa
+    family: qwen2
+    sources: [$TMP/qwen2_gqa.gguf]
+    max_concurrency: 3
+Y
+start_server --manifest "$TMP/m.yaml"
+pids=()
+for i in 1 2 3; do chat "$i" & pids+=($!); done
+wait "${pids[@]}"
+for i in 1 2 3; do
+    check "manifest: chat $i at once equals chat $i alone" cmp -s "$TMP/text.$i" "$TMP/alone.$i"
+done
+"$MEMFIT" ps --url "$URL" --json >"$TMP/ps.json"
+check "manifest: ps shows max_concurrency 3" grep -q '"max_concurrency":3' "$TMP/ps.json"
 stop_server
 finish
