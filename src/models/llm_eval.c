@@ -454,6 +454,22 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
     size_t rb = w->row_bytes, n = w->cols;
     const struct mf_type_traits *t = mf_type_traits(w->type);
     mf_vec_dot_cols_fn dot_cols = w->dot_cols;
+    if (t->vec_dot_rows_cols && n_dot > 1) {
+        /* Chunks of 128 rows, each row read once per 4 sequences (the kernel's
+         * column group); a row's value is what it is alone. */
+        float v[4 * 128];
+        for (size_t r = r0; r < r1; r += 128) {
+            size_t e = r + 128 < r1 ? r + 128 : r1;
+            for (uint32_t c0 = 0; c0 < n_dot; c0 += 4) {
+                uint32_t nc = n_dot - c0 < 4 ? n_dot - c0 : 4;
+                t->vec_dot_rows_cols(n, wd + r * rb, rb, (const void *const *)&p->act[c0], nc, v,
+                                     128, e - r);
+                for (uint32_t i = 0; i < nc; i++)
+                    mm_store(p, ys[c0 + i], r, e, v + (size_t)i * 128);
+            }
+        }
+        return;
+    }
     if (t->vec_dot_rows || !dot_cols) {
         /* The type's multi-row kernel (the activation prepared once per chunk), or its
          * vec_dot row by row: each sequence in turn over a chunk of 128 rows, which the

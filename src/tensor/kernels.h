@@ -26,13 +26,19 @@ typedef float (*mf_vec_dot_fn)(size_t n, const void *w, const void *a);
 /* out[r] = vec_dot(n, w + r * w_stride, a) for r < n_rows, bit for bit. */
 typedef void (*mf_vec_dot_rows_fn)(size_t n, const void *w, size_t w_stride, const void *a,
                                    float *out, size_t n_rows);
+/* out[c * ldo + r] = vec_dot(n, w + r * w_stride, a[c]) for r < n_rows, c < n_cols, bit for
+ * bit: each weight row read and unpacked once for all the columns. */
+typedef void (*mf_vec_dot_rows_cols_fn)(size_t n, const void *w, size_t w_stride,
+                                        const void *const *a, size_t n_cols, float *out, size_t ldo,
+                                        size_t n_rows);
 
 struct mf_type_traits {
     mf_to_float_fn to_float;     /* NULL: rows of this type cannot be read */
     mf_from_float_fn from_float; /* NULL: no quantizer */
     mf_vec_dot_fn vec_dot;       /* NULL: no dot product */
     enum memfit_type vec_dot_type;
-    mf_vec_dot_rows_fn vec_dot_rows; /* NULL: no multi-row kernel, loop over vec_dot */
+    mf_vec_dot_rows_fn vec_dot_rows;           /* NULL: no multi-row kernel, loop over vec_dot */
+    mf_vec_dot_rows_cols_fn vec_dot_rows_cols; /* NULL: none; set with AVX-512 VNNI only */
 };
 
 /*
@@ -344,6 +350,10 @@ float mf_avx512_dot_q4_0(size_t n, const void *w, const void *a);
 float mf_avx512_dot_q8_0(size_t n, const void *w, const void *a);
 void mf_avx512_dot_q4_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
                              size_t n_rows);
+void mf_avx512_dot_q4_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                  size_t n_cols, float *out, size_t ldo, size_t n_rows);
+void mf_avx512_dot_q8_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                  size_t n_cols, float *out, size_t ldo, size_t n_rows);
 void mf_avx512_dot_q8_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
                              size_t n_rows);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):

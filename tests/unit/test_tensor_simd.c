@@ -182,6 +182,67 @@ static void test_quant_dots(void **state)
 /* mf_vec_dot_rows over strided rows: each row bit for bit the table's one-row kernel, and within
  * the scalar bound; row lengths around the AVX-512 kernel's 16-block step (partial steps, and
  * rows too long for its prepared activation), random bytes included (quants -128, Q4_0 0/15). */
+/* The multi-row multi-column kernel (AVX-512 VNNI only): every column of every row bit-identical
+ * to vec_dot, for 1..8 columns (groups of 4 and a rest), partial steps, rows and activations of
+ * random bytes (quants -128 included, finite scales), n past the prepared-activation budget. */
+static void test_dot_rows_cols(void **state)
+{
+    (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};
+    static const size_t blocks[] = {1, 5, 16, 17, 40, 172, 193, 600};
+    enum { ROWS = 5, COLS = 8 };
+    const size_t pad = 6, max_n = 600 * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, max_n);
+    if (!simd(MEMFIT_TYPE_Q4_0)->vec_dot_rows_cols) {
+        printf("dot rows x cols: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+        return;
+    }
+    struct mf_rng rng = {31};
+    uint8_t *w = malloc(ROWS * (ab + pad)), *act = malloc(COLS * ab);
+    float out[COLS * ROWS];
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]);
+        assert_non_null(v->vec_dot_rows_cols);
+        uint32_t ts = memfit_type_get_info(types[t])->type_size;
+        for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+            size_t n = blocks[k] * 32, rb = mf_row_bytes(types[t], n), ws = rb + pad;
+            for (size_t i = 0; i < ROWS * ws; i++)
+                w[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t i = 0; i < COLS * ab; i++)
+                act[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t r = 0; r < ROWS; r++)
+                for (size_t b = 0; b < rb / ts; b++)
+                    w[r * ws + b * ts + 1] &= 0x3b;
+            for (size_t c = 0; c < COLS; c++) {
+                for (size_t b = 0; b < n / 32; b++)
+                    act[c * ab + b * 34 + 1] &= 0x3b;
+                act[c * ab + 2] = 0x80; /* -128 */
+            }
+            const void *a[COLS];
+            for (size_t c = 0; c < COLS; c++)
+                a[c] = act + c * ab;
+            for (size_t nc = 1; nc <= COLS; nc++) {
+                for (size_t nr = 1; nr <= ROWS; nr += 4) { /* 1, 5 rows */
+                    memset(out, 0, sizeof(out));
+                    v->vec_dot_rows_cols(n, w, ws, a, nc, out, ROWS, nr);
+                    for (size_t c = 0; c < nc; c++)
+                        for (size_t r = 0; r < nr; r++) {
+                            float one = v->vec_dot(n, w + r * ws, a[c]);
+                            if (memcmp(&one, &out[c * ROWS + r], sizeof(float)) != 0) {
+                                fprintf(stderr,
+                                        "%s n=%zu col %zu of %zu row %zu: cols %.9g one %.9g\n",
+                                        memfit_type_get_info(types[t])->name, n, c, nc, r,
+                                        out[c * ROWS + r], one);
+                                fail();
+                            }
+                        }
+                }
+            }
+        }
+    }
+    free(w);
+    free(act);
+}
+
 static void test_dot_rows(void **state)
 {
     (void)state;
@@ -682,10 +743,15 @@ int main(void)
     if (!mf_type_traits_simd(MEMFIT_TYPE_F32))
         MF_TEST_SKIP_ALL("this CPU lacks AVX2/FMA/F16C (or this is not an x86 build)");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_float_dots),  cmocka_unit_test(test_quant_dots),
-        cmocka_unit_test(test_dot_rows),    cmocka_unit_test(test_activation_quantizers),
-        cmocka_unit_test(test_matmul_rows), cmocka_unit_test(test_gemm_q8_0),
-        cmocka_unit_test(test_gemm_q4_0),   cmocka_unit_test(test_gemm_f32_exact),
+        cmocka_unit_test(test_float_dots),
+        cmocka_unit_test(test_quant_dots),
+        cmocka_unit_test(test_dot_rows),
+        cmocka_unit_test(test_dot_rows_cols),
+        cmocka_unit_test(test_activation_quantizers),
+        cmocka_unit_test(test_matmul_rows),
+        cmocka_unit_test(test_gemm_q8_0),
+        cmocka_unit_test(test_gemm_q4_0),
+        cmocka_unit_test(test_gemm_f32_exact),
         cmocka_unit_test(test_gemm_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

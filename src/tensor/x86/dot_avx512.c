@@ -278,3 +278,128 @@ float mf_avx512_dot_q8_0(size_t n, const void *w, const void *a)
 
 DEFINE_MATVEC(q4_0, struct mf_block_q4_0, 8)
 DEFINE_MATVEC(q8_0, struct mf_block_q8_0, 128)
+
+/*
+ * Many rows against up to COLS activations at once (sequences decoded side by side): each
+ * weight step is loaded and unpacked once, then dotted with every column's prepared
+ * activation, each column with its own accumulators running exactly row_T's operations in
+ * row_T's order, so out[c][r] is bit-identical to mf_avx512_dot_T(n, row r, a[c]).
+ */
+#define COLS        4
+#define MAX_PRE_ALL 48 /* prepared steps of all columns together: 39 KB of stack */
+
+/* A step's unsigned weight quants (u0/u1: as a0/a1) and scales dw into nc columns' float lanes:
+ * per column exactly the operations of q4_0_step / q8_0_step. */
+INLINE void step_cols(const __m512i *u0, const __m512i *u1, __m512 dw,
+                      const struct act_step *const *s, int nc, __m512 *facc)
+{
+    _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++)
+    {
+        __m512i acc[4];
+        _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) acc[g] = _mm512_dpbusd_epi32(
+            _mm512_dpbusd_epi32(s[c]->off[g], u0[g], s[c]->a0[g]), u1[g], s[c]->a1[g]);
+        __m512 d = _mm512_mul_ps(dw, s[c]->d);
+        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce4(acc)), d, facc[c]);
+    }
+}
+
+/* One step of one Q4_0 row into the float lanes of nc columns. */
+INLINE void q4_0_step_cols(const struct mf_block_q4_0 *x, const struct act_step *const *s, int nc,
+                           bool partial, size_t n_blk, __m512 *facc)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512i lo[4], hi[4];
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
+        __m512i z = q4_0_group(x, g, partial, n_blk);
+        lo[g] = _mm512_and_si512(z, low4);
+        hi[g] = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+    }
+    step_cols(lo, hi, scales18((const uint8_t *)x, partial, n_blk * sizeof(*x)), s, nc, facc);
+}
+
+/* One step of one Q8_0 row into the float lanes of nc columns. */
+INLINE void q8_0_step_cols(const struct mf_block_q8_0 *x, const struct act_step *const *s, int nc,
+                           bool partial, size_t n_blk, __m512 *facc)
+{
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    __m512i w0[4], w1[4];
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
+        q8_group(x, g, partial, n_blk, &w0[g], &w1[g]);
+        w0[g] = _mm512_xor_si512(w0[g], sign); /* w + 128, unsigned */
+        w1[g] = _mm512_xor_si512(w1[g], sign);
+    }
+    step_cols(w0, w1, scales34((const uint8_t *)x, partial, n_blk * sizeof(*x)), s, nc, facc);
+}
+
+/* n_rows rows against nc (compile-time, <= COLS) columns whose activations are prepared:
+ * column c's steps at pre + c * n_steps; out[c * ldo + r]. */
+#define DEFINE_ROWS_COLS_N(T, BLOCK)                                                               \
+    INLINE void rows_cols_##T(size_t n, const uint8_t *w, size_t w_stride,                         \
+                              const struct act_step *pre, size_t n_steps, int nc, float *out,      \
+                              size_t ldo, size_t n_rows)                                           \
+    {                                                                                              \
+        size_t nb = n / MF_QK, full = nb / STEP, rest = nb % STEP;                                 \
+        for (size_t r = 0; r < n_rows; r++) {                                                      \
+            const BLOCK *x = (const BLOCK *)(w + r * w_stride);                                    \
+            __m512 facc[COLS];                                                                     \
+            const struct act_step *s[COLS];                                                        \
+            for (int c = 0; c < nc; c++)                                                           \
+                facc[c] = _mm512_setzero_ps();                                                     \
+            for (size_t i = 0; i < full; i++) {                                                    \
+                for (int c = 0; c < nc; c++)                                                       \
+                    s[c] = &pre[(size_t)c * n_steps + i];                                          \
+                T##_step_cols(x + i * STEP, s, nc, false, STEP, facc);                             \
+            }                                                                                      \
+            if (rest) {                                                                            \
+                for (int c = 0; c < nc; c++)                                                       \
+                    s[c] = &pre[(size_t)c * n_steps + full];                                       \
+                T##_step_cols(x + full * STEP, s, nc, true, rest, facc);                           \
+            }                                                                                      \
+            for (int c = 0; c < nc; c++)                                                           \
+                out[(size_t)c * ldo + r] = _mm512_reduce_add_ps(facc[c]);                          \
+        }                                                                                          \
+    }
+
+DEFINE_ROWS_COLS_N(q4_0, struct mf_block_q4_0)
+DEFINE_ROWS_COLS_N(q8_0, struct mf_block_q8_0)
+
+/* Columns in groups of up to COLS, each group's activations prepared once; where they do not
+ * fit MAX_PRE_ALL steps, column by column through the _rows kernel (the same numbers). */
+#define DEFINE_MATVEC_COLS(T, C)                                                                   \
+    void mf_avx512_dot_##T##_rows_cols(size_t n, const void *w, size_t w_stride,                   \
+                                       const void *const *a, size_t n_cols, float *out,            \
+                                       size_t ldo, size_t n_rows)                                  \
+    {                                                                                              \
+        struct act_step pre[MAX_PRE_ALL];                                                          \
+        size_t n_steps = (n / MF_QK + STEP - 1) / STEP;                                            \
+        for (size_t c0 = 0; c0 < n_cols; c0 += COLS) {                                             \
+            size_t nc = n_cols - c0 < COLS ? n_cols - c0 : COLS;                                   \
+            float *o = out + c0 * ldo;                                                             \
+            if (nc * n_steps > MAX_PRE_ALL) {                                                      \
+                for (size_t c = 0; c < nc; c++)                                                    \
+                    mf_avx512_dot_##T##_rows(n, w, w_stride, a[c0 + c], o + c * ldo, n_rows);      \
+                continue;                                                                          \
+            }                                                                                      \
+            for (size_t c = 0; c < nc; c++)                                                        \
+                act_prepare(n, a[c0 + c], C, pre + c * n_steps);                                   \
+            switch (nc) {                                                                          \
+            case 1:                                                                                \
+                rows_cols_##T(n, w, w_stride, pre, n_steps, 1, o, ldo, n_rows);                    \
+                break;                                                                             \
+            case 2:                                                                                \
+                rows_cols_##T(n, w, w_stride, pre, n_steps, 2, o, ldo, n_rows);                    \
+                break;                                                                             \
+            case 3:                                                                                \
+                rows_cols_##T(n, w, w_stride, pre, n_steps, 3, o, ldo, n_rows);                    \
+                break;                                                                             \
+            default:                                                                               \
+                rows_cols_##T(n, w, w_stride, pre, n_steps, COLS, o, ldo, n_rows);                 \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_MATVEC_COLS(q4_0, 8)
+DEFINE_MATVEC_COLS(q8_0, 128)
