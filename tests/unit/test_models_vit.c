@@ -795,16 +795,18 @@ static void test_matmul_rows_quantized(void **state)
         }
         assert_int_equal(memfit_matmul_rows(types[t], wq, 0, n, 0, rows, x, n * 4, cols, y, rows),
                          MEMFIT_OK);
-        /* Q8_0 and Q4_0 with AVX2 and this many activations take the integer
-         * path: the activations are quantized to Q8_0 too, so the reference uses them so. */
-        bool int_path = (types[t] == MEMFIT_TYPE_Q8_0 || types[t] == MEMFIT_TYPE_Q4_0) &&
+        /* With AVX2 and this many activations Q8_0/Q4_0 take the integer tiles with
+         * the activations quantized to Q8_0, Q4_K/Q6_K with them quantized to Q8_K:
+         * the reference uses the activations so rounded. */
+        bool k_quant = types[t] == MEMFIT_TYPE_Q4_K || types[t] == MEMFIT_TYPE_Q6_K;
+        bool int_path = (types[t] == MEMFIT_TYPE_Q8_0 || types[t] == MEMFIT_TYPE_Q4_0 || k_quant) &&
                         mf_tensor_simd_active() && cols >= MF_GEMM_Q8_MIN_COLS;
+        enum memfit_type act_type = k_quant ? MEMFIT_TYPE_Q8_K : MEMFIT_TYPE_Q8_0;
         const float *xr = x;
         if (int_path) {
             for (size_t c = 0; c < cols; c++) {
-                assert_int_equal(memfit_type_quantize_row(MEMFIT_TYPE_Q8_0, x + c * n, wq2, n),
-                                 MEMFIT_OK);
-                assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, wq2, xd + c * n, n),
+                assert_int_equal(memfit_type_quantize_row(act_type, x + c * n, wq2, n), MEMFIT_OK);
+                assert_int_equal(memfit_type_dequantize_row(act_type, wq2, xd + c * n, n),
                                  MEMFIT_OK);
             }
             xr = xd;
