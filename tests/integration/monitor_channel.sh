@@ -16,7 +16,7 @@ fields = ["v", "seq", "time", "interval_s", "monitor_pid", "pid", "scope", "leve
           "headroom_bytes", "step_bytes", "batch_factor"]
 seen = {"path": path, "monitor_pid_env": int(os.environ["MEMFIT_MONITOR_PID"]), "reads": 0,
         "bad": [], "seqs": [], "levels": [], "scopes": [], "missing": [], "backwards": 0,
-        "mode": oct(os.stat(os.path.dirname(path)).st_mode & 0o777), "last": None}
+        "mode": oct(os.stat(os.path.dirname(path)).st_mode & 0o777), "last": None, "peak": None}
 end = time.time() + seconds
 while time.time() < end:
     try:
@@ -42,6 +42,8 @@ while time.time() < end:
     if d["scope"] not in seen["scopes"]:
         seen["scopes"].append(d["scope"])
     seen["last"] = d
+    if seen["peak"] is None or d["percent"] > seen["peak"]["percent"]:
+        seen["peak"] = d
 json.dump(seen, open(out, "w"))
 PY
 
@@ -110,13 +112,15 @@ if cg=$(make_cgroup "memfit-test-channel-$$" $limit 2>"$TMP/cgerr"); then
         bash -c '"$0" --step 4MiB --every 30ms --max 104MiB --duration 3s & "$1" "$2" "$3" 2; wait' \
         "$BUILD/memhog" "$PY" "$TMP/reader.py" "$TMP/cg.json"
     check "cgroup run exits 0" [ $? -eq 0 ]
-    field "$TMP/cg.json" "s['levels'], s['scopes'], len(s['bad']), s['last']"
+    field "$TMP/cg.json" "s['levels'], s['scopes'], len(s['bad']), s['peak'], s['last']"
     check "cgroup: scope cgroup" [ "$(field "$TMP/cg.json" "s['scopes']")" = "['cgroup']" ]
     check "cgroup: level went from ok to warning or higher" \
         [ "$(field "$TMP/cg.json" "s['levels'][0] == 'ok' and len(s['levels']) >= 2")" = True ]
     check "cgroup: every read parsed" [ "$(field "$TMP/cg.json" "len(s['bad'])")" = 0 ]
-    check "cgroup: a step and a factor below 1 at the end" \
-        [ "$(field "$TMP/cg.json" "s['last']['step_bytes'] > 0 and s['last']['batch_factor'] <= 0.5")" = True ]
+    # At the fullest state seen: the end may come after the kernel killed the
+    # helper (sanitized builds use more memory than the limit leaves).
+    check "cgroup: a step and a factor below 1 at the fullest" \
+        [ "$(field "$TMP/cg.json" "s['peak']['step_bytes'] > 0 and s['peak']['batch_factor'] <= 0.5")" = True ]
 else
     echo "SKIPPED (part): level changes in a cgroup: $(tail -1 "$TMP/cgerr")"
 fi
