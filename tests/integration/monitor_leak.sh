@@ -20,9 +20,15 @@ check "analyze --json exits 0" [ $? -eq 0 ]
 "$MEMFIT" analyze "$TMP/leak.jsonl"
 
 truth=$("$PY" -c 'print(2**20 * 10 * 3600 / 1e6)') # MB per hour
-"$PY" - "$TMP/leak.json" "$truth" "${cg:-}" <<'PY' || fail "leak figures"
+# The leaking child is built with the sanitizers too in those builds; its RSS
+# then carries shadow and quarantine pages that come in bursts, so RSS gets
+# 25 % there (the working set, what levels judge, keeps 15 %).
+rss_tol=0.15
+[[ ${MEMFIT_SANITIZED:-OFF} == ON ]] && rss_tol=0.25
+"$PY" - "$TMP/leak.json" "$truth" "${cg:-}" "$rss_tol" <<'PY' || fail "leak figures"
 import json, sys
 a = json.load(open(sys.argv[1])); truth = float(sys.argv[2]); in_cgroup = bool(sys.argv[3])
+rss_tol = float(sys.argv[4])
 def find(d, *names):
     for n in names:
         if isinstance(d, dict) and n in d: d = d[n]
@@ -31,7 +37,7 @@ def find(d, *names):
 run = a["runs"][-1]
 rss = find(run, "trend", "rss", "slope_mb_per_hour")
 print("rss slope", rss, "truth", truth)
-assert rss is not None and abs(rss - truth) / truth < 0.15, "rss slope off"
+assert rss is not None and abs(rss - truth) / truth < rss_tol, "rss slope off"
 if in_cgroup:
     ws = find(run, "trend", "working_set", "slope_mb_per_hour")
     print("working set slope", ws)
