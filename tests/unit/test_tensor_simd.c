@@ -243,6 +243,74 @@ static void test_dot_rows_cols(void **state)
     free(act);
 }
 
+/* The rows x columns kernel on quantized Gaussian data (within the scalar reference's bound) and
+ * on special scales (0, fp16 denormals, inf, NaN in weights and activations; partial last
+ * steps): every value, NaN bit patterns included, the one-row kernel's. */
+static void test_dot_rows_cols_scales(void **state)
+{
+    (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};
+    static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00};
+    enum { ROWS = 4, COLS = 4, BLOCKS = 75 }; /* 4 full steps and a partial one */
+    const size_t n = BLOCKS * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, n);
+    if (!simd(MEMFIT_TYPE_Q4_0)->vec_dot_rows_cols) {
+        printf("dot rows x cols scales: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+        return;
+    }
+    struct mf_rng rng = {37};
+    float *src = malloc(n * sizeof(float)), *wf = malloc(n * sizeof(float));
+    float *af = malloc(COLS * n * sizeof(float));
+    uint8_t *w = malloc(ROWS * ab), *act = malloc(COLS * ab);
+    float out[COLS * ROWS];
+    const void *a[COLS];
+    for (size_t c = 0; c < COLS; c++)
+        a[c] = act + c * ab;
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
+        size_t rb = mf_row_bytes(types[t], n), ts = memfit_type_get_info(types[t])->type_size;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t r = 0; r < ROWS; r++) {
+                mf_fill_gauss(&rng, src, n, 0.05f);
+                sc->from_float(src, w + r * rb, n);
+            }
+            for (size_t c = 0; c < COLS; c++) {
+                mf_fill_gauss(&rng, src, n, 2.0f);
+                scalar(MEMFIT_TYPE_Q8_0)->from_float(src, act + c * ab, n);
+                scalar(MEMFIT_TYPE_Q8_0)->to_float(act + c * ab, af + c * n, n);
+            }
+            if (pass == 1) /* special scales at random blocks, the last one included */
+                for (size_t k = 0; k < 24; k++) {
+                    uint16_t d = special[mf_rng_u32(&rng) % 7];
+                    size_t b = k == 0 ? BLOCKS - 1 : mf_rng_u32(&rng) % BLOCKS;
+                    uint8_t *p = k % 2 ? act + (k / 2 % COLS) * ab + b * 34
+                                       : w + (k / 2 % ROWS) * rb + b * ts;
+                    memcpy(p, &d, 2);
+                }
+            memset(out, 0, sizeof(out));
+            v->vec_dot_rows_cols(n, w, rb, a, COLS, out, ROWS, ROWS);
+            for (size_t c = 0; c < COLS; c++)
+                for (size_t r = 0; r < ROWS; r++) {
+                    float one = v->vec_dot(n, w + r * rb, a[c]);
+                    float ref = sc->vec_dot(n, w + r * rb, a[c]);
+                    sc->to_float(w + r * rb, wf, n);
+                    double bound = 1e-5 * mf_abs_dot(wf, af + c * n, n);
+                    if (memcmp(&one, &out[c * ROWS + r], sizeof(float)) != 0 ||
+                        (pass == 0 && fabs((double)one - (double)ref) > bound)) {
+                        fprintf(stderr, "%s pass %d col %zu row %zu: cols %.9g one %.9g ref %.9g\n",
+                                memfit_type_get_info(types[t])->name, pass, c, r, out[c * ROWS + r],
+                                one, ref);
+                        fail();
+                    }
+                }
+        }
+    }
+    free(src);
+    free(wf);
+    free(af);
+    free(w);
+    free(act);
+}
+
 static void test_dot_rows(void **state)
 {
     (void)state;
@@ -747,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_quant_dots),
         cmocka_unit_test(test_dot_rows),
         cmocka_unit_test(test_dot_rows_cols),
+        cmocka_unit_test(test_dot_rows_cols_scales),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),
