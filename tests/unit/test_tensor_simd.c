@@ -243,6 +243,25 @@ static void test_dot_rows_cols(void **state)
     free(act);
 }
 
+/* Runs the rows x columns kernel over rows x nc and checks every value, bit for bit, against
+ * vec_dot (out[c * rows + r]); prints the first mismatch. */
+static bool cols_match_one(const struct mf_type_traits *v, size_t n, const uint8_t *w, size_t ws,
+                           const void *const *a, size_t nc, size_t rows, float *out)
+{
+    memset(out, 0, nc * rows * sizeof(float));
+    v->vec_dot_rows_cols(n, w, ws, a, nc, out, rows, rows);
+    for (size_t c = 0; c < nc; c++)
+        for (size_t r = 0; r < rows; r++) {
+            float one = v->vec_dot(n, w + r * ws, a[c]);
+            if (memcmp(&one, &out[c * rows + r], sizeof(float)) != 0) {
+                fprintf(stderr, "n=%zu col %zu of %zu row %zu: cols %.9g one %.9g\n", n, c, nc, r,
+                        out[c * rows + r], one);
+                return false;
+            }
+        }
+    return true;
+}
+
 /* The rows x columns kernel on quantized Gaussian data (within the scalar reference's bound) and
  * on special scales (0, fp16 denormals, inf, NaN in weights and activations; partial last
  * steps): every value, NaN bit patterns included, the one-row kernel's. */
@@ -286,19 +305,16 @@ static void test_dot_rows_cols_scales(void **state)
                                        : w + (k / 2 % ROWS) * rb + b * ts;
                     memcpy(p, &d, 2);
                 }
-            memset(out, 0, sizeof(out));
-            v->vec_dot_rows_cols(n, w, rb, a, COLS, out, ROWS, ROWS);
-            for (size_t c = 0; c < COLS; c++)
+            if (!cols_match_one(v, n, w, rb, a, COLS, ROWS, out))
+                fail();
+            for (size_t c = 0; c < COLS && pass == 0; c++)
                 for (size_t r = 0; r < ROWS; r++) {
-                    float one = v->vec_dot(n, w + r * rb, a[c]);
                     float ref = sc->vec_dot(n, w + r * rb, a[c]);
                     sc->to_float(w + r * rb, wf, n);
                     double bound = 1e-5 * mf_abs_dot(wf, af + c * n, n);
-                    if (memcmp(&one, &out[c * ROWS + r], sizeof(float)) != 0 ||
-                        (pass == 0 && fabs((double)one - (double)ref) > bound)) {
-                        fprintf(stderr, "%s pass %d col %zu row %zu: cols %.9g one %.9g ref %.9g\n",
-                                memfit_type_get_info(types[t])->name, pass, c, r, out[c * ROWS + r],
-                                one, ref);
+                    if (fabs((double)out[c * ROWS + r] - (double)ref) > bound) {
+                        fprintf(stderr, "%s col %zu row %zu: cols %.9g scalar %.9g\n",
+                                memfit_type_get_info(types[t])->name, c, r, out[c * ROWS + r], ref);
                         fail();
                     }
                 }
@@ -307,6 +323,61 @@ static void test_dot_rows_cols_scales(void **state)
     free(src);
     free(wf);
     free(af);
+    free(w);
+    free(act);
+}
+
+/* The Q4_K rows x columns kernel: every column of every row bit-identical to vec_dot and to the
+ * scalar reference (exact integer sums), for 1..8 columns, rows of random bytes (every nibble
+ * and scale pattern, finite fp16 scales) against random Q8_K activations. */
+static void test_dot_rows_cols_q4_k(void **state)
+{
+    (void)state;
+    static const size_t blocks[] = {1, 3, 8, 17};
+    enum { ROWS = 5, COLS = 8 };
+    const size_t max_n = 17 * 256, ab = mf_row_bytes(MEMFIT_TYPE_Q8_K, max_n), pad = 4;
+    const struct mf_type_traits *v = simd(MEMFIT_TYPE_Q4_K), *sc = scalar(MEMFIT_TYPE_Q4_K);
+    if (!v->vec_dot_rows_cols) {
+        printf("dot rows x cols q4_K: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+        return;
+    }
+    struct mf_rng rng = {41};
+    uint8_t *w = malloc(ROWS * (mf_row_bytes(MEMFIT_TYPE_Q4_K, max_n) + pad));
+    uint8_t *act = malloc(COLS * ab);
+    float out[COLS * ROWS];
+    const void *a[COLS];
+    for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+        size_t n = blocks[k] * 256, rb = mf_row_bytes(MEMFIT_TYPE_Q4_K, n), ws = rb + pad;
+        size_t yb = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
+        for (size_t i = 0; i < ROWS * ws; i++)
+            w[i] = (uint8_t)mf_rng_u32(&rng);
+        for (size_t r = 0; r < ROWS; r++)
+            for (size_t b = 0; b < n / 256; b++) {
+                w[r * ws + b * 144 + 1] &= 0x3b; /* d and dmin finite */
+                w[r * ws + b * 144 + 3] &= 0x3b;
+            }
+        for (size_t c = 0; c < COLS; c++) {
+            a[c] = act + c * yb;
+            for (size_t i = 0; i < yb; i++)
+                act[c * yb + i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t b = 0; b < n / 256; b++) {
+                float d = (float)(mf_rng_u32(&rng) % 1000 + 1) * 1e-4f;
+                memcpy(act + c * yb + b * 292, &d, sizeof(d));
+            }
+        }
+        for (size_t nc = 1; nc <= COLS; nc++)
+            if (!cols_match_one(v, n, w, ws, a, nc, ROWS, out))
+                fail();
+        for (size_t c = 0; c < COLS; c++) /* the scalar reference: the same exact sums */
+            for (size_t r = 0; r < ROWS; r++) {
+                float ref = sc->vec_dot(n, w + r * ws, a[c]);
+                if (memcmp(&ref, &out[c * ROWS + r], sizeof(float)) != 0) {
+                    fprintf(stderr, "q4_K n=%zu col %zu row %zu: cols %.9g scalar %.9g\n", n, c, r,
+                            out[c * ROWS + r], ref);
+                    fail();
+                }
+            }
+    }
     free(w);
     free(act);
 }
@@ -816,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_dot_rows),
         cmocka_unit_test(test_dot_rows_cols),
         cmocka_unit_test(test_dot_rows_cols_scales),
+        cmocka_unit_test(test_dot_rows_cols_q4_k),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),

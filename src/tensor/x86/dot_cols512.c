@@ -274,3 +274,119 @@ INLINE void rows_cols(bool q4, size_t n, const uint8_t *w, size_t w_stride, cons
 
 DEFINE_MATVEC_COLS(q4_0, 8)
 DEFINE_MATVEC_COLS(q8_0, 128)
+
+/*
+ * Q4_K rows x columns against Q8_K. The one-row kernels (AVX2 and scalar) agree bit for bit:
+ * each super-block's integer sums are exact and combined in float as
+ * sum += d_a * (d * isum - dmin * msum), super-block by super-block. So any exact integer
+ * route gives the same floats; here a 64-element register holds sub-blocks 2g (low nibbles of
+ * qs[32g..32g+31]) and 2g+1 (their high nibbles), the activation's 64 quants as they are in
+ * memory, and the sub-block scales multiply the int32 lanes with vpdpwssd (a lane's four
+ * products fit int16: |q a| <= 15 * 128).
+ */
+
+/* Bytes 0..7: the 8 sub-block scales, 8..15: the 8 mins (mf_k4_scale_min, four at a time). */
+INLINE __m128i k4_scales_mins(const uint8_t *scales)
+{
+    uint32_t s[3];
+    memcpy(s, scales, sizeof(s));
+    return _mm_setr_epi32((int)(s[0] & 0x3f3f3f3fu),
+                          (int)((s[2] & 0x0f0f0f0fu) | ((s[0] >> 2) & 0x30303030u)),
+                          (int)(s[1] & 0x3f3f3f3fu),
+                          (int)(((s[2] >> 4) & 0x0f0f0f0fu) | ((s[1] >> 2) & 0x30303030u)));
+}
+
+/* Lane c of the result: the sum of the int32 lanes of v[c] (c < 4). */
+INLINE __m128i hsum4_epi32(const __m256i v[4])
+{
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* Rows of Q4_K against nc (a constant after inlining) Q8_K columns: out[c * ldo + r]. The
+ * columns' sums are reduced together and combined in float as four lanes, each lane the
+ * reference's scalar operations. */
+INLINE void rows_cols_q4_k(size_t n, const uint8_t *w, size_t w_stride,
+                           const struct mf_block_q8_k *const *a, int nc, float *out, size_t ldo,
+                           size_t n_rows)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m128i mins_twice =
+        _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    size_t nb = n / MF_QK_K;
+    for (size_t r = 0; r < n_rows; r++) {
+        const struct mf_block_q4_k *x = (const struct mf_block_q4_k *)(w + r * w_stride);
+        uintptr_t ahead = (uintptr_t)x + PF_AHEAD * w_stride;
+        __m128 sum = _mm_setzero_ps();
+        for (size_t i = 0; i < nb; i++) {
+            _Pragma("GCC unroll 3") for (size_t o = 0; o < sizeof(*x); o += 64)
+                _mm_prefetch((const char *)(ahead + i * sizeof(*x) + o), _MM_HINT_T0);
+            __m128i sm = k4_scales_mins(x[i].scales);
+            __m256i mv = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, mins_twice));
+            __m512i q[4], sc[4];
+            _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+            {
+                __m512i z =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g)));
+                q[g] = _mm512_and_si512(_mm512_mask_srli_epi16(z, 0xffff0000u, z, 4), low4);
+                sc[g] = _mm512_cvtepu8_epi32(
+                    _mm_shuffle_epi8(sm, _mm_set_epi64x(0x0101010101010101ll * (2 * g + 1),
+                                                        0x0101010101010101ll * (2 * g))));
+            }
+            __m256i is[4], ms[4];
+            float yd[4] = {0, 0, 0, 0};
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+            {
+                if (c >= nc) {
+                    is[c] = ms[c] = _mm256_setzero_si256();
+                    continue;
+                }
+                const struct mf_block_q8_k *y = a[c] + i;
+                __m512i acc = _mm512_setzero_si512();
+                _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+                {
+                    __m512i p =
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[g],
+                                            _mm512_loadu_si512((const __m512i *)(y->qs + 64 * g)));
+                    acc = _mm512_dpwssd_epi32(acc, p, sc[g]);
+                }
+                is[c] = _mm256_add_epi32(_mm512_castsi512_si256(acc),
+                                         _mm512_extracti64x4_epi64(acc, 1));
+                ms[c] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mv);
+                yd[c] = y->d;
+            }
+            /* sum += d_a * (d * isum - dmin * msum), lane by lane */
+            __m128 t = _mm_sub_ps(
+                _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(x[i].d)), _mm_cvtepi32_ps(hsum4_epi32(is))),
+                _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(x[i].dmin)), _mm_cvtepi32_ps(hsum4_epi32(ms))));
+            sum = _mm_add_ps(sum, _mm_mul_ps(_mm_loadu_ps(yd), t));
+        }
+        float v[4];
+        _mm_storeu_ps(v, sum);
+        _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) out[(size_t)c * ldo + r] = v[c];
+    }
+}
+
+void mf_avx512_dot_q4_k_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                  size_t n_cols, float *out, size_t ldo, size_t n_rows)
+{
+    const struct mf_block_q8_k *const *y = (const struct mf_block_q8_k *const *)a;
+    for (size_t c0 = 0; c0 < n_cols; c0 += COLS) {
+        size_t nc = n_cols - c0 < COLS ? n_cols - c0 : COLS;
+        float *o = out + c0 * ldo;
+        switch (nc) {
+        case 1:
+            rows_cols_q4_k(n, w, w_stride, y + c0, 1, o, ldo, n_rows);
+            break;
+        case 2:
+            rows_cols_q4_k(n, w, w_stride, y + c0, 2, o, ldo, n_rows);
+            break;
+        case 3:
+            rows_cols_q4_k(n, w, w_stride, y + c0, 3, o, ldo, n_rows);
+            break;
+        default:
+            rows_cols_q4_k(n, w, w_stride, y + c0, COLS, o, ldo, n_rows);
+            break;
+        }
+    }
+}
