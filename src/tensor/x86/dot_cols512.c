@@ -44,38 +44,6 @@ struct tstep {
     __m512 d;    /* the block's scale */
 };
 
-/* 34 * b(p): the byte offset of block b(p) in a Q8_0 step. */
-static const int32_t blk34[16] = {0,  136, 272, 408, 34,  170, 306, 442,
-                                  68, 204, 340, 476, 102, 238, 374, 510};
-
-/* One step of a Q8_0 activation (its n_blk <= 16 blocks at y) with correction constant c. */
-static void prepare_step(const struct mf_block_q8_0 *y, size_t n_blk, uint8_t c, struct tstep *s)
-{
-    const __m512i vidx = _mm512_loadu_si512(blk34), cv = _mm512_set1_epi8((char)c);
-    __mmask16 m = 0;
-    for (size_t p = 0; p < 16; p++)
-        if ((size_t)(4 * (p % 4) + p / 4) < n_blk)
-            m |= (__mmask16)(1u << p);
-    const uint8_t *base = (const uint8_t *)y;
-    __m512i sum = _mm512_setzero_si512(), zero = _mm512_setzero_si512();
-    _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++)
-    {
-        s->a[k] = _mm512_mask_i32gather_epi32(zero, m, vidx, base + 2 + 4 * k, 1);
-        sum = _mm512_dpbusd_epi32(sum, cv, s->a[k]);
-    }
-    s->off = _mm512_sub_epi32(zero, sum);
-    __m512i dd = _mm512_mask_i32gather_epi32(zero, m, vidx, base, 1);
-    s->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
-}
-
-/* One column's whole activation: n_steps steps. */
-static void prepare(size_t n, const struct mf_block_q8_0 *y, uint8_t c, struct tstep *pre)
-{
-    size_t nb = n / MF_QK;
-    for (size_t i = 0; i * STEP < nb; i++)
-        prepare_step(y + i * STEP, nb - i * STEP < STEP ? nb - i * STEP : STEP, c, &pre[i]);
-}
-
 /* Per int32 lane of a 128-bit lane: the 4x4 dword transpose of z[0..3] (out[d] lane j position
  * g = z[g] lane j dword d). */
 INLINE void transpose4(const __m512i z[4], __m512i out[4])
@@ -144,10 +112,11 @@ INLINE __m512 q4_0_weights(const uint8_t *x, __m512i w[8])
     return scales_q4_0(win);
 }
 
-/* A full Q8_0 step at x (544 readable bytes): w[k] = quant dword k + 128 (unsigned), scales. */
-INLINE __m512 q8_0_weights(const uint8_t *x, __m512i w[8])
+/* A full Q8_0 step at x (544 readable bytes): w[k] = quant dword k, + 128 (unsigned) for
+ * weights (`flip`), as it is for activations; the scales. */
+INLINE __m512 q8_0_weights(const uint8_t *x, __m512i w[8], bool flip)
 {
-    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    const __m512i sign = _mm512_set1_epi8(flip ? (char)0x80 : 0);
     __m512i win[4], win2[4], lo[4], hi[4];
     _Pragma("GCC unroll 8") for (int g = 0; g < 4; g++)
     {
@@ -160,8 +129,10 @@ INLINE __m512 q8_0_weights(const uint8_t *x, __m512i w[8])
         __m512i t23 = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 70))),
             _mm256_loadu_si256((const __m256i *)(p + 104)), 1);
-        t01 = _mm512_xor_si512(t01, sign);
-        t23 = _mm512_xor_si512(t23, sign);
+        if (flip) {
+            t01 = _mm512_xor_si512(t01, sign);
+            t23 = _mm512_xor_si512(t23, sign);
+        }
         lo[g] = _mm512_shuffle_i64x2(t01, t23, _MM_SHUFFLE(2, 0, 2, 0));
         hi[g] = _mm512_shuffle_i64x2(t01, t23, _MM_SHUFFLE(3, 1, 3, 1));
     }
@@ -186,10 +157,10 @@ INLINE void step_cols(const __m512i w[8], __m512 dw, const struct tstep *const *
     }
 }
 
-/* Step i's weights of a row at x: in place, or the partial last step (i == full, rest_bytes
- * of it) through the zeroed copy in buf. */
-INLINE __m512 row_step(bool q4, const uint8_t *x, size_t i, size_t full, size_t rest_bytes,
-                       uint8_t *buf, __m512i w[8])
+/* Step i of a weight row (or, `act`, a Q8_0 activation) at x: in place, or the partial last
+ * step (i == full, rest_bytes of it) through the zeroed copy in buf. */
+INLINE __m512 row_step(bool q4, bool act, const uint8_t *x, size_t i, size_t full,
+                       size_t rest_bytes, uint8_t *buf, __m512i w[8])
 {
     size_t sb = q4 ? Q4_STEP : Q8_STEP;
     const uint8_t *p = x + i * sb;
@@ -202,7 +173,24 @@ INLINE __m512 row_step(bool q4, const uint8_t *x, size_t i, size_t full, size_t 
         }
         p = buf;
     }
-    return q4 ? q4_0_weights(p, w) : q8_0_weights(p, w);
+    return q4 ? q4_0_weights(p, w) : q8_0_weights(p, w, !act);
+}
+
+/* One column's Q8_0 activation (n elements at y), step by step as the weights are laid out,
+ * with the correction -c * (block sum); the missing blocks of a partial step are zeros. */
+static void prepare(size_t n, const uint8_t *y, uint8_t c, struct tstep *pre)
+{
+    size_t nb = n / MF_QK, full = nb / STEP, rest_bytes = nb % STEP * 34;
+    const __m512i cv = _mm512_set1_epi8((char)c), zero = _mm512_setzero_si512();
+    uint8_t buf[Q8_STEP + 32] __attribute__((aligned(64)));
+    for (size_t i = 0; i * STEP < nb; i++) {
+        struct tstep *s = &pre[i];
+        s->d = row_step(false, true, y, i, full, rest_bytes, buf, s->a);
+        __m512i sum = zero;
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) sum =
+            _mm512_dpbusd_epi32(sum, cv, s->a[k]);
+        s->off = _mm512_sub_epi32(zero, sum);
+    }
 }
 
 /* n_rows rows against nc (a constant after inlining) prepared columns, column c's steps at
@@ -226,7 +214,7 @@ INLINE void rows_cols(bool q4, size_t n, const uint8_t *w, size_t w_stride, cons
             uintptr_t ahead = (uintptr_t)x + PF_AHEAD * w_stride + i * sb;
             _Pragma("GCC unroll 9") for (size_t o = 0; o < sb; o += 64)
                 _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
-            __m512 dw = row_step(q4, x, i, full, rest_bytes, buf, q);
+            __m512 dw = row_step(q4, false, x, i, full, rest_bytes, buf, q);
             _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++) s[c] =
                 &pre[(size_t)c * n_steps + i];
             step_cols(q, dw, s, nc, facc);
