@@ -327,56 +327,76 @@ static void test_dot_rows_cols_scales(void **state)
     free(act);
 }
 
-/* The Q4_K rows x columns kernel: every column of every row bit-identical to vec_dot and to the
- * scalar reference (exact integer sums), for 1..8 columns, rows of random bytes (every nibble
- * and scale pattern, finite fp16 scales) against random Q8_K activations. */
-static void test_dot_rows_cols_q4_k(void **state)
+/* The Q4_K and Q6_K rows x columns kernels: every column of every row bit-identical to vec_dot
+ * and to the scalar reference (exact integer sums), for 1..8 columns, rows of random bytes
+ * (every quant and scale pattern, finite fp16 scales) against random Q8_K activations (quants
+ * -128 included, bsums their sums). */
+static void test_dot_rows_cols_k(void **state)
 {
     (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_K, MEMFIT_TYPE_Q6_K};
     static const size_t blocks[] = {1, 3, 8, 17};
     enum { ROWS = 5, COLS = 8 };
     const size_t max_n = 17 * 256, ab = mf_row_bytes(MEMFIT_TYPE_Q8_K, max_n), pad = 4;
-    const struct mf_type_traits *v = simd(MEMFIT_TYPE_Q4_K), *sc = scalar(MEMFIT_TYPE_Q4_K);
-    if (!v->vec_dot_rows_cols) {
-        printf("dot rows x cols q4_K: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+    if (!simd(MEMFIT_TYPE_Q4_K)->vec_dot_rows_cols) {
+        printf("dot rows x cols K: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
         return;
     }
     struct mf_rng rng = {41};
-    uint8_t *w = malloc(ROWS * (mf_row_bytes(MEMFIT_TYPE_Q4_K, max_n) + pad));
+    uint8_t *w = malloc(ROWS * (mf_row_bytes(MEMFIT_TYPE_Q6_K, max_n) + pad));
     uint8_t *act = malloc(COLS * ab);
     float out[COLS * ROWS];
     const void *a[COLS];
-    for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
-        size_t n = blocks[k] * 256, rb = mf_row_bytes(MEMFIT_TYPE_Q4_K, n), ws = rb + pad;
-        size_t yb = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
-        for (size_t i = 0; i < ROWS * ws; i++)
-            w[i] = (uint8_t)mf_rng_u32(&rng);
-        for (size_t r = 0; r < ROWS; r++)
-            for (size_t b = 0; b < n / 256; b++) {
-                w[r * ws + b * 144 + 1] &= 0x3b; /* d and dmin finite */
-                w[r * ws + b * 144 + 3] &= 0x3b;
-            }
-        for (size_t c = 0; c < COLS; c++) {
-            a[c] = act + c * yb;
-            for (size_t i = 0; i < yb; i++)
-                act[c * yb + i] = (uint8_t)mf_rng_u32(&rng);
-            for (size_t b = 0; b < n / 256; b++) {
-                float d = (float)(mf_rng_u32(&rng) % 1000 + 1) * 1e-4f;
-                memcpy(act + c * yb + b * 292, &d, sizeof(d));
-            }
-        }
-        for (size_t nc = 1; nc <= COLS; nc++)
-            if (!cols_match_one(v, n, w, ws, a, nc, ROWS, out))
-                fail();
-        for (size_t c = 0; c < COLS; c++) /* the scalar reference: the same exact sums */
-            for (size_t r = 0; r < ROWS; r++) {
-                float ref = sc->vec_dot(n, w + r * ws, a[c]);
-                if (memcmp(&ref, &out[c * ROWS + r], sizeof(float)) != 0) {
-                    fprintf(stderr, "q4_K n=%zu col %zu row %zu: cols %.9g scalar %.9g\n", n, c, r,
-                            out[c * ROWS + r], ref);
-                    fail();
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
+        bool q6 = types[t] == MEMFIT_TYPE_Q6_K;
+        size_t ts = q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
+        assert_non_null(v->vec_dot_rows_cols);
+        for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+            size_t n = blocks[k] * 256, rb = mf_row_bytes(types[t], n), ws = rb + pad;
+            size_t yb = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
+            for (size_t i = 0; i < ROWS * ws; i++)
+                w[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t r = 0; r < ROWS; r++)
+                for (size_t b = 0; b < n / 256; b++) {
+                    uint8_t *blk = w + r * ws + b * ts;
+                    if (q6) {
+                        blk[209] &= 0x3b; /* d finite */
+                    } else {
+                        blk[1] &= 0x3b; /* d and dmin finite */
+                        blk[3] &= 0x3b;
+                    }
+                }
+            for (size_t c = 0; c < COLS; c++) {
+                a[c] = act + c * yb;
+                for (size_t b = 0; b < n / 256; b++) {
+                    struct mf_block_q8_k y;
+                    y.d = (float)(mf_rng_u32(&rng) % 1000 + 1) * 1e-4f;
+                    for (size_t i = 0; i < 256; i++)
+                        y.qs[i] = (int8_t)mf_rng_u32(&rng);
+                    for (size_t j = 0; j < 16; j++) {
+                        int bsum = 0;
+                        for (size_t i = 0; i < 16; i++)
+                            bsum += y.qs[16 * j + i];
+                        y.bsums[j] = (int16_t)bsum;
+                    }
+                    memcpy(act + c * yb + b * sizeof(y), &y, sizeof(y));
                 }
             }
+            for (size_t nc = 1; nc <= COLS; nc++)
+                if (!cols_match_one(v, n, w, ws, a, nc, ROWS, out))
+                    fail();
+            for (size_t c = 0; c < COLS; c++) /* the scalar reference: the same exact sums */
+                for (size_t r = 0; r < ROWS; r++) {
+                    float ref = sc->vec_dot(n, w + r * ws, a[c]);
+                    if (memcmp(&ref, &out[c * ROWS + r], sizeof(float)) != 0) {
+                        fprintf(stderr, "%s n=%zu col %zu row %zu: cols %.9g scalar %.9g\n",
+                                memfit_type_get_info(types[t])->name, n, c, r, out[c * ROWS + r],
+                                ref);
+                        fail();
+                    }
+                }
+        }
     }
     free(w);
     free(act);
@@ -887,7 +907,7 @@ int main(void)
         cmocka_unit_test(test_dot_rows),
         cmocka_unit_test(test_dot_rows_cols),
         cmocka_unit_test(test_dot_rows_cols_scales),
-        cmocka_unit_test(test_dot_rows_cols_q4_k),
+        cmocka_unit_test(test_dot_rows_cols_k),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),

@@ -264,13 +264,16 @@ DEFINE_MATVEC_COLS(q4_0, 8)
 DEFINE_MATVEC_COLS(q8_0, 128)
 
 /*
- * Q4_K rows x columns against Q8_K. The one-row kernels (AVX2 and scalar) agree bit for bit:
- * each super-block's integer sums are exact and combined in float as
- * sum += d_a * (d * isum - dmin * msum), super-block by super-block. So any exact integer
- * route gives the same floats; here a 64-element register holds sub-blocks 2g (low nibbles of
- * qs[32g..32g+31]) and 2g+1 (their high nibbles), the activation's 64 quants as they are in
- * memory, and the sub-block scales multiply the int32 lanes with vpdpwssd (a lane's four
- * products fit int16: |q a| <= 15 * 128).
+ * Q4_K and Q6_K rows x columns against Q8_K. The one-row kernels (AVX2 and scalar) agree bit
+ * for bit: each super-block's integer sums are exact and combined in float super-block by
+ * super-block, as sum += d_a * (d * isum - dmin * msum) (Q4_K) or
+ * sum += d_a * d * (float)(isum - 32 * bias) (Q6_K, quants stored + 32). So any exact integer
+ * route gives the same floats. Here register g holds the weight quants (unsigned) of elements
+ * 64g..64g+63, dotted with the activation's 64 quants as they are in memory; each int32 lane
+ * then lies in one sub-block and vpdpwssd multiplies it by the sub-block's scale (a lane's
+ * four products fit int16: |q a| <= 63 * 128). The min/bias term is the bsums against the
+ * per-16 mins or scales, as in the one-row kernels. The columns' sums are reduced together
+ * and combined as float lanes, each lane running the reference's scalar operations.
  */
 
 /* Bytes 0..7: the 8 sub-block scales, 8..15: the 8 mins (mf_k4_scale_min, four at a time). */
@@ -284,6 +287,62 @@ INLINE __m128i k4_scales_mins(const uint8_t *scales)
                           (int)(((s[2] >> 4) & 0x0f0f0f0fu) | ((s[1] >> 2) & 0x30303030u)));
 }
 
+/* One K-quant super-block's weights, shared by the columns. */
+struct kblock {
+    __m512i q[4];  /* unsigned quants of elements 64g..64g+63 */
+    __m512i sc[4]; /* each int32 lane's sub-block scale, as (int16 scale, 0) */
+    __m256i mv;    /* int16 factors of the 16 bsums: Q4_K mins (each twice), Q6_K scales */
+    float d, dmin;
+};
+
+INLINE void q4_k_block(const struct mf_block_q4_k *x, struct kblock *k)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m128i mins_twice =
+        _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    __m128i sm = k4_scales_mins(x->scales);
+    k->mv = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, mins_twice));
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
+        /* low nibbles of qs[32g..32g+31]: sub-block 2g; the high ones: 2g + 1 */
+        __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * g)));
+        k->q[g] = _mm512_and_si512(_mm512_mask_srli_epi16(z, 0xffff0000u, z, 4), low4);
+        k->sc[g] = _mm512_cvtepu8_epi32(
+            _mm_shuffle_epi8(sm, _mm_set_epi64x(0x0101010101010101ll * (2 * g + 1),
+                                                0x0101010101010101ll * (2 * g))));
+    }
+    k->d = _cvtsh_ss(x->d);
+    k->dmin = _cvtsh_ss(x->dmin);
+}
+
+INLINE void q6_k_block(const struct mf_block_q6_k *x, struct kblock *k)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(3);
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    k->mv = sc16;
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
+    {
+        /* elements 128h + 64m + 32j + l (g = 2h + m): nibble m of ql[64h + 32j + l], bits
+         * 4m + 2j of qh[32h + l]; sub-block (scale) 4g + lane / 4 */
+        int h = g / 2, m = g % 2;
+        __m512i l = _mm512_loadu_si512((const __m512i *)(x->ql + 64 * h));
+        __m512i lo = _mm512_and_si512(m ? _mm512_srli_epi16(l, 4) : l, low4);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+        __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * m)),
+                                         _mm256_set1_epi16((short)(4 * m + 2)), 1);
+        __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(qh, cnt), low2);
+        k->q[g] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        __m256i pick = _mm256_setr_epi16(
+            (short)(4 * g), (short)(4 * g), (short)(4 * g), (short)(4 * g), (short)(4 * g + 1),
+            (short)(4 * g + 1), (short)(4 * g + 1), (short)(4 * g + 1), (short)(4 * g + 2),
+            (short)(4 * g + 2), (short)(4 * g + 2), (short)(4 * g + 2), (short)(4 * g + 3),
+            (short)(4 * g + 3), (short)(4 * g + 3), (short)(4 * g + 3));
+        k->sc[g] = _mm512_cvtepu16_epi32(_mm256_permutexvar_epi16(pick, sc16));
+    }
+    k->d = _cvtsh_ss(x->d);
+    k->dmin = 0;
+}
+
 /* Lane c of the result: the sum of the int32 lanes of v[c] (c < 4). */
 INLINE __m128i hsum4_epi32(const __m256i v[4])
 {
@@ -291,36 +350,25 @@ INLINE __m128i hsum4_epi32(const __m256i v[4])
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-/* Rows of Q4_K against nc (a constant after inlining) Q8_K columns: out[c * ldo + r]. The
- * columns' sums are reduced together and combined in float as four lanes, each lane the
- * reference's scalar operations. */
-INLINE void rows_cols_q4_k(size_t n, const uint8_t *w, size_t w_stride,
-                           const struct mf_block_q8_k *const *a, int nc, float *out, size_t ldo,
-                           size_t n_rows)
+/* Rows of Q4_K or Q6_K (bs bytes a super-block) against nc (a constant after inlining) Q8_K
+ * columns: out[c * ldo + r]. */
+INLINE void rows_cols_k(bool q6, size_t n, const uint8_t *w, size_t w_stride,
+                        const struct mf_block_q8_k *const *a, int nc, float *out, size_t ldo,
+                        size_t n_rows)
 {
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    const __m128i mins_twice =
-        _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    size_t nb = n / MF_QK_K;
+    size_t nb = n / MF_QK_K, bs = q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
     for (size_t r = 0; r < n_rows; r++) {
-        const struct mf_block_q4_k *x = (const struct mf_block_q4_k *)(w + r * w_stride);
+        const uint8_t *x = w + r * w_stride;
         uintptr_t ahead = (uintptr_t)x + PF_AHEAD * w_stride;
         __m128 sum = _mm_setzero_ps();
         for (size_t i = 0; i < nb; i++) {
-            _Pragma("GCC unroll 3") for (size_t o = 0; o < sizeof(*x); o += 64)
-                _mm_prefetch((const char *)(ahead + i * sizeof(*x) + o), _MM_HINT_T0);
-            __m128i sm = k4_scales_mins(x[i].scales);
-            __m256i mv = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, mins_twice));
-            __m512i q[4], sc[4];
-            _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
-            {
-                __m512i z =
-                    _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g)));
-                q[g] = _mm512_and_si512(_mm512_mask_srli_epi16(z, 0xffff0000u, z, 4), low4);
-                sc[g] = _mm512_cvtepu8_epi32(
-                    _mm_shuffle_epi8(sm, _mm_set_epi64x(0x0101010101010101ll * (2 * g + 1),
-                                                        0x0101010101010101ll * (2 * g))));
-            }
+            _Pragma("GCC unroll 4") for (size_t o = 0; o < bs; o += 64)
+                _mm_prefetch((const char *)(ahead + i * bs + o), _MM_HINT_T0);
+            struct kblock k;
+            if (q6)
+                q6_k_block((const struct mf_block_q6_k *)(x + i * bs), &k);
+            else
+                q4_k_block((const struct mf_block_q4_k *)(x + i * bs), &k);
             __m256i is[4], ms[4];
             float yd[4] = {0, 0, 0, 0};
             _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
@@ -334,20 +382,25 @@ INLINE void rows_cols_q4_k(size_t n, const uint8_t *w, size_t w_stride,
                 _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++)
                 {
                     __m512i p =
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[g],
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), k.q[g],
                                             _mm512_loadu_si512((const __m512i *)(y->qs + 64 * g)));
-                    acc = _mm512_dpwssd_epi32(acc, p, sc[g]);
+                    acc = _mm512_dpwssd_epi32(acc, p, k.sc[g]);
                 }
                 is[c] = _mm256_add_epi32(_mm512_castsi512_si256(acc),
                                          _mm512_extracti64x4_epi64(acc, 1));
-                ms[c] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mv);
+                ms[c] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), k.mv);
                 yd[c] = y->d;
             }
-            /* sum += d_a * (d * isum - dmin * msum), lane by lane */
-            __m128 t = _mm_sub_ps(
-                _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(x[i].d)), _mm_cvtepi32_ps(hsum4_epi32(is))),
-                _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(x[i].dmin)), _mm_cvtepi32_ps(hsum4_epi32(ms))));
-            sum = _mm_add_ps(sum, _mm_mul_ps(_mm_loadu_ps(yd), t));
+            __m128i isum = hsum4_epi32(is), msum = hsum4_epi32(ms);
+            __m128 t;
+            if (q6) /* d_a * d * (float)(isum - 32 * bias) */
+                t = _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(yd), _mm_set1_ps(k.d)),
+                               _mm_cvtepi32_ps(_mm_sub_epi32(isum, _mm_slli_epi32(msum, 5))));
+            else /* d_a * (d * isum - dmin * msum) */
+                t = _mm_mul_ps(_mm_loadu_ps(yd),
+                               _mm_sub_ps(_mm_mul_ps(_mm_set1_ps(k.d), _mm_cvtepi32_ps(isum)),
+                                          _mm_mul_ps(_mm_set1_ps(k.dmin), _mm_cvtepi32_ps(msum))));
+            sum = _mm_add_ps(sum, t);
         }
         float v[4];
         _mm_storeu_ps(v, sum);
@@ -355,26 +408,31 @@ INLINE void rows_cols_q4_k(size_t n, const uint8_t *w, size_t w_stride,
     }
 }
 
-void mf_avx512_dot_q4_k_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
-                                  size_t n_cols, float *out, size_t ldo, size_t n_rows)
-{
-    const struct mf_block_q8_k *const *y = (const struct mf_block_q8_k *const *)a;
-    for (size_t c0 = 0; c0 < n_cols; c0 += COLS) {
-        size_t nc = n_cols - c0 < COLS ? n_cols - c0 : COLS;
-        float *o = out + c0 * ldo;
-        switch (nc) {
-        case 1:
-            rows_cols_q4_k(n, w, w_stride, y + c0, 1, o, ldo, n_rows);
-            break;
-        case 2:
-            rows_cols_q4_k(n, w, w_stride, y + c0, 2, o, ldo, n_rows);
-            break;
-        case 3:
-            rows_cols_q4_k(n, w, w_stride, y + c0, 3, o, ldo, n_rows);
-            break;
-        default:
-            rows_cols_q4_k(n, w, w_stride, y + c0, COLS, o, ldo, n_rows);
-            break;
-        }
+#define DEFINE_MATVEC_COLS_K(T, Q6)                                                                \
+    void mf_avx512_dot_##T##_rows_cols(size_t n, const void *w, size_t w_stride,                   \
+                                       const void *const *a, size_t n_cols, float *out,            \
+                                       size_t ldo, size_t n_rows)                                  \
+    {                                                                                              \
+        const struct mf_block_q8_k *const *y = (const struct mf_block_q8_k *const *)a;             \
+        for (size_t c0 = 0; c0 < n_cols; c0 += COLS) {                                             \
+            size_t nc = n_cols - c0 < COLS ? n_cols - c0 : COLS;                                   \
+            float *o = out + c0 * ldo;                                                             \
+            switch (nc) {                                                                          \
+            case 1:                                                                                \
+                rows_cols_k(Q6, n, w, w_stride, y + c0, 1, o, ldo, n_rows);                        \
+                break;                                                                             \
+            case 2:                                                                                \
+                rows_cols_k(Q6, n, w, w_stride, y + c0, 2, o, ldo, n_rows);                        \
+                break;                                                                             \
+            case 3:                                                                                \
+                rows_cols_k(Q6, n, w, w_stride, y + c0, 3, o, ldo, n_rows);                        \
+                break;                                                                             \
+            default:                                                                               \
+                rows_cols_k(Q6, n, w, w_stride, y + c0, COLS, o, ldo, n_rows);                     \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
     }
-}
+
+DEFINE_MATVEC_COLS_K(q4_k, false)
+DEFINE_MATVEC_COLS_K(q6_k, true)
