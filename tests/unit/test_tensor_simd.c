@@ -327,10 +327,10 @@ static void test_dot_rows_cols_scales(void **state)
     free(act);
 }
 
-/* The Q4_K and Q6_K rows x columns kernels: every column of every row bit-identical to vec_dot
- * and to the scalar reference (exact integer sums), for 1..8 columns, rows of random bytes
- * (every quant and scale pattern, finite fp16 scales) against random Q8_K activations (quants
- * -128 included, bsums their sums). */
+/* The Q4_K and Q6_K rows x columns kernels (and Q6_K's multi-row one): every column of every
+ * row bit-identical to vec_dot and to the scalar reference (exact integer sums), for 1..8 columns,
+ * rows of random bytes (every quant and scale pattern, finite fp16 scales) against random Q8_K
+ * activations (quants -128 included, bsums their sums). */
 static void test_dot_rows_cols_k(void **state)
 {
     (void)state;
@@ -352,6 +352,8 @@ static void test_dot_rows_cols_k(void **state)
         bool q6 = types[t] == MEMFIT_TYPE_Q6_K;
         size_t ts = q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
         assert_non_null(v->vec_dot_rows_cols);
+        if (q6)
+            assert_non_null(v->vec_dot_rows);
         for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
             size_t n = blocks[k] * 256, rb = mf_row_bytes(types[t], n), ws = rb + pad;
             size_t yb = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
@@ -381,6 +383,16 @@ static void test_dot_rows_cols_k(void **state)
                         y.bsums[j] = (int16_t)bsum;
                     }
                     memcpy(act + c * yb + b * sizeof(y), &y, sizeof(y));
+                }
+            }
+            float rows[ROWS];
+            mf_vec_dot_rows(v, n, w, ws, a[1], rows, ROWS); /* Q6_K's: one column */
+            for (size_t r = 0; r < ROWS; r++) {
+                float one = v->vec_dot(n, w + r * ws, a[1]);
+                if (memcmp(&one, &rows[r], sizeof(float)) != 0) {
+                    fprintf(stderr, "%s n=%zu row %zu: rows %.9g one %.9g\n",
+                            memfit_type_get_info(types[t])->name, n, r, rows[r], one);
+                    fail();
                 }
             }
             for (size_t nc = 1; nc <= COLS; nc++)
