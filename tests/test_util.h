@@ -10,6 +10,7 @@
 #define MF_TEST_UTIL_H
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,50 @@ static inline const char *mf_test_fixture(const char *rel, char *buf, size_t siz
     const char *root = getenv("MEMFIT_FIXTURES");
     snprintf(buf, size, "%s/%s", root ? root : "tests/fixtures", rel);
     return buf;
+}
+
+/* The n floats of the fixture DIR/NAME, which holds exactly that many (free with memfit_free). */
+static inline float *mf_test_fixture_floats(const char *dir, const char *name, size_t n)
+{
+    char rel[256], buf[1024];
+    snprintf(rel, sizeof(rel), "%s/%s", dir, name);
+    FILE *f = fopen(mf_test_fixture(rel, buf, sizeof(buf)), "rb");
+    assert_non_null(f);
+    float *v = memfit_malloc(n * sizeof(float));
+    assert_non_null(v);
+    assert_int_equal(fread(v, sizeof(float), n, f), n);
+    assert_int_equal(fgetc(f), EOF);
+    fclose(f);
+    return v;
+}
+
+/* The reference scripts' deterministic input: element i is a hash of i and
+ * seed mapped to k / 500 for an integer k in [-1000, 1000]. */
+static inline float *mf_test_hashed_floats(size_t n, uint32_t seed)
+{
+    float *x = memfit_malloc(n * sizeof(float));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + (uint64_t)seed * 40503u);
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        int k = (int)(h % 2001) - 1000;
+        x[i] = (float)k / 500.0f;
+    }
+    return x;
+}
+
+/* The largest |a[i] - b[i]|; a NaN on either side wins. */
+static inline double mf_test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m))
+            m = d;
+    }
+    return m;
 }
 
 /* Skips the whole test program with a printed reason (CTest: exit code 77). */
