@@ -3,8 +3,9 @@
  *
  * mf_test_alloc_failures() is the allocation fault-injection walk: it runs an
  * operation with its 1st, 2nd, ... allocation failing until the operation
- * succeeds, and requires every failed run to return MEMFIT_E_NOMEM (or the
- * status given) and to leave no live allocation behind.
+ * succeeds, and requires every failed run to return MEMFIT_E_NOMEM and to
+ * leave no live allocation behind. mf_test_alloc_failures_sticky() is the
+ * same walk with the n-th allocation and every one after it failing.
  */
 #ifndef MF_TEST_UTIL_H
 #define MF_TEST_UTIL_H
@@ -22,12 +23,13 @@
 typedef enum memfit_status (*mf_test_op)(void *ctx);
 typedef void (*mf_test_cleanup)(void *ctx);
 
-static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
+static inline unsigned mf_test_alloc_walk(mf_test_op op, mf_test_cleanup cleanup, void *ctx,
+                                          bool sticky)
 {
     unsigned n;
     for (n = 1; n < 100000; n++) {
         uint64_t live_before = mf_alloc_live_count();
-        mf_alloc_fail_after(n, false);
+        mf_alloc_fail_after(n, sticky);
         enum memfit_status st = op(ctx);
         uint64_t injected = mf_alloc_injected_failures();
         mf_alloc_fail_after(0, false);
@@ -46,6 +48,17 @@ static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cle
         assert_int_equal(mf_alloc_live_count(), live_before);
     }
     return n;
+}
+
+static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
+{
+    return mf_test_alloc_walk(op, cleanup, ctx, false);
+}
+
+static inline unsigned mf_test_alloc_failures_sticky(mf_test_op op, mf_test_cleanup cleanup,
+                                                     void *ctx)
+{
+    return mf_test_alloc_walk(op, cleanup, ctx, true);
 }
 
 /* Path of a fixture under tests/fixtures (MEMFIT_FIXTURES is set by CTest). */
