@@ -143,7 +143,7 @@ assert "".join(x["text"] for x in c) == sys.argv[2], c
 
 start_server "$TMP/qwen2_gqa.gguf"
 checks qwen2_gqa
-stop_server
+check "quick start: the server stops cleanly (no sanitizer report)" stop_server
 
 cat >"$TMP/m.yaml" <<YAML
 models:
@@ -154,5 +154,5 @@ models:
 YAML
 start_server --manifest "$TMP/m.yaml"
 checks scorer
-stop_server
+check "manifest: the server stops cleanly (no sanitizer report)" stop_server
 finish
