@@ -16,7 +16,9 @@
  * measured slower than the two broadcasts per step.)
  *
  * mf_avx512_nf4_absmax decodes double-quantized absmax 16 at a time (the
- * nested map looked up by a gather), the floats of the scalar decoder.
+ * nested map looked up by a gather, the last ones masked; 16 blocks that
+ * straddle two nested blocks blend the two scales), the floats of the
+ * scalar decoder.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -88,11 +90,12 @@ float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, uns
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * (1.0f / 127.0f);
 }
 
-/* 16 nested_map values looked up by the 16 codes at q. */
-static inline __m512 map16(const float *map, const uint8_t *q)
+/* nested_map values looked up by the 16 codes at q (lanes outside `keep` 0, their codes not read).
+ */
+static inline __m512 map16(const float *map, const uint8_t *q, __mmask16 keep)
 {
-    __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
-    return _mm512_i32gather_ps(idx, map, 4);
+    __m512i idx = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(keep, q)));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, idx, map, 4);
 }
 
 void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out)
@@ -101,20 +104,25 @@ void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t
     const float *map = m->nested_map, *nested = m->nested_absmax;
     unsigned nshift = (unsigned)__builtin_ctz(m->nested_blocksize);
     const __m512 offset = _mm512_set1_ps(m->offset);
-    size_t i = 0;
-    for (; i + 16 <= count; i += 16) {
+    for (size_t i = 0; i < count; i += 16) {
         uint64_t b = b0 + i;
-        if (b >> nshift != (b + 15) >> nshift) { /* straddles nested blocks: one by one */
-            for (size_t k = 0; k < 16; k++)
+        size_t len = count - i < 16 ? count - i : 16;
+        __mmask16 keep = (__mmask16)((1u << len) - 1);
+        uint64_t first = b >> nshift, last = (b + len - 1) >> nshift;
+        if (last > first + 1) { /* more than two nested blocks (nested blocks below 16) */
+            for (size_t k = 0; k < len; k++)
                 out[i + k] = mf_nf4_block_absmax(m, b + k);
             continue;
         }
-        float n;
-        memcpy(&n, nested + (b >> nshift), sizeof(n));
+        float n0, n1;
+        memcpy(&n0, nested + first, sizeof(n0));
+        memcpy(&n1, nested + last, sizeof(n1));
+        /* the lanes from the next nested block's first block on take its scale */
+        unsigned split = (unsigned)((first + 1) * m->nested_blocksize - b);
+        __mmask16 next = last > first ? (__mmask16)(0xffffu << split) : 0;
+        __m512 n = _mm512_mask_blend_ps(next, _mm512_set1_ps(n0), _mm512_set1_ps(n1));
         /* multiply then add, as the scalar decoder: the same floats */
-        __m512 v = _mm512_mul_ps(map16(map, q + b), _mm512_set1_ps(n));
-        _mm512_storeu_ps(out + i, _mm512_add_ps(v, offset));
+        __m512 v = _mm512_mul_ps(map16(map, q + b, keep), n);
+        _mm512_mask_storeu_ps(out + i, keep, _mm512_add_ps(v, offset));
     }
-    for (; i < count; i++)
-        out[i] = mf_nf4_block_absmax(m, b0 + i);
 }
