@@ -57,7 +57,8 @@ INLINE void act_load(const struct mf_block_q8_0 *y, size_t n_blk, struct nf4_act
         _mm512_broadcast_i32x4(_mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
     __m512i sums[4];
-    for (size_t g = 0; g < 4; g++) {
+    _Pragma("GCC unroll 4") for (size_t g = 0; g < 4; g++)
+    {
         __m512i t01 = _mm512_inserti64x4(_mm512_castsi256_si512(block_quants(y, 4 * g, n_blk)),
                                          block_quants(y, 4 * g + 1, n_blk), 1);
         __m512i t23 = _mm512_inserti64x4(_mm512_castsi256_si512(block_quants(y, 4 * g + 2, n_blk)),
@@ -117,7 +118,8 @@ INLINE __m512 step(const uint8_t *codes, const struct nf4_act *s, __m512 scale, 
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512i acc[4];
-    for (size_t g = 0; g < 4; g++) {
+    _Pragma("GCC unroll 4") for (size_t g = 0; g < 4; g++)
+    {
         __m512i z;
         if (n_blk == STEP) {
             z = _mm512_loadu_si512(codes + 64 * g);
