@@ -323,13 +323,16 @@ float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsig
 void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
 float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                         const void *act);
-/* The AVX-512 VNNI NF4 row kernel (x86/nf4_vnni512.c, -mavx512f -mavx512bw -mavx512vnni),
+/* The AVX-512 VNNI NF4 row kernel (x86/nf4_vnni512.c, built and chosen as dot_avx512.c),
  * and memfit_nf4_matvec_rows with it (the activation arranged once per call): each row's
  * value bit-identical to mf_avx512vnni_nf4_dot's. */
 float mf_avx512vnni_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                             const void *act);
 void mf_avx512vnni_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
                                    uint64_t row_end, const void *act, float *y);
+/* mf_avx512_nf4_absmax without gathers (VBMI byte lookups): the same floats. */
+void mf_avx512vnni_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count,
+                              float *out);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
  * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,

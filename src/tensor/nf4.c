@@ -317,7 +317,11 @@ void mf_nf4_absmax_range(const struct memfit_nf4_matrix *m, uint64_t b0, size_t 
     }
 #if defined(__x86_64__)
     mf_nf4_dot_fn dot = mf_nf4_dot_kernel();
-    if (dot == mf_avx512_nf4_dot || dot == mf_avx512vnni_nf4_dot) {
+    if (dot == mf_avx512vnni_nf4_dot) {
+        mf_avx512vnni_nf4_absmax(m, b0, count, out);
+        return;
+    }
+    if (dot == mf_avx512_nf4_dot) {
         mf_avx512_nf4_absmax(m, b0, count, out);
         return;
     }

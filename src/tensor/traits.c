@@ -85,6 +85,7 @@ static bool vnni_active;
 static bool avx512_active;
 static bool avx512vnni_active;
 static bool avx512bw_available; /* AVX-512F and BW, whatever the environment says */
+static bool avx512_dot_nf4;     /* x86/nf4_vnni512.c in use (what dot_avx512.c needs) */
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -233,6 +234,7 @@ static void dispatch_init(void)
     avx512bw_available = simd_available && cpu_has_avx512f() && cpu_has_avx512bw();
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
     avx512vnni_active = avx512_active && cpu_has_avx512vnni();
+    avx512_dot_nf4 = avx512_active && cpu_has_avx512_dot();
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -329,7 +331,7 @@ mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type)
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
 {
 #if defined(__x86_64__)
-    if (mf_tensor_avx512vnni_active())
+    if (avx512_dot_nf4)
         return mf_avx512vnni_nf4_dot;
     if (mf_tensor_avx512_active() && avx512bw_available)
         return mf_avx512_nf4_dot;
@@ -363,7 +365,7 @@ mf_nf4_dot_fn mf_nf4_dot_kernel_vnni512(void)
 {
     pthread_once(&dispatch_once, dispatch_init);
 #if defined(__x86_64__)
-    if (avx512bw_available && cpu_has_avx512vnni())
+    if (simd_available && cpu_has_avx512_dot())
         return mf_avx512vnni_nf4_dot;
 #endif
     return NULL;

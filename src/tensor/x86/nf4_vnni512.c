@@ -1,8 +1,8 @@
 /*
  * The AVX-512 VNNI NF4 row kernels: one row (mf_nf4_dot_fn) and several rows
  * of a matrix against one Q8_0 activation, the decode path's NF4 products.
- * Built with -mavx512f -mavx512bw -mavx512vnni and called only when CPUID
- * reports them (mf_nf4_dot_kernel).
+ * Built with dot_avx512.c's flags (AVX-512 F, BW, VL, VNNI, VBMI) and
+ * called only when CPUID reports them (mf_nf4_dot_kernel).
  *
  * The codes are used as stored and the activation is rearranged instead:
  * a step is 16 Q8_0 blocks (512 elements, 256 code bytes), read as four
@@ -77,6 +77,92 @@ INLINE void act_load(const struct mf_block_q8_0 *y, size_t n_blk, struct nf4_act
     for (size_t b = 0; b < n_blk; b++)
         d[4 * (b % 4) + b / 4] = _cvtsh_ss(y[b].d);
     s->d = _mm512_loadu_ps(d);
+}
+
+/*
+ * Double-quantized absmax without gathers: the 256 nested_map floats as four byte planes
+ * (plane k: byte k of each float, four zmm of 64 entries), 64 codes looked up in each plane
+ * by two vpermt2b and a blend on the codes' top bit, and the bytes put back together by
+ * unpacks (the codes permuted first so the floats come out in order). Then map * nested +
+ * offset, multiply then add: the scalar decoder's floats.
+ */
+struct map_planes {
+    __m512i t[4][4]; /* plane k, entries 64q..64q+63 */
+};
+
+INLINE void planes_init(const float *map, struct map_planes *p)
+{
+    for (int q = 0; q < 4; q++)
+        for (int k = 0; k < 4; k++) {
+            __m128i b[4];
+            for (int v = 0; v < 4; v++)
+                b[v] = _mm512_cvtepi32_epi8(
+                    _mm512_srli_epi32(_mm512_loadu_si512(map + 64 * q + 16 * v), 8 * k));
+            __m512i t = _mm512_castsi128_si512(b[0]);
+            t = _mm512_inserti32x4(t, b[1], 1);
+            t = _mm512_inserti32x4(t, b[2], 2);
+            p->t[k][q] = _mm512_inserti32x4(t, b[3], 3);
+        }
+}
+
+/* Position 16L + 4j + r takes code 16j + 4L + r: after the unpacks, vector j holds the
+ * floats of codes 16j..16j+15 in order. */
+static const uint8_t code_order[64] = {
+    0,  1,  2,  3,  16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51, 4,  5,  6,  7,  20, 21,
+    22, 23, 36, 37, 38, 39, 52, 53, 54, 55, 8,  9,  10, 11, 24, 25, 26, 27, 40, 41, 42, 43,
+    56, 57, 58, 59, 12, 13, 14, 15, 28, 29, 30, 31, 44, 45, 46, 47, 60, 61, 62, 63};
+
+/* The map values of the 64 codes c (in code_order) as four vectors of 16 floats. */
+INLINE void lookup64(const struct map_planes *p, __m512i c, __m512 out[4])
+{
+    __mmask64 top = _mm512_movepi8_mask(c);
+    __m512i b[4];
+    for (int k = 0; k < 4; k++)
+        b[k] = _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(p->t[k][0], c, p->t[k][1]),
+                                      _mm512_permutex2var_epi8(p->t[k][2], c, p->t[k][3]));
+    __m512i lo01 = _mm512_unpacklo_epi8(b[0], b[1]), hi01 = _mm512_unpackhi_epi8(b[0], b[1]);
+    __m512i lo23 = _mm512_unpacklo_epi8(b[2], b[3]), hi23 = _mm512_unpackhi_epi8(b[2], b[3]);
+    out[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(lo01, lo23));
+    out[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(lo01, lo23));
+    out[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(hi01, hi23));
+    out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
+}
+
+void mf_avx512vnni_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count,
+                              float *out)
+{
+    struct map_planes p;
+    planes_init(m->nested_map, &p);
+    const uint8_t *q = m->absmax;
+    const float *nested = m->nested_absmax;
+    unsigned nshift = (unsigned)__builtin_ctz(m->nested_blocksize);
+    const __m512 offset = _mm512_set1_ps(m->offset);
+    const __m512i order = _mm512_loadu_si512(code_order);
+    for (size_t i = 0; i < count; i += 64) {
+        size_t len = count - i < 64 ? count - i : 64;
+        __m512i c = _mm512_maskz_loadu_epi8(len == 64 ? ~0ull : (1ull << len) - 1, q + b0 + i);
+        __m512 v[4];
+        lookup64(&p, _mm512_permutexvar_epi8(order, c), v);
+        for (size_t j = 0; j * 16 < len; j++) {
+            uint64_t b = b0 + i + 16 * j;
+            size_t n = len - 16 * j < 16 ? len - 16 * j : 16;
+            uint64_t first = b >> nshift, last = (b + n - 1) >> nshift;
+            if (last > first + 1) { /* more than two nested blocks (nested blocks below 16) */
+                for (size_t k = 0; k < n; k++)
+                    out[i + 16 * j + k] = mf_nf4_block_absmax(m, b + k);
+                continue;
+            }
+            float n0, n1;
+            memcpy(&n0, nested + first, sizeof(n0));
+            memcpy(&n1, nested + last, sizeof(n1));
+            /* the lanes from the next nested block's first block on take its scale */
+            unsigned split = (unsigned)((first + 1) * m->nested_blocksize - b);
+            __mmask16 next = last > first ? (__mmask16)(0xffffu << split) : 0;
+            __m512 ns = _mm512_mask_blend_ps(next, _mm512_set1_ps(n0), _mm512_set1_ps(n1));
+            __m512 a = _mm512_add_ps(_mm512_mul_ps(v[j], ns), offset);
+            _mm512_mask_storeu_ps(out + i + 16 * j, (__mmask16)((1u << n) - 1), a);
+        }
+    }
 }
 
 /* Per row: the levels table, the absmax shift and the positions of each block's absmax. */
