@@ -25,6 +25,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/nf4_512.h"
 
 struct nf4_consts {
     __m512i table, low4, ones, zero, seven;
@@ -100,29 +101,10 @@ static inline __m512 map16(const float *map, const uint8_t *q, __mmask16 keep)
 
 void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out)
 {
-    const uint8_t *q = m->absmax;
-    const float *map = m->nested_map, *nested = m->nested_absmax;
-    unsigned nshift = (unsigned)__builtin_ctz(m->nested_blocksize);
-    const __m512 offset = _mm512_set1_ps(m->offset);
     for (size_t i = 0; i < count; i += 16) {
-        uint64_t b = b0 + i;
         size_t len = count - i < 16 ? count - i : 16;
         __mmask16 keep = (__mmask16)((1u << len) - 1);
-        uint64_t first = b >> nshift, last = (b + len - 1) >> nshift;
-        if (last > first + 1) { /* more than two nested blocks (nested blocks below 16) */
-            for (size_t k = 0; k < len; k++)
-                out[i + k] = mf_nf4_block_absmax(m, b + k);
-            continue;
-        }
-        float n0, n1;
-        memcpy(&n0, nested + first, sizeof(n0));
-        memcpy(&n1, nested + last, sizeof(n1));
-        /* the lanes from the next nested block's first block on take its scale */
-        unsigned split = (unsigned)((first + 1) * m->nested_blocksize - b);
-        __mmask16 next = last > first ? (__mmask16)(0xffffu << split) : 0;
-        __m512 n = _mm512_mask_blend_ps(next, _mm512_set1_ps(n0), _mm512_set1_ps(n1));
-        /* multiply then add, as the scalar decoder: the same floats */
-        __m512 v = _mm512_mul_ps(map16(map, q + b, keep), n);
-        _mm512_mask_storeu_ps(out + i, keep, _mm512_add_ps(v, offset));
+        __m512 v = map16(m->nested_map, (const uint8_t *)m->absmax + b0 + i, keep);
+        mf_nf4_absmax16(m, b0 + i, len, v, out + i);
     }
 }

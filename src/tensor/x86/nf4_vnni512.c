@@ -26,6 +26,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/nf4_512.h"
 #include "tensor/x86/reduce512.h"
 
 #define INLINE  static inline __attribute__((always_inline))
@@ -134,34 +135,15 @@ void mf_avx512vnni_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, si
     struct map_planes p;
     planes_init(m->nested_map, &p);
     const uint8_t *q = m->absmax;
-    const float *nested = m->nested_absmax;
-    unsigned nshift = (unsigned)__builtin_ctz(m->nested_blocksize);
-    const __m512 offset = _mm512_set1_ps(m->offset);
     const __m512i order = _mm512_loadu_si512(code_order);
     for (size_t i = 0; i < count; i += 64) {
         size_t len = count - i < 64 ? count - i : 64;
         __m512i c = _mm512_maskz_loadu_epi8(len == 64 ? ~0ull : (1ull << len) - 1, q + b0 + i);
         __m512 v[4];
         lookup64(&p, _mm512_permutexvar_epi8(order, c), v);
-        for (size_t j = 0; j * 16 < len; j++) {
-            uint64_t b = b0 + i + 16 * j;
-            size_t n = len - 16 * j < 16 ? len - 16 * j : 16;
-            uint64_t first = b >> nshift, last = (b + n - 1) >> nshift;
-            if (last > first + 1) { /* more than two nested blocks (nested blocks below 16) */
-                for (size_t k = 0; k < n; k++)
-                    out[i + 16 * j + k] = mf_nf4_block_absmax(m, b + k);
-                continue;
-            }
-            float n0, n1;
-            memcpy(&n0, nested + first, sizeof(n0));
-            memcpy(&n1, nested + last, sizeof(n1));
-            /* the lanes from the next nested block's first block on take its scale */
-            unsigned split = (unsigned)((first + 1) * m->nested_blocksize - b);
-            __mmask16 next = last > first ? (__mmask16)(0xffffu << split) : 0;
-            __m512 ns = _mm512_mask_blend_ps(next, _mm512_set1_ps(n0), _mm512_set1_ps(n1));
-            __m512 a = _mm512_add_ps(_mm512_mul_ps(v[j], ns), offset);
-            _mm512_mask_storeu_ps(out + i + 16 * j, (__mmask16)((1u << n) - 1), a);
-        }
+        for (size_t j = 0; j * 16 < len; j++)
+            mf_nf4_absmax16(m, b0 + i + 16 * j, len - 16 * j < 16 ? len - 16 * j : 16, v[j],
+                            out + i + 16 * j);
     }
 }
 
