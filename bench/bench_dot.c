@@ -148,9 +148,10 @@ static void nf4_rows(uint8_t *w, size_t bytes, const float *x, uint8_t *act, flo
     mf_type_traits_scalar(MEMFIT_TYPE_Q8_0)->from_float(x, act, ROW);
     double gb = (double)(rows * (ROW / 2 + ROW / 64)) / 1e9;
     double ts = time_nf4(mf_nf4_dot_scalar, &m, act, y, sink);
-    mf_nf4_dot_fn k[2] = {mf_nf4_dot_kernel_simd(), mf_nf4_dot_kernel_avx512()};
-    const char *names[2] = {"nf4", "nf4/512"};
-    for (int i = 0; i < 2; i++) {
+    mf_nf4_dot_fn k[3] = {mf_nf4_dot_kernel_simd(), mf_nf4_dot_kernel_avx512(),
+                          mf_nf4_dot_kernel_vnni512()};
+    const char *names[3] = {"nf4", "nf4/512", "nf4/vnni"};
+    for (int i = 0; i < 3; i++) {
         if (!k[i])
             continue;
         double tv = time_nf4(k[i], &m, act, y, sink);

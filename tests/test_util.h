@@ -3,13 +3,15 @@
  *
  * mf_test_alloc_failures() is the allocation fault-injection walk: it runs an
  * operation with its 1st, 2nd, ... allocation failing until the operation
- * succeeds, and requires every failed run to return MEMFIT_E_NOMEM (or the
- * status given) and to leave no live allocation behind.
+ * succeeds, and requires every failed run to return MEMFIT_E_NOMEM and to
+ * leave no live allocation behind. mf_test_alloc_failures_sticky() is the
+ * same walk with the n-th allocation and every one after it failing.
  */
 #ifndef MF_TEST_UTIL_H
 #define MF_TEST_UTIL_H
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +23,13 @@
 typedef enum memfit_status (*mf_test_op)(void *ctx);
 typedef void (*mf_test_cleanup)(void *ctx);
 
-static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
+static inline unsigned mf_test_alloc_walk(mf_test_op op, mf_test_cleanup cleanup, void *ctx,
+                                          bool sticky)
 {
     unsigned n;
     for (n = 1; n < 100000; n++) {
         uint64_t live_before = mf_alloc_live_count();
-        mf_alloc_fail_after(n, false);
+        mf_alloc_fail_after(n, sticky);
         enum memfit_status st = op(ctx);
         uint64_t injected = mf_alloc_injected_failures();
         mf_alloc_fail_after(0, false);
@@ -47,12 +50,67 @@ static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cle
     return n;
 }
 
+static inline unsigned mf_test_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
+{
+    return mf_test_alloc_walk(op, cleanup, ctx, false);
+}
+
+static inline unsigned mf_test_alloc_failures_sticky(mf_test_op op, mf_test_cleanup cleanup,
+                                                     void *ctx)
+{
+    return mf_test_alloc_walk(op, cleanup, ctx, true);
+}
+
 /* Path of a fixture under tests/fixtures (MEMFIT_FIXTURES is set by CTest). */
 static inline const char *mf_test_fixture(const char *rel, char *buf, size_t size)
 {
     const char *root = getenv("MEMFIT_FIXTURES");
     snprintf(buf, size, "%s/%s", root ? root : "tests/fixtures", rel);
     return buf;
+}
+
+/* The n floats of the fixture DIR/NAME, which holds exactly that many (free with memfit_free). */
+static inline float *mf_test_fixture_floats(const char *dir, const char *name, size_t n)
+{
+    char rel[256], buf[1024];
+    snprintf(rel, sizeof(rel), "%s/%s", dir, name);
+    FILE *f = fopen(mf_test_fixture(rel, buf, sizeof(buf)), "rb");
+    assert_non_null(f);
+    float *v = memfit_malloc(n * sizeof(float));
+    assert_non_null(v);
+    assert_int_equal(fread(v, sizeof(float), n, f), n);
+    assert_int_equal(fgetc(f), EOF);
+    fclose(f);
+    return v;
+}
+
+/* The reference scripts' deterministic input: element i is a hash of i and
+ * seed mapped to k / 500 for an integer k in [-1000, 1000]. */
+static inline float *mf_test_hashed_floats(size_t n, uint32_t seed)
+{
+    float *x = memfit_malloc(n * sizeof(float));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + (uint64_t)seed * 40503u);
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        int k = (int)(h % 2001) - 1000;
+        x[i] = (float)k / 500.0f;
+    }
+    return x;
+}
+
+/* The largest |a[i] - b[i]|; a NaN on either side wins. */
+static inline double mf_test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m))
+            m = d;
+    }
+    return m;
 }
 
 /* Skips the whole test program with a printed reason (CTest: exit code 77). */

@@ -303,6 +303,13 @@ MEMFIT_API void memfit_engine_generate_tokens(const memfit_engine_generation *ge
                                               const struct memfit_sampled_token **tokens,
                                               size_t *n);
 
+/* The prompt's tokens and, with params.prompt_logprobs once the first
+ * memfit_engine_generate_next call has run, their scores (tokens 1..): see
+ * memfit_generation_prompt. Nothing (NULL, 0) for a family without them. */
+MEMFIT_API void memfit_engine_generate_prompt(const memfit_engine_generation *gen,
+                                              const int32_t **tokens,
+                                              const struct memfit_token_score **scores, size_t *n);
+
 /* Ends a generation (finished or not), gives its session back and says how it
  * went (`result` may be NULL). NULL is a no-op. */
 MEMFIT_API void memfit_engine_generate_end(memfit_engine_generation *gen,

@@ -924,6 +924,32 @@ MEMFIT_API enum memfit_status memfit_llm_session_truncate(memfit_llm_session *s,
 MEMFIT_API enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
                                               size_t n, float *logits, bool all_logits);
 
+/* A token scored in its context: how likely the model found it given the
+ * tokens before it, and the likeliest tokens at its place. */
+struct memfit_token_score {
+    int32_t token;
+    float logprob; /* natural log of its probability: the log-softmax of the logits before it */
+    uint32_t n_top;
+    struct memfit_token_logprob top[MEMFIT_MAX_TOP_LOGPROBS]; /* best first; ties: the lower id */
+};
+
+/*
+ * memfit_llm_eval (logits: NULL or the last token's, n_vocab floats) that
+ * also scores tokens[1..n): scores[i - 1] (n - 1 entries) is token i's
+ * log-probability under the raw logits at token i - 1 (no penalty, bias or
+ * temperature) and the n_top (0 to MEMFIT_MAX_TOP_LOGPROBS) likeliest
+ * tokens there. The logits of a chunk's rows are computed a slice of the
+ * vocabulary at a time into the workspace the layers use (2 x n_ff floats a
+ * row) and reduced as they come (an online log-sum-exp and top-n), so
+ * nothing beyond memfit_llm_plan's workspace is used, and the output matrix
+ * is still read once per chunk. tokens[0] is not scored (the logits before
+ * it are not kept). E_RANGE for n_top above the limit, else as
+ * memfit_llm_eval; scores is written only on success.
+ */
+MEMFIT_API enum memfit_status memfit_llm_eval_score(memfit_llm_session *s, const int32_t *tokens,
+                                                    size_t n, float *logits, uint32_t n_top,
+                                                    struct memfit_token_score *scores);
+
 /*
  * A group: n_sessions sessions of one model whose evaluations are batched
  * (continuous batching). Each session has its own KV cache; the group has one
@@ -1199,6 +1225,12 @@ struct memfit_generate_params {
      * token is fed to the matcher. Borrowed; it must outlive the generation.
      * With LENGTH (max_tokens or a full context) the output may be incomplete. */
     memfit_grammar_matcher *grammar;
+    /* The prompt's tokens scored as memfit_llm_eval_score does (with the
+     * top_logprobs likeliest at each): memfit_generation_prompt. */
+    bool prompt_logprobs;
+    /* Evaluate (and score) the prompt and sample nothing: the generation
+     * ends after it with LENGTH (OpenAI's max_tokens 0 with echo). */
+    bool prompt_only;
 };
 
 /* A token the generation sampled (end-of-generation tokens are not listed). */
@@ -1252,6 +1284,13 @@ MEMFIT_API void memfit_generation_result(const memfit_generation *g,
  * string); owned by the generation, valid until the next call. */
 MEMFIT_API void memfit_generation_tokens(const memfit_generation *g,
                                          const struct memfit_sampled_token **tokens, size_t *n);
+/* The prompt's tokens (n_prompt) and, with prompt_logprobs once the first
+ * memfit_generation_next call has evaluated it, the scores of tokens 1 to
+ * n_prompt - 1 (*scores[i - 1] is token i's; NULL before, or without
+ * prompt_logprobs). Owned by the generation, valid until it is freed. */
+MEMFIT_API void memfit_generation_prompt(const memfit_generation *g, const int32_t **tokens,
+                                         const struct memfit_token_score **scores,
+                                         size_t *n_prompt);
 MEMFIT_API void memfit_generation_free(memfit_generation *g);
 
 /*

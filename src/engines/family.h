@@ -73,6 +73,8 @@ struct mf_family {
     enum memfit_status (*generate_next)(void *gen, const char **text, size_t *len, bool *done);
     void (*generate_end)(void *gen, struct memfit_generate_result *result);
     void (*generate_tokens)(const void *gen, const struct memfit_sampled_token **tokens, size_t *n);
+    void (*generate_prompt)(const void *gen, const int32_t **tokens,
+                            const struct memfit_token_score **scores, size_t *n);
     /* Typed access for callers that need the engine itself. */
     enum memfit_status (*llm)(void *loaded, memfit_llm **model, const memfit_tokenizer **tok,
                               uint32_t *n_ctx);

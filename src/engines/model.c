@@ -1141,6 +1141,16 @@ void memfit_engine_generate_tokens(const memfit_engine_generation *g,
         g->family->generate_tokens(g->gen, tokens, n);
 }
 
+void memfit_engine_generate_prompt(const memfit_engine_generation *g, const int32_t **tokens,
+                                   const struct memfit_token_score **scores, size_t *n)
+{
+    *tokens = NULL;
+    *scores = NULL;
+    *n = 0;
+    if (g->family->generate_prompt)
+        g->family->generate_prompt(g->gen, tokens, scores, n);
+}
+
 void memfit_engine_generate_end(memfit_engine_generation *g, struct memfit_generate_result *result)
 {
     if (!g)

@@ -5,10 +5,11 @@
  * response written while the client reads it.
  *
  * Memory: everything a generation needs is allocated at its start (the
- * logits row, the sampler's scratch, the token history for the repetition
- * penalty, the text filter's buffers), so the loop itself allocates only
- * when the text filter holds back a long possible stop string, or when one
- * step samples more tokens than the token list holds (text held back).
+ * logits row, the prompt's scores when asked, the sampler's scratch, the
+ * token history for the repetition penalty, the text filter's buffers), so
+ * the loop itself allocates only when the text filter holds back a long
+ * possible stop string, or when one step samples more tokens than the token
+ * list holds (text held back).
  */
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct memfit_generation {
     uint32_t n_vocab;
     uint32_t n_ctx;
     float *logits;
+    struct memfit_token_score *scores; /* prompt_logprobs: tokens 1.. of the prompt */
     memfit_token_sampler *smp;
     int32_t *history; /* the last repeat_last_n tokens, oldest first */
     size_t n_history, cap_history;
@@ -63,6 +65,7 @@ void memfit_generation_free(memfit_generation *g)
     memfit_token_sampler_free(g->smp);
     memfit_free(g->prompt);
     memfit_free(g->logits);
+    memfit_free(g->scores);
     memfit_free(g->history);
     memfit_free(g->out);
     memfit_free(g->toks);
@@ -79,9 +82,10 @@ enum memfit_status memfit_generation_start(memfit_llm_session *s, const memfit_t
     if (params->n_prompt == 0)
         return memfit_fail(MEMFIT_E_INVALID, "generate: the prompt has no tokens");
     if (params->top_logprobs > MEMFIT_MAX_TOP_LOGPROBS ||
-        (params->top_logprobs && !params->sampling.logprobs))
+        (params->top_logprobs && !params->sampling.logprobs && !params->prompt_logprobs))
         return memfit_fail(MEMFIT_E_RANGE,
-                           "generate: top_logprobs %u needs logprobs and is at most %d",
+                           "generate: top_logprobs %u needs logprobs (or prompt_logprobs) and is "
+                           "at most %d",
                            params->top_logprobs, MEMFIT_MAX_TOP_LOGPROBS);
     struct memfit_llm_info info;
     memfit_llm_get_info(memfit_llm_session_model(s), &info);
@@ -113,7 +117,13 @@ enum memfit_status memfit_generation_start(memfit_llm_session *s, const memfit_t
     g->history = memfit_malloc_in(MEMFIT_ALLOC_MODEL, g->cap_history * sizeof(int32_t));
     g->cap_toks = 8;
     g->toks = memfit_malloc_in(MEMFIT_ALLOC_MODEL, g->cap_toks * sizeof(*g->toks));
-    st = g->prompt && g->logits && g->history && g->toks ? MEMFIT_OK : MEMFIT_E_NOMEM;
+    if (params->prompt_logprobs && params->n_prompt > 1) /* the one allocation scoring needs */
+        g->scores =
+            memfit_malloc_in(MEMFIT_ALLOC_MODEL, (params->n_prompt - 1) * sizeof(*g->scores));
+    st = g->prompt && g->logits && g->history && g->toks &&
+                 (g->scores || !params->prompt_logprobs || params->n_prompt == 1)
+             ? MEMFIT_OK
+             : MEMFIT_E_NOMEM;
     if (st == MEMFIT_OK)
         st = memfit_token_sampler_create(&params->sampling, info.n_vocab, &g->smp);
     if (st == MEMFIT_OK)
@@ -231,13 +241,19 @@ enum memfit_status memfit_generation_next(memfit_generation *g, const char **tex
     enum memfit_status st = MEMFIT_OK;
     if (!g->prompt_done && !g->done) {
         g->t_start = memfit_now_ns();
-        st = memfit_llm_eval(g->s, g->p.prompt, g->p.n_prompt, g->logits, false);
+        if (g->p.prompt_logprobs)
+            st = memfit_llm_eval_score(g->s, g->p.prompt, g->p.n_prompt, g->logits,
+                                       g->p.top_logprobs, g->scores);
+        else
+            st = memfit_llm_eval(g->s, g->p.prompt, g->p.n_prompt, g->logits, false);
         g->t_prompt_end = memfit_now_ns();
         if (st != MEMFIT_OK)
             return st;
         g->prompt_done = true;
         g->result.n_prompt = (uint32_t)g->p.n_prompt;
         g->result.prompt_seconds = (double)(g->t_prompt_end - g->t_start) / 1e9;
+        if (g->p.prompt_only)
+            st = finish(g, MEMFIT_FINISH_LENGTH);
     }
     while (st == MEMFIT_OK && !g->done && g->out_len == 0)
         st = step(g);
@@ -259,6 +275,14 @@ void memfit_generation_tokens(const memfit_generation *g,
 {
     *tokens = g->toks;
     *n = g->n_toks;
+}
+
+void memfit_generation_prompt(const memfit_generation *g, const int32_t **tokens,
+                              const struct memfit_token_score **scores, size_t *n_prompt)
+{
+    *tokens = g->prompt;
+    *scores = g->prompt_done ? g->scores : NULL;
+    *n_prompt = g->p.n_prompt;
 }
 
 enum memfit_status memfit_llm_generate(memfit_llm_session *s, const memfit_tokenizer *tok,

@@ -44,7 +44,10 @@
  * input) are split across the thread pool in one parallel_for; kernels take
  * no locks and the forward allocates nothing. Logits are computed only for
  * the rows that need them: a request's last token (a dot row), or every token
- * of an all_logits request.
+ * of an all_logits request. A scored request (memfit_llm_eval_score) has each
+ * of its tokens' next-token log-probability and top-n computed from logits a
+ * slice of the vocabulary at a time, in the workspace the layers leave free
+ * ("Scores" below).
  *
  * Batching: memfit_llm_eval() on a group's session puts its request on the
  * group's pending list and waits; the first waiter that finds no forward
@@ -70,12 +73,15 @@
 #include "core/alloc.h"
 #include "models/llm.h"
 
-/* One evaluation asked of a session: n tokens, done of them run so far. */
+/* One evaluation asked of a session: n tokens, done of them run so far; with scores,
+ * tokens[1..n) scored (memfit_llm_eval_score). */
 struct llm_req {
     const int32_t *tokens;
     size_t n, done;
     float *logits;
     bool all_logits;
+    uint32_t n_top;
+    struct memfit_token_score *scores;
 };
 
 struct memfit_llm_session {
@@ -135,6 +141,13 @@ struct mm_cols {
     struct mm_dot dot[LLM_MAX_SEQ];
 };
 
+/* Rows [row0, row0 + n) scored: row k's logits against next[k], into out[k]. */
+struct score_seg {
+    uint32_t row0, n, n_top;
+    const int32_t *next;
+    struct memfit_token_score *out;
+};
+
 /* The state of one forward over nb rows. */
 struct fwd {
     const struct memfit_llm *m;
@@ -147,6 +160,8 @@ struct fwd {
     uint32_t nb, layer;
     struct mm_cols cols; /* the layers': every row */
     struct mm_cols out;  /* the logits' rows */
+    uint32_t n_score;    /* the scored rows' segments */
+    struct score_seg score[LLM_MAX_SEQ];
     float *x, *xn, *q, *kv, *att, *ffn, *rope;
     uint8_t *act_q8_0, *act_q8_k;
 };
@@ -649,6 +664,133 @@ static void attention(struct fwd *f)
     memfit_threadpool_parallel_for(f->pool, j.stride, attn_run, &j);
 }
 
+/* ---- Scores ------------------------------------------------------------------------ */
+
+/*
+ * A scored row's logits are not kept whole (n_batch x n_vocab floats would be
+ * tens of MB): the output matrix is run a slice of the vocabulary at a time
+ * (ffn's 2 x n_ff floats a row, free once the layers are done) over every
+ * scored row, and each slice is folded into the row's running max and sum of
+ * exponentials (kept in its att row) and its top-n (kept in its score, as
+ * logits until the last slice). Every weight row is still read once a chunk.
+ */
+struct score_state {
+    double sum;   /* of exp(logit - max) over the slices so far */
+    float max;    /* the largest logit so far */
+    float target; /* the next token's logit, once its slice has come */
+};
+
+struct score_job {
+    struct fwd *f;
+    size_t v0, nv; /* the slice: vocabulary rows [v0, v0 + nv) */
+    size_t ld;     /* floats between two rows' slices (2 x n_ff) */
+};
+
+/* Slice rows [v0 + begin, v0 + end) of the output matrix against every scored row. */
+static void score_mm_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
+{
+    const struct score_job *j = ctx;
+    const struct fwd *f = j->f;
+    const struct llm_mat *w = &f->m->output;
+    size_t E = f->in->n_embd;
+    uint8_t *act = f->work + f->L->threads + (size_t)thread * f->L->thread_bytes + f->L->t_wrow;
+    for (uint32_t i = 0; i < f->n_score; i++) {
+        const struct score_seg *sg = &f->score[i];
+        const float *x = f->xn + (size_t)sg->row0 * E;
+        float *y = f->ffn + (size_t)sg->row0 * j->ld;
+        if (w->type == MEMFIT_TYPE_NF4) { /* its row kernel against each row in Q8_0 */
+            for (uint32_t c = 0; c < sg->n; c++) {
+                f->s0->q8_0_tr->from_float(x + c * E, act, E);
+                memfit_nf4_matvec_rows(&w->nf4, j->v0 + begin, j->v0 + end, act,
+                                       y + c * j->ld + begin);
+            }
+        } else { /* the slice as a matrix of its own; shapes were checked at open */
+            memfit_matmul_rows(w->type, (const uint8_t *)w->data + j->v0 * w->row_bytes,
+                               w->row_bytes, w->cols, begin, end, x, E * sizeof(float), sg->n, y,
+                               j->ld);
+        }
+    }
+}
+
+/* Keeps logit v of `token` if it is among the n_top largest so far (best first; a later id
+ * never passes an equal value: ties go to the lower id). */
+static void score_top(struct memfit_token_score *o, uint32_t n_top, int32_t token, float v)
+{
+    uint32_t k = o->n_top < n_top ? o->n_top : n_top - 1;
+    if (o->n_top == n_top && v <= o->top[k].logprob)
+        return;
+    while (k > 0 && o->top[k - 1].logprob < v) {
+        o->top[k] = o->top[k - 1];
+        k--;
+    }
+    o->top[k] = (struct memfit_token_logprob){.token = token, .logprob = v};
+    if (o->n_top < n_top)
+        o->n_top++;
+}
+
+/* Folds the slice into scored rows [begin, end) (numbered across the segments). */
+static void score_fold_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
+{
+    const struct score_job *j = ctx;
+    const struct fwd *f = j->f;
+    size_t Q = (size_t)f->in->n_head * f->in->head_dim;
+    bool first = j->v0 == 0, last = j->v0 + j->nv == f->in->n_vocab;
+    (void)thread;
+    uint32_t i = 0, base = 0;
+    for (uint64_t r = begin; r < end; r++) {
+        while (r - base >= f->score[i].n)
+            base += f->score[i++].n;
+        const struct score_seg *sg = &f->score[i];
+        uint32_t k = (uint32_t)(r - base), row = sg->row0 + k;
+        const float *y = f->ffn + row * j->ld;
+        struct memfit_token_score *o = &sg->out[k];
+        struct score_state st = {.sum = 0, .max = -INFINITY, .target = -INFINITY};
+        if (first)
+            o->n_top = 0;
+        else
+            memcpy(&st, f->att + row * Q, sizeof(st));
+        float m = st.max;
+        for (size_t v = 0; v < j->nv; v++)
+            m = y[v] > m ? y[v] : m;
+        double sum = st.sum > 0 ? st.sum * exp((double)st.max - (double)m) : 0.0;
+        for (size_t v = 0; v < j->nv; v++)
+            sum += mf_expf(y[v] - m);
+        st.sum = sum;
+        st.max = m;
+        size_t next = (size_t)sg->next[k];
+        if (next >= j->v0 && next < j->v0 + j->nv)
+            st.target = y[next - j->v0];
+        for (size_t v = 0; sg->n_top && v < j->nv; v++)
+            score_top(o, sg->n_top, (int32_t)(j->v0 + v), y[v]);
+        if (!last) {
+            memcpy(f->att + row * Q, &st, sizeof(st));
+            continue;
+        }
+        float lse = (float)((double)m + log(sum));
+        o->token = sg->next[k];
+        o->logprob = st.target - lse;
+        for (uint32_t t = 0; t < o->n_top; t++)
+            o->top[t].logprob -= lse;
+    }
+}
+
+/* The scored rows' log-softmax at their next tokens, and their top-n. */
+static void score_rows(struct fwd *f)
+{
+    size_t V = f->in->n_vocab;
+    struct score_job j = {.f = f, .ld = 2 * (size_t)f->in->n_ff};
+    uint32_t n_rows = 0;
+    for (uint32_t i = 0; i < f->n_score; i++) {
+        norm_rows(f, f->m->output_norm, f->score[i].row0, f->score[i].n);
+        n_rows += f->score[i].n;
+    }
+    for (j.v0 = 0; j.v0 < V; j.v0 += j.nv) {
+        j.nv = V - j.v0 < j.ld ? V - j.v0 : j.ld;
+        memfit_threadpool_parallel_for(f->pool, j.nv, score_mm_run, &j);
+        memfit_threadpool_parallel_for(f->pool, n_rows, score_fold_run, &j);
+    }
+}
+
 /* ---- The forward ------------------------------------------------------------------- */
 
 static void layer_forward(struct fwd *f, const struct llm_layer *ly)
@@ -761,6 +903,15 @@ static void fwd_plan(struct fwd *f, memfit_llm_session *const *ses, const uint32
             else if (all || (r->logits && last))
                 f->out.dot[f->out.n_dot++] =
                     (struct mm_dot){.row = row + take[k] - 1, .y = all ? all : r->logits};
+            /* Every token but the request's last is scored (its next token is known). */
+            size_t scored = r->scores && r->done + 1 < r->n ? r->n - 1 - r->done : 0;
+            if (scored)
+                f->score[f->n_score++] =
+                    (struct score_seg){.row0 = row,
+                                       .n = (uint32_t)(scored < take[k] ? scored : take[k]),
+                                       .n_top = r->n_top,
+                                       .next = r->tokens + r->done + 1,
+                                       .out = r->scores + r->done};
             row += take[k];
         }
     }
@@ -776,6 +927,8 @@ static void forward(struct fwd *f)
         f->layer = l;
         layer_forward(f, &f->m->layers[l]);
     }
+    if (f->n_score)
+        score_rows(f);
     if (f->out.n_seg + f->out.n_dot == 0)
         return;
     for (uint32_t i = 0; i < f->out.n_seg; i++)
@@ -986,11 +1139,11 @@ static void group_eval(memfit_llm_session *s, const struct llm_req *r)
 
 /* ---- Evaluation ------------------------------------------------------------------- */
 
-enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens, size_t n,
-                                   float *logits, bool all_logits)
+/* Checks request r of session s and runs it (alone, or batched with its group's). */
+static enum memfit_status eval_req(memfit_llm_session *s, const struct llm_req *req)
 {
-    if (!s || (!tokens && n))
-        return memfit_fail(MEMFIT_E_MISUSE, "memfit_llm_eval: NULL argument");
+    const int32_t *tokens = req->tokens;
+    size_t n = req->n;
     if (n == 0)
         return memfit_fail(MEMFIT_E_INVALID, "llm: no tokens to evaluate");
     const struct memfit_llm_info *in = &s->m->info;
@@ -1005,7 +1158,7 @@ enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
                                "llm: token %zu of %zu: id %d is outside the vocabulary "
                                "(0..%u)",
                                i, n, (int)tokens[i], in->n_vocab - 1);
-    struct llm_req r = {.tokens = tokens, .n = n, .logits = logits, .all_logits = all_logits};
+    struct llm_req r = *req;
     if (s->group) {
         group_eval(s, &r);
         return MEMFIT_OK;
@@ -1021,4 +1174,37 @@ enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens,
         s->pos += take;
     }
     return MEMFIT_OK;
+}
+
+enum memfit_status memfit_llm_eval(memfit_llm_session *s, const int32_t *tokens, size_t n,
+                                   float *logits, bool all_logits)
+{
+    if (!s || (!tokens && n))
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_llm_eval: NULL argument");
+    struct llm_req r = {.tokens = tokens, .n = n, .logits = logits, .all_logits = all_logits};
+    return eval_req(s, &r);
+}
+
+enum memfit_status memfit_llm_eval_score(memfit_llm_session *s, const int32_t *tokens, size_t n,
+                                         float *logits, uint32_t n_top,
+                                         struct memfit_token_score *scores)
+{
+    if (!s || !tokens || (!scores && n > 1))
+        return memfit_fail(MEMFIT_E_MISUSE, "memfit_llm_eval_score: NULL argument");
+    if (n_top > MEMFIT_MAX_TOP_LOGPROBS)
+        return memfit_fail(MEMFIT_E_RANGE, "llm: %u top tokens asked; at most %d", n_top,
+                           MEMFIT_MAX_TOP_LOGPROBS);
+    /* The running sums live in the att rows: never too small for a real model. */
+    if ((size_t)s->m->info.n_head * s->m->info.head_dim * sizeof(float) <
+        sizeof(struct score_state))
+        return memfit_fail(MEMFIT_E_UNSUPPORTED,
+                           "llm: scoring needs an attention row of %zu "
+                           "bytes",
+                           sizeof(struct score_state));
+    struct llm_req r = {.tokens = tokens,
+                        .n = n,
+                        .logits = logits,
+                        .n_top = n_top,
+                        .scores = n > 1 ? scores : NULL};
+    return eval_req(s, &r);
 }

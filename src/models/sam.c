@@ -18,10 +18,8 @@
 
 struct sam_loader {
     struct memfit_sam *m;
-    bool hf;       /* transformers' names */
-    bool counting; /* first pass: only count the floats to convert */
-    size_t n_floats;
-    float *next_float;
+    bool hf; /* transformers' names */
+    struct mf_float_pass floats;
 };
 
 void memfit_sam_options_default(struct memfit_sam_options *opts)
@@ -156,9 +154,9 @@ enum memfit_status mf_sam_vec(struct sam_loader *ld, const char *name, uint64_t 
 {
     struct memfit_tensor_info t;
     enum memfit_status st = find(ld, name, &t);
-    return st != MEMFIT_OK ? st
-                           : mf_model_vec(ld->m->set, &t, n, ld->counting, &ld->n_floats,
-                                          &ld->next_float, &ld->m->info.converted_bytes, out);
+    return st != MEMFIT_OK
+               ? st
+               : mf_model_vec(ld->m->set, &t, n, &ld->floats, &ld->m->info.converted_bytes, out);
 }
 
 enum memfit_status mf_sam_mat(struct sam_loader *ld, const char *name, uint64_t rows, uint64_t cols,
@@ -424,8 +422,9 @@ static enum memfit_status load_block(struct sam_loader *ld, uint32_t l, struct s
     return MEMFIT_OK;
 }
 
-static enum memfit_status load_all(struct sam_loader *ld)
+static enum memfit_status load_all(void *loader)
 {
+    struct sam_loader *ld = loader;
     struct memfit_sam *m = ld->m;
     struct memfit_sam_info *in = &m->info;
     uint64_t D = in->dim, P = in->patch_size, G = in->grid, C = in->prompt_dim;
@@ -485,21 +484,8 @@ enum memfit_status memfit_sam_open(const char *path, const struct memfit_sam_opt
         st = MEMFIT_E_NOMEM;
         goto fail;
     }
-    /* Two passes: count the floats to convert, then convert them into one
-     * buffer. The decoder's arrays are allocated by the first pass. */
-    ld.counting = true;
-    if ((st = load_all(&ld)) != MEMFIT_OK)
-        goto fail;
-    if (ld.n_floats) {
-        m->floats = memfit_malloc_in(MEMFIT_ALLOC_MODEL, ld.n_floats * sizeof(float));
-        if (!m->floats) {
-            st = MEMFIT_E_NOMEM;
-            goto fail;
-        }
-    }
-    ld.counting = false;
-    ld.next_float = m->floats;
-    if ((st = load_all(&ld)) != MEMFIT_OK)
+    /* The decoder's arrays are allocated by the first (counting) pass. */
+    if ((st = mf_model_load_floats(load_all, &ld, &ld.floats, &m->floats)) != MEMFIT_OK)
         goto fail;
     if ((st = memfit_threadpool_create(opts->n_threads, &m->pool)) != MEMFIT_OK)
         goto fail;

@@ -28,9 +28,27 @@ enum memfit_status mf_shape_error(const memfit_tensors *set, const struct memfit
                        memfit_tensors_path(set), t->name, got, expected);
 }
 
+enum memfit_status mf_model_load_floats(enum memfit_status (*load)(void *loader), void *loader,
+                                        struct mf_float_pass *pass, float **floats)
+{
+    pass->counting = true;
+    pass->n_floats = 0;
+    enum memfit_status st = load(loader);
+    if (st != MEMFIT_OK)
+        return st;
+    if (pass->n_floats) {
+        *floats = memfit_malloc_in(MEMFIT_ALLOC_MODEL, pass->n_floats * sizeof(float));
+        if (!*floats)
+            return MEMFIT_E_NOMEM;
+    }
+    pass->counting = false;
+    pass->next = *floats;
+    return load(loader);
+}
+
 enum memfit_status mf_model_vec(const memfit_tensors *set, const struct memfit_tensor_info *t,
-                                uint64_t n, bool counting, size_t *n_floats, float **next,
-                                uint64_t *converted_bytes, const float **out)
+                                uint64_t n, struct mf_float_pass *pass, uint64_t *converted_bytes,
+                                const float **out)
 {
     if (t->n_elements != n) {
         char exp[64];
@@ -41,17 +59,17 @@ enum memfit_status mf_model_vec(const memfit_tensors *set, const struct memfit_t
         *out = t->data;
         return MEMFIT_OK;
     }
-    if (counting) {
-        *n_floats += n;
+    if (pass->counting) {
+        pass->n_floats += n;
         *out = NULL;
         return MEMFIT_OK;
     }
-    enum memfit_status st = memfit_type_dequantize_row(t->type, t->data, *next, n);
+    enum memfit_status st = memfit_type_dequantize_row(t->type, t->data, pass->next, n);
     if (st != MEMFIT_OK)
         return memfit_fail(st, "%s: tensor %s: %s", memfit_tensors_path(set), t->name,
                            memfit_last_error());
-    *out = *next;
-    *next += n;
+    *out = pass->next;
+    pass->next += n;
     *converted_bytes += n * sizeof(float);
     return MEMFIT_OK;
 }

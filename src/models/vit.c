@@ -115,9 +115,7 @@ static const char *const names[N_COUNT][2] = {
 struct loader {
     struct memfit_vit *m;
     int naming; /* 0 orig, 1 HF */
-    float *next_float;
-    bool counting; /* first pass: only count the floats to convert */
-    size_t n_floats;
+    struct mf_float_pass floats;
 };
 
 static void tensor_name(const struct loader *ld, enum name_id id, int layer, char *buf, size_t size)
@@ -164,9 +162,9 @@ static enum memfit_status get_vec(struct loader *ld, enum name_id id, int layer,
 {
     struct memfit_tensor_info t;
     enum memfit_status st = find(ld, id, layer, &t);
-    return st != MEMFIT_OK ? st
-                           : mf_model_vec(ld->m->set, &t, n, ld->counting, &ld->n_floats,
-                                          &ld->next_float, &ld->m->info.converted_bytes, out);
+    return st != MEMFIT_OK
+               ? st
+               : mf_model_vec(ld->m->set, &t, n, &ld->floats, &ld->m->info.converted_bytes, out);
 }
 
 /* A weight matrix [rows, cols] (or [rows, ...] flattened when flatten) usable by the matmul. */
@@ -233,8 +231,9 @@ static enum memfit_status load_layer(struct loader *ld, int L, struct vit_layer 
     return MEMFIT_OK;
 }
 
-static enum memfit_status load_all(struct loader *ld)
+static enum memfit_status load_all(void *loader)
 {
+    struct loader *ld = loader;
     struct memfit_vit *m = ld->m;
     struct memfit_vit_info *in = &m->info;
     uint32_t D = in->dim;
@@ -543,20 +542,7 @@ enum memfit_status memfit_vit_open(const char *path, const struct memfit_vit_opt
         st = MEMFIT_E_NOMEM;
         goto fail;
     }
-    /* Two passes: count the floats to convert, then convert them into one buffer. */
-    ld.counting = true;
-    if ((st = load_all(&ld)) != MEMFIT_OK)
-        goto fail;
-    if (ld.n_floats) {
-        m->floats = memfit_malloc_in(MEMFIT_ALLOC_MODEL, ld.n_floats * sizeof(float));
-        if (!m->floats) {
-            st = MEMFIT_E_NOMEM;
-            goto fail;
-        }
-    }
-    ld.counting = false;
-    ld.next_float = m->floats;
-    if ((st = load_all(&ld)) != MEMFIT_OK)
+    if ((st = mf_model_load_floats(load_all, &ld, &ld.floats, &m->floats)) != MEMFIT_OK)
         goto fail;
     m->default_interp = default_interpolation(&m->info);
     m->default_source = "default";

@@ -1203,9 +1203,6 @@ static enum memfit_status gen_openai_fields(const json_t *root, bool chat, struc
         if ((v = json_object_get(root, "echo")) && !json_is_null(v) && !json_is_boolean(v))
             BAD("invalid_type", "'echo' must be a boolean, not %s", json_type_name(v));
         r->echo = json_is_true(v);
-        if (r->echo && r->logprobs)
-            UNSUPPORTED("'echo' with 'logprobs' is not supported (the prompt's logprobs are not "
-                        "computed)");
         json_t *best = json_object_get(root, "best_of");
         if (best && !json_is_null(best) &&
             !(json_is_integer(best) && (uint64_t)json_integer_value(best) == r->n))

@@ -1327,6 +1327,7 @@ struct gen_work {
     uint64_t created;
     int fd;
     bool admitted, queued, running, role_sent, finished;
+    bool echo_pending; /* echo: the prompt (and its logprobs) is yet to be put first */
     struct memfit_generate_result result; /* the last choice ended */
     struct gen_logprobs lp;
     struct mf_text pending;
@@ -1590,36 +1591,66 @@ static void chat_logprob_entry(struct mf_text *t, const struct gen_work *w, int3
     mf_text_puts(t, "}");
 }
 
+/* One completions entry: token `id` at byte *offset of the text (advanced past it), its
+ * logprob and its top alternatives; both null without `logprob` (the prompt's first token:
+ * nothing comes before it). */
+static void compl_logprob_entry(struct gen_work *w, int32_t id, const float *logprob,
+                                const struct memfit_token_logprob *top, uint32_t n_top,
+                                size_t *offset)
+{
+    struct gen_logprobs *lp = &w->lp;
+    const char *sep = lp->n++ ? "," : "";
+    const char *s;
+    size_t n;
+    token_piece(w, id, &s, &n);
+    mf_text_puts(&lp->tokens, sep);
+    json_token_text(&lp->tokens, s, n);
+    mf_text_printf(&lp->offsets, "%s%zu", sep, *offset);
+    *offset += n;
+    mf_text_puts(&lp->values, sep);
+    mf_text_puts(&lp->top, sep);
+    if (!logprob) {
+        mf_text_puts(&lp->values, "null");
+        mf_text_puts(&lp->top, "null");
+        return;
+    }
+    json_logprob(&lp->values, *logprob);
+    mf_text_puts(&lp->top, "{");
+    for (uint32_t j = 0; j < n_top; j++) {
+        token_piece(w, top[j].token, &s, &n);
+        if (j)
+            mf_text_puts(&lp->top, ",");
+        json_token_text(&lp->top, s, n);
+        mf_text_puts(&lp->top, ":");
+        json_logprob(&lp->top, top[j].logprob);
+    }
+    mf_text_puts(&lp->top, "}");
+}
+
 /* Adds a sampled token to the logprobs of the current chunk or choice. */
 static void gen_logprobs_add(struct gen_work *w, const struct memfit_sampled_token *tk)
 {
     struct gen_logprobs *lp = &w->lp;
-    const char *sep = lp->n ? "," : "";
-    if (w->req.chat) {
-        mf_text_puts(&lp->content, sep);
-        chat_logprob_entry(&lp->content, w, tk->token, tk->logprob, tk);
-    } else {
-        const char *s;
-        size_t n;
-        token_piece(w, tk->token, &s, &n);
-        mf_text_puts(&lp->tokens, sep);
-        json_token_text(&lp->tokens, s, n);
-        mf_text_puts(&lp->values, sep);
-        json_logprob(&lp->values, tk->logprob);
-        mf_text_printf(&lp->offsets, "%s%zu", sep, w->text_bytes);
-        w->text_bytes += n;
-        mf_text_printf(&lp->top, "%s{", sep);
-        for (uint32_t j = 0; j < tk->n_top; j++) {
-            token_piece(w, tk->top[j].token, &s, &n);
-            if (j)
-                mf_text_puts(&lp->top, ",");
-            json_token_text(&lp->top, s, n);
-            mf_text_puts(&lp->top, ":");
-            json_logprob(&lp->top, tk->top[j].logprob);
-        }
-        mf_text_puts(&lp->top, "}");
+    if (!w->req.chat) {
+        compl_logprob_entry(w, tk->token, &tk->logprob, tk->top, tk->n_top, &w->text_bytes);
+        return;
     }
-    lp->n++;
+    mf_text_puts(&lp->content, lp->n++ ? "," : "");
+    chat_logprob_entry(&lp->content, w, tk->token, tk->logprob, tk);
+}
+
+/* Echo with logprobs: the prompt's tokens, scored by the engine (the first one null). */
+static void gen_prompt_logprobs(struct gen_work *w)
+{
+    const int32_t *ids;
+    const struct memfit_token_score *sc;
+    size_t n, offset = 0;
+    memfit_engine_generate_prompt(w->gen, &ids, &sc, &n);
+    for (size_t i = 0; i < n; i++) {
+        const struct memfit_token_score *e = i && sc ? &sc[i - 1] : NULL;
+        compl_logprob_entry(w, ids[i], e ? &e->logprob : NULL, e ? e->top : NULL, e ? e->n_top : 0,
+                            &offset);
+    }
 }
 
 /* "logprobs": the object for what was gathered (then cleared), or null without logprobs. */
@@ -1671,6 +1702,22 @@ static void gen_observe_tokens(struct gen_work *w)
     }
     if (w->stats)
         atomic_fetch_add_explicit(&w->stats->generated_tokens, n, memory_order_relaxed);
+}
+
+static void gen_chunk(struct gen_work *w, const char *text, size_t len, const char *finish);
+
+/* After a step: with echo, first (once a choice, the prompt now evaluated) the prompt's
+ * logprobs, streamed in a chunk of the prompt's text; then the tokens sampled. */
+static void gen_observe(struct gen_work *w, bool stream)
+{
+    if (w->echo_pending) {
+        w->echo_pending = false;
+        if (w->req.logprobs)
+            gen_prompt_logprobs(w);
+        if (stream)
+            gen_chunk(w, w->req.prompt, w->req.prompt_len, NULL);
+    }
+    gen_observe_tokens(w);
 }
 
 /* One server-sent event with a piece of the current choice's text (or its finish, text NULL). */
@@ -1797,6 +1844,7 @@ static enum memfit_status gen_start_choice(struct gen_work *w)
     w->prompt_tokens = n_prompt;
     w->last_token_ns = 0;
     w->text_bytes = w->req.echo ? w->req.prompt_len : 0;
+    w->echo_pending = w->req.echo;
     w->role_sent = false;
     w->held.len = 0;
     w->streaming_content = false;
@@ -1851,8 +1899,6 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                 gen_stream_error(w);
                 continue;
             }
-            if (w->req.echo)
-                gen_chunk(w, w->req.prompt, w->req.prompt_len, NULL);
         }
         const char *text = NULL;
         size_t len = 0;
@@ -1862,7 +1908,7 @@ static ssize_t gen_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             gen_stream_error(w);
             continue;
         }
-        gen_observe_tokens(w);
+        gen_observe(w, true);
         bool hold = w->req.n_tools && !w->streaming_content;
         if (hold)
             gen_hold(w, text, len);
@@ -1927,8 +1973,13 @@ static void gen_params(struct gen_work *w, struct memfit_generate_params *p)
     p->sampling.n_logit_bias = q->n_logit_bias;
     p->sampling.logprobs = q->logprobs;
     p->top_logprobs = q->top_logprobs;
+    /* Echo with logprobs covers the prompt too (OpenAI's legacy completions). */
+    p->prompt_logprobs = q->echo && q->logprobs;
     /* OpenAI's defaults: 16 tokens for completions, the context for chat. */
     p->max_tokens = q->has_max_tokens ? (uint32_t)q->max_tokens : q->chat ? 0 : 16;
+    /* Echo with max_tokens 0 scores a prompt: nothing is generated (without echo, 0 is the
+     * library's "until the context is full"). */
+    p->prompt_only = q->echo && q->has_max_tokens && q->max_tokens == 0;
     p->stop = (const char *const *)q->stop;
     p->n_stop = q->n_stop;
 }
@@ -2068,7 +2119,7 @@ static enum MHD_Result gen_collect(struct req *r, struct gen_work *w, struct mf_
         size_t len = 0;
         st = memfit_engine_generate_next(w->gen, &piece, &len, &done);
         if (st == MEMFIT_OK) {
-            gen_observe_tokens(w);
+            gen_observe(w, false);
             if (len)
                 mf_text_append(text, piece, len);
         }
@@ -2138,9 +2189,7 @@ static enum MHD_Result route_generate(struct req *r, bool chat)
         gen_work_free(w);
         return ret;
     }
-    if (w->req.stream) {
-        if (w->req.echo)
-            gen_chunk(w, w->req.prompt, w->req.prompt_len, NULL);
+    if (w->req.stream) { /* an echo's chunk comes with the first step (gen_observe) */
         struct MHD_Response *resp = MHD_create_response_from_callback(
             MHD_SIZE_UNKNOWN, 4096, gen_stream_read, w, gen_stream_free);
         if (!resp) {

@@ -275,16 +275,19 @@ typedef float (*mf_nf4_dot_fn)(size_t n, const uint8_t *codes, const float *absm
 extern const int8_t mf_nf4_q8[16];
 float mf_nf4_dot_scalar(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                         const void *act);
-/* The NF4 kernel in use (AVX-512BW, else AVX2, where active), the AVX2 one
- * whatever MEMFIT_NO_SIMD says (NULL without AVX2/FMA/F16C), and the
- * AVX-512BW one whatever MEMFIT_NO_SIMD/MEMFIT_NO_AVX512 say (NULL without
- * AVX-512F/BW). */
+/* The NF4 kernel in use (AVX-512 VNNI, else AVX-512BW, else AVX2, where
+ * active), the AVX2 one whatever MEMFIT_NO_SIMD says (NULL without
+ * AVX2/FMA/F16C), the AVX-512BW one and the AVX-512 VNNI one whatever
+ * MEMFIT_NO_SIMD/MEMFIT_NO_AVX512 say (NULL without AVX-512F/BW(/VNNI)). */
 mf_nf4_dot_fn mf_nf4_dot_kernel(void);
 mf_nf4_dot_fn mf_nf4_dot_kernel_simd(void);
 mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void);
+mf_nf4_dot_fn mf_nf4_dot_kernel_vnni512(void);
 /* The absmax of the matrix's block b (counted over the flat tensor), double
  * quantization decoded. */
 float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b);
+/* The absmax of count blocks from block b0 into out: mf_nf4_block_absmax's floats. */
+void mf_nf4_absmax_range(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
 /* memfit_nf4_matvec_rows with the given row kernel. */
 void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m,
                              uint64_t row_begin, uint64_t row_end, const void *act, float *y);
@@ -320,6 +323,16 @@ float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsig
 void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out);
 float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                         const void *act);
+/* The AVX-512 VNNI NF4 row kernel (x86/nf4_vnni512.c, built and chosen as dot_avx512.c),
+ * and memfit_nf4_matvec_rows with it (the activation arranged once per call): each row's
+ * value bit-identical to mf_avx512vnni_nf4_dot's. */
+float mf_avx512vnni_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
+                            const void *act);
+void mf_avx512vnni_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
+                                   uint64_t row_end, const void *act, float *y);
+/* mf_avx512_nf4_absmax without gathers (VBMI byte lookups): the same floats. */
+void mf_avx512vnni_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count,
+                              float *out);
 /* Any readable weight type (rows unpacked with to_float; F32 read directly); same contract
  * as mf_gemm_fn, w_stride a multiple of 4 for F32. */
 void mf_avx2_gemm(enum memfit_type type, mf_to_float_fn to_float, uint32_t block_size,

@@ -309,31 +309,47 @@ float mf_nf4_block_absmax(const struct memfit_nf4_matrix *m, uint64_t b)
     return load_f32(m->nested_map, q) * load_f32(m->nested_absmax, b >> shift) + m->offset;
 }
 
-void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out)
+void mf_nf4_absmax_range(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out)
 {
-    uint64_t per_row = m->cols / m->blocksize, b0 = r * per_row;
     if (!m->double_quant) {
-        memcpy(out, (const uint8_t *)m->absmax + b0 * sizeof(float), per_row * sizeof(float));
+        memcpy(out, (const uint8_t *)m->absmax + b0 * sizeof(float), count * sizeof(float));
         return;
     }
 #if defined(__x86_64__)
-    if (mf_nf4_dot_kernel() == mf_avx512_nf4_dot) {
-        mf_avx512_nf4_absmax(m, b0, per_row, out);
+    mf_nf4_dot_fn dot = mf_nf4_dot_kernel();
+    if (dot == mf_avx512vnni_nf4_dot) {
+        mf_avx512vnni_nf4_absmax(m, b0, count, out);
+        return;
+    }
+    if (dot == mf_avx512_nf4_dot) {
+        mf_avx512_nf4_absmax(m, b0, count, out);
         return;
     }
 #endif
     const uint8_t *q = m->absmax;
     /* A power of two (memfit_nf4_matrix_check): a shift, not a division, in this hot loop. */
     unsigned shift = (unsigned)__builtin_ctz(m->nested_blocksize);
-    for (uint64_t i = 0; i < per_row; i++) {
+    for (uint64_t i = 0; i < count; i++) {
         uint64_t b = b0 + i;
         out[i] = load_f32(m->nested_map, q[b]) * load_f32(m->nested_absmax, b >> shift) + m->offset;
     }
 }
 
+void memfit_nf4_row_absmax(const struct memfit_nf4_matrix *m, uint64_t r, float *out)
+{
+    uint64_t per_row = m->cols / m->blocksize;
+    mf_nf4_absmax_range(m, r * per_row, per_row, out);
+}
+
 void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *m,
                              uint64_t row_begin, uint64_t row_end, const void *act, float *y)
 {
+#if defined(__x86_64__)
+    if (dot == mf_avx512vnni_nf4_dot) { /* the same numbers, the activation arranged once */
+        mf_avx512vnni_nf4_matvec_rows(m, row_begin, row_end, act, y);
+        return;
+    }
+#endif
     float absmax[MEMFIT_NF4_MAX_COLS / 32];
     size_t n = (size_t)m->cols;
     unsigned shift = (unsigned)__builtin_ctz(m->blocksize / MF_QK);

@@ -10,7 +10,8 @@
  * more check on top, for the Q8_0 integer tile (MEMFIT_NO_VNNI=1 turns it
  * off, so benchmarks can show the AVX2 figure on the same machine), and
  * AVX-512F one more, for the float panels' micro-kernel (MEMFIT_NO_AVX512=1);
- * with AVX-512BW as well, the NF4 row kernel uses 512-bit vectors too.
+ * with AVX-512BW as well, the NF4 row kernel uses 512-bit vectors too, and
+ * with AVX-512 VNNI on top of that vpdpbusd (x86/nf4_vnni512.c).
  * With AVX-512 BW, VL, VNNI and VBMI (and MEMFIT_NO_AVX512 not 1) the Q4_0
  * and Q8_0 dot products (x86/dot_avx512.c: one and several rows) are laid
  * over the x86 table: the decode path's matrix-vector kernels.
@@ -87,6 +88,7 @@ static bool vnni_active;
 static bool avx512_active;
 static bool avx512vnni_active;
 static bool avx512bw_available; /* AVX-512F and BW, whatever the environment says */
+static bool avx512_dot_nf4;     /* x86/nf4_vnni512.c in use (what dot_avx512.c needs) */
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__)
@@ -235,6 +237,7 @@ static void dispatch_init(void)
     avx512bw_available = simd_available && cpu_has_avx512f() && cpu_has_avx512bw();
     avx512_active = simd_active && cpu_has_avx512f() && not_disabled("MEMFIT_NO_AVX512");
     avx512vnni_active = avx512_active && cpu_has_avx512vnni();
+    avx512_dot_nf4 = avx512_active && cpu_has_avx512_dot();
 }
 
 static const struct mf_type_traits *lookup(const struct mf_type_traits *table,
@@ -331,6 +334,8 @@ mf_vec_dot_cols_fn mf_type_dot_cols_simd(enum memfit_type type)
 mf_nf4_dot_fn mf_nf4_dot_kernel(void)
 {
 #if defined(__x86_64__)
+    if (avx512_dot_nf4)
+        return mf_avx512vnni_nf4_dot;
     if (mf_tensor_avx512_active() && avx512bw_available)
         return mf_avx512_nf4_dot;
     if (mf_tensor_simd_active())
@@ -355,6 +360,16 @@ mf_nf4_dot_fn mf_nf4_dot_kernel_avx512(void)
 #if defined(__x86_64__)
     if (avx512bw_available)
         return mf_avx512_nf4_dot;
+#endif
+    return NULL;
+}
+
+mf_nf4_dot_fn mf_nf4_dot_kernel_vnni512(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+#if defined(__x86_64__)
+    if (simd_available && cpu_has_avx512_dot())
+        return mf_avx512vnni_nf4_dot;
 #endif
     return NULL;
 }

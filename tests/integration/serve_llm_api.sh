@@ -36,7 +36,7 @@ refused chat/completions "{$M,$MSG,\"store\":true}" unsupported_field store
 refused chat/completions "{$M,$MSG,\"audio\":{\"voice\":\"alloy\"}}" unsupported_field audio
 refused completions "{$M,\"prompt\":\"a\",\"suffix\":\"z\"}" unsupported_field suffix
 refused completions "{$M,\"prompt\":\"a\",\"best_of\":3}" unsupported_field best_of
-refused completions "{$M,\"prompt\":\"a\",\"echo\":true,\"logprobs\":1}" unsupported_field echo
+refused completions "{$M,\"prompt\":\"a\",\"echo\":\"yes\"}" invalid_type echo
 refused chat/completions "{$M,$MSG,\"echo\":true}" invalid_value echo
 refused chat/completions "{$M,$MSG,\"top_logprobs\":3}" invalid_value top_logprobs
 refused chat/completions "{$M,$MSG,\"n\":17}" invalid_value "'n'"

@@ -333,17 +333,6 @@ static struct result run_session(memfit_llm_session *s, const int32_t *prompt, u
     return r;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m))
-            m = d; /* NaN propagates */
-    }
-    return m;
-}
-
 static int greedy_agree(const int32_t *a, const int32_t *b)
 {
     int n = 0;
@@ -366,7 +355,7 @@ static struct check check_case(const struct lcase *c, const char *path, uint32_t
     memfit_llm_session *s = new_session(m, n_batch, threads, kv);
     struct result r = run_session(s, c->prompt, info.n_vocab, token_by_token);
     float *ref = read_logits(c->name, (size_t)N_PROMPT * info.n_vocab);
-    struct check k = {max_abs_diff(r.logits, ref, (size_t)N_PROMPT * info.n_vocab),
+    struct check k = {mf_test_max_abs_diff(r.logits, ref, (size_t)N_PROMPT * info.n_vocab),
                       greedy_agree(r.greedy, c->greedy)};
     memfit_free(ref);
     memfit_free(r.logits);
@@ -428,7 +417,7 @@ static double compare_models(const struct lcase *c, const char *path, const char
     memfit_llm_session *rs = new_session(r, n_batch, 2, MEMFIT_TYPE_F32);
     struct result a = run_session(s, c->prompt, info.n_vocab, false);
     struct result b = run_session(rs, c->prompt, info.n_vocab, false);
-    double d = max_abs_diff(a.logits, b.logits, (size_t)N_PROMPT * info.n_vocab);
+    double d = mf_test_max_abs_diff(a.logits, b.logits, (size_t)N_PROMPT * info.n_vocab);
     memfit_free(a.logits);
     memfit_free(b.logits);
     memfit_llm_session_free(s);
@@ -524,7 +513,7 @@ static void test_threads_and_truncate(void **state)
             memfit_llm_session *s2 = new_session(m, nb, 3, MEMFIT_TYPE_F16);
             struct result a = run_session(s1, cases[i].prompt, info.n_vocab, false);
             struct result b = run_session(s2, cases[i].prompt, info.n_vocab, false);
-            assert_true(max_abs_diff(a.logits, b.logits, N_PROMPT * V) == 0.0);
+            assert_true(mf_test_max_abs_diff(a.logits, b.logits, N_PROMPT * V) == 0.0);
             assert_memory_equal(a.greedy, b.greedy, sizeof(a.greedy));
             /* Keep 5 tokens, evaluate the rest again: the same logits. */
             float *again = memfit_malloc(N_PROMPT * V * sizeof(float));
@@ -533,7 +522,7 @@ static void test_threads_and_truncate(void **state)
             assert_int_equal(memfit_llm_session_pos(s2), 5);
             assert_int_equal(memfit_llm_eval(s2, cases[i].prompt + 5, N_PROMPT - 5, again, true),
                              MEMFIT_OK);
-            double d = max_abs_diff(again, a.logits + 5 * V, (N_PROMPT - 5) * V);
+            double d = mf_test_max_abs_diff(again, a.logits + 5 * V, (N_PROMPT - 5) * V);
             assert_true(d <= 1e-5);
             assert_int_equal(memfit_llm_session_truncate(s2, 13), MEMFIT_E_RANGE);
             memfit_free(again);
@@ -872,7 +861,7 @@ static void *conc_main(void *p)
     for (int round = 0; round < 3; round++) {
         memfit_llm_session_truncate(s, 0);
         memfit_llm_eval(s, k->c->prompt, N_PROMPT, logits, true);
-        double d = max_abs_diff(logits, ref, (size_t)N_PROMPT * k->n_vocab);
+        double d = mf_test_max_abs_diff(logits, ref, (size_t)N_PROMPT * k->n_vocab);
         if (d > k->max_abs)
             k->max_abs = d;
         float *last = logits + (N_PROMPT - 1) * (size_t)k->n_vocab;

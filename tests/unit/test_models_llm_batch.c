@@ -6,7 +6,8 @@
  * joining and leaving mid-way (a session reused for a new sequence while the
  * others go on), all_logits requests included; the forwards really carry
  * several sequences; the plan of a group; bad calls. Run under TSan too.
- * Models: the F16 fixture and Q8_0 / Q4_0 copies of it.
+ * Models: the F16 fixture and Q8_0 / Q4_0 copies of it, and an NF4 copy
+ * (double-quantized, bitsandbytes' layout in place) of its HF twin.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -255,10 +257,48 @@ static void test_plan_and_bad_calls(void **state)
     memfit_free(path);
 }
 
+/* NF4 goes through its own row kernel: the same property. */
+static void test_nf4_batched_equals_alone(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *src = mf_test_fixture("llm/hf_qwen2_gqa", buf, sizeof(buf));
+    char *dir = mf_test_tmp_dir("memfit_llm_batch_nf4");
+    static const char *const linked[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < 3; i++) {
+        char *from = realpath(src, NULL); /* lint: allow: freed below */
+        assert_non_null(from);
+        char *target = memfit_asprintf("%s/%s", from, linked[i]);
+        char *link = memfit_asprintf("%s/%s", dir, linked[i]);
+        assert_int_equal(symlink(target, link), 0);
+        free(from); /* lint: allow: from realpath */
+        memfit_free(target);
+        memfit_free(link);
+    }
+    char *from = memfit_asprintf("%s/model.safetensors", src);
+    char *to = memfit_asprintf("%s/model.safetensors", dir);
+    struct memfit_quantize_options qo;
+    memfit_quantize_options_default(&qo);
+    qo.target = MEMFIT_QUANTIZE_NF4;
+    qo.double_quant = true;
+    assert_int_equal(memfit_quantize_file(from, to, &qo, NULL), MEMFIT_OK);
+    memfit_llm *m = NULL;
+    struct memfit_llm_info info;
+    assert_int_equal(memfit_llm_open(dir, &m), MEMFIT_OK);
+    memfit_llm_get_info(m, &info);
+    assert_int_equal(info.weight_type, MEMFIT_TYPE_NF4);
+    memfit_llm_close(m);
+    check_model(dir);
+    memfit_free(from);
+    memfit_free(to);
+    mf_test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batched_equals_alone),
+        cmocka_unit_test(test_nf4_batched_equals_alone),
         cmocka_unit_test(test_plan_and_bad_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -566,41 +566,15 @@ static void walk_cleanup(void *ctx)
 }
 
 /*
- * mf_test_alloc_failures with sticky failures: the n-th allocation and every
- * one after it fail. The one-shot walk cannot run over JSON parsing: jansson
- * 2.14's lexer ignores a failed grow of its saved-text buffer (lex_save),
- * drops that byte and, when it was a string's closing quote, then reads and
+ * Every allocation of a conversion failed in turn: E_NOMEM, nothing leaked,
+ * no file. The failures are sticky (the n-th allocation and every one after
+ * it fail): the one-shot walk cannot run over JSON parsing: jansson 2.14's
+ * lexer ignores a failed grow of its saved-text buffer (lex_save), drops
+ * that byte and, when it was a string's closing quote, then reads and
  * writes past the buffer (heap corruption: index.json's "lm_head.weight" is
  * such a 16-byte token). With sticky failures the string's own allocation
  * right after fails first, and the parse ends with the out-of-memory flag.
  */
-static unsigned sticky_alloc_failures(mf_test_op op, mf_test_cleanup cleanup, void *ctx)
-{
-    unsigned n;
-    for (n = 1; n < 100000; n++) {
-        uint64_t live_before = mf_alloc_live_count();
-        mf_alloc_fail_after(n, true);
-        enum memfit_status st = op(ctx);
-        uint64_t injected = mf_alloc_injected_failures();
-        mf_alloc_fail_after(0, false);
-        if (st == MEMFIT_OK) {
-            if (cleanup)
-                cleanup(ctx);
-            assert_int_equal(mf_alloc_live_count(), live_before);
-            if (injected == 0)
-                break;
-            continue;
-        }
-        if (st != MEMFIT_E_NOMEM)
-            fprintf(stderr, "allocation %u: status %s (%s)\n", n, memfit_status_name(st),
-                    memfit_last_error());
-        assert_int_equal(st, MEMFIT_E_NOMEM);
-        assert_int_equal(mf_alloc_live_count(), live_before);
-    }
-    return n;
-}
-
-/* Every allocation of a conversion failed in turn: E_NOMEM, nothing leaked, no file. */
 static void test_convert_alloc_failures(void **state)
 {
     (void)state;
@@ -611,7 +585,7 @@ static void test_convert_alloc_failures(void **state)
         char *tmp = make_tmp_dir();
         struct walk w = {fixture(name), memfit_asprintf("%s/out.gguf", tmp), have_tokenizer,
                          i == 0};
-        unsigned n = sticky_alloc_failures(walk_op, walk_cleanup, &w);
+        unsigned n = mf_test_alloc_failures_sticky(walk_op, walk_cleanup, &w);
         printf("%s: %u allocation failure points%s\n", models[i], n,
                w.convert ? " (q8_0 on the thread pool)" : " (tokenizer when built)");
         assert_int_equal(dir_entries(tmp), 0);

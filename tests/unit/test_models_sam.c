@@ -27,47 +27,6 @@ static char *fixture(const char *name)
     return memfit_strdup(mf_test_fixture(rel, buf, sizeof(buf)));
 }
 
-/* The reference's hashed input (cases.txt). */
-static float *make_input(size_t n)
-{
-    float *x = memfit_malloc(n * sizeof(float));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + 5u * 40503u);
-        h ^= h >> 15;
-        h *= 2246822519u;
-        h ^= h >> 13;
-        int k = (int)(h % 2001) - 1000;
-        x[i] = (float)k / 500.0f;
-    }
-    return x;
-}
-
-static float *read_bin(const char *name, size_t n)
-{
-    char *path = fixture(name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    float *v = memfit_malloc(n * sizeof(float));
-    assert_non_null(v);
-    assert_int_equal(fread(v, sizeof(float), n, f), n);
-    assert_int_equal(fgetc(f), EOF);
-    fclose(f);
-    memfit_free(path);
-    return v;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m))
-            m = d;
-    }
-    return m;
-}
-
 static double cosine(const float *a, const float *b, size_t n)
 {
     double ab = 0, aa = 0, bb = 0;
@@ -97,7 +56,7 @@ static float *encode(const char *path, unsigned n_threads, struct memfit_sam_inf
     void *work = mmap(NULL, work_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(work != MAP_FAILED);
     size_t S = in.image_size, n_emb = (size_t)in.prompt_dim * in.grid * in.grid;
-    float *px = make_input(3 * S * S), *emb = memfit_malloc(n_emb * sizeof(float));
+    float *px = mf_test_hashed_floats(3 * S * S, 5), *emb = memfit_malloc(n_emb * sizeof(float));
     assert_non_null(emb);
     assert_int_equal(memfit_sam_encode(m, px, work, work_bytes, emb), MEMFIT_OK);
     /* A short workspace is refused, not overrun. */
@@ -161,10 +120,10 @@ static void test_encoder_f32(void **state)
     (void)state;
     char *path = fixture("sam_tiny.pth");
     size_t n = 32 * 8 * 8;
-    float *ref = read_bin("sam_tiny.embedding.bin", n);
+    float *ref = mf_test_fixture_floats("sam", "sam_tiny.embedding.bin", n);
     for (unsigned threads = 1; threads <= 2; threads++) {
         float *emb = encode(path, threads, NULL);
-        double d = max_abs_diff(emb, ref, n);
+        double d = mf_test_max_abs_diff(emb, ref, n);
         printf("encoder F32, %u thread(s): max |diff| %.3g\n", threads, d);
         assert_true(d < 1e-4);
         memfit_free(emb);
@@ -180,13 +139,13 @@ static void test_encoder_hf_f16(void **state)
     (void)state;
     char *path = fixture("sam_tiny_hf.safetensors");
     size_t n = 32 * 8 * 8;
-    float *ref = read_bin("hf.embedding.bin", n);
+    float *ref = mf_test_fixture_floats("sam", "hf.embedding.bin", n);
     struct memfit_sam_info in;
     float *emb = encode(path, 2, &in);
     assert_true(in.hf_names);
     assert_int_equal(in.weight_type, MEMFIT_TYPE_F16);
     assert_true(in.converted_bytes > 0);
-    double d = max_abs_diff(emb, ref, n);
+    double d = mf_test_max_abs_diff(emb, ref, n);
     printf("encoder HF F16: max |diff| %.3g\n", d);
     assert_true(d < 1e-4);
     memfit_free(emb);
@@ -201,7 +160,7 @@ static void test_encoder_quantized(void **state)
     (void)state;
     char *src = fixture("sam_tiny.pth");
     size_t n = 32 * 8 * 8;
-    float *ref = read_bin("sam_tiny.embedding.bin", n);
+    float *ref = mf_test_fixture_floats("sam", "sam_tiny.embedding.bin", n);
     static const enum memfit_quantize_target targets[] = {MEMFIT_QUANTIZE_Q8_0,
                                                           MEMFIT_QUANTIZE_Q4_0};
     static const enum memfit_type types[] = {MEMFIT_TYPE_Q8_0, MEMFIT_TYPE_Q4_0};
@@ -226,7 +185,7 @@ static void test_encoder_quantized(void **state)
         assert_int_equal(in.converted_bytes, 0); /* the tables are F32 in the copy */
         double c = cosine(emb, ref, n);
         printf("encoder %s: cosine %.6f, max |diff| %.3g\n", memfit_type_get_info(types[k])->name,
-               c, max_abs_diff(emb, ref, n));
+               c, mf_test_max_abs_diff(emb, ref, n));
         assert_true(c >= min_cos[k]);
         memfit_free(emb);
         unlink(dst);

@@ -25,20 +25,6 @@
 #define MASK_PIX   (MASK_SIDE * MASK_SIDE)
 #define EMB_FLOATS (32 * 8 * 8)
 
-static float *read_bin(const char *name, size_t n)
-{
-    char rel[256], buf[1024];
-    snprintf(rel, sizeof(rel), "sam/%s", name);
-    FILE *f = fopen(mf_test_fixture(rel, buf, sizeof(buf)), "rb");
-    assert_non_null(f);
-    float *v = memfit_malloc(n * sizeof(float));
-    assert_non_null(v);
-    assert_int_equal(fread(v, sizeof(float), n, f), n);
-    assert_int_equal(fgetc(f), EOF);
-    fclose(f);
-    return v;
-}
-
 static memfit_sam *open_model(const char *name, unsigned n_threads)
 {
     char rel[256], buf[1024];
@@ -92,13 +78,13 @@ static void refs_load(struct refs *r, const char *prefix)
 {
     char name[128];
     snprintf(name, sizeof(name), "%s.embedding.bin", prefix[0] ? "hf" : "sam_tiny");
-    r->emb = read_bin(name, EMB_FLOATS);
+    r->emb = mf_test_fixture_floats("sam", name, EMB_FLOATS);
     for (size_t c = 0; c < N_CASES; c++) {
         uint32_t M = memfit_sam_mask_count(cases[c].multimask);
         snprintf(name, sizeof(name), "%s%s.low_res.bin", prefix, cases[c].name);
-        r->low_res[c] = read_bin(name, M * MASK_PIX);
+        r->low_res[c] = mf_test_fixture_floats("sam", name, M * MASK_PIX);
         snprintf(name, sizeof(name), "%s%s.iou.bin", prefix, cases[c].name);
-        r->iou[c] = read_bin(name, M);
+        r->iou[c] = mf_test_fixture_floats("sam", name, M);
     }
     int best = 0;
     for (int k = 1; k < 3; k++)
@@ -127,17 +113,6 @@ static struct memfit_sam_prompt make_prompt(const struct dcase *c, const struct 
     return p;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m))
-            m = d; /* NaN wins */
-    }
-    return m;
-}
-
 /* Every case one prompt at a time against the reference. */
 static void check_cases(const char *model, const char *prefix, unsigned n_threads)
 {
@@ -154,8 +129,8 @@ static void check_cases(const char *model, const char *prefix, unsigned n_thread
             memfit_sam_decode(m, r.emb, &p, 1, cases[c].multimask, work, bytes, low_res, iou);
         if (st != MEMFIT_OK)
             fail_msg("%s: %s", cases[c].name, memfit_last_error());
-        double dl = max_abs_diff(low_res, r.low_res[c], M * MASK_PIX);
-        double di = max_abs_diff(iou, r.iou[c], M);
+        double dl = mf_test_max_abs_diff(low_res, r.low_res[c], M * MASK_PIX);
+        double di = mf_test_max_abs_diff(iou, r.iou[c], M);
         print_message("%s%s, %u thread(s): max |low_res - ref| %.3g, max |iou - ref| %.3g\n",
                       prefix, cases[c].name, n_threads, dl, di);
         assert_true(dl <= TOL);
@@ -233,7 +208,7 @@ static void check_batch(unsigned n_threads, bool multimask)
         assert_memory_equal(one, low_res + i * M * MASK_PIX, M * MASK_PIX * sizeof(float));
         assert_memory_equal(one_iou, iou + i * M, M * sizeof(float));
         size_t c = src[i % n_src];
-        assert_true(max_abs_diff(one, r.low_res[c], M * MASK_PIX) <= TOL);
+        assert_true(mf_test_max_abs_diff(one, r.low_res[c], M * MASK_PIX) <= TOL);
     }
     memfit_free(low_res);
     memfit_free(iou);

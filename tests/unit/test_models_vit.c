@@ -37,37 +37,6 @@ static char *tmp_file(const char *suffix)
                            suffix);
 }
 
-/* The shared deterministic input (see input_tensor() in the script). */
-static float *make_input(uint32_t batch, uint32_t h, uint32_t w, uint32_t seed)
-{
-    size_t n = (size_t)batch * 3 * h * w;
-    float *x = memfit_malloc(n * sizeof(float));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = (uint32_t)((uint64_t)i * 2654435761u + (uint64_t)seed * 40503u);
-        v ^= v >> 15;
-        v *= 2246822519u;
-        v ^= v >> 13;
-        int k = (int)(v % 2001) - 1000;
-        x[i] = (float)k / 500.0f;
-    }
-    return x;
-}
-
-static float *read_bin(const char *name, size_t n)
-{
-    char *path = fixture(name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    float *v = memfit_malloc(n * sizeof(float));
-    assert_non_null(v);
-    assert_int_equal(fread(v, sizeof(float), n, f), n);
-    assert_int_equal(fgetc(f), EOF);
-    fclose(f);
-    memfit_free(path);
-    return v;
-}
-
 struct vcase {
     char name[64], model[32], mode[8];
     unsigned batch, height, width, seed, patches;
@@ -147,19 +116,19 @@ static struct cmp check_case(memfit_vit *m, const struct vcase *c, bool set_mode
         assert_int_equal(memfit_vit_set_interpolation(m, mode), MEMFIT_OK);
     }
     memfit_vit_get_info(m, &info);
-    float *x = make_input(c->batch, c->height, c->width, c->seed);
+    float *x = mf_test_hashed_floats((size_t)c->batch * 3 * c->height * c->width, c->seed);
     size_t n;
     float *cls = run(m, x, c->batch, c->height, c->width, MEMFIT_VIT_OUTPUT_CLS, &n);
-    char file[4096 + 32];
+    char file[sizeof(c->name) + 16]; /* NAME.patches.bin */
     snprintf(file, sizeof(file), "%s.cls.bin", c->name);
-    float *ref = read_bin(file, n);
+    float *ref = mf_test_fixture_floats("dinov2", file, n);
     struct cmp r = compare(cls, ref, n, info.dim);
     memfit_free(cls);
     memfit_free(ref);
     if (c->patches) {
         float *pt = run(m, x, c->batch, c->height, c->width, MEMFIT_VIT_OUTPUT_PATCHES, &n);
         snprintf(file, sizeof(file), "%s.patches.bin", c->name);
-        ref = read_bin(file, n);
+        ref = mf_test_fixture_floats("dinov2", file, n);
         struct cmp p = compare(pt, ref, n, info.dim);
         if (p.max_abs > r.max_abs)
             r.max_abs = p.max_abs;
@@ -657,7 +626,7 @@ static void test_plan_matches_rss(void **state)
         skip();
     memfit_vit *m = open_fixture("vits_tiny", 1);
     const unsigned batch = 4, h = 518, w = 518;
-    float *x = make_input(batch, h, w, 3);
+    float *x = mf_test_hashed_floats((size_t)batch * 3 * h * w, 3);
     float out[4 * 128];
     size_t bytes;
     assert_int_equal(memfit_vit_plan(m, batch, h, w, &bytes), MEMFIT_OK);

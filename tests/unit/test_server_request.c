@@ -264,6 +264,13 @@ static void test_gen_openai_fields(void **state)
     assert_int_equal(mf_gen_request_parse(echo, strlen(echo), false, &r, &e), MEMFIT_OK);
     assert_true(r.echo && !r.logprobs && r.n == 1 && r.keep_alive_s == 2);
     mf_gen_request_free(&r);
+    /* echo with logprobs: the prompt's logprobs too (issue 18) */
+    const char *echo_lp = "{\"model\":\"q\",\"prompt\":\"x\",\"echo\":true,\"logprobs\":3,"
+                          "\"max_tokens\":0}";
+    assert_int_equal(mf_gen_request_parse(echo_lp, strlen(echo_lp), false, &r, &e), MEMFIT_OK);
+    assert_true(r.echo && r.logprobs && r.top_logprobs == 3);
+    assert_true(r.has_max_tokens && r.max_tokens == 0);
+    mf_gen_request_free(&r);
 
 #define CHAT_WITH(extra)                                                                           \
     "{\"model\":\"q\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]," extra "}"
@@ -288,7 +295,7 @@ static void test_gen_openai_fields(void **state)
         {CHAT_WITH("\"top_logprobs\":2"), true, "invalid_value", "top_logprobs"},
         {CHAT_WITH("\"logprobs\":2"), true, "invalid_type", "logprobs"},
         {CHAT_WITH("\"logprobs\":true,\"top_logprobs\":21"), true, "invalid_value", "top_logprobs"},
-        {CMPL_WITH("\"echo\":true,\"logprobs\":1"), false, "unsupported_field", "echo"},
+        {CMPL_WITH("\"echo\":1"), false, "invalid_type", "echo"},
         {CMPL_WITH("\"suffix\":\"end\""), false, "unsupported_field", "suffix"},
         {CMPL_WITH("\"best_of\":3"), false, "unsupported_field", "best_of"},
         {CHAT_WITH("\"store\":true"), true, "unsupported_field", "store"},

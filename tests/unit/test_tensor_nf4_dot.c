@@ -1,8 +1,10 @@
 /* NF4 matrices used in place (src/tensor/nf4.c, x86/nf4.c). Tolerances
  * (docs/quantization.md, "NF4 in place"):
  * - the int8 levels are round(127 * codebook);
- * - AVX2 and AVX-512 row kernels vs the scalar reference: |simd - scalar| <= 1e-5 *
- *   sum |w_i a_i| (exact integer sums per 32, float sums in another order);
+ * - AVX2, AVX-512 and AVX-512 VNNI row kernels vs the scalar reference: |simd - scalar|
+ *   <= 1e-5 * sum |w_i a_i| (exact integer sums per 32, float sums in another order);
+ * - memfit_nf4_matvec_rows gives each row bit for bit what the row kernel in use gives
+ *   (the VNNI kernel arranges the activation once per call, or step by step for long rows);
  * - memfit_nf4_matvec_rows vs the double dot of the exactly dequantized
  *   weights (double quantization included) with the dequantized Q8_0
  *   activations: |y - ref| <= sum_i |a_i| absmax_i 0.5/127 + 1e-5 sum |w_i a_i|
@@ -129,6 +131,11 @@ static void test_simd_vs_scalar(void **state)
         compare_kernel(avx512);
     else
         printf("no AVX-512F/BW on this CPU: the AVX-512 kernel is not compared\n");
+    mf_nf4_dot_fn vnni512 = mf_nf4_dot_kernel_vnni512();
+    if (vnni512)
+        compare_kernel(vnni512);
+    else
+        printf("no AVX-512 VNNI on this CPU: the AVX-512 VNNI kernel is not compared\n");
 }
 
 /* Row r of the dequantized weights w (cols wide) against the activation a: the double
@@ -202,10 +209,19 @@ static void check_matrix(uint64_t rows, uint64_t cols, uint32_t bs, bool dq)
     assert_int_equal(memfit_type_dequantize_row(MEMFIT_TYPE_Q8_0, act, xq, cols), MEMFIT_OK);
     /* one token: against the dequantized activations */
     memfit_nf4_matvec_rows(&f.m, 0, rows, act, y);
+    mf_nf4_dot_fn dot = mf_nf4_dot_kernel();
+    float absmax[MEMFIT_NF4_MAX_COLS / 32];
+    unsigned shift = (unsigned)__builtin_ctz(bs / 32);
     for (uint64_t r = 0; r < rows; r++) {
         double ref[3];
         row_ref(&f, w, r, xq, ref);
         assert_true(fabs(y[r] - ref[0]) <= ref[2] + 1e-5 * ref[1] + 1e-30);
+        /* the row kernel alone, and a one-row call, give the same float */
+        memfit_nf4_row_absmax(&f.m, r, absmax);
+        float one = dot(cols, f.codes + r * (cols / 2), absmax, shift, act), solo;
+        memfit_nf4_matvec_rows(&f.m, r, r + 1, act, &solo);
+        assert_memory_equal(&one, &y[r], sizeof(float));
+        assert_memory_equal(&solo, &y[r], sizeof(float));
     }
     check_matmul(&f, w, &rng, 3);
     check_matmul(&f, w, &rng, 13);
@@ -225,8 +241,10 @@ static void test_matrices(void **state)
     check_matrix(40, 2048, 64, true); /* more than 256 blocks: several nested blocks */
     check_matrix(9, 128, 32, true);
     check_matrix(5, 512, 256, false);
-    check_matrix(17, 4096, 4096, true); /* a block longer than the tile's 256 of k */
-    check_matrix(11, 352, 32, false);   /* k not a multiple of the tile's 256 */
+    check_matrix(17, 4096, 4096, true);      /* a block longer than the tile's 256 of k */
+    check_matrix(11, 352, 32, false);        /* k not a multiple of the tile's 256 */
+    check_matrix(3, 16384 + 1024, 64, true); /* too long to arrange on the VNNI kernel's stack */
+    check_matrix(5, 2048 + 96, 32, false);   /* a partial last step of 3 blocks */
 }
 
 /* memfit_nf4_row_absmax (AVX-512's gather decoder where active) gives the floats of the
@@ -244,6 +262,25 @@ static void check_row_absmax(const struct memfit_nf4_matrix *m)
     }
 }
 
+/* mf_nf4_absmax_range from any block, any count: the one-block decoder's floats. */
+static void check_absmax_range(const struct memfit_nf4_matrix *m)
+{
+    uint64_t nb = m->rows * m->cols / m->blocksize;
+    float out[600];
+    static const size_t starts[] = {0, 1, 5, 240, 250, 255, 256, 300};
+    static const size_t counts[] = {1, 7, 15, 16, 17, 33, 262};
+    for (size_t s = 0; s < sizeof(starts) / sizeof(starts[0]); s++)
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+            if (starts[s] + counts[c] > nb)
+                continue;
+            mf_nf4_absmax_range(m, starts[s], counts[c], out);
+            for (size_t i = 0; i < counts[c]; i++) {
+                float want = mf_nf4_block_absmax(m, starts[s] + i);
+                assert_memory_equal(&out[i], &want, sizeof(float));
+            }
+        }
+}
+
 static void test_row_absmax(void **state)
 {
     (void)state;
@@ -257,6 +294,16 @@ static void test_row_absmax(void **state)
     free_matrix(&f);
     make_matrix(&f, &rng, 9, 352, 32, true); /* 11 blocks a row: a tail */
     check_row_absmax(&f.m);
+    free_matrix(&f);
+    make_matrix(&f, &rng, 50, 352, 32, true); /* 550 blocks: rows straddle nested blocks */
+    check_row_absmax(&f.m);
+    check_absmax_range(&f.m);
+    f.m.nested_blocksize = 16; /* 16 unaligned blocks straddle two nested ones */
+    f.m.nested_absmax = f.absmax;
+    check_row_absmax(&f.m);
+    check_absmax_range(&f.m);
+    f.m.nested_blocksize = 4; /* or more */
+    check_absmax_range(&f.m);
     free_matrix(&f);
 }
 

@@ -494,6 +494,12 @@ static void llm_generate_tokens(const void *gen, const struct memfit_sampled_tok
     memfit_generation_tokens(((const struct llm_gen *)gen)->gen, tokens, n);
 }
 
+static void llm_generate_prompt(const void *gen, const int32_t **tokens,
+                                const struct memfit_token_score **scores, size_t *n)
+{
+    memfit_generation_prompt(((const struct llm_gen *)gen)->gen, tokens, scores, n);
+}
+
 static void llm_generate_end(void *gen, struct memfit_generate_result *result)
 {
     struct llm_gen *g = gen;
@@ -524,7 +530,7 @@ static void llm_generate_end(void *gen, struct memfit_generate_result *result)
         .generate_start = llm_generate_start, .generate_next = llm_generate_next,                  \
         .generate_end = llm_generate_end, .generate_tokens = llm_generate_tokens, .llm = llm_llm,  \
         .llm_session_acquire = llm_session_acquire, .llm_session_release = llm_session_release,    \
-        .vit = NULL,                                                                               \
+        .generate_prompt = llm_generate_prompt, .vit = NULL,                                       \
     }
 
 const struct mf_family mf_family_qwen2 = LLM_FAMILY(

@@ -32,6 +32,7 @@
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/reduce512.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define STEP   16 /* blocks per step */
@@ -132,16 +133,6 @@ INLINE void act_load(const struct mf_block_q8_0 *y, bool partial, size_t n_blk, 
     s->d = scales34((const uint8_t *)y, partial, n_blk * sizeof(*y));
 }
 
-/* acc[g] (lane j: four partial sums of block 4g + j) -> one int32 per block, position 4j + g. */
-INLINE __m512i reduce4(const __m512i acc[4])
-{
-    __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
-                                 _mm512_unpackhi_epi32(acc[0], acc[1]));
-    __m512i v = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]),
-                                 _mm512_unpackhi_epi32(acc[2], acc[3]));
-    return _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));
-}
-
 /* The 16 quant bytes of each of 4 consecutive Q4_0 blocks (72 bytes at x), one block per lane. */
 static const uint8_t idx_q4[64] = {2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
                                    20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
@@ -181,7 +172,7 @@ INLINE __m512 q4_0_step(const struct mf_block_q4_0 *x, const struct act_step *s,
         acc[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s->off[g], lo, s->a0[g]), hi, s->a1[g]);
     }
     __m512 d = _mm512_mul_ps(scales18((const uint8_t *)x, partial, n_blk * sizeof(*x)), s->d);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce4(acc)), d, facc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(mf_reduce4_epi32(acc)), d, facc);
 }
 
 /* One step of one Q8_0 row into its float lanes. */
@@ -199,7 +190,7 @@ INLINE __m512 q8_0_step(const struct mf_block_q8_0 *x, const struct act_step *s,
         acc[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s->off[g], w0, s->a0[g]), w1, s->a1[g]);
     }
     __m512 d = _mm512_mul_ps(scales34((const uint8_t *)x, partial, n_blk * sizeof(*x)), s->d);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce4(acc)), d, facc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(mf_reduce4_epi32(acc)), d, facc);
 }
 
 /* The activation steps of a whole row (n / 512 of them, rounded up), for kernels that reuse

@@ -16,13 +16,16 @@
  * measured slower than the two broadcasts per step.)
  *
  * mf_avx512_nf4_absmax decodes double-quantized absmax 16 at a time (the
- * nested map looked up by a gather), the floats of the scalar decoder.
+ * nested map looked up by a gather, the last ones masked; 16 blocks that
+ * straddle two nested blocks blend the two scales), the floats of the
+ * scalar decoder.
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/nf4_512.h"
 
 struct nf4_consts {
     __m512i table, low4, ones, zero, seven;
@@ -88,33 +91,20 @@ float mf_avx512_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, uns
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * (1.0f / 127.0f);
 }
 
-/* 16 nested_map values looked up by the 16 codes at q. */
-static inline __m512 map16(const float *map, const uint8_t *q)
+/* nested_map values looked up by the 16 codes at q (lanes outside `keep` 0, their codes not read).
+ */
+static inline __m512 map16(const float *map, const uint8_t *q, __mmask16 keep)
 {
-    __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
-    return _mm512_i32gather_ps(idx, map, 4);
+    __m512i idx = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(keep, q)));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, idx, map, 4);
 }
 
 void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count, float *out)
 {
-    const uint8_t *q = m->absmax;
-    const float *map = m->nested_map, *nested = m->nested_absmax;
-    unsigned nshift = (unsigned)__builtin_ctz(m->nested_blocksize);
-    const __m512 offset = _mm512_set1_ps(m->offset);
-    size_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-        uint64_t b = b0 + i;
-        if (b >> nshift != (b + 15) >> nshift) { /* straddles nested blocks: one by one */
-            for (size_t k = 0; k < 16; k++)
-                out[i + k] = mf_nf4_block_absmax(m, b + k);
-            continue;
-        }
-        float n;
-        memcpy(&n, nested + (b >> nshift), sizeof(n));
-        /* multiply then add, as the scalar decoder: the same floats */
-        __m512 v = _mm512_mul_ps(map16(map, q + b), _mm512_set1_ps(n));
-        _mm512_storeu_ps(out + i, _mm512_add_ps(v, offset));
+    for (size_t i = 0; i < count; i += 16) {
+        size_t len = count - i < 16 ? count - i : 16;
+        __mmask16 keep = (__mmask16)((1u << len) - 1);
+        __m512 v = map16(m->nested_map, (const uint8_t *)m->absmax + b0 + i, keep);
+        mf_nf4_absmax16(m, b0 + i, len, v, out + i);
     }
-    for (; i < count; i++)
-        out[i] = mf_nf4_block_absmax(m, b0 + i);
 }
