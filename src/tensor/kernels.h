@@ -367,6 +367,14 @@ void mf_avx512_dot_q4_0_rows_cols(size_t n, const void *w, size_t w_stride, cons
                                   size_t n_cols, float *out, size_t ldo, size_t n_rows);
 void mf_avx512_dot_q8_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
                                   size_t n_cols, float *out, size_t ldo, size_t n_rows);
+/* The rows x columns kernels live in x86/dot_cols512.c (the same flags); Q4_K and Q6_K against
+ * Q8_K give what mf_avx2_dot_q4_k/q6_k and mf_dot_q4_k/q6_k give, bit for bit. */
+void mf_avx512_dot_q4_k_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                  size_t n_cols, float *out, size_t ldo, size_t n_rows);
+void mf_avx512_dot_q6_k_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                  size_t n_cols, float *out, size_t ldo, size_t n_rows);
+void mf_avx512_dot_q6_k_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                             size_t n_rows);
 void mf_avx512_dot_q8_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
                              size_t n_rows);
 /* The AVX-512F micro-kernel of mf_avx2_gemm (x86/gemm_avx512.c, -mavx512f):

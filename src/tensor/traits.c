@@ -74,6 +74,9 @@ static const struct traits_row avx512_rows[] = {
     {MEMFIT_TYPE_Q8_0,
      {NULL, NULL, mf_avx512_dot_q8_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q8_0_rows,
       mf_avx512_dot_q8_0_rows_cols}},
+    {MEMFIT_TYPE_Q4_K, {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, NULL, mf_avx512_dot_q4_k_rows_cols}},
+    {MEMFIT_TYPE_Q6_K,
+     {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, mf_avx512_dot_q6_k_rows, mf_avx512_dot_q6_k_rows_cols}},
 };
 #endif
 

@@ -243,6 +243,177 @@ static void test_dot_rows_cols(void **state)
     free(act);
 }
 
+/* Runs the rows x columns kernel over rows x nc and checks every value, bit for bit, against
+ * vec_dot (out[c * rows + r]); prints the first mismatch. */
+static bool cols_match_one(const struct mf_type_traits *v, size_t n, const uint8_t *w, size_t ws,
+                           const void *const *a, size_t nc, size_t rows, float *out)
+{
+    memset(out, 0, nc * rows * sizeof(float));
+    v->vec_dot_rows_cols(n, w, ws, a, nc, out, rows, rows);
+    for (size_t c = 0; c < nc; c++)
+        for (size_t r = 0; r < rows; r++) {
+            float one = v->vec_dot(n, w + r * ws, a[c]);
+            if (memcmp(&one, &out[c * rows + r], sizeof(float)) != 0) {
+                fprintf(stderr, "n=%zu col %zu of %zu row %zu: cols %.9g one %.9g\n", n, c, nc, r,
+                        out[c * rows + r], one);
+                return false;
+            }
+        }
+    return true;
+}
+
+/* The rows x columns kernel on quantized Gaussian data (within the scalar reference's bound) and
+ * on special scales (0, fp16 denormals, inf, NaN in weights and activations; partial last
+ * steps): every value, NaN bit patterns included, the one-row kernel's. */
+static void test_dot_rows_cols_scales(void **state)
+{
+    (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};
+    static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00};
+    enum { ROWS = 4, COLS = 4, BLOCKS = 75 }; /* 4 full steps and a partial one */
+    const size_t n = BLOCKS * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, n);
+    if (!simd(MEMFIT_TYPE_Q4_0)->vec_dot_rows_cols) {
+        printf("dot rows x cols scales: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+        return;
+    }
+    struct mf_rng rng = {37};
+    float *src = malloc(n * sizeof(float)), *wf = malloc(n * sizeof(float));
+    float *af = malloc(COLS * n * sizeof(float));
+    uint8_t *w = malloc(ROWS * ab), *act = malloc(COLS * ab);
+    float out[COLS * ROWS];
+    const void *a[COLS];
+    for (size_t c = 0; c < COLS; c++)
+        a[c] = act + c * ab;
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
+        size_t rb = mf_row_bytes(types[t], n), ts = memfit_type_get_info(types[t])->type_size;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t r = 0; r < ROWS; r++) {
+                mf_fill_gauss(&rng, src, n, 0.05f);
+                sc->from_float(src, w + r * rb, n);
+            }
+            for (size_t c = 0; c < COLS; c++) {
+                mf_fill_gauss(&rng, src, n, 2.0f);
+                scalar(MEMFIT_TYPE_Q8_0)->from_float(src, act + c * ab, n);
+                scalar(MEMFIT_TYPE_Q8_0)->to_float(act + c * ab, af + c * n, n);
+            }
+            if (pass == 1) /* special scales at random blocks, the last one included */
+                for (size_t k = 0; k < 24; k++) {
+                    uint16_t d = special[mf_rng_u32(&rng) % 7];
+                    size_t b = k == 0 ? BLOCKS - 1 : mf_rng_u32(&rng) % BLOCKS;
+                    uint8_t *p = k % 2 ? act + (k / 2 % COLS) * ab + b * 34
+                                       : w + (k / 2 % ROWS) * rb + b * ts;
+                    memcpy(p, &d, 2);
+                }
+            if (!cols_match_one(v, n, w, rb, a, COLS, ROWS, out))
+                fail();
+            for (size_t c = 0; c < COLS && pass == 0; c++)
+                for (size_t r = 0; r < ROWS; r++) {
+                    float ref = sc->vec_dot(n, w + r * rb, a[c]);
+                    sc->to_float(w + r * rb, wf, n);
+                    double bound = 1e-5 * mf_abs_dot(wf, af + c * n, n);
+                    if (fabs((double)out[c * ROWS + r] - (double)ref) > bound) {
+                        fprintf(stderr, "%s col %zu row %zu: cols %.9g scalar %.9g\n",
+                                memfit_type_get_info(types[t])->name, c, r, out[c * ROWS + r], ref);
+                        fail();
+                    }
+                }
+        }
+    }
+    free(src);
+    free(wf);
+    free(af);
+    free(w);
+    free(act);
+}
+
+/* The Q4_K and Q6_K rows x columns kernels (and Q6_K's multi-row one): every column of every
+ * row bit-identical to vec_dot and to the scalar reference (exact integer sums), for 1..8 columns,
+ * rows of random bytes (every quant and scale pattern, finite fp16 scales) against random Q8_K
+ * activations (quants -128 included, bsums their sums). */
+static void test_dot_rows_cols_k(void **state)
+{
+    (void)state;
+    static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_K, MEMFIT_TYPE_Q6_K};
+    static const size_t blocks[] = {1, 3, 8, 17};
+    enum { ROWS = 5, COLS = 8 };
+    const size_t max_n = 17 * 256, ab = mf_row_bytes(MEMFIT_TYPE_Q8_K, max_n), pad = 4;
+    if (!simd(MEMFIT_TYPE_Q4_K)->vec_dot_rows_cols) {
+        printf("dot rows x cols K: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
+        return;
+    }
+    struct mf_rng rng = {41};
+    uint8_t *w = malloc(ROWS * (mf_row_bytes(MEMFIT_TYPE_Q6_K, max_n) + pad));
+    uint8_t *act = malloc(COLS * ab);
+    float out[COLS * ROWS];
+    const void *a[COLS];
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
+        bool q6 = types[t] == MEMFIT_TYPE_Q6_K;
+        size_t ts = q6 ? sizeof(struct mf_block_q6_k) : sizeof(struct mf_block_q4_k);
+        assert_non_null(v->vec_dot_rows_cols);
+        if (q6)
+            assert_non_null(v->vec_dot_rows);
+        for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
+            size_t n = blocks[k] * 256, rb = mf_row_bytes(types[t], n), ws = rb + pad;
+            size_t yb = mf_row_bytes(MEMFIT_TYPE_Q8_K, n);
+            for (size_t i = 0; i < ROWS * ws; i++)
+                w[i] = (uint8_t)mf_rng_u32(&rng);
+            for (size_t r = 0; r < ROWS; r++)
+                for (size_t b = 0; b < n / 256; b++) {
+                    uint8_t *blk = w + r * ws + b * ts;
+                    if (q6) {
+                        blk[209] &= 0x3b; /* d finite */
+                    } else {
+                        blk[1] &= 0x3b; /* d and dmin finite */
+                        blk[3] &= 0x3b;
+                    }
+                }
+            for (size_t c = 0; c < COLS; c++) {
+                a[c] = act + c * yb;
+                for (size_t b = 0; b < n / 256; b++) {
+                    struct mf_block_q8_k y;
+                    y.d = (float)(mf_rng_u32(&rng) % 1000 + 1) * 1e-4f;
+                    for (size_t i = 0; i < 256; i++)
+                        y.qs[i] = (int8_t)mf_rng_u32(&rng);
+                    for (size_t j = 0; j < 16; j++) {
+                        int bsum = 0;
+                        for (size_t i = 0; i < 16; i++)
+                            bsum += y.qs[16 * j + i];
+                        y.bsums[j] = (int16_t)bsum;
+                    }
+                    memcpy(act + c * yb + b * sizeof(y), &y, sizeof(y));
+                }
+            }
+            float rows[ROWS];
+            mf_vec_dot_rows(v, n, w, ws, a[1], rows, ROWS); /* Q6_K's: one column */
+            for (size_t r = 0; r < ROWS; r++) {
+                float one = v->vec_dot(n, w + r * ws, a[1]);
+                if (memcmp(&one, &rows[r], sizeof(float)) != 0) {
+                    fprintf(stderr, "%s n=%zu row %zu: rows %.9g one %.9g\n",
+                            memfit_type_get_info(types[t])->name, n, r, rows[r], one);
+                    fail();
+                }
+            }
+            for (size_t nc = 1; nc <= COLS; nc++)
+                if (!cols_match_one(v, n, w, ws, a, nc, ROWS, out))
+                    fail();
+            for (size_t c = 0; c < COLS; c++) /* the scalar reference: the same exact sums */
+                for (size_t r = 0; r < ROWS; r++) {
+                    float ref = sc->vec_dot(n, w + r * ws, a[c]);
+                    if (memcmp(&ref, &out[c * ROWS + r], sizeof(float)) != 0) {
+                        fprintf(stderr, "%s n=%zu col %zu row %zu: cols %.9g scalar %.9g\n",
+                                memfit_type_get_info(types[t])->name, n, c, r, out[c * ROWS + r],
+                                ref);
+                        fail();
+                    }
+                }
+        }
+    }
+    free(w);
+    free(act);
+}
+
 static void test_dot_rows(void **state)
 {
     (void)state;
@@ -747,6 +918,8 @@ int main(void)
         cmocka_unit_test(test_quant_dots),
         cmocka_unit_test(test_dot_rows),
         cmocka_unit_test(test_dot_rows_cols),
+        cmocka_unit_test(test_dot_rows_cols_scales),
+        cmocka_unit_test(test_dot_rows_cols_k),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),
