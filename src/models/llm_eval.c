@@ -41,8 +41,10 @@
  *              tensor layer's memfit_matmul_rows (cache-blocked,
  *              matrix-matrix), one call per segment.
  * Either way the rows of a matrix (or of a group of matrices fed by the same
- * input) are split across the thread pool in one parallel_for; kernels take
- * no locks and the forward allocates nothing. Logits are computed only for
+ * input) are split across the thread pool in one parallel_for (dot rows
+ * only: a dynamic one, the threads taking ranges of rows as they go, which
+ * cannot change a row's value); kernels take no locks and the forward
+ * allocates nothing. Logits are computed only for
  * the rows that need them: a request's last token (a dot row), or every token
  * of an all_logits request.
  *
