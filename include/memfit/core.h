@@ -336,6 +336,17 @@ typedef void (*memfit_parallel_fn)(void *ctx, uint64_t begin, uint64_t end, unsi
 MEMFIT_API void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n,
                                                memfit_parallel_fn fn, void *ctx);
 
+/*
+ * The same, but the threads take ranges from [0, n) as they go, each a share
+ * of what is left and at least `grain` items (0 counts as 1), until none is
+ * left: the threads end together even when one runs slower or starts late.
+ * A thread may get several ranges; every item is run exactly once. n up to
+ * `grain` runs fn(ctx, 0, n, 0) on the caller.
+ */
+MEMFIT_API void memfit_threadpool_parallel_for_dynamic(memfit_threadpool *pool, uint64_t n,
+                                                       uint64_t grain, memfit_parallel_fn fn,
+                                                       void *ctx);
+
 /* Stops and joins the workers and frees the pool. NULL is a no-op. */
 MEMFIT_API void memfit_threadpool_destroy(memfit_threadpool *pool);
 

@@ -4,8 +4,13 @@
  * thread, wakes the workers through a generation counter, runs chunk 0 on the
  * caller and waits for the others. No job queue: the model forward issues one
  * parallel_for per kernel and every chunk is about the same work.
+ * parallel_for_dynamic() instead lets every thread take ranges off a shared
+ * counter (guided: a share of what is left, at least `grain`), so a thread
+ * that starts late or runs slower (a worker still waking, a core another
+ * process took) does not leave the others waiting at the end: decoding's
+ * matrix-vector products, whose rows are independent, run that way.
  *
- * LLM decoding issues about 170 parallel_fors per token, a few hundred
+ * LLM decoding issues about 120-170 parallel_fors per token, a few hundred
  * microseconds apart. A worker asleep on a condition variable takes tens of
  * microseconds to wake (more in a VM), and the caller then waits that long
  * for its chunk: so after each job the workers (and the caller, waiting for
@@ -35,7 +40,9 @@
 
 /* Polls of a counter before sleeping: the first SPIN_PAUSES with a pause instruction (about
  * 20 ns each), the rest with sched_yield(), which on an idle core returns at once but on a
- * busy host lets the other runnable threads go first (so waiting does not starve them). */
+ * busy host lets the other runnable threads go first (so waiting does not starve them).
+ * Polling with pauses only for tens of microseconds (saving the VM's slow sched_yield system
+ * calls) measured 4x the dispatch overhead of this with other processes on the CPUs. */
 #define SPIN_ROUNDS 256
 #define SPIN_PAUSES 64
 
@@ -57,6 +64,8 @@ struct memfit_threadpool {
     memfit_parallel_fn fn;
     void *ctx;
     uint64_t n;
+    uint64_t grain;        /* 0: one static chunk per thread; else chunks taken from `next` */
+    _Atomic uint64_t next; /* the first item no thread has taken (dynamic jobs) */
 };
 
 static inline void cpu_relax(int round)
@@ -83,6 +92,31 @@ static void chunk(uint64_t n, unsigned parts, unsigned i, uint64_t *begin, uint6
     *end = *begin + base + (i < extra ? 1 : 0);
 }
 
+/* Runs thread `index`'s share of the current job: its static chunk, or (dynamic jobs) chunks
+ * taken from the shared counter until none is left, each a fraction of what remains (1 / (2 x
+ * threads)) but at least `grain` items, so the threads end together however fast each runs. */
+static void run_share(struct memfit_threadpool *pool, unsigned index)
+{
+    uint64_t n = pool->n, begin, end;
+    if (!pool->grain) {
+        chunk(n, pool->n_threads, index, &begin, &end);
+        if (begin < end)
+            pool->fn(pool->ctx, begin, end, index);
+        return;
+    }
+    begin = atomic_load_explicit(&pool->next, memory_order_relaxed);
+    while (begin < n) {
+        uint64_t take = (n - begin) / (2 * (uint64_t)pool->n_threads);
+        take = take < pool->grain ? pool->grain : take;
+        end = n - begin < take ? n : begin + take;
+        if (atomic_compare_exchange_weak_explicit(&pool->next, &begin, end, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            pool->fn(pool->ctx, begin, end, index);
+            begin = atomic_load_explicit(&pool->next, memory_order_relaxed);
+        }
+    }
+}
+
 static void *worker_main(void *p)
 {
     struct memfit_threadpool *pool = ((struct worker_arg *)p)->pool;
@@ -107,10 +141,7 @@ static void *worker_main(void *p)
         if (atomic_load(&pool->stop))
             break;
         seen = g;
-        uint64_t begin, end;
-        chunk(pool->n, pool->n_threads, index, &begin, &end);
-        if (begin < end)
-            pool->fn(pool->ctx, begin, end, index);
+        run_share(pool, index);
         if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&pool->lock);
             if (pool->caller_asleep)
@@ -280,28 +311,28 @@ unsigned memfit_threadpool_size(const memfit_threadpool *pool)
     return pool ? pool->n_threads : 1;
 }
 
-void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n, memfit_parallel_fn fn,
-                                    void *ctx)
+/* A job of n items in static chunks (grain 0) or dynamic ones of at least `grain` items. */
+static void run_job(memfit_threadpool *pool, uint64_t n, uint64_t grain, memfit_parallel_fn fn,
+                    void *ctx)
 {
     if (n == 0)
         return;
-    if (!pool || pool->n_threads < 2 || n < 2) {
+    if (!pool || pool->n_threads < 2 || n < 2 || (grain && n <= grain)) {
         fn(ctx, 0, n, 0);
         return;
     }
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
+    pool->grain = grain;
+    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
     atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     if (pool->sleepers)
         pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
-    uint64_t begin, end;
-    chunk(n, pool->n_threads, 0, &begin, &end);
-    if (begin < end)
-        fn(ctx, begin, end, 0);
+    run_share(pool, 0);
     for (int i = 0; i < pool->spin_rounds; i++) {
         if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0)
             return;
@@ -313,4 +344,16 @@ void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n, memfit_
         pthread_cond_wait(&pool->done, &pool->lock);
     pool->caller_asleep = false;
     pthread_mutex_unlock(&pool->lock);
+}
+
+void memfit_threadpool_parallel_for(memfit_threadpool *pool, uint64_t n, memfit_parallel_fn fn,
+                                    void *ctx)
+{
+    run_job(pool, n, 0, fn, ctx);
+}
+
+void memfit_threadpool_parallel_for_dynamic(memfit_threadpool *pool, uint64_t n, uint64_t grain,
+                                            memfit_parallel_fn fn, void *ctx)
+{
+    run_job(pool, n, grain ? grain : 1, fn, ctx);
 }

@@ -368,7 +368,8 @@ static void pool_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 }
 
 /* Back-to-back jobs (the polling path), jobs with pauses between them (the sleeping path), with
- * polling on and off (MEMFIT_POOL_SPIN=0), and sizes below and above the thread count. */
+ * polling on and off (MEMFIT_POOL_SPIN=0), and sizes below and above the thread count; static
+ * and dynamic jobs (grains 0, 1, 3 and 64) in turn, each item run exactly once per job. */
 static void test_threadpool(void **state)
 {
     (void)state;
@@ -386,7 +387,12 @@ static void test_threadpool(void **state)
                 memset(slots, 0, 1000 * sizeof(uint32_t));
                 struct pool_job j = {.slots = slots};
                 for (j.round = 0; j.round < 300; j.round++) {
-                    memfit_threadpool_parallel_for(pool, sizes[k], pool_fn, &j);
+                    static const uint64_t grains[] = {0, 1, 3, 64};
+                    if (j.round % 5 == 4)
+                        memfit_threadpool_parallel_for(pool, sizes[k], pool_fn, &j);
+                    else
+                        memfit_threadpool_parallel_for_dynamic(pool, sizes[k], grains[j.round % 5],
+                                                               pool_fn, &j);
                     if (j.round % 100 == 99)
                         usleep(2000); /* long enough for the workers to sleep */
                 }
