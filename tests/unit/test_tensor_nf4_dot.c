@@ -245,6 +245,7 @@ static void test_matrices(void **state)
     check_matrix(11, 352, 32, false);        /* k not a multiple of the tile's 256 */
     check_matrix(3, 16384 + 1024, 64, true); /* too long to arrange on the VNNI kernel's stack */
     check_matrix(5, 2048 + 96, 32, false);   /* a partial last step of 3 blocks */
+    check_matrix(20, 8192, 32, true);        /* more rows than the VNNI kernel decodes at once */
 }
 
 /* memfit_nf4_row_absmax (AVX-512's gather decoder where active) gives the floats of the
