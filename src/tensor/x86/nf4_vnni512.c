@@ -194,6 +194,7 @@ INLINE __m512 step(const uint8_t *codes, const struct nf4_act *s, __m512 scale, 
         __m512i z;
         if (n_blk == STEP) {
             z = _mm512_loadu_si512(codes + 64 * g);
+            __asm__("" : "+v"(z)); /* one load, not one per use */
         } else {
             size_t have = n_blk * (MF_QK / 2) > 64 * g ? n_blk * (MF_QK / 2) - 64 * g : 0;
             __mmask64 m = have >= 64 ? ~0ull : (1ull << have) - 1;
@@ -219,20 +220,29 @@ INLINE const struct nf4_act *act_at(const struct mf_block_q8_0 *y, const struct 
     return tmp;
 }
 
-/* One row: the same operations whether the activation comes from pre or step by step. */
+/* Step i of one row (n_blk real blocks) into its float lanes. */
+INLINE __m512 row_step(const uint8_t *codes, const float *absmax, const struct nf4_row_consts *k,
+                       const struct mf_block_q8_0 *y, const struct nf4_act *pre, size_t i,
+                       size_t n_blk, __m512 facc)
+{
+    struct nf4_act tmp;
+    const struct nf4_act *s = act_at(y, pre, i, n_blk, &tmp);
+    __m512 scale = _mm512_mul_ps(step_absmax(absmax, i, n_blk, k), s->d);
+    return step(codes + i * STEP * (MF_QK / 2), s, scale, n_blk, k, facc);
+}
+
+/* One row: the same operations whether the activation comes from pre or step by step (the
+ * full steps with their block count known to the compiler, then the partial one). */
 INLINE float row(size_t n, const uint8_t *codes, const float *absmax,
                  const struct nf4_row_consts *k, const struct mf_block_q8_0 *y,
                  const struct nf4_act *pre)
 {
-    size_t nb = n / MF_QK, steps = (nb + STEP - 1) / STEP;
+    size_t nb = n / MF_QK, full = nb / STEP, rest = nb % STEP;
     __m512 facc = _mm512_setzero_ps();
-    struct nf4_act tmp;
-    for (size_t i = 0; i < steps; i++) {
-        size_t n_blk = nb - i * STEP < STEP ? nb - i * STEP : STEP;
-        const struct nf4_act *s = act_at(y, pre, i, n_blk, &tmp);
-        __m512 scale = _mm512_mul_ps(step_absmax(absmax, i, n_blk, k), s->d);
-        facc = step(codes + i * STEP * (MF_QK / 2), s, scale, n_blk, k, facc);
-    }
+    for (size_t i = 0; i < full; i++)
+        facc = row_step(codes, absmax, k, y, pre, i, STEP, facc);
+    if (rest)
+        facc = row_step(codes, absmax, k, y, pre, full, rest, facc);
     return _mm512_reduce_add_ps(facc) * (1.0f / 127.0f);
 }
 
