@@ -469,9 +469,9 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
         ys[i] = d->y ? d->y : p->y + (size_t)d->row * p->ldy;
     }
     if (w->type == MEMFIT_TYPE_NF4) { /* bitsandbytes' layout in place: its own row kernel */
-        float v[64];
-        for (size_t r = r0; r < r1; r += 64) {
-            size_t e = r + 64 < r1 ? r + 64 : r1;
+        float v[128];
+        for (size_t r = r0; r < r1; r += 128) {
+            size_t e = r + 128 < r1 ? r + 128 : r1;
             for (uint32_t i = 0; i < n_dot; i++) {
                 memfit_nf4_matvec_rows(&w->nf4, r, e, p->act[i], v);
                 mm_store(p, ys[i], r, e, v);

@@ -245,6 +245,7 @@ static void test_matrices(void **state)
     check_matrix(11, 352, 32, false);        /* k not a multiple of the tile's 256 */
     check_matrix(3, 16384 + 1024, 64, true); /* too long to arrange on the VNNI kernel's stack */
     check_matrix(5, 2048 + 96, 32, false);   /* a partial last step of 3 blocks */
+    check_matrix(20, 8192, 32, true);        /* more rows than the VNNI kernel decodes at once */
 }
 
 /* memfit_nf4_row_absmax (AVX-512's gather decoder where active) gives the floats of the
@@ -262,23 +263,33 @@ static void check_row_absmax(const struct memfit_nf4_matrix *m)
     }
 }
 
-/* mf_nf4_absmax_range from any block, any count: the one-block decoder's floats. */
+/* mf_nf4_absmax_range from any block, any count: the one-block decoder's floats; so do both
+ * AVX-512 decoders called directly where the CPU runs them (the range picks only one). */
 static void check_absmax_range(const struct memfit_nf4_matrix *m)
 {
+    typedef void (*decoder)(const struct memfit_nf4_matrix *, uint64_t, size_t, float *);
+    decoder decoders[3] = {mf_nf4_absmax_range, NULL, NULL};
+#if defined(__x86_64__)
+    if (mf_nf4_dot_kernel_avx512())
+        decoders[1] = mf_avx512_nf4_absmax;
+    if (mf_nf4_dot_kernel_vnni512())
+        decoders[2] = mf_avx512vnni_nf4_absmax;
+#endif
     uint64_t nb = m->rows * m->cols / m->blocksize;
     float out[600];
     static const size_t starts[] = {0, 1, 5, 240, 250, 255, 256, 300};
-    static const size_t counts[] = {1, 7, 15, 16, 17, 33, 262};
-    for (size_t s = 0; s < sizeof(starts) / sizeof(starts[0]); s++)
-        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
-            if (starts[s] + counts[c] > nb)
-                continue;
-            mf_nf4_absmax_range(m, starts[s], counts[c], out);
-            for (size_t i = 0; i < counts[c]; i++) {
-                float want = mf_nf4_block_absmax(m, starts[s] + i);
-                assert_memory_equal(&out[i], &want, sizeof(float));
+    static const size_t counts[] = {1, 7, 15, 16, 17, 33, 64, 65, 262};
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; decoders[d] && s < sizeof(starts) / sizeof(starts[0]); s++)
+            for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+                if (starts[s] + counts[c] > nb)
+                    continue;
+                decoders[d](m, starts[s], counts[c], out);
+                for (size_t i = 0; i < counts[c]; i++) {
+                    float want = mf_nf4_block_absmax(m, starts[s] + i);
+                    assert_memory_equal(&out[i], &want, sizeof(float));
+                }
             }
-        }
 }
 
 static void test_row_absmax(void **state)
@@ -303,6 +314,10 @@ static void test_row_absmax(void **state)
     check_row_absmax(&f.m);
     check_absmax_range(&f.m);
     f.m.nested_blocksize = 4; /* or more */
+    check_absmax_range(&f.m);
+    f.m.nested_blocksize = 64; /* 64 unaligned blocks straddle two, or three of 32 */
+    check_absmax_range(&f.m);
+    f.m.nested_blocksize = 32;
     check_absmax_range(&f.m);
     free_matrix(&f);
 }

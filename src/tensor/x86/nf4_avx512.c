@@ -105,6 +105,6 @@ void mf_avx512_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t
         size_t len = count - i < 16 ? count - i : 16;
         __mmask16 keep = (__mmask16)((1u << len) - 1);
         __m512 v = map16(m->nested_map, (const uint8_t *)m->absmax + b0 + i, keep);
-        mf_nf4_absmax16(m, b0 + i, len, v, out + i);
+        mf_nf4_absmax_n(m, b0 + i, len, &v, out + i);
     }
 }

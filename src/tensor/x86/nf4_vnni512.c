@@ -129,22 +129,25 @@ INLINE void lookup64(const struct map_planes *p, __m512i c, __m512 out[4])
     out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(hi01, hi23));
 }
 
+/* count (1..64) absmax from block b0 into out, with the planes of m's map. */
+INLINE void absmax64(const struct memfit_nf4_matrix *m, const struct map_planes *p, __m512i order,
+                     uint64_t b0, size_t count, float *out)
+{
+    __m512i c = _mm512_maskz_loadu_epi8(count == 64 ? ~0ull : (1ull << count) - 1,
+                                        (const uint8_t *)m->absmax + b0);
+    __m512 v[4];
+    lookup64(p, _mm512_permutexvar_epi8(order, c), v);
+    mf_nf4_absmax_n(m, b0, count, v, out);
+}
+
 void mf_avx512vnni_nf4_absmax(const struct memfit_nf4_matrix *m, uint64_t b0, size_t count,
                               float *out)
 {
     struct map_planes p;
     planes_init(m->nested_map, &p);
-    const uint8_t *q = m->absmax;
     const __m512i order = _mm512_loadu_si512(code_order);
-    for (size_t i = 0; i < count; i += 64) {
-        size_t len = count - i < 64 ? count - i : 64;
-        __m512i c = _mm512_maskz_loadu_epi8(len == 64 ? ~0ull : (1ull << len) - 1, q + b0 + i);
-        __m512 v[4];
-        lookup64(&p, _mm512_permutexvar_epi8(order, c), v);
-        for (size_t j = 0; j * 16 < len; j++)
-            mf_nf4_absmax16(m, b0 + i + 16 * j, len - 16 * j < 16 ? len - 16 * j : 16, v[j],
-                            out + i + 16 * j);
-    }
+    for (size_t i = 0; i < count; i += 64)
+        absmax64(m, &p, order, b0 + i, count - i < 64 ? count - i : 64, out + i);
 }
 
 /* Per row: the levels table, the absmax shift and the positions of each block's absmax. */
@@ -191,6 +194,7 @@ INLINE __m512 step(const uint8_t *codes, const struct nf4_act *s, __m512 scale, 
         __m512i z;
         if (n_blk == STEP) {
             z = _mm512_loadu_si512(codes + 64 * g);
+            __asm__("" : "+v"(z)); /* one load, not one per use */
         } else {
             size_t have = n_blk * (MF_QK / 2) > 64 * g ? n_blk * (MF_QK / 2) - 64 * g : 0;
             __mmask64 m = have >= 64 ? ~0ull : (1ull << have) - 1;
@@ -216,20 +220,29 @@ INLINE const struct nf4_act *act_at(const struct mf_block_q8_0 *y, const struct 
     return tmp;
 }
 
-/* One row: the same operations whether the activation comes from pre or step by step. */
+/* Step i of one row (n_blk real blocks) into its float lanes. */
+INLINE __m512 row_step(const uint8_t *codes, const float *absmax, const struct nf4_row_consts *k,
+                       const struct mf_block_q8_0 *y, const struct nf4_act *pre, size_t i,
+                       size_t n_blk, __m512 facc)
+{
+    struct nf4_act tmp;
+    const struct nf4_act *s = act_at(y, pre, i, n_blk, &tmp);
+    __m512 scale = _mm512_mul_ps(step_absmax(absmax, i, n_blk, k), s->d);
+    return step(codes + i * STEP * (MF_QK / 2), s, scale, n_blk, k, facc);
+}
+
+/* One row: the same operations whether the activation comes from pre or step by step (the
+ * full steps with their block count known to the compiler, then the partial one). */
 INLINE float row(size_t n, const uint8_t *codes, const float *absmax,
                  const struct nf4_row_consts *k, const struct mf_block_q8_0 *y,
                  const struct nf4_act *pre)
 {
-    size_t nb = n / MF_QK, steps = (nb + STEP - 1) / STEP;
+    size_t nb = n / MF_QK, full = nb / STEP, rest = nb % STEP;
     __m512 facc = _mm512_setzero_ps();
-    struct nf4_act tmp;
-    for (size_t i = 0; i < steps; i++) {
-        size_t n_blk = nb - i * STEP < STEP ? nb - i * STEP : STEP;
-        const struct nf4_act *s = act_at(y, pre, i, n_blk, &tmp);
-        __m512 scale = _mm512_mul_ps(step_absmax(absmax, i, n_blk, k), s->d);
-        facc = step(codes + i * STEP * (MF_QK / 2), s, scale, n_blk, k, facc);
-    }
+    for (size_t i = 0; i < full; i++)
+        facc = row_step(codes, absmax, k, y, pre, i, STEP, facc);
+    if (rest)
+        facc = row_step(codes, absmax, k, y, pre, full, rest, facc);
     return _mm512_reduce_add_ps(facc) * (1.0f / 127.0f);
 }
 
@@ -241,6 +254,23 @@ float mf_avx512vnni_nf4_dot(size_t n, const uint8_t *codes, const float *absmax,
     return row(n, codes, absmax, &k, act, NULL);
 }
 
+/*
+ * The absmax bytes (or floats) are a stream of their own, a line per few rows, which the
+ * hardware prefetchers leave to demand misses: row r's are prefetched when row r - PF_ROWS
+ * runs (across calls too: the next call of a thread usually starts where this one ended).
+ */
+#define PF_ROWS 16
+
+INLINE void prefetch_absmax(const struct memfit_nf4_matrix *m, uint64_t r, size_t row_bytes)
+{
+    if (r >= m->rows)
+        return;
+    const char *a = (const char *)m->absmax + r * row_bytes;
+    for (size_t o = 0; o < row_bytes; o += 64)
+        _mm_prefetch(a + o, _MM_HINT_T0);
+    _mm_prefetch(a + row_bytes - 1, _MM_HINT_T0);
+}
+
 void mf_avx512vnni_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
                                    uint64_t row_end, const void *act, float *y)
 {
@@ -249,6 +279,10 @@ void mf_avx512vnni_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t r
     size_t n = (size_t)m->cols, nb = n / MF_QK, steps = (nb + STEP - 1) / STEP;
     const struct mf_block_q8_0 *a = act;
     const struct nf4_act *use = NULL;
+    size_t per_row = n / m->blocksize, chunk = MAX_ABSMAX / per_row;
+    size_t row_bytes = per_row * (m->double_quant ? 1 : sizeof(float));
+    for (uint64_t r = row_begin; r < row_begin + PF_ROWS && r < row_end + PF_ROWS; r++)
+        prefetch_absmax(m, r, row_bytes);
     if (steps <= MAX_PRE && row_end - row_begin > 1) {
         for (size_t i = 0; i < steps; i++)
             act_load(a + i * STEP, nb - i * STEP < STEP ? nb - i * STEP : STEP, &pre[i]);
@@ -256,13 +290,27 @@ void mf_avx512vnni_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t r
     }
     struct nf4_row_consts k;
     consts_init((unsigned)__builtin_ctz(m->blocksize / MF_QK), &k);
-    /* The absmax of as many rows as fit decoded together (rows are consecutive blocks). */
-    size_t per_row = n / m->blocksize, chunk = MAX_ABSMAX / per_row;
+    struct map_planes p;
+    const __m512i order = _mm512_loadu_si512(code_order);
+    if (m->double_quant)
+        planes_init(m->nested_map, &p);
+    /* The absmax of as many rows as fit decoded 64 at a time just before their rows (the
+     * same floats however they are grouped: each is decoded on its own). */
     for (uint64_t r0 = row_begin; r0 < row_end; r0 += chunk) {
         size_t rows = row_end - r0 < chunk ? (size_t)(row_end - r0) : chunk;
-        mf_nf4_absmax_range(m, r0 * per_row, rows * per_row, absmax);
-        for (size_t i = 0; i < rows; i++)
+        size_t total = rows * per_row, done = 0;
+        for (size_t i = 0; i < rows; i++) {
+            prefetch_absmax(m, r0 + i + PF_ROWS, row_bytes);
+            for (size_t need = (i + 1) * per_row; done < need;) {
+                size_t len = total - done < 64 ? total - done : 64;
+                if (m->double_quant)
+                    absmax64(m, &p, order, r0 * per_row + done, len, absmax + done);
+                else
+                    mf_nf4_absmax_range(m, r0 * per_row + done, len, absmax + done);
+                done += len;
+            }
             y[r0 + i - row_begin] =
                 row(n, m->codes + (r0 + i) * (n / 2), absmax + i * per_row, &k, a, use);
+        }
     }
 }
