@@ -197,13 +197,9 @@ int main(int argc, char **argv)
         printf("generation: %u tokens in %.3f s = %.2f t/s (%.1f ms/token)\n", n_gen, gen_s,
                n_gen / gen_s, gen_s * 1e3 / n_gen);
     if (n_gen) {
-        /* Each generated token reads every weight but the embedding matrix (one row of it);
-         * that matrix is taken as n_vocab rows of the layers' type (exact for files quantized
-         * to one type, like bench/llm_bench.sh's). */
-        uint64_t embd = 0;
-        if (!info.tied_output &&
-            memfit_type_bytes(info.weight_type, info.n_embd, &embd) == MEMFIT_OK)
-            embd *= info.n_vocab;
+        /* Each generated token reads every weight but the embedding matrix (one row of it;
+         * all of it when it is also the output matrix). */
+        uint64_t embd = info.tied_output ? 0 : info.embd_bytes;
         double read_mb = (double)(info.weight_bytes - embd) / 1e6;
         printf("decode reads %.1f MB of weights per token: %.2f GB/s at the generation rate\n",
                read_mb, read_mb * n_gen / gen_s / 1e3);

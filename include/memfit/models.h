@@ -810,6 +810,7 @@ struct memfit_llm_info {
     uint64_t weight_bytes;        /* bytes of the tensors the model uses */
     uint64_t converted_bytes;     /* 1-D parameters stored in another type than F32 */
     uint64_t file_bytes;
+    uint64_t embd_bytes; /* bytes of token_embd (a decoded token reads one row of it) */
 };
 
 struct memfit_llm_options {

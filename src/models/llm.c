@@ -461,6 +461,7 @@ static enum memfit_status load_all(struct loader *ld)
     in->converted_bytes = 0;
     ld->n_floats = 0;
     TRY(get_mat(ld, "token_embd.weight", 0, in->n_embd, true, &embd));
+    in->embd_bytes = in->weight_bytes;
     if (embd.type == MEMFIT_TYPE_NF4)
         return memfit_fail(MEMFIT_E_UNSUPPORTED,
                            "%s: token_embd.weight: an NF4 token embedding is not supported",

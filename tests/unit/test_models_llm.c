@@ -560,6 +560,7 @@ static void test_detect_and_convert(void **state)
         assert_int_equal(o.weight_type, MEMFIT_TYPE_F16);
         assert_int_equal(o.converted_bytes, 0);
         assert_true(o.weight_bytes > 0 && o.weight_bytes < o.file_bytes);
+        assert_int_equal(o.embd_bytes, (uint64_t)o.n_vocab * o.n_embd * 2); /* F16 token_embd */
         memfit_llm_close(m);
         /* The same model with F16 norms and biases. */
         struct edit e = edit_none();
