@@ -39,10 +39,13 @@ struct loader {
     float *next_float;
 };
 
-/* `<arch>.<suffix>` into buf. */
+/* `<arch>.<suffix>` into buf ("" if it did not fit: never, arch has at most 15 characters and
+ * the suffixes are literals, but GCC cannot see that once this is inlined). */
 static const char *arch_key(const struct loader *ld, const char *suffix, char *buf, size_t size)
 {
-    snprintf(buf, size, "%s.%s", ld->info->arch, suffix);
+    int n = snprintf(buf, size, "%s.%s", ld->info->arch, suffix);
+    if (n < 0 || (size_t)n >= size)
+        buf[0] = '\0';
     return buf;
 }
 
