@@ -89,14 +89,29 @@ static inline struct memfit_llm_options bench_llm_options(const struct bench_llm
     return o;
 }
 
-/* The index of the largest of n values (the first of equals). */
+/* The index of the largest of n values (the first of equals), found as the library's greedy
+ * sampler finds it (src/models/sample.c): a max over 16 independent lanes, which the compiler
+ * vectorizes, then the first value equal to it. A plain running argmax is a serial chain of
+ * compares, about 2 % of a 1.8B model's decode time over a 152k vocabulary. */
 static inline int32_t bench_llm_argmax(const float *logits, uint32_t n)
 {
-    int32_t best = 0;
-    for (uint32_t v = 1; v < n; v++)
-        if (logits[v] > logits[best])
-            best = (int32_t)v;
-    return best;
+    enum { LANES = 16 };
+    float m[LANES];
+    for (int j = 0; j < LANES; j++)
+        m[j] = logits[0];
+    uint32_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            m[j] = logits[i + j] > m[j] ? logits[i + j] : m[j];
+    float best = m[0];
+    for (; i < n; i++)
+        best = logits[i] > best ? logits[i] : best;
+    for (int j = 1; j < LANES; j++)
+        best = m[j] > best ? m[j] : best;
+    for (i = 0; i < n; i++)
+        if (logits[i] == best)
+            return (int32_t)i;
+    return 0;
 }
 
 #endif

@@ -318,11 +318,8 @@ static void swiglu_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
     const struct fwd *f = ctx;
     size_t F = f->in->n_ff;
     (void)thread;
-    for (uint64_t r = begin; r < end; r++) {
-        float *g = f->ffn + r * 2 * F, *u = g + F;
-        for (size_t i = 0; i < F; i++)
-            g[i] = g[i] / (1.0f + mf_expf(-g[i])) * u[i];
-    }
+    for (uint64_t r = begin; r < end; r++)
+        mf_swiglu(f->ffn + r * 2 * F, f->ffn + r * 2 * F + F, F);
 }
 
 /* Rotates pairs (i, i + n_rot/2) (NEOX) or (2i, 2i+1) of each head by the angles. */

@@ -280,14 +280,10 @@ static void act_run(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
     const struct act_job *j = ctx;
     for (uint64_t r = begin; r < end; r++) {
         float *h = j->h + r * j->ld;
-        if (j->swiglu) {
-            for (size_t i = 0; i < j->n; i++) {
-                float a = h[i];
-                h[i] = a / (1.0f + mf_expf(-a)) * h[j->n + i];
-            }
-        } else {
+        if (j->swiglu)
+            mf_swiglu(h, h + j->n, j->n);
+        else
             memfit_gelu(h, j->n);
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 /*
  * Elementwise activations for the model forwards: exact-erf GELU (what
- * nn.GELU() computes) and e^x over a row, scalar references here, AVX2 in
+ * nn.GELU() computes), e^x and the LLMs' SwiGLU over a row, scalar references here, AVX2 in
  * x86/act.c. e^x uses Cephes' range reduction and degree-6 polynomial (about
  * 1 ulp); erf uses Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), which is
  * well inside float GELU's own rounding at the magnitudes that matter and
@@ -40,6 +40,23 @@ void mf_gelu_scalar(float *x, size_t n)
         float erf_abs = 1.0f - p * mf_expf(-az * az);
         x[i] = 0.5f * x[i] * (1.0f + copysignf(erf_abs, z));
     }
+}
+
+void mf_swiglu_scalar(float *g, const float *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + mf_expf(-g[i])) * u[i];
+}
+
+void mf_swiglu(float *g, const float *u, size_t n)
+{
+#if defined(__x86_64__)
+    if (mf_tensor_simd_active()) {
+        mf_avx2_swiglu(g, u, n);
+        return;
+    }
+#endif
+    mf_swiglu_scalar(g, u, n);
 }
 
 static void exp_scalar(float *x, size_t n)

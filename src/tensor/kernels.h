@@ -219,6 +219,10 @@ void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, siz
  * exact-erf GELU in place. */
 float mf_expf(float x);
 void mf_gelu_scalar(float *x, size_t n);
+/* SwiGLU of an LLM's feed-forward in place: g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u, e^x
+ * as mf_expf (AVX2 when available: the same formula, eight at a time). */
+void mf_swiglu(float *g, const float *u, size_t n);
+void mf_swiglu_scalar(float *g, const float *u, size_t n);
 
 /*
  * Transformer blocks (nn.c): the row steps of memfit_layer_norm and
@@ -297,6 +301,7 @@ void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *
 #if defined(__x86_64__)
 void mf_avx2_exp(float *x, size_t n);
 void mf_avx2_gelu(float *x, size_t n);
+void mf_avx2_swiglu(float *g, const float *u, size_t n);
 /* The struct mf_nn_ops row steps (x86/nn.c). */
 void mf_avx2_layer_norm_row(const float *x, float *y, size_t d, const float *w, const float *b,
                             float eps);

@@ -1,5 +1,5 @@
 /*
- * AVX2 + FMA elementwise activations: exact-erf GELU and e^x, eight lanes at
+ * AVX2 + FMA elementwise activations: exact-erf GELU, e^x and SwiGLU, eight lanes at
  * a time, with the same formulas as their scalar twins in src/tensor/act.c
  * (so both agree to a few ulp): e^x by mf_exp8 (x86/vmath.h), erf by
  * Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
@@ -16,6 +16,20 @@ void mf_avx2_exp(float *x, size_t n)
         _mm256_storeu_ps(x + i, mf_exp8(_mm256_loadu_ps(x + i)));
     for (; i < n; i++)
         x[i] = mf_expf(x[i]);
+}
+
+void mf_avx2_swiglu(float *g, const float *u, size_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        __m256 e = mf_exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(
+            g + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    if (i < n)
+        mf_swiglu_scalar(g + i, u + i, n - i);
 }
 
 void mf_avx2_gelu(float *x, size_t n)
