@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +408,42 @@ static void test_threadpool(void **state)
     free(slots);
 }
 
+/* A dynamic job whose caller (thread 0) is slow: the workers, done with their own chunks, take
+ * the ranges of thread 0's chunk it has not reached, so some of it runs on another thread. */
+struct steal_job {
+    _Atomic unsigned runs[256];
+    unsigned by[256];
+};
+
+static void steal_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
+{
+    struct steal_job *j = ctx;
+    if (thread == 0)
+        usleep(2000);
+    for (uint64_t i = begin; i < end; i++) {
+        atomic_fetch_add(&j->runs[i], 1);
+        j->by[i] = thread;
+    }
+}
+
+static void test_threadpool_steal(void **state)
+{
+    (void)state;
+    memfit_threadpool *pool = NULL;
+    assert_int_equal(memfit_threadpool_create(4, &pool), MEMFIT_OK);
+    struct steal_job *j = calloc(1, sizeof(*j));
+    assert_non_null(j);
+    memfit_threadpool_parallel_for_dynamic(pool, 256, 4, steal_fn, j);
+    unsigned stolen = 0;
+    for (int i = 0; i < 256; i++) {
+        assert_int_equal(atomic_load(&j->runs[i]), 1);
+        stolen += i < 64 && j->by[i] != 0; /* thread 0's chunk is [0, 64) */
+    }
+    assert_true(stolen > 0);
+    free(j);
+    memfit_threadpool_destroy(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration_percent_int),
         cmocka_unit_test(test_anon_mapping),
         cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_threadpool_steal),
         cmocka_unit_test(test_dynlib),
         cmocka_unit_test(test_dynlib_release_pages),
     };
