@@ -27,22 +27,14 @@
  * blocks' quants and scales as zeros (masked loads, which never touch memory
  * past the row), so they add exact zeros.
  *
- * Software prefetch PREFETCH_BYTES ahead of each step: the rows of a matrix
- * are read one after another, but out-of-order execution alone keeps only
- * about 2 KB of a Q4_0 row in flight (a step is ~60 instructions for 288
- * bytes), too little for two threads sharing the memory bus, and the
- * hardware prefetcher does not make up for it. 8 KB ahead decoded the 1.8B
- * Q4_0 model 7 % faster (2 threads, 4 alternating rounds: 43.6-44.3 against
- * 40.6-41.1 GB/s), Q8_0 about 5 %; 6-8 KB did best, 0.5-2 KB was slower
- * than none (it only moves the misses the hardware would have covered).
- * Past the last row it touches the next matrix or nothing (a prefetch never
- * faults).
+ * Each step prefetches the weights MF_PREFETCH_BYTES ahead (x86/prefetch.h).
  */
 #include <immintrin.h>
 #include <stdbool.h>
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
+#include "tensor/x86/prefetch.h"
 #include "tensor/x86/reduce512.h"
 
 #define INLINE         static inline __attribute__((always_inline))
@@ -225,13 +217,6 @@ INLINE const struct act_step *act_at(const struct mf_block_q8_0 *y, const struct
     return s;
 }
 
-/* Prefetches the `bytes` bytes at p, a line at a time. */
-INLINE void prefetch_step(const char *p, size_t bytes)
-{
-    for (size_t o = 0; o < bytes; o += 64)
-        _mm_prefetch(p + o, _MM_HINT_T0);
-}
-
 /*
  * One row of one type: row . a. The activation comes from `pre` (act_prepare) or, without it,
  * is loaded step by step; the numbers are the same either way. One row at a time: weight rows
@@ -246,7 +231,7 @@ INLINE void prefetch_step(const char *p, size_t bytes)
         __m512 facc = _mm512_setzero_ps();                                                         \
         struct act_step s;                                                                         \
         for (size_t i = 0; i < full; i++) {                                                        \
-            prefetch_step((const char *)(x + i * STEP) + PREFETCH_BYTES, STEP * sizeof(BLOCK));    \
+            mf_prefetch_ahead(x + i * STEP, STEP * sizeof(BLOCK));                                 \
             facc =                                                                                 \
                 T##_step(x + i * STEP, act_at(y, pre, i, false, STEP, C, &s), false, STEP, facc);  \
         }                                                                                          \
