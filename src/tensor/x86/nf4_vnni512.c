@@ -19,6 +19,8 @@
  * is the reference's isum * (absmax * d_a), with FMA and summed in another
  * order. Blocks past the row in the last step have zero quants, zero scale
  * and masked code loads, so they add exact zeros.
+ * The codes are prefetched ahead as the Q4_0 rows are (x86/prefetch.h): 1.8B
+ * NF4 decode 31-32 -> 35.5 tokens/s on 2 threads.
  */
 #include <immintrin.h>
 #include <stdbool.h>
@@ -27,9 +29,11 @@
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
 #include "tensor/x86/nf4_512.h"
+#include "tensor/x86/prefetch.h"
 #include "tensor/x86/reduce512.h"
 
-#define INLINE  static inline __attribute__((always_inline))
+#define INLINE static inline __attribute__((always_inline))
+
 #define STEP    16 /* Q8_0 blocks per step */
 #define MAX_PRE 32 /* prepared steps on the stack (640 bytes each): rows of up to 16384 */
 /* absmax decoded at once on the stack (16 KB): at least two rows' (MEMFIT_NF4_MAX_COLS / 32) */
@@ -239,8 +243,10 @@ INLINE float row(size_t n, const uint8_t *codes, const float *absmax,
 {
     size_t nb = n / MF_QK, full = nb / STEP, rest = nb % STEP;
     __m512 facc = _mm512_setzero_ps();
-    for (size_t i = 0; i < full; i++)
+    for (size_t i = 0; i < full; i++) {
+        mf_prefetch_ahead(codes + i * STEP * (MF_QK / 2), STEP * (MF_QK / 2));
         facc = row_step(codes, absmax, k, y, pre, i, STEP, facc);
+    }
     if (rest)
         facc = row_step(codes, absmax, k, y, pre, full, rest, facc);
     return _mm512_reduce_add_ps(facc) * (1.0f / 127.0f);
