@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "memfit/models.h"
 
 /* Runs op(ctx); cleanup(ctx) must free whatever a successful run produced. */
 typedef enum memfit_status (*mf_test_op)(void *ctx);
@@ -130,6 +131,23 @@ static inline char *mf_test_tmp_dir(const char *prefix)
     assert_non_null(t);
     assert_non_null(mkdtemp(t));
     return t;
+}
+
+/* $TMPDIR/<name>_<pid>.gguf: the model at `from` quantized to `target` (GGUF, overwriting);
+ * the caller unlinks and frees the path. */
+static inline char *mf_test_quantized_gguf(const char *from, enum memfit_quantize_target target,
+                                           const char *name)
+{
+    const char *dir = getenv("TMPDIR");
+    char *q = memfit_asprintf("%s/%s_%d.gguf", dir ? dir : "/tmp", name, (int)getpid());
+    assert_non_null(q);
+    struct memfit_quantize_options qo;
+    memfit_quantize_options_default(&qo);
+    qo.target = target;
+    qo.format = MEMFIT_FORMAT_GGUF;
+    qo.overwrite = true;
+    assert_int_equal(memfit_quantize_file(from, q, &qo, NULL), MEMFIT_OK);
+    return q;
 }
 
 /* Removes a flat directory (its files, then itself) and frees its path. */

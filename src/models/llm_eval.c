@@ -496,6 +496,10 @@ static void mm_segments(const struct mm_job *j, const struct mm_part *p, size_t 
     }
 }
 
+/* Weight rows a dot-row product takes at a time: their products (MM_CHUNK floats per sequence)
+ * stay on the stack, and the rows stay in cache while every sequence reads them. */
+#define MM_CHUNK 128
+
 /* Weight rows [r0, r1) against every dot row: each weight row read once, dotted with all. */
 static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, size_t r1)
 {
@@ -507,9 +511,9 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
         ys[i] = d->y ? d->y : p->y + (size_t)d->row * p->ldy;
     }
     if (w->type == MEMFIT_TYPE_NF4) { /* bitsandbytes' layout in place: its own row kernel */
-        float v[128];
-        for (size_t r = r0; r < r1; r += 128) {
-            size_t e = r + 128 < r1 ? r + 128 : r1;
+        float v[MM_CHUNK];
+        for (size_t r = r0; r < r1; r += MM_CHUNK) {
+            size_t e = r + MM_CHUNK < r1 ? r + MM_CHUNK : r1;
             for (uint32_t i = 0; i < n_dot; i++) {
                 memfit_nf4_matvec_rows(&w->nf4, r, e, p->act[i], v);
                 mm_store(p, ys[i], r, e, v);
@@ -522,29 +526,29 @@ static void mm_dots(const struct mm_job *j, const struct mm_part *p, size_t r0, 
     const struct mf_type_traits *t = mf_type_traits(w->type);
     mf_vec_dot_cols_fn dot_cols = w->dot_cols;
     if (t->vec_dot_rows_cols && n_dot > 1) {
-        /* Chunks of 128 rows, each row read once per 4 sequences (the kernel's
+        /* Chunks of MM_CHUNK rows, each row read once per 4 sequences (the kernel's
          * column group); a row's value is what it is alone. */
-        float v[4 * 128];
-        for (size_t r = r0; r < r1; r += 128) {
-            size_t e = r + 128 < r1 ? r + 128 : r1;
+        float v[4 * MM_CHUNK];
+        for (size_t r = r0; r < r1; r += MM_CHUNK) {
+            size_t e = r + MM_CHUNK < r1 ? r + MM_CHUNK : r1;
             for (uint32_t c0 = 0; c0 < n_dot; c0 += 4) {
                 uint32_t nc = n_dot - c0 < 4 ? n_dot - c0 : 4;
                 t->vec_dot_rows_cols(n, wd + r * rb, rb, (const void *const *)&p->act[c0], nc, v,
-                                     128, e - r);
+                                     MM_CHUNK, e - r);
                 for (uint32_t i = 0; i < nc; i++)
-                    mm_store(p, ys[c0 + i], r, e, v + (size_t)i * 128);
+                    mm_store(p, ys[c0 + i], r, e, v + (size_t)i * MM_CHUNK);
             }
         }
         return;
     }
     if (t->vec_dot_rows || !dot_cols) {
         /* The type's multi-row kernel (the activation prepared once per chunk), or its
-         * vec_dot row by row: each sequence in turn over a chunk of 128 rows, which the
+         * vec_dot row by row: each sequence in turn over a chunk of MM_CHUNK rows, which the
          * later sequences read from cache. A row's value is what it is alone. */
-        float v[128];
+        float v[MM_CHUNK];
         bool direct = !p->bias && !p->residual; /* the products are y itself */
-        for (size_t r = r0; r < r1; r += 128) {
-            size_t e = r + 128 < r1 ? r + 128 : r1;
+        for (size_t r = r0; r < r1; r += MM_CHUNK) {
+            size_t e = r + MM_CHUNK < r1 ? r + MM_CHUNK : r1;
             for (uint32_t i = 0; i < n_dot; i++) {
                 mf_vec_dot_rows(t, n, wd + r * rb, rb, p->act[i], direct ? ys[i] + r : v, e - r);
                 if (!direct)

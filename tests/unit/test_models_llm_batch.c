@@ -203,15 +203,7 @@ static void test_batched_equals_alone(void **state)
     static const enum memfit_quantize_target targets[] = {MEMFIT_QUANTIZE_Q8_0,
                                                           MEMFIT_QUANTIZE_Q4_0};
     for (size_t i = 0; i < 2; i++) {
-        const char *dir = getenv("TMPDIR");
-        char *q = memfit_asprintf("%s/memfit_llm_batch_%d_%zu.gguf", dir ? dir : "/tmp",
-                                  (int)getpid(), i);
-        struct memfit_quantize_options qo;
-        memfit_quantize_options_default(&qo);
-        qo.target = targets[i];
-        qo.format = MEMFIT_FORMAT_GGUF;
-        qo.overwrite = true;
-        assert_int_equal(memfit_quantize_file(path, q, &qo, NULL), MEMFIT_OK);
+        char *q = mf_test_quantized_gguf(path, targets[i], "memfit_llm_batch");
         check_model(q);
         unlink(q);
         memfit_free(q);

@@ -224,14 +224,7 @@ static void test_scores_equal_one_at_a_time(void **state)
     (void)state;
     char *path = fixture_path();
     check_model(path, 2e-2);
-    const char *dir = getenv("TMPDIR");
-    char *q = memfit_asprintf("%s/memfit_llm_score_%d.gguf", dir ? dir : "/tmp", (int)getpid());
-    struct memfit_quantize_options qo;
-    memfit_quantize_options_default(&qo);
-    qo.target = MEMFIT_QUANTIZE_Q8_0;
-    qo.format = MEMFIT_FORMAT_GGUF;
-    qo.overwrite = true;
-    assert_int_equal(memfit_quantize_file(path, q, &qo, NULL), MEMFIT_OK);
+    char *q = mf_test_quantized_gguf(path, MEMFIT_QUANTIZE_Q8_0, "memfit_llm_score");
     check_model(q, 0.25); /* Q8_0: float activations in chunks, Q8_0 in the dot products */
     unlink(q);
     memfit_free(q);
