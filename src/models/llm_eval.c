@@ -683,10 +683,10 @@ static void attn_item(const struct attn_job *j, uint64_t item, uint8_t *scratch)
     }
     const uint8_t *K = kv_row(s, f->layer, 0, kvh, 0), *V = kv_row(s, f->layer, 1, kvh, 0);
     size_t rb = L->kv_row_bytes;
-    mf_vec_dot_fn dot = s->kv_tr->vec_dot;
+    mf_vec_dot_rows(s->kv_tr, hd, K, rb, qa, scores, n_keys);
     float mx = -INFINITY;
     for (uint32_t t = 0; t < n_keys; t++) {
-        float v = dot(hd, K + t * rb, qa) * j->scale;
+        float v = scores[t] * j->scale;
         scores[t] = v;
         if (v > mx)
             mx = v;
@@ -695,14 +695,18 @@ static void attn_item(const struct attn_job *j, uint64_t item, uint8_t *scratch)
         scores[t] -= mx;
     memfit_exp(scores, n_keys);
     float sum = 0;
+    for (uint32_t t = 0; t < n_keys; t++)
+        sum += scores[t];
     memset(acc, 0, hd * sizeof(float));
-    mf_to_float_fn to_float = s->kv_tr->to_float;
-    for (uint32_t t = 0; t < n_keys; t++) {
-        float p = scores[t];
-        sum += p;
-        to_float(V + t * rb, vrow, hd);
-        for (size_t d = 0; d < hd; d++)
-            acc[d] += p * vrow[d];
+    if (L->kv_type == MEMFIT_TYPE_F16) {
+        mf_f16_axpy_rows(hd, V, rb, scores, n_keys, acc);
+    } else {
+        mf_to_float_fn to_float = s->kv_tr->to_float;
+        for (uint32_t t = 0; t < n_keys; t++) {
+            to_float(V + t * rb, vrow, hd);
+            for (size_t d = 0; d < hd; d++)
+                acc[d] += scores[t] * vrow[d];
+        }
     }
     float inv = 1.0f / sum, *out = f->att + i * Q + (size_t)h * hd;
     for (size_t d = 0; d < hd; d++)

@@ -1,6 +1,7 @@
 /*
  * The unquantized float types (F32, F16, BF16): scalar row conversions and
- * dot products against F32 activations, and the public fp16/bf16 helpers.
+ * dot products against F32 activations, the public fp16/bf16 helpers, and
+ * the weighted sum of F16 rows that decode attention takes over its cache.
  *
  * The scalar dots accumulate in double, as ggml's generic code does, so the
  * reference is more accurate than any reordered SIMD sum it is checked
@@ -94,4 +95,26 @@ float mf_dot_bf16(size_t n, const void *w, const void *a)
     for (size_t i = 0; i < n; i++)
         sum += (double)(mf_bf16_to_fp32(x[i]) * y[i]);
     return (float)sum;
+}
+
+void mf_f16_axpy_rows_scalar(size_t n, const void *rows, size_t stride, const float *p,
+                             size_t n_rows, float *acc)
+{
+    for (size_t t = 0; t < n_rows; t++) {
+        const uint16_t *v = (const uint16_t *)((const uint8_t *)rows + t * stride);
+        for (size_t d = 0; d < n; d++)
+            acc[d] += p[t] * mf_fp16_to_fp32(v[d]);
+    }
+}
+
+void mf_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
+                      float *acc)
+{
+#if defined(__x86_64__)
+    if (mf_tensor_simd_active()) {
+        mf_avx2_f16_axpy_rows(n, rows, stride, p, n_rows, acc);
+        return;
+    }
+#endif
+    mf_f16_axpy_rows_scalar(n, rows, stride, p, n_rows, acc);
 }

@@ -215,6 +215,14 @@ void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, siz
  * rows at once went out to L3 on the 1.8B FFN); the activations are quantized again per pass. */
 #define MF_GEMM_Q8_RC 256
 
+/* acc[0..n) += sum over t < n_rows of p[t] * row t (F16 rows `stride` bytes apart, in order of
+ * t): the value half of decode attention over an F16 cache (float.c; the AVX2 twin keeps 64
+ * sums in registers across the rows and uses FMA: within 2 ulp per term of the scalar one). */
+void mf_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
+                      float *acc);
+void mf_f16_axpy_rows_scalar(size_t n, const void *rows, size_t stride, const float *p,
+                             size_t n_rows, float *acc);
+
 /* Elementwise (act.c): e^x to about 1 ulp (e^-87.3 below -87.3, saturating above 88.7),
  * exact-erf GELU in place. */
 float mf_expf(float x);
@@ -302,6 +310,11 @@ void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *
 void mf_avx2_exp(float *x, size_t n);
 void mf_avx2_gelu(float *x, size_t n);
 void mf_avx2_swiglu(float *g, const float *u, size_t n);
+/* F16 rows against F32: each row bit for bit mf_avx2_dot_f16 (the type's vec_dot_rows). */
+void mf_avx2_dot_f16_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                          size_t n_rows);
+void mf_avx2_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
+                           float *acc);
 /* The struct mf_nn_ops row steps (x86/nn.c). */
 void mf_avx2_layer_norm_row(const float *x, float *y, size_t d, const float *w, const float *b,
                             float eps);

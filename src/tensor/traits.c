@@ -57,7 +57,8 @@ static const struct traits_row scalar_rows[] = {
 static const struct traits_row x86_rows[] = {
     {MEMFIT_TYPE_F32, {NULL, NULL, mf_avx2_dot_f32, MEMFIT_TYPE_F32, NULL, NULL}},
     {MEMFIT_TYPE_F16,
-     {mf_avx2_f16_to_float, mf_avx2_f16_from_float, mf_avx2_dot_f16, MEMFIT_TYPE_F32, NULL, NULL}},
+     {mf_avx2_f16_to_float, mf_avx2_f16_from_float, mf_avx2_dot_f16, MEMFIT_TYPE_F32,
+      mf_avx2_dot_f16_rows, NULL}},
     {MEMFIT_TYPE_BF16, {NULL, NULL, mf_avx2_dot_bf16, MEMFIT_TYPE_F32, NULL, NULL}},
     {MEMFIT_TYPE_Q4_0, {NULL, NULL, mf_avx2_dot_q4_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
     {MEMFIT_TYPE_Q8_0, {NULL, mf_avx2_quant_q8_0, mf_avx2_dot_q8_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},

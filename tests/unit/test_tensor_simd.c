@@ -22,6 +22,9 @@
  *   check_gemm_k for its bounds against the dequantized references);
  * - the F32 matrix tile (x86/gemm.c, AVX2 or AVX-512 micro-kernel): identical
  *   floats to a scalar fmaf chain over each MF_GEMM_KC slice of k, slices added.
+ * - F16 rows (the type's vec_dot_rows): identical floats to its vec_dot per row; the weighted
+ *   sum of F16 rows (mf_avx2_f16_axpy_rows vs the scalar one, FMA against mul-add): within
+ *   1e-6 * sum |p v| per element;
  * - SwiGLU (x86/act.c vs mf_swiglu_scalar, the same formula): within 4 ulp of each other and
  *   2e-7 relative of a double reference;
  * CTest runs this file twice: as found, and with MEMFIT_NO_AVX512=1 and
@@ -554,6 +557,49 @@ static void test_swiglu(void **state)
     }
 }
 
+/* F16 rows: the multi-row dot against the one-row one, and the weighted row sums against the
+ * scalar ones, for lengths around the AVX2 kernel's 64-wide and 8-wide parts, at a padded stride,
+ * for 0..40 rows, added to what acc held. */
+static void test_f16_rows(void **state)
+{
+    (void)state;
+    enum { MAX_N = 200, MAX_ROWS = 40, STRIDE = (MAX_N + 3) * 2 };
+    static const size_t lens[] = {1, 7, 8, 64, 72, 128, 131, 200};
+    struct mf_rng rng = {31};
+    float src[MAX_N], q[MAX_N], p[MAX_ROWS], out[MAX_ROWS];
+    float acc_v[MAX_N], acc_s[MAX_N], mag[MAX_N];
+    uint8_t *rows = malloc((size_t)MAX_ROWS * STRIDE);
+    const struct mf_type_traits *t = simd(MEMFIT_TYPE_F16);
+    assert_non_null(t->vec_dot_rows);
+    for (size_t r = 0; r < MAX_ROWS; r++) {
+        mf_fill_gauss(&rng, src, MAX_N, 1.0f);
+        mf_f16_from_float(src, rows + r * STRIDE, MAX_N);
+    }
+    mf_fill_gauss(&rng, q, MAX_N, 1.0f);
+    mf_fill_gauss(&rng, p, MAX_ROWS, 1.0f);
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        size_t n = lens[k];
+        for (size_t nr = 0; nr <= MAX_ROWS; nr += 5) {
+            t->vec_dot_rows(n, rows, STRIDE, q, out, nr);
+            for (size_t r = 0; r < nr; r++)
+                assert_true(out[r] == t->vec_dot(n, rows + r * STRIDE, q));
+            for (size_t d = 0; d < n; d++) {
+                acc_v[d] = acc_s[d] = (float)d * 0.25f;
+                mag[d] = fabsf(acc_s[d]);
+            }
+            mf_avx2_f16_axpy_rows(n, rows, STRIDE, p, nr, acc_v);
+            mf_f16_axpy_rows_scalar(n, rows, STRIDE, p, nr, acc_s);
+            for (size_t r = 0; r < nr; r++)
+                for (size_t d = 0; d < n; d++)
+                    mag[d] +=
+                        fabsf(p[r] * mf_fp16_to_fp32(((const uint16_t *)(rows + r * STRIDE))[d]));
+            for (size_t d = 0; d < n; d++)
+                assert_true(fabsf(acc_v[d] - acc_s[d]) <= 1e-6f * mag[d]);
+        }
+    }
+    free(rows);
+}
+
 static void test_matmul_rows(void **state)
 {
     (void)state;
@@ -950,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_dot_rows_cols_k),
         cmocka_unit_test(test_activation_quantizers),
         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_f16_rows),
         cmocka_unit_test(test_matmul_rows),
         cmocka_unit_test(test_gemm_q8_0),
         cmocka_unit_test(test_gemm_q4_0),

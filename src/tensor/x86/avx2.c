@@ -122,6 +122,46 @@ float mf_avx2_dot_f16(size_t n, const void *w, const void *a)
     return sum;
 }
 
+void mf_avx2_dot_f16_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                          size_t n_rows)
+{
+    for (size_t r = 0; r < n_rows; r++)
+        out[r] = mf_avx2_dot_f16(n, (const uint8_t *)w + r * w_stride, a);
+}
+
+/* 64 sums at a time held in eight registers while every row adds its p[t] * v; the rest of n
+ * (under 64) eight at a time, then one by one. */
+void mf_avx2_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
+                           float *acc)
+{
+    const uint8_t *base = rows;
+    size_t d0 = 0;
+    for (; d0 + 64 <= n; d0 += 64) {
+        __m256 s[8];
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm256_loadu_ps(acc + d0 + 8 * j);
+        for (size_t t = 0; t < n_rows; t++) {
+            const void *v = base + t * stride;
+            __m256 pt = _mm256_broadcast_ss(p + t);
+            for (int j = 0; j < 8; j++)
+                s[j] = _mm256_fmadd_ps(pt, load8_f16(v, d0 + 8 * (size_t)j), s[j]);
+        }
+        for (int j = 0; j < 8; j++)
+            _mm256_storeu_ps(acc + d0 + 8 * j, s[j]);
+    }
+    for (; d0 + 8 <= n; d0 += 8) {
+        __m256 s = _mm256_loadu_ps(acc + d0);
+        for (size_t t = 0; t < n_rows; t++)
+            s = _mm256_fmadd_ps(_mm256_broadcast_ss(p + t), load8_f16(base + t * stride, d0), s);
+        _mm256_storeu_ps(acc + d0, s);
+    }
+    for (size_t t = 0; d0 < n && t < n_rows; t++) {
+        const uint16_t *v = (const uint16_t *)(base + t * stride);
+        for (size_t d = d0; d < n; d++)
+            acc[d] += p[t] * fp16(v[d]);
+    }
+}
+
 float mf_avx2_dot_bf16(size_t n, const void *w, const void *a)
 {
     const uint16_t *x = w;
