@@ -958,7 +958,6 @@ static void fwd_plan(struct fwd *f, memfit_llm_session *const *ses, const uint32
             bool dots = req_is_dots(r, f->L);
             if (dots != (pass == 1))
                 continue;
-            kv_reach(s, s->pos + take[k]);
             for (uint32_t t = 0; t < take[k]; t++)
                 rows[row + t] =
                     (struct llm_row){.s = s, .pos = s->pos + t, .token = r->tokens[r->done + t]};
@@ -1169,6 +1168,8 @@ static void lead(struct memfit_llm_group *g)
     fwd_plan(&f, ses, take, n);
     pthread_mutex_unlock(&g->lock);
     uint64_t t0 = memfit_now_ns();
+    for (uint32_t k = 0; k < n; k++) /* outside the lock: some syscalls every 64 positions */
+        kv_reach(ses[k], ses[k]->pos + take[k]);
     forward(&f);
     uint64_t dt = memfit_now_ns() - t0;
     pthread_mutex_lock(&g->lock);
@@ -1239,6 +1240,7 @@ static enum memfit_status eval_req(memfit_llm_session *s, const struct llm_req *
         struct fwd f;
         fwd_init(&f, s, &s->L, s->pool, s->work);
         fwd_plan(&f, &s, &take, 1);
+        kv_reach(s, s->pos + take);
         forward(&f);
         s->req.done += take;
         s->pos += take;
