@@ -10,11 +10,15 @@
  * and the tokens/s that rate would give for the whole model (24 layers plus the 151936-row output
  * matrix, the token embedding being a row lookup), best of several passes.
  *
+ * "nf4" is bitsandbytes' NF4 as a load_in_4bit checkpoint stores it (blocks of
+ * 64, double-quantized absmax with nested blocks of 256: 0.516 bytes a weight),
+ * run through memfit_nf4_matvec_rows as the engine runs it.
+ *
  * K-quant rows must be a multiple of 256 elements, which 5504 is not: for
  * Q4_K and Q6_K the down matrix is taken as 5504x2048 instead (the same
  * bytes; the real model stores that tensor in a 32-block type).
  *
- * Usage: bench_matvec [--layers N] [--threads N[,N...]] [--types t1,t2,...]
+ * Usage: bench_matvec [--layers N] [--threads N[,N...]] [--types t1,t2,...] (default all but nf4)
  *                     [--scalar] (also time the scalar kernels, 1 thread)
  *                     [--one-row] (vec_dot row by row instead of mf_vec_dot_rows)
  *                     [--bandwidth] (also the machine's read bandwidth: a 1 GiB buffer summed
@@ -97,9 +101,43 @@ static void fill(enum memfit_type type, uint8_t *w, size_t bytes)
 
 struct matrix {
     struct shape s;
-    size_t row_bytes;
-    uint8_t *w;
+    size_t row_bytes; /* NF4: the codes' (n / 2) */
+    uint8_t *w;       /* NF4: the codes, then one absmax byte per 64 weights */
+    struct memfit_nf4_matrix nf4;
+    float *nested; /* NF4: the nested absmax */
 };
+
+/* The nested map all NF4 matrices share (bitsandbytes' dynamic map). */
+static float nf4_map[256];
+
+/* NF4 bytes of a rows x n matrix: codes and absmax bytes. */
+static size_t nf4_bytes(struct shape s)
+{
+    return s.rows * (s.n / 2 + s.n / 64);
+}
+
+/* Random codes and absmax bytes, nested absmax near 0.01 (blocks of 64, nested 256). */
+static bool nf4_fill(struct matrix *m)
+{
+    size_t nb = m->s.rows * (m->s.n / 64);
+    m->nested = memfit_malloc((nb / 256 + 1) * sizeof(float));
+    if (!m->nested)
+        return false;
+    fill(MEMFIT_TYPE_I8, m->w, nf4_bytes(m->s));
+    for (size_t i = 0; i <= nb / 256; i++)
+        m->nested[i] = 0.01f + 1e-5f * (float)(next_rand() % 1000);
+    m->nf4 = (struct memfit_nf4_matrix){.codes = m->w,
+                                        .rows = m->s.rows,
+                                        .cols = m->s.n,
+                                        .blocksize = 64,
+                                        .double_quant = true,
+                                        .absmax = m->w + m->s.rows * (m->s.n / 2),
+                                        .nested_absmax = m->nested,
+                                        .nested_map = nf4_map,
+                                        .nested_blocksize = 256,
+                                        .offset = 0.02f};
+    return memfit_nf4_matrix_check(&m->nf4) == MEMFIT_OK;
+}
 
 static bool one_row; /* --one-row: vec_dot per row, no multi-row kernel */
 
@@ -114,6 +152,10 @@ static void rows_fn(void *ctx, uint64_t begin, uint64_t end, unsigned thread)
 {
     (void)thread;
     const struct job *j = ctx;
+    if (j->m->nested) {
+        memfit_nf4_matvec_rows(&j->m->nf4, begin, end, j->act, j->y + begin);
+        return;
+    }
     if (one_row) {
         for (uint64_t r = begin; r < end; r++)
             j->y[r] = j->t->vec_dot(j->m->s.n, j->m->w + r * j->m->row_bytes, j->act);
@@ -256,7 +298,7 @@ int main(int argc, char **argv)
             bw = true;
         else {
             fprintf(stderr, "usage: bench_matvec [--layers N] [--threads 1,2] [--types "
-                            "f16,q8_0,q4_0,q4_k,q6_k] [--scalar] [--one-row] "
+                            "f16,q8_0,q4_0,q4_k,q6_k,nf4] [--scalar] [--one-row] "
                             "[--bandwidth]\n");
             return 2;
         }
@@ -279,6 +321,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_matvec: %s\n", memfit_last_error());
         return 1;
     }
+    memfit_nf4_dynamic_map(nf4_map);
     for (int i = 0; i < N_FF; i++)
         x[i] = (float)((int)(next_rand() % 2001) - 1000) * 1e-3f;
     float sink = 0;
@@ -288,29 +331,34 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_matvec: unknown type %s\n", type_list[t]);
             return 2;
         }
+        bool nf4 = type == MEMFIT_TYPE_NF4;
         const struct memfit_type_info *info = memfit_type_get_info(type);
-        const struct mf_type_traits *tr = mf_type_traits(type);
+        const struct mf_type_traits *tr = mf_type_traits(nf4 ? MEMFIT_TYPE_Q8_0 : type);
         size_t total = 0;
         for (size_t i = 0; i < n_mats; i++) {
             struct shape s = layer_shapes[i % N_SHAPES];
-            if (s.n % info->block_size != 0)
+            if (!nf4 && s.n % info->block_size != 0)
                 s = (struct shape){s.n, s.rows};
             mats[i].s = s;
-            mats[i].row_bytes = type_bytes(type, s.n);
-            mats[i].w = memfit_malloc(s.rows * mats[i].row_bytes);
-            if (!mats[i].w) {
+            mats[i].row_bytes = nf4 ? s.n / 2 : type_bytes(type, s.n);
+            size_t bytes = nf4 ? nf4_bytes(s) : s.rows * mats[i].row_bytes;
+            mats[i].w = memfit_malloc(bytes);
+            if (!mats[i].w || (nf4 && !nf4_fill(&mats[i]))) {
                 fprintf(stderr, "bench_matvec: %s\n", memfit_last_error());
                 return 1;
             }
-            fill(type, mats[i].w, s.rows * mats[i].row_bytes);
-            total += s.rows * mats[i].row_bytes;
+            if (!nf4)
+                fill(type, mats[i].w, bytes);
+            total += bytes;
         }
         const struct mf_type_traits *at = mf_type_traits(tr->vec_dot_type);
         at->from_float(x, acts[0], N_EMBD);
         at->from_float(x, acts[1], N_FF);
         size_t layer_bytes = total / layers;
-        double model = (double)layer_bytes * N_LAYER + (double)type_bytes(type, N_EMBD) * N_VOCAB;
-        for (int k = 0; k < n_threads + (scalar ? 1 : 0); k++) {
+        /* NF4: the output matrix stays F16, as load_in_4bit keeps lm_head */
+        double model = (double)layer_bytes * N_LAYER +
+                       (double)type_bytes(nf4 ? MEMFIT_TYPE_F16 : type, N_EMBD) * N_VOCAB;
+        for (int k = 0; k < n_threads + (scalar && !nf4 ? 1 : 0); k++) {
             bool sc = k == n_threads;
             unsigned nt = sc ? 1 : (unsigned)strtoul(thread_list[k], NULL, 10);
             memfit_threadpool *pool = NULL;
@@ -327,8 +375,11 @@ int main(int argc, char **argv)
             fflush(stdout);
             memfit_threadpool_destroy(pool);
         }
-        for (size_t i = 0; i < n_mats; i++)
+        for (size_t i = 0; i < n_mats; i++) {
             memfit_free(mats[i].w);
+            memfit_free(mats[i].nested);
+            mats[i].nested = NULL;
+        }
     }
     printf("(checksum %g)\n", (double)sink);
     memfit_free(mats);

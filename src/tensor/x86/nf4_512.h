@@ -33,7 +33,8 @@ static inline __attribute__((always_inline)) void mf_nf4_absmax_n(const struct m
     uint64_t split = (first + 1) * m->nested_blocksize - b;
     uint64_t next = last > first ? ~0ull << split : 0; /* split < len <= 64 */
     __m512 s0 = _mm512_set1_ps(n0), s1 = _mm512_set1_ps(n1), off = _mm512_set1_ps(m->offset);
-    for (size_t j = 0; j * 16 < len; j++) {
+    _Pragma("GCC unroll 4") for (size_t j = 0; j * 16 < len; j++)
+    {
         __m512 n = _mm512_mask_blend_ps((__mmask16)(next >> (16 * j)), s0, s1);
         /* multiply then add, as the scalar decoder: the same floats */
         __m512 a = _mm512_add_ps(_mm512_mul_ps(v[j], n), off);
