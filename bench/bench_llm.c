@@ -62,14 +62,18 @@ static void *chat_main(void *p)
         seed = seed * 1664525u + 1013904223u;
         tokens[i] = (int32_t)((seed >> 8) % c->n_vocab);
     }
+    memfit_token_sampler *smp = bench_llm_greedy_sampler(c->n_vocab);
+    if (!smp)
+        c->st = MEMFIT_E_NOMEM;
     memfit_llm_session_join(c->s);
     if (c->st == MEMFIT_OK)
         c->st = memfit_llm_eval(c->s, tokens, c->n_prompt, logits, false);
     pthread_barrier_wait(c->ready);
     for (unsigned g = 0; g < c->n_gen && c->st == MEMFIT_OK; g++) {
-        int32_t best = bench_llm_argmax(logits, c->n_vocab);
-        c->st = memfit_llm_eval(c->s, &best, 1, logits, false);
+        int32_t best = bench_llm_greedy(smp, logits);
+        c->st = best < 0 ? MEMFIT_E_INVALID : memfit_llm_eval(c->s, &best, 1, logits, false);
     }
+    memfit_token_sampler_free(smp);
     c->end_ns = memfit_now_ns();
     memfit_llm_session_leave(c->s);
     memfit_free(tokens);
@@ -154,7 +158,8 @@ int main(int argc, char **argv)
         return fail("session");
     int32_t *tokens = memfit_malloc(((size_t)n_prompt + 1) * sizeof(int32_t));
     float *logits = memfit_malloc((size_t)info.n_vocab * sizeof(float));
-    if (!tokens || !logits)
+    memfit_token_sampler *smp = bench_llm_greedy_sampler(info.n_vocab);
+    if (!tokens || !logits || !smp)
         return fail("allocation");
     uint32_t seed = 12345;
     for (unsigned i = 0; i < n_prompt; i++) {
@@ -187,8 +192,8 @@ int main(int argc, char **argv)
     double prompt_s = (double)(memfit_now_ns() - t0) / 1e9;
     t0 = memfit_now_ns();
     for (unsigned g = 0; g < n_gen; g++) {
-        int32_t best = bench_llm_argmax(logits, info.n_vocab);
-        if (memfit_llm_eval(s, &best, 1, logits, false) != MEMFIT_OK)
+        int32_t best = bench_llm_greedy(smp, logits);
+        if (best < 0 || memfit_llm_eval(s, &best, 1, logits, false) != MEMFIT_OK)
             return fail("generate");
     }
     double gen_s = (double)(memfit_now_ns() - t0) / 1e9;
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
            n_gen ? n_gen / gen_s : 0.0, (double)peak_rss_bytes() / 1048576.0);
     memfit_free(tokens);
     memfit_free(logits);
+    memfit_token_sampler_free(smp);
     memfit_llm_session_free(s);
     if (n_chats && n_gen) {
         double agg = 0;

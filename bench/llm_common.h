@@ -1,7 +1,7 @@
 /*
  * What the LLM bench programs (bench_llm.c, llm_logits.c) share: their
  * error line, the options they both take (--threads, --batch, --kv) and the
- * session options made of them, and greedy argmax. A header of
+ * session options made of them, and greedy picks through the library's sampler. A header of
  * static functions, since bench/CMakeLists.txt makes each .c file of bench/ a
  * program of its own.
  */
@@ -89,29 +89,23 @@ static inline struct memfit_llm_options bench_llm_options(const struct bench_llm
     return o;
 }
 
-/* The index of the largest of n values (the first of equals), found as the library's greedy
- * sampler finds it (src/models/sample.c): a max over 16 independent lanes, which the compiler
- * vectorizes, then the first value equal to it. A plain running argmax is a serial chain of
- * compares, about 2 % of a 1.8B model's decode time over a 152k vocabulary. */
-static inline int32_t bench_llm_argmax(const float *logits, uint32_t n)
+/* A greedy sampler (temperature 0) over n_vocab logits, NULL on failure: the library's pick, as
+ * `memfit generate --temp 0` makes it (the largest logit, ties to the lowest id). */
+static inline memfit_token_sampler *bench_llm_greedy_sampler(uint32_t n_vocab)
 {
-    enum { LANES = 16 };
-    float m[LANES];
-    for (int j = 0; j < LANES; j++)
-        m[j] = logits[0];
-    uint32_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++)
-            m[j] = logits[i + j] > m[j] ? logits[i + j] : m[j];
-    float best = m[0];
-    for (; i < n; i++)
-        best = logits[i] > best ? logits[i] : best;
-    for (int j = 1; j < LANES; j++)
-        best = m[j] > best ? m[j] : best;
-    for (i = 0; i < n; i++)
-        if (logits[i] == best)
-            return (int32_t)i;
-    return 0;
+    struct memfit_sampling sp;
+    memfit_sampling_default(&sp);
+    sp.temperature = 0;
+    memfit_token_sampler *smp = NULL;
+    return memfit_token_sampler_create(&sp, n_vocab, &smp) == MEMFIT_OK ? smp : NULL;
+}
+
+/* The next greedy token after `logits` (left as they are: greedy with no penalties changes
+ * nothing), or -1 when none can be picked (all logits NaN or -inf). */
+static inline int32_t bench_llm_greedy(memfit_token_sampler *smp, float *logits)
+{
+    int32_t tok = -1;
+    return memfit_token_sampler_sample(smp, logits, NULL, 0, &tok) == MEMFIT_OK ? tok : -1;
 }
 
 #endif

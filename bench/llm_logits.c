@@ -102,15 +102,20 @@ int main(int argc, char **argv)
     for (size_t i = first; i < n; i++)
         if (memfit_llm_eval(s, tokens + i, 1, logits + i * info.n_vocab, false) != MEMFIT_OK)
             return fail("eval");
-    /* Greedy continuation: each token is the argmax of the previous row. */
+    /* Greedy continuation: each token is the library's greedy pick from the previous row. */
+    memfit_token_sampler *smp = n_gen ? bench_llm_greedy_sampler(info.n_vocab) : NULL;
+    if (n_gen && !smp)
+        return fail("allocation");
     for (size_t i = n; i < n + n_gen; i++) {
-        const float *prev = logits + (i - 1) * info.n_vocab;
-        int32_t best = bench_llm_argmax(prev, info.n_vocab);
+        int32_t best = bench_llm_greedy(smp, logits + (i - 1) * info.n_vocab);
+        if (best < 0)
+            return fail("greedy pick");
         tokens[i] = best;
         printf("%s%d", i == n ? "greedy:" : " ", (int)best);
         if (memfit_llm_eval(s, &best, 1, logits + i * info.n_vocab, false) != MEMFIT_OK)
             return fail("generate");
     }
+    memfit_token_sampler_free(smp);
     if (n_gen)
         printf("\n");
     n += n_gen;

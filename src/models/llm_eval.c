@@ -698,16 +698,7 @@ static void attn_item(const struct attn_job *j, uint64_t item, uint8_t *scratch)
     for (uint32_t t = 0; t < n_keys; t++)
         sum += scores[t];
     memset(acc, 0, hd * sizeof(float));
-    if (L->kv_type == MEMFIT_TYPE_F16) {
-        mf_f16_axpy_rows(hd, V, rb, scores, n_keys, acc);
-    } else {
-        mf_to_float_fn to_float = s->kv_tr->to_float;
-        for (uint32_t t = 0; t < n_keys; t++) {
-            to_float(V + t * rb, vrow, hd);
-            for (size_t d = 0; d < hd; d++)
-                acc[d] += scores[t] * vrow[d];
-        }
-    }
+    mf_axpy_rows(s->kv_tr, hd, V, rb, scores, n_keys, acc, vrow);
     float inv = 1.0f / sum, *out = f->att + i * Q + (size_t)h * hd;
     for (size_t d = 0; d < hd; d++)
         out[d] = acc[d] * inv;

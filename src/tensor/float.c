@@ -106,15 +106,3 @@ void mf_f16_axpy_rows_scalar(size_t n, const void *rows, size_t stride, const fl
             acc[d] += p[t] * mf_fp16_to_fp32(v[d]);
     }
 }
-
-void mf_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
-                      float *acc)
-{
-#if defined(__x86_64__)
-    if (mf_tensor_simd_active()) {
-        mf_avx2_f16_axpy_rows(n, rows, stride, p, n_rows, acc);
-        return;
-    }
-#endif
-    mf_f16_axpy_rows_scalar(n, rows, stride, p, n_rows, acc);
-}

@@ -31,6 +31,10 @@ typedef void (*mf_vec_dot_rows_fn)(size_t n, const void *w, size_t w_stride, con
 typedef void (*mf_vec_dot_rows_cols_fn)(size_t n, const void *w, size_t w_stride,
                                         const void *const *a, size_t n_cols, float *out, size_t ldo,
                                         size_t n_rows);
+/* acc[0..n) += sum over t < n_rows of p[t] * row t (rows `stride` bytes apart, added in order
+ * of t): the value half of decode attention over a cache of this type. */
+typedef void (*mf_axpy_rows_fn)(size_t n, const void *rows, size_t stride, const float *p,
+                                size_t n_rows, float *acc);
 
 struct mf_type_traits {
     mf_to_float_fn to_float;     /* NULL: rows of this type cannot be read */
@@ -39,6 +43,7 @@ struct mf_type_traits {
     enum memfit_type vec_dot_type;
     mf_vec_dot_rows_fn vec_dot_rows;           /* NULL: no multi-row kernel, loop over vec_dot */
     mf_vec_dot_rows_cols_fn vec_dot_rows_cols; /* NULL: none; set with AVX-512 VNNI only */
+    mf_axpy_rows_fn axpy_rows;                 /* NULL: each row through to_float (F16 has one) */
 };
 
 /*
@@ -63,6 +68,23 @@ static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, con
     }
     for (size_t r = 0; r < n_rows; r++)
         out[r] = t->vec_dot(n, (const uint8_t *)w + r * w_stride, a);
+}
+
+/* acc[0..n) += sum over t < n_rows of p[t] * row t: the type's axpy_rows, or each row
+ * converted into `row` (n floats) by to_float and added in order. */
+static inline void mf_axpy_rows(const struct mf_type_traits *t, size_t n, const void *rows,
+                                size_t stride, const float *p, size_t n_rows, float *acc,
+                                float *row)
+{
+    if (t->axpy_rows) {
+        t->axpy_rows(n, rows, stride, p, n_rows, acc);
+        return;
+    }
+    for (size_t r = 0; r < n_rows; r++) {
+        t->to_float((const uint8_t *)rows + r * stride, row, n);
+        for (size_t d = 0; d < n; d++)
+            acc[d] += p[r] * row[d];
+    }
 }
 
 /*
@@ -215,11 +237,8 @@ void mf_gemm_k_scalar(enum memfit_type type, const void *w, size_t w_stride, siz
  * rows at once went out to L3 on the 1.8B FFN); the activations are quantized again per pass. */
 #define MF_GEMM_Q8_RC 256
 
-/* acc[0..n) += sum over t < n_rows of p[t] * row t (F16 rows `stride` bytes apart, in order of
- * t): the value half of decode attention over an F16 cache (float.c; the AVX2 twin keeps 64
- * sums in registers across the rows and uses FMA: within 2 ulp per term of the scalar one). */
-void mf_f16_axpy_rows(size_t n, const void *rows, size_t stride, const float *p, size_t n_rows,
-                      float *acc);
+/* F16's axpy_rows (float.c; the AVX2 twin keeps 64 sums in registers across the rows and uses
+ * FMA: within 2 ulp per term of the scalar one). */
 void mf_f16_axpy_rows_scalar(size_t n, const void *rows, size_t stride, const float *p,
                              size_t n_rows, float *acc);
 

@@ -34,50 +34,58 @@ struct traits_row {
 
 static const struct traits_row scalar_rows[] = {
     {MEMFIT_TYPE_F32,
-     {mf_f32_to_float, mf_f32_from_float, mf_dot_f32, MEMFIT_TYPE_F32, NULL, NULL}},
+     {mf_f32_to_float, mf_f32_from_float, mf_dot_f32, MEMFIT_TYPE_F32, NULL, NULL, NULL}},
     {MEMFIT_TYPE_F16,
-     {mf_f16_to_float, mf_f16_from_float, mf_dot_f16, MEMFIT_TYPE_F32, NULL, NULL}},
+     {mf_f16_to_float, mf_f16_from_float, mf_dot_f16, MEMFIT_TYPE_F32, NULL, NULL,
+      mf_f16_axpy_rows_scalar}},
     {MEMFIT_TYPE_BF16,
-     {mf_bf16_to_float, mf_bf16_from_float, mf_dot_bf16, MEMFIT_TYPE_F32, NULL, NULL}},
-    {MEMFIT_TYPE_Q4_0, {mf_dequant_q4_0, mf_quant_q4_0, mf_dot_q4_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q4_1, {mf_dequant_q4_1, NULL, mf_dot_q4_1, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q5_0, {mf_dequant_q5_0, NULL, mf_dot_q5_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q5_1, {mf_dequant_q5_1, NULL, mf_dot_q5_1, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q8_0, {mf_dequant_q8_0, mf_quant_q8_0, mf_dot_q8_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q2_K, {mf_dequant_q2_k, NULL, mf_dot_q2_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q3_K, {mf_dequant_q3_k, NULL, mf_dot_q3_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q4_K, {mf_dequant_q4_k, mf_quant_q4_k, mf_dot_q4_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q5_K, {mf_dequant_q5_k, NULL, mf_dot_q5_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q6_K, {mf_dequant_q6_k, mf_quant_q6_k, mf_dot_q6_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q8_K, {mf_dequant_q8_k, mf_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K, NULL, NULL}},
+     {mf_bf16_to_float, mf_bf16_from_float, mf_dot_bf16, MEMFIT_TYPE_F32, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q4_0,
+     {mf_dequant_q4_0, mf_quant_q4_0, mf_dot_q4_0, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q4_1, {mf_dequant_q4_1, NULL, mf_dot_q4_1, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q5_0, {mf_dequant_q5_0, NULL, mf_dot_q5_0, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q5_1, {mf_dequant_q5_1, NULL, mf_dot_q5_1, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_0,
+     {mf_dequant_q8_0, mf_quant_q8_0, mf_dot_q8_0, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q2_K, {mf_dequant_q2_k, NULL, mf_dot_q2_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q3_K, {mf_dequant_q3_k, NULL, mf_dot_q3_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q4_K,
+     {mf_dequant_q4_k, mf_quant_q4_k, mf_dot_q4_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q5_K, {mf_dequant_q5_k, NULL, mf_dot_q5_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q6_K,
+     {mf_dequant_q6_k, mf_quant_q6_k, mf_dot_q6_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_K, {mf_dequant_q8_k, mf_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
 };
 
 #if defined(__x86_64__)
 /* Only the entries with a SIMD version; the rest stay scalar. */
 static const struct traits_row x86_rows[] = {
-    {MEMFIT_TYPE_F32, {NULL, NULL, mf_avx2_dot_f32, MEMFIT_TYPE_F32, NULL, NULL}},
+    {MEMFIT_TYPE_F32, {NULL, NULL, mf_avx2_dot_f32, MEMFIT_TYPE_F32, NULL, NULL, NULL}},
     {MEMFIT_TYPE_F16,
      {mf_avx2_f16_to_float, mf_avx2_f16_from_float, mf_avx2_dot_f16, MEMFIT_TYPE_F32,
-      mf_avx2_dot_f16_rows, NULL}},
-    {MEMFIT_TYPE_BF16, {NULL, NULL, mf_avx2_dot_bf16, MEMFIT_TYPE_F32, NULL, NULL}},
-    {MEMFIT_TYPE_Q4_0, {NULL, NULL, mf_avx2_dot_q4_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q8_0, {NULL, mf_avx2_quant_q8_0, mf_avx2_dot_q8_0, MEMFIT_TYPE_Q8_0, NULL, NULL}},
-    {MEMFIT_TYPE_Q4_K, {NULL, NULL, mf_avx2_dot_q4_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q6_K, {NULL, NULL, mf_avx2_dot_q6_k, MEMFIT_TYPE_Q8_K, NULL, NULL}},
-    {MEMFIT_TYPE_Q8_K, {NULL, mf_avx2_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K, NULL, NULL}},
+      mf_avx2_dot_f16_rows, NULL, mf_avx2_f16_axpy_rows}},
+    {MEMFIT_TYPE_BF16, {NULL, NULL, mf_avx2_dot_bf16, MEMFIT_TYPE_F32, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q4_0, {NULL, NULL, mf_avx2_dot_q4_0, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_0,
+     {NULL, mf_avx2_quant_q8_0, mf_avx2_dot_q8_0, MEMFIT_TYPE_Q8_0, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q4_K, {NULL, NULL, mf_avx2_dot_q4_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q6_K, {NULL, NULL, mf_avx2_dot_q6_k, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
+    {MEMFIT_TYPE_Q8_K, {NULL, mf_avx2_quant_q8_k, NULL, MEMFIT_TYPE_Q8_K, NULL, NULL, NULL}},
 };
 
 /* Laid over x86_rows where the AVX-512 dot kernels run (cpu_has_avx512_dot). */
 static const struct traits_row avx512_rows[] = {
     {MEMFIT_TYPE_Q4_0,
      {NULL, NULL, mf_avx512_dot_q4_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q4_0_rows,
-      mf_avx512_dot_q4_0_rows_cols}},
+      mf_avx512_dot_q4_0_rows_cols, NULL}},
     {MEMFIT_TYPE_Q8_0,
      {NULL, NULL, mf_avx512_dot_q8_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q8_0_rows,
-      mf_avx512_dot_q8_0_rows_cols}},
-    {MEMFIT_TYPE_Q4_K, {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, NULL, mf_avx512_dot_q4_k_rows_cols}},
+      mf_avx512_dot_q8_0_rows_cols, NULL}},
+    {MEMFIT_TYPE_Q4_K,
+     {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, NULL, mf_avx512_dot_q4_k_rows_cols, NULL}},
     {MEMFIT_TYPE_Q6_K,
-     {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, mf_avx512_dot_q6_k_rows, mf_avx512_dot_q6_k_rows_cols}},
+     {NULL, NULL, NULL, MEMFIT_TYPE_Q8_K, mf_avx512_dot_q6_k_rows, mf_avx512_dot_q6_k_rows_cols,
+      NULL}},
 };
 #endif
 
@@ -215,6 +223,8 @@ static void fill(struct mf_type_traits *table, const struct traits_row *rows, si
             t->vec_dot_rows = r->vec_dot_rows;
         if (r->vec_dot_rows_cols)
             t->vec_dot_rows_cols = r->vec_dot_rows_cols;
+        if (r->axpy_rows)
+            t->axpy_rows = r->axpy_rows;
         t->vec_dot_type = r->vec_dot_type;
     }
 }

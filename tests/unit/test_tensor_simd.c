@@ -557,9 +557,9 @@ static void test_swiglu(void **state)
     }
 }
 
-/* F16 rows: the multi-row dot against the one-row one, and the weighted row sums against the
- * scalar ones, for lengths around the AVX2 kernel's 64-wide and 8-wide parts, at a padded stride,
- * for 0..40 rows, added to what acc held. */
+/* F16 rows: the multi-row dot against the one-row one, and the weighted row sums (axpy_rows)
+ * against the scalar ones and the to_float fallback, for lengths around the AVX2 kernel's 64-wide
+ * and 8-wide parts, at a padded stride, for 0..40 rows, added to what acc held. */
 static void test_f16_rows(void **state)
 {
     (void)state;
@@ -570,7 +570,12 @@ static void test_f16_rows(void **state)
     float acc_v[MAX_N], acc_s[MAX_N], mag[MAX_N];
     uint8_t *rows = malloc((size_t)MAX_ROWS * STRIDE);
     const struct mf_type_traits *t = simd(MEMFIT_TYPE_F16);
+    const struct mf_type_traits *sc = mf_type_traits_scalar(MEMFIT_TYPE_F16);
     assert_non_null(t->vec_dot_rows);
+    assert_ptr_equal(t->axpy_rows, mf_avx2_f16_axpy_rows);
+    assert_ptr_equal(sc->axpy_rows, mf_f16_axpy_rows_scalar);
+    struct mf_type_traits conv = *sc;
+    conv.axpy_rows = NULL;
     for (size_t r = 0; r < MAX_ROWS; r++) {
         mf_fill_gauss(&rng, src, MAX_N, 1.0f);
         mf_f16_from_float(src, rows + r * STRIDE, MAX_N);
@@ -587,8 +592,14 @@ static void test_f16_rows(void **state)
                 acc_v[d] = acc_s[d] = (float)d * 0.25f;
                 mag[d] = fabsf(acc_s[d]);
             }
-            mf_avx2_f16_axpy_rows(n, rows, STRIDE, p, nr, acc_v);
-            mf_f16_axpy_rows_scalar(n, rows, STRIDE, p, nr, acc_s);
+            t->axpy_rows(n, rows, STRIDE, p, nr, acc_v);
+            sc->axpy_rows(n, rows, STRIDE, p, nr, acc_s);
+            /* a type without axpy_rows: each row through to_float, the scalar sums bit for bit */
+            float acc_c[MAX_N], row[MAX_N];
+            for (size_t d = 0; d < n; d++)
+                acc_c[d] = (float)d * 0.25f;
+            mf_axpy_rows(&conv, n, rows, STRIDE, p, nr, acc_c, row);
+            assert_memory_equal(acc_c, acc_s, n * sizeof(float));
             for (size_t r = 0; r < nr; r++)
                 for (size_t d = 0; d < n; d++)
                     mag[d] +=
