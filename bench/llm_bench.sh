@@ -9,9 +9,11 @@
 # on the same files and the ratios memfit / llama.cpp are printed, and, when
 # the build has bin/llama-simple (greedy), the greedy continuation of the
 # same prompt by both is compared. The machine's read bandwidth on 2 threads
-# (bench_matvec --bandwidth) is measured first, and "bw %" says what share of
-# it generation uses (weight bytes read per token x tokens/s / bandwidth; for
-# llama.cpp the same bytes per token at its rate).
+# (bench_matvec --bandwidth) is measured just before and just after each
+# generation run ("bw GB/s", their mean: on a shared VM it swings by 1.5x
+# within minutes), and "bw %" says what share of it generation uses (weight
+# bytes read per token x tokens/s / bandwidth; for llama.cpp the same bytes
+# per token at its rate, against the same mean).
 #
 # The files are cached in $MEMFIT_LLM_DIR (default /tmp/memfit_llm_bench):
 # the F16 file is ~3.7 GB and the quantized ones 1-2 GB each; free space is
@@ -55,13 +57,14 @@ llama_rates() {
                  END {printf "%s %s\n", pp, tg}'
 }
 
+# The machine's read bandwidth on 2 threads now, GB/s.
+read_bw() {
+    "$matvec" --bandwidth --threads 2 --types q4_0 --layers 1 |
+        awk '/^read bandwidth: 2 threads/ {print $5}'
+}
+
 bw=
-if [[ -x $bench_llm ]]; then
-    bw=$("$matvec" --bandwidth --threads 2 --types q4_0 --layers 1 |
-        awk '/^read bandwidth: 2 threads/ {print $5}')
-    echo "read bandwidth, 2 threads: $bw GB/s"
-fi
-printf '%-8s %9s %10s %10s %11s %6s' type "file MB" "prompt t/s" "gen t/s" "peak RSS MB" "bw %"
+printf '%-8s %9s %10s %10s %11s %7s %6s' type "file MB" "prompt t/s" "gen t/s" "peak RSS MB" "bw GB/s" "bw %"
 [[ -n ${LLAMA_CPP_DIR:-} ]] && printf ' %12s %12s %8s %8s %8s' "llama pp t/s" "llama tg t/s" "pp x" "tg x" "llama bw %"
 echo
 # Share of the bandwidth that generating at $2 tokens/s with $1 MB read per token uses.
@@ -77,17 +80,20 @@ for t in "${types[@]}"; do
             sed -E 's/.*prompt_tps=([0-9.]+).*peak_rss_mb=([0-9.]+).*/\1 \2/')
         # Generation as llama-bench's tg32 runs it: 32 tokens from an empty context (after a
         # 128-token prompt each token also reads ~130 positions of KV cache: ~8 % slower here).
+        bw0=$(read_bw)
         out=$("$bench_llm" "$f" --threads 2 --prompt 1 --gen 32 --batch 1)
+        bw=$(awk -v a="$bw0" -v b="$(read_bw)" 'BEGIN {printf "%.1f", (a + b) / 2}')
         tg=$(tail -n 1 <<<"$out" | sed -E 's/.*gen_tps=([0-9.]+).*/\1/')
         read_mb=$(sed -nE 's/^decode reads ([0-9.]+) MB.*/\1/p' <<<"$out")
     else
-        pp=- rss=- read_mb=
+        pp=- rss=- read_mb= bw=
         # Stand-in: the t/s that bench_matvec's 2-thread bandwidth gives this file's weights.
         mt=$t
         [[ $t == q4_k_m ]] && mt=q4_k
         tg=$("$matvec" --threads 2 --types "$mt" | awk -v mb="$mb" '$2 == "2" {printf "%.1f*", $5 * 1000 / mb}')
     fi
-    printf '%-8s %9s %10s %10s %11s %6s' "$t" "$mb" "$pp" "$tg" "$rss" "$(bw_pct "$read_mb" "$tg")"
+    printf '%-8s %9s %10s %10s %11s %7s %6s' "$t" "$mb" "$pp" "$tg" "$rss" "${bw:--}" \
+        "$(bw_pct "$read_mb" "$tg")"
     if [[ -n ${LLAMA_CPP_DIR:-} ]]; then
         read -r lpp ltg < <(llama_rates "$f")
         ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-"}'; }

@@ -402,6 +402,9 @@ void mf_avx512_dot_q4_0_rows(size_t n, const void *w, size_t w_stride, const voi
                              size_t n_rows);
 void mf_avx512_dot_q4_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
                                   size_t n_cols, float *out, size_t ldo, size_t n_rows);
+/* Q4_0's vec_dot_rows: mf_avx512_dot_q4_0_rows_cols with one column (x86/dot_cols512.c). */
+void mf_avx512_dot_q4_0_rows_t(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                               size_t n_rows);
 void mf_avx512_dot_q8_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
                                   size_t n_cols, float *out, size_t ldo, size_t n_rows);
 /* The rows x columns kernels live in x86/dot_cols512.c (the same flags); Q4_K and Q6_K against

@@ -76,7 +76,7 @@ static const struct traits_row x86_rows[] = {
 /* Laid over x86_rows where the AVX-512 dot kernels run (cpu_has_avx512_dot). */
 static const struct traits_row avx512_rows[] = {
     {MEMFIT_TYPE_Q4_0,
-     {NULL, NULL, mf_avx512_dot_q4_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q4_0_rows,
+     {NULL, NULL, mf_avx512_dot_q4_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q4_0_rows_t,
       mf_avx512_dot_q4_0_rows_cols, NULL}},
     {MEMFIT_TYPE_Q8_0,
      {NULL, NULL, mf_avx512_dot_q8_0, MEMFIT_TYPE_Q8_0, mf_avx512_dot_q8_0_rows,
