@@ -163,7 +163,8 @@ MEMFIT_API void memfit_engine_model_set_fetch(memfit_engine_model *model,
                                               const int *cancel);
 
 /* "dir/dino-s.gguf", "s3://bucket/x/dino.pth?v=2" -> "dino-s", "dino": the name
- * a model named on the command line is served under. NULL on E_NOMEM. */
+ * a model named on the command line is served under (only an extension of letters
+ * and digits is dropped: "dir/Qwen1.5-1.8B-Chat" keeps its dots). NULL on E_NOMEM. */
 MEMFIT_API char *memfit_engine_source_name(const char *source);
 
 /* ---- A manager with models: what every command and the server open -------------- */

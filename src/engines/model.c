@@ -16,6 +16,7 @@
  * final name) during the fetch, and mapped from there: the budget charges
  * the converted size, never the source plus a copy.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -564,7 +565,15 @@ char *memfit_engine_source_name(const char *source)
     for (const char *p = base + 1; p < end; p++)
         if (*p == '.')
             dot = p;
-    if (dot)
+    /* Only a file extension goes (letters and digits with a letter: "gguf", "pth"): the dots
+     * of a directory or repository name stay ("Qwen1.5-1.8B-Chat", not "Qwen1.5-1"). */
+    bool ext = dot && dot + 1 < end;
+    bool letter = false;
+    for (const char *p = dot ? dot + 1 : end; ext && p < end; p++) {
+        ext = isalnum((unsigned char)*p);
+        letter |= isalpha((unsigned char)*p) != 0;
+    }
+    if (ext && letter)
         end = dot;
     if (end <= base)
         return memfit_strdup(source);

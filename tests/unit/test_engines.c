@@ -127,6 +127,17 @@ static void test_model_errors(void **state)
     char *name = memfit_engine_source_name("s3://bucket/x/dino.pth?v=2");
     assert_string_equal(name, "dino");
     memfit_free(name);
+    /* a directory or repository name keeps its dots; a file's extension goes */
+    static const char *const cases[][2] = {{"/models/Qwen1.5-1.8B-Chat", "Qwen1.5-1.8B-Chat"},
+                                           {"hf://Qwen/Qwen1.5-1.8B-Chat", "Qwen1.5-1.8B-Chat"},
+                                           {"dir/qwen-1.8b.Q4_0.gguf", "qwen-1.8b.Q4_0"},
+                                           {"dir/model-v1.5", "model-v1.5"},
+                                           {"dir/weights.", "weights."}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        name = memfit_engine_source_name(cases[i][0]);
+        assert_string_equal(name, cases[i][1]);
+        memfit_free(name);
+    }
 }
 
 /* The plan equals what the engine reports once the model is open. */
