@@ -9,8 +9,8 @@
  * the columns ("token-GB/s": the weight bytes one token alone would have
  * read), best of RUNS, one thread.
  *
- * Then the rows x columns kernels (vec_dot_rows_cols, AVX-512 VNNI only) against the multi-row
- * kernel column by column, in the forward's 128-row chunks: weight GB/s per pass.
+ * Then the rows x columns kernels (vec_dot_rows_cols: AVX-512 VNNI, and Q4_0 with AVX2) against the
+ * multi-row kernel column by column, in the forward's 128-row chunks: weight GB/s per pass.
  *
  * Usage: bench_dot_cols [matrix MB (default 32)]
  */

@@ -42,7 +42,7 @@ struct mf_type_traits {
     mf_vec_dot_fn vec_dot;       /* NULL: no dot product */
     enum memfit_type vec_dot_type;
     mf_vec_dot_rows_fn vec_dot_rows;           /* NULL: no multi-row kernel, loop over vec_dot */
-    mf_vec_dot_rows_cols_fn vec_dot_rows_cols; /* NULL: none; set with AVX-512 VNNI only */
+    mf_vec_dot_rows_cols_fn vec_dot_rows_cols; /* NULL: none (AVX-512 VNNI; Q4_0 with AVX2) */
     mf_axpy_rows_fn axpy_rows;                 /* NULL: each row through to_float (F16 has one) */
 };
 
@@ -52,12 +52,10 @@ struct mf_type_traits {
  * a multi-row kernel it is used; its results must be bit-identical to the
  * one-row kernel, so a row's value does not depend on how rows are split
  * across threads. This is what an LLM forward should call for each
- * thread's range of rows of a matrix-vector product. (A four-row Q4_0
- * kernel sharing activation loads and scale conversions was tried and ran
- * slower than the one-row kernel under AVX2's 16 registers: accumulators
- * spilled; with AVX-512, four rows streamed side by side ran slower from
- * memory than one at a time. The AVX-512 Q4_0/Q8_0 ones arrange the
- * activation once per call and then take the rows one by one.)
+ * thread's range of rows of a matrix-vector product. (Rows streamed side by
+ * side ran slower from memory than one at a time, with AVX-512 (four rows)
+ * and with AVX2 (two); the Q4_0/Q8_0 ones arrange the activation once per
+ * call and then take the rows one by one.)
  */
 static inline void mf_vec_dot_rows(const struct mf_type_traits *t, size_t n, const void *w,
                                    size_t w_stride, const void *a, float *out, size_t n_rows)
@@ -348,7 +346,13 @@ void mf_avx2_quant_q8_k(const float *src, void *dst, size_t n);
 float mf_avx2_dot_f32(size_t n, const void *w, const void *a);
 float mf_avx2_dot_f16(size_t n, const void *w, const void *a);
 float mf_avx2_dot_bf16(size_t n, const void *w, const void *a);
+/* Q4_0 against Q8_0 with AVX2 (x86/dot_quad.c): four blocks' float work in one vector; the one-,
+ * multi-row and rows x columns kernels agree bit for bit. */
 float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a);
+void mf_avx2_dot_q4_0_rows(size_t n, const void *w, size_t w_stride, const void *a, float *out,
+                           size_t n_rows);
+void mf_avx2_dot_q4_0_rows_cols(size_t n, const void *w, size_t w_stride, const void *const *a,
+                                size_t n_cols, float *out, size_t ldo, size_t n_rows);
 float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);

@@ -189,26 +189,36 @@ static void test_quant_dots(void **state)
 /* mf_vec_dot_rows over strided rows: each row bit for bit the table's one-row kernel, and within
  * the scalar bound; row lengths around the AVX-512 kernel's 16-block step (partial steps, and
  * rows too long for its prepared activation), random bytes included (quants -128, Q4_0 0/15). */
-/* The multi-row multi-column kernel (AVX-512 VNNI only): every column of every row bit-identical
- * to vec_dot, for 1..8 columns (groups of 4 and a rest), partial steps, rows and activations of
- * random bytes (quants -128 included, finite scales), n past the prepared-activation budget. */
+/* False, saying so, where the type has no rows x columns kernel in this table (Q4_0 has one
+ * with AVX2, Q8_0 with AVX-512 VNNI/VBMI only). */
+static bool skip_no_rows_cols(const struct mf_type_traits *v, enum memfit_type type,
+                              const char *what)
+{
+    if (v->vec_dot_rows_cols)
+        return true;
+    printf("%s %s: skipped (no kernel without AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n", what,
+           memfit_type_get_info(type)->name);
+    return false;
+}
+
+/* The multi-row multi-column kernel (AVX-512 VNNI; Q4_0 also AVX2): every column of every row
+ * bit-identical to vec_dot, for 1..8 columns (groups of 4 and a rest), partial steps, rows and
+ * activations of random bytes (quants -128 included, finite scales), n past the prepared-activation
+ * budgets (AVX-512: 48 steps of 16 blocks; AVX2: 256 of 4). */
 static void test_dot_rows_cols(void **state)
 {
     (void)state;
     static const enum memfit_type types[] = {MEMFIT_TYPE_Q4_0, MEMFIT_TYPE_Q8_0};
-    static const size_t blocks[] = {1, 5, 16, 17, 40, 172, 193, 600};
+    static const size_t blocks[] = {1, 5, 16, 17, 40, 172, 193, 600, 1030};
     enum { ROWS = 5, COLS = 8 };
-    const size_t pad = 6, max_n = 600 * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, max_n);
-    if (!simd(MEMFIT_TYPE_Q4_0)->vec_dot_rows_cols) {
-        printf("dot rows x cols: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
-        return;
-    }
+    const size_t pad = 6, max_n = 1030 * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, max_n);
     struct mf_rng rng = {31};
     uint8_t *w = malloc(ROWS * (ab + pad)), *act = malloc(COLS * ab);
     float out[COLS * ROWS];
     for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
         const struct mf_type_traits *v = simd(types[t]);
-        assert_non_null(v->vec_dot_rows_cols);
+        if (!skip_no_rows_cols(v, types[t], "dot rows x cols"))
+            continue;
         uint32_t ts = memfit_type_get_info(types[t])->type_size;
         for (size_t k = 0; k < sizeof(blocks) / sizeof(blocks[0]); k++) {
             size_t n = blocks[k] * 32, rb = mf_row_bytes(types[t], n), ws = rb + pad;
@@ -279,10 +289,6 @@ static void test_dot_rows_cols_scales(void **state)
     static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7e00};
     enum { ROWS = 4, COLS = 4, BLOCKS = 75 }; /* 4 full steps and a partial one */
     const size_t n = BLOCKS * 32, ab = mf_row_bytes(MEMFIT_TYPE_Q8_0, n);
-    if (!simd(MEMFIT_TYPE_Q4_0)->vec_dot_rows_cols) {
-        printf("dot rows x cols scales: skipped (no AVX-512 VNNI/VBMI, or MEMFIT_NO_AVX512=1)\n");
-        return;
-    }
     struct mf_rng rng = {37};
     float *src = malloc(n * sizeof(float)), *wf = malloc(n * sizeof(float));
     float *af = malloc(COLS * n * sizeof(float));
@@ -294,6 +300,8 @@ static void test_dot_rows_cols_scales(void **state)
     for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
         const struct mf_type_traits *v = simd(types[t]), *sc = scalar(types[t]);
         size_t rb = mf_row_bytes(types[t], n), ts = memfit_type_get_info(types[t])->type_size;
+        if (!skip_no_rows_cols(v, types[t], "dot rows x cols scales"))
+            continue;
         for (int pass = 0; pass < 2; pass++) {
             for (size_t r = 0; r < ROWS; r++) {
                 mf_fill_gauss(&rng, src, n, 0.05f);

@@ -1,6 +1,6 @@
 /*
  * AVX2 + FMA + F16C kernels: dot products for F32, F16, BF16 (against F32
- * activations), Q8_0 and Q4_0 (against Q8_0), Q4_K and Q6_K (against Q8_K),
+ * activations), Q8_0 (against Q8_0; Q4_0's are in x86/dot_quad.c), Q4_K and Q6_K (against Q8_K),
  * the activation quantizers Q8_0 and Q8_K, and F16 row conversion.
  *
  * Compiled with -mavx2 -mfma -mf16c; traits.c only hands these out after
@@ -10,7 +10,7 @@
  *   rounding: roundf for Q8_0 done by hand, nearest-even for Q8_K);
  * - the K-quant dots sum each super-block in integers and combine blocks in
  *   the scalar order, so they are bit-identical to the reference;
- * - the Q8_0/Q4_0 dots keep eight float lanes of partial block sums (exact
+ * - the Q8_0 dot keeps eight float lanes of partial block sums (exact
  *   integers times the block scale), so only the float summation order
  *   differs;
  * - the float dots sum in float lanes where the reference sums in double.
@@ -18,8 +18,8 @@
  * moved onto the activation, which is safe because activations from our
  * quantizers never hold -128.
  * The K-quant dots prefetch ahead (x86/prefetch.h): 1.8B Q4_K_M decode 1-3 %
- * faster; the Q8_0/Q4_0 ones here are compute-bound (27 GB/s on 2 threads, the
- * same with or without).
+ * faster; the Q8_0 one here was compute-bound (27 GB/s on 2 threads, the same
+ * with or without).
  */
 #include <float.h>
 #include <immintrin.h>
@@ -172,12 +172,12 @@ float mf_avx2_dot_bf16(size_t n, const void *w, const void *a)
     return sum;
 }
 
-/* ---- Q8_0 / Q4_0 against Q8_0 ------------------------------------------- */
+/* ---- Q8_0 against Q8_0 --------------------------------------------------- */
 
 /*
  * These kernels are bound by memory bandwidth once they stop waiting on
  * themselves: a single float accumulator chains every block's FMA (4 cycles
- * each), which capped Q4_0 at half the bandwidth. Four accumulators over
+ * each), which capped Q4_0 (then here too) at half the bandwidth. Four accumulators over
  * four blocks per step leave the FMA latency hidden and the loads in
  * flight; the lanes are summed once at the end.
  */
@@ -210,20 +210,6 @@ static inline __m256i q8_0_ints(const struct mf_block_q8_0 *x, const struct mf_b
     __m256i xv = _mm256_loadu_si256((const __m256i *)x->qs);
     __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
     __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(yv, xv));
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
-/*
- * The 32 nibbles of a Q4_0 block (0..15) times the activation, minus 8 *
- * the activation: maddubs takes the nibbles as they are (unsigned), so no
- * sign juggling; each int16 pair stays within +-(3810 + 2032).
- */
-static inline __m256i q4_0_ints(const struct mf_block_q4_0 *x, const struct mf_block_q8_0 *y)
-{
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256i q = mf_q4_0_nibbles(x);
-    __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);
-    __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
@@ -263,15 +249,6 @@ float mf_avx2_dot_q8_0(size_t n, const void *w, const void *a)
     const struct mf_block_q8_0 *x = w, *y = a;
     float sum;
     DOT_BLOCKS(q8_0_ints, x, y, n / MF_QK, sum);
-    return sum;
-}
-
-float mf_avx2_dot_q4_0(size_t n, const void *w, const void *a)
-{
-    const struct mf_block_q4_0 *x = w;
-    const struct mf_block_q8_0 *y = a;
-    float sum;
-    DOT_BLOCKS(q4_0_ints, x, y, n / MF_QK, sum);
     return sum;
 }
 
