@@ -358,6 +358,10 @@ float mf_avx2_dot_q4_k(size_t n, const void *w, const void *a);
 float mf_avx2_dot_q6_k(size_t n, const void *w, const void *a);
 float mf_avx2_nf4_dot(size_t n, const uint8_t *codes, const float *absmax, unsigned shift,
                       const void *act);
+/* memfit_nf4_matvec_rows with mf_avx2_nf4_dot (x86/nf4.c), the activation split once per call:
+ * each row's value bit-identical to the row kernel's. */
+void mf_avx2_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_begin,
+                             uint64_t row_end, const void *act, float *y);
 /* The AVX-512BW NF4 row kernel (x86/nf4_avx512.c, -mavx512f -mavx512bw), and its
  * decoder of count double-quantized absmax values from block b0 (what
  * mf_nf4_block_absmax gives, bit for bit). */

@@ -349,6 +349,10 @@ void mf_nf4_matvec_rows_with(mf_nf4_dot_fn dot, const struct memfit_nf4_matrix *
         mf_avx512vnni_nf4_matvec_rows(m, row_begin, row_end, act, y);
         return;
     }
+    if (dot == mf_avx2_nf4_dot) { /* the same: the activation split once */
+        mf_avx2_nf4_matvec_rows(m, row_begin, row_end, act, y);
+        return;
+    }
 #endif
     float absmax[MEMFIT_NF4_MAX_COLS / 32];
     size_t n = (size_t)m->cols;
