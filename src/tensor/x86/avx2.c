@@ -233,6 +233,7 @@ static inline __m256i q8_0_ints(const struct mf_block_q8_0 *x, const struct mf_b
         __m256 acc_ = _mm256_setzero_ps();                                                         \
         size_t i_ = 0;                                                                             \
         for (; i_ + 4 <= (nb); i_ += 4) {                                                          \
+            mf_prefetch_ahead(x + i_, 4 * sizeof(*x));                                             \
             __m256 d_ = scales4((const uint8_t *)(x + i_), sizeof(*x), (const uint8_t *)(y + i_),  \
                                 sizeof(*y));                                                       \
             acc_ = _mm256_add_ps(                                                                  \
