@@ -111,22 +111,11 @@ INLINE __m256 weight_step(const struct mf_block_q4_0 *x, __m256i q[STEP])
     return _mm256_set_m128(d, d);
 }
 
-/* Step s of column c: prepared, or prepared now. */
-INLINE void col_step(const struct col_steps *pre, const struct mf_block_q8_0 *y, size_t nb,
-                     size_t s, __m256i *off, __m128 *d)
-{
-    if (pre) {
-        *off = pre->off[s];
-        *d = pre->d[s];
-    } else {
-        prepare_step(y, nb, s, off, d);
-    }
-}
-
-/* Row x (nb blocks) against nc (a constant after inlining) columns a[c] with their prepared
- * steps pre[c] (NULL: prepared step by step): out[c * ldo]. */
+/* Row x (nb blocks) against nc columns a[c] with their prepared steps pre[c] (prep) or
+ * preparing each step as it comes: out[c * ldo]. nc and prep are constants after inlining, so
+ * the accumulators stay in registers. */
 INLINE void row_cols(const struct mf_block_q4_0 *x, size_t nb, const struct mf_block_q8_0 *const *a,
-                     const struct col_steps *const *pre, int nc, float *out, size_t ldo)
+                     const struct col_steps *const *pre, int nc, bool prep, float *out, size_t ldo)
 {
     __m256 acc[COLS];
     __m256i q[STEP], off;
@@ -137,8 +126,12 @@ INLINE void row_cols(const struct mf_block_q4_0 *x, size_t nb, const struct mf_b
         __m256 dw = weight_step(x + s * STEP, q);
         _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++)
         {
-            col_step(pre[c], a[c], nb, s, &off, &dy);
-            acc[c] = step_col(q, dw, a[c] + s * STEP, off, dy, acc[c]);
+            if (prep) {
+                acc[c] = step_col(q, dw, a[c] + s * STEP, pre[c]->off[s], pre[c]->d[s], acc[c]);
+            } else {
+                prepare_step(a[c], nb, s, &off, &dy);
+                acc[c] = step_col(q, dw, a[c] + s * STEP, off, dy, acc[c]);
+            }
         }
     }
     if (s * STEP < nb) { /* the last, partial step through zero-padded copies */
@@ -149,7 +142,12 @@ INLINE void row_cols(const struct mf_block_q4_0 *x, size_t nb, const struct mf_b
         memcpy(wpad, x + s * STEP, rest * sizeof(*x));
         __m256 dw = weight_step(wpad, q);
         for (int c = 0; c < nc; c++) {
-            col_step(pre[c], a[c], nb, s, &off, &dy);
+            if (prep) {
+                off = pre[c]->off[s];
+                dy = pre[c]->d[s];
+            } else {
+                prepare_step(a[c], nb, s, &off, &dy);
+            }
             memset(ypad, 0, sizeof(ypad));
             memcpy(ypad, a[c] + s * STEP, rest * sizeof(ypad[0]));
             acc[c] = step_col(q, dw, ypad, off, dy, acc[c]);
@@ -163,13 +161,14 @@ INLINE void row_cols(const struct mf_block_q4_0 *x, size_t nb, const struct mf_b
  * (prefetches never fault, past the matrix included: the address is an integer until then). */
 INLINE void rows_pass(size_t nb, const uint8_t *w, size_t w_stride,
                       const struct mf_block_q8_0 *const *a, const struct col_steps *const *pre,
-                      int nc, float *out, size_t ldo, size_t n_rows)
+                      int nc, bool prep, float *out, size_t ldo, size_t n_rows)
 {
     for (size_t r = 0; r < n_rows; r++) {
         uintptr_t ahead = (uintptr_t)w + (r + PF_AHEAD) * w_stride;
         for (size_t o = 0; o < nb * sizeof(struct mf_block_q4_0); o += 64)
             _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
-        row_cols((const struct mf_block_q4_0 *)(w + r * w_stride), nb, a, pre, nc, out + r, ldo);
+        row_cols((const struct mf_block_q4_0 *)(w + r * w_stride), nb, a, pre, nc, prep, out + r,
+                 ldo);
     }
 }
 
@@ -192,20 +191,24 @@ void mf_avx2_dot_q4_0_rows_cols(size_t n, const void *w, size_t w_stride, const 
                 prepare_step(ac[c], nb, s, &pre[c].off[s], &pre[c].d[s]);
         }
         float *o = out + c0 * ldo;
+#define PASS(NC)                                                                                   \
+    (prepared ? rows_pass(nb, w, w_stride, ac, pc, NC, true, o, ldo, n_rows)                       \
+              : rows_pass(nb, w, w_stride, ac, pc, NC, false, o, ldo, n_rows))
         switch (nc) {
         case 1:
-            rows_pass(nb, w, w_stride, ac, pc, 1, o, ldo, n_rows);
+            PASS(1);
             break;
         case 2:
-            rows_pass(nb, w, w_stride, ac, pc, 2, o, ldo, n_rows);
+            PASS(2);
             break;
         case 3:
-            rows_pass(nb, w, w_stride, ac, pc, 3, o, ldo, n_rows);
+            PASS(3);
             break;
         default:
-            rows_pass(nb, w, w_stride, ac, pc, COLS, o, ldo, n_rows);
+            PASS(COLS);
             break;
         }
+#undef PASS
     }
 }
 
