@@ -77,6 +77,18 @@ enum memfit_status memfit_matmul(enum memfit_type type, const void *w, uint64_t 
         acts = work;
     }
     const uint8_t *wb = w;
+    if (t->vec_dot_rows_cols) { /* vec_dot's values, each row unpacked once for 8 columns */
+        for (uint64_t c0 = 0; c0 < n_cols; c0 += 8) {
+            const void *cols[8];
+            size_t nc = n_cols - c0 < 8 ? (size_t)(n_cols - c0) : 8;
+            for (size_t c = 0; c < nc; c++)
+                cols[c] = acts + (c0 + c) * act_row;
+            t->vec_dot_rows_cols((size_t)n, wb, (size_t)w_row, cols, nc, y + c0 * n_rows,
+                                 (size_t)n_rows, (size_t)n_rows);
+        }
+        memfit_free(owned);
+        return MEMFIT_OK;
+    }
     /* Weight rows outside: each is streamed from memory once, however many columns. */
     for (uint64_t r = 0; r < n_rows; r++)
         for (uint64_t c = 0; c < n_cols; c++)
