@@ -16,7 +16,6 @@
  * sums differs from the scalar reference.
  */
 #include <immintrin.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "tensor/blocks.h"
@@ -26,7 +25,6 @@
 #define INLINE    static inline __attribute__((always_inline))
 #define STEP      4   /* blocks per step */
 #define MAX_STEPS 256 /* split steps of the activation per call (rows up to 32768): 40 KB */
-#define PF_AHEAD  4   /* rows prefetched ahead (as x86/dot_quad.c) */
 
 /* A step of the activation: q[0] the even quants of blocks 0 and 1 (a block per 128-bit lane),
  * q[1] their odd quants, q[2] and q[3] the same for blocks 2 and 3; d in lane order (blocks 0, 0,
@@ -158,9 +156,6 @@ void mf_avx2_nf4_matvec_rows(const struct memfit_nf4_matrix *m, uint64_t row_beg
         use = pre;
     }
     for (uint64_t r = row_begin; r < row_end; r++) {
-        uintptr_t ahead = (uintptr_t)m->codes + (r + PF_AHEAD) * (n / 2);
-        for (size_t o = 0; o < n / 2; o += 64)
-            _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
         memfit_nf4_row_absmax(m, r, absmax);
         const uint8_t *codes = m->codes + r * (n / 2);
         y[r - row_begin] = shift == 1 ? row_dot(nb, codes, absmax, 1, a, use)
